@@ -1,0 +1,54 @@
+# hx: the two commands are `make run` and `make test`; both run `make setup` first.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+
+.PHONY: setup run test lint typecheck pytest contracts-test bench lock clean
+
+setup: $(STAMPS)/python $(STAMPS)/npm
+
+$(STAMPS)/python: pyproject.toml requirements.lock
+	@mkdir -p $(STAMPS)
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+$(STAMPS)/npm: package.json package-lock.json contracts/scripts/setup.sh
+	@mkdir -p $(STAMPS)
+	bash contracts/scripts/setup.sh
+	@touch $@
+
+run: setup
+	$(BIN)/hx up
+
+test: setup lint typecheck pytest contracts-test
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck:
+	$(BIN)/mypy engine/types engine/wire engine/ring
+
+pytest:
+	$(BIN)/pytest tests
+
+contracts-test:
+	bash contracts/scripts/test.sh
+
+bench: setup
+	$(BIN)/hx bench ring --json
+	$(BIN)/hx bench book --json
+	$(BIN)/hx bench shard --json
+
+# Re-pin Python dependencies after changing pyproject.toml.
+lock:
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^hx' > requirements.lock
+
+clean:
+	rm -rf $(STAMPS) $(VENV) node_modules contracts/out contracts/cache var

@@ -1,0 +1,227 @@
+"""The vocabulary shared by every stage: message types, sides, order kinds, reasons.
+
+Every enum is an ``IntEnum`` so that its values travel in fixed-layout structs as plain integers
+and compare with ints on the hot path without conversion. Values are part of the wire protocol:
+never renumber, only append.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class MsgType(IntEnum):
+    """Header ``msg_type``. 1-31 commands (into the engine), 32-63 events (out), 64+ control."""
+
+    NEW_ORDER = 1
+    CANCEL = 2
+    AMEND = 3
+    CANCEL_ALL = 4
+    MARK_PRICE = 5
+    SET_MARKET_STATUS = 6
+    CLOCK = 7
+
+    ACCEPTED = 32
+    REJECTED = 33
+    FILL = 34
+    CANCELLED = 35
+    L2_DELTA = 36
+    TRADE = 37
+    BBO = 38
+    AMENDED = 39
+    TRIGGERED = 40
+    MARKET_STATUS = 41
+
+    HEARTBEAT = 64
+    SNAPSHOT_REQUEST = 65
+    SHUTDOWN = 66
+
+
+class Side(IntEnum):
+    BUY = 0
+    SELL = 1
+
+
+class TimeInForce(IntEnum):
+    """How long an order may rest. Post-only is a flag, not a time in force."""
+
+    GTC = 0
+    IOC = 1
+    FOK = 2
+    GTT = 3
+
+
+class OrderType(IntEnum):
+    LIMIT = 0
+    MARKET = 1  # price field is the worst acceptable price (slippage protection)
+    STOP_LIMIT = 2  # rests untriggered until mark crosses the trigger price, then a limit order
+    STOP_MARKET = 3
+    TAKE_PROFIT_LIMIT = 4
+    TAKE_PROFIT_MARKET = 5
+
+
+class OrderFlag(IntEnum):
+    """Bits of ``NewOrder.flags``. Bits 4-6 hold the :class:`StpMode`."""
+
+    POST_ONLY = 1 << 0  # reject if it would take liquidity
+    POST_ONLY_SLIDE = 1 << 1  # reprice one tick behind the opposite touch instead of rejecting
+    REDUCE_ONLY = 1 << 2
+
+
+STP_SHIFT = 4
+STP_MASK = 0b111 << STP_SHIFT
+
+
+class StpMode(IntEnum):
+    """Self-trade prevention, applied when a taker would match its own account's resting order."""
+
+    NONE = 0  # allow the self-trade (used by the standard workload, where accounts are unique)
+    CANCEL_NEWEST = 1  # cancel the incoming order's remainder
+    CANCEL_OLDEST = 2  # cancel the resting order, keep matching
+    CANCEL_BOTH = 3
+    DECREMENT = 4  # reduce both by the overlap without a trade; cancel whichever reaches zero
+
+
+class MarketKind(IntEnum):
+    SPOT = 0
+    PERP = 1
+    EQUITY = 2
+    PREDICTION = 3
+
+
+class MarketStatus(IntEnum):
+    OPEN = 0
+    HALTED = 1  # no new orders or amends; cancels allowed
+    CLOSED = 2  # equities outside their session: same as halted
+    RESOLVED = 3  # prediction market resolved: nothing but cancels
+    POST_ONLY = 4  # auction-like re-open: only post-only orders and cancels
+
+
+class CancelReason(IntEnum):
+    USER = 0
+    IOC_REMAINDER = 1
+    FOK_UNFILLED = 2
+    SELF_TRADE = 3
+    EXPIRED = 4
+    CANCEL_ALL = 5
+    MARKET_NO_LIQUIDITY = 6  # market order remainder with nothing left within its worst price
+    MARKET_STATUS = 7  # market halted/resolved cancelled resting orders
+    LIQUIDATION = 8
+    REDUCE_ONLY = 9
+
+
+class RejectCode(IntEnum):
+    """Why a command was refused. 0 is success. Grouped by the stage that decides, by hundreds."""
+
+    OK = 0
+
+    # 1xx: wire and gateway (structure, auth, limits)
+    MALFORMED = 100
+    UNKNOWN_MSG_TYPE = 101
+    BAD_VERSION = 102
+    BAD_LENGTH = 103
+    NOT_AUTHENTICATED = 110
+    WRONG_ACCOUNT = 111
+    RATE_LIMITED = 120
+    TOO_MANY_SUBSCRIPTIONS = 121
+    BAD_JSON = 130
+    BAD_FIELD = 131
+    BAD_DECIMAL = 132
+    BACKPRESSURE = 140  # ring into the engine full: retry later
+    ENGINE_UNAVAILABLE = 141
+
+    # 2xx: risk (pre-trade), reserved for the risk stage
+    INSUFFICIENT_MARGIN = 200
+    REDUCE_ONLY_WOULD_INCREASE = 201
+    ACCOUNT_LIQUIDATING = 202
+
+    # 3xx: shard (market rules and the book)
+    UNKNOWN_MARKET = 300
+    BAD_SIDE = 301
+    BAD_TIF = 302
+    BAD_ORDER_TYPE = 303
+    BAD_FLAGS = 304
+    BAD_PRICE_TICK = 310  # zero, negative or beyond the market's max price
+    BAD_SIZE_LOT = 311  # zero or negative size
+    SIZE_BELOW_MIN = 312
+    SIZE_ABOVE_MAX = 313
+    NOTIONAL_BELOW_MIN = 314
+    NOTIONAL_OVERFLOW = 315
+    PRICE_OUTSIDE_BAND = 316
+    BAD_TRIGGER_PRICE = 317
+    MARKET_HALTED = 320
+    MARKET_CLOSED = 321
+    MARKET_RESOLVED = 322
+    MARKET_POST_ONLY = 323
+    UNKNOWN_ORDER = 330
+    DUPLICATE_ORDER_ID = 331
+    DUPLICATE_CLIENT_ORDER_ID = 332
+    EXPIRED = 333
+    BAD_EXPIRY = 334
+    POST_ONLY_WOULD_TAKE = 340
+    FOK_NOT_FILLABLE = 341
+    NO_LIQUIDITY = 342
+    AMEND_NO_CHANGE = 350
+    AMEND_BAD_SIZE = 351
+    STALE_SEQUENCE = 360
+    OWNER_MISMATCH = 361
+    REDUCE_ONLY_NO_POSITION = 362
+
+
+REJECT_MESSAGES: dict[RejectCode, str] = {
+    RejectCode.OK: "ok",
+    RejectCode.MALFORMED: "message is not a valid fixed-layout struct",
+    RejectCode.UNKNOWN_MSG_TYPE: "unknown message type",
+    RejectCode.BAD_VERSION: "unsupported message version",
+    RejectCode.BAD_LENGTH: "header length does not match the message type",
+    RejectCode.NOT_AUTHENTICATED: "log in before sending orders",
+    RejectCode.WRONG_ACCOUNT: "account field is not the logged-in account",
+    RejectCode.RATE_LIMITED: "rate limit exceeded; retry after the advertised delay",
+    RejectCode.TOO_MANY_SUBSCRIPTIONS: "too many subscriptions on this connection",
+    RejectCode.BAD_JSON: "frame is not valid JSON",
+    RejectCode.BAD_FIELD: "a field is missing or of the wrong type",
+    RejectCode.BAD_DECIMAL: "decimal is not an exact multiple of the tick or lot",
+    RejectCode.BACKPRESSURE: "engine is busy; retry",
+    RejectCode.ENGINE_UNAVAILABLE: "engine is not running",
+    RejectCode.INSUFFICIENT_MARGIN: "insufficient margin",
+    RejectCode.REDUCE_ONLY_WOULD_INCREASE: "reduce-only order would increase the position",
+    RejectCode.ACCOUNT_LIQUIDATING: "account is being liquidated",
+    RejectCode.UNKNOWN_MARKET: "unknown market",
+    RejectCode.BAD_SIDE: "side must be 0 (buy) or 1 (sell)",
+    RejectCode.BAD_TIF: "unknown time in force",
+    RejectCode.BAD_ORDER_TYPE: "unknown order type",
+    RejectCode.BAD_FLAGS: "invalid flag combination",
+    RejectCode.BAD_PRICE_TICK: "price must be a positive number of ticks within the market's range",
+    RejectCode.BAD_SIZE_LOT: "size must be a positive number of lots",
+    RejectCode.SIZE_BELOW_MIN: "size below the market minimum",
+    RejectCode.SIZE_ABOVE_MAX: "size above the market maximum",
+    RejectCode.NOTIONAL_BELOW_MIN: "notional below the market minimum",
+    RejectCode.NOTIONAL_OVERFLOW: "price x size overflows int64",
+    RejectCode.PRICE_OUTSIDE_BAND: "price outside the band around the reference price",
+    RejectCode.BAD_TRIGGER_PRICE: "trigger price missing or invalid for this order type",
+    RejectCode.MARKET_HALTED: "market is halted",
+    RejectCode.MARKET_CLOSED: "market is closed",
+    RejectCode.MARKET_RESOLVED: "market is resolved",
+    RejectCode.MARKET_POST_ONLY: "market accepts only post-only orders now",
+    RejectCode.UNKNOWN_ORDER: "no such open order",
+    RejectCode.DUPLICATE_ORDER_ID: "order id already used",
+    RejectCode.DUPLICATE_CLIENT_ORDER_ID: "client order id already live for this account",
+    RejectCode.EXPIRED: "order expired before it reached the book",
+    RejectCode.BAD_EXPIRY: "GTT order needs a future expiry; other orders must not set one",
+    RejectCode.POST_ONLY_WOULD_TAKE: "post-only order would take liquidity",
+    RejectCode.FOK_NOT_FILLABLE: "fill-or-kill order cannot be filled in full",
+    RejectCode.NO_LIQUIDITY: "market order found no liquidity within its worst price",
+    RejectCode.AMEND_NO_CHANGE: "amend changes nothing",
+    RejectCode.AMEND_BAD_SIZE: "amended size must be positive and above what is already filled",
+    RejectCode.STALE_SEQUENCE: "command sequence number already processed",
+    RejectCode.OWNER_MISMATCH: "order belongs to another account",
+    RejectCode.REDUCE_ONLY_NO_POSITION: "reduce-only order needs an opposite position",
+}
+
+
+def reject_message(code: int) -> str:
+    """Human text for a reject code; unknown codes still get a message, never a KeyError."""
+    try:
+        return REJECT_MESSAGES[RejectCode(code)]
+    except ValueError:
+        return f"reject code {code}"
