@@ -36,7 +36,7 @@ CONSUMER_BYTES = 128
 PAGE = 4096
 
 # word indexes into the control block (8-byte words)
-W_MAGIC, W_VERSION, W_SLOT, W_CAPACITY, W_CONSUMERS, W_PRODUCER_PID, W_BLOCKERS = 0, 1, 2, 3, 4, 5, 6
+W_MAGIC, W_VERSION, W_SLOT, W_CAPACITY, W_CONSUMERS, W_PRODUCER_PID, W_BLOCKERS, W_NONCE = 0, 1, 2, 3, 4, 5, 6, 7
 W_PUBLISHED = 8  # byte 64: its own cache line
 # word offsets inside a consumer block
 C_CURSOR, C_STATE, C_PID, C_START, C_WAITING = 0, 1, 2, 3, 4
@@ -135,6 +135,7 @@ class RingBuffer:
         ctl[W_CAPACITY] = capacity
         ctl[W_CONSUMERS] = consumers
         ctl[W_PRODUCER_PID] = os.getpid()
+        ctl[W_NONCE] = int.from_bytes(os.urandom(8), "little") >> 1
         cons = shm.buf[CONTROL_BYTES:CONTROL_BYTES + CONSUMER_BYTES * consumers].cast("q")
         for i in range(consumers):
             cons[i * 16 + C_STATE] = STATE_ACTIVE
@@ -189,6 +190,15 @@ class RingBuffer:
         self.close()
 
     # ---- producer ------------------------------------------------------------------------------
+    @property
+    def nonce(self) -> int:
+        """Random identity of this ring instance: a recreated ring with the same name differs."""
+        return self._ctl[W_NONCE]
+
+    def set_producer(self) -> None:
+        """Record the calling process as the producer (for consumers' liveness checks)."""
+        self._ctl[W_PRODUCER_PID] = os.getpid()
+
     @property
     def published(self) -> int:
         return self._ctl[W_PUBLISHED]

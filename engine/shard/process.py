@@ -1,0 +1,238 @@
+"""The shard process: merge order rings, journal, match, publish events. A deterministic state machine.
+
+Loop: take a batch from one input ring (round robin), frame it as one journal record (a batch
+header, a CLOCK command stamped now, the commands as received), commit the record (group commit),
+apply the record to the matching engine, publish the events to the event ring, release the input.
+The journal, not the rings, is the sequence: applying the same records to the same snapshot gives
+the same event bytes, so recovery = latest snapshot + replay of the journal tail.
+
+Exactly-once across a crash: the snapshot stores how many events the shard had published and the
+input cursors; on restart the shard replays the journal, re-derives every event, publishes only
+those the event ring has not seen (its ``published`` counter survives in shared memory), and moves
+each input cursor past what the journal already holds. Ring identity (a nonce) guards against
+applying cursors to a ring that was recreated.
+
+Control: SIGTERM -> snapshot and exit; SIGUSR1 -> snapshot now. HEARTBEAT commands are journaled
+and answered with a HEARTBEAT event (``last_seq`` = the journal record), so a feeder can tell when
+everything before it has been processed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.journal import JournalReader, JournalWriter, SnapshotStore
+from engine.ring import RingBuffer, make_wait_strategy
+from engine.shard.event_sink import WireEventWriter
+from engine.shard.market_spec import load_markets
+from engine.shard.matching_engine import MatchingEngine
+from engine.types.enums import MsgType
+from engine.wire.layout import HEARTBEAT_STRUCT, SLOT_BYTES, WIRE_VERSION
+
+# Journal record: [batch header slot][commands...]; header = input index, command count,
+# input cursor before the batch, input ring nonce, engine clock (ns).
+BATCH_HEADER = struct.Struct("<IIQQQ")
+HEADER_SLOT = SLOT_BYTES
+# Snapshot: meta header then the engine blob.
+SNAP_META = struct.Struct("<QQQI")  # journal seq, events published, event ring nonce, input count
+SNAP_INPUT = struct.Struct("<QQ")  # input ring nonce, input cursor after the snapshot's last record
+MAX_BATCH = 256
+
+
+@dataclass(frozen=True)
+class ShardOptions:
+    topology: Any  # hx.topology.Topology (engine does not import hx)
+    shard: int
+    markets_path: str
+    state_dir: str
+    wait: str = "spin-then-backoff"
+    fsync: str = "batch"
+    cpu: int | None = None
+    snapshot_every: int = 5000  # journal records between snapshots
+    max_batch: int = MAX_BATCH
+
+
+class ShardState:
+    """Engine + event writer + journal bookkeeping: the part replay and live processing share."""
+
+    def __init__(self, engine: MatchingEngine, writer: WireEventWriter) -> None:
+        self.engine = engine
+        self.writer = writer
+        self.heartbeat = bytearray(SLOT_BYTES)
+
+    def apply(self, record: memoryview | bytes, journal_seq: int) -> None:
+        """Apply one journal record; its events accumulate in ``writer``."""
+        _idx, count, _cursor, _nonce, now_ns = BATCH_HEADER.unpack_from(record, 0)
+        engine = self.engine
+        engine.set_clock(now_ns)
+        handle = engine.handle
+        for k in range(count):
+            offset = HEADER_SLOT + k * SLOT_BYTES
+            if record[offset] == MsgType.HEARTBEAT:
+                HEARTBEAT_STRUCT.pack_into(self.heartbeat, 0, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES,
+                                           0, now_ns, journal_seq)
+                self.writer.raw(self.heartbeat)
+            else:
+                handle(record, offset)
+
+
+def _publish(ring: RingBuffer, data: memoryview | bytes, skip_events: int, wait: Any) -> int:
+    """Publish whole events, skipping the first ``skip_events`` (already in the ring); returns skips left."""
+    n = len(data) // SLOT_BYTES
+    if skip_events >= n:
+        return skip_events - n
+    view = memoryview(data)[skip_events * SLOT_BYTES:]
+    chunk = max(1, ring.capacity // 2) * SLOT_BYTES
+    for start in range(0, len(view), chunk):
+        ring.publish(view[start:start + chunk], wait=wait)
+    return 0
+
+
+class Shard:
+    """One shard's live process state: rings, journal, snapshots and the loop."""
+
+    def __init__(self, options: ShardOptions) -> None:
+        topo = options.topology
+        self.options = options
+        self.state_dir = Path(options.state_dir)
+        all_markets = load_markets(options.markets_path)
+        self.markets = {m: spec for m, spec in all_markets.items() if topo.shard_of(m) == options.shard}
+        self.wait = make_wait_strategy(options.wait)
+        self.inputs = [RingBuffer.attach(topo.order_ring(p, options.shard)) for p in range(topo.order_producers)]
+        self.consumers = [ring.consumer(0, make_wait_strategy(options.wait) if len(self.inputs) == 1 else None)
+                          for ring in self.inputs]
+        self.events = RingBuffer.attach(topo.event_ring(options.shard))
+        self.events.set_producer()
+        self.snapshots = SnapshotStore(self.state_dir / "snapshots")
+        self.records_since_snapshot = 0
+        self.stop_requested = False
+        self.snapshot_requested = False
+        self.state = self._recover()
+        self.journal = JournalWriter(self.state_dir / "journal", fsync_policy=options.fsync)
+
+    # ---- recovery ------------------------------------------------------------------------------
+    def _recover(self) -> ShardState:
+        writer = WireEventWriter()
+        snap = self.snapshots.latest_valid()
+        if snap is None:
+            engine = MatchingEngine(self.markets, writer)
+            journal_seq, events_at_snap, event_nonce, cursors = 0, 0, self.events.nonce, {}
+        else:
+            journal_seq, blob = snap
+            seq, events_at_snap, event_nonce, n_inputs = SNAP_META.unpack_from(blob, 0)
+            assert seq == journal_seq, "snapshot meta disagrees with its file"
+            cursors = {}
+            offset = SNAP_META.size
+            for _ in range(n_inputs):
+                nonce, cursor = SNAP_INPUT.unpack_from(blob, offset)
+                cursors[nonce] = cursor
+                offset += SNAP_INPUT.size
+            engine = MatchingEngine.restore(self.markets, writer, bytes(blob[offset:]))
+        state = ShardState(engine, writer)
+        # Events already in the ring need not be published again (same ring instance only).
+        same_ring = event_nonce == self.events.nonce
+        skip = self.events.published - events_at_snap if same_ring else 1 << 62
+        journal_dir = self.state_dir / "journal"
+        if journal_dir.exists():
+            for seq, record in JournalReader(journal_dir).replay(journal_seq + 1):
+                state.apply(record, seq)
+                idx, count, cursor, nonce, _now = BATCH_HEADER.unpack_from(record, 0)
+                cursors[nonce] = cursor + count
+                journal_seq = seq
+                skip = _publish(self.events, writer.take(), skip, self.wait)
+        self.events_published = self.events.published if same_ring else 0
+        for ring, consumer in zip(self.inputs, self.consumers, strict=True):
+            done = cursors.get(ring.nonce, 0)
+            if consumer.cursor < done <= ring.published:
+                consumer.release(done - consumer.cursor)
+        self.journal_seq = journal_seq
+        self.event_nonce = self.events.nonce
+        return state
+
+    def write_snapshot(self) -> None:
+        parts = [SNAP_META.pack(self.journal_seq, self.events.published, self.events.nonce, len(self.inputs))]
+        parts += [SNAP_INPUT.pack(ring.nonce, cons.cursor) for ring, cons in zip(self.inputs, self.consumers, strict=True)]
+        parts.append(self.state.engine.snapshot())
+        self.journal.flush()
+        self.snapshots.write(self.journal_seq, b"".join(parts))
+        self.snapshots.prune(keep=2)
+        self.records_since_snapshot = 0
+
+    # ---- live loop -----------------------------------------------------------------------------
+    def _ready_count(self) -> int:
+        total = 0
+        for consumer in self.consumers:
+            total += consumer.available()
+        return total
+
+    def run(self, ready: Any = None) -> None:
+        if ready is not None:
+            ready.set()
+        consumers = self.consumers
+        journal = self.journal
+        state = self.state
+        writer = state.writer
+        events = self.events
+        wait = self.wait
+        max_batch = self.options.max_batch
+        header = bytearray(HEADER_SLOT)
+        now = time.time_ns
+        idle_wait = consumers[0].wait_strategy if len(consumers) == 1 else wait
+        while not self.stop_requested:
+            worked = False
+            for idx, consumer in enumerate(consumers):
+                view, n = consumer.peek(max_batch)
+                if not n:
+                    view.release()
+                    continue
+                worked = True
+                BATCH_HEADER.pack_into(header, 0, idx, n, consumer.cursor, self.inputs[idx].nonce, now())
+                record = b"".join((header, view))
+                view.release()
+                self.journal_seq = journal.append(record)
+                journal.commit()
+                state.apply(record, self.journal_seq)
+                _publish(events, writer.take(), 0, wait)
+                consumer.release(n)
+                self.records_since_snapshot += 1
+            if self.snapshot_requested or self.records_since_snapshot >= self.options.snapshot_every:
+                self.snapshot_requested = False
+                self.write_snapshot()
+            if not worked:
+                idle_wait.wait(self._ready_count, time.monotonic_ns() + 100_000_000)
+        self.write_snapshot()
+        self.close()
+
+    def close(self) -> None:
+        self.journal.close()
+        for consumer in self.consumers:
+            consumer.close()
+        for ring in (*self.inputs, self.events):
+            ring.close()
+
+
+def run_shard(options: ShardOptions, ready: Any = None) -> None:
+    """Process entry point (a multiprocessing target)."""
+    if options.cpu is not None:
+        try:
+            os.sched_setaffinity(0, {options.cpu})
+        except OSError:
+            pass
+    shard = Shard(options)
+
+    def on_term(signum: int, frame: Any) -> None:
+        shard.stop_requested = True
+
+    def on_usr1(signum: int, frame: Any) -> None:
+        shard.snapshot_requested = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGUSR1, on_usr1)
+    shard.run(ready)
