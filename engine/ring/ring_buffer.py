@@ -20,7 +20,7 @@ then 128 bytes per consumer, then the slots, page aligned.
 
 from __future__ import annotations
 
-import _posixshmem  # type: ignore[import-not-found]
+import _posixshmem
 import os
 import stat
 import tempfile
@@ -92,6 +92,7 @@ class RingBuffer:
         self.name = name
         self.owner = owner
         buf = shm.buf
+        assert buf is not None
         with buf[:CONTROL_BYTES].cast("q") as ctl:
             magic, version, slot, capacity, consumers = (ctl[W_MAGIC], ctl[W_VERSION], ctl[W_SLOT],
                                                          ctl[W_CAPACITY], ctl[W_CONSUMERS])
@@ -129,19 +130,21 @@ class RingBuffer:
         except FileExistsError:
             raise RingError(f"ring {name!r} already exists (a stale run? `hx clean` removes it)") from None
         _untrack(shm)
-        ctl = shm.buf[:CONTROL_BYTES].cast("q")
+        buf = shm.buf
+        assert buf is not None
+        ctl = buf[:CONTROL_BYTES].cast("q")
         ctl[W_VERSION] = LAYOUT_VERSION
         ctl[W_SLOT] = slot_bytes
         ctl[W_CAPACITY] = capacity
         ctl[W_CONSUMERS] = consumers
         ctl[W_PRODUCER_PID] = os.getpid()
         ctl[W_NONCE] = int.from_bytes(os.urandom(8), "little") >> 1
-        cons = shm.buf[CONTROL_BYTES:CONTROL_BYTES + CONSUMER_BYTES * consumers].cast("q")
+        cons = buf[CONTROL_BYTES:CONTROL_BYTES + CONSUMER_BYTES * consumers].cast("q")
         for i in range(consumers):
             cons[i * 16 + C_STATE] = STATE_ACTIVE
         del cons
         ctl[W_MAGIC] = MAGIC  # last: an attacher never sees a half-initialised ring
-        del ctl
+        del ctl, buf
         return cls(shm, name, owner=True)
 
     @classmethod

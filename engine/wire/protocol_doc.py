@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 import sys
 from pathlib import Path
+from typing import Any
 
 from engine.types.enums import (
     CancelReason,
@@ -59,7 +60,7 @@ def _field_rows(fields: list[tuple[str, str, str]] | tuple[tuple[str, str, str],
     return rows
 
 
-def _enum_table(title: str, enum: type, describe=None) -> list[str]:  # type: ignore[no-untyped-def]
+def _enum_table(title: str, enum: Any, describe: Any = None) -> list[str]:
     lines = [f"### {title}", "", "| value | name |" + (" meaning |" if describe else ""),
              "| ---: | --- |" + (" --- |" if describe else "")]
     for member in enum:
