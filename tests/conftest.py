@@ -9,7 +9,9 @@ import pytest
 
 
 def _hx_segments() -> set[str]:
-    return {name for name in os.listdir("/dev/shm") if name.startswith("hx")}
+    """Segments this test session owns: hx rings are named with the creating process's pid."""
+    pid = str(os.getpid())
+    return {name for name in os.listdir("/dev/shm") if name.startswith("hx") and pid in name}
 
 
 def _is_leak(proc: psutil.Process) -> bool:

@@ -173,8 +173,14 @@ class RingBuffer:
             os.close(fd)
         self._wake_fds.clear()
         for view in ("_ctl", "_cons", "slots"):
-            getattr(self, view).release()
-        self._shm.close()
+            try:
+                getattr(self, view).release()
+            except BufferError:  # a caller still holds a numpy view of the slots: unmapped at GC
+                pass
+        try:
+            self._shm.close()
+        except BufferError:
+            pass
         if self.owner:
             try:
                 _posixshmem.shm_unlink(self._shm._name)  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ everything before it has been processed.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import struct
@@ -29,7 +30,7 @@ from typing import Any
 
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.ring import RingBuffer, make_wait_strategy
-from engine.shard.event_sink import WireEventWriter
+from engine.shard.wire_event_writer import WireEventWriter
 from engine.shard.market_spec import load_markets
 from engine.shard.matching_engine import MatchingEngine
 from engine.types.enums import MsgType
@@ -58,10 +59,20 @@ class ShardOptions:
     max_batch: int = MAX_BATCH
 
 
+class ShardEventWriter(WireEventWriter):
+    """The engine's event writer plus the shard's own events (heartbeat echoes)."""
+
+    __slots__ = ()
+
+    def raw(self, message: bytes | bytearray) -> None:
+        pos = self._slot()
+        self._buf[pos:pos + SLOT_BYTES] = message
+
+
 class ShardState:
     """Engine + event writer + journal bookkeeping: the part replay and live processing share."""
 
-    def __init__(self, engine: MatchingEngine, writer: WireEventWriter) -> None:
+    def __init__(self, engine: MatchingEngine, writer: ShardEventWriter) -> None:
         self.engine = engine
         self.writer = writer
         self.heartbeat = bytearray(SLOT_BYTES)
@@ -70,13 +81,15 @@ class ShardState:
         """Apply one journal record; its events accumulate in ``writer``."""
         _idx, count, _cursor, _nonce, now_ns = BATCH_HEADER.unpack_from(record, 0)
         engine = self.engine
-        engine.set_clock(now_ns)
+        if now_ns > engine.now_ns:
+            engine.advance_clock(now_ns)
         handle = engine.handle
         for k in range(count):
             offset = HEADER_SLOT + k * SLOT_BYTES
-            if record[offset] == MsgType.HEARTBEAT:
+            if record[offset] == MsgType.HEARTBEAT:  # echo the sender's clock, add our journal position
+                sender_ts = HEARTBEAT_STRUCT.unpack_from(record, offset)[4]
                 HEARTBEAT_STRUCT.pack_into(self.heartbeat, 0, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES,
-                                           0, now_ns, journal_seq)
+                                           0, sender_ts, journal_seq)
                 self.writer.raw(self.heartbeat)
             else:
                 handle(record, offset)
@@ -118,7 +131,7 @@ class Shard:
 
     # ---- recovery ------------------------------------------------------------------------------
     def _recover(self) -> ShardState:
-        writer = WireEventWriter()
+        writer = ShardEventWriter()
         snap = self.snapshots.latest_valid()
         if snap is None:
             engine = MatchingEngine(self.markets, writer)
@@ -192,7 +205,10 @@ class Shard:
                     view.release()
                     continue
                 worked = True
-                BATCH_HEADER.pack_into(header, 0, idx, n, consumer.cursor, self.inputs[idx].nonce, now())
+                clock = now()
+                if clock < state.engine.now_ns:  # the wall clock stepped back: the engine's never does
+                    clock = state.engine.now_ns
+                BATCH_HEADER.pack_into(header, 0, idx, n, consumer.cursor, self.inputs[idx].nonce, clock)
                 record = b"".join((header, view))
                 view.release()
                 self.journal_seq = journal.append(record)
@@ -225,6 +241,11 @@ def run_shard(options: ShardOptions, ready: Any = None) -> None:
         except OSError:
             pass
     shard = Shard(options)
+    # The engine's records form no reference cycles; collector passes over a million live orders
+    # would cost more than the matching itself. Freeze what exists, then collect by hand if ever.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
 
     def on_term(signum: int, frame: Any) -> None:
         shard.stop_requested = True

@@ -1,0 +1,55 @@
+"""``TradeRecorder``: an EventSink keeping only fills, as the workload's TRADE records (replay output).
+
+Fills are appended in the order they happen (within a market that is the market's event order).
+Every other event is ignored; rejects are counted by reason for the replay summary.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TRADE_DTYPE = np.dtype([("taker_oid", "<u8"), ("maker_oid", "<u8"), ("price", "<i8"), ("qty", "<i8")])
+
+
+class TradeRecorder:
+    __slots__ = ("_flat", "rejects", "markets")
+    wanted_events = frozenset({"on_fill", "on_rejected"})
+
+    def __init__(self, with_markets: bool = False) -> None:
+        self._flat: list[int] = []  # taker, maker, price, qty, taker, maker, ...
+        self.rejects: dict[int, int] = {}
+        self.markets: list[int] | None = [] if with_markets else None
+
+    def __len__(self) -> int:
+        return len(self._flat) // 4
+
+    def trades(self) -> np.ndarray:
+        """The fills so far as a TRADE array."""
+        n = len(self._flat) // 4
+        out = np.empty(n, dtype=TRADE_DTYPE)
+        if n:
+            flat = np.array(self._flat, dtype=np.int64).reshape(n, 4)
+            out["taker_oid"] = flat[:, 0]
+            out["maker_oid"] = flat[:, 1]
+            out["price"] = flat[:, 2]
+            out["qty"] = flat[:, 3]
+        return out
+
+    def market_ids(self) -> np.ndarray:
+        return np.array(self.markets if self.markets is not None else [], dtype=np.uint32)
+
+    def on_fill(self, market_id: int, seq: int, taker_order_id: int, maker_order_id: int, price_ticks: int,
+                size_lots: int, taker_account: int, maker_account: int, taker_side: int, flags: int) -> None:
+        self._flat += (taker_order_id, maker_order_id, price_ticks, size_lots)
+        if self.markets is not None:
+            self.markets.append(market_id)
+
+    def on_rejected(self, market_id: int, seq: int, order_id: int, client_order_id: int, account: int,
+                    reason: int, command: int, ts_ns: int) -> None:
+        rejects = self.rejects
+        rejects[reason] = rejects.get(reason, 0) + 1
+
+    def on_accepted(self, *a: int) -> None:
+        pass
+
+    on_cancelled = on_l2 = on_trade = on_bbo = on_amended = on_triggered = on_market_status = on_accepted

@@ -1,0 +1,361 @@
+"""End-to-end benchmark: client processes -> /v1/bin -> gateway -> shard -> gateway -> clients.
+
+``run()`` starts the whole stack itself (``hx.pipeline.Pipeline``: rings + real shard processes,
+then ``run_gateway`` processes through ``Pipeline.start_gateway``), logs in N client processes
+(each its own account, EIP-712 login) and drives NEW_ORDERs over ``/v1/bin`` on loopback in bulk
+frames (several structs per frame, as market makers quote). The workload alternates a resting buy
+and a crossing sell at the same price, so the book stays small, half the orders are aggressive
+and every aggressive order fills.
+
+Measured per run (medians over ``runs``):
+
+* ``orders_per_s``: acked orders (ACCEPTED received by the client) per second of the send phase;
+  with ``rate=0`` the clients send as fast as a bounded in-flight window allows (throughput);
+  with ``rate>0`` they pace to that total rate (latency);
+* ``p50_us`` / ``p99_us`` / ``p999_us``: client send -> its ACCEPTED received (same clock);
+* ``fill_p50_us``: aggressive order send -> its FILL received;
+* ``echo_p50_us``: a picows echo round trip of one 64-byte frame on the same machine in the same
+  run (the floor), and ``ratio_p50_to_echo``.
+
+Every figure names how it waited: the shard's ring wait strategy, the gateway's loop mode (event
+pump: adaptive = spin a few loop iterations then park on the ring's wake FIFO), and the clients'
+loop (uvloop, epoll).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MARKETS_TOML = """
+[[market]]
+market_id = 1
+symbol = "BENCH-USD"
+kind = "spot"
+tick_size_micro = 1
+lot_size_atoms = 100000000
+max_price_ticks = 2147483648
+max_size_lots = 2147483648
+"""
+MARKET = 1
+PRICE = 100_000
+WARMUP_FRACTION = 0.1
+
+
+# ---- client process ---------------------------------------------------------------------------------
+def _orders(n: int, coid_base: int) -> np.ndarray:
+    """n NEW_ORDER structs: even = resting buy, odd = crossing sell at the same price."""
+    from engine.types.enums import MsgType
+    from engine.wire.layout import NEW_ORDER, SLOT_BYTES, WIRE_VERSION
+
+    template_buy = NEW_ORDER.pack(MsgType.NEW_ORDER, WIRE_VERSION, SLOT_BYTES, MARKET, 0, 0, PRICE, 1, 0, 0, 0, 0, 0,
+                                  0, 0)
+    template_sell = NEW_ORDER.pack(MsgType.NEW_ORDER, WIRE_VERSION, SLOT_BYTES, MARKET, 0, 0, PRICE, 1, 0, 0, 0, 1, 0,
+                                   0, 0)
+    a = np.empty((n, SLOT_BYTES), np.uint8)
+    a[0::2] = np.frombuffer(template_buy, np.uint8)
+    a[1::2] = np.frombuffer(template_sell, np.uint8)
+    a.view("<u8")[:, 2] = np.arange(coid_base, coid_base + n, dtype=np.uint64)  # client_order_id
+    return a
+
+
+async def _client(url: str, key: bytes, n: int, rate: float, batch: int, window: int, start_at: float,
+                  duration: float) -> dict[str, Any]:
+    import orjson
+    from eth_account import Account
+    from picows import WSListener, WSMsgType, ws_connect
+
+    from gateway.auth import login_typed_data, sign_typed_data
+
+    coid_base = 1
+    orders = _orders(n, coid_base)
+    send_ns = np.zeros(n, np.int64)
+    ack_ns = np.zeros(n, np.int64)
+    fill_ns = np.zeros(n, np.int64)
+    state = {"acked": 0, "rejected": 0, "filled": 0}
+    taker_coid: dict[int, int] = {}
+    done = asyncio.Event()
+
+    class Listener(WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type != WSMsgType.BINARY:
+                return
+            now = time.perf_counter_ns()
+            data = frame.get_payload_as_bytes()
+            a = np.frombuffer(data, np.uint8).reshape(-1, 64)
+            t = a[:, 0]
+            u64 = a.view("<u8")
+            acc = t == 32
+            if acc.any():
+                coids = u64[acc, 3].astype(np.int64) - coid_base
+                ack_ns[coids] = now
+                state["acked"] += int(acc.sum())
+                sells = (coids & 1) == 1
+                if sells.any():
+                    taker_coid.update(zip(u64[acc, 2][sells].tolist(), coids[sells].tolist(), strict=True))
+            rej = t == 33
+            if rej.any():
+                state["rejected"] += int(rej.sum())
+            fills = t == 34
+            if fills.any():
+                for oid in u64[fills, 2].tolist():
+                    k = taker_coid.pop(oid, None)
+                    if k is not None and not fill_ns[k]:
+                        fill_ns[k] = now
+                        state["filled"] += 1
+            if state["acked"] + state["rejected"] >= n:
+                done.set()
+
+        def on_ws_disconnected(self, transport: Any) -> None:
+            done.set()
+
+    replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    class CtlListener(Listener):
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type == WSMsgType.TEXT:
+                replies.put_nowait(orjson.loads(frame.get_payload_as_bytes()))
+            else:
+                super().on_ws_frame(transport, frame)
+
+    transport, _ = await ws_connect(CtlListener, url, max_frame_size=64 << 20)
+
+    address = Account.from_key(key).address.lower()
+    transport.send(WSMsgType.TEXT, orjson.dumps({"op": "challenge"}))
+    ch = await replies.get()
+    sig = sign_typed_data(key, login_typed_data(ch["chain_id"], address, address, ch["nonce"], ch["expires_at"]))
+    transport.send(WSMsgType.TEXT, orjson.dumps({"op": "login", "account": address, "nonce": ch["nonce"],
+                                                 "signature": sig}))
+    reply = await replies.get()
+    assert reply.get("ok"), reply
+
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    t0 = time.perf_counter_ns()
+    sent = 0
+    deadline = t0 + int(duration * 1e9)
+    while sent < n:
+        now = time.perf_counter_ns()
+        if now > deadline + 1_000_000_000:
+            break
+        if rate > 0:
+            due = min(n, int((now - t0) * rate / 1e9) + 1)
+            k = min(due - sent, batch)
+        else:
+            k = min(n - sent, batch, window - (sent - state["acked"] - state["rejected"]))
+        if k > 0:
+            transport.send(WSMsgType.BINARY, orders[sent:sent + k].tobytes())
+            send_ns[sent:sent + k] = now
+            sent += k
+            await asyncio.sleep(0)
+        else:
+            await asyncio.sleep(0.001 if rate > 0 else 0)
+    t_sent = time.perf_counter_ns()
+    try:
+        await asyncio.wait_for(done.wait(), 10.0)
+    except TimeoutError:
+        pass
+    t_end = time.perf_counter_ns()
+    transport.disconnect()
+    lat = ack_ns[:sent] - send_ns[:sent]
+    ok = ack_ns[:sent] > 0
+    skip = int(sent * WARMUP_FRACTION)
+    lat_ok = lat[skip:][ok[skip:]]
+    fl = fill_ns[:sent] - send_ns[:sent]
+    fl_ok = fl[skip:][fill_ns[:sent][skip:] > 0]
+    last_ack = int(ack_ns[:sent].max()) if sent else t0
+    return {"sent": sent, "acked": state["acked"], "rejected": state["rejected"], "filled": state["filled"],
+            "send_s": (t_sent - t0) / 1e9, "ack_span_s": (max(last_ack, t0) - t0) / 1e9,
+            "wall_s": (t_end - t0) / 1e9, "lat_ns": lat_ok.tobytes(), "fill_ns": fl_ok.tobytes()}
+
+
+def _client_main(url: str, key: bytes, n: int, rate: float, batch: int, window: int, start_at: float,
+                 duration: float, out: Any) -> None:
+    import uvloop
+
+    try:
+        result = uvloop.run(_client(url, key, n, rate, batch, window, start_at, duration))
+    except BaseException as exc:  # report, never hang the parent
+        result = {"error": repr(exc)}
+    out.put(result)
+
+
+# ---- echo floor -------------------------------------------------------------------------------------
+def _echo_server_main(port: int, ready: Any) -> None:
+    import uvloop
+    from picows import WSListener, ws_create_server
+
+    class Echo(WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            transport.send(frame.msg_type, frame.get_payload_as_bytes())
+
+    async def main() -> None:
+        await ws_create_server(lambda _r: Echo(), "127.0.0.1", port)
+        ready.set()
+        await asyncio.Event().wait()
+
+    uvloop.run(main())
+
+
+async def _echo_client(port: int, rounds: int) -> list[float]:
+    from picows import WSListener, WSMsgType, ws_connect
+
+    got: asyncio.Queue[int] = asyncio.Queue()
+
+    class L(WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            got.put_nowait(time.perf_counter_ns())
+
+    transport, _ = await ws_connect(L, f"ws://127.0.0.1:{port}/")
+    payload = bytes(64)
+    out = []
+    for i in range(rounds):
+        t = time.perf_counter_ns()
+        transport.send(WSMsgType.BINARY, payload)
+        r = await got.get()
+        if i >= rounds // 10:
+            out.append((r - t) / 1000)
+        await asyncio.sleep(0.0005)  # paced like the latency run, not back to back
+    transport.disconnect()
+    return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def echo_floor_us(rounds: int = 2000) -> float:
+    import uvloop
+
+    ctx = mp.get_context("spawn")
+    port = _free_port()
+    ready = ctx.Event()
+    proc = ctx.Process(target=_echo_server_main, args=(port, ready), daemon=True)
+    proc.start()
+    try:
+        if not ready.wait(20):
+            raise RuntimeError("echo server did not start")
+        samples = uvloop.run(_echo_client(port, rounds))
+        return statistics.median(samples)
+    finally:
+        proc.terminate()
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+# ---- one run ----------------------------------------------------------------------------------------
+def run_once(clients: int, rate: float, duration: float, batch: int, window: int, gateways: int,
+             loop_mode: str, shard_wait: str) -> dict[str, Any]:
+    from eth_account import Account
+
+    from hx.pipeline import Pipeline
+    from hx.topology import Topology
+
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="hx-bench-e2e-") as tmp:
+        markets = Path(tmp) / "markets.toml"
+        markets.write_text(MARKETS_TOML)
+        topo = Topology(run_id=f"hx-bench-e2e-{os.getpid()}", shards=1, gateways=gateways)
+        pipe = Pipeline(topo, markets_path=markets, state_dir=Path(tmp) / "state", wait=shard_wait, fsync="none")
+        port = _free_port()
+        gw_opts = {"order_rate": 0, "account_order_rate": 0, "request_rate": 0, "loop_mode": loop_mode,
+                   "hard_buffer_bytes": 256 << 20, "soft_buffer_bytes": 64 << 20, "max_frame_bytes": 1 << 20}
+        procs = []
+        try:
+            pipe.start()
+            for g in range(gateways):
+                pipe.start_gateway(g, "127.0.0.1", port, **gw_opts)
+            per_client_rate = rate / clients if rate > 0 else 0.0
+            n = int(per_client_rate * duration) if rate > 0 else int(400_000 * duration / clients)
+            n -= n % 2
+            out = ctx.Queue()
+            start_at = time.time() + 3.0
+            for _ in range(clients):
+                key = bytes(Account.create().key)
+                p = ctx.Process(target=_client_main, daemon=True,
+                                args=(f"ws://127.0.0.1:{port}/v1/bin", key, n, per_client_rate, batch, window,
+                                      start_at, duration, out))
+                p.start()
+                procs.append(p)
+            results = [out.get(timeout=duration + 60) for _ in procs]
+        finally:
+            for p in procs:
+                p.join(5)
+                if p.is_alive():
+                    p.kill()
+                    p.join()
+            pipe.stop()
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        return {"errors": len(errors), "error_detail": errors}
+    lat = np.concatenate([np.frombuffer(r["lat_ns"], np.int64) for r in results]) / 1000.0
+    fills = np.concatenate([np.frombuffer(r["fill_ns"], np.int64) for r in results]) / 1000.0
+    acked = sum(r["acked"] for r in results)
+    span = max(r["ack_span_s"] for r in results) or 1e-9
+
+    def pct(arr: np.ndarray, q: float) -> float:
+        return float(np.percentile(arr, q)) if len(arr) else float("nan")
+
+    return {
+        "orders_per_s": acked / span,
+        "sent": sum(r["sent"] for r in results),
+        "acked": acked,
+        "rejected": sum(r["rejected"] for r in results),
+        "fills": sum(r["filled"] for r in results),
+        "p50_us": pct(lat, 50), "p99_us": pct(lat, 99), "p999_us": pct(lat, 99.9),
+        "fill_p50_us": pct(fills, 50),
+        "errors": sum(r["sent"] - r["acked"] for r in results),
+    }
+
+
+def run(clients: int = 2, rate: float = 20_000, duration: float = 10.0, runs: int = 3, batch: int | None = None,
+        window: int = 8192, gateways: int = 1, loop_mode: str = "adaptive",
+        shard_wait: str = "spin-then-backoff", echo_rounds: int = 2000) -> dict[str, Any]:
+    """Run the stack ``runs`` times; one dict of medians (see the module docstring).
+
+    ``rate`` is the total orders/s across clients (0 = as fast as the window allows);
+    ``batch`` the most structs per frame (default: 64 unpaced, 16 paced).
+    """
+    batch = batch or (64 if rate <= 0 else 16)
+    per_run = [run_once(clients, rate, duration, batch, window, gateways, loop_mode, shard_wait) for _ in range(runs)]
+    good = [r for r in per_run if "error_detail" not in r]
+    echo = echo_floor_us(echo_rounds)
+    report: dict[str, Any] = {"bench": "e2e", "clients": clients, "rate": rate, "duration_s": duration,
+                              "runs": runs, "batch": batch, "gateways": gateways,
+                              "wait_strategies": {"shard_order_ring": shard_wait,
+                                                  "gateway_event_ring": "blocking FIFO wake (parked pump)",
+                                                  "gateway_order_ring_publish": "try_publish (never waits)"},
+                              "loop_modes": {"gateway": f"uvloop + picows, event pump {loop_mode}",
+                                             "clients": "uvloop + picows (epoll, no busy-poll)",
+                                             "echo_floor": "uvloop + picows (epoll), paced 0.5 ms"}}
+    keys = ["orders_per_s", "p50_us", "p99_us", "p999_us", "fill_p50_us", "errors", "acked", "rejected", "fills"]
+    for key in keys:
+        vals = [r[key] for r in good if key in r]
+        report[key] = statistics.median(vals) if vals else None
+    report["errors"] = (report["errors"] or 0) + sum(r.get("errors", 0) for r in per_run if "error_detail" in r)
+    report["echo_p50_us"] = echo
+    report["ratio_p50_to_echo"] = (report["p50_us"] / echo) if report["p50_us"] and echo else None
+    report["per_run"] = [{k: r.get(k) for k in ("orders_per_s", "p50_us", "p99_us", "p999_us", "fill_p50_us",
+                                                   "errors", "error_detail")} for r in per_run]
+    return report
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import json
+    import sys
+
+    kwargs = {k: float(v) if "." in v else int(v) for k, v in (a.split("=", 1) for a in sys.argv[1:])}
+    print(json.dumps(run(**kwargs)))  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Standard workloads for benchmarks and differential tests (see ``standard_stream``)."""

@@ -1,0 +1,40 @@
+"""The standard generated streams through the engine vs the simple matcher written in the tests."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.shard.matching_engine import MatchingEngine
+from engine.shard.replay import replay_orders
+from perf.workloads.standard_stream import standard_stream
+
+
+def _sibling(name: str):  # type: ignore[no-untyped-def]
+    key = f"_hx_shard_tests_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.modules[key] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return sys.modules[key]
+
+
+SM = _sibling("simple_matcher")
+
+
+@pytest.mark.parametrize(("ops", "markets", "accounts"), [(50_000, 1, 0), (50_000, 1, 50), (20_000, 4, 0)])
+def test_generated_stream_matches_simple_matcher(ops: int, markets: int, accounts: int) -> None:
+    orders = standard_stream(ops, markets=markets, seed=1, accounts=accounts, cache=False)
+    # the invariants are checked elsewhere; validating a 50K-order book after every command takes minutes
+    trades, summary = replay_orders(orders, engine_factory=functools.partial(MatchingEngine, debug_validate=False))
+    expected, rejects = SM.simple_match(orders)
+    assert len(trades) == len(expected) > 0
+    assert np.array_equal(trades, expected)
+    assert sum(summary["rejects"].values()) == rejects
+    assert summary["orders"] == ops and summary["trades"] == len(trades)
