@@ -24,7 +24,7 @@ $(STAMPS)/npm: package.json package-lock.json contracts/scripts/setup.sh
 run: setup
 	$(BIN)/hx up
 
-test: setup lint typecheck pytest contracts-test
+test: setup lint typecheck contracts-test pytest
 
 lint:
 	$(BIN)/ruff check .

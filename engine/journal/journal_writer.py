@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterable
 
@@ -84,6 +85,10 @@ class JournalWriter:
         self._dir_fd = -1
         self._dirty = False  # written since the last fsync
         self._last_fsync_ns = 0
+        self._durable_seq = first_seq - 1
+        self._fd_lock = threading.Lock()  # the background syncer never fsyncs a closed or reused fd
+        self._stop_sync = threading.Event()
+        self._syncer: threading.Thread | None = None
         self.torn_tail_truncated: tuple[str, int] | None = None
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise NotAJournal(f"{self.directory}: not a journal: not a directory")
@@ -141,10 +146,34 @@ class JournalWriter:
             self._dirty = True
             if self.fsync_policy == "always":
                 self._fsync()
-        if self._dirty and self.fsync_policy == "batch":
+        if self._dirty and self.fsync_policy == "batch" and self._syncer is None:
             if time.monotonic_ns() - self._last_fsync_ns >= self._fsync_interval_ns:
                 self._fsync()
         return self._committed_seq
+
+    def start_background_sync(self) -> None:
+        """Under ``batch``, fsync from a background thread every interval instead of inside ``commit``.
+
+        ``commit`` then never waits for the disk (an fsync here costs milliseconds, and the matching
+        loop must not stall on it): records are written (safe from a process crash) when ``commit``
+        returns and on disk within about one interval plus one fsync. ``durable_seq`` tells how far.
+        """
+        if self.fsync_policy != "batch" or self._syncer is not None:
+            return
+        self._syncer = threading.Thread(target=self._sync_loop, name="journal-fsync", daemon=True)
+        self._syncer.start()
+
+    @property
+    def durable_seq(self) -> int:
+        """Last seq known to be on disk (fsynced), whatever thread did it."""
+        return self._durable_seq
+
+    def _sync_loop(self) -> None:
+        interval_s = self._fsync_interval_ns / 1e9
+        while not self._stop_sync.wait(interval_s):
+            with self._fd_lock:
+                if self._dirty and self._fd >= 0:
+                    self._fsync()
 
     # ------------------------------------------------------------------ state
 
@@ -173,6 +202,10 @@ class JournalWriter:
         """Commit, fsync (every policy) and release the directory."""
         if self._fd < 0:
             return
+        if self._syncer is not None:
+            self._stop_sync.set()
+            self._syncer.join()
+            self._syncer = None
         try:
             self.flush()
         finally:
@@ -230,11 +263,12 @@ class JournalWriter:
         self._segment_used = os.fstat(self._fd).st_size
 
     def _roll(self) -> None:
-        if self._dirty and self.fsync_policy != "none":
-            self._fsync()  # older segments are whole on disk before a newer one exists
-        os.close(self._fd)
-        self._fd = -1
-        self._open_segment(self._create_segment(self._committed_seq + 1))
+        with self._fd_lock:
+            if self._dirty and self.fsync_policy != "none":
+                self._fsync()  # older segments are whole on disk before a newer one exists
+            os.close(self._fd)
+            self._fd = -1
+            self._open_segment(self._create_segment(self._committed_seq + 1))
 
     def _write_all(self, buf: bytearray) -> None:
         try:
@@ -254,14 +288,17 @@ class JournalWriter:
                 view.release()
 
     def _fsync(self) -> None:
-        os.fdatasync(self._fd)
+        seq = self._committed_seq
         self._dirty = False
+        os.fdatasync(self._fd)
+        self._durable_seq = max(self._durable_seq, seq)
         self._last_fsync_ns = time.monotonic_ns()
 
     def _close_fds(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._fd_lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
         if self._dir_fd >= 0:
             os.close(self._dir_fd)  # releases the flock
             self._dir_fd = -1

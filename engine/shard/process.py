@@ -128,6 +128,7 @@ class Shard:
         self.snapshot_requested = False
         self.state = self._recover()
         self.journal = JournalWriter(self.state_dir / "journal", fsync_policy=options.fsync)
+        self.journal.start_background_sync()  # `batch`: the matching loop never waits for the disk
 
     # ---- recovery ------------------------------------------------------------------------------
     def _recover(self) -> ShardState:

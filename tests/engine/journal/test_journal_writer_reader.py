@@ -214,3 +214,25 @@ def test_every_policy_round_trips_across_rollover(tmp_path, policy: str) -> None
             if seq % 3 == 0:
                 writer.commit()
     assert list(JournalReader(tmp_path).replay()) == [(seq, payload_for(seq)) for seq in range(1, 201)]
+
+
+def test_background_sync_makes_records_durable_without_commit_waiting(tmp_path) -> None:
+    """Under ``batch`` with the background syncer, durable_seq catches up with no further commits."""
+    import time as _time
+
+    from engine.journal import JournalReader as _Reader
+    from engine.journal import JournalWriter as _Writer
+
+    writer = _Writer(tmp_path / "j", fsync_policy="batch", batch_interval_ms=1)
+    writer.start_background_sync()
+    try:
+        for i in range(100):
+            writer.append(i.to_bytes(8, "little") * 8)
+        last = writer.commit()
+        deadline = _time.monotonic() + 10
+        while writer.durable_seq < last and _time.monotonic() < deadline:
+            _time.sleep(0.005)
+        assert writer.durable_seq == last == 100
+    finally:
+        writer.close()
+    assert [seq for seq, _ in _Reader(tmp_path / "j").replay()] == list(range(1, 101))
