@@ -37,16 +37,23 @@ def bench() -> None:
 @click.option("--rate", default=100_000, show_default=True, help="Paced rate (msgs/s) for the latency run.")
 @click.option("--paced-messages", default=100_000, show_default=True, help="Messages per latency run.")
 @click.option("--runs", default=5, show_default=True, help="Runs; the report gives medians.")
-@click.option("--wait", default="spin-then-backoff", show_default=True,
-              type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]),
-              help="Consumer wait strategy.")
-def bench_ring(as_json: bool, messages: int, batch: int, rate: int, paced_messages: int, runs: int,
-               wait: str) -> None:
+@click.option(
+    "--wait",
+    default="spin-then-backoff",
+    show_default=True,
+    type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]),
+    help="Consumer wait strategy.",
+)
+def bench_ring(
+    as_json: bool, messages: int, batch: int, rate: int, paced_messages: int, runs: int, wait: str
+) -> None:
     """Producer and consumer processes over a shared-memory ring: msgs/s and one-way latency."""
     from perf.bench_ring import run
 
-    _emit(run(messages=messages, batch=batch, rate=rate, paced_messages=paced_messages, runs=runs, wait=wait),
-          as_json)
+    _emit(
+        run(messages=messages, batch=batch, rate=rate, paced_messages=paced_messages, runs=runs, wait=wait),
+        as_json,
+    )
 
 
 @bench.command("journal")
@@ -78,8 +85,12 @@ def bench_book(as_json: bool, ops: int, runs: int) -> None:
 @click.option("--runs", default=5, show_default=True, help="Runs; the report gives medians.")
 @click.option("--rate", default=100_000, show_default=True, help="Paced rate (ops/s) for the latency run.")
 @click.option("--paced-ops", default=100_000, show_default=True, help="Orders per latency run.")
-@click.option("--wait", default="spin-then-backoff", show_default=True,
-              type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]))
+@click.option(
+    "--wait",
+    default="spin-then-backoff",
+    show_default=True,
+    type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]),
+)
 @click.option("--fsync", default="batch", show_default=True, type=click.Choice(["always", "batch", "none"]))
 def bench_shard(as_json: bool, ops: int, runs: int, rate: int, paced_ops: int, wait: str, fsync: str) -> None:
     """Orders through a ring into a shard process, events consumed from its event ring."""
@@ -90,10 +101,18 @@ def bench_shard(as_json: bool, ops: int, runs: int, rate: int, paced_ops: int, w
 
 @main.command()
 @click.argument("orders", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--trades-out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Where to write the fills (TRADE records, .npy).")
-@click.option("--shards", type=click.IntRange(min=1, max=64), default=None,
-              help="Run through N shard processes and rings instead of in-process.")
+@click.option(
+    "--trades-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the fills (TRADE records, .npy).",
+)
+@click.option(
+    "--shards",
+    type=click.IntRange(min=1, max=64),
+    default=None,
+    help="Run through N shard processes and rings instead of in-process.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line.")
 def replay(orders: Path, trades_out: Path, shards: int | None, as_json: bool) -> None:
     """Run a standard ORDER stream (.npy) through the engine and write its fills.
@@ -111,26 +130,60 @@ def replay(orders: Path, trades_out: Path, shards: int | None, as_json: bool) ->
 
 @main.command()
 @click.option("--shards", default=1, show_default=True, type=click.IntRange(1, 64), help="Shard processes.")
-@click.option("--gateways", default=1, show_default=True, type=click.IntRange(0, 16), help="Gateway processes.")
+@click.option(
+    "--gateways", default=1, show_default=True, type=click.IntRange(0, 16), help="Gateway processes."
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--markets", "markets_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Market config (TOML); default: the embedded config/markets.toml.")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var/run"),
-              show_default=True, help="Journals and snapshots.")
-@click.option("--wait", default="spin-then-backoff", show_default=True,
-              type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]))
+@click.option(
+    "--markets",
+    "markets_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Market config (TOML); default: the embedded config/markets.toml.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/run"),
+    show_default=True,
+    help="Journals and snapshots.",
+)
+@click.option(
+    "--wait",
+    default="spin-then-backoff",
+    show_default=True,
+    type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]),
+)
 @click.option("--fsync", default="batch", show_default=True, type=click.Choice(["always", "batch", "none"]))
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: run until Ctrl-C).")
-def up(shards: int, gateways: int, host: str, port: int, markets_path: Path | None, state_dir: Path,
-       wait: str, fsync: str, duration: float | None) -> None:
+@click.option(
+    "--duration", type=float, default=None, help="Stop after this many seconds (default: run until Ctrl-C)."
+)
+def up(
+    shards: int,
+    gateways: int,
+    host: str,
+    port: int,
+    markets_path: Path | None,
+    state_dir: Path,
+    wait: str,
+    fsync: str,
+    duration: float | None,
+) -> None:
     """Run the exchange: shard processes and gateways, supervised, until Ctrl-C."""
     from hx.supervisor import default_pipeline, supervise
 
     markets = markets_path or DEFAULT_MARKETS
     pipeline = default_pipeline(state_dir, shards, gateways, markets, wait, fsync)
-    sys.exit(supervise(pipeline, host=host, port=port, duration_s=duration,
-                       on_event=lambda text: click.echo(f"hx: {text}", err=True)))
+    sys.exit(
+        supervise(
+            pipeline,
+            host=host,
+            port=port,
+            duration_s=duration,
+            on_event=lambda text: click.echo(f"hx: {text}", err=True),
+        )
+    )
 
 
 @main.command()

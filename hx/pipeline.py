@@ -56,7 +56,9 @@ class Pipeline:
                 name = topo.order_ring(p, s)
                 self.rings[name] = RingBuffer.create(name, topo.order_ring_slots, consumers=1)
             name = topo.event_ring(s)
-            self.rings[name] = RingBuffer.create(name, topo.event_ring_slots, consumers=max(topo.event_consumers, 1))
+            self.rings[name] = RingBuffer.create(
+                name, topo.event_ring_slots, consumers=max(topo.event_consumers, 1)
+            )
 
     # ---- shards --------------------------------------------------------------------------------
     def _cpu_for(self, shard: int) -> int | None:
@@ -68,12 +70,19 @@ class Pipeline:
         from engine.shard.process import ShardOptions, run_shard
 
         options = ShardOptions(
-            topology=self.topology, shard=shard, markets_path=str(self.markets_path),
-            state_dir=str(self.state_dir / f"shard-{shard}"), wait=self.wait, fsync=self.fsync,
-            cpu=self._cpu_for(shard), snapshot_every=self.snapshot_every,
+            topology=self.topology,
+            shard=shard,
+            markets_path=str(self.markets_path),
+            state_dir=str(self.state_dir / f"shard-{shard}"),
+            wait=self.wait,
+            fsync=self.fsync,
+            cpu=self._cpu_for(shard),
+            snapshot_every=self.snapshot_every,
         )
         ready = self._ctx.Event()
-        proc = self._ctx.Process(target=run_shard, args=(options, ready), name=f"hx-shard-{shard}", daemon=True)
+        proc = self._ctx.Process(
+            target=run_shard, args=(options, ready), name=f"hx-shard-{shard}", daemon=True
+        )
         proc.start()
         self.shards[shard] = StageProcess(f"shard-{shard}", proc, ready)
         deadline = time.monotonic() + timeout_s
@@ -90,12 +99,16 @@ class Pipeline:
         stage.process.join()
 
     # ---- gateways ------------------------------------------------------------------------------
-    def start_gateway(self, index: int, host: str, port: int, timeout_s: float = 60.0, **options: Any) -> None:
+    def start_gateway(
+        self, index: int, host: str, port: int, timeout_s: float = 60.0, **options: Any
+    ) -> None:
         from gateway.process import run_gateway
 
         ready = self._ctx.Event()
         proc = self._ctx.Process(
-            target=run_gateway, name=f"hx-gateway-{index}", daemon=True,
+            target=run_gateway,
+            name=f"hx-gateway-{index}",
+            daemon=True,
             args=(self.topology, index, host, port, str(self.markets_path), str(self.state_dir)),
             kwargs={"ready": ready, **options},
         )

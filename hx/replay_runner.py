@@ -34,7 +34,9 @@ def load_orders(path: Path) -> np.ndarray:
         raise ReplayInputError(f"{path}: expected a 1-d array of ORDER records, got shape {orders.shape}")
     bad_op = ~np.isin(orders["op"], (1, 2))
     if bad_op.any():
-        raise ReplayInputError(f"{path}: record {int(np.argmax(bad_op))} has op {orders['op'][bad_op][0]} (1 or 2)")
+        raise ReplayInputError(
+            f"{path}: record {int(np.argmax(bad_op))} has op {orders['op'][bad_op][0]} (1 or 2)"
+        )
     if (orders["account"] > 0xFFFF_FFFF).any():
         raise ReplayInputError(f"{path}: account ids must fit in 32 bits")
     return orders
@@ -64,10 +66,18 @@ def workload_markets_file(directory: Path, count: int) -> Path:
 
     lines = ["# generated: markets that accept the standard workload streams"]
     for spec in workload_markets(count).values():
-        lines += ["[[market]]", f"market_id = {spec.market_id}", f'symbol = "{spec.symbol}"', 'kind = "spot"',
-                  f"tick_size_micro = {spec.tick_size_micro}", f"lot_size_atoms = {spec.lot_size_atoms}",
-                  f"min_size_lots = {spec.min_size_lots}", f"max_size_lots = {spec.max_size_lots}",
-                  f"max_price_ticks = {spec.max_price_ticks}", ""]
+        lines += [
+            "[[market]]",
+            f"market_id = {spec.market_id}",
+            f'symbol = "{spec.symbol}"',
+            'kind = "spot"',
+            f"tick_size_micro = {spec.tick_size_micro}",
+            f"lot_size_atoms = {spec.lot_size_atoms}",
+            f"min_size_lots = {spec.min_size_lots}",
+            f"max_size_lots = {spec.max_size_lots}",
+            f"max_price_ticks = {spec.max_price_ticks}",
+            "",
+        ]
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"workload-markets-{count}.toml"
     path.write_text("\n".join(lines))
@@ -87,10 +97,19 @@ def replay_sharded(orders: np.ndarray, shards: int, workdir: Path) -> tuple[np.n
         tally = feed(pipe, commands)
         elapsed = time.perf_counter() - t0
     trades = fills_to_trades(order_fills_by_stream(tally.fills_array(), orders))
-    rejects = {RejectCode(code).name if code in RejectCode._value2member_map_ else str(code): int(count)
-               for code, count in enumerate(tally.rejects) if count}
-    summary = {"orders": int(len(orders)), "trades": int(len(trades)), "rejects": rejects,
-               "ops_per_s": round(len(orders) / elapsed), "shards": shards, "mode": "processes"}
+    rejects = {
+        RejectCode(code).name if code in RejectCode._value2member_map_ else str(code): int(count)
+        for code, count in enumerate(tally.rejects)
+        if count
+    }
+    summary = {
+        "orders": int(len(orders)),
+        "trades": int(len(trades)),
+        "rejects": rejects,
+        "ops_per_s": round(len(orders) / elapsed),
+        "shards": shards,
+        "mode": "processes",
+    }
     return trades, summary
 
 

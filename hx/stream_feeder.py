@@ -42,7 +42,9 @@ class EventTally:
             self.fills.append(np.frombuffer(chunk, dtype=FILL_DT)[fill_mask].copy())
         rej = kinds == MsgType.REJECTED
         if rej.any():
-            self.rejects += np.bincount(np.frombuffer(chunk, dtype=REJECT_DT)["reason"][rej], minlength=1 << 16)
+            self.rejects += np.bincount(
+                np.frombuffer(chunk, dtype=REJECT_DT)["reason"][rej], minlength=1 << 16
+            )
         hb = kinds == MsgType.HEARTBEAT
         if hb.any():
             self.heartbeats.append(np.frombuffer(chunk, dtype=HEARTBEAT_DT)[hb].copy())
@@ -57,14 +59,23 @@ def split_by_shard(commands: np.ndarray, shards: int) -> list[np.ndarray]:
     return [commands[shard_of == s] for s in range(shards)]
 
 
-def feed(pipeline: Pipeline, commands: np.ndarray, *, chunk: int = 512, recorder: int = 0,
-         on_chunk: Callable[[int, int], None] | None = None, timeout_s: float = 600.0) -> EventTally:
+def feed(
+    pipeline: Pipeline,
+    commands: np.ndarray,
+    *,
+    chunk: int = 512,
+    recorder: int = 0,
+    on_chunk: Callable[[int, int], None] | None = None,
+    timeout_s: float = 600.0,
+) -> EventTally:
     """Publish ``commands`` (NEW_ORDER-dtype array) to the shards and drain events until all echoed."""
     topo = pipeline.topology
     per_shard = split_by_shard(commands, topo.shards)
     rings: list[RingBuffer] = [pipeline.rings[topo.order_ring(0, s)] for s in range(topo.shards)]
-    consumers: list[Consumer] = [pipeline.rings[topo.event_ring(s)].consumer(topo.recorder_consumer_index(recorder))
-                                 for s in range(topo.shards)]
+    consumers: list[Consumer] = [
+        pipeline.rings[topo.event_ring(s)].consumer(topo.recorder_consumer_index(recorder))
+        for s in range(topo.shards)
+    ]
     marker = encode(MsgType.HEARTBEAT, 0, ts_ns=1)
     sent = [0] * topo.shards
     done_marker = [False] * topo.shards
@@ -79,8 +90,10 @@ def feed(pipeline: Pipeline, commands: np.ndarray, *, chunk: int = 512, recorder
                 if sent[s] < len(stream):
                     n = min(chunk, len(stream) - sent[s], ring.free_slots(chunk))
                     if n > 0:
-                        data = stream[sent[s]:sent[s] + n]
-                        ring.try_publish(data.data.cast("B") if data.flags.c_contiguous else data.tobytes(), n)
+                        data = stream[sent[s] : sent[s] + n]
+                        ring.try_publish(
+                            data.data.cast("B") if data.flags.c_contiguous else data.tobytes(), n
+                        )
                         if on_chunk is not None:
                             on_chunk(s, n)
                         sent[s] += n
@@ -99,7 +112,9 @@ def feed(pipeline: Pipeline, commands: np.ndarray, *, chunk: int = 512, recorder
                     consumer.release(n)
             if not progress:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"shards did not finish within {timeout_s}s (sent {sent}, echoed {echoed})")
+                    raise TimeoutError(
+                        f"shards did not finish within {timeout_s}s (sent {sent}, echoed {echoed})"
+                    )
                 time.sleep(0)
     finally:
         for consumer in consumers:

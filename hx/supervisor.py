@@ -17,8 +17,15 @@ from hx.pipeline import Pipeline
 from hx.topology import Topology
 
 
-def supervise(pipeline: Pipeline, *, host: str, port: int, duration_s: float | None,
-              on_event: Callable[[str], None], gateway_options: dict[str, Any] | None = None) -> int:
+def supervise(
+    pipeline: Pipeline,
+    *,
+    host: str,
+    port: int,
+    duration_s: float | None,
+    on_event: Callable[[str], None],
+    gateway_options: dict[str, Any] | None = None,
+) -> int:
     """Start the pipeline and its gateways, restart crashed stages, return an exit code."""
     stop = False
 
@@ -41,7 +48,9 @@ def supervise(pipeline: Pipeline, *, host: str, port: int, duration_s: float | N
             time.sleep(0.2)
             for shard, stage in list(pipeline.shards.items()):
                 if not stage.process.is_alive():
-                    on_event(f"shard {shard} died (exit {stage.process.exitcode}); recovering from snapshot + journal")
+                    on_event(
+                        f"shard {shard} died (exit {stage.process.exitcode}); recovering from snapshot + journal"
+                    )
                     pipeline.shards.pop(shard)
                     pipeline.start_shard(shard)
                     restarts += 1
@@ -60,7 +69,19 @@ def supervise(pipeline: Pipeline, *, host: str, port: int, duration_s: float | N
         on_event(f"stopped ({restarts} restart(s))")
 
 
-def default_pipeline(state_dir: Path, shards: int, gateways: int, markets_path: Path, wait: str, fsync: str,
-                     run_id: str = "hx-main") -> Pipeline:
-    return Pipeline(Topology(run_id=run_id, shards=shards, gateways=gateways), markets_path=markets_path,
-                    state_dir=state_dir, wait=wait, fsync=fsync)
+def default_pipeline(
+    state_dir: Path,
+    shards: int,
+    gateways: int,
+    markets_path: Path,
+    wait: str,
+    fsync: str,
+    run_id: str = "hx-main",
+) -> Pipeline:
+    return Pipeline(
+        Topology(run_id=run_id, shards=shards, gateways=gateways),
+        markets_path=markets_path,
+        state_dir=state_dir,
+        wait=wait,
+        fsync=fsync,
+    )

@@ -31,7 +31,13 @@ def run_once(policy: str, records: int, batch: int) -> float:
 
 
 def run(records: int = 1_000_000, batch: int = 64, runs: int = 5) -> dict:
-    report: dict = {"bench": "journal", "payload_bytes": 64, "commit_every": batch, "runs": runs, "policies": {}}
+    report: dict = {
+        "bench": "journal",
+        "payload_bytes": 64,
+        "commit_every": batch,
+        "runs": runs,
+        "policies": {},
+    }
     for policy in ("none", "batch", "always"):
         n = records if policy != "always" else min(records, 64 * 2000)
         rates = [run_once(policy, n, batch) for _ in range(runs)]

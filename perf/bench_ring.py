@@ -161,18 +161,34 @@ def _fifo_baseline(messages: int, batch: int) -> float:
             c.join()
 
 
-def run(messages: int = 2_000_000, batch: int = 64, rate: int = 100_000, paced_messages: int = 100_000,
-        runs: int = 5, wait: str = "spin-then-backoff") -> dict:
+def run(
+    messages: int = 2_000_000,
+    batch: int = 64,
+    rate: int = 100_000,
+    paced_messages: int = 100_000,
+    runs: int = 5,
+    wait: str = "spin-then-backoff",
+) -> dict:
     """Run both measurements ``runs`` times and return the report dict (medians)."""
     tag = f"hx-bench-{os.getpid()}"
     tputs, errors, p50s, p99s, p999s, maxes = [], 0, [], [], [], []
     for r in range(runs):
-        tput, err = _run_pair(_producer_throughput, _consumer_throughput, f"{tag}-t{r}",
-                              (messages, batch, wait), (messages, wait))
+        tput, err = _run_pair(
+            _producer_throughput,
+            _consumer_throughput,
+            f"{tag}-t{r}",
+            (messages, batch, wait),
+            (messages, wait),
+        )
         tputs.append(tput)
         errors += err
-        lat = _run_pair(_producer_paced, _consumer_paced, f"{tag}-l{r}", (paced_messages, rate, wait),
-                        (paced_messages, wait))
+        lat = _run_pair(
+            _producer_paced,
+            _consumer_paced,
+            f"{tag}-l{r}",
+            (paced_messages, rate, wait),
+            (paced_messages, wait),
+        )
         lat_us = lat / 1000.0
         p50s.append(float(np.percentile(lat_us, 50)))
         p99s.append(float(np.percentile(lat_us, 99)))

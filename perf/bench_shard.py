@@ -33,8 +33,14 @@ from perf.workloads.standard_stream import standard_stream
 
 def _pipeline(tmp: Path, markets: int, wait: str, fsync: str, tag: str) -> Pipeline:
     topo = Topology(run_id=f"hx-bs-{os.getpid()}-{tag}", shards=1, gateways=0, recorders=1)
-    return Pipeline(topo, markets_path=workload_markets_file(tmp, markets), state_dir=tmp / tag, wait=wait,
-                    fsync=fsync, snapshot_every=1 << 30)
+    return Pipeline(
+        topo,
+        markets_path=workload_markets_file(tmp, markets),
+        state_dir=tmp / tag,
+        wait=wait,
+        fsync=fsync,
+        snapshot_every=1 << 30,
+    )
 
 
 def _throughput(tmp: Path, orders: np.ndarray, wait: str, fsync: str, tag: str) -> tuple[float, EventTally]:
@@ -46,7 +52,9 @@ def _throughput(tmp: Path, orders: np.ndarray, wait: str, fsync: str, tag: str) 
     return len(commands) / (elapsed / 1e9), tally
 
 
-def _paced(tmp: Path, orders: np.ndarray, rate: int, sample: int, wait: str, fsync: str, tag: str) -> np.ndarray:
+def _paced(
+    tmp: Path, orders: np.ndarray, rate: int, sample: int, wait: str, fsync: str, tag: str
+) -> np.ndarray:
     commands = to_commands(orders)
     raw = commands.tobytes()
     heartbeat = bytearray(encode(MsgType.HEARTBEAT, 0))
@@ -63,7 +71,7 @@ def _paced(tmp: Path, orders: np.ndarray, rate: int, sample: int, wait: str, fsy
         i = 0
         while i < n or len(latencies) < expected:
             if i < n and now() >= t0 + int(i * period):
-                order = raw[i * 64:(i + 1) * 64]
+                order = raw[i * 64 : (i + 1) * 64]
                 if i % sample == 0:
                     t = now()
                     HEARTBEAT_STRUCT.pack_into(heartbeat, 0, MsgType.HEARTBEAT, 1, 64, 0, t, i)
@@ -91,8 +99,15 @@ def _paced(tmp: Path, orders: np.ndarray, rate: int, sample: int, wait: str, fsy
     return np.array(latencies, dtype=np.int64)
 
 
-def run(ops: int = 1_000_000, runs: int = 5, rate: int = 100_000, paced_ops: int = 100_000, sample: int = 4,
-        wait: str = "spin-then-backoff", fsync: str = "batch") -> dict:
+def run(
+    ops: int = 1_000_000,
+    runs: int = 5,
+    rate: int = 100_000,
+    paced_ops: int = 100_000,
+    sample: int = 4,
+    wait: str = "spin-then-backoff",
+    fsync: str = "batch",
+) -> dict:
     orders = standard_stream(ops)
     tputs, p50, p99, p999, trades = [], [], [], [], 0
     with tempfile.TemporaryDirectory(prefix="hx-bench-shard-") as tmpdir:

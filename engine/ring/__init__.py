@@ -11,6 +11,15 @@ from engine.ring.wait_strategy import (
 )
 
 __all__ = [
-    "Blocking", "BusySpin", "Consumer", "RingBuffer", "RingError", "RingFull", "Sleep",
-    "SpinThenBackoff", "WaitStrategy", "cleanup_rings", "make_wait_strategy",
+    "Blocking",
+    "BusySpin",
+    "Consumer",
+    "RingBuffer",
+    "RingError",
+    "RingFull",
+    "Sleep",
+    "SpinThenBackoff",
+    "WaitStrategy",
+    "cleanup_rings",
+    "make_wait_strategy",
 ]

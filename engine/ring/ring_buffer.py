@@ -36,7 +36,16 @@ CONSUMER_BYTES = 128
 PAGE = 4096
 
 # word indexes into the control block (8-byte words)
-W_MAGIC, W_VERSION, W_SLOT, W_CAPACITY, W_CONSUMERS, W_PRODUCER_PID, W_BLOCKERS, W_NONCE = 0, 1, 2, 3, 4, 5, 6, 7
+W_MAGIC, W_VERSION, W_SLOT, W_CAPACITY, W_CONSUMERS, W_PRODUCER_PID, W_BLOCKERS, W_NONCE = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+)
 W_PUBLISHED = 8  # byte 64: its own cache line
 # word offsets inside a consumer block
 C_CURSOR, C_STATE, C_PID, C_START, C_WAITING = 0, 1, 2, 3, 4
@@ -73,7 +82,7 @@ def process_start_ticks(pid: int) -> int:
             data = f.read()
     except OSError:
         return 0
-    fields = data[data.rindex(b")") + 2:].split()
+    fields = data[data.rindex(b")") + 2 :].split()
     if fields[0] in (b"Z", b"X"):
         return 0
     return int(fields[19])
@@ -94,8 +103,13 @@ class RingBuffer:
         buf = shm.buf
         assert buf is not None
         with buf[:CONTROL_BYTES].cast("q") as ctl:
-            magic, version, slot, capacity, consumers = (ctl[W_MAGIC], ctl[W_VERSION], ctl[W_SLOT],
-                                                         ctl[W_CAPACITY], ctl[W_CONSUMERS])
+            magic, version, slot, capacity, consumers = (
+                ctl[W_MAGIC],
+                ctl[W_VERSION],
+                ctl[W_SLOT],
+                ctl[W_CAPACITY],
+                ctl[W_CONSUMERS],
+            )
         if magic != MAGIC:
             raise RingError(f"ring {name!r}: shared-memory segment is not an hx ring (bad magic)")
         if version != LAYOUT_VERSION:
@@ -106,9 +120,9 @@ class RingBuffer:
         if shm.size < need:
             raise RingError(f"ring {name!r}: segment is {shm.size} bytes, layout needs {need}")
         self._ctl = buf[:CONTROL_BYTES].cast("q")
-        self._cons = buf[CONTROL_BYTES:CONTROL_BYTES + CONSUMER_BYTES * self.consumers].cast("q")
+        self._cons = buf[CONTROL_BYTES : CONTROL_BYTES + CONSUMER_BYTES * self.consumers].cast("q")
         base = _data_offset(self.consumers)
-        self.slots = buf[base:base + self.capacity * self.slot_bytes]
+        self.slots = buf[base : base + self.capacity * self.slot_bytes]
         self._gate = 0  # cached minimum of active consumer cursors
         self._next_dead_check = 0
         self._wake_fds: dict[int, int] = {}
@@ -116,7 +130,9 @@ class RingBuffer:
 
     # ---- lifecycle -----------------------------------------------------------------------------
     @classmethod
-    def create(cls, name: str, capacity: int = 1 << 16, consumers: int = 1, slot_bytes: int = 64) -> RingBuffer:
+    def create(
+        cls, name: str, capacity: int = 1 << 16, consumers: int = 1, slot_bytes: int = 64
+    ) -> RingBuffer:
         """Create a ring. ``capacity`` is a power of two; ``consumers`` cursors are active at once."""
         if capacity < 2 or capacity & (capacity - 1):
             raise RingError(f"ring {name!r}: capacity {capacity} is not a power of two >= 2")
@@ -139,7 +155,7 @@ class RingBuffer:
         ctl[W_CONSUMERS] = consumers
         ctl[W_PRODUCER_PID] = os.getpid()
         ctl[W_NONCE] = int.from_bytes(os.urandom(8), "little") >> 1
-        cons = buf[CONTROL_BYTES:CONTROL_BYTES + CONSUMER_BYTES * consumers].cast("q")
+        cons = buf[CONTROL_BYTES : CONTROL_BYTES + CONSUMER_BYTES * consumers].cast("q")
         for i in range(consumers):
             cons[i * 16 + C_STATE] = STATE_ACTIVE
         del cons
@@ -258,8 +274,12 @@ class RingBuffer:
             self._wake()
         return True
 
-    def publish(self, data: bytes | bytearray | memoryview, wait: WaitStrategy | None = None,
-                timeout_s: float | None = None) -> None:
+    def publish(
+        self,
+        data: bytes | bytearray | memoryview,
+        wait: WaitStrategy | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
         """Publish, waiting for room; drops dead consumers; RingFull after ``timeout_s``."""
         n = len(data) // self.slot_bytes
         if self.try_publish(data, n):
@@ -277,8 +297,14 @@ class RingBuffer:
             if strategy.wait(room, deadline) and self.try_publish(data, n):
                 return
             if deadline is not None and time.monotonic_ns() >= deadline:
-                lag = {i: self.published - self.consumer_cursor(i) for i in range(self.consumers) if self.is_active(i)}
-                raise RingFull(f"ring {self.name!r}: no room for {n} slots after {timeout_s}s; consumer lag {lag}")
+                lag = {
+                    i: self.published - self.consumer_cursor(i)
+                    for i in range(self.consumers)
+                    if self.is_active(i)
+                }
+                raise RingFull(
+                    f"ring {self.name!r}: no room for {n} slots after {timeout_s}s; consumer lag {lag}"
+                )
 
     def _write(self, seq: int, data: bytes | bytearray | memoryview, n: int) -> None:
         sb = self.slot_bytes
@@ -286,12 +312,12 @@ class RingBuffer:
         end = start + n * sb
         limit = self.capacity * sb
         if end <= limit:
-            self.slots[start:end] = data[:n * sb] if len(data) != n * sb else data
+            self.slots[start:end] = data[: n * sb] if len(data) != n * sb else data
         else:
             first = limit - start
             mv = memoryview(data)
             self.slots[start:limit] = mv[:first]
-            self.slots[0:end - limit] = mv[first:n * sb]
+            self.slots[0 : end - limit] = mv[first : n * sb]
 
     def _wake(self) -> None:
         cons = self._cons
@@ -363,7 +389,9 @@ class Consumer:
                 os.mkfifo(path, 0o600)
             except FileExistsError:
                 if not stat.S_ISFIFO(os.stat(path).st_mode):
-                    raise RingError(f"ring {ring.name!r}: wake path {path} exists and is not a FIFO") from None
+                    raise RingError(
+                        f"ring {ring.name!r}: wake path {path} exists and is not a FIFO"
+                    ) from None
             self._fifo_fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
             wait.fd = self._fifo_fd  # type: ignore[attr-defined]
             wait.set_waiting = self._set_waiting  # type: ignore[attr-defined]
@@ -388,7 +416,7 @@ class Consumer:
         if start + n > ring.capacity:
             n = ring.capacity - start
         sb = ring.slot_bytes
-        return ring.slots[start * sb:(start + n) * sb], n
+        return ring.slots[start * sb : (start + n) * sb], n
 
     def release(self, n: int) -> None:
         """Mark ``n`` slots consumed; the producer may reuse them."""

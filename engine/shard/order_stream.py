@@ -13,10 +13,19 @@ import numpy as np
 from engine.types.enums import MsgType, OrderFlag, TimeInForce
 from engine.wire.layout import SLOT_BYTES, WIRE_VERSION, layout_of
 
-ORDER_DTYPE = np.dtype([
-    ("op", "u1"), ("side", "u1"), ("tif", "u1"), ("_pad", "u1"), ("market", "<u4"),
-    ("oid", "<u8"), ("account", "<u8"), ("price", "<i8"), ("qty", "<i8"),
-])
+ORDER_DTYPE = np.dtype(
+    [
+        ("op", "u1"),
+        ("side", "u1"),
+        ("tif", "u1"),
+        ("_pad", "u1"),
+        ("market", "<u4"),
+        ("oid", "<u8"),
+        ("account", "<u8"),
+        ("price", "<i8"),
+        ("qty", "<i8"),
+    ]
+)
 TRADE_DTYPE = np.dtype([("taker_oid", "<u8"), ("maker_oid", "<u8"), ("price", "<i8"), ("qty", "<i8")])
 OP_NEW, OP_CANCEL = 1, 2
 W_GTC, W_IOC, W_FOK, W_POST_ONLY = 0, 1, 2, 3

@@ -30,9 +30,9 @@ from typing import Any
 
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.ring import RingBuffer, make_wait_strategy
-from engine.shard.wire_event_writer import WireEventWriter
 from engine.shard.market_spec import load_markets
 from engine.shard.matching_engine import MatchingEngine
+from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import MsgType
 from engine.wire.layout import HEARTBEAT_STRUCT, SLOT_BYTES, WIRE_VERSION
 
@@ -59,14 +59,10 @@ class ShardOptions:
     max_batch: int = MAX_BATCH
 
 
-class ShardEventWriter(WireEventWriter):
-    """The engine's event writer plus the shard's own events (heartbeat echoes)."""
-
-    __slots__ = ()
-
-    def raw(self, message: bytes | bytearray) -> None:
-        pos = self._slot()
-        self._buf[pos:pos + SLOT_BYTES] = message
+# The engine's event writer; the shard's own events (heartbeat echoes) go through ``raw``. An alias,
+# not a subclass: WireEventWriter is compiled by mypyc (scripts/build_native.sh), and native classes
+# cannot be subclassed by interpreted code.
+ShardEventWriter = WireEventWriter
 
 
 class ShardState:
@@ -88,8 +84,9 @@ class ShardState:
             offset = HEADER_SLOT + k * SLOT_BYTES
             if record[offset] == MsgType.HEARTBEAT:  # echo the sender's clock, add our journal position
                 sender_ts = HEARTBEAT_STRUCT.unpack_from(record, offset)[4]
-                HEARTBEAT_STRUCT.pack_into(self.heartbeat, 0, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES,
-                                           0, sender_ts, journal_seq)
+                HEARTBEAT_STRUCT.pack_into(
+                    self.heartbeat, 0, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES, 0, sender_ts, journal_seq
+                )
                 self.writer.raw(self.heartbeat)
             else:
                 handle(record, offset)
@@ -100,10 +97,10 @@ def _publish(ring: RingBuffer, data: memoryview | bytes, skip_events: int, wait:
     n = len(data) // SLOT_BYTES
     if skip_events >= n:
         return skip_events - n
-    view = memoryview(data)[skip_events * SLOT_BYTES:]
+    view = memoryview(data)[skip_events * SLOT_BYTES :]
     chunk = max(1, ring.capacity // 2) * SLOT_BYTES
     for start in range(0, len(view), chunk):
-        ring.publish(view[start:start + chunk], wait=wait)
+        ring.publish(view[start : start + chunk], wait=wait)
     return 0
 
 
@@ -117,9 +114,13 @@ class Shard:
         all_markets = load_markets(options.markets_path)
         self.markets = {m: spec for m, spec in all_markets.items() if topo.shard_of(m) == options.shard}
         self.wait = make_wait_strategy(options.wait)
-        self.inputs = [RingBuffer.attach(topo.order_ring(p, options.shard)) for p in range(topo.order_producers)]
-        self.consumers = [ring.consumer(0, make_wait_strategy(options.wait) if len(self.inputs) == 1 else None)
-                          for ring in self.inputs]
+        self.inputs = [
+            RingBuffer.attach(topo.order_ring(p, options.shard)) for p in range(topo.order_producers)
+        ]
+        self.consumers = [
+            ring.consumer(0, make_wait_strategy(options.wait) if len(self.inputs) == 1 else None)
+            for ring in self.inputs
+        ]
         self.events = RingBuffer.attach(topo.event_ring(options.shard))
         self.events.set_producer()
         self.snapshots = SnapshotStore(self.state_dir / "snapshots")
@@ -171,7 +172,10 @@ class Shard:
 
     def write_snapshot(self) -> None:
         parts = [SNAP_META.pack(self.journal_seq, self.events.published, self.events.nonce, len(self.inputs))]
-        parts += [SNAP_INPUT.pack(ring.nonce, cons.cursor) for ring, cons in zip(self.inputs, self.consumers, strict=True)]
+        parts += [
+            SNAP_INPUT.pack(ring.nonce, cons.cursor)
+            for ring, cons in zip(self.inputs, self.consumers, strict=True)
+        ]
         parts.append(self.state.engine.snapshot())
         self.journal.flush()
         self.snapshots.write(self.journal_seq, b"".join(parts))

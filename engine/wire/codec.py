@@ -21,7 +21,12 @@ CONTROL_TYPES = frozenset(t for t in MsgType if int(t) >= 64)
 def encode(msg_type: int, market_id: int = 0, **fields: Any) -> bytes:
     """Pack one message; unspecified fields are 0. Raises ``struct.error``/KeyError on misuse."""
     layout = BY_TYPE[int(msg_type)]
-    values = {"msg_type": int(msg_type), "version": WIRE_VERSION, "length": SLOT_BYTES, "market_id": market_id}
+    values = {
+        "msg_type": int(msg_type),
+        "version": WIRE_VERSION,
+        "length": SLOT_BYTES,
+        "market_id": market_id,
+    }
     unknown = set(fields) - set(layout.field_names)
     if unknown:
         raise KeyError(f"{layout.msg_type.name} has no field(s) {sorted(unknown)}")

@@ -70,146 +70,250 @@ def _pad(n: int) -> Field:
     return ("_pad", f"{n}x", "zero")
 
 
-_ORDER_ID = ("order_id", "Q", "exchange order id, unique per market; in NEW_ORDER 0 = the shard assigns the next one")
+_ORDER_ID = (
+    "order_id",
+    "Q",
+    "exchange order id, unique per market; in NEW_ORDER 0 = the shard assigns the next one",
+)
 _CLIENT_ID = ("client_order_id", "Q", "the client's own id; 0 = none")
 _SEQ = ("seq", "Q", "per-market event sequence number, gap-free from 1")
 _ACCOUNT = ("account", "I", "internal account id")
 
 LAYOUTS: tuple[MessageLayout, ...] = (
     # ---- commands: client -> engine -------------------------------------------------------------
-    MessageLayout(MsgType.NEW_ORDER, "Place an order.", (
-        _ORDER_ID, _CLIENT_ID,
-        ("price_ticks", "q", "limit price; for MARKET orders the worst acceptable price"),
-        ("size_lots", "q", "size in lots, > 0"),
-        ("trigger_price_ticks", "q", "stop/take-profit trigger on the mark price; 0 otherwise"),
-        ("expire_ns", "Q", "GTT expiry, engine clock ns; 0 unless tif is GTT"),
-        _ACCOUNT,
-        ("side", "B", "Side: 0 buy, 1 sell"),
-        ("tif", "B", "TimeInForce: 0 GTC, 1 IOC, 2 FOK, 3 GTT"),
-        ("order_type", "B", "OrderType: 0 limit, 1 market, 2-5 stop/take-profit"),
-        ("flags", "B", "OrderFlag bits 0-2 (post-only, slide, reduce-only), StpMode in bits 4-6"),
-    )),
-    MessageLayout(MsgType.CANCEL, "Cancel one order, by order_id, or by client_order_id when order_id is 0.", (
-        _ORDER_ID, _CLIENT_ID, _ACCOUNT, _pad(36),
-    )),
-    MessageLayout(MsgType.AMEND, "Change price and/or size. Size down keeps priority; price change or size up loses it.", (
-        _ORDER_ID, _CLIENT_ID,
-        ("price_ticks", "q", "new price; 0 keeps the price"),
-        ("size_lots", "q", "new total size (original units, including what is filled); 0 keeps it"),
-        _ACCOUNT, _pad(20),
-    )),
-    MessageLayout(MsgType.CANCEL_ALL, "Cancel every open order of an account, in one market or all (market_id 0xFFFFFFFF).", (
-        _ACCOUNT, _pad(52),
-    )),
-    MessageLayout(MsgType.MARK_PRICE, "Mark/reference price for a market: triggers stops, centres the price band.", (
-        ("price_ticks", "q", "mark price"),
-        ("ts_ns", "Q", "oracle timestamp"),
-        _pad(40),
-    )),
-    MessageLayout(MsgType.SET_MARKET_STATUS, "Open, halt, close or resolve a market (operator).", (
-        ("status", "B", "MarketStatus"),
-        _pad(55),
-    )),
-    MessageLayout(MsgType.CLOCK, "Engine clock tick from the sequencer: expires GTT orders deterministically.", (
-        ("now_ns", "Q", "sequencer clock"),
-        _pad(48),
-    )),
+    MessageLayout(
+        MsgType.NEW_ORDER,
+        "Place an order.",
+        (
+            _ORDER_ID,
+            _CLIENT_ID,
+            ("price_ticks", "q", "limit price; for MARKET orders the worst acceptable price"),
+            ("size_lots", "q", "size in lots, > 0"),
+            ("trigger_price_ticks", "q", "stop/take-profit trigger on the mark price; 0 otherwise"),
+            ("expire_ns", "Q", "GTT expiry, engine clock ns; 0 unless tif is GTT"),
+            _ACCOUNT,
+            ("side", "B", "Side: 0 buy, 1 sell"),
+            ("tif", "B", "TimeInForce: 0 GTC, 1 IOC, 2 FOK, 3 GTT"),
+            ("order_type", "B", "OrderType: 0 limit, 1 market, 2-5 stop/take-profit"),
+            ("flags", "B", "OrderFlag bits 0-2 (post-only, slide, reduce-only), StpMode in bits 4-6"),
+        ),
+    ),
+    MessageLayout(
+        MsgType.CANCEL,
+        "Cancel one order, by order_id, or by client_order_id when order_id is 0.",
+        (
+            _ORDER_ID,
+            _CLIENT_ID,
+            _ACCOUNT,
+            _pad(36),
+        ),
+    ),
+    MessageLayout(
+        MsgType.AMEND,
+        "Change price and/or size. Size down keeps priority; price change or size up loses it.",
+        (
+            _ORDER_ID,
+            _CLIENT_ID,
+            ("price_ticks", "q", "new price; 0 keeps the price"),
+            ("size_lots", "q", "new total size (original units, including what is filled); 0 keeps it"),
+            _ACCOUNT,
+            _pad(20),
+        ),
+    ),
+    MessageLayout(
+        MsgType.CANCEL_ALL,
+        "Cancel every open order of an account, in one market or all (market_id 0xFFFFFFFF).",
+        (
+            _ACCOUNT,
+            _pad(52),
+        ),
+    ),
+    MessageLayout(
+        MsgType.MARK_PRICE,
+        "Mark/reference price for a market: triggers stops, centres the price band.",
+        (
+            ("price_ticks", "q", "mark price"),
+            ("ts_ns", "Q", "oracle timestamp"),
+            _pad(40),
+        ),
+    ),
+    MessageLayout(
+        MsgType.SET_MARKET_STATUS,
+        "Open, halt, close or resolve a market (operator).",
+        (
+            ("status", "B", "MarketStatus"),
+            _pad(55),
+        ),
+    ),
+    MessageLayout(
+        MsgType.CLOCK,
+        "Engine clock tick from the sequencer: expires GTT orders deterministically.",
+        (
+            ("now_ns", "Q", "sequencer clock"),
+            _pad(48),
+        ),
+    ),
     # ---- events: engine -> consumers ------------------------------------------------------------
-    MessageLayout(MsgType.ACCEPTED, "An order passed validation and entered the book (or started matching).", (
-        _SEQ, _ORDER_ID, _CLIENT_ID,
-        ("price_ticks", "q", "limit price (after a post-only slide, the slid price)"),
-        ("size_lots", "q", "order size"),
-        ("ts_ns", "Q", "engine clock"),
-        _ACCOUNT,
-        ("side", "B", "Side"),
-        ("tif", "B", "TimeInForce"),
-        ("order_type", "B", "OrderType"),
-        ("flags", "B", "as sent"),
-    )),
-    MessageLayout(MsgType.REJECTED, "A command was refused; nothing changed.", (
-        _SEQ, _ORDER_ID, _CLIENT_ID,
-        ("ts_ns", "Q", "engine clock"),
-        _ACCOUNT,
-        ("reason", "H", "RejectCode"),
-        ("command", "B", "MsgType of the refused command"),
-        _pad(17),
-    )),
-    MessageLayout(MsgType.FILL, "A match between a taker and a resting maker, at the maker's price.", (
-        _SEQ,
-        ("taker_order_id", "Q", "aggressing order"),
-        ("maker_order_id", "Q", "resting order"),
-        ("price_ticks", "q", "trade price = maker's price"),
-        ("size_lots", "q", "filled size"),
-        ("taker_account", "I", "taker's account"),
-        ("maker_account", "I", "maker's account"),
-        ("taker_side", "B", "Side of the taker"),
-        ("flags", "B", "bit0 taker done, bit1 maker done"),
-        _pad(6),
-    )),
-    MessageLayout(MsgType.CANCELLED, "An order left the book without filling (the rest of its size).", (
-        _SEQ, _ORDER_ID, _CLIENT_ID,
-        ("size_lots", "q", "size cancelled (the order's open remainder)"),
-        ("ts_ns", "Q", "engine clock"),
-        _ACCOUNT,
-        ("reason", "B", "CancelReason"),
-        ("side", "B", "Side"),
-        _pad(10),
-    )),
-    MessageLayout(MsgType.L2_DELTA, "A price level's new total size (0 = level gone).", (
-        _SEQ,
-        ("price_ticks", "q", "level price"),
-        ("size_lots", "q", "new total size at the level"),
-        ("order_count", "I", "orders at the level"),
-        ("side", "B", "Side"),
-        _pad(27),
-    )),
-    MessageLayout(MsgType.TRADE, "Public trade print (no accounts).", (
-        _SEQ,
-        ("price_ticks", "q", "trade price"),
-        ("size_lots", "q", "size"),
-        ("ts_ns", "Q", "engine clock"),
-        ("taker_side", "B", "aggressor Side"),
-        _pad(23),
-    )),
-    MessageLayout(MsgType.BBO, "Best bid and offer after a change (size 0 = empty side).", (
-        _SEQ,
-        ("bid_price_ticks", "q", "best bid"),
-        ("bid_size_lots", "q", "size at best bid"),
-        ("ask_price_ticks", "q", "best ask"),
-        ("ask_size_lots", "q", "size at best ask"),
-        ("ts_ns", "Q", "engine clock"),
-        _pad(8),
-    )),
-    MessageLayout(MsgType.AMENDED, "An amend took effect.", (
-        _SEQ, _ORDER_ID, _CLIENT_ID,
-        ("price_ticks", "q", "new price"),
-        ("size_lots", "q", "new open (unfilled) size"),
-        _ACCOUNT,
-        ("kept_priority", "B", "1 if the order kept its queue position"),
-        _pad(11),
-    )),
-    MessageLayout(MsgType.TRIGGERED, "A stop/take-profit order's trigger fired; it now enters the book.", (
-        _SEQ, _ORDER_ID, _CLIENT_ID,
-        ("mark_price_ticks", "q", "mark that fired it"),
-        _ACCOUNT, _pad(20),
-    )),
-    MessageLayout(MsgType.MARKET_STATUS, "A market's status changed.", (
-        _SEQ,
-        ("status", "B", "MarketStatus"),
-        _pad(47),
-    )),
+    MessageLayout(
+        MsgType.ACCEPTED,
+        "An order passed validation and entered the book (or started matching).",
+        (
+            _SEQ,
+            _ORDER_ID,
+            _CLIENT_ID,
+            ("price_ticks", "q", "limit price (after a post-only slide, the slid price)"),
+            ("size_lots", "q", "order size"),
+            ("ts_ns", "Q", "engine clock"),
+            _ACCOUNT,
+            ("side", "B", "Side"),
+            ("tif", "B", "TimeInForce"),
+            ("order_type", "B", "OrderType"),
+            ("flags", "B", "as sent"),
+        ),
+    ),
+    MessageLayout(
+        MsgType.REJECTED,
+        "A command was refused; nothing changed.",
+        (
+            _SEQ,
+            _ORDER_ID,
+            _CLIENT_ID,
+            ("ts_ns", "Q", "engine clock"),
+            _ACCOUNT,
+            ("reason", "H", "RejectCode"),
+            ("command", "B", "MsgType of the refused command"),
+            _pad(17),
+        ),
+    ),
+    MessageLayout(
+        MsgType.FILL,
+        "A match between a taker and a resting maker, at the maker's price.",
+        (
+            _SEQ,
+            ("taker_order_id", "Q", "aggressing order"),
+            ("maker_order_id", "Q", "resting order"),
+            ("price_ticks", "q", "trade price = maker's price"),
+            ("size_lots", "q", "filled size"),
+            ("taker_account", "I", "taker's account"),
+            ("maker_account", "I", "maker's account"),
+            ("taker_side", "B", "Side of the taker"),
+            ("flags", "B", "bit0 taker done, bit1 maker done"),
+            _pad(6),
+        ),
+    ),
+    MessageLayout(
+        MsgType.CANCELLED,
+        "An order left the book without filling (the rest of its size).",
+        (
+            _SEQ,
+            _ORDER_ID,
+            _CLIENT_ID,
+            ("size_lots", "q", "size cancelled (the order's open remainder)"),
+            ("ts_ns", "Q", "engine clock"),
+            _ACCOUNT,
+            ("reason", "B", "CancelReason"),
+            ("side", "B", "Side"),
+            _pad(10),
+        ),
+    ),
+    MessageLayout(
+        MsgType.L2_DELTA,
+        "A price level's new total size (0 = level gone).",
+        (
+            _SEQ,
+            ("price_ticks", "q", "level price"),
+            ("size_lots", "q", "new total size at the level"),
+            ("order_count", "I", "orders at the level"),
+            ("side", "B", "Side"),
+            _pad(27),
+        ),
+    ),
+    MessageLayout(
+        MsgType.TRADE,
+        "Public trade print (no accounts).",
+        (
+            _SEQ,
+            ("price_ticks", "q", "trade price"),
+            ("size_lots", "q", "size"),
+            ("ts_ns", "Q", "engine clock"),
+            ("taker_side", "B", "aggressor Side"),
+            _pad(23),
+        ),
+    ),
+    MessageLayout(
+        MsgType.BBO,
+        "Best bid and offer after a change (size 0 = empty side).",
+        (
+            _SEQ,
+            ("bid_price_ticks", "q", "best bid"),
+            ("bid_size_lots", "q", "size at best bid"),
+            ("ask_price_ticks", "q", "best ask"),
+            ("ask_size_lots", "q", "size at best ask"),
+            ("ts_ns", "Q", "engine clock"),
+            _pad(8),
+        ),
+    ),
+    MessageLayout(
+        MsgType.AMENDED,
+        "An amend took effect.",
+        (
+            _SEQ,
+            _ORDER_ID,
+            _CLIENT_ID,
+            ("price_ticks", "q", "new price"),
+            ("size_lots", "q", "new open (unfilled) size"),
+            _ACCOUNT,
+            ("kept_priority", "B", "1 if the order kept its queue position"),
+            _pad(11),
+        ),
+    ),
+    MessageLayout(
+        MsgType.TRIGGERED,
+        "A stop/take-profit order's trigger fired; it now enters the book.",
+        (
+            _SEQ,
+            _ORDER_ID,
+            _CLIENT_ID,
+            ("mark_price_ticks", "q", "mark that fired it"),
+            _ACCOUNT,
+            _pad(20),
+        ),
+    ),
+    MessageLayout(
+        MsgType.MARKET_STATUS,
+        "A market's status changed.",
+        (
+            _SEQ,
+            ("status", "B", "MarketStatus"),
+            _pad(47),
+        ),
+    ),
     # ---- control --------------------------------------------------------------------------------
-    MessageLayout(MsgType.HEARTBEAT, "Liveness; carries the sender's clock and last sequence.", (
-        ("ts_ns", "Q", "sender clock"),
-        ("last_seq", "Q", "last sequence the sender produced or processed"),
-        _pad(40),
-    )),
-    MessageLayout(MsgType.SNAPSHOT_REQUEST, "Ask a stateful process to snapshot now.", (
-        ("request_id", "Q", "echoed in logs"), _pad(48),
-    )),
-    MessageLayout(MsgType.SHUTDOWN, "Ask a process to snapshot and stop cleanly.", (
-        ("request_id", "Q", "echoed in logs"), _pad(48),
-    )),
+    MessageLayout(
+        MsgType.HEARTBEAT,
+        "Liveness; carries the sender's clock and last sequence.",
+        (
+            ("ts_ns", "Q", "sender clock"),
+            ("last_seq", "Q", "last sequence the sender produced or processed"),
+            _pad(40),
+        ),
+    ),
+    MessageLayout(
+        MsgType.SNAPSHOT_REQUEST,
+        "Ask a stateful process to snapshot now.",
+        (
+            ("request_id", "Q", "echoed in logs"),
+            _pad(48),
+        ),
+    ),
+    MessageLayout(
+        MsgType.SHUTDOWN,
+        "Ask a process to snapshot and stop cleanly.",
+        (
+            ("request_id", "Q", "echoed in logs"),
+            _pad(48),
+        ),
+    ),
 )
 
 BY_TYPE: dict[int, MessageLayout] = {int(layout.msg_type): layout for layout in LAYOUTS}
@@ -222,8 +326,16 @@ def _dtype_of(fields: tuple[Field, ...]) -> np.dtype:
         size = struct.calcsize("<" + code)
         if not code.endswith("x"):
             names.append(name)
-            formats.append(np.dtype("<" + code.replace("B", "u1").replace("H", "u2").replace("I", "u4")
-                                    .replace("Q", "u8").replace("q", "i8")))
+            formats.append(
+                np.dtype(
+                    "<"
+                    + code.replace("B", "u1")
+                    .replace("H", "u2")
+                    .replace("I", "u4")
+                    .replace("Q", "u8")
+                    .replace("q", "i8")
+                )
+            )
             offsets.append(offset)
         offset += size
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": offset})
@@ -236,8 +348,14 @@ for _layout in LAYOUTS:
     _DTYPES[_layout.msg_type] = _dtype_of(_layout.fields)
 
 HEADER_STRUCT = struct.Struct("<" + "".join(code for _, code, _ in HEADER_FIELDS))
-HEADER_DTYPE = np.dtype({"names": [f[0] for f in HEADER_FIELDS],
-                         "formats": ["u1", "u1", "<u2", "<u4"], "offsets": [0, 1, 2, 4], "itemsize": SLOT_BYTES})
+HEADER_DTYPE = np.dtype(
+    {
+        "names": [f[0] for f in HEADER_FIELDS],
+        "formats": ["u1", "u1", "<u2", "<u4"],
+        "offsets": [0, 1, 2, 4],
+        "itemsize": SLOT_BYTES,
+    }
+)
 SLOT_DTYPE = np.dtype((np.void, SLOT_BYTES))
 
 # Hot-path shortcuts: the packed header value for each type (little-endian u32 of type|ver|len).

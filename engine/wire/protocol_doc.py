@@ -61,8 +61,12 @@ def _field_rows(fields: list[tuple[str, str, str]] | tuple[tuple[str, str, str],
 
 
 def _enum_table(title: str, enum: Any, describe: Any = None) -> list[str]:
-    lines = [f"### {title}", "", "| value | name |" + (" meaning |" if describe else ""),
-             "| ---: | --- |" + (" --- |" if describe else "")]
+    lines = [
+        f"### {title}",
+        "",
+        "| value | name |" + (" meaning |" if describe else ""),
+        "| ---: | --- |" + (" --- |" if describe else ""),
+    ]
     for member in enum:
         extra = f" {describe(member)} |" if describe else ""
         lines.append(f"| {int(member)} | `{member.name}` |{extra}")
@@ -75,15 +79,24 @@ def render() -> str:
     out = [INTRO, "## Header (bytes 0-7 of every message)", ""]
     out += _field_rows(HEADER_FIELDS)
     out += ["", "## Messages", ""]
-    groups = [("Commands (client -> engine)", range(0, 32)), ("Events (engine -> client)", range(32, 64)),
-              ("Control", range(64, 256))]
+    groups = [
+        ("Commands (client -> engine)", range(0, 32)),
+        ("Events (engine -> client)", range(32, 64)),
+        ("Control", range(64, 256)),
+    ]
     for title, span in groups:
         out += [f"### {title}", ""]
         for layout in LAYOUTS:
             if int(layout.msg_type) not in span:
                 continue
-            out += [f"#### `{layout.msg_type.name}` (msg_type {int(layout.msg_type)})", "", layout.summary, "",
-                    f"struct format: `{layout.struct_format}`", ""]
+            out += [
+                f"#### `{layout.msg_type.name}` (msg_type {int(layout.msg_type)})",
+                "",
+                layout.summary,
+                "",
+                f"struct format: `{layout.struct_format}`",
+                "",
+            ]
             out += _field_rows(layout.fields)
             out.append("")
     out += ["## Enumerations", ""]

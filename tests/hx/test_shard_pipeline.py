@@ -20,18 +20,20 @@ from engine.types.enums import MsgType
 from engine.wire.layout import LAYOUTS, SLOT_BYTES
 from hx.pipeline import Pipeline
 from hx.replay_runner import replay_sharded, workload_markets_file
-from hx.stream_feeder import feed
 from hx.topology import Topology
 from perf.workloads.standard_stream import standard_stream
 
-TS_FIELDS = {int(spec.msg_type): spec.dtype.fields["ts_ns"][1] for spec in LAYOUTS
-             if "ts_ns" in spec.field_names and int(spec.msg_type) >= 32}
+TS_FIELDS = {
+    int(spec.msg_type): spec.dtype.fields["ts_ns"][1]
+    for spec in LAYOUTS
+    if "ts_ns" in spec.field_names and int(spec.msg_type) >= 32
+}
 
 
 def mask_timestamps(events: bytes) -> bytes:
     raw = np.frombuffer(events, dtype=np.uint8).reshape(-1, SLOT_BYTES).copy()
     for msg_type, offset in TS_FIELDS.items():
-        raw[raw[:, 0] == msg_type, offset:offset + 8] = 0
+        raw[raw[:, 0] == msg_type, offset : offset + 8] = 0
     return raw.tobytes()
 
 
@@ -62,7 +64,7 @@ def _record_events(pipe: Pipeline, commands: np.ndarray, kill_after: int | None)
         while time.monotonic() < deadline:
             if sent < len(commands):
                 n = min(200, len(commands) - sent, ring.free_slots(200))
-                if n > 0 and ring.try_publish(raw[sent * 64:(sent + n) * 64], n):
+                if n > 0 and ring.try_publish(raw[sent * 64 : (sent + n) * 64], n):
                     sent += n
             if not killed and sent >= kill_after:
                 time.sleep(0.05)  # let the shard get part-way through what was sent
@@ -94,8 +96,9 @@ def test_kill_minus_9_mid_stream_recovers_the_same_event_stream(stream: np.ndarr
     runs = {}
     for name, kill_after in (("clean", None), ("killed", 4000)):
         topo = Topology(run_id=f"hx-kill-{os.getpid()}-{name}", shards=1, gateways=0, recorders=1)
-        with Pipeline(topo, markets_path=markets, state_dir=tmp_path / name, fsync="none",
-                      snapshot_every=7) as pipe:
+        with Pipeline(
+            topo, markets_path=markets, state_dir=tmp_path / name, fsync="none", snapshot_every=7
+        ) as pipe:
             runs[name] = _record_events(pipe, commands, kill_after)
     assert len(runs["clean"]) > 8000 * SLOT_BYTES
     fills = np.frombuffer(runs["clean"], dtype=np.uint8).reshape(-1, 64)[:, 0] == MsgType.FILL

@@ -79,8 +79,10 @@ def test_three_consumers_see_everything_in_order(ring_name: str, wait: str, tota
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     ring = RingBuffer.create(ring_name, capacity=1 << 12, consumers=3)
-    procs = [ctx.Process(target=_consume, args=(ring_name, i, total, wait, style, out))
-             for i, style in enumerate(("fast", "small", "slow"))]
+    procs = [
+        ctx.Process(target=_consume, args=(ring_name, i, total, wait, style, out))
+        for i, style in enumerate(("fast", "small", "slow"))
+    ]
     procs.append(ctx.Process(target=_produce, args=(ring_name, total, wait)))
     try:
         for p in procs:

@@ -11,8 +11,13 @@ from engine.types.enums import RejectCode
 from engine.wire import layout
 from engine.wire.codec import check_header, decode, encode, iter_frame
 
-_RANGES = {"B": (0, 2**8 - 1), "H": (0, 2**16 - 1), "I": (0, 2**32 - 1), "Q": (0, 2**64 - 1),
-           "q": (-(2**63), 2**63 - 1)}
+_RANGES = {
+    "B": (0, 2**8 - 1),
+    "H": (0, 2**16 - 1),
+    "I": (0, 2**32 - 1),
+    "Q": (0, 2**64 - 1),
+    "q": (-(2**63), 2**63 - 1),
+}
 
 
 @st.composite

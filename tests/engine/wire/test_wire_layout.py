@@ -52,9 +52,17 @@ def test_encode_rejects_unknown_field() -> None:
 def test_decode_round_trip_example() -> None:
     msg = encode(MsgType.NEW_ORDER, 3, client_order_id=9, price_ticks=-5, size_lots=2, side=1, flags=0x11)
     d = decode(msg)
-    assert (d["market_id"], d["client_order_id"], d["price_ticks"], d["size_lots"], d["side"], d["flags"]) == (
-        3, 9, -5, 2, 1, 0x11)
+    assert (
+        d["market_id"],
+        d["client_order_id"],
+        d["price_ticks"],
+        d["size_lots"],
+        d["side"],
+        d["flags"],
+    ) == (3, 9, -5, 2, 1, 0x11)
 
 
 def test_protocol_doc_is_fresh() -> None:
-    assert DOC_PATH.read_text() == render(), "docs/protocol.md is stale: run `python -m engine.wire.protocol_doc`"
+    assert DOC_PATH.read_text() == render(), (
+        "docs/protocol.md is stale: run `python -m engine.wire.protocol_doc`"
+    )
