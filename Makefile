@@ -44,6 +44,8 @@ bench: setup
 	$(BIN)/hx bench ring --json
 	$(BIN)/hx bench book --json
 	$(BIN)/hx bench shard --json
+	$(BIN)/hx bench journal --json
+	$(BIN)/hx bench e2e --json
 
 # Re-pin Python dependencies after changing pyproject.toml.
 lock:

@@ -99,6 +99,60 @@ def bench_shard(as_json: bool, ops: int, runs: int, rate: int, paced_ops: int, w
     _emit(run(ops=ops, runs=runs, rate=rate, paced_ops=paced_ops, wait=wait, fsync=fsync), as_json)
 
 
+@bench.command("e2e")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+@click.option("--clients", default=2, show_default=True, type=click.IntRange(1, 64), help="Client processes.")
+@click.option(
+    "--rate", default=20_000.0, show_default=True, help="Total orders/s offered (0: as fast as acked)."
+)
+@click.option("--duration", default=10.0, show_default=True, help="Seconds of load per run.")
+@click.option("--runs", default=3, show_default=True, help="Runs; the report gives medians.")
+@click.option("--batch", type=int, default=None, help="Orders per WebSocket frame (default: chosen by rate).")
+@click.option(
+    "--gateways", default=1, show_default=True, type=click.IntRange(1, 16), help="Gateway processes."
+)
+@click.option(
+    "--loop-mode",
+    default="park",
+    show_default=True,
+    type=click.Choice(["park", "adaptive", "busy-poll"]),
+    help="Gateway event-pump wait.",
+)
+@click.option(
+    "--shard-wait",
+    default="blocking",
+    show_default=True,
+    type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]),
+)
+def bench_e2e(
+    as_json: bool,
+    clients: int,
+    rate: float,
+    duration: float,
+    runs: int,
+    batch: int | None,
+    gateways: int,
+    loop_mode: str,
+    shard_wait: str,
+) -> None:
+    """Whole stack over loopback WebSockets: clients -> gateway -> shard -> gateway -> clients."""
+    from perf.bench_e2e import run
+
+    _emit(
+        run(
+            clients=clients,
+            rate=rate,
+            duration=duration,
+            runs=runs,
+            batch=batch,
+            gateways=gateways,
+            loop_mode=loop_mode,
+            shard_wait=shard_wait,
+        ),
+        as_json,
+    )
+
+
 @main.command()
 @click.argument("orders", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(

@@ -56,10 +56,12 @@ def _orders(n: int, coid_base: int) -> np.ndarray:
     from engine.types.enums import MsgType
     from engine.wire.layout import NEW_ORDER, SLOT_BYTES, WIRE_VERSION
 
-    template_buy = NEW_ORDER.pack(MsgType.NEW_ORDER, WIRE_VERSION, SLOT_BYTES, MARKET, 0, 0, PRICE, 1, 0, 0, 0, 0, 0,
-                                  0, 0)
-    template_sell = NEW_ORDER.pack(MsgType.NEW_ORDER, WIRE_VERSION, SLOT_BYTES, MARKET, 0, 0, PRICE, 1, 0, 0, 0, 1, 0,
-                                   0, 0)
+    template_buy = NEW_ORDER.pack(
+        MsgType.NEW_ORDER, WIRE_VERSION, SLOT_BYTES, MARKET, 0, 0, PRICE, 1, 0, 0, 0, 0, 0, 0, 0
+    )
+    template_sell = NEW_ORDER.pack(
+        MsgType.NEW_ORDER, WIRE_VERSION, SLOT_BYTES, MARKET, 0, 0, PRICE, 1, 0, 0, 0, 1, 0, 0, 0
+    )
     a = np.empty((n, SLOT_BYTES), np.uint8)
     a[0::2] = np.frombuffer(template_buy, np.uint8)
     a[1::2] = np.frombuffer(template_sell, np.uint8)
@@ -67,8 +69,9 @@ def _orders(n: int, coid_base: int) -> np.ndarray:
     return a
 
 
-async def _client(url: str, key: bytes, n: int, rate: float, batch: int, window: int, start_at: float,
-                  duration: float) -> dict[str, Any]:
+async def _client(
+    url: str, key: bytes, n: int, rate: float, batch: int, window: int, start_at: float, duration: float
+) -> dict[str, Any]:
     import orjson
     from eth_account import Account
     from picows import WSListener, WSMsgType, ws_connect
@@ -131,9 +134,13 @@ async def _client(url: str, key: bytes, n: int, rate: float, batch: int, window:
     address = Account.from_key(key).address.lower()
     transport.send(WSMsgType.TEXT, orjson.dumps({"op": "challenge"}))
     ch = await replies.get()
-    sig = sign_typed_data(key, login_typed_data(ch["chain_id"], address, address, ch["nonce"], ch["expires_at"]))
-    transport.send(WSMsgType.TEXT, orjson.dumps({"op": "login", "account": address, "nonce": ch["nonce"],
-                                                 "signature": sig}))
+    sig = sign_typed_data(
+        key, login_typed_data(ch["chain_id"], address, address, ch["nonce"], ch["expires_at"])
+    )
+    transport.send(
+        WSMsgType.TEXT,
+        orjson.dumps({"op": "login", "account": address, "nonce": ch["nonce"], "signature": sig}),
+    )
     reply = await replies.get()
     assert reply.get("ok"), reply
 
@@ -151,8 +158,8 @@ async def _client(url: str, key: bytes, n: int, rate: float, batch: int, window:
         else:
             k = min(n - sent, batch, window - (sent - state["acked"] - state["rejected"]))
         if k > 0:
-            transport.send(WSMsgType.BINARY, orders[sent:sent + k].tobytes())
-            send_ns[sent:sent + k] = now
+            transport.send(WSMsgType.BINARY, orders[sent : sent + k].tobytes())
+            send_ns[sent : sent + k] = now
             sent += k
             await asyncio.sleep(0)
         else:
@@ -171,13 +178,30 @@ async def _client(url: str, key: bytes, n: int, rate: float, batch: int, window:
     fl = fill_ns[:sent] - send_ns[:sent]
     fl_ok = fl[skip:][fill_ns[:sent][skip:] > 0]
     last_ack = int(ack_ns[:sent].max()) if sent else t0
-    return {"sent": sent, "acked": state["acked"], "rejected": state["rejected"], "filled": state["filled"],
-            "send_s": (t_sent - t0) / 1e9, "ack_span_s": (max(last_ack, t0) - t0) / 1e9,
-            "wall_s": (t_end - t0) / 1e9, "lat_ns": lat_ok.tobytes(), "fill_ns": fl_ok.tobytes()}
+    return {
+        "sent": sent,
+        "acked": state["acked"],
+        "rejected": state["rejected"],
+        "filled": state["filled"],
+        "send_s": (t_sent - t0) / 1e9,
+        "ack_span_s": (max(last_ack, t0) - t0) / 1e9,
+        "wall_s": (t_end - t0) / 1e9,
+        "lat_ns": lat_ok.tobytes(),
+        "fill_ns": fl_ok.tobytes(),
+    }
 
 
-def _client_main(url: str, key: bytes, n: int, rate: float, batch: int, window: int, start_at: float,
-                 duration: float, out: Any) -> None:
+def _client_main(
+    url: str,
+    key: bytes,
+    n: int,
+    rate: float,
+    batch: int,
+    window: int,
+    start_at: float,
+    duration: float,
+    out: Any,
+) -> None:
     import uvloop
 
     try:
@@ -257,8 +281,16 @@ def echo_floor_us(rounds: int = 2000) -> float:
 
 
 # ---- one run ----------------------------------------------------------------------------------------
-def run_once(clients: int, rate: float, duration: float, batch: int, window: int, gateways: int,
-             loop_mode: str, shard_wait: str) -> dict[str, Any]:
+def run_once(
+    clients: int,
+    rate: float,
+    duration: float,
+    batch: int,
+    window: int,
+    gateways: int,
+    loop_mode: str,
+    shard_wait: str,
+) -> dict[str, Any]:
     from eth_account import Account
 
     from hx.pipeline import Pipeline
@@ -269,10 +301,19 @@ def run_once(clients: int, rate: float, duration: float, batch: int, window: int
         markets = Path(tmp) / "markets.toml"
         markets.write_text(MARKETS_TOML)
         topo = Topology(run_id=f"hx-bench-e2e-{os.getpid()}", shards=1, gateways=gateways)
-        pipe = Pipeline(topo, markets_path=markets, state_dir=Path(tmp) / "state", wait=shard_wait, fsync="none")
+        pipe = Pipeline(
+            topo, markets_path=markets, state_dir=Path(tmp) / "state", wait=shard_wait, fsync="none"
+        )
         port = _free_port()
-        gw_opts = {"order_rate": 0, "account_order_rate": 0, "request_rate": 0, "loop_mode": loop_mode,
-                   "hard_buffer_bytes": 256 << 20, "soft_buffer_bytes": 64 << 20, "max_frame_bytes": 1 << 20}
+        gw_opts = {
+            "order_rate": 0,
+            "account_order_rate": 0,
+            "request_rate": 0,
+            "loop_mode": loop_mode,
+            "hard_buffer_bytes": 256 << 20,
+            "soft_buffer_bytes": 64 << 20,
+            "max_frame_bytes": 1 << 20,
+        }
         procs = []
         try:
             pipe.start()
@@ -285,9 +326,21 @@ def run_once(clients: int, rate: float, duration: float, batch: int, window: int
             start_at = time.time() + 3.0
             for _ in range(clients):
                 key = bytes(Account.create().key)
-                p = ctx.Process(target=_client_main, daemon=True,
-                                args=(f"ws://127.0.0.1:{port}/v1/bin", key, n, per_client_rate, batch, window,
-                                      start_at, duration, out))
+                p = ctx.Process(
+                    target=_client_main,
+                    daemon=True,
+                    args=(
+                        f"ws://127.0.0.1:{port}/v1/bin",
+                        key,
+                        n,
+                        per_client_rate,
+                        batch,
+                        window,
+                        start_at,
+                        duration,
+                        out,
+                    ),
+                )
                 p.start()
                 procs.append(p)
             results = [out.get(timeout=duration + 60) for _ in procs]
@@ -315,41 +368,82 @@ def run_once(clients: int, rate: float, duration: float, batch: int, window: int
         "acked": acked,
         "rejected": sum(r["rejected"] for r in results),
         "fills": sum(r["filled"] for r in results),
-        "p50_us": pct(lat, 50), "p99_us": pct(lat, 99), "p999_us": pct(lat, 99.9),
+        "p50_us": pct(lat, 50),
+        "p99_us": pct(lat, 99),
+        "p999_us": pct(lat, 99.9),
         "fill_p50_us": pct(fills, 50),
         "errors": sum(r["sent"] - r["acked"] for r in results),
     }
 
 
-def run(clients: int = 2, rate: float = 20_000, duration: float = 10.0, runs: int = 3, batch: int | None = None,
-        window: int = 8192, gateways: int = 1, loop_mode: str = "adaptive",
-        shard_wait: str = "spin-then-backoff", echo_rounds: int = 2000) -> dict[str, Any]:
+def run(
+    clients: int = 2,
+    rate: float = 20_000,
+    duration: float = 10.0,
+    runs: int = 3,
+    batch: int | None = None,
+    window: int = 8192,
+    gateways: int = 1,
+    loop_mode: str = "park",
+    shard_wait: str = "blocking",
+    echo_rounds: int = 2000,
+) -> dict[str, Any]:
     """Run the stack ``runs`` times; one dict of medians (see the module docstring).
 
     ``rate`` is the total orders/s across clients (0 = as fast as the window allows);
     ``batch`` the most structs per frame (default: 64 unpaced, 16 paced).
     """
     batch = batch or (64 if rate <= 0 else 16)
-    per_run = [run_once(clients, rate, duration, batch, window, gateways, loop_mode, shard_wait) for _ in range(runs)]
+    per_run = [
+        run_once(clients, rate, duration, batch, window, gateways, loop_mode, shard_wait) for _ in range(runs)
+    ]
     good = [r for r in per_run if "error_detail" not in r]
     echo = echo_floor_us(echo_rounds)
-    report: dict[str, Any] = {"bench": "e2e", "clients": clients, "rate": rate, "duration_s": duration,
-                              "runs": runs, "batch": batch, "gateways": gateways,
-                              "wait_strategies": {"shard_order_ring": shard_wait,
-                                                  "gateway_event_ring": "blocking FIFO wake (parked pump)",
-                                                  "gateway_order_ring_publish": "try_publish (never waits)"},
-                              "loop_modes": {"gateway": f"uvloop + picows, event pump {loop_mode}",
-                                             "clients": "uvloop + picows (epoll, no busy-poll)",
-                                             "echo_floor": "uvloop + picows (epoll), paced 0.5 ms"}}
-    keys = ["orders_per_s", "p50_us", "p99_us", "p999_us", "fill_p50_us", "errors", "acked", "rejected", "fills"]
+    report: dict[str, Any] = {
+        "bench": "e2e",
+        "clients": clients,
+        "rate": rate,
+        "duration_s": duration,
+        "runs": runs,
+        "batch": batch,
+        "gateways": gateways,
+        "wait_strategies": {
+            "shard_order_ring": shard_wait,
+            "gateway_event_ring": "blocking FIFO wake (parked pump)",
+            "gateway_order_ring_publish": "try_publish (never waits)",
+        },
+        "loop_modes": {
+            "gateway": f"uvloop + picows, event pump {loop_mode}",
+            "clients": "uvloop + picows (epoll, no busy-poll)",
+            "echo_floor": "uvloop + picows (epoll), paced 0.5 ms",
+        },
+    }
+    keys = [
+        "orders_per_s",
+        "p50_us",
+        "p99_us",
+        "p999_us",
+        "fill_p50_us",
+        "errors",
+        "acked",
+        "rejected",
+        "fills",
+    ]
     for key in keys:
         vals = [r[key] for r in good if key in r]
         report[key] = statistics.median(vals) if vals else None
-    report["errors"] = (report["errors"] or 0) + sum(r.get("errors", 0) for r in per_run if "error_detail" in r)
+    report["errors"] = (report["errors"] or 0) + sum(
+        r.get("errors", 0) for r in per_run if "error_detail" in r
+    )
     report["echo_p50_us"] = echo
     report["ratio_p50_to_echo"] = (report["p50_us"] / echo) if report["p50_us"] and echo else None
-    report["per_run"] = [{k: r.get(k) for k in ("orders_per_s", "p50_us", "p99_us", "p999_us", "fill_p50_us",
-                                                   "errors", "error_detail")} for r in per_run]
+    report["per_run"] = [
+        {
+            k: r.get(k)
+            for k in ("orders_per_s", "p50_us", "p99_us", "p999_us", "fill_p50_us", "errors", "error_detail")
+        }
+        for r in per_run
+    ]
     return report
 
 

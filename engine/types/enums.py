@@ -108,6 +108,7 @@ class CancelReason(IntEnum):
     MARKET_STATUS = 7  # market halted/resolved cancelled resting orders
     LIQUIDATION = 8
     REDUCE_ONLY = 9
+    PRICE_BAND = 10  # a triggered stop's limit price fell outside the band around the mark that fired it
 
 
 class RejectCode(IntEnum):
@@ -129,6 +130,16 @@ class RejectCode(IntEnum):
     BAD_DECIMAL = 132
     BACKPRESSURE = 140  # ring into the engine full: retry later
     ENGINE_UNAVAILABLE = 141
+    # appended by the gateway (issue 4): login, permissions and the JSON control protocol
+    BAD_SIGNATURE = 112
+    CHALLENGE_EXPIRED = 113
+    CHALLENGE_UNKNOWN = 114  # never issued on this connection, or already used (replay)
+    AGENT_NOT_AUTHORISED = 115
+    PERMISSION_DENIED = 116  # e.g. an agent key asking for a main-key-only action
+    ALREADY_AUTHENTICATED = 117
+    UNKNOWN_OP = 133
+    NOT_SUBSCRIBED = 134
+    BAD_NONCE = 135  # agent approval nonce not above the account's last one
 
     # 2xx: risk (pre-trade), reserved for the risk stage
     INSUFFICIENT_MARGIN = 200
@@ -183,6 +194,15 @@ REJECT_MESSAGES: dict[RejectCode, str] = {
     RejectCode.BAD_DECIMAL: "decimal is not an exact multiple of the tick or lot",
     RejectCode.BACKPRESSURE: "engine is busy; retry",
     RejectCode.ENGINE_UNAVAILABLE: "engine is not running",
+    RejectCode.BAD_SIGNATURE: "signature does not recover to the claimed signer",
+    RejectCode.CHALLENGE_EXPIRED: "login challenge expired; ask for a new one",
+    RejectCode.CHALLENGE_UNKNOWN: "login challenge unknown or already used",
+    RejectCode.AGENT_NOT_AUTHORISED: "agent key is not authorised for this account",
+    RejectCode.PERMISSION_DENIED: "this key may not perform that action",
+    RejectCode.ALREADY_AUTHENTICATED: "connection is already logged in",
+    RejectCode.UNKNOWN_OP: "unknown op",
+    RejectCode.NOT_SUBSCRIBED: "not subscribed to that channel",
+    RejectCode.BAD_NONCE: "nonce must be greater than the last one used by this account",
     RejectCode.INSUFFICIENT_MARGIN: "insufficient margin",
     RejectCode.REDUCE_ONLY_WOULD_INCREASE: "reduce-only order would increase the position",
     RejectCode.ACCOUNT_LIQUIDATING: "account is being liquidated",

@@ -1,0 +1,31 @@
+"""Python SDK for the hx gateway: ``HxClient`` (both protocols), ``LocalBook``, typed events and errors."""
+
+from gateway.sdk.client import HxClient
+from gateway.sdk.errors import ConnectionClosed, HxError, LoginFailed, OrderRejected, RequestRejected
+from gateway.sdk.events import (
+    Bbo,
+    Fill,
+    OrderAccepted,
+    OrderAmended,
+    OrderCancelled,
+    OrderRejectedEvent,
+    Trade,
+)
+from gateway.sdk.local_book import LocalBook
+
+__all__ = [
+    "Bbo",
+    "ConnectionClosed",
+    "Fill",
+    "HxClient",
+    "HxError",
+    "LocalBook",
+    "LoginFailed",
+    "OrderAccepted",
+    "OrderAmended",
+    "OrderCancelled",
+    "OrderRejected",
+    "OrderRejectedEvent",
+    "RequestRejected",
+    "Trade",
+]

@@ -1,0 +1,296 @@
+"""Event fan-out: shard event rings -> sessions, and the gateway's L2 books.
+
+The gateway consumes every shard's event ring with its own cursor (from the start of the ring, so
+its books see every L2_DELTA) in batches, and per batch:
+
+* private events (ACCEPTED, REJECTED, CANCELLED, AMENDED, TRIGGERED by ``account``; FILL by
+  ``taker_account`` and ``maker_account``) go to every session logged in to that account, and to
+  nobody else; the grouping is vectorised (one sort per batch, not a loop per event);
+* public events (L2_DELTA, TRADE, BBO, MARKET_STATUS) update the market's L2 book and go to the
+  market's subscribers by channel. On the way out each L2_DELTA gets ``prev_seq`` (the ``seq`` of
+  the market's previous L2_DELTA) written into its bytes 40-47, so a client can tell a gap from
+  the normal holes that other events' sequence numbers leave;
+* each touched session is flushed once (one socket write per batch), then its write buffer is
+  checked for conflation or a slow-consumer close (see ``gateway.session``).
+
+The fan-out never blocks on a client: it only appends to transports, so the event ring drains at
+the gateway's speed, and the shards never wait on a slow client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import orjson
+from picows import WSCloseCode
+
+from engine.types.enums import MsgType
+from engine.wire.layout import SLOT_BYTES
+from gateway.json_api import event_json, from_units
+from gateway.l2_book import BUY, SELL, L2Book
+from gateway.market_catalog import MarketCatalog
+from gateway.session import Session
+
+log = logging.getLogger("hx.gateway.fanout")
+
+PREV_SEQ_OFFSET = 40  # bytes 40-47 of an L2_DELTA as sent to clients: seq of the previous L2_DELTA
+_L2, _TRADE, _BBO, _STATUS, _FILL = (
+    int(MsgType.L2_DELTA),
+    int(MsgType.TRADE),
+    int(MsgType.BBO),
+    int(MsgType.MARKET_STATUS),
+    int(MsgType.FILL),
+)
+# u32 word of the (first) account field per private event type; -1 = not private
+_ACCOUNT_WORD = np.full(256, -1, np.intp)
+_ACCOUNT_WORD[MsgType.ACCEPTED] = 56 // 4
+_ACCOUNT_WORD[MsgType.REJECTED] = 40 // 4
+_ACCOUNT_WORD[MsgType.FILL] = 48 // 4  # taker; maker is the next word
+_ACCOUNT_WORD[MsgType.CANCELLED] = 48 // 4
+_ACCOUNT_WORD[MsgType.AMENDED] = 48 // 4
+_ACCOUNT_WORD[MsgType.TRIGGERED] = 40 // 4
+_PUBLIC = np.zeros(256, bool)
+_PUBLIC[[_L2, _TRADE, _BBO, _STATUS]] = True
+_CHANNEL_TYPE = {"book": _L2, "trades": _TRADE, "bbo": _BBO}
+
+
+def _channel_mask(channels: frozenset[str]) -> np.ndarray:
+    mask = np.zeros(256, bool)
+    mask[_STATUS] = True
+    for ch in channels:
+        mask[_CHANNEL_TYPE[ch]] = True
+    return mask
+
+
+class EventFanout:
+    def __init__(
+        self,
+        consumers: list[Any],
+        catalog: MarketCatalog,
+        accounts: dict[int, set[Session]],
+        market_subs: dict[int, set[Session]],
+        on_close: Any = None,
+    ) -> None:
+        self.consumers = consumers
+        self.catalog = catalog
+        self.accounts = accounts  # account id -> live sessions (shared with the server)
+        self.market_subs = market_subs  # market id -> sessions subscribed to any channel
+        self.books: dict[int, L2Book] = {m: L2Book(m) for m in catalog.ids}
+        self.conflating: set[Session] = set()
+        self._masks: dict[frozenset[str], np.ndarray] = {}
+        self.events = 0
+        self.batches = 0
+
+    # ---- consuming -----------------------------------------------------------------------------
+    def available(self) -> int:
+        return sum(c.available() for c in self.consumers)
+
+    def poll(self, max_events: int = 4096) -> int:
+        """Process what is available (up to ``max_events`` per ring); returns the count."""
+        total = 0
+        for consumer in self.consumers:
+            view, n = consumer.peek(max_events)
+            if n:
+                try:
+                    self._process(view, n)
+                except Exception:  # a bug must not stall the ring: log, skip the batch
+                    log.exception("event batch of %d failed", n)
+                try:
+                    view.release()
+                except BufferError:  # an exception's traceback still holds a numpy view
+                    pass
+                consumer.release(n)
+                total += n
+            else:
+                view.release()
+        if total:
+            self.events += total
+            self.batches += 1
+        return total
+
+    def _process(self, view: memoryview, n: int) -> None:
+        a = np.frombuffer(view, np.uint8, n * SLOT_BYTES).reshape(n, SLOT_BYTES)
+        t = a[:, 0]
+        u32 = a.view("<u4")
+        touched: set[Session] = set()
+        if self.accounts:
+            self._route_private(a, t, u32, touched)
+        pub = _PUBLIC[t]
+        if pub.any():
+            self._route_public(a, t, u32, np.flatnonzero(pub), touched)
+        for sess in touched:
+            sess.flush()
+            self.check_buffer(sess)
+
+    def _route_private(self, a: np.ndarray, t: np.ndarray, u32: np.ndarray, touched: set[Session]) -> None:
+        words = _ACCOUNT_WORD[t]
+        rows = np.flatnonzero(words >= 0)
+        if not len(rows):
+            return
+        k1 = u32[rows, words[rows]]
+        fills = rows[t[rows] == _FILL]
+        if len(fills):
+            makers = u32[fills, 13]
+            other = makers != u32[fills, 12]  # a self-trade goes to the account once
+            keys = np.concatenate((k1, makers[other]))
+            idx = np.concatenate((rows, fills[other]))
+            order = np.lexsort((idx, keys))
+            keys, idx = keys[order], idx[order]
+        else:
+            order = np.argsort(k1, kind="stable")
+            keys, idx = k1[order], rows[order]
+        uniq, starts = np.unique(keys, return_index=True)
+        ends = np.append(starts[1:], len(keys))
+        accounts = self.accounts
+        for acct, s, e in zip(uniq.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            sessions = accounts.get(acct)
+            if not sessions:
+                continue
+            sel = idx[s:e]
+            blob: bytes | None = None
+            texts: list[bytes] | None = None
+            for sess in sessions:
+                if sess.closed:
+                    continue
+                if sess.binary:
+                    if blob is None:
+                        blob = a[sel].tobytes()
+                    sess.parts.append(blob)
+                else:
+                    if texts is None:
+                        block = a[sel].tobytes()
+                        texts = [
+                            orjson.dumps(j)
+                            for k in range(len(sel))
+                            if (j := event_json(block, k * SLOT_BYTES, self.catalog)) is not None
+                        ]
+                    sess.parts.extend(texts)
+                touched.add(sess)
+
+    def _route_public(
+        self, a: np.ndarray, t: np.ndarray, u32: np.ndarray, prow: np.ndarray, touched: set[Session]
+    ) -> None:
+        markets = u32[prow, 1]
+        first = int(markets[0])
+        groups = (
+            [(first, prow)]
+            if (markets == first).all()
+            else [(m, prow[markets == m]) for m in np.unique(markets).tolist()]
+        )
+        for m, mrows in groups:
+            mt = t[mrows]
+            is_l2 = mt == _L2
+            l2rows = mrows[is_l2]
+            book = self.books.get(m)
+            if book is None:
+                book = self.books[m] = L2Book(m)
+            prev = book.seq
+            if len(l2rows):
+                block = a[l2rows]  # a copy: the book may keep it until it folds
+                seqs = block.view("<u8")[:, 1]
+                book.apply_block(block)
+            subs = self.market_subs.get(m)
+            if not subs:
+                continue
+            out = a[mrows]  # a copy: stamping never touches the ring
+            if len(l2rows):
+                chain = np.empty(len(l2rows), np.uint64)
+                chain[0] = prev
+                chain[1:] = seqs[:-1]
+                out.view("<u8")[is_l2, PREV_SEQ_OFFSET // 8] = chain
+            cache: dict[tuple[frozenset[str], bool], Any] = {}
+            for sess in subs:
+                if sess.closed:
+                    continue
+                if sess.conflating:
+                    sess.dropped += len(mrows)
+                    continue
+                key = (sess.sub_key.get(m, frozenset()), sess.binary)
+                part = cache.get(key)
+                if part is None:
+                    mask = self._masks.get(key[0])
+                    if mask is None:
+                        mask = self._masks[key[0]] = _channel_mask(key[0])
+                    sel = out[mask[mt]]
+                    if sess.binary:
+                        part = sel.tobytes()
+                    else:
+                        part = self._public_json(sel)
+                    cache[key] = part
+                if part:
+                    if sess.binary:
+                        sess.parts.append(part)
+                    else:
+                        sess.parts.extend(part)
+                    touched.add(sess)
+
+    def _public_json(self, sel: np.ndarray) -> list[bytes]:
+        block = sel.tobytes()
+        texts = []
+        for k in range(len(sel)):
+            j = event_json(block, k * SLOT_BYTES, self.catalog)
+            if j is None:
+                continue
+            if j["type"] == "l2":
+                j["prev_seq"] = int(sel[k].view("<u8")[PREV_SEQ_OFFSET // 8])
+            texts.append(orjson.dumps(j))
+        return texts
+
+    # ---- slow consumers ------------------------------------------------------------------------
+    def check_buffer(self, sess: Session) -> None:
+        buffered = sess.buffered()
+        if buffered > sess.hard_bytes:
+            self.conflating.discard(sess)
+            sess.close(
+                WSCloseCode.POLICY_VIOLATION, f"slow consumer: {buffered} bytes unsent", abort_after_s=2.0
+            )
+        elif buffered > sess.soft_bytes and not sess.conflating:
+            sess.conflating = True
+            self.conflating.add(sess)
+            sess.send_json(
+                {
+                    "type": "conflated",
+                    "markets": sorted(sess.subs),
+                    "buffered": buffered,
+                    "message": "you are reading too slowly: market data paused, a fresh "
+                    "snapshot follows when your buffer drains",
+                }
+            )
+
+    def recover_conflated(self) -> None:
+        """Sessions whose buffer drained get fresh snapshots and live data again."""
+        for sess in list(self.conflating):
+            if sess.closed:
+                self.conflating.discard(sess)
+            elif sess.buffered() <= sess.soft_bytes // 4:
+                self.conflating.discard(sess)
+                sess.conflating = False
+                for m, chans in sess.subs.items():
+                    if "book" in chans:
+                        sess.send_json(self.snapshot(m, sess.binary, reason="conflated"))
+                sess.send_json({"type": "resumed", "dropped": sess.dropped})
+                sess.dropped = 0
+
+    # ---- snapshots -----------------------------------------------------------------------------
+    def snapshot(
+        self, market: int, binary: bool, reason: str = "subscribe", depth: int | None = None
+    ) -> dict[str, Any]:
+        book = self.books.get(market) or L2Book(market)
+        bids = book.levels(BUY, depth)
+        asks = book.levels(SELL, depth)
+        if not binary:
+            info = self.catalog.get(market)
+            if info is not None:
+                tick, lot = info.tick_size, info.lot_size
+                bids = [[from_units(p, tick), from_units(s, lot), c] for p, s, c in bids]  # type: ignore[misc]
+                asks = [[from_units(p, tick), from_units(s, lot), c] for p, s, c in asks]  # type: ignore[misc]
+        return {
+            "type": "snapshot",
+            "market": market,
+            "seq": book.seq,
+            "bids": bids,
+            "asks": asks,
+            "reason": reason,
+        }

@@ -1,0 +1,87 @@
+"""Typed events the SDK hands out. Prices in ticks, sizes in lots, whatever the protocol.
+
+On ``/v1/json`` the SDK converts the gateway's decimal strings back to ticks and lots with the
+market's tick and lot size (exactly), so both protocols give the same objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OrderAccepted:
+    market: int
+    seq: int
+    order_id: int
+    client_order_id: int
+    side: int
+    price_ticks: int
+    size_lots: int
+
+
+@dataclass(frozen=True)
+class OrderRejectedEvent:
+    market: int
+    seq: int
+    order_id: int
+    client_order_id: int
+    code: int
+    command: int
+
+
+@dataclass(frozen=True)
+class Fill:
+    market: int
+    seq: int
+    taker_order_id: int
+    maker_order_id: int
+    price_ticks: int
+    size_lots: int
+    taker_account: int
+    maker_account: int
+    taker_side: int
+    flags: int
+
+
+@dataclass(frozen=True)
+class OrderCancelled:
+    market: int
+    seq: int
+    order_id: int
+    client_order_id: int
+    size_lots: int
+    reason: int
+
+
+@dataclass(frozen=True)
+class OrderAmended:
+    market: int
+    seq: int
+    order_id: int
+    client_order_id: int
+    price_ticks: int
+    size_lots: int
+    kept_priority: bool
+
+
+@dataclass(frozen=True)
+class Trade:
+    market: int
+    seq: int
+    price_ticks: int
+    size_lots: int
+    taker_side: int
+
+
+@dataclass(frozen=True)
+class Bbo:
+    market: int
+    seq: int
+    bid_price_ticks: int
+    bid_size_lots: int
+    ask_price_ticks: int
+    ask_size_lots: int
+
+
+Event = OrderAccepted | OrderRejectedEvent | Fill | OrderCancelled | OrderAmended | Trade | Bbo

@@ -1,0 +1,155 @@
+"""One client connection: who it is, what it may do, what it subscribed to, and how it is sent to.
+
+A session is created unauthenticated; it becomes bound to one account by a successful login and
+never changes account afterwards. It owns its token buckets (orders and requests), its
+subscriptions (market -> channels) and its outbound state: events gathered during one event batch
+are written with one ``send`` per batch (one frame of concatenated structs on ``/v1/bin``; one text
+frame per message on ``/v1/json``).
+
+Slow consumers: after each batch the session looks at its transport's write buffer. Above
+``soft_bytes`` its public channels are *conflated*: market data stops being queued, the client is
+told (``{"type": "conflated"}``), and when the buffer has drained below ``soft_bytes / 4`` it gets a
+fresh book snapshot per book subscription and market data resumes. Private events (acks, fills)
+are never dropped; if the buffer still grows past ``hard_bytes`` the connection is closed with a
+reason. So a slow client never slows the engine, the gateway's event loop or other clients.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import orjson
+from picows import WSCloseCode, WSMsgType
+
+from gateway.rate_limiter import TokenBucket
+
+CHANNELS = ("book", "trades", "bbo")
+_ids = itertools.count(1)
+
+
+class Session:
+    __slots__ = (
+        "id",
+        "transport",
+        "binary",
+        "peer_ip",
+        "account_id",
+        "address",
+        "signer",
+        "is_agent",
+        "subs",
+        "order_bucket",
+        "request_bucket",
+        "conflating",
+        "dropped",
+        "last_rx",
+        "connected_at",
+        "parts",
+        "closed",
+        "soft_bytes",
+        "hard_bytes",
+        "sub_key",
+        "_raw",
+    )
+
+    def __init__(
+        self,
+        transport: Any,
+        binary: bool,
+        peer_ip: str,
+        order_bucket: TokenBucket,
+        request_bucket: TokenBucket,
+        soft_bytes: int,
+        hard_bytes: int,
+    ) -> None:
+        self.id = next(_ids)
+        self.transport = transport
+        self._raw = transport.underlying_transport
+        self.binary = binary
+        self.peer_ip = peer_ip
+        self.account_id = 0
+        self.address = ""
+        self.signer = ""
+        self.is_agent = False
+        self.subs: dict[int, set[str]] = {}
+        self.sub_key: dict[int, frozenset[str]] = {}
+        self.order_bucket = order_bucket
+        self.request_bucket = request_bucket
+        self.conflating = False
+        self.dropped = 0
+        self.last_rx = self.connected_at = time.monotonic()
+        self.parts: list[Any] = []
+        self.closed = False
+        self.soft_bytes = soft_bytes
+        self.hard_bytes = hard_bytes
+
+    @property
+    def authenticated(self) -> bool:
+        return self.account_id != 0
+
+    def subscription_count(self) -> int:
+        return sum(len(c) for c in self.subs.values())
+
+    def subscribe(self, market: int, channel: str) -> None:
+        self.subs.setdefault(market, set()).add(channel)
+        self.sub_key[market] = frozenset(self.subs[market])
+
+    def unsubscribe(self, market: int, channel: str) -> bool:
+        chans = self.subs.get(market)
+        if not chans or channel not in chans:
+            return False
+        chans.discard(channel)
+        if chans:
+            self.sub_key[market] = frozenset(chans)
+        else:
+            del self.subs[market]
+            del self.sub_key[market]
+        return True
+
+    # ---- sending -------------------------------------------------------------------------------
+    def buffered(self) -> int:
+        try:
+            return int(self._raw.get_write_buffer_size())
+        except Exception:
+            return 0
+
+    def send_json(self, obj: Any) -> None:
+        if not self.closed:
+            self.transport.send(WSMsgType.TEXT, orjson.dumps(obj))
+
+    def send_binary(self, data: bytes | bytearray) -> None:
+        if not self.closed and data:
+            self.transport.send(WSMsgType.BINARY, data)
+
+    def flush(self) -> None:
+        """Write what the last batch gathered: one frame on /v1/bin, one per message on JSON."""
+        parts = self.parts
+        if not parts or self.closed:
+            parts.clear()
+            return
+        if self.binary:
+            self.transport.send(WSMsgType.BINARY, parts[0] if len(parts) == 1 else b"".join(parts))
+        else:
+            send = self.transport.send
+            for p in parts:
+                send(WSMsgType.TEXT, p)
+        parts.clear()
+
+    def close(self, code: WSCloseCode, reason: str, abort_after_s: float | None = None) -> None:
+        """Send a close frame with ``reason`` and disconnect once it is written. A reader that
+        does not drain (a slow consumer) would hold the socket for ever: ``abort_after_s`` aborts
+        the TCP connection if it is still open by then."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.transport.send_close(code, reason.encode()[:120])
+            self.transport.disconnect(graceful=True)
+        except Exception:
+            pass
+        if abort_after_s is not None:
+            import asyncio
+
+            asyncio.get_running_loop().call_later(abort_after_s, self._raw.abort)  # no-op once closed
