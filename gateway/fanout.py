@@ -51,8 +51,9 @@ _ACCOUNT_WORD[MsgType.FILL] = 48 // 4  # taker; maker is the next word
 _ACCOUNT_WORD[MsgType.CANCELLED] = 48 // 4
 _ACCOUNT_WORD[MsgType.AMENDED] = 48 // 4
 _ACCOUNT_WORD[MsgType.TRIGGERED] = 40 // 4
+_RESET = int(MsgType.BOOK_RESET)
 _PUBLIC = np.zeros(256, bool)
-_PUBLIC[[_L2, _TRADE, _BBO, _STATUS]] = True
+_PUBLIC[[_L2, _TRADE, _BBO, _STATUS, _RESET]] = True
 _CHANNEL_TYPE = {"book": _L2, "trades": _TRADE, "bbo": _BBO}
 
 
@@ -181,6 +182,9 @@ class EventFanout:
         )
         for m, mrows in groups:
             mt = t[mrows]
+            if (mt == _RESET).any():
+                self._restate(m, a, mrows, mt)
+                continue
             is_l2 = mt == _L2
             l2rows = mrows[is_l2]
             book = self.books.get(m)
@@ -225,6 +229,23 @@ class EventFanout:
                     else:
                         sess.parts.extend(part)
                     touched.add(sess)
+
+    def _restate(self, m: int, a: np.ndarray, mrows: np.ndarray, mt: np.ndarray) -> None:
+        """A shard restated market ``m`` (BOOK_RESET + its levels, after a gateway restart).
+
+        Rebuild the book from the last reset on (deltas before it are superseded) and send every
+        book subscriber a fresh snapshot instead of this batch's market data for ``m``.
+        """
+        last_reset = int(np.flatnonzero(mt == _RESET)[-1])
+        book = self.books[m] = L2Book(m)
+        book.seq = int(a[mrows[last_reset]].view("<u8")[1])
+        after = mrows[last_reset + 1 :]
+        l2rows = after[mt[last_reset + 1 :] == _L2]
+        if len(l2rows):
+            book.apply_block(a[l2rows])
+        for sess in list(self.market_subs.get(m, ())):
+            if not sess.closed and "book" in sess.sub_key.get(m, frozenset()):
+                sess.send_json(self.snapshot(m, sess.binary, reason="restated"))
 
     def _public_json(self, sel: np.ndarray) -> list[bytes]:
         block = sel.tobytes()

@@ -20,6 +20,9 @@ import uvloop
 from picows import ws_create_server
 
 from engine.ring import Blocking, RingBuffer
+from engine.types.enums import MsgType
+from engine.wire.codec import encode
+from engine.wire.layout import ALL_MARKETS
 from gateway.account_registry import AccountRegistry
 from gateway.auth import Authenticator
 from gateway.market_catalog import MarketCatalog
@@ -53,6 +56,9 @@ async def serve(
         )
         for ring in rings
     ]
+    if any(c.cursor or c.dropped for c in consumers):
+        # Restarted mid-stream: our books missed history. Ask every shard to restate its books.
+        router.submit(encode(MsgType.L2_SNAPSHOT_REQUEST, ALL_MARKETS), [ALL_MARKETS])
     server = GatewayServer(catalog, auth, router, consumers, options)
     stop = stop or asyncio.Event()
     ws_server = await ws_create_server(

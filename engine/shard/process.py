@@ -34,7 +34,14 @@ from engine.shard.market_spec import load_markets
 from engine.shard.matching_engine import MatchingEngine
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import MsgType
-from engine.wire.layout import HEARTBEAT_STRUCT, SLOT_BYTES, WIRE_VERSION
+from engine.wire.layout import (
+    ALL_MARKETS,
+    BOOK_RESET_STRUCT,
+    HEADER_STRUCT,
+    HEARTBEAT_STRUCT,
+    SLOT_BYTES,
+    WIRE_VERSION,
+)
 
 # Journal record: [batch header slot][commands...]; header = input index, command count,
 # input cursor before the batch, input ring nonce, engine clock (ns).
@@ -88,8 +95,35 @@ class ShardState:
                     self.heartbeat, 0, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES, 0, sender_ts, journal_seq
                 )
                 self.writer.raw(self.heartbeat)
+            elif record[offset] == MsgType.L2_SNAPSHOT_REQUEST:
+                self.restate_books(HEADER_STRUCT.unpack_from(record, offset)[3])
             else:
                 handle(record, offset)
+
+    def restate_books(self, market_id: int) -> None:
+        """BOOK_RESET + one L2_DELTA per level for the market (or all): a read, state unchanged."""
+        engine = self.engine
+        writer = self.writer
+        for mid in engine.market_ids():
+            if market_id != ALL_MARKETS and mid != market_id:
+                continue
+            book = engine.book(mid)
+            bids, asks = book.depth(0), book.depth(1)
+            BOOK_RESET_STRUCT.pack_into(
+                self.heartbeat,
+                0,
+                MsgType.BOOK_RESET,
+                WIRE_VERSION,
+                SLOT_BYTES,
+                mid,
+                book.seq,
+                len(bids),
+                len(asks),
+            )
+            writer.raw(self.heartbeat)
+            for side, levels in ((0, bids), (1, asks)):
+                for price, size, count in levels:
+                    writer.on_l2(mid, book.seq, side, price, size, count)
 
 
 def _publish(ring: RingBuffer, data: memoryview | bytes, skip_events: int, wait: Any) -> int:

@@ -20,6 +20,7 @@ class MsgType(IntEnum):
     MARK_PRICE = 5
     SET_MARKET_STATUS = 6
     CLOCK = 7
+    L2_SNAPSHOT_REQUEST = 8
 
     ACCEPTED = 32
     REJECTED = 33
@@ -31,6 +32,7 @@ class MsgType(IntEnum):
     AMENDED = 39
     TRIGGERED = 40
     MARKET_STATUS = 41
+    BOOK_RESET = 42
 
     HEARTBEAT = 64
     SNAPSHOT_REQUEST = 65

@@ -153,6 +153,12 @@ LAYOUTS: tuple[MessageLayout, ...] = (
             _pad(48),
         ),
     ),
+    MessageLayout(
+        MsgType.L2_SNAPSHOT_REQUEST,
+        "Ask the shard to restate a market's L2 book (0xFFFFFFFF: every market of the shard); "
+        "a gateway that missed part of the event stream sends it. Not accepted from clients.",
+        (_pad(56),),
+    ),
     # ---- events: engine -> consumers ------------------------------------------------------------
     MessageLayout(
         MsgType.ACCEPTED,
@@ -288,6 +294,17 @@ LAYOUTS: tuple[MessageLayout, ...] = (
             _pad(47),
         ),
     ),
+    MessageLayout(
+        MsgType.BOOK_RESET,
+        "The market's L2 book restated: clear it; the next bid_levels + ask_levels L2_DELTA events "
+        "(same seq, bids then asks, best first) rebuild it. Changes no state: seq does not advance.",
+        (
+            _SEQ,
+            ("bid_levels", "I", "L2_DELTA events for bids that follow"),
+            ("ask_levels", "I", "L2_DELTA events for asks that follow"),
+            _pad(40),
+        ),
+    ),
     # ---- control --------------------------------------------------------------------------------
     MessageLayout(
         MsgType.HEARTBEAT,
@@ -374,6 +391,7 @@ BBO = _STRUCTS[MsgType.BBO]
 AMENDED = _STRUCTS[MsgType.AMENDED]
 TRIGGERED = _STRUCTS[MsgType.TRIGGERED]
 HEARTBEAT_STRUCT = _STRUCTS[MsgType.HEARTBEAT]
+BOOK_RESET_STRUCT = _STRUCTS[MsgType.BOOK_RESET]
 CLOCK_STRUCT = _STRUCTS[MsgType.CLOCK]
 
 
