@@ -27,7 +27,7 @@ import orjson
 from picows import WSCloseCode
 
 from engine.types.enums import MsgType
-from engine.wire.layout import SLOT_BYTES
+from engine.wire.layout import SLOT_BYTES, layout_of
 from gateway.json_api import event_json, from_units
 from gateway.l2_book import BUY, SELL, L2Book
 from gateway.market_catalog import MarketCatalog
@@ -35,7 +35,7 @@ from gateway.session import Session
 
 log = logging.getLogger("hx.gateway.fanout")
 
-PREV_SEQ_OFFSET = 40  # bytes 40-47 of an L2_DELTA as sent to clients: seq of the previous L2_DELTA
+PREV_SEQ_OFFSET = layout_of(MsgType.L2_DELTA).dtype.fields["prev_seq"][1]  # stamped on the way out
 _L2, _TRADE, _BBO, _STATUS, _FILL = (
     int(MsgType.L2_DELTA),
     int(MsgType.TRADE),

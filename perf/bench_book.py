@@ -43,9 +43,17 @@ def _columns(orders: np.ndarray) -> tuple[list[Any], ...]:
     tif = np.minimum(orders["tif"].astype(np.int64), 3)
     is_new = orders["op"] == 1
     acct = np.where(is_new, orders["account"], owner[np.minimum(orders["oid"], len(owner) - 1)])
-    return (is_new.tolist(), orders["side"].tolist(), np.array([t for t, _ in TIF_MAP])[tif].tolist(),
-            np.array([f for _, f in TIF_MAP])[tif].tolist(), orders["market"].tolist(), orders["oid"].tolist(),
-            acct.tolist(), orders["price"].tolist(), orders["qty"].tolist())
+    return (
+        is_new.tolist(),
+        orders["side"].tolist(),
+        np.array([t for t, _ in TIF_MAP])[tif].tolist(),
+        np.array([f for _, f in TIF_MAP])[tif].tolist(),
+        orders["market"].tolist(),
+        orders["oid"].tolist(),
+        acct.tolist(),
+        orders["price"].tolist(),
+        orders["qty"].tolist(),
+    )
 
 
 def _throughput(orders: np.ndarray, markets: dict, sink: Any, book_factory: Any = None) -> tuple[float, Any]:

@@ -15,5 +15,16 @@ from engine.shard.matching_engine import MatchingEngine
 from engine.shard.trade_recorder import TradeRecorder
 from engine.shard.wire_event_writer import WireEventWriter
 
-__all__ = ["CountingSink", "EventRecorder", "EventSink", "MarketConfigError", "MarketSpec", "MatchingEngine",
-           "NullSink", "TradeRecorder", "WireEventWriter", "load_markets", "workload_markets"]
+__all__ = [
+    "CountingSink",
+    "EventRecorder",
+    "EventSink",
+    "MarketConfigError",
+    "MarketSpec",
+    "MatchingEngine",
+    "NullSink",
+    "TradeRecorder",
+    "WireEventWriter",
+    "load_markets",
+    "workload_markets",
+]

@@ -3,7 +3,7 @@
 Structure (per side): ``dict key -> Level`` and a sorted ascending ``list`` of keys, where the key
 is ``price`` for bids and ``-price`` for asks, so the best level of either side is ``keys[-1]``
 (O(1) peek and pop; ``bisect.insort`` for a new level, cheap at realistic level counts). A Level
-keeps its orders in a ``deque`` in time priority with *lazy deletion*: a cancelled order is marked
+(a small native class: ``size``, ``count``, ``queue``, ``price``) keeps its orders in a ``deque`` in time priority with *lazy deletion*: a cancelled order is marked
 (``o[O_OPEN] = 0``) and left in the deque; the level's ``size``/``count`` are updated at once and
 matching skips dead entries; a level whose dead entries outnumber the live ones is compacted. Orders
 are plain lists (``engine.shard.order``). Indexes: ``order_id -> order``, ``account -> {order_id:
@@ -27,49 +27,78 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final
 
 from engine.shard.event_sink import sink_method
 from engine.shard.order import O_ACCOUNT, O_COID, O_EXPIRE, O_OID, O_OPEN, O_PRICE, O_SIDE
 from engine.types.enums import CancelReason, RejectCode, StpMode
 
-_SELF_TRADE = int(CancelReason.SELF_TRADE)
-_CANCEL_NEWEST, _CANCEL_OLDEST, _CANCEL_BOTH = int(StpMode.CANCEL_NEWEST), int(StpMode.CANCEL_OLDEST), \
-    int(StpMode.CANCEL_BOTH)
-_DUP_COID = int(RejectCode.DUPLICATE_CLIENT_ORDER_ID)
-_UNKNOWN_ORDER = int(RejectCode.UNKNOWN_ORDER)
-_OWNER_MISMATCH = int(RejectCode.OWNER_MISMATCH)
+# Module constants, bound once (Final: never rebound).
+_SELF_TRADE: Final = int(CancelReason.SELF_TRADE)
+_CANCEL_NEWEST: Final = int(StpMode.CANCEL_NEWEST)
+_CANCEL_OLDEST: Final = int(StpMode.CANCEL_OLDEST)
+_CANCEL_BOTH: Final = int(StpMode.CANCEL_BOTH)
+_DUP_COID: Final = int(RejectCode.DUPLICATE_CLIENT_ORDER_ID)
+_UNKNOWN_ORDER: Final = int(RejectCode.UNKNOWN_ORDER)
+_OWNER_MISMATCH: Final = int(RejectCode.OWNER_MISMATCH)
 
-# A price level is a list (cheaper to create than an object): [size, count, queue, price]
-L_SIZE = 0  # live open lots at the level
-L_COUNT = 1  # live orders at the level
-L_QUEUE = 2  # deque of order records in time priority, including dead ones (open == 0)
-L_PRICE = 3
+EventCallback = Callable[..., object]
+
+
+class Level:
+    """One price level (a native class once compiled: typed attributes, no boxing)."""
+
+    __slots__ = ("size", "count", "queue", "price")
+
+    def __init__(self, price: int) -> None:
+        self.size = 0  # live open lots at the level
+        self.count = 0  # live orders at the level
+        # order records in time priority, including dead ones (open == 0)
+        self.queue: deque[list[int]] = deque()
+        self.price = price
 
 
 class OrderBook:
     """Price-time priority book of one market. See the module docstring."""
 
-    __slots__ = ("market_id", "seq", "now_ns", "last_bbo", "_levels", "_keys", "_orders",
-                 "_by_account", "_by_coid", "_bbo_dirty", "_on_accepted", "_on_fill", "_on_trade", "_on_l2",
-                 "_on_cancelled", "_on_amended", "_on_bbo")
+    __slots__ = (
+        "market_id",
+        "seq",
+        "now_ns",
+        "last_bbo",
+        "_levels",
+        "_keys",
+        "_orders",
+        "_by_account",
+        "_by_coid",
+        "_bbo_dirty",
+        "_on_accepted",
+        "_on_fill",
+        "_on_trade",
+        "_on_l2",
+        "_on_cancelled",
+        "_on_amended",
+        "_on_bbo",
+    )
 
     def __init__(self, market_id: int, sink: Any) -> None:
         self.market_id = market_id
         self.seq = 0  # the market's event sequence: the last seq emitted
         self.now_ns = 0  # engine clock, stamped on events
-        self.last_bbo = (0, 0, 0, 0)  # last BBO emitted (bid px, bid size, ask px, ask size)
+        # last BBO emitted (bid px, bid size, ask px, ask size)
+        self.last_bbo: tuple[int, int, int, int] = (0, 0, 0, 0)
         # callbacks; None when the sink does not want that kind (seq still advances)
-        self._on_accepted = sink_method(sink, "on_accepted")
-        self._on_fill = sink_method(sink, "on_fill")
-        self._on_trade = sink_method(sink, "on_trade")
-        self._on_l2 = sink_method(sink, "on_l2")
-        self._on_cancelled = sink_method(sink, "on_cancelled")
-        self._on_amended = sink_method(sink, "on_amended")
-        self._on_bbo = sink_method(sink, "on_bbo")
-        self._levels: tuple[dict[int, list[Any]], dict[int, list[Any]]] = ({}, {})
-        self._keys: tuple[list[int], list[int]] = ([], [])
+        self._on_accepted: EventCallback | None = sink_method(sink, "on_accepted")
+        self._on_fill: EventCallback | None = sink_method(sink, "on_fill")
+        self._on_trade: EventCallback | None = sink_method(sink, "on_trade")
+        self._on_l2: EventCallback | None = sink_method(sink, "on_l2")
+        self._on_cancelled: EventCallback | None = sink_method(sink, "on_cancelled")
+        self._on_amended: EventCallback | None = sink_method(sink, "on_amended")
+        self._on_bbo: EventCallback | None = sink_method(sink, "on_bbo")
+        # per side (0 bids, 1 asks): key -> level, and the sorted keys
+        self._levels: list[dict[int, Level]] = [{}, {}]
+        self._keys: list[list[int]] = [[], []]
         self._orders: dict[int, list[int]] = {}
         self._by_account: dict[int, dict[int, list[int]]] = {}
         self._by_coid: dict[tuple[int, int], list[int]] = {}
@@ -115,7 +144,7 @@ class OrderBook:
                 key = okeys[i]
                 if key < lk:
                     return False
-                need -= levels[key][0]
+                need -= levels[key].size
                 if need <= 0:
                     return True
             return False
@@ -123,7 +152,7 @@ class OrderBook:
             key = okeys[i]
             if key < lk:
                 return False
-            for o in levels[key][2]:
+            for o in levels[key].queue:
                 if not o[O_OPEN]:
                     continue
                 if o[O_ACCOUNT] == account:
@@ -136,38 +165,38 @@ class OrderBook:
         return False
 
     def bbo(self) -> tuple[int, int, int, int]:
-        bk, ak = self._keys
+        bk = self._keys[0]
+        ak = self._keys[1]
+        bp = bs = ap = az = 0
         if bk:
             lvl = self._levels[0][bk[-1]]
-            bp, bs = lvl[3], lvl[0]
-        else:
-            bp = bs = 0
+            bp = lvl.price
+            bs = lvl.size
         if ak:
             lvl = self._levels[1][ak[-1]]
-            ap, az = lvl[3], lvl[0]
-        else:
-            ap = az = 0
+            ap = lvl.price
+            az = lvl.size
         return bp, bs, ap, az
 
     def depth(self, side: int) -> list[tuple[int, int, int]]:
         """(price, size, count) per level, best first."""
         levels = self._levels[side]
-        return [(levels[k][3], levels[k][0], levels[k][1]) for k in reversed(self._keys[side])]
+        return [(levels[k].price, levels[k].size, levels[k].count) for k in reversed(self._keys[side])]
 
     def iter_orders(self) -> Iterator[list[int]]:
         """Every resting order: bids best level first, then asks best first; time priority in a level."""
         for side in (0, 1):
             levels = self._levels[side]
             for key in reversed(self._keys[side]):
-                for o in levels[key][2]:
+                for o in levels[key].queue:
                     if o[O_OPEN]:
                         yield o
 
     # ---- emission helpers (cold paths) -----------------------------------------------------------
-    def _emit_l2(self, side: int, lvl: list[Any]) -> None:
+    def _emit_l2(self, side: int, lvl: Level) -> None:
         self.seq += 1
         if self._on_l2 is not None:
-            self._on_l2(self.market_id, self.seq, side, lvl[3], lvl[0], lvl[1])
+            self._on_l2(self.market_id, self.seq, side, lvl.price, lvl.size, lvl.count)
 
     def _emit_cancelled(self, oid: int, coid: int, size: int, account: int, reason: int, side: int) -> None:
         self.seq += 1
@@ -180,9 +209,22 @@ class OrderBook:
             self._on_amended(self.market_id, self.seq, oid, coid, price, open_lots, account, kept)
 
     # ---- commands (validated by the engine) ------------------------------------------------------
-    def submit(self, oid: int, coid: int, account: int, side: int, price: int, size: int, tif: int,
-               order_type: int, flags: int, expire_ns: int, remainder_reason: int, filled: int = 0,
-               accept: bool = True) -> int:
+    def submit(
+        self,
+        oid: int,
+        coid: int,
+        account: int,
+        side: int,
+        price: int,
+        size: int,
+        tif: int,
+        order_type: int,
+        flags: int,
+        expire_ns: int,
+        remainder_reason: int,
+        filled: int = 0,
+        accept: bool = True,
+    ) -> int:
         """Accept (emit ACCEPTED when ``accept``), match, then rest the remainder (``remainder_reason <
         0``) or cancel it with that CancelReason; BBO last. ``filled`` carries lots filled earlier (an
         amended order). Returns DUPLICATE_CLIENT_ORDER_ID, with nothing changed, if ``coid`` is live for
@@ -192,8 +234,20 @@ class OrderBook:
         if accept:
             self.seq += 1
             if self._on_accepted is not None:
-                self._on_accepted(self.market_id, self.seq, oid, coid, price, size, account, side, tif, order_type,
-                                  flags, self.now_ns)
+                self._on_accepted(
+                    self.market_id,
+                    self.seq,
+                    oid,
+                    coid,
+                    price,
+                    size,
+                    account,
+                    side,
+                    tif,
+                    order_type,
+                    flags,
+                    self.now_ns,
+                )
         keys = self._keys
         okeys = keys[side ^ 1]
         if okeys and okeys[-1] >= (-price if side == 0 else price):
@@ -209,21 +263,21 @@ class OrderBook:
         # rest
         key = price if side == 0 else -price
         levels = self._levels[side]
-        keys = keys[side]
+        skeys = keys[side]
         lvl = levels.get(key)
         if lvl is None:
-            lvl = levels[key] = [0, 0, deque(), price]
-            if not keys or key > keys[-1]:
-                keys.append(key)
+            lvl = levels[key] = Level(price)
+            if not skeys or key > skeys[-1]:
+                skeys.append(key)
                 self._bbo_dirty = True
             else:
-                insort(keys, key)
-        elif key == keys[-1]:
+                insort(skeys, key)
+        elif key == skeys[-1]:
             self._bbo_dirty = True
         o = [oid, account, side, price, size, filled, coid, tif, 0, flags, expire_ns, 0]
-        lvl[2].append(o)
-        lvl[0] += size
-        lvl[1] += 1
+        lvl.queue.append(o)
+        lvl.size += size
+        lvl.count += 1
         self._orders[oid] = o
         own = self._by_account.get(account)
         if own is None:
@@ -234,13 +288,14 @@ class OrderBook:
             self._by_coid[(account, coid)] = o
         self.seq += 1
         if self._on_l2 is not None:
-            self._on_l2(self.market_id, self.seq, side, price, lvl[0], lvl[1])
+            self._on_l2(self.market_id, self.seq, side, price, lvl.size, lvl.count)
         if self._bbo_dirty:
             self.flush_bbo()
         return 0
 
-    def _match(self, oid: int, coid: int, account: int, side: int, price: int, rem: int,
-               stp: int) -> tuple[int, int]:
+    def _match(
+        self, oid: int, coid: int, account: int, side: int, price: int, rem: int, stp: int
+    ) -> tuple[int, int]:
         """Sweep the opposite side from its best level while it crosses ``price``.
 
         Returns (open size left, lots traded); the size left is 0 when self-trade prevention
@@ -266,10 +321,10 @@ class OrderBook:
             if key < lk:
                 break
             lvl = levels[key]
-            q = lvl[2]
-            px = lvl[3]
-            size0 = lvl[0]
-            while rem and lvl[1]:
+            q = lvl.queue
+            px = lvl.price
+            size0 = lvl.size
+            while rem and lvl.count:
                 m = q[0]
                 mo = m[4]
                 if not mo:
@@ -283,8 +338,8 @@ class OrderBook:
                     if stp == _CANCEL_OLDEST or stp == _CANCEL_BOTH:
                         m[4] = 0
                         q.popleft()
-                        lvl[0] -= mo
-                        lvl[1] -= 1
+                        lvl.size -= mo
+                        lvl.count -= 1
                         self._unindex(m)
                         self._emit_cancelled(m[0], m[6], mo, m[1], _SELF_TRADE, oside)
                         seq = self.seq
@@ -297,12 +352,12 @@ class OrderBook:
                     rem -= d
                     mo -= d
                     m[4] = mo
-                    lvl[0] -= d
+                    lvl.size -= d
                     if mo:
                         self._emit_amended(m[0], m[6], px, mo, m[1], 1)
                     else:
                         q.popleft()
-                        lvl[1] -= 1
+                        lvl.count -= 1
                         self._unindex(m)
                         self._emit_cancelled(m[0], m[6], d, m[1], _SELF_TRADE, oside)
                     if rem:
@@ -316,7 +371,7 @@ class OrderBook:
                     m[4] = mo - t
                     m[5] += t
                     rem = 0
-                    lvl[0] -= t
+                    lvl.size -= t
                     traded += t
                     seq += 1
                     if on_fill is not None:
@@ -327,8 +382,8 @@ class OrderBook:
                     m[4] = 0
                     m[5] += mo
                     q.popleft()
-                    lvl[0] -= mo
-                    lvl[1] -= 1
+                    lvl.size -= mo
+                    lvl.count -= 1
                     traded += mo
                     moid = m[0]
                     del orders[moid]
@@ -345,11 +400,11 @@ class OrderBook:
                 seq += 1
                 if on_trade is not None:
                     on_trade(mid, seq, px, t, side, now)
-            if lvl[0] != size0:
+            if lvl.size != size0:
                 seq += 1
                 if on_l2 is not None:
-                    on_l2(mid, seq, oside, px, lvl[0], lvl[1])
-            if not lvl[1]:
+                    on_l2(mid, seq, oside, px, lvl.size, lvl.count)
+            if not lvl.count:
                 keys.pop()
                 del levels[key]
             if stop or not rem:
@@ -371,7 +426,7 @@ class OrderBook:
         if o[O_COID]:
             del self._by_coid[(acct, o[O_COID])]
 
-    def _detach(self, o: list[int]) -> list[Any]:
+    def _detach(self, o: list[int]) -> Level:
         """Take a resting order out of its level and the indexes (no event); returns the level."""
         side = o[O_SIDE]
         key = o[O_PRICE] if side == 0 else -o[O_PRICE]
@@ -379,18 +434,18 @@ class OrderBook:
         keys = self._keys[side]
         if key == keys[-1]:
             self._bbo_dirty = True
-        lvl[0] -= o[O_OPEN]
-        lvl[1] -= 1
+        lvl.size -= o[O_OPEN]
+        lvl.count -= 1
         o[O_OPEN] = 0
         self._unindex(o)
-        if not lvl[1]:
+        if not lvl.count:
             del self._levels[side][key]
             if key == keys[-1]:
                 keys.pop()
             else:
                 del keys[bisect_left(keys, key)]
-        elif len(lvl[2]) > 2 * lvl[1] + 32:
-            lvl[2] = deque(x for x in lvl[2] if x[O_OPEN])
+        elif len(lvl.queue) > 2 * lvl.count + 32:
+            lvl.queue = deque([x for x in lvl.queue if x[O_OPEN]])
         return lvl
 
     def cancel_by_id(self, order_id: int, account: int, reason: int) -> int:
@@ -408,8 +463,8 @@ class OrderBook:
         levels = self._levels[side]
         lvl = levels[key]
         keys = self._keys[side]
-        lvl[0] -= size
-        lvl[1] -= 1
+        lvl.size -= size
+        lvl.count -= 1
         o[4] = 0
         del self._orders[order_id]
         own = self._by_account[account]
@@ -420,14 +475,14 @@ class OrderBook:
         if coid:
             del self._by_coid[(account, coid)]
         best = key == keys[-1]
-        if not lvl[1]:
+        if not lvl.count:
             del levels[key]
             if best:
                 keys.pop()
             else:
                 del keys[bisect_left(keys, key)]
-        elif len(lvl[2]) > 2 * lvl[1] + 32:
-            lvl[2] = deque(x for x in lvl[2] if x[4])
+        elif len(lvl.queue) > 2 * lvl.count + 32:
+            lvl.queue = deque([x for x in lvl.queue if x[4]])
         mid = self.market_id
         seq = self.seq + 1
         if self._on_cancelled is not None:
@@ -435,7 +490,7 @@ class OrderBook:
         seq += 1
         self.seq = seq
         if self._on_l2 is not None:
-            self._on_l2(mid, seq, side, price, lvl[0], lvl[1])
+            self._on_l2(mid, seq, side, price, lvl.size, lvl.count)
         if best:
             self._bbo_dirty = True
             self.flush_bbo()
@@ -460,7 +515,7 @@ class OrderBook:
         side = o[O_SIDE]
         key = o[O_PRICE] if side == 0 else -o[O_PRICE]
         lvl = self._levels[side][key]
-        lvl[0] -= o[O_OPEN] - new_open
+        lvl.size -= o[O_OPEN] - new_open
         o[O_OPEN] = new_open
         if key == self._keys[side][-1]:
             self._bbo_dirty = True
@@ -471,11 +526,11 @@ class OrderBook:
     def cancel_many(self, victims: Iterable[list[int]], reason: int) -> None:
         """Cancel orders in the given order (CANCELLED each), then one L2 per touched level by (side,
         price), then BBO."""
-        touched: dict[tuple[int, int], list[Any]] = {}
+        touched: dict[tuple[int, int], Level] = {}
         for o in list(victims):
             size = o[O_OPEN]
             lvl = self._detach(o)
-            touched[(o[O_SIDE], lvl[3])] = lvl
+            touched[(o[O_SIDE], lvl.price)] = lvl
             self._emit_cancelled(o[O_OID], o[O_COID], size, o[O_ACCOUNT], reason, o[O_SIDE])
         for side, price in sorted(touched):
             self._emit_l2(side, touched[(side, price)])
@@ -485,23 +540,23 @@ class OrderBook:
         """Emit BBO if the top of book changed since the last BBO (once, at the end of a command)."""
         if self._bbo_dirty:
             self._bbo_dirty = False
-            bk, ak = self._keys
+            bk = self._keys[0]
+            ak = self._keys[1]
+            bp = bs = ap = az = 0
             if bk:
                 lvl = self._levels[0][bk[-1]]
-                bp, bs = lvl[3], lvl[0]
-            else:
-                bp = bs = 0
+                bp = lvl.price
+                bs = lvl.size
             if ak:
                 lvl = self._levels[1][ak[-1]]
-                ap, az = lvl[3], lvl[0]
-            else:
-                ap = az = 0
-            bbo = (bp, bs, ap, az)
-            if bbo != self.last_bbo:
-                self.last_bbo = bbo
+                ap = lvl.price
+                az = lvl.size
+            last = self.last_bbo
+            if bp != last[0] or bs != last[1] or ap != last[2] or az != last[3]:
+                self.last_bbo = (bp, bs, ap, az)
                 self.seq += 1
                 if self._on_bbo is not None:
-                    self._on_bbo(self.market_id, self.seq, bbo[0], bbo[1], bbo[2], bbo[3], self.now_ns)
+                    self._on_bbo(self.market_id, self.seq, bp, bs, ap, az, self.now_ns)
 
     def restore_order(self, o: list[int]) -> None:
         """Append a resting order at the back of its level, no events (snapshot restore, priority order)."""
@@ -511,11 +566,11 @@ class OrderBook:
         levels = self._levels[side]
         lvl = levels.get(key)
         if lvl is None:
-            lvl = levels[key] = [0, 0, deque(), price]
+            lvl = levels[key] = Level(price)
             insort(self._keys[side], key)
-        lvl[2].append(o)
-        lvl[0] += o[O_OPEN]
-        lvl[1] += 1
+        lvl.queue.append(o)
+        lvl.size += o[O_OPEN]
+        lvl.count += 1
         self._orders[o[O_OID]] = o
         self._by_account.setdefault(o[O_ACCOUNT], {})[o[O_OID]] = o
         if o[O_COID]:
@@ -530,7 +585,8 @@ class OrderBook:
             assert keys == sorted(keys), f"side {side} keys unsorted"
             assert len(set(keys)) == len(keys) and set(keys) == set(levels), f"side {side} keys != levels"
             for key in keys:
-                size, cnt, queue, price = levels[key]
+                lvl = levels[key]
+                size, cnt, queue, price = lvl.size, lvl.count, lvl.queue, lvl.price
                 assert price == (key if side == 0 else -key), "level price/key mismatch"
                 live = [o for o in queue if o[O_OPEN]]
                 assert live, f"empty level {price} on side {side}"
@@ -540,7 +596,7 @@ class OrderBook:
                     assert o[O_OPEN] > 0 and o[O_SIDE] == side and o[O_PRICE] == price
                     assert o[O_OID] not in seen, f"order {o[O_OID]} twice"
                     seen[o[O_OID]] = o
-        bk, ak = self._keys
+        bk, ak = self._keys[0], self._keys[1]
         if bk and ak:
             assert bk[-1] < -ak[-1], f"book crossed: bid {bk[-1]} >= ask {-ak[-1]}"
         assert seen.keys() == self._orders.keys(), "order index != resting orders"

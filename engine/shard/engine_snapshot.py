@@ -29,14 +29,37 @@ MAGIC = b"HXSNAP\x00\x01"
 _ENGINE = struct.Struct("<8sQI")
 _MARKET = struct.Struct("<IQBqQqqqqII")
 
-SNAP_ORDER = np.dtype([
-    ("oid", "<u8"), ("account", "<u4"), ("side", "u1"), ("tif", "u1"), ("order_type", "u1"), ("flags", "u1"),
-    ("price", "<i8"), ("open", "<i8"), ("filled", "<i8"), ("coid", "<u8"), ("expire_ns", "<u8"),
-    ("trigger", "<i8"),
-])
+SNAP_ORDER = np.dtype(
+    [
+        ("oid", "<u8"),
+        ("account", "<u4"),
+        ("side", "u1"),
+        ("tif", "u1"),
+        ("order_type", "u1"),
+        ("flags", "u1"),
+        ("price", "<i8"),
+        ("open", "<i8"),
+        ("filled", "<i8"),
+        ("coid", "<u8"),
+        ("expire_ns", "<u8"),
+        ("trigger", "<i8"),
+    ]
+)
 # SNAP_ORDER field name for each O_* index of an order record
-_FIELD_OF_INDEX = ("oid", "account", "side", "price", "open", "filled", "coid", "tif", "order_type", "flags",
-                   "expire_ns", "trigger")
+_FIELD_OF_INDEX = (
+    "oid",
+    "account",
+    "side",
+    "price",
+    "open",
+    "filled",
+    "coid",
+    "tif",
+    "order_type",
+    "flags",
+    "expire_ns",
+    "trigger",
+)
 assert len(_FIELD_OF_INDEX) == ORDER_FIELDS
 
 
@@ -65,8 +88,9 @@ def encode_snapshot(engine: Any) -> bytes:
         book = m.book
         orders = _to_array(list(book.iter_orders()))
         stops = _to_array([m.stops[k] for k in sorted(m.stops)])
-        parts.append(_MARKET.pack(mid, book.seq, m.status, m.mark, m.last_oid, *book.last_bbo, len(orders),
-                                  len(stops)))
+        parts.append(
+            _MARKET.pack(mid, book.seq, m.status, m.mark, m.last_oid, *book.last_bbo, len(orders), len(stops))
+        )
         parts.append(orders.tobytes())
         parts.append(stops.tobytes())
     return b"".join(parts)

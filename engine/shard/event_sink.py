@@ -18,39 +18,117 @@ from engine.types.enums import MsgType
 
 
 class EventSink(Protocol):
-    def on_accepted(self, market_id: int, seq: int, order_id: int, client_order_id: int, price_ticks: int,
-                    size_lots: int, account: int, side: int, tif: int, order_type: int, flags: int,
-                    ts_ns: int) -> None: ...
+    def on_accepted(
+        self,
+        market_id: int,
+        seq: int,
+        order_id: int,
+        client_order_id: int,
+        price_ticks: int,
+        size_lots: int,
+        account: int,
+        side: int,
+        tif: int,
+        order_type: int,
+        flags: int,
+        ts_ns: int,
+    ) -> None: ...
 
-    def on_rejected(self, market_id: int, seq: int, order_id: int, client_order_id: int, account: int,
-                    reason: int, command: int, ts_ns: int) -> None: ...
+    def on_rejected(
+        self,
+        market_id: int,
+        seq: int,
+        order_id: int,
+        client_order_id: int,
+        account: int,
+        reason: int,
+        command: int,
+        ts_ns: int,
+    ) -> None: ...
 
-    def on_fill(self, market_id: int, seq: int, taker_order_id: int, maker_order_id: int, price_ticks: int,
-                size_lots: int, taker_account: int, maker_account: int, taker_side: int, flags: int) -> None: ...
+    def on_fill(
+        self,
+        market_id: int,
+        seq: int,
+        taker_order_id: int,
+        maker_order_id: int,
+        price_ticks: int,
+        size_lots: int,
+        taker_account: int,
+        maker_account: int,
+        taker_side: int,
+        flags: int,
+    ) -> None: ...
 
-    def on_cancelled(self, market_id: int, seq: int, order_id: int, client_order_id: int, size_lots: int,
-                     account: int, reason: int, side: int, ts_ns: int) -> None: ...
+    def on_cancelled(
+        self,
+        market_id: int,
+        seq: int,
+        order_id: int,
+        client_order_id: int,
+        size_lots: int,
+        account: int,
+        reason: int,
+        side: int,
+        ts_ns: int,
+    ) -> None: ...
 
-    def on_l2(self, market_id: int, seq: int, side: int, price_ticks: int, size_lots: int,
-              order_count: int) -> None: ...
+    def on_l2(
+        self, market_id: int, seq: int, side: int, price_ticks: int, size_lots: int, order_count: int
+    ) -> None: ...
 
-    def on_trade(self, market_id: int, seq: int, price_ticks: int, size_lots: int, taker_side: int,
-                 ts_ns: int) -> None: ...
+    def on_trade(
+        self, market_id: int, seq: int, price_ticks: int, size_lots: int, taker_side: int, ts_ns: int
+    ) -> None: ...
 
-    def on_bbo(self, market_id: int, seq: int, bid_price_ticks: int, bid_size_lots: int, ask_price_ticks: int,
-               ask_size_lots: int, ts_ns: int) -> None: ...
+    def on_bbo(
+        self,
+        market_id: int,
+        seq: int,
+        bid_price_ticks: int,
+        bid_size_lots: int,
+        ask_price_ticks: int,
+        ask_size_lots: int,
+        ts_ns: int,
+    ) -> None: ...
 
-    def on_amended(self, market_id: int, seq: int, order_id: int, client_order_id: int, price_ticks: int,
-                   open_size_lots: int, account: int, kept_priority: int) -> None: ...
+    def on_amended(
+        self,
+        market_id: int,
+        seq: int,
+        order_id: int,
+        client_order_id: int,
+        price_ticks: int,
+        open_size_lots: int,
+        account: int,
+        kept_priority: int,
+    ) -> None: ...
 
-    def on_triggered(self, market_id: int, seq: int, order_id: int, client_order_id: int, mark_price_ticks: int,
-                     account: int) -> None: ...
+    def on_triggered(
+        self,
+        market_id: int,
+        seq: int,
+        order_id: int,
+        client_order_id: int,
+        mark_price_ticks: int,
+        account: int,
+    ) -> None: ...
 
     def on_market_status(self, market_id: int, seq: int, status: int) -> None: ...
 
 
-EVENT_METHODS = ("on_accepted", "on_rejected", "on_fill", "on_cancelled", "on_l2", "on_trade", "on_bbo",
-                 "on_amended", "on_triggered", "on_market_status")
+EVENT_METHODS = (
+    "on_accepted",
+    "on_rejected",
+    "on_fill",
+    "on_cancelled",
+    "on_l2",
+    "on_trade",
+    "on_bbo",
+    "on_amended",
+    "on_triggered",
+    "on_market_status",
+)
 
 
 def sink_method(sink: object, name: str):  # type: ignore[no-untyped-def]
@@ -90,8 +168,17 @@ class CountingSink:
     def on_accepted(self, *a: int) -> None:
         self.counts[MsgType.ACCEPTED] += 1
 
-    def on_rejected(self, market_id: int, seq: int, order_id: int, client_order_id: int, account: int,
-                    reason: int, command: int, ts_ns: int) -> None:
+    def on_rejected(
+        self,
+        market_id: int,
+        seq: int,
+        order_id: int,
+        client_order_id: int,
+        account: int,
+        reason: int,
+        command: int,
+        ts_ns: int,
+    ) -> None:
         self.counts[MsgType.REJECTED] += 1
         self.rejects[reason] = self.rejects.get(reason, 0) + 1
 

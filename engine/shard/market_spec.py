@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,16 @@ def calc_notional_micro(spec: MarketSpec, price_ticks: int, size_lots: int) -> i
 
 def check_spec(spec: MarketSpec) -> tuple[str, str] | None:
     """(field, problem) for the first invalid field of ``spec``, or None when it is valid."""
-    ints = ("market_id", "tick_size_micro", "lot_size_atoms", "min_size_lots", "max_size_lots",
-            "min_notional_micro", "max_price_ticks", "band_bps")
+    ints = (
+        "market_id",
+        "tick_size_micro",
+        "lot_size_atoms",
+        "min_size_lots",
+        "max_size_lots",
+        "min_notional_micro",
+        "max_price_ticks",
+        "band_bps",
+    )
     for name in ints:
         value = getattr(spec, name)
         if not isinstance(value, int) or isinstance(value, bool):
@@ -87,8 +96,10 @@ def check_spec(spec: MarketSpec) -> tuple[str, str] | None:
     if not 0 <= spec.band_bps <= 10_000:
         return "band_bps", f"must be in [0, 10000], got {spec.band_bps}"
     if spec.max_price_ticks * spec.max_size_lots > INT64_MAX:
-        return "max_size_lots", (f"max_price_ticks * max_size_lots = {spec.max_price_ticks * spec.max_size_lots}"
-                                 " does not fit int64")
+        return "max_size_lots", (
+            f"max_price_ticks * max_size_lots = {spec.max_price_ticks * spec.max_size_lots}"
+            " does not fit int64"
+        )
     if spec.tick_size_micro > INT64_MAX or spec.lot_size_atoms > INT64_MAX:
         return "tick_size_micro", "does not fit int64"
     return None
@@ -98,7 +109,7 @@ _REQUIRED = ("market_id", "symbol", "kind", "tick_size_micro", "lot_size_atoms")
 _KNOWN = {f.name for f in fields(MarketSpec)}
 
 
-def _enum(enum_cls: type, value: Any, where: str, field: str) -> Any:
+def _enum(enum_cls: type[Enum], value: Any, where: str, field: str) -> Any:
     try:
         if isinstance(value, str):
             return enum_cls[value.upper().replace("-", "_")]
@@ -161,8 +172,9 @@ def markets_from_doc(doc: dict[str, Any], source: str = "<config>") -> dict[int,
         if spec.market_id in out:
             raise MarketConfigError(f"{where}: field 'market_id': {spec.market_id} is used twice")
         if spec.symbol in symbols:
-            raise MarketConfigError(f"{where}: field 'symbol': {spec.symbol!r} is used twice "
-                                    f"(also market {symbols[spec.symbol]})")
+            raise MarketConfigError(
+                f"{where}: field 'symbol': {spec.symbol!r} is used twice (also market {symbols[spec.symbol]})"
+            )
         out[spec.market_id] = spec
         symbols[spec.symbol] = spec.market_id
     return out
@@ -170,7 +182,16 @@ def markets_from_doc(doc: dict[str, Any], source: str = "<config>") -> dict[int,
 
 def workload_markets(count: int = 1) -> dict[int, MarketSpec]:
     """Markets 0..count-1 that accept the standard workload: tick 1, lot 1, no band, no min notional."""
-    return {i: MarketSpec(market_id=i, symbol=f"WL-{i}", kind=MarketKind.SPOT, tick_size_micro=1,
-                          lot_size_atoms=BASE_ATOMS_PER_UNIT, min_size_lots=1, max_size_lots=1 << 31,
-                          max_price_ticks=1 << 31)
-            for i in range(count)}
+    return {
+        i: MarketSpec(
+            market_id=i,
+            symbol=f"WL-{i}",
+            kind=MarketKind.SPOT,
+            tick_size_micro=1,
+            lot_size_atoms=BASE_ATOMS_PER_UNIT,
+            min_size_lots=1,
+            max_size_lots=1 << 31,
+            max_price_ticks=1 << 31,
+        )
+        for i in range(count)
+    }

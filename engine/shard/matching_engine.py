@@ -41,7 +41,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from heapq import heappop, heappush
-from typing import Any
+from typing import Any, Final
 
 from engine.shard.book import OrderBook
 from engine.shard.event_sink import EVENT_METHODS, sink_method
@@ -69,43 +69,65 @@ from engine.shard.order_validator import (
 from engine.types.enums import CancelReason, MarketStatus, MsgType, OrderType, RejectCode
 from engine.wire.layout import ALL_MARKETS, BY_TYPE, HEADER_STRUCT, SLOT_BYTES, WIRE_VERSION
 
-_NEW_ORDER = BY_TYPE[MsgType.NEW_ORDER].struct.unpack_from
-_CANCEL = BY_TYPE[MsgType.CANCEL].struct.unpack_from
-_AMEND = BY_TYPE[MsgType.AMEND].struct.unpack_from
-_CANCEL_ALL = BY_TYPE[MsgType.CANCEL_ALL].struct.unpack_from
-_MARK = BY_TYPE[MsgType.MARK_PRICE].struct.unpack_from
-_STATUS = BY_TYPE[MsgType.SET_MARKET_STATUS].struct.unpack_from
-_CLOCK = BY_TYPE[MsgType.CLOCK].struct.unpack_from
-_HEADER = HEADER_STRUCT.unpack_from
+# Module constants, bound once (Final: never rebound).
+_NEW_ORDER: Final = BY_TYPE[MsgType.NEW_ORDER].struct.unpack_from
+_CANCEL: Final = BY_TYPE[MsgType.CANCEL].struct.unpack_from
+_AMEND: Final = BY_TYPE[MsgType.AMEND].struct.unpack_from
+_CANCEL_ALL: Final = BY_TYPE[MsgType.CANCEL_ALL].struct.unpack_from
+_MARK: Final = BY_TYPE[MsgType.MARK_PRICE].struct.unpack_from
+_STATUS: Final = BY_TYPE[MsgType.SET_MARKET_STATUS].struct.unpack_from
+_CLOCK: Final = BY_TYPE[MsgType.CLOCK].struct.unpack_from
+_HEADER: Final = HEADER_STRUCT.unpack_from
 
-_GTC, _IOC, _FOK, _GTT = 0, 1, 2, 3
-_REST = -1
-_IOC_REMAINDER = int(CancelReason.IOC_REMAINDER)
-_MARKET_NO_LIQ = int(CancelReason.MARKET_NO_LIQUIDITY)
-_USER = int(CancelReason.USER)
-_FOK_UNFILLED = int(CancelReason.FOK_UNFILLED)
-_UNKNOWN_ORDER = int(RejectCode.UNKNOWN_ORDER)
-_POST_BITS = 0b11
-_SLIDE = 0b10
-_OPEN = int(MarketStatus.OPEN)
+_GTC: Final = 0
+_IOC: Final = 1
+_FOK: Final = 2
+_GTT: Final = 3
+_REST: Final = -1
+_IOC_REMAINDER: Final = int(CancelReason.IOC_REMAINDER)
+_MARKET_NO_LIQ: Final = int(CancelReason.MARKET_NO_LIQUIDITY)
+_USER: Final = int(CancelReason.USER)
+_FOK_UNFILLED: Final = int(CancelReason.FOK_UNFILLED)
+_UNKNOWN_ORDER: Final = int(RejectCode.UNKNOWN_ORDER)
+_POST_BITS: Final = 0b11
+_SLIDE: Final = 0b10
+_OPEN: Final = int(MarketStatus.OPEN)
 
-_NEW, _CXL, _AMD, _CXLALL, _MARKP, _STAT, _CLK = (int(MsgType.NEW_ORDER), int(MsgType.CANCEL), int(MsgType.AMEND),
-                                                 int(MsgType.CANCEL_ALL), int(MsgType.MARK_PRICE),
-                                                 int(MsgType.SET_MARKET_STATUS), int(MsgType.CLOCK))
+_NEW: Final = int(MsgType.NEW_ORDER)
+_CXL: Final = int(MsgType.CANCEL)
+_AMD: Final = int(MsgType.AMEND)
+_CXLALL: Final = int(MsgType.CANCEL_ALL)
+_MARKP: Final = int(MsgType.MARK_PRICE)
+_STAT: Final = int(MsgType.SET_MARKET_STATUS)
+_CLK: Final = int(MsgType.CLOCK)
 
-DEBUG_VALIDATE_ENV = "HX_VALIDATE"  # "1": run validate() after every command (the suite runs once with it)
+DEBUG_VALIDATE_ENV: Final = (
+    "HX_VALIDATE"  # "1": run validate() after every command (the suite runs once with it)
+)
 
 
 class MarketState:
     """Per-market engine state around the book: rules, status, mark, id watermark, stops, GTT heap."""
 
-    __slots__ = ("spec", "book", "status", "mark", "last_oid", "stops", "stop_coids", "gtt", "fast",
-                 "min_size", "max_size", "max_price")
+    __slots__ = (
+        "spec",
+        "book",
+        "status",
+        "mark",
+        "last_oid",
+        "stops",
+        "stop_coids",
+        "gtt",
+        "fast",
+        "min_size",
+        "max_size",
+        "max_price",
+    )
 
     def __init__(self, spec: MarketSpec, book: Any) -> None:
         self.spec = spec
         self.book = book
-        self.status = int(spec.status)
+        self.status: int = int(spec.status)
         self.mark = 0  # last MARK_PRICE, 0 = unknown
         self.last_oid = 0  # highest order id accepted
         self.stops: dict[int, list[int]] = {}  # order id -> waiting stop/take-profit order
@@ -122,8 +144,12 @@ class MarketState:
         (market open, no active band, no min notional, notional cannot overflow)."""
         s = self.spec
         worst = s.max_price_ticks * s.max_size_lots
-        self.fast = (self.status == _OPEN and (s.band_bps == 0 or self.mark == 0) and s.min_notional_micro == 0
-                     and worst * s.tick_size_micro * s.lot_size_atoms // BASE_ATOMS_PER_UNIT <= INT64_MAX)
+        self.fast = (
+            self.status == _OPEN
+            and (s.band_bps == 0 or self.mark == 0)
+            and s.min_notional_micro == 0
+            and worst * s.tick_size_micro * s.lot_size_atoms // BASE_ATOMS_PER_UNIT <= INT64_MAX
+        )
 
 
 class MatchingEngine:
@@ -134,22 +160,32 @@ class MatchingEngine:
     command.
     """
 
-    def __init__(self, markets: dict[int, MarketSpec], sink: Any,
-                 book_factory: Callable[[int, Any], Any] = OrderBook, debug_validate: bool | None = None) -> None:
+    def __init__(
+        self,
+        markets: dict[int, MarketSpec],
+        sink: Any,
+        book_factory: Callable[[int, Any], Any] = OrderBook,
+        debug_validate: bool | None = None,
+    ) -> None:
         self.markets = dict(markets)
         self.sink = sink
         self.now_ns = 0
         self._book_factory = book_factory
-        self._m: dict[int, MarketState] = {mid: MarketState(spec, book_factory(mid, sink))
-                                           for mid, spec in sorted(self.markets.items())}
+        self._m: dict[int, MarketState] = {
+            mid: MarketState(spec, book_factory(mid, sink)) for mid, spec in sorted(self.markets.items())
+        }
         self._callbacks = {name: sink_method(sink, name) for name in EVENT_METHODS}
         self._on_rejected = self._callbacks["on_rejected"]
         if debug_validate is None:
             debug_validate = os.environ.get(DEBUG_VALIDATE_ENV, "") == "1"
         self.debug_validate = debug_validate
         self._handlers: dict[int, Callable[[Any, int, int], int]] = {
-            _NEW: self._handle_new, _CXL: self._handle_cancel, _AMD: self._handle_amend,
-            _CXLALL: self._handle_cancel_all, _MARKP: self._handle_mark, _STAT: self._handle_status,
+            _NEW: self._handle_new,
+            _CXL: self._handle_cancel,
+            _AMD: self._handle_amend,
+            _CXLALL: self._handle_cancel_all,
+            _MARKP: self._handle_mark,
+            _STAT: self._handle_status,
             _CLK: self._handle_clock,
         }
 
@@ -186,8 +222,9 @@ class MatchingEngine:
             handle(buf, offset + i * SLOT_BYTES)
 
     def _handle_new(self, buf: Any, off: int, mid: int) -> int:
-        (_, _, _, mid, oid, coid, price, size, trigger, expire, account, side, tif, otype,
-         flags) = _NEW_ORDER(buf, off)
+        (_, _, _, mid, oid, coid, price, size, trigger, expire, account, side, tif, otype, flags) = (
+            _NEW_ORDER(buf, off)
+        )
         return self.place(mid, oid, coid, account, side, price, size, tif, otype, flags, trigger, expire)
 
     def _handle_cancel(self, buf: Any, off: int, mid: int) -> int:
@@ -218,64 +255,120 @@ class MatchingEngine:
     def _reject(self, market_id: int, command: int, oid: int, coid: int, account: int, code: int) -> int:
         if self._on_rejected is not None:
             m = self._m.get(market_id)
-            self._on_rejected(market_id, m.book.seq if m is not None else 0, oid, coid, account, code, command,
-                              self.now_ns)
+            self._on_rejected(
+                market_id, m.book.seq if m is not None else 0, oid, coid, account, code, command, self.now_ns
+            )
         return code
 
-    def place(self, market_id: int, order_id: int, client_order_id: int, account: int, side: int, price: int,
-              size: int, tif: int = 0, order_type: int = 0, flags: int = 0, trigger_ticks: int = 0,
-              expire_ns: int = 0) -> int:
+    def place(
+        self,
+        market_id: int,
+        order_id: int,
+        client_order_id: int,
+        account: int,
+        side: int,
+        price: int,
+        size: int,
+        tif: int = 0,
+        order_type: int = 0,
+        flags: int = 0,
+        trigger_ticks: int = 0,
+        expire_ns: int = 0,
+    ) -> int:
         """NEW_ORDER. Returns the RejectCode (0: accepted; its events went to the sink)."""
         try:
             m = self._m[market_id]
         except KeyError:
-            return self._reject(market_id, _NEW, order_id, client_order_id, account, RejectCode.UNKNOWN_MARKET)
-        if not (m.fast and not flags and not order_type and tif < 3 and not trigger_ticks and not expire_ns
-                and 0 < price <= m.max_price and m.min_size <= size <= m.max_size and (side == 0 or side == 1)):
-            code = check_new_order(m.spec, m.status, m.mark, self.now_ns, side, price, size, tif, order_type, flags,
-                                   trigger_ticks, expire_ns)
+            return self._reject(
+                market_id, _NEW, order_id, client_order_id, account, RejectCode.UNKNOWN_MARKET
+            )
+        if not (
+            m.fast
+            and not flags
+            and not order_type
+            and tif < 3
+            and not trigger_ticks
+            and not expire_ns
+            and 0 < price <= m.max_price
+            and m.min_size <= size <= m.max_size
+            and (side == 0 or side == 1)
+        ):
+            code = check_new_order(
+                m.spec,
+                m.status,
+                m.mark,
+                self.now_ns,
+                side,
+                price,
+                size,
+                tif,
+                order_type,
+                flags,
+                trigger_ticks,
+                expire_ns,
+            )
             if code:
                 return self._reject(market_id, _NEW, order_id, client_order_id, account, code)
         if order_id <= m.last_oid:
             if order_id:
-                return self._reject(market_id, _NEW, order_id, client_order_id, account,
-                                    RejectCode.DUPLICATE_ORDER_ID)
+                return self._reject(
+                    market_id, _NEW, order_id, client_order_id, account, RejectCode.DUPLICATE_ORDER_ID
+                )
             order_id = m.last_oid + 1
         book = m.book
         if order_type >= 2:  # stop / take-profit: wait for the trigger
-            return self._accept_stop(m, order_id, client_order_id, account, side, price, size, tif, order_type, flags,
-                                     trigger_ticks, expire_ns)
+            return self._accept_stop(
+                m,
+                order_id,
+                client_order_id,
+                account,
+                side,
+                price,
+                size,
+                tif,
+                order_type,
+                flags,
+                trigger_ticks,
+                expire_ns,
+            )
         if client_order_id and m.stop_coids and (account, client_order_id) in m.stop_coids:
-            return self._reject(market_id, _NEW, order_id, client_order_id, account,
-                                RejectCode.DUPLICATE_CLIENT_ORDER_ID)
+            return self._reject(
+                market_id, _NEW, order_id, client_order_id, account, RejectCode.DUPLICATE_CLIENT_ORDER_ID
+            )
         if tif == _GTC or tif == _GTT:
             reason = _REST
         else:
             reason = _IOC_REMAINDER
         if flags & _POST_BITS or order_type or tif == _FOK:
             if client_order_id and book.get_by_client_id(account, client_order_id) is not None:
-                return self._reject(market_id, _NEW, order_id, client_order_id, account,
-                                    RejectCode.DUPLICATE_CLIENT_ORDER_ID)
+                return self._reject(
+                    market_id, _NEW, order_id, client_order_id, account, RejectCode.DUPLICATE_CLIENT_ORDER_ID
+                )
             if flags & _POST_BITS and book.would_cross(side, price):
                 if not flags & _SLIDE:
-                    return self._reject(market_id, _NEW, order_id, client_order_id, account,
-                                        RejectCode.POST_ONLY_WOULD_TAKE)
+                    return self._reject(
+                        market_id, _NEW, order_id, client_order_id, account, RejectCode.POST_ONLY_WOULD_TAKE
+                    )
                 price = book.best_price(1) - 1 if side == 0 else book.best_price(0) + 1
                 if not 0 < price <= m.max_price:
-                    return self._reject(market_id, _NEW, order_id, client_order_id, account,
-                                        RejectCode.POST_ONLY_WOULD_TAKE)
+                    return self._reject(
+                        market_id, _NEW, order_id, client_order_id, account, RejectCode.POST_ONLY_WOULD_TAKE
+                    )
             if order_type:  # MARKET: price is the worst acceptable price
                 if not book.would_cross(side, price):
-                    return self._reject(market_id, _NEW, order_id, client_order_id, account,
-                                        RejectCode.NO_LIQUIDITY)
+                    return self._reject(
+                        market_id, _NEW, order_id, client_order_id, account, RejectCode.NO_LIQUIDITY
+                    )
                 reason = _MARKET_NO_LIQ
             if tif == _FOK:
                 if not book.fillable(side, price, size, account, (flags >> 4) & 7):
-                    return self._reject(market_id, _NEW, order_id, client_order_id, account,
-                                        RejectCode.FOK_NOT_FILLABLE)
+                    return self._reject(
+                        market_id, _NEW, order_id, client_order_id, account, RejectCode.FOK_NOT_FILLABLE
+                    )
                 reason = _FOK_UNFILLED
-        code = book.submit(order_id, client_order_id, account, side, price, size, tif, order_type, flags, expire_ns,
-                           reason)
+        code = book.submit(
+            order_id, client_order_id, account, side, price, size, tif, order_type, flags, expire_ns, reason
+        )
         if code:
             return self._reject(market_id, _NEW, order_id, client_order_id, account, code)
         m.last_oid = order_id
@@ -285,23 +378,64 @@ class MatchingEngine:
             self.validate()
         return 0
 
-    def _accept_stop(self, m: MarketState, order_id: int, client_order_id: int, account: int, side: int, price: int,
-                     size: int, tif: int, order_type: int, flags: int, trigger_ticks: int, expire_ns: int) -> int:
+    def _accept_stop(
+        self,
+        m: MarketState,
+        order_id: int,
+        client_order_id: int,
+        account: int,
+        side: int,
+        price: int,
+        size: int,
+        tif: int,
+        order_type: int,
+        flags: int,
+        trigger_ticks: int,
+        expire_ns: int,
+    ) -> int:
         book = m.book
         mid = m.spec.market_id
-        if client_order_id and (book.get_by_client_id(account, client_order_id) is not None
-                                or (account, client_order_id) in m.stop_coids):
-            return self._reject(mid, _NEW, order_id, client_order_id, account, RejectCode.DUPLICATE_CLIENT_ORDER_ID)
+        if client_order_id and (
+            book.get_by_client_id(account, client_order_id) is not None
+            or (account, client_order_id) in m.stop_coids
+        ):
+            return self._reject(
+                mid, _NEW, order_id, client_order_id, account, RejectCode.DUPLICATE_CLIENT_ORDER_ID
+            )
         m.last_oid = order_id
-        stop = [order_id, account, side, price, size, 0, client_order_id, tif, order_type, flags, expire_ns,
-                trigger_ticks]
+        stop = [
+            order_id,
+            account,
+            side,
+            price,
+            size,
+            0,
+            client_order_id,
+            tif,
+            order_type,
+            flags,
+            expire_ns,
+            trigger_ticks,
+        ]
         m.stops[order_id] = stop
         if client_order_id:
             m.stop_coids[(account, client_order_id)] = stop
         if tif == _GTT:
             heappush(m.gtt, (expire_ns, order_id))
-        self._emit(book, "on_accepted", order_id, client_order_id, price, size, account, side, tif, order_type,
-                   flags, self.now_ns)
+        self._emit(
+            book,
+            "on_accepted",
+            order_id,
+            client_order_id,
+            price,
+            size,
+            account,
+            side,
+            tif,
+            order_type,
+            flags,
+            self.now_ns,
+        )
         if self.debug_validate:
             self.validate()
         return 0
@@ -326,7 +460,9 @@ class MatchingEngine:
         try:
             m = self._m[market_id]
         except KeyError:
-            return self._reject(market_id, _CXL, order_id, client_order_id, account, RejectCode.UNKNOWN_MARKET)
+            return self._reject(
+                market_id, _CXL, order_id, client_order_id, account, RejectCode.UNKNOWN_MARKET
+            )
         if order_id:
             code = m.book.cancel_by_id(order_id, account, _USER)
             if not code:
@@ -339,7 +475,9 @@ class MatchingEngine:
         if o is None:
             return self._reject(market_id, _CXL, order_id, client_order_id, account, RejectCode.UNKNOWN_ORDER)
         if o[O_ACCOUNT] != account:
-            return self._reject(market_id, _CXL, order_id, client_order_id, account, RejectCode.OWNER_MISMATCH)
+            return self._reject(
+                market_id, _CXL, order_id, client_order_id, account, RejectCode.OWNER_MISMATCH
+            )
         if o[O_TYPE] >= 2:
             self._drop_stop(m, o, _USER)
         else:
@@ -352,20 +490,40 @@ class MatchingEngine:
         del m.stops[stop[O_OID]]
         if stop[O_COID]:
             del m.stop_coids[(stop[O_ACCOUNT], stop[O_COID])]
-        self._emit(m.book, "on_cancelled", stop[O_OID], stop[O_COID], stop[O_OPEN], stop[O_ACCOUNT], reason,
-                   stop[O_SIDE], self.now_ns)
+        self._emit(
+            m.book,
+            "on_cancelled",
+            stop[O_OID],
+            stop[O_COID],
+            stop[O_OPEN],
+            stop[O_ACCOUNT],
+            reason,
+            stop[O_SIDE],
+            self.now_ns,
+        )
 
-    def amend(self, market_id: int, order_id: int, client_order_id: int, account: int, price_ticks: int,
-              size_lots: int) -> int:
+    def amend(
+        self,
+        market_id: int,
+        order_id: int,
+        client_order_id: int,
+        account: int,
+        price_ticks: int,
+        size_lots: int,
+    ) -> int:
         """AMEND: new price (0 keeps) and new TOTAL size including what is filled (0 keeps)."""
         m = self._m.get(market_id)
         if m is None:
-            return self._reject(market_id, _AMD, order_id, client_order_id, account, RejectCode.UNKNOWN_MARKET)
+            return self._reject(
+                market_id, _AMD, order_id, client_order_id, account, RejectCode.UNKNOWN_MARKET
+            )
         o = self._find(m, order_id, client_order_id, account)
         if o is None:
             return self._reject(market_id, _AMD, order_id, client_order_id, account, RejectCode.UNKNOWN_ORDER)
         if o[O_ACCOUNT] != account:
-            return self._reject(market_id, _AMD, order_id, client_order_id, account, RejectCode.OWNER_MISMATCH)
+            return self._reject(
+                market_id, _AMD, order_id, client_order_id, account, RejectCode.OWNER_MISMATCH
+            )
         oid, coid = o[O_OID], o[O_COID]
         old_price, filled, old_open = o[O_PRICE], o[O_FILLED], o[O_OPEN]
         new_price = price_ticks or old_price
@@ -374,7 +532,9 @@ class MatchingEngine:
             return self._reject(market_id, _AMD, oid, coid, account, RejectCode.AMEND_NO_CHANGE)
         is_stop = o[O_TYPE] >= 2
         post_only = bool(o[O_FLAGS] & _POST_BITS) or m.status == MarketStatus.POST_ONLY
-        code = check_amend(m.spec, m.status, 0 if is_stop else m.mark, post_only, new_price, new_total, filled)
+        code = check_amend(
+            m.spec, m.status, 0 if is_stop else m.mark, post_only, new_price, new_total, filled
+        )
         if code:
             return self._reject(market_id, _AMD, oid, coid, account, code)
         book = m.book
@@ -387,12 +547,29 @@ class MatchingEngine:
             book.reduce(o, new_open)
         else:
             if post_only and book.would_cross(side, new_price):
-                code = RejectCode.POST_ONLY_WOULD_TAKE if o[O_FLAGS] & _POST_BITS else RejectCode.MARKET_POST_ONLY
+                code = (
+                    RejectCode.POST_ONLY_WOULD_TAKE
+                    if o[O_FLAGS] & _POST_BITS
+                    else RejectCode.MARKET_POST_ONLY
+                )
                 return self._reject(market_id, _AMD, oid, coid, account, code)
             self._emit(book, "on_amended", oid, coid, new_price, new_open, account, 0)
             book.remove(o)
-            book.submit(oid, coid, account, side, new_price, new_open, o[O_TIF], 0, o[O_FLAGS], o[O_EXPIRE], _REST,
-                        filled, False)
+            book.submit(
+                oid,
+                coid,
+                account,
+                side,
+                new_price,
+                new_open,
+                o[O_TIF],
+                0,
+                o[O_FLAGS],
+                o[O_EXPIRE],
+                _REST,
+                filled,
+                False,
+            )
         if self.debug_validate:
             self.validate()
         return 0
@@ -411,7 +588,9 @@ class MatchingEngine:
             mine = book.orders_of(account)
             if mine:
                 book.cancel_many(mine, CancelReason.CANCEL_ALL)
-            for stop in sorted((s for s in m.stops.values() if s[O_ACCOUNT] == account), key=lambda s: s[O_OID]):
+            for stop in sorted(
+                (s for s in m.stops.values() if s[O_ACCOUNT] == account), key=lambda s: s[O_OID]
+            ):
                 self._drop_stop(m, stop, CancelReason.CANCEL_ALL)
         if self.debug_validate:
             self.validate()
@@ -427,9 +606,14 @@ class MatchingEngine:
         m.mark = price_ticks
         m.refresh_fast()
         if m.stops and m.status == _OPEN:
-            fired = sorted((s for s in m.stops.values()
-                            if is_triggered_by(s[O_TYPE], s[O_SIDE], s[O_TRIGGER], price_ticks)),
-                           key=lambda s: s[O_OID])
+            fired = sorted(
+                (
+                    s
+                    for s in m.stops.values()
+                    if is_triggered_by(s[O_TYPE], s[O_SIDE], s[O_TRIGGER], price_ticks)
+                ),
+                key=lambda s: s[O_OID],
+            )
             for stop in fired:
                 self._fire(m, stop, price_ticks)
         if self.debug_validate:
@@ -439,8 +623,17 @@ class MatchingEngine:
     def _fire(self, m: MarketState, stop: list[int], mark: int) -> None:
         book = m.book
         oid, account, side, price, size, coid, tif, otype, flags, expire = (
-            stop[O_OID], stop[O_ACCOUNT], stop[O_SIDE], stop[O_PRICE], stop[O_OPEN], stop[O_COID], stop[O_TIF],
-            stop[O_TYPE], stop[O_FLAGS], stop[O_EXPIRE])
+            stop[O_OID],
+            stop[O_ACCOUNT],
+            stop[O_SIDE],
+            stop[O_PRICE],
+            stop[O_OPEN],
+            stop[O_COID],
+            stop[O_TIF],
+            stop[O_TYPE],
+            stop[O_FLAGS],
+            stop[O_EXPIRE],
+        )
         del m.stops[oid]
         if coid:
             del m.stop_coids[(account, coid)]
@@ -462,8 +655,21 @@ class MatchingEngine:
             reason = _REST
         else:
             reason = _IOC_REMAINDER if tif == _IOC else int(CancelReason.FOK_UNFILLED)
-        book.submit(oid, coid, account, side, price, size, tif, OrderType.MARKET if is_market else OrderType.LIMIT,
-                    flags, expire, reason, 0, False)
+        book.submit(
+            oid,
+            coid,
+            account,
+            side,
+            price,
+            size,
+            tif,
+            OrderType.MARKET if is_market else OrderType.LIMIT,
+            flags,
+            expire,
+            reason,
+            0,
+            False,
+        )
 
     def set_status(self, market_id: int, status: int) -> int:
         """SET_MARKET_STATUS. RESOLVED cancels every order (reason MARKET_STATUS) and is final."""
@@ -545,9 +751,14 @@ class MatchingEngine:
         return hashlib.blake2b(self.snapshot(), digest_size=32).digest()
 
     @classmethod
-    def restore(cls, markets: dict[int, MarketSpec], sink: Any, blob: bytes,
-                book_factory: Callable[[int, Any], Any] = OrderBook,
-                debug_validate: bool | None = None) -> MatchingEngine:
+    def restore(
+        cls,
+        markets: dict[int, MarketSpec],
+        sink: Any,
+        blob: bytes,
+        book_factory: Callable[[int, Any], Any] = OrderBook,
+        debug_validate: bool | None = None,
+    ) -> MatchingEngine:
         """An engine in the state ``blob`` (from ``snapshot``) describes, emitting to ``sink``."""
         from engine.shard.engine_snapshot import decode_snapshot
 

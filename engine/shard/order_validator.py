@@ -23,10 +23,16 @@ from engine.types.enums import (
 )
 
 _POST = OrderFlag.POST_ONLY | OrderFlag.POST_ONLY_SLIDE
-_KNOWN_FLAG_BITS = int(OrderFlag.POST_ONLY | OrderFlag.POST_ONLY_SLIDE | OrderFlag.REDUCE_ONLY) | (0b111 << STP_SHIFT)
+_KNOWN_FLAG_BITS = int(OrderFlag.POST_ONLY | OrderFlag.POST_ONLY_SLIDE | OrderFlag.REDUCE_ONLY) | (
+    0b111 << STP_SHIFT
+)
 _MAX_STP = 4
-_STOP_TYPES = (OrderType.STOP_LIMIT, OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_LIMIT,
-               OrderType.TAKE_PROFIT_MARKET)
+_STOP_TYPES = (
+    OrderType.STOP_LIMIT,
+    OrderType.STOP_MARKET,
+    OrderType.TAKE_PROFIT_LIMIT,
+    OrderType.TAKE_PROFIT_MARKET,
+)
 _MARKET_TYPES = (OrderType.MARKET, OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
 
 _STATUS_REJECT = {
@@ -85,9 +91,20 @@ def check_band(spec: MarketSpec, mark_ticks: int, price_ticks: int) -> int:
     return RejectCode.OK
 
 
-def check_new_order(spec: MarketSpec, status: int, mark_ticks: int, now_ns: int, side: int, price_ticks: int,
-                    size_lots: int, tif: int, order_type: int, flags: int, trigger_ticks: int,
-                    expire_ns: int) -> int:
+def check_new_order(
+    spec: MarketSpec,
+    status: int,
+    mark_ticks: int,
+    now_ns: int,
+    side: int,
+    price_ticks: int,
+    size_lots: int,
+    tif: int,
+    order_type: int,
+    flags: int,
+    trigger_ticks: int,
+    expire_ns: int,
+) -> int:
     """Every stateless rule for a NEW_ORDER (see the module docstring for the order of checks).
 
     Rules beyond the enum ranges: post-only (either variant) only on LIMIT orders with GTC/GTT;
@@ -137,8 +154,15 @@ def check_new_order(spec: MarketSpec, status: int, mark_ticks: int, now_ns: int,
     return RejectCode.OK
 
 
-def check_amend(spec: MarketSpec, status: int, mark_ticks: int, post_only: bool, price_ticks: int,
-                new_total_lots: int, filled_lots: int) -> int:
+def check_amend(
+    spec: MarketSpec,
+    status: int,
+    mark_ticks: int,
+    post_only: bool,
+    price_ticks: int,
+    new_total_lots: int,
+    filled_lots: int,
+) -> int:
     """An amend's new price and total size (already resolved from the 0 = keep convention)."""
     code = check_status(status, post_only)
     if code:

@@ -66,9 +66,8 @@ class ShardOptions:
     max_batch: int = MAX_BATCH
 
 
-# The engine's event writer; the shard's own events (heartbeat echoes) go through ``raw``. An alias,
-# not a subclass: WireEventWriter is compiled by mypyc (scripts/build_native.sh), and native classes
-# cannot be subclassed by interpreted code.
+# The engine's event writer; the shard's own events (heartbeat echoes, restated books) go through
+# ``raw`` and ``on_l2``.
 ShardEventWriter = WireEventWriter
 
 

@@ -37,8 +37,10 @@ class ReferenceBook:
 
     def _side_sorted(self, side: int) -> list[list[int]]:
         """Orders of one side, best price first, then time priority."""
+
         def rank(o: list[int]) -> tuple[int, int]:
             return (-o[O_PRICE] if side == 0 else o[O_PRICE], self._prio[o[O_OID]])
+
         return sorted((o for o in self._resting if o[O_SIDE] == side), key=rank)
 
     def _level(self, side: int, price: int) -> tuple[int, int]:
@@ -58,7 +60,9 @@ class ReferenceBook:
         return next((o for o in self._resting if o[O_OID] == order_id), None)
 
     def get_by_client_id(self, account: int, client_order_id: int) -> list[int] | None:
-        return next((o for o in self._resting if o[O_ACCOUNT] == account and o[O_COID] == client_order_id), None)
+        return next(
+            (o for o in self._resting if o[O_ACCOUNT] == account and o[O_COID] == client_order_id), None
+        )
 
     def orders_of(self, account: int) -> list[list[int]]:
         return sorted((o for o in self._resting if o[O_ACCOUNT] == account), key=lambda o: o[O_OID])
@@ -102,19 +106,46 @@ class ReferenceBook:
         yield from self._side_sorted(1)
 
     # ---- commands --------------------------------------------------------------------------------
-    def submit(self, oid: int, coid: int, account: int, side: int, price: int, size: int, tif: int,
-               order_type: int, flags: int, expire_ns: int, remainder_reason: int, filled: int = 0,
-               accept: bool = True) -> int:
+    def submit(
+        self,
+        oid: int,
+        coid: int,
+        account: int,
+        side: int,
+        price: int,
+        size: int,
+        tif: int,
+        order_type: int,
+        flags: int,
+        expire_ns: int,
+        remainder_reason: int,
+        filled: int = 0,
+        accept: bool = True,
+    ) -> int:
         if coid and self.get_by_client_id(account, coid) is not None:
             return RejectCode.DUPLICATE_CLIENT_ORDER_ID
         if accept:
-            self._emit("on_accepted", oid, coid, price, size, account, side, tif, order_type, flags, self.now_ns)
+            self._emit(
+                "on_accepted", oid, coid, price, size, account, side, tif, order_type, flags, self.now_ns
+            )
         self._submit(oid, coid, account, side, price, size, tif, flags, expire_ns, remainder_reason, filled)
         self.flush_bbo()
         return 0
 
-    def _submit(self, oid: int, coid: int, account: int, side: int, price: int, size: int, tif: int, flags: int,
-                expire_ns: int, remainder_reason: int, filled: int) -> None:
+    def _submit(
+        self,
+        oid: int,
+        coid: int,
+        account: int,
+        side: int,
+        price: int,
+        size: int,
+        tif: int,
+        flags: int,
+        expire_ns: int,
+        remainder_reason: int,
+        filled: int,
+    ) -> None:
         stp = (flags >> 4) & 7
         rem = size
         now = self.now_ns
@@ -137,8 +168,16 @@ class ReferenceBook:
                         break
                     if stp in (StpMode.CANCEL_OLDEST, StpMode.CANCEL_BOTH):
                         self._drop(m)
-                        self._emit("on_cancelled", m[O_OID], m[O_COID], m[O_OPEN], m[O_ACCOUNT],
-                                   CancelReason.SELF_TRADE, side ^ 1, now)
+                        self._emit(
+                            "on_cancelled",
+                            m[O_OID],
+                            m[O_COID],
+                            m[O_OPEN],
+                            m[O_ACCOUNT],
+                            CancelReason.SELF_TRADE,
+                            side ^ 1,
+                            now,
+                        )
                         m[O_OPEN] = 0
                         if stp == StpMode.CANCEL_BOTH:
                             stopped = True
@@ -151,8 +190,16 @@ class ReferenceBook:
                         self._emit("on_amended", m[O_OID], m[O_COID], level_price, m[O_OPEN], m[O_ACCOUNT], 1)
                     else:
                         self._drop(m)
-                        self._emit("on_cancelled", m[O_OID], m[O_COID], d, m[O_ACCOUNT], CancelReason.SELF_TRADE,
-                                   side ^ 1, now)
+                        self._emit(
+                            "on_cancelled",
+                            m[O_OID],
+                            m[O_COID],
+                            d,
+                            m[O_ACCOUNT],
+                            CancelReason.SELF_TRADE,
+                            side ^ 1,
+                            now,
+                        )
                     if rem:
                         self._emit("on_amended", oid, coid, price, rem, account, 1)
                     else:
@@ -219,7 +266,9 @@ class ReferenceBook:
             self._drop(o)
             o[O_OPEN] = 0
             touched.add((o[O_SIDE], o[O_PRICE]))
-            self._emit("on_cancelled", o[O_OID], o[O_COID], size, o[O_ACCOUNT], reason, o[O_SIDE], self.now_ns)
+            self._emit(
+                "on_cancelled", o[O_OID], o[O_COID], size, o[O_ACCOUNT], reason, o[O_SIDE], self.now_ns
+            )
         for side, price in sorted(touched):
             self._emit("on_l2", side, price, *self._level(side, price))
         self.flush_bbo()

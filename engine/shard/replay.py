@@ -27,10 +27,19 @@ from engine.shard.matching_engine import MatchingEngine
 from engine.shard.trade_recorder import TRADE_DTYPE, TradeRecorder
 from engine.types.enums import OrderFlag, RejectCode
 
-ORDER_DTYPE = np.dtype([
-    ("op", "u1"), ("side", "u1"), ("tif", "u1"), ("_pad", "u1"), ("market", "<u4"),
-    ("oid", "<u8"), ("account", "<u8"), ("price", "<i8"), ("qty", "<i8"),
-])
+ORDER_DTYPE = np.dtype(
+    [
+        ("op", "u1"),
+        ("side", "u1"),
+        ("tif", "u1"),
+        ("_pad", "u1"),
+        ("market", "<u4"),
+        ("oid", "<u8"),
+        ("account", "<u8"),
+        ("price", "<i8"),
+        ("qty", "<i8"),
+    ]
+)
 OP_NEW, OP_CANCEL = 1, 2
 # workload tif -> (TimeInForce, flags)
 TIF_MAP = ((0, 0), (1, 0), (2, 0), (0, int(OrderFlag.POST_ONLY)))
@@ -64,8 +73,17 @@ def feed_orders(engine: MatchingEngine, orders: np.ndarray) -> None:
     acct = np.where(is_new, orders["account"], owner[np.minimum(oids, len(owner) - 1)] if len(owner) else 0)
     place = engine.place
     cancel = engine.cancel
-    cols = (is_new.tolist(), orders["side"].tolist(), tif_col, flag_col, orders["market"].tolist(),
-            oids.tolist(), acct.tolist(), orders["price"].tolist(), orders["qty"].tolist())
+    cols = (
+        is_new.tolist(),
+        orders["side"].tolist(),
+        tif_col,
+        flag_col,
+        orders["market"].tolist(),
+        oids.tolist(),
+        acct.tolist(),
+        orders["price"].tolist(),
+        orders["qty"].tolist(),
+    )
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -79,8 +97,9 @@ def feed_orders(engine: MatchingEngine, orders: np.ndarray) -> None:
             gc.enable()
 
 
-def replay_orders(orders: np.ndarray, markets: dict[int, MarketSpec] | None = None,
-                  engine_factory: Any = MatchingEngine) -> tuple[np.ndarray, dict[str, Any]]:
+def replay_orders(
+    orders: np.ndarray, markets: dict[int, MarketSpec] | None = None, engine_factory: Any = MatchingEngine
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Replay ``orders`` in process. Returns (TRADE array in fill order, summary dict).
 
     Summary: ``orders``, ``trades``, ``rejects`` (reason name -> count), ``seconds``, ``ops_per_s``.

@@ -38,14 +38,34 @@ class TradeRecorder:
     def market_ids(self) -> np.ndarray:
         return np.array(self.markets if self.markets is not None else [], dtype=np.uint32)
 
-    def on_fill(self, market_id: int, seq: int, taker_order_id: int, maker_order_id: int, price_ticks: int,
-                size_lots: int, taker_account: int, maker_account: int, taker_side: int, flags: int) -> None:
+    def on_fill(
+        self,
+        market_id: int,
+        seq: int,
+        taker_order_id: int,
+        maker_order_id: int,
+        price_ticks: int,
+        size_lots: int,
+        taker_account: int,
+        maker_account: int,
+        taker_side: int,
+        flags: int,
+    ) -> None:
         self._flat += (taker_order_id, maker_order_id, price_ticks, size_lots)
         if self.markets is not None:
             self.markets.append(market_id)
 
-    def on_rejected(self, market_id: int, seq: int, order_id: int, client_order_id: int, account: int,
-                    reason: int, command: int, ts_ns: int) -> None:
+    def on_rejected(
+        self,
+        market_id: int,
+        seq: int,
+        order_id: int,
+        client_order_id: int,
+        account: int,
+        reason: int,
+        command: int,
+        ts_ns: int,
+    ) -> None:
         rejects = self.rejects
         rejects[reason] = rejects.get(reason, 0) + 1
 

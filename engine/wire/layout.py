@@ -179,7 +179,8 @@ LAYOUTS: tuple[MessageLayout, ...] = (
     ),
     MessageLayout(
         MsgType.REJECTED,
-        "A command was refused; nothing changed.",
+        "A command was refused; nothing changed. From the gateway: seq = 0, and for RATE_LIMITED "
+        "ts_ns holds the retry-after in ns.",
         (
             _SEQ,
             _ORDER_ID,
@@ -231,7 +232,9 @@ LAYOUTS: tuple[MessageLayout, ...] = (
             ("size_lots", "q", "new total size at the level"),
             ("order_count", "I", "orders at the level"),
             ("side", "B", "Side"),
-            _pad(27),
+            _pad(3),
+            ("prev_seq", "Q", "set by the gateway: seq of the market's previous L2_DELTA (0 on the rings)"),
+            _pad(16),
         ),
     ),
     MessageLayout(

@@ -33,8 +33,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HX_CACHE_DIR", REPO_ROOT / "var" / "workloads"))
 
 
-def standard_stream(ops: int = 1_000_000, markets: int = 1, seed: int = 1, accounts: int = 0,
-                    cache: bool = True) -> np.ndarray:
+def standard_stream(
+    ops: int = 1_000_000, markets: int = 1, seed: int = 1, accounts: int = 0, cache: bool = True
+) -> np.ndarray:
     """The generator's stream for these arguments (cached on disk when ``cache``)."""
     path = cache_dir() / f"orders-ops{ops}-m{markets}-s{seed}-a{accounts}.npy"
     if cache and path.is_file():

@@ -278,7 +278,9 @@ def test_gateway_l2_book_lazy_fold_equals_eager():
                 rnd.randint(1, 4),
             )
             eager.apply(seq, side, price, size, count)
-            rows.append(np.frombuffer(L2_DELTA.pack(36, 1, 64, 1, seq, price, size, count, side), np.uint8))
+            rows.append(
+                np.frombuffer(L2_DELTA.pack(36, 1, 64, 1, seq, price, size, count, side, 0), np.uint8)
+            )
             if rnd.random() < 0.05:
                 lazy.apply_block(np.array(rows))
                 rows = []

@@ -17,19 +17,56 @@ from engine.shard.reference_book import ReferenceBook
 from engine.types.enums import MarketKind, MarketStatus, MsgType
 from engine.wire.codec import encode
 
-BTC_PERP = MarketSpec(market_id=1, symbol="BTC-PERP", kind=MarketKind.PERP, tick_size_micro=100_000,
-                      lot_size_atoms=100_000, min_size_lots=1, max_size_lots=1_000_000,
-                      min_notional_micro=0, max_price_ticks=100_000_000, band_bps=0)
-ETH_PERP_BANDED = MarketSpec(market_id=2, symbol="ETH-PERP", kind=MarketKind.PERP, tick_size_micro=10_000,
-                             lot_size_atoms=1_000_000, min_size_lots=2, max_size_lots=10_000,
-                             min_notional_micro=10_000_000, max_price_ticks=100_000_000, band_bps=500)
-PRED_YES = MarketSpec(market_id=3, symbol="PRED-YES", kind=MarketKind.PREDICTION, tick_size_micro=10_000,
-                      lot_size_atoms=100_000_000, max_price_ticks=99)
-AAPL_CLOSED = MarketSpec(market_id=4, symbol="AAPL", kind=MarketKind.EQUITY, tick_size_micro=10_000,
-                         lot_size_atoms=100_000_000, status=MarketStatus.CLOSED)
+BTC_PERP = MarketSpec(
+    market_id=1,
+    symbol="BTC-PERP",
+    kind=MarketKind.PERP,
+    tick_size_micro=100_000,
+    lot_size_atoms=100_000,
+    min_size_lots=1,
+    max_size_lots=1_000_000,
+    min_notional_micro=0,
+    max_price_ticks=100_000_000,
+    band_bps=0,
+)
+ETH_PERP_BANDED = MarketSpec(
+    market_id=2,
+    symbol="ETH-PERP",
+    kind=MarketKind.PERP,
+    tick_size_micro=10_000,
+    lot_size_atoms=1_000_000,
+    min_size_lots=2,
+    max_size_lots=10_000,
+    min_notional_micro=10_000_000,
+    max_price_ticks=100_000_000,
+    band_bps=500,
+)
+PRED_YES = MarketSpec(
+    market_id=3,
+    symbol="PRED-YES",
+    kind=MarketKind.PREDICTION,
+    tick_size_micro=10_000,
+    lot_size_atoms=100_000_000,
+    max_price_ticks=99,
+)
+AAPL_CLOSED = MarketSpec(
+    market_id=4,
+    symbol="AAPL",
+    kind=MarketKind.EQUITY,
+    tick_size_micro=10_000,
+    lot_size_atoms=100_000_000,
+    status=MarketStatus.CLOSED,
+)
 # notional in micro overflows int64 long before price*size does
-WHALE = MarketSpec(market_id=5, symbol="WHALE", kind=MarketKind.SPOT, tick_size_micro=10**12,
-                   lot_size_atoms=10**12, max_size_lots=2**31, max_price_ticks=2**31)
+WHALE = MarketSpec(
+    market_id=5,
+    symbol="WHALE",
+    kind=MarketKind.SPOT,
+    tick_size_micro=10**12,
+    lot_size_atoms=10**12,
+    max_size_lots=2**31,
+    max_price_ticks=2**31,
+)
 MARKETS = {s.market_id: s for s in (BTC_PERP, ETH_PERP_BANDED, PRED_YES, AAPL_CLOSED, WHALE)}
 
 ALICE, BOB, CAROL = 11, 22, 33
@@ -38,8 +75,9 @@ BUY, SELL = 0, 1
 BOOKS = {"fast": OrderBook, "reference": ReferenceBook}
 
 
-def make_engine(book: str = "fast", markets: dict[int, MarketSpec] | None = None,
-                sink: Any = None) -> tuple[MatchingEngine, EventRecorder]:
+def make_engine(
+    book: str = "fast", markets: dict[int, MarketSpec] | None = None, sink: Any = None
+) -> tuple[MatchingEngine, EventRecorder]:
     """An engine over MARKETS recording its events, validating after every command."""
     rec = sink if sink is not None else EventRecorder()
     engine = MatchingEngine(markets or MARKETS, rec, book_factory=BOOKS[book], debug_validate=True)
@@ -58,10 +96,27 @@ ref_engine = functools.partial(MatchingEngine, book_factory=ReferenceBook)
 
 
 # ---- random command streams (property, differential and snapshot tests) -----------------------------
-SMALL = MarketSpec(market_id=7, symbol="SMALL", kind=MarketKind.SPOT, tick_size_micro=1,
-                   lot_size_atoms=100_000_000, max_size_lots=1_000, max_price_ticks=1_000)
-SMALL_MARKETS = {7: SMALL, 8: MarketSpec(market_id=8, symbol="SMALL-2", kind=MarketKind.SPOT, tick_size_micro=1,
-                                         lot_size_atoms=100_000_000, max_size_lots=1_000, max_price_ticks=1_000)}
+SMALL = MarketSpec(
+    market_id=7,
+    symbol="SMALL",
+    kind=MarketKind.SPOT,
+    tick_size_micro=1,
+    lot_size_atoms=100_000_000,
+    max_size_lots=1_000,
+    max_price_ticks=1_000,
+)
+SMALL_MARKETS = {
+    7: SMALL,
+    8: MarketSpec(
+        market_id=8,
+        symbol="SMALL-2",
+        kind=MarketKind.SPOT,
+        tick_size_micro=1,
+        lot_size_atoms=100_000_000,
+        max_size_lots=1_000,
+        max_price_ticks=1_000,
+    ),
+}
 
 
 def command_from_draw(kind: int, a: int, b: int, c: int, d: int, e: int, f: int, oid: int) -> bytes:
@@ -91,15 +146,33 @@ def command_from_draw(kind: int, a: int, b: int, c: int, d: int, e: int, f: int,
                 tif = 1 if f & 1 else 2
             if otype >= 2:
                 trigger = 95 + (a * 7 + c) % 11
-        return encode(MsgType.NEW_ORDER, market, order_id=oid, client_order_id=(oid if f % 2 else 0),
-                      price_ticks=price, size_lots=size, trigger_price_ticks=trigger, expire_ns=expire,
-                      account=account, side=side, tif=tif, order_type=otype, flags=flags)
+        return encode(
+            MsgType.NEW_ORDER,
+            market,
+            order_id=oid,
+            client_order_id=(oid if f % 2 else 0),
+            price_ticks=price,
+            size_lots=size,
+            trigger_price_ticks=trigger,
+            expire_ns=expire,
+            account=account,
+            side=side,
+            tif=tif,
+            order_type=otype,
+            flags=flags,
+        )
     target = max(1, oid - 1 - a % 40)
     if kind == 6:
         return encode(MsgType.CANCEL, market, order_id=target, account=account if c % 4 else 1 + (b + 1) % 3)
     if kind == 7:
-        return encode(MsgType.AMEND, market, order_id=target, account=account,
-                      price_ticks=(95 + c % 11) if d % 2 else 0, size_lots=(1 + e % 12) if d % 3 else 0)
+        return encode(
+            MsgType.AMEND,
+            market,
+            order_id=target,
+            account=account,
+            price_ticks=(95 + c % 11) if d % 2 else 0,
+            size_lots=(1 + e % 12) if d % 3 else 0,
+        )
     if kind == 8:
         return encode(MsgType.CANCEL_ALL, market if c % 2 else 0xFFFF_FFFF, account=account)
     if kind == 9:

@@ -31,8 +31,9 @@ def simple_match(orders: np.ndarray) -> tuple[np.ndarray, int]:
                 del sides[s][p]
             continue
         opposite = sides[1 - side]
-        crossing = sorted((p for p in opposite if (p <= price if side == 0 else p >= price)),
-                          reverse=(side == 1))
+        crossing = sorted(
+            (p for p in opposite if (p <= price if side == 0 else p >= price)), reverse=(side == 1)
+        )
         available = sum(entry[1] for p in crossing for entry in opposite[p])
         if tif == 3 and crossing:  # post-only would take
             rejects += 1

@@ -36,18 +36,21 @@ def test_notional_is_exact_integer_maths() -> None:
     assert calc_notional_micro(btc, 500_000, 500) == 25_000_000_000
 
 
-@pytest.mark.parametrize(("extra", "field"), [
-    ("tick_size_micro = 0", "tick_size_micro"),
-    ("lot_size_atoms = -1", "lot_size_atoms"),
-    ("min_size_lots = 10\nmax_size_lots = 5", "min_size_lots"),
-    ("max_price_ticks = 9223372036854775807\nmax_size_lots = 2", "max_size_lots"),
-    ("band_bps = 20000", "band_bps"),
-    ("status = 'sleepy'", "status"),
-    ("kind = 'bond'", "kind"),
-    ("colour = 'red'", "colour"),
-    ("market_id = 4294967295", "market_id"),
-    ("min_notional_micro = -5", "min_notional_micro"),
-])
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ("tick_size_micro = 0", "tick_size_micro"),
+        ("lot_size_atoms = -1", "lot_size_atoms"),
+        ("min_size_lots = 10\nmax_size_lots = 5", "min_size_lots"),
+        ("max_price_ticks = 9223372036854775807\nmax_size_lots = 2", "max_size_lots"),
+        ("band_bps = 20000", "band_bps"),
+        ("status = 'sleepy'", "status"),
+        ("kind = 'bond'", "kind"),
+        ("colour = 'red'", "colour"),
+        ("market_id = 4294967295", "market_id"),
+        ("min_notional_micro = -5", "min_notional_micro"),
+    ],
+)
 def test_invalid_fields_name_file_market_and_field(tmp_path: Path, extra: str, field: str) -> None:
     body = GOOD
     for line in extra.splitlines():

@@ -32,7 +32,9 @@ SM = _sibling("simple_matcher")
 def test_generated_stream_matches_simple_matcher(ops: int, markets: int, accounts: int) -> None:
     orders = standard_stream(ops, markets=markets, seed=1, accounts=accounts, cache=False)
     # the invariants are checked elsewhere; validating a 50K-order book after every command takes minutes
-    trades, summary = replay_orders(orders, engine_factory=functools.partial(MatchingEngine, debug_validate=False))
+    trades, summary = replay_orders(
+        orders, engine_factory=functools.partial(MatchingEngine, debug_validate=False)
+    )
     expected, rejects = SM.simple_match(orders)
     assert len(trades) == len(expected) > 0
     assert np.array_equal(trades, expected)

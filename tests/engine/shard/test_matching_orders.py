@@ -185,7 +185,9 @@ def test_stop_orders_trigger_on_mark_in_order_id_order(eng) -> None:  # type: ig
     assert place(e, 2, BOB, BUY, 130, 3, otype=OrderType.STOP_LIMIT, trigger=110) == 0
     assert place(e, 3, CAROL, BUY, 125, 2, tif=1, otype=OrderType.STOP_MARKET, trigger=105) == 0
     assert place(e, 4, CAROL, SELL, 90, 2, otype=OrderType.TAKE_PROFIT_LIMIT, trigger=120) == 0
-    assert place(e, 5, CAROL, BUY, 90, 2, otype=OrderType.STOP_LIMIT, trigger=95) == RejectCode.BAD_TRIGGER_PRICE
+    assert (
+        place(e, 5, CAROL, BUY, 90, 2, otype=OrderType.STOP_LIMIT, trigger=95) == RejectCode.BAD_TRIGGER_PRICE
+    )
     assert place(e, 5, CAROL, BUY, 90, 2, otype=OrderType.STOP_LIMIT) == RejectCode.BAD_TRIGGER_PRICE
     assert place(e, 5, CAROL, BUY, 90, 2, trigger=95) == RejectCode.BAD_TRIGGER_PRICE
     assert resting(e) == [(1, SELL, 120, 10)]
@@ -203,8 +205,10 @@ def test_stop_orders_trigger_on_mark_in_order_id_order(eng) -> None:  # type: ig
 def test_stop_cancel_and_amend_and_cancel_all(eng) -> None:  # type: ignore[no-untyped-def]
     e, rec = eng
     place(e, 1, ALICE, BUY, 130, 3, otype=OrderType.STOP_LIMIT, trigger=110, coid=77)
-    assert place(e, 2, ALICE, BUY, 130, 3, otype=OrderType.STOP_LIMIT, trigger=110, coid=77) == \
-        RejectCode.DUPLICATE_CLIENT_ORDER_ID
+    assert (
+        place(e, 2, ALICE, BUY, 130, 3, otype=OrderType.STOP_LIMIT, trigger=110, coid=77)
+        == RejectCode.DUPLICATE_CLIENT_ORDER_ID
+    )
     assert e.amend(M, 1, 0, ALICE, 131, 4) == 0
     assert e.cancel(M, 0, 77, BOB) == RejectCode.UNKNOWN_ORDER
     assert e.cancel(M, 1, 0, BOB) == RejectCode.OWNER_MISMATCH
@@ -280,8 +284,10 @@ def test_stp_decrement(eng) -> None:  # type: ignore[no-untyped-def]
 def test_fok_with_stp_counts_only_tradeable_liquidity(eng) -> None:  # type: ignore[no-untyped-def]
     e, rec = eng
     _stp_book(e)
-    assert place(e, 9, ALICE, BUY, 101, 4, tif=2, flags=StpMode.CANCEL_NEWEST << STP) == \
-        RejectCode.FOK_NOT_FILLABLE
+    assert (
+        place(e, 9, ALICE, BUY, 101, 4, tif=2, flags=StpMode.CANCEL_NEWEST << STP)
+        == RejectCode.FOK_NOT_FILLABLE
+    )
     assert place(e, 9, ALICE, BUY, 101, 4, tif=2, flags=StpMode.CANCEL_OLDEST << STP) == 0
     assert fills(rec) == [(9, 1, 100, 2), (9, 3, 101, 2)]
 

@@ -89,7 +89,9 @@ def _check_event_invariants(engine, events) -> None:  # type: ignore[no-untyped-
     resting = {(mid, o[0]): o[4] for mid in engine.market_ids() for o in engine.book(mid).iter_orders()}
     stops = {(mid, oid): s[4] for mid in engine.market_ids() for oid, s in engine.market(mid).stops.items()}
     for key, left in open_of.items():
-        assert left == resting.get(key, stops.get(key, 0)), f"order {key}: placed != filled + cancelled + resting"
+        assert left == resting.get(key, stops.get(key, 0)), (
+            f"order {key}: placed != filled + cancelled + resting"
+        )
 
 
 @SETTINGS
@@ -111,12 +113,21 @@ def test_long_random_stream_invariants() -> None:
     _check_event_invariants(engine, rec.events)
     kinds = {ev[0] for ev in rec.events}
     assert {MsgType.FILL, MsgType.CANCELLED, MsgType.AMENDED, MsgType.TRIGGERED, MsgType.BBO} <= kinds
-    assert any(ev[0] == MsgType.CANCELLED and ev[7] == 3 for ev in rec.events), "no self-trade prevention seen"
+    assert any(ev[0] == MsgType.CANCELLED and ev[7] == 3 for ev in rec.events), (
+        "no self-trade prevention seen"
+    )
 
 
 # ---- standard workload semantics vs the simple matcher written in the tests --------------------------
-_workload_op = st.tuples(st.integers(0, 9), st.integers(0, 1), st.integers(0, 3), st.integers(96, 104),
-                         st.integers(1, 12), st.integers(0, 30), st.integers(0, 1))
+_workload_op = st.tuples(
+    st.integers(0, 9),
+    st.integers(0, 1),
+    st.integers(0, 3),
+    st.integers(96, 104),
+    st.integers(1, 12),
+    st.integers(0, 30),
+    st.integers(0, 1),
+)
 
 
 @SETTINGS

@@ -64,13 +64,26 @@ CASES = [
     ("zero size", order(size_lots=0), RejectCode.BAD_SIZE_LOT),
     ("negative size", order(size_lots=-1), RejectCode.BAD_SIZE_LOT),
     ("size above max", order(size_lots=C.BTC_PERP.max_size_lots + 1), RejectCode.SIZE_ABOVE_MAX),
-    ("price x size beyond int64", order(price_ticks=INT64_MAX, size_lots=INT64_MAX), RejectCode.NOTIONAL_OVERFLOW),
-    ("micro notional beyond int64", order(market=C.WHALE.market_id, price_ticks=2**30, size_lots=2**30),
-     RejectCode.NOTIONAL_OVERFLOW),
-    ("size below min", order(market=C.ETH_PERP_BANDED.market_id, size_lots=1, price_ticks=10**6),
-     RejectCode.SIZE_BELOW_MIN),
-    ("notional below min", order(market=C.ETH_PERP_BANDED.market_id, size_lots=2, price_ticks=1),
-     RejectCode.NOTIONAL_BELOW_MIN),
+    (
+        "price x size beyond int64",
+        order(price_ticks=INT64_MAX, size_lots=INT64_MAX),
+        RejectCode.NOTIONAL_OVERFLOW,
+    ),
+    (
+        "micro notional beyond int64",
+        order(market=C.WHALE.market_id, price_ticks=2**30, size_lots=2**30),
+        RejectCode.NOTIONAL_OVERFLOW,
+    ),
+    (
+        "size below min",
+        order(market=C.ETH_PERP_BANDED.market_id, size_lots=1, price_ticks=10**6),
+        RejectCode.SIZE_BELOW_MIN,
+    ),
+    (
+        "notional below min",
+        order(market=C.ETH_PERP_BANDED.market_id, size_lots=2, price_ticks=1),
+        RejectCode.NOTIONAL_BELOW_MIN,
+    ),
     ("market closed", order(market=C.AAPL_CLOSED.market_id), RejectCode.MARKET_CLOSED),
     ("stop without trigger", order(order_type=OrderType.STOP_LIMIT), RejectCode.BAD_TRIGGER_PRICE),
     ("trigger on a limit", order(trigger_price_ticks=5), RejectCode.BAD_TRIGGER_PRICE),
@@ -81,23 +94,59 @@ CASES = [
     ("stale order id", order(order_id=10), RejectCode.DUPLICATE_ORDER_ID),
     ("duplicate order id", order(order_id=20), RejectCode.DUPLICATE_ORDER_ID),
     ("duplicate client id", order(client_order_id=555), RejectCode.DUPLICATE_CLIENT_ORDER_ID),
-    ("post-only would take", order(side=1, price_ticks=90, flags=int(OrderFlag.POST_ONLY)),
-     RejectCode.POST_ONLY_WOULD_TAKE),
+    (
+        "post-only would take",
+        order(side=1, price_ticks=90, flags=int(OrderFlag.POST_ONLY)),
+        RejectCode.POST_ONLY_WOULD_TAKE,
+    ),
     ("fok unfillable", order(side=1, price_ticks=90, size_lots=50, tif=2), RejectCode.FOK_NOT_FILLABLE),
     ("market no liquidity", order(price_ticks=90, tif=1, order_type=1), RejectCode.NO_LIQUIDITY),
-    ("cancel unknown id", encode(MsgType.CANCEL, M, order_id=999_999, account=C.ALICE), RejectCode.UNKNOWN_ORDER),
-    ("cancel unknown client id", encode(MsgType.CANCEL, M, client_order_id=4, account=C.ALICE),
-     RejectCode.UNKNOWN_ORDER),
-    ("cancel other's order", encode(MsgType.CANCEL, M, order_id=20, account=C.BOB), RejectCode.OWNER_MISMATCH),
-    ("cancel unknown market", encode(MsgType.CANCEL, 777, order_id=20, account=C.ALICE), RejectCode.UNKNOWN_MARKET),
-    ("amend unknown", encode(MsgType.AMEND, M, order_id=999, account=C.ALICE, size_lots=3), RejectCode.UNKNOWN_ORDER),
-    ("amend other's", encode(MsgType.AMEND, M, order_id=20, account=C.BOB, size_lots=3), RejectCode.OWNER_MISMATCH),
+    (
+        "cancel unknown id",
+        encode(MsgType.CANCEL, M, order_id=999_999, account=C.ALICE),
+        RejectCode.UNKNOWN_ORDER,
+    ),
+    (
+        "cancel unknown client id",
+        encode(MsgType.CANCEL, M, client_order_id=4, account=C.ALICE),
+        RejectCode.UNKNOWN_ORDER,
+    ),
+    (
+        "cancel other's order",
+        encode(MsgType.CANCEL, M, order_id=20, account=C.BOB),
+        RejectCode.OWNER_MISMATCH,
+    ),
+    (
+        "cancel unknown market",
+        encode(MsgType.CANCEL, 777, order_id=20, account=C.ALICE),
+        RejectCode.UNKNOWN_MARKET,
+    ),
+    (
+        "amend unknown",
+        encode(MsgType.AMEND, M, order_id=999, account=C.ALICE, size_lots=3),
+        RejectCode.UNKNOWN_ORDER,
+    ),
+    (
+        "amend other's",
+        encode(MsgType.AMEND, M, order_id=20, account=C.BOB, size_lots=3),
+        RejectCode.OWNER_MISMATCH,
+    ),
     ("amend no change", encode(MsgType.AMEND, M, order_id=20, account=C.ALICE), RejectCode.AMEND_NO_CHANGE),
-    ("amend negative price", encode(MsgType.AMEND, M, order_id=20, account=C.ALICE, price_ticks=-3),
-     RejectCode.BAD_PRICE_TICK),
-    ("amend huge size", encode(MsgType.AMEND, M, order_id=20, account=C.ALICE, size_lots=INT64_MAX),
-     RejectCode.NOTIONAL_OVERFLOW),
-    ("cancel-all unknown market", encode(MsgType.CANCEL_ALL, 777, account=C.ALICE), RejectCode.UNKNOWN_MARKET),
+    (
+        "amend negative price",
+        encode(MsgType.AMEND, M, order_id=20, account=C.ALICE, price_ticks=-3),
+        RejectCode.BAD_PRICE_TICK,
+    ),
+    (
+        "amend huge size",
+        encode(MsgType.AMEND, M, order_id=20, account=C.ALICE, size_lots=INT64_MAX),
+        RejectCode.NOTIONAL_OVERFLOW,
+    ),
+    (
+        "cancel-all unknown market",
+        encode(MsgType.CANCEL_ALL, 777, account=C.ALICE),
+        RejectCode.UNKNOWN_MARKET,
+    ),
     ("mark zero", encode(MsgType.MARK_PRICE, M, price_ticks=0), RejectCode.BAD_PRICE_TICK),
     ("mark negative", encode(MsgType.MARK_PRICE, M, price_ticks=-1), RejectCode.BAD_PRICE_TICK),
     ("status invalid", encode(MsgType.SET_MARKET_STATUS, M, status=42), RejectCode.BAD_FIELD),
@@ -128,14 +177,24 @@ def test_bad_input_is_rejected_without_effect(book: str, name: str, msg: bytes, 
 
 def test_every_shard_reject_code_is_covered() -> None:
     covered = {c[2] for c in CASES}
-    shard_codes = {c for c in RejectCode if 300 <= c < 400} | {RejectCode.MALFORMED, RejectCode.UNKNOWN_MSG_TYPE,
-                                                               RejectCode.BAD_VERSION, RejectCode.BAD_LENGTH}
+    shard_codes = {c for c in RejectCode if 300 <= c < 400} | {
+        RejectCode.MALFORMED,
+        RejectCode.UNKNOWN_MSG_TYPE,
+        RejectCode.BAD_VERSION,
+        RejectCode.BAD_LENGTH,
+    }
     # not reachable from a single command by design: MALFORMED (every 64-byte struct unpacks),
     # MARKET_HALTED/RESOLVED/POST_ONLY, PRICE_OUTSIDE_BAND, AMEND_BAD_SIZE (covered in test_matching_orders),
     # REDUCE_ONLY_NO_POSITION (needs positions: the risk stage)
-    assert shard_codes - covered <= {RejectCode.MALFORMED, RejectCode.MARKET_HALTED, RejectCode.MARKET_RESOLVED,
-                                     RejectCode.MARKET_POST_ONLY, RejectCode.AMEND_BAD_SIZE,
-                                     RejectCode.REDUCE_ONLY_NO_POSITION, RejectCode.PRICE_OUTSIDE_BAND}
+    assert shard_codes - covered <= {
+        RejectCode.MALFORMED,
+        RejectCode.MARKET_HALTED,
+        RejectCode.MARKET_RESOLVED,
+        RejectCode.MARKET_POST_ONLY,
+        RejectCode.AMEND_BAD_SIZE,
+        RejectCode.REDUCE_ONLY_NO_POSITION,
+        RejectCode.PRICE_OUTSIDE_BAND,
+    }
 
 
 def test_engine_keeps_running_after_garbage() -> None:

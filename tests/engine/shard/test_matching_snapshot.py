@@ -73,8 +73,15 @@ def test_snapshot_is_canonical_across_book_implementations() -> None:
 
 def test_wire_events_decode(uninterrupted: bytes) -> None:
     kinds = {decode(uninterrupted, off)["msg_type"] for off in range(0, len(uninterrupted), 64)}
-    assert {MsgType.ACCEPTED, MsgType.FILL, MsgType.TRADE, MsgType.L2_DELTA, MsgType.BBO, MsgType.CANCELLED,
-            MsgType.REJECTED} <= kinds
+    assert {
+        MsgType.ACCEPTED,
+        MsgType.FILL,
+        MsgType.TRADE,
+        MsgType.L2_DELTA,
+        MsgType.BBO,
+        MsgType.CANCELLED,
+        MsgType.REJECTED,
+    } <= kinds
     per_market: dict[int, int] = {}
     for off in range(0, len(uninterrupted), 64):
         ev = decode(uninterrupted, off)
