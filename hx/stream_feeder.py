@@ -82,6 +82,7 @@ def feed(
     echoed = 0
     tally = EventTally()
     deadline = time.monotonic() + timeout_s
+    next_health_check = 0.0
     try:
         while echoed < topo.shards:
             progress = False
@@ -111,7 +112,13 @@ def feed(
                 if n:
                     consumer.release(n)
             if not progress:
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > next_health_check:
+                    next_health_check = now + 0.2
+                    dead = [name for name, alive in pipeline.health().items() if not alive]
+                    if dead:
+                        raise RuntimeError(f"{', '.join(dead)} died while fed (sent {sent}, echoed {echoed})")
+                if now > deadline:
                     raise TimeoutError(
                         f"shards did not finish within {timeout_s}s (sent {sent}, echoed {echoed})"
                     )
