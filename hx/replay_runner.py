@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.shard.order_stream import ORDER_DTYPE, TRADE_DTYPE, to_commands
+from engine.shard.order_stream import ORDER_DTYPE, to_commands
+from engine.shard.trade_recorder import TRADE_DTYPE
 from engine.types.enums import RejectCode
 
 

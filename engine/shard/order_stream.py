@@ -26,9 +26,17 @@ ORDER_DTYPE = np.dtype(
         ("qty", "<i8"),
     ]
 )
-TRADE_DTYPE = np.dtype([("taker_oid", "<u8"), ("maker_oid", "<u8"), ("price", "<i8"), ("qty", "<i8")])
 OP_NEW, OP_CANCEL = 1, 2
 W_GTC, W_IOC, W_FOK, W_POST_ONLY = 0, 1, 2, 3
+
+
+def owners_of(orders: np.ndarray) -> np.ndarray:
+    """oid -> account (0 where no new order has that oid), as a dense u8 array."""
+    new = orders[orders["op"] == OP_NEW]
+    top = int(orders["oid"].max()) if len(orders) else 0
+    owners = np.zeros(top + 1, dtype=np.uint64)
+    owners[new["oid"]] = new["account"]
+    return owners
 
 
 def to_commands(orders: np.ndarray) -> np.ndarray:
@@ -58,9 +66,7 @@ def to_commands(orders: np.ndarray) -> np.ndarray:
     is_cancel = orders["op"] == OP_CANCEL
     cancels = np.zeros(int(is_cancel.sum()), dtype=cancel_dt)
     src = orders[is_cancel]
-    max_oid = int(orders["oid"].max()) if n else 0
-    owner = np.zeros(max_oid + 1, dtype=np.uint64)
-    owner[orders["oid"][is_new]] = orders["account"][is_new]
+    owner = owners_of(orders)
     cancels["msg_type"] = MsgType.CANCEL
     cancels["version"] = WIRE_VERSION
     cancels["length"] = SLOT_BYTES

@@ -24,34 +24,12 @@ import numpy as np
 
 from engine.shard.market_spec import MarketSpec, workload_markets
 from engine.shard.matching_engine import MatchingEngine
+from engine.shard.order_stream import OP_NEW, ORDER_DTYPE, owners_of
 from engine.shard.trade_recorder import TRADE_DTYPE, TradeRecorder
 from engine.types.enums import OrderFlag, RejectCode
 
-ORDER_DTYPE = np.dtype(
-    [
-        ("op", "u1"),
-        ("side", "u1"),
-        ("tif", "u1"),
-        ("_pad", "u1"),
-        ("market", "<u4"),
-        ("oid", "<u8"),
-        ("account", "<u8"),
-        ("price", "<i8"),
-        ("qty", "<i8"),
-    ]
-)
-OP_NEW, OP_CANCEL = 1, 2
 # workload tif -> (TimeInForce, flags)
 TIF_MAP = ((0, 0), (1, 0), (2, 0), (0, int(OrderFlag.POST_ONLY)))
-
-
-def owners_of(orders: np.ndarray) -> np.ndarray:
-    """oid -> account (0 where no new order has that oid), as a dense u8 array."""
-    new = orders[orders["op"] == OP_NEW]
-    top = int(orders["oid"].max()) if len(orders) else 0
-    owners = np.zeros(top + 1, dtype=np.uint64)
-    owners[new["oid"]] = new["account"]
-    return owners
 
 
 def feed_orders(engine: MatchingEngine, orders: np.ndarray) -> None:
