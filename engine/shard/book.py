@@ -6,8 +6,11 @@ is ``price`` for bids and ``-price`` for asks, so the best level of either side 
 (a small native class: ``size``, ``count``, ``queue``, ``price``) keeps its orders in a ``deque`` in time priority with *lazy deletion*: a cancelled order is marked
 (``o[O_OPEN] = 0``) and left in the deque; the level's ``size``/``count`` are updated at once and
 matching skips dead entries; a level whose dead entries outnumber the live ones is compacted. Orders
-are plain lists (``engine.shard.order``). Indexes: ``order_id -> order``, ``account -> {order_id:
-order}`` (cancel-all is O(own orders)) and ``(account, client_order_id) -> order`` (live only).
+are plain lists (``engine.shard.order``). Indexes: ``order_id -> order``; ``account -> order`` for
+an account with one resting order, ``account -> {order_id: order}`` once it has more (cancel-all is
+O(own orders); no dict per single-order account); ``(account, client_order_id) -> order`` (live
+only) for orders whose client order id differs from their order id -- an order with coid == oid is
+found through ``order_id -> order`` instead, so the common coid == oid case costs no index entry.
 
 The book receives commands the engine has already validated; it never rejects. It emits FILL,
 TRADE, CANCELLED, AMENDED (self-trade decrement, reduce), L2_DELTA and BBO events with the market's
@@ -100,7 +103,11 @@ class OrderBook:
         self._levels: list[dict[int, Level]] = [{}, {}]
         self._keys: list[list[int]] = [[], []]
         self._orders: dict[int, list[int]] = {}
-        self._by_account: dict[int, dict[int, list[int]]] = {}
+        # account -> its one resting order (the common case: no per-account dict), or a dict
+        # order_id -> order once it has two or more (it stays a dict until the account has none)
+        self._by_account: dict[int, Any] = {}
+        # (account, client_order_id) -> order, only for orders whose coid differs from their order
+        # id: an order with coid == oid is found through ``_orders`` (see ``get_by_client_id``)
         self._by_coid: dict[tuple[int, int], list[int]] = {}
         self._bbo_dirty = False
 
@@ -109,12 +116,21 @@ class OrderBook:
         return self._orders.get(order_id)
 
     def get_by_client_id(self, account: int, client_order_id: int) -> list[int] | None:
-        return self._by_coid.get((account, client_order_id))
+        if not client_order_id:
+            return None
+        o = self._orders.get(client_order_id)
+        if o is not None and o[O_COID] == client_order_id and o[O_ACCOUNT] == account:
+            return o
+        return self._by_coid.get((account, client_order_id)) if self._by_coid else None
 
     def orders_of(self, account: int) -> list[list[int]]:
         """The account's resting orders in order-id order."""
         own = self._by_account.get(account)
-        return [own[k] for k in sorted(own)] if own else []
+        if own is None:
+            return []
+        if type(own) is list:
+            return [own]
+        return [own[k] for k in sorted(own)]
 
     def order_count(self) -> int:
         return len(self._orders)
@@ -229,8 +245,15 @@ class OrderBook:
         0``) or cancel it with that CancelReason; BBO last. ``filled`` carries lots filled earlier (an
         amended order). Returns DUPLICATE_CLIENT_ORDER_ID, with nothing changed, if ``coid`` is live for
         the account; else 0."""
-        if coid and (account, coid) in self._by_coid:
-            return _DUP_COID
+        if coid:
+            # a live order with this coid: indexed in _by_coid, or its order id equals the coid (the
+            # order being submitted is never live itself, so coid == oid needs only the index)
+            if self._by_coid and (account, coid) in self._by_coid:
+                return _DUP_COID
+            if coid != oid:
+                x = self._orders.get(coid)
+                if x is not None and x[6] == coid and x[1] == account:
+                    return _DUP_COID
         if accept:
             self.seq += 1
             if self._on_accepted is not None:
@@ -279,12 +302,10 @@ class OrderBook:
         lvl.size += size
         lvl.count += 1
         self._orders[oid] = o
-        own = self._by_account.get(account)
-        if own is None:
-            self._by_account[account] = {oid: o}
-        else:
-            own[oid] = o
-        if coid:
+        own = self._by_account.setdefault(account, o)
+        if own is not o:
+            self._index_more(account, own, o)
+        if coid and coid != oid:
             self._by_coid[(account, coid)] = o
         self.seq += 1
         if self._on_l2 is not None:
@@ -388,11 +409,12 @@ class OrderBook:
                     moid = m[0]
                     del orders[moid]
                     acct = m[1]
-                    own = by_account[acct]
-                    del own[moid]
-                    if not own:
-                        del by_account[acct]
-                    if m[6]:
+                    own = by_account.pop(acct)
+                    if own is not m:
+                        del own[moid]
+                        if own:
+                            by_account[acct] = own
+                    if m[6] and m[6] != moid:
                         del by_coid[(acct, m[6])]
                     seq += 1
                     if on_fill is not None:
@@ -415,15 +437,23 @@ class OrderBook:
             rem = 0
         return rem, traded
 
+    def _index_more(self, account: int, own: Any, o: list[int]) -> None:
+        """Add ``o`` to the account index of an account that already has resting orders."""
+        if type(own) is list:
+            self._by_account[account] = {own[O_OID]: own, o[O_OID]: o}
+        else:
+            own[o[O_OID]] = o
+
     def _unindex(self, o: list[int]) -> None:
         oid = o[O_OID]
         acct = o[O_ACCOUNT]
         del self._orders[oid]
-        own = self._by_account[acct]
-        del own[oid]
-        if not own:
-            del self._by_account[acct]
-        if o[O_COID]:
+        own = self._by_account.pop(acct)
+        if own is not o:
+            del own[oid]
+            if own:
+                self._by_account[acct] = own
+        if o[O_COID] and o[O_COID] != oid:
             del self._by_coid[(acct, o[O_COID])]
 
     def _detach(self, o: list[int]) -> Level:
@@ -451,10 +481,11 @@ class OrderBook:
     def cancel_by_id(self, order_id: int, account: int, reason: int) -> int:
         """Cancel a resting order of ``account`` (CANCELLED, L2, BBO): 0, or UNKNOWN_ORDER /
         OWNER_MISMATCH with nothing changed. (The hot path of ``cancel``/``_detach``, inlined.)"""
-        o = self._orders.get(order_id)
+        o = self._orders.pop(order_id, None)
         if o is None:
             return _UNKNOWN_ORDER
         if o[1] != account:
+            self._orders[order_id] = o  # put back (the index's order is not observable)
             return _OWNER_MISMATCH
         side = o[2]
         price = o[3]
@@ -466,13 +497,13 @@ class OrderBook:
         lvl.size -= size
         lvl.count -= 1
         o[4] = 0
-        del self._orders[order_id]
-        own = self._by_account[account]
-        del own[order_id]
-        if not own:
-            del self._by_account[account]
+        own = self._by_account.pop(account)
+        if own is not o:
+            del own[order_id]
+            if own:
+                self._by_account[account] = own
         coid = o[6]
-        if coid:
+        if coid and coid != order_id:
             del self._by_coid[(account, coid)]
         best = key == keys[-1]
         if not lvl.count:
@@ -572,8 +603,10 @@ class OrderBook:
         lvl.size += o[O_OPEN]
         lvl.count += 1
         self._orders[o[O_OID]] = o
-        self._by_account.setdefault(o[O_ACCOUNT], {})[o[O_OID]] = o
-        if o[O_COID]:
+        own = self._by_account.setdefault(o[O_ACCOUNT], o)
+        if own is not o:
+            self._index_more(o[O_ACCOUNT], own, o)
+        if o[O_COID] and o[O_COID] != o[O_OID]:
             self._by_coid[(o[O_ACCOUNT], o[O_COID])] = o
 
     # ---- invariants ------------------------------------------------------------------------------
@@ -602,11 +635,20 @@ class OrderBook:
         assert seen.keys() == self._orders.keys(), "order index != resting orders"
         for oid, o in self._orders.items():
             assert seen[oid] is o, f"order {oid}: index points at a stale record"
-            assert self._by_account[o[O_ACCOUNT]][oid] is o, f"order {oid} missing from account index"
-            if o[O_COID]:
+            own = self._by_account[o[O_ACCOUNT]]
+            if type(own) is list:
+                assert own is o, f"order {oid} missing from account index"
+            else:
+                assert own[oid] is o, f"order {oid} missing from account index"
+            if o[O_COID] and o[O_COID] != oid:
                 assert self._by_coid[(o[O_ACCOUNT], o[O_COID])] is o, f"order {oid} missing from coid index"
-        assert sum(len(v) for v in self._by_account.values()) == len(self._orders), "account index size"
+            assert self.get_by_client_id(o[O_ACCOUNT], o[O_COID]) is (o if o[O_COID] else None)
+        assert sum(1 if type(v) is list else len(v) for v in self._by_account.values()) == len(
+            self._orders
+        ), "account index size"
         assert all(self._by_account.values()), "empty account entry"
-        assert len(self._by_coid) == sum(1 for o in self._orders.values() if o[O_COID]), "coid index size"
+        assert len(self._by_coid) == sum(
+            1 for oid, o in self._orders.items() if o[O_COID] and o[O_COID] != oid
+        ), "coid index size"
         assert all(o[O_EXPIRE] >= 0 for o in self._orders.values())
         assert not self._bbo_dirty and self.bbo() == self.last_bbo, "BBO changed without an event"
