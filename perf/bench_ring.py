@@ -210,6 +210,8 @@ def run(
         "paced_rate_msgs_per_s": rate,
         "paced_messages": paced_messages,
         "throughput_runs": [round(t) for t in tputs],
+        "p50_runs_us": [round(v, 2) for v in p50s],
+        "p99_runs_us": [round(v, 2) for v in p99s],
         "sequence_errors": errors,
         "baseline": {"transport": "faster_fifo.Queue, same batches", "msgs_per_s": round(baseline)},
         "ratio_vs_baseline": round(med / baseline, 2),

@@ -21,11 +21,11 @@ then 128 bytes per consumer, then the slots, page aligned.
 from __future__ import annotations
 
 import _posixshmem
+import mmap
 import os
 import stat
 import tempfile
 import time
-from multiprocessing import resource_tracker, shared_memory
 
 from engine.ring.wait_strategy import SpinThenBackoff, WaitStrategy
 
@@ -66,13 +66,37 @@ def _data_offset(consumers: int) -> int:
     return (raw + PAGE - 1) // PAGE * PAGE
 
 
-def _untrack(shm: shared_memory.SharedMemory) -> None:
-    # The 3.11 resource tracker unlinks a segment when *any* process that touched it exits; ring
-    # lifetime is managed explicitly (owner close, supervisor cleanup of its run prefix) instead.
-    try:
-        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
-    except Exception:  # pragma: no cover - tracker not running
-        pass
+class SharedSegment:
+    """A named POSIX shared-memory segment, mapped; no resource tracker involved.
+
+    ``multiprocessing.shared_memory`` in 3.11 registers every attach with a resource tracker that
+    unlinks the segment when the attaching process exits (and warns about it). Ring lifetime is
+    explicit instead: the owner unlinks on close, a supervisor removes a killed run's rings by
+    prefix (``cleanup_rings``).
+    """
+
+    def __init__(self, name: str, create: bool, size: int = 0) -> None:
+        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
+        fd = _posixshmem.shm_open("/" + name, flags, mode=0o600)
+        try:
+            if create:
+                os.ftruncate(fd, size)
+            else:
+                size = os.fstat(fd).st_size
+            self.size = size
+            self._mmap = mmap.mmap(fd, size) if size else None
+        finally:
+            os.close(fd)
+        self.name = name
+        self.buf = memoryview(self._mmap) if self._mmap is not None else memoryview(b"")
+
+    def close(self) -> None:
+        self.buf.release()
+        if self._mmap is not None:
+            self._mmap.close()
+
+    def unlink(self) -> None:
+        _posixshmem.shm_unlink("/" + self.name)
 
 
 def process_start_ticks(pid: int) -> int:
@@ -96,12 +120,11 @@ def wake_path(ring_name: str, index: int) -> str:
 class RingBuffer:
     """Handle on a ring; the creator owns it (``close`` unlinks), attachers only map it."""
 
-    def __init__(self, shm: shared_memory.SharedMemory, name: str, owner: bool) -> None:
+    def __init__(self, shm: SharedSegment, name: str, owner: bool) -> None:
         self._shm = shm
         self.name = name
         self.owner = owner
         buf = shm.buf
-        assert buf is not None
         with buf[:CONTROL_BYTES].cast("q") as ctl:
             magic, version, slot, capacity, consumers = (
                 ctl[W_MAGIC],
@@ -142,12 +165,10 @@ class RingBuffer:
             raise RingError(f"ring {name!r}: slot size {slot_bytes} must be a positive multiple of 8")
         size = _data_offset(consumers) + capacity * slot_bytes
         try:
-            shm = shared_memory.SharedMemory(name=name, create=True, size=size)
+            shm = SharedSegment(name, create=True, size=size)
         except FileExistsError:
             raise RingError(f"ring {name!r} already exists (a stale run? `hx clean` removes it)") from None
-        _untrack(shm)
         buf = shm.buf
-        assert buf is not None
         ctl = buf[:CONTROL_BYTES].cast("q")
         ctl[W_VERSION] = LAYOUT_VERSION
         ctl[W_SLOT] = slot_bytes
@@ -167,10 +188,9 @@ class RingBuffer:
     def attach(cls, name: str) -> RingBuffer:
         """Map an existing ring by name; RingError names the ring when it is missing or invalid."""
         try:
-            shm = shared_memory.SharedMemory(name=name, create=False)
+            shm = SharedSegment(name, create=False)
         except FileNotFoundError:
             raise RingError(f"ring {name!r} does not exist (is its producer running?)") from None
-        _untrack(shm)
         if shm.size < CONTROL_BYTES:
             shm.close()
             raise RingError(f"ring {name!r}: segment of {shm.size} bytes is too small to be a ring")
@@ -199,7 +219,7 @@ class RingBuffer:
             pass
         if self.owner:
             try:
-                _posixshmem.shm_unlink(self._shm._name)  # type: ignore[attr-defined]
+                self._shm.unlink()
             except FileNotFoundError:
                 pass
             for i in range(self.consumers):

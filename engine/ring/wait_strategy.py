@@ -52,7 +52,7 @@ class SpinThenBackoff(WaitStrategy):
 
     name = "spin-then-backoff"
 
-    def __init__(self, spins: int = 2000, yields: int = 50, max_sleep_us: int = 1000) -> None:
+    def __init__(self, spins: int = 5000, yields: int = 50, max_sleep_us: int = 200) -> None:
         self.spins, self.yields, self.max_sleep_us = spins, yields, max_sleep_us
 
     def wait(self, ready: Ready, deadline_ns: int | None) -> int:
