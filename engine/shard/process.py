@@ -77,7 +77,7 @@ class ShardState:
     def __init__(self, engine: MatchingEngine, writer: ShardEventWriter) -> None:
         self.engine = engine
         self.writer = writer
-        self.heartbeat = bytearray(SLOT_BYTES)
+        self.scratch = bytearray(SLOT_BYTES)  # one event packed by the shard itself
 
     def apply(self, record: memoryview | bytes, journal_seq: int) -> None:
         """Apply one journal record; its events accumulate in ``writer``."""
@@ -91,9 +91,9 @@ class ShardState:
             if record[offset] == MsgType.HEARTBEAT:  # echo the sender's clock, add our journal position
                 sender_ts = HEARTBEAT_STRUCT.unpack_from(record, offset)[4]
                 HEARTBEAT_STRUCT.pack_into(
-                    self.heartbeat, 0, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES, 0, sender_ts, journal_seq
+                    self.scratch, 0, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES, 0, sender_ts, journal_seq
                 )
-                self.writer.raw(self.heartbeat)
+                self.writer.raw(self.scratch)
             elif record[offset] == MsgType.L2_SNAPSHOT_REQUEST:
                 self.restate_books(HEADER_STRUCT.unpack_from(record, offset)[3])
             else:
@@ -109,7 +109,7 @@ class ShardState:
             book = engine.book(mid)
             bids, asks = book.depth(0), book.depth(1)
             BOOK_RESET_STRUCT.pack_into(
-                self.heartbeat,
+                self.scratch,
                 0,
                 MsgType.BOOK_RESET,
                 WIRE_VERSION,
@@ -119,7 +119,7 @@ class ShardState:
                 len(bids),
                 len(asks),
             )
-            writer.raw(self.heartbeat)
+            writer.raw(self.scratch)
             for side, levels in ((0, bids), (1, asks)):
                 for price, size, count in levels:
                     writer.on_l2(mid, book.seq, side, price, size, count)
@@ -163,6 +163,12 @@ class Shard:
         self.state = self._recover()
         self.journal = JournalWriter(self.state_dir / "journal", fsync_policy=options.fsync)
         self.journal.start_background_sync()  # `batch`: the matching loop never waits for the disk
+        if self.fresh_event_ring and self.had_state:
+            # A new event ring (the whole exchange restarted) knows nothing of the recovered books:
+            # restate them for its consumers, then snapshot so a later recovery counts from here.
+            self.state.restate_books(ALL_MARKETS)
+            _publish(self.events, self.state.writer.take(), 0, self.wait)
+            self.write_snapshot()
 
     # ---- recovery ------------------------------------------------------------------------------
     def _recover(self) -> ShardState:
@@ -185,6 +191,7 @@ class Shard:
         state = ShardState(engine, writer)
         # Events already in the ring need not be published again (same ring instance only).
         same_ring = event_nonce == self.events.nonce
+        self.fresh_event_ring = not same_ring
         skip = self.events.published - events_at_snap if same_ring else 1 << 62
         journal_dir = self.state_dir / "journal"
         if journal_dir.exists():
@@ -194,13 +201,12 @@ class Shard:
                 cursors[nonce] = cursor + count
                 journal_seq = seq
                 skip = _publish(self.events, writer.take(), skip, self.wait)
-        self.events_published = self.events.published if same_ring else 0
         for ring, consumer in zip(self.inputs, self.consumers, strict=True):
             done = cursors.get(ring.nonce, 0)
             if consumer.cursor < done <= ring.published:
                 consumer.release(done - consumer.cursor)
         self.journal_seq = journal_seq
-        self.event_nonce = self.events.nonce
+        self.had_state = snap is not None or journal_seq > 0
         return state
 
     def write_snapshot(self) -> None:

@@ -104,3 +104,35 @@ def test_kill_minus_9_mid_stream_recovers_the_same_event_stream(stream: np.ndarr
     fills = np.frombuffer(runs["clean"], dtype=np.uint8).reshape(-1, 64)[:, 0] == MsgType.FILL
     assert fills.sum() > 100
     assert mask_timestamps(runs["killed"]) == mask_timestamps(runs["clean"])
+
+
+def test_restart_on_new_rings_restates_the_recovered_books(stream: np.ndarray, tmp_path: Path) -> None:
+    """A whole-exchange restart (fresh rings, same state dir) tells consumers the recovered books."""
+    from engine.wire.layout import layout_of
+
+    commands = to_commands(stream[stream["market"] == 0][:3000])
+    markets = workload_markets_file(tmp_path, 4)
+    state = tmp_path / "state"
+    first = Topology(run_id=f"hx-restate-{os.getpid()}-a", shards=1, gateways=0, recorders=1)
+    with Pipeline(first, markets_path=markets, state_dir=state, fsync="none") as pipe:
+        events = _record_events(pipe, commands, kill_after=None)
+    l2 = np.frombuffer(events, dtype=layout_of(MsgType.L2_DELTA).dtype)
+    book: dict[tuple[int, int], int] = {}
+    for row in l2[(l2["msg_type"] == MsgType.L2_DELTA) & (l2["market_id"] == 0)]:
+        book[(int(row["side"]), int(row["price_ticks"]))] = int(row["size_lots"])
+    expected = {key: size for key, size in book.items() if size}
+    assert expected, "the stream leaves a resting book"
+
+    second = Topology(run_id=f"hx-restate-{os.getpid()}-b", shards=1, gateways=0, recorders=1)
+    with Pipeline(second, markets_path=markets, state_dir=state, fsync="none") as pipe:
+        consumer = pipe.rings[second.event_ring(0)].consumer(0)
+        assert consumer.wait(10)
+        time.sleep(0.2)
+        restated = consumer.read()
+        consumer.close()
+    rows = np.frombuffer(restated, dtype=layout_of(MsgType.L2_DELTA).dtype)
+    resets = rows[(rows["msg_type"] == MsgType.BOOK_RESET) & (rows["market_id"] == 0)]
+    assert len(resets) == 1
+    levels = rows[(rows["msg_type"] == MsgType.L2_DELTA) & (rows["market_id"] == 0)]
+    got = {(int(r["side"]), int(r["price_ticks"])): int(r["size_lots"]) for r in levels}
+    assert got == expected
