@@ -42,6 +42,12 @@ Units: prices are integers in **ticks** of the market (`_ticks`), sizes integers
 (`_lots`), times in nanoseconds (`_ns`). A market's tick size and lot size come from its
 configuration (see `config/markets.toml` and the gateway's market list). Padding bytes must be zero.
 
+Connecting: open a WebSocket to `/v1/bin`, log in with the JSON text frames described in
+`docs/gateway.md` (an EIP-712 signed challenge), then send binary frames of the commands below.
+Clients send `NEW_ORDER` with `order_id` = 0 (the engine assigns exchange ids, returned in
+`ACCEPTED`) and a non-zero `client_order_id`; the gateway stamps `account` with the logged-in
+account. Every event of a market carries that market's gap-free `seq`.
+
 Validation on receipt: a message whose `msg_type` is unknown, whose `version` is not
 {WIRE_VERSION}, or whose `length` is not {SLOT_BYTES} is answered with a `REJECTED` carrying
 `UNKNOWN_MSG_TYPE`, `BAD_VERSION` or `BAD_LENGTH`; trailing bytes that do not make a whole message
