@@ -4,7 +4,7 @@ Start-up: attach the rings the topology names (the supervisor created them; this
 producer of ``order_ring(index, s)`` and consumer ``gateway_consumer_index(index)`` of every
 ``event_ring(s)``, with a blocking wake-up FIFO so an idle gateway sleeps), load the market list,
 open the shared account registry, listen with SO_REUSEPORT (several gateway processes share one
-port; the kernel spreads connections), then set ``ready``. SIGTERM/SIGINT: close every connection
+port; the kernel spreads connections), then set ``ready``. SIGTERM: close every connection
 with a reason, stop the pump, detach the rings, return.
 """
 
@@ -107,7 +107,7 @@ def run_gateway(
     ready: Any = None,
     **options: Any,
 ) -> None:
-    """Blocking: serve gateway ``index`` on ``host:port`` until SIGTERM/SIGINT.
+    """Blocking: serve gateway ``index`` on ``host:port`` until SIGTERM (SIGINT is the supervisor's).
 
     ``options`` are :class:`gateway.server.GatewayOptions` fields (rate limits, timeouts, caps,
     ``loop_mode``...). ``ready`` (a multiprocessing Event) is set once the port is listening.
@@ -121,8 +121,8 @@ def run_gateway(
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's: it stops us in order
         await serve(topology, index, host, port, markets_path, state_dir, opts, ready, stop)
 
     asyncio.run(main())

@@ -46,6 +46,8 @@ def supervise(
         deadline = None if duration_s is None else time.monotonic() + duration_s
         while not stop and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.2)
+            if stop:
+                break
             for shard, stage in list(pipeline.shards.items()):
                 if not stage.process.is_alive():
                     on_event(

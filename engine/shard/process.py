@@ -298,6 +298,6 @@ def run_shard(options: ShardOptions, ready: Any = None) -> None:
         shard.snapshot_requested = True
 
     signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's: it stops us in order
     signal.signal(signal.SIGUSR1, on_usr1)
     shard.run(ready)
