@@ -32,6 +32,7 @@ import struct
 import numpy as np
 
 from engine.types.enums import STP_MASK, STP_SHIFT, MsgType, RejectCode
+from engine.wire.codec import check_header
 from engine.wire.layout import ALL_MARKETS, BY_TYPE, REJECTED, SLOT_BYTES, WIRE_VERSION
 from engine.wire.layout import NEW_ORDER as NEW_ORDER_STRUCT
 
@@ -78,15 +79,10 @@ def check_struct(
     buf: bytes | bytearray | memoryview, offset: int, account_id: int, markets: frozenset[int] | set[int]
 ) -> int:
     """RejectCode for one struct at ``buf[offset:offset+64]`` (the scalar reference)."""
-    if len(buf) - offset < SLOT_BYTES:
-        return RejectCode.BAD_LENGTH
-    t, version, length, market = _HDR.unpack_from(buf, offset)
-    if t not in ACCOUNT_OFFSET:
-        return RejectCode.UNKNOWN_MSG_TYPE
-    if version != WIRE_VERSION:
-        return RejectCode.BAD_VERSION
-    if length != SLOT_BYTES:
-        return RejectCode.BAD_LENGTH
+    code = check_header(buf, offset, ACCOUNT_OFFSET)
+    if code:
+        return code
+    t, _version, _length, market = _HDR.unpack_from(buf, offset)
     for i in _PAD_BYTES[t]:
         if buf[offset + i]:
             return RejectCode.MALFORMED

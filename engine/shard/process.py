@@ -51,6 +51,8 @@ HEADER_SLOT = SLOT_BYTES
 SNAP_META = struct.Struct("<QQQI")  # journal seq, events published, event ring nonce, input count
 SNAP_INPUT = struct.Struct("<QQ")  # input ring nonce, input cursor after the snapshot's last record
 MAX_BATCH = 256
+_HEARTBEAT = int(MsgType.HEARTBEAT)
+_L2_SNAPSHOT_REQUEST = int(MsgType.L2_SNAPSHOT_REQUEST)
 
 
 @dataclass(frozen=True)
@@ -66,15 +68,10 @@ class ShardOptions:
     max_batch: int = MAX_BATCH
 
 
-# The engine's event writer; the shard's own events (heartbeat echoes, restated books) go through
-# ``raw`` and ``on_l2``.
-ShardEventWriter = WireEventWriter
-
-
 class ShardState:
     """Engine + event writer + journal bookkeeping: the part replay and live processing share."""
 
-    def __init__(self, engine: MatchingEngine, writer: ShardEventWriter) -> None:
+    def __init__(self, engine: MatchingEngine, writer: WireEventWriter) -> None:
         self.engine = engine
         self.writer = writer
         self.scratch = bytearray(SLOT_BYTES)  # one event packed by the shard itself
@@ -88,13 +85,14 @@ class ShardState:
         handle = engine.handle
         for k in range(count):
             offset = HEADER_SLOT + k * SLOT_BYTES
-            if record[offset] == MsgType.HEARTBEAT:  # echo the sender's clock, add our journal position
+            kind = record[offset]
+            if kind == _HEARTBEAT:  # echo the sender's clock, add our journal position
                 sender_ts = HEARTBEAT_STRUCT.unpack_from(record, offset)[4]
                 HEARTBEAT_STRUCT.pack_into(
                     self.scratch, 0, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES, 0, sender_ts, journal_seq
                 )
                 self.writer.raw(self.scratch)
-            elif record[offset] == MsgType.L2_SNAPSHOT_REQUEST:
+            elif kind == _L2_SNAPSHOT_REQUEST:
                 self.restate_books(HEADER_STRUCT.unpack_from(record, offset)[3])
             else:
                 handle(record, offset)
@@ -172,7 +170,7 @@ class Shard:
 
     # ---- recovery ------------------------------------------------------------------------------
     def _recover(self) -> ShardState:
-        writer = ShardEventWriter()
+        writer = WireEventWriter()
         snap = self.snapshots.latest_valid()
         if snap is None:
             engine = MatchingEngine(self.markets, writer)

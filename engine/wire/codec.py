@@ -7,15 +7,11 @@ into dicts is for the edges and tests; the hot path unpacks with the layout's ``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from typing import Any
 
-from engine.types.enums import MsgType, RejectCode
+from engine.types.enums import RejectCode
 from engine.wire.layout import BY_TYPE, HEADER_STRUCT, SLOT_BYTES, WIRE_VERSION
-
-COMMAND_TYPES = frozenset(t for t in MsgType if int(t) < 32)
-EVENT_TYPES = frozenset(t for t in MsgType if 32 <= int(t) < 64)
-CONTROL_TYPES = frozenset(t for t in MsgType if int(t) >= 64)
 
 
 def encode(msg_type: int, market_id: int = 0, **fields: Any) -> bytes:
@@ -41,12 +37,17 @@ def decode(buf: bytes | bytearray | memoryview, offset: int = 0) -> dict[str, in
     return dict(zip(layout.field_names, layout.struct.unpack_from(buf, offset), strict=True))
 
 
-def check_header(buf: bytes | bytearray | memoryview, offset: int = 0) -> int:
-    """RejectCode.OK if ``buf[offset:]`` starts with a well-formed single-slot message header."""
+def check_header(
+    buf: bytes | bytearray | memoryview, offset: int = 0, allowed: Container[int] = BY_TYPE
+) -> int:
+    """RejectCode.OK if ``buf[offset:]`` starts with a well-formed single-slot message header.
+
+    ``allowed`` narrows the accepted message types (a gateway takes only client commands).
+    """
     if len(buf) - offset < SLOT_BYTES:
         return RejectCode.BAD_LENGTH
     msg_type, version, length, _market = HEADER_STRUCT.unpack_from(buf, offset)
-    if msg_type not in BY_TYPE:
+    if msg_type not in allowed:
         return RejectCode.UNKNOWN_MSG_TYPE
     if version != WIRE_VERSION:
         return RejectCode.BAD_VERSION

@@ -7,7 +7,6 @@ after zeroing the wall-clock fields (``ts_ns``), the only input a rerun does not
 from __future__ import annotations
 
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -68,9 +67,7 @@ def _record_events(pipe: Pipeline, commands: np.ndarray, kill_after: int | None)
                     sent += n
             if not killed and sent >= kill_after:
                 time.sleep(0.05)  # let the shard get part-way through what was sent
-                os.kill(pipe.shards[0].process.pid, signal.SIGKILL)
-                pipe.shards[0].process.join()
-                pipe.shards.pop(0)
+                pipe.kill_shard(0)
                 pipe.start_shard(0)
                 killed = True
             view, k = consumer.peek()
