@@ -31,7 +31,7 @@ from typing import Any
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.ring import RingBuffer, make_wait_strategy
 from engine.shard.market_spec import load_markets
-from engine.shard.matching_engine import MatchingEngine
+from engine.shard.native_engine import make_engine, restore_engine
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import MsgType
 from engine.wire.layout import (
@@ -71,10 +71,11 @@ class ShardOptions:
 class ShardState:
     """Engine + event writer + journal bookkeeping: the part replay and live processing share."""
 
-    def __init__(self, engine: MatchingEngine, writer: WireEventWriter) -> None:
-        self.engine = engine
+    def __init__(self, engine: Any, writer: WireEventWriter) -> None:
+        self.engine = engine  # NativeEngine, or the Python twin MatchingEngine (HX_ENGINE=python)
         self.writer = writer
         self.scratch = bytearray(SLOT_BYTES)  # one event packed by the shard itself
+        self._core = getattr(engine, "core", None)
 
     def apply(self, record: memoryview | bytes, journal_seq: int) -> None:
         """Apply one journal record; its events accumulate in ``writer``."""
@@ -82,20 +83,36 @@ class ShardState:
         engine = self.engine
         if now_ns > engine.now_ns:
             engine.advance_clock(now_ns)
-        handle = engine.handle
-        for k in range(count):
-            offset = HEADER_SLOT + k * SLOT_BYTES
-            kind = record[offset]
-            if kind == _HEARTBEAT:  # echo the sender's clock, add our journal position
-                sender_ts = HEARTBEAT_STRUCT.unpack_from(record, offset)[4]
-                HEARTBEAT_STRUCT.pack_into(
-                    self.scratch, 0, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES, 0, sender_ts, journal_seq
-                )
-                self.writer.raw(self.scratch)
-            elif kind == _L2_SNAPSHOT_REQUEST:
-                self.restate_books(HEADER_STRUCT.unpack_from(record, offset)[3])
-            else:
-                handle(record, offset)
+        core = self._core
+        if core is None:
+            for k in range(count):
+                self._apply_one(record, HEADER_SLOT + k * SLOT_BYTES, journal_seq)
+            return
+        # compiled core: whole runs of commands in one call, the shard's own messages in between
+        writer = self.writer
+        k = 0
+        while k < count:
+            done = core.handle_batch(record, count - k, HEADER_SLOT + k * SLOT_BYTES, True)
+            if core.pending_events:
+                writer.extend(core.take_events())
+            k += done
+            if k < count:
+                self._apply_one(record, HEADER_SLOT + k * SLOT_BYTES, journal_seq)
+                k += 1
+
+    def _apply_one(self, record: memoryview | bytes, offset: int, journal_seq: int) -> None:
+        """One command: the shard's own (heartbeat, restatement request) or the engine's."""
+        kind = record[offset]
+        if kind == _HEARTBEAT:  # echo the sender's clock, add our journal position
+            sender_ts = HEARTBEAT_STRUCT.unpack_from(record, offset)[4]
+            HEARTBEAT_STRUCT.pack_into(
+                self.scratch, 0, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES, 0, sender_ts, journal_seq
+            )
+            self.writer.raw(self.scratch)
+        elif kind == _L2_SNAPSHOT_REQUEST:
+            self.restate_books(HEADER_STRUCT.unpack_from(record, offset)[3])
+        else:
+            self.engine.handle(record, offset)
 
     def restate_books(self, market_id: int) -> None:
         """BOOK_RESET + one L2_DELTA per level for the market (or all): a read, state unchanged."""
@@ -173,7 +190,7 @@ class Shard:
         writer = WireEventWriter()
         snap = self.snapshots.latest_valid()
         if snap is None:
-            engine = MatchingEngine(self.markets, writer)
+            engine = make_engine(self.markets, writer)
             journal_seq, events_at_snap, event_nonce, cursors = 0, 0, self.events.nonce, {}
         else:
             journal_seq, blob = snap
@@ -185,7 +202,7 @@ class Shard:
                 nonce, cursor = SNAP_INPUT.unpack_from(blob, offset)
                 cursors[nonce] = cursor
                 offset += SNAP_INPUT.size
-            engine = MatchingEngine.restore(self.markets, writer, bytes(blob[offset:]))
+            engine = restore_engine(self.markets, writer, bytes(blob[offset:]))
         state = ShardState(engine, writer)
         # Events already in the ring need not be published again (same ring instance only).
         same_ring = event_nonce == self.events.nonce

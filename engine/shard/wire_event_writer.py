@@ -64,6 +64,19 @@ class WireEventWriter:
         pos = self._slot()  # may swap in a larger buffer: evaluate before self._buf
         self._buf[pos : pos + SLOT_BYTES] = message
 
+    def extend(self, data: bytes | bytearray | memoryview) -> None:
+        """Append already packed events (a whole batch from the compiled core)."""
+        pos = self._pos
+        end = pos + len(data)
+        if end > self._cap:
+            while end > self._cap:
+                self._cap *= 2
+            buf = bytearray(self._cap)
+            buf[:pos] = self._buf[:pos]
+            self._buf = buf
+        self._buf[pos:end] = data
+        self._pos = end
+
     def _slot(self) -> int:
         pos = self._pos
         if pos + SLOT_BYTES > self._cap:

@@ -1,0 +1,6 @@
+"""Compiled parts of the engine: ``_hxcore.Core``, the matching state machine in C.
+
+Built by ``make setup`` (``pip install -e .`` compiles ``_hxcore.c`` through ``setup.py``). The Python
+twin in ``engine/shard/matching_engine.py`` is its specification; ``engine.shard.native_engine``
+wraps it behind the same API.
+"""

@@ -1,0 +1,1492 @@
+/*
+ * _hxcore: the matching engine of one shard, compiled.
+ *
+ * The same deterministic state machine as engine/shard/matching_engine.py + book.py (the Python
+ * twin is the specification; tests/engine/shard/test_native_engine.py holds this file to it, event
+ * byte for event byte): 64-byte wire commands in, 64-byte wire events out, appended to one buffer.
+ *
+ * Why C: the Python engine spends its time in CPython's call, dict and allocation machinery
+ * (~4 us per order on this interpreter); here an order costs a few hundred nanoseconds, and a ring
+ * batch is handled in one call with no Python object per order or per event.
+ *
+ * Structure per market:
+ *   orders  a pool of Order records (free list), linked into their level's FIFO queue (prev/next)
+ *           and into their account's list (aprev/anext);
+ *   levels  a pool of Level records; per side a sorted array of keys (price for bids, -price for
+ *           asks, ascending, so the best level of either side is the last) and level indexes;
+ *   maps    open-addressing hash maps (linear probing, backward-shift deletion) keyed by two u64:
+ *           order id -> order, (account, client order id) -> order, account -> first order,
+ *           and the same two id maps for stop orders waiting for their trigger;
+ *   stops   a pool of waiting stop/take-profit records with an unordered index array;
+ *   gtt     a binary min-heap of (expire_ns, order id), cleaned lazily like the Python heap.
+ * All arithmetic that can overflow int64 (notional, band) is done in __int128.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- wire constants (engine/types/enums.py, engine/wire/layout.py) --------------------------- */
+#define SLOT 64
+#define WIRE_VERSION 1
+#define ALL_MARKETS 0xFFFFFFFFu
+
+enum { T_NEW = 1, T_CANCEL = 2, T_AMEND = 3, T_CANCEL_ALL = 4, T_MARK = 5, T_STATUS = 6, T_CLOCK = 7,
+       T_L2_REQUEST = 8, T_HEARTBEAT = 64 };
+enum { E_ACCEPTED = 32, E_REJECTED = 33, E_FILL = 34, E_CANCELLED = 35, E_L2 = 36, E_TRADE = 37,
+       E_BBO = 38, E_AMENDED = 39, E_TRIGGERED = 40, E_STATUS = 41 };
+enum { TIF_GTC = 0, TIF_IOC = 1, TIF_FOK = 2, TIF_GTT = 3 };
+enum { OT_LIMIT = 0, OT_MARKET = 1, OT_STOP_LIMIT = 2, OT_STOP_MARKET = 3, OT_TP_LIMIT = 4,
+       OT_TP_MARKET = 5 };
+enum { F_POST = 1, F_SLIDE = 2, F_REDUCE = 4, POST_BITS = 3, STP_SHIFT = 4 };
+enum { STP_NONE = 0, STP_NEWEST = 1, STP_OLDEST = 2, STP_BOTH = 3, STP_DECREMENT = 4 };
+enum { ST_OPEN = 0, ST_HALTED = 1, ST_CLOSED = 2, ST_RESOLVED = 3, ST_POST_ONLY = 4 };
+enum { CR_USER = 0, CR_IOC_REMAINDER = 1, CR_FOK_UNFILLED = 2, CR_SELF_TRADE = 3, CR_EXPIRED = 4,
+       CR_CANCEL_ALL = 5, CR_MARKET_NO_LIQ = 6, CR_MARKET_STATUS = 7, CR_PRICE_BAND = 10 };
+#define REST (-1)
+enum {
+    RC_OK = 0, RC_UNKNOWN_MSG_TYPE = 101, RC_BAD_VERSION = 102, RC_BAD_LENGTH = 103,
+    RC_BAD_FIELD = 131, RC_UNKNOWN_MARKET = 300, RC_BAD_SIDE = 301, RC_BAD_TIF = 302,
+    RC_BAD_ORDER_TYPE = 303, RC_BAD_FLAGS = 304, RC_BAD_PRICE_TICK = 310, RC_BAD_SIZE_LOT = 311,
+    RC_SIZE_BELOW_MIN = 312, RC_SIZE_ABOVE_MAX = 313, RC_NOTIONAL_BELOW_MIN = 314,
+    RC_NOTIONAL_OVERFLOW = 315, RC_PRICE_OUTSIDE_BAND = 316, RC_BAD_TRIGGER_PRICE = 317,
+    RC_MARKET_HALTED = 320, RC_MARKET_CLOSED = 321, RC_MARKET_RESOLVED = 322,
+    RC_MARKET_POST_ONLY = 323, RC_UNKNOWN_ORDER = 330, RC_DUPLICATE_ORDER_ID = 331,
+    RC_DUPLICATE_CLIENT_ORDER_ID = 332, RC_EXPIRED = 333, RC_BAD_EXPIRY = 334,
+    RC_POST_ONLY_WOULD_TAKE = 340, RC_FOK_NOT_FILLABLE = 341, RC_NO_LIQUIDITY = 342,
+    RC_AMEND_NO_CHANGE = 350, RC_AMEND_BAD_SIZE = 351, RC_STALE_SEQUENCE = 360,
+    RC_OWNER_MISMATCH = 361
+};
+#define KNOWN_FLAG_BITS (F_POST | F_SLIDE | F_REDUCE | (7 << STP_SHIFT))
+#define BASE_ATOMS_PER_UNIT 100000000LL
+
+typedef __int128 i128;
+static const i128 I128_MAX = (i128)(((unsigned __int128)1 << 127) - 1);
+
+/* ---- records ---------------------------------------------------------------------------------- */
+typedef struct {
+    uint64_t oid, coid, expire;
+    int64_t price, open, filled, trigger;
+    uint32_t account;
+    uint8_t side, tif, type, flags;
+    int32_t prev, next;   /* level FIFO (prev/next), or the free list (next) */
+    int32_t level;        /* level index (book orders) or position in the stop index (stops) */
+    int32_t aprev, anext; /* account list (book orders only) */
+} Order;
+
+typedef struct {
+    int64_t price, size;
+    int32_t count, head, tail, next_free;
+} Level;
+
+typedef struct { uint64_t a, b; int32_t v, used; } Slot;
+typedef struct { Slot *s; uint32_t mask, n; } Map;
+
+typedef struct { int64_t *keys; int32_t *lv; int32_t n, cap; } Side;
+typedef struct { uint64_t expire, oid; } HeapItem;
+
+typedef struct {
+    uint32_t id;
+    int64_t tick, lot, min_size, max_size, min_notional, max_price, band_bps;
+    int status;
+    int64_t mark;
+    uint64_t last_oid, seq;
+    int64_t bbo[4];
+    Order *orders; int32_t ocap, ofree, ocount;
+    Level *levels; int32_t lcap, lfree;
+    Side sides[2];
+    Map by_oid, by_coid, by_account;
+    Order *stops; int32_t scap, sfree;
+    int32_t *stop_idx; int32_t nstops, stop_idx_cap;
+    Map stop_by_oid, stop_by_coid;
+    HeapItem *gtt; int32_t ngtt, gtt_cap;
+} Market;
+
+typedef struct {
+    PyObject_HEAD
+    Market *m; int32_t nm;
+    uint64_t now;
+    uint8_t *ev; size_t evlen, evcap;
+    int oom;
+} Core;
+
+/* ---- little helpers ------------------------------------------------------------------------------ */
+static inline uint64_t rd_u64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static inline int64_t rd_i64(const uint8_t *p) { int64_t v; memcpy(&v, p, 8); return v; }
+static inline uint32_t rd_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline uint16_t rd_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static inline void wr_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static inline void wr_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline void wr_u16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+
+static void *xrealloc(Core *c, void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) { c->oom = 1; abort(); } /* no sane recovery from OOM inside a state transition */
+    return q;
+}
+
+/* ---- hash map: two u64 keys -> int32 ----------------------------------------------------------- */
+static inline uint32_t hkey(uint64_t a, uint64_t b) {
+    uint64_t h = a * 0x9E3779B97F4A7C15ULL ^ (b + 0x632BE59BD9B4E019ULL) * 0xC2B2AE3D27D4EB4FULL;
+    h ^= h >> 29; h *= 0xBF58476D1CE4E5B9ULL; h ^= h >> 32;
+    return (uint32_t)h;
+}
+static void map_init(Map *m, uint32_t cap) {
+    m->s = calloc(cap, sizeof(Slot)); m->mask = cap - 1; m->n = 0;
+    if (!m->s) abort();
+}
+static void map_free(Map *m) { free(m->s); m->s = NULL; }
+static int32_t map_get(const Map *m, uint64_t a, uint64_t b) {
+    uint32_t i = hkey(a, b) & m->mask;
+    for (;;) {
+        const Slot *s = &m->s[i];
+        if (!s->used) return -1;
+        if (s->a == a && s->b == b) return s->v;
+        i = (i + 1) & m->mask;
+    }
+}
+static void map_put(Map *m, uint64_t a, uint64_t b, int32_t v);
+static void map_grow(Map *m) {
+    Slot *old = m->s; uint32_t cap = m->mask + 1;
+    map_init(m, cap * 2);
+    for (uint32_t i = 0; i < cap; i++) if (old[i].used) map_put(m, old[i].a, old[i].b, old[i].v);
+    free(old);
+}
+static void map_put(Map *m, uint64_t a, uint64_t b, int32_t v) {
+    if ((m->n + 1) * 4 > (m->mask + 1) * 3) map_grow(m);
+    uint32_t i = hkey(a, b) & m->mask;
+    for (;;) {
+        Slot *s = &m->s[i];
+        if (!s->used) { s->a = a; s->b = b; s->v = v; s->used = 1; m->n++; return; }
+        if (s->a == a && s->b == b) { s->v = v; return; }
+        i = (i + 1) & m->mask;
+    }
+}
+static void map_del(Map *m, uint64_t a, uint64_t b) {
+    uint32_t i = hkey(a, b) & m->mask;
+    for (;;) {
+        Slot *s = &m->s[i];
+        if (!s->used) return;
+        if (s->a == a && s->b == b) break;
+        i = (i + 1) & m->mask;
+    }
+    /* backward-shift deletion: keep every probe chain unbroken */
+    uint32_t j = i;
+    for (;;) {
+        m->s[i].used = 0;
+        for (;;) {
+            j = (j + 1) & m->mask;
+            if (!m->s[j].used) { m->n--; return; }
+            uint32_t k = hkey(m->s[j].a, m->s[j].b) & m->mask;
+            /* can the entry at j move to the hole at i? only if its home k is not in (i, j] */
+            if ((j > i) ? (k <= i || k > j) : (k <= i && k > j)) break;
+        }
+        m->s[i] = m->s[j];
+        i = j;
+    }
+}
+
+/* ---- event emission ------------------------------------------------------------------------------ */
+static inline uint8_t *ev_slot(Core *c, uint8_t type, uint32_t market) {
+    if (c->evlen + SLOT > c->evcap) {
+        c->evcap = c->evcap ? c->evcap * 2 : 64 * SLOT;
+        c->ev = xrealloc(c, c->ev, c->evcap);
+    }
+    uint8_t *p = c->ev + c->evlen;
+    c->evlen += SLOT;
+    memset(p, 0, SLOT);
+    p[0] = type; p[1] = WIRE_VERSION; wr_u16(p + 2, SLOT); wr_u32(p + 4, market);
+    return p;
+}
+static void emit_accepted(Core *c, Market *m, uint64_t oid, uint64_t coid, int64_t price, int64_t size,
+                          uint32_t account, int side, int tif, int type, int flags) {
+    uint8_t *p = ev_slot(c, E_ACCEPTED, m->id);
+    wr_u64(p + 8, ++m->seq); wr_u64(p + 16, oid); wr_u64(p + 24, coid); wr_u64(p + 32, (uint64_t)price);
+    wr_u64(p + 40, (uint64_t)size); wr_u64(p + 48, c->now); wr_u32(p + 56, account);
+    p[60] = (uint8_t)side; p[61] = (uint8_t)tif; p[62] = (uint8_t)type; p[63] = (uint8_t)flags;
+}
+static Market *find_market(Core *c, uint32_t id);
+static int reject(Core *c, uint32_t market, int command, uint64_t oid, uint64_t coid, uint32_t account,
+                  int code) {
+    Market *m = find_market(c, market);
+    uint8_t *p = ev_slot(c, E_REJECTED, market);
+    wr_u64(p + 8, m ? m->seq : 0); wr_u64(p + 16, oid); wr_u64(p + 24, coid); wr_u64(p + 32, c->now);
+    wr_u32(p + 40, account); wr_u16(p + 44, (uint16_t)code); p[46] = (uint8_t)command;
+    return code;
+}
+static inline void emit_fill(Core *c, Market *m, uint64_t taker, uint64_t maker, int64_t px, int64_t qty,
+                             uint32_t tacct, uint32_t macct, int side, int flags) {
+    uint8_t *p = ev_slot(c, E_FILL, m->id);
+    wr_u64(p + 8, ++m->seq); wr_u64(p + 16, taker); wr_u64(p + 24, maker); wr_u64(p + 32, (uint64_t)px);
+    wr_u64(p + 40, (uint64_t)qty); wr_u32(p + 48, tacct); wr_u32(p + 52, macct);
+    p[56] = (uint8_t)side; p[57] = (uint8_t)flags;
+}
+static inline void emit_cancelled(Core *c, Market *m, uint64_t oid, uint64_t coid, int64_t size,
+                                  uint32_t account, int reason, int side) {
+    uint8_t *p = ev_slot(c, E_CANCELLED, m->id);
+    wr_u64(p + 8, ++m->seq); wr_u64(p + 16, oid); wr_u64(p + 24, coid); wr_u64(p + 32, (uint64_t)size);
+    wr_u64(p + 40, c->now); wr_u32(p + 48, account); p[52] = (uint8_t)reason; p[53] = (uint8_t)side;
+}
+static inline void emit_l2(Core *c, Market *m, int side, int64_t price, int64_t size, int32_t count) {
+    uint8_t *p = ev_slot(c, E_L2, m->id);
+    wr_u64(p + 8, ++m->seq); wr_u64(p + 16, (uint64_t)price); wr_u64(p + 24, (uint64_t)size);
+    wr_u32(p + 32, (uint32_t)count); p[36] = (uint8_t)side;
+}
+static inline void emit_trade(Core *c, Market *m, int64_t px, int64_t qty, int side) {
+    uint8_t *p = ev_slot(c, E_TRADE, m->id);
+    wr_u64(p + 8, ++m->seq); wr_u64(p + 16, (uint64_t)px); wr_u64(p + 24, (uint64_t)qty);
+    wr_u64(p + 32, c->now); p[40] = (uint8_t)side;
+}
+static inline void emit_amended(Core *c, Market *m, uint64_t oid, uint64_t coid, int64_t price, int64_t open,
+                                uint32_t account, int kept) {
+    uint8_t *p = ev_slot(c, E_AMENDED, m->id);
+    wr_u64(p + 8, ++m->seq); wr_u64(p + 16, oid); wr_u64(p + 24, coid); wr_u64(p + 32, (uint64_t)price);
+    wr_u64(p + 40, (uint64_t)open); wr_u32(p + 48, account); p[52] = (uint8_t)kept;
+}
+static void emit_triggered(Core *c, Market *m, uint64_t oid, uint64_t coid, int64_t mark, uint32_t account) {
+    uint8_t *p = ev_slot(c, E_TRIGGERED, m->id);
+    wr_u64(p + 8, ++m->seq); wr_u64(p + 16, oid); wr_u64(p + 24, coid); wr_u64(p + 32, (uint64_t)mark);
+    wr_u32(p + 40, account);
+}
+static void emit_status(Core *c, Market *m, int status) {
+    uint8_t *p = ev_slot(c, E_STATUS, m->id);
+    wr_u64(p + 8, ++m->seq); p[16] = (uint8_t)status;
+}
+
+/* ---- pure checks (order_validator.py) ------------------------------------------------------------ */
+static int is_triggered_by(int type, int side, int64_t trigger, int64_t mark) {
+    if (type == OT_STOP_LIMIT || type == OT_STOP_MARKET)
+        return side == 0 ? mark >= trigger : mark <= trigger;
+    return side == 0 ? mark <= trigger : mark >= trigger;
+}
+static int check_status(int status, int post_only) {
+    switch (status) {
+    case ST_OPEN: return RC_OK;
+    case ST_POST_ONLY: return post_only ? RC_OK : RC_MARKET_POST_ONLY;
+    case ST_HALTED: return RC_MARKET_HALTED;
+    case ST_CLOSED: return RC_MARKET_CLOSED;
+    default: return RC_MARKET_RESOLVED;
+    }
+}
+static int check_price_size(const Market *m, int64_t price, int64_t size) {
+    if (price <= 0) return RC_BAD_PRICE_TICK;
+    if (size <= 0) return RC_BAD_SIZE_LOT;
+    i128 raw = (i128)price * size;
+    if (raw > INT64_MAX) return RC_NOTIONAL_OVERFLOW;
+    i128 tl = (i128)m->tick * m->lot; /* both fit int64 and are positive: < 2^126 */
+    if (raw > I128_MAX / tl) return RC_NOTIONAL_OVERFLOW;
+    i128 notional = raw * tl / BASE_ATOMS_PER_UNIT;
+    if (notional > INT64_MAX) return RC_NOTIONAL_OVERFLOW;
+    if (price > m->max_price) return RC_BAD_PRICE_TICK;
+    if (size < m->min_size) return RC_SIZE_BELOW_MIN;
+    if (size > m->max_size) return RC_SIZE_ABOVE_MAX;
+    if (notional < m->min_notional) return RC_NOTIONAL_BELOW_MIN;
+    return RC_OK;
+}
+static int check_band(const Market *m, int64_t mark, int64_t price) {
+    if (m->band_bps && mark > 0) {
+        i128 d = (i128)price - mark;
+        if (d < 0) d = -d;
+        if (d * 10000 > (i128)m->band_bps * mark) return RC_PRICE_OUTSIDE_BAND;
+    }
+    return RC_OK;
+}
+static int is_stop_type(int t) { return t >= OT_STOP_LIMIT && t <= OT_TP_MARKET; }
+static int check_new_order(const Market *m, uint64_t now, int side, int64_t price, int64_t size, int tif,
+                           int type, int flags, int64_t trigger, uint64_t expire) {
+    if (side != 0 && side != 1) return RC_BAD_SIDE;
+    if (type > 5) return RC_BAD_ORDER_TYPE;
+    if (tif > 3) return RC_BAD_TIF;
+    if ((flags & ~KNOWN_FLAG_BITS) || ((flags >> STP_SHIFT) & 7) > 4) return RC_BAD_FLAGS;
+    int post_only = (flags & POST_BITS) != 0;
+    int market_like = type == OT_MARKET || type == OT_STOP_MARKET || type == OT_TP_MARKET;
+    if (market_like && tif != TIF_IOC && tif != TIF_FOK) return RC_BAD_TIF;
+    if (post_only && (type != OT_LIMIT || tif == TIF_IOC || tif == TIF_FOK)) return RC_BAD_FLAGS;
+    int code = check_status(m->status, post_only);
+    if (code) return code;
+    code = check_price_size(m, price, size);
+    if (code) return code;
+    if (is_stop_type(type)) {
+        if (!(trigger > 0 && trigger <= m->max_price)) return RC_BAD_TRIGGER_PRICE;
+        if (m->mark > 0 && is_triggered_by(type, side, trigger, m->mark)) return RC_BAD_TRIGGER_PRICE;
+    } else if (trigger != 0) {
+        return RC_BAD_TRIGGER_PRICE;
+    }
+    if (tif == TIF_GTT) {
+        if (expire == 0) return RC_BAD_EXPIRY;
+        if (expire <= now) return RC_EXPIRED;
+    } else if (expire != 0) {
+        return RC_BAD_EXPIRY;
+    }
+    if (!is_stop_type(type)) {
+        code = check_band(m, m->mark, price);
+        if (code) return code;
+    }
+    return RC_OK;
+}
+static int check_amend(const Market *m, int64_t mark, int post_only, int64_t price, int64_t new_total,
+                       int64_t filled) {
+    int code = check_status(m->status, post_only);
+    if (code) return code;
+    if (new_total <= filled) return RC_AMEND_BAD_SIZE;
+    code = check_price_size(m, price, new_total);
+    if (code) return code;
+    return check_band(m, mark, price);
+}
+
+/* ---- pools ------------------------------------------------------------------------------------------ */
+static int32_t order_alloc(Core *c, Market *m) {
+    if (m->ofree < 0) {
+        int32_t old = m->ocap, cap = old ? old * 2 : 1024;
+        m->orders = xrealloc(c, m->orders, (size_t)cap * sizeof(Order));
+        for (int32_t i = old; i < cap; i++) m->orders[i].next = i + 1 < cap ? i + 1 : -1;
+        m->ofree = old; m->ocap = cap;
+    }
+    int32_t i = m->ofree;
+    m->ofree = m->orders[i].next;
+    m->ocount++;
+    return i;
+}
+static void order_release(Market *m, int32_t i) {
+    m->orders[i].open = 0;
+    m->orders[i].next = m->ofree;
+    m->ofree = i;
+    m->ocount--;
+}
+static int32_t level_alloc(Core *c, Market *m, int64_t price) {
+    if (m->lfree < 0) {
+        int32_t old = m->lcap, cap = old ? old * 2 : 256;
+        m->levels = xrealloc(c, m->levels, (size_t)cap * sizeof(Level));
+        for (int32_t i = old; i < cap; i++) m->levels[i].next_free = i + 1 < cap ? i + 1 : -1;
+        m->lfree = old; m->lcap = cap;
+    }
+    int32_t i = m->lfree;
+    Level *l = &m->levels[i];
+    m->lfree = l->next_free;
+    l->price = price; l->size = 0; l->count = 0; l->head = l->tail = -1;
+    return i;
+}
+static int32_t stop_alloc(Core *c, Market *m) {
+    if (m->sfree < 0) {
+        int32_t old = m->scap, cap = old ? old * 2 : 64;
+        m->stops = xrealloc(c, m->stops, (size_t)cap * sizeof(Order));
+        for (int32_t i = old; i < cap; i++) m->stops[i].next = i + 1 < cap ? i + 1 : -1;
+        m->sfree = old; m->scap = cap;
+    }
+    int32_t i = m->sfree;
+    m->sfree = m->stops[i].next;
+    return i;
+}
+
+/* ---- sides: sorted keys, best last ------------------------------------------------------------------ */
+static inline int64_t key_of(int side, int64_t price) { return side == 0 ? price : -price; }
+/* first position whose key >= k */
+static int32_t side_lower_bound(const Side *s, int64_t k) {
+    int32_t lo = 0, hi = s->n;
+    /* levels cluster at the touch: try the top first */
+    if (hi && s->keys[hi - 1] < k) return hi;
+    while (lo < hi) {
+        int32_t mid = (lo + hi) >> 1;
+        if (s->keys[mid] < k) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+static int32_t side_find(const Side *s, int64_t k) {
+    int32_t i = side_lower_bound(s, k);
+    return (i < s->n && s->keys[i] == k) ? i : -1;
+}
+static void side_insert(Core *c, Side *s, int32_t pos, int64_t k, int32_t lv) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->keys = xrealloc(c, s->keys, (size_t)s->cap * sizeof(int64_t));
+        s->lv = xrealloc(c, s->lv, (size_t)s->cap * sizeof(int32_t));
+    }
+    if (pos < s->n) {
+        memmove(s->keys + pos + 1, s->keys + pos, (size_t)(s->n - pos) * sizeof(int64_t));
+        memmove(s->lv + pos + 1, s->lv + pos, (size_t)(s->n - pos) * sizeof(int32_t));
+    }
+    s->keys[pos] = k; s->lv[pos] = lv; s->n++;
+}
+static void side_remove_at(Side *s, int32_t pos) {
+    if (pos < s->n - 1) {
+        memmove(s->keys + pos, s->keys + pos + 1, (size_t)(s->n - pos - 1) * sizeof(int64_t));
+        memmove(s->lv + pos, s->lv + pos + 1, (size_t)(s->n - pos - 1) * sizeof(int32_t));
+    }
+    s->n--;
+}
+/* remove the (now empty) level with key k and return it to the pool */
+static void level_drop(Market *m, int side, int64_t k) {
+    Side *s = &m->sides[side];
+    int32_t pos = (s->n && s->keys[s->n - 1] == k) ? s->n - 1 : side_find(s, k);
+    int32_t li = s->lv[pos];
+    side_remove_at(s, pos);
+    m->levels[li].next_free = m->lfree;
+    m->lfree = li;
+}
+
+/* ---- book queries -------------------------------------------------------------------------------- */
+static inline int would_cross(const Market *m, int side, int64_t price) {
+    const Side *o = &m->sides[side ^ 1];
+    return o->n && o->keys[o->n - 1] >= key_of(side ^ 1, price); /* in the opposite side's key space */
+}
+static inline int64_t best_price(const Market *m, int side) {
+    const Side *s = &m->sides[side];
+    if (!s->n) return 0;
+    return m->levels[s->lv[s->n - 1]].price;
+}
+static int fillable(const Market *m, int side, int64_t price, int64_t size, uint32_t account, int stp) {
+    const Side *o = &m->sides[side ^ 1];
+    int64_t lk = key_of(side ^ 1, price);
+    i128 need = size;
+    int own_here = stp && map_get(&m->by_account, account, 0) >= 0;
+    for (int32_t i = o->n - 1; i >= 0; i--) {
+        if (o->keys[i] < lk) return 0;
+        const Level *l = &m->levels[o->lv[i]];
+        if (!own_here) {
+            need -= l->size;
+            if (need <= 0) return 1;
+            continue;
+        }
+        for (int32_t j = l->head; j >= 0; j = m->orders[j].next) {
+            const Order *x = &m->orders[j];
+            if (x->account == account) {
+                if (stp == STP_OLDEST) continue;
+                return 0;
+            }
+            need -= x->open;
+            if (need <= 0) return 1;
+        }
+    }
+    return 0;
+}
+static int32_t find_by_coid(const Market *m, uint32_t account, uint64_t coid) {
+    return coid ? map_get(&m->by_coid, account, coid) : -1;
+}
+
+static void flush_bbo(Core *c, Market *m) {
+    int64_t b[4] = {0, 0, 0, 0};
+    for (int side = 0; side < 2; side++) {
+        const Side *s = &m->sides[side];
+        if (s->n) {
+            const Level *l = &m->levels[s->lv[s->n - 1]];
+            b[side * 2] = l->price; b[side * 2 + 1] = l->size;
+        }
+    }
+    if (memcmp(b, m->bbo, sizeof b) != 0) {
+        memcpy(m->bbo, b, sizeof b);
+        uint8_t *p = ev_slot(c, E_BBO, m->id);
+        wr_u64(p + 8, ++m->seq);
+        for (int i = 0; i < 4; i++) wr_u64(p + 16 + 8 * i, (uint64_t)b[i]);
+        wr_u64(p + 48, c->now);
+    }
+}
+
+/* ---- book mutations -------------------------------------------------------------------------------- */
+static void index_order(Market *m, int32_t i) {
+    Order *o = &m->orders[i];
+    map_put(&m->by_oid, o->oid, 0, i);
+    if (o->coid) map_put(&m->by_coid, o->account, o->coid, i);
+    int32_t head = map_get(&m->by_account, o->account, 0);
+    o->aprev = -1; o->anext = head;
+    if (head >= 0) m->orders[head].aprev = i;
+    map_put(&m->by_account, o->account, 0, i);
+}
+static void unindex_order(Market *m, int32_t i) {
+    Order *o = &m->orders[i];
+    map_del(&m->by_oid, o->oid, 0);
+    if (o->coid) map_del(&m->by_coid, o->account, o->coid);
+    if (o->aprev >= 0) m->orders[o->aprev].anext = o->anext;
+    else if (o->anext >= 0) map_put(&m->by_account, o->account, 0, o->anext);
+    else map_del(&m->by_account, o->account, 0);
+    if (o->anext >= 0) m->orders[o->anext].aprev = o->aprev;
+}
+static void queue_unlink(Market *m, Level *l, int32_t i) {
+    Order *o = &m->orders[i];
+    if (o->prev >= 0) m->orders[o->prev].next = o->next; else l->head = o->next;
+    if (o->next >= 0) m->orders[o->next].prev = o->prev; else l->tail = o->prev;
+}
+static void queue_append(Market *m, Level *l, int32_t i) {
+    Order *o = &m->orders[i];
+    o->prev = l->tail; o->next = -1;
+    if (l->tail >= 0) m->orders[l->tail].next = i; else l->head = i;
+    l->tail = i;
+}
+/* add a resting order at the back of its level (creating the level); returns the level index */
+static int32_t rest_order(Core *c, Market *m, int32_t i) {
+    Order *o = &m->orders[i];
+    int side = o->side;
+    int64_t k = key_of(side, o->price);
+    Side *s = &m->sides[side];
+    int32_t li;
+    if (s->n && s->keys[s->n - 1] == k) {
+        li = s->lv[s->n - 1];
+    } else {
+        int32_t pos = side_lower_bound(s, k);
+        if (pos < s->n && s->keys[pos] == k) {
+            li = s->lv[pos];
+        } else {
+            li = level_alloc(c, m, o->price);
+            side_insert(c, s, pos, k, li);
+        }
+    }
+    o = &m->orders[i];
+    Level *l = &m->levels[li];
+    o->level = li;
+    queue_append(m, l, i);
+    l->size += o->open;
+    l->count++;
+    index_order(m, i);
+    return li;
+}
+/* take a resting order out of its level and the indexes (no event); the level may be dropped.
+   Reports the level's size and count afterwards. The order's slot is released. */
+static void detach(Market *m, int32_t i, int64_t *lsize, int32_t *lcount) {
+    Order *o = &m->orders[i];
+    Level *l = &m->levels[o->level];
+    l->size -= o->open;
+    l->count--;
+    queue_unlink(m, l, i);
+    unindex_order(m, i);
+    *lsize = l->size; *lcount = l->count;
+    if (!l->count) level_drop(m, o->side, key_of(o->side, o->price));
+    order_release(m, i);
+}
+
+/* Sweep the opposite side while it crosses; returns the open size left (0 when STP cancelled the
+   taker, whose CANCELLED is emitted here) and adds the lots traded to *traded. */
+static int64_t match(Core *c, Market *m, uint64_t oid, uint64_t coid, uint32_t account, int side,
+                     int64_t price, int64_t rem, int stp, int64_t *traded) {
+    int oside = side ^ 1;
+    Side *s = &m->sides[oside];
+    int64_t lk = key_of(oside, price);
+    int stop = 0;
+    while (s->n) {
+        int64_t k = s->keys[s->n - 1];
+        if (k < lk) break;
+        int32_t li = s->lv[s->n - 1];
+        Level *l = &m->levels[li];
+        int64_t px = l->price, size0 = l->size;
+        while (rem && l->count) {
+            int32_t mi = l->head;
+            Order *mk = &m->orders[mi];
+            int64_t mo = mk->open;
+            if (stp && mk->account == account) {
+                if (stp == STP_NEWEST) { stop = 1; break; }
+                if (stp == STP_OLDEST || stp == STP_BOTH) {
+                    uint64_t moid = mk->oid, mcoid = mk->coid; uint32_t macct = mk->account;
+                    l->size -= mo; l->count--;
+                    queue_unlink(m, l, mi); unindex_order(m, mi); order_release(m, mi);
+                    emit_cancelled(c, m, moid, mcoid, mo, macct, CR_SELF_TRADE, oside);
+                    if (stp == STP_BOTH) { stop = 1; break; }
+                    continue;
+                }
+                /* DECREMENT: both lose the overlap, no trade */
+                int64_t d = rem < mo ? rem : mo;
+                rem -= d; mo -= d;
+                mk->open = mo;
+                l->size -= d;
+                if (mo) {
+                    emit_amended(c, m, mk->oid, mk->coid, px, mo, mk->account, 1);
+                } else {
+                    uint64_t moid = mk->oid, mcoid = mk->coid; uint32_t macct = mk->account;
+                    l->count--;
+                    queue_unlink(m, l, mi); unindex_order(m, mi); order_release(m, mi);
+                    emit_cancelled(c, m, moid, mcoid, d, macct, CR_SELF_TRADE, oside);
+                }
+                if (rem) emit_amended(c, m, oid, coid, price, rem, account, 1);
+                else emit_cancelled(c, m, oid, coid, d, account, CR_SELF_TRADE, side);
+                continue;
+            }
+            int64_t t;
+            if (rem < mo) {
+                t = rem;
+                mk->open = mo - t; mk->filled += t;
+                rem = 0; l->size -= t; *traded += t;
+                emit_fill(c, m, oid, mk->oid, px, t, account, mk->account, side, 1);
+            } else {
+                t = mo;
+                rem -= mo;
+                uint64_t moid = mk->oid; uint32_t macct = mk->account;
+                l->size -= mo; l->count--; *traded += mo;
+                queue_unlink(m, l, mi); unindex_order(m, mi); order_release(m, mi);
+                emit_fill(c, m, oid, moid, px, t, account, macct, side, rem ? 2 : 3);
+            }
+            emit_trade(c, m, px, t, side);
+        }
+        if (l->size != size0) emit_l2(c, m, oside, px, l->size, l->count);
+        if (!l->count) {
+            s->n--;
+            l->next_free = m->lfree; m->lfree = li;
+        }
+        if (stop || !rem) break;
+    }
+    if (stop && rem) {
+        emit_cancelled(c, m, oid, coid, rem, account, CR_SELF_TRADE, side);
+        rem = 0;
+    }
+    return rem;
+}
+
+/* Accept (ACCEPTED when accept), match, then rest the remainder (reason REST) or cancel it with
+   that reason; BBO last. Returns DUPLICATE_CLIENT_ORDER_ID with nothing changed, else 0. */
+static int submit(Core *c, Market *m, uint64_t oid, uint64_t coid, uint32_t account, int side, int64_t price,
+                  int64_t size, int tif, int type, int flags, uint64_t expire, int reason, int64_t filled,
+                  int accept) {
+    if (coid && find_by_coid(m, account, coid) >= 0) return RC_DUPLICATE_CLIENT_ORDER_ID;
+    if (accept) emit_accepted(c, m, oid, coid, price, size, account, side, tif, type, flags);
+    if (would_cross(m, side, price)) {
+        int64_t traded = 0;
+        size = match(c, m, oid, coid, account, side, price, size, (flags >> STP_SHIFT) & 7, &traded);
+        filled += traded;
+        if (!size) { flush_bbo(c, m); return 0; }
+    }
+    if (reason >= 0) {
+        emit_cancelled(c, m, oid, coid, size, account, reason, side);
+        flush_bbo(c, m);
+        return 0;
+    }
+    int32_t i = order_alloc(c, m);
+    Order *o = &m->orders[i];
+    o->oid = oid; o->coid = coid; o->expire = expire; o->price = price; o->open = size;
+    o->filled = filled; o->trigger = 0; o->account = account; o->side = (uint8_t)side;
+    o->tif = (uint8_t)tif; o->type = 0; o->flags = (uint8_t)flags;
+    int32_t li = rest_order(c, m, i);
+    Level *l = &m->levels[li];
+    emit_l2(c, m, side, price, l->size, l->count);
+    flush_bbo(c, m);
+    return 0;
+}
+
+/* cancel a resting order: CANCELLED (its open size), L2 of its level, BBO */
+static void book_cancel(Core *c, Market *m, int32_t i, int reason) {
+    Order o = m->orders[i];
+    int64_t lsize; int32_t lcount;
+    detach(m, i, &lsize, &lcount);
+    emit_cancelled(c, m, o.oid, o.coid, o.open, o.account, reason, o.side);
+    emit_l2(c, m, o.side, o.price, lsize, lcount);
+    flush_bbo(c, m);
+}
+
+typedef struct { int side; int64_t price; } Touched;
+static int touched_cmp(const void *a, const void *b) {
+    const Touched *x = a, *y = b;
+    if (x->side != y->side) return x->side - y->side;
+    return (x->price > y->price) - (x->price < y->price);
+}
+static Order *sort_base;
+static int idx_oid_cmp(const void *a, const void *b) {
+    uint64_t x = sort_base[*(const int32_t *)a].oid, y = sort_base[*(const int32_t *)b].oid;
+    return (x > y) - (x < y);
+}
+static void sort_by_oid(Order *base, int32_t *idx, int32_t n) {
+    sort_base = base; /* single-threaded under the GIL */
+    qsort(idx, (size_t)n, sizeof(int32_t), idx_oid_cmp);
+}
+
+/* cancel the orders idx[0..n) in that order, then one L2 per touched level by (side, price), BBO */
+static void cancel_many(Core *c, Market *m, int32_t *idx, int32_t n, int reason) {
+    Touched *t = malloc((size_t)(n ? n : 1) * sizeof(Touched));
+    if (!t) abort();
+    for (int32_t k = 0; k < n; k++) {
+        Order o = m->orders[idx[k]];
+        int64_t lsize; int32_t lcount;
+        detach(m, idx[k], &lsize, &lcount);
+        t[k].side = o.side; t[k].price = o.price;
+        emit_cancelled(c, m, o.oid, o.coid, o.open, o.account, reason, o.side);
+    }
+    qsort(t, (size_t)n, sizeof(Touched), touched_cmp);
+    for (int32_t k = 0; k < n; k++) {
+        if (k && t[k].side == t[k - 1].side && t[k].price == t[k - 1].price) continue;
+        const Side *s = &m->sides[t[k].side];
+        int32_t pos = side_find(s, key_of(t[k].side, t[k].price));
+        if (pos >= 0) {
+            const Level *l = &m->levels[s->lv[pos]];
+            emit_l2(c, m, t[k].side, t[k].price, l->size, l->count);
+        } else {
+            emit_l2(c, m, t[k].side, t[k].price, 0, 0);
+        }
+    }
+    free(t);
+    flush_bbo(c, m);
+}
+
+/* ---- stops ----------------------------------------------------------------------------------------- */
+static void stop_unindex(Market *m, int32_t si) {
+    Order *s = &m->stops[si];
+    map_del(&m->stop_by_oid, s->oid, 0);
+    if (s->coid) map_del(&m->stop_by_coid, s->account, s->coid);
+    int32_t pos = s->level, last = m->stop_idx[m->nstops - 1];
+    m->stop_idx[pos] = last;
+    m->stops[last].level = pos;
+    m->nstops--;
+    s->next = m->sfree;
+    m->sfree = si;
+}
+static int32_t stop_add(Core *c, Market *m, const Order *src) {
+    int32_t si = stop_alloc(c, m);
+    m->stops[si] = *src;
+    if (m->nstops == m->stop_idx_cap) {
+        m->stop_idx_cap = m->stop_idx_cap ? m->stop_idx_cap * 2 : 64;
+        m->stop_idx = xrealloc(c, m->stop_idx, (size_t)m->stop_idx_cap * sizeof(int32_t));
+    }
+    m->stops[si].level = m->nstops;
+    m->stop_idx[m->nstops++] = si;
+    map_put(&m->stop_by_oid, src->oid, 0, si);
+    if (src->coid) map_put(&m->stop_by_coid, src->account, src->coid, si);
+    return si;
+}
+static void drop_stop(Core *c, Market *m, int32_t si, int reason) {
+    Order s = m->stops[si];
+    stop_unindex(m, si);
+    emit_cancelled(c, m, s.oid, s.coid, s.open, s.account, reason, s.side);
+}
+/* the market's stops (optionally only one account's), sorted by order id; caller frees */
+static int32_t *stops_sorted(Market *m, int only_account, uint32_t account, int32_t *n_out) {
+    int32_t *idx = malloc((size_t)(m->nstops ? m->nstops : 1) * sizeof(int32_t));
+    if (!idx) abort();
+    int32_t n = 0;
+    for (int32_t k = 0; k < m->nstops; k++) {
+        int32_t si = m->stop_idx[k];
+        if (!only_account || m->stops[si].account == account) idx[n++] = si;
+    }
+    sort_by_oid(m->stops, idx, n);
+    *n_out = n;
+    return idx;
+}
+
+/* ---- GTT heap -------------------------------------------------------------------------------------- */
+static inline int heap_less(const HeapItem *a, const HeapItem *b) {
+    return a->expire < b->expire || (a->expire == b->expire && a->oid < b->oid);
+}
+static void heap_push(Core *c, Market *m, uint64_t expire, uint64_t oid) {
+    if (m->ngtt == m->gtt_cap) {
+        m->gtt_cap = m->gtt_cap ? m->gtt_cap * 2 : 64;
+        m->gtt = xrealloc(c, m->gtt, (size_t)m->gtt_cap * sizeof(HeapItem));
+    }
+    int32_t i = m->ngtt++;
+    HeapItem x = {expire, oid};
+    while (i > 0) {
+        int32_t p = (i - 1) >> 1;
+        if (!heap_less(&x, &m->gtt[p])) break;
+        m->gtt[i] = m->gtt[p];
+        i = p;
+    }
+    m->gtt[i] = x;
+}
+static HeapItem heap_pop(Market *m) {
+    HeapItem top = m->gtt[0], x = m->gtt[--m->ngtt];
+    int32_t i = 0, n = m->ngtt;
+    for (;;) {
+        int32_t l = 2 * i + 1, r = l + 1, best = i;
+        const HeapItem *bp = &x;
+        if (l < n && heap_less(&m->gtt[l], bp)) { best = l; bp = &m->gtt[l]; }
+        if (r < n && heap_less(&m->gtt[r], bp)) { best = r; }
+        if (best == i) break;
+        m->gtt[i] = m->gtt[best];
+        i = best;
+    }
+    if (n) m->gtt[i] = x;
+    return top;
+}
+
+/* ---- engine commands ----------------------------------------------------------------------------- */
+static Market *find_market(Core *c, uint32_t id) {
+    int32_t lo = 0, hi = c->nm - 1;
+    while (lo <= hi) {
+        int32_t mid = (lo + hi) >> 1;
+        if (c->m[mid].id == id) return &c->m[mid];
+        if (c->m[mid].id < id) lo = mid + 1; else hi = mid - 1;
+    }
+    return NULL;
+}
+
+static int place(Core *c, uint32_t mid, uint64_t oid, uint64_t coid, uint32_t account, int side,
+                 int64_t price, int64_t size, int tif, int type, int flags, int64_t trigger, uint64_t expire) {
+    Market *m = find_market(c, mid);
+    if (!m) return reject(c, mid, T_NEW, oid, coid, account, RC_UNKNOWN_MARKET);
+    int code = check_new_order(m, c->now, side, price, size, tif, type, flags, trigger, expire);
+    if (code) return reject(c, mid, T_NEW, oid, coid, account, code);
+    if (oid <= m->last_oid) {
+        if (oid) return reject(c, mid, T_NEW, oid, coid, account, RC_DUPLICATE_ORDER_ID);
+        oid = m->last_oid + 1;
+    }
+    if (type >= OT_STOP_LIMIT) { /* stop / take-profit: wait for the trigger */
+        if (coid && (find_by_coid(m, account, coid) >= 0 || map_get(&m->stop_by_coid, account, coid) >= 0))
+            return reject(c, mid, T_NEW, oid, coid, account, RC_DUPLICATE_CLIENT_ORDER_ID);
+        m->last_oid = oid;
+        Order s;
+        memset(&s, 0, sizeof s);
+        s.oid = oid; s.account = account; s.side = (uint8_t)side; s.price = price; s.open = size;
+        s.filled = 0; s.coid = coid; s.tif = (uint8_t)tif; s.type = (uint8_t)type; s.flags = (uint8_t)flags;
+        s.expire = expire; s.trigger = trigger;
+        stop_add(c, m, &s);
+        if (tif == TIF_GTT) heap_push(c, m, expire, oid);
+        emit_accepted(c, m, oid, coid, price, size, account, side, tif, type, flags);
+        return 0;
+    }
+    if (coid && m->stop_by_coid.n && map_get(&m->stop_by_coid, account, coid) >= 0)
+        return reject(c, mid, T_NEW, oid, coid, account, RC_DUPLICATE_CLIENT_ORDER_ID);
+    int reason = (tif == TIF_GTC || tif == TIF_GTT) ? REST : CR_IOC_REMAINDER;
+    if ((flags & POST_BITS) || type || tif == TIF_FOK) {
+        if (coid && find_by_coid(m, account, coid) >= 0)
+            return reject(c, mid, T_NEW, oid, coid, account, RC_DUPLICATE_CLIENT_ORDER_ID);
+        if ((flags & POST_BITS) && would_cross(m, side, price)) {
+            if (!(flags & F_SLIDE)) return reject(c, mid, T_NEW, oid, coid, account, RC_POST_ONLY_WOULD_TAKE);
+            price = side == 0 ? best_price(m, 1) - 1 : best_price(m, 0) + 1;
+            if (!(price > 0 && price <= m->max_price))
+                return reject(c, mid, T_NEW, oid, coid, account, RC_POST_ONLY_WOULD_TAKE);
+        }
+        if (type) { /* MARKET: price is the worst acceptable price */
+            if (!would_cross(m, side, price)) return reject(c, mid, T_NEW, oid, coid, account, RC_NO_LIQUIDITY);
+            reason = CR_MARKET_NO_LIQ;
+        }
+        if (tif == TIF_FOK) {
+            if (!fillable(m, side, price, size, account, (flags >> STP_SHIFT) & 7))
+                return reject(c, mid, T_NEW, oid, coid, account, RC_FOK_NOT_FILLABLE);
+            reason = CR_FOK_UNFILLED;
+        }
+    }
+    code = submit(c, m, oid, coid, account, side, price, size, tif, type, flags, expire, reason, 0, 1);
+    if (code) return reject(c, mid, T_NEW, oid, coid, account, code);
+    m->last_oid = oid;
+    if (tif == TIF_GTT) heap_push(c, m, expire, oid);
+    return 0;
+}
+
+/* a live order by id or by (account, client id): *is_stop tells which pool the index is in */
+static int32_t find_live(Market *m, uint64_t oid, uint64_t coid, uint32_t account, int *is_stop) {
+    int32_t i;
+    *is_stop = 0;
+    if (oid) {
+        i = map_get(&m->by_oid, oid, 0);
+        if (i >= 0) return i;
+        *is_stop = 1;
+        return map_get(&m->stop_by_oid, oid, 0);
+    }
+    i = find_by_coid(m, account, coid);
+    if (i >= 0) return i;
+    *is_stop = 1;
+    return coid ? map_get(&m->stop_by_coid, account, coid) : -1;
+}
+
+static int cancel(Core *c, uint32_t mid, uint64_t oid, uint64_t coid, uint32_t account) {
+    Market *m = find_market(c, mid);
+    if (!m) return reject(c, mid, T_CANCEL, oid, coid, account, RC_UNKNOWN_MARKET);
+    if (oid) {
+        int32_t i = map_get(&m->by_oid, oid, 0);
+        if (i >= 0) {
+            if (m->orders[i].account != account)
+                return reject(c, mid, T_CANCEL, oid, coid, account, RC_OWNER_MISMATCH);
+            book_cancel(c, m, i, CR_USER);
+            return 0;
+        }
+        if (!m->nstops) return reject(c, mid, T_CANCEL, oid, coid, account, RC_UNKNOWN_ORDER);
+    }
+    int is_stop;
+    int32_t i = find_live(m, oid, coid, account, &is_stop);
+    if (i < 0) return reject(c, mid, T_CANCEL, oid, coid, account, RC_UNKNOWN_ORDER);
+    Order *o = is_stop ? &m->stops[i] : &m->orders[i];
+    if (o->account != account) return reject(c, mid, T_CANCEL, oid, coid, account, RC_OWNER_MISMATCH);
+    if (is_stop) drop_stop(c, m, i, CR_USER);
+    else book_cancel(c, m, i, CR_USER);
+    return 0;
+}
+
+static int amend(Core *c, uint32_t mid, uint64_t oid_in, uint64_t coid_in, uint32_t account, int64_t price,
+                 int64_t size) {
+    Market *m = find_market(c, mid);
+    if (!m) return reject(c, mid, T_AMEND, oid_in, coid_in, account, RC_UNKNOWN_MARKET);
+    int is_stop;
+    int32_t i = find_live(m, oid_in, coid_in, account, &is_stop);
+    if (i < 0) return reject(c, mid, T_AMEND, oid_in, coid_in, account, RC_UNKNOWN_ORDER);
+    Order *o = is_stop ? &m->stops[i] : &m->orders[i];
+    if (o->account != account) return reject(c, mid, T_AMEND, oid_in, coid_in, account, RC_OWNER_MISMATCH);
+    uint64_t oid = o->oid, coid = o->coid;
+    int64_t old_price = o->price, filled = o->filled, old_open = o->open;
+    int64_t new_price = price ? price : old_price;
+    i128 new_total = size ? (i128)size : (i128)old_open + filled;
+    if (new_price == old_price && new_total == (i128)old_open + filled)
+        return reject(c, mid, T_AMEND, oid, coid, account, RC_AMEND_NO_CHANGE);
+    int post_only = (o->flags & POST_BITS) || m->status == ST_POST_ONLY;
+    /* a total beyond int64 can only come from size (old_open + filled fits): size is int64 */
+    int code = check_amend(m, is_stop ? 0 : m->mark, post_only, new_price, (int64_t)new_total, filled);
+    if (code) return reject(c, mid, T_AMEND, oid, coid, account, code);
+    int64_t new_open = (int64_t)new_total - filled;
+    int side = o->side;
+    if (is_stop) {
+        o->price = new_price; o->open = new_open;
+        emit_amended(c, m, oid, coid, new_price, new_open, account, 1);
+    } else if (new_price == old_price && new_open < old_open) {
+        Level *l = &m->levels[o->level];
+        l->size -= old_open - new_open;
+        o->open = new_open;
+        emit_amended(c, m, oid, coid, old_price, new_open, account, 1);
+        emit_l2(c, m, side, old_price, l->size, l->count);
+        flush_bbo(c, m);
+    } else {
+        if (post_only && would_cross(m, side, new_price))
+            return reject(c, mid, T_AMEND, oid, coid, account,
+                          (o->flags & POST_BITS) ? RC_POST_ONLY_WOULD_TAKE : RC_MARKET_POST_ONLY);
+        Order keep = *o;
+        emit_amended(c, m, oid, coid, new_price, new_open, account, 0);
+        int64_t lsize; int32_t lcount;
+        detach(m, i, &lsize, &lcount);
+        emit_l2(c, m, side, old_price, lsize, lcount);
+        submit(c, m, oid, coid, account, side, new_price, new_open, keep.tif, 0, keep.flags, keep.expire, REST,
+               filled, 0);
+    }
+    return 0;
+}
+
+/* the account's resting orders in order-id order; caller frees */
+static int32_t *orders_of(Market *m, uint32_t account, int32_t *n_out) {
+    int32_t n = 0;
+    for (int32_t i = map_get(&m->by_account, account, 0); i >= 0; i = m->orders[i].anext) n++;
+    int32_t *idx = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+    if (!idx) abort();
+    n = 0;
+    for (int32_t i = map_get(&m->by_account, account, 0); i >= 0; i = m->orders[i].anext) idx[n++] = i;
+    sort_by_oid(m->orders, idx, n);
+    *n_out = n;
+    return idx;
+}
+
+static void cancel_all_in(Core *c, Market *m, uint32_t account) {
+    int32_t n;
+    int32_t *mine = orders_of(m, account, &n);
+    if (n) cancel_many(c, m, mine, n, CR_CANCEL_ALL);
+    free(mine);
+    if (m->nstops) {
+        int32_t *st = stops_sorted(m, 1, account, &n);
+        for (int32_t k = 0; k < n; k++) drop_stop(c, m, st[k], CR_CANCEL_ALL);
+        free(st);
+    }
+}
+
+static int cancel_all(Core *c, uint32_t mid, uint32_t account) {
+    if (mid == ALL_MARKETS) {
+        for (int32_t k = 0; k < c->nm; k++) cancel_all_in(c, &c->m[k], account);
+        return 0;
+    }
+    Market *m = find_market(c, mid);
+    if (!m) return reject(c, mid, T_CANCEL_ALL, 0, 0, account, RC_UNKNOWN_MARKET);
+    cancel_all_in(c, m, account);
+    return 0;
+}
+
+static void fire(Core *c, Market *m, int32_t si, int64_t mark) {
+    Order s = m->stops[si];
+    stop_unindex(m, si);
+    emit_triggered(c, m, s.oid, s.coid, mark, s.account);
+    int is_market = s.type == OT_STOP_MARKET || s.type == OT_TP_MARKET;
+    int stp = (s.flags >> STP_SHIFT) & 7;
+    int cancel_reason = -1;
+    if (check_band(m, mark, s.price)) cancel_reason = CR_PRICE_BAND;
+    else if (is_market && !would_cross(m, s.side, s.price)) cancel_reason = CR_MARKET_NO_LIQ;
+    else if (s.tif == TIF_FOK && !fillable(m, s.side, s.price, s.open, s.account, stp))
+        cancel_reason = CR_FOK_UNFILLED;
+    if (cancel_reason >= 0) {
+        emit_cancelled(c, m, s.oid, s.coid, s.open, s.account, cancel_reason, s.side);
+        return;
+    }
+    int reason;
+    if (is_market) reason = s.tif == TIF_IOC ? CR_MARKET_NO_LIQ : CR_FOK_UNFILLED;
+    else if (s.tif == TIF_GTC || s.tif == TIF_GTT) reason = REST;
+    else reason = s.tif == TIF_IOC ? CR_IOC_REMAINDER : CR_FOK_UNFILLED;
+    submit(c, m, s.oid, s.coid, s.account, s.side, s.price, s.open, s.tif, is_market ? OT_MARKET : OT_LIMIT,
+           s.flags, s.expire, reason, 0, 0);
+}
+
+static int set_mark(Core *c, uint32_t mid, int64_t price) {
+    Market *m = find_market(c, mid);
+    if (!m) return reject(c, mid, T_MARK, 0, 0, 0, RC_UNKNOWN_MARKET);
+    if (!(price > 0 && price <= m->max_price)) return reject(c, mid, T_MARK, 0, 0, 0, RC_BAD_PRICE_TICK);
+    m->mark = price;
+    if (m->nstops && m->status == ST_OPEN) {
+        int32_t n, f = 0;
+        int32_t *all = stops_sorted(m, 0, 0, &n);
+        uint64_t *fired = malloc((size_t)(n ? n : 1) * sizeof(uint64_t));
+        if (!fired) abort();
+        for (int32_t k = 0; k < n; k++) {
+            const Order *s = &m->stops[all[k]];
+            if (is_triggered_by(s->type, s->side, s->trigger, price)) fired[f++] = s->oid;
+        }
+        free(all);
+        for (int32_t k = 0; k < f; k++) fire(c, m, map_get(&m->stop_by_oid, fired[k], 0), price);
+        free(fired);
+    }
+    return 0;
+}
+
+static int set_status(Core *c, uint32_t mid, int status) {
+    Market *m = find_market(c, mid);
+    if (!m) return reject(c, mid, T_STATUS, 0, 0, 0, RC_UNKNOWN_MARKET);
+    if (status > 4) return reject(c, mid, T_STATUS, 0, 0, 0, RC_BAD_FIELD);
+    if (m->status == ST_RESOLVED && status != ST_RESOLVED)
+        return reject(c, mid, T_STATUS, 0, 0, 0, RC_MARKET_RESOLVED);
+    if (status == m->status) return 0;
+    m->status = status;
+    emit_status(c, m, status);
+    if (status == ST_RESOLVED) {
+        int32_t n = 0;
+        int32_t *idx = malloc((size_t)(m->ocount ? m->ocount : 1) * sizeof(int32_t));
+        if (!idx) abort();
+        for (int side = 0; side < 2; side++) {
+            const Side *s = &m->sides[side];
+            for (int32_t p = 0; p < s->n; p++)
+                for (int32_t j = m->levels[s->lv[p]].head; j >= 0; j = m->orders[j].next) idx[n++] = j;
+        }
+        sort_by_oid(m->orders, idx, n);
+        if (n) cancel_many(c, m, idx, n, CR_MARKET_STATUS);
+        free(idx);
+        if (m->nstops) {
+            int32_t *st = stops_sorted(m, 0, 0, &n);
+            for (int32_t k = 0; k < n; k++) drop_stop(c, m, st[k], CR_MARKET_STATUS);
+            free(st);
+        }
+    }
+    return 0;
+}
+
+static int advance_clock(Core *c, uint32_t mid, uint64_t now) {
+    if (now < c->now) return reject(c, mid, T_CLOCK, 0, 0, 0, RC_STALE_SEQUENCE);
+    c->now = now;
+    for (int32_t k = 0; k < c->nm; k++) {
+        Market *m = &c->m[k];
+        if (!m->ngtt || m->gtt[0].expire > now) continue;
+        int32_t nd = 0, ns = 0, cap = 16;
+        int32_t *due = malloc((size_t)cap * sizeof(int32_t));
+        uint64_t *due_stops = malloc((size_t)cap * sizeof(uint64_t));
+        if (!due || !due_stops) abort();
+        while (m->ngtt && m->gtt[0].expire <= now) {
+            HeapItem h = heap_pop(m);
+            if (nd == cap || ns == cap) {
+                cap *= 2;
+                due = xrealloc(c, due, (size_t)cap * sizeof(int32_t));
+                due_stops = xrealloc(c, due_stops, (size_t)cap * sizeof(uint64_t));
+            }
+            int32_t i = map_get(&m->by_oid, h.oid, 0);
+            if (i >= 0 && m->orders[i].expire == h.expire) {
+                due[nd++] = i;
+            } else {
+                int32_t si = map_get(&m->stop_by_oid, h.oid, 0);
+                if (si >= 0 && m->stops[si].expire == h.expire) due_stops[ns++] = h.oid;
+            }
+        }
+        if (nd) cancel_many(c, m, due, nd, CR_EXPIRED);
+        for (int32_t j = 0; j < ns; j++) drop_stop(c, m, map_get(&m->stop_by_oid, due_stops[j], 0), CR_EXPIRED);
+        free(due);
+        free(due_stops);
+    }
+    return 0;
+}
+
+/* one 64-byte command at p (length already checked) */
+static int handle_one(Core *c, const uint8_t *p) {
+    int type = p[0];
+    uint32_t mid = rd_u32(p + 4);
+    if (p[1] != WIRE_VERSION) return reject(c, mid, type, 0, 0, 0, RC_BAD_VERSION);
+    if (rd_u16(p + 2) != SLOT) return reject(c, mid, type, 0, 0, 0, RC_BAD_LENGTH);
+    switch (type) {
+    case T_NEW:
+        return place(c, mid, rd_u64(p + 8), rd_u64(p + 16), rd_u32(p + 56), p[60], rd_i64(p + 24),
+                     rd_i64(p + 32), p[61], p[62], p[63], rd_i64(p + 40), rd_u64(p + 48));
+    case T_CANCEL: return cancel(c, mid, rd_u64(p + 8), rd_u64(p + 16), rd_u32(p + 24));
+    case T_AMEND:
+        return amend(c, mid, rd_u64(p + 8), rd_u64(p + 16), rd_u32(p + 40), rd_i64(p + 24), rd_i64(p + 32));
+    case T_CANCEL_ALL: return cancel_all(c, mid, rd_u32(p + 8));
+    case T_MARK: return set_mark(c, mid, rd_i64(p + 8));
+    case T_STATUS: return set_status(c, mid, p[8]);
+    case T_CLOCK: return advance_clock(c, mid, rd_u64(p + 8));
+    default: return reject(c, mid, type, 0, 0, 0, RC_UNKNOWN_MSG_TYPE);
+    }
+}
+
+/* ---- validate --------------------------------------------------------------------------------------- */
+#define CHECK(cond, ...) do { if (!(cond)) { PyErr_Format(PyExc_AssertionError, __VA_ARGS__); return -1; } } while (0)
+static int validate_market(Market *m) {
+    int32_t live = 0;
+    for (int side = 0; side < 2; side++) {
+        const Side *s = &m->sides[side];
+        for (int32_t p = 0; p < s->n; p++) {
+            CHECK(p == 0 || s->keys[p - 1] < s->keys[p], "market %u side %d: keys not strictly sorted", m->id, side);
+            const Level *l = &m->levels[s->lv[p]];
+            CHECK(key_of(side, l->price) == s->keys[p], "market %u: level price/key mismatch", m->id);
+            int64_t size = 0; int32_t count = 0, prev = -1;
+            for (int32_t j = l->head; j >= 0; j = m->orders[j].next) {
+                const Order *o = &m->orders[j];
+                CHECK(o->prev == prev, "market %u: broken queue links", m->id);
+                CHECK(o->open > 0 && o->side == side && o->price == l->price && o->level == s->lv[p],
+                      "market %u: order %llu misplaced", m->id, (unsigned long long)o->oid);
+                CHECK(map_get(&m->by_oid, o->oid, 0) == j, "market %u: order %llu not indexed", m->id,
+                      (unsigned long long)o->oid);
+                CHECK(o->oid <= m->last_oid, "market %u: order id above watermark", m->id);
+                if (o->coid) CHECK(map_get(&m->by_coid, o->account, o->coid) == j, "market %u: coid index", m->id);
+                size += o->open; count++; prev = j;
+            }
+            CHECK(l->tail == prev, "market %u: level tail", m->id);
+            CHECK(count > 0, "market %u: empty level %lld", m->id, (long long)l->price);
+            CHECK(count == l->count && size == l->size, "market %u: level %lld size/count mismatch", m->id,
+                  (long long)l->price);
+            live += count;
+        }
+    }
+    const Side *b = &m->sides[0], *a = &m->sides[1];
+    CHECK(!(b->n && a->n) || b->keys[b->n - 1] < -a->keys[a->n - 1], "market %u: book crossed", m->id);
+    CHECK(live == m->ocount && (uint32_t)live == m->by_oid.n, "market %u: order index size", m->id);
+    int32_t acct_total = 0;
+    for (uint32_t k = 0; k <= m->by_account.mask; k++) {
+        if (!m->by_account.s[k].used) continue;
+        int32_t prev = -1;
+        for (int32_t j = m->by_account.s[k].v; j >= 0; j = m->orders[j].anext) {
+            CHECK(m->orders[j].aprev == prev && m->orders[j].account == m->by_account.s[k].a,
+                  "market %u: account list", m->id);
+            prev = j; acct_total++;
+        }
+    }
+    CHECK(acct_total == live, "market %u: account index size", m->id);
+    int64_t bbo[4] = {0, 0, 0, 0};
+    for (int side = 0; side < 2; side++) {
+        const Side *s = &m->sides[side];
+        if (s->n) { bbo[2 * side] = m->levels[s->lv[s->n - 1]].price; bbo[2 * side + 1] = m->levels[s->lv[s->n - 1]].size; }
+    }
+    CHECK(memcmp(bbo, m->bbo, sizeof bbo) == 0, "market %u: BBO changed without an event", m->id);
+    CHECK((uint32_t)m->nstops == m->stop_by_oid.n, "market %u: stop index size", m->id);
+    for (int32_t k = 0; k < m->nstops; k++) {
+        const Order *s = &m->stops[m->stop_idx[k]];
+        CHECK(s->type >= 2 && s->open > 0 && s->oid <= m->last_oid && s->level == k, "market %u: bad stop", m->id);
+        CHECK(map_get(&m->by_oid, s->oid, 0) < 0, "market %u: order both resting and waiting", m->id);
+    }
+    return 0;
+}
+
+/* ---- Python type ------------------------------------------------------------------------------------- */
+static void market_free(Market *m) {
+    free(m->orders); free(m->levels); free(m->stops); free(m->stop_idx); free(m->gtt);
+    for (int s = 0; s < 2; s++) { free(m->sides[s].keys); free(m->sides[s].lv); }
+    map_free(&m->by_oid); map_free(&m->by_coid); map_free(&m->by_account);
+    map_free(&m->stop_by_oid); map_free(&m->stop_by_coid);
+}
+static void market_init(Market *m) {
+    map_init(&m->by_oid, 4096); map_init(&m->by_coid, 4096); map_init(&m->by_account, 4096);
+    map_init(&m->stop_by_oid, 64); map_init(&m->stop_by_coid, 64);
+    m->ofree = m->lfree = m->sfree = -1;
+}
+
+static void Core_dealloc(Core *self) {
+    for (int32_t k = 0; k < self->nm; k++) market_free(&self->m[k]);
+    free(self->m);
+    free(self->ev);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int market_cmp(const void *a, const void *b) {
+    uint32_t x = ((const Market *)a)->id, y = ((const Market *)b)->id;
+    return (x > y) - (x < y);
+}
+
+/* Core(specs): specs = sequence of (market_id, tick_size_micro, lot_size_atoms, min_size_lots,
+   max_size_lots, min_notional_micro, max_price_ticks, band_bps, status) */
+static int Core_init(Core *self, PyObject *args, PyObject *kw) {
+    PyObject *specs;
+    static char *kwlist[] = {"specs", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O", kwlist, &specs)) return -1;
+    PyObject *seq = PySequence_Fast(specs, "specs must be a sequence");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    self->m = calloc((size_t)(n ? n : 1), sizeof(Market));
+    if (!self->m) { Py_DECREF(seq); PyErr_NoMemory(); return -1; }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Market *m = &self->m[k];
+        unsigned int id; int status;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, k), "ILLLLLLLi;a market spec tuple", &id, &m->tick,
+                              &m->lot, &m->min_size, &m->max_size, &m->min_notional, &m->max_price,
+                              &m->band_bps, &status)) {
+            Py_DECREF(seq); return -1;
+        }
+        if (m->tick <= 0 || m->lot <= 0 || status < 0 || status > 4) {
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_ValueError, "market %u: tick and lot must be positive, status 0-4", id);
+            return -1;
+        }
+        m->id = id; m->status = status;
+        market_init(m);
+        self->nm = (int32_t)(k + 1);
+    }
+    Py_DECREF(seq);
+    qsort(self->m, (size_t)self->nm, sizeof(Market), market_cmp);
+    for (int32_t k = 1; k < self->nm; k++)
+        if (self->m[k].id == self->m[k - 1].id) {
+            PyErr_Format(PyExc_ValueError, "market %u given twice", self->m[k].id);
+            return -1;
+        }
+    return 0;
+}
+
+static PyObject *Core_handle(Core *self, PyObject *args) {
+    Py_buffer buf;
+    Py_ssize_t offset = 0;
+    if (!PyArg_ParseTuple(args, "y*|n", &buf, &offset)) return NULL;
+    int code;
+    const uint8_t *p = buf.buf;
+    if (offset < 0) offset = 0;
+    if (buf.len - offset < SLOT) {
+        int type = buf.len > offset ? p[offset] : 0;
+        code = reject(self, 0, type, 0, 0, 0, RC_BAD_LENGTH);
+    } else {
+        code = handle_one(self, p + offset);
+    }
+    PyBuffer_Release(&buf);
+    return PyLong_FromLong(code);
+}
+
+/* handle_batch(buf, count, offset=0, stop_at_control=False) -> commands handled. With
+   stop_at_control it stops before a HEARTBEAT or L2_SNAPSHOT_REQUEST (the shard's own messages). */
+static PyObject *Core_handle_batch(Core *self, PyObject *args) {
+    Py_buffer buf;
+    Py_ssize_t count, offset = 0;
+    int stop_at_control = 0;
+    if (!PyArg_ParseTuple(args, "y*n|np", &buf, &count, &offset, &stop_at_control)) return NULL;
+    if (count < 0 || offset < 0 || offset + count * SLOT > buf.len) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "count/offset beyond the buffer");
+        return NULL;
+    }
+    const uint8_t *p = (const uint8_t *)buf.buf + offset;
+    Py_ssize_t i = 0;
+    for (; i < count; i++, p += SLOT) {
+        if (stop_at_control && (p[0] == T_HEARTBEAT || p[0] == T_L2_REQUEST)) break;
+        handle_one(self, p);
+    }
+    PyBuffer_Release(&buf);
+    return PyLong_FromSsize_t(i);
+}
+
+static PyObject *Core_take_events(Core *self, PyObject *noargs) {
+    PyObject *out = PyBytes_FromStringAndSize((const char *)self->ev, (Py_ssize_t)self->evlen);
+    self->evlen = 0;
+    return out;
+}
+static PyObject *Core_clear_events(Core *self, PyObject *noargs) {
+    self->evlen = 0;
+    Py_RETURN_NONE;
+}
+
+static Market *market_arg(Core *self, unsigned int id) {
+    Market *m = find_market(self, id);
+    if (!m) PyErr_Format(PyExc_KeyError, "market %u is not in this engine", id);
+    return m;
+}
+
+/* market_state(id) -> (seq, status, mark, last_oid, bid_px, bid_size, ask_px, ask_size, n_orders, n_stops) */
+static PyObject *Core_market_state(Core *self, PyObject *args) {
+    unsigned int id;
+    if (!PyArg_ParseTuple(args, "I", &id)) return NULL;
+    Market *m = market_arg(self, id);
+    if (!m) return NULL;
+    return Py_BuildValue("(KiLKLLLLii)", (unsigned long long)m->seq, m->status, (long long)m->mark,
+                         (unsigned long long)m->last_oid, (long long)m->bbo[0], (long long)m->bbo[1],
+                         (long long)m->bbo[2], (long long)m->bbo[3], m->ocount, m->nstops);
+}
+
+/* SNAP_ORDER (engine_snapshot.py): oid u8, account u4, side, tif, type, flags u1, price, open,
+   filled i8, coid u8, expire u8, trigger i8: 64 bytes */
+static void snap_write(uint8_t *p, const Order *o) {
+    wr_u64(p, o->oid); wr_u32(p + 8, o->account);
+    p[12] = o->side; p[13] = o->tif; p[14] = o->type; p[15] = o->flags;
+    wr_u64(p + 16, (uint64_t)o->price); wr_u64(p + 24, (uint64_t)o->open); wr_u64(p + 32, (uint64_t)o->filled);
+    wr_u64(p + 40, o->coid); wr_u64(p + 48, o->expire); wr_u64(p + 56, (uint64_t)o->trigger);
+}
+static void snap_read(const uint8_t *p, Order *o) {
+    memset(o, 0, sizeof *o);
+    o->oid = rd_u64(p); o->account = rd_u32(p + 8);
+    o->side = p[12]; o->tif = p[13]; o->type = p[14]; o->flags = p[15];
+    o->price = rd_i64(p + 16); o->open = rd_i64(p + 24); o->filled = rd_i64(p + 32);
+    o->coid = rd_u64(p + 40); o->expire = rd_u64(p + 48); o->trigger = rd_i64(p + 56);
+}
+
+/* export_orders(id) -> bytes: resting orders, bids best first then asks best first, time priority */
+static PyObject *Core_export_orders(Core *self, PyObject *args) {
+    unsigned int id;
+    if (!PyArg_ParseTuple(args, "I", &id)) return NULL;
+    Market *m = market_arg(self, id);
+    if (!m) return NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)m->ocount * 64);
+    if (!out) return NULL;
+    uint8_t *p = (uint8_t *)PyBytes_AS_STRING(out);
+    for (int side = 0; side < 2; side++) {
+        const Side *s = &m->sides[side];
+        for (int32_t k = s->n - 1; k >= 0; k--)
+            for (int32_t j = m->levels[s->lv[k]].head; j >= 0; j = m->orders[j].next, p += 64)
+                snap_write(p, &m->orders[j]);
+    }
+    return out;
+}
+
+/* export_stops(id) -> bytes: waiting stop orders by order id */
+static PyObject *Core_export_stops(Core *self, PyObject *args) {
+    unsigned int id;
+    if (!PyArg_ParseTuple(args, "I", &id)) return NULL;
+    Market *m = market_arg(self, id);
+    if (!m) return NULL;
+    int32_t n;
+    int32_t *idx = stops_sorted(m, 0, 0, &n);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n * 64);
+    if (out) {
+        uint8_t *p = (uint8_t *)PyBytes_AS_STRING(out);
+        for (int32_t k = 0; k < n; k++) snap_write(p + 64 * k, &m->stops[idx[k]]);
+    }
+    free(idx);
+    return out;
+}
+
+/* restore_market(id, seq, status, mark, last_oid, bid_px, bid_size, ask_px, ask_size, orders, stops):
+   load one market of a snapshot into a fresh engine (the clock first: set_now) */
+static PyObject *Core_restore_market(Core *self, PyObject *args) {
+    unsigned int id; unsigned long long seq, last_oid; int status; long long mark, b0, b1, b2, b3;
+    Py_buffer ob, sb;
+    if (!PyArg_ParseTuple(args, "IKiLKLLLLy*y*", &id, &seq, &status, &mark, &last_oid, &b0, &b1, &b2, &b3, &ob, &sb))
+        return NULL;
+    Market *m = market_arg(self, id);
+    PyObject *result = NULL;
+    if (!m) goto done;
+    if (ob.len % 64 || sb.len % 64) { PyErr_SetString(PyExc_ValueError, "order arrays must be 64-byte records"); goto done; }
+    if (m->ocount || m->nstops || m->seq) { PyErr_SetString(PyExc_ValueError, "restore into a fresh engine only"); goto done; }
+    m->seq = seq; m->status = status; m->mark = mark; m->last_oid = last_oid;
+    m->bbo[0] = b0; m->bbo[1] = b1; m->bbo[2] = b2; m->bbo[3] = b3;
+    for (Py_ssize_t k = 0; k < ob.len / 64; k++) {
+        Order o;
+        snap_read((const uint8_t *)ob.buf + 64 * k, &o);
+        if (o.open <= 0 || o.side > 1 || map_get(&m->by_oid, o.oid, 0) >= 0) {
+            PyErr_Format(PyExc_ValueError, "market %u: bad resting order %llu in snapshot", id, (unsigned long long)o.oid);
+            goto done;
+        }
+        int32_t i = order_alloc(self, m);
+        m->orders[i] = o;
+        rest_order(self, m, i);
+        if (o.expire) heap_push(self, m, o.expire, o.oid);
+    }
+    for (Py_ssize_t k = 0; k < sb.len / 64; k++) {
+        Order o;
+        snap_read((const uint8_t *)sb.buf + 64 * k, &o);
+        if (o.type < 2 || o.type > 5 || map_get(&m->stop_by_oid, o.oid, 0) >= 0) {
+            PyErr_Format(PyExc_ValueError, "market %u: bad stop order %llu in snapshot", id, (unsigned long long)o.oid);
+            goto done;
+        }
+        stop_add(self, m, &o);
+        if (o.expire) heap_push(self, m, o.expire, o.oid);
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&sb);
+    return result;
+}
+
+/* depth(id, side) -> [(price, size, count)], best first */
+static PyObject *Core_depth(Core *self, PyObject *args) {
+    unsigned int id; int side;
+    if (!PyArg_ParseTuple(args, "Ii", &id, &side)) return NULL;
+    Market *m = market_arg(self, id);
+    if (!m) return NULL;
+    if (side != 0 && side != 1) { PyErr_SetString(PyExc_ValueError, "side must be 0 or 1"); return NULL; }
+    const Side *s = &m->sides[side];
+    PyObject *out = PyList_New(s->n);
+    if (!out) return NULL;
+    for (int32_t k = 0; k < s->n; k++) {
+        const Level *l = &m->levels[s->lv[s->n - 1 - k]];
+        PyObject *t = Py_BuildValue("(LLi)", (long long)l->price, (long long)l->size, l->count);
+        if (!t) { Py_DECREF(out); return NULL; }
+        PyList_SET_ITEM(out, k, t);
+    }
+    return out;
+}
+
+/* get_order(id, oid) -> 64-byte SNAP_ORDER record of a live (resting or waiting) order, or None */
+static PyObject *Core_get_order(Core *self, PyObject *args) {
+    unsigned int id; unsigned long long oid;
+    if (!PyArg_ParseTuple(args, "IK", &id, &oid)) return NULL;
+    Market *m = market_arg(self, id);
+    if (!m) return NULL;
+    const Order *o = NULL;
+    int32_t i = map_get(&m->by_oid, oid, 0);
+    if (i >= 0) o = &m->orders[i];
+    else if ((i = map_get(&m->stop_by_oid, oid, 0)) >= 0) o = &m->stops[i];
+    if (!o) Py_RETURN_NONE;
+    uint8_t rec[64];
+    snap_write(rec, o);
+    return PyBytes_FromStringAndSize((const char *)rec, 64);
+}
+
+static PyObject *Core_validate(Core *self, PyObject *noargs) {
+    for (int32_t k = 0; k < self->nm; k++)
+        if (validate_market(&self->m[k]) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_get_now(Core *self, void *closure) { return PyLong_FromUnsignedLongLong(self->now); }
+static int Core_set_now(Core *self, PyObject *v, void *closure) {
+    if (!v) { PyErr_SetString(PyExc_AttributeError, "cannot delete now_ns"); return -1; }
+    unsigned long long x = PyLong_AsUnsignedLongLong(v);
+    if (x == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    self->now = x;
+    return 0;
+}
+static PyObject *Core_get_pending(Core *self, void *closure) {
+    return PyLong_FromSize_t(self->evlen / SLOT);
+}
+static PyObject *Core_get_market_ids(Core *self, void *closure) {
+    PyObject *out = PyList_New(self->nm);
+    if (!out) return NULL;
+    for (int32_t k = 0; k < self->nm; k++) PyList_SET_ITEM(out, k, PyLong_FromUnsignedLong(self->m[k].id));
+    return out;
+}
+
+static PyMethodDef Core_methods[] = {
+    {"handle", (PyCFunction)Core_handle, METH_VARARGS, "handle(buf, offset=0) -> RejectCode: one 64-byte command"},
+    {"handle_batch", (PyCFunction)Core_handle_batch, METH_VARARGS,
+     "handle_batch(buf, count, offset=0, stop_at_control=False) -> commands handled"},
+    {"take_events", (PyCFunction)Core_take_events, METH_NOARGS, "the packed events since the last take, as bytes"},
+    {"clear_events", (PyCFunction)Core_clear_events, METH_NOARGS, "drop the pending events"},
+    {"market_state", (PyCFunction)Core_market_state, METH_VARARGS, "market_state(id) -> tuple (see source)"},
+    {"export_orders", (PyCFunction)Core_export_orders, METH_VARARGS, "resting orders as SNAP_ORDER bytes"},
+    {"export_stops", (PyCFunction)Core_export_stops, METH_VARARGS, "waiting stops as SNAP_ORDER bytes"},
+    {"restore_market", (PyCFunction)Core_restore_market, METH_VARARGS, "load one market of a snapshot"},
+    {"depth", (PyCFunction)Core_depth, METH_VARARGS, "depth(id, side) -> [(price, size, count)] best first"},
+    {"get_order", (PyCFunction)Core_get_order, METH_VARARGS, "get_order(id, oid) -> SNAP_ORDER bytes or None"},
+    {"validate", (PyCFunction)Core_validate, METH_NOARGS, "raise AssertionError on a broken invariant"},
+    {NULL, NULL, 0, NULL},
+};
+static PyGetSetDef Core_getset[] = {
+    {"now_ns", (getter)Core_get_now, (setter)Core_set_now, "engine clock (ns)", NULL},
+    {"pending_events", (getter)Core_get_pending, NULL, "events packed since the last take", NULL},
+    {"market_ids", (getter)Core_get_market_ids, NULL, "market ids, ascending", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "engine.native._hxcore.Core",
+    .tp_basicsize = sizeof(Core),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The compiled matching engine of one shard (see engine/shard/native_engine.py).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Core_init,
+    .tp_dealloc = (destructor)Core_dealloc,
+    .tp_methods = Core_methods,
+    .tp_getset = Core_getset,
+};
+static struct PyModuleDef moddef = {
+    PyModuleDef_HEAD_INIT, .m_name = "_hxcore", .m_doc = "hx compiled matching core", .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__hxcore(void) {
+    if (PyType_Ready(&CoreType) < 0) return NULL;
+    PyObject *mod = PyModule_Create(&moddef);
+    if (!mod) return NULL;
+    Py_INCREF(&CoreType);
+    if (PyModule_AddObject(mod, "Core", (PyObject *)&CoreType) < 0) { Py_DECREF(&CoreType); Py_DECREF(mod); return NULL; }
+    PyModule_AddIntConstant(mod, "ABI", 1);
+    return mod;
+}

@@ -1,0 +1,390 @@
+"""``NativeEngine``: the compiled matching core (``engine/native/_hxcore.c``) behind ``MatchingEngine``'s API.
+
+The C core is the same state machine as ``MatchingEngine`` (the Python twin is its specification and
+``tests/engine/shard/test_native_engine.py`` holds the two to identical event bytes and snapshots).
+It reads 64-byte wire commands and packs 64-byte wire events into one buffer, so a ring batch costs
+one call and no Python object per order or per event. After every call the packed events go to the
+sink: in bulk to a ``WireEventWriter`` (the shard's case), discarded for a ``NullSink``, or decoded
+and delivered method by method to any other ``EventSink`` (tests, tools).
+
+``make_engine`` picks the implementation: native unless ``HX_ENGINE=python`` (or the extension is not
+built, which ``make setup`` always does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Callable
+from typing import Any, Final
+
+from engine.shard.engine_snapshot import MAGIC, SnapshotError
+from engine.shard.event_sink import NullSink, sink_method
+from engine.shard.market_spec import MarketSpec
+from engine.shard.order import ORDER_FIELDS
+from engine.shard.wire_event_writer import WireEventWriter
+from engine.types.enums import MsgType
+from engine.wire.layout import ALL_MARKETS, BY_TYPE, SLOT_BYTES, WIRE_VERSION
+
+try:
+    from engine.native._hxcore import Core
+except ImportError:  # pragma: no cover - make setup builds it; native_available() reports it
+    Core = None
+
+ENGINE_ENV: Final = "HX_ENGINE"  # "python": the Python twin; anything else: native
+_ENGINE = struct.Struct("<8sQI")
+_MARKET = struct.Struct("<IQBqQqqqqII")
+_SNAP_ORDER = struct.Struct("<QIBBBBqqqQQq")  # engine_snapshot.SNAP_ORDER, one record
+
+_NEW = BY_TYPE[MsgType.NEW_ORDER].struct.pack
+_CANCEL = BY_TYPE[MsgType.CANCEL].struct.pack
+_AMEND = BY_TYPE[MsgType.AMEND].struct.pack
+_CANCEL_ALL = BY_TYPE[MsgType.CANCEL_ALL].struct.pack
+_MARK = BY_TYPE[MsgType.MARK_PRICE].struct.pack
+_STATUS = BY_TYPE[MsgType.SET_MARKET_STATUS].struct.pack
+_CLOCK = BY_TYPE[MsgType.CLOCK].struct.pack
+_V: Final = WIRE_VERSION
+_L: Final = SLOT_BYTES
+
+
+def native_available() -> bool:
+    """Is the compiled core importable (built by ``make setup``)?"""
+    return Core is not None
+
+
+def make_engine(markets: dict[int, MarketSpec], sink: Any, **kwargs: Any) -> Any:
+    """The shard's engine: ``NativeEngine`` unless ``HX_ENGINE=python`` or the core is not built."""
+    if os.environ.get(ENGINE_ENV, "native") != "python" and native_available():
+        return NativeEngine(markets, sink, **kwargs)
+    from engine.shard.matching_engine import MatchingEngine
+
+    return MatchingEngine(markets, sink, **kwargs)
+
+
+def restore_engine(markets: dict[int, MarketSpec], sink: Any, blob: bytes, **kwargs: Any) -> Any:
+    """``make_engine``'s implementation, restored from a snapshot (the formats are the same)."""
+    if os.environ.get(ENGINE_ENV, "native") != "python" and native_available():
+        return NativeEngine.restore(markets, sink, blob, **kwargs)
+    from engine.shard.matching_engine import MatchingEngine
+
+    return MatchingEngine.restore(markets, sink, blob, **kwargs)
+
+
+# ---- events -> EventSink methods ------------------------------------------------------------------
+# For each event type: the sink method and the order of the struct's fields (after the header's
+# msg_type, version and length) in that method's arguments.
+def _picker(msg_type: MsgType, method: str, order: tuple[int, ...]) -> tuple[int, str, Any, tuple[int, ...]]:
+    return int(msg_type), method, BY_TYPE[int(msg_type)].struct.unpack_from, order
+
+
+# struct fields from index 3 on: market_id, seq, ...
+_PICKERS = (
+    # ACCEPTED: market, seq, oid, coid, price, size, ts, account, side, tif, type, flags
+    _picker(MsgType.ACCEPTED, "on_accepted", (3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 9)),
+    # REJECTED: market, seq, oid, coid, ts, account, reason, command
+    _picker(MsgType.REJECTED, "on_rejected", (3, 4, 5, 6, 8, 9, 10, 7)),
+    _picker(MsgType.FILL, "on_fill", (3, 4, 5, 6, 7, 8, 9, 10, 11, 12)),
+    # CANCELLED: market, seq, oid, coid, size, ts, account, reason, side
+    _picker(MsgType.CANCELLED, "on_cancelled", (3, 4, 5, 6, 7, 9, 10, 11, 8)),
+    # L2: market, seq, price, size, count, side, prev_seq
+    _picker(MsgType.L2_DELTA, "on_l2", (3, 4, 8, 5, 6, 7)),
+    # TRADE: market, seq, price, size, ts, side
+    _picker(MsgType.TRADE, "on_trade", (3, 4, 5, 6, 8, 7)),
+    _picker(MsgType.BBO, "on_bbo", (3, 4, 5, 6, 7, 8, 9)),
+    _picker(MsgType.AMENDED, "on_amended", (3, 4, 5, 6, 7, 8, 9, 10)),
+    _picker(MsgType.TRIGGERED, "on_triggered", (3, 4, 5, 6, 7, 8)),
+    _picker(MsgType.MARKET_STATUS, "on_market_status", (3, 4, 5)),
+)
+
+
+class _Dispatcher:
+    """Decodes packed wire events and calls the sink's methods (the generic, slow delivery)."""
+
+    def __init__(self, sink: Any) -> None:
+        self._routes: dict[int, tuple[Callable[..., Any], Any, tuple[int, ...]]] = {}
+        for msg_type, method, unpack, order in _PICKERS:
+            callback = sink_method(sink, method)
+            if callback is not None:
+                self._routes[msg_type] = (callback, unpack, order)
+
+    def __call__(self, data: bytes) -> None:
+        routes = self._routes
+        for off in range(0, len(data), SLOT_BYTES):
+            route = routes.get(data[off])
+            if route is not None:
+                callback, unpack, order = route
+                fields = unpack(data, off)
+                callback(*[fields[i] for i in order])
+
+
+class NativeBookView:
+    """Read-only view of one market's book in the core (what the shard and tools query)."""
+
+    __slots__ = ("_core", "market_id")
+
+    def __init__(self, core: Any, market_id: int) -> None:
+        self._core = core
+        self.market_id = market_id
+
+    @property
+    def seq(self) -> int:
+        return int(self._core.market_state(self.market_id)[0])
+
+    @property
+    def last_bbo(self) -> tuple[int, int, int, int]:
+        s = self._core.market_state(self.market_id)
+        return s[4], s[5], s[6], s[7]
+
+    def bbo(self) -> tuple[int, int, int, int]:
+        return self.last_bbo
+
+    def depth(self, side: int) -> list[tuple[int, int, int]]:
+        """(price, size, count) per level, best first."""
+        return list(self._core.depth(self.market_id, side))
+
+    def order_count(self) -> int:
+        return int(self._core.market_state(self.market_id)[8])
+
+    def get(self, order_id: int) -> list[int] | None:
+        """A live order as an ``engine.shard.order`` record (a copy), or None."""
+        rec = self._core.get_order(self.market_id, order_id)
+        if rec is None:
+            return None
+        oid, account, side, tif, otype, flags, price, open_, filled, coid, expire, trigger = (
+            _SNAP_ORDER.unpack(rec)
+        )
+        out = [oid, account, side, price, open_, filled, coid, tif, otype, flags, expire, trigger]
+        assert len(out) == ORDER_FIELDS
+        return out
+
+
+class NativeMarketView:
+    """Read-only view of one market's engine state (status, mark, id watermark)."""
+
+    __slots__ = ("spec", "book", "_core")
+
+    def __init__(self, core: Any, spec: MarketSpec) -> None:
+        self._core = core
+        self.spec = spec
+        self.book = NativeBookView(core, spec.market_id)
+
+    @property
+    def status(self) -> int:
+        return int(self._core.market_state(self.spec.market_id)[1])
+
+    @property
+    def mark(self) -> int:
+        return int(self._core.market_state(self.spec.market_id)[2])
+
+    @property
+    def last_oid(self) -> int:
+        return int(self._core.market_state(self.spec.market_id)[3])
+
+
+def _spec_tuple(spec: MarketSpec) -> tuple[int, ...]:
+    return (
+        spec.market_id,
+        spec.tick_size_micro,
+        spec.lot_size_atoms,
+        spec.min_size_lots,
+        spec.max_size_lots,
+        spec.min_notional_micro,
+        spec.max_price_ticks,
+        spec.band_bps,
+        int(spec.status),
+    )
+
+
+class NativeEngine:
+    """``MatchingEngine``'s API over the compiled core (see the module docstring)."""
+
+    def __init__(
+        self, markets: dict[int, MarketSpec], sink: Any, debug_validate: bool | None = None, **_: Any
+    ) -> None:
+        if Core is None:
+            raise RuntimeError("the compiled core engine/native/_hxcore is not built: run `make setup`")
+        self.markets = dict(markets)
+        self.sink = sink
+        self._core = Core([_spec_tuple(s) for _, s in sorted(self.markets.items())])
+        self._views = {mid: NativeMarketView(self._core, spec) for mid, spec in sorted(self.markets.items())}
+        if debug_validate is None:
+            debug_validate = os.environ.get("HX_VALIDATE", "") == "1"
+        self.debug_validate = debug_validate
+        if isinstance(sink, WireEventWriter):
+            self._deliver: Callable[[bytes], Any] = sink.extend
+        elif isinstance(sink, NullSink):
+            self._deliver = _discard
+        else:
+            self._deliver = _Dispatcher(sink)
+
+    @property
+    def core(self) -> Any:
+        """The ``_hxcore.Core`` itself (the shard drives it directly)."""
+        return self._core
+
+    @property
+    def now_ns(self) -> int:
+        return int(self._core.now_ns)
+
+    # ---- queries -------------------------------------------------------------------------------
+    def book(self, market_id: int) -> NativeBookView:
+        return self._views[market_id].book
+
+    def market(self, market_id: int) -> NativeMarketView:
+        return self._views[market_id]
+
+    def market_ids(self) -> list[int]:
+        return list(self._views)
+
+    # ---- commands -------------------------------------------------------------------------------
+    def _flush(self) -> None:
+        if self._core.pending_events:
+            self._deliver(self._core.take_events())
+        if self.debug_validate:
+            self._core.validate()
+
+    def handle(self, buf: Any, offset: int = 0) -> int:
+        """Process one 64-byte command at ``buf[offset:]``; returns its RejectCode (0 = ok)."""
+        code = int(self._core.handle(buf, offset))
+        self._flush()
+        return code
+
+    def handle_batch(self, buf: Any, count: int, offset: int = 0) -> None:
+        """``count`` consecutive 64-byte commands (a ring batch), events delivered at the end."""
+        if self.debug_validate:
+            for i in range(count):
+                self.handle(buf, offset + i * SLOT_BYTES)
+            return
+        self._core.handle_batch(buf, count, offset)
+        self._flush()
+
+    def place(
+        self,
+        market_id: int,
+        order_id: int,
+        client_order_id: int,
+        account: int,
+        side: int,
+        price: int,
+        size: int,
+        tif: int = 0,
+        order_type: int = 0,
+        flags: int = 0,
+        trigger_ticks: int = 0,
+        expire_ns: int = 0,
+    ) -> int:
+        cmd = _NEW(
+            MsgType.NEW_ORDER,
+            _V,
+            _L,
+            market_id,
+            order_id,
+            client_order_id,
+            price,
+            size,
+            trigger_ticks,
+            expire_ns,
+            account,
+            side,
+            tif,
+            order_type,
+            flags,
+        )
+        return self.handle(cmd)
+
+    def cancel(self, market_id: int, order_id: int, client_order_id: int, account: int) -> int:
+        return self.handle(_CANCEL(MsgType.CANCEL, _V, _L, market_id, order_id, client_order_id, account))
+
+    def amend(
+        self,
+        market_id: int,
+        order_id: int,
+        client_order_id: int,
+        account: int,
+        price_ticks: int,
+        size_lots: int,
+    ) -> int:
+        cmd = _AMEND(
+            MsgType.AMEND, _V, _L, market_id, order_id, client_order_id, price_ticks, size_lots, account
+        )
+        return self.handle(cmd)
+
+    def cancel_all(self, market_id: int, account: int) -> int:
+        return self.handle(_CANCEL_ALL(MsgType.CANCEL_ALL, _V, _L, market_id, account))
+
+    def set_mark(self, market_id: int, price_ticks: int, ts_ns: int = 0) -> int:
+        return self.handle(_MARK(MsgType.MARK_PRICE, _V, _L, market_id, price_ticks, ts_ns))
+
+    def set_status(self, market_id: int, status: int) -> int:
+        return self.handle(_STATUS(MsgType.SET_MARKET_STATUS, _V, _L, market_id, status))
+
+    def advance_clock(self, now_ns: int, market_id: int = ALL_MARKETS) -> int:
+        return self.handle(_CLOCK(MsgType.CLOCK, _V, _L, market_id, now_ns))
+
+    # ---- invariants, hashing, snapshots ---------------------------------------------------------
+    def validate(self) -> None:
+        self._core.validate()
+
+    def snapshot(self) -> bytes:
+        """The canonical snapshot bytes of ``engine_snapshot`` (equal to the Python twin's)."""
+        core = self._core
+        parts = [_ENGINE.pack(MAGIC, core.now_ns, len(self._views))]
+        for mid in self._views:
+            seq, status, mark, last_oid, bp, bs, ap, az, n_orders, n_stops = core.market_state(mid)
+            parts.append(_MARKET.pack(mid, seq, status, mark, last_oid, bp, bs, ap, az, n_orders, n_stops))
+            parts.append(core.export_orders(mid))
+            parts.append(core.export_stops(mid))
+        return b"".join(parts)
+
+    def state_hash(self) -> bytes:
+        return hashlib.blake2b(self.snapshot(), digest_size=32).digest()
+
+    @classmethod
+    def restore(
+        cls,
+        markets: dict[int, MarketSpec],
+        sink: Any,
+        blob: bytes,
+        debug_validate: bool | None = None,
+        **_: Any,
+    ) -> NativeEngine:
+        engine = cls(markets, sink, debug_validate=debug_validate)
+        core = engine._core
+        if len(blob) < _ENGINE.size:
+            raise SnapshotError("snapshot too short")
+        magic, now_ns, n_markets = _ENGINE.unpack_from(blob, 0)
+        if magic != MAGIC:
+            raise SnapshotError(f"bad snapshot magic {magic!r}")
+        core.now_ns = now_ns
+        pos = _ENGINE.size
+        seen = set()
+        for _ in range(n_markets):
+            if pos + _MARKET.size > len(blob):
+                raise SnapshotError("snapshot truncated")
+            mid, seq, status, mark, last_oid, bp, bs, ap, az, n_orders, n_stops = _MARKET.unpack_from(
+                blob, pos
+            )
+            pos += _MARKET.size
+            if mid not in engine._views:
+                raise SnapshotError(f"snapshot has market {mid}, which the engine was not given")
+            seen.add(mid)
+            orders = blob[pos : pos + n_orders * _SNAP_ORDER.size]
+            pos += n_orders * _SNAP_ORDER.size
+            stops = blob[pos : pos + n_stops * _SNAP_ORDER.size]
+            pos += n_stops * _SNAP_ORDER.size
+            if pos > len(blob):
+                raise SnapshotError("snapshot truncated")
+            try:
+                core.restore_market(mid, seq, status, mark, last_oid, bp, bs, ap, az, orders, stops)
+            except ValueError as exc:
+                raise SnapshotError(str(exc)) from exc
+        if pos != len(blob):
+            raise SnapshotError(f"{len(blob) - pos} trailing bytes in snapshot")
+        if seen != set(engine._views):
+            raise SnapshotError(f"snapshot lacks markets {sorted(set(engine._views) - seen)}")
+        return engine
+
+
+def _discard(data: bytes) -> None:
+    pass

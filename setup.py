@@ -1,0 +1,13 @@
+"""Build of the compiled matching core (everything else is in pyproject.toml)."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "engine.native._hxcore",
+            sources=["engine/native/_hxcore.c"],
+            extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        )
+    ]
+)
