@@ -9,9 +9,12 @@ Translation of each ORDER record (``../shared/workload/README.md``):
   an oid -> account table built from the stream's new orders (an unknown oid gets account 0, and is
   rejected UNKNOWN_ORDER like any cancel of an order that is not resting).
 
-The loop calls ``MatchingEngine.place``/``cancel`` directly with ints, the same methods ``handle``
-calls after unpacking a wire struct, so there is no second code path. With ``markets=None`` the
-engine gets ``workload_markets``: tick 1, lot 1, no band, no min notional, large max size.
+The default engine is the compiled core the shard runs (``NativeEngine``): the records become wire
+commands (``order_stream.to_commands``, the same translation) and go through ``handle_batch`` in
+ring-sized batches; the fills are read back from the packed events. ``engine_factory=MatchingEngine``
+runs the Python twin instead, whose loop calls ``place``/``cancel`` directly with ints (the methods
+``handle`` calls after unpacking a wire struct). With ``markets=None`` the engine gets
+``workload_markets``: tick 1, lot 1, no band, no min notional, large max size.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import numpy as np
 
 from engine.shard.market_spec import MarketSpec, workload_markets
 from engine.shard.matching_engine import MatchingEngine
-from engine.shard.order_stream import OP_NEW, ORDER_DTYPE, owners_of
-from engine.shard.trade_recorder import TRADE_DTYPE, TradeRecorder
+from engine.shard.native_engine import NativeEngine, native_available
+from engine.shard.order_stream import OP_NEW, ORDER_DTYPE, owners_of, to_commands
+from engine.shard.trade_recorder import TRADE_DTYPE, TradeRecorder, reject_counts, trades_from_events
+from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import OrderFlag, RejectCode
 
 # workload tif -> (TimeInForce, flags)
@@ -75,29 +80,55 @@ def feed_orders(engine: MatchingEngine, orders: np.ndarray) -> None:
             gc.enable()
 
 
+BATCH = 256  # commands per core call: the shard's ring batch
+
+
+def _replay_native(orders: np.ndarray, markets: dict[int, MarketSpec]) -> tuple[np.ndarray, dict[int, int]]:
+    """Fills and reject counts of ``orders`` through the compiled core, batch by batch."""
+    buf = to_commands(orders.astype(ORDER_DTYPE, copy=False)).tobytes()
+    core = NativeEngine(markets, WireEventWriter(), debug_validate=False).core
+    trades: list[np.ndarray] = []
+    rejects: dict[int, int] = {}
+    n = len(orders)
+    for start in range(0, n, BATCH):
+        core.handle_batch(buf, min(BATCH, n - start), start * 64)
+        events = core.take_events()
+        trades.append(trades_from_events(events))
+        for code, count in reject_counts(events).items():
+            rejects[code] = rejects.get(code, 0) + count
+    return (np.concatenate(trades) if trades else np.empty(0, dtype=TRADE_DTYPE)), rejects
+
+
 def replay_orders(
-    orders: np.ndarray, markets: dict[int, MarketSpec] | None = None, engine_factory: Any = MatchingEngine
+    orders: np.ndarray, markets: dict[int, MarketSpec] | None = None, engine_factory: Any = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Replay ``orders`` in process. Returns (TRADE array in fill order, summary dict).
 
-    Summary: ``orders``, ``trades``, ``rejects`` (reason name -> count), ``seconds``, ``ops_per_s``.
+    ``engine_factory``: None = the compiled core (the Python twin if it is not built), or an engine
+    class such as ``MatchingEngine``. Summary: ``orders``, ``trades``, ``rejects`` (reason name ->
+    count), ``seconds``, ``ops_per_s``, ``engine``.
     """
     if markets is None:
         count = int(orders["market"].max()) + 1 if len(orders) else 1
         markets = workload_markets(count)
-    recorder = TradeRecorder()
-    engine = engine_factory(markets, recorder)
+    if engine_factory is None:
+        engine_factory = NativeEngine if native_available() else MatchingEngine
     t0 = time.perf_counter()
-    feed_orders(engine, orders)
+    if engine_factory is NativeEngine:
+        trades, reject_map = _replay_native(orders, markets)
+    else:
+        recorder = TradeRecorder()
+        feed_orders(engine_factory(markets, recorder), orders)
+        trades, reject_map = recorder.trades(), recorder.rejects
     seconds = time.perf_counter() - t0
-    trades = recorder.trades()
-    rejects = {RejectCode(code).name: n for code, n in sorted(recorder.rejects.items())}
+    rejects = {RejectCode(code).name: n for code, n in sorted(reject_map.items())}
     summary = {
         "orders": int(len(orders)),
         "trades": int(len(trades)),
         "rejects": rejects,
         "seconds": round(seconds, 6),
         "ops_per_s": round(len(orders) / seconds) if seconds > 0 else 0,
+        "engine": "native" if engine_factory is NativeEngine else "python",
     }
     return trades, summary
 

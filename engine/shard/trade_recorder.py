@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.types.enums import MsgType
+from engine.wire.layout import layout_of
+
 TRADE_DTYPE = np.dtype([("taker_oid", "<u8"), ("maker_oid", "<u8"), ("price", "<i8"), ("qty", "<i8")])
 
 
@@ -73,3 +76,28 @@ class TradeRecorder:
         pass
 
     on_cancelled = on_l2 = on_trade = on_bbo = on_amended = on_triggered = on_market_status = on_accepted
+
+
+_FILL_DT = layout_of(MsgType.FILL).dtype
+_REJECT_DT = layout_of(MsgType.REJECTED).dtype
+
+
+def trades_from_events(events: bytes | bytearray | memoryview) -> np.ndarray:
+    """The FILL events among packed 64-byte wire events, as TRADE records in event order (vectorised:
+    what the replay does with the compiled core's output)."""
+    fills = np.frombuffer(events, dtype=_FILL_DT)
+    fills = fills[fills["msg_type"] == MsgType.FILL]
+    out = np.empty(len(fills), dtype=TRADE_DTYPE)
+    out["taker_oid"] = fills["taker_order_id"]
+    out["maker_oid"] = fills["maker_order_id"]
+    out["price"] = fills["price_ticks"]
+    out["qty"] = fills["size_lots"]
+    return out
+
+
+def reject_counts(events: bytes | bytearray | memoryview) -> dict[int, int]:
+    """RejectCode -> count among packed wire events."""
+    rows = np.frombuffer(events, dtype=_REJECT_DT)
+    reasons = rows["reason"][rows["msg_type"] == MsgType.REJECTED]
+    codes, counts = np.unique(reasons, return_counts=True)
+    return {int(c): int(n) for c, n in zip(codes, counts, strict=True)}
