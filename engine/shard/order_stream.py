@@ -40,38 +40,36 @@ def owners_of(orders: np.ndarray) -> np.ndarray:
 
 
 def to_commands(orders: np.ndarray) -> np.ndarray:
-    """Wire commands, one 64-byte NEW_ORDER or CANCEL per ORDER record (as a NEW_ORDER-dtype array)."""
+    """Wire commands, one 64-byte NEW_ORDER or CANCEL per ORDER record (as a NEW_ORDER-dtype array).
+
+    Whole-column writes, no masked assignment: a CANCEL's fields sit where NEW_ORDER's do (order id at
+    8, client id at 16), except its account, a u32 at byte 24 followed by zero padding -- the same
+    bytes as writing the account as an int64 into NEW_ORDER's ``price_ticks``. Every other NEW_ORDER
+    field of a cancel row is zero, as CANCEL's padding must be.
+    """
     new_dt = layout_of(MsgType.NEW_ORDER).dtype
-    cancel_dt = layout_of(MsgType.CANCEL).dtype
+    assert layout_of(MsgType.CANCEL).dtype.fields["account"][1] == new_dt.fields["price_ticks"][1]
     n = len(orders)
     out = np.zeros(n, dtype=new_dt)
     is_new = orders["op"] == OP_NEW
-    new = out[is_new]
-    src = orders[is_new]
-    new["msg_type"] = MsgType.NEW_ORDER
-    new["version"] = WIRE_VERSION
-    new["length"] = SLOT_BYTES
-    new["market_id"] = src["market"]
-    new["order_id"] = src["oid"]
-    new["client_order_id"] = src["oid"]
-    new["price_ticks"] = src["price"]
-    new["size_lots"] = src["qty"]
-    new["account"] = src["account"]
-    new["side"] = src["side"]
-    tif = src["tif"]
-    new["tif"] = np.select([tif == W_IOC, tif == W_FOK], [TimeInForce.IOC, TimeInForce.FOK], TimeInForce.GTC)
-    new["flags"] = np.where(tif == W_POST_ONLY, int(OrderFlag.POST_ONLY), 0)
-    out[is_new] = new
-
-    is_cancel = orders["op"] == OP_CANCEL
-    cancels = np.zeros(int(is_cancel.sum()), dtype=cancel_dt)
-    src = orders[is_cancel]
+    zero = np.zeros(n, dtype=np.int64)
     owner = owners_of(orders)
-    cancels["msg_type"] = MsgType.CANCEL
-    cancels["version"] = WIRE_VERSION
-    cancels["length"] = SLOT_BYTES
-    cancels["market_id"] = src["market"]
-    cancels["order_id"] = src["oid"]
-    cancels["account"] = owner[src["oid"]]
-    out.view(cancel_dt)[is_cancel] = cancels
+    oids = orders["oid"]
+    out["msg_type"] = np.where(is_new, MsgType.NEW_ORDER, MsgType.CANCEL)
+    out["version"] = WIRE_VERSION
+    out["length"] = SLOT_BYTES
+    out["market_id"] = orders["market"]
+    out["order_id"] = oids
+    out["client_order_id"] = np.where(is_new, oids, 0)
+    # a cancel's account (its order's owner) in CANCEL's account slot
+    out["price_ticks"] = np.where(
+        is_new, orders["price"], owner[np.minimum(oids, len(owner) - 1)].astype(np.int64)
+    )
+    out["size_lots"] = np.where(is_new, orders["qty"], zero)
+    out["account"] = np.where(is_new, orders["account"], 0)
+    out["side"] = np.where(is_new, orders["side"], 0)
+    tif = orders["tif"]
+    wire_tif = np.select([tif == W_IOC, tif == W_FOK], [TimeInForce.IOC, TimeInForce.FOK], TimeInForce.GTC)
+    out["tif"] = np.where(is_new, wire_tif, 0)
+    out["flags"] = np.where(is_new & (tif == W_POST_ONLY), int(OrderFlag.POST_ONLY), 0)
     return out
