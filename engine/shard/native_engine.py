@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from engine.shard.engine_snapshot import MAGIC, SnapshotError
@@ -149,14 +149,23 @@ class NativeBookView:
     def get(self, order_id: int) -> list[int] | None:
         """A live order as an ``engine.shard.order`` record (a copy), or None."""
         rec = self._core.get_order(self.market_id, order_id)
-        if rec is None:
-            return None
-        oid, account, side, tif, otype, flags, price, open_, filled, coid, expire, trigger = (
-            _SNAP_ORDER.unpack(rec)
-        )
-        out = [oid, account, side, price, open_, filled, coid, tif, otype, flags, expire, trigger]
-        assert len(out) == ORDER_FIELDS
-        return out
+        return None if rec is None else _record(rec, 0)
+
+    def iter_orders(self) -> Iterator[list[int]]:
+        """Copies of the resting orders: bids best level first, then asks; time priority in a level."""
+        data = self._core.export_orders(self.market_id)
+        for off in range(0, len(data), _SNAP_ORDER.size):
+            yield _record(data, off)
+
+
+def _record(data: bytes, offset: int) -> list[int]:
+    """A SNAP_ORDER struct as an ``engine.shard.order`` record (list indexed by ``O_*``)."""
+    oid, account, side, tif, otype, flags, price, open_, filled, coid, expire, trigger = (
+        _SNAP_ORDER.unpack_from(data, offset)
+    )
+    out = [oid, account, side, price, open_, filled, coid, tif, otype, flags, expire, trigger]
+    assert len(out) == ORDER_FIELDS
+    return out
 
 
 class NativeMarketView:
@@ -180,6 +189,13 @@ class NativeMarketView:
     @property
     def last_oid(self) -> int:
         return int(self._core.market_state(self.spec.market_id)[3])
+
+    @property
+    def stops(self) -> dict[int, list[int]]:
+        """Copies of the waiting stop/take-profit orders by order id."""
+        data = self._core.export_stops(self.spec.market_id)
+        records = (_record(data, off) for off in range(0, len(data), _SNAP_ORDER.size))
+        return {r[0]: r for r in records}
 
 
 def _spec_tuple(spec: MarketSpec) -> tuple[int, ...]:

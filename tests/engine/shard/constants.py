@@ -13,6 +13,7 @@ from engine.shard.book import OrderBook
 from engine.shard.event_sink import EventRecorder
 from engine.shard.market_spec import MarketSpec
 from engine.shard.matching_engine import MatchingEngine
+from engine.shard.native_engine import NativeEngine
 from engine.shard.reference_book import ReferenceBook
 from engine.types.enums import MarketKind, MarketStatus, MsgType
 from engine.wire.codec import encode
@@ -73,13 +74,18 @@ ALICE, BOB, CAROL = 11, 22, 33
 BUY, SELL = 0, 1
 
 BOOKS = {"fast": OrderBook, "reference": ReferenceBook}
+# every engine implementation the behaviour tests run against: the Python twin with either book, and
+# the compiled core (its events decoded and delivered through the same EventSink methods)
+ENGINES = ("fast", "reference", "native")
 
 
 def make_engine(
     book: str = "fast", markets: dict[int, MarketSpec] | None = None, sink: Any = None
-) -> tuple[MatchingEngine, EventRecorder]:
+) -> tuple[Any, EventRecorder]:
     """An engine over MARKETS recording its events, validating after every command."""
     rec = sink if sink is not None else EventRecorder()
+    if book == "native":
+        return NativeEngine(markets or MARKETS, rec, debug_validate=True), rec
     engine = MatchingEngine(markets or MARKETS, rec, book_factory=BOOKS[book], debug_validate=True)
     return engine, rec
 

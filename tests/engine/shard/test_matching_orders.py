@@ -28,7 +28,7 @@ ALICE, BOB, CAROL, BUY, SELL = C.ALICE, C.BOB, C.CAROL, C.BUY, C.SELL
 STP = 4  # OrderFlag bits 4-6
 
 
-@pytest.fixture(params=["fast", "reference"])
+@pytest.fixture(params=C.ENGINES)
 def eng(request):  # type: ignore[no-untyped-def]
     return C.make_engine(request.param)
 

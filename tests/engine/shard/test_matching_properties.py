@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -46,12 +47,13 @@ def _msgs(draws) -> list[bytes]:  # type: ignore[no-untyped-def]
 
 @SETTINGS
 @given(streams)
-def test_fast_and_reference_books_emit_identical_events(draws) -> None:  # type: ignore[no-untyped-def]
+def test_all_engines_emit_identical_events(draws) -> None:  # type: ignore[no-untyped-def]
     msgs = _msgs(draws)
     fast, fast_rec = _run("fast", msgs)
     ref, ref_rec = _run("reference", msgs)
-    assert fast_rec.events == ref_rec.events
-    assert fast.state_hash() == ref.state_hash()
+    native, native_rec = _run("native", msgs)
+    assert fast_rec.events == ref_rec.events == native_rec.events
+    assert fast.state_hash() == ref.state_hash() == native.state_hash()
 
 
 def _check_event_invariants(engine, events) -> None:  # type: ignore[no-untyped-def]
@@ -94,16 +96,18 @@ def _check_event_invariants(engine, events) -> None:  # type: ignore[no-untyped-
         )
 
 
+@pytest.mark.parametrize("engine_kind", ["fast", "native"])
 @SETTINGS
 @given(streams)
-def test_conservation_and_fill_prices(draws) -> None:  # type: ignore[no-untyped-def]
-    engine, rec = _run("fast", _msgs(draws))
+def test_conservation_and_fill_prices(engine_kind: str, draws) -> None:  # type: ignore[no-untyped-def]
+    engine, rec = _run(engine_kind, _msgs(draws))
     _check_event_invariants(engine, rec.events)
 
 
-def test_long_random_stream_invariants() -> None:
+@pytest.mark.parametrize("engine_kind", ["fast", "native"])
+def test_long_random_stream_invariants(engine_kind: str) -> None:
     msgs = C.random_commands(4_000, seed=7)
-    engine, rec = C.make_engine("fast", C.SMALL_MARKETS)
+    engine, rec = C.make_engine(engine_kind, C.SMALL_MARKETS)
     engine.debug_validate = False
     for i, m in enumerate(msgs):
         engine.handle(m, 0)

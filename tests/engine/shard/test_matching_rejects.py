@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.types.enums import MsgType, OrderFlag, OrderType, RejectCode
 from engine.wire.codec import encode
@@ -163,7 +165,7 @@ def _prepared(book: str):  # type: ignore[no-untyped-def]
     return e, rec
 
 
-@pytest.mark.parametrize("book", ["fast", "reference"])
+@pytest.mark.parametrize("book", C.ENGINES)
 @pytest.mark.parametrize(("name", "msg", "code"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_rejected_without_effect(book: str, name: str, msg: bytes, code: RejectCode) -> None:
     e, rec = _prepared(book)
@@ -197,10 +199,23 @@ def test_every_shard_reject_code_is_covered() -> None:
     }
 
 
-def test_engine_keeps_running_after_garbage() -> None:
-    e, rec = _prepared("fast")
+@pytest.mark.parametrize("book", ["fast", "native"])
+def test_engine_keeps_running_after_garbage(book: str) -> None:
+    e, rec = _prepared(book)
     garbage = bytes(range(256)) * 4
     for off in range(0, len(garbage) - 64, 7):
         e.handle(garbage, off)
     e.validate()
     assert e.place(M, 30, 0, C.BOB, 1, 90, 5, 0, 0, 0, 0, 0) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(min_size=0, max_size=80), max_size=40))
+def test_native_and_python_agree_on_random_bytes(frames: list[bytes]) -> None:
+    """Random bytes (short, long, any header) through both engines: same events, both keep running."""
+    (py, py_rec), (native, native_rec) = _prepared("fast"), _prepared("native")
+    for frame in frames:
+        assert py.handle(frame, 0) == native.handle(frame, 0)
+    assert py_rec.events == native_rec.events
+    assert py.state_hash() == native.state_hash()
+    native.validate()

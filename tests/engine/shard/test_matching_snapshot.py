@@ -10,6 +10,7 @@ import pytest
 
 from engine.shard.engine_snapshot import SnapshotError
 from engine.shard.matching_engine import MatchingEngine
+from engine.shard.native_engine import NativeEngine
 from engine.shard.reference_book import ReferenceBook
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import MsgType
@@ -42,15 +43,20 @@ def uninterrupted() -> bytes:
     return writer.take()
 
 
+ENGINE_CLASSES = {"python": MatchingEngine, "native": NativeEngine}
+
+
+@pytest.mark.parametrize("kind", sorted(ENGINE_CLASSES))
 @pytest.mark.parametrize("cut", [0, 1, 700, 1_500, 2_999, 3_000])
-def test_snapshot_restore_reproduces_the_event_bytes(uninterrupted: bytes, cut: int) -> None:
+def test_snapshot_restore_reproduces_the_event_bytes(uninterrupted: bytes, cut: int, kind: str) -> None:
+    cls = ENGINE_CLASSES[kind]
     writer = WireEventWriter()
-    engine = MatchingEngine(C.SMALL_MARKETS, writer)
+    engine = cls(C.SMALL_MARKETS, writer)
     _feed(engine, MSGS[:cut])
     head = writer.take()
     blob = engine.snapshot()
     restored_writer = WireEventWriter()
-    restored = MatchingEngine.restore(C.SMALL_MARKETS, restored_writer, blob, debug_validate=True)
+    restored = cls.restore(C.SMALL_MARKETS, restored_writer, blob, debug_validate=True)
     assert restored.state_hash() == engine.state_hash()
     _feed(restored, MSGS[cut:])
     assert head + restored_writer.take() == uninterrupted
@@ -69,6 +75,16 @@ def test_snapshot_is_canonical_across_book_implementations() -> None:
     _feed(a, MSGS[800:1200])
     _feed(b, MSGS[800:1200])
     assert w1.take() == w2.take()
+    # and the compiled core restores the Python twin's snapshot, and vice versa
+    native = NativeEngine(C.SMALL_MARKETS, WireEventWriter())
+    _feed(native, MSGS[:800])
+    assert native.snapshot() == fast.snapshot()
+    w3, w4 = WireEventWriter(), WireEventWriter()
+    c = NativeEngine.restore(C.SMALL_MARKETS, w3, fast.snapshot())
+    d = MatchingEngine.restore(C.SMALL_MARKETS, w4, native.snapshot())
+    _feed(c, MSGS[800:1200])
+    _feed(d, MSGS[800:1200])
+    assert w3.take() == w4.take()
 
 
 def test_wire_events_decode(uninterrupted: bytes) -> None:
@@ -91,12 +107,14 @@ def test_wire_events_decode(uninterrupted: bytes) -> None:
         per_market[ev["market_id"]] = ev["seq"]
 
 
-def test_bad_snapshots_are_refused() -> None:
-    engine = MatchingEngine(C.SMALL_MARKETS, WireEventWriter())
+@pytest.mark.parametrize("kind", sorted(ENGINE_CLASSES))
+def test_bad_snapshots_are_refused(kind: str) -> None:
+    cls = ENGINE_CLASSES[kind]
+    engine = cls(C.SMALL_MARKETS, WireEventWriter())
     blob = engine.snapshot()
     with pytest.raises(SnapshotError):
-        MatchingEngine.restore(C.SMALL_MARKETS, WireEventWriter(), b"nonsense" + blob[8:])
+        cls.restore(C.SMALL_MARKETS, WireEventWriter(), b"nonsense" + blob[8:])
     with pytest.raises(SnapshotError):
-        MatchingEngine.restore(C.SMALL_MARKETS, WireEventWriter(), blob + b"\0")
+        cls.restore(C.SMALL_MARKETS, WireEventWriter(), blob + b"\0")
     with pytest.raises(SnapshotError):
-        MatchingEngine.restore({7: C.SMALL_MARKETS[7]}, WireEventWriter(), blob)
+        cls.restore({7: C.SMALL_MARKETS[7]}, WireEventWriter(), blob)
