@@ -1263,6 +1263,14 @@ static PyObject *Core_handle_batch(Core *self, PyObject *args) {
     return PyLong_FromSsize_t(i);
 }
 
+/* advance_clock(now_ns, market_id=ALL) -> RejectCode: a CLOCK command without packing one */
+static PyObject *Core_advance_clock(Core *self, PyObject *args) {
+    unsigned long long now;
+    unsigned int mid = ALL_MARKETS;
+    if (!PyArg_ParseTuple(args, "K|I", &now, &mid)) return NULL;
+    return PyLong_FromLong(advance_clock(self, mid, now));
+}
+
 static PyObject *Core_take_events(Core *self, PyObject *noargs) {
     PyObject *out = PyBytes_FromStringAndSize((const char *)self->ev, (Py_ssize_t)self->evlen);
     self->evlen = 0;
@@ -1448,6 +1456,8 @@ static PyMethodDef Core_methods[] = {
     {"handle", (PyCFunction)Core_handle, METH_VARARGS, "handle(buf, offset=0) -> RejectCode: one 64-byte command"},
     {"handle_batch", (PyCFunction)Core_handle_batch, METH_VARARGS,
      "handle_batch(buf, count, offset=0, stop_at_control=False) -> commands handled"},
+    {"advance_clock", (PyCFunction)Core_advance_clock, METH_VARARGS,
+     "advance_clock(now_ns, market_id=0xFFFFFFFF) -> RejectCode: a CLOCK command"},
     {"take_events", (PyCFunction)Core_take_events, METH_NOARGS, "the packed events since the last take, as bytes"},
     {"clear_events", (PyCFunction)Core_clear_events, METH_NOARGS, "drop the pending events"},
     {"market_state", (PyCFunction)Core_market_state, METH_VARARGS, "market_state(id) -> tuple (see source)"},

@@ -80,15 +80,17 @@ class ShardState:
     def apply(self, record: memoryview | bytes, journal_seq: int) -> None:
         """Apply one journal record; its events accumulate in ``writer``."""
         _idx, count, _cursor, _nonce, now_ns = BATCH_HEADER.unpack_from(record, 0)
-        engine = self.engine
-        if now_ns > engine.now_ns:
-            engine.advance_clock(now_ns)
         core = self._core
         if core is None:
+            engine = self.engine
+            if now_ns > engine.now_ns:
+                engine.advance_clock(now_ns)
             for k in range(count):
                 self._apply_one(record, HEADER_SLOT + k * SLOT_BYTES, journal_seq)
             return
         # compiled core: whole runs of commands in one call, the shard's own messages in between
+        if now_ns > core.now_ns:
+            core.advance_clock(now_ns)
         writer = self.writer
         k = 0
         while k < count:
