@@ -1248,14 +1248,20 @@ static PyObject *Core_handle_batch(Core *self, PyObject *args) {
     Py_ssize_t count, offset = 0;
     int stop_at_control = 0;
     if (!PyArg_ParseTuple(args, "y*n|np", &buf, &count, &offset, &stop_at_control)) return NULL;
-    if (count < 0 || offset < 0 || offset + count * SLOT > buf.len) {
+    if (offset < 0) {
         PyBuffer_Release(&buf);
-        PyErr_SetString(PyExc_ValueError, "count/offset beyond the buffer");
+        PyErr_SetString(PyExc_ValueError, "negative offset");
         return NULL;
     }
-    const uint8_t *p = (const uint8_t *)buf.buf + offset;
+    const uint8_t *base = (const uint8_t *)buf.buf;
     Py_ssize_t i = 0;
-    for (; i < count; i++, p += SLOT) {
+    for (; i < count; i++) {
+        Py_ssize_t off = offset + i * SLOT;
+        if (buf.len - off < SLOT) { /* like handle(): a slot cut short (or missing) is BAD_LENGTH */
+            reject(self, 0, buf.len > off ? base[off] : 0, 0, 0, 0, RC_BAD_LENGTH);
+            continue;
+        }
+        const uint8_t *p = base + off;
         if (stop_at_control && (p[0] == T_HEARTBEAT || p[0] == T_L2_REQUEST)) break;
         handle_one(self, p);
     }

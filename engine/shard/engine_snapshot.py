@@ -97,7 +97,16 @@ def encode_snapshot(engine: Any) -> bytes:
 
 
 def decode_snapshot(engine: Any, blob: bytes) -> None:
-    """Load ``blob`` into a freshly constructed engine (same markets)."""
+    """Load ``blob`` into a freshly constructed engine (same markets); SnapshotError if it is invalid."""
+    try:
+        _decode(engine, blob)
+    except (struct.error, ValueError) as exc:
+        if isinstance(exc, SnapshotError):
+            raise
+        raise SnapshotError(f"snapshot truncated or malformed: {exc}") from exc
+
+
+def _decode(engine: Any, blob: bytes) -> None:
     if len(blob) < _ENGINE.size:
         raise SnapshotError("snapshot too short")
     magic, now_ns, n_markets = _ENGINE.unpack_from(blob, 0)
