@@ -191,6 +191,14 @@ class JournalWriter:
     def segment_path(self) -> str:
         return self._segment_path
 
+    def sync(self) -> int:
+        """fsync what is written so far, from any thread (the snapshot thread uses it while the owner
+        keeps appending); returns the seq known durable."""
+        with self._fd_lock:
+            if self._fd >= 0:
+                self._fsync()
+        return self._durable_seq
+
     def flush(self) -> int:
         """Commit and fsync whatever the policy; return the last seq."""
         self.commit()

@@ -23,6 +23,7 @@ import gc
 import os
 import signal
 import struct
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,7 @@ class Shard:
         self.records_since_snapshot = 0
         self.stop_requested = False
         self.snapshot_requested = False
+        self._snapshot_thread: threading.Thread | None = None
         self.state = self._recover()
         self.journal = JournalWriter(self.state_dir / "journal", fsync_policy=options.fsync)
         self.journal.start_background_sync()  # `batch`: the matching loop never waits for the disk
@@ -226,17 +228,47 @@ class Shard:
         self.had_state = snap is not None or journal_seq > 0
         return state
 
-    def write_snapshot(self) -> None:
+    def write_snapshot(self, background: bool = False) -> None:
+        """Snapshot the engine at ``journal_seq``.
+
+        The state is captured here, between batches (the compiled core exports it in a few
+        milliseconds even for a deep book). Making it durable -- fsync the journal up to that record,
+        then write, fsync and rename the snapshot file -- costs tens of milliseconds on this disk, so
+        with ``background`` it happens on the snapshot thread while matching goes on; the order
+        (journal durable first) keeps "a snapshot on disk implies its journal prefix on disk".
+        A snapshot still being written when the next one is due makes the loop skip that one."""
         parts = [SNAP_META.pack(self.journal_seq, self.events.published, self.events.nonce, len(self.inputs))]
         parts += [
             SNAP_INPUT.pack(ring.nonce, cons.cursor)
             for ring, cons in zip(self.inputs, self.consumers, strict=True)
         ]
         parts.append(self.state.engine.snapshot())
-        self.journal.flush()
-        self.snapshots.write(self.journal_seq, b"".join(parts))
-        self.snapshots.prune(keep=2)
         self.records_since_snapshot = 0
+        seq, blob = self.journal_seq, b"".join(parts)
+        if background:
+            if self._snapshot_thread is not None and self._snapshot_thread.is_alive():
+                return
+            self.journal.commit()
+            self._snapshot_thread = threading.Thread(
+                target=self._persist_snapshot, args=(seq, blob), name="shard-snapshot", daemon=True
+            )
+            self._snapshot_thread.start()
+            return
+        self._wait_snapshot_thread()
+        self.journal.flush()
+        self._persist_snapshot(seq, blob, journal_synced=True)
+
+    def _persist_snapshot(self, seq: int, blob: bytes, journal_synced: bool = False) -> None:
+        if not journal_synced:
+            self.journal.sync()
+        self.snapshots.write(seq, blob)
+        self.snapshots.prune(keep=2)
+
+    def _wait_snapshot_thread(self) -> None:
+        thread = self._snapshot_thread
+        if thread is not None:
+            thread.join()
+            self._snapshot_thread = None
 
     # ---- live loop -----------------------------------------------------------------------------
     def _ready_count(self) -> int:
@@ -280,13 +312,14 @@ class Shard:
                 self.records_since_snapshot += 1
             if self.snapshot_requested or self.records_since_snapshot >= self.options.snapshot_every:
                 self.snapshot_requested = False
-                self.write_snapshot()
+                self.write_snapshot(background=True)
             if not worked:
                 idle_wait.wait(self._ready_count, time.monotonic_ns() + 100_000_000)
         self.write_snapshot()
         self.close()
 
     def close(self) -> None:
+        self._wait_snapshot_thread()
         self.journal.close()
         for consumer in self.consumers:
             consumer.close()

@@ -236,3 +236,20 @@ def test_background_sync_makes_records_durable_without_commit_waiting(tmp_path) 
     finally:
         writer.close()
     assert [seq for seq, _ in _Reader(tmp_path / "j").replay()] == list(range(1, 101))
+
+
+def test_sync_from_another_thread_makes_committed_records_durable(tmp_path, fsync_calls) -> None:
+    """The shard's snapshot thread fsyncs while the owner keeps appending: durable_seq follows."""
+    import threading
+
+    with JournalWriter(tmp_path, fsync_policy="none") as writer:
+        for _ in range(3):
+            writer.append(PAYLOAD_64)
+        writer.commit()
+        assert writer.durable_seq < 3
+        result: list[int] = []
+        thread = threading.Thread(target=lambda: result.append(writer.sync()))
+        thread.start()
+        writer.append(PAYLOAD_64)  # buffered, not committed: not covered by that sync
+        thread.join()
+        assert result == [3] and writer.durable_seq == 3 and len(fsync_calls) == 1
