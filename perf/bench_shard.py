@@ -6,7 +6,8 @@ the first publish to the echo of the end marker, so every order has been journal
 its events consumed. Latency: orders are paced at ``rate`` ops/s; every ``sample``-th order is
 published together with a HEARTBEAT that carries the order's publish time, and the shard echoes
 it right after that order's events: latency = echo consumed - order published (order to last
-event consumed). Default wait strategy: spin-then-backoff on both sides; fsync policy: batch.
+event consumed); the first 5% of each run's samples are a warm-up and are dropped. Default wait
+strategy: spin-then-backoff on both sides; fsync policy: batch.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from hx.replay_runner import workload_markets_file
 from hx.stream_feeder import EventTally, feed
 from hx.topology import Topology
 from perf.workloads.standard_stream import standard_stream
+
+WARMUP_FRACTION = 0.05
 
 
 def _pipeline(tmp: Path, markets: int, wait: str, fsync: str, tag: str) -> Pipeline:
@@ -138,6 +141,7 @@ def run(
             tputs.append(tput)
             trades = len(tally.fills_array())
             lat_us = _paced(tmp, orders[:paced_ops], rate, sample, wait, fsync, f"l{r}") / 1000.0
+            lat_us = lat_us[int(len(lat_us) * WARMUP_FRACTION) :]  # first touches of rings and pools
             p50.append(float(np.percentile(lat_us, 50)))
             p99.append(float(np.percentile(lat_us, 99)))
             p999.append(float(np.percentile(lat_us, 99.9)))
@@ -154,6 +158,7 @@ def run(
         "paced_rate_ops_per_s": rate,
         "paced_ops": paced_ops,
         "latency_sample_every": sample,
+        "latency_warmup_dropped": f"first {WARMUP_FRACTION:.0%} of the samples of each run",
         "wait_strategy": wait,
         "fsync": fsync,
         "cpus": os.cpu_count(),

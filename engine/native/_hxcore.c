@@ -133,8 +133,10 @@ static inline uint32_t hkey(uint64_t a, uint64_t b) {
     return (uint32_t)h;
 }
 static void map_init(Map *m, uint32_t cap) {
-    m->s = calloc(cap, sizeof(Slot)); m->mask = cap - 1; m->n = 0;
+    /* malloc + memset rather than calloc: touch every page now, not on the matching path */
+    m->s = malloc((size_t)cap * sizeof(Slot)); m->mask = cap - 1; m->n = 0;
     if (!m->s) abort();
+    memset(m->s, 0, (size_t)cap * sizeof(Slot));
 }
 static void map_free(Map *m) { free(m->s); m->s = NULL; }
 static int32_t map_get(const Map *m, uint64_t a, uint64_t b) {
@@ -1168,10 +1170,18 @@ static void market_free(Market *m) {
     map_free(&m->by_oid); map_free(&m->by_coid); map_free(&m->by_account);
     map_free(&m->stop_by_oid); map_free(&m->stop_by_coid);
 }
-static void market_init(Market *m) {
-    map_init(&m->by_oid, 4096); map_init(&m->by_coid, 4096); map_init(&m->by_account, 4096);
+/* Size the order pool and the three order maps for `capacity` live orders up front: growing them
+   later rehashes or copies every live order in one go (a millisecond stall at a few thousand
+   orders, on the matching thread). They still grow past it. */
+static void market_init(Core *c, Market *m, int32_t capacity) {
+    uint32_t slots = 64;
+    while (slots < (uint32_t)capacity * 2u) slots *= 2;
+    map_init(&m->by_oid, slots); map_init(&m->by_coid, slots); map_init(&m->by_account, slots);
     map_init(&m->stop_by_oid, 64); map_init(&m->stop_by_coid, 64);
     m->ofree = m->lfree = m->sfree = -1;
+    m->orders = xrealloc(c, NULL, (size_t)capacity * sizeof(Order));
+    for (int32_t i = 0; i < capacity; i++) m->orders[i].next = i + 1 < capacity ? i + 1 : -1;
+    m->ofree = 0; m->ocap = capacity;
 }
 
 static void Core_dealloc(Core *self) {
@@ -1186,12 +1196,17 @@ static int market_cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Core(specs): specs = sequence of (market_id, tick_size_micro, lot_size_atoms, min_size_lots,
+/* Core(specs, order_capacity=1024): specs = sequence of (market_id, tick_size_micro, lot_size_atoms, min_size_lots,
    max_size_lots, min_notional_micro, max_price_ticks, band_bps, status) */
 static int Core_init(Core *self, PyObject *args, PyObject *kw) {
     PyObject *specs;
-    static char *kwlist[] = {"specs", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O", kwlist, &specs)) return -1;
+    int capacity = 1024;
+    static char *kwlist[] = {"specs", "order_capacity", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|i", kwlist, &specs, &capacity)) return -1;
+    if (capacity < 1 || capacity > (1 << 26)) {
+        PyErr_SetString(PyExc_ValueError, "order_capacity must be in [1, 2**26]");
+        return -1;
+    }
     PyObject *seq = PySequence_Fast(specs, "specs must be a sequence");
     if (!seq) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -1211,7 +1226,7 @@ static int Core_init(Core *self, PyObject *args, PyObject *kw) {
             return -1;
         }
         m->id = id; m->status = status;
-        market_init(m);
+        market_init(self, m, capacity);
         self->nm = (int32_t)(k + 1);
     }
     Py_DECREF(seq);
@@ -1493,6 +1508,7 @@ static PyTypeObject CoreType = {
     .tp_methods = Core_methods,
     .tp_getset = Core_getset,
 };
+
 static struct PyModuleDef moddef = {
     PyModuleDef_HEAD_INIT, .m_name = "_hxcore", .m_doc = "hx compiled matching core", .m_size = -1,
 };

@@ -53,22 +53,27 @@ def native_available() -> bool:
     return Core is not None
 
 
-def make_engine(markets: dict[int, MarketSpec], sink: Any, **kwargs: Any) -> Any:
+SHARD_ORDER_CAPACITY: Final = 1 << 15  # live orders per market a shard's core is sized for (~8 MB)
+
+
+def make_engine(markets: dict[int, MarketSpec], sink: Any, order_capacity: int = SHARD_ORDER_CAPACITY) -> Any:
     """The shard's engine: ``NativeEngine`` unless ``HX_ENGINE=python`` or the core is not built."""
     if os.environ.get(ENGINE_ENV, "native") != "python" and native_available():
-        return NativeEngine(markets, sink, **kwargs)
+        return NativeEngine(markets, sink, order_capacity=order_capacity)
     from engine.shard.matching_engine import MatchingEngine
 
-    return MatchingEngine(markets, sink, **kwargs)
+    return MatchingEngine(markets, sink)
 
 
-def restore_engine(markets: dict[int, MarketSpec], sink: Any, blob: bytes, **kwargs: Any) -> Any:
+def restore_engine(
+    markets: dict[int, MarketSpec], sink: Any, blob: bytes, order_capacity: int = SHARD_ORDER_CAPACITY
+) -> Any:
     """``make_engine``'s implementation, restored from a snapshot (the formats are the same)."""
     if os.environ.get(ENGINE_ENV, "native") != "python" and native_available():
-        return NativeEngine.restore(markets, sink, blob, **kwargs)
+        return NativeEngine.restore(markets, sink, blob, order_capacity=order_capacity)
     from engine.shard.matching_engine import MatchingEngine
 
-    return MatchingEngine.restore(markets, sink, blob, **kwargs)
+    return MatchingEngine.restore(markets, sink, blob)
 
 
 # ---- events -> EventSink methods ------------------------------------------------------------------
@@ -216,13 +221,21 @@ class NativeEngine:
     """``MatchingEngine``'s API over the compiled core (see the module docstring)."""
 
     def __init__(
-        self, markets: dict[int, MarketSpec], sink: Any, debug_validate: bool | None = None, **_: Any
+        self,
+        markets: dict[int, MarketSpec],
+        sink: Any,
+        debug_validate: bool | None = None,
+        order_capacity: int = 1024,
+        **_: Any,
     ) -> None:
+        """``order_capacity``: live orders per market the core sizes its pools and maps for up front
+        (they grow past it, but each growth rehashes every live order at once: a stall the shard
+        avoids by asking for room in advance)."""
         if Core is None:
             raise RuntimeError("the compiled core engine/native/_hxcore is not built: run `make setup`")
         self.markets = dict(markets)
         self.sink = sink
-        self._core = Core([_spec_tuple(s) for _, s in sorted(self.markets.items())])
+        self._core = Core([_spec_tuple(s) for _, s in sorted(self.markets.items())], order_capacity)
         self._views = {mid: NativeMarketView(self._core, spec) for mid, spec in sorted(self.markets.items())}
         if debug_validate is None:
             debug_validate = os.environ.get("HX_VALIDATE", "") == "1"
@@ -363,9 +376,10 @@ class NativeEngine:
         sink: Any,
         blob: bytes,
         debug_validate: bool | None = None,
+        order_capacity: int = 1024,
         **_: Any,
     ) -> NativeEngine:
-        engine = cls(markets, sink, debug_validate=debug_validate)
+        engine = cls(markets, sink, debug_validate=debug_validate, order_capacity=order_capacity)
         core = engine._core
         if len(blob) < _ENGINE.size:
             raise SnapshotError("snapshot too short")

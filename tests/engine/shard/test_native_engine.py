@@ -689,3 +689,23 @@ def coverage(cmds: bytes, events: bytes, codes: np.ndarray, per_cmd: list[int]) 
         "reasons": collections.Counter(CancelReason(k).name for k in cxl["reason"][is_cxl].tolist()),
         "paths": paths,
     }
+
+
+def test_order_capacity_only_presizes() -> None:
+    """The shard sizes the core for many orders up front; any capacity gives the same events, and a
+    nonsensical one is refused."""
+    engine_cls = engine_under_test()
+    if engine_cls is MatchingEngine:
+        return
+    cmds, _ = seeded(3)
+    outputs = []
+    for capacity in (1, 1 << 15):
+        writer = WireEventWriter()
+        engine = engine_cls(MARKETS, writer, order_capacity=capacity)
+        for cmd in cmds:
+            engine.handle(cmd)
+        engine.validate()
+        outputs.append(writer.take())
+    assert outputs[0] == outputs[1] and outputs[0]
+    with pytest.raises(ValueError):
+        engine_cls(MARKETS, WireEventWriter(), order_capacity=0)
