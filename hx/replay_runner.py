@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.shard.order_stream import ORDER_DTYPE, to_commands
-from engine.shard.trade_recorder import TRADE_DTYPE
+from engine.shard.trade_recorder import fills_to_trades
 from engine.types.enums import RejectCode
 
 
@@ -50,15 +50,6 @@ def order_fills_by_stream(fills: np.ndarray, orders: np.ndarray) -> np.ndarray:
     pos[orders["oid"][is_new]] = np.flatnonzero(is_new)
     order = np.argsort(pos[fills["taker_order_id"]], kind="stable")
     return fills[order]
-
-
-def fills_to_trades(fills: np.ndarray) -> np.ndarray:
-    trades = np.zeros(len(fills), dtype=TRADE_DTYPE)
-    trades["taker_oid"] = fills["taker_order_id"]
-    trades["maker_oid"] = fills["maker_order_id"]
-    trades["price"] = fills["price_ticks"]
-    trades["qty"] = fills["size_lots"]
-    return trades
 
 
 def workload_markets_file(directory: Path, count: int) -> Path:

@@ -86,7 +86,11 @@ def trades_from_events(events: bytes | bytearray | memoryview) -> np.ndarray:
     """The FILL events among packed 64-byte wire events, as TRADE records in event order (vectorised:
     what the replay does with the compiled core's output)."""
     fills = np.frombuffer(events, dtype=_FILL_DT)
-    fills = fills[fills["msg_type"] == MsgType.FILL]
+    return fills_to_trades(fills[fills["msg_type"] == MsgType.FILL])
+
+
+def fills_to_trades(fills: np.ndarray) -> np.ndarray:
+    """Wire FILL records (the FILL dtype) as workload TRADE records, in the same order."""
     out = np.empty(len(fills), dtype=TRADE_DTYPE)
     out["taker_oid"] = fills["taker_order_id"]
     out["maker_oid"] = fills["maker_order_id"]
