@@ -74,6 +74,16 @@ _U64 = struct.Struct("<Q")
 _L2_FIELDS = struct.Struct("<QqqIB")  # seq, price_ticks, size_lots, order_count, side (from byte 8)
 
 
+def _queue(sess: Session, part: Any, touched: set[Session]) -> None:
+    """Queue a session's public part of a batch (bytes for binary, JSON frames otherwise)."""
+    if part:
+        if sess.binary:
+            sess.parts.append(part)
+        else:
+            sess.parts.extend(part)
+        touched.add(sess)
+
+
 def _channel_types(channels: frozenset[str]) -> frozenset[int]:
     """Public event types a subscriber to ``channels`` receives (MARKET_STATUS always)."""
     return frozenset([_STATUS, *(_CHANNEL_TYPE[ch] for ch in channels)])
@@ -246,12 +256,7 @@ class EventFanout:
                 sel = [ev for t, ev in events if t in wanted]
                 block = b"".join(sel)
                 part = cache[key] = block if sess.binary else self._public_json(block, len(sel))
-            if part:
-                if sess.binary:
-                    sess.parts.append(part)
-                else:
-                    sess.parts.extend(part)
-                touched.add(sess)
+            _queue(sess, part, touched)
 
     # ---- vectorised path (large batches) ---------------------------------------------------------
     def _route_private(self, a: np.ndarray, t: np.ndarray, u32: np.ndarray, touched: set[Session]) -> None:
@@ -347,12 +352,7 @@ class EventFanout:
                     sel = out[mask[mt]]
                     part = sel.tobytes() if sess.binary else self._public_json(sel.tobytes(), len(sel))
                     cache[key] = part
-                if part:
-                    if sess.binary:
-                        sess.parts.append(part)
-                    else:
-                        sess.parts.extend(part)
-                    touched.add(sess)
+                _queue(sess, part, touched)
 
     def _restate(self, m: int, a: np.ndarray, mrows: np.ndarray, mt: np.ndarray) -> None:
         """A shard restated market ``m`` (BOOK_RESET + its levels, after a gateway restart).

@@ -18,6 +18,7 @@ whatever the book implementation), so ``state_hash`` is a hash of it.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from heapq import heapify
 from typing import Any
 
@@ -81,70 +82,110 @@ def _from_array(arr: np.ndarray) -> list[list[int]]:
     return [list(row) for row in zip(*cols, strict=True)] if len(arr) else []
 
 
-def encode_snapshot(engine: Any) -> bytes:
-    parts = [_ENGINE.pack(MAGIC, engine.now_ns, len(engine.market_ids()))]
-    for mid in engine.market_ids():
-        m = engine.market(mid)
-        book = m.book
-        orders = _to_array(list(book.iter_orders()))
-        stops = _to_array([m.stops[k] for k in sorted(m.stops)])
+@dataclass(frozen=True)
+class MarketImage:
+    """One market of a snapshot: its scalars and its records as raw SNAP_ORDER bytes."""
+
+    market_id: int
+    seq: int
+    status: int
+    mark: int
+    last_oid: int
+    last_bbo: tuple[int, int, int, int]
+    orders: bytes  # resting orders, n x SNAP_ORDER, in the order of the module docstring
+    stops: bytes  # waiting stops, n x SNAP_ORDER, by order id
+
+
+def pack_snapshot(now_ns: int, markets: list[MarketImage]) -> bytes:
+    """The canonical bytes of a snapshot (markets given in ascending id)."""
+    size = SNAP_ORDER.itemsize
+    parts = [_ENGINE.pack(MAGIC, now_ns, len(markets))]
+    for m in markets:
         parts.append(
-            _MARKET.pack(mid, book.seq, m.status, m.mark, m.last_oid, *book.last_bbo, len(orders), len(stops))
+            _MARKET.pack(
+                m.market_id,
+                m.seq,
+                m.status,
+                m.mark,
+                m.last_oid,
+                *m.last_bbo,
+                len(m.orders) // size,
+                len(m.stops) // size,
+            )
         )
-        parts.append(orders.tobytes())
-        parts.append(stops.tobytes())
+        parts += (m.orders, m.stops)
     return b"".join(parts)
 
 
-def decode_snapshot(engine: Any, blob: bytes) -> None:
-    """Load ``blob`` into a freshly constructed engine (same markets); SnapshotError if it is invalid."""
+def parse_snapshot(blob: bytes, market_ids: list[int]) -> tuple[int, list[MarketImage]]:
+    """(now_ns, markets) of ``blob``; SnapshotError unless it is whole and covers exactly ``market_ids``."""
     try:
-        _decode(engine, blob)
-    except (struct.error, ValueError) as exc:
-        if isinstance(exc, SnapshotError):
-            raise
+        return _parse(blob, market_ids)
+    except struct.error as exc:
         raise SnapshotError(f"snapshot truncated or malformed: {exc}") from exc
 
 
-def _decode(engine: Any, blob: bytes) -> None:
+def _parse(blob: bytes, market_ids: list[int]) -> tuple[int, list[MarketImage]]:
     if len(blob) < _ENGINE.size:
         raise SnapshotError("snapshot too short")
     magic, now_ns, n_markets = _ENGINE.unpack_from(blob, 0)
     if magic != MAGIC:
         raise SnapshotError(f"bad snapshot magic {magic!r}")
     pos = _ENGINE.size
-    engine.now_ns = now_ns
-    seen = set()
+    size = SNAP_ORDER.itemsize
+    known = set(market_ids)
+    images = []
     for _ in range(n_markets):
         (mid, seq, status, mark, last_oid, bp, bs, ap, az, n_orders, n_stops) = _MARKET.unpack_from(blob, pos)
         pos += _MARKET.size
-        if mid not in engine.market_ids():
+        if mid not in known:
             raise SnapshotError(f"snapshot has market {mid}, which the engine was not given")
-        seen.add(mid)
+        orders_end = pos + n_orders * size
+        stops_end = orders_end + n_stops * size
+        if stops_end > len(blob):
+            raise SnapshotError(f"snapshot truncated in market {mid}")
+        orders, stops = bytes(blob[pos:orders_end]), bytes(blob[orders_end:stops_end])
+        images.append(MarketImage(mid, seq, status, mark, last_oid, (bp, bs, ap, az), orders, stops))
+        pos = stops_end
+    if pos != len(blob):
+        raise SnapshotError(f"{len(blob) - pos} trailing bytes in snapshot")
+    missing = known - {m.market_id for m in images}
+    if missing:
+        raise SnapshotError(f"snapshot lacks markets {sorted(missing)}")
+    return now_ns, images
+
+
+def encode_snapshot(engine: Any) -> bytes:
+    images = []
+    for mid in engine.market_ids():
         m = engine.market(mid)
         book = m.book
-        book.seq, book.now_ns, book.last_bbo = seq, now_ns, (bp, bs, ap, az)
-        m.status, m.mark, m.last_oid = status, mark, last_oid
+        orders = _to_array(list(book.iter_orders())).tobytes()
+        stops = _to_array([m.stops[k] for k in sorted(m.stops)]).tobytes()
+        images.append(MarketImage(mid, book.seq, m.status, m.mark, m.last_oid, book.last_bbo, orders, stops))
+    return pack_snapshot(engine.now_ns, images)
+
+
+def decode_snapshot(engine: Any, blob: bytes) -> None:
+    """Load ``blob`` into a freshly constructed engine (same markets); SnapshotError if it is invalid."""
+    now_ns, images = parse_snapshot(blob, engine.market_ids())
+    engine.now_ns = now_ns
+    for image in images:
+        m = engine.market(image.market_id)
+        book = m.book
+        book.seq, book.now_ns, book.last_bbo = image.seq, now_ns, image.last_bbo
+        m.status, m.mark, m.last_oid = image.status, image.mark, image.last_oid
         m.refresh_fast()
-        size = SNAP_ORDER.itemsize
-        orders = np.frombuffer(blob, dtype=SNAP_ORDER, count=n_orders, offset=pos)
-        pos += n_orders * size
-        stops = np.frombuffer(blob, dtype=SNAP_ORDER, count=n_stops, offset=pos)
-        pos += n_stops * size
         heap = []
-        for o in _from_array(orders):
+        for o in _from_array(np.frombuffer(image.orders, dtype=SNAP_ORDER)):
             book.restore_order(o)
             if o[10]:
                 heap.append((o[10], o[0]))
-        for s in _from_array(stops):
-            m.stops[s[0]] = s
-            if s[6]:
-                m.stop_coids[(s[1], s[6])] = s
-            if s[10]:
-                heap.append((s[10], s[0]))
+        for stop in _from_array(np.frombuffer(image.stops, dtype=SNAP_ORDER)):
+            m.stops[stop[0]] = stop
+            if stop[6]:
+                m.stop_coids[(stop[1], stop[6])] = stop
+            if stop[10]:
+                heap.append((stop[10], stop[0]))
         heapify(heap)
         m.gtt = heap
-    if pos != len(blob):
-        raise SnapshotError(f"{len(blob) - pos} trailing bytes in snapshot")
-    if seen != set(engine.market_ids()):
-        raise SnapshotError(f"snapshot lacks markets {sorted(set(engine.market_ids()) - seen)}")

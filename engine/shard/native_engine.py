@@ -19,7 +19,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-from engine.shard.engine_snapshot import MAGIC, SnapshotError
+from engine.shard.engine_snapshot import SNAP_ORDER, MarketImage, SnapshotError, pack_snapshot, parse_snapshot
 from engine.shard.event_sink import NullSink, sink_method
 from engine.shard.market_spec import MarketSpec
 from engine.shard.order import ORDER_FIELDS
@@ -33,9 +33,8 @@ except ImportError:  # pragma: no cover - make setup builds it; native_available
     Core = None
 
 ENGINE_ENV: Final = "HX_ENGINE"  # "python": the Python twin; anything else: native
-_ENGINE = struct.Struct("<8sQI")
-_MARKET = struct.Struct("<IQBqQqqqqII")
-_SNAP_ORDER = struct.Struct("<QIBBBBqqqQQq")  # engine_snapshot.SNAP_ORDER, one record
+_SNAP_ORDER = struct.Struct("<QIBBBBqqqQQq")  # one engine_snapshot.SNAP_ORDER record, unpacked
+assert _SNAP_ORDER.size == SNAP_ORDER.itemsize
 
 _NEW = BY_TYPE[MsgType.NEW_ORDER].struct.pack
 _CANCEL = BY_TYPE[MsgType.CANCEL].struct.pack
@@ -56,9 +55,13 @@ def native_available() -> bool:
 SHARD_ORDER_CAPACITY: Final = 1 << 15  # live orders per market a shard's core is sized for (~8 MB)
 
 
+def _use_native() -> bool:
+    return os.environ.get(ENGINE_ENV, "native") != "python" and native_available()
+
+
 def make_engine(markets: dict[int, MarketSpec], sink: Any, order_capacity: int = SHARD_ORDER_CAPACITY) -> Any:
     """The shard's engine: ``NativeEngine`` unless ``HX_ENGINE=python`` or the core is not built."""
-    if os.environ.get(ENGINE_ENV, "native") != "python" and native_available():
+    if _use_native():
         return NativeEngine(markets, sink, order_capacity=order_capacity)
     from engine.shard.matching_engine import MatchingEngine
 
@@ -69,7 +72,7 @@ def restore_engine(
     markets: dict[int, MarketSpec], sink: Any, blob: bytes, order_capacity: int = SHARD_ORDER_CAPACITY
 ) -> Any:
     """``make_engine``'s implementation, restored from a snapshot (the formats are the same)."""
-    if os.environ.get(ENGINE_ENV, "native") != "python" and native_available():
+    if _use_native():
         return NativeEngine.restore(markets, sink, blob, order_capacity=order_capacity)
     from engine.shard.matching_engine import MatchingEngine
 
@@ -358,13 +361,22 @@ class NativeEngine:
     def snapshot(self) -> bytes:
         """The canonical snapshot bytes of ``engine_snapshot`` (equal to the Python twin's)."""
         core = self._core
-        parts = [_ENGINE.pack(MAGIC, core.now_ns, len(self._views))]
+        images = []
         for mid in self._views:
-            seq, status, mark, last_oid, bp, bs, ap, az, n_orders, n_stops = core.market_state(mid)
-            parts.append(_MARKET.pack(mid, seq, status, mark, last_oid, bp, bs, ap, az, n_orders, n_stops))
-            parts.append(core.export_orders(mid))
-            parts.append(core.export_stops(mid))
-        return b"".join(parts)
+            seq, status, mark, last_oid, bp, bs, ap, az, _n_orders, _n_stops = core.market_state(mid)
+            images.append(
+                MarketImage(
+                    mid,
+                    seq,
+                    status,
+                    mark,
+                    last_oid,
+                    (bp, bs, ap, az),
+                    core.export_orders(mid),
+                    core.export_stops(mid),
+                )
+            )
+        return pack_snapshot(core.now_ns, images)
 
     def state_hash(self) -> bytes:
         return hashlib.blake2b(self.snapshot(), digest_size=32).digest()
@@ -381,38 +393,15 @@ class NativeEngine:
     ) -> NativeEngine:
         engine = cls(markets, sink, debug_validate=debug_validate, order_capacity=order_capacity)
         core = engine._core
-        if len(blob) < _ENGINE.size:
-            raise SnapshotError("snapshot too short")
-        magic, now_ns, n_markets = _ENGINE.unpack_from(blob, 0)
-        if magic != MAGIC:
-            raise SnapshotError(f"bad snapshot magic {magic!r}")
+        now_ns, images = parse_snapshot(blob, engine.market_ids())
         core.now_ns = now_ns
-        pos = _ENGINE.size
-        seen = set()
-        for _ in range(n_markets):
-            if pos + _MARKET.size > len(blob):
-                raise SnapshotError("snapshot truncated")
-            mid, seq, status, mark, last_oid, bp, bs, ap, az, n_orders, n_stops = _MARKET.unpack_from(
-                blob, pos
-            )
-            pos += _MARKET.size
-            if mid not in engine._views:
-                raise SnapshotError(f"snapshot has market {mid}, which the engine was not given")
-            seen.add(mid)
-            orders = blob[pos : pos + n_orders * _SNAP_ORDER.size]
-            pos += n_orders * _SNAP_ORDER.size
-            stops = blob[pos : pos + n_stops * _SNAP_ORDER.size]
-            pos += n_stops * _SNAP_ORDER.size
-            if pos > len(blob):
-                raise SnapshotError("snapshot truncated")
+        for m in images:
             try:
-                core.restore_market(mid, seq, status, mark, last_oid, bp, bs, ap, az, orders, stops)
+                core.restore_market(
+                    m.market_id, m.seq, m.status, m.mark, m.last_oid, *m.last_bbo, m.orders, m.stops
+                )
             except ValueError as exc:
                 raise SnapshotError(str(exc)) from exc
-        if pos != len(blob):
-            raise SnapshotError(f"{len(blob) - pos} trailing bytes in snapshot")
-        if seen != set(engine._views):
-            raise SnapshotError(f"snapshot lacks markets {sorted(set(engine._views) - seen)}")
         return engine
 
 

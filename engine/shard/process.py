@@ -307,7 +307,10 @@ class Shard:
                 self.journal_seq = journal.append(record)
                 journal.commit()
                 state.apply(record, self.journal_seq)
-                _publish(events, writer.take(), 0, wait)
+                published = writer.peek()  # straight from the writer's buffer: no copy per batch
+                _publish(events, published, 0, wait)
+                published.release()
+                writer.reset()
                 consumer.release(n)
                 self.records_since_snapshot += 1
             if self.snapshot_requested or self.records_since_snapshot >= self.options.snapshot_every:

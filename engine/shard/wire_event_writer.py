@@ -66,25 +66,23 @@ class WireEventWriter:
 
     def extend(self, data: bytes | bytearray | memoryview) -> None:
         """Append already packed events (a whole batch from the compiled core)."""
+        pos = self._reserve(len(data))
+        self._buf[pos : self._pos] = data
+
+    def _slot(self) -> int:
+        return self._reserve(SLOT_BYTES)
+
+    def _reserve(self, nbytes: int) -> int:
+        """Room for ``nbytes`` more; returns where they go. Grows by doubling into a new bytearray."""
         pos = self._pos
-        end = pos + len(data)
+        end = pos + nbytes
         if end > self._cap:
             while end > self._cap:
                 self._cap *= 2
             buf = bytearray(self._cap)
             buf[:pos] = self._buf[:pos]
             self._buf = buf
-        self._buf[pos:end] = data
         self._pos = end
-
-    def _slot(self) -> int:
-        pos = self._pos
-        if pos + SLOT_BYTES > self._cap:
-            self._cap *= 2
-            buf = bytearray(self._cap)
-            buf[:pos] = self._buf[:pos]
-            self._buf = buf
-        self._pos = pos + SLOT_BYTES
         return pos
 
     def on_accepted(
