@@ -19,6 +19,7 @@ from typing import Any
 import uvloop
 from picows import ws_create_server
 
+from engine.host import apply_realtime_priority
 from engine.ring import Blocking, RingBuffer
 from engine.types.enums import MsgType
 from engine.wire.codec import encode
@@ -116,6 +117,9 @@ def run_gateway(
         level=logging.WARNING, format="%(asctime)s gateway-%(process)d %(levelname)s %(message)s"
     )
     opts = GatewayOptions(**options)
+    policy = apply_realtime_priority(opts.realtime_priority)
+    if "refused" in policy:
+        logging.warning("gateway %d runs %s", index, policy)
     uvloop.install()
 
     async def main() -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest
 
+from engine.host import ensure_realtime_priority
 from engine.types.enums import MsgType, RejectCode, reject_message
 from engine.wire.layout import SLOT_BYTES
 from gateway.auth import Authenticator
@@ -73,10 +74,12 @@ class GatewayOptions:
     route_via: str = "shard"
     sndbuf_bytes: int = 0  # SO_SNDBUF for client sockets (0 = kernel default); tests shrink it
     snapshot_depth: int | None = None  # levels per side in a snapshot (None = all)
+    realtime_priority: int = 0  # SCHED_FIFO priority of the gateway process (0: off); not with busy-poll
 
     def __post_init__(self) -> None:
         if self.loop_mode not in LOOP_MODES:
             raise ValueError(f"loop_mode {self.loop_mode!r}: choose one of {LOOP_MODES}")
+        ensure_realtime_priority(self.realtime_priority, self.loop_mode)
 
 
 class GatewayListener(WSListener):  # type: ignore[misc]

@@ -19,6 +19,25 @@ def _emit(report: dict, as_json: bool) -> None:
             click.echo(f"{key:>24}: {value}")
 
 
+def _realtime_option(what: str):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--realtime-priority",
+        default=0,
+        show_default=True,
+        type=click.IntRange(0, 49),
+        help=f"SCHED_FIFO priority for {what} (0: off). Needs a wait that parks (blocking, sleep).",
+    )
+
+
+def _check_realtime(priority: int, wait: str) -> None:
+    from engine.host import ensure_realtime_priority
+
+    try:
+        ensure_realtime_priority(priority, wait)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--realtime-priority") from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hx")
 def main() -> None:
@@ -92,11 +111,31 @@ def bench_book(as_json: bool, ops: int, runs: int) -> None:
     type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]),
 )
 @click.option("--fsync", default="batch", show_default=True, type=click.Choice(["always", "batch", "none"]))
-def bench_shard(as_json: bool, ops: int, runs: int, rate: int, paced_ops: int, wait: str, fsync: str) -> None:
+@_realtime_option("the shard process")
+def bench_shard(
+    as_json: bool,
+    ops: int,
+    runs: int,
+    rate: int,
+    paced_ops: int,
+    wait: str,
+    fsync: str,
+    realtime_priority: int,
+) -> None:
     """Orders through a ring into a shard process, events consumed from its event ring."""
     from perf.bench_shard import run
 
-    _emit(run(ops=ops, runs=runs, rate=rate, paced_ops=paced_ops, wait=wait, fsync=fsync), as_json)
+    _check_realtime(realtime_priority, wait)
+    report = run(
+        ops=ops,
+        runs=runs,
+        rate=rate,
+        paced_ops=paced_ops,
+        wait=wait,
+        fsync=fsync,
+        realtime_priority=realtime_priority,
+    )
+    _emit(report, as_json)
 
 
 @bench.command("e2e")
@@ -124,6 +163,7 @@ def bench_shard(as_json: bool, ops: int, runs: int, rate: int, paced_ops: int, w
     show_default=True,
     type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]),
 )
+@_realtime_option("the shard and gateway processes")
 def bench_e2e(
     as_json: bool,
     clients: int,
@@ -134,9 +174,13 @@ def bench_e2e(
     gateways: int,
     loop_mode: str,
     shard_wait: str,
+    realtime_priority: int,
 ) -> None:
     """Whole stack over loopback WebSockets: clients -> gateway -> shard -> gateway -> clients."""
     from perf.bench_e2e import run
+
+    _check_realtime(realtime_priority, shard_wait)
+    _check_realtime(realtime_priority, loop_mode)
 
     _emit(
         run(
@@ -148,6 +192,7 @@ def bench_e2e(
             gateways=gateways,
             loop_mode=loop_mode,
             shard_wait=shard_wait,
+            realtime_priority=realtime_priority,
         ),
         as_json,
     )
@@ -210,6 +255,7 @@ def replay(orders: Path, trades_out: Path, shards: int | None, as_json: bool) ->
     type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]),
 )
 @click.option("--fsync", default="batch", show_default=True, type=click.Choice(["always", "batch", "none"]))
+@_realtime_option("the shard and gateway processes")
 @click.option(
     "--duration", type=float, default=None, help="Stop after this many seconds (default: run until Ctrl-C)."
 )
@@ -222,13 +268,17 @@ def up(
     state_dir: Path,
     wait: str,
     fsync: str,
+    realtime_priority: int,
     duration: float | None,
 ) -> None:
     """Run the exchange: shard processes and gateways, supervised, until Ctrl-C."""
     from hx.supervisor import default_pipeline, supervise
 
+    _check_realtime(realtime_priority, wait)
     markets = markets_path or DEFAULT_MARKETS
-    pipeline = default_pipeline(state_dir, shards, gateways, markets, wait, fsync)
+    pipeline = default_pipeline(
+        state_dir, shards, gateways, markets, wait, fsync, realtime_priority=realtime_priority
+    )
     sys.exit(
         supervise(
             pipeline,

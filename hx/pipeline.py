@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.host import get_scheduling
 from engine.ring import RingBuffer, cleanup_rings
 from hx.topology import Topology
 
@@ -38,6 +39,7 @@ class Pipeline:
     fsync: str = "batch"
     pin_cpus: bool | None = None  # None: pin only when the machine has cores to spare
     snapshot_every: int = 5000
+    realtime_priority: int = 0  # SCHED_FIFO for shards and gateways (0: off); see engine.host
     rings: dict[str, RingBuffer] = field(default_factory=dict)
     shards: dict[int, StageProcess] = field(default_factory=dict)
     gateways: dict[int, StageProcess] = field(default_factory=dict)
@@ -78,6 +80,7 @@ class Pipeline:
             fsync=self.fsync,
             cpu=self._cpu_for(shard),
             snapshot_every=self.snapshot_every,
+            realtime_priority=self.realtime_priority,
         )
         ready = self._ctx.Event()
         proc = self._ctx.Process(
@@ -103,7 +106,10 @@ class Pipeline:
         self, index: int, host: str, port: int, timeout_s: float = 60.0, **options: Any
     ) -> None:
         from gateway.process import run_gateway
+        from gateway.server import GatewayOptions
 
+        options.setdefault("realtime_priority", self.realtime_priority)
+        GatewayOptions(**options)  # a bad option fails here, with its reason, not in the child
         ready = self._ctx.Event()
         proc = self._ctx.Process(
             target=run_gateway,
@@ -136,6 +142,11 @@ class Pipeline:
     def health(self) -> dict[str, bool]:
         stages = list(self.shards.values()) + list(self.gateways.values())
         return {stage.name: stage.process.is_alive() for stage in stages}
+
+    def scheduling(self) -> dict[str, str]:
+        """What the kernel runs each live stage under (``fifo:N`` or ``normal``), for reports."""
+        stages = list(self.shards.values()) + list(self.gateways.values())
+        return {s.name: get_scheduling(s.process.pid) for s in stages if s.process.is_alive()}
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Gateways first, then shards (SIGTERM: they snapshot and exit), then the rings."""

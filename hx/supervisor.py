@@ -79,6 +79,7 @@ def default_pipeline(
     wait: str,
     fsync: str,
     run_id: str = "hx-main",
+    realtime_priority: int = 0,
 ) -> Pipeline:
     return Pipeline(
         Topology(run_id=run_id, shards=shards, gateways=gateways),
@@ -86,4 +87,5 @@ def default_pipeline(
         state_dir=state_dir,
         wait=wait,
         fsync=fsync,
+        realtime_priority=realtime_priority,
     )

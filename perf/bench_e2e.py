@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from perf.cpu_steal import StealMeter
+
 MARKETS_TOML = """
 [[market]]
 market_id = 1
@@ -355,6 +357,7 @@ def run_once(
     gateways: int,
     loop_mode: str,
     shard_wait: str,
+    realtime_priority: int = 0,
 ) -> dict[str, Any]:
     from eth_account import Account
 
@@ -367,7 +370,12 @@ def run_once(
         markets.write_text(MARKETS_TOML)
         topo = Topology(run_id=f"hx-bench-e2e-{os.getpid()}", shards=1, gateways=gateways)
         pipe = Pipeline(
-            topo, markets_path=markets, state_dir=Path(tmp) / "state", wait=shard_wait, fsync="none"
+            topo,
+            markets_path=markets,
+            state_dir=Path(tmp) / "state",
+            wait=shard_wait,
+            fsync="none",
+            realtime_priority=realtime_priority,
         )
         port = _free_port()
         gw_opts = {
@@ -408,7 +416,9 @@ def run_once(
                 )
                 p.start()
                 procs.append(p)
-            results = [out.get(timeout=duration + 60) for _ in procs]
+            scheduling = pipe.scheduling()
+            with StealMeter() as steal:
+                results = [out.get(timeout=duration + 60) for _ in procs]
         finally:
             for p in procs:
                 p.join(5)
@@ -438,6 +448,8 @@ def run_once(
         "p999_us": pct(lat, 99.9),
         "fill_p50_us": pct(fills, 50),
         "errors": sum(r["sent"] - r["acked"] for r in results),
+        "scheduling": scheduling,
+        "steal_ms": steal.ms,
     }
 
 
@@ -452,15 +464,18 @@ def run(
     loop_mode: str = "park",
     shard_wait: str = "blocking",
     echo_rounds: int = 2000,
+    realtime_priority: int = 0,
 ) -> dict[str, Any]:
     """Run the stack ``runs`` times; one dict of medians (see the module docstring).
 
     ``rate`` is the total orders/s across clients (0 = as fast as the window allows);
-    ``batch`` the most structs per frame (default: 64 unpaced, 16 paced).
+    ``batch`` the most structs per frame (default: 64 unpaced, 16 paced); ``realtime_priority``
+    puts the shard and gateway processes under SCHED_FIFO (see ``engine.host``).
     """
     batch = batch or (64 if rate <= 0 else 16)
     per_run = [
-        run_once(clients, rate, duration, batch, window, gateways, loop_mode, shard_wait) for _ in range(runs)
+        run_once(clients, rate, duration, batch, window, gateways, loop_mode, shard_wait, realtime_priority)
+        for _ in range(runs)
     ]
     good = [r for r in per_run if "error_detail" not in r]
     echo = echo_floor_us(echo_rounds)
@@ -482,6 +497,7 @@ def run(
             "clients": "uvloop + picows (epoll, no busy-poll)",
             "echo_floor": "uvloop + picows (epoll), paced 0.5 ms",
         },
+        "scheduling": next((r["scheduling"] for r in good), None),
     }
     keys = [
         "orders_per_s",
@@ -500,12 +516,23 @@ def run(
     report["errors"] = (report["errors"] or 0) + sum(
         r.get("errors", 0) for r in per_run if "error_detail" in r
     )
+    spreads = [r["p99_us"] - r["p50_us"] for r in good]
+    report["p99_minus_p50_us"] = statistics.median(spreads) if spreads else None
     report["echo_p50_us"] = echo
     report["ratio_p50_to_echo"] = (report["p50_us"] / echo) if report["p50_us"] and echo else None
     report["per_run"] = [
         {
             k: r.get(k)
-            for k in ("orders_per_s", "p50_us", "p99_us", "p999_us", "fill_p50_us", "errors", "error_detail")
+            for k in (
+                "orders_per_s",
+                "p50_us",
+                "p99_us",
+                "p999_us",
+                "fill_p50_us",
+                "steal_ms",
+                "errors",
+                "error_detail",
+            )
         }
         for r in per_run
     ]

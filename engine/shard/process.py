@@ -23,12 +23,14 @@ import gc
 import os
 import signal
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.host import apply_realtime_priority, ensure_realtime_priority
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.ring import RingBuffer, make_wait_strategy
 from engine.shard.market_spec import load_markets
@@ -67,6 +69,10 @@ class ShardOptions:
     cpu: int | None = None
     snapshot_every: int = 5000  # journal records between snapshots
     max_batch: int = MAX_BATCH
+    realtime_priority: int = 0  # SCHED_FIFO priority (0: off); needs a wait that parks
+
+    def __post_init__(self) -> None:
+        ensure_realtime_priority(self.realtime_priority, self.wait)
 
 
 class ShardState:
@@ -337,6 +343,9 @@ def run_shard(options: ShardOptions, ready: Any = None) -> None:
             os.sched_setaffinity(0, {options.cpu})
         except OSError:
             pass
+    policy = apply_realtime_priority(options.realtime_priority)
+    if "refused" in policy:
+        print(f"hx shard {options.shard}: runs {policy}", file=sys.stderr, flush=True)
     shard = Shard(options)
     # The engine's records form no reference cycles; collector passes over a million live orders
     # would cost more than the matching itself. Freeze what exists, then collect by hand if ever.

@@ -52,6 +52,7 @@ class GatewayStack:
         gateway_options: dict[str, Any] | None = None,
         port: int | None = None,
         wait: str = "spin-then-backoff",
+        realtime_priority: int = 0,
     ) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="hx-gw-")
         root = Path(self.tmp.name)
@@ -67,7 +68,12 @@ class GatewayStack:
             event_ring_slots=1 << 16,
         )
         self.pipeline = Pipeline(
-            self.topology, markets_path=self.markets_path, state_dir=self.state_dir, wait=wait, fsync="none"
+            self.topology,
+            markets_path=self.markets_path,
+            state_dir=self.state_dir,
+            wait=wait,
+            fsync="none",
+            realtime_priority=realtime_priority,
         )
         self.port = port or free_port()
         self.gateway_options = dict(gateway_options or {})

@@ -320,3 +320,36 @@ async def test_gateway_oversized_and_fragmented_frames_close_with_reason(stack):
     finally:
         await c.close()
     assert stack.alive()
+
+
+# ---- real-time scheduling --------------------------------------------------------------------------
+def _fifo_allowed() -> bool:
+    """Whether this host grants SCHED_FIFO, asked of a throwaway child (the test process keeps its policy)."""
+    import subprocess
+
+    probe = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+
+async def test_stack_under_realtime_priority_trades_and_reports_its_scheduling():
+    """Shard and gateway under SCHED_FIFO (where the host grants it): orders still round-trip, and the
+    pipeline reports what the kernel actually runs each stage under."""
+    expected = "fifo:3" if _fifo_allowed() else "normal"
+    with GatewayStack(wait="blocking", realtime_priority=3) as rt:
+        assert rt.pipeline.scheduling() == {"shard-0": expected, "gateway-0": expected}
+        maker = await connect(rt, "bin", Account.create().key)
+        taker = await connect(rt, "bin", Account.create().key)
+        try:
+            bid = await maker.place(BTC_USD, "buy", "1000", "0.001", client_order_id=5)
+            assert isinstance(bid, OrderAccepted) and bid.client_order_id == 5
+            hit = await taker.place(BTC_USD, "sell", "1000", "0.001", client_order_id=6)
+            assert isinstance(hit, OrderAccepted)
+            for client in (maker, taker):
+                ev = await asyncio.wait_for(client.events.get(), 5)
+                while not isinstance(ev, Fill):
+                    ev = await asyncio.wait_for(client.events.get(), 5)
+                assert (ev.maker_order_id, ev.taker_order_id) == (bid.order_id, hit.order_id)
+        finally:
+            await maker.close()
+            await taker.close()
+        assert rt.alive()
