@@ -19,10 +19,10 @@ def _emit(report: dict, as_json: bool) -> None:
             click.echo(f"{key:>24}: {value}")
 
 
-def _realtime_option(what: str):  # type: ignore[no-untyped-def]
+def _realtime_option(what: str, default: int = 0):  # type: ignore[no-untyped-def]
     return click.option(
         "--realtime-priority",
-        default=0,
+        default=default,
         show_default=True,
         type=click.IntRange(0, 49),
         help=f"SCHED_FIFO priority for {what} (0: off). Needs a wait that parks (blocking, sleep).",
@@ -163,7 +163,7 @@ def bench_shard(
     show_default=True,
     type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]),
 )
-@_realtime_option("the shard and gateway processes")
+@_realtime_option("the shard and gateway processes", default=10)
 def bench_e2e(
     as_json: bool,
     clients: int,
@@ -177,8 +177,12 @@ def bench_e2e(
     realtime_priority: int,
 ) -> None:
     """Whole stack over loopback WebSockets: clients -> gateway -> shard -> gateway -> clients."""
+    from engine.host import SPINNING_WAITS
     from perf.bench_e2e import run
 
+    defaulted = click.get_current_context().get_parameter_source("realtime_priority")
+    if defaulted == click.core.ParameterSource.DEFAULT and {shard_wait, loop_mode} & SPINNING_WAITS:
+        realtime_priority = 0  # the default priority only goes with waits that park
     _check_realtime(realtime_priority, shard_wait)
     _check_realtime(realtime_priority, loop_mode)
 

@@ -19,7 +19,9 @@ Measured per run (medians over ``runs``):
 
 Every figure names how it waited: the shard's ring wait strategy, the gateway's loop mode (event
 pump: adaptive = spin a few loop iterations then park on the ring's wake FIFO), and the clients'
-loop (uvloop, epoll).
+loop (uvloop, epoll); and how the kernel scheduled the stack (``scheduling``: by default shard and
+gateway run under SCHED_FIFO 10 where the host allows it, see ``engine.host``; the clients, the
+load generator, never do) with the CPU time the hypervisor stole per run (``steal_ms``).
 
 The clients share the two cores with the stack they measure, so they are kept lean: a frame's
 events are tallied by a plain loop (numpy only for large frames, see ``_Tally``) into
@@ -464,7 +466,7 @@ def run(
     loop_mode: str = "park",
     shard_wait: str = "blocking",
     echo_rounds: int = 2000,
-    realtime_priority: int = 0,
+    realtime_priority: int = 10,
 ) -> dict[str, Any]:
     """Run the stack ``runs`` times; one dict of medians (see the module docstring).
 

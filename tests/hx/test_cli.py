@@ -25,3 +25,17 @@ def test_realtime_priority_for_the_e2e_bench_checks_the_shard_wait() -> None:
     )
     assert result.exit_code == 2
     assert "busy-spin" in result.output
+
+
+def test_e2e_bench_drops_its_default_priority_for_a_spinning_wait(monkeypatch) -> None:
+    """Asked for a spinning shard wait without a priority, the bench runs it at normal priority."""
+    import perf.bench_e2e
+
+    seen = {}
+    monkeypatch.setattr(perf.bench_e2e, "run", lambda **kw: seen.update(kw) or {"bench": "e2e"})
+    result = CliRunner().invoke(main, ["bench", "e2e", "--json", "--shard-wait", "spin-then-backoff"])
+    assert result.exit_code == 0, result.output
+    assert seen["realtime_priority"] == 0 and seen["shard_wait"] == "spin-then-backoff"
+    result = CliRunner().invoke(main, ["bench", "e2e", "--json"])
+    assert result.exit_code == 0, result.output
+    assert seen["realtime_priority"] == 10 and seen["shard_wait"] == "blocking"
