@@ -10,13 +10,11 @@ import sys
 import orjson
 import pytest
 from eth_account import Account
+from gateway_harness import BTC_USD, GatewayStack
 
-sys.path.insert(0, os.path.dirname(__file__))
-from gateway_harness import BTC_USD, GatewayStack  # noqa: E402
-
-from engine.types.enums import MsgType, RejectCode  # noqa: E402
-from engine.wire.codec import encode  # noqa: E402
-from gateway.sdk import (  # noqa: E402
+from engine.types.enums import MsgType, RejectCode
+from engine.wire.codec import encode
+from gateway.sdk import (
     Fill,
     HxClient,
     LoginFailed,

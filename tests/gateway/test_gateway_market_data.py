@@ -13,12 +13,10 @@ import sys
 import psutil
 import pytest
 from eth_account import Account
+from gateway_harness import BTC_USD, ETH_USD, GatewayStack
 
-sys.path.insert(0, os.path.dirname(__file__))
-from gateway_harness import BTC_USD, ETH_USD, GatewayStack  # noqa: E402
-
-from engine.types.enums import RejectCode  # noqa: E402
-from gateway.sdk import (  # noqa: E402
+from engine.types.enums import RejectCode
+from gateway.sdk import (
     ConnectionClosed,
     Fill,
     HxClient,

@@ -18,7 +18,7 @@ each command reads its decisions from a tape of u16s, 0 meaning the most common 
 stream shrinks to fewer commands with plainer fields. Every command is one 64-byte wire struct; u64
 ids stay below 2**62.
 
-Loaded through ``_sibling`` by the test modules (pytest runs with --import-mode=importlib).
+Imported by name by the test modules (``pythonpath`` in pyproject puts this directory on sys.path).
 """
 
 from __future__ import annotations

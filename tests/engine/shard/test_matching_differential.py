@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+import simple_matcher as SM
 
 from engine.shard.matching_engine import MatchingEngine
 from engine.shard.native_engine import NativeEngine
 from engine.shard.replay import replay_orders
 from perf.workloads.standard_stream import standard_stream
-
-
-def _sibling(name: str):  # type: ignore[no-untyped-def]
-    key = f"_hx_shard_tests_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[key] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules[key]
-
-
-SM = _sibling("simple_matcher")
-
 
 # the invariants are checked elsewhere; validating a 50K-order book after every command takes minutes
 ENGINES = {"native": NativeEngine, "python": functools.partial(MatchingEngine, debug_validate=False)}

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
+import matching_constants as C
 import pytest
 
 from engine.types.enums import CancelReason, MarketStatus, MsgType, OrderFlag, OrderType, RejectCode, StpMode
 from engine.wire.layout import ALL_MARKETS
 
-
-def _sibling(name: str):  # type: ignore[no-untyped-def]
-    key = f"_hx_shard_tests_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[key] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules[key]
-
-
-C = _sibling("constants")
 M = C.BTC_PERP.market_id
 ALICE, BOB, CAROL, BUY, SELL = C.ALICE, C.BOB, C.CAROL, C.BUY, C.SELL
 STP = 4  # OrderFlag bits 4-6

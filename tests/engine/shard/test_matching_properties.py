@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
+import matching_constants as C
 import numpy as np
 import pytest
+import simple_matcher as SM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.shard.event_sink import EventRecorder
 from engine.shard.replay import ORDER_DTYPE, replay_orders
 from engine.types.enums import MsgType
-
-
-def _sibling(name: str):  # type: ignore[no-untyped-def]
-    key = f"_hx_shard_tests_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[key] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules[key]
-
-
-C = _sibling("constants")
-SM = _sibling("simple_matcher")
 
 _cmd = st.tuples(st.integers(0, 11), *[st.integers(0, 999)] * 6)
 streams = st.lists(_cmd, min_size=1, max_size=120)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import struct
-import sys
-from pathlib import Path
 
+import matching_constants as C
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,18 +12,6 @@ from hypothesis import strategies as st
 from engine.types.enums import MsgType, OrderFlag, OrderType, RejectCode
 from engine.wire.codec import encode
 
-
-def _sibling(name: str):  # type: ignore[no-untyped-def]
-    key = f"_hx_shard_tests_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[key] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules[key]
-
-
-C = _sibling("constants")
 M = C.BTC_PERP.market_id
 INT64_MAX = 2**63 - 1
 

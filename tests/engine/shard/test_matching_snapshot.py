@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
+import matching_constants as C
 import pytest
 
 from engine.shard.engine_snapshot import SnapshotError
@@ -16,18 +13,6 @@ from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import MsgType
 from engine.wire.codec import decode
 
-
-def _sibling(name: str):  # type: ignore[no-untyped-def]
-    key = f"_hx_shard_tests_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[key] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules[key]
-
-
-C = _sibling("constants")
 MSGS = C.random_commands(3_000, seed=11)
 
 

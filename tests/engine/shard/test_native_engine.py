@@ -18,14 +18,12 @@ from __future__ import annotations
 import collections
 import functools
 import hashlib
-import importlib.util
 import os
 import struct
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+import command_streams as CS
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -41,18 +39,6 @@ from engine.wire.codec import decode
 from engine.wire.layout import BY_TYPE, SLOT_BYTES, layout_of
 from perf.workloads.standard_stream import standard_stream
 
-
-def _sibling(name: str):  # type: ignore[no-untyped-def]
-    key = f"_hx_shard_tests_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[key] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules[key]
-
-
-CS = _sibling("command_streams")
 MARKETS = CS.STREAM_MARKETS
 DEEP_MARKETS = {CS.PLAIN.market_id: CS.PLAIN}  # one market: its book gets deep
 SEEDS = range(20)

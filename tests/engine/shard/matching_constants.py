@@ -1,7 +1,6 @@
 """Shared fixtures of the shard tests as named constants and small helpers (dYdX testutil style).
 
-Loaded by the test modules through ``load_sibling`` (pytest runs with --import-mode=importlib, so
-sibling modules are not importable by name).
+Imported by name by the test modules (``pythonpath`` in pyproject puts this directory on sys.path).
 """
 
 from __future__ import annotations
