@@ -7,7 +7,7 @@ waits for it: that is the p99 - p50 of the round trip. A SCHED_FIFO process pree
 threads the moment it wakes, so they only run in its idle time.
 
 The price: a SCHED_FIFO process that never sleeps starves everything else on its core (the kernel
-keeps 5% back, in 50 ms bursts). So priority is refused for wait strategies that spin
+keeps back only 50 ms of every second for the rest). So priority is refused for wait strategies that spin
 (``SPINNING_WAITS``); the process must park when idle (``blocking`` or ``sleep``). Priority 0 means
 off (the default); 1-49 stays below the kernel's own real-time threads (interrupt threads run at 50).
 """
