@@ -1256,13 +1256,16 @@ static PyObject *Core_handle(Core *self, PyObject *args) {
     return PyLong_FromLong(code);
 }
 
-/* handle_batch(buf, count, offset=0, stop_at_control=False) -> commands handled. With
-   stop_at_control it stops before a HEARTBEAT or L2_SNAPSHOT_REQUEST (the shard's own messages). */
+/* handle_batch(buf, count, offset=0, stop_at_control=False, echo_seq=-1) -> commands handled. With
+   stop_at_control it stops before a HEARTBEAT or L2_SNAPSHOT_REQUEST (the shard's own messages);
+   with echo_seq >= 0 it answers a HEARTBEAT itself, as the shard does (HEARTBEAT event: the
+   sender's ts_ns, last_seq = echo_seq, the journal record's seq), and goes on. */
 static PyObject *Core_handle_batch(Core *self, PyObject *args) {
     Py_buffer buf;
     Py_ssize_t count, offset = 0;
     int stop_at_control = 0;
-    if (!PyArg_ParseTuple(args, "y*n|np", &buf, &count, &offset, &stop_at_control)) return NULL;
+    long long echo_seq = -1;
+    if (!PyArg_ParseTuple(args, "y*n|npL", &buf, &count, &offset, &stop_at_control, &echo_seq)) return NULL;
     if (offset < 0) {
         PyBuffer_Release(&buf);
         PyErr_SetString(PyExc_ValueError, "negative offset");
@@ -1277,6 +1280,12 @@ static PyObject *Core_handle_batch(Core *self, PyObject *args) {
             continue;
         }
         const uint8_t *p = base + off;
+        if (p[0] == T_HEARTBEAT && echo_seq >= 0) {
+            uint8_t *e = ev_slot(self, T_HEARTBEAT, 0);
+            memcpy(e + 8, p + 8, 8); /* ts_ns, as sent */
+            wr_u64(e + 16, (uint64_t)echo_seq);
+            continue;
+        }
         if (stop_at_control && (p[0] == T_HEARTBEAT || p[0] == T_L2_REQUEST)) break;
         handle_one(self, p);
     }
@@ -1476,7 +1485,7 @@ static PyObject *Core_get_market_ids(Core *self, void *closure) {
 static PyMethodDef Core_methods[] = {
     {"handle", (PyCFunction)Core_handle, METH_VARARGS, "handle(buf, offset=0) -> RejectCode: one 64-byte command"},
     {"handle_batch", (PyCFunction)Core_handle_batch, METH_VARARGS,
-     "handle_batch(buf, count, offset=0, stop_at_control=False) -> commands handled"},
+     "handle_batch(buf, count, offset=0, stop_at_control=False, echo_seq=-1) -> commands handled"},
     {"advance_clock", (PyCFunction)Core_advance_clock, METH_VARARGS,
      "advance_clock(now_ns, market_id=0xFFFFFFFF) -> RejectCode: a CLOCK command"},
     {"take_events", (PyCFunction)Core_take_events, METH_NOARGS, "the packed events since the last take, as bytes"},

@@ -95,13 +95,14 @@ class ShardState:
             for k in range(count):
                 self._apply_one(record, HEADER_SLOT + k * SLOT_BYTES, journal_seq)
             return
-        # compiled core: whole runs of commands in one call, the shard's own messages in between
+        # compiled core: the whole record in one call (it echoes heartbeats itself, as _apply_one
+        # does); only a restatement request stops it, to be answered here
         if now_ns > core.now_ns:
             core.advance_clock(now_ns)
         writer = self.writer
         k = 0
         while k < count:
-            done = core.handle_batch(record, count - k, HEADER_SLOT + k * SLOT_BYTES, True)
+            done = core.handle_batch(record, count - k, HEADER_SLOT + k * SLOT_BYTES, True, journal_seq)
             if core.pending_events:
                 writer.extend(core.take_events())
             k += done
@@ -296,6 +297,7 @@ class Shard:
         header = bytearray(HEADER_SLOT)
         now = time.time_ns
         idle_wait = consumers[0].wait_strategy if len(consumers) == 1 else wait
+        half_ring = events.capacity // 2
         while not self.stop_requested:
             worked = False
             for idx, consumer in enumerate(consumers):
@@ -314,7 +316,9 @@ class Shard:
                 journal.commit()
                 state.apply(record, self.journal_seq)
                 published = writer.peek()  # straight from the writer's buffer: no copy per batch
-                _publish(events, published, 0, wait)
+                count = writer.count
+                if count > half_ring or not events.try_publish(published, count):
+                    _publish(events, published, 0, wait)  # in chunks, waiting for room
                 published.release()
                 writer.reset()
                 consumer.release(n)
