@@ -38,6 +38,17 @@ def _check_realtime(priority: int, wait: str) -> None:
         raise click.BadParameter(str(exc), param_hint="--realtime-priority") from None
 
 
+def _bench_realtime(priority: int, *waits: str) -> int:
+    """A bench's default priority only goes with waits that park: asked for a spinning wait and no
+    priority, the bench runs at normal priority instead of refusing."""
+    from engine.host import SPINNING_WAITS
+
+    source = click.get_current_context().get_parameter_source("realtime_priority")
+    if source == click.core.ParameterSource.DEFAULT and SPINNING_WAITS.intersection(waits):
+        return 0
+    return priority
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hx")
 def main() -> None:
@@ -106,12 +117,12 @@ def bench_book(as_json: bool, ops: int, runs: int) -> None:
 @click.option("--paced-ops", default=100_000, show_default=True, help="Orders per latency run.")
 @click.option(
     "--wait",
-    default="spin-then-backoff",
+    default="blocking",
     show_default=True,
     type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]),
 )
 @click.option("--fsync", default="batch", show_default=True, type=click.Choice(["always", "batch", "none"]))
-@_realtime_option("the shard process")
+@_realtime_option("the shard process", default=10)
 def bench_shard(
     as_json: bool,
     ops: int,
@@ -125,6 +136,7 @@ def bench_shard(
     """Orders through a ring into a shard process, events consumed from its event ring."""
     from perf.bench_shard import run
 
+    realtime_priority = _bench_realtime(realtime_priority, wait)
     _check_realtime(realtime_priority, wait)
     report = run(
         ops=ops,
@@ -177,12 +189,9 @@ def bench_e2e(
     realtime_priority: int,
 ) -> None:
     """Whole stack over loopback WebSockets: clients -> gateway -> shard -> gateway -> clients."""
-    from engine.host import SPINNING_WAITS
     from perf.bench_e2e import run
 
-    defaulted = click.get_current_context().get_parameter_source("realtime_priority")
-    if defaulted == click.core.ParameterSource.DEFAULT and {shard_wait, loop_mode} & SPINNING_WAITS:
-        realtime_priority = 0  # the default priority only goes with waits that park
+    realtime_priority = _bench_realtime(realtime_priority, shard_wait, loop_mode)
     _check_realtime(realtime_priority, shard_wait)
     _check_realtime(realtime_priority, loop_mode)
 

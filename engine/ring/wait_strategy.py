@@ -163,9 +163,17 @@ STRATEGIES: dict[str, Callable[[], WaitStrategy]] = {
 }
 
 
-def make_wait_strategy(name: str) -> WaitStrategy:
-    """A fresh strategy by name; ValueError lists the valid names."""
+def make_wait_strategy(name: str, *, spin: bool = True) -> WaitStrategy:
+    """A fresh strategy by name; ValueError lists the valid names.
+
+    ``spin=False`` makes ``blocking`` park at once, without its spin phase. A SCHED_FIFO process
+    needs it: spinning between messages that arrive every few microseconds keeps it on the CPU all
+    the time, and the kernel then throttles it for 50 ms of every second (measured: p99 9-33 ms).
+    """
     try:
-        return STRATEGIES[name]()
+        strategy = STRATEGIES[name]()
     except KeyError:
         raise ValueError(f"unknown wait strategy {name!r}; choose one of {sorted(STRATEGIES)}") from None
+    if not spin and isinstance(strategy, Blocking):
+        strategy.spins = 0
+    return strategy

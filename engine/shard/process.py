@@ -171,12 +171,13 @@ class Shard:
         self.state_dir = Path(options.state_dir)
         all_markets = load_markets(options.markets_path)
         self.markets = {m: spec for m, spec in all_markets.items() if topo.shard_of(m) == options.shard}
-        self.wait = make_wait_strategy(options.wait)
+        spin = not options.realtime_priority  # under SCHED_FIFO, park at once (make_wait_strategy)
+        self.wait = make_wait_strategy(options.wait, spin=spin)
         self.inputs = [
             RingBuffer.attach(topo.order_ring(p, options.shard)) for p in range(topo.order_producers)
         ]
         self.consumers = [
-            ring.consumer(0, make_wait_strategy(options.wait) if len(self.inputs) == 1 else None)
+            ring.consumer(0, make_wait_strategy(options.wait, spin=spin) if len(self.inputs) == 1 else None)
             for ring in self.inputs
         ]
         self.events = RingBuffer.attach(topo.event_ring(options.shard))

@@ -8,7 +8,7 @@ from hx.cli import main
 
 
 def test_realtime_priority_with_a_spinning_wait_is_a_usage_error() -> None:
-    result = CliRunner().invoke(main, ["bench", "shard", "--realtime-priority", "5"])
+    result = CliRunner().invoke(main, ["bench", "shard", "--realtime-priority", "5", "--wait", "busy-spin"])
     assert result.exit_code == 2
     assert "starves the kernel threads" in result.output
 
@@ -39,3 +39,16 @@ def test_e2e_bench_drops_its_default_priority_for_a_spinning_wait(monkeypatch) -
     result = CliRunner().invoke(main, ["bench", "e2e", "--json"])
     assert result.exit_code == 0, result.output
     assert seen["realtime_priority"] == 10 and seen["shard_wait"] == "blocking"
+
+
+def test_shard_bench_drops_its_default_priority_for_a_spinning_wait(monkeypatch) -> None:
+    import perf.bench_shard
+
+    seen = {}
+    monkeypatch.setattr(perf.bench_shard, "run", lambda **kw: seen.update(kw) or {"bench": "shard"})
+    result = CliRunner().invoke(main, ["bench", "shard", "--json", "--wait", "spin-then-backoff"])
+    assert result.exit_code == 0, result.output
+    assert seen["realtime_priority"] == 0 and seen["wait"] == "spin-then-backoff"
+    result = CliRunner().invoke(main, ["bench", "shard", "--json"])
+    assert result.exit_code == 0, result.output
+    assert seen["realtime_priority"] == 10 and seen["wait"] == "blocking"

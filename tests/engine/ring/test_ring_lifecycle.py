@@ -202,6 +202,28 @@ def test_unknown_wait_strategy_lists_choices() -> None:
         make_wait_strategy("nap")
 
 
+def test_blocking_parks_at_once_when_asked_not_to_spin(ring_name: str) -> None:
+    """The SCHED_FIFO shard's wait: no spin phase, and still woken by the producer."""
+    assert make_wait_strategy("blocking").spins > 0
+    parker = make_wait_strategy("blocking", spin=False)
+    assert isinstance(parker, Blocking) and parker.spins == 0
+    assert make_wait_strategy("sleep", spin=False).name == "sleep"  # nothing to change there
+    with RingBuffer.create(ring_name, capacity=8, consumers=1) as ring:
+        consumer = ring.consumer(0, parker)
+        calls = 0
+
+        def ready() -> int:
+            nonlocal calls
+            calls += 1
+            if calls == 2:  # the re-check after announcing the park: publish now
+                ring.try_publish(_slot(3), 1)
+            return consumer.available()
+
+        assert parker.wait(ready, None) == 1
+        assert calls <= 3, "no spin phase: the first poll, then the park protocol"
+        consumer.close()
+
+
 def test_consumer_index_out_of_range(ring_name: str) -> None:
     with RingBuffer.create(ring_name, capacity=8, consumers=2) as ring:
         with pytest.raises(RingError, match="outside 0..1"):
