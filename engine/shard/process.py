@@ -171,13 +171,16 @@ class Shard:
         self.state_dir = Path(options.state_dir)
         all_markets = load_markets(options.markets_path)
         self.markets = {m: spec for m, spec in all_markets.items() if topo.shard_of(m) == options.shard}
-        spin = not options.realtime_priority  # under SCHED_FIFO, park at once (make_wait_strategy)
-        self.wait = make_wait_strategy(options.wait, spin=spin)
+        # under SCHED_FIFO a blocking wait keeps >= 10% of the time parked (see Blocking)
+        share = 0.1 if options.realtime_priority else 0.0
+        self.wait = make_wait_strategy(options.wait, min_parked_share=share)
         self.inputs = [
             RingBuffer.attach(topo.order_ring(p, options.shard)) for p in range(topo.order_producers)
         ]
         self.consumers = [
-            ring.consumer(0, make_wait_strategy(options.wait, spin=spin) if len(self.inputs) == 1 else None)
+            ring.consumer(
+                0, make_wait_strategy(options.wait, min_parked_share=share) if len(self.inputs) == 1 else None
+            )
             for ring in self.inputs
         ]
         self.events = RingBuffer.attach(topo.event_ring(options.shard))

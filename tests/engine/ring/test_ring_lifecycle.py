@@ -202,25 +202,34 @@ def test_unknown_wait_strategy_lists_choices() -> None:
         make_wait_strategy("nap")
 
 
-def test_blocking_parks_at_once_when_asked_not_to_spin(ring_name: str) -> None:
-    """The SCHED_FIFO shard's wait: no spin phase, and still woken by the producer."""
-    assert make_wait_strategy("blocking").spins > 0
-    parker = make_wait_strategy("blocking", spin=False)
-    assert isinstance(parker, Blocking) and parker.spins == 0
-    assert make_wait_strategy("sleep", spin=False).name == "sleep"  # nothing to change there
+def test_blocking_spins_only_while_it_keeps_its_parked_share(ring_name: str) -> None:
+    """The SCHED_FIFO shard's wait: it spins before parking only while it has spent its share of the
+    current window parked; otherwise it parks at once (and is still woken by the producer)."""
+    assert make_wait_strategy("blocking").min_parked_share == 0.0
+    waiter = make_wait_strategy("blocking", min_parked_share=0.9)
+    assert isinstance(waiter, Blocking)
+    waiter.WINDOW_NS = 60_000_000_000  # one window for the whole test, however slow the machine
     with RingBuffer.create(ring_name, capacity=8, consumers=1) as ring:
-        consumer = ring.consumer(0, parker)
-        calls = 0
+        consumer = ring.consumer(0, waiter)
+        polls = 0
 
         def ready() -> int:
-            nonlocal calls
-            calls += 1
-            if calls == 2:  # the re-check after announcing the park: publish now
-                ring.try_publish(_slot(3), 1)
+            nonlocal polls
+            polls += 1
             return consumer.available()
 
-        assert parker.wait(ready, None) == 1
-        assert calls <= 3, "no spin phase: the first poll, then the park protocol"
+        def polls_of_a_wait(timeout_ns: int) -> int:
+            nonlocal polls
+            polls = 0
+            waiter.wait(ready, time.monotonic_ns() + timeout_ns)
+            return polls
+
+        assert polls_of_a_wait(20_000_000) > waiter.spins  # a fresh window: spin, then park 20 ms
+        assert polls_of_a_wait(0) > waiter.spins  # parked nearly all the window so far: spin again
+        time.sleep(0.01)  # busy (not parked) for a while: under 90% parked now
+        assert polls_of_a_wait(0) <= 2  # no spin phase: straight to the park protocol
+        ring.try_publish(_slot(3), 1)
+        assert polls_of_a_wait(1_000_000_000) == 1 and consumer.available() == 1  # data: no wait at all
         consumer.close()
 
 
