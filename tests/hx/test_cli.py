@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+
+import pytest
 from click.testing import CliRunner
 
 from hx.cli import main
@@ -27,28 +30,24 @@ def test_realtime_priority_for_the_e2e_bench_checks_the_shard_wait() -> None:
     assert "busy-spin" in result.output
 
 
-def test_e2e_bench_drops_its_default_priority_for_a_spinning_wait(monkeypatch) -> None:
-    """Asked for a spinning shard wait without a priority, the bench runs it at normal priority."""
-    import perf.bench_e2e
-
-    seen = {}
-    monkeypatch.setattr(perf.bench_e2e, "run", lambda **kw: seen.update(kw) or {"bench": "e2e"})
-    result = CliRunner().invoke(main, ["bench", "e2e", "--json", "--shard-wait", "spin-then-backoff"])
+@pytest.mark.parametrize(
+    ("bench", "module", "wait_option", "wait_key"),
+    [
+        ("e2e", "perf.bench_e2e", "--shard-wait", "shard_wait"),
+        ("shard", "perf.bench_shard", "--wait", "wait"),
+    ],
+)
+def test_bench_drops_its_default_priority_for_a_spinning_wait(
+    monkeypatch, bench: str, module: str, wait_option: str, wait_key: str
+) -> None:
+    """Asked for a spinning shard wait without a priority, a bench runs it at normal priority."""
+    seen: dict = {}
+    monkeypatch.setattr(
+        importlib.import_module(module), "run", lambda **kw: seen.update(kw) or {"bench": bench}
+    )
+    result = CliRunner().invoke(main, ["bench", bench, "--json", wait_option, "spin-then-backoff"])
     assert result.exit_code == 0, result.output
-    assert seen["realtime_priority"] == 0 and seen["shard_wait"] == "spin-then-backoff"
-    result = CliRunner().invoke(main, ["bench", "e2e", "--json"])
+    assert seen["realtime_priority"] == 0 and seen[wait_key] == "spin-then-backoff"
+    result = CliRunner().invoke(main, ["bench", bench, "--json"])
     assert result.exit_code == 0, result.output
-    assert seen["realtime_priority"] == 10 and seen["shard_wait"] == "blocking"
-
-
-def test_shard_bench_drops_its_default_priority_for_a_spinning_wait(monkeypatch) -> None:
-    import perf.bench_shard
-
-    seen = {}
-    monkeypatch.setattr(perf.bench_shard, "run", lambda **kw: seen.update(kw) or {"bench": "shard"})
-    result = CliRunner().invoke(main, ["bench", "shard", "--json", "--wait", "spin-then-backoff"])
-    assert result.exit_code == 0, result.output
-    assert seen["realtime_priority"] == 0 and seen["wait"] == "spin-then-backoff"
-    result = CliRunner().invoke(main, ["bench", "shard", "--json"])
-    assert result.exit_code == 0, result.output
-    assert seen["realtime_priority"] == 10 and seen["wait"] == "blocking"
+    assert seen["realtime_priority"] == 10 and seen[wait_key] == "blocking"
