@@ -338,17 +338,21 @@ static int check_amend(const Market *m, int64_t mark, int post_only, int64_t pri
 }
 
 /* ---- pools ------------------------------------------------------------------------------------------ */
-static int32_t order_alloc(Core *c, Market *m) {
-    if (m->ofree < 0) {
-        int32_t old = m->ocap, cap = old ? old * 2 : 1024;
-        m->orders = xrealloc(c, m->orders, (size_t)cap * sizeof(Order));
-        for (int32_t i = old; i < cap; i++) m->orders[i].next = i + 1 < cap ? i + 1 : -1;
-        m->ofree = old; m->ocap = cap;
+/* take a slot from a pool of Orders (live orders or stops), doubling it when the free list is empty */
+static int32_t pool_take(Core *c, Order **pool, int32_t *cap, int32_t *free_head, int32_t first_cap) {
+    if (*free_head < 0) {
+        int32_t old = *cap, grown = old ? old * 2 : first_cap;
+        *pool = xrealloc(c, *pool, (size_t)grown * sizeof(Order));
+        for (int32_t i = old; i < grown; i++) (*pool)[i].next = i + 1 < grown ? i + 1 : -1;
+        *free_head = old; *cap = grown;
     }
-    int32_t i = m->ofree;
-    m->ofree = m->orders[i].next;
-    m->ocount++;
+    int32_t i = *free_head;
+    *free_head = (*pool)[i].next;
     return i;
+}
+static int32_t order_alloc(Core *c, Market *m) {
+    m->ocount++;
+    return pool_take(c, &m->orders, &m->ocap, &m->ofree, 1024);
 }
 static void order_release(Market *m, int32_t i) {
     m->orders[i].open = 0;
@@ -369,17 +373,7 @@ static int32_t level_alloc(Core *c, Market *m, int64_t price) {
     l->price = price; l->size = 0; l->count = 0; l->head = l->tail = -1;
     return i;
 }
-static int32_t stop_alloc(Core *c, Market *m) {
-    if (m->sfree < 0) {
-        int32_t old = m->scap, cap = old ? old * 2 : 64;
-        m->stops = xrealloc(c, m->stops, (size_t)cap * sizeof(Order));
-        for (int32_t i = old; i < cap; i++) m->stops[i].next = i + 1 < cap ? i + 1 : -1;
-        m->sfree = old; m->scap = cap;
-    }
-    int32_t i = m->sfree;
-    m->sfree = m->stops[i].next;
-    return i;
-}
+static int32_t stop_alloc(Core *c, Market *m) { return pool_take(c, &m->stops, &m->scap, &m->sfree, 64); }
 
 /* ---- sides: sorted keys, best last ------------------------------------------------------------------ */
 static inline int64_t key_of(int side, int64_t price) { return side == 0 ? price : -price; }

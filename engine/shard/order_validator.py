@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from engine.shard.market_spec import BASE_ATOMS_PER_UNIT, INT64_MAX, MarketSpec
 from engine.types.enums import (
+    MARKET_PRICED_ORDER_TYPES,
+    STOP_ORDER_TYPES,
     STP_SHIFT,
     MarketStatus,
     OrderFlag,
@@ -27,13 +29,6 @@ _KNOWN_FLAG_BITS = int(OrderFlag.POST_ONLY | OrderFlag.POST_ONLY_SLIDE | OrderFl
     0b111 << STP_SHIFT
 )
 _MAX_STP = 4
-_STOP_TYPES = (
-    OrderType.STOP_LIMIT,
-    OrderType.STOP_MARKET,
-    OrderType.TAKE_PROFIT_LIMIT,
-    OrderType.TAKE_PROFIT_MARKET,
-)
-_MARKET_TYPES = (OrderType.MARKET, OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
 
 _STATUS_REJECT = {
     MarketStatus.HALTED: RejectCode.MARKET_HALTED,
@@ -122,7 +117,7 @@ def check_new_order(
     if flags & ~_KNOWN_FLAG_BITS or (flags >> STP_SHIFT) & 0b111 > _MAX_STP:
         return RejectCode.BAD_FLAGS
     post_only = bool(flags & _POST)
-    market_like = order_type in _MARKET_TYPES
+    market_like = order_type in MARKET_PRICED_ORDER_TYPES
     if market_like and tif not in (TimeInForce.IOC, TimeInForce.FOK):
         return RejectCode.BAD_TIF
     if post_only and (order_type != OrderType.LIMIT or tif in (TimeInForce.IOC, TimeInForce.FOK)):
@@ -133,7 +128,7 @@ def check_new_order(
     code = check_price_size(spec, price_ticks, size_lots)
     if code:
         return code
-    if order_type in _STOP_TYPES:
+    if order_type in STOP_ORDER_TYPES:
         if not 0 < trigger_ticks <= spec.max_price_ticks:
             return RejectCode.BAD_TRIGGER_PRICE
         if mark_ticks > 0 and is_triggered_by(order_type, side, trigger_ticks, mark_ticks):
@@ -147,7 +142,8 @@ def check_new_order(
             return RejectCode.EXPIRED
     elif expire_ns != 0:
         return RejectCode.BAD_EXPIRY
-    if order_type not in _STOP_TYPES:  # stops are banded when they fire, against the mark that fired them
+    # stops are banded when they fire, against the mark that fired them
+    if order_type not in STOP_ORDER_TYPES:
         code = check_band(spec, mark_ticks, price_ticks)
         if code:
             return code

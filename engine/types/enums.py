@@ -62,6 +62,14 @@ class OrderType(IntEnum):
     TAKE_PROFIT_MARKET = 5
 
 
+# Order types that rest untriggered until the mark crosses their trigger price.
+STOP_ORDER_TYPES = frozenset(
+    {OrderType.STOP_LIMIT, OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_LIMIT, OrderType.TAKE_PROFIT_MARKET}
+)
+# Order types whose price is a worst acceptable price (slippage protection), not a limit to rest at.
+MARKET_PRICED_ORDER_TYPES = frozenset({OrderType.MARKET, OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET})
+
+
 class OrderFlag(IntEnum):
     """Bits of ``NewOrder.flags``. Bits 4-6 hold the :class:`StpMode`."""
 

@@ -36,7 +36,16 @@ from engine.shard.event_sink import NullSink
 from engine.shard.market_spec import MarketSpec
 from engine.shard.matching_engine import MatchingEngine
 from engine.shard.order import O_ACCOUNT, O_COID, O_FILLED, O_OID, O_OPEN, O_PRICE
-from engine.types.enums import STP_SHIFT, MarketKind, MarketStatus, MsgType, OrderType, TimeInForce
+from engine.types.enums import (
+    MARKET_PRICED_ORDER_TYPES,
+    STOP_ORDER_TYPES,
+    STP_SHIFT,
+    MarketKind,
+    MarketStatus,
+    MsgType,
+    OrderType,
+    TimeInForce,
+)
 from engine.wire.layout import ALL_MARKETS, BY_TYPE, SLOT_BYTES, WIRE_VERSION
 
 INT64_MAX = 2**63 - 1
@@ -121,14 +130,6 @@ BAD_MSG_TYPES = (
 )  # 8: L2_SNAPSHOT_REQUEST, not a shard command
 BAD_VERSIONS = (0, 2, 3, 255)
 BAD_LENGTHS = (0, 1, 32, 63, 65, 128, 192, 0xFFFF)
-
-_STOP_TYPES = (
-    OrderType.STOP_LIMIT,
-    OrderType.STOP_MARKET,
-    OrderType.TAKE_PROFIT_LIMIT,
-    OrderType.TAKE_PROFIT_MARKET,
-)
-_MARKET_LIKE = (OrderType.MARKET, OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
 
 
 _FIELD_NAMES = {t: BY_TYPE[t].field_names[4:] for t in BY_TYPE}
@@ -464,7 +465,7 @@ class StreamGenerator:
         side = r.weighted([(50, 0), (49, 1), (1, -1)])
         if side == -1:
             side = r.int(2, 255)
-        if otype in _MARKET_LIKE:
+        if otype in MARKET_PRICED_ORDER_TYPES:
             tif = r.weighted([(50, TimeInForce.IOC), (45, TimeInForce.FOK), (5, -1)])
         else:
             tif = r.weighted(
@@ -508,7 +509,7 @@ class StreamGenerator:
             size = self._bad_size(r, m)
 
         trigger = 0
-        if otype in _STOP_TYPES:
+        if otype in STOP_ORDER_TYPES:
             ref = m.mark or m.mid
             fires_up = (otype in (OrderType.STOP_LIMIT, OrderType.STOP_MARKET)) == (side == 0)
             trig_kind = r.weighted([(88, 0), (8, 1), (4, 2)])
@@ -578,7 +579,7 @@ class StreamGenerator:
         else:
             coid = r.int(1, ID_LIMIT - 1)
 
-        rests = otype in _STOP_TYPES or (
+        rests = otype in STOP_ORDER_TYPES or (
             otype == OrderType.LIMIT and tif in (TimeInForce.GTC, TimeInForce.GTT)
         )
         m.recent.append(_Sent(record, account, coid, price, size, rests))
