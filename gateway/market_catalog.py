@@ -6,7 +6,7 @@ config file as the shards (``config/markets.toml``, TOML or JSON) without import
 internals, and is tolerant about the spelling of the two sizes:
 
 * ``tick_size`` / ``lot_size`` as decimal strings or numbers (``"0.5"``, ``0.001``), or
-* the shard's own spelling (``engine/shard/market_spec.py``): ``tick_size_micro`` (micro-units of
+* the shard's own spelling (``engine/types/market_spec.py``): ``tick_size_micro`` (micro-units of
   quote per whole base unit) and ``lot_size_atoms`` (1e-8 base units), ``[[market]]`` tables.
 
 Invariant: ``tick_size > 0`` and ``lot_size > 0`` as exact ``Decimal`` s; a float in the file is

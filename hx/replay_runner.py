@@ -54,7 +54,7 @@ def order_fills_by_stream(fills: np.ndarray, orders: np.ndarray) -> np.ndarray:
 
 def workload_markets_file(directory: Path, count: int) -> Path:
     """Write a markets TOML with the workload markets 0..count-1 (tick 1, lot 1, no band)."""
-    from engine.shard.market_spec import workload_markets
+    from engine.types.market_spec import workload_markets
 
     lines = ["# generated: markets that accept the standard workload streams"]
     for spec in workload_markets(count).values():

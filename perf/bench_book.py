@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.shard.market_spec import workload_markets
 from engine.shard.matching_engine import MatchingEngine
 from engine.shard.native_engine import NativeEngine
 from engine.shard.order_stream import ORDER_DTYPE, to_commands
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import MsgType
+from engine.types.market_spec import workload_markets
 from perf.workloads.standard_stream import standard_stream
 
 SAMPLE_EVERY = 16

@@ -10,10 +10,10 @@ Public API used by the shard process (``engine/shard/process.py``) and the CLI:
 """
 
 from engine.shard.event_sink import CountingSink, EventRecorder, EventSink, NullSink
-from engine.shard.market_spec import MarketConfigError, MarketSpec, load_markets, workload_markets
 from engine.shard.matching_engine import MatchingEngine
 from engine.shard.trade_recorder import TradeRecorder
 from engine.shard.wire_event_writer import WireEventWriter
+from engine.types.market_spec import MarketConfigError, MarketSpec, load_markets, workload_markets
 
 __all__ = [
     "CountingSink",

@@ -45,7 +45,6 @@ from typing import Any, Final
 
 from engine.shard.book import OrderBook
 from engine.shard.event_sink import EVENT_METHODS, sink_method
-from engine.shard.market_spec import BASE_ATOMS_PER_UNIT, INT64_MAX, MarketSpec
 from engine.shard.order import (
     O_ACCOUNT,
     O_COID,
@@ -67,6 +66,8 @@ from engine.shard.order_validator import (
     is_triggered_by,
 )
 from engine.types.enums import CancelReason, MarketStatus, MsgType, OrderType, RejectCode
+from engine.types.fixed import BASE_ATOMS_PER_UNIT, INT64_MAX
+from engine.types.market_spec import MarketSpec
 from engine.wire.layout import ALL_MARKETS, BY_TYPE, HEADER_STRUCT, SLOT_BYTES, WIRE_VERSION
 
 # Module constants, bound once (Final: never rebound).

@@ -21,10 +21,10 @@ from typing import Any, Final
 
 from engine.shard.engine_snapshot import SNAP_ORDER, MarketImage, SnapshotError, pack_snapshot, parse_snapshot
 from engine.shard.event_sink import NullSink, sink_method
-from engine.shard.market_spec import MarketSpec
 from engine.shard.order import ORDER_FIELDS
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import MsgType
+from engine.types.market_spec import MarketSpec
 from engine.wire.layout import ALL_MARKETS, BY_TYPE, SLOT_BYTES, WIRE_VERSION
 
 try:

@@ -12,7 +12,6 @@ price <= max, min/max size, min notional -> trigger -> expiry -> price band.
 
 from __future__ import annotations
 
-from engine.shard.market_spec import BASE_ATOMS_PER_UNIT, INT64_MAX, MarketSpec
 from engine.types.enums import (
     MARKET_PRICED_ORDER_TYPES,
     STOP_ORDER_TYPES,
@@ -23,6 +22,8 @@ from engine.types.enums import (
     RejectCode,
     TimeInForce,
 )
+from engine.types.fixed import BASE_ATOMS_PER_UNIT, INT64_MAX
+from engine.types.market_spec import MarketSpec
 
 _POST = OrderFlag.POST_ONLY | OrderFlag.POST_ONLY_SLIDE
 _KNOWN_FLAG_BITS = int(OrderFlag.POST_ONLY | OrderFlag.POST_ONLY_SLIDE | OrderFlag.REDUCE_ONLY) | (

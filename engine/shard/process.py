@@ -33,10 +33,10 @@ from typing import Any
 from engine.host import apply_realtime_priority, ensure_realtime_priority
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.ring import RingBuffer, make_wait_strategy
-from engine.shard.market_spec import load_markets
 from engine.shard.native_engine import make_engine, restore_engine
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import MsgType
+from engine.types.market_spec import load_markets
 from engine.wire.layout import (
     ALL_MARKETS,
     BOOK_RESET_STRUCT,

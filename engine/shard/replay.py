@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from engine.shard.market_spec import MarketSpec, workload_markets
 from engine.shard.matching_engine import MatchingEngine
 from engine.shard.native_engine import NativeEngine, native_available
 from engine.shard.order_stream import OP_NEW, ORDER_DTYPE, owners_of, to_commands
 from engine.shard.trade_recorder import TRADE_DTYPE, TradeRecorder, reject_counts, trades_from_events
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import OrderFlag, RejectCode
+from engine.types.market_spec import MarketSpec, workload_markets
 
 # workload tif -> (TimeInForce, flags)
 TIF_MAP = ((0, 0), (1, 0), (2, 0), (0, int(OrderFlag.POST_ONLY)))

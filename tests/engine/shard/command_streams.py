@@ -33,7 +33,6 @@ from typing import Any
 from hypothesis import strategies as st
 
 from engine.shard.event_sink import NullSink
-from engine.shard.market_spec import MarketSpec
 from engine.shard.matching_engine import MatchingEngine
 from engine.shard.order import O_ACCOUNT, O_COID, O_FILLED, O_OID, O_OPEN, O_PRICE
 from engine.types.enums import (
@@ -46,6 +45,7 @@ from engine.types.enums import (
     OrderType,
     TimeInForce,
 )
+from engine.types.market_spec import MarketSpec
 from engine.wire.layout import ALL_MARKETS, BY_TYPE, SLOT_BYTES, WIRE_VERSION
 
 INT64_MAX = 2**63 - 1

@@ -10,11 +10,11 @@ from typing import Any
 
 from engine.shard.book import OrderBook
 from engine.shard.event_sink import EventRecorder
-from engine.shard.market_spec import MarketSpec
 from engine.shard.matching_engine import MatchingEngine
 from engine.shard.native_engine import NativeEngine
 from engine.shard.reference_book import ReferenceBook
 from engine.types.enums import MarketKind, MarketStatus, MsgType
+from engine.types.market_spec import MarketSpec
 from engine.wire.codec import encode
 
 BTC_PERP = MarketSpec(

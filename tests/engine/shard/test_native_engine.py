@@ -30,11 +30,11 @@ from hypothesis import HealthCheck, given, settings
 
 from engine.shard.engine_snapshot import SNAP_ORDER, SnapshotError
 from engine.shard.event_sink import EventRecorder
-from engine.shard.market_spec import workload_markets
 from engine.shard.matching_engine import MatchingEngine
 from engine.shard.order_stream import to_commands
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import STP_SHIFT, CancelReason, MarketStatus, MsgType, RejectCode
+from engine.types.market_spec import workload_markets
 from engine.wire.codec import decode
 from engine.wire.layout import BY_TYPE, SLOT_BYTES, layout_of
 from perf.workloads.standard_stream import standard_stream

@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.types.enums import MarketKind, MarketStatus
+from engine.types.fixed import BASE_ATOMS_PER_UNIT, INT64_MAX, U32_MAX  # noqa: F401 (re-exported)
 
-BASE_ATOMS_PER_UNIT = 10**8
-INT64_MAX = 2**63 - 1
-U32_MAX = 2**32 - 1
 ALL_MARKETS_ID = 0xFFFF_FFFF  # reserved on the wire (CANCEL_ALL every market): not a valid market id
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.shard.market_spec import MarketConfigError, calc_notional_micro, load_markets, workload_markets
 from engine.types.enums import MarketKind, MarketStatus
+from engine.types.market_spec import MarketConfigError, calc_notional_micro, load_markets, workload_markets
 
 REPO = Path(__file__).resolve().parents[3]
 GOOD = """
