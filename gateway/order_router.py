@@ -1,14 +1,17 @@
 """The one place where the gateway puts validated commands into rings.
 
-Today commands go straight to the shard that owns the market (``Topology.order_ring(g, s)``, one
-ring per gateway and shard, this gateway the single producer). When the risk stage exists they go
-to the account's risk partition instead; that is a second implementation of :class:`OrderRouter`
-chosen by configuration (``route_via``), and nothing else in the gateway changes.
+A gateway produces one ring per destination: each shard (``route="market"``: market m goes to
+destination ``m % n``) or, when the risk stage sits in the order path, each risk partition
+(``route="account"``: account a goes to partition ``a % n``). The supervisor decides which and
+hands the gateway its ring refs in that order (``hx.topology``); nothing else in the gateway
+changes with the route.
 
 Contract: ``submit`` publishes each destination's share of a batch with one ring publish and
 never waits: a ring without room for the whole share is backpressure, and the router returns the
 indexes (into the batch) it could not publish so the caller can reject them with BACKPRESSURE.
-A CANCEL_ALL for every market (0xFFFFFFFF) goes to every shard.
+A command for every market (``0xFFFFFFFF``: CANCEL_ALL, a restatement request) goes to every
+destination when routing by market, and to the account's partition when routing by account (the
+partition forwards it to every shard).
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from typing import Protocol
 
 import numpy as np
 
-from engine.ring import RingBuffer
+from engine.ring import RingBuffer, RingRef
 from engine.wire.layout import ALL_MARKETS, SLOT_BYTES
+
+ROUTES = ("market", "account")
 
 
 class OrderRouter(Protocol):
-    def submit(self, data: bytes | bytearray, markets: list[int]) -> list[int]:
-        """Publish ``len(markets)`` structs; returns indexes refused for backpressure."""
+    def submit(self, data: bytes | bytearray, markets: list[int], account: int = 0) -> list[int]:
+        """Publish ``len(markets)`` structs of ``account``; returns indexes refused for backpressure."""
         ...
 
     def close(self) -> None: ...
@@ -31,38 +36,40 @@ class OrderRouter(Protocol):
     def describe(self) -> str: ...
 
 
-class ShardRingRouter:
-    """Gateway -> shard order rings, by ``topology.shard_of(market)``."""
+class RingRouter:
+    """Gateway -> destination rings, by market (shards) or by account (risk partitions)."""
 
-    def __init__(self, topology: object, gateway_index: int) -> None:
-        self.topology = topology
-        self.shards: int = topology.shards  # type: ignore[attr-defined]
-        self.rings = [
-            RingBuffer.attach(topology.order_ring(gateway_index, s))  # type: ignore[attr-defined]
-            for s in range(self.shards)
-        ]
+    def __init__(self, destinations: tuple[RingRef, ...], route: str) -> None:
+        if route not in ROUTES:
+            raise ValueError(f"route {route!r}: choose one of {ROUTES}")
+        if not destinations:
+            raise ValueError("a router needs at least one destination ring")
+        self.route = route
+        self.rings = [ref.attach() for ref in destinations]
         for ring in self.rings:
             ring.set_producer()
+        self.n = len(self.rings)
         self.published = 0
 
     def describe(self) -> str:
-        return f"shard-rings(x{self.shards})"
+        return f"{'shard' if self.route == 'market' else 'risk'}-rings(x{self.n})"
 
-    def submit(self, data: bytes | bytearray, markets: list[int]) -> list[int]:
+    def _publish_all(self, ring: RingBuffer, data: bytes | bytearray, n: int) -> list[int]:
+        if ring.try_publish(data, n):
+            self.published += n
+            return []
+        return list(range(n))
+
+    def submit(self, data: bytes | bytearray, markets: list[int], account: int = 0) -> list[int]:
         n = len(markets)
-        if self.shards == 1:
-            if self.rings[0].try_publish(data, n):
-                self.published += n
-                return []
-            return list(range(n))
-        shard_of = self.topology.shard_of  # type: ignore[attr-defined]
-        dest = [-1 if m == ALL_MARKETS else shard_of(m) for m in markets]
+        if self.n == 1:
+            return self._publish_all(self.rings[0], data, n)
+        if self.route == "account":
+            return self._publish_all(self.rings[account % self.n], data, n)
+        dest = [-1 if m == ALL_MARKETS else m % self.n for m in markets]
         first = dest[0]
         if first >= 0 and all(d == first for d in dest):
-            if self.rings[first].try_publish(data, n):
-                self.published += n
-                return []
-            return list(range(n))
+            return self._publish_all(self.rings[first], data, n)
         a = np.frombuffer(data, np.uint8, n * SLOT_BYTES).reshape(n, SLOT_BYTES)
         d = np.asarray(dest)
         refused: set[int] = set()
@@ -80,10 +87,3 @@ class ShardRingRouter:
         for ring in self.rings:
             ring.close()
         self.rings = []
-
-
-def make_router(route_via: str, topology: object, gateway_index: int) -> OrderRouter:
-    """``route_via``: ``shard`` (today). ``risk`` is reserved for the risk stage."""
-    if route_via == "shard":
-        return ShardRingRouter(topology, gateway_index)
-    raise ValueError(f"unknown route_via {route_via!r} (supported: 'shard')")

@@ -1,11 +1,12 @@
 """The gateway process entry point: ``run_gateway`` (a blocking multiprocessing target).
 
-Start-up: attach the rings the topology names (the supervisor created them; this gateway is the
-producer of ``order_ring(index, s)`` and consumer ``gateway_consumer_index(index)`` of every
-``event_ring(s)``, with a blocking wake-up FIFO so an idle gateway sleeps), load the market list,
-open the shared account registry, listen with SO_REUSEPORT (several gateway processes share one
-port; the kernel spreads connections), then set ``ready``. SIGTERM: close every connection
-with a reason, stop the pump, detach the rings, return.
+Start-up: attach the rings its options name (the supervisor created them and checks their
+identity: see ``engine.ring.RingRef``): this gateway produces one order ring per destination
+(shards, or risk partitions when risk is in the path) and consumes every event ring it is given
+(each shard's, each risk partition's) with its own cursor and a blocking wake-up FIFO so an idle
+gateway sleeps. Then load the market list, open the shared account registry, listen with
+SO_REUSEPORT (several gateway processes share one port; the kernel spreads connections), and set
+``ready``. SIGTERM: close every connection with a reason, stop the pump, detach the rings, return.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,42 +22,55 @@ import uvloop
 from picows import ws_create_server
 
 from engine.host import apply_realtime_priority
-from engine.ring import Blocking, RingBuffer
+from engine.host.process_identity import become_stage, remove_pid_file
+from engine.ring import Blocking, ConsumerRef, RingRef
 from engine.types.enums import MsgType
 from engine.wire.codec import encode
 from engine.wire.layout import ALL_MARKETS
 from gateway.account_registry import AccountRegistry
 from gateway.auth import Authenticator
 from gateway.market_catalog import MarketCatalog
-from gateway.order_router import make_router
+from gateway.order_router import RingRouter
 from gateway.server import GatewayOptions, GatewayServer
 
 log = logging.getLogger("hx.gateway")
 
 
+@dataclass(frozen=True)
+class GatewayProcessOptions:
+    """What one gateway process is told: where to listen, its rings (by ref), its settings."""
+
+    index: int
+    host: str
+    port: int
+    markets_path: str
+    state_dir: str  # the run's state directory: the shared account registry lives here
+    destinations: tuple[RingRef, ...]  # order rings, in destination order
+    route: str  # "market" (destinations are shards) or "account" (risk partitions)
+    events: tuple[ConsumerRef, ...]  # every event ring this gateway reads, with its cursor
+    gateway: GatewayOptions = field(default_factory=GatewayOptions)
+    supervisor_pid: int = 0  # die with this parent (0: no such request)
+
+    @property
+    def name(self) -> str:
+        return f"gateway-{self.index}"
+
+
 async def serve(
-    topology: Any,
-    index: int,
-    host: str,
-    port: int,
-    markets_path: str,
-    state_dir: str,
-    options: GatewayOptions,
+    process: GatewayProcessOptions,
     ready: Any = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run one gateway on the current event loop until ``stop`` is set (or forever)."""
-    catalog = MarketCatalog.load(markets_path)
-    registry = AccountRegistry(Path(state_dir))
+    options = process.gateway
+    catalog = MarketCatalog.load(process.markets_path)
+    registry = AccountRegistry(Path(process.state_dir))
     auth = Authenticator(registry, options.chain_id, options.challenge_ttl_s)
-    router = make_router(options.route_via, topology, index)
-    rings = [RingBuffer.attach(topology.event_ring(s)) for s in range(topology.shards)]
+    router = RingRouter(process.destinations, process.route)
+    rings = [ref.ring.attach() for ref in process.events]
     consumers = [
-        ring.consumer(
-            topology.gateway_consumer_index(index),
-            Blocking(spins=0, max_park_ms=max(1, int(options.max_park_ms))),
-        )
-        for ring in rings
+        ring.consumer(ref.index, Blocking(spins=0, max_park_ms=max(1, int(options.max_park_ms))))
+        for ring, ref in zip(rings, process.events, strict=True)
     ]
     if any(c.cursor or c.dropped for c in consumers):
         # Restarted mid-stream: our books missed history. Ask every shard to restate its books.
@@ -64,8 +79,8 @@ async def serve(
     stop = stop or asyncio.Event()
     ws_server = await ws_create_server(
         server.listener_factory,
-        host,
-        port,
+        process.host,
+        process.port,
         reuse_port=True,
         websocket_handshake_timeout=options.handshake_timeout_s,
         max_frame_size=options.max_frame_bytes,
@@ -98,28 +113,19 @@ async def serve(
         registry.close()
 
 
-def run_gateway(
-    topology: Any,
-    index: int,
-    host: str,
-    port: int,
-    markets_path: str,
-    state_dir: str,
-    ready: Any = None,
-    **options: Any,
-) -> None:
-    """Blocking: serve gateway ``index`` on ``host:port`` until SIGTERM (SIGINT is the supervisor's).
+def run_gateway(process: GatewayProcessOptions, ready: Any = None) -> None:
+    """Blocking: serve ``process`` until SIGTERM (SIGINT is the supervisor's).
 
-    ``options`` are :class:`gateway.server.GatewayOptions` fields (rate limits, timeouts, caps,
-    ``loop_mode``...). ``ready`` (a multiprocessing Event) is set once the port is listening.
+    ``ready`` (a multiprocessing Event) is set once the port is listening.
     """
+    if process.supervisor_pid:
+        become_stage(process.name, process.state_dir, process.supervisor_pid)
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s gateway-%(process)d %(levelname)s %(message)s"
     )
-    opts = GatewayOptions(**options)
-    policy = apply_realtime_priority(opts.realtime_priority)
+    policy = apply_realtime_priority(process.gateway.realtime_priority)
     if "refused" in policy:
-        logging.warning("gateway %d runs %s", index, policy)
+        logging.warning("gateway %d runs %s", process.index, policy)
     uvloop.install()
 
     async def main() -> None:
@@ -127,6 +133,10 @@ def run_gateway(
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's: it stops us in order
-        await serve(topology, index, host, port, markets_path, state_dir, opts, ready, stop)
+        await serve(process, ready, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if process.supervisor_pid:
+            remove_pid_file(process.state_dir, process.name)

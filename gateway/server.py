@@ -243,7 +243,7 @@ class GatewayServer:
                     )
             if granted:
                 sent = data if granted == res.count else data[: granted * SLOT_BYTES]
-                refused = self.router.submit(sent, res.markets[:granted])
+                refused = self.router.submit(sent, res.markets[:granted], account)
                 for k in refused:
                     rejects.append(
                         reject_struct(data, k * SLOT_BYTES, RejectCode.BACKPRESSURE, account, 1_000_000)
@@ -359,7 +359,7 @@ class GatewayServer:
         if not self._take_order_tokens(sess, 1):
             reject(RejectCode.RATE_LIMITED, retry=self._retry_after(sess, 1))
             return
-        if self.router.submit(data, [int.from_bytes(data[4:8], "little")]):
+        if self.router.submit(data, [int.from_bytes(data[4:8], "little")], sess.account_id):
             reject(RejectCode.BACKPRESSURE, retry=0.001)
             return
         self.stats["orders"] += 1

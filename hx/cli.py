@@ -231,13 +231,34 @@ def replay(orders: Path, trades_out: Path, shards: int | None, as_json: bool) ->
 
     Trades are written in the order they happen within each market (markets in ascending id).
     """
-    from hx.replay_runner import ReplayInputError, run_replay
+    from perf.replay_runner import ReplayInputError, run_replay
 
     try:
         summary = run_replay(orders, trades_out, shards)
     except ReplayInputError as exc:
         raise click.ClickException(str(exc)) from None
     _emit(summary, as_json)
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _auto_wait(cores: int) -> tuple[str, str]:
+    """The shard wait for this machine, and why (measured: docs/benchmarks.md)."""
+    if cores <= 2:
+        return (
+            "blocking",
+            f"{cores} cores: shards park between batches (a spinning shard doubles a round trip here)",
+        )
+    return "spin-then-backoff", f"{cores} cores: shards spin briefly before parking"
 
 
 @main.command()
@@ -259,13 +280,15 @@ def replay(orders: Path, trades_out: Path, shards: int | None, as_json: bool) ->
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("var/run"),
     show_default=True,
-    help="Journals and snapshots.",
+    help="Journals, snapshots, pid files (relative to the current directory). One exchange per directory.",
 )
+@click.option("--name", default=None, help="Run name (rings are named after it); default: from --state-dir.")
 @click.option(
     "--wait",
-    default="spin-then-backoff",
+    default="auto",
     show_default=True,
-    type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]),
+    type=click.Choice(["auto", "busy-spin", "spin-then-backoff", "sleep", "blocking"]),
+    help="Shard wait strategy; auto chooses from the machine's cores and says so.",
 )
 @click.option("--fsync", default="batch", show_default=True, type=click.Choice(["always", "batch", "none"]))
 @_realtime_option("the shard and gateway processes")
@@ -279,28 +302,76 @@ def up(
     port: int,
     markets_path: Path | None,
     state_dir: Path,
+    name: str | None,
     wait: str,
     fsync: str,
     realtime_priority: int,
     duration: float | None,
 ) -> None:
     """Run the exchange: shard processes and gateways, supervised, until Ctrl-C."""
-    from hx.supervisor import default_pipeline, supervise
+    import os
 
+    from hx.pipeline import Pipeline, RunError
+    from hx.supervisor import supervise
+    from hx.topology import Topology, run_id_for
+
+    say = lambda text: click.echo(f"hx: {text}", err=True)  # noqa: E731
+    if wait == "auto":
+        wait, why = _auto_wait(len(os.sched_getaffinity(0)))
+        say(f"wait strategy {wait} ({why}; --wait overrides)")
     _check_realtime(realtime_priority, wait)
-    markets = markets_path or DEFAULT_MARKETS
-    pipeline = default_pipeline(
-        state_dir, shards, gateways, markets, wait, fsync, realtime_priority=realtime_priority
+    if gateways and not _port_free(host, port):
+        raise click.BadParameter(f"port {port} on {host} is in use", param_hint="--port")
+    try:
+        run_id = run_id_for(state_dir, name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--name") from None
+    pipeline = Pipeline(
+        Topology(run_id=run_id, shards=shards, gateways=gateways),
+        markets_path=markets_path or DEFAULT_MARKETS,
+        state_dir=state_dir,
+        wait=wait,
+        fsync=fsync,
+        realtime_priority=realtime_priority,
+        host=host,
+        port=port,
     )
-    sys.exit(
-        supervise(
-            pipeline,
-            host=host,
-            port=port,
-            duration_s=duration,
-            on_event=lambda text: click.echo(f"hx: {text}", err=True),
+    say(f"run {run_id}, state in {state_dir.resolve()}")
+    if gateways:
+        say(f"websocket ws://{host}:{port}/v1/bin (binary) and ws://{host}:{port}/v1/json (JSON)")
+    try:
+        code = supervise(pipeline, duration_s=duration, on_event=say)
+    except RunError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+@main.command()
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/run"),
+    show_default=True,
+    help="The exchange's state directory.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+def status(state_dir: Path, as_json: bool) -> None:
+    """List the processes of the exchange running from STATE_DIR: name, pid, alive."""
+    from hx.status import collect_status
+
+    report = collect_status(state_dir)
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    if not report["processes"]:
+        click.echo(f"no hx processes recorded under {state_dir}")
+    for proc in report["processes"]:
+        state = "up" if proc["alive"] else "gone"
+        click.echo(
+            f"{proc['name']:>14}  pid {proc['pid']:<8} {state:<5} cpu {proc.get('cpu_s', 0):8.1f}s  rss {proc.get('rss_mb', 0):7.1f} MB"
         )
-    )
+    if report.get("supervisor"):
+        click.echo(f"{'supervisor':>14}  pid {report['supervisor']}")
 
 
 @main.command()

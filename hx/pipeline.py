@@ -1,168 +1,260 @@
-"""The composition root: create the rings of a run and start its stages in order.
+"""The composition root: create the rings of a run and start its stages, as the stage table says.
 
-Order of start-up is consumers before producers, so that nothing is published before everyone
-who must see it has a cursor: rings first (all of them, owned here), then shard processes (they
-consume order rings and produce event rings; their event-ring consumers are configured at ring
-creation, so events wait for them), then gateways. ``stop`` reverses it and removes the rings.
+``start`` takes the run's lock (one exchange per state directory), refuses to start over live
+processes of an earlier run (naming their pids), creates every ring of the topology (owned here,
+recorded with its nonce so processes attach only to this run's rings), then starts every stage
+in table order and waits for each to say it is ready. ``stop`` stops the stages in reverse order
+(SIGTERM: they snapshot and exit), then removes the rings and releases the lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing as mp
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from engine.host import get_scheduling
+from engine.host.process_identity import read_pid_files
 from engine.ring import RingBuffer, cleanup_rings
+from hx.stages import BY_KIND, STAGES, Run, RunSettings, Stage
 from hx.topology import Topology
+
+
+class RunError(RuntimeError):
+    """A run cannot start (or a stage cannot): the message names the process, pid, port or file."""
 
 
 @dataclass
 class StageProcess:
-    name: str
+    stage: Stage
+    index: int
     process: Any
-    ready: Any
+    ready: Any  # the read end of its ready pipe (closed once it said ready)
+
+    @property
+    def name(self) -> str:
+        return self.stage.name(self.index)
 
 
-@dataclass
+def _live_hx_process(pid: int) -> bool:
+    """True when ``pid`` runs and is one of ours (its title or command line names hx)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmdline = fh.read()
+    except OSError:
+        return False
+    return b"hx" in cmdline or b"multiprocessing" in cmdline
+
+
+class ReadySignal:
+    """How a stage process says it is ready: one byte down a pipe.
+
+    Not a ``multiprocessing.Event``: its lock is shared with the parent, and a parent killed while
+    holding it (inside ``Event.wait``) would leave the child blocked in ``set()`` for ever, deaf to
+    the SIGTERM meant to stop it. A pipe write never blocks on the parent; a dead reader only
+    makes it fail, which is ignored.
+    """
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+
+    def set(self) -> None:
+        try:
+            self._writer.send_bytes(b"1")
+        except OSError:
+            pass
+
+
 class Pipeline:
-    """A running (or startable) exchange: rings, shard processes and, optionally, gateways."""
+    """A running (or startable) exchange: its rings and its stage processes."""
 
-    topology: Topology
-    markets_path: Path
-    state_dir: Path
-    wait: str = "spin-then-backoff"
-    fsync: str = "batch"
-    pin_cpus: bool | None = None  # None: pin only when the machine has cores to spare
-    snapshot_every: int = 5000
-    realtime_priority: int = 0  # SCHED_FIFO for shards and gateways (0: off); see engine.host
-    rings: dict[str, RingBuffer] = field(default_factory=dict)
-    shards: dict[int, StageProcess] = field(default_factory=dict)
-    gateways: dict[int, StageProcess] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        markets_path: Path | str,
+        state_dir: Path | str,
+        **settings: Any,
+    ) -> None:
+        self.topology = topology
+        self.settings = RunSettings(markets_path=Path(markets_path), state_dir=Path(state_dir), **settings)
+        self.rings: dict[str, RingBuffer] = {}
+        self.procs: dict[str, StageProcess] = {}
         self._ctx = mp.get_context("spawn")
-        self.state_dir = Path(self.state_dir)
-        self.markets_path = Path(self.markets_path)
+        self._lock_fd = -1
+        self._run: Run | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.state_dir
+
+    # ---- the run's lock ------------------------------------------------------------------------
+    def _acquire_lock(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / "hx.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunError(
+                f"state directory {self.state_dir} is in use by another exchange (supervisor pid {holder}); "
+                "stop it first, or give this one its own --state-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        self._check_no_orphans()
+
+    def _check_no_orphans(self, grace_s: float = 5.0) -> None:
+        """Processes of an earlier run of this state dir must be gone (they die with their
+        supervisor, after a snapshot: give them ``grace_s``); else name them and refuse."""
+        deadline = time.monotonic() + grace_s
+        while True:
+            live = {
+                name: pid for name, pid in read_pid_files(self.state_dir).items() if _live_hx_process(pid)
+            }
+            if not live:
+                break
+            if time.monotonic() > deadline:
+                listed = ", ".join(f"{name} (pid {pid})" for name, pid in sorted(live.items()))
+                raise RunError(
+                    f"processes of an earlier run of {self.state_dir} are still alive: {listed}; "
+                    f"stop them (kill {' '.join(str(p) for p in sorted(live.values()))}) and start again"
+                )
+            time.sleep(0.1)
+        for path in (self.state_dir / "pids").glob("*.pid"):
+            path.unlink(missing_ok=True)
+
+    def _release_lock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = -1
 
     # ---- rings ---------------------------------------------------------------------------------
     def create_rings(self) -> None:
-        topo = self.topology
-        cleanup_rings(topo.run_id + "-")  # a killed earlier run with the same id
-        for s in range(topo.shards):
-            for p in range(topo.order_producers):
-                name = topo.order_ring(p, s)
-                self.rings[name] = RingBuffer.create(name, topo.order_ring_slots, consumers=1)
-            name = topo.event_ring(s)
-            self.rings[name] = RingBuffer.create(
-                name, topo.event_ring_slots, consumers=max(topo.event_consumers, 1)
-            )
-
-    # ---- shards --------------------------------------------------------------------------------
-    def _cpu_for(self, shard: int) -> int | None:
-        cpus = sorted(os.sched_getaffinity(0))
-        pin = self.pin_cpus if self.pin_cpus is not None else len(cpus) >= self.topology.shards + 2
-        return cpus[(shard + 1) % len(cpus)] if pin else None
-
-    def start_shard(self, shard: int, timeout_s: float = 60.0) -> None:
-        from engine.shard.process import ShardOptions, run_shard
-
-        options = ShardOptions(
-            topology=self.topology,
-            shard=shard,
-            markets_path=str(self.markets_path),
-            state_dir=str(self.state_dir / f"shard-{shard}"),
-            wait=self.wait,
-            fsync=self.fsync,
-            cpu=self._cpu_for(shard),
-            snapshot_every=self.snapshot_every,
-            realtime_priority=self.realtime_priority,
+        cleanup_rings(self.topology.run_id + "-")  # a killed earlier run of this state dir
+        for spec in self.topology.rings:
+            self.rings[spec.name] = RingBuffer.create(spec.name, spec.slots, consumers=len(spec.consumers))
+        self._run = Run(
+            self.topology,
+            self.settings,
+            {name: ring.nonce for name, ring in self.rings.items()},
+            os.getpid(),
         )
-        ready = self._ctx.Event()
+
+    # ---- stages --------------------------------------------------------------------------------
+    def options_of(self, kind: str, index: int) -> Any:
+        """The frozen options a stage process is started with (built here, so bad ones fail early)."""
+        if self._run is None:
+            raise RunError("create the rings (start the pipeline) before starting a stage")
+        return BY_KIND[kind].options(self._run, index)
+
+    def start_stage(self, kind: str, index: int, options: Any = None) -> StageProcess:
+        """Spawn one stage process and wait until it says it is ready (RunError otherwise)."""
+        stage = BY_KIND[kind]
+        name = stage.name(index)
+        if name in self.procs and self.procs[name].process.is_alive():
+            raise RunError(f"{name} is already running (pid {self.procs[name].process.pid})")
+        if options is None:
+            try:
+                options = self.options_of(kind, index)
+            except RunError:
+                raise
+            except Exception as exc:  # a config that went bad since the start: say which process
+                raise RunError(f"{name}: cannot build its options: {exc}") from exc
+        reader, writer = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
-            target=run_shard, args=(options, ready), name=f"hx-shard-{shard}", daemon=True
+            target=stage.entry, args=(options, ReadySignal(writer)), name=f"hx-{name}", daemon=True
         )
         proc.start()
-        self.shards[shard] = StageProcess(f"shard-{shard}", proc, ready)
-        deadline = time.monotonic() + timeout_s
-        while not ready.wait(0.1):
-            if not proc.is_alive():
-                raise RuntimeError(f"shard {shard} exited during start-up (exit code {proc.exitcode})")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"shard {shard} not ready after {timeout_s}s")
+        writer.close()
+        handle = StageProcess(stage, index, proc, reader)
+        self.procs[name] = handle
+        deadline = time.monotonic() + stage.ready_timeout_s
+        try:
+            while True:
+                if reader.poll(0.1):
+                    try:
+                        reader.recv_bytes()
+                        break
+                    except EOFError:  # the child closed its end: it died
+                        proc.join(5)
+                        raise RunError(f"{name} exited during start-up (exit code {proc.exitcode})") from None
+                if not proc.is_alive():
+                    raise RunError(f"{name} exited during start-up (exit code {proc.exitcode})")
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    proc.join()
+                    raise RunError(f"{name} not ready after {stage.ready_timeout_s}s")
+        finally:
+            reader.close()
+        return handle
 
-    def kill_shard(self, shard: int) -> None:
-        """SIGKILL a shard (failure testing); ``start_shard`` recovers it from snapshot + journal."""
-        stage = self.shards.pop(shard)
-        os.kill(stage.process.pid, signal.SIGKILL)
-        stage.process.join()
+    def kill(self, name: str) -> None:
+        """SIGKILL a stage process (failure testing); ``restart`` brings it back."""
+        handle = self.procs[name]
+        if handle.process.is_alive():
+            os.kill(handle.process.pid, signal.SIGKILL)
+        handle.process.join()
 
-    # ---- gateways ------------------------------------------------------------------------------
-    def start_gateway(
-        self, index: int, host: str, port: int, timeout_s: float = 60.0, **options: Any
-    ) -> None:
-        from gateway.process import run_gateway
-        from gateway.server import GatewayOptions
+    def restart(self, name: str) -> StageProcess:
+        """Start a dead stage process again with the options it had (recover: from its journal)."""
+        handle = self.procs[name]
+        if handle.process.is_alive():
+            raise RunError(f"{name} is still running (pid {handle.process.pid})")
+        return self.start_stage(handle.stage.kind, handle.index)
 
-        options.setdefault("realtime_priority", self.realtime_priority)
-        GatewayOptions(**options)  # a bad option fails here, with its reason, not in the child
-        ready = self._ctx.Event()
-        proc = self._ctx.Process(
-            target=run_gateway,
-            name=f"hx-gateway-{index}",
-            daemon=True,
-            args=(self.topology, index, host, port, str(self.markets_path), str(self.state_dir)),
-            kwargs={"ready": ready, **options},
-        )
-        proc.start()
-        self.gateways[index] = StageProcess(f"gateway-{index}", proc, ready)
-        deadline = time.monotonic() + timeout_s
-        while not ready.wait(0.1):
-            if not proc.is_alive():
-                raise RuntimeError(f"gateway {index} exited during start-up (exit code {proc.exitcode})")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gateway {index} not ready after {timeout_s}s")
+    def of_kind(self, kind: str) -> dict[int, StageProcess]:
+        return {h.index: h for h in self.procs.values() if h.stage.kind == kind}
 
     # ---- whole run -----------------------------------------------------------------------------
     def start(self) -> Pipeline:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.create_rings()
+        self._acquire_lock()
         try:
-            for s in range(self.topology.shards):
-                self.start_shard(s)
+            self.create_rings()
+            for stage in STAGES:
+                for i in range(stage.count(self.topology)):
+                    self.start_stage(stage.kind, i)
         except BaseException:
             self.stop()
             raise
         return self
 
     def health(self) -> dict[str, bool]:
-        stages = list(self.shards.values()) + list(self.gateways.values())
-        return {stage.name: stage.process.is_alive() for stage in stages}
+        return {name: h.process.is_alive() for name, h in self.procs.items()}
 
     def scheduling(self) -> dict[str, str]:
         """What the kernel runs each live stage under (``fifo:N`` or ``normal``), for reports."""
-        stages = list(self.shards.values()) + list(self.gateways.values())
-        return {s.name: get_scheduling(s.process.pid) for s in stages if s.process.is_alive()}
+        return {name: get_scheduling(h.process.pid) for name, h in self.procs.items() if h.process.is_alive()}
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Gateways first, then shards (SIGTERM: they snapshot and exit), then the rings."""
-        for group in (self.gateways, self.shards):
-            for stage in group.values():
-                if stage.process.is_alive():
-                    stage.process.terminate()
-            for stage in group.values():
-                stage.process.join(timeout_s)
-                if stage.process.is_alive():
-                    stage.process.kill()
-                    stage.process.join()
-            group.clear()
+        """Stages in reverse table order (SIGTERM: they snapshot and exit), then the rings."""
+        for stage in reversed(STAGES):
+            group = [h for h in self.procs.values() if h.stage is stage]
+            for h in group:
+                if h.process.is_alive():
+                    h.process.terminate()
+            for h in group:
+                h.process.join(timeout_s)
+                if h.process.is_alive():
+                    h.process.kill()
+                    h.process.join()
+        self.procs.clear()
         for ring in self.rings.values():
             ring.close()
         self.rings.clear()
+        self._run = None
+        self._release_lock()
+
+    def with_settings(self, **changes: Any) -> None:
+        """Change settings before ``start`` (e.g. the port once it is known)."""
+        self.settings = replace(self.settings, **changes)
 
     def __enter__(self) -> Pipeline:
         return self.start()

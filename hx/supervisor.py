@@ -1,8 +1,13 @@
 """`hx up`: start a whole exchange on one machine, watch it, restart what dies, stop cleanly.
 
-The supervisor owns the rings of its run (named ``hx-<run_id>-*``) and removes them on exit,
-including after Ctrl-C; a run killed with -9 leaves rings that the next start with the same run id
-(or ``hx clean``) removes.
+What happens to a process that dies is its stage's ``restart`` policy (``hx.stages``): ``recover``
+and ``restart`` start it again with the options it had (a shard recovers from snapshot + journal);
+``fatal`` stops the exchange. A restart that fails does not take the rest down: it is retried
+with exponential backoff (0.5 s doubling to 30 s) and every attempt is reported.
+
+The children die with the supervisor even when it is killed with -9 (``PR_SET_PDEATHSIG``, see
+``engine.host.process_identity``), so no shard or gateway keeps serving unsupervised; a clean
+stop (Ctrl-C, SIGTERM) snapshots every stateful process and removes the run's rings.
 """
 
 from __future__ import annotations
@@ -10,23 +15,29 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from hx.pipeline import Pipeline
-from hx.topology import Topology
+from hx.pipeline import Pipeline, RunError
+
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+
+
+@dataclass
+class _Retry:
+    attempts: int = 0
+    next_at: float = 0.0
 
 
 def supervise(
     pipeline: Pipeline,
     *,
-    host: str,
-    port: int,
     duration_s: float | None,
     on_event: Callable[[str], None],
-    gateway_options: dict[str, Any] | None = None,
+    poll_s: float = 0.2,
 ) -> int:
-    """Start the pipeline and its gateways, restart crashed stages, return an exit code."""
+    """Start the pipeline, restart dead stages per their policy, return an exit code."""
     stop = False
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -35,57 +46,46 @@ def supervise(
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     restarts = 0
+    code = 0
+    pending: dict[str, _Retry] = {}
     try:
         pipeline.start()
-        on_event(f"shards up: {sorted(pipeline.shards)} (state in {pipeline.state_dir})")
-        for g in range(pipeline.topology.gateways):
-            pipeline.start_gateway(g, host, port, **(gateway_options or {}))
-        if pipeline.topology.gateways:
-            on_event(f"gateways up: {pipeline.topology.gateways} on ws://{host}:{port} (/v1/bin, /v1/json)")
+        for name, handle in pipeline.procs.items():
+            on_event(f"{name} up (pid {handle.process.pid})")
         on_event("exchange running; Ctrl-C stops it")
         deadline = None if duration_s is None else time.monotonic() + duration_s
         while not stop and (deadline is None or time.monotonic() < deadline):
-            time.sleep(0.2)
+            time.sleep(poll_s)
             if stop:
                 break
-            for shard, stage in list(pipeline.shards.items()):
-                if not stage.process.is_alive():
-                    on_event(
-                        f"shard {shard} died (exit {stage.process.exitcode}); recovering from snapshot + journal"
-                    )
-                    pipeline.shards.pop(shard)
-                    pipeline.start_shard(shard)
-                    restarts += 1
-            for index, stage in list(pipeline.gateways.items()):
-                if not stage.process.is_alive():
-                    on_event(f"gateway {index} died (exit {stage.process.exitcode}); restarting")
-                    pipeline.gateways.pop(index)
-                    pipeline.start_gateway(index, host, port, **(gateway_options or {}))
-                    restarts += 1
-        return 0
+            now = time.monotonic()
+            for name, handle in list(pipeline.procs.items()):
+                if handle.process.is_alive() or name in pending:
+                    continue
+                policy = handle.stage.restart
+                on_event(f"{name} died (exit {handle.process.exitcode}); policy: {policy}")
+                if policy == "fatal":
+                    stop, code = True, 1
+                    break
+                pending[name] = _Retry(next_at=now)
+            for name, retry in list(pending.items()):
+                if stop or time.monotonic() < retry.next_at:
+                    continue
+                try:
+                    handle = pipeline.restart(name)
+                except RunError as exc:
+                    retry.attempts += 1
+                    wait = min(BACKOFF_FIRST_S * 2 ** (retry.attempts - 1), BACKOFF_MAX_S)
+                    retry.next_at = time.monotonic() + wait
+                    on_event(f"{name} restart {retry.attempts} failed ({exc}); next try in {wait:.1f}s")
+                    continue
+                del pending[name]
+                restarts += 1
+                on_event(f"{name} restarted (pid {handle.process.pid})")
+        return code
     finally:
         on_event("stopping")
         pipeline.stop()
         for sig, handler in old.items():
             signal.signal(sig, handler)
         on_event(f"stopped ({restarts} restart(s))")
-
-
-def default_pipeline(
-    state_dir: Path,
-    shards: int,
-    gateways: int,
-    markets_path: Path,
-    wait: str,
-    fsync: str,
-    run_id: str = "hx-main",
-    realtime_priority: int = 0,
-) -> Pipeline:
-    return Pipeline(
-        Topology(run_id=run_id, shards=shards, gateways=gateways),
-        markets_path=markets_path,
-        state_dir=state_dir,
-        wait=wait,
-        fsync=fsync,
-        realtime_priority=realtime_priority,
-    )

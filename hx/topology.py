@@ -1,55 +1,163 @@
-"""Names and wiring of one running exchange: which rings exist, who produces and who consumes.
+"""Names and wiring of one running exchange: which rings exist, who produces and who consumes each.
 
-Pure data, shared by the supervisor, the shard processes and the gateways so that every process
-derives the same ring names from the same few numbers. Rings have one producer each, so each
-gateway gets its own order ring into each shard (until the risk stage sits between them), and
-each shard one event ring that every gateway (and any recorder) consumes with its own cursor.
+Pure data derived from a few counts, so that the supervisor creates exactly the rings every
+process expects. Rings have one producer each (DESIGN section 1), so every producer-consumer pair
+that needs one gets its own ring:
+
+* order rings into each shard, one per producer: each risk partition when the risk stage runs
+  (``risk >= 1``), else each gateway, else one feeder (replay and benches with no gateway);
+* one event ring per shard, consumed by every risk partition, every gateway and every recorder,
+  each with its own cursor (consumers are fixed when the ring is created, so nothing published
+  before a consumer attaches is lost);
+* with risk: one in-ring per gateway and partition, and one event ring per partition (its rejects
+  and account events), consumed by every gateway and recorder.
+
+Process names are ``<kind>-<index>`` (``shard-0``, ``gateway-1``); ring names start with the run
+id, so two exchanges on one host never share a ring and ``hx clean RUN_ID`` removes a killed run's
+rings. A process receives its own ring names (``inputs_of`` / ``outputs_of``) in frozen options,
+never the topology.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
+
+
+def run_id_for(state_dir: Path | str, name: str | None = None) -> str:
+    """The run id of an exchange: ``hx-<name>`` when named, else derived from its state directory.
+
+    Two exchanges with different state directories get different ids (and so different rings);
+    the same directory always gives the same id, so a restart finds its own rings.
+    """
+    if name is not None:
+        if not _RUN_NAME.match(name):
+            raise ValueError(f"run name {name!r}: use 1-41 letters, digits, '.', '_' or '-'")
+        return f"hx-{name}"
+    digest = hashlib.sha1(str(Path(state_dir).resolve()).encode()).hexdigest()[:10]
+    return f"hx-{digest}"
+
+
+@dataclass(frozen=True)
+class RingSpec:
+    """One ring: its name, its single producer and its consumers (cursor index = position)."""
+
+    name: str
+    producer: str
+    consumers: tuple[str, ...]
+    slots: int
+
+    def consumer_index(self, process: str) -> int:
+        return self.consumers.index(process)
 
 
 @dataclass(frozen=True)
 class Topology:
-    """``run_id`` prefixes every ring name (``hx clean RUN_ID`` removes a killed run's rings)."""
+    """Counts of every process kind and ring sizes; everything else is derived."""
 
     run_id: str
     shards: int = 1
     gateways: int = 1
-    recorders: int = 0  # extra event-ring consumers (tests, audit tools), indexes after the gateways
+    risk: int = 0  # risk partitions (accounts by id); 0: gateways route straight to the shards
+    recorders: int = 0  # extra event-ring consumers (tests, replay, audit tools)
     order_ring_slots: int = 1 << 16
     event_ring_slots: int = 1 << 18
 
     def __post_init__(self) -> None:
-        if self.shards < 1 or self.gateways < 0 or self.recorders < 0:
-            raise ValueError(f"topology needs >= 1 shard and >= 0 gateways/recorders: {self}")
+        if self.shards < 1 or self.gateways < 0 or self.recorders < 0 or self.risk < 0:
+            raise ValueError(f"topology needs >= 1 shard and >= 0 gateways/risk/recorders: {self}")
         if not self.run_id or "/" in self.run_id:
             raise ValueError(f"run_id {self.run_id!r} must be a non-empty name without '/'")
 
+    # ---- routing rules (the same functions every process uses) ----------------------------------
     def shard_of(self, market_id: int) -> int:
         """Markets are spread over shards by id; a market lives on exactly one shard."""
         return market_id % self.shards
 
+    def risk_of(self, account: int) -> int:
+        """Accounts are spread over risk partitions by id."""
+        return account % self.risk if self.risk else 0
+
+    # ---- processes -----------------------------------------------------------------------------
+    @property
+    def shard_feeders(self) -> tuple[str, ...]:
+        """Producers writing into each shard's order ring (their index is the producer index)."""
+        if self.risk:
+            return tuple(f"risk-{r}" for r in range(self.risk))
+        if self.gateways:
+            return tuple(f"gateway-{g}" for g in range(self.gateways))
+        return ("feeder-0",)
+
+    def _event_consumers(self, with_risk: bool) -> tuple[str, ...]:
+        risk = tuple(f"risk-{r}" for r in range(self.risk)) if with_risk else ()
+        return (
+            risk
+            + tuple(f"gateway-{g}" for g in range(self.gateways))
+            + tuple(f"recorder-{k}" for k in range(self.recorders))
+        ) or ("recorder-0",)
+
+    # ---- rings ---------------------------------------------------------------------------------
     def order_ring(self, producer: int, shard: int) -> str:
-        """Ring from order producer ``producer`` (gateway index, or the replay feeder) into ``shard``."""
+        """Ring from shard feeder ``producer`` (risk partition, gateway, or the feeder) into ``shard``."""
         return f"{self.run_id}-in-p{producer}-s{shard}"
 
     def event_ring(self, shard: int) -> str:
         return f"{self.run_id}-ev-s{shard}"
 
-    @property
-    def order_producers(self) -> int:
-        """Producers writing into each shard: every gateway, or one feeder when there is none."""
-        return max(self.gateways, 1)
+    def risk_in_ring(self, gateway: int, partition: int) -> str:
+        return f"{self.run_id}-rin-g{gateway}-r{partition}"
 
-    @property
-    def event_consumers(self) -> int:
-        return self.gateways + self.recorders
+    def risk_event_ring(self, partition: int) -> str:
+        return f"{self.run_id}-rev-r{partition}"
+
+    @cached_property
+    def rings(self) -> tuple[RingSpec, ...]:
+        """Every ring of the run, in creation order."""
+        out: list[RingSpec] = []
+        for s in range(self.shards):
+            for p, feeder in enumerate(self.shard_feeders):
+                out.append(RingSpec(self.order_ring(p, s), feeder, (f"shard-{s}",), self.order_ring_slots))
+            out.append(
+                RingSpec(self.event_ring(s), f"shard-{s}", self._event_consumers(True), self.event_ring_slots)
+            )
+        for r in range(self.risk):
+            for g in range(self.gateways):
+                out.append(
+                    RingSpec(self.risk_in_ring(g, r), f"gateway-{g}", (f"risk-{r}",), self.order_ring_slots)
+                )
+            out.append(
+                RingSpec(
+                    self.risk_event_ring(r), f"risk-{r}", self._event_consumers(False), self.event_ring_slots
+                )
+            )
+        return tuple(out)
+
+    @cached_property
+    def _by_name(self) -> dict[str, RingSpec]:
+        return {spec.name: spec for spec in self.rings}
+
+    def ring(self, name: str) -> RingSpec:
+        return self._by_name[name]
+
+    def outputs_of(self, process: str) -> tuple[str, ...]:
+        """Rings ``process`` produces, in creation order."""
+        return tuple(spec.name for spec in self.rings if spec.producer == process)
+
+    def inputs_of(self, process: str) -> tuple[tuple[str, int], ...]:
+        """``(ring, consumer index)`` for every ring ``process`` consumes, in creation order."""
+        return tuple(
+            (spec.name, spec.consumer_index(process)) for spec in self.rings if process in spec.consumers
+        )
+
+    # ---- consumer indexes kept for tools and tests -----------------------------------------------
+    def recorder_consumer_index(self, recorder: int) -> int:
+        """Cursor index of ``recorder`` on every shard event ring."""
+        return self.ring(self.event_ring(0)).consumer_index(f"recorder-{recorder}")
 
     def gateway_consumer_index(self, gateway: int) -> int:
-        return gateway
-
-    def recorder_consumer_index(self, recorder: int) -> int:
-        return self.gateways + recorder
+        return self.ring(self.event_ring(0)).consumer_index(f"gateway-{gateway}")

@@ -1,7 +1,7 @@
 """End-to-end benchmark: client processes -> /v1/bin -> gateway -> shard -> gateway -> clients.
 
 ``run()`` starts the whole stack itself (``hx.pipeline.Pipeline``: rings + real shard processes,
-then ``run_gateway`` processes through ``Pipeline.start_gateway``), logs in N client processes
+then ``run_gateway`` processes as stages of the same pipeline), logs in N client processes
 (each its own account, EIP-712 login) and drives NEW_ORDERs over ``/v1/bin`` on loopback in bulk
 frames (several structs per frame, as market makers quote). The workload alternates a resting buy
 and a crossing sell at the same price, so the book stays small, half the orders are aggressive
@@ -371,14 +371,6 @@ def run_once(
         markets = Path(tmp) / "markets.toml"
         markets.write_text(MARKETS_TOML)
         topo = Topology(run_id=f"hx-bench-e2e-{os.getpid()}", shards=1, gateways=gateways)
-        pipe = Pipeline(
-            topo,
-            markets_path=markets,
-            state_dir=Path(tmp) / "state",
-            wait=shard_wait,
-            fsync="none",
-            realtime_priority=realtime_priority,
-        )
         port = _free_port()
         gw_opts = {
             "order_rate": 0,
@@ -389,11 +381,20 @@ def run_once(
             "soft_buffer_bytes": 64 << 20,
             "max_frame_bytes": 1 << 20,
         }
+        pipe = Pipeline(
+            topo,
+            markets_path=markets,
+            state_dir=Path(tmp) / "state",
+            wait=shard_wait,
+            fsync="none",
+            realtime_priority=realtime_priority,
+            host="127.0.0.1",
+            port=port,
+            gateway=gw_opts,
+        )
         procs = []
         try:
             pipe.start()
-            for g in range(gateways):
-                pipe.start_gateway(g, "127.0.0.1", port, **gw_opts)
             per_client_rate = rate / clients if rate > 0 else 0.0
             n = int(per_client_rate * duration) if rate > 0 else int(400_000 * duration / clients)
             n -= n % 2

@@ -29,10 +29,10 @@ from engine.types.enums import MsgType
 from engine.wire.codec import encode
 from engine.wire.layout import HEARTBEAT_STRUCT
 from hx.pipeline import Pipeline
-from hx.replay_runner import workload_markets_file
-from hx.stream_feeder import EventTally, feed
 from hx.topology import Topology
 from perf.cpu_steal import StealMeter
+from perf.replay_runner import workload_markets_file
+from perf.stream_feeder import EventTally, feed
 from perf.workloads.standard_stream import standard_stream
 
 WARMUP_FRACTION = 0.05

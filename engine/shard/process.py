@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.host import apply_realtime_priority, ensure_realtime_priority
+from engine.host.process_identity import become_stage, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
-from engine.ring import RingBuffer, make_wait_strategy
+from engine.ring import RingBuffer, RingRef, make_wait_strategy
 from engine.shard.native_engine import make_engine, restore_engine
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import MsgType
@@ -60,10 +61,16 @@ _L2_SNAPSHOT_REQUEST = int(MsgType.L2_SNAPSHOT_REQUEST)
 
 @dataclass(frozen=True)
 class ShardOptions:
-    topology: Any  # hx.topology.Topology (engine does not import hx)
+    """What one shard process is told: its rings (by ref), its markets, where its state lives."""
+
     shard: int
+    inputs: tuple[RingRef, ...]  # order rings, one per producer; this shard is consumer 0 of each
+    events: RingRef  # its event ring (this shard is the producer)
+    market_ids: tuple[int, ...]  # the markets this shard owns
     markets_path: str
     state_dir: str
+    run_dir: str = ""  # the run's state directory (pid files); "" = none
+    supervisor_pid: int = 0  # die with this parent (0: no such request)
     wait: str = "spin-then-backoff"
     fsync: str = "batch"
     cpu: int | None = None
@@ -166,24 +173,22 @@ class Shard:
     """One shard's live process state: rings, journal, snapshots and the loop."""
 
     def __init__(self, options: ShardOptions) -> None:
-        topo = options.topology
         self.options = options
         self.state_dir = Path(options.state_dir)
         all_markets = load_markets(options.markets_path)
-        self.markets = {m: spec for m, spec in all_markets.items() if topo.shard_of(m) == options.shard}
+        owned = set(options.market_ids)
+        self.markets = {m: spec for m, spec in all_markets.items() if m in owned}
         # under SCHED_FIFO a blocking wait keeps >= 10% of the time parked (see Blocking)
         share = 0.1 if options.realtime_priority else 0.0
         self.wait = make_wait_strategy(options.wait, min_parked_share=share)
-        self.inputs = [
-            RingBuffer.attach(topo.order_ring(p, options.shard)) for p in range(topo.order_producers)
-        ]
+        self.inputs = [ref.attach() for ref in options.inputs]
         self.consumers = [
             ring.consumer(
                 0, make_wait_strategy(options.wait, min_parked_share=share) if len(self.inputs) == 1 else None
             )
             for ring in self.inputs
         ]
-        self.events = RingBuffer.attach(topo.event_ring(options.shard))
+        self.events = options.events.attach()
         self.events.set_producer()
         self.snapshots = SnapshotStore(self.state_dir / "snapshots")
         self.records_since_snapshot = 0
@@ -346,6 +351,9 @@ class Shard:
 
 def run_shard(options: ShardOptions, ready: Any = None) -> None:
     """Process entry point (a multiprocessing target)."""
+    name = f"shard-{options.shard}"
+    if options.supervisor_pid:
+        become_stage(name, options.run_dir or options.state_dir, options.supervisor_pid)
     if options.cpu is not None:
         try:
             os.sched_setaffinity(0, {options.cpu})
@@ -370,4 +378,8 @@ def run_shard(options: ShardOptions, ready: Any = None) -> None:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's: it stops us in order
     signal.signal(signal.SIGUSR1, on_usr1)
-    shard.run(ready)
+    try:
+        shard.run(ready)
+    finally:
+        if options.supervisor_pid:
+            remove_pid_file(options.run_dir or options.state_dir, name)

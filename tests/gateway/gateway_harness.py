@@ -1,7 +1,7 @@
 """Test harness: a real stack (rings, shard processes, gateway processes) on free loopback ports.
 
 ``GatewayStack`` wraps :class:`hx.pipeline.Pipeline` (real shard processes, real rings) and starts
-gateway processes through ``Pipeline.start_gateway`` (which runs ``gateway.process.run_gateway``).
+gateway processes (``gateway.process.run_gateway``) as stages of the same pipeline.
 Always use it as a context manager: ``stop`` kills every process and removes every ring.
 """
 
@@ -67,6 +67,8 @@ class GatewayStack:
             order_ring_slots=1 << 14,
             event_ring_slots=1 << 16,
         )
+        self.port = port or free_port()
+        self.gateway_options = dict(gateway_options or {})
         self.pipeline = Pipeline(
             self.topology,
             markets_path=self.markets_path,
@@ -74,9 +76,10 @@ class GatewayStack:
             wait=wait,
             fsync="none",
             realtime_priority=realtime_priority,
+            host="127.0.0.1",
+            port=self.port,
+            gateway=self.gateway_options,
         )
-        self.port = port or free_port()
-        self.gateway_options = dict(gateway_options or {})
         self.n_gateways = gateways
 
     @property
@@ -86,15 +89,13 @@ class GatewayStack:
     def start(self) -> GatewayStack:
         try:
             self.pipeline.start()
-            for g in range(self.n_gateways):
-                self.pipeline.start_gateway(g, "127.0.0.1", self.port, **self.gateway_options)
         except BaseException:
             self.stop()
             raise
         return self
 
     def gateway_pids(self) -> list[int]:
-        return [stage.process.pid for stage in self.pipeline.gateways.values()]
+        return [h.process.pid for h in self.pipeline.of_kind("gateway").values()]
 
     def alive(self) -> bool:
         return all(self.pipeline.health().values())

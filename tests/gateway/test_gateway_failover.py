@@ -73,10 +73,10 @@ async def test_shard_killed_under_load_loses_and_duplicates_no_acknowledged_orde
                 buyer.send_raw(_frame(0, 1000 + f, 1 + f * PER_FRAME))
                 seller.send_raw(_frame(1, 999 - f, 1 + f * PER_FRAME))
                 if f == KILL_AFTER:  # right behind a burst: frames in flight, the shard mid-stream
-                    old_pid = stack.pipeline.shards[0].process.pid
-                    await loop.run_in_executor(None, stack.pipeline.kill_shard, 0)
-                    await loop.run_in_executor(None, stack.pipeline.start_shard, 0)
-                    assert stack.pipeline.shards[0].process.pid != old_pid
+                    old_pid = stack.pipeline.procs["shard-0"].process.pid
+                    await loop.run_in_executor(None, stack.pipeline.kill, "shard-0")
+                    await loop.run_in_executor(None, stack.pipeline.restart, "shard-0")
+                    assert stack.pipeline.procs["shard-0"].process.pid != old_pid
                 if not KILL_AFTER - 5 <= f < KILL_AFTER:
                     await asyncio.sleep(0.01)
             deadline = time.monotonic() + 60

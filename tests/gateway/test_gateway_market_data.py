@@ -359,11 +359,8 @@ async def test_gateway_killed_and_restarted_serves_the_full_book():
             assert engine_book[0] and engine_book[1], "the flow leaves resting orders on both sides"
         finally:
             await trader.close()
-        pid = stack.gateway_pids()[0]
-        os.kill(pid, signal.SIGKILL)
-        stack.pipeline.gateways[0].process.join()
-        stack.pipeline.gateways.pop(0)
-        stack.pipeline.start_gateway(0, "127.0.0.1", stack.port)
+        stack.pipeline.kill("gateway-0")
+        stack.pipeline.restart("gateway-0")
         late = await HxClient(stack.url, "json").connect()
         try:
             book = await late.subscribe_book(BTC_USD)

@@ -51,3 +51,52 @@ def test_bench_drops_its_default_priority_for_a_spinning_wait(
     result = CliRunner().invoke(main, ["bench", bench, "--json"])
     assert result.exit_code == 0, result.output
     assert seen["realtime_priority"] == 10 and seen[wait_key] == "blocking"
+
+
+def test_up_on_a_port_in_use_names_the_port_and_starts_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(main, ["up", "--port", str(port), "--state-dir", str(tmp_path / "s")])
+    assert result.exit_code == 2
+    assert f"port {port}" in result.output and "in use" in result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_up_chooses_the_wait_from_the_machine_and_says_so() -> None:
+    from hx.cli import _auto_wait
+
+    assert _auto_wait(2)[0] == "blocking"
+    assert _auto_wait(8)[0] == "spin-then-backoff"
+    assert "2 cores" in _auto_wait(2)[1]
+
+
+def test_status_lists_the_stage_processes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+
+    from hx.pipeline import Pipeline
+    from hx.topology import Topology
+    from perf.replay_runner import workload_markets_file
+
+    topo = Topology(run_id=f"hx-t-status-{os.getpid()}", shards=1, gateways=0, recorders=1)
+    with Pipeline(topo, markets_path=workload_markets_file(tmp_path, 1), state_dir=tmp_path / "s") as pipe:
+        pid = pipe.procs["shard-0"].process.pid
+        for _ in range(100):
+            report = json.loads(
+                CliRunner().invoke(main, ["status", "--state-dir", str(tmp_path / "s"), "--json"]).output
+            )
+            if report["processes"]:
+                break
+            import time
+
+            time.sleep(0.05)
+        assert report["supervisor"] == os.getpid()
+        assert [(p["name"], p["pid"], p["alive"]) for p in report["processes"]] == [("shard-0", pid, True)]
+    after = json.loads(
+        CliRunner().invoke(main, ["status", "--state-dir", str(tmp_path / "s"), "--json"]).output
+    )
+    assert after == {"supervisor": None, "processes": []}

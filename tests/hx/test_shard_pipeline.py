@@ -18,8 +18,8 @@ from engine.shard.replay import replay_orders
 from engine.types.enums import MsgType
 from engine.wire.layout import LAYOUTS, SLOT_BYTES
 from hx.pipeline import Pipeline
-from hx.replay_runner import replay_sharded, workload_markets_file
 from hx.topology import Topology
+from perf.replay_runner import replay_sharded, workload_markets_file
 from perf.workloads.standard_stream import standard_stream
 
 TS_FIELDS = {
@@ -67,8 +67,8 @@ def _record_events(pipe: Pipeline, commands: np.ndarray, kill_after: int | None)
                     sent += n
             if not killed and sent >= kill_after:
                 time.sleep(0.05)  # let the shard get part-way through what was sent
-                pipe.kill_shard(0)
-                pipe.start_shard(0)
+                pipe.kill("shard-0")
+                pipe.restart("shard-0")
                 killed = True
             view, k = consumer.peek()
             if k:

@@ -78,8 +78,8 @@ def workload_markets_file(directory: Path, count: int) -> Path:
 
 def replay_sharded(orders: np.ndarray, shards: int, workdir: Path) -> tuple[np.ndarray, dict]:
     from hx.pipeline import Pipeline
-    from hx.stream_feeder import feed
     from hx.topology import Topology
+    from perf.stream_feeder import feed
 
     topo = Topology(run_id=f"hx-replay-{os.getpid()}", shards=shards, gateways=0, recorders=1)
     markets = workload_markets_file(workdir, int(orders["market"].max()) + 1 if len(orders) else 1)

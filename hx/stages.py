@@ -1,0 +1,156 @@
+"""The stage table: every kind of process of an exchange, as data.
+
+A row says how many processes of a kind run (from the topology), what each is told (frozen
+options holding its ring refs, never the topology), its entry point, and what the supervisor does
+when one dies. Ring creation (``Topology.rings``), start-up order (the order of ``STAGES``),
+supervision, ``hx status`` and the process titles all derive from it: adding a kind of process
+is adding a row here and its rings in ``hx.topology``.
+
+Start order is shards, then risk, then gateways: every ring exists before any process starts and
+every consumer's cursor is fixed when its ring is created, so nothing published is lost whatever
+the order; starting the consumers of orders first means a gateway never accepts an order that
+nobody can process yet. Stop order is the reverse (gateways stop taking orders first).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from engine.ring import ConsumerRef, RingRef
+from hx.topology import Topology
+
+Restart = Literal["recover", "restart", "fatal"]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run is configured (the CLI and config file fill it; every stage reads from it)."""
+
+    markets_path: Path
+    state_dir: Path
+    wait: str = "spin-then-backoff"
+    fsync: str = "batch"
+    snapshot_every: int = 5000
+    realtime_priority: int = 0  # SCHED_FIFO for shards and gateways (0: off); see engine.host
+    pin_cpus: bool | None = None  # None: pin shards only when the machine has cores to spare
+    host: str = "127.0.0.1"
+    port: int = 8765
+    gateway: dict[str, Any] = field(default_factory=dict)  # GatewayOptions fields
+
+
+@dataclass(frozen=True)
+class Run:
+    """What option builders see: the topology, the settings and the nonce of every created ring."""
+
+    topology: Topology
+    settings: RunSettings
+    nonces: dict[str, int]
+    supervisor_pid: int
+
+    def ref(self, ring: str) -> RingRef:
+        return RingRef(ring, self.nonces.get(ring, 0))
+
+    def inputs(self, process: str) -> tuple[ConsumerRef, ...]:
+        return tuple(ConsumerRef(self.ref(name), index) for name, index in self.topology.inputs_of(process))
+
+    def outputs(self, process: str) -> tuple[RingRef, ...]:
+        return tuple(self.ref(name) for name in self.topology.outputs_of(process))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One kind of process."""
+
+    kind: str
+    count: Callable[[Topology], int]
+    options: Callable[[Run, int], Any]  # frozen options of instance i (built in the parent)
+    entry: Callable[[Any, Any], None]  # entry(options, ready_event), a module-level function
+    restart: Restart  # recover: restart from snapshot + journal; restart: fresh; fatal: stop all
+    ready_timeout_s: float = 60.0
+
+    def name(self, index: int) -> str:
+        return f"{self.kind}-{index}"
+
+
+# ---- shard -------------------------------------------------------------------------------------
+def _cpu_for(run: Run, shard: int) -> int | None:
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = run.settings.pin_cpus
+    if pin is None:
+        pin = len(cpus) >= run.topology.shards + 2
+    return cpus[(shard + 1) % len(cpus)] if pin else None
+
+
+def _shard_options(run: Run, shard: int) -> Any:
+    from engine.shard.process import ShardOptions
+    from engine.types.market_spec import load_markets
+
+    topo, s = run.topology, run.settings
+    name = f"shard-{shard}"
+    inputs = run.inputs(name)
+    return ShardOptions(
+        shard=shard,
+        inputs=tuple(ref.ring for ref in inputs),
+        events=run.outputs(name)[0],
+        market_ids=tuple(m for m in sorted(load_markets(s.markets_path)) if topo.shard_of(m) == shard),
+        markets_path=str(s.markets_path),
+        state_dir=str(s.state_dir / name),
+        run_dir=str(s.state_dir),
+        supervisor_pid=run.supervisor_pid,
+        wait=s.wait,
+        fsync=s.fsync,
+        cpu=_cpu_for(run, shard),
+        snapshot_every=s.snapshot_every,
+        realtime_priority=s.realtime_priority,
+    )
+
+
+def _run_shard(options: Any, ready: Any) -> None:
+    from engine.shard.process import run_shard
+
+    run_shard(options, ready)
+
+
+# ---- gateway -----------------------------------------------------------------------------------
+def _gateway_options(run: Run, index: int) -> Any:
+    from gateway.process import GatewayProcessOptions
+    from gateway.server import GatewayOptions
+
+    s = run.settings
+    name = f"gateway-{index}"
+    settings = dict(s.gateway)
+    settings.setdefault("realtime_priority", s.realtime_priority)
+    return GatewayProcessOptions(
+        index=index,
+        host=s.host,
+        port=s.port,
+        markets_path=str(s.markets_path),
+        state_dir=str(s.state_dir),
+        destinations=run.outputs(name),
+        route="account" if run.topology.risk else "market",
+        events=run.inputs(name),
+        gateway=GatewayOptions(**settings),  # a bad option fails here, in the parent, with its reason
+        supervisor_pid=run.supervisor_pid,
+    )
+
+
+def _run_gateway(options: Any, ready: Any) -> None:
+    from gateway.process import run_gateway
+
+    run_gateway(options, ready)
+
+
+SHARD = Stage("shard", lambda t: t.shards, _shard_options, _run_shard, restart="recover")
+GATEWAY = Stage("gateway", lambda t: t.gateways, _gateway_options, _run_gateway, restart="restart")
+
+STAGES: tuple[Stage, ...] = (SHARD, GATEWAY)
+BY_KIND: dict[str, Stage] = {stage.kind: stage for stage in STAGES}
+
+
+def process_names(topology: Topology) -> list[str]:
+    """Every process of a run, in start order."""
+    return [stage.name(i) for stage in STAGES for i in range(stage.count(topology))]
