@@ -21,6 +21,9 @@ class MsgType(IntEnum):
     SET_MARKET_STATUS = 6
     CLOCK = 7
     L2_SNAPSHOT_REQUEST = 8
+    DEPOSIT = 9  # into risk: credit an account (chain deposit or, in development, the faucet)
+    WITHDRAW_REQUEST = 10  # into risk: hold an amount for a withdrawal
+    WITHDRAW_RESULT = 11  # into risk (from settlement): a held withdrawal was paid or failed
 
     ACCEPTED = 32
     REJECTED = 33
@@ -33,6 +36,9 @@ class MsgType(IntEnum):
     TRIGGERED = 40
     MARKET_STATUS = 41
     BOOK_RESET = 42
+    ACCOUNT_MARGIN = 43  # risk: an account's equity and requirements after a change
+    BALANCE = 44  # risk: one asset balance of an account changed
+    POSITION = 45  # risk: a perp position changed
 
     HEARTBEAT = 64
     SNAPSHOT_REQUEST = 65
@@ -99,12 +105,46 @@ class MarketKind(IntEnum):
     PREDICTION = 3
 
 
+class AssetKind(IntEnum):
+    """What an asset is, for valuation and risk grouping."""
+
+    STABLE = 0  # the settlement stablecoin (USDC): quantities in micro-units, price 1
+    CRYPTO = 1
+    EQUITY = 2  # a tokenised share
+    PREDICTION = 3  # a prediction market's YES share: price in [0, 1], resolves to 0 or 1
+
+
 class MarketStatus(IntEnum):
     OPEN = 0
     HALTED = 1  # no new orders or amends; cancels allowed
     CLOSED = 2  # equities outside their session: same as halted
     RESOLVED = 3  # prediction market resolved: nothing but cancels
     POST_ONLY = 4  # auction-like re-open: only post-only orders and cancels
+
+
+class BalanceReason(IntEnum):
+    """Why a BALANCE event's balance changed (its ``ref`` names the deposit, order or request)."""
+
+    DEPOSIT = 0
+    WITHDRAW_HOLD = 1  # moved out of the balance into a hold for a withdrawal
+    WITHDRAW_RETURN = 2  # a failed or refused withdrawal's hold came back
+    WITHDRAW_PAID = 3  # a held withdrawal left the exchange (the balance itself is unchanged)
+    TRADE = 4  # a fill: the quote or base leg (perp: realised PnL)
+    FEE = 5  # a trading fee paid (negative) or a maker rebate / the fee account's income (positive)
+    FUNDING = 6
+    LIQUIDATION = 7
+    INSURANCE = 8
+    RESOLUTION = 9  # a prediction market's shares settled at 0 or 1
+
+
+class DepositSource(IntEnum):
+    CHAIN = 0  # a Vault deposit, id = the vault's sequential deposit id
+    FAUCET = 1  # development only (hx faucet): ids in their own namespace
+
+
+class WithdrawStatus(IntEnum):
+    PAID = 0
+    FAILED = 1
 
 
 class CancelReason(IntEnum):
@@ -155,6 +195,13 @@ class RejectCode(IntEnum):
     INSUFFICIENT_MARGIN = 200
     REDUCE_ONLY_WOULD_INCREASE = 201
     ACCOUNT_LIQUIDATING = 202
+    UNKNOWN_ASSET = 203
+    DUPLICATE_DEPOSIT = 204  # this deposit id was already credited: nothing changed
+    INSUFFICIENT_BALANCE = 205  # a withdrawal above what the account may take out
+    AMOUNT_OUT_OF_RANGE = 206  # zero, negative, or a balance/position beyond the engine's bounds
+    UNKNOWN_WITHDRAWAL = 207
+    ACCOUNT_NOT_HERE = 208  # a command routed to a risk partition that does not own the account
+    DUPLICATE_WITHDRAWAL = 209  # this withdrawal request id is already held
 
     # 3xx: shard (market rules and the book)
     UNKNOWN_MARKET = 300
@@ -216,6 +263,13 @@ REJECT_MESSAGES: dict[RejectCode, str] = {
     RejectCode.INSUFFICIENT_MARGIN: "insufficient margin",
     RejectCode.REDUCE_ONLY_WOULD_INCREASE: "reduce-only order would increase the position",
     RejectCode.ACCOUNT_LIQUIDATING: "account is being liquidated",
+    RejectCode.UNKNOWN_ASSET: "unknown asset",
+    RejectCode.DUPLICATE_DEPOSIT: "deposit id already credited",
+    RejectCode.INSUFFICIENT_BALANCE: "amount exceeds what the account can withdraw",
+    RejectCode.AMOUNT_OUT_OF_RANGE: "amount must be positive and within the engine's bounds",
+    RejectCode.UNKNOWN_WITHDRAWAL: "no such withdrawal held",
+    RejectCode.ACCOUNT_NOT_HERE: "account is not owned by this risk partition",
+    RejectCode.DUPLICATE_WITHDRAWAL: "withdrawal request id already used",
     RejectCode.UNKNOWN_MARKET: "unknown market",
     RejectCode.BAD_SIDE: "side must be 0 (buy) or 1 (sell)",
     RejectCode.BAD_TIF: "unknown time in force",

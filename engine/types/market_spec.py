@@ -47,6 +47,10 @@ class MarketSpec:
     max_price_ticks: int = 1 << 31
     band_bps: int = 0  # price band around the mark price; 0 disables the circuit breaker
     status: MarketStatus = MarketStatus.OPEN  # initial status
+    base_asset: str = ""  # the asset traded (spot) or referenced (perp); "" = none (matching only)
+    quote_asset: str = "USDC"  # the asset prices are in and fills settle in
+    maker_fee_ppm: int = 0  # of notional; negative = a rebate (at most the taker fee)
+    taker_fee_ppm: int = 0  # of notional
 
     def __post_init__(self) -> None:
         problem = check_spec(self)
@@ -100,6 +104,21 @@ def check_spec(spec: MarketSpec) -> tuple[str, str] | None:
         )
     if spec.tick_size_micro > INT64_MAX or spec.lot_size_atoms > INT64_MAX:
         return "tick_size_micro", "does not fit int64"
+    for name in ("base_asset", "quote_asset"):
+        value = getattr(spec, name)
+        if not isinstance(value, str) or len(value) > 32:
+            return name, f"must be an asset symbol (a string of <= 32 chars), got {value!r}"
+    for name in ("maker_fee_ppm", "taker_fee_ppm"):
+        value = getattr(spec, name)
+        if not isinstance(value, int) or isinstance(value, bool) or not -100_000 <= value <= 100_000:
+            return name, f"must be an integer in [-100000, 100000] ppm (+-10%), got {value!r}"
+    if spec.taker_fee_ppm < 0:
+        return "taker_fee_ppm", f"must be >= 0, got {spec.taker_fee_ppm}"
+    if spec.maker_fee_ppm + spec.taker_fee_ppm < 0:
+        return "maker_fee_ppm", (
+            f"a rebate of {-spec.maker_fee_ppm} ppm exceeds the taker fee {spec.taker_fee_ppm} ppm: "
+            "the fee account would pay out on every fill"
+        )
     return None
 
 

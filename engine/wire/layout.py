@@ -308,6 +308,92 @@ LAYOUTS: tuple[MessageLayout, ...] = (
             _pad(40),
         ),
     ),
+    # ---- risk: accounts, money in and out --------------------------------------------------------
+    MessageLayout(
+        MsgType.DEPOSIT,
+        "Credit an account once per deposit id (settlement after N confirmations; the faucet in "
+        "development). Not accepted from clients.",
+        (
+            _ACCOUNT,
+            ("asset", "H", "asset id"),
+            ("source", "B", "DepositSource: 0 chain, 1 faucet (ids are unique per source)"),
+            _pad(1),
+            ("amount", "q", "in the asset's unit (micro-USDC, atoms), > 0"),
+            ("deposit_id", "Q", "the vault's sequential deposit id (or the faucet's)"),
+            _pad(32),
+        ),
+    ),
+    MessageLayout(
+        MsgType.WITHDRAW_REQUEST,
+        "Hold an amount for a withdrawal; refused (REJECTED) unless the account's free collateral "
+        "covers it afterwards.",
+        (
+            _ACCOUNT,
+            ("asset", "H", "asset id"),
+            _pad(2),
+            ("amount", "q", "in the asset's unit, > 0"),
+            ("request_id", "Q", "the withdrawal's nonce, unique per account"),
+            _pad(32),
+        ),
+    ),
+    MessageLayout(
+        MsgType.WITHDRAW_RESULT,
+        "Settlement's word on a held withdrawal: paid (the hold leaves) or failed (the hold returns).",
+        (
+            _ACCOUNT,
+            ("asset", "H", "asset id"),
+            ("status", "B", "WithdrawStatus: 0 paid, 1 failed"),
+            _pad(1),
+            ("amount", "q", "the held amount"),
+            ("request_id", "Q", "as in the request"),
+            _pad(32),
+        ),
+    ),
+    MessageLayout(
+        MsgType.ACCOUNT_MARGIN,
+        "An account's margin after a change (private). Free collateral = equity - initial - reserved.",
+        (
+            ("seq", "Q", "risk partition event sequence number"),
+            _ACCOUNT,
+            ("flags", "B", "bit0 below maintenance (liquidatable), bit1 below initial"),
+            _pad(3),
+            ("equity_micro", "q", "collateral at haircut + unrealised PnL, rounded down"),
+            ("initial_micro", "q", "initial margin requirement, rounded up"),
+            ("maintenance_micro", "q", "maintenance margin requirement, rounded up"),
+            ("reserved_micro", "q", "held for open orders"),
+            _pad(8),
+        ),
+    ),
+    MessageLayout(
+        MsgType.BALANCE,
+        "One asset balance of an account changed (private; settlement mirrors it on chain).",
+        (
+            ("seq", "Q", "risk partition event sequence number"),
+            _ACCOUNT,
+            ("asset", "H", "asset id"),
+            ("reason", "B", "BalanceReason"),
+            _pad(1),
+            ("balance", "q", "new balance (negative: a liability)"),
+            ("delta", "q", "this change"),
+            ("held", "q", "held for pending withdrawals (not in balance)"),
+            ("ref", "Q", "deposit id, order id or withdrawal request id"),
+            _pad(8),
+        ),
+    ),
+    MessageLayout(
+        MsgType.POSITION,
+        "A perp position changed (private). Entry price = cost / size.",
+        (
+            ("seq", "Q", "risk partition event sequence number"),
+            _ACCOUNT,
+            _pad(4),
+            ("size_atoms", "q", "signed: long > 0"),
+            ("cost_micro", "q", "signed entry notional (long > 0); 0 when flat"),
+            ("realised_pnl_micro", "q", "realised PnL of this position's life so far"),
+            ("funding_micro", "q", "funding paid (< 0) or received over its life"),
+            _pad(8),
+        ),
+    ),
     # ---- control --------------------------------------------------------------------------------
     MessageLayout(
         MsgType.HEARTBEAT,

@@ -1,0 +1,85 @@
+"""Open-order reservations: what the risk stage holds back for each order until it ends.
+
+An order's reservation is made when risk forwards it (keyed by market, account and client order
+id until the shard's ACCEPTED names its order id), shrinks pro rata as it fills or is reduced,
+and is released whole when it ends (filled, cancelled, expired, rejected). Releases from fills are
+returned separately from releases from cancels: a fill's share of the reservation stands in for
+the fill's margin impact until the account's margin is next recomputed (see ``risk_engine``).
+
+Invariant (checked by ``validate``): for every account, the sum of its orders' remaining
+reservations equals what the account book holds as reserved for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Reservation:
+    account: int
+    market: int
+    client_order_id: int
+    side: int
+    open_lots: int  # size still open (as the shard reports it)
+    reserve_micro: int  # what is still held for it
+    order_id: int = 0  # 0 until ACCEPTED
+    amend_extra_micro: int = 0  # held for an amend the shard has not answered yet
+    amend_lots: int = 0  # the open size that amend asked for
+
+
+class OrderLedger:
+    def __init__(self) -> None:
+        self.by_coid: dict[tuple[int, int, int], Reservation] = {}  # (market, account, coid)
+        self.by_oid: dict[tuple[int, int], Reservation] = {}  # (market, order id)
+
+    def __len__(self) -> int:
+        return len(self.by_coid)
+
+    def is_live(self, market: int, account: int, coid: int) -> bool:
+        return (market, account, coid) in self.by_coid
+
+    def add(self, r: Reservation) -> None:
+        self.by_coid[(r.market, r.account, r.client_order_id)] = r
+
+    def find(self, market: int, account: int, order_id: int, coid: int) -> Reservation | None:
+        """By order id when given (and the account matches), else by client order id."""
+        if order_id:
+            r = self.by_oid.get((market, order_id))
+            return r if r is not None and r.account == account else None
+        return self.by_coid.get((market, account, coid))
+
+    def accept(self, market: int, account: int, coid: int, order_id: int, open_lots: int) -> None:
+        r = self.by_coid.get((market, account, coid))
+        if r is not None and r.order_id == 0:
+            r.order_id = order_id
+            r.open_lots = open_lots
+            self.by_oid[(market, order_id)] = r
+
+    def remove(self, r: Reservation) -> int:
+        """Drop an order that ended; returns everything still held for it."""
+        self.by_coid.pop((r.market, r.account, r.client_order_id), None)
+        if r.order_id:
+            self.by_oid.pop((r.market, r.order_id), None)
+        held = r.reserve_micro + r.amend_extra_micro
+        r.reserve_micro = r.amend_extra_micro = 0
+        return held
+
+    @staticmethod
+    def shrink(r: Reservation, lots: int) -> int:
+        """``lots`` of the order went (filled or reduced): release their share, rounded down (the
+        rest stays held until the order ends); returns the amount released."""
+        if lots >= r.open_lots:
+            released = r.reserve_micro
+            r.open_lots = 0
+        else:
+            released = r.reserve_micro * lots // r.open_lots
+            r.open_lots -= lots
+        r.reserve_micro -= released
+        return released
+
+    def held_by_account(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for r in self.by_coid.values():
+            out[r.account] = out.get(r.account, 0) + r.reserve_micro + r.amend_extra_micro
+        return out

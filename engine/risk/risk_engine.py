@@ -1,0 +1,634 @@
+"""The risk engine of one partition: accounts, pre-trade checks, post-trade accounting. Deterministic.
+
+Inputs, one ordered stream (the risk process journals it):
+
+* commands from gateways (NEW_ORDER, CANCEL, AMEND, CANCEL_ALL, L2_SNAPSHOT_REQUEST), checked and
+  forwarded to the shard that owns the market, or refused with a REJECTED on risk's event ring;
+* money commands (DEPOSIT, WITHDRAW_REQUEST, WITHDRAW_RESULT) and MARK_PRICE (also forwarded);
+* every shard's events (ACCEPTED, REJECTED, FILL, CANCELLED, AMENDED) for the accounts it owns.
+
+Outputs: commands per shard (``orders[s]``) and risk events (``events``): REJECTED, BALANCE,
+POSITION, ACCOUNT_MARGIN, HEARTBEAT echoes. The same inputs give the same output bytes.
+
+The pre-trade check is O(1): an order's reservation (``MarginModel.order_reserve``, an upper bound
+on what it can take from free collateral) must fit in ``equity - initial - reserved``. A fill does
+not release its share of the reservation at once: it moves to ``converting`` and stays held until
+the account's margin is recomputed (at the end of the journal record), so between the fill and the
+recomputation the account's free collateral is never overstated.
+
+Money (exact integers): per asset, the sum of all balances and holds (the partition's fee account
+included) equals deposits minus paid withdrawals; for the settlement asset the perps' costs count
+against it (``sum(balance) + sum(held) - sum(perp_cost) == net deposits``), and every perp's sizes
+sum to zero across the exchange. ``validate`` checks it after every record in the debug mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import Final
+
+import numpy as np
+
+from engine.risk.account_book import AccountBook
+from engine.risk.margin_model import MarginModel
+from engine.risk.order_ledger import OrderLedger, Reservation
+from engine.risk.perp_position import apply_perp_fill
+from engine.risk.risk_config import RiskConfig, RiskMarket
+from engine.types.enums import (
+    BalanceReason,
+    DepositSource,
+    MsgType,
+    OrderFlag,
+    RejectCode,
+    Side,
+    WithdrawStatus,
+)
+from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, INT64_MIN, PPM
+from engine.wire.layout import ALL_MARKETS, BY_TYPE, SLOT_BYTES, WIRE_VERSION
+
+SYSTEM_ACCOUNT_BASE: Final = 0xFFFF_FF00  # ids above it belong to the exchange itself
+MAX_POSITION_ATOMS: Final = 1 << 60  # |position| + an order's size stays below it (int64 headroom)
+
+
+def fee_account(partition: int) -> int:
+    """The account a partition's trading fees accrue to (one per partition: single writer)."""
+    return SYSTEM_ACCOUNT_BASE + partition
+
+
+def _unpacker(t: MsgType):  # type: ignore[no-untyped-def]
+    return BY_TYPE[int(t)].struct.unpack_from
+
+
+def _packer(t: MsgType):  # type: ignore[no-untyped-def]
+    return BY_TYPE[int(t)].struct.pack_into
+
+
+_U_NEW: Final = _unpacker(MsgType.NEW_ORDER)
+_U_CANCEL: Final = _unpacker(MsgType.CANCEL)
+_U_AMEND: Final = _unpacker(MsgType.AMEND)
+_U_CANCEL_ALL: Final = _unpacker(MsgType.CANCEL_ALL)
+_U_MARK: Final = _unpacker(MsgType.MARK_PRICE)
+_U_DEPOSIT: Final = _unpacker(MsgType.DEPOSIT)
+_U_WITHDRAW: Final = _unpacker(MsgType.WITHDRAW_REQUEST)
+_U_RESULT: Final = _unpacker(MsgType.WITHDRAW_RESULT)
+_U_HEARTBEAT: Final = _unpacker(MsgType.HEARTBEAT)
+_U_ACCEPTED: Final = _unpacker(MsgType.ACCEPTED)
+_U_REJECTED: Final = _unpacker(MsgType.REJECTED)
+_U_FILL: Final = _unpacker(MsgType.FILL)
+_U_CANCELLED: Final = _unpacker(MsgType.CANCELLED)
+_U_AMENDED: Final = _unpacker(MsgType.AMENDED)
+_P_REJECTED: Final = _packer(MsgType.REJECTED)
+_P_BALANCE: Final = _packer(MsgType.BALANCE)
+_P_POSITION: Final = _packer(MsgType.POSITION)
+_P_MARGIN: Final = _packer(MsgType.ACCOUNT_MARGIN)
+_P_HEARTBEAT: Final = _packer(MsgType.HEARTBEAT)
+_U32: Final = struct.Struct("<I")
+_ORDER_COMMANDS: Final = frozenset({MsgType.NEW_ORDER, MsgType.CANCEL, MsgType.AMEND, MsgType.CANCEL_ALL})
+SHARD_EVENTS: Final = frozenset(
+    {MsgType.ACCEPTED, MsgType.REJECTED, MsgType.FILL, MsgType.CANCELLED, MsgType.AMENDED}
+)
+MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL = 1, 2
+
+
+class RiskEngine:
+    """One partition's state machine (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: RiskConfig,
+        partition: int = 0,
+        partitions: int = 1,
+        shards: int = 1,
+        margin: MarginModel | None = None,
+    ) -> None:
+        self.config = config
+        self.partition = partition
+        self.partitions = partitions
+        self.shards = shards
+        self.margin = margin or MarginModel(config)
+        self.book = AccountBook(config.n_assets, config.n_perps)
+        self.ledger = OrderLedger()
+        self.deposits: set[tuple[int, int]] = set()  # (source, deposit id) credited
+        self.withdrawals: dict[tuple[int, int], tuple[int, int]] = {}  # (account, request) -> (asset, amount)
+        self.net_deposits = [0] * config.n_assets
+        self.prices = np.zeros(config.n_assets, np.int64)  # micro per whole unit
+        self.prices[0] = 1_000_000
+        self.marks = np.zeros(config.n_perps, np.int64)
+        self.priced = dict.fromkeys(config.markets, False)  # a mark came for it (else: last trade)
+        self.seq = 0  # risk event sequence
+        self.now_ns = 0
+        self.fee_row = self.book.row(fee_account(partition))
+        self.orders = [bytearray() for _ in range(shards)]
+        self.events = bytearray()
+        self._fee_changed = False
+
+    # ---- ownership and outputs -------------------------------------------------------------------
+    def owns(self, account: int) -> bool:
+        if account >= SYSTEM_ACCOUNT_BASE:
+            return (account - SYSTEM_ACCOUNT_BASE) % 0x80 == self.partition
+        return account % self.partitions == self.partition
+
+    def take_outputs(self) -> tuple[list[bytes], bytes]:
+        """The commands for each shard and the events produced since the last call."""
+        orders = [bytes(b) for b in self.orders]
+        events = bytes(self.events)
+        for b in self.orders:
+            b.clear()
+        self.events.clear()
+        return orders, events
+
+    def _forward(self, buf: bytes | memoryview, off: int, market: int) -> None:
+        msg = buf[off : off + SLOT_BYTES]
+        if market == ALL_MARKETS:
+            for out in self.orders:
+                out += msg
+        else:
+            self.orders[market % self.shards] += msg
+
+    def _emit(self, pack, *fields: int) -> None:  # type: ignore[no-untyped-def]
+        pos = len(self.events)
+        self.events += bytes(SLOT_BYTES)
+        pack(self.events, pos, *fields)
+
+    def _reject(self, market: int, command: int, order_id: int, coid: int, account: int, reason: int) -> None:
+        self.seq += 1
+        self._emit(
+            _P_REJECTED,
+            MsgType.REJECTED,
+            WIRE_VERSION,
+            SLOT_BYTES,
+            market,
+            self.seq,
+            order_id,
+            coid,
+            self.now_ns,
+            account,
+            reason,
+            command,
+        )
+
+    def _emit_balance(self, row: int, asset: int, reason: int, delta: int, ref: int) -> None:
+        b = self.book
+        self.seq += 1
+        self._emit(
+            _P_BALANCE,
+            MsgType.BALANCE,
+            WIRE_VERSION,
+            SLOT_BYTES,
+            0,
+            self.seq,
+            int(b.ids[row]),
+            asset,
+            reason,
+            int(b.balance[row, asset]),
+            delta,
+            int(b.held[row, asset]),
+            ref,
+        )
+
+    def _emit_position(self, row: int, market: RiskMarket) -> None:
+        b, p = self.book, market.perp
+        self.seq += 1
+        self._emit(
+            _P_POSITION,
+            MsgType.POSITION,
+            WIRE_VERSION,
+            SLOT_BYTES,
+            market.market_id,
+            self.seq,
+            int(b.ids[row]),
+            int(b.perp_size[row, p]),
+            int(b.perp_cost[row, p]),
+            int(b.perp_realised[row, p]),
+            int(b.perp_funding[row, p]),
+        )
+
+    # ---- money helpers ---------------------------------------------------------------------------
+    def _add(self, arr: np.ndarray, row: int, col: int, delta: int) -> None:
+        v = int(arr[row, col]) + delta
+        if not INT64_MIN < v <= INT64_MAX:  # bounded by the pre-trade checks; a breach is a bug
+            raise OverflowError(f"account row {row} column {col}: {v} leaves int64")
+        arr[row, col] = v
+
+    def free_collateral(self, row: int) -> int:
+        b = self.book
+        return int(b.equity[row]) - int(b.initial[row]) - int(b.reserved[row])
+
+    def _mark_of(self, market: RiskMarket) -> int:
+        return int(self.marks[market.perp]) if market.is_perp else int(self.prices[market.base_asset])
+
+    # ---- commands --------------------------------------------------------------------------------
+    def handle_command(self, buf: bytes | memoryview, off: int) -> None:
+        """One command from a gateway, settlement or the oracle (already well-formed)."""
+        t = buf[off]
+        if t == MsgType.NEW_ORDER:
+            self._new_order(buf, off)
+        elif t == MsgType.CANCEL:
+            f = _U_CANCEL(buf, off)
+            self._forward_owned(buf, off, f[3], f[6], t, f[4], f[5])
+        elif t == MsgType.AMEND:
+            self._amend(buf, off)
+        elif t == MsgType.CANCEL_ALL:
+            f = _U_CANCEL_ALL(buf, off)
+            self._forward_owned(buf, off, f[3], f[4], t, 0, 0)
+        elif t == MsgType.L2_SNAPSHOT_REQUEST:
+            self._forward(buf, off, _U32.unpack_from(buf, off + 4)[0])
+        elif t == MsgType.MARK_PRICE:
+            self._mark_price(buf, off)
+        elif t == MsgType.DEPOSIT:
+            self._deposit(*_U_DEPOSIT(buf, off)[4:])
+        elif t == MsgType.WITHDRAW_REQUEST:
+            self._withdraw_request(*_U_WITHDRAW(buf, off)[4:])
+        elif t == MsgType.WITHDRAW_RESULT:
+            self._withdraw_result(*_U_RESULT(buf, off)[4:])
+        elif t == MsgType.HEARTBEAT:
+            self._heartbeat(buf, off)
+        else:
+            market = _U32.unpack_from(buf, off + 4)[0]
+            self._reject(market, t, 0, 0, 0, RejectCode.UNKNOWN_MSG_TYPE)
+
+    def _forward_owned(
+        self, buf: bytes | memoryview, off: int, market: int, account: int, t: int, oid: int, coid: int
+    ) -> None:
+        if not self.owns(account):
+            self._reject(market, t, oid, coid, account, RejectCode.ACCOUNT_NOT_HERE)
+            return
+        self._forward(buf, off, market)
+
+    def _new_order(self, buf: bytes | memoryview, off: int) -> None:
+        (_t, _v, _l, mid, _oid, coid, price, size, _trig, _exp, account, side, _tif, _otype, flags) = _U_NEW(
+            buf, off
+        )
+        t = MsgType.NEW_ORDER
+        market = self.config.markets.get(mid)
+        if market is None:
+            self._reject(mid, t, 0, coid, account, RejectCode.UNKNOWN_MARKET)
+            return
+        if not self.owns(account):
+            self._reject(mid, t, 0, coid, account, RejectCode.ACCOUNT_NOT_HERE)
+            return
+        if side > 1 or size <= 0 or price <= 0:  # the shard would refuse it: let it say why
+            self._forward(buf, off, mid)
+            return
+        if self.ledger.is_live(mid, account, coid):
+            self._reject(mid, t, 0, coid, account, RejectCode.DUPLICATE_CLIENT_ORDER_ID)
+            return
+        row = self.book.row(account)
+        size_atoms = size * market.lot_size_atoms
+        price_micro = price * market.tick_size_micro
+        held = self._holding(row, market)
+        signed = size_atoms if side == Side.BUY else -size_atoms
+        reduces = held != 0 and (held > 0) != (signed > 0) and size_atoms <= abs(held)
+        if flags & OrderFlag.REDUCE_ONLY and not reduces:
+            self._reject(mid, t, 0, coid, account, RejectCode.REDUCE_ONLY_WOULD_INCREASE)
+            return
+        if abs(held) + size_atoms >= MAX_POSITION_ATOMS:
+            self._reject(mid, t, 0, coid, account, RejectCode.AMOUNT_OUT_OF_RANGE)
+            return
+        reserve = self.margin.order_reserve(
+            self.book, row, market, side, size_atoms, price_micro, reduces, self._mark_of(market)
+        )
+        if reserve > self.free_collateral(row):
+            self._reject(mid, t, 0, coid, account, RejectCode.INSUFFICIENT_MARGIN)
+            return
+        self.book.reserved[row] += reserve
+        self.ledger.add(Reservation(account, mid, coid, side, size, reserve))
+        self._forward(buf, off, mid)
+
+    def _holding(self, row: int, market: RiskMarket) -> int:
+        """The account's signed holding in the market's risk (perp size or base balance), atoms."""
+        if market.is_perp:
+            return int(self.book.perp_size[row, market.perp])
+        return int(self.book.balance[row, market.base_asset])
+
+    def _amend(self, buf: bytes | memoryview, off: int) -> None:
+        (_t, _v, _l, mid, oid, coid, price, size, account) = _U_AMEND(buf, off)
+        t = MsgType.AMEND
+        if not self.owns(account):
+            self._reject(mid, t, oid, coid, account, RejectCode.ACCOUNT_NOT_HERE)
+            return
+        r = self.ledger.find(mid, account, oid, coid)
+        market = self.config.markets.get(mid)
+        if r is None or market is None or r.amend_extra_micro:
+            self._forward(buf, off, mid)  # the shard knows whether the order exists; one amend at a time
+            return
+        row = self.book.row(account)
+        new_open = r.open_lots if size <= 0 else size  # an upper bound on the open size after it
+        price_micro = (price or 0) * market.tick_size_micro
+        if price_micro <= 0:
+            price_micro = self._mark_of(market) or 1
+        reserve = self.margin.order_reserve(
+            self.book,
+            row,
+            market,
+            r.side,
+            max(new_open, r.open_lots) * market.lot_size_atoms,
+            price_micro,
+            False,
+            self._mark_of(market),
+        )
+        extra = max(0, reserve - r.reserve_micro)
+        if extra > self.free_collateral(row):
+            self._reject(mid, t, oid, coid, account, RejectCode.INSUFFICIENT_MARGIN)
+            return
+        r.amend_extra_micro = extra
+        self.book.reserved[row] += extra
+        self._forward(buf, off, mid)
+
+    def _mark_price(self, buf: bytes | memoryview, off: int) -> None:
+        (_t, _v, _l, mid, price, _ts) = _U_MARK(buf, off)
+        market = self.config.markets.get(mid)
+        if market is not None and price > 0:
+            self.priced[mid] = True
+            self._set_price(market, price * market.tick_size_micro)
+        self._forward(buf, off, mid)
+
+    def _set_price(self, market: RiskMarket, price_micro: int) -> None:
+        if market.is_perp:
+            self.marks[market.perp] = price_micro
+        else:
+            self.prices[market.base_asset] = price_micro
+        self._touch_exposed(market)
+
+    def _touch_exposed(self, market: RiskMarket) -> None:
+        n = self.book.count
+        if market.is_perp:
+            hit = self.book.perp_size[:n, market.perp] != 0
+        else:
+            hit = self.book.balance[:n, market.base_asset] != 0
+        self.book.dirty[:n] |= hit
+
+    def _deposit(self, account: int, asset: int, source: int, amount: int, deposit_id: int) -> None:
+        t = MsgType.DEPOSIT
+        if not self.owns(account):
+            self._reject(0, t, deposit_id, 0, account, RejectCode.ACCOUNT_NOT_HERE)
+        elif asset >= self.config.n_assets:
+            self._reject(0, t, deposit_id, 0, account, RejectCode.UNKNOWN_ASSET)
+        elif (
+            source not in (DepositSource.CHAIN, DepositSource.FAUCET) or (source, deposit_id) in self.deposits
+        ):
+            self._reject(0, t, deposit_id, 0, account, RejectCode.DUPLICATE_DEPOSIT)
+        elif amount <= 0 or account >= SYSTEM_ACCOUNT_BASE:
+            self._reject(0, t, deposit_id, 0, account, RejectCode.AMOUNT_OUT_OF_RANGE)
+        else:
+            row = self.book.row(account)
+            if int(self.book.balance[row, asset]) + amount > INT64_MAX // 2:
+                self._reject(0, t, deposit_id, 0, account, RejectCode.AMOUNT_OUT_OF_RANGE)
+                return
+            self.deposits.add((source, deposit_id))
+            self._add(self.book.balance, row, asset, amount)
+            self.net_deposits[asset] += amount
+            self.book.dirty[row] = True
+            self._emit_balance(row, asset, BalanceReason.DEPOSIT, amount, deposit_id)
+
+    def _withdraw_request(self, account: int, asset: int, amount: int, request_id: int) -> None:
+        t = MsgType.WITHDRAW_REQUEST
+        row = self.book.find(account)
+        if not self.owns(account):
+            self._reject(0, t, request_id, 0, account, RejectCode.ACCOUNT_NOT_HERE)
+        elif asset >= self.config.n_assets:
+            self._reject(0, t, request_id, 0, account, RejectCode.UNKNOWN_ASSET)
+        elif amount <= 0:
+            self._reject(0, t, request_id, 0, account, RejectCode.AMOUNT_OUT_OF_RANGE)
+        elif (account, request_id) in self.withdrawals:
+            self._reject(0, t, request_id, 0, account, RejectCode.DUPLICATE_WITHDRAWAL)
+        elif row < 0 or amount > int(self.book.balance[row, asset]):
+            self._reject(0, t, request_id, 0, account, RejectCode.INSUFFICIENT_BALANCE)
+        else:
+            self._recompute(np.array([row]))  # withdrawals are rare: decide on fresh figures
+            price = int(self.prices[asset])
+            if asset != 0 and price <= 0:
+                self._reject(0, t, request_id, 0, account, RejectCode.INSUFFICIENT_BALANCE)
+                return
+            if self.margin.withdraw_impact(asset, amount, price) > self.free_collateral(row):
+                self._reject(0, t, request_id, 0, account, RejectCode.INSUFFICIENT_MARGIN)
+                return
+            self._add(self.book.balance, row, asset, -amount)
+            self._add(self.book.held, row, asset, amount)
+            self.withdrawals[(account, request_id)] = (asset, amount)
+            self.book.dirty[row] = True
+            self._emit_balance(row, asset, BalanceReason.WITHDRAW_HOLD, -amount, request_id)
+
+    def _withdraw_result(self, account: int, asset: int, status: int, amount: int, request_id: int) -> None:
+        held = self.withdrawals.get((account, request_id))
+        if (
+            held is None
+            or held != (asset, amount)
+            or status not in (WithdrawStatus.PAID, WithdrawStatus.FAILED)
+        ):
+            self._reject(0, MsgType.WITHDRAW_RESULT, request_id, 0, account, RejectCode.UNKNOWN_WITHDRAWAL)
+            return
+        del self.withdrawals[(account, request_id)]
+        row = self.book.row(account)
+        self._add(self.book.held, row, asset, -amount)
+        if status == WithdrawStatus.PAID:
+            self.net_deposits[asset] -= amount
+            self._emit_balance(row, asset, BalanceReason.WITHDRAW_PAID, 0, request_id)
+        else:
+            self._add(self.book.balance, row, asset, amount)
+            self.book.dirty[row] = True
+            self._emit_balance(row, asset, BalanceReason.WITHDRAW_RETURN, amount, request_id)
+
+    def _heartbeat(self, buf: bytes | memoryview, off: int) -> None:
+        ts = _U_HEARTBEAT(buf, off)[4]
+        self._emit(_P_HEARTBEAT, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES, 0, ts, self.seq)
+
+    # ---- shard events ----------------------------------------------------------------------------
+    def apply_event(self, buf: bytes | memoryview, off: int) -> None:
+        """One shard event; events of other partitions' accounts change nothing here."""
+        t = buf[off]
+        if t == MsgType.FILL:
+            self._fill(buf, off)
+        elif t == MsgType.ACCEPTED:
+            f = _U_ACCEPTED(buf, off)
+            if self.owns(f[10]):
+                self.ledger.accept(f[3], f[10], f[6], f[5], f[8])
+        elif t == MsgType.CANCELLED:
+            f = _U_CANCELLED(buf, off)
+            if self.owns(f[9]):
+                self._order_gone(f[3], f[9], f[5], f[6])
+        elif t == MsgType.REJECTED:
+            f = _U_REJECTED(buf, off)
+            account, command = f[8], f[10]
+            if not self.owns(account):
+                return
+            if command == MsgType.NEW_ORDER:
+                self._order_gone(f[3], account, 0, f[6])
+            elif command == MsgType.AMEND:
+                r = self.ledger.find(f[3], account, f[5], f[6])
+                if r is not None and r.amend_extra_micro:
+                    self._release(self.book.find(account), r.amend_extra_micro)
+                    r.amend_extra_micro = 0
+        elif t == MsgType.AMENDED:
+            f = _U_AMENDED(buf, off)
+            (mid, oid, coid, new_open, account) = (f[3], f[5], f[6], f[8], f[9])
+            if not self.owns(account):
+                return
+            r = self.ledger.find(mid, account, oid, coid)
+            if r is None:
+                return
+            r.reserve_micro += r.amend_extra_micro  # the amend's extra becomes the order's own
+            r.amend_extra_micro = 0
+            if new_open < r.open_lots:
+                self._release(self.book.find(account), self.ledger.shrink(r, r.open_lots - new_open))
+            else:
+                r.open_lots = new_open
+
+    def _release(self, row: int, amount: int) -> None:
+        if row >= 0 and amount:
+            self.book.reserved[row] -= amount
+
+    def _order_gone(self, mid: int, account: int, oid: int, coid: int) -> None:
+        r = self.ledger.find(mid, account, oid, coid)
+        if r is not None:
+            self._release(self.book.find(account), self.ledger.remove(r))
+
+    def _fill(self, buf: bytes | memoryview, off: int) -> None:
+        (_t, _v, _l, mid, _seq, t_oid, m_oid, price, size, t_acct, m_acct, t_side, flags) = _U_FILL(buf, off)
+        market = self.config.markets.get(mid)
+        if market is None:
+            return
+        price_micro = price * market.tick_size_micro
+        size_atoms = size * market.lot_size_atoms
+        notional = price_micro * size_atoms // ATOMS_PER_UNIT
+        if not self.priced[mid]:  # no mark from the oracle yet: value at the last trade
+            if market.is_perp:
+                self.marks[market.perp] = price_micro
+            else:
+                self.prices[market.base_asset] = price_micro
+        for account, oid, side, is_maker, done in (
+            (t_acct, t_oid, t_side, False, flags & 1),
+            (m_acct, m_oid, t_side ^ 1, True, flags & 2),
+        ):
+            if not self.owns(account):
+                continue
+            row = self.book.row(account)
+            self._settle_fill(row, market, side, size_atoms, notional, is_maker, oid)
+            r = self.ledger.find(mid, account, oid, 0)
+            if r is not None:
+                released = self.ledger.remove(r) if done else self.ledger.shrink(r, size)
+                self.book.converting[row] += released  # held until the margin is recomputed
+            self.book.dirty[row] = True
+
+    def _settle_fill(
+        self,
+        row: int,
+        market: RiskMarket,
+        side: int,
+        size_atoms: int,
+        notional: int,
+        is_maker: bool,
+        oid: int,
+    ) -> None:
+        """Move the fill's money: the two legs and the fee (exact integers)."""
+        b = self.book
+        rate = market.maker_fee_ppm if is_maker else market.taker_fee_ppm
+        fee = -((-notional * rate) // PPM)  # ceil: a fee rounds up, a rebate (rate < 0) down
+        buy = side == Side.BUY
+        if market.is_perp:
+            p = market.perp
+            size, cost, realised = apply_perp_fill(
+                int(b.perp_size[row, p]),
+                int(b.perp_cost[row, p]),
+                size_atoms if buy else -size_atoms,
+                notional,
+            )
+            b.perp_size[row, p] = size
+            b.perp_cost[row, p] = cost
+            self._add(b.perp_realised, row, p, realised)
+            if realised:
+                self._add(b.balance, row, 0, realised)
+                self._emit_balance(row, 0, BalanceReason.TRADE, realised, oid)
+            self._emit_position(row, market)
+        else:
+            a = market.base_asset
+            self._add(b.balance, row, 0, -notional if buy else notional)
+            self._emit_balance(row, 0, BalanceReason.TRADE, -notional if buy else notional, oid)
+            self._add(b.balance, row, a, size_atoms if buy else -size_atoms)
+            self._emit_balance(row, a, BalanceReason.TRADE, size_atoms if buy else -size_atoms, oid)
+        if fee:
+            self._add(b.balance, row, 0, -fee)
+            self._emit_balance(row, 0, BalanceReason.FEE, -fee, oid)
+            self._add(b.balance, self.fee_row, 0, fee)
+            self._fee_changed = True
+
+    # ---- end of a journal record -----------------------------------------------------------------
+    def end_of_record(self) -> None:
+        """Recompute the margin of every account touched since the last record; publish it."""
+        if self._fee_changed:
+            self._fee_changed = False
+            self._emit_balance(self.fee_row, 0, BalanceReason.FEE, 0, 0)
+        n = self.book.count
+        rows = np.flatnonzero(self.book.dirty[:n])
+        if len(rows):
+            self._recompute(rows, publish=True)
+
+    def _recompute(self, rows: np.ndarray, publish: bool = False) -> None:
+        b = self.book
+        before = (b.equity[rows].copy(), b.initial[rows].copy(), b.maintenance[rows].copy())
+        self.margin.recompute(b, rows, self.prices, self.marks)
+        b.reserved[rows] -= b.converting[rows]
+        b.converting[rows] = 0
+        b.dirty[rows] = False
+        if not publish:
+            return
+        changed = (
+            (b.equity[rows] != before[0])
+            | (b.initial[rows] != before[1])
+            | (b.maintenance[rows] != before[2])
+        )
+        for row in rows[changed].tolist():
+            if row == self.fee_row:
+                continue
+            equity, initial, maint = int(b.equity[row]), int(b.initial[row]), int(b.maintenance[row])
+            flags = (MARGIN_BELOW_MAINTENANCE if equity < maint else 0) | (
+                MARGIN_BELOW_INITIAL if equity < initial else 0
+            )
+            self.seq += 1
+            self._emit(
+                _P_MARGIN,
+                MsgType.ACCOUNT_MARGIN,
+                WIRE_VERSION,
+                SLOT_BYTES,
+                0,
+                self.seq,
+                int(b.ids[row]),
+                flags,
+                equity,
+                initial,
+                maint,
+                int(b.reserved[row]),
+            )
+
+    # ---- checks ----------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise AssertionError when an invariant does not hold (money, reservations)."""
+        b, n = self.book, self.book.count
+        for a in range(self.config.n_assets):
+            total = int(b.balance[:n, a].sum()) + int(b.held[:n, a].sum())
+            if a == 0:
+                total -= int(b.perp_cost[:n].sum())
+            assert total == self.net_deposits[a], (
+                f"asset {a}: accounts hold {total}, net deposits {self.net_deposits[a]}"
+            )
+        held = self.ledger.held_by_account()
+        for account, row in b.rows.items():
+            want = held.get(account, 0) + int(b.converting[row])
+            assert int(b.reserved[row]) == want, (
+                f"account {account}: reserved {int(b.reserved[row])} != orders {want}"
+            )
+
+    def state_hash(self) -> str:
+        h = hashlib.sha256(self.book.digest().encode())
+        h.update(repr(sorted(self.deposits)).encode())
+        h.update(repr(sorted(self.withdrawals.items())).encode())
+        h.update(repr(self.net_deposits).encode())
+        h.update(self.prices.tobytes() + self.marks.tobytes() + repr(sorted(self.priced.items())).encode())
+        h.update(
+            repr(
+                sorted((k, r.reserve_micro, r.open_lots, r.order_id) for k, r in self.ledger.by_coid.items())
+            ).encode()
+        )
+        h.update(str(self.seq).encode())
+        return h.hexdigest()

@@ -1,0 +1,113 @@
+"""Risk + matching in one process: commands in, every event out, in the order the processes would
+see them (risk first, the shards' events fed back to risk at once). For tests of the risk logic;
+the process tests run the same through real rings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.risk.risk_config import RiskConfig, risk_config_from
+from engine.risk.risk_engine import RiskEngine
+from engine.shard.native_engine import make_engine
+from engine.shard.wire_event_writer import WireEventWriter
+from engine.types.asset_spec import AssetSpec
+from engine.types.enums import AssetKind, MarketKind, MsgType
+from engine.types.market_spec import MarketSpec
+from engine.wire.codec import decode, encode
+from engine.wire.layout import SLOT_BYTES
+
+USDC, BTC, ETH = 0, 1, 2
+ASSETS = {
+    USDC: AssetSpec(USDC, "USDC", AssetKind.STABLE),
+    BTC: AssetSpec(BTC, "BTC", AssetKind.CRYPTO),
+    ETH: AssetSpec(ETH, "ETH", AssetKind.CRYPTO),
+}
+BTC_PERP, ETH_USDC = 1, 2
+MARKETS = {
+    BTC_PERP: MarketSpec(
+        BTC_PERP,
+        "BTC-PERP",
+        MarketKind.PERP,
+        tick_size_micro=100_000,  # $0.10
+        lot_size_atoms=100_000,  # 0.001 BTC
+        max_price_ticks=10**8,
+        base_asset="BTC",
+        maker_fee_ppm=-100,
+        taker_fee_ppm=500,
+    ),
+    ETH_USDC: MarketSpec(
+        ETH_USDC,
+        "ETH-USDC",
+        MarketKind.SPOT,
+        tick_size_micro=10_000,  # $0.01
+        lot_size_atoms=1_000_000,  # 0.01 ETH
+        max_price_ticks=10**8,
+        base_asset="ETH",
+        maker_fee_ppm=0,
+        taker_fee_ppm=1000,
+    ),
+}
+CONFIG: RiskConfig = risk_config_from(MARKETS, ASSETS)
+
+
+class LocalExchange:
+    def __init__(self, config: RiskConfig = CONFIG, markets: dict[int, MarketSpec] = MARKETS) -> None:
+        self.risk = RiskEngine(config, shards=1)
+        self.writer = WireEventWriter()
+        self.engine = make_engine(markets, self.writer)
+        self.risk_events: list[dict[str, Any]] = []
+        self.shard_events: list[dict[str, Any]] = []
+        self.deposit_id = 0
+        self.coid = 0
+
+    def send(self, msg: bytes) -> None:
+        risk = self.risk
+        risk.handle_command(msg, 0)
+        orders, events = risk.take_outputs()
+        self._collect(events, self.risk_events)
+        for off in range(0, len(orders[0]), SLOT_BYTES):
+            self.engine.handle(orders[0], off)
+            out = self.writer.take()
+            self._collect(out, self.shard_events)
+            for k in range(0, len(out), SLOT_BYTES):
+                risk.apply_event(out, k)
+        risk.end_of_record()
+        _, events = risk.take_outputs()
+        self._collect(events, self.risk_events)
+        risk.validate()
+
+    @staticmethod
+    def _collect(data: bytes, into: list[dict[str, Any]]) -> None:
+        for off in range(0, len(data), SLOT_BYTES):
+            into.append(decode(data, off))
+
+    def deposit(self, account: int, asset: int, amount: int) -> None:
+        self.deposit_id += 1
+        self.send(
+            encode(MsgType.DEPOSIT, account=account, asset=asset, amount=amount, deposit_id=self.deposit_id)
+        )
+
+    def order(self, account: int, market: int, side: int, price: int, size: int, **kw: Any) -> int:
+        self.coid += 1
+        self.send(
+            encode(
+                MsgType.NEW_ORDER,
+                market,
+                account=account,
+                client_order_id=self.coid,
+                side=side,
+                price_ticks=price,
+                size_lots=size,
+                **kw,
+            )
+        )
+        return self.coid
+
+    def last_reject(self) -> int | None:
+        for ev in reversed(self.risk_events + self.shard_events):
+            if ev["msg_type"] == MsgType.REJECTED:
+                return int(ev["reason"])
+        return None
+
+    def row(self, account: int) -> int:
+        return self.risk.book.find(account)

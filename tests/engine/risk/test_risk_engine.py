@@ -1,0 +1,178 @@
+"""The risk engine's state machine through an in-process exchange (risk + the matching core)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from risk_harness import BTC, BTC_PERP, ETH, ETH_USDC, USDC, LocalExchange
+
+from engine.risk.risk_engine import fee_account
+from engine.types.enums import BalanceReason, MsgType, OrderFlag, RejectCode, TimeInForce
+from engine.wire.codec import encode
+
+ALICE, BOB, CAROL = 11, 12, 13
+USDC_10K = 10_000 * 10**6
+
+
+def test_a_deposit_is_credited_once_per_id() -> None:
+    x = LocalExchange()
+    x.send(encode(MsgType.DEPOSIT, account=ALICE, asset=USDC, amount=5_000_000, deposit_id=7))
+    before = x.risk.state_hash()
+    x.send(encode(MsgType.DEPOSIT, account=ALICE, asset=USDC, amount=5_000_000, deposit_id=7))
+    assert x.last_reject() == RejectCode.DUPLICATE_DEPOSIT
+    assert x.risk.book.balance[x.row(ALICE), USDC] == 5_000_000
+    x.risk_events.clear()
+    assert x.risk.state_hash() != before  # the reject advanced the event sequence, nothing else
+    assert x.risk.net_deposits[USDC] == 5_000_000
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"asset": 99, "amount": 1}, RejectCode.UNKNOWN_ASSET),
+        ({"asset": USDC, "amount": 0}, RejectCode.AMOUNT_OUT_OF_RANGE),
+        ({"asset": USDC, "amount": -5}, RejectCode.AMOUNT_OUT_OF_RANGE),
+        ({"asset": USDC, "amount": 2**62}, RejectCode.AMOUNT_OUT_OF_RANGE),
+        ({"asset": USDC, "amount": 1, "source": 9}, RejectCode.DUPLICATE_DEPOSIT),
+    ],
+)
+def test_bad_deposits_are_refused_and_change_no_money(fields: dict[str, int], code: int) -> None:
+    x = LocalExchange()
+    x.deposit(ALICE, USDC, 1_000_000)
+    balances = x.risk.book.balance.copy()
+    x.send(encode(MsgType.DEPOSIT, account=ALICE, deposit_id=999, **fields))
+    assert x.last_reject() == code
+    assert (x.risk.book.balance == balances).all()
+
+
+def test_an_account_without_margin_is_rejected_and_a_funded_one_trades() -> None:
+    x = LocalExchange()
+    x.order(ALICE, BTC_PERP, 0, 500_000, 10)  # $50,000 x 0.01 BTC, no collateral
+    assert x.last_reject() == RejectCode.INSUFFICIENT_MARGIN
+    assert not x.shard_events  # never reached the shard
+    x.deposit(ALICE, USDC, USDC_10K)
+    x.deposit(BOB, USDC, USDC_10K)
+    x.order(ALICE, BTC_PERP, 0, 500_000, 10)
+    x.order(BOB, BTC_PERP, 1, 500_000, 10)
+    fills = [e for e in x.shard_events if e["msg_type"] == MsgType.FILL]
+    assert len(fills) == 1
+    book = x.risk.book
+    assert book.perp_size[x.row(ALICE), 0] == 1_000_000 and book.perp_size[x.row(BOB), 0] == -1_000_000
+    assert book.perp_cost[x.row(ALICE), 0] == 500_000_000  # $500 of entry notional
+    # Bob took: 500 ppm of $500 = $0.25; Alice made: a rebate of 100 ppm = $0.05
+    assert book.balance[x.row(BOB), USDC] == USDC_10K - 250_000
+    assert book.balance[x.row(ALICE), USDC] == USDC_10K + 50_000
+    assert book.balance[x.row(fee_account(0)), USDC] == 200_000
+    assert book.reserved[x.row(ALICE)] == 0 and book.reserved[x.row(BOB)] == 0
+    positions = [e for e in x.risk_events if e["msg_type"] == MsgType.POSITION]
+    assert {p["account"] for p in positions} == {ALICE, BOB}
+    margins = {e["account"]: e for e in x.risk_events if e["msg_type"] == MsgType.ACCOUNT_MARGIN}
+    assert margins[ALICE]["initial_micro"] > 0 and margins[ALICE]["equity_micro"] < USDC_10K + 50_000
+
+
+def test_spot_fill_moves_both_legs_and_the_fee() -> None:
+    x = LocalExchange()
+    x.deposit(ALICE, USDC, USDC_10K)
+    x.deposit(BOB, ETH, 5 * 10**8)
+    x.order(BOB, ETH_USDC, 1, 200_000, 100)
+    assert x.last_reject() == RejectCode.INSUFFICIENT_MARGIN  # ETH has no price yet: worth nothing
+    x.send(encode(MsgType.MARK_PRICE, ETH_USDC, price_ticks=200_000))
+    x.order(BOB, ETH_USDC, 1, 200_000, 100)  # sell 1 ETH at $2,000 (maker)
+    x.order(ALICE, ETH_USDC, 0, 200_000, 100)  # buy it (taker, 1000 ppm fee = $2)
+    b = x.risk.book
+    assert b.balance[x.row(ALICE), ETH] == 10**8
+    assert b.balance[x.row(ALICE), USDC] == USDC_10K - 2_000_000_000 - 2_000_000
+    assert b.balance[x.row(BOB), USDC] == 2_000_000_000
+    assert b.balance[x.row(BOB), ETH] == 4 * 10**8
+    reasons = [(e["account"], e["reason"]) for e in x.risk_events if e["msg_type"] == MsgType.BALANCE]
+    assert (ALICE, BalanceReason.FEE) in reasons and (ALICE, BalanceReason.TRADE) in reasons
+
+
+def test_reduce_only_that_would_increase_is_refused() -> None:
+    x = LocalExchange()
+    x.deposit(ALICE, USDC, USDC_10K)
+    x.order(ALICE, BTC_PERP, 0, 500_000, 1, flags=int(OrderFlag.REDUCE_ONLY))
+    assert x.last_reject() == RejectCode.REDUCE_ONLY_WOULD_INCREASE
+
+
+def test_cancel_releases_the_reservation_and_a_fill_converts_it() -> None:
+    x = LocalExchange()
+    x.deposit(ALICE, USDC, USDC_10K)
+    coid = x.order(ALICE, BTC_PERP, 0, 500_000, 10)
+    row = x.row(ALICE)
+    held = int(x.risk.book.reserved[row])
+    assert held > 500_000_000 // 10  # at least the initial margin of $500 at 10%
+    x.send(encode(MsgType.CANCEL, BTC_PERP, account=ALICE, client_order_id=coid))
+    assert x.risk.book.reserved[row] == 0
+    assert len(x.risk.ledger) == 0
+
+
+def test_withdrawal_hold_then_paid_or_returned() -> None:
+    x = LocalExchange()
+    x.deposit(ALICE, USDC, USDC_10K)
+    x.send(encode(MsgType.WITHDRAW_REQUEST, account=ALICE, asset=USDC, amount=USDC_10K + 1, request_id=1))
+    assert x.last_reject() == RejectCode.INSUFFICIENT_BALANCE
+    x.send(encode(MsgType.WITHDRAW_REQUEST, account=ALICE, asset=USDC, amount=4_000_000_000, request_id=1))
+    b, row = x.risk.book, x.row(ALICE)
+    assert b.balance[row, USDC] == 6_000_000_000 and b.held[row, USDC] == 4_000_000_000
+    x.send(encode(MsgType.WITHDRAW_REQUEST, account=ALICE, asset=USDC, amount=1, request_id=1))
+    assert x.last_reject() == RejectCode.DUPLICATE_WITHDRAWAL
+    x.send(
+        encode(
+            MsgType.WITHDRAW_RESULT, account=ALICE, asset=USDC, status=0, amount=4_000_000_000, request_id=1
+        )
+    )
+    assert b.held[row, USDC] == 0 and x.risk.net_deposits[USDC] == 6_000_000_000
+    x.send(encode(MsgType.WITHDRAW_REQUEST, account=ALICE, asset=USDC, amount=1_000_000, request_id=2))
+    x.send(
+        encode(MsgType.WITHDRAW_RESULT, account=ALICE, asset=USDC, status=1, amount=1_000_000, request_id=2)
+    )
+    assert b.balance[row, USDC] == 6_000_000_000
+    x.send(
+        encode(MsgType.WITHDRAW_RESULT, account=ALICE, asset=USDC, status=1, amount=1_000_000, request_id=2)
+    )
+    assert x.last_reject() == RejectCode.UNKNOWN_WITHDRAWAL
+
+
+def test_a_withdrawal_cannot_take_margin_that_positions_need() -> None:
+    x = LocalExchange()
+    x.deposit(ALICE, USDC, 1_000_000_000)  # $1,000
+    x.deposit(BOB, USDC, USDC_10K)
+    x.order(ALICE, BTC_PERP, 0, 500_000, 100)  # 0.1 BTC = $5,000 at 10%: $500 initial
+    x.order(BOB, BTC_PERP, 1, 500_000, 100)
+    x.send(encode(MsgType.WITHDRAW_REQUEST, account=ALICE, asset=USDC, amount=900_000_000, request_id=1))
+    assert x.last_reject() == RejectCode.INSUFFICIENT_MARGIN
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([ALICE, BOB, CAROL]),
+            st.sampled_from([BTC_PERP, ETH_USDC]),
+            st.integers(0, 1),
+            st.integers(-20, 20),
+            st.integers(1, 300),
+            st.sampled_from([TimeInForce.GTC, TimeInForce.IOC]),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_money_is_conserved_over_random_order_streams(
+    orders: list[tuple[int, int, int, int, int, int]],
+) -> None:
+    """validate() (conservation and reservations) runs after every command inside the harness."""
+    x = LocalExchange()
+    x.send(encode(MsgType.MARK_PRICE, ETH_USDC, price_ticks=200_000))
+    x.send(encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=500_000))
+    for acct in (ALICE, BOB, CAROL):
+        x.deposit(acct, USDC, 50_000 * 10**6)
+        x.deposit(acct, ETH, 20 * 10**8)
+        x.deposit(acct, BTC, 10**8)
+    for acct, market, side, offset, size, tif in orders:
+        price = (500_000 if market == BTC_PERP else 200_000) + offset * 10
+        x.order(acct, market, side, price, size, tif=int(tif))
+    sizes = x.risk.book.perp_size[: x.risk.book.count, 0]
+    assert int(sizes.sum()) == 0
