@@ -60,6 +60,8 @@ _ACCOUNT_WORD[MsgType.FILL] = 48 // 4  # taker; maker is the next word
 _ACCOUNT_WORD[MsgType.CANCELLED] = 48 // 4
 _ACCOUNT_WORD[MsgType.AMENDED] = 48 // 4
 _ACCOUNT_WORD[MsgType.TRIGGERED] = 40 // 4
+for _t in (MsgType.BALANCE, MsgType.POSITION, MsgType.ACCOUNT_MARGIN):  # the risk stage's private events
+    _ACCOUNT_WORD[_t] = layout_of(_t).dtype.fields["account"][1] // 4
 _RESET = int(MsgType.BOOK_RESET)
 _PUBLIC = np.zeros(256, bool)
 _PUBLIC[[_L2, _TRADE, _BBO, _STATUS, _RESET]] = True

@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.types.enums import (
     STP_SHIFT,
+    BalanceReason,
     CancelReason,
     MarketStatus,
     MsgType,
@@ -301,6 +302,8 @@ def event_json(
             "taker_done": bool(e["flags"] & 1),
             "maker_done": bool(e["flags"] & 2),
         }
+    if t in (MsgType.BALANCE, MsgType.POSITION, MsgType.ACCOUNT_MARGIN):
+        return risk_event_json(e, catalog)
     if t == MsgType.CANCELLED:
         return {
             "type": "cancelled",
@@ -361,3 +364,62 @@ def event_json(
     if t == MsgType.MARKET_STATUS:
         return {"type": "market_status", **base, "status": _name(MarketStatus, e["status"])}
     return None
+
+
+MICRO = Decimal(1_000_000)
+ATOMS = Decimal(100_000_000)
+
+
+def _asset_units(catalog: MarketCatalog, asset: int) -> tuple[str, Decimal]:
+    spec = catalog.assets.get(asset)
+    if spec is None:
+        return str(asset), Decimal(1)
+    return spec.symbol, Decimal(spec.scale)
+
+
+def risk_event_json(e: dict[str, Any], catalog: MarketCatalog) -> dict[str, Any]:
+    """BALANCE, POSITION, ACCOUNT_MARGIN as JSON: money as decimal strings in USDC, sizes in units."""
+    t = e["msg_type"]
+    if t == MsgType.BALANCE:
+        symbol, scale = _asset_units(catalog, e["asset"])
+        return {
+            "type": "balance",
+            "seq": e["seq"],
+            "asset": symbol,
+            "balance": str(Decimal(e["balance"]) / scale),
+            "delta": str(Decimal(e["delta"]) / scale),
+            "held": str(Decimal(e["held"]) / scale),
+            "reason": BalanceReason(e["reason"]).name.lower()
+            if e["reason"] in _BALANCE_REASONS
+            else e["reason"],
+            "ref": e["ref"],
+        }
+    if t == MsgType.POSITION:
+        return {
+            "type": "position",
+            "seq": e["seq"],
+            "market": e["market_id"],
+            "size": str(Decimal(e["size_atoms"]) / ATOMS),
+            "cost": str(Decimal(e["cost_micro"]) / MICRO),
+            "entry_price": str(
+                _CTX.divide(Decimal(e["cost_micro"]) / MICRO, Decimal(e["size_atoms"]) / ATOMS)
+            )
+            if e["size_atoms"]
+            else None,
+            "realised_pnl": str(Decimal(e["realised_pnl_micro"]) / MICRO),
+            "funding": str(Decimal(e["funding_micro"]) / MICRO),
+        }
+    equity, initial, maint = e["equity_micro"], e["initial_micro"], e["maintenance_micro"]
+    return {
+        "type": "margin",
+        "seq": e["seq"],
+        "equity": str(Decimal(equity) / MICRO),
+        "initial": str(Decimal(initial) / MICRO),
+        "maintenance": str(Decimal(maint) / MICRO),
+        "reserved": str(Decimal(e["reserved_micro"]) / MICRO),
+        "free": str(Decimal(equity - initial - e["reserved_micro"]) / MICRO),
+        "below_maintenance": bool(e["flags"] & 1),
+    }
+
+
+_BALANCE_REASONS = frozenset(int(r) for r in BalanceReason)

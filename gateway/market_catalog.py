@@ -22,6 +22,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from engine.types.asset_spec import AssetConfigError, AssetSpec, assets_from_doc
+
 
 class MarketConfigError(ValueError):
     """The market file cannot be used; the message names the market and the field."""
@@ -74,9 +76,11 @@ def _entry(raw: dict[str, Any], index: int) -> MarketInfo:
 
 
 class MarketCatalog:
-    """Markets by id, loaded once at start-up."""
+    """Markets by id (and the assets accounts hold), loaded once at start-up."""
 
-    def __init__(self, markets: list[MarketInfo]) -> None:
+    def __init__(self, markets: list[MarketInfo], assets: dict[int, AssetSpec] | None = None) -> None:
+        self.assets: dict[int, AssetSpec] = dict(assets or {})
+        self.asset_ids = {a.symbol: a.asset_id for a in self.assets.values()}
         self.by_id: dict[int, MarketInfo] = {}
         for m in markets:
             if m.market_id in self.by_id:
@@ -97,7 +101,11 @@ class MarketCatalog:
             raw = [dict(v, symbol=v.get("symbol", k)) for k, v in raw.items()]
         if not isinstance(raw, list) or not raw:
             raise MarketConfigError(f"{path}: expected a non-empty [[market]] list")
-        return cls([_entry(entry, i) for i, entry in enumerate(raw)])
+        try:
+            assets = assets_from_doc(data, str(path)) if isinstance(data, dict) else {}
+        except AssetConfigError as exc:
+            raise MarketConfigError(str(exc)) from None
+        return cls([_entry(entry, i) for i, entry in enumerate(raw)], assets)
 
     def get(self, market_id: int) -> MarketInfo | None:
         return self.by_id.get(market_id)

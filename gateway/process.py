@@ -76,6 +76,7 @@ async def serve(
         # Restarted mid-stream: our books missed history. Ask every shard to restate its books.
         router.submit(encode(MsgType.L2_SNAPSHOT_REQUEST, ALL_MARKETS), [ALL_MARKETS])
     server = GatewayServer(catalog, auth, router, consumers, options)
+    server.faucet_index = process.index
     stop = stop or asyncio.Event()
     ws_server = await ws_create_server(
         server.listener_factory,

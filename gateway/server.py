@@ -21,18 +21,21 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest
 
 from engine.host import ensure_realtime_priority
-from engine.types.enums import MsgType, RejectCode, reject_message
-from engine.wire.layout import SLOT_BYTES
+from engine.types.enums import DepositSource, MsgType, RejectCode, reject_message
+from engine.wire.codec import encode
+from engine.wire.layout import ALL_MARKETS, SLOT_BYTES
+from gateway.account_registry import normalise_address
 from gateway.auth import Authenticator
 from gateway.binary import check_struct, market_table, reject_struct, validate_frame
 from gateway.fanout import EventFanout
-from gateway.json_api import ORDER_OPS, JsonReject, command_struct, reject_json
+from gateway.json_api import ORDER_OPS, JsonReject, command_struct, reject_json, to_units
 from gateway.market_catalog import MarketCatalog
 from gateway.order_router import OrderRouter
 from gateway.rate_limiter import TokenBucket
@@ -75,6 +78,7 @@ class GatewayOptions:
     sndbuf_bytes: int = 0  # SO_SNDBUF for client sockets (0 = kernel default); tests shrink it
     snapshot_depth: int | None = None  # levels per side in a snapshot (None = all)
     realtime_priority: int = 0  # SCHED_FIFO priority of the gateway process (0: off); not with busy-poll
+    faucet: bool = False  # development only: the `faucet` op credits any address (hx faucet)
 
     def __post_init__(self) -> None:
         if self.loop_mode not in LOOP_MODES:
@@ -140,6 +144,8 @@ class GatewayServer:
         self._wake: asyncio.Future[None] | None = None
         self._running = False
         self.stats = {"frames": 0, "orders": 0, "rejects": 0}
+        self._faucet_id = 0
+        self.faucet_index = 0  # the gateway's index: faucet deposit ids differ between gateways
 
     # ---- connections ---------------------------------------------------------------------------
     def listener_factory(self, request: WSUpgradeRequest) -> WSListener | None:
@@ -388,7 +394,12 @@ class GatewayServer:
         )
 
     def op_markets(self, sess: Session, msg: dict[str, Any]) -> None:
-        self._reply(sess, msg, {"type": "markets", "markets": [m.as_json() for m in self.catalog]})
+        assets = [
+            {"asset": a.asset_id, "symbol": a.symbol, "scale": a.scale} for a in self.catalog.assets.values()
+        ]
+        self._reply(
+            sess, msg, {"type": "markets", "markets": [m.as_json() for m in self.catalog], "assets": assets}
+        )
 
     def op_challenge(self, sess: Session, msg: dict[str, Any]) -> None:
         ch = self.auth.issue_challenge(sess.id)
@@ -471,6 +482,42 @@ class GatewayServer:
             self._error(sess, msg, RejectCode.PERMISSION_DENIED, "an agent key can trade but never withdraw")
         else:
             self._error(sess, msg, RejectCode.UNKNOWN_OP, "withdrawals are not served by this gateway yet")
+
+    def op_faucet(self, sess: Session, msg: dict[str, Any]) -> None:
+        """Development only (``faucet`` option): credit an address through a DEPOSIT to risk."""
+        if not self.options.faucet:
+            self._error(sess, msg, RejectCode.PERMISSION_DENIED, "the faucet is off (a development tool)")
+            return
+        address = normalise_address(msg.get("address", ""))
+        asset = self.catalog.asset_ids.get(msg.get("asset")) if isinstance(msg.get("asset"), str) else None
+        if address is None:
+            self._error(sess, msg, RejectCode.BAD_FIELD, "address must be a 0x-prefixed 20-byte hex address")
+            return
+        if asset is None:
+            self._error(
+                sess, msg, RejectCode.UNKNOWN_ASSET, f"asset must be one of {sorted(self.catalog.asset_ids)}"
+            )
+            return
+        try:
+            amount = to_units(msg.get("amount"), Decimal(1) / self.catalog.assets[asset].scale, "amount")
+        except JsonReject as exc:
+            self._error(sess, msg, exc.code, exc.detail)
+            return
+        account = self.auth.registry.ensure_account(address)
+        self._faucet_id = max(self._faucet_id + 1, time.time_ns() // 1000 * 16 + self.faucet_index)
+        data = encode(
+            MsgType.DEPOSIT,
+            account=account,
+            asset=asset,
+            source=int(DepositSource.FAUCET),
+            amount=amount,
+            deposit_id=self._faucet_id,
+        )
+        if self.router.submit(data, [ALL_MARKETS], account):
+            self._error(sess, msg, RejectCode.BACKPRESSURE, retry_after_s=0.001)
+            return
+        self.kick()
+        self._reply(sess, msg, {"type": "faucet", "account": account, "deposit_id": self._faucet_id})
 
     def _channel_market(self, sess: Session, msg: dict[str, Any]) -> tuple[str, int] | None:
         channel, market = msg.get("channel"), msg.get("market")
@@ -624,6 +671,7 @@ _CONTROL = {
     "approve_agent": GatewayServer.op_approve_agent,
     "revoke_agent": GatewayServer.op_revoke_agent,
     "withdraw": GatewayServer.op_withdraw,
+    "faucet": GatewayServer.op_faucet,
     "subscribe": GatewayServer.op_subscribe,
     "unsubscribe": GatewayServer.op_unsubscribe,
     "snapshot": GatewayServer.op_snapshot,

@@ -40,6 +40,7 @@ class RunSettings:
     host: str = "127.0.0.1"
     port: int = 8765
     gateway: dict[str, Any] = field(default_factory=dict)  # GatewayOptions fields
+    validate: bool = False  # debug: stateful stages check every invariant after each record
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,43 @@ def _run_shard(options: Any, ready: Any) -> None:
     run_shard(options, ready)
 
 
+# ---- risk --------------------------------------------------------------------------------------
+def _risk_options(run: Run, partition: int) -> Any:
+    from engine.risk.process import RiskOptions
+
+    topo, s = run.topology, run.settings
+    name = f"risk-{partition}"
+    inputs = run.inputs(name)
+    commands = tuple(ref.ring for ref in inputs if ref.ring.name.startswith(f"{topo.run_id}-rin-"))
+    shard_events = tuple(ref for ref in inputs if ref.ring.name.startswith(f"{topo.run_id}-ev-"))
+    outputs = run.outputs(name)
+    orders = tuple(ref for ref in outputs if ref.name.startswith(f"{topo.run_id}-in-"))
+    events = next(ref for ref in outputs if ref.name == topo.risk_event_ring(partition))
+    return RiskOptions(
+        partition=partition,
+        partitions=topo.risk,
+        commands=commands,
+        shard_events=shard_events,
+        orders=orders,
+        events=events,
+        markets_path=str(s.markets_path),
+        state_dir=str(s.state_dir / name),
+        run_dir=str(s.state_dir),
+        supervisor_pid=run.supervisor_pid,
+        wait=s.wait,
+        fsync=s.fsync,
+        snapshot_every=s.snapshot_every,
+        realtime_priority=s.realtime_priority,
+        validate_every_record=s.validate,
+    )
+
+
+def _run_risk(options: Any, ready: Any) -> None:
+    from engine.risk.process import run_risk
+
+    run_risk(options, ready)
+
+
 # ---- gateway -----------------------------------------------------------------------------------
 def _gateway_options(run: Run, index: int) -> Any:
     from gateway.process import GatewayProcessOptions
@@ -145,9 +183,10 @@ def _run_gateway(options: Any, ready: Any) -> None:
 
 
 SHARD = Stage("shard", lambda t: t.shards, _shard_options, _run_shard, restart="recover")
+RISK = Stage("risk", lambda t: t.risk, _risk_options, _run_risk, restart="recover")
 GATEWAY = Stage("gateway", lambda t: t.gateways, _gateway_options, _run_gateway, restart="restart")
 
-STAGES: tuple[Stage, ...] = (SHARD, GATEWAY)
+STAGES: tuple[Stage, ...] = (SHARD, RISK, GATEWAY)
 BY_KIND: dict[str, Stage] = {stage.kind: stage for stage in STAGES}
 
 

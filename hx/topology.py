@@ -93,6 +93,13 @@ class Topology:
             return tuple(f"gateway-{g}" for g in range(self.gateways))
         return ("feeder-0",)
 
+    @property
+    def risk_feeders(self) -> tuple[str, ...]:
+        """Producers writing into each risk partition's command ring: every gateway, or one feeder."""
+        if self.gateways:
+            return tuple(f"gateway-{g}" for g in range(self.gateways))
+        return ("feeder-0",)
+
     def _event_consumers(self, with_risk: bool) -> tuple[str, ...]:
         risk = tuple(f"risk-{r}" for r in range(self.risk)) if with_risk else ()
         return (
@@ -109,8 +116,9 @@ class Topology:
     def event_ring(self, shard: int) -> str:
         return f"{self.run_id}-ev-s{shard}"
 
-    def risk_in_ring(self, gateway: int, partition: int) -> str:
-        return f"{self.run_id}-rin-g{gateway}-r{partition}"
+    def risk_in_ring(self, producer: int, partition: int) -> str:
+        """Ring from risk feeder ``producer`` (a gateway, or the feeder) into ``partition``."""
+        return f"{self.run_id}-rin-p{producer}-r{partition}"
 
     def risk_event_ring(self, partition: int) -> str:
         return f"{self.run_id}-rev-r{partition}"
@@ -126,10 +134,8 @@ class Topology:
                 RingSpec(self.event_ring(s), f"shard-{s}", self._event_consumers(True), self.event_ring_slots)
             )
         for r in range(self.risk):
-            for g in range(self.gateways):
-                out.append(
-                    RingSpec(self.risk_in_ring(g, r), f"gateway-{g}", (f"risk-{r}",), self.order_ring_slots)
-                )
+            for p, feeder in enumerate(self.risk_feeders):
+                out.append(RingSpec(self.risk_in_ring(p, r), feeder, (f"risk-{r}",), self.order_ring_slots))
             out.append(
                 RingSpec(
                     self.risk_event_ring(r), f"risk-{r}", self._event_consumers(False), self.event_ring_slots

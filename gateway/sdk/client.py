@@ -24,7 +24,8 @@ import orjson
 from eth_account import Account
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from engine.types.enums import STP_SHIFT, MsgType, OrderFlag, RejectCode
+from engine.types.enums import STP_SHIFT, BalanceReason, MsgType, OrderFlag, RejectCode
+from engine.types.fixed import ATOMS_PER_UNIT, MICRO_PER_UNIT, to_fixed
 from engine.wire.codec import decode
 from engine.wire.layout import ALL_MARKETS, AMEND, CANCEL, CANCEL_ALL, NEW_ORDER, SLOT_BYTES, WIRE_VERSION
 from gateway.auth import agent_typed_data, login_typed_data, sign_typed_data
@@ -32,17 +33,21 @@ from gateway.json_api import ORDER_TYPES, SIDES, STP_MODES, TIFS, JsonReject, fr
 from gateway.market_catalog import MarketInfo
 from gateway.sdk.errors import ConnectionClosed, HxError, LoginFailed, OrderRejected, RequestRejected
 from gateway.sdk.events import (
+    Balance,
     Bbo,
     Fill,
+    Margin,
     OrderAccepted,
     OrderAmended,
     OrderCancelled,
     OrderRejectedEvent,
+    Position,
     Trade,
 )
 from gateway.sdk.local_book import LocalBook
 
 _PREV_SEQ = struct.Struct("<Q")
+_BALANCE_REASONS = {r.name.lower(): int(r) for r in BalanceReason}
 _L2, _TRADE, _BBO = int(MsgType.L2_DELTA), int(MsgType.TRADE), int(MsgType.BBO)
 
 
@@ -59,7 +64,7 @@ class _Listener(WSListener):  # type: ignore[misc]
         elif mt == WSMsgType.CLOSE:
             self.client._close_info = (
                 frame.get_close_code().value if frame.get_close_code() else 1005,
-                frame.get_close_message().decode("utf-8", "replace"),
+                (frame.get_close_message() or b"").decode("utf-8", "replace"),
             )
         elif mt == WSMsgType.PING:
             transport.send(WSMsgType.PONG, frame.get_payload_as_bytes())
@@ -94,6 +99,8 @@ class HxClient:
         self.control: asyncio.Queue[dict[str, Any]] = asyncio.Queue()  # unsolicited control messages
         self.books: dict[int, LocalBook] = {}
         self.order_ids: dict[int, int] = {}  # client_order_id -> order_id (from ACCEPTED)
+        self.asset_ids: dict[str, int] = {}  # symbol -> asset id (from the markets reply)
+        self.asset_scales: dict[int, int] = {}  # asset id -> units per whole unit
         self._ids = itertools.count(1)
         self._coids = itertools.count(1)
         self._requests: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -115,6 +122,9 @@ class HxClient:
             lambda: _Listener(self), self.url, enable_auto_pong=False, max_frame_size=64 << 20
         )
         reply = await self.request({"op": "markets"})
+        for a in reply.get("assets", []):
+            self.asset_ids[a["symbol"]] = a["asset"]
+            self.asset_scales[a["asset"]] = a["scale"]
         for m in reply["markets"]:
             self.markets[m["market"]] = MarketInfo(
                 m["market"], m["symbol"], Decimal(m["tick_size"]), Decimal(m["lot_size"])
@@ -180,6 +190,12 @@ class HxClient:
             self._requests.pop(rid, None)
 
     # ---- auth ----------------------------------------------------------------------------------
+    async def faucet(self, asset: str, amount: str, address: str | None = None) -> dict[str, Any]:
+        """Development only: credit ``amount`` of ``asset`` to ``address`` (default: this login)."""
+        return await self.request(
+            {"op": "faucet", "address": address or self.account, "asset": asset, "amount": amount}
+        )
+
     async def login(self, private_key: str | bytes, account: str | None = None) -> int:
         """Log in with the account's key, or with an agent key for ``account``; returns the account id."""
         signer = Account.from_key(private_key).address.lower()
@@ -573,6 +589,21 @@ class HxClient:
                 bool(e["kept_priority"]),
             )
             self._resolve(self._amends, ev.order_id, ev.client_order_id, ev)
+        elif t == MsgType.BALANCE:
+            ev = Balance(e["seq"], e["asset"], e["balance"], e["delta"], e["held"], e["reason"], e["ref"])
+        elif t == MsgType.POSITION:
+            ev = Position(
+                m, e["seq"], e["size_atoms"], e["cost_micro"], e["realised_pnl_micro"], e["funding_micro"]
+            )
+        elif t == MsgType.ACCOUNT_MARGIN:
+            ev = Margin(
+                e["seq"],
+                e["equity_micro"],
+                e["initial_micro"],
+                e["maintenance_micro"],
+                e["reserved_micro"],
+                bool(e["flags"] & 1),
+            )
         elif t == _TRADE:
             ev = Trade(m, e["seq"], e["price_ticks"], e["size_lots"], e["taker_side"])
         elif t == _BBO:
@@ -654,8 +685,46 @@ class HxClient:
             "triggered",
         ):
             self._on_json_event(typ, msg)
+        elif typ in ("balance", "position", "margin"):
+            self._on_json_account_event(typ, msg)
         else:
             self.control.put_nowait(msg)
+
+    def _on_json_account_event(self, typ: str, msg: dict[str, Any]) -> None:
+        """The JSON form of BALANCE / POSITION / ACCOUNT_MARGIN, as the same typed events."""
+        micro = MICRO_PER_UNIT
+        if typ == "balance":
+            asset = self.asset_ids.get(msg["asset"], 0)
+            scale = self.asset_scales.get(asset, 1)
+            ev: Any = Balance(
+                msg["seq"],
+                asset,
+                to_fixed(msg["balance"], scale),
+                to_fixed(msg["delta"], scale),
+                to_fixed(msg["held"], scale),
+                _BALANCE_REASONS.get(msg["reason"], -1),
+                msg["ref"],
+            )
+        elif typ == "position":
+            ev = Position(
+                msg["market"],
+                msg["seq"],
+                to_fixed(msg["size"], ATOMS_PER_UNIT),
+                to_fixed(msg["cost"], micro),
+                to_fixed(msg["realised_pnl"], micro),
+                to_fixed(msg["funding"], micro),
+            )
+        else:
+            ev = Margin(
+                msg["seq"],
+                to_fixed(msg["equity"], micro),
+                to_fixed(msg["initial"], micro),
+                to_fixed(msg["maintenance"], micro),
+                to_fixed(msg["reserved"], micro),
+                bool(msg["below_maintenance"]),
+            )
+        if self.keep_events:
+            self.events.put_nowait(ev)
 
     def _units(self, market: int, value: str, field: str) -> int:
         info = self.markets.get(market)

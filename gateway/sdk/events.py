@@ -84,4 +84,52 @@ class Bbo:
     ask_size_lots: int
 
 
-Event = OrderAccepted | OrderRejectedEvent | Fill | OrderCancelled | OrderAmended | Trade | Bbo
+@dataclass(frozen=True)
+class Balance:
+    """One asset balance of the account changed (amounts in the asset's unit: micro or atoms)."""
+
+    seq: int
+    asset: int
+    balance: int
+    delta: int
+    held: int
+    reason: int  # BalanceReason
+    ref: int
+
+
+@dataclass(frozen=True)
+class Position:
+    market: int
+    seq: int
+    size_atoms: int
+    cost_micro: int
+    realised_pnl_micro: int
+    funding_micro: int
+
+
+@dataclass(frozen=True)
+class Margin:
+    seq: int
+    equity_micro: int
+    initial_micro: int
+    maintenance_micro: int
+    reserved_micro: int
+    below_maintenance: bool
+
+    @property
+    def free_micro(self) -> int:
+        return self.equity_micro - self.initial_micro - self.reserved_micro
+
+
+Event = (
+    OrderAccepted
+    | OrderRejectedEvent
+    | Fill
+    | OrderCancelled
+    | OrderAmended
+    | Trade
+    | Bbo
+    | Balance
+    | Position
+    | Margin
+)

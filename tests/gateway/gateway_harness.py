@@ -18,6 +18,21 @@ from hx.pipeline import Pipeline
 from hx.topology import Topology
 
 MARKETS_TOML = """
+[[asset]]
+asset_id = 0
+symbol = "USDC"
+kind = "stable"
+
+[[asset]]
+asset_id = 1
+symbol = "BTC"
+kind = "crypto"
+
+[[asset]]
+asset_id = 2
+symbol = "ETH"
+kind = "crypto"
+
 [[market]]
 market_id = 1
 symbol = "BTC-USD"
@@ -26,6 +41,8 @@ tick_size_micro = 500000      # 0.5 quote per tick
 lot_size_atoms = 100000       # 0.001 base per lot
 max_price_ticks = 10000000
 max_size_lots = 100000000
+base_asset = "BTC"
+taker_fee_ppm = 500
 
 [[market]]
 market_id = 2
@@ -33,6 +50,7 @@ symbol = "ETH-USD"
 kind = "spot"
 tick_size_micro = 10000       # 0.01
 lot_size_atoms = 1000000      # 0.01
+base_asset = "ETH"
 """
 BTC_USD = 1
 ETH_USD = 2
@@ -49,6 +67,7 @@ class GatewayStack:
         self,
         gateways: int = 1,
         shards: int = 1,
+        risk: int = 0,
         gateway_options: dict[str, Any] | None = None,
         port: int | None = None,
         wait: str = "spin-then-backoff",
@@ -64,6 +83,7 @@ class GatewayStack:
             run_id=run_id,
             shards=shards,
             gateways=gateways,
+            risk=risk,
             order_ring_slots=1 << 14,
             event_ring_slots=1 << 16,
         )

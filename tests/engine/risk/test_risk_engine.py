@@ -176,3 +176,25 @@ def test_money_is_conserved_over_random_order_streams(
         x.order(acct, market, side, price, size, tif=int(tif))
     sizes = x.risk.book.perp_size[: x.risk.book.count, 0]
     assert int(sizes.sum()) == 0
+
+
+def test_snapshot_restores_the_same_state_and_refuses_garbage() -> None:
+    from risk_harness import CONFIG
+
+    from engine.risk.risk_engine import RiskEngine, RiskSnapshotError
+
+    x = LocalExchange()
+    x.send(encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=500_000))
+    x.deposit(ALICE, USDC, USDC_10K)
+    x.deposit(BOB, USDC, USDC_10K)
+    x.order(ALICE, BTC_PERP, 0, 500_000, 10)
+    x.order(BOB, BTC_PERP, 1, 499_000, 30)  # partly filled, rests
+    x.send(encode(MsgType.WITHDRAW_REQUEST, account=ALICE, asset=USDC, amount=1_000_000, request_id=3))
+    blob = x.risk.snapshot()
+    twin = RiskEngine(CONFIG)
+    twin.restore(blob)
+    assert twin.state_hash() == x.risk.state_hash()
+    twin.validate()
+    for bad in (b"", b"HXRISK01garbage", blob[:-40], b"X" + blob[1:]):
+        with pytest.raises(RiskSnapshotError):
+            RiskEngine(CONFIG).restore(bad)

@@ -1,0 +1,325 @@
+"""The risk process: merge its input rings, journal, check and account, publish. Deterministic.
+
+Inputs: one command ring per gateway (orders, and the money commands the faucet sends in
+development), then every shard's event ring (this partition's cursor on each), then any other
+producer's command ring (settlement, oracle) the options name. Outputs: one order ring into each
+shard, and the partition's event ring (rejects, balances, positions, margin).
+
+Loop: take a batch from one input (round robin), frame it as one journal record (a header slot,
+then the slots: commands as received; of a shard's events only those risk reads, ACCEPTED,
+REJECTED, FILL, CANCELLED and AMENDED, so the journal does not copy the market data), commit,
+apply the record to the engine, publish its outputs, release the input. The journal, not the
+rings, is the sequence: recovery = latest snapshot + replay of the journal tail, publishing only
+what each output ring has not seen (its ``published`` counter survives in shared memory) and
+moving each input cursor past what the journal already holds, exactly as the shard does.
+
+Control: SIGTERM -> snapshot and exit; SIGUSR1 -> snapshot now.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import select
+import signal
+import struct
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.host import apply_realtime_priority, ensure_realtime_priority
+from engine.host.process_identity import become_stage, remove_pid_file
+from engine.journal import JournalReader, JournalWriter, SnapshotStore
+from engine.ring import Blocking, ConsumerRef, RingBuffer, RingRef, make_wait_strategy
+from engine.risk.risk_config import load_risk_config
+from engine.risk.risk_engine import SHARD_EVENTS, RiskEngine
+from engine.wire.layout import SLOT_BYTES
+
+# Journal record: [header slot][slots...]; header = input index, raw slots consumed, input cursor
+# before the batch, input ring nonce, clock (ns), slots kept in the record.
+BATCH_HEADER = struct.Struct("<IIQQQI")
+HEADER_SLOT = SLOT_BYTES
+SNAP_META = struct.Struct("<QI")  # journal seq, output ring count
+SNAP_RING = struct.Struct("<QQ")  # ring nonce, published count (outputs) / cursor (inputs)
+MAX_BATCH = 256
+_KEEP = np.zeros(256, bool)
+_KEEP[[int(t) for t in SHARD_EVENTS]] = True
+
+
+@dataclass(frozen=True)
+class RiskOptions:
+    """What one risk partition is told: its rings (by ref), the config, where its state lives."""
+
+    partition: int
+    partitions: int
+    commands: tuple[RingRef, ...]  # gateways' rings into this partition (it is consumer 0 of each)
+    shard_events: tuple[ConsumerRef, ...]  # every shard's event ring, with this partition's cursor
+    orders: tuple[RingRef, ...]  # its order ring into each shard, in shard order
+    events: RingRef  # its own event ring
+    markets_path: str
+    state_dir: str
+    run_dir: str = ""
+    supervisor_pid: int = 0
+    wait: str = "spin-then-backoff"
+    fsync: str = "batch"
+    snapshot_every: int = 5000
+    realtime_priority: int = 0
+    validate_every_record: bool = False  # debug: check every invariant after each record
+
+    def __post_init__(self) -> None:
+        ensure_realtime_priority(self.realtime_priority, self.wait)
+
+    @property
+    def name(self) -> str:
+        return f"risk-{self.partition}"
+
+
+def apply_record(engine: RiskEngine, record: bytes | memoryview, n_commands: int) -> None:
+    """Apply one journal record: its slots are commands (inputs below ``n_commands``) or shard events."""
+    idx, _count, _cursor, _nonce, now_ns, kept = BATCH_HEADER.unpack_from(record, 0)
+    if now_ns > engine.now_ns:
+        engine.now_ns = now_ns
+    handle = engine.handle_command if idx < n_commands else engine.apply_event
+    for k in range(kept):
+        handle(record, HEADER_SLOT + k * SLOT_BYTES)
+    engine.end_of_record()
+
+
+def _publish(ring: RingBuffer, data: bytes, skip: int, wait: Any) -> int:
+    """Publish whole slots, skipping the first ``skip`` (already in the ring); returns skips left."""
+    n = len(data) // SLOT_BYTES
+    if skip >= n:
+        return skip - n
+    view = memoryview(data)[skip * SLOT_BYTES :]
+    chunk = max(1, ring.capacity // 2) * SLOT_BYTES
+    for start in range(0, len(view), chunk):
+        ring.publish(view[start : start + chunk], wait=wait)
+    return 0
+
+
+class RiskProcess:
+    def __init__(self, options: RiskOptions) -> None:
+        self.options = options
+        self.state_dir = Path(options.state_dir)
+        config = load_risk_config(options.markets_path)
+        self.engine = RiskEngine(config, options.partition, options.partitions, len(options.orders))
+        self.wait = make_wait_strategy(options.wait)
+        inputs = [(ref, 0) for ref in options.commands] + [(c.ring, c.index) for c in options.shard_events]
+        self.n_commands = len(options.commands)
+        self.inputs = [ref.attach() for ref, _ in inputs]
+        self.consumers = [
+            ring.consumer(index, Blocking(spins=200, max_park_ms=5))
+            for ring, (_, index) in zip(self.inputs, inputs, strict=True)
+        ]
+        self.outputs = [ref.attach() for ref in (*options.orders, options.events)]
+        for ring in self.outputs:
+            ring.set_producer()
+        self.snapshots = SnapshotStore(self.state_dir / "snapshots")
+        self.records_since_snapshot = 0
+        self.stop_requested = False
+        self.snapshot_requested = False
+        self.journal_seq = 0
+        self._recover()
+        self.journal = JournalWriter(self.state_dir / "journal", fsync_policy=options.fsync)
+        self.journal.start_background_sync()
+        if self.fresh:  # a first snapshot names the output rings, so a recovery can tell them apart
+            self.write_snapshot()
+
+    # ---- applying records (live and in recovery) -------------------------------------------------
+    def apply(self, record: bytes | memoryview) -> None:
+        apply_record(self.engine, record, self.n_commands)
+        if self.options.validate_every_record:
+            self.engine.validate()
+
+    def _emit(self, skips: list[int]) -> list[int]:
+        orders, events = self.engine.take_outputs()
+        return [
+            _publish(ring, data, skip, self.wait)
+            for ring, data, skip in zip(self.outputs, (*orders, events), skips, strict=True)
+        ]
+
+    # ---- recovery ------------------------------------------------------------------------------
+    def _recover(self) -> None:
+        snap = self.snapshots.latest_valid()
+        published_at_snap: dict[int, int] = {}
+        cursors: dict[int, int] = {}
+        if snap is not None:
+            self.journal_seq, blob = snap
+            seq, n_rings = SNAP_META.unpack_from(blob, 0)
+            offset = SNAP_META.size
+            for table in (published_at_snap, cursors):
+                count = n_rings if table is published_at_snap else len(self.inputs)
+                for _ in range(count):
+                    nonce, value = SNAP_RING.unpack_from(blob, offset)
+                    table[nonce] = value
+                    offset += SNAP_RING.size
+            self.engine.restore(bytes(blob[offset:]))
+        # What each output ring already holds of what the journal will regenerate: the ring since the
+        # snapshot, or everything when the ring is a new instance (the whole exchange restarted: the
+        # shards recover what they had consumed from their own journals).
+        skips = [
+            ring.published - published_at_snap[ring.nonce] if ring.nonce in published_at_snap else 1 << 62
+            for ring in self.outputs
+        ]
+        self.fresh = snap is None
+        journal_dir = self.state_dir / "journal"
+        if journal_dir.exists():
+            for seq, record in JournalReader(journal_dir).replay(self.journal_seq + 1):
+                self.apply(record)
+                idx, count, cursor, nonce, _now, _kept = BATCH_HEADER.unpack_from(record, 0)
+                cursors[nonce] = cursor + count
+                self.journal_seq = seq
+                skips = self._emit(skips)
+        for ring, consumer in zip(self.inputs, self.consumers, strict=True):
+            done = cursors.get(ring.nonce, 0)
+            if consumer.cursor < done <= ring.published:
+                consumer.release(done - consumer.cursor)
+
+    def write_snapshot(self) -> None:
+        parts = [SNAP_META.pack(self.journal_seq, len(self.outputs))]
+        parts += [SNAP_RING.pack(ring.nonce, ring.published) for ring in self.outputs]
+        parts += [
+            SNAP_RING.pack(ring.nonce, c.cursor) for ring, c in zip(self.inputs, self.consumers, strict=True)
+        ]
+        parts.append(self.engine.snapshot())
+        self.journal.flush()
+        self.snapshots.write(self.journal_seq, b"".join(parts))
+        self.snapshots.prune(keep=2)
+        self.records_since_snapshot = 0
+
+    # ---- live loop -----------------------------------------------------------------------------
+    def _frame(self, idx: int, consumer: Any, view: memoryview, n: int, clock: int) -> bytes:
+        nonce = self.inputs[idx].nonce
+        if idx < self.n_commands:
+            body: bytes | memoryview = view
+            kept = n
+        else:  # of a shard's events, only what risk reads
+            kinds = np.frombuffer(view, np.uint8, n * SLOT_BYTES)[::SLOT_BYTES]
+            mask = _KEEP[kinds]
+            kept = int(mask.sum())
+            if kept == n:
+                body = view
+            else:
+                rows = np.frombuffer(view, np.uint8, n * SLOT_BYTES).reshape(n, SLOT_BYTES)
+                body = rows[mask].tobytes()
+        header = BATCH_HEADER.pack(idx, n, consumer.cursor, nonce, clock, kept).ljust(HEADER_SLOT, b"\0")
+        return b"".join((header, body))
+
+    def _park(self) -> None:
+        """Wait for any input: flag every consumer as waiting, re-check, poll all wake FIFOs."""
+        strategies = [c.wait_strategy for c in self.consumers]
+        for s in strategies:
+            s.set_waiting(1)
+        try:
+            if any(c.available() for c in self.consumers):
+                return
+            poller = select.poll()
+            for s in strategies:
+                poller.register(s.fd, select.POLLIN)
+            for fd, _ev in poller.poll(5):
+                try:
+                    os.read(fd, 4096)
+                except BlockingIOError:
+                    pass
+        finally:
+            for s in strategies:
+                s.set_waiting(0)
+
+    def run(self, ready: Any = None) -> None:
+        if ready is not None:
+            ready.set()
+        skips = [0] * len(self.outputs)
+        idle = 0
+        while not self.stop_requested:
+            worked = False
+            for idx, consumer in enumerate(self.consumers):
+                view, n = consumer.peek(MAX_BATCH)
+                if not n:
+                    view.release()
+                    continue
+                worked = True
+                clock = max(time.time_ns(), self.engine.now_ns)
+                record = self._frame(idx, consumer, view, n, clock)
+                view.release()
+                self.journal_seq = self.journal.append(record)
+                self.journal.commit()
+                self.apply(record)
+                self._emit(skips)
+                consumer.release(n)
+                self.records_since_snapshot += 1
+            if self.snapshot_requested or self.records_since_snapshot >= self.options.snapshot_every:
+                self.snapshot_requested = False
+                self.write_snapshot()
+            if worked:
+                idle = 0
+                continue
+            idle += 1
+            if idle < 200:
+                continue
+            self._park()
+        self.write_snapshot()
+        self.close()
+
+    def close(self) -> None:
+        self.journal.close()
+        for consumer in self.consumers:
+            consumer.close()
+        for ring in (*self.inputs, *self.outputs):
+            ring.close()
+
+
+def rebuild_from_journal(options: RiskOptions, use_snapshot: bool = False) -> tuple[RiskEngine, int]:
+    """The engine a partition's journal gives, without any ring: from the start (or its latest
+    snapshot) through the last record. Returns the engine and the last journal seq applied.
+
+    A recovery that published or skipped wrongly shows here: the live engine's state must equal
+    this one's (``replay_identical``)."""
+    config = load_risk_config(options.markets_path)
+    engine = RiskEngine(config, options.partition, options.partitions, len(options.orders))
+    n_commands = len(options.commands)
+    state_dir = Path(options.state_dir)
+    start = 0
+    if use_snapshot:
+        snap = SnapshotStore(state_dir / "snapshots").latest_valid()
+        if snap is not None:
+            start, blob = snap
+            _seq, n_rings = SNAP_META.unpack_from(blob, 0)
+            offset = SNAP_META.size + SNAP_RING.size * (n_rings + n_commands + len(options.shard_events))
+            engine.restore(bytes(blob[offset:]))
+    last = start
+    for seq, record in JournalReader(state_dir / "journal").replay(start + 1):
+        apply_record(engine, record, n_commands)
+        engine.take_outputs()
+        last = seq
+    return engine, last
+
+
+def run_risk(options: RiskOptions, ready: Any = None) -> None:
+    """Process entry point (a multiprocessing target)."""
+    if options.supervisor_pid:
+        become_stage(options.name, options.run_dir or options.state_dir, options.supervisor_pid)
+    policy = apply_realtime_priority(options.realtime_priority)
+    if "refused" in policy:
+        print(f"hx {options.name}: runs {policy}", file=sys.stderr, flush=True)
+    proc = RiskProcess(options)
+    gc.collect()
+    gc.freeze()
+
+    def on_term(signum: int, frame: Any) -> None:
+        proc.stop_requested = True
+
+    def on_usr1(signum: int, frame: Any) -> None:
+        proc.snapshot_requested = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, on_usr1)
+    try:
+        proc.run(ready)
+    finally:
+        if options.supervisor_pid:
+            remove_pid_file(options.run_dir or options.state_dir, options.name)
