@@ -98,6 +98,13 @@ def calc_mid_pico(best_bid_micro: int | None, best_ask_micro: int | None) -> int
     return (best_bid_micro + best_ask_micro) * PICO_PER_MICRO // 2  # exact: 1e6 is even
 
 
+def calc_basis_pico(best_bid_micro: int | None, best_ask_micro: int | None, index_micro: int) -> int | None:
+    """The EMA's sample: ``(bid + ask) / 2 - index`` exactly, in pico-USDC; None when a side of
+    the book is empty (no sample: the EMA keeps its value and time)."""
+    mid = calc_mid_pico(best_bid_micro, best_ask_micro)
+    return None if mid is None else mid - index_micro * PICO_PER_MICRO
+
+
 def calc_basis_ema(
     prev: BasisEma | None, basis_pico: int, ts_ns: int, half_life_ns: int
 ) -> tuple[BasisEma, int]:

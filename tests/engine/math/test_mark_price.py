@@ -15,6 +15,7 @@ from engine.math.mark_price import (
     PICO_PER_MICRO,
     BasisEma,
     calc_basis_ema,
+    calc_basis_pico,
     calc_decay_q64,
     calc_mark_price,
     calc_mid_pico,
@@ -142,6 +143,8 @@ def test_matches_hyperliquids_ema_once_its_denominator_has_filled() -> None:
 def test_mid_is_exact_in_pico() -> None:
     assert calc_mid_pico(100, 101) == 100_500_000
     assert calc_mid_pico(None, 101) is None and calc_mid_pico(100, None) is None
+    assert calc_basis_pico(100, 101, 99) == 1_500_000
+    assert calc_basis_pico(100, None, 99) is None
 
 
 def test_weighted_median() -> None:
