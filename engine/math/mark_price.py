@@ -32,15 +32,15 @@ update does: ``t * x / t``).
 empty -> that side is the index in (b) (so (b) = median(index, other side, last trade)); no last
 trade (or one the caller judged too old) -> the index in (b); no external mids -> (c) is the index.
 One book side empty also means no mid, so no EMA sample: the EMA keeps its value and its time, and
-the next two-sided sample's step spans the gap. A thin or one-sided book thus degrades the mark
-toward the index, never away from it.
+the next two-sided sample's step spans the gap. A missing input thus counts as a vote for the
+index, never as a vote for whatever the remaining side of a thin book says.
 
 **The bound.** ``median(a, b, c)`` lies between the other two whatever one of them does. So one
 manipulated component (a spoofed book moves (b); a bad external feed moves (c)) cannot take the
 mark outside ``[min(o1, o2), max(o1, o2)]``, the range of the two others: it moves the mark by at
-most ``max(o1, o2) - min(o1, o2)``, however far it goes itself. A thin-book spike that lasts ``dt`` moves (b) anywhere but (a) by at most
-``(1 - 2^(-dt/h)) * |spike basis - EMA|``; with (c) untouched the mark stays within
-``[min(a', c), max(a', c)]``. ``tests/engine/math/test_mark_price.py`` checks both.
+most ``max(o1, o2) - min(o1, o2)``, however far it goes itself. A thin-book spike that lasts
+``dt`` moves (b) anywhere but (a) by at most ``(1 - 2^(-dt/h)) * |spike basis - EMA|``; with (c)
+untouched the mark stays within ``[min(a', c), max(a', c)]``. ``tests/engine/math/test_mark_price.py`` checks both.
 """
 
 from __future__ import annotations
