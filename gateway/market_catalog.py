@@ -2,7 +2,7 @@
 
 The gateway needs only what the JSON edge converts with (tick and lot size as exact decimals) and
 which market ids exist (an order for an unknown market never reaches a ring). It reads the same
-config file as the shards (``config/markets.toml``, TOML or JSON) without importing shard
+config file as the shards (``config/hx.toml``, TOML or JSON) without importing shard
 internals, and is tolerant about the spelling of the two sizes:
 
 * ``tick_size`` / ``lot_size`` as decimal strings or numbers (``"0.5"``, ``0.001``), or

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import click
 
-DEFAULT_MARKETS = Path(__file__).resolve().parents[1] / "config" / "markets.toml"
-
 
 def _emit(report: dict, as_json: bool) -> None:
     if as_json:
@@ -262,83 +260,117 @@ def _auto_wait(cores: int) -> tuple[str, str]:
 
 
 @main.command()
-@click.option("--shards", default=1, show_default=True, type=click.IntRange(1, 64), help="Shard processes.")
 @click.option(
-    "--gateways", default=1, show_default=True, type=click.IntRange(0, 16), help="Gateway processes."
-)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
-@click.option(
-    "--markets",
-    "markets_path",
+    "--config",
+    "config_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Market config (TOML); default: the embedded config/markets.toml.",
+    help="The exchange's configuration (TOML); default: the embedded config/hx.toml.",
 )
+@click.option("--shards", type=click.IntRange(1, 64), default=None, help="Shard processes ([run] shards).")
+@click.option(
+    "--risk", type=click.IntRange(0, 64), default=None, help="Risk partitions; 0: none ([run] risk)."
+)
+@click.option(
+    "--gateways", type=click.IntRange(0, 16), default=None, help="Gateway processes ([run] gateways)."
+)
+@click.option("--host", default=None, help="Listen address ([run] host).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="WebSocket port ([run] port).")
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("var/run"),
-    show_default=True,
-    help="Journals, snapshots, pid files (relative to the current directory). One exchange per directory.",
+    default=None,
+    help="Journals, snapshots, pid files ([run] state_dir, relative to here). One exchange per directory.",
 )
-@click.option("--name", default=None, help="Run name (rings are named after it); default: from --state-dir.")
+@click.option(
+    "--name", default=None, help="Run name (rings are named after it); default: from the state dir."
+)
 @click.option(
     "--wait",
-    default="auto",
-    show_default=True,
+    default=None,
     type=click.Choice(["auto", "busy-spin", "spin-then-backoff", "sleep", "blocking"]),
-    help="Shard wait strategy; auto chooses from the machine's cores and says so.",
+    help="Shard and risk wait strategy ([run] wait); auto chooses from the machine's cores and says so.",
 )
-@click.option("--fsync", default="batch", show_default=True, type=click.Choice(["always", "batch", "none"]))
-@_realtime_option("the shard and gateway processes")
+@click.option("--fsync", default=None, type=click.Choice(["always", "batch", "none"]), help="[run] fsync.")
+@click.option(
+    "--realtime-priority",
+    default=None,
+    type=click.IntRange(0, 49),
+    help="SCHED_FIFO priority for the hot path (0: off). Needs a wait that parks (blocking, sleep).",
+)
 @click.option(
     "--duration", type=float, default=None, help="Stop after this many seconds (default: run until Ctrl-C)."
 )
 def up(
-    shards: int,
-    gateways: int,
-    host: str,
-    port: int,
-    markets_path: Path | None,
-    state_dir: Path,
+    config_path: Path | None,
+    shards: int | None,
+    risk: int | None,
+    gateways: int | None,
+    host: str | None,
+    port: int | None,
+    state_dir: Path | None,
     name: str | None,
-    wait: str,
-    fsync: str,
-    realtime_priority: int,
+    wait: str | None,
+    fsync: str | None,
+    realtime_priority: int | None,
     duration: float | None,
 ) -> None:
-    """Run the exchange: shard processes and gateways, supervised, until Ctrl-C."""
+    """Run the exchange from one configuration file, supervised, until Ctrl-C."""
     import os
+    from dataclasses import replace
 
+    from hx.config import ConfigError, load_config
     from hx.pipeline import Pipeline, RunError
     from hx.supervisor import supervise
     from hx.topology import Topology, run_id_for
 
     say = lambda text: click.echo(f"hx: {text}", err=True)  # noqa: E731
-    if wait == "auto":
-        wait, why = _auto_wait(len(os.sched_getaffinity(0)))
-        say(f"wait strategy {wait} ({why}; --wait overrides)")
-    _check_realtime(realtime_priority, wait)
-    if gateways and not _port_free(host, port):
-        raise click.BadParameter(f"port {port} on {host} is in use", param_hint="--port")
     try:
-        run_id = run_id_for(state_dir, name)
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    given = {
+        "shards": shards,
+        "risk": risk,
+        "gateways": gateways,
+        "host": host,
+        "port": port,
+        "state_dir": None if state_dir is None else str(state_dir),
+        "wait": wait,
+        "fsync": fsync,
+        "realtime_priority": realtime_priority,
+    }
+    run = replace(config.run, **{k: v for k, v in given.items() if v is not None})
+    wait_used = run.wait
+    if wait_used == "auto":
+        wait_used, why = _auto_wait(len(os.sched_getaffinity(0)))
+        say(f"wait strategy {wait_used} ({why}; --wait overrides)")
+    _check_realtime(run.realtime_priority, wait_used)
+    if run.gateways and not _port_free(run.host, run.port):
+        raise click.BadParameter(f"port {run.port} on {run.host} is in use", param_hint="--port")
+    state = Path(run.state_dir)
+    try:
+        run_id = run_id_for(state, name)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--name") from None
     pipeline = Pipeline(
-        Topology(run_id=run_id, shards=shards, gateways=gateways),
-        markets_path=markets_path or DEFAULT_MARKETS,
-        state_dir=state_dir,
-        wait=wait,
-        fsync=fsync,
-        realtime_priority=realtime_priority,
-        host=host,
-        port=port,
+        Topology(run_id=run_id, shards=run.shards, gateways=run.gateways, risk=run.risk),
+        markets_path=config.path,
+        state_dir=state,
+        wait=wait_used,
+        fsync=run.fsync,
+        snapshot_every=run.snapshot_every,
+        realtime_priority=run.realtime_priority,
+        host=run.host,
+        port=run.port,
+        gateway=config.gateway,
     )
-    say(f"run {run_id}, state in {state_dir.resolve()}")
-    if gateways:
-        say(f"websocket ws://{host}:{port}/v1/bin (binary) and ws://{host}:{port}/v1/json (JSON)")
+    say(f"config {config.path}; run {run_id}, state in {state.resolve()}")
+    say(f"{run.shards} shard(s), {run.risk} risk partition(s), {run.gateways} gateway(s)")
+    if run.gateways:
+        say(
+            f"websocket ws://{run.host}:{run.port}/v1/bin (binary) and ws://{run.host}:{run.port}/v1/json (JSON)"
+        )
     try:
         code = supervise(pipeline, duration_s=duration, on_event=say)
     except RunError as exc:
@@ -372,6 +404,35 @@ def status(state_dir: Path, as_json: bool) -> None:
         )
     if report.get("supervisor"):
         click.echo(f"{'supervisor':>14}  pid {report['supervisor']}")
+
+
+@main.command()
+@click.argument("address")
+@click.argument("amount")
+@click.argument("asset", default="USDC")
+@click.option("--url", default="ws://127.0.0.1:8765", show_default=True, help="A running exchange's gateway.")
+def faucet(address: str, amount: str, asset: str, url: str) -> None:
+    """Development tool: credit AMOUNT of ASSET to ADDRESS on a running exchange (`hx up`).
+
+    It sends a DEPOSIT through the gateway's `faucet` op (on by default in config/hx.toml,
+    [gateway] faucet = true); the account sees it as a BALANCE event. Never enable it in production.
+    """
+    import asyncio
+
+    from gateway.sdk.client import HxClient
+    from gateway.sdk.errors import HxError
+
+    async def go() -> dict:
+        async with HxClient(url, "json") as client:
+            return await client.faucet(asset, amount, address=address)
+
+    try:
+        reply = asyncio.run(go())
+    except (HxError, OSError) as exc:
+        raise click.ClickException(f"faucet failed: {exc}") from None
+    click.echo(
+        f"credited {amount} {asset} to {address} (account {reply['account']}, deposit {reply['deposit_id']})"
+    )
 
 
 @main.command()

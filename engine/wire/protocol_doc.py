@@ -40,7 +40,7 @@ answered on its own. Current layout version: **{WIRE_VERSION}**.
 
 Units: prices are integers in **ticks** of the market (`_ticks`), sizes integers in **lots**
 (`_lots`), times in nanoseconds (`_ns`). A market's tick size and lot size come from its
-configuration (see `config/markets.toml` and the gateway's market list). Padding bytes must be zero.
+configuration (see `config/hx.toml` and the gateway's market list). Padding bytes must be zero.
 
 Connecting: open a WebSocket to `/v1/bin`, log in with the JSON text frames described in
 `docs/gateway.md` (an EIP-712 signed challenge), then send binary frames of the commands below.
