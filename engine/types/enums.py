@@ -24,6 +24,11 @@ class MsgType(IntEnum):
     DEPOSIT = 9  # into risk: credit an account (chain deposit or, in development, the faucet)
     WITHDRAW_REQUEST = 10  # into risk: hold an amount for a withdrawal
     WITHDRAW_RESULT = 11  # into risk (from settlement): a held withdrawal was paid or failed
+    ORACLE_PRICE = 12  # into risk (from the oracle): an asset's index price and its status
+    FUNDING = 13  # into risk (from the oracle): pay one funding interval of a perp, exactly once
+    RESOLUTION = 14  # into risk (from the oracle): a prediction market resolved; shares settle
+    SET_LEVERAGE = 15  # into risk (from a gateway): an account's leverage and margin mode in a market
+    RESOLUTION_REQUEST = 16  # into the oracle (from a gateway): the authority proposes or disputes
 
     ACCEPTED = 32
     REJECTED = 33
@@ -39,6 +44,8 @@ class MsgType(IntEnum):
     ACCOUNT_MARGIN = 43  # risk: an account's equity and requirements after a change
     BALANCE = 44  # risk: one asset balance of an account changed
     POSITION = 45  # risk: a perp position changed
+    MARK = 46  # oracle: a market's mark and index prices (public)
+    FUNDING_RATE = 47  # oracle: a perp's predicted and last funding rates (public)
 
     HEARTBEAT = 64
     SNAPSHOT_REQUEST = 65
@@ -135,6 +142,24 @@ class BalanceReason(IntEnum):
     LIQUIDATION = 7
     INSURANCE = 8
     RESOLUTION = 9  # a prediction market's shares settled at 0 or 1
+
+
+class PriceStatus(IntEnum):
+    """An oracle price's health (engine.math.oracle_index.IndexStatus)."""
+
+    OK = 0
+    STALE = 1  # too few fresh sources: risk widens margins, liquidations wait, shards halt later
+    DIVERGED = 2  # enough fresh sources, too few inside the band
+
+
+class MarginMode(IntEnum):
+    CROSS = 0
+    ISOLATED = 1
+
+
+class ResolutionAction(IntEnum):
+    PROPOSE = 0  # the authority names the outcome; final after the dispute window
+    DISPUTE = 1  # within the window: the authority replaces the proposed outcome
 
 
 class DepositSource(IntEnum):

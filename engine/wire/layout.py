@@ -394,6 +394,89 @@ LAYOUTS: tuple[MessageLayout, ...] = (
             _pad(8),
         ),
     ),
+    # ---- derivatives: prices, funding, leverage, resolution ------------------------------------
+    MessageLayout(
+        MsgType.ORACLE_PRICE,
+        "An asset's index price (oracle -> risk): collateral and spot valuation; STALE widens margins.",
+        (
+            ("asset", "H", "asset id"),
+            ("status", "B", "PriceStatus: 0 ok, 1 stale, 2 diverged"),
+            _pad(5),
+            ("price_micro", "q", "micro-USDC per whole unit (the last good price when not ok)"),
+            ("ts_ns", "Q", "oracle clock of the price"),
+            _pad(32),
+        ),
+    ),
+    MessageLayout(
+        MsgType.FUNDING,
+        "Pay one funding interval of a perp (oracle -> risk): longs pay rate x size x mark when the "
+        "rate is positive. Each interval id is paid once.",
+        (
+            ("interval_id", "Q", "funding interval number (interval start / interval length)"),
+            ("rate_ppb", "q", "rate for this interval, parts per billion"),
+            ("mark_micro", "q", "price the payments use"),
+            ("ts_ns", "Q", "oracle clock"),
+            _pad(24),
+        ),
+    ),
+    MessageLayout(
+        MsgType.RESOLUTION,
+        "A prediction market resolved (oracle -> risk, after its dispute window): every share settles "
+        "at exactly 1 (YES) or 0 (NO).",
+        (
+            ("outcome", "B", "0 NO, 1 YES"),
+            _pad(7),
+            ("ts_ns", "Q", "oracle clock"),
+            _pad(40),
+        ),
+    ),
+    MessageLayout(
+        MsgType.SET_LEVERAGE,
+        "An account's chosen leverage and margin mode in a market (gateway -> risk).",
+        (
+            _ACCOUNT,
+            ("leverage", "H", "1..the market's maximum"),
+            ("mode", "B", "MarginMode: 0 cross, 1 isolated"),
+            _pad(1),
+            _pad(48),
+        ),
+    ),
+    MessageLayout(
+        MsgType.RESOLUTION_REQUEST,
+        "The resolution authority proposes or disputes a prediction market's outcome (gateway -> oracle).",
+        (
+            _ACCOUNT,
+            ("action", "B", "ResolutionAction: 0 propose, 1 dispute"),
+            ("outcome", "B", "0 NO, 1 YES"),
+            _pad(2),
+            ("ts_ns", "Q", "gateway clock"),
+            _pad(40),
+        ),
+    ),
+    MessageLayout(
+        MsgType.MARK,
+        "A market's mark and index prices (oracle, public: the `mark` and `index` channels).",
+        (
+            ("seq", "Q", "oracle event sequence number"),
+            ("mark_micro", "q", "mark price, micro-USDC per whole unit"),
+            ("index_micro", "q", "index price of the base asset"),
+            ("ts_ns", "Q", "oracle clock"),
+            ("status", "B", "PriceStatus of the index"),
+            _pad(23),
+        ),
+    ),
+    MessageLayout(
+        MsgType.FUNDING_RATE,
+        "A perp's funding (oracle, public: the `funding` channel). Rates per payment interval, ppb.",
+        (
+            ("seq", "Q", "oracle event sequence number"),
+            ("predicted_rate_ppb", "q", "rate the current interval would pay now"),
+            ("last_rate_ppb", "q", "rate of the last interval paid"),
+            ("next_funding_ns", "Q", "when the current interval is paid"),
+            ("interval_ns", "Q", "payment interval"),
+            _pad(16),
+        ),
+    ),
     # ---- control --------------------------------------------------------------------------------
     MessageLayout(
         MsgType.HEARTBEAT,
