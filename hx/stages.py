@@ -122,19 +122,27 @@ def _risk_options(run: Run, partition: int) -> Any:
 
     topo, s = run.topology, run.settings
     name = f"risk-{partition}"
-    inputs = run.inputs(name)
-    commands = tuple(ref.ring for ref in inputs if ref.ring.name.startswith(f"{topo.run_id}-rin-"))
-    shard_events = tuple(ref for ref in inputs if ref.ring.name.startswith(f"{topo.run_id}-ev-"))
+
+    def fed_by(kind: str) -> tuple[Any, ...]:
+        """This partition's input rings whose producer is of ``kind`` (consumer 0 of each)."""
+        return tuple(
+            run.ref(spec.name)
+            for spec in topo.rings
+            if name in spec.consumers and spec.producer.split("-")[0] == kind
+        )
+
     outputs = run.outputs(name)
-    orders = tuple(ref for ref in outputs if ref.name.startswith(f"{topo.run_id}-in-"))
-    events = next(ref for ref in outputs if ref.name == topo.risk_event_ring(partition))
     return RiskOptions(
         partition=partition,
         partitions=topo.risk,
-        commands=commands,
-        shard_events=shard_events,
-        orders=orders,
-        events=events,
+        commands=fed_by("gateway") + fed_by("feeder"),
+        oracle=fed_by("oracle"),
+        settlement=fed_by("settlement"),
+        shard_events=tuple(
+            ref for ref in run.inputs(name) if topo.ring(ref.ring.name).producer.startswith("shard-")
+        ),
+        orders=tuple(ref for ref in outputs if topo.ring(ref.name).consumers[0].startswith("shard-")),
+        events=run.ref(topo.risk_event_ring(partition)),
         markets_path=str(s.markets_path),
         state_dir=str(s.state_dir / name),
         run_dir=str(s.state_dir),

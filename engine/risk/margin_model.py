@@ -72,6 +72,11 @@ class MarginModel:
             haircut = size_atoms * worst // ATOMS_PER_UNIT * (PPM - int(self.weight_ppm[a])) // PPM + 1
         return margin + give_away + fee + haircut
 
+    def max_leverage(self, market: RiskMarket) -> int:
+        """The most leverage the market allows (1 / its initial margin rate)."""
+        rate = int(self.im_ppm[market.base_asset])
+        return max(1, PPM // rate) if rate else 100
+
     def withdraw_impact(self, asset: int, amount: int, price_micro: int) -> int:
         """Free collateral an amount of ``asset`` leaving takes: its value, rounded up."""
         return -((-amount * price_micro) // int(self.scale[asset]))

@@ -36,7 +36,7 @@ from engine.host.process_identity import become_stage, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.ring import Blocking, ConsumerRef, RingBuffer, RingRef, make_wait_strategy
 from engine.risk.risk_config import load_risk_config
-from engine.risk.risk_engine import SHARD_EVENTS, RiskEngine
+from engine.risk.risk_engine import SHARD_EVENTS, RiskEngine, Source
 from engine.wire.layout import SLOT_BYTES
 
 # Journal record: [header slot][slots...]; header = input index, raw slots consumed, input cursor
@@ -69,6 +69,17 @@ class RiskOptions:
     snapshot_every: int = 5000
     realtime_priority: int = 0
     validate_every_record: bool = False  # debug: check every invariant after each record
+    oracle: tuple[RingRef, ...] = ()  # the oracle's ring into this partition
+    settlement: tuple[RingRef, ...] = ()  # settlement's ring into this partition
+
+    @property
+    def command_sources(self) -> tuple[int, ...]:
+        """The Source of each command input, in input order (commands, oracle, settlement)."""
+        return (
+            (Source.GATEWAY,) * len(self.commands)
+            + (Source.ORACLE,) * len(self.oracle)
+            + (Source.SETTLEMENT,) * len(self.settlement)
+        )
 
     def __post_init__(self) -> None:
         ensure_realtime_priority(self.realtime_priority, self.wait)
@@ -78,14 +89,20 @@ class RiskOptions:
         return f"risk-{self.partition}"
 
 
-def apply_record(engine: RiskEngine, record: bytes | memoryview, n_commands: int) -> None:
-    """Apply one journal record: its slots are commands (inputs below ``n_commands``) or shard events."""
+def apply_record(engine: RiskEngine, record: bytes | memoryview, sources: tuple[int, ...]) -> None:
+    """Apply one journal record: its slots are commands (input ``i < len(sources)``, from
+    ``sources[i]``) or, past them, one shard's events."""
     idx, _count, _cursor, _nonce, now_ns, kept = BATCH_HEADER.unpack_from(record, 0)
     if now_ns > engine.now_ns:
         engine.now_ns = now_ns
-    handle = engine.handle_command if idx < n_commands else engine.apply_event
-    for k in range(kept):
-        handle(record, HEADER_SLOT + k * SLOT_BYTES)
+    if idx < len(sources):
+        source, command = sources[idx], engine.handle_command
+        for k in range(kept):
+            command(record, HEADER_SLOT + k * SLOT_BYTES, source)
+    else:
+        event = engine.apply_event
+        for k in range(kept):
+            event(record, HEADER_SLOT + k * SLOT_BYTES)
     engine.end_of_record()
 
 
@@ -108,8 +125,10 @@ class RiskProcess:
         config = load_risk_config(options.markets_path)
         self.engine = RiskEngine(config, options.partition, options.partitions, len(options.orders))
         self.wait = make_wait_strategy(options.wait)
-        inputs = [(ref, 0) for ref in options.commands] + [(c.ring, c.index) for c in options.shard_events]
-        self.n_commands = len(options.commands)
+        commands = (*options.commands, *options.oracle, *options.settlement)
+        inputs = [(ref, 0) for ref in commands] + [(c.ring, c.index) for c in options.shard_events]
+        self.sources = options.command_sources
+        self.n_commands = len(self.sources)
         self.inputs = [ref.attach() for ref, _ in inputs]
         self.consumers = [
             ring.consumer(index, Blocking(spins=200, max_park_ms=5))
@@ -131,7 +150,7 @@ class RiskProcess:
 
     # ---- applying records (live and in recovery) -------------------------------------------------
     def apply(self, record: bytes | memoryview) -> None:
-        apply_record(self.engine, record, self.n_commands)
+        apply_record(self.engine, record, self.sources)
         if self.options.validate_every_record:
             self.engine.validate()
 
@@ -280,7 +299,8 @@ def rebuild_from_journal(options: RiskOptions, use_snapshot: bool = False) -> tu
     this one's (``replay_identical``)."""
     config = load_risk_config(options.markets_path)
     engine = RiskEngine(config, options.partition, options.partitions, len(options.orders))
-    n_commands = len(options.commands)
+    sources = options.command_sources
+    n_commands = len(sources)
     state_dir = Path(options.state_dir)
     start = 0
     if use_snapshot:
@@ -292,7 +312,7 @@ def rebuild_from_journal(options: RiskOptions, use_snapshot: bool = False) -> tu
             engine.restore(bytes(blob[offset:]))
     last = start
     for seq, record in JournalReader(state_dir / "journal").replay(start + 1):
-        apply_record(engine, record, n_commands)
+        apply_record(engine, record, sources)
         engine.take_outputs()
         last = seq
     return engine, last

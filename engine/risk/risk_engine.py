@@ -33,16 +33,21 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
+from engine.math.funding import calc_funding_payments
 from engine.risk.account_book import AccountBook
 from engine.risk.margin_model import MarginModel
 from engine.risk.order_ledger import OrderLedger, Reservation
 from engine.risk.perp_position import apply_perp_fill
 from engine.risk.risk_config import RiskConfig, RiskMarket
 from engine.types.enums import (
+    AssetKind,
     BalanceReason,
     DepositSource,
+    MarketKind,
+    MarketStatus,
     MsgType,
     OrderFlag,
+    PriceStatus,
     RejectCode,
     Side,
     WithdrawStatus,
@@ -57,6 +62,21 @@ MAX_POSITION_ATOMS: Final = 1 << 60  # |position| + an order's size stays below 
 def fee_account(partition: int) -> int:
     """The account a partition's trading fees accrue to (one per partition: single writer)."""
     return SYSTEM_ACCOUNT_BASE + partition
+
+
+def funding_clearing_account(partition: int) -> int:
+    """Takes the other side of a partition's funding when its positions do not net to zero (only
+    with several partitions: the exchange's do); across partitions these sum to the rounding dust."""
+    return SYSTEM_ACCOUNT_BASE + 0x40 + partition
+
+
+class Source:
+    """Who sent a command (the risk process knows it from the input ring)."""
+
+    GATEWAY = 0  # clients (through gateways), feeders and operators: orders are checked and forwarded
+    ORACLE = 1  # prices, funding, sessions, resolutions: applied, never forwarded (the oracle tells
+    #             the shards itself)
+    SETTLEMENT = 2  # deposits and withdrawal results
 
 
 def _unpacker(t: MsgType):  # type: ignore[no-untyped-def]
@@ -76,6 +96,11 @@ _U_DEPOSIT: Final = _unpacker(MsgType.DEPOSIT)
 _U_WITHDRAW: Final = _unpacker(MsgType.WITHDRAW_REQUEST)
 _U_RESULT: Final = _unpacker(MsgType.WITHDRAW_RESULT)
 _U_HEARTBEAT: Final = _unpacker(MsgType.HEARTBEAT)
+_U_ORACLE_PRICE: Final = _unpacker(MsgType.ORACLE_PRICE)
+_U_FUNDING: Final = _unpacker(MsgType.FUNDING)
+_U_RESOLUTION: Final = _unpacker(MsgType.RESOLUTION)
+_U_STATUS: Final = _unpacker(MsgType.SET_MARKET_STATUS)
+_U_LEVERAGE: Final = _unpacker(MsgType.SET_LEVERAGE)
 _U_ACCEPTED: Final = _unpacker(MsgType.ACCEPTED)
 _U_REJECTED: Final = _unpacker(MsgType.REJECTED)
 _U_FILL: Final = _unpacker(MsgType.FILL)
@@ -124,6 +149,11 @@ class RiskEngine:
         self.prices[0] = 1_000_000
         self.marks = np.zeros(config.n_perps, np.int64)
         self.priced = dict.fromkeys(config.markets, False)  # a mark came for it (else: last trade)
+        self.stale = np.zeros(config.n_assets, bool)  # the oracle says the asset's price is not fresh
+        self.status = {m: MarketStatus.OPEN for m in config.markets}  # as the oracle last said
+        self.funded = [0] * config.n_perps  # last funding interval id paid, per perp
+        self.leverage: dict[tuple[int, int], tuple[int, int]] = {}  # (account, market) -> (leverage, mode)
+        self.trade_flow = [0] * config.n_assets  # net moved in from other partitions' accounts
         self.seq = 0  # risk event sequence
         self.now_ns = 0
         self.fee_row = self.book.row(fee_account(partition))
@@ -227,9 +257,12 @@ class RiskEngine:
         return int(self.marks[market.perp]) if market.is_perp else int(self.prices[market.base_asset])
 
     # ---- commands --------------------------------------------------------------------------------
-    def handle_command(self, buf: bytes | memoryview, off: int) -> None:
-        """One command from a gateway, settlement or the oracle (already well-formed)."""
+    def handle_command(self, buf: bytes | memoryview, off: int, source: int = 0) -> None:
+        """One command from a gateway, settlement or the oracle (``Source``; already well-formed)."""
         t = buf[off]
+        if source == Source.ORACLE:
+            self._oracle_command(buf, off, t)
+            return
         if t == MsgType.NEW_ORDER:
             self._new_order(buf, off)
         elif t == MsgType.CANCEL:
@@ -252,6 +285,13 @@ class RiskEngine:
             self._withdraw_result(*_U_RESULT(buf, off)[4:])
         elif t == MsgType.HEARTBEAT:
             self._heartbeat(buf, off)
+        elif t == MsgType.SET_LEVERAGE:
+            self._set_leverage(buf, off)
+        elif t == MsgType.SET_MARKET_STATUS:  # an operator's: note it, and the shard applies it
+            f = _U_STATUS(buf, off)
+            if f[3] in self.status:
+                self._set_status(f[3], f[4])
+            self._forward(buf, off, f[3])
         else:
             market = _U32.unpack_from(buf, off + 4)[0]
             self._reject(market, t, 0, 0, 0, RejectCode.UNKNOWN_MSG_TYPE)
@@ -371,8 +411,8 @@ class RiskEngine:
         t = MsgType.DEPOSIT
         if not self.owns(account):
             self._reject(0, t, deposit_id, 0, account, RejectCode.ACCOUNT_NOT_HERE)
-        elif asset >= self.config.n_assets:
-            self._reject(0, t, deposit_id, 0, account, RejectCode.UNKNOWN_ASSET)
+        elif asset >= self.config.n_assets or self.config.assets[asset].kind == AssetKind.PREDICTION:
+            self._reject(0, t, deposit_id, 0, account, RejectCode.UNKNOWN_ASSET)  # shares exist only here
         elif (
             source not in (DepositSource.CHAIN, DepositSource.FAUCET) or (source, deposit_id) in self.deposits
         ):
@@ -437,6 +477,112 @@ class RiskEngine:
             self._add(self.book.balance, row, asset, amount)
             self.book.dirty[row] = True
             self._emit_balance(row, asset, BalanceReason.WITHDRAW_RETURN, amount, request_id)
+
+    # ---- the oracle's commands ------------------------------------------------------------------
+    def _oracle_command(self, buf: bytes | memoryview, off: int, t: int) -> None:
+        if t == MsgType.ORACLE_PRICE:
+            (_t, _v, _l, _m, asset, status, price, _ts) = _U_ORACLE_PRICE(buf, off)
+            if 0 < asset < self.config.n_assets:
+                if price > 0:
+                    self.prices[asset] = price
+                self.stale[asset] = status != PriceStatus.OK
+                self._touch_asset(asset)
+        elif t == MsgType.MARK_PRICE:
+            (_t, _v, _l, mid, price, _ts) = _U_MARK(buf, off)
+            market = self.config.markets.get(mid)
+            if market is not None and price > 0:
+                self.priced[mid] = True
+                self._set_price(market, price * market.tick_size_micro)
+        elif t == MsgType.SET_MARKET_STATUS:
+            f = _U_STATUS(buf, off)
+            if f[3] in self.status:
+                self._set_status(f[3], f[4])
+        elif t == MsgType.FUNDING:
+            self._funding(*_U_FUNDING(buf, off)[3:])
+        elif t == MsgType.RESOLUTION:
+            f = _U_RESOLUTION(buf, off)
+            self._resolve(f[3], f[4])
+        elif t == MsgType.HEARTBEAT:
+            self._heartbeat(buf, off)
+
+    def _set_status(self, market_id: int, status: int) -> None:
+        try:
+            self.status[market_id] = MarketStatus(status)
+        except ValueError:
+            return
+        self._touch_asset(self.config.markets[market_id].base_asset)
+
+    def _touch_asset(self, asset: int) -> None:
+        """Every account exposed to ``asset`` (held, or through a perp on it) needs a recompute."""
+        b, n = self.book, self.book.count
+        hit = b.balance[:n, asset] != 0
+        for mid in self.config.perps:
+            m = self.config.markets[mid]
+            if m.base_asset == asset:
+                hit |= b.perp_size[:n, m.perp] != 0
+        b.dirty[:n] |= hit
+
+    def _funding(self, mid: int, interval_id: int, rate_ppb: int, mark_micro: int, _ts: int) -> None:
+        """Pay one interval: every position in the perp, exactly zero-sum, once per interval id."""
+        market = self.config.markets.get(mid)
+        if market is None or not market.is_perp or interval_id <= self.funded[market.perp]:
+            return
+        p = market.perp
+        self.funded[p] = interval_id
+        b, n = self.book, self.book.count
+        rows = np.flatnonzero(b.perp_size[:n, p]).tolist()
+        if not rows or rate_ppb == 0 or mark_micro <= 0:
+            return
+        positions = [(row, int(b.perp_size[row, p])) for row in rows]
+        net = sum(size for _, size in positions)
+        if net:  # other partitions hold the rest of the exchange's positions
+            positions.append((b.row(funding_clearing_account(self.partition)), -net))
+        for pay in calc_funding_payments(positions, mark_micro, rate_ppb):
+            if pay.amount_micro:
+                row = pay.account_id
+                self._add(b.balance, row, 0, -pay.amount_micro)
+                self._add(b.perp_funding, row, p, -pay.amount_micro)
+                b.dirty[row] = True
+                self._emit_balance(row, 0, BalanceReason.FUNDING, -pay.amount_micro, interval_id)
+
+    def _resolve(self, mid: int, outcome: int) -> None:
+        """A prediction market resolved: each share becomes exactly 1 (YES) or 0 (NO) USDC."""
+        market = self.config.markets.get(mid)
+        if market is None or market.kind != MarketKind.PREDICTION or outcome not in (0, 1):
+            return
+        if self.status.get(mid) == MarketStatus.RESOLVED:
+            return  # once
+        a = market.base_asset
+        b, n = self.book, self.book.count
+        payout = 1_000_000 if outcome else 0
+        self.prices[a] = payout
+        self.priced[mid] = True
+        self.status[mid] = MarketStatus.RESOLVED
+        for row in np.flatnonzero(b.balance[:n, a]).tolist():
+            qty = int(b.balance[row, a])
+            cash = qty * payout // ATOMS_PER_UNIT  # a short (qty < 0) rounds away from zero: against it
+            self._add(b.balance, row, a, -qty)
+            self.trade_flow[a] -= qty
+            self._emit_balance(row, a, BalanceReason.RESOLUTION, -qty, mid)
+            if cash:
+                self._add(b.balance, row, 0, cash)
+                self.trade_flow[0] += cash
+                self._emit_balance(row, 0, BalanceReason.RESOLUTION, cash, mid)
+            b.dirty[row] = True
+
+    def _set_leverage(self, buf: bytes | memoryview, off: int) -> None:
+        (_t, _v, _l, mid, account, leverage, mode) = _U_LEVERAGE(buf, off)
+        market = self.config.markets.get(mid)
+        t = MsgType.SET_LEVERAGE
+        if not self.owns(account):
+            self._reject(mid, t, 0, 0, account, RejectCode.ACCOUNT_NOT_HERE)
+        elif market is None or not market.is_perp:
+            self._reject(mid, t, 0, 0, account, RejectCode.UNKNOWN_MARKET)
+        elif not 1 <= leverage <= self.margin.max_leverage(market) or mode not in (0, 1):
+            self._reject(mid, t, 0, 0, account, RejectCode.LEVERAGE_OUT_OF_RANGE)
+        else:
+            self.leverage[(account, mid)] = (leverage, mode)
+            self.book.dirty[self.book.row(account)] = True
 
     def _heartbeat(self, buf: bytes | memoryview, off: int) -> None:
         ts = _U_HEARTBEAT(buf, off)[4]
@@ -544,6 +690,7 @@ class RiskEngine:
             )
             b.perp_size[row, p] = size
             b.perp_cost[row, p] = cost
+            self.trade_flow[0] -= notional if buy else -notional  # cash minus cost moves by the notional
             self._add(b.perp_realised, row, p, realised)
             if realised:
                 self._add(b.balance, row, 0, realised)
@@ -551,6 +698,8 @@ class RiskEngine:
             self._emit_position(row, market)
         else:
             a = market.base_asset
+            self.trade_flow[0] += -notional if buy else notional
+            self.trade_flow[a] += size_atoms if buy else -size_atoms
             self._add(b.balance, row, 0, -notional if buy else notional)
             self._emit_balance(row, 0, BalanceReason.TRADE, -notional if buy else notional, oid)
             self._add(b.balance, row, a, size_atoms if buy else -size_atoms)
@@ -617,9 +766,10 @@ class RiskEngine:
             total = int(b.balance[:n, a].sum()) + int(b.held[:n, a].sum())
             if a == 0:
                 total -= int(b.perp_cost[:n].sum())
-            assert total == self.net_deposits[a], (
-                f"asset {a}: accounts hold {total}, net deposits {self.net_deposits[a]}"
-            )
+            want = self.net_deposits[a] + self.trade_flow[a]
+            assert total == want, f"asset {a}: accounts hold {total}, deposits and flows say {want}"
+            if self.partitions == 1:  # every fill's two legs are here: nothing flows in or out
+                assert self.trade_flow[a] == 0, f"asset {a}: trade flow {self.trade_flow[a]} in one partition"
         held = self.ledger.held_by_account()
         for account, row in b.rows.items():
             want = held.get(account, 0) + int(b.converting[row])
@@ -641,6 +791,11 @@ class RiskEngine:
             "seq": self.seq,
             "now_ns": self.now_ns,
             "fee_changed": self._fee_changed,
+            "stale": self.stale.tolist(),
+            "status": sorted((m, int(st)) for m, st in self.status.items()),
+            "funded": self.funded,
+            "leverage": sorted([*k, *v] for k, v in self.leverage.items()),
+            "trade_flow": self.trade_flow,
             "ledger": [astuple(r) for r in self.ledger.by_coid.values()],
         }
         buf = io.BytesIO()
@@ -679,6 +834,11 @@ class RiskEngine:
         for m in meta["priced"]:
             self.priced[m] = True
         self.seq, self.now_ns, self._fee_changed = meta["seq"], meta["now_ns"], meta["fee_changed"]
+        self.stale = np.array(meta["stale"], bool)
+        self.status = {m: MarketStatus(st) for m, st in meta["status"]}
+        self.funded = list(meta["funded"])
+        self.leverage = {(a, m): (lev, mode) for a, m, lev, mode in meta["leverage"]}
+        self.trade_flow = list(meta["trade_flow"])
         self.ledger = OrderLedger()
         for fields in meta["ledger"]:
             r = Reservation(*fields)
@@ -699,4 +859,6 @@ class RiskEngine:
             ).encode()
         )
         h.update(str(self.seq).encode())
+        h.update(repr((self.stale.tolist(), sorted(self.status.items()), self.funded)).encode())
+        h.update(repr((sorted(self.leverage.items()), self.trade_flow)).encode())
         return h.hexdigest()

@@ -227,6 +227,8 @@ class RejectCode(IntEnum):
     UNKNOWN_WITHDRAWAL = 207
     ACCOUNT_NOT_HERE = 208  # a command routed to a risk partition that does not own the account
     DUPLICATE_WITHDRAWAL = 209  # this withdrawal request id is already held
+    LEVERAGE_OUT_OF_RANGE = 210  # a leverage outside 1..the market's maximum, or an unknown mode
+    LEVERAGE_EXCEEDED = 211  # the order would take the position beyond the account's chosen leverage
 
     # 3xx: shard (market rules and the book)
     UNKNOWN_MARKET = 300
@@ -295,6 +297,8 @@ REJECT_MESSAGES: dict[RejectCode, str] = {
     RejectCode.UNKNOWN_WITHDRAWAL: "no such withdrawal held",
     RejectCode.ACCOUNT_NOT_HERE: "account is not owned by this risk partition",
     RejectCode.DUPLICATE_WITHDRAWAL: "withdrawal request id already used",
+    RejectCode.LEVERAGE_OUT_OF_RANGE: "leverage must be between 1 and the market's maximum",
+    RejectCode.LEVERAGE_EXCEEDED: "the order would exceed the leverage chosen for this market",
     RejectCode.UNKNOWN_MARKET: "unknown market",
     RejectCode.BAD_SIDE: "side must be 0 (buy) or 1 (sell)",
     RejectCode.BAD_TIF: "unknown time in force",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.risk.risk_config import RiskConfig, risk_config_from
-from engine.risk.risk_engine import RiskEngine
+from engine.risk.risk_engine import RiskEngine, Source
 from engine.shard.native_engine import make_engine
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.asset_spec import AssetSpec
@@ -16,13 +16,14 @@ from engine.types.market_spec import MarketSpec
 from engine.wire.codec import decode, encode
 from engine.wire.layout import SLOT_BYTES
 
-USDC, BTC, ETH = 0, 1, 2
+USDC, BTC, ETH, YES = 0, 1, 2, 3
 ASSETS = {
     USDC: AssetSpec(USDC, "USDC", AssetKind.STABLE),
     BTC: AssetSpec(BTC, "BTC", AssetKind.CRYPTO),
     ETH: AssetSpec(ETH, "ETH", AssetKind.CRYPTO),
+    YES: AssetSpec(YES, "RAIN", AssetKind.PREDICTION),
 }
-BTC_PERP, ETH_USDC = 1, 2
+BTC_PERP, ETH_USDC, RAIN = 1, 2, 3
 MARKETS = {
     BTC_PERP: MarketSpec(
         BTC_PERP,
@@ -46,6 +47,15 @@ MARKETS = {
         maker_fee_ppm=0,
         taker_fee_ppm=1000,
     ),
+    RAIN: MarketSpec(
+        RAIN,
+        "RAIN-YES",
+        MarketKind.PREDICTION,
+        tick_size_micro=10_000,  # $0.01
+        lot_size_atoms=100_000_000,  # 1 share
+        max_price_ticks=99,
+        base_asset="RAIN",
+    ),
 }
 CONFIG: RiskConfig = risk_config_from(MARKETS, ASSETS)
 
@@ -60,9 +70,9 @@ class LocalExchange:
         self.deposit_id = 0
         self.coid = 0
 
-    def send(self, msg: bytes) -> None:
+    def send(self, msg: bytes, source: int = Source.GATEWAY) -> None:
         risk = self.risk
-        risk.handle_command(msg, 0)
+        risk.handle_command(msg, 0, source)
         orders, events = risk.take_outputs()
         self._collect(events, self.risk_events)
         for off in range(0, len(orders[0]), SLOT_BYTES):

@@ -198,3 +198,86 @@ def test_snapshot_restores_the_same_state_and_refuses_garbage() -> None:
     for bad in (b"", b"HXRISK01garbage", blob[:-40], b"X" + blob[1:]):
         with pytest.raises(RiskSnapshotError):
             RiskEngine(CONFIG).restore(bad)
+
+
+def _perp_book(x: LocalExchange) -> None:
+    """Alice long 0.05 BTC, Bob short 0.03, Carol short 0.02, at $50,000."""
+    from engine.risk.risk_engine import Source
+
+    x.send(encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=500_000), Source.ORACLE)
+    for acct in (ALICE, BOB, CAROL):
+        x.deposit(acct, USDC, USDC_10K)
+    x.order(ALICE, BTC_PERP, 0, 500_000, 50)
+    x.order(BOB, BTC_PERP, 1, 500_000, 30)
+    x.order(CAROL, BTC_PERP, 1, 500_000, 20)
+
+
+def test_funding_pays_each_interval_once_and_sums_to_zero() -> None:
+    from engine.risk.risk_engine import Source
+
+    x = LocalExchange()
+    _perp_book(x)
+    b = x.risk.book
+    before = {a: int(b.balance[x.row(a), USDC]) for a in (ALICE, BOB, CAROL)}
+    # 0.01% for the interval at $50,000: the long pays 0.05 x 50,000 x 0.0001 = $0.25
+    fund = encode(MsgType.FUNDING, BTC_PERP, interval_id=7, rate_ppb=100_000, mark_micro=50_000 * 10**6)
+    x.send(fund, Source.ORACLE)
+    after = {a: int(b.balance[x.row(a), USDC]) for a in (ALICE, BOB, CAROL)}
+    delta = {a: after[a] - before[a] for a in after}
+    assert delta == {ALICE: -250_000, BOB: 150_000, CAROL: 100_000}
+    assert sum(delta.values()) == 0
+    x.send(fund, Source.ORACLE)  # the same interval again: nothing
+    x.send(
+        encode(MsgType.FUNDING, BTC_PERP, interval_id=6, rate_ppb=100_000, mark_micro=50_000 * 10**6),
+        Source.ORACLE,
+    )
+    assert {a: int(b.balance[x.row(a), USDC]) for a in after} == after
+    assert b.perp_funding[x.row(ALICE), 0] == -250_000
+
+
+def test_a_resolution_settles_every_share_at_one_or_zero_exactly_once() -> None:
+    from risk_harness import RAIN, YES
+
+    from engine.risk.risk_engine import Source
+
+    x = LocalExchange()
+    x.deposit(ALICE, USDC, USDC_10K)
+    x.deposit(BOB, USDC, USDC_10K)
+    x.send(encode(MsgType.MARK_PRICE, RAIN, price_ticks=40), Source.ORACLE)
+    x.order(ALICE, RAIN, 0, 40, 100)  # Alice buys 100 YES at $0.40
+    x.order(BOB, RAIN, 1, 40, 100)  # Bob sells them short (he holds NO)
+    b = x.risk.book
+    assert b.balance[x.row(ALICE), YES] == 100 * 10**8 and b.balance[x.row(BOB), YES] == -100 * 10**8
+    x.send(encode(MsgType.RESOLUTION, RAIN, outcome=1), Source.ORACLE)
+    assert b.balance[x.row(ALICE), YES] == 0 and b.balance[x.row(BOB), YES] == 0
+    assert b.balance[x.row(ALICE), USDC] == USDC_10K - 40 * 10**6 + 100 * 10**6
+    assert b.balance[x.row(BOB), USDC] == USDC_10K + 40 * 10**6 - 100 * 10**6
+    x.send(encode(MsgType.RESOLUTION, RAIN, outcome=0), Source.ORACLE)  # once only
+    assert b.balance[x.row(ALICE), USDC] == USDC_10K + 60 * 10**6
+
+
+def test_prediction_shares_cannot_be_deposited() -> None:
+    from risk_harness import YES
+
+    x = LocalExchange()
+    x.send(encode(MsgType.DEPOSIT, account=ALICE, asset=YES, amount=10**8, deposit_id=1))
+    assert x.last_reject() == RejectCode.UNKNOWN_ASSET
+
+
+def test_a_stale_oracle_price_is_kept_and_flagged() -> None:
+    from engine.risk.risk_engine import Source
+
+    x = LocalExchange()
+    x.send(encode(MsgType.ORACLE_PRICE, asset=ETH, status=0, price_micro=2_000 * 10**6), Source.ORACLE)
+    assert x.risk.prices[ETH] == 2_000 * 10**6 and not x.risk.stale[ETH]
+    x.send(encode(MsgType.ORACLE_PRICE, asset=ETH, status=1, price_micro=2_000 * 10**6), Source.ORACLE)
+    assert x.risk.stale[ETH]
+
+
+def test_leverage_is_checked_against_the_market_maximum() -> None:
+    x = LocalExchange()
+    x.deposit(ALICE, USDC, USDC_10K)
+    x.send(encode(MsgType.SET_LEVERAGE, BTC_PERP, account=ALICE, leverage=500, mode=0))
+    assert x.last_reject() == RejectCode.LEVERAGE_OUT_OF_RANGE
+    x.send(encode(MsgType.SET_LEVERAGE, BTC_PERP, account=ALICE, leverage=5, mode=0))
+    assert x.risk.leverage[(ALICE, BTC_PERP)] == (5, 0)
