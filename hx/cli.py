@@ -119,7 +119,9 @@ def bench_book(as_json: bool, ops: int, runs: int) -> None:
     show_default=True,
     type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]),
 )
-@click.option("--fsync", default="batch", show_default=True, type=click.Choice(["always", "batch", "none"]))
+@click.option(
+    "--fsync", default="batch", show_default=True, type=click.Choice(["always", "batch", "none", "ack"])
+)
 @_realtime_option("the shard process", default=10)
 def bench_shard(
     as_json: bool,
@@ -291,7 +293,9 @@ def _auto_wait(cores: int) -> tuple[str, str]:
     type=click.Choice(["auto", "busy-spin", "spin-then-backoff", "sleep", "blocking"]),
     help="Shard and risk wait strategy ([run] wait); auto chooses from the machine's cores and says so.",
 )
-@click.option("--fsync", default=None, type=click.Choice(["always", "batch", "none"]), help="[run] fsync.")
+@click.option(
+    "--fsync", default=None, type=click.Choice(["always", "batch", "none", "ack"]), help="[run] fsync."
+)
 @click.option(
     "--realtime-priority",
     default=None,

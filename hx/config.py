@@ -19,7 +19,7 @@ from engine.types.market_spec import MarketConfigError, markets_from_doc
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "hx.toml"
 SECTIONS = ("run", "gateway", "asset", "market", "risk", "oracle", "settlement", "demo")
 WAITS = ("auto", "busy-spin", "spin-then-backoff", "sleep", "blocking")
-FSYNCS = ("always", "batch", "none")
+FSYNCS = ("always", "batch", "none", "ack")
 
 
 class ConfigError(ValueError):

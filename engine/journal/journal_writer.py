@@ -4,7 +4,9 @@ Contract: once ``commit()`` returns, every record appended before it is in the O
 ``os.write``) and survives kill -9 of this process; callers acknowledge to clients only after
 ``commit()``. Surviving a machine crash needs an fsync: ``always`` fsyncs every commit, ``batch``
 fsyncs on a commit at least ``batch_interval_ms`` after the previous fsync (and ``flush()``/
-``close()`` always fsync), ``none`` fsyncs only on ``close()``.
+``close()`` always fsync), ``none`` fsyncs only on ``close()``, ``ack`` fsyncs from a background
+thread as soon as a commit has written something (group commit: whatever arrived meanwhile goes in
+the same fsync) so that a caller can hold acknowledgements until ``durable_seq`` covers them.
 
 Invariants:
 
@@ -36,7 +38,7 @@ from engine.journal.segment import (
     pack_segment_header,
 )
 
-FSYNC_POLICIES = ("always", "batch", "none")
+FSYNC_POLICIES = ("always", "batch", "none", "ack")
 DEFAULT_SEGMENT_BYTES = 64 << 20
 
 
@@ -88,6 +90,7 @@ class JournalWriter:
         self._durable_seq = first_seq - 1
         self._fd_lock = threading.Lock()  # the background syncer never fsyncs a closed or reused fd
         self._stop_sync = threading.Event()
+        self._wake_sync = threading.Event()  # ``ack``: a commit wrote something
         self._syncer: threading.Thread | None = None
         self.torn_tail_truncated: tuple[str, int] | None = None
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
@@ -146,6 +149,8 @@ class JournalWriter:
             self._dirty = True
             if self.fsync_policy == "always":
                 self._fsync()
+            elif self.fsync_policy == "ack":
+                self._wake_sync.set()
         if self._dirty and self.fsync_policy == "batch" and self._syncer is None:
             if time.monotonic_ns() - self._last_fsync_ns >= self._fsync_interval_ns:
                 self._fsync()
@@ -158,7 +163,7 @@ class JournalWriter:
         loop must not stall on it): records are written (safe from a process crash) when ``commit``
         returns and on disk within about one interval plus one fsync. ``durable_seq`` tells how far.
         """
-        if self.fsync_policy != "batch" or self._syncer is not None:
+        if self.fsync_policy not in ("batch", "ack") or self._syncer is not None:
             return
         self._syncer = threading.Thread(target=self._sync_loop, name="journal-fsync", daemon=True)
         self._syncer.start()
@@ -170,6 +175,14 @@ class JournalWriter:
 
     def _sync_loop(self) -> None:
         interval_s = self._fsync_interval_ns / 1e9
+        if self.fsync_policy == "ack":  # as soon as anything is written
+            while not self._stop_sync.is_set():
+                self._wake_sync.wait(0.05)
+                self._wake_sync.clear()
+                with self._fd_lock:
+                    if self._dirty and self._fd >= 0:
+                        self._fsync()
+            return
         while not self._stop_sync.wait(interval_s):
             with self._fd_lock:
                 if self._dirty and self._fd >= 0:
@@ -212,6 +225,7 @@ class JournalWriter:
             return
         if self._syncer is not None:
             self._stop_sync.set()
+            self._wake_sync.set()
             self._syncer.join()
             self._syncer = None
         try:

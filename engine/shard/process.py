@@ -19,6 +19,7 @@ everything before it has been processed.
 
 from __future__ import annotations
 
+import collections
 import gc
 import os
 import signal
@@ -192,6 +193,7 @@ class Shard:
         self.events.set_producer()
         self.snapshots = SnapshotStore(self.state_dir / "snapshots")
         self.records_since_snapshot = 0
+        self.held: collections.deque[tuple[int, bytes]] = collections.deque()  # `ack`: (seq, events)
         self.stop_requested = False
         self.snapshot_requested = False
         self._snapshot_thread: threading.Thread | None = None
@@ -252,7 +254,10 @@ class Shard:
         then write, fsync and rename the snapshot file -- costs tens of milliseconds on this disk, so
         with ``background`` it happens on the snapshot thread while matching goes on; the order
         (journal durable first) keeps "a snapshot on disk implies its journal prefix on disk".
-        A snapshot still being written when the next one is due makes the loop skip that one."""
+        A snapshot still being written when the next one is due makes the loop skip that one.
+        Under ``ack`` the held events are published first: a snapshot counts what the ring has."""
+        if self.held:
+            self._publish_durable(everything=True)
         parts = [SNAP_META.pack(self.journal_seq, self.events.published, self.events.nonce, len(self.inputs))]
         parts += [
             SNAP_INPUT.pack(ring.nonce, cons.cursor)
@@ -307,6 +312,7 @@ class Shard:
         now = time.time_ns
         idle_wait = consumers[0].wait_strategy if len(consumers) == 1 else wait
         half_ring = events.capacity // 2
+        hold = self.options.fsync == "ack"
         while not self.stop_requested:
             worked = False
             for idx, consumer in enumerate(consumers):
@@ -324,21 +330,39 @@ class Shard:
                 self.journal_seq = journal.append(record)
                 journal.commit()
                 state.apply(record, self.journal_seq)
-                published = writer.peek()  # straight from the writer's buffer: no copy per batch
-                count = writer.count
-                if count > half_ring or not events.try_publish(published, count):
-                    _publish(events, published, 0, wait)  # in chunks, waiting for room
-                published.release()
-                writer.reset()
+                if hold:  # `ack`: the events wait until their record is on disk
+                    if writer.count:
+                        self.held.append((self.journal_seq, writer.take()))
+                    self._publish_durable()
+                else:
+                    published = writer.peek()  # straight from the writer's buffer: no copy per batch
+                    count = writer.count
+                    if count > half_ring or not events.try_publish(published, count):
+                        _publish(events, published, 0, wait)  # in chunks, waiting for room
+                    published.release()
+                    writer.reset()
                 consumer.release(n)
                 self.records_since_snapshot += 1
             if self.snapshot_requested or self.records_since_snapshot >= self.options.snapshot_every:
                 self.snapshot_requested = False
                 self.write_snapshot(background=True)
+            if self.held:
+                self._publish_durable()
+                if not worked and self.held:
+                    idle_wait.wait(self._ready_count, time.monotonic_ns() + 50_000)  # fsync due soon
+                continue
             if not worked:
                 idle_wait.wait(self._ready_count, time.monotonic_ns() + 100_000_000)
         self.write_snapshot()
         self.close()
+
+    def _publish_durable(self, everything: bool = False) -> None:
+        """``ack``: publish the held events whose journal record is on disk (all of them, after an
+        fsync here, with ``everything``), in order."""
+        held = self.held
+        durable = self.journal.sync() if everything else self.journal.durable_seq
+        while held and held[0][0] <= durable:
+            _publish(self.events, held.popleft()[1], 0, self.wait)
 
     def close(self) -> None:
         self._wait_snapshot_thread()

@@ -87,14 +87,19 @@ def _quiet(consumer, settle_s: float = 0.5) -> bool:  # type: ignore[no-untyped-
     return consumer.wait(settle_s) == 0
 
 
-def test_kill_minus_9_mid_stream_recovers_the_same_event_stream(stream: np.ndarray, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fsync", ["none", "ack"])
+def test_kill_minus_9_mid_stream_recovers_the_same_event_stream(
+    stream: np.ndarray, tmp_path: Path, fsync: str
+) -> None:
+    """Under every policy; ``ack`` holds each batch's events until its record is fsynced, and a
+    snapshot publishes what it held first (else a recovery from it would never publish them)."""
     commands = to_commands(stream[stream["market"] == 0][:8000])
     markets = workload_markets_file(tmp_path, 4)
     runs = {}
     for name, kill_after in (("clean", None), ("killed", 4000)):
         topo = Topology(run_id=f"hx-kill-{os.getpid()}-{name}", shards=1, gateways=0, recorders=1)
         with Pipeline(
-            topo, markets_path=markets, state_dir=tmp_path / name, fsync="none", snapshot_every=7
+            topo, markets_path=markets, state_dir=tmp_path / name, fsync=fsync, snapshot_every=7
         ) as pipe:
             runs[name] = _record_events(pipe, commands, kill_after)
     assert len(runs["clean"]) > 8000 * SLOT_BYTES

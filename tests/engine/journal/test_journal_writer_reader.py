@@ -253,3 +253,25 @@ def test_sync_from_another_thread_makes_committed_records_durable(tmp_path, fsyn
         writer.append(PAYLOAD_64)  # buffered, not committed: not covered by that sync
         thread.join()
         assert result == [3] and writer.durable_seq == 3 and len(fsync_calls) == 1
+
+
+def test_ack_policy_fsyncs_soon_after_each_commit_from_its_own_thread(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`ack`: commit never fsyncs itself; the background thread makes every commit durable, so a
+    caller holding acknowledgements until durable_seq covers them is never stuck."""
+    import time
+
+    from engine.journal import JournalWriter
+
+    w = JournalWriter(tmp_path / "j", fsync_policy="ack")
+    w.start_background_sync()
+    try:
+        for k in range(5):
+            seq = w.append(b"x" * 64)
+            w.commit()
+            deadline = time.monotonic() + 10
+            while w.durable_seq < seq:
+                assert time.monotonic() < deadline, f"record {seq} never became durable"
+                time.sleep(0.0005)
+        assert w.durable_seq == 5
+    finally:
+        w.close()
