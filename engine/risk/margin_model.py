@@ -72,6 +72,10 @@ class MarginModel:
             haircut = size_atoms * worst // ATOMS_PER_UNIT * (PPM - int(self.weight_ppm[a])) // PPM + 1
         return margin + give_away + fee + haircut
 
+    def im_rate(self, market: RiskMarket) -> int:
+        """The initial margin rate of the market's risk (ppm): the rate liquidation steps use."""
+        return int(self.im_ppm[market.base_asset])
+
     def max_leverage(self, market: RiskMarket) -> int:
         """The most leverage the market allows (1 / its initial margin rate)."""
         rate = int(self.im_ppm[market.base_asset])

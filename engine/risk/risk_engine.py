@@ -35,6 +35,7 @@ import orjson
 
 from engine.math.funding import calc_funding_payments
 from engine.risk.account_book import AccountBook
+from engine.risk.liquidator import LIQUIDATION_COID_BASE, LiquidationParams, Liquidator
 from engine.risk.margin_model import MarginModel
 from engine.risk.order_ledger import OrderLedger, Reservation
 from engine.risk.perp_position import apply_perp_fill
@@ -62,6 +63,11 @@ MAX_POSITION_ATOMS: Final = 1 << 60  # |position| + an order's size stays below 
 def fee_account(partition: int) -> int:
     """The account a partition's trading fees accrue to (one per partition: single writer)."""
     return SYSTEM_ACCOUNT_BASE + partition
+
+
+def insurance_account(partition: int) -> int:
+    """The partition's insurance fund: liquidation fees in, deficits out, takeovers held here."""
+    return SYSTEM_ACCOUNT_BASE + 0x80 + partition
 
 
 def funding_clearing_account(partition: int) -> int:
@@ -117,6 +123,7 @@ SHARD_EVENTS: Final = frozenset(
     {MsgType.ACCEPTED, MsgType.REJECTED, MsgType.FILL, MsgType.CANCELLED, MsgType.AMENDED}
 )
 MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL = 1, 2
+ADL_RANK_EVERY: Final = 64  # records between ADL rank publications
 SNAPSHOT_MAGIC: Final = b"HXRISK01"
 
 
@@ -134,6 +141,7 @@ class RiskEngine:
         partitions: int = 1,
         shards: int = 1,
         margin: MarginModel | None = None,
+        liquidation: LiquidationParams | None = None,
     ) -> None:
         self.config = config
         self.partition = partition
@@ -157,6 +165,15 @@ class RiskEngine:
         self.seq = 0  # risk event sequence
         self.now_ns = 0
         self.fee_row = self.book.row(fee_account(partition))
+        self.insurance_row = self.book.row(insurance_account(partition))
+        self.system_base = SYSTEM_ACCOUNT_BASE
+        self.spot_market_of: dict[int, RiskMarket] = {}  # asset -> the market liquidations sell it in
+        for mid in sorted(config.markets):
+            m = config.markets[mid]
+            if not m.is_perp:
+                self.spot_market_of.setdefault(m.base_asset, m)
+        self.liquidator = Liquidator(self, liquidation)
+        self.records = 0  # journal records applied (ADL ranks are published every ADL_RANK_EVERY)
         self.orders = [bytearray() for _ in range(shards)]
         self.events = bytearray()
         self._fee_changed = False
@@ -164,7 +181,7 @@ class RiskEngine:
     # ---- ownership and outputs -------------------------------------------------------------------
     def owns(self, account: int) -> bool:
         if account >= SYSTEM_ACCOUNT_BASE:
-            return (account - SYSTEM_ACCOUNT_BASE) % 0x80 == self.partition
+            return (account - SYSTEM_ACCOUNT_BASE) & 0x3F == self.partition
         return account % self.partitions == self.partition
 
     def take_outputs(self) -> tuple[list[bytes], bytes]:
@@ -322,6 +339,10 @@ class RiskEngine:
         if self.ledger.is_live(mid, account, coid):
             self._reject(mid, t, 0, coid, account, RejectCode.DUPLICATE_CLIENT_ORDER_ID)
             return
+        if self.liquidator.is_liquidating(account) or coid >= LIQUIDATION_COID_BASE:
+            code = RejectCode.ACCOUNT_LIQUIDATING if coid < LIQUIDATION_COID_BASE else RejectCode.BAD_FIELD
+            self._reject(mid, t, 0, coid, account, code)
+            return
         row = self.book.row(account)
         size_atoms = size * market.lot_size_atoms
         price_micro = price * market.tick_size_micro
@@ -395,6 +416,7 @@ class RiskEngine:
     def _set_price(self, market: RiskMarket, price_micro: int) -> None:
         if market.is_perp:
             self.marks[market.perp] = price_micro
+            self.liquidator.unwind_due.add(market.perp)
         else:
             self.prices[market.base_asset] = price_micro
         self._touch_exposed(market)
@@ -608,7 +630,7 @@ class RiskEngine:
             if not self.owns(account):
                 return
             if command == MsgType.NEW_ORDER:
-                self._order_gone(f[3], account, 0, f[6])
+                self._order_gone(f[3], account, 0, f[6], refused=True)
             elif command == MsgType.AMEND:
                 r = self.ledger.find(f[3], account, f[5], f[6])
                 if r is not None and r.amend_extra_micro:
@@ -633,10 +655,12 @@ class RiskEngine:
         if row >= 0 and amount:
             self.book.reserved[row] -= amount
 
-    def _order_gone(self, mid: int, account: int, oid: int, coid: int) -> None:
+    def _order_gone(self, mid: int, account: int, oid: int, coid: int, refused: bool = False) -> None:
         r = self.ledger.find(mid, account, oid, coid)
         if r is not None:
             self._release(self.book.find(account), self.ledger.remove(r))
+            if r.client_order_id >= LIQUIDATION_COID_BASE:
+                self.liquidator.on_order_end(r.client_order_id, filled_all=False, refused=refused)
 
     def _fill(self, buf: bytes | memoryview, off: int) -> None:
         (_t, _v, _l, mid, _seq, t_oid, m_oid, price, size, t_acct, m_acct, t_side, flags) = _U_FILL(buf, off)
@@ -661,8 +685,12 @@ class RiskEngine:
             self._settle_fill(row, market, side, size_atoms, notional, is_maker, oid)
             r = self.ledger.find(mid, account, oid, 0)
             if r is not None:
+                if r.client_order_id >= LIQUIDATION_COID_BASE:
+                    self._liquidation_fee(row, notional, r.client_order_id)
                 released = self.ledger.remove(r) if done else self.ledger.shrink(r, size)
                 self.book.converting[row] += released  # held until the margin is recomputed
+                if done and r.client_order_id >= LIQUIDATION_COID_BASE:
+                    self.liquidator.on_order_end(r.client_order_id, filled_all=True, refused=False)
             self.book.dirty[row] = True
 
     def _settle_fill(
@@ -710,6 +738,58 @@ class RiskEngine:
             self._add(b.balance, self.fee_row, 0, fee)
             self._fee_changed = True
 
+    # ---- moves the liquidator makes (internal trades, exact and conserved) ----------------------------
+    def register_liquidation_order(self, market: int, account: int, coid: int, side: int, lots: int) -> None:
+        """A liquidation order risk sends: tracked like any order, with nothing reserved."""
+        self.ledger.add(Reservation(account, market, coid, side, lots, 0))
+
+    def _liquidation_fee(self, row: int, notional: int, coid: int) -> None:
+        fee = notional * self.liquidator.params.fee_ppm // PPM
+        fee = min(fee, max(0, int(self.book.balance[row, 0])))  # never drives the cash negative
+        if fee:
+            self.move_cash(
+                row, self.insurance_row, fee, BalanceReason.LIQUIDATION, BalanceReason.INSURANCE, coid
+            )
+
+    def move_cash(self, src: int, dst: int, amount: int, reason_src: int, reason_dst: int, ref: int) -> None:
+        """``amount`` micro-USDC from one row to another (both in this partition)."""
+        b = self.book
+        self._add(b.balance, src, 0, -amount)
+        self._add(b.balance, dst, 0, amount)
+        b.dirty[src] = b.dirty[dst] = True
+        self._emit_balance(src, 0, reason_src, -amount, ref)
+        self._emit_balance(dst, 0, reason_dst, amount, ref)
+
+    def transfer_perp(self, src: int, dst: int, perp: int, size: int, notional: int) -> None:
+        """``src`` hands ``size`` atoms of its perp position (signed as ``src`` holds it) to ``dst``
+        at ``notional``: a trade between the two (``src`` closes, ``dst`` takes it on)."""
+        b = self.book
+        market = self.config.markets[self.config.perps[perp]]
+        for row, delta in ((src, -size), (dst, size)):
+            new_size, cost, realised = apply_perp_fill(
+                int(b.perp_size[row, perp]), int(b.perp_cost[row, perp]), delta, notional
+            )
+            b.perp_size[row, perp] = new_size
+            b.perp_cost[row, perp] = cost
+            self._add(b.perp_realised, row, perp, realised)
+            if realised:
+                self._add(b.balance, row, 0, realised)
+                self._emit_balance(row, 0, BalanceReason.LIQUIDATION, realised, perp)
+            b.dirty[row] = True
+            self._emit_position(row, market)
+
+    def transfer_spot(self, src: int, dst: int, asset: int, qty: int, notional: int) -> None:
+        """``src`` hands ``qty`` of ``asset`` (signed as held: a liability moves too) to ``dst`` for
+        ``notional`` micro-USDC (paid by ``dst`` for a holding, received for a liability)."""
+        b = self.book
+        cash = notional if qty > 0 else -notional
+        for row, q, c in ((src, -qty, cash), (dst, qty, -cash)):
+            self._add(b.balance, row, asset, q)
+            self._add(b.balance, row, 0, c)
+            b.dirty[row] = True
+            self._emit_balance(row, asset, BalanceReason.LIQUIDATION, q, asset)
+            self._emit_balance(row, 0, BalanceReason.LIQUIDATION, c, asset)
+
     # ---- end of a journal record -----------------------------------------------------------------
     def end_of_record(self) -> None:
         """Recompute the margin of every account touched since the last record; publish it."""
@@ -720,6 +800,14 @@ class RiskEngine:
         rows = np.flatnonzero(self.book.dirty[:n])
         if len(rows):
             self._recompute(rows, publish=True)
+        liq = self.liquidator
+        if liq.cases:
+            cases = np.array([self.book.rows[a] for a in liq.cases], np.int64)
+            rows = np.union1d(rows, cases)
+        liq.scan(rows)
+        self.records += 1
+        if self.records % ADL_RANK_EVERY == 0:
+            liq.publish_adl_ranks()
 
     def _recompute(self, rows: np.ndarray, publish: bool = False) -> None:
         b = self.book
@@ -796,6 +884,8 @@ class RiskEngine:
             "funded": self.funded,
             "leverage": sorted([*k, *v] for k, v in self.leverage.items()),
             "trade_flow": self.trade_flow,
+            "liquidator": self.liquidator.to_json(),
+            "records": self.records,
             "ledger": [astuple(r) for r in self.ledger.by_coid.values()],
         }
         buf = io.BytesIO()
@@ -839,6 +929,8 @@ class RiskEngine:
         self.funded = list(meta["funded"])
         self.leverage = {(a, m): (lev, mode) for a, m, lev, mode in meta["leverage"]}
         self.trade_flow = list(meta["trade_flow"])
+        self.liquidator.load_json(meta["liquidator"])
+        self.records = meta["records"]
         self.ledger = OrderLedger()
         for fields in meta["ledger"]:
             r = Reservation(*fields)
@@ -846,6 +938,7 @@ class RiskEngine:
             if r.order_id:
                 self.ledger.by_oid[(r.market, r.order_id)] = r
         self.fee_row = self.book.row(fee_account(self.partition))
+        self.insurance_row = self.book.row(insurance_account(self.partition))
 
     def state_hash(self) -> str:
         h = hashlib.sha256(self.book.digest().encode())
@@ -861,4 +954,5 @@ class RiskEngine:
         h.update(str(self.seq).encode())
         h.update(repr((self.stale.tolist(), sorted(self.status.items()), self.funded)).encode())
         h.update(repr((sorted(self.leverage.items()), self.trade_flow)).encode())
+        h.update(repr((self.liquidator.to_json(), self.records)).encode())
         return h.hexdigest()

@@ -46,6 +46,8 @@ class MsgType(IntEnum):
     POSITION = 45  # risk: a perp position changed
     MARK = 46  # oracle: a market's mark and index prices (public)
     FUNDING_RATE = 47  # oracle: a perp's predicted and last funding rates (public)
+    LIQUIDATION = 48  # risk: a liquidation step (private with the account; public without it)
+    ADL_RANK = 49  # risk: a position's auto-deleveraging quantile (private)
 
     HEARTBEAT = 64
     SNAPSHOT_REQUEST = 65
@@ -160,6 +162,20 @@ class MarginMode(IntEnum):
 class ResolutionAction(IntEnum):
     PROPOSE = 0  # the authority names the outcome; final after the dispute window
     DISPUTE = 1  # within the window: the authority replaces the proposed outcome
+
+
+class LiquidationKind(IntEnum):
+    """What a LIQUIDATION event reports."""
+
+    STARTED = 0  # the account fell below maintenance: its orders are cancelled
+    ORDER = 1  # an IOC sent into the book, limited by the bankruptcy price
+    TAKEOVER = 2  # the insurance fund took a position over (backstop)
+    COVERED = 3  # the insurance fund paid an account's deficit
+    ADL = 4  # a profitable opposite position closed against a bankrupt one (its haircut in deficit)
+    UNWIND = 5  # the insurance fund sent an IOC to unwind what it took over
+    ENDED = 6  # the account is back above its maintenance margin (with the buffer), or flat
+    WAITING = 7  # below maintenance, but a price it depends on is stale: nothing runs until fresh
+    UNCOVERED = 8  # a deficit neither the fund nor ADL could cover: booked as the fund's liability
 
 
 class DepositSource(IntEnum):

@@ -477,6 +477,33 @@ LAYOUTS: tuple[MessageLayout, ...] = (
             _pad(16),
         ),
     ),
+    MessageLayout(
+        MsgType.LIQUIDATION,
+        "A liquidation step (risk). Private to the account; the public `liquidations` channel gets "
+        "it with account 0.",
+        (
+            ("seq", "Q", "risk partition event sequence number"),
+            _ACCOUNT,
+            ("kind", "B", "LiquidationKind"),
+            ("side", "B", "Side of the trade for the liquidated account (ORDER, TAKEOVER, ADL)"),
+            _pad(2),
+            ("size_atoms", "q", "size traded or taken over (atoms)"),
+            ("price_micro", "q", "limit (ORDER), bankruptcy or mark price (TAKEOVER, ADL)"),
+            ("amount_micro", "q", "deficit covered (COVERED), haircut (ADL), fee (ORDER fills)"),
+            ("insurance_micro", "q", "the partition's insurance fund balance after this step"),
+            _pad(8),
+        ),
+    ),
+    MessageLayout(
+        MsgType.ADL_RANK,
+        "A position's auto-deleveraging quantile (private): 1 lowest .. 5 first in line, 0 none.",
+        (
+            ("seq", "Q", "risk partition event sequence number"),
+            _ACCOUNT,
+            ("rank", "B", "0..5"),
+            _pad(43),
+        ),
+    ),
     # ---- control --------------------------------------------------------------------------------
     MessageLayout(
         MsgType.HEARTBEAT,

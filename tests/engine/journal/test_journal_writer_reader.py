@@ -265,7 +265,7 @@ def test_ack_policy_fsyncs_soon_after_each_commit_from_its_own_thread(tmp_path) 
     w = JournalWriter(tmp_path / "j", fsync_policy="ack")
     w.start_background_sync()
     try:
-        for k in range(5):
+        for _k in range(5):
             seq = w.append(b"x" * 64)
             w.commit()
             deadline = time.monotonic() + 10

@@ -71,20 +71,27 @@ class LocalExchange:
         self.coid = 0
 
     def send(self, msg: bytes, source: int = Source.GATEWAY) -> None:
+        """One command as one record, then what risk sends the shard (its own orders too, e.g.
+        liquidations) and what comes back, as further records, until nothing moves."""
         risk = self.risk
         risk.handle_command(msg, 0, source)
-        orders, events = risk.take_outputs()
-        self._collect(events, self.risk_events)
-        for off in range(0, len(orders[0]), SLOT_BYTES):
-            self.engine.handle(orders[0], off)
-            out = self.writer.take()
-            self._collect(out, self.shard_events)
+        risk.end_of_record()
+        risk.validate()
+        for _ in range(1000):
+            orders, events = risk.take_outputs()
+            self._collect(events, self.risk_events)
+            if not orders[0]:
+                return
+            out = bytearray()
+            for off in range(0, len(orders[0]), SLOT_BYTES):
+                self.engine.handle(orders[0], off)
+                out += self.writer.take()
+            self._collect(bytes(out), self.shard_events)
             for k in range(0, len(out), SLOT_BYTES):
                 risk.apply_event(out, k)
-        risk.end_of_record()
-        _, events = risk.take_outputs()
-        self._collect(events, self.risk_events)
-        risk.validate()
+            risk.end_of_record()
+            risk.validate()
+        raise AssertionError("risk and the shard did not settle within 1000 rounds")
 
     @staticmethod
     def _collect(data: bytes, into: list[dict[str, Any]]) -> None:
@@ -99,12 +106,12 @@ class LocalExchange:
 
     def order(self, account: int, market: int, side: int, price: int, size: int, **kw: Any) -> int:
         self.coid += 1
+        kw.setdefault("client_order_id", self.coid)
         self.send(
             encode(
                 MsgType.NEW_ORDER,
                 market,
                 account=account,
-                client_order_id=self.coid,
                 side=side,
                 price_ticks=price,
                 size_lots=size,

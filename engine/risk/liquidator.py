@@ -1,0 +1,451 @@
+"""Liquidation, backstop and auto-deleveraging inside the risk partition (one state machine with it).
+
+Driven by every margin recomputation (``RiskEngine.end_of_record``), deterministic like the rest:
+
+1. An account whose equity falls below its maintenance margin is flagged (LIQUIDATION STARTED):
+   every open order of it is cancelled (CANCEL_ALL to every shard) and new orders are refused
+   (ACCOUNT_LIQUIDATING).
+2. No liquidation runs while a price the account depends on is stale (WAITING); it runs on the
+   first recomputation with fresh prices.
+3. Each round, while the account is above ``takeover_ppm`` of its maintenance margin: one
+   reduce-only IOC into the book for its largest-risk holding (perp position or spot holding), by
+   the step that restores the margin with the buffer, limited by the bankruptcy price (ORDER).
+   Its fills pay a liquidation fee to the insurance fund. A round waits for the previous one's
+   orders to end. An order the shard refuses (band, halted market) is retried ``max_retries``
+   times, then handed to the backstop; an IOC remainder (the book could not absorb it within the
+   limit) goes to the backstop at once.
+4. Backstop (below ``takeover_ppm`` of maintenance, or when the book cannot absorb): the partition's
+   insurance fund takes every holding over at the mark (TAKEOVER) and pays the account's deficit
+   (COVERED): the same as a takeover at the bankruptcy price. What equity remains pays the
+   liquidation fee, the rest stays with the account. The fund unwinds what it holds into the book
+   later (UNWIND: a reduce-only IOC within ``unwind_band_ppm`` of the mark on each mark update).
+5. Auto-deleveraging: when the fund cannot pay the whole deficit, the perp positions it just took
+   over are closed against the opposite positions of profitable accounts, highest ADL score first,
+   at the mark, and the rest of the deficit is split over them pro rata to the size each closed
+   (ADL, with the haircut as its amount). Accounts without an opposite position never pay. A
+   deficit left after that (nobody to deleverage) stays as the fund's liability (UNCOVERED): never
+   socialised silently.
+
+Limits: with several risk partitions, the fund and ADL act within the partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engine.math.liquidation import (
+    calc_adl_ranks,
+    calc_adl_score,
+    calc_bankruptcy_price_micro,
+    calc_liquidation_step_atoms,
+    calc_pro_rata_split,
+)
+from engine.risk.risk_config import RiskMarket
+from engine.types.enums import BalanceReason, LiquidationKind, MsgType, OrderFlag, Side, TimeInForce
+from engine.types.fixed import ATOMS_PER_UNIT, PPM
+from engine.wire.layout import BY_TYPE, SLOT_BYTES, WIRE_VERSION
+
+if TYPE_CHECKING:
+    from engine.risk.risk_engine import RiskEngine
+
+LIQUIDATION_COID_BASE = 1 << 63  # client order ids of risk's own orders (clients' are below)
+_P_NEW = BY_TYPE[int(MsgType.NEW_ORDER)].struct.pack
+_P_CANCEL_ALL = BY_TYPE[int(MsgType.CANCEL_ALL)].struct.pack
+_P_LIQ = BY_TYPE[int(MsgType.LIQUIDATION)].struct.pack_into
+_P_ADL = BY_TYPE[int(MsgType.ADL_RANK)].struct.pack_into
+ALL_MARKETS = 0xFFFF_FFFF
+
+
+@dataclass(frozen=True)
+class LiquidationParams:
+    fee_ppm: int = 5_000  # of the liquidated notional, to the insurance fund
+    buffer_ppm: int = 100_000  # a step restores equity to maintenance x (1 + buffer)
+    takeover_ppm: int = 500_000  # below this share of maintenance: the backstop at once
+    max_retries: int = 3  # refused liquidation orders before the backstop takes over
+    unwind_band_ppm: int = 20_000  # the fund unwinds within 2% of the mark
+
+
+@dataclass
+class Case:
+    """One account under liquidation."""
+
+    in_flight: set[int] = field(default_factory=set)  # liquidation orders (client ids) not ended
+    retries: int = 0
+    backstop: bool = False  # the book could not take it: the fund takes over next round
+
+
+class Liquidator:
+    def __init__(self, engine: RiskEngine, params: LiquidationParams | None = None) -> None:
+        self.engine = engine
+        self.params = params or LiquidationParams()
+        self.cases: dict[int, Case] = {}  # by account id
+        self.orders: dict[int, int] = {}  # liquidation client order id -> account id
+        self.next_coid = LIQUIDATION_COID_BASE
+        self.adl_ranks: dict[tuple[int, int], int] = {}  # (account, perp market) -> last rank sent
+        self.unwind_due: set[int] = set()  # perps whose mark moved since the fund last tried
+
+    # ---- events --------------------------------------------------------------------------------
+    def _event(
+        self, account: int, market: int, kind: int, side: int, size: int, price: int, amount: int
+    ) -> None:
+        e = self.engine
+        e.seq += 1
+        pos = len(e.events)
+        e.events += bytes(SLOT_BYTES)
+        _P_LIQ(
+            e.events,
+            pos,
+            MsgType.LIQUIDATION,
+            WIRE_VERSION,
+            SLOT_BYTES,
+            market,
+            e.seq,
+            account,
+            kind,
+            side,
+            size,
+            price,
+            amount,
+            int(e.book.balance[e.insurance_row, 0]),
+        )
+
+    # ---- the scan after each recomputation --------------------------------------------------------
+    def scan(self, rows: np.ndarray) -> None:
+        e = self.engine
+        b = e.book
+        for row in rows.tolist():
+            account = int(b.ids[row])
+            if account >= e.system_base:
+                continue
+            equity, maint = int(b.equity[row]), int(b.maintenance[row])
+            case = self.cases.get(account)
+            if case is None:
+                if maint <= 0 or equity >= maint:
+                    continue
+                if self._stale(row):
+                    self._event(account, 0, LiquidationKind.WAITING, 0, 0, 0, 0)
+                    continue
+                case = self.cases[account] = Case()
+                self._event(account, 0, LiquidationKind.STARTED, 0, 0, 0, equity - maint)
+                for s in range(e.shards):
+                    e.orders[s] += _P_CANCEL_ALL(
+                        MsgType.CANCEL_ALL, WIRE_VERSION, SLOT_BYTES, ALL_MARKETS, account
+                    )
+            if case.in_flight:
+                continue
+            if self._stale(row):
+                continue
+            flat = not b.perp_size[row].any() and not (b.balance[row, 1:] != 0).any()
+            if flat or equity >= maint * (PPM + self.params.buffer_ppm) // PPM:
+                del self.cases[account]
+                self._event(account, 0, LiquidationKind.ENDED, 0, 0, 0, equity - maint)
+                if flat and int(b.balance[row, 0]) < 0:
+                    self._cover(row, account)
+                continue
+            if case.backstop or equity < maint * self.params.takeover_ppm // PPM:
+                self._takeover(row, account)
+                del self.cases[account]
+                continue
+            self._step(row, account, case)
+        self._unwind()
+
+    def _stale(self, row: int) -> bool:
+        e, b = self.engine, self.engine.book
+        exposed = set(np.flatnonzero(b.balance[row, 1:]) + 1)
+        for p in np.flatnonzero(b.perp_size[row]).tolist():
+            exposed.add(e.config.markets[e.config.perps[p]].base_asset)
+        return any(bool(e.stale[a]) for a in exposed)
+
+    # ---- an order into the book ------------------------------------------------------------------
+    def _holdings(self, row: int) -> list[tuple[float, RiskMarket, int, int]]:
+        """(risk, market, signed size in atoms, price) of every holding the book can reduce."""
+        e, b = self.engine, self.engine.book
+        out = []
+        for p in np.flatnonzero(b.perp_size[row]).tolist():
+            market = e.config.markets[e.config.perps[p]]
+            size, mark = int(b.perp_size[row, p]), int(e.marks[p])
+            out.append((abs(size) * mark * e.margin.im_rate(market) / 1e14, market, size, mark))
+        for market in e.spot_market_of.values():
+            qty = int(b.balance[row, market.base_asset])
+            if qty:
+                price = int(e.prices[market.base_asset])
+                out.append((abs(qty) * price * e.margin.im_rate(market) / 1e14, market, qty, price))
+        out.sort(key=lambda h: (-h[0], h[1].market_id))
+        return out
+
+    def _step(self, row: int, account: int, case: Case) -> None:
+        e, b = self.engine, self.engine.book
+        holdings = self._holdings(row)
+        if not holdings:
+            case.backstop = True
+            return
+        _risk, market, size, price = holdings[0]
+        if price <= 0:
+            case.backstop = True
+            return
+        equity, maint = int(b.equity[row]), int(b.maintenance[row])
+        rate = e.margin.im_rate(market) * 500_000 // PPM or 1
+        step = calc_liquidation_step_atoms(
+            equity,
+            maint,
+            price,
+            size,
+            rate,
+            self.params.fee_ppm,
+            self.params.buffer_ppm,
+            market.lot_size_atoms,
+        )
+        lots = max(1, step // market.lot_size_atoms)
+        bankrupt = calc_bankruptcy_price_micro(equity, size, price)
+        side = Side.SELL if size > 0 else Side.BUY
+        tick = market.tick_size_micro
+        limit = -((-bankrupt) // tick) if side == Side.SELL else bankrupt // tick
+        if limit <= 0:
+            case.backstop = True
+            return
+        self._send(account, market, side, lots, limit)
+        case.in_flight.add(self.next_coid - 1)
+        self._event(
+            account,
+            market.market_id,
+            LiquidationKind.ORDER,
+            side,
+            lots * market.lot_size_atoms,
+            limit * tick,
+            0,
+        )
+
+    def _send(self, account: int, market: RiskMarket, side: int, lots: int, limit_ticks: int) -> None:
+        e = self.engine
+        coid = self.next_coid
+        self.next_coid += 1
+        self.orders[coid] = account
+        msg = _P_NEW(
+            MsgType.NEW_ORDER,
+            WIRE_VERSION,
+            SLOT_BYTES,
+            market.market_id,
+            0,
+            coid,
+            limit_ticks,
+            lots,
+            0,
+            0,
+            account,
+            side,
+            TimeInForce.IOC,
+            0,
+            OrderFlag.REDUCE_ONLY,
+        )
+        e.register_liquidation_order(market.market_id, account, coid, side, lots)
+        e.orders[market.market_id % e.shards] += msg
+
+    # ---- what the shards said about our orders ----------------------------------------------------
+    def on_order_end(self, coid: int, filled_all: bool, refused: bool) -> None:
+        """A liquidation order ended: filled, its IOC remainder cancelled, or refused by the shard."""
+        account = self.orders.pop(coid, None)
+        if account is None:
+            return
+        case = self.cases.get(account)
+        if case is None:
+            return
+        case.in_flight.discard(coid)
+        if refused:
+            case.retries += 1
+            if case.retries > self.params.max_retries:
+                case.backstop = True
+        elif not filled_all:
+            case.backstop = True  # the book could not absorb it within the bankruptcy price
+
+    def is_liquidation(self, coid: int) -> bool:
+        return coid >= LIQUIDATION_COID_BASE
+
+    def is_liquidating(self, account: int) -> bool:
+        return account in self.cases
+
+    # ---- the backstop ----------------------------------------------------------------------------
+    def _takeover(self, row: int, account: int) -> None:
+        """The insurance fund takes every holding over at the mark, then pays the deficit."""
+        e = self.engine
+        fund = e.insurance_row
+        taken: list[tuple[RiskMarket, int, int]] = []
+        for _risk, market, size, price in self._holdings(row):
+            notional = abs(size) * price // ATOMS_PER_UNIT
+            if market.is_perp:
+                p = market.perp
+                e.transfer_perp(row, fund, p, size, notional)
+                taken.append((market, size, price))
+            else:
+                e.transfer_spot(row, fund, market.base_asset, size, notional)
+            side = Side.SELL if size > 0 else Side.BUY
+            self._event(account, market.market_id, LiquidationKind.TAKEOVER, side, abs(size), price, notional)
+        self._cover(row, account, taken)
+
+    def _cover(self, row: int, account: int, taken: list[tuple[RiskMarket, int, int]] | None = None) -> None:
+        """Settle the account's cash after a takeover: a deficit from the fund (and ADL), a surplus
+        pays the liquidation fee."""
+        e, b = self.engine, self.engine.book
+        fund = e.insurance_row
+        cash = int(b.balance[row, 0])
+        if cash > 0:
+            notional = sum(abs(size) * price // ATOMS_PER_UNIT for _m, size, price in taken or [])
+            fee = min(cash, notional * self.params.fee_ppm // PPM)
+            if fee:
+                e.move_cash(row, fund, fee, BalanceReason.LIQUIDATION, BalanceReason.INSURANCE, account)
+            return
+        deficit = -cash
+        if deficit == 0:
+            return
+        paid = min(deficit, max(0, int(b.balance[fund, 0])))
+        if paid:
+            e.move_cash(fund, row, paid, BalanceReason.INSURANCE, BalanceReason.LIQUIDATION, account)
+            self._event(account, 0, LiquidationKind.COVERED, 0, 0, 0, paid)
+        left = deficit - paid
+        if left and taken:
+            left = self._deleverage(row, account, left, taken)
+        if left:  # nobody left to deleverage: the fund owes it, in the open
+            e.move_cash(fund, row, left, BalanceReason.INSURANCE, BalanceReason.LIQUIDATION, account)
+            self._event(account, 0, LiquidationKind.UNCOVERED, 0, 0, 0, left)
+
+    def _deleverage(
+        self, row: int, account: int, deficit: int, taken: list[tuple[RiskMarket, int, int]]
+    ) -> int:
+        """Close the fund's freshly taken perp positions against ranked profitable opposite positions;
+        split the deficit over them pro rata to the notional each closed. Returns what is left."""
+        e, b = self.engine, self.engine.book
+        fund = e.insurance_row
+        closed: list[tuple[int, int, RiskMarket]] = []  # (row, notional closed, market)
+        for market, size, price in taken:
+            p = market.perp
+            want = abs(size)  # the fund holds `size` (same sign as the bankrupt account had)
+            for other, _score in self._adl_queue(p, -1 if size > 0 else 1, exclude=(row, fund)):
+                if want == 0:
+                    break
+                have = abs(int(b.perp_size[other, p]))
+                d = min(have, want)
+                notional = d * price // ATOMS_PER_UNIT
+                signed = d if size > 0 else -d  # the fund sells (long taken) / buys (short taken)
+                e.transfer_perp(fund, other, p, signed, notional)
+                want -= d
+                closed.append((other, notional, market))
+                side = Side.BUY if size > 0 else Side.SELL  # for the deleveraged account
+                self._event(int(b.ids[other]), market.market_id, LiquidationKind.ADL, side, d, price, 0)
+        if not closed:
+            return deficit
+        weights = [n for _r, n, _m in closed]
+        if sum(weights) == 0:
+            return deficit
+        for (other, _n, market), haircut in zip(closed, calc_pro_rata_split(deficit, weights), strict=True):
+            if haircut:
+                e.move_cash(
+                    other, row, haircut, BalanceReason.LIQUIDATION, BalanceReason.LIQUIDATION, account
+                )
+                self._event(int(b.ids[other]), market.market_id, LiquidationKind.ADL, 0, 0, 0, haircut)
+        return 0
+
+    def _adl_queue(self, perp: int, sign: int, exclude: tuple[int, ...]) -> list[tuple[int, float]]:
+        """Rows holding a position of ``sign`` in ``perp``, profitable first by ADL score."""
+        e, b = self.engine, self.engine.book
+        n = b.count
+        rows = np.flatnonzero(np.sign(b.perp_size[:n, perp]) == sign).tolist()
+        mark = int(e.marks[perp])
+        out = []
+        for r in rows:
+            if r in exclude or int(b.ids[r]) >= e.system_base:
+                continue
+            size, cost = int(b.perp_size[r, perp]), int(b.perp_cost[r, perp])
+            upnl = size * mark // ATOMS_PER_UNIT - cost
+            notional = abs(size) * mark // ATOMS_PER_UNIT
+            margin = max(1, int(b.initial[r]))
+            out.append((r, calc_adl_score(upnl, margin, notional, int(b.equity[r]))))
+        out.sort(key=lambda x: (-x[1], int(b.ids[x[0]])))
+        return [(r, s) for r, s in out if s > 0]
+
+    # ---- the fund unwinds ------------------------------------------------------------------------
+    def _unwind(self) -> None:
+        e, b = self.engine, self.engine.book
+        fund = e.insurance_row
+        if self.cases.get(int(b.ids[fund])) is not None:
+            return
+        due, self.unwind_due = self.unwind_due, set()  # one attempt per mark update, not per record
+        for p in np.flatnonzero(b.perp_size[fund]).tolist():
+            if p not in due:
+                continue
+            market = e.config.markets[e.config.perps[p]]
+            if any(
+                acct == int(b.ids[fund]) and mkt == market.market_id for (mkt, acct, _c) in e.ledger.by_coid
+            ):
+                continue  # one unwind order at a time per market
+            size, mark = int(b.perp_size[fund, p]), int(e.marks[p])
+            if mark <= 0:
+                continue
+            side = Side.SELL if size > 0 else Side.BUY
+            band = mark * self.params.unwind_band_ppm // PPM
+            price = mark - band if side == Side.SELL else mark + band
+            tick = market.tick_size_micro
+            limit = -((-price) // tick) if side == Side.SELL else price // tick
+            lots = abs(size) // market.lot_size_atoms
+            if lots and limit > 0:
+                self._send(int(b.ids[fund]), market, side, lots, limit)
+                self._event(
+                    int(b.ids[fund]),
+                    market.market_id,
+                    LiquidationKind.UNWIND,
+                    side,
+                    lots * market.lot_size_atoms,
+                    limit * tick,
+                    0,
+                )
+
+    # ---- persistence -----------------------------------------------------------------------------
+    def to_json(self) -> dict[str, object]:
+        return {
+            "cases": sorted([a, sorted(c.in_flight), c.retries, c.backstop] for a, c in self.cases.items()),
+            "orders": sorted(self.orders.items()),
+            "next_coid": self.next_coid,
+            "unwind_due": sorted(self.unwind_due),
+            "adl_ranks": sorted([a, m, r] for (a, m), r in self.adl_ranks.items()),
+        }
+
+    def load_json(self, doc: dict[str, object]) -> None:
+        self.cases = {a: Case(set(f), r, b) for a, f, r, b in doc["cases"]}  # type: ignore[attr-defined]
+        self.orders = {int(c): int(a) for c, a in doc["orders"]}  # type: ignore[attr-defined]
+        self.next_coid = int(doc["next_coid"])  # type: ignore[arg-type]
+        self.unwind_due = set(doc["unwind_due"])  # type: ignore[call-overload]
+        self.adl_ranks = {(a, m): r for a, m, r in doc["adl_ranks"]}  # type: ignore[attr-defined]
+
+    # ---- ADL ranks (published when they change) ---------------------------------------------------
+    def publish_adl_ranks(self) -> None:
+        e, b = self.engine, self.engine.book
+        n = b.count
+        for p, mid in enumerate(e.config.perps):
+            mark = int(e.marks[p])
+            rows = np.flatnonzero(b.perp_size[:n, p]).tolist()
+            if not rows or mark <= 0:
+                continue
+            scores = []
+            for r in rows:
+                size, cost = int(b.perp_size[r, p]), int(b.perp_cost[r, p])
+                upnl = size * mark // ATOMS_PER_UNIT - cost
+                scores.append(
+                    calc_adl_score(
+                        upnl, max(1, int(b.initial[r])), abs(size) * mark // ATOMS_PER_UNIT, int(b.equity[r])
+                    )
+                )
+            for sign in (1, -1):
+                idx = [i for i, r in enumerate(rows) if (b.perp_size[r, p] > 0) == (sign > 0)]
+                ranks = calc_adl_ranks([scores[i] for i in idx])
+                for i, rank in zip(idx, ranks, strict=True):
+                    account = int(b.ids[rows[i]])
+                    if account >= e.system_base or self.adl_ranks.get((account, mid)) == rank:
+                        continue
+                    self.adl_ranks[(account, mid)] = rank
+                    e.seq += 1
+                    pos = len(e.events)
+                    e.events += bytes(SLOT_BYTES)
+                    _P_ADL(
+                        e.events, pos, MsgType.ADL_RANK, WIRE_VERSION, SLOT_BYTES, mid, e.seq, account, rank
+                    )

@@ -1,0 +1,120 @@
+"""Liquidation, backstop and ADL through the in-process exchange (risk + the matching core).
+
+Conservation and reservations are checked after every command by the harness (validate)."""
+
+from __future__ import annotations
+
+from risk_harness import BTC_PERP, USDC, LocalExchange
+
+from engine.risk.risk_engine import Source, insurance_account
+from engine.types.enums import LiquidationKind, MsgType, RejectCode
+from engine.wire.codec import encode
+
+ALICE, MAKER, SHORT = 21, 22, 23  # Alice: 10x long; MAKER quotes; SHORT holds the other side
+
+
+def _mark(x: LocalExchange, ticks: int) -> None:
+    x.send(encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=ticks), Source.ORACLE)
+
+
+def _setup(alice_usdc: int, fund_usdc: int = 0) -> LocalExchange:
+    """Alice long 0.1 BTC at $50,000 (notional $5,000) with ``alice_usdc`` of collateral."""
+    x = LocalExchange()
+    _mark(x, 500_000)
+    x.deposit(ALICE, USDC, alice_usdc)
+    x.deposit(SHORT, USDC, 100_000 * 10**6)
+    x.deposit(MAKER, USDC, 100_000 * 10**6)
+    if fund_usdc:  # seed the insurance fund through its own deposit
+        x.risk.book.balance[x.risk.insurance_row, USDC] += fund_usdc
+        x.risk.net_deposits[USDC] += fund_usdc
+    x.order(SHORT, BTC_PERP, 1, 500_000, 100)
+    x.order(ALICE, BTC_PERP, 0, 500_000, 100)
+    return x
+
+
+def _liqs(x: LocalExchange, kind: int | None = None) -> list[dict]:  # type: ignore[type-arg]
+    return [
+        e
+        for e in x.risk_events
+        if e["msg_type"] == MsgType.LIQUIDATION and (kind is None or e["kind"] == kind)
+    ]
+
+
+def test_below_maintenance_the_account_is_reduced_into_the_book_and_pays_the_fee() -> None:
+    x = _setup(700 * 10**6)  # $700 for $5,000: IM $500, MM $250 (10% / 5% here)
+    x.order(MAKER, BTC_PERP, 0, 470_000, 100)  # bids at $47,000 wait below
+    x.order(MAKER, BTC_PERP, 0, 465_000, 100)
+    _mark(x, 470_000)  # -$300: equity ~$400 < ... no, MM shrinks too: check the flags
+    _mark(x, 456_000)  # -$440: equity ~$260 vs MM ~$228: still fine
+    before = len(_liqs(x))
+    _mark(x, 452_000)  # equity ~$220 < MM ~$226: liquidation
+    started = _liqs(x, LiquidationKind.STARTED)
+    orders = _liqs(x, LiquidationKind.ORDER)
+    assert len(_liqs(x)) > before and started and orders
+    fills = [
+        e
+        for e in x.shard_events
+        if e["msg_type"] == MsgType.FILL and e["taker_account"] == ALICE and e["taker_side"] == 1
+    ]
+    assert fills, "the liquidation order traded with the resting bids"
+    assert all(
+        f["price_ticks"] >= orders[0]["price_micro"] // 100_000 for f in fills
+    )  # never past bankruptcy
+    b = x.risk.book
+    assert b.balance[x.risk.insurance_row, USDC] > 0  # the liquidation fee
+    # Alice is now allowed to trade again only once she is out of liquidation
+    assert 0 < abs(int(b.perp_size[x.row(ALICE), 0])) < 10**7  # partial before full
+
+
+def test_orders_of_a_liquidating_account_are_refused() -> None:
+    from engine.risk.liquidator import Case
+
+    x = _setup(700 * 10**6)
+    x.risk.liquidator.cases[ALICE] = Case(in_flight={1 << 63})  # a liquidation order in the book
+    x.order(ALICE, BTC_PERP, 0, 450_000, 1)
+    assert x.last_reject() == RejectCode.ACCOUNT_LIQUIDATING
+    x.order(MAKER, BTC_PERP, 0, 450_000, 1, client_order_id=(1 << 63) + 5)
+    assert x.last_reject() == RejectCode.BAD_FIELD  # risk's own client order ids are reserved
+
+
+def test_an_empty_book_sends_it_to_the_backstop_and_the_fund_covers_the_deficit() -> None:
+    x = _setup(700 * 10**6, fund_usdc=10_000 * 10**6)
+    _mark(x, 440_000)  # -$600: equity ~$100, below half of maintenance: taken over at once
+    assert _liqs(x, LiquidationKind.TAKEOVER)
+    b = x.risk.book
+    fund = x.risk.insurance_row
+    assert b.perp_size[x.row(ALICE), 0] == 0 and b.perp_size[fund, 0] == 10**7
+    assert b.balance[x.row(ALICE), USDC] >= 0
+    _mark(x, 420_000)  # the fund now carries the loss it took over (and tries to unwind it)
+    assert _liqs(x, LiquidationKind.UNWIND)
+
+
+def test_a_deficit_the_fund_cannot_pay_is_deleveraged_against_profitable_shorts() -> None:
+    x = _setup(700 * 10**6, fund_usdc=0)
+    _mark(x, 420_000)  # -$800: Alice at -$100 equity, the fund holds nothing
+    adl = _liqs(x, LiquidationKind.ADL)
+    assert adl, "the profitable short was deleveraged"
+    b = x.risk.book
+    assert b.perp_size[x.row(SHORT), 0] == 0  # its position closed against the bankrupt one
+    haircut = sum(e["amount_micro"] for e in adl)
+    assert haircut > 0
+    assert b.balance[x.row(ALICE), USDC] == 0  # the deficit is covered, nothing more
+    assert b.balance[x.risk.insurance_row, USDC] == 0
+    assert not _liqs(x, LiquidationKind.UNCOVERED)
+
+
+def test_no_liquidation_on_a_stale_price() -> None:
+    from risk_harness import BTC
+
+    x = _setup(700 * 10**6)
+    x.send(encode(MsgType.ORACLE_PRICE, asset=BTC, status=1, price_micro=45_000 * 10**6), Source.ORACLE)
+    _mark(x, 440_000)
+    assert _liqs(x, LiquidationKind.WAITING) and not _liqs(x, LiquidationKind.STARTED)
+    x.send(encode(MsgType.ORACLE_PRICE, asset=BTC, status=0, price_micro=44_000 * 10**6), Source.ORACLE)
+    assert _liqs(x, LiquidationKind.STARTED)
+
+
+def test_insurance_account_is_a_system_account_of_the_partition() -> None:
+    x = LocalExchange()
+    assert x.risk.owns(insurance_account(0))
+    assert x.row(insurance_account(0)) == x.risk.insurance_row
