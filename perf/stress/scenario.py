@@ -1,0 +1,239 @@
+"""Stress scenarios: the JSON format ``hx stress --scenario NAME|FILE`` reads, checked before anything runs.
+
+Required:
+
+* ``assets``: ``{SYMBOL: {"kind": "perp"|"spot"|"equity"|"prediction"|"collateral",
+  "start_price": number}}``: the markets and collateral of the run (tick, lot, margin and haircut
+  derived from the kind and price unless the asset gives them);
+* ``path``: ``[{"t_s": seconds, "prices": {SYMBOL: price}}, ...]`` in increasing ``t_s``; a symbol
+  missing from a row keeps its last price; between rows prices are interpolated at ``--step-s``,
+  log-linearly (linearly for prediction markets, whose price is the YES share's, in [0, 1]).
+
+Optional: ``population``, ``book``, ``oracle``, ``sessions``, ``resolution``, ``funding`` (see
+:class:`Scenario`). Any other top-level key, an asset's keys beyond those it uses (e.g.
+``reference``), and ``t_utc``, ``status``, ``src``, ``note`` inside a path row are documentation:
+ignored, and listed in the report. A misspelt required key, a non-numeric or non-positive price, a
+prediction price outside [0, 1], time going backwards: :class:`ScenarioError` naming the row and
+the field. Nothing starts before the whole file is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+KINDS = ("perp", "spot", "equity", "prediction", "collateral")
+ASSET_KEYS = {"kind", "start_price", "tick", "lot", "margin", "haircut", "leverage"}
+ROW_KEYS = {"t_s", "prices"}
+ROW_DOC_KEYS = {"t_utc", "status", "src", "note"}
+OPTIONAL = {"population", "book", "oracle", "sessions", "resolution", "funding", "name", "description"}
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+class ScenarioError(ValueError):
+    """The scenario cannot run; the message names the row and the field."""
+
+
+@dataclass(frozen=True)
+class AssetDef:
+    symbol: str
+    kind: str
+    start_price: Decimal
+    tick: Decimal | None = None
+    lot: Decimal | None = None
+    margin: Decimal | None = None  # initial margin fraction
+    haircut: Decimal | None = None  # collateral weight reduction
+
+
+@dataclass(frozen=True)
+class PathRow:
+    t_s: Decimal
+    prices: dict[str, Decimal]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    assets: dict[str, AssetDef]
+    path: tuple[PathRow, ...]
+    population: dict[str, Any] = field(default_factory=dict)
+    book: dict[str, Any] = field(default_factory=dict)
+    oracle: dict[str, Any] = field(default_factory=dict)
+    sessions: dict[str, Any] = field(default_factory=dict)
+    resolution: dict[str, Any] | None = None
+    funding: dict[str, Any] = field(default_factory=dict)
+    ignored: tuple[str, ...] = ()  # documentation keys, listed in the report
+
+    @property
+    def duration_s(self) -> Decimal:
+        return self.path[-1].t_s
+
+    def prices_at(self, t_s: float) -> dict[str, Decimal]:
+        """Every asset's price at ``t_s`` (interpolated between rows; the last row's after it)."""
+        out: dict[str, Decimal] = {}
+        for symbol, asset in self.assets.items():
+            out[symbol] = self._price(symbol, asset.kind, Decimal(repr(t_s)))
+        return out
+
+    def _price(self, symbol: str, kind: str, t: Decimal) -> Decimal:
+        # the rows that set this symbol, with the start price at t = 0
+        points = [(Decimal(0), self.assets[symbol].start_price)]
+        points += [(row.t_s, row.prices[symbol]) for row in self.path if symbol in row.prices]
+        if t <= points[0][0]:
+            return points[0][1]
+        for (t0, p0), (t1, p1) in zip(points, points[1:], strict=False):
+            if t0 <= t <= t1:
+                if t1 == t0:
+                    return p1
+                f = (t - t0) / (t1 - t0)
+                if kind == "prediction" or p0 == 0 or p1 == 0:
+                    return p0 + (p1 - p0) * f
+                return Decimal(
+                    math.exp(math.log(float(p0)) + (math.log(float(p1)) - math.log(float(p0))) * float(f))
+                )
+        return points[-1][1]
+
+
+def _number(value: Any, where: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ScenarioError(f"{where}: must be a number, got {value!r}")
+    try:
+        dec = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+    except InvalidOperation:
+        raise ScenarioError(f"{where}: must be a number, got {value!r}") from None
+    if not dec.is_finite():
+        raise ScenarioError(f"{where}: must be finite, got {value!r}")
+    return dec
+
+
+def _price(value: Any, kind: str, where: str) -> Decimal:
+    p = _number(value, where)
+    if kind == "prediction":
+        if not Decimal(0) <= p <= Decimal(1):
+            raise ScenarioError(
+                f"{where}: a prediction market's price is the YES share's, in [0, 1]; got {value!r}"
+            )
+    elif p <= 0:
+        raise ScenarioError(f"{where}: a price must be > 0, got {value!r}")
+    return p
+
+
+def parse_scenario(doc: Any, name: str = "<scenario>") -> Scenario:
+    """Check a parsed scenario document; ScenarioError names the row and the field."""
+    if not isinstance(doc, dict):
+        raise ScenarioError(f"{name}: a scenario is a JSON object")
+    for key in ("assets", "path"):
+        if key not in doc:
+            near = [k for k in doc if k.lower().strip("s") == key.strip("s") or k.lower() == key]
+            hint = f" (found {near[0]!r}: misspelt?)" if near else ""
+            raise ScenarioError(f"{name}: missing required key {key!r}{hint}")
+    ignored = [k for k in doc if k not in {"assets", "path"} | OPTIONAL]
+    raw_assets = doc["assets"]
+    if not isinstance(raw_assets, dict) or not raw_assets:
+        raise ScenarioError(f"{name}: 'assets' must be a non-empty object {{SYMBOL: {{kind, start_price}}}}")
+    assets: dict[str, AssetDef] = {}
+    for symbol, raw in raw_assets.items():
+        where = f"{name}: assets.{symbol}"
+        if not isinstance(raw, dict):
+            raise ScenarioError(f"{where}: must be an object with 'kind' and 'start_price'")
+        for key in ("kind", "start_price"):
+            if key not in raw:
+                raise ScenarioError(f"{where}: missing required key {key!r}")
+        kind = raw["kind"]
+        if kind not in KINDS:
+            raise ScenarioError(f"{where}.kind: {kind!r} is not one of {list(KINDS)}")
+        extra = {k: _number(raw[k], f"{where}.{k}") for k in ("tick", "lot", "margin", "haircut") if k in raw}
+        for k, v in extra.items():
+            if v <= 0 or (k in ("margin", "haircut") and v >= 1):
+                raise ScenarioError(f"{where}.{k}: out of range, got {raw[k]!r}")
+        ignored += [f"assets.{symbol}.{k}" for k in raw if k not in ASSET_KEYS]
+        assets[symbol] = AssetDef(
+            symbol, kind, _price(raw["start_price"], kind, f"{where}.start_price"), **extra
+        )
+    raw_path = doc["path"]
+    if not isinstance(raw_path, list) or not raw_path:
+        raise ScenarioError(f"{name}: 'path' must be a non-empty list of {{t_s, prices}} rows")
+    rows: list[PathRow] = []
+    last_t = Decimal(-1)
+    for i, row in enumerate(raw_path):
+        where = f"{name}: path[{i}]"
+        if not isinstance(row, dict):
+            raise ScenarioError(f"{where}: must be an object with 't_s' and 'prices'")
+        for key in ROW_KEYS:
+            if key not in row:
+                raise ScenarioError(f"{where}: missing required key {key!r}")
+        unknown = [k for k in row if k not in ROW_KEYS | ROW_DOC_KEYS]
+        if unknown:
+            raise ScenarioError(
+                f"{where}: unknown key(s) {unknown}; a row has t_s, prices (and t_utc, status, src, note)"
+            )
+        ignored += [f"path[{i}].{k}" for k in row if k in ROW_DOC_KEYS]
+        t = _number(row["t_s"], f"{where}.t_s")
+        if t < 0:
+            raise ScenarioError(f"{where}.t_s: must be >= 0, got {row['t_s']!r}")
+        if t <= last_t:
+            raise ScenarioError(f"{where}.t_s: time goes backwards ({row['t_s']!r} after {last_t})")
+        last_t = t
+        prices = row["prices"]
+        if not isinstance(prices, dict):
+            raise ScenarioError(f"{where}.prices: must be an object {{SYMBOL: price}}")
+        parsed = {}
+        for symbol, value in prices.items():
+            if symbol not in assets:
+                raise ScenarioError(
+                    f"{where}.prices.{symbol}: not an asset of the scenario ({sorted(assets)})"
+                )
+            parsed[symbol] = _price(value, assets[symbol].kind, f"{where}.prices.{symbol}")
+        rows.append(PathRow(t, parsed))
+    resolution = doc.get("resolution")
+    if resolution is not None:
+        where = f"{name}: resolution"
+        if not isinstance(resolution, dict) or {"market", "outcome", "t_s"} - set(resolution):
+            raise ScenarioError(f"{where}: must be {{market, outcome, t_s}}")
+        market = resolution["market"]
+        if market not in assets or assets[market].kind != "prediction":
+            raise ScenarioError(f"{where}.market: {market!r} is not a prediction asset of the scenario")
+        if resolution["outcome"] not in ("YES", "NO"):
+            raise ScenarioError(f'{where}.outcome: must be "YES" or "NO", got {resolution["outcome"]!r}')
+        _number(resolution["t_s"], f"{where}.t_s")
+    for key in ("population", "book", "oracle", "sessions", "funding"):
+        if key in doc and not isinstance(doc[key], dict):
+            raise ScenarioError(f"{name}: {key!r} must be an object")
+    return Scenario(
+        name=str(doc.get("name", name)),
+        assets=assets,
+        path=tuple(rows),
+        population=dict(doc.get("population", {})),
+        book=dict(doc.get("book", {})),
+        oracle=dict(doc.get("oracle", {})),
+        sessions=dict(doc.get("sessions", {})),
+        resolution=resolution,
+        funding=dict(doc.get("funding", {})),
+        ignored=tuple(ignored),
+    )
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.json"))
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A built-in scenario by name, or a file; ScenarioError (never a traceback) when it cannot run."""
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = BUILTIN_DIR / f"{name_or_path}.json"
+        if not path.exists():
+            raise ScenarioError(
+                f"no scenario {name_or_path!r}: built-in ones are {builtin_names()}, or give a file"
+            )
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: not valid JSON: {exc}") from None
+    return parse_scenario(doc, path.stem)

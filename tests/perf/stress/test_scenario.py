@@ -1,0 +1,93 @@
+"""Scenario files: the built-in ones load; nonsense is refused naming the row and field."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from perf.stress.scenario import ScenarioError, builtin_names, load_scenario, parse_scenario
+
+GOOD = {
+    "assets": {
+        "BTC-PERP": {"kind": "perp", "start_price": 60000},
+        "YES": {"kind": "prediction", "start_price": 0.5},
+    },
+    "path": [
+        {"t_s": 10, "prices": {"BTC-PERP": 60000}},
+        {"t_s": 20, "prices": {"BTC-PERP": 30000, "YES": 1}, "note": "halved", "t_utc": "2020-03-12T02:00Z"},
+    ],
+    "notes_for_humans": "anything",
+}
+
+
+def test_every_builtin_loads() -> None:
+    names = builtin_names()
+    assert {"crash", "squeeze", "equity-gap", "resolution", "oracle-attack", "cascade", "depeg"} <= set(names)
+    for name in names:
+        assert load_scenario(name).path
+
+
+def test_interpolation_is_log_linear_and_linear_for_predictions() -> None:
+    s = parse_scenario(GOOD)
+    mid = s.prices_at(15)
+    assert abs(float(mid["BTC-PERP"]) - 60000 / 2**0.5) < 1e-6  # geometric midpoint
+    assert float(s.prices_at(15)["YES"]) == pytest.approx(0.5 + 0.5 * 15 / 20)  # from 0.5 at t=0 to 1 at 20
+    assert s.prices_at(99)["BTC-PERP"] == 30000  # after the last row: the last price
+    assert set(s.ignored) == {"notes_for_humans", "path[1].note", "path[1].t_utc"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.pop("path"), "missing required key 'path'"),
+        (lambda d: d.update(paths=d.pop("path")), "missing required key 'path' (found 'paths'"),
+        (
+            lambda d: d["assets"]["BTC-PERP"].update(kind="future"),
+            "assets.BTC-PERP.kind: 'future' is not one of",
+        ),
+        (
+            lambda d: d["assets"]["BTC-PERP"].pop("start_price"),
+            "assets.BTC-PERP: missing required key 'start_price'",
+        ),
+        (
+            lambda d: d["path"][1]["prices"].update({"BTC-PERP": "abc"}),
+            "path[1].prices.BTC-PERP: must be a number",
+        ),
+        (
+            lambda d: d["path"][1]["prices"].update({"BTC-PERP": -5}),
+            "path[1].prices.BTC-PERP: a price must be > 0",
+        ),
+        (
+            lambda d: d["path"][1]["prices"].update({"YES": 1.5}),
+            "path[1].prices.YES: a prediction market's price",
+        ),
+        (lambda d: d["path"][1].update(t_s=5), "path[1].t_s: time goes backwards"),
+        (lambda d: d["path"][0].update(tss=1), "path[0]: unknown key(s) ['tss']"),
+        (lambda d: d["path"][0]["prices"].update(ETH=1), "path[0].prices.ETH: not an asset"),
+        (
+            lambda d: d.update(resolution={"market": "BTC-PERP", "outcome": "YES", "t_s": 1}),
+            "not a prediction asset",
+        ),
+    ],
+)
+def test_nonsense_is_refused_naming_the_row_and_field(edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    doc = copy.deepcopy(GOOD)
+    edit(doc)
+    with pytest.raises(ScenarioError, match=re.escape(message)):
+        parse_scenario(doc)
+
+
+def test_a_file_that_is_not_json_or_not_there(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    with pytest.raises(ScenarioError, match="not valid JSON"):
+        load_scenario(str(bad))
+    with pytest.raises(ScenarioError, match="built-in ones are"):
+        load_scenario("no-such-scenario")
+    good = tmp_path / "mine.json"
+    good.write_text(json.dumps(GOOD))
+    assert load_scenario(str(good)).name == "mine"
