@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.math.liquidation import (
-    calc_adl_ranks,
+    ADL_BUCKETS,
     calc_adl_score,
     calc_bankruptcy_price_micro,
     calc_liquidation_step_atoms,
@@ -84,7 +84,7 @@ class Liquidator:
         self.cases: dict[int, Case] = {}  # by account id
         self.orders: dict[int, int] = {}  # liquidation client order id -> account id
         self.next_coid = LIQUIDATION_COID_BASE
-        self.adl_ranks: dict[tuple[int, int], int] = {}  # (account, perp market) -> last rank sent
+        self.rank_cache = np.zeros((0, engine.config.n_perps), np.int8)  # last ADL rank sent, by row
         self.unwind_due: set[int] = set()  # perps whose mark moved since the fund last tried
 
     # ---- events --------------------------------------------------------------------------------
@@ -407,7 +407,11 @@ class Liquidator:
             "orders": sorted(self.orders.items()),
             "next_coid": self.next_coid,
             "unwind_due": sorted(self.unwind_due),
-            "adl_ranks": sorted([a, m, r] for (a, m), r in self.adl_ranks.items()),
+            "adl_ranks": [
+                [int(r), int(p), int(v)]
+                for r, p in zip(*np.nonzero(self.rank_cache), strict=True)
+                for v in (self.rank_cache[r, p],)
+            ],
         }
 
     def load_json(self, doc: dict[str, object]) -> None:
@@ -415,37 +419,55 @@ class Liquidator:
         self.orders = {int(c): int(a) for c, a in doc["orders"]}  # type: ignore[attr-defined]
         self.next_coid = int(doc["next_coid"])  # type: ignore[arg-type]
         self.unwind_due = set(doc["unwind_due"])  # type: ignore[call-overload]
-        self.adl_ranks = {(a, m): r for a, m, r in doc["adl_ranks"]}  # type: ignore[attr-defined]
+        self.rank_cache = np.zeros((self.engine.book.capacity, self.engine.config.n_perps), np.int8)
+        for r, p, v in doc["adl_ranks"]:  # type: ignore[attr-defined]
+            self.rank_cache[r, p] = v
 
     # ---- ADL ranks (published when they change) ---------------------------------------------------
     def publish_adl_ranks(self) -> None:
+        """Every position's ADL quantile, vectorised per perp and side; an event when one changes."""
         e, b = self.engine, self.engine.book
         n = b.count
+        if self.rank_cache.shape != (b.capacity, e.config.n_perps):
+            grown = np.zeros((b.capacity, e.config.n_perps), np.int8)
+            grown[: self.rank_cache.shape[0]] = self.rank_cache[: b.capacity]
+            self.rank_cache = grown
+        equity = b.equity[:n].astype(np.float64)
+        margin = np.maximum(b.initial[:n], 1).astype(np.float64)
+        system = b.ids[:n] >= e.system_base
         for p, mid in enumerate(e.config.perps):
-            mark = int(e.marks[p])
-            rows = np.flatnonzero(b.perp_size[:n, p]).tolist()
-            if not rows or mark <= 0:
+            mark = float(e.marks[p])
+            size = b.perp_size[:n, p]
+            if mark <= 0 or not size.any():
                 continue
-            scores = []
-            for r in rows:
-                size, cost = int(b.perp_size[r, p]), int(b.perp_cost[r, p])
-                upnl = size * mark // ATOMS_PER_UNIT - cost
-                scores.append(
-                    calc_adl_score(
-                        upnl, max(1, int(b.initial[r])), abs(size) * mark // ATOMS_PER_UNIT, int(b.equity[r])
-                    )
+            value = size.astype(np.float64) * (mark / ATOMS_PER_UNIT)
+            upnl = value - b.perp_cost[:n, p]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                score = np.where(
+                    (upnl > 0) & (equity > 0) & ~system, (upnl / margin) * (np.abs(value) / equity), 0.0
                 )
+            ranks = np.zeros(n, np.int8)
             for sign in (1, -1):
-                idx = [i for i, r in enumerate(rows) if (b.perp_size[r, p] > 0) == (sign > 0)]
-                ranks = calc_adl_ranks([scores[i] for i in idx])
-                for i, rank in zip(idx, ranks, strict=True):
-                    account = int(b.ids[rows[i]])
-                    if account >= e.system_base or self.adl_ranks.get((account, mid)) == rank:
-                        continue
-                    self.adl_ranks[(account, mid)] = rank
-                    e.seq += 1
-                    pos = len(e.events)
-                    e.events += bytes(SLOT_BYTES)
-                    _P_ADL(
-                        e.events, pos, MsgType.ADL_RANK, WIRE_VERSION, SLOT_BYTES, mid, e.seq, account, rank
-                    )
+                sel = np.flatnonzero((np.sign(size) == sign) & (score > 0))
+                if len(sel):
+                    ordered = np.sort(score[sel])
+                    below = np.searchsorted(ordered, score[sel], side="left")
+                    ranks[sel] = 1 + below * ADL_BUCKETS // len(sel)
+            changed = np.flatnonzero(ranks != self.rank_cache[:n, p])
+            for row in changed.tolist():
+                rank = int(ranks[row])
+                self.rank_cache[row, p] = rank
+                e.seq += 1
+                pos = len(e.events)
+                e.events += bytes(SLOT_BYTES)
+                _P_ADL(
+                    e.events,
+                    pos,
+                    MsgType.ADL_RANK,
+                    WIRE_VERSION,
+                    SLOT_BYTES,
+                    mid,
+                    e.seq,
+                    int(b.ids[row]),
+                    rank,
+                )
