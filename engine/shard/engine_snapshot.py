@@ -25,27 +25,45 @@ from typing import Any
 import numpy as np
 
 from engine.shard.order import ORDER_FIELDS
+from engine.wire.layout import Field, dtype_of, struct_of
 
 MAGIC = b"HXSNAP\x00\x01"
-_ENGINE = struct.Struct("<8sQI")
-_MARKET = struct.Struct("<IQBqQqqqqII")
+_ENGINE = struct.Struct("<8sQI")  # magic, now_ns, n_markets
 
-SNAP_ORDER = np.dtype(
-    [
-        ("oid", "<u8"),
-        ("account", "<u4"),
-        ("side", "u1"),
-        ("tif", "u1"),
-        ("order_type", "u1"),
-        ("flags", "u1"),
-        ("price", "<i8"),
-        ("open", "<i8"),
-        ("filled", "<i8"),
-        ("coid", "<u8"),
-        ("expire_ns", "<u8"),
-        ("trigger", "<i8"),
-    ]
+# The snapshot's records as field tables (name, struct code, meaning), like the wire layouts: the
+# struct, the numpy dtype and the C core's offsets (engine/native/hx_wire.h, generated) all derive
+# from these two tables.
+SNAP_MARKET_FIELDS: tuple[Field, ...] = (
+    ("market_id", "I", "market"),
+    ("seq", "Q", "the market's last event sequence number"),
+    ("status", "B", "MarketStatus"),
+    ("mark", "q", "last mark price, ticks (0 = none yet)"),
+    ("last_oid", "Q", "highest order id accepted"),
+    ("bid_price_ticks", "q", "last BBO emitted: best bid"),
+    ("bid_size_lots", "q", "last BBO emitted: size at the best bid"),
+    ("ask_price_ticks", "q", "last BBO emitted: best ask"),
+    ("ask_size_lots", "q", "last BBO emitted: size at the best ask"),
+    ("n_orders", "I", "resting order records that follow"),
+    ("n_stops", "I", "waiting stop records that follow them"),
 )
+SNAP_ORDER_FIELDS: tuple[Field, ...] = (
+    ("oid", "Q", "exchange order id"),
+    ("account", "I", "owner"),
+    ("side", "B", "Side"),
+    ("tif", "B", "TimeInForce"),
+    ("order_type", "B", "OrderType: LIMIT once resting; the stop's own type while it waits"),
+    ("flags", "B", "OrderFlag bits and StpMode, as sent"),
+    ("price", "q", "limit (or worst) price, ticks"),
+    ("open", "q", "open size, lots (> 0)"),
+    ("filled", "q", "lots filled so far"),
+    ("coid", "Q", "client order id, 0 = none"),
+    ("expire_ns", "Q", "GTT expiry, 0 = none"),
+    ("trigger", "q", "stop/take-profit trigger, ticks; 0 for a resting order"),
+)
+_MARKET = struct_of(SNAP_MARKET_FIELDS)
+SNAP_ORDER = dtype_of(SNAP_ORDER_FIELDS)
+SNAP_ORDER_STRUCT = struct_of(SNAP_ORDER_FIELDS)
+assert SNAP_ORDER.itemsize == SNAP_ORDER_STRUCT.size == 64
 # SNAP_ORDER field name for each O_* index of an order record
 _FIELD_OF_INDEX = (
     "oid",

@@ -257,7 +257,7 @@ class MatchingEngine:
         if self._on_rejected is not None:
             m = self._m.get(market_id)
             self._on_rejected(
-                market_id, m.book.seq if m is not None else 0, oid, coid, account, code, command, self.now_ns
+                market_id, m.book.seq if m is not None else 0, oid, coid, self.now_ns, account, code, command
             )
         return code
 
@@ -430,12 +430,12 @@ class MatchingEngine:
             client_order_id,
             price,
             size,
+            self.now_ns,
             account,
             side,
             tif,
             order_type,
             flags,
-            self.now_ns,
         )
         if self.debug_validate:
             self.validate()
@@ -497,10 +497,10 @@ class MatchingEngine:
             stop[O_OID],
             stop[O_COID],
             stop[O_OPEN],
+            self.now_ns,
             stop[O_ACCOUNT],
             reason,
             stop[O_SIDE],
-            self.now_ns,
         )
 
     def amend(
@@ -648,7 +648,7 @@ class MatchingEngine:
         elif tif == _FOK and not book.fillable(side, price, size, account, (flags >> 4) & 7):
             cancel_reason = CancelReason.FOK_UNFILLED
         if cancel_reason >= 0:
-            self._emit(book, "on_cancelled", oid, coid, size, account, cancel_reason, side, self.now_ns)
+            self._emit(book, "on_cancelled", oid, coid, size, self.now_ns, account, cancel_reason, side)
             return
         if is_market:
             reason = _MARKET_NO_LIQ if tif == _IOC else int(CancelReason.FOK_UNFILLED)

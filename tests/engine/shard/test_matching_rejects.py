@@ -158,7 +158,7 @@ def test_bad_input_is_rejected_without_effect(book: str, name: str, msg: bytes, 
     before = e.state_hash()
     assert e.handle(msg, 0) == code
     assert [ev[0] for ev in rec.events] == [MsgType.REJECTED]
-    assert rec.events[0][6] == code
+    assert rec.events[0][7] == code  # reason
     assert e.state_hash() == before
     e.validate()
 
