@@ -28,7 +28,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSU
 
 from engine.host import ensure_realtime_priority
 from engine.types.enums import MsgType, RejectCode, reject_message
-from engine.wire.layout import SLOT_BYTES
+from engine.wire.layout import MARKET_ID_AT, SLOT_BYTES
 from gateway.auth import Authenticator
 from gateway.binary import check_struct, market_table, reject_struct, validate_frame
 from gateway.fanout import EventFanout
@@ -359,7 +359,7 @@ class GatewayServer:
         if not self._take_order_tokens(sess, 1):
             reject(RejectCode.RATE_LIMITED, retry=self._retry_after(sess, 1))
             return
-        if self.router.submit(data, [int.from_bytes(data[4:8], "little")]):
+        if self.router.submit(data, [int.from_bytes(data[MARKET_ID_AT : MARKET_ID_AT + 4], "little")]):
             reject(RejectCode.BACKPRESSURE, retry=0.001)
             return
         self.stats["orders"] += 1
