@@ -19,7 +19,10 @@
  *           and the same two id maps for stop orders waiting for their trigger;
  *   stops   a pool of waiting stop/take-profit records with an unordered index array;
  *   gtt     a binary min-heap of (expire_ns, order id), cleaned lazily like the Python heap.
- * All arithmetic that can overflow int64 (notional, band) is done in __int128.
+ * All arithmetic that can overflow int64 (notional, band) is done in __int128. Aggregates are bounded
+ * like the twin's (a level's total <= the market's max_level <= 2^62, checked before anything rests;
+ * an account's live orders <= max_open, counted in the per-account map slots), and a level total is
+ * added with __builtin_add_overflow as a last guard.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -51,7 +54,7 @@ typedef struct {
     int32_t count, head, tail, next_free;
 } Level;
 
-typedef struct { uint64_t a, b; int32_t v, used; } Slot;
+typedef struct { uint64_t a, b; int32_t v, n; } Slot; /* n: 0 = empty slot, else a count (see map_find) */
 typedef struct { Slot *s; uint32_t mask, n; } Map;
 
 typedef struct { int64_t *keys; int32_t *lv; int32_t n, cap; } Side;
@@ -70,7 +73,9 @@ typedef struct {
     Map by_oid, by_coid, by_account;
     Order *stops; int32_t scap, sfree;
     int32_t *stop_idx; int32_t nstops, stop_idx_cap;
-    Map stop_by_oid, stop_by_coid;
+    Map stop_by_oid, stop_by_coid, stop_by_account; /* stop_by_account: account -> (count in n) */
+    int64_t max_level;  /* a level's total open size stays <= this (<= HX_MAX_LEVEL_TOTAL_LOTS) */
+    int32_t max_open;   /* an account's live (resting + waiting) orders stay <= this */
     HeapItem *gtt; int32_t ngtt, gtt_cap;
 } Market;
 
@@ -90,6 +95,9 @@ static void *xrealloc(Core *c, void *p, size_t n) {
 }
 
 /* ---- hash map: two u64 keys -> int32 ----------------------------------------------------------- */
+/* A slot is occupied when n != 0. Most maps keep n = 1; the per-account maps keep a count in it (the
+   account's resting orders in by_account, its waiting stops in stop_by_account), so that the
+   open-order cap costs no extra lookup on the matching path. */
 static inline uint32_t hkey(uint64_t a, uint64_t b) {
     uint64_t h = a * 0x9E3779B97F4A7C15ULL ^ (b + 0x632BE59BD9B4E019ULL) * 0xC2B2AE3D27D4EB4FULL;
     h ^= h >> 29; h *= 0xBF58476D1CE4E5B9ULL; h ^= h >> 32;
@@ -102,47 +110,65 @@ static void map_init(Map *m, uint32_t cap) {
     memset(m->s, 0, (size_t)cap * sizeof(Slot));
 }
 static void map_free(Map *m) { free(m->s); m->s = NULL; }
-static int32_t map_get(const Map *m, uint64_t a, uint64_t b) {
+static Slot *map_find(const Map *m, uint64_t a, uint64_t b) {
     uint32_t i = hkey(a, b) & m->mask;
     for (;;) {
-        const Slot *s = &m->s[i];
-        if (!s->used) return -1;
-        if (s->a == a && s->b == b) return s->v;
+        Slot *s = &m->s[i];
+        if (!s->n) return NULL;
+        if (s->a == a && s->b == b) return s;
         i = (i + 1) & m->mask;
     }
 }
-static void map_put(Map *m, uint64_t a, uint64_t b, int32_t v);
+static int32_t map_get(const Map *m, uint64_t a, uint64_t b) {
+    const Slot *s = map_find(m, a, b);
+    return s ? s->v : -1;
+}
+static inline int32_t map_count(const Map *m, uint64_t a, uint64_t b) {
+    const Slot *s = map_find(m, a, b);
+    return s ? s->n : 0;
+}
 static void map_grow(Map *m) {
     Slot *old = m->s; uint32_t cap = m->mask + 1;
     map_init(m, cap * 2);
-    for (uint32_t i = 0; i < cap; i++) if (old[i].used) map_put(m, old[i].a, old[i].b, old[i].v);
+    for (uint32_t i = 0; i < cap; i++) {
+        if (!old[i].n) continue;
+        uint32_t j = hkey(old[i].a, old[i].b) & m->mask;
+        while (m->s[j].n) j = (j + 1) & m->mask;
+        m->s[j] = old[i]; /* the whole slot: value and count */
+        m->n++;
+    }
     free(old);
 }
-static void map_put(Map *m, uint64_t a, uint64_t b, int32_t v) {
+/* the slot of (a, b), inserted (v = -1, n = 1, *fresh = 1) when absent */
+static Slot *map_upsert(Map *m, uint64_t a, uint64_t b, int *fresh) {
     if ((m->n + 1) * 4 > (m->mask + 1) * 3) map_grow(m);
     uint32_t i = hkey(a, b) & m->mask;
     for (;;) {
         Slot *s = &m->s[i];
-        if (!s->used) { s->a = a; s->b = b; s->v = v; s->used = 1; m->n++; return; }
-        if (s->a == a && s->b == b) { s->v = v; return; }
+        if (!s->n) { s->a = a; s->b = b; s->v = -1; s->n = 1; m->n++; *fresh = 1; return s; }
+        if (s->a == a && s->b == b) { *fresh = 0; return s; }
         i = (i + 1) & m->mask;
     }
+}
+static void map_put(Map *m, uint64_t a, uint64_t b, int32_t v) {
+    int fresh;
+    map_upsert(m, a, b, &fresh)->v = v;
 }
 static void map_del(Map *m, uint64_t a, uint64_t b) {
     uint32_t i = hkey(a, b) & m->mask;
     for (;;) {
         Slot *s = &m->s[i];
-        if (!s->used) return;
+        if (!s->n) return;
         if (s->a == a && s->b == b) break;
         i = (i + 1) & m->mask;
     }
     /* backward-shift deletion: keep every probe chain unbroken */
     uint32_t j = i;
     for (;;) {
-        m->s[i].used = 0;
+        m->s[i].n = 0;
         for (;;) {
             j = (j + 1) & m->mask;
-            if (!m->s[j].used) { m->n--; return; }
+            if (!m->s[j].n) { m->n--; return; }
             uint32_t k = hkey(m->s[j].a, m->s[j].b) & m->mask;
             /* can the entry at j move to the hole at i? only if its home k is not in (i, j] */
             if ((j > i) ? (k <= i || k > j) : (k <= i && k > j)) break;
@@ -150,6 +176,17 @@ static void map_del(Map *m, uint64_t a, uint64_t b) {
         m->s[i] = m->s[j];
         i = j;
     }
+}
+/* count (a, b) up by one, or down by one (removing it at zero) */
+static void map_count_up(Map *m, uint64_t a, uint64_t b) {
+    int fresh;
+    Slot *s = map_upsert(m, a, b, &fresh);
+    if (!fresh) s->n++;
+}
+static void map_count_down(Map *m, uint64_t a, uint64_t b) {
+    Slot *s = map_find(m, a, b);
+    if (s->n > 1) s->n--;
+    else map_del(m, a, b);
 }
 
 /* ---- event emission ------------------------------------------------------------------------------ */
@@ -349,6 +386,21 @@ static inline int64_t best_price(const Market *m, int side) {
     if (!s->n) return 0;
     return m->levels[s->lv[s->n - 1]].price;
 }
+/* open size resting at (side, price) (0: no such level) */
+static int64_t level_size_at(const Market *m, int side, int64_t price) {
+    const Side *s = &m->sides[side];
+    int32_t pos = side_find(s, key_of(side, price));
+    return pos >= 0 ? m->levels[s->lv[pos]].size : 0;
+}
+/* may `size` more lots rest at (side, price)? `except` lots already there are leaving first. Both
+   the level total and the bound are <= 2^62, so the subtraction cannot overflow. */
+static int level_room(const Market *m, int side, int64_t price, int64_t size, int64_t except) {
+    return size <= m->max_level - (level_size_at(m, side, price) - except);
+}
+/* an account's live orders in the market: resting (by_account's count) and waiting (stop_by_account) */
+static int32_t open_count(const Market *m, uint32_t account) {
+    return map_count(&m->by_account, account, 0) + (m->nstops ? map_count(&m->stop_by_account, account, 0) : 0);
+}
 static int fillable(const Market *m, int side, int64_t price, int64_t size, uint32_t account, int stp) {
     const Side *o = &m->sides[side ^ 1];
     int64_t lk = key_of(side ^ 1, price);
@@ -394,22 +446,30 @@ static void flush_bbo(Core *c, Market *m) {
 }
 
 /* ---- book mutations -------------------------------------------------------------------------------- */
+/* by_account: account -> its newest resting order (the head of its list), n = how many it has */
 static void index_order(Market *m, int32_t i) {
     Order *o = &m->orders[i];
     map_put(&m->by_oid, o->oid, 0, i);
     if (o->coid) map_put(&m->by_coid, o->account, o->coid, i);
-    int32_t head = map_get(&m->by_account, o->account, 0);
-    o->aprev = -1; o->anext = head;
-    if (head >= 0) m->orders[head].aprev = i;
-    map_put(&m->by_account, o->account, 0, i);
+    int fresh;
+    Slot *s = map_upsert(&m->by_account, o->account, 0, &fresh);
+    o->aprev = -1;
+    o->anext = fresh ? -1 : s->v;
+    if (!fresh) { m->orders[s->v].aprev = i; s->n++; }
+    s->v = i;
 }
 static void unindex_order(Market *m, int32_t i) {
     Order *o = &m->orders[i];
     map_del(&m->by_oid, o->oid, 0);
     if (o->coid) map_del(&m->by_coid, o->account, o->coid);
-    if (o->aprev >= 0) m->orders[o->aprev].anext = o->anext;
-    else if (o->anext >= 0) map_put(&m->by_account, o->account, 0, o->anext);
-    else map_del(&m->by_account, o->account, 0);
+    if (o->aprev >= 0 || o->anext >= 0) {
+        Slot *s = map_find(&m->by_account, o->account, 0);
+        s->n--;
+        if (o->aprev >= 0) m->orders[o->aprev].anext = o->anext;
+        else s->v = o->anext;
+    } else {
+        map_del(&m->by_account, o->account, 0);
+    }
     if (o->anext >= 0) m->orders[o->anext].aprev = o->aprev;
 }
 static void queue_unlink(Market *m, Level *l, int32_t i) {
@@ -445,7 +505,9 @@ static int32_t rest_order(Core *c, Market *m, int32_t i) {
     Level *l = &m->levels[li];
     o->level = li;
     queue_append(m, l, i);
-    l->size += o->open;
+    /* checked: every path that rests an order first checks the level's room (level_room), and a
+       restore checks the bound, so this cannot overflow; if it ever did, stop rather than corrupt */
+    if (__builtin_add_overflow(l->size, o->open, &l->size)) abort();
     l->count++;
     index_order(m, i);
     return li;
@@ -627,6 +689,7 @@ static void stop_unindex(Market *m, int32_t si) {
     Order *s = &m->stops[si];
     map_del(&m->stop_by_oid, s->oid, 0);
     if (s->coid) map_del(&m->stop_by_coid, s->account, s->coid);
+    map_count_down(&m->stop_by_account, s->account, 0);
     int32_t pos = s->level, last = m->stop_idx[m->nstops - 1];
     m->stop_idx[pos] = last;
     m->stops[last].level = pos;
@@ -645,6 +708,7 @@ static int32_t stop_add(Core *c, Market *m, const Order *src) {
     m->stop_idx[m->nstops++] = si;
     map_put(&m->stop_by_oid, src->oid, 0, si);
     if (src->coid) map_put(&m->stop_by_coid, src->account, src->coid, si);
+    map_count_up(&m->stop_by_account, src->account, 0);
     return si;
 }
 static void drop_stop(Core *c, Market *m, int32_t si, int reason) {
@@ -722,6 +786,10 @@ static int place(Core *c, uint32_t mid, uint64_t oid, uint64_t coid, uint32_t ac
         if (oid) return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, HX_REJECT_DUPLICATE_ORDER_ID);
         oid = m->last_oid + 1;
     }
+    /* an order that would rest or wait counts against the account's cap of live orders */
+    if ((type >= HX_ORDER_TYPE_STOP_LIMIT || (type == HX_ORDER_TYPE_LIMIT && (tif == HX_TIF_GTC || tif == HX_TIF_GTT)))
+        && open_count(m, account) >= m->max_open)
+        return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, HX_REJECT_TOO_MANY_OPEN_ORDERS);
     if (type >= HX_ORDER_TYPE_STOP_LIMIT) { /* stop / take-profit: wait for the trigger */
         if (coid && (find_by_coid(m, account, coid) >= 0 || map_get(&m->stop_by_coid, account, coid) >= 0))
             return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, HX_REJECT_DUPLICATE_CLIENT_ORDER_ID);
@@ -758,6 +826,8 @@ static int place(Core *c, uint32_t mid, uint64_t oid, uint64_t coid, uint32_t ac
             reason = HX_CANCEL_FOK_UNFILLED;
         }
     }
+    if (reason == REST && !level_room(m, side, price, size, 0))
+        return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, HX_REJECT_LEVEL_FULL);
     code = submit(c, m, oid, coid, account, side, price, size, tif, type, flags, expire, reason, 0, 1);
     if (code) return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, code);
     m->last_oid = oid;
@@ -839,6 +909,9 @@ static int amend(Core *c, uint32_t mid, uint64_t oid_in, uint64_t coid_in, uint3
         if (post_only && would_cross(m, side, new_price))
             return reject(c, mid, HX_MSG_AMEND, oid, coid, account,
                           (o->flags & HX_FLAGS_POST_ONLY_BITS) ? HX_REJECT_POST_ONLY_WOULD_TAKE : HX_REJECT_MARKET_POST_ONLY);
+        /* it leaves its level (same price: the same level) before it rejoins one */
+        if (!level_room(m, side, new_price, new_open, new_price == old_price ? old_open : 0))
+            return reject(c, mid, HX_MSG_AMEND, oid, coid, account, HX_REJECT_LEVEL_FULL);
         Order keep = *o;
         EMIT(c, m, amended, oid, coid, new_price, new_open, account, 0);
         int64_t lsize; int32_t lcount;
@@ -897,6 +970,8 @@ static void fire(Core *c, Market *m, int32_t si, int64_t mark) {
     else if (is_market && !would_cross(m, s.side, s.price)) cancel_reason = HX_CANCEL_MARKET_NO_LIQUIDITY;
     else if (s.tif == HX_TIF_FOK && !fillable(m, s.side, s.price, s.open, s.account, stp))
         cancel_reason = HX_CANCEL_FOK_UNFILLED;
+    else if (!is_market && (s.tif == HX_TIF_GTC || s.tif == HX_TIF_GTT) && !level_room(m, s.side, s.price, s.open, 0))
+        cancel_reason = HX_CANCEL_LEVEL_FULL; /* it would rest on a full level */
     if (cancel_reason >= 0) {
         EMIT(c, m, cancelled, s.oid, s.coid, s.open, c->now, s.account, cancel_reason, s.side);
         return;
@@ -1044,6 +1119,8 @@ static int validate_market(Market *m) {
             CHECK(count > 0, "market %u: empty level %lld", m->id, (long long)l->price);
             CHECK(count == l->count && size == l->size, "market %u: level %lld size/count mismatch", m->id,
                   (long long)l->price);
+            CHECK(size <= HX_MAX_LEVEL_TOTAL_LOTS, "market %u: level %lld above the size bound", m->id,
+                  (long long)l->price);
             live += count;
         }
     }
@@ -1052,13 +1129,15 @@ static int validate_market(Market *m) {
     CHECK(live == m->ocount && (uint32_t)live == m->by_oid.n, "market %u: order index size", m->id);
     int32_t acct_total = 0;
     for (uint32_t k = 0; k <= m->by_account.mask; k++) {
-        if (!m->by_account.s[k].used) continue;
-        int32_t prev = -1;
+        if (!m->by_account.s[k].n) continue;
+        int32_t prev = -1, mine = 0;
         for (int32_t j = m->by_account.s[k].v; j >= 0; j = m->orders[j].anext) {
             CHECK(m->orders[j].aprev == prev && m->orders[j].account == m->by_account.s[k].a,
                   "market %u: account list", m->id);
-            prev = j; acct_total++;
+            prev = j; acct_total++; mine++;
         }
+        CHECK(mine == m->by_account.s[k].n, "market %u: account %llu resting count", m->id,
+              (unsigned long long)m->by_account.s[k].a);
     }
     CHECK(acct_total == live, "market %u: account index size", m->id);
     int64_t bbo[4] = {0, 0, 0, 0};
@@ -1072,7 +1151,18 @@ static int validate_market(Market *m) {
         const Order *s = &m->stops[m->stop_idx[k]];
         CHECK(s->type >= 2 && s->open > 0 && s->oid <= m->last_oid && s->level == k, "market %u: bad stop", m->id);
         CHECK(map_get(&m->by_oid, s->oid, 0) < 0, "market %u: order both resting and waiting", m->id);
+        CHECK(s->side <= HX_SIDE_MAX, "market %u: stop %llu side", m->id, (unsigned long long)s->oid);
     }
+    int32_t stop_total = 0;
+    for (uint32_t k = 0; k <= m->stop_by_account.mask; k++) {
+        const Slot *sl = &m->stop_by_account.s[k];
+        if (!sl->n) continue;
+        int32_t mine = 0;
+        for (int32_t j = 0; j < m->nstops; j++) mine += m->stops[m->stop_idx[j]].account == sl->a;
+        CHECK(mine == sl->n, "market %u: account %llu stop count", m->id, (unsigned long long)sl->a);
+        stop_total += mine;
+    }
+    CHECK(stop_total == m->nstops, "market %u: stop counts", m->id);
     return 0;
 }
 
@@ -1081,7 +1171,7 @@ static void market_free(Market *m) {
     free(m->orders); free(m->levels); free(m->stops); free(m->stop_idx); free(m->gtt);
     for (int s = 0; s < 2; s++) { free(m->sides[s].keys); free(m->sides[s].lv); }
     map_free(&m->by_oid); map_free(&m->by_coid); map_free(&m->by_account);
-    map_free(&m->stop_by_oid); map_free(&m->stop_by_coid);
+    map_free(&m->stop_by_oid); map_free(&m->stop_by_coid); map_free(&m->stop_by_account);
 }
 /* Size the order pool and the three order maps for `capacity` live orders up front: growing them
    later rehashes or copies every live order in one go (a millisecond stall at a few thousand
@@ -1090,7 +1180,7 @@ static void market_init(Core *c, Market *m, int32_t capacity) {
     uint32_t slots = 64;
     while (slots < (uint32_t)capacity * 2u) slots *= 2;
     map_init(&m->by_oid, slots); map_init(&m->by_coid, slots); map_init(&m->by_account, slots);
-    map_init(&m->stop_by_oid, 64); map_init(&m->stop_by_coid, 64);
+    map_init(&m->stop_by_oid, 64); map_init(&m->stop_by_coid, 64); map_init(&m->stop_by_account, 64);
     m->ofree = m->lfree = m->sfree = -1;
     m->orders = xrealloc(c, NULL, (size_t)capacity * sizeof(Order));
     for (int32_t i = 0; i < capacity; i++) m->orders[i].next = i + 1 < capacity ? i + 1 : -1;
@@ -1110,12 +1200,17 @@ static int market_cmp(const void *a, const void *b) {
 }
 
 /* Core(specs, order_capacity=1024): specs = sequence of (market_id, tick_size_micro, lot_size_atoms, min_size_lots,
-   max_size_lots, min_notional_micro, max_price_ticks, band_bps, status) */
+   max_size_lots, min_notional_micro, max_price_ticks, band_bps, status, max_level_total_lots,
+   max_open_orders_per_account) */
 static int Core_init(Core *self, PyObject *args, PyObject *kw) {
     PyObject *specs;
     int capacity = 1024;
     static char *kwlist[] = {"specs", "order_capacity", NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|i", kwlist, &specs, &capacity)) return -1;
+    if (self->m) {
+        PyErr_SetString(PyExc_RuntimeError, "Core is already initialised");
+        return -1;
+    }
     if (capacity < 1 || capacity > (1 << 26)) {
         PyErr_SetString(PyExc_ValueError, "order_capacity must be in [1, 2**26]");
         return -1;
@@ -1127,17 +1222,21 @@ static int Core_init(Core *self, PyObject *args, PyObject *kw) {
     if (!self->m) { Py_DECREF(seq); PyErr_NoMemory(); return -1; }
     for (Py_ssize_t k = 0; k < n; k++) {
         Market *m = &self->m[k];
-        unsigned int id; int status;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, k), "ILLLLLLLi;a market spec tuple", &id, &m->tick,
+        unsigned int id; int status, max_open; long long max_level;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, k), "ILLLLLLLiLi;a market spec tuple", &id, &m->tick,
                               &m->lot, &m->min_size, &m->max_size, &m->min_notional, &m->max_price,
-                              &m->band_bps, &status)) {
+                              &m->band_bps, &status, &max_level, &max_open)) {
             Py_DECREF(seq); return -1;
         }
-        if (m->tick <= 0 || m->lot <= 0 || status < 0 || status > HX_STATUS_MAX) {
+        if (m->tick <= 0 || m->lot <= 0 || status < 0 || status > HX_STATUS_MAX || max_level < 1
+            || max_level > HX_MAX_LEVEL_TOTAL_LOTS || max_open < 1 || max_open > HX_MAX_OPEN_ORDERS_PER_ACCOUNT) {
             Py_DECREF(seq);
-            PyErr_Format(PyExc_ValueError, "market %u: tick and lot must be positive, status 0-4", id);
+            PyErr_Format(PyExc_ValueError, "market %u: tick and lot must be positive, status 0-%d, the level bound "
+                         "in [1, 2**62], the open-order cap in [1, %d]", id, HX_STATUS_MAX,
+                         (int)HX_MAX_OPEN_ORDERS_PER_ACCOUNT);
             return -1;
         }
+        m->max_level = max_level; m->max_open = max_open;
         m->id = id; m->status = status;
         market_init(self, m, capacity);
         self->nm = (int32_t)(k + 1);

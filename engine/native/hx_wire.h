@@ -128,8 +128,9 @@ enum {
     HX_CANCEL_LIQUIDATION = 8,
     HX_CANCEL_REDUCE_ONLY = 9,
     HX_CANCEL_PRICE_BAND = 10,
+    HX_CANCEL_LEVEL_FULL = 11,
 };
-#define HX_CANCEL_MAX 10
+#define HX_CANCEL_MAX 11
 
 /* RejectCode: Why a command was refused. 0 is success. Grouped by the stage that decides, by hundreds. */
 enum {
@@ -189,6 +190,8 @@ enum {
     HX_REJECT_STALE_SEQUENCE = 360,
     HX_REJECT_OWNER_MISMATCH = 361,
     HX_REJECT_REDUCE_ONLY_NO_POSITION = 362,
+    HX_REJECT_LEVEL_FULL = 318,
+    HX_REJECT_TOO_MANY_OPEN_ORDERS = 335,
 };
 
 #define HX_FLAGS_STP_SHIFT 4 /* StpMode in bits 4-6 of NEW_ORDER.flags */

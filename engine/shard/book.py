@@ -135,6 +135,16 @@ class OrderBook:
     def order_count(self) -> int:
         return len(self._orders)
 
+    def open_count(self, account: int) -> int:
+        """How many orders ``account`` has resting in this book."""
+        own = self._by_account.get(account)
+        return 0 if own is None else 1 if type(own) is list else len(own)
+
+    def level_size(self, side: int, price: int) -> int:
+        """Total open size resting at ``price`` on ``side`` (0 when there is no such level)."""
+        lvl = self._levels[side].get(price if side == 0 else -price)
+        return 0 if lvl is None else lvl.size
+
     def would_cross(self, side: int, price: int) -> bool:
         """Would an order at ``price`` on ``side`` meet at least one resting opposite order?"""
         keys = self._keys[side ^ 1]

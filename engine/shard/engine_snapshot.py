@@ -201,6 +201,7 @@ def decode_snapshot(engine: Any, blob: bytes) -> None:
                 heap.append((o[10], o[0]))
         for stop in _from_array(np.frombuffer(image.stops, dtype=SNAP_ORDER)):
             m.stops[stop[0]] = stop
+            m.stop_count[stop[1]] = m.stop_count.get(stop[1], 0) + 1
             if stop[6]:
                 m.stop_coids[(stop[1], stop[6])] = stop
             if stop[10]:

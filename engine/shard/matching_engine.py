@@ -27,12 +27,19 @@ REJECTED carries the market's current seq). Rules:
 * market status: HALTED/CLOSED keep resting orders (cancels only); RESOLVED cancels everything
   (reason MARKET_STATUS) and is final; POST_ONLY admits only post-only orders and non-crossing amends.
 * CLOCK going backwards -> STALE_SEQUENCE.
+* bounded aggregates (``MarketSpec.max_open_orders_per_account``, ``.max_level_total_lots``, at most
+  ``engine.types.fixed``'s limits): a NEW_ORDER that would rest or wait (a GTC/GTT limit, any stop)
+  from an account that already has that many live (resting + waiting) orders in the market ->
+  TOO_MANY_OPEN_ORDERS (checked right after the order id); a GTC/GTT limit order, or an amend that
+  re-queues one, whose size would take its price level past the bound -> LEVEL_FULL (checked last,
+  at the final price after a slide; matching never touches the order's own side, so the level
+  cannot change before it rests). A level's total is thus <= 2^62 and int64 sums never overflow.
 
 Stops (STOP_*/TAKE_PROFIT_*) wait in a per-market trigger list, are addressable by cancel/amend/
 cancel-all, fire on a MARK_PRICE that reaches their trigger (TRIGGERED, then the underlying LIMIT or
 MARKET order is matched; outside the band -> CANCELLED(PRICE_BAND); FOK unfillable ->
-CANCELLED(FOK_UNFILLED); no liquidity -> CANCELLED(MARKET_NO_LIQUIDITY)). Triggers do not fire while
-the market is not OPEN.
+CANCELLED(FOK_UNFILLED); no liquidity -> CANCELLED(MARKET_NO_LIQUIDITY); a GTC/GTT limit whose level
+is full -> CANCELLED(LEVEL_FULL)). Triggers do not fire while the market is not OPEN.
 """
 
 from __future__ import annotations
@@ -66,7 +73,7 @@ from engine.shard.order_validator import (
     is_triggered_by,
 )
 from engine.types.enums import CancelReason, MarketStatus, MsgType, OrderType, RejectCode
-from engine.types.fixed import BASE_ATOMS_PER_UNIT, INT64_MAX
+from engine.types.fixed import BASE_ATOMS_PER_UNIT, INT64_MAX, MAX_LEVEL_TOTAL_LOTS
 from engine.types.market_spec import MarketSpec
 from engine.wire.layout import ALL_MARKETS, BY_TYPE, HEADER_STRUCT, SLOT_BYTES, WIRE_VERSION
 
@@ -123,6 +130,9 @@ class MarketState:
         "min_size",
         "max_size",
         "max_price",
+        "stop_count",
+        "max_open",
+        "max_level",
     )
 
     def __init__(self, spec: MarketSpec, book: Any) -> None:
@@ -134,6 +144,9 @@ class MarketState:
         self.stops: dict[int, list[int]] = {}  # order id -> waiting stop/take-profit order
         self.stop_coids: dict[tuple[int, int], list[int]] = {}
         self.gtt: list[tuple[int, int]] = []  # heap of (expire_ns, order id), lazily cleaned
+        self.stop_count: dict[int, int] = {}  # account -> its waiting stops (for the open-order cap)
+        self.max_open = spec.max_open_orders_per_account
+        self.max_level = spec.max_level_total_lots
         self.min_size = spec.min_size_lots
         self.max_size = spec.max_size_lots
         self.max_price = spec.max_price_ticks
@@ -151,6 +164,14 @@ class MarketState:
             and s.min_notional_micro == 0
             and worst * s.tick_size_micro * s.lot_size_atoms // BASE_ATOMS_PER_UNIT <= INT64_MAX
         )
+
+
+def _uncount_stop(m: MarketState, account: int) -> None:
+    n = m.stop_count[account] - 1
+    if n:
+        m.stop_count[account] = n
+    else:
+        del m.stop_count[account]
 
 
 class MatchingEngine:
@@ -317,6 +338,12 @@ class MatchingEngine:
                 )
             order_id = m.last_oid + 1
         book = m.book
+        if (order_type >= 2 or (not order_type and (tif == _GTC or tif == _GTT))) and (
+            book.open_count(account) + m.stop_count.get(account, 0) >= m.max_open
+        ):  # it would rest or wait: the account's live orders are capped
+            return self._reject(
+                market_id, _NEW, order_id, client_order_id, account, RejectCode.TOO_MANY_OPEN_ORDERS
+            )
         if order_type >= 2:  # stop / take-profit: wait for the trigger
             return self._accept_stop(
                 m,
@@ -367,6 +394,8 @@ class MatchingEngine:
                         market_id, _NEW, order_id, client_order_id, account, RejectCode.FOK_NOT_FILLABLE
                     )
                 reason = _FOK_UNFILLED
+        if reason == _REST and size > m.max_level - book.level_size(side, price):
+            return self._reject(market_id, _NEW, order_id, client_order_id, account, RejectCode.LEVEL_FULL)
         code = book.submit(
             order_id, client_order_id, account, side, price, size, tif, order_type, flags, expire_ns, reason
         )
@@ -419,6 +448,7 @@ class MatchingEngine:
             trigger_ticks,
         ]
         m.stops[order_id] = stop
+        m.stop_count[account] = m.stop_count.get(account, 0) + 1
         if client_order_id:
             m.stop_coids[(account, client_order_id)] = stop
         if tif == _GTT:
@@ -489,6 +519,7 @@ class MatchingEngine:
 
     def _drop_stop(self, m: MarketState, stop: list[int], reason: int) -> None:
         del m.stops[stop[O_OID]]
+        _uncount_stop(m, stop[O_ACCOUNT])
         if stop[O_COID]:
             del m.stop_coids[(stop[O_ACCOUNT], stop[O_COID])]
         self._emit(
@@ -554,6 +585,11 @@ class MatchingEngine:
                     else RejectCode.MARKET_POST_ONLY
                 )
                 return self._reject(market_id, _AMD, oid, coid, account, code)
+            room = m.max_level - book.level_size(side, new_price)
+            if new_price == old_price:
+                room += old_open  # the order leaves the level before it rejoins it
+            if new_open > room:
+                return self._reject(market_id, _AMD, oid, coid, account, RejectCode.LEVEL_FULL)
             self._emit(book, "on_amended", oid, coid, new_price, new_open, account, 0)
             book.remove(o)
             book.submit(
@@ -636,6 +672,7 @@ class MatchingEngine:
             stop[O_EXPIRE],
         )
         del m.stops[oid]
+        _uncount_stop(m, account)
         if coid:
             del m.stop_coids[(account, coid)]
         self._emit(book, "on_triggered", oid, coid, mark, account)
@@ -647,6 +684,12 @@ class MatchingEngine:
             cancel_reason = CancelReason.MARKET_NO_LIQUIDITY
         elif tif == _FOK and not book.fillable(side, price, size, account, (flags >> 4) & 7):
             cancel_reason = CancelReason.FOK_UNFILLED
+        elif (
+            not is_market
+            and (tif == _GTC or tif == _GTT)
+            and size > m.max_level - book.level_size(side, price)
+        ):  # it would rest on a full level
+            cancel_reason = CancelReason.LEVEL_FULL
         if cancel_reason >= 0:
             self._emit(book, "on_cancelled", oid, coid, size, self.now_ns, account, cancel_reason, side)
             return
@@ -738,8 +781,15 @@ class MatchingEngine:
                 assert oid <= m.last_oid
                 assert m.book.get(oid) is None, f"order {oid} both resting and waiting"
             assert len(m.stop_coids) == sum(1 for s in m.stops.values() if s[O_COID])
+            counts: dict[int, int] = {}
+            for stop in m.stops.values():
+                counts[stop[O_ACCOUNT]] = counts.get(stop[O_ACCOUNT], 0) + 1
+            assert counts == m.stop_count, f"market {mid}: stop counts per account"
             for o in m.book.iter_orders():
                 assert o[O_OID] <= m.last_oid, f"market {mid}: order id {o[O_OID]} above watermark"
+            for side in (0, 1):
+                for price, size, _ in m.book.depth(side):
+                    assert 0 < size <= MAX_LEVEL_TOTAL_LOTS, f"market {mid}: level {price} size {size}"
 
     def snapshot(self) -> bytes:
         """The whole state as canonical bytes (see ``engine_snapshot``)."""

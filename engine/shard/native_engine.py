@@ -208,6 +208,8 @@ def _spec_tuple(spec: MarketSpec) -> tuple[int, ...]:
         spec.max_price_ticks,
         spec.band_bps,
         int(spec.status),
+        spec.max_level_total_lots,
+        spec.max_open_orders_per_account,
     )
 
 

@@ -75,6 +75,12 @@ class ReferenceBook:
     def orders_of(self, account: int) -> list[list[int]]:
         return sorted((o for o in self._resting if o[O_ACCOUNT] == account), key=lambda o: o[O_OID])
 
+    def open_count(self, account: int) -> int:
+        return sum(1 for o in self._resting if o[O_ACCOUNT] == account)
+
+    def level_size(self, side: int, price: int) -> int:
+        return self._level(side, price)[0]
+
     def order_count(self) -> int:
         return len(self._resting)
 

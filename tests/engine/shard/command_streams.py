@@ -78,7 +78,7 @@ BANDED = MarketSpec(  # 3% band, min size 2, min notional: price*size >= 300
     max_price_ticks=10_000,
     band_bps=300,
 )
-PRED = MarketSpec(  # prices 1..99: post-only slides fall off both ends of the range
+PRED = MarketSpec(  # prices 1..99: post-only slides fall off both ends; tight aggregate bounds
     market_id=3,
     symbol="PRED",
     kind=MarketKind.PREDICTION,
@@ -86,6 +86,8 @@ PRED = MarketSpec(  # prices 1..99: post-only slides fall off both ends of the r
     lot_size_atoms=100_000_000,
     max_size_lots=1_000,
     max_price_ticks=99,
+    max_open_orders_per_account=5,  # three accounts reach it: TOO_MANY_OPEN_ORDERS
+    max_level_total_lots=30,  # a few orders fill a level: LEVEL_FULL (orders, amends, fired stops)
 )
 WHALE = MarketSpec(  # notional = price*size*1e16 micro: overflows int64 once price*size > 922
     market_id=40,

@@ -139,6 +139,12 @@ CASES = [
     ("mark negative", encode(MsgType.MARK_PRICE, M, price_ticks=-1), RejectCode.BAD_PRICE_TICK),
     ("status invalid", encode(MsgType.SET_MARKET_STATUS, M, status=42), RejectCode.BAD_FIELD),
     ("clock backwards", encode(MsgType.CLOCK, M, now_ns=10), RejectCode.STALE_SEQUENCE),
+    ("level bound", order(market=C.TIGHT.market_id, account=C.BOB, size_lots=11), RejectCode.LEVEL_FULL),
+    (
+        "open-order cap",
+        order(market=C.TIGHT.market_id, price_ticks=50, size_lots=1),
+        RejectCode.TOO_MANY_OPEN_ORDERS,
+    ),
 ]
 
 
@@ -147,6 +153,8 @@ def _prepared(book: str):  # type: ignore[no-untyped-def]
     e.advance_clock(100)
     e.place(M, 10, 0, C.ALICE, 1, 95, 5, 0, 0, 0, 0, 0)
     e.place(M, 20, 555, C.ALICE, 0, 90, 5, 0, 0, 0, 0, 0)
+    e.place(C.TIGHT.market_id, 10, 0, C.ALICE, 0, 90, 1, 0, 0, 0, 0, 0)
+    e.place(C.TIGHT.market_id, 20, 0, C.ALICE, 0, 91, 1, 0, 0, 0, 0, 0)
     rec.clear()
     return e, rec
 
