@@ -67,7 +67,7 @@ typedef struct {
     int64_t mark;
     uint64_t last_oid, seq;
     int64_t bbo[4];
-    Order *orders; int32_t ocap, ofree, ocount;
+    Order *orders; int32_t ocap, ofree, ocount, init_cap;
     Level *levels; int32_t lcap, lfree;
     Side sides[2];
     Map by_oid, by_coid, by_account;
@@ -999,7 +999,12 @@ static int set_mark(Core *c, uint32_t mid, int64_t price) {
             if (is_triggered_by(s->type, s->side, s->trigger, price)) fired[f++] = s->oid;
         }
         free(all);
-        for (int32_t k = 0; k < f; k++) fire(c, m, map_get(&m->stop_by_oid, fired[k], 0), price);
+        for (int32_t k = 0; k < f; k++) {
+            /* a stop fired earlier in this loop may have taken a later one with it (none does today:
+               nothing that a fill does cancels a stop; an OCO link would): skip what is gone */
+            int32_t si = map_get(&m->stop_by_oid, fired[k], 0);
+            if (si >= 0) fire(c, m, si, price);
+        }
         free(fired);
     }
     return 0;
@@ -1054,6 +1059,7 @@ static int advance_clock(Core *c, uint32_t mid, uint64_t now) {
             }
             int32_t i = map_get(&m->by_oid, h.oid, 0);
             if (i >= 0 && m->orders[i].expire == h.expire) {
+                m->orders[i].expire = 0; /* collected once, even if the heap held it twice */
                 due[nd++] = i;
             } else {
                 int32_t si = map_get(&m->stop_by_oid, h.oid, 0);
@@ -1061,7 +1067,10 @@ static int advance_clock(Core *c, uint32_t mid, uint64_t now) {
             }
         }
         if (nd) cancel_many(c, m, due, nd, HX_CANCEL_EXPIRED);
-        for (int32_t j = 0; j < ns; j++) drop_stop(c, m, map_get(&m->stop_by_oid, due_stops[j], 0), HX_CANCEL_EXPIRED);
+        for (int32_t j = 0; j < ns; j++) {
+            int32_t si = map_get(&m->stop_by_oid, due_stops[j], 0);
+            if (si >= 0) drop_stop(c, m, si, HX_CANCEL_EXPIRED); /* a lookup that misses is never indexed */
+        }
         free(due);
         free(due_stops);
     }
@@ -1184,7 +1193,7 @@ static void market_init(Core *c, Market *m, int32_t capacity) {
     m->ofree = m->lfree = m->sfree = -1;
     m->orders = xrealloc(c, NULL, (size_t)capacity * sizeof(Order));
     for (int32_t i = 0; i < capacity; i++) m->orders[i].next = i + 1 < capacity ? i + 1 : -1;
-    m->ofree = 0; m->ocap = capacity;
+    m->ofree = 0; m->ocap = capacity; m->init_cap = capacity;
 }
 
 static void Core_dealloc(Core *self) {
@@ -1257,7 +1266,11 @@ static PyObject *Core_handle(Core *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*|n", &buf, &offset)) return NULL;
     int code;
     const uint8_t *p = buf.buf;
-    if (offset < 0) offset = 0;
+    if (offset < 0) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "negative offset");
+        return NULL;
+    }
     if (buf.len - offset < HX_SLOT_BYTES) {
         int type = buf.len > offset ? hx_header_msg_type(p + offset) : 0;
         code = reject(self, 0, type, 0, 0, 0, HX_REJECT_BAD_LENGTH);
@@ -1278,20 +1291,17 @@ static PyObject *Core_handle_batch(Core *self, PyObject *args) {
     int stop_at_control = 0;
     long long echo_seq = -1;
     if (!PyArg_ParseTuple(args, "y*n|npL", &buf, &count, &offset, &stop_at_control, &echo_seq)) return NULL;
-    if (offset < 0) {
+    /* the count is never trusted: every slot must lie inside the buffer (no overflow: offset <= len) */
+    if (count < 0 || offset < 0 || offset > buf.len || count > (buf.len - offset) / HX_SLOT_BYTES) {
+        PyErr_Format(PyExc_ValueError, "batch of %zd slots at offset %zd does not fit a %zd-byte buffer", count,
+                     offset, buf.len);
         PyBuffer_Release(&buf);
-        PyErr_SetString(PyExc_ValueError, "negative offset");
         return NULL;
     }
     const uint8_t *base = (const uint8_t *)buf.buf;
     Py_ssize_t i = 0;
     for (; i < count; i++) {
-        Py_ssize_t off = offset + i * HX_SLOT_BYTES;
-        if (buf.len - off < HX_SLOT_BYTES) { /* like handle(): a slot cut short (or missing) is BAD_LENGTH */
-            reject(self, 0, buf.len > off ? base[off] : 0, 0, 0, 0, HX_REJECT_BAD_LENGTH);
-            continue;
-        }
-        const uint8_t *p = base + off;
+        const uint8_t *p = base + offset + i * HX_SLOT_BYTES;
         int type = hx_header_msg_type(p);
         if (type == HX_MSG_HEARTBEAT && echo_seq >= 0) { /* the sender's ts_ns, as sent */
             hx_put_heartbeat(ev_reserve(self), 0, hx_heartbeat_ts_ns(p), (uint64_t)echo_seq);
@@ -1388,8 +1398,43 @@ static PyObject *Core_export_stops(Core *self, PyObject *args) {
     return out;
 }
 
+/* What is wrong with one snapshot record (NULL: nothing). The same rules, in the same order, as
+   engine_snapshot.record_problem: a resting order is a GTC/GTT LIMIT with no trigger; a waiting one
+   is a stop type with a trigger and nothing filled; sides, flags, prices, sizes and ids in range. */
+static const char *record_problem(const Market *m, uint64_t last_oid, const Order *o, int waiting) {
+    if (o->side > HX_SIDE_MAX) return "bad side";
+    if (waiting ? !hx_is_stop_order_type(o->type) : o->type != HX_ORDER_TYPE_LIMIT) return "bad order type";
+    if (o->tif > HX_TIF_MAX || (!waiting && o->tif != HX_TIF_GTC && o->tif != HX_TIF_GTT)) return "bad time in force";
+    if (waiting && hx_is_market_priced_order_type(o->type) && o->tif != HX_TIF_IOC && o->tif != HX_TIF_FOK)
+        return "bad time in force";
+    if ((o->tif == HX_TIF_GTT) != (o->expire != 0)) return "bad expiry";
+    if ((o->flags & ~HX_FLAGS_KNOWN_BITS) || STP_OF(o->flags) > HX_STP_MAX || (waiting && (o->flags & HX_FLAGS_POST_ONLY_BITS)))
+        return "bad flags";
+    if (!(o->price > 0 && o->price <= m->max_price)) return "bad price";
+    if (o->open <= 0 || o->filled < 0 || o->open > INT64_MAX - o->filled || (waiting && o->filled)) return "bad size";
+    if (waiting ? !(o->trigger > 0 && o->trigger <= m->max_price) : o->trigger != 0) return "bad trigger";
+    if (!(o->oid > 0 && o->oid <= last_oid)) return "bad order id";
+    return NULL;
+}
+
+/* back to the market as Core() built it (a refused restore leaves nothing behind) */
+static void market_reset(Core *c, Market *m, int status) {
+    market_free(m);
+    m->orders = NULL; m->ocap = m->ocount = 0;
+    m->levels = NULL; m->lcap = 0;
+    for (int s = 0; s < 2; s++) { m->sides[s].keys = NULL; m->sides[s].lv = NULL; m->sides[s].n = m->sides[s].cap = 0; }
+    m->stops = NULL; m->scap = 0;
+    m->stop_idx = NULL; m->nstops = m->stop_idx_cap = 0;
+    m->gtt = NULL; m->ngtt = m->gtt_cap = 0;
+    m->seq = 0; m->mark = 0; m->last_oid = 0; m->status = status;
+    memset(m->bbo, 0, sizeof m->bbo);
+    market_init(c, m, m->init_cap);
+}
+
 /* restore_market(id, seq, status, mark, last_oid, bid_px, bid_size, ask_px, ask_size, orders, stops):
-   load one market of a snapshot into a fresh engine (the clock first: set_now) */
+   load one market of a snapshot into a fresh engine (the clock first: set_now). Nothing is trusted:
+   the records are checked like engine_snapshot.check_image does (same rules, same order), and a
+   refused image raises ValueError with the market left exactly as it was (fresh). */
 static PyObject *Core_restore_market(Core *self, PyObject *args) {
     unsigned int id; unsigned long long seq, last_oid; int status; long long mark, b0, b1, b2, b3;
     Py_buffer ob, sb;
@@ -1397,35 +1442,61 @@ static PyObject *Core_restore_market(Core *self, PyObject *args) {
         return NULL;
     Market *m = market_arg(self, id);
     PyObject *result = NULL;
+    const char *problem = NULL;
+    uint64_t bad_oid = 0;
+    int fresh_status = m ? m->status : 0;
     if (!m) goto done;
-    if (ob.len % 64 || sb.len % 64) { PyErr_SetString(PyExc_ValueError, "order arrays must be 64-byte records"); goto done; }
+    if (ob.len % HX_SNAP_ORDER_BYTES || sb.len % HX_SNAP_ORDER_BYTES) {
+        PyErr_SetString(PyExc_ValueError, "order arrays must be whole SNAP_ORDER records");
+        goto done;
+    }
     if (m->ocount || m->nstops || m->seq) { PyErr_SetString(PyExc_ValueError, "restore into a fresh engine only"); goto done; }
+    if (status < 0 || status > HX_STATUS_MAX) { problem = "bad status"; goto refuse; }
+    if (mark < 0 || mark > m->max_price) { problem = "bad mark"; goto refuse; }
     m->seq = seq; m->status = status; m->mark = mark; m->last_oid = last_oid;
-    m->bbo[0] = b0; m->bbo[1] = b1; m->bbo[2] = b2; m->bbo[3] = b3;
-    for (Py_ssize_t k = 0; k < ob.len / 64; k++) {
-        Order o;
-        snap_read((const uint8_t *)ob.buf + 64 * k, &o);
-        if (o.open <= 0 || o.side > 1 || map_get(&m->by_oid, o.oid, 0) >= 0) {
-            PyErr_Format(PyExc_ValueError, "market %u: bad resting order %llu in snapshot", id, (unsigned long long)o.oid);
-            goto done;
+    for (int waiting = 0; waiting < 2; waiting++) {
+        const Py_buffer *b = waiting ? &sb : &ob;
+        for (Py_ssize_t k = 0; k < b->len / HX_SNAP_ORDER_BYTES; k++) {
+            Order o;
+            snap_read((const uint8_t *)b->buf + HX_SNAP_ORDER_BYTES * k, &o);
+            bad_oid = o.oid;
+            if ((problem = record_problem(m, last_oid, &o, waiting))) goto refuse;
+            if (map_get(&m->by_oid, o.oid, 0) >= 0 || map_get(&m->stop_by_oid, o.oid, 0) >= 0) {
+                problem = "duplicate order id"; goto refuse;
+            }
+            if (o.coid && (find_by_coid(m, o.account, o.coid) >= 0 || map_get(&m->stop_by_coid, o.account, o.coid) >= 0)) {
+                problem = "duplicate client order id"; goto refuse;
+            }
+            if (waiting) {
+                stop_add(self, m, &o);
+            } else {
+                if (o.open > HX_MAX_LEVEL_TOTAL_LOTS - level_size_at(m, o.side, o.price)) {
+                    problem = "level total beyond 2**62"; goto refuse;
+                }
+                int32_t i = order_alloc(self, m);
+                m->orders[i] = o;
+                rest_order(self, m, i);
+            }
+            if (o.expire) heap_push(self, m, o.expire, o.oid);
         }
-        int32_t i = order_alloc(self, m);
-        m->orders[i] = o;
-        rest_order(self, m, i);
-        if (o.expire) heap_push(self, m, o.expire, o.oid);
     }
-    for (Py_ssize_t k = 0; k < sb.len / 64; k++) {
-        Order o;
-        snap_read((const uint8_t *)sb.buf + 64 * k, &o);
-        if (!hx_is_stop_order_type(o.type) || map_get(&m->stop_by_oid, o.oid, 0) >= 0) {
-            PyErr_Format(PyExc_ValueError, "market %u: bad stop order %llu in snapshot", id, (unsigned long long)o.oid);
-            goto done;
-        }
-        stop_add(self, m, &o);
-        if (o.expire) heap_push(self, m, o.expire, o.oid);
+    bad_oid = 0;
+    const Side *bids = &m->sides[0], *asks = &m->sides[1];
+    if (bids->n && asks->n && bids->keys[bids->n - 1] >= -asks->keys[asks->n - 1]) { problem = "crossed book"; goto refuse; }
+    int64_t top[4] = {0, 0, 0, 0};
+    for (int side = 0; side < 2; side++) {
+        const Side *s = &m->sides[side];
+        if (s->n) { top[2 * side] = m->levels[s->lv[s->n - 1]].price; top[2 * side + 1] = m->levels[s->lv[s->n - 1]].size; }
     }
+    if (top[0] != b0 || top[1] != b1 || top[2] != b2 || top[3] != b3) { problem = "last BBO differs from the book"; goto refuse; }
+    memcpy(m->bbo, top, sizeof top);
     result = Py_None;
     Py_INCREF(result);
+    goto done;
+refuse:
+    market_reset(self, m, fresh_status);
+    if (bad_oid) PyErr_Format(PyExc_ValueError, "market %u: %s (order %llu)", id, problem, (unsigned long long)bad_oid);
+    else PyErr_Format(PyExc_ValueError, "market %u: %s", id, problem);
 done:
     PyBuffer_Release(&ob);
     PyBuffer_Release(&sb);

@@ -166,6 +166,12 @@ class MarketState:
         )
 
 
+def ensure_batch_fits(nbytes: int, count: int, offset: int) -> None:
+    """ValueError unless ``count`` >= 0 whole 64-byte slots from ``offset`` >= 0 fit in ``nbytes``."""
+    if count < 0 or offset < 0 or count > (nbytes - offset) // SLOT_BYTES:
+        raise ValueError(f"batch of {count} slots at offset {offset} does not fit a {nbytes}-byte buffer")
+
+
 def _uncount_stop(m: MarketState, account: int) -> None:
     n = m.stop_count[account] - 1
     if n:
@@ -223,7 +229,10 @@ class MatchingEngine:
 
     # ---- wire entry point ------------------------------------------------------------------------
     def handle(self, buf: Any, offset: int = 0) -> int:
-        """Process one 64-byte command at ``buf[offset:]``; returns its RejectCode (0 = ok)."""
+        """Process one 64-byte command at ``buf[offset:]``; returns its RejectCode (0 = ok). A buffer cut
+        short is a BAD_LENGTH reject; a negative offset is a caller's bug (ValueError)."""
+        if offset < 0:
+            raise ValueError(f"negative offset {offset}")
         if len(buf) - offset < SLOT_BYTES:
             mtype = buf[offset] if len(buf) > offset else 0
             return self._reject(0, mtype, 0, 0, 0, RejectCode.BAD_LENGTH)
@@ -238,7 +247,9 @@ class MatchingEngine:
         return handler(buf, offset, market_id)
 
     def handle_batch(self, buf: Any, count: int, offset: int = 0) -> None:
-        """``count`` consecutive 64-byte commands (a ring batch)."""
+        """``count`` consecutive 64-byte commands (a ring batch). ValueError, with nothing handled, unless
+        the ``count`` slots from ``offset`` lie inside ``buf`` (the count is never trusted)."""
+        ensure_batch_fits(len(buf), count, offset)
         handle = self.handle
         for i in range(count):
             handle(buf, offset + i * SLOT_BYTES)
@@ -652,7 +663,10 @@ class MatchingEngine:
                 key=lambda s: s[O_OID],
             )
             for stop in fired:
-                self._fire(m, stop, price_ticks)
+                # a stop fired earlier in this loop may have taken a later one with it (none does
+                # today; an OCO link would): skip what is gone, as the core does
+                if stop[O_OID] in m.stops:
+                    self._fire(m, stop, price_ticks)
         if self.debug_validate:
             self.validate()
         return 0
@@ -757,6 +771,7 @@ class MatchingEngine:
                 expire, oid = heappop(heap)
                 o = book.get(oid)
                 if o is not None and o[O_EXPIRE] == expire:
+                    o[O_EXPIRE] = 0  # collected once, even if the heap held it twice
                     due.append(o)
                 else:
                     stop = m.stops.get(oid)
@@ -765,7 +780,8 @@ class MatchingEngine:
             if due:
                 book.cancel_many(due, CancelReason.EXPIRED)
             for stop in due_stops:
-                self._drop_stop(m, stop, CancelReason.EXPIRED)
+                if stop[O_OID] in m.stops:
+                    self._drop_stop(m, stop, CancelReason.EXPIRED)
         if self.debug_validate:
             self.validate()
         return 0

@@ -27,6 +27,7 @@ from engine.shard.engine_snapshot import (
     parse_snapshot,
 )
 from engine.shard.event_sink import NullSink, sink_method
+from engine.shard.matching_engine import ensure_batch_fits
 from engine.shard.order import ORDER_FIELDS
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.commands import (
@@ -278,6 +279,7 @@ class NativeEngine:
     def handle_batch(self, buf: Any, count: int, offset: int = 0) -> None:
         """``count`` consecutive 64-byte commands (a ring batch), events delivered at the end."""
         if self.debug_validate:
+            ensure_batch_fits(len(buf), count, offset)
             for i in range(count):
                 self.handle(buf, offset + i * SLOT_BYTES)
             return
