@@ -23,13 +23,13 @@ Imported by name by the test modules (``pythonpath`` in pyproject puts this dire
 
 from __future__ import annotations
 
-import random
 import struct
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from differential import SeededRng
 from hypothesis import strategies as st
 
 from engine.shard.event_sink import NullSink
@@ -159,30 +159,6 @@ _PADS = {t: _pad_ranges(t) for t in MsgType if int(t) in BY_TYPE}
 
 
 # ---- randomness: seeded, or a hypothesis tape ------------------------------------------------------
-class SeededRng:
-    """Decisions from ``random.Random(seed)``: long, reproducible streams."""
-
-    def __init__(self, seed: int) -> None:
-        self._r = random.Random(seed)
-
-    def int(self, lo: int, hi: int) -> int:
-        return self._r.randint(lo, hi)
-
-    def chance(self, p: float) -> bool:
-        return self._r.random() < p
-
-    def pick(self, seq: Sequence[Any]) -> Any:
-        return seq[self._r.randrange(len(seq))]
-
-    def weighted(self, options: Sequence[tuple[int, Any]]) -> Any:
-        x = self._r.random() * sum(w for w, _ in options)
-        for w, value in options:
-            if x < w:
-                return value
-            x -= w
-        return options[-1][1]
-
-
 class TapeRng:
     """Decisions read from a list of ints (hypothesis draws); an exhausted tape reads 0.
 
