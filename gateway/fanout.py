@@ -38,6 +38,7 @@ from picows import WSCloseCode
 from engine.types.enums import MsgType
 from engine.wire.layout import (
     MARKET_ID_AT,
+    MSG_TYPE_AT,
     SEQ_AT,
     SLOT_BYTES,
     field_offset,
@@ -158,7 +159,7 @@ class EventFanout:
                 self._flush(self._process_small(data))
                 return
         a = np.frombuffer(view, np.uint8, n * SLOT_BYTES).reshape(n, SLOT_BYTES)
-        t = a[:, 0]
+        t = a[:, MSG_TYPE_AT]
         u32 = a.view("<u4")
         touched: set[Session] = set()
         if self.accounts:

@@ -46,7 +46,7 @@ import numpy as np
 
 from engine.types.commands import NewOrder, encode_command
 from engine.types.enums import MsgType, Side
-from engine.wire.layout import SLOT_BYTES, field_offset, field_span, word_index
+from engine.wire.layout import MSG_TYPE_AT, SLOT_BYTES, field_offset, field_span, word_index
 from perf.cpu_steal import StealMeter
 
 _U64 = struct.Struct("<Q")
@@ -136,7 +136,7 @@ class _Tally:
 
     def _on_events_vector(self, data: bytes, now: int) -> None:
         a = np.frombuffer(data, np.uint8, len(data) // SLOT_BYTES * SLOT_BYTES).reshape(-1, SLOT_BYTES)
-        t = a[:, 0]
+        t = a[:, MSG_TYPE_AT]
         u64 = a.view("<u8")
         acc = np.flatnonzero(t == _ACCEPTED)
         if len(acc):

@@ -482,7 +482,8 @@ def field_span(msg_type: int, first: str, last: str) -> tuple[int, struct.Struct
 
 
 _OFFSETS: dict[int, dict[str, int]] = {t: field_offsets(layout.fields) for t, layout in BY_TYPE.items()}
-MARKET_ID_AT = field_offsets(HEADER_FIELDS)["market_id"]  # the header's market_id, in every message
+# the header's fields, at the same offsets in every message
+MSG_TYPE_AT, VERSION_AT, LENGTH_AT, MARKET_ID_AT = field_offsets(HEADER_FIELDS).values()
 
 # ---- the event vocabulary -------------------------------------------------------------------------
 # The events the matching engine emits and the EventSink method each is delivered to. This table and

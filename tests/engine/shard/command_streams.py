@@ -46,7 +46,16 @@ from engine.types.enums import (
     TimeInForce,
 )
 from engine.types.market_spec import MarketSpec
-from engine.wire.layout import ALL_MARKETS, BY_TYPE, SLOT_BYTES, WIRE_VERSION
+from engine.wire.layout import (
+    ALL_MARKETS,
+    BY_TYPE,
+    LENGTH_AT,
+    MARKET_ID_AT,
+    MSG_TYPE_AT,
+    SLOT_BYTES,
+    VERSION_AT,
+    WIRE_VERSION,
+)
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -398,7 +407,7 @@ class StreamGenerator:
             buf = getattr(self, "_" + kind)(r)
             if kind != "clock" and r.chance(0.02):  # an unknown market id in the header
                 b = bytearray(buf)
-                struct.pack_into("<I", b, 4, r.pick(UNKNOWN_MARKETS))
+                struct.pack_into("<I", b, MARKET_ID_AT, r.pick(UNKNOWN_MARKETS))
                 buf = bytes(b)
         if self.oracle is not None:
             self.last_code = int(self.oracle.handle(buf))
@@ -414,14 +423,14 @@ class StreamGenerator:
         b = bytearray(getattr(self, "_" + inner)(r))
         what = r.weighted([(35, "type"), (30, "version"), (30, "length"), (5, "all")])
         if what in ("type", "all"):
-            b[0] = r.pick(BAD_MSG_TYPES)
+            b[MSG_TYPE_AT] = r.pick(BAD_MSG_TYPES)
             if r.chance(0.5):  # unknown type: its body means nothing, make it noise
                 for i in range(8, 64):
                     b[i] = r.int(0, 255)
         if what in ("version", "all"):
-            b[1] = r.pick(BAD_VERSIONS)
+            b[VERSION_AT] = r.pick(BAD_VERSIONS)
         if what in ("length", "all"):
-            struct.pack_into("<H", b, 2, r.pick(BAD_LENGTHS))
+            struct.pack_into("<H", b, LENGTH_AT, r.pick(BAD_LENGTHS))
         return bytes(b)
 
     def _new(self, r: Rng) -> bytes:

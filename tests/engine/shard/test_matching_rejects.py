@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from engine.types.enums import MsgType, OrderFlag, OrderType, RejectCode
 from engine.wire.codec import encode
+from engine.wire.layout import LENGTH_AT, MSG_TYPE_AT, VERSION_AT
 
 M = C.BTC_PERP.market_id
 INT64_MAX = 2**63 - 1
@@ -30,16 +31,16 @@ def _bad_header(byte: int, value: int) -> bytes:
 
 def _bad_length() -> bytes:
     buf = bytearray(order())
-    struct.pack_into("<H", buf, 2, 128)
+    struct.pack_into("<H", buf, LENGTH_AT, 128)
     return bytes(buf)
 
 
 CASES = [
     ("truncated", order()[:40], RejectCode.BAD_LENGTH),
     ("bad length field", _bad_length(), RejectCode.BAD_LENGTH),
-    ("bad version", _bad_header(1, 9), RejectCode.BAD_VERSION),
-    ("unknown type", _bad_header(0, 200), RejectCode.UNKNOWN_MSG_TYPE),
-    ("event sent as command", _bad_header(0, int(MsgType.FILL)), RejectCode.UNKNOWN_MSG_TYPE),
+    ("bad version", _bad_header(VERSION_AT, 9), RejectCode.BAD_VERSION),
+    ("unknown type", _bad_header(MSG_TYPE_AT, 200), RejectCode.UNKNOWN_MSG_TYPE),
+    ("event sent as command", _bad_header(MSG_TYPE_AT, int(MsgType.FILL)), RejectCode.UNKNOWN_MSG_TYPE),
     ("unknown market", order(market=777), RejectCode.UNKNOWN_MARKET),
     ("bad side", order(side=2), RejectCode.BAD_SIDE),
     ("bad tif", order(tif=9), RejectCode.BAD_TIF),

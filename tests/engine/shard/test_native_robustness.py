@@ -32,7 +32,7 @@ from engine.shard.matching_engine import MatchingEngine
 from engine.shard.native_engine import NativeEngine
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import OrderType, TimeInForce
-from engine.wire.layout import SLOT_BYTES
+from engine.wire.layout import HEADER_STRUCT, MARKET_ID_AT, MSG_TYPE_AT, SLOT_BYTES, WIRE_VERSION
 
 M = C.BTC_PERP.market_id
 MARKETS = {M: C.BTC_PERP}
@@ -279,9 +279,11 @@ def test_random_command_batches_agree(blob: bytes) -> None:
     """Pure noise, and noise with a valid header, through handle_batch: equal events, no crash."""
     headed = bytearray(blob)
     for off in range(0, len(headed), SLOT_BYTES):
-        headed[off + 1 : off + 4] = b"\x01\x40\x00"  # version 1, length 64: the body gets judged
-        headed[off] = 1 + headed[off] % 7  # a command type
-        headed[off + 4 : off + 8] = (sorted(CS.STREAM_MARKETS)[headed[off + 5] % 5]).to_bytes(4, "little")
+        market = sorted(CS.STREAM_MARKETS)[headed[off + MARKET_ID_AT] % 5]
+        msg_type = (
+            1 + headed[off + MSG_TYPE_AT] % 7
+        )  # a command type, version 1, length 64: judged on its body
+        HEADER_STRUCT.pack_into(headed, off, msg_type, WIRE_VERSION, SLOT_BYTES, market)
     for data in (blob, bytes(headed)):
         outs = []
         for cls in (MatchingEngine, NativeEngine):
