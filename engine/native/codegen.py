@@ -17,6 +17,10 @@ This module renders from them:
 ``python -m engine.native.codegen`` rewrites all three (``make generate``); a test renders them
 again and fails when a committed file differs, exactly like the protocol document's test. The
 output is deterministic and already in the project's format (``ruff format`` leaves it alone).
+
+Bootstrapping: the snapshot tables live in ``engine.shard``, whose package imports the generated
+``event_interfaces``; a stale one still imports (it reads the layout at import), but a deleted or
+hand-broken one must be restored from git before this module can run.
 """
 
 from __future__ import annotations
