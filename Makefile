@@ -5,11 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .stamps
 
-.PHONY: setup run test lint typecheck pytest contracts-test bench lock clean
+.PHONY: setup run test lint typecheck pytest contracts-test bench lock clean generate
 
 setup: $(STAMPS)/python $(STAMPS)/npm
 
-$(STAMPS)/python: pyproject.toml requirements.lock setup.py engine/native/_hxcore.c
+$(STAMPS)/python: pyproject.toml requirements.lock setup.py engine/native/_hxcore.c engine/native/hx_wire.h
 	@mkdir -p $(STAMPS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
@@ -32,7 +32,7 @@ lint:
 	$(BIN)/lint-imports
 
 typecheck:
-	$(BIN)/mypy engine/types engine/wire engine/ring
+	$(BIN)/mypy engine/types engine/wire engine/ring engine/shard/ports.py
 
 pytest:
 	$(BIN)/pytest tests
@@ -46,6 +46,11 @@ bench: setup
 	$(BIN)/hx bench shard --json
 	$(BIN)/hx bench journal --json
 	$(BIN)/hx bench e2e --json
+
+# Rewrite every file generated from the wire tables (C header, event interfaces, docs/protocol.md);
+# tests fail while a committed one is stale.
+generate:
+	$(BIN)/python -m engine.native.codegen
 
 # Re-pin Python dependencies after changing pyproject.toml.
 lock:

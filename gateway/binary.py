@@ -32,36 +32,25 @@ import struct
 import numpy as np
 
 from engine.types.enums import STP_MASK, STP_SHIFT, MsgType, RejectCode
-from engine.wire.codec import check_header
-from engine.wire.layout import ALL_MARKETS, BY_TYPE, REJECTED, SLOT_BYTES, WIRE_VERSION
+from engine.wire.codec import check_header, encode
+from engine.wire.layout import (
+    ALL_MARKETS,
+    BY_TYPE,
+    HEADER_BYTES,
+    HEADER_STRUCT,
+    MARKET_ID_AT,
+    SLOT_BYTES,
+    WIRE_VERSION,
+    field_offset,
+    word_index,
+)
 from engine.wire.layout import NEW_ORDER as NEW_ORDER_STRUCT
 
 CLIENT_TYPES = (MsgType.NEW_ORDER, MsgType.CANCEL, MsgType.AMEND, MsgType.CANCEL_ALL)
 
 
-def field_offset(msg_type: int, name: str) -> int:
-    """Byte offset of ``name`` in the struct of ``msg_type`` (from the layout table)."""
-    offset = 0
-    for fname, code, _ in BY_TYPE[msg_type].fields:
-        if fname == name:
-            return offset
-        offset += struct.calcsize("<" + code)
-    raise KeyError(f"{MsgType(msg_type).name} has no field {name!r}")
-
-
-def _pad_mask(msg_type: int) -> np.ndarray:
-    mask = np.zeros(SLOT_BYTES, np.uint8)
-    offset = 0
-    for _, code, _ in BY_TYPE[msg_type].fields:
-        size = struct.calcsize("<" + code)
-        if code.endswith("x"):
-            mask[offset : offset + size] = 0xFF
-        offset += size
-    return mask
-
-
 ACCOUNT_OFFSET = {int(t): field_offset(t, "account") for t in CLIENT_TYPES}
-_PAD_BYTES = {int(t): np.flatnonzero(_pad_mask(t)).tolist() for t in CLIENT_TYPES}
+_PAD_BYTES = {int(t): [i for a, b in BY_TYPE[t].pad_ranges for i in range(a, b)] for t in CLIENT_TYPES}
 
 _FLAG_BITS = 0b0000_0111 | STP_MASK
 _MAX_STP = 4
@@ -72,7 +61,45 @@ _CANCEL_ALL = int(MsgType.CANCEL_ALL)
 _U32 = struct.Struct("<I")
 _Q = struct.Struct("<Q")
 _q = struct.Struct("<q")
-_HDR = struct.Struct("<BBHI")
+_HDR = HEADER_STRUCT
+# byte offsets of the fields checked below (from the layout: no number is written by hand)
+_NO_OID = field_offset(_NEW, "order_id")
+_NO_COID = field_offset(_NEW, "client_order_id")
+_NO_PRICE = field_offset(_NEW, "price_ticks")
+_NO_SIZE = field_offset(_NEW, "size_lots")
+_NO_TRIGGER = field_offset(_NEW, "trigger_price_ticks")
+_NO_EXPIRE = field_offset(_NEW, "expire_ns")
+_NO_ACCOUNT = field_offset(_NEW, "account")
+_NO_SIDE = field_offset(_NEW, "side")
+_NO_TIF = field_offset(_NEW, "tif")
+_NO_TYPE = field_offset(_NEW, "order_type")
+_NO_FLAGS = field_offset(_NEW, "flags")
+# CANCEL and AMEND (and NEW_ORDER) name an order with the same two fields at the same offsets
+_OID = field_offset(_CANCEL, "order_id")
+_COID = field_offset(_CANCEL, "client_order_id")
+assert all(
+    field_offset(t, "order_id") == _OID and field_offset(t, "client_order_id") == _COID
+    for t in CLIENT_TYPES[:3]
+)
+_AM_PRICE = field_offset(_AMEND, "price_ticks")
+_AM_SIZE = field_offset(_AMEND, "size_lots")
+# the same fields as word indexes of a frame viewed as int64 / uint32 rows (the vectorised path)
+_W8_OID = word_index(_NEW, "order_id", 8)
+_W8_COID = word_index(_NEW, "client_order_id", 8)
+_W8_PRICE = word_index(_NEW, "price_ticks", 8)
+_W8_SIZE = word_index(_NEW, "size_lots", 8)
+_W8_TRIGGER = word_index(_NEW, "trigger_price_ticks", 8)
+_W8_EXPIRE = word_index(_NEW, "expire_ns", 8)
+_W4_MARKET = MARKET_ID_AT // 4
+_W4_ACCOUNT = word_index(_NEW, "account", 4)
+# side, tif, order_type and flags share one u32 word: a byte each, from its low byte up
+_W4_ENUMS = word_index(_NEW, "side", 4)
+_SH_TIF, _SH_TYPE, _SH_FLAGS = (
+    8 * (field_offset(_NEW, n) - _NO_SIDE) for n in ("tif", "order_type", "flags")
+)
+assert [field_offset(_NEW, n) for n in ("side", "tif", "order_type", "flags")] == [
+    *range(_NO_SIDE, _NO_SIDE + 4)
+]
 
 
 def check_struct(
@@ -92,9 +119,10 @@ def check_struct(
     if acct and acct != account_id:
         return RejectCode.WRONG_ACCOUNT
     if t == _NEW:
-        if _Q.unpack_from(buf, offset + 8)[0] != 0 or _Q.unpack_from(buf, offset + 16)[0] == 0:
+        if _Q.unpack_from(buf, offset + _NO_OID)[0] != 0 or _Q.unpack_from(buf, offset + _NO_COID)[0] == 0:
             return RejectCode.BAD_FIELD
-        side, tif, otype, flags = buf[offset + 60], buf[offset + 61], buf[offset + 62], buf[offset + 63]
+        side, tif = buf[offset + _NO_SIDE], buf[offset + _NO_TIF]
+        otype, flags = buf[offset + _NO_TYPE], buf[offset + _NO_FLAGS]
         if side > 1:
             return RejectCode.BAD_SIDE
         if tif > 3:
@@ -103,21 +131,21 @@ def check_struct(
             return RejectCode.BAD_ORDER_TYPE
         if flags & ~_FLAG_BITS & 0xFF or (flags & STP_MASK) >> STP_SHIFT > _MAX_STP:
             return RejectCode.BAD_FLAGS
-        if _q.unpack_from(buf, offset + 32)[0] <= 0:
+        if _q.unpack_from(buf, offset + _NO_SIZE)[0] <= 0:
             return RejectCode.BAD_SIZE_LOT
-        if _q.unpack_from(buf, offset + 24)[0] <= 0:
+        if _q.unpack_from(buf, offset + _NO_PRICE)[0] <= 0:
             return RejectCode.BAD_PRICE_TICK
-        if _q.unpack_from(buf, offset + 40)[0] < 0:
+        if _q.unpack_from(buf, offset + _NO_TRIGGER)[0] < 0:
             return RejectCode.BAD_TRIGGER_PRICE
-        if _q.unpack_from(buf, offset + 48)[0] < 0:
+        if _q.unpack_from(buf, offset + _NO_EXPIRE)[0] < 0:
             return RejectCode.BAD_EXPIRY
     elif t == _CANCEL or t == _AMEND:
-        if _Q.unpack_from(buf, offset + 8)[0] == 0 and _Q.unpack_from(buf, offset + 16)[0] == 0:
+        if _Q.unpack_from(buf, offset + _OID)[0] == 0 and _Q.unpack_from(buf, offset + _COID)[0] == 0:
             return RejectCode.BAD_FIELD
         if t == _AMEND:
-            if _q.unpack_from(buf, offset + 24)[0] < 0:
+            if _q.unpack_from(buf, offset + _AM_PRICE)[0] < 0:
                 return RejectCode.BAD_PRICE_TICK
-            if _q.unpack_from(buf, offset + 32)[0] < 0:
+            if _q.unpack_from(buf, offset + _AM_SIZE)[0] < 0:
                 return RejectCode.AMEND_BAD_SIZE
     return RejectCode.OK
 
@@ -145,7 +173,7 @@ def market_table(markets: frozenset[int] | set[int]) -> np.ndarray:
     return table
 
 
-_NEW_HDR = _HDR.pack(_NEW, WIRE_VERSION, SLOT_BYTES, 0)[:4]
+_NEW_HDR = _HDR.pack(_NEW, WIRE_VERSION, SLOT_BYTES, 0)[:MARKET_ID_AT]  # type, version, length
 _NEW_HDR_U32 = int.from_bytes(_NEW_HDR, "little")
 VECTOR_MIN = 96  # from this many NEW_ORDERs in a frame numpy's fixed cost pays off
 
@@ -224,7 +252,7 @@ def _new_orders_scalar(
         out_markets.append(m)
     out = bytearray(frame)
     for k in range(n):
-        _U32.pack_into(out, k * SLOT_BYTES + 56, account_id)
+        _U32.pack_into(out, k * SLOT_BYTES + _NO_ACCOUNT, account_id)
     return FrameResult(out, n, out_markets, [])
 
 
@@ -239,25 +267,25 @@ def _new_orders_vector(
     u32 = a.view("<u4")
     i64 = a.view("<i8")
     u64 = a.view("<u8")
-    m = u32[:, 1]
+    m = u32[:, _W4_MARKET]
     bad = (m >= len(table)) | ~table[np.minimum(m, len(table) - 1)]
     bad |= (
-        (u64[:, 1] != 0)
-        | (u64[:, 2] == 0)
-        | (i64[:, 3] <= 0)
-        | (i64[:, 4] <= 0)
-        | (i64[:, 5] < 0)
-        | (i64[:, 6] < 0)
+        (u64[:, _W8_OID] != 0)
+        | (u64[:, _W8_COID] == 0)
+        | (i64[:, _W8_PRICE] <= 0)
+        | (i64[:, _W8_SIZE] <= 0)
+        | (i64[:, _W8_TRIGGER] < 0)
+        | (i64[:, _W8_EXPIRE] < 0)
     )
-    acct = u32[:, 14]
+    acct = u32[:, _W4_ACCOUNT]
     bad |= (acct != 0) & (acct != account_id)
-    w = u32[:, 15]  # side | tif << 8 | order_type << 16 | flags << 24
+    w = u32[:, _W4_ENUMS]  # side | tif << 8 | order_type << 16 | flags << 24
     bad |= (
         ((w & 0xFF) > 1)
-        | (((w >> 8) & 0xFF) > 3)
-        | (((w >> 16) & 0xFF) > 5)
-        | ((w & 0x8800_0000) != 0)
-        | (((w >> (24 + STP_SHIFT)) & 7) > _MAX_STP)
+        | (((w >> _SH_TIF) & 0xFF) > 3)
+        | (((w >> _SH_TYPE) & 0xFF) > 5)
+        | ((w & ((~_FLAG_BITS & 0xFF) << _SH_FLAGS)) != 0)
+        | (((w >> (_SH_FLAGS + STP_SHIFT)) & 7) > _MAX_STP)
     )
     rejects: list[tuple[int, int]] = []
     if bad.any():
@@ -271,8 +299,8 @@ def _new_orders_vector(
     if not len(good):
         return FrameResult(b"", 0, [], rejects)
     g32 = good.view("<u4")
-    g32[:, 14] = account_id
-    return FrameResult(good.tobytes(), len(good), g32[:, 1].tolist(), rejects)
+    g32[:, _W4_ACCOUNT] = account_id
+    return FrameResult(good.tobytes(), len(good), g32[:, _W4_MARKET].tolist(), rejects)
 
 
 def _validate_small(
@@ -290,7 +318,7 @@ def _validate_small(
         start = len(out)
         out += frame[offset : offset + SLOT_BYTES]
         _U32.pack_into(out, start + ACCOUNT_OFFSET[out[start]], account_id)
-        accepted_markets.append(_U32.unpack_from(out, start + 4)[0])
+        accepted_markets.append(_U32.unpack_from(out, start + MARKET_ID_AT)[0])
     if tail:
         rejects.append((n * SLOT_BYTES, RejectCode.BAD_LENGTH))
     return FrameResult(out, len(accepted_markets), accepted_markets, rejects)
@@ -305,22 +333,21 @@ def reject_struct(
     (0 otherwise): gateway rejects have no engine clock to report.
     """
     command = market = order_id = client_order_id = 0
-    if len(frame) - offset >= 8:
+    if len(frame) - offset >= HEADER_BYTES:
         command, _v, _l, market = _HDR.unpack_from(frame, offset)
-        if command in (_NEW, _CANCEL, _AMEND) and len(frame) - offset >= 24:
-            order_id, client_order_id = struct.unpack_from("<QQ", frame, offset + 8)
+        if command in (_NEW, _CANCEL, _AMEND) and len(frame) - offset >= _COID + 8:
+            order_id = _Q.unpack_from(frame, offset + _OID)[0]
+            client_order_id = _Q.unpack_from(frame, offset + _COID)[0]
     elif len(frame) > offset:
         command = frame[offset]
-    return REJECTED.pack(
+    return encode(
         MsgType.REJECTED,
-        WIRE_VERSION,
-        SLOT_BYTES,
         market,
-        0,
-        order_id,
-        client_order_id,
-        retry_after_ns,
-        account_id,
-        int(reason),
-        command,
+        seq=0,
+        order_id=order_id,
+        client_order_id=client_order_id,
+        ts_ns=retry_after_ns,
+        account=account_id,
+        reason=int(reason),
+        command=command,
     )

@@ -36,7 +36,15 @@ import orjson
 from picows import WSCloseCode
 
 from engine.types.enums import MsgType
-from engine.wire.layout import SLOT_BYTES, layout_of
+from engine.wire.layout import (
+    MARKET_ID_AT,
+    MSG_TYPE_AT,
+    SEQ_AT,
+    SLOT_BYTES,
+    field_offset,
+    field_span,
+    word_index,
+)
 from gateway.json_api import event_json, from_units
 from gateway.l2_book import BUY, SELL, L2Book
 from gateway.market_catalog import MarketCatalog
@@ -44,7 +52,7 @@ from gateway.session import Session
 
 log = logging.getLogger("hx.gateway.fanout")
 
-PREV_SEQ_OFFSET = layout_of(MsgType.L2_DELTA).dtype.fields["prev_seq"][1]  # stamped on the way out
+PREV_SEQ_OFFSET = field_offset(MsgType.L2_DELTA, "prev_seq")  # stamped on the way out
 _L2, _TRADE, _BBO, _STATUS, _FILL = (
     int(MsgType.L2_DELTA),
     int(MsgType.TRADE),
@@ -54,14 +62,15 @@ _L2, _TRADE, _BBO, _STATUS, _FILL = (
 )
 # u32 word of the (first) account field per private event type; -1 = not private
 _ACCOUNT_WORD = np.full(256, -1, np.intp)
-_ACCOUNT_WORD[MsgType.ACCEPTED] = 56 // 4
-_ACCOUNT_WORD[MsgType.REJECTED] = 40 // 4
-_ACCOUNT_WORD[MsgType.FILL] = 48 // 4  # taker; maker is the next word
-_ACCOUNT_WORD[MsgType.CANCELLED] = 48 // 4
-_ACCOUNT_WORD[MsgType.AMENDED] = 48 // 4
-_ACCOUNT_WORD[MsgType.TRIGGERED] = 40 // 4
-for _t in (MsgType.BALANCE, MsgType.POSITION, MsgType.ACCOUNT_MARGIN):  # the risk stage's private events
-    _ACCOUNT_WORD[_t] = layout_of(_t).dtype.fields["account"][1] // 4
+for _t in (MsgType.ACCEPTED, MsgType.REJECTED, MsgType.CANCELLED, MsgType.AMENDED, MsgType.TRIGGERED):
+    _ACCOUNT_WORD[_t] = word_index(_t, "account", 4)
+_ACCOUNT_WORD[MsgType.FILL] = word_index(MsgType.FILL, "taker_account", 4)
+for _t in (MsgType.BALANCE, MsgType.POSITION, MsgType.ACCOUNT_MARGIN, MsgType.LIQUIDATION, MsgType.ADL_RANK):
+    _ACCOUNT_WORD[_t] = word_index(_t, "account", 4)  # the risk stage's private events
+_W4_TAKER = word_index(MsgType.FILL, "taker_account", 4)
+_W4_MAKER = word_index(MsgType.FILL, "maker_account", 4)
+_W4_MARKET = MARKET_ID_AT // 4
+_W8_SEQ = SEQ_AT // 8
 _RESET = int(MsgType.BOOK_RESET)
 _PUBLIC = np.zeros(256, bool)
 _PUBLIC[[_L2, _TRADE, _BBO, _STATUS, _RESET]] = True
@@ -70,10 +79,10 @@ SMALL_BATCH = 128  # measured crossover: ~140 events (subscribers) to ~190 (none
 # the same tables for the plain-Python path: byte offset of the (first) account field, or -1
 _ACCOUNT_AT = tuple(int(w) * 4 if w >= 0 else -1 for w in _ACCOUNT_WORD)
 _IS_PUBLIC = tuple(bool(x) for x in _PUBLIC)
-_MAKER_AT = 52  # FILL.maker_account
+_MAKER_AT = field_offset(MsgType.FILL, "maker_account")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
-_L2_FIELDS = struct.Struct("<QqqIB")  # seq, price_ticks, size_lots, order_count, side (from byte 8)
+_L2_AT, _L2_FIELDS = field_span(MsgType.L2_DELTA, "seq", "side")  # seq, price, size, order_count, side
 
 
 def _queue(sess: Session, part: Any, touched: set[Session]) -> None:
@@ -152,7 +161,7 @@ class EventFanout:
                 self._flush(self._process_small(data))
                 return
         a = np.frombuffer(view, np.uint8, n * SLOT_BYTES).reshape(n, SLOT_BYTES)
-        t = a[:, 0]
+        t = a[:, MSG_TYPE_AT]
         u32 = a.view("<u4")
         touched: set[Session] = set()
         if self.accounts:
@@ -211,7 +220,7 @@ class EventFanout:
                     if maker != acct:  # a self-trade goes to the account once
                         _append(private, maker, event)
             elif _IS_PUBLIC[t]:
-                market = unpack_u32(data, off + 4)[0]
+                market = unpack_u32(data, off + MARKET_ID_AT)[0]
                 offsets = public.get(market)
                 if offsets is None:
                     public[market] = [off]
@@ -231,7 +240,7 @@ class EventFanout:
         for off in offsets:
             t = data[off]
             if t == _L2:
-                seq, price, size, count, side = _L2_FIELDS.unpack_from(data, off + 8)
+                seq, price, size, count, side = _L2_FIELDS.unpack_from(data, off + _L2_AT)
                 book.apply(seq, side, price, size, count)
                 if subs:
                     stamped = data[off : off + PREV_SEQ_OFFSET] + _U64.pack(prev)
@@ -269,8 +278,8 @@ class EventFanout:
         k1 = u32[rows, words[rows]]
         fills = rows[t[rows] == _FILL]
         if len(fills):
-            makers = u32[fills, 13]
-            other = makers != u32[fills, 12]  # a self-trade goes to the account once
+            makers = u32[fills, _W4_MAKER]
+            other = makers != u32[fills, _W4_TAKER]  # a self-trade goes to the account once
             keys = np.concatenate((k1, makers[other]))
             idx = np.concatenate((rows, fills[other]))
             order = np.lexsort((idx, keys))
@@ -307,7 +316,7 @@ class EventFanout:
     def _route_public(
         self, a: np.ndarray, t: np.ndarray, u32: np.ndarray, prow: np.ndarray, touched: set[Session]
     ) -> None:
-        markets = u32[prow, 1]
+        markets = u32[prow, _W4_MARKET]
         first = int(markets[0])
         groups = (
             [(first, prow)]
@@ -327,7 +336,7 @@ class EventFanout:
             prev = book.seq
             if len(l2rows):
                 block = a[l2rows]  # a copy: the book may keep it until it folds
-                seqs = block.view("<u8")[:, 1]
+                seqs = block.view("<u8")[:, _W8_SEQ]
                 book.apply_block(block)
             subs = self.market_subs.get(m)
             if not subs:
@@ -337,7 +346,7 @@ class EventFanout:
                 chain = np.empty(len(l2rows), np.uint64)
                 chain[0] = prev
                 chain[1:] = seqs[:-1]
-                out.view("<u8")[is_l2, PREV_SEQ_OFFSET // 8] = chain
+                out.view("<u8")[is_l2, word_index(MsgType.L2_DELTA, "prev_seq", 8)] = chain
             cache: dict[tuple[frozenset[str], bool], Any] = {}
             for sess in subs:
                 if sess.closed:
@@ -364,7 +373,7 @@ class EventFanout:
         """
         last_reset = int(np.flatnonzero(mt == _RESET)[-1])
         book = self.books[m] = L2Book(m)
-        book.seq = int(a[mrows[last_reset]].view("<u8")[1])
+        book.seq = int(a[mrows[last_reset]].view("<u8")[_W8_SEQ])
         after = mrows[last_reset + 1 :]
         l2rows = after[mt[last_reset + 1 :] == _L2]
         if len(l2rows):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
+from engine.types.commands import Amend, Cancel, CancelAll, NewOrder, encode_command
 from engine.types.enums import (
     STP_SHIFT,
     BalanceReason,
@@ -32,7 +33,7 @@ from engine.types.enums import (
     reject_message,
 )
 from engine.wire.codec import decode
-from engine.wire.layout import ALL_MARKETS, AMEND, CANCEL, CANCEL_ALL, NEW_ORDER, SLOT_BYTES, WIRE_VERSION
+from engine.wire.layout import ALL_MARKETS
 from gateway.market_catalog import MarketCatalog, MarketInfo
 
 INT64_MAX = (1 << 63) - 1
@@ -163,22 +164,21 @@ def command_struct(msg: dict[str, Any], catalog: MarketCatalog, account_id: int)
         coid = _u64(msg, "client_order_id", True)
         if coid == 0:
             raise JsonReject(RejectCode.BAD_FIELD, "client_order_id must be non-zero")
-        return NEW_ORDER.pack(
-            MsgType.NEW_ORDER,
-            WIRE_VERSION,
-            SLOT_BYTES,
-            market,
-            0,
-            coid,
-            price,
-            size,
-            trigger_ticks,
-            expire_ns,
-            account_id,
-            side,
-            _enum(msg, "tif", TIFS, TimeInForce.GTC),
-            _enum(msg, "type", ORDER_TYPES, OrderType.LIMIT),
-            flags,
+        return encode_command(
+            NewOrder(
+                market_id=market,
+                order_id=0,
+                client_order_id=coid,
+                price_ticks=price,
+                size_lots=size,
+                trigger_price_ticks=trigger_ticks,
+                expire_ns=expire_ns,
+                account=account_id,
+                side=side,
+                tif=_enum(msg, "tif", TIFS, TimeInForce.GTC),
+                order_type=_enum(msg, "type", ORDER_TYPES, OrderType.LIMIT),
+                flags=flags,
+            )
         )
     if op in ("cancel", "amend"):
         market, info = _market(msg, catalog)
@@ -188,25 +188,26 @@ def command_struct(msg: dict[str, Any], catalog: MarketCatalog, account_id: int)
         if not order_id and not coid:
             raise JsonReject(RejectCode.BAD_FIELD, "order_id or client_order_id is required")
         if op == "cancel":
-            return CANCEL.pack(MsgType.CANCEL, WIRE_VERSION, SLOT_BYTES, market, order_id, coid, account_id)
+            return encode_command(
+                Cancel(market_id=market, order_id=order_id, client_order_id=coid, account=account_id)
+            )
         price = msg.get("price")
         size = msg.get("size")
         price_ticks = 0 if price is None else to_units(price, info.tick_size, "price")
         size_lots = 0 if size is None else to_units(size, info.lot_size, "size")
-        return AMEND.pack(
-            MsgType.AMEND,
-            WIRE_VERSION,
-            SLOT_BYTES,
-            market,
-            order_id,
-            coid,
-            price_ticks,
-            size_lots,
-            account_id,
+        return encode_command(
+            Amend(
+                market_id=market,
+                order_id=order_id,
+                client_order_id=coid,
+                price_ticks=price_ticks,
+                size_lots=size_lots,
+                account=account_id,
+            )
         )
     if op == "cancel_all":
         market, _ = _market(msg, catalog, allow_all=True)
-        return CANCEL_ALL.pack(MsgType.CANCEL_ALL, WIRE_VERSION, SLOT_BYTES, market, account_id)
+        return encode_command(CancelAll(market_id=market, account=account_id))
     raise JsonReject(RejectCode.UNKNOWN_OP, f"unknown op {op!r}")
 
 

@@ -30,7 +30,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSU
 from engine.host import ensure_realtime_priority
 from engine.types.enums import DepositSource, MsgType, RejectCode, reject_message
 from engine.wire.codec import encode
-from engine.wire.layout import ALL_MARKETS, SLOT_BYTES
+from engine.wire.layout import ALL_MARKETS, MARKET_ID_AT, SLOT_BYTES
 from gateway.account_registry import normalise_address
 from gateway.auth import Authenticator
 from gateway.binary import check_struct, market_table, reject_struct, validate_frame
@@ -365,7 +365,8 @@ class GatewayServer:
         if not self._take_order_tokens(sess, 1):
             reject(RejectCode.RATE_LIMITED, retry=self._retry_after(sess, 1))
             return
-        if self.router.submit(data, [int.from_bytes(data[4:8], "little")], sess.account_id):
+        market = int.from_bytes(data[MARKET_ID_AT : MARKET_ID_AT + 4], "little")
+        if self.router.submit(data, [market], sess.account_id):
             reject(RejectCode.BACKPRESSURE, retry=0.001)
             return
         self.stats["orders"] += 1

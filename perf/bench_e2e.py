@@ -44,7 +44,12 @@ from typing import Any
 
 import numpy as np
 
+from engine.types.commands import NewOrder, encode_command
+from engine.types.enums import MsgType, Side
+from engine.wire.layout import MSG_TYPE_AT, SLOT_BYTES, field_offset, field_span, word_index
 from perf.cpu_steal import StealMeter
+
+_U64 = struct.Struct("<Q")
 
 MARKETS_TOML = """
 [[market]]
@@ -64,24 +69,23 @@ WARMUP_FRACTION = 0.1
 # ---- client process ---------------------------------------------------------------------------------
 def _orders(n: int, coid_base: int) -> np.ndarray:
     """n NEW_ORDER structs: even = resting buy, odd = crossing sell at the same price."""
-    from engine.types.enums import MsgType
-    from engine.wire.layout import NEW_ORDER, SLOT_BYTES, WIRE_VERSION
-
-    template_buy = NEW_ORDER.pack(
-        MsgType.NEW_ORDER, WIRE_VERSION, SLOT_BYTES, MARKET, 0, 0, PRICE, 1, 0, 0, 0, 0, 0, 0, 0
-    )
-    template_sell = NEW_ORDER.pack(
-        MsgType.NEW_ORDER, WIRE_VERSION, SLOT_BYTES, MARKET, 0, 0, PRICE, 1, 0, 0, 0, 1, 0, 0, 0
-    )
+    template_buy = encode_command(NewOrder(market_id=MARKET, price_ticks=PRICE, size_lots=1, side=Side.BUY))
+    template_sell = encode_command(NewOrder(market_id=MARKET, price_ticks=PRICE, size_lots=1, side=Side.SELL))
     a = np.empty((n, SLOT_BYTES), np.uint8)
     a[0::2] = np.frombuffer(template_buy, np.uint8)
     a[1::2] = np.frombuffer(template_sell, np.uint8)
-    a.view("<u8")[:, 2] = np.arange(coid_base, coid_base + n, dtype=np.uint64)  # client_order_id
+    a.view("<u8")[:, _W8_NEW_COID] = np.arange(coid_base, coid_base + n, dtype=np.uint64)
     return a
 
 
-_ACCEPTED, _REJECTED, _FILL = 32, 33, 34  # MsgType values (kept as ints: the hot loop compares bytes)
-_IDS = struct.Struct("<QQ")  # ACCEPTED: order_id, client_order_id (bytes 16-31); FILL: taker_order_id first
+# MsgType values as ints (the hot loop compares bytes) and the offsets it reads, from the layout
+_ACCEPTED, _REJECTED, _FILL = int(MsgType.ACCEPTED), int(MsgType.REJECTED), int(MsgType.FILL)
+_W8_NEW_COID = word_index(MsgType.NEW_ORDER, "client_order_id", 8)
+_ACC_IDS_AT, _IDS = field_span(MsgType.ACCEPTED, "order_id", "client_order_id")  # ACCEPTED: oid, coid
+_FILL_TAKER_AT = field_offset(MsgType.FILL, "taker_order_id")
+_W8_ACC_OID = word_index(MsgType.ACCEPTED, "order_id", 8)
+_W8_ACC_COID = word_index(MsgType.ACCEPTED, "client_order_id", 8)
+_W8_FILL_TAKER = word_index(MsgType.FILL, "taker_order_id", 8)
 
 
 class _Tally:
@@ -106,24 +110,24 @@ class _Tally:
 
     def on_events(self, data: bytes, now: int) -> None:
         """Record the events of one frame received at ``now``."""
-        if len(data) >= self.VECTOR_MIN * 64:
+        if len(data) >= self.VECTOR_MIN * SLOT_BYTES:
             self._on_events_vector(data, now)
         else:
             self._on_events_loop(data, now)
 
     def _on_events_loop(self, data: bytes, now: int) -> None:
         ack_ns, fill_ns, taker, base, ids = self.ack_ns, self.fill_ns, self.taker, self.coid_base, _IDS
-        for off in range(0, len(data) - 63, 64):
+        for off in range(0, len(data) - SLOT_BYTES + 1, SLOT_BYTES):
             t = data[off]
             if t == _ACCEPTED:
-                oid, coid = ids.unpack_from(data, off + 16)
+                oid, coid = ids.unpack_from(data, off + _ACC_IDS_AT)
                 k = coid - base
                 ack_ns[k] = now
                 self.acked += 1
                 if k & 1:
                     taker[oid] = k
             elif t == _FILL:
-                k = taker.pop(ids.unpack_from(data, off + 16)[0], -1)
+                k = taker.pop(_U64.unpack_from(data, off + _FILL_TAKER_AT)[0], -1)
                 if k >= 0 and not fill_ns[k]:
                     fill_ns[k] = now
                     self.filled += 1
@@ -131,21 +135,21 @@ class _Tally:
                 self.rejected += 1
 
     def _on_events_vector(self, data: bytes, now: int) -> None:
-        a = np.frombuffer(data, np.uint8, len(data) // 64 * 64).reshape(-1, 64)
-        t = a[:, 0]
+        a = np.frombuffer(data, np.uint8, len(data) // SLOT_BYTES * SLOT_BYTES).reshape(-1, SLOT_BYTES)
+        t = a[:, MSG_TYPE_AT]
         u64 = a.view("<u8")
         acc = np.flatnonzero(t == _ACCEPTED)
         if len(acc):
-            idx = u64[acc, 3].astype(np.int64) - self.coid_base
+            idx = u64[acc, _W8_ACC_COID].astype(np.int64) - self.coid_base
             np.frombuffer(self.ack_ns, np.int64)[idx] = now
             self.acked += len(acc)
             sells = (idx & 1) == 1
-            self.taker.update(zip(u64[acc[sells], 2].tolist(), idx[sells].tolist(), strict=True))
+            self.taker.update(zip(u64[acc[sells], _W8_ACC_OID].tolist(), idx[sells].tolist(), strict=True))
         self.rejected += int(np.count_nonzero(t == _REJECTED))
         fills = np.flatnonzero(t == _FILL)
         if len(fills):
             fill_ns, taker = self.fill_ns, self.taker
-            for oid in u64[fills, 2].tolist():
+            for oid in u64[fills, _W8_FILL_TAKER].tolist():
                 k = taker.pop(oid, -1)
                 if k >= 0 and not fill_ns[k]:
                     fill_ns[k] = now
@@ -225,7 +229,7 @@ async def _client(
         else:
             k = min(n - sent, batch, window - (sent - tally.answered()))
         if k > 0:
-            transport.send(WSMsgType.BINARY, orders[sent * 64 : (sent + k) * 64])
+            transport.send(WSMsgType.BINARY, orders[sent * SLOT_BYTES : (sent + k) * SLOT_BYTES])
             send_ns[sent : sent + k] = array("q", [now]) * k
             sent += k
             await asyncio.sleep(0)

@@ -19,7 +19,10 @@
  *           and the same two id maps for stop orders waiting for their trigger;
  *   stops   a pool of waiting stop/take-profit records with an unordered index array;
  *   gtt     a binary min-heap of (expire_ns, order id), cleaned lazily like the Python heap.
- * All arithmetic that can overflow int64 (notional, band) is done in __int128.
+ * All arithmetic that can overflow int64 (notional, band) is done in __int128. Aggregates are bounded
+ * like the twin's (a level's total <= the market's max_level <= 2^62, checked before anything rests;
+ * an account's live orders <= max_open, counted in the per-account map slots), and a level total is
+ * added with __builtin_add_overflow as a last guard.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -27,39 +30,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- wire constants (engine/types/enums.py, engine/wire/layout.py) --------------------------- */
-#define SLOT 64
-#define WIRE_VERSION 1
-#define ALL_MARKETS 0xFFFFFFFFu
+/* ---- wire constants: generated from engine/wire/layout.py, engine/types/enums.py and fixed.py ---- */
+#include "hx_wire.h"
 
-enum { T_NEW = 1, T_CANCEL = 2, T_AMEND = 3, T_CANCEL_ALL = 4, T_MARK = 5, T_STATUS = 6, T_CLOCK = 7,
-       T_L2_REQUEST = 8, T_HEARTBEAT = 64 };
-enum { E_ACCEPTED = 32, E_REJECTED = 33, E_FILL = 34, E_CANCELLED = 35, E_L2 = 36, E_TRADE = 37,
-       E_BBO = 38, E_AMENDED = 39, E_TRIGGERED = 40, E_STATUS = 41 };
-enum { TIF_GTC = 0, TIF_IOC = 1, TIF_FOK = 2, TIF_GTT = 3 };
-enum { OT_LIMIT = 0, OT_MARKET = 1, OT_STOP_LIMIT = 2, OT_STOP_MARKET = 3, OT_TP_LIMIT = 4,
-       OT_TP_MARKET = 5 };
-enum { F_POST = 1, F_SLIDE = 2, F_REDUCE = 4, POST_BITS = 3, STP_SHIFT = 4 };
-enum { STP_NONE = 0, STP_NEWEST = 1, STP_OLDEST = 2, STP_BOTH = 3, STP_DECREMENT = 4 };
-enum { ST_OPEN = 0, ST_HALTED = 1, ST_CLOSED = 2, ST_RESOLVED = 3, ST_POST_ONLY = 4 };
-enum { CR_USER = 0, CR_IOC_REMAINDER = 1, CR_FOK_UNFILLED = 2, CR_SELF_TRADE = 3, CR_EXPIRED = 4,
-       CR_CANCEL_ALL = 5, CR_MARKET_NO_LIQ = 6, CR_MARKET_STATUS = 7, CR_PRICE_BAND = 10 };
-#define REST (-1)
-enum {
-    RC_OK = 0, RC_UNKNOWN_MSG_TYPE = 101, RC_BAD_VERSION = 102, RC_BAD_LENGTH = 103,
-    RC_BAD_FIELD = 131, RC_UNKNOWN_MARKET = 300, RC_BAD_SIDE = 301, RC_BAD_TIF = 302,
-    RC_BAD_ORDER_TYPE = 303, RC_BAD_FLAGS = 304, RC_BAD_PRICE_TICK = 310, RC_BAD_SIZE_LOT = 311,
-    RC_SIZE_BELOW_MIN = 312, RC_SIZE_ABOVE_MAX = 313, RC_NOTIONAL_BELOW_MIN = 314,
-    RC_NOTIONAL_OVERFLOW = 315, RC_PRICE_OUTSIDE_BAND = 316, RC_BAD_TRIGGER_PRICE = 317,
-    RC_MARKET_HALTED = 320, RC_MARKET_CLOSED = 321, RC_MARKET_RESOLVED = 322,
-    RC_MARKET_POST_ONLY = 323, RC_UNKNOWN_ORDER = 330, RC_DUPLICATE_ORDER_ID = 331,
-    RC_DUPLICATE_CLIENT_ORDER_ID = 332, RC_EXPIRED = 333, RC_BAD_EXPIRY = 334,
-    RC_POST_ONLY_WOULD_TAKE = 340, RC_FOK_NOT_FILLABLE = 341, RC_NO_LIQUIDITY = 342,
-    RC_AMEND_NO_CHANGE = 350, RC_AMEND_BAD_SIZE = 351, RC_STALE_SEQUENCE = 360,
-    RC_OWNER_MISMATCH = 361
-};
-#define KNOWN_FLAG_BITS (F_POST | F_SLIDE | F_REDUCE | (7 << STP_SHIFT))
-#define BASE_ATOMS_PER_UNIT 100000000LL
+#define REST (-1) /* "rest the remainder" where a CancelReason is expected */
 
 typedef __int128 i128;
 static const i128 I128_MAX = (i128)(((unsigned __int128)1 << 127) - 1);
@@ -80,7 +54,7 @@ typedef struct {
     int32_t count, head, tail, next_free;
 } Level;
 
-typedef struct { uint64_t a, b; int32_t v, used; } Slot;
+typedef struct { uint64_t a, b; int32_t v, n; } Slot; /* n: 0 = empty slot, else a count (see map_find) */
 typedef struct { Slot *s; uint32_t mask, n; } Map;
 
 typedef struct { int64_t *keys; int32_t *lv; int32_t n, cap; } Side;
@@ -93,13 +67,15 @@ typedef struct {
     int64_t mark;
     uint64_t last_oid, seq;
     int64_t bbo[4];
-    Order *orders; int32_t ocap, ofree, ocount;
+    Order *orders; int32_t ocap, ofree, ocount, init_cap;
     Level *levels; int32_t lcap, lfree;
     Side sides[2];
     Map by_oid, by_coid, by_account;
     Order *stops; int32_t scap, sfree;
     int32_t *stop_idx; int32_t nstops, stop_idx_cap;
-    Map stop_by_oid, stop_by_coid;
+    Map stop_by_oid, stop_by_coid, stop_by_account; /* stop_by_account: account -> (count in n) */
+    int64_t max_level;  /* a level's total open size stays <= this (<= HX_MAX_LEVEL_TOTAL_LOTS) */
+    int32_t max_open;   /* an account's live (resting + waiting) orders stay <= this */
     HeapItem *gtt; int32_t ngtt, gtt_cap;
 } Market;
 
@@ -112,14 +88,6 @@ typedef struct {
 } Core;
 
 /* ---- little helpers ------------------------------------------------------------------------------ */
-static inline uint64_t rd_u64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
-static inline int64_t rd_i64(const uint8_t *p) { int64_t v; memcpy(&v, p, 8); return v; }
-static inline uint32_t rd_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static inline uint16_t rd_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-static inline void wr_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
-static inline void wr_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static inline void wr_u16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
-
 static void *xrealloc(Core *c, void *p, size_t n) {
     void *q = realloc(p, n ? n : 1);
     if (!q) { c->oom = 1; abort(); } /* no sane recovery from OOM inside a state transition */
@@ -127,6 +95,9 @@ static void *xrealloc(Core *c, void *p, size_t n) {
 }
 
 /* ---- hash map: two u64 keys -> int32 ----------------------------------------------------------- */
+/* A slot is occupied when n != 0. Most maps keep n = 1; the per-account maps keep a count in it (the
+   account's resting orders in by_account, its waiting stops in stop_by_account), so that the
+   open-order cap costs no extra lookup on the matching path. */
 static inline uint32_t hkey(uint64_t a, uint64_t b) {
     uint64_t h = a * 0x9E3779B97F4A7C15ULL ^ (b + 0x632BE59BD9B4E019ULL) * 0xC2B2AE3D27D4EB4FULL;
     h ^= h >> 29; h *= 0xBF58476D1CE4E5B9ULL; h ^= h >> 32;
@@ -139,47 +110,65 @@ static void map_init(Map *m, uint32_t cap) {
     memset(m->s, 0, (size_t)cap * sizeof(Slot));
 }
 static void map_free(Map *m) { free(m->s); m->s = NULL; }
-static int32_t map_get(const Map *m, uint64_t a, uint64_t b) {
+static Slot *map_find(const Map *m, uint64_t a, uint64_t b) {
     uint32_t i = hkey(a, b) & m->mask;
     for (;;) {
-        const Slot *s = &m->s[i];
-        if (!s->used) return -1;
-        if (s->a == a && s->b == b) return s->v;
+        Slot *s = &m->s[i];
+        if (!s->n) return NULL;
+        if (s->a == a && s->b == b) return s;
         i = (i + 1) & m->mask;
     }
 }
-static void map_put(Map *m, uint64_t a, uint64_t b, int32_t v);
+static int32_t map_get(const Map *m, uint64_t a, uint64_t b) {
+    const Slot *s = map_find(m, a, b);
+    return s ? s->v : -1;
+}
+static inline int32_t map_count(const Map *m, uint64_t a, uint64_t b) {
+    const Slot *s = map_find(m, a, b);
+    return s ? s->n : 0;
+}
 static void map_grow(Map *m) {
     Slot *old = m->s; uint32_t cap = m->mask + 1;
     map_init(m, cap * 2);
-    for (uint32_t i = 0; i < cap; i++) if (old[i].used) map_put(m, old[i].a, old[i].b, old[i].v);
+    for (uint32_t i = 0; i < cap; i++) {
+        if (!old[i].n) continue;
+        uint32_t j = hkey(old[i].a, old[i].b) & m->mask;
+        while (m->s[j].n) j = (j + 1) & m->mask;
+        m->s[j] = old[i]; /* the whole slot: value and count */
+        m->n++;
+    }
     free(old);
 }
-static void map_put(Map *m, uint64_t a, uint64_t b, int32_t v) {
+/* the slot of (a, b), inserted (v = -1, n = 1, *fresh = 1) when absent */
+static Slot *map_upsert(Map *m, uint64_t a, uint64_t b, int *fresh) {
     if ((m->n + 1) * 4 > (m->mask + 1) * 3) map_grow(m);
     uint32_t i = hkey(a, b) & m->mask;
     for (;;) {
         Slot *s = &m->s[i];
-        if (!s->used) { s->a = a; s->b = b; s->v = v; s->used = 1; m->n++; return; }
-        if (s->a == a && s->b == b) { s->v = v; return; }
+        if (!s->n) { s->a = a; s->b = b; s->v = -1; s->n = 1; m->n++; *fresh = 1; return s; }
+        if (s->a == a && s->b == b) { *fresh = 0; return s; }
         i = (i + 1) & m->mask;
     }
+}
+static void map_put(Map *m, uint64_t a, uint64_t b, int32_t v) {
+    int fresh;
+    map_upsert(m, a, b, &fresh)->v = v;
 }
 static void map_del(Map *m, uint64_t a, uint64_t b) {
     uint32_t i = hkey(a, b) & m->mask;
     for (;;) {
         Slot *s = &m->s[i];
-        if (!s->used) return;
+        if (!s->n) return;
         if (s->a == a && s->b == b) break;
         i = (i + 1) & m->mask;
     }
     /* backward-shift deletion: keep every probe chain unbroken */
     uint32_t j = i;
     for (;;) {
-        m->s[i].used = 0;
+        m->s[i].n = 0;
         for (;;) {
             j = (j + 1) & m->mask;
-            if (!m->s[j].used) { m->n--; return; }
+            if (!m->s[j].n) { m->n--; return; }
             uint32_t k = hkey(m->s[j].a, m->s[j].b) & m->mask;
             /* can the entry at j move to the hole at i? only if its home k is not in (i, j] */
             if ((j > i) ? (k <= i || k > j) : (k <= i && k > j)) break;
@@ -188,150 +177,116 @@ static void map_del(Map *m, uint64_t a, uint64_t b) {
         i = j;
     }
 }
+/* count (a, b) up by one, or down by one (removing it at zero) */
+static void map_count_up(Map *m, uint64_t a, uint64_t b) {
+    int fresh;
+    Slot *s = map_upsert(m, a, b, &fresh);
+    if (!fresh) s->n++;
+}
+static void map_count_down(Map *m, uint64_t a, uint64_t b) {
+    Slot *s = map_find(m, a, b);
+    if (s->n > 1) s->n--;
+    else map_del(m, a, b);
+}
 
 /* ---- event emission ------------------------------------------------------------------------------ */
-static inline uint8_t *ev_slot(Core *c, uint8_t type, uint32_t market) {
-    if (c->evlen + SLOT > c->evcap) {
-        c->evcap = c->evcap ? c->evcap * 2 : 64 * SLOT;
+/* Every event is packed by its generated hx_put_<event> (hx_wire.h): arguments in wire order, which is
+   the EventSink argument order of the Python twin. */
+static inline uint8_t *ev_reserve(Core *c) {
+    if (c->evlen + HX_SLOT_BYTES > c->evcap) {
+        c->evcap = c->evcap ? c->evcap * 2 : 64 * HX_SLOT_BYTES;
         c->ev = xrealloc(c, c->ev, c->evcap);
     }
     uint8_t *p = c->ev + c->evlen;
-    c->evlen += SLOT;
-    memset(p, 0, SLOT);
-    p[0] = type; p[1] = WIRE_VERSION; wr_u16(p + 2, SLOT); wr_u32(p + 4, market);
+    c->evlen += HX_SLOT_BYTES;
     return p;
 }
-static void emit_accepted(Core *c, Market *m, uint64_t oid, uint64_t coid, int64_t price, int64_t size,
-                          uint32_t account, int side, int tif, int type, int flags) {
-    uint8_t *p = ev_slot(c, E_ACCEPTED, m->id);
-    wr_u64(p + 8, ++m->seq); wr_u64(p + 16, oid); wr_u64(p + 24, coid); wr_u64(p + 32, (uint64_t)price);
-    wr_u64(p + 40, (uint64_t)size); wr_u64(p + 48, c->now); wr_u32(p + 56, account);
-    p[60] = (uint8_t)side; p[61] = (uint8_t)tif; p[62] = (uint8_t)type; p[63] = (uint8_t)flags;
-}
+/* EMIT(c, m, kind, fields...): market m's next event (seq + 1) of that kind */
+#define EMIT(c, m, kind, ...) hx_put_##kind(ev_reserve(c), (m)->id, ++(m)->seq, __VA_ARGS__)
 static Market *find_market(Core *c, uint32_t id);
 static int reject(Core *c, uint32_t market, int command, uint64_t oid, uint64_t coid, uint32_t account,
                   int code) {
     Market *m = find_market(c, market);
-    uint8_t *p = ev_slot(c, E_REJECTED, market);
-    wr_u64(p + 8, m ? m->seq : 0); wr_u64(p + 16, oid); wr_u64(p + 24, coid); wr_u64(p + 32, c->now);
-    wr_u32(p + 40, account); wr_u16(p + 44, (uint16_t)code); p[46] = (uint8_t)command;
+    hx_put_rejected(ev_reserve(c), market, m ? m->seq : 0, oid, coid, c->now, account, (uint16_t)code,
+                    (uint8_t)command);
     return code;
-}
-static inline void emit_fill(Core *c, Market *m, uint64_t taker, uint64_t maker, int64_t px, int64_t qty,
-                             uint32_t tacct, uint32_t macct, int side, int flags) {
-    uint8_t *p = ev_slot(c, E_FILL, m->id);
-    wr_u64(p + 8, ++m->seq); wr_u64(p + 16, taker); wr_u64(p + 24, maker); wr_u64(p + 32, (uint64_t)px);
-    wr_u64(p + 40, (uint64_t)qty); wr_u32(p + 48, tacct); wr_u32(p + 52, macct);
-    p[56] = (uint8_t)side; p[57] = (uint8_t)flags;
-}
-static inline void emit_cancelled(Core *c, Market *m, uint64_t oid, uint64_t coid, int64_t size,
-                                  uint32_t account, int reason, int side) {
-    uint8_t *p = ev_slot(c, E_CANCELLED, m->id);
-    wr_u64(p + 8, ++m->seq); wr_u64(p + 16, oid); wr_u64(p + 24, coid); wr_u64(p + 32, (uint64_t)size);
-    wr_u64(p + 40, c->now); wr_u32(p + 48, account); p[52] = (uint8_t)reason; p[53] = (uint8_t)side;
-}
-static inline void emit_l2(Core *c, Market *m, int side, int64_t price, int64_t size, int32_t count) {
-    uint8_t *p = ev_slot(c, E_L2, m->id);
-    wr_u64(p + 8, ++m->seq); wr_u64(p + 16, (uint64_t)price); wr_u64(p + 24, (uint64_t)size);
-    wr_u32(p + 32, (uint32_t)count); p[36] = (uint8_t)side;
-}
-static inline void emit_trade(Core *c, Market *m, int64_t px, int64_t qty, int side) {
-    uint8_t *p = ev_slot(c, E_TRADE, m->id);
-    wr_u64(p + 8, ++m->seq); wr_u64(p + 16, (uint64_t)px); wr_u64(p + 24, (uint64_t)qty);
-    wr_u64(p + 32, c->now); p[40] = (uint8_t)side;
-}
-static inline void emit_amended(Core *c, Market *m, uint64_t oid, uint64_t coid, int64_t price, int64_t open,
-                                uint32_t account, int kept) {
-    uint8_t *p = ev_slot(c, E_AMENDED, m->id);
-    wr_u64(p + 8, ++m->seq); wr_u64(p + 16, oid); wr_u64(p + 24, coid); wr_u64(p + 32, (uint64_t)price);
-    wr_u64(p + 40, (uint64_t)open); wr_u32(p + 48, account); p[52] = (uint8_t)kept;
-}
-static void emit_triggered(Core *c, Market *m, uint64_t oid, uint64_t coid, int64_t mark, uint32_t account) {
-    uint8_t *p = ev_slot(c, E_TRIGGERED, m->id);
-    wr_u64(p + 8, ++m->seq); wr_u64(p + 16, oid); wr_u64(p + 24, coid); wr_u64(p + 32, (uint64_t)mark);
-    wr_u32(p + 40, account);
-}
-static void emit_status(Core *c, Market *m, int status) {
-    uint8_t *p = ev_slot(c, E_STATUS, m->id);
-    wr_u64(p + 8, ++m->seq); p[16] = (uint8_t)status;
 }
 
 /* ---- pure checks (order_validator.py) ------------------------------------------------------------ */
 static int is_triggered_by(int type, int side, int64_t trigger, int64_t mark) {
-    if (type == OT_STOP_LIMIT || type == OT_STOP_MARKET)
+    if (type == HX_ORDER_TYPE_STOP_LIMIT || type == HX_ORDER_TYPE_STOP_MARKET)
         return side == 0 ? mark >= trigger : mark <= trigger;
     return side == 0 ? mark <= trigger : mark >= trigger;
 }
 static int check_status(int status, int post_only) {
     switch (status) {
-    case ST_OPEN: return RC_OK;
-    case ST_POST_ONLY: return post_only ? RC_OK : RC_MARKET_POST_ONLY;
-    case ST_HALTED: return RC_MARKET_HALTED;
-    case ST_CLOSED: return RC_MARKET_CLOSED;
-    default: return RC_MARKET_RESOLVED;
+    case HX_STATUS_OPEN: return HX_REJECT_OK;
+    case HX_STATUS_POST_ONLY: return post_only ? HX_REJECT_OK : HX_REJECT_MARKET_POST_ONLY;
+    case HX_STATUS_HALTED: return HX_REJECT_MARKET_HALTED;
+    case HX_STATUS_CLOSED: return HX_REJECT_MARKET_CLOSED;
+    default: return HX_REJECT_MARKET_RESOLVED;
     }
 }
 static int check_price_size(const Market *m, int64_t price, int64_t size) {
-    if (price <= 0) return RC_BAD_PRICE_TICK;
-    if (size <= 0) return RC_BAD_SIZE_LOT;
+    if (price <= 0) return HX_REJECT_BAD_PRICE_TICK;
+    if (size <= 0) return HX_REJECT_BAD_SIZE_LOT;
     i128 raw = (i128)price * size;
-    if (raw > INT64_MAX) return RC_NOTIONAL_OVERFLOW;
+    if (raw > INT64_MAX) return HX_REJECT_NOTIONAL_OVERFLOW;
     i128 tl = (i128)m->tick * m->lot; /* both fit int64 and are positive: < 2^126 */
-    if (raw > I128_MAX / tl) return RC_NOTIONAL_OVERFLOW;
-    i128 notional = raw * tl / BASE_ATOMS_PER_UNIT;
-    if (notional > INT64_MAX) return RC_NOTIONAL_OVERFLOW;
-    if (price > m->max_price) return RC_BAD_PRICE_TICK;
-    if (size < m->min_size) return RC_SIZE_BELOW_MIN;
-    if (size > m->max_size) return RC_SIZE_ABOVE_MAX;
-    if (notional < m->min_notional) return RC_NOTIONAL_BELOW_MIN;
-    return RC_OK;
+    if (raw > I128_MAX / tl) return HX_REJECT_NOTIONAL_OVERFLOW;
+    i128 notional = raw * tl / HX_BASE_ATOMS_PER_UNIT;
+    if (notional > INT64_MAX) return HX_REJECT_NOTIONAL_OVERFLOW;
+    if (price > m->max_price) return HX_REJECT_BAD_PRICE_TICK;
+    if (size < m->min_size) return HX_REJECT_SIZE_BELOW_MIN;
+    if (size > m->max_size) return HX_REJECT_SIZE_ABOVE_MAX;
+    if (notional < m->min_notional) return HX_REJECT_NOTIONAL_BELOW_MIN;
+    return HX_REJECT_OK;
 }
 static int check_band(const Market *m, int64_t mark, int64_t price) {
     if (m->band_bps && mark > 0) {
         i128 d = (i128)price - mark;
         if (d < 0) d = -d;
-        if (d * 10000 > (i128)m->band_bps * mark) return RC_PRICE_OUTSIDE_BAND;
+        if (d * 10000 > (i128)m->band_bps * mark) return HX_REJECT_PRICE_OUTSIDE_BAND;
     }
-    return RC_OK;
+    return HX_REJECT_OK;
 }
-static int is_stop_type(int t) { return t >= OT_STOP_LIMIT && t <= OT_TP_MARKET; }
+#define STP_OF(flags) (((flags) & HX_FLAGS_STP_MASK) >> HX_FLAGS_STP_SHIFT)
 static int check_new_order(const Market *m, uint64_t now, int side, int64_t price, int64_t size, int tif,
                            int type, int flags, int64_t trigger, uint64_t expire) {
-    if (side != 0 && side != 1) return RC_BAD_SIDE;
-    if (type > 5) return RC_BAD_ORDER_TYPE;
-    if (tif > 3) return RC_BAD_TIF;
-    if ((flags & ~KNOWN_FLAG_BITS) || ((flags >> STP_SHIFT) & 7) > 4) return RC_BAD_FLAGS;
-    int post_only = (flags & POST_BITS) != 0;
-    int market_like = type == OT_MARKET || type == OT_STOP_MARKET || type == OT_TP_MARKET;
-    if (market_like && tif != TIF_IOC && tif != TIF_FOK) return RC_BAD_TIF;
-    if (post_only && (type != OT_LIMIT || tif == TIF_IOC || tif == TIF_FOK)) return RC_BAD_FLAGS;
+    if (side != 0 && side != 1) return HX_REJECT_BAD_SIDE;
+    if (type > HX_ORDER_TYPE_MAX) return HX_REJECT_BAD_ORDER_TYPE;
+    if (tif > HX_TIF_MAX) return HX_REJECT_BAD_TIF;
+    if ((flags & ~HX_FLAGS_KNOWN_BITS) || STP_OF(flags) > HX_STP_MAX) return HX_REJECT_BAD_FLAGS;
+    int post_only = (flags & HX_FLAGS_POST_ONLY_BITS) != 0;
+    if (hx_is_market_priced_order_type(type) && tif != HX_TIF_IOC && tif != HX_TIF_FOK) return HX_REJECT_BAD_TIF;
+    if (post_only && (type != HX_ORDER_TYPE_LIMIT || tif == HX_TIF_IOC || tif == HX_TIF_FOK)) return HX_REJECT_BAD_FLAGS;
     int code = check_status(m->status, post_only);
     if (code) return code;
     code = check_price_size(m, price, size);
     if (code) return code;
-    if (is_stop_type(type)) {
-        if (!(trigger > 0 && trigger <= m->max_price)) return RC_BAD_TRIGGER_PRICE;
-        if (m->mark > 0 && is_triggered_by(type, side, trigger, m->mark)) return RC_BAD_TRIGGER_PRICE;
+    if (hx_is_stop_order_type(type)) {
+        if (!(trigger > 0 && trigger <= m->max_price)) return HX_REJECT_BAD_TRIGGER_PRICE;
+        if (m->mark > 0 && is_triggered_by(type, side, trigger, m->mark)) return HX_REJECT_BAD_TRIGGER_PRICE;
     } else if (trigger != 0) {
-        return RC_BAD_TRIGGER_PRICE;
+        return HX_REJECT_BAD_TRIGGER_PRICE;
     }
-    if (tif == TIF_GTT) {
-        if (expire == 0) return RC_BAD_EXPIRY;
-        if (expire <= now) return RC_EXPIRED;
+    if (tif == HX_TIF_GTT) {
+        if (expire == 0) return HX_REJECT_BAD_EXPIRY;
+        if (expire <= now) return HX_REJECT_EXPIRED;
     } else if (expire != 0) {
-        return RC_BAD_EXPIRY;
+        return HX_REJECT_BAD_EXPIRY;
     }
-    if (!is_stop_type(type)) {
+    if (!hx_is_stop_order_type(type)) {
         code = check_band(m, m->mark, price);
         if (code) return code;
     }
-    return RC_OK;
+    return HX_REJECT_OK;
 }
 static int check_amend(const Market *m, int64_t mark, int post_only, int64_t price, int64_t new_total,
                        int64_t filled) {
     int code = check_status(m->status, post_only);
     if (code) return code;
-    if (new_total <= filled) return RC_AMEND_BAD_SIZE;
+    if (new_total <= filled) return HX_REJECT_AMEND_BAD_SIZE;
     code = check_price_size(m, price, new_total);
     if (code) return code;
     return check_band(m, mark, price);
@@ -431,6 +386,21 @@ static inline int64_t best_price(const Market *m, int side) {
     if (!s->n) return 0;
     return m->levels[s->lv[s->n - 1]].price;
 }
+/* open size resting at (side, price) (0: no such level) */
+static int64_t level_size_at(const Market *m, int side, int64_t price) {
+    const Side *s = &m->sides[side];
+    int32_t pos = side_find(s, key_of(side, price));
+    return pos >= 0 ? m->levels[s->lv[pos]].size : 0;
+}
+/* may `size` more lots rest at (side, price)? `except` lots already there are leaving first. Both
+   the level total and the bound are <= 2^62, so the subtraction cannot overflow. */
+static int level_room(const Market *m, int side, int64_t price, int64_t size, int64_t except) {
+    return size <= m->max_level - (level_size_at(m, side, price) - except);
+}
+/* an account's live orders in the market: resting (by_account's count) and waiting (stop_by_account) */
+static int32_t open_count(const Market *m, uint32_t account) {
+    return map_count(&m->by_account, account, 0) + (m->nstops ? map_count(&m->stop_by_account, account, 0) : 0);
+}
 static int fillable(const Market *m, int side, int64_t price, int64_t size, uint32_t account, int stp) {
     const Side *o = &m->sides[side ^ 1];
     int64_t lk = key_of(side ^ 1, price);
@@ -447,7 +417,7 @@ static int fillable(const Market *m, int side, int64_t price, int64_t size, uint
         for (int32_t j = l->head; j >= 0; j = m->orders[j].next) {
             const Order *x = &m->orders[j];
             if (x->account == account) {
-                if (stp == STP_OLDEST) continue;
+                if (stp == HX_STP_CANCEL_OLDEST) continue;
                 return 0;
             }
             need -= x->open;
@@ -471,30 +441,35 @@ static void flush_bbo(Core *c, Market *m) {
     }
     if (memcmp(b, m->bbo, sizeof b) != 0) {
         memcpy(m->bbo, b, sizeof b);
-        uint8_t *p = ev_slot(c, E_BBO, m->id);
-        wr_u64(p + 8, ++m->seq);
-        for (int i = 0; i < 4; i++) wr_u64(p + 16 + 8 * i, (uint64_t)b[i]);
-        wr_u64(p + 48, c->now);
+        EMIT(c, m, bbo, b[0], b[1], b[2], b[3], c->now);
     }
 }
 
 /* ---- book mutations -------------------------------------------------------------------------------- */
+/* by_account: account -> its newest resting order (the head of its list), n = how many it has */
 static void index_order(Market *m, int32_t i) {
     Order *o = &m->orders[i];
     map_put(&m->by_oid, o->oid, 0, i);
     if (o->coid) map_put(&m->by_coid, o->account, o->coid, i);
-    int32_t head = map_get(&m->by_account, o->account, 0);
-    o->aprev = -1; o->anext = head;
-    if (head >= 0) m->orders[head].aprev = i;
-    map_put(&m->by_account, o->account, 0, i);
+    int fresh;
+    Slot *s = map_upsert(&m->by_account, o->account, 0, &fresh);
+    o->aprev = -1;
+    o->anext = fresh ? -1 : s->v;
+    if (!fresh) { m->orders[s->v].aprev = i; s->n++; }
+    s->v = i;
 }
 static void unindex_order(Market *m, int32_t i) {
     Order *o = &m->orders[i];
     map_del(&m->by_oid, o->oid, 0);
     if (o->coid) map_del(&m->by_coid, o->account, o->coid);
-    if (o->aprev >= 0) m->orders[o->aprev].anext = o->anext;
-    else if (o->anext >= 0) map_put(&m->by_account, o->account, 0, o->anext);
-    else map_del(&m->by_account, o->account, 0);
+    if (o->aprev >= 0 || o->anext >= 0) {
+        Slot *s = map_find(&m->by_account, o->account, 0);
+        s->n--;
+        if (o->aprev >= 0) m->orders[o->aprev].anext = o->anext;
+        else s->v = o->anext;
+    } else {
+        map_del(&m->by_account, o->account, 0);
+    }
     if (o->anext >= 0) m->orders[o->anext].aprev = o->aprev;
 }
 static void queue_unlink(Market *m, Level *l, int32_t i) {
@@ -530,7 +505,9 @@ static int32_t rest_order(Core *c, Market *m, int32_t i) {
     Level *l = &m->levels[li];
     o->level = li;
     queue_append(m, l, i);
-    l->size += o->open;
+    /* checked: every path that rests an order first checks the level's room (level_room), and a
+       restore checks the bound, so this cannot overflow; if it ever did, stop rather than corrupt */
+    if (__builtin_add_overflow(l->size, o->open, &l->size)) abort();
     l->count++;
     index_order(m, i);
     return li;
@@ -568,13 +545,13 @@ static int64_t match(Core *c, Market *m, uint64_t oid, uint64_t coid, uint32_t a
             Order *mk = &m->orders[mi];
             int64_t mo = mk->open;
             if (stp && mk->account == account) {
-                if (stp == STP_NEWEST) { stop = 1; break; }
-                if (stp == STP_OLDEST || stp == STP_BOTH) {
+                if (stp == HX_STP_CANCEL_NEWEST) { stop = 1; break; }
+                if (stp == HX_STP_CANCEL_OLDEST || stp == HX_STP_CANCEL_BOTH) {
                     uint64_t moid = mk->oid, mcoid = mk->coid; uint32_t macct = mk->account;
                     l->size -= mo; l->count--;
                     queue_unlink(m, l, mi); unindex_order(m, mi); order_release(m, mi);
-                    emit_cancelled(c, m, moid, mcoid, mo, macct, CR_SELF_TRADE, oside);
-                    if (stp == STP_BOTH) { stop = 1; break; }
+                    EMIT(c, m, cancelled, moid, mcoid, mo, c->now, macct, HX_CANCEL_SELF_TRADE, oside);
+                    if (stp == HX_STP_CANCEL_BOTH) { stop = 1; break; }
                     continue;
                 }
                 /* DECREMENT: both lose the overlap, no trade */
@@ -583,15 +560,15 @@ static int64_t match(Core *c, Market *m, uint64_t oid, uint64_t coid, uint32_t a
                 mk->open = mo;
                 l->size -= d;
                 if (mo) {
-                    emit_amended(c, m, mk->oid, mk->coid, px, mo, mk->account, 1);
+                    EMIT(c, m, amended, mk->oid, mk->coid, px, mo, mk->account, 1);
                 } else {
                     uint64_t moid = mk->oid, mcoid = mk->coid; uint32_t macct = mk->account;
                     l->count--;
                     queue_unlink(m, l, mi); unindex_order(m, mi); order_release(m, mi);
-                    emit_cancelled(c, m, moid, mcoid, d, macct, CR_SELF_TRADE, oside);
+                    EMIT(c, m, cancelled, moid, mcoid, d, c->now, macct, HX_CANCEL_SELF_TRADE, oside);
                 }
-                if (rem) emit_amended(c, m, oid, coid, price, rem, account, 1);
-                else emit_cancelled(c, m, oid, coid, d, account, CR_SELF_TRADE, side);
+                if (rem) EMIT(c, m, amended, oid, coid, price, rem, account, 1);
+                else EMIT(c, m, cancelled, oid, coid, d, c->now, account, HX_CANCEL_SELF_TRADE, side);
                 continue;
             }
             int64_t t;
@@ -599,18 +576,18 @@ static int64_t match(Core *c, Market *m, uint64_t oid, uint64_t coid, uint32_t a
                 t = rem;
                 mk->open = mo - t; mk->filled += t;
                 rem = 0; l->size -= t; *traded += t;
-                emit_fill(c, m, oid, mk->oid, px, t, account, mk->account, side, 1);
+                EMIT(c, m, fill, oid, mk->oid, px, t, account, mk->account, side, 1);
             } else {
                 t = mo;
                 rem -= mo;
                 uint64_t moid = mk->oid; uint32_t macct = mk->account;
                 l->size -= mo; l->count--; *traded += mo;
                 queue_unlink(m, l, mi); unindex_order(m, mi); order_release(m, mi);
-                emit_fill(c, m, oid, moid, px, t, account, macct, side, rem ? 2 : 3);
+                EMIT(c, m, fill, oid, moid, px, t, account, macct, side, rem ? 2 : 3);
             }
-            emit_trade(c, m, px, t, side);
+            EMIT(c, m, trade, px, t, c->now, side);
         }
-        if (l->size != size0) emit_l2(c, m, oside, px, l->size, l->count);
+        if (l->size != size0) EMIT(c, m, l2_delta, px, l->size, l->count, oside);
         if (!l->count) {
             s->n--;
             l->next_free = m->lfree; m->lfree = li;
@@ -618,7 +595,7 @@ static int64_t match(Core *c, Market *m, uint64_t oid, uint64_t coid, uint32_t a
         if (stop || !rem) break;
     }
     if (stop && rem) {
-        emit_cancelled(c, m, oid, coid, rem, account, CR_SELF_TRADE, side);
+        EMIT(c, m, cancelled, oid, coid, rem, c->now, account, HX_CANCEL_SELF_TRADE, side);
         rem = 0;
     }
     return rem;
@@ -629,16 +606,16 @@ static int64_t match(Core *c, Market *m, uint64_t oid, uint64_t coid, uint32_t a
 static int submit(Core *c, Market *m, uint64_t oid, uint64_t coid, uint32_t account, int side, int64_t price,
                   int64_t size, int tif, int type, int flags, uint64_t expire, int reason, int64_t filled,
                   int accept) {
-    if (coid && find_by_coid(m, account, coid) >= 0) return RC_DUPLICATE_CLIENT_ORDER_ID;
-    if (accept) emit_accepted(c, m, oid, coid, price, size, account, side, tif, type, flags);
+    if (coid && find_by_coid(m, account, coid) >= 0) return HX_REJECT_DUPLICATE_CLIENT_ORDER_ID;
+    if (accept) EMIT(c, m, accepted, oid, coid, price, size, c->now, account, side, tif, type, flags);
     if (would_cross(m, side, price)) {
         int64_t traded = 0;
-        size = match(c, m, oid, coid, account, side, price, size, (flags >> STP_SHIFT) & 7, &traded);
+        size = match(c, m, oid, coid, account, side, price, size, STP_OF(flags), &traded);
         filled += traded;
         if (!size) { flush_bbo(c, m); return 0; }
     }
     if (reason >= 0) {
-        emit_cancelled(c, m, oid, coid, size, account, reason, side);
+        EMIT(c, m, cancelled, oid, coid, size, c->now, account, reason, side);
         flush_bbo(c, m);
         return 0;
     }
@@ -649,7 +626,7 @@ static int submit(Core *c, Market *m, uint64_t oid, uint64_t coid, uint32_t acco
     o->tif = (uint8_t)tif; o->type = 0; o->flags = (uint8_t)flags;
     int32_t li = rest_order(c, m, i);
     Level *l = &m->levels[li];
-    emit_l2(c, m, side, price, l->size, l->count);
+    EMIT(c, m, l2_delta, price, l->size, l->count, side);
     flush_bbo(c, m);
     return 0;
 }
@@ -659,8 +636,8 @@ static void book_cancel(Core *c, Market *m, int32_t i, int reason) {
     Order o = m->orders[i];
     int64_t lsize; int32_t lcount;
     detach(m, i, &lsize, &lcount);
-    emit_cancelled(c, m, o.oid, o.coid, o.open, o.account, reason, o.side);
-    emit_l2(c, m, o.side, o.price, lsize, lcount);
+    EMIT(c, m, cancelled, o.oid, o.coid, o.open, c->now, o.account, reason, o.side);
+    EMIT(c, m, l2_delta, o.price, lsize, lcount, o.side);
     flush_bbo(c, m);
 }
 
@@ -689,7 +666,7 @@ static void cancel_many(Core *c, Market *m, int32_t *idx, int32_t n, int reason)
         int64_t lsize; int32_t lcount;
         detach(m, idx[k], &lsize, &lcount);
         t[k].side = o.side; t[k].price = o.price;
-        emit_cancelled(c, m, o.oid, o.coid, o.open, o.account, reason, o.side);
+        EMIT(c, m, cancelled, o.oid, o.coid, o.open, c->now, o.account, reason, o.side);
     }
     qsort(t, (size_t)n, sizeof(Touched), touched_cmp);
     for (int32_t k = 0; k < n; k++) {
@@ -698,9 +675,9 @@ static void cancel_many(Core *c, Market *m, int32_t *idx, int32_t n, int reason)
         int32_t pos = side_find(s, key_of(t[k].side, t[k].price));
         if (pos >= 0) {
             const Level *l = &m->levels[s->lv[pos]];
-            emit_l2(c, m, t[k].side, t[k].price, l->size, l->count);
+            EMIT(c, m, l2_delta, t[k].price, l->size, l->count, t[k].side);
         } else {
-            emit_l2(c, m, t[k].side, t[k].price, 0, 0);
+            EMIT(c, m, l2_delta, t[k].price, 0, 0, t[k].side);
         }
     }
     free(t);
@@ -712,6 +689,7 @@ static void stop_unindex(Market *m, int32_t si) {
     Order *s = &m->stops[si];
     map_del(&m->stop_by_oid, s->oid, 0);
     if (s->coid) map_del(&m->stop_by_coid, s->account, s->coid);
+    map_count_down(&m->stop_by_account, s->account, 0);
     int32_t pos = s->level, last = m->stop_idx[m->nstops - 1];
     m->stop_idx[pos] = last;
     m->stops[last].level = pos;
@@ -730,12 +708,13 @@ static int32_t stop_add(Core *c, Market *m, const Order *src) {
     m->stop_idx[m->nstops++] = si;
     map_put(&m->stop_by_oid, src->oid, 0, si);
     if (src->coid) map_put(&m->stop_by_coid, src->account, src->coid, si);
+    map_count_up(&m->stop_by_account, src->account, 0);
     return si;
 }
 static void drop_stop(Core *c, Market *m, int32_t si, int reason) {
     Order s = m->stops[si];
     stop_unindex(m, si);
-    emit_cancelled(c, m, s.oid, s.coid, s.open, s.account, reason, s.side);
+    EMIT(c, m, cancelled, s.oid, s.coid, s.open, c->now, s.account, reason, s.side);
 }
 /* the market's stops (optionally only one account's), sorted by order id; caller frees */
 static int32_t *stops_sorted(Market *m, int only_account, uint32_t account, int32_t *n_out) {
@@ -800,16 +779,20 @@ static Market *find_market(Core *c, uint32_t id) {
 static int place(Core *c, uint32_t mid, uint64_t oid, uint64_t coid, uint32_t account, int side,
                  int64_t price, int64_t size, int tif, int type, int flags, int64_t trigger, uint64_t expire) {
     Market *m = find_market(c, mid);
-    if (!m) return reject(c, mid, T_NEW, oid, coid, account, RC_UNKNOWN_MARKET);
+    if (!m) return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, HX_REJECT_UNKNOWN_MARKET);
     int code = check_new_order(m, c->now, side, price, size, tif, type, flags, trigger, expire);
-    if (code) return reject(c, mid, T_NEW, oid, coid, account, code);
+    if (code) return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, code);
     if (oid <= m->last_oid) {
-        if (oid) return reject(c, mid, T_NEW, oid, coid, account, RC_DUPLICATE_ORDER_ID);
+        if (oid) return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, HX_REJECT_DUPLICATE_ORDER_ID);
         oid = m->last_oid + 1;
     }
-    if (type >= OT_STOP_LIMIT) { /* stop / take-profit: wait for the trigger */
+    /* an order that would rest or wait counts against the account's cap of live orders */
+    if ((type >= HX_ORDER_TYPE_STOP_LIMIT || (type == HX_ORDER_TYPE_LIMIT && (tif == HX_TIF_GTC || tif == HX_TIF_GTT)))
+        && open_count(m, account) >= m->max_open)
+        return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, HX_REJECT_TOO_MANY_OPEN_ORDERS);
+    if (type >= HX_ORDER_TYPE_STOP_LIMIT) { /* stop / take-profit: wait for the trigger */
         if (coid && (find_by_coid(m, account, coid) >= 0 || map_get(&m->stop_by_coid, account, coid) >= 0))
-            return reject(c, mid, T_NEW, oid, coid, account, RC_DUPLICATE_CLIENT_ORDER_ID);
+            return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, HX_REJECT_DUPLICATE_CLIENT_ORDER_ID);
         m->last_oid = oid;
         Order s;
         memset(&s, 0, sizeof s);
@@ -817,36 +800,38 @@ static int place(Core *c, uint32_t mid, uint64_t oid, uint64_t coid, uint32_t ac
         s.filled = 0; s.coid = coid; s.tif = (uint8_t)tif; s.type = (uint8_t)type; s.flags = (uint8_t)flags;
         s.expire = expire; s.trigger = trigger;
         stop_add(c, m, &s);
-        if (tif == TIF_GTT) heap_push(c, m, expire, oid);
-        emit_accepted(c, m, oid, coid, price, size, account, side, tif, type, flags);
+        if (tif == HX_TIF_GTT) heap_push(c, m, expire, oid);
+        EMIT(c, m, accepted, oid, coid, price, size, c->now, account, side, tif, type, flags);
         return 0;
     }
     if (coid && m->stop_by_coid.n && map_get(&m->stop_by_coid, account, coid) >= 0)
-        return reject(c, mid, T_NEW, oid, coid, account, RC_DUPLICATE_CLIENT_ORDER_ID);
-    int reason = (tif == TIF_GTC || tif == TIF_GTT) ? REST : CR_IOC_REMAINDER;
-    if ((flags & POST_BITS) || type || tif == TIF_FOK) {
+        return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, HX_REJECT_DUPLICATE_CLIENT_ORDER_ID);
+    int reason = (tif == HX_TIF_GTC || tif == HX_TIF_GTT) ? REST : HX_CANCEL_IOC_REMAINDER;
+    if ((flags & HX_FLAGS_POST_ONLY_BITS) || type || tif == HX_TIF_FOK) {
         if (coid && find_by_coid(m, account, coid) >= 0)
-            return reject(c, mid, T_NEW, oid, coid, account, RC_DUPLICATE_CLIENT_ORDER_ID);
-        if ((flags & POST_BITS) && would_cross(m, side, price)) {
-            if (!(flags & F_SLIDE)) return reject(c, mid, T_NEW, oid, coid, account, RC_POST_ONLY_WOULD_TAKE);
+            return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, HX_REJECT_DUPLICATE_CLIENT_ORDER_ID);
+        if ((flags & HX_FLAGS_POST_ONLY_BITS) && would_cross(m, side, price)) {
+            if (!(flags & HX_FLAG_POST_ONLY_SLIDE)) return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, HX_REJECT_POST_ONLY_WOULD_TAKE);
             price = side == 0 ? best_price(m, 1) - 1 : best_price(m, 0) + 1;
             if (!(price > 0 && price <= m->max_price))
-                return reject(c, mid, T_NEW, oid, coid, account, RC_POST_ONLY_WOULD_TAKE);
+                return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, HX_REJECT_POST_ONLY_WOULD_TAKE);
         }
         if (type) { /* MARKET: price is the worst acceptable price */
-            if (!would_cross(m, side, price)) return reject(c, mid, T_NEW, oid, coid, account, RC_NO_LIQUIDITY);
-            reason = CR_MARKET_NO_LIQ;
+            if (!would_cross(m, side, price)) return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, HX_REJECT_NO_LIQUIDITY);
+            reason = HX_CANCEL_MARKET_NO_LIQUIDITY;
         }
-        if (tif == TIF_FOK) {
-            if (!fillable(m, side, price, size, account, (flags >> STP_SHIFT) & 7))
-                return reject(c, mid, T_NEW, oid, coid, account, RC_FOK_NOT_FILLABLE);
-            reason = CR_FOK_UNFILLED;
+        if (tif == HX_TIF_FOK) {
+            if (!fillable(m, side, price, size, account, STP_OF(flags)))
+                return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, HX_REJECT_FOK_NOT_FILLABLE);
+            reason = HX_CANCEL_FOK_UNFILLED;
         }
     }
+    if (reason == REST && !level_room(m, side, price, size, 0))
+        return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, HX_REJECT_LEVEL_FULL);
     code = submit(c, m, oid, coid, account, side, price, size, tif, type, flags, expire, reason, 0, 1);
-    if (code) return reject(c, mid, T_NEW, oid, coid, account, code);
+    if (code) return reject(c, mid, HX_MSG_NEW_ORDER, oid, coid, account, code);
     m->last_oid = oid;
-    if (tif == TIF_GTT) heap_push(c, m, expire, oid);
+    if (tif == HX_TIF_GTT) heap_push(c, m, expire, oid);
     return 0;
 }
 
@@ -868,67 +853,70 @@ static int32_t find_live(Market *m, uint64_t oid, uint64_t coid, uint32_t accoun
 
 static int cancel(Core *c, uint32_t mid, uint64_t oid, uint64_t coid, uint32_t account) {
     Market *m = find_market(c, mid);
-    if (!m) return reject(c, mid, T_CANCEL, oid, coid, account, RC_UNKNOWN_MARKET);
+    if (!m) return reject(c, mid, HX_MSG_CANCEL, oid, coid, account, HX_REJECT_UNKNOWN_MARKET);
     if (oid) {
         int32_t i = map_get(&m->by_oid, oid, 0);
         if (i >= 0) {
             if (m->orders[i].account != account)
-                return reject(c, mid, T_CANCEL, oid, coid, account, RC_OWNER_MISMATCH);
-            book_cancel(c, m, i, CR_USER);
+                return reject(c, mid, HX_MSG_CANCEL, oid, coid, account, HX_REJECT_OWNER_MISMATCH);
+            book_cancel(c, m, i, HX_CANCEL_USER);
             return 0;
         }
-        if (!m->nstops) return reject(c, mid, T_CANCEL, oid, coid, account, RC_UNKNOWN_ORDER);
+        if (!m->nstops) return reject(c, mid, HX_MSG_CANCEL, oid, coid, account, HX_REJECT_UNKNOWN_ORDER);
     }
     int is_stop;
     int32_t i = find_live(m, oid, coid, account, &is_stop);
-    if (i < 0) return reject(c, mid, T_CANCEL, oid, coid, account, RC_UNKNOWN_ORDER);
+    if (i < 0) return reject(c, mid, HX_MSG_CANCEL, oid, coid, account, HX_REJECT_UNKNOWN_ORDER);
     Order *o = is_stop ? &m->stops[i] : &m->orders[i];
-    if (o->account != account) return reject(c, mid, T_CANCEL, oid, coid, account, RC_OWNER_MISMATCH);
-    if (is_stop) drop_stop(c, m, i, CR_USER);
-    else book_cancel(c, m, i, CR_USER);
+    if (o->account != account) return reject(c, mid, HX_MSG_CANCEL, oid, coid, account, HX_REJECT_OWNER_MISMATCH);
+    if (is_stop) drop_stop(c, m, i, HX_CANCEL_USER);
+    else book_cancel(c, m, i, HX_CANCEL_USER);
     return 0;
 }
 
 static int amend(Core *c, uint32_t mid, uint64_t oid_in, uint64_t coid_in, uint32_t account, int64_t price,
                  int64_t size) {
     Market *m = find_market(c, mid);
-    if (!m) return reject(c, mid, T_AMEND, oid_in, coid_in, account, RC_UNKNOWN_MARKET);
+    if (!m) return reject(c, mid, HX_MSG_AMEND, oid_in, coid_in, account, HX_REJECT_UNKNOWN_MARKET);
     int is_stop;
     int32_t i = find_live(m, oid_in, coid_in, account, &is_stop);
-    if (i < 0) return reject(c, mid, T_AMEND, oid_in, coid_in, account, RC_UNKNOWN_ORDER);
+    if (i < 0) return reject(c, mid, HX_MSG_AMEND, oid_in, coid_in, account, HX_REJECT_UNKNOWN_ORDER);
     Order *o = is_stop ? &m->stops[i] : &m->orders[i];
-    if (o->account != account) return reject(c, mid, T_AMEND, oid_in, coid_in, account, RC_OWNER_MISMATCH);
+    if (o->account != account) return reject(c, mid, HX_MSG_AMEND, oid_in, coid_in, account, HX_REJECT_OWNER_MISMATCH);
     uint64_t oid = o->oid, coid = o->coid;
     int64_t old_price = o->price, filled = o->filled, old_open = o->open;
     int64_t new_price = price ? price : old_price;
     i128 new_total = size ? (i128)size : (i128)old_open + filled;
     if (new_price == old_price && new_total == (i128)old_open + filled)
-        return reject(c, mid, T_AMEND, oid, coid, account, RC_AMEND_NO_CHANGE);
-    int post_only = (o->flags & POST_BITS) || m->status == ST_POST_ONLY;
+        return reject(c, mid, HX_MSG_AMEND, oid, coid, account, HX_REJECT_AMEND_NO_CHANGE);
+    int post_only = (o->flags & HX_FLAGS_POST_ONLY_BITS) || m->status == HX_STATUS_POST_ONLY;
     /* a total beyond int64 can only come from size (old_open + filled fits): size is int64 */
     int code = check_amend(m, is_stop ? 0 : m->mark, post_only, new_price, (int64_t)new_total, filled);
-    if (code) return reject(c, mid, T_AMEND, oid, coid, account, code);
+    if (code) return reject(c, mid, HX_MSG_AMEND, oid, coid, account, code);
     int64_t new_open = (int64_t)new_total - filled;
     int side = o->side;
     if (is_stop) {
         o->price = new_price; o->open = new_open;
-        emit_amended(c, m, oid, coid, new_price, new_open, account, 1);
+        EMIT(c, m, amended, oid, coid, new_price, new_open, account, 1);
     } else if (new_price == old_price && new_open < old_open) {
         Level *l = &m->levels[o->level];
         l->size -= old_open - new_open;
         o->open = new_open;
-        emit_amended(c, m, oid, coid, old_price, new_open, account, 1);
-        emit_l2(c, m, side, old_price, l->size, l->count);
+        EMIT(c, m, amended, oid, coid, old_price, new_open, account, 1);
+        EMIT(c, m, l2_delta, old_price, l->size, l->count, side);
         flush_bbo(c, m);
     } else {
         if (post_only && would_cross(m, side, new_price))
-            return reject(c, mid, T_AMEND, oid, coid, account,
-                          (o->flags & POST_BITS) ? RC_POST_ONLY_WOULD_TAKE : RC_MARKET_POST_ONLY);
+            return reject(c, mid, HX_MSG_AMEND, oid, coid, account,
+                          (o->flags & HX_FLAGS_POST_ONLY_BITS) ? HX_REJECT_POST_ONLY_WOULD_TAKE : HX_REJECT_MARKET_POST_ONLY);
+        /* it leaves its level (same price: the same level) before it rejoins one */
+        if (!level_room(m, side, new_price, new_open, new_price == old_price ? old_open : 0))
+            return reject(c, mid, HX_MSG_AMEND, oid, coid, account, HX_REJECT_LEVEL_FULL);
         Order keep = *o;
-        emit_amended(c, m, oid, coid, new_price, new_open, account, 0);
+        EMIT(c, m, amended, oid, coid, new_price, new_open, account, 0);
         int64_t lsize; int32_t lcount;
         detach(m, i, &lsize, &lcount);
-        emit_l2(c, m, side, old_price, lsize, lcount);
+        EMIT(c, m, l2_delta, old_price, lsize, lcount, side);
         submit(c, m, oid, coid, account, side, new_price, new_open, keep.tif, 0, keep.flags, keep.expire, REST,
                filled, 0);
     }
@@ -951,22 +939,22 @@ static int32_t *orders_of(Market *m, uint32_t account, int32_t *n_out) {
 static void cancel_all_in(Core *c, Market *m, uint32_t account) {
     int32_t n;
     int32_t *mine = orders_of(m, account, &n);
-    if (n) cancel_many(c, m, mine, n, CR_CANCEL_ALL);
+    if (n) cancel_many(c, m, mine, n, HX_CANCEL_CANCEL_ALL);
     free(mine);
     if (m->nstops) {
         int32_t *st = stops_sorted(m, 1, account, &n);
-        for (int32_t k = 0; k < n; k++) drop_stop(c, m, st[k], CR_CANCEL_ALL);
+        for (int32_t k = 0; k < n; k++) drop_stop(c, m, st[k], HX_CANCEL_CANCEL_ALL);
         free(st);
     }
 }
 
 static int cancel_all(Core *c, uint32_t mid, uint32_t account) {
-    if (mid == ALL_MARKETS) {
+    if (mid == HX_ALL_MARKETS) {
         for (int32_t k = 0; k < c->nm; k++) cancel_all_in(c, &c->m[k], account);
         return 0;
     }
     Market *m = find_market(c, mid);
-    if (!m) return reject(c, mid, T_CANCEL_ALL, 0, 0, account, RC_UNKNOWN_MARKET);
+    if (!m) return reject(c, mid, HX_MSG_CANCEL_ALL, 0, 0, account, HX_REJECT_UNKNOWN_MARKET);
     cancel_all_in(c, m, account);
     return 0;
 }
@@ -974,32 +962,34 @@ static int cancel_all(Core *c, uint32_t mid, uint32_t account) {
 static void fire(Core *c, Market *m, int32_t si, int64_t mark) {
     Order s = m->stops[si];
     stop_unindex(m, si);
-    emit_triggered(c, m, s.oid, s.coid, mark, s.account);
-    int is_market = s.type == OT_STOP_MARKET || s.type == OT_TP_MARKET;
-    int stp = (s.flags >> STP_SHIFT) & 7;
+    EMIT(c, m, triggered, s.oid, s.coid, mark, s.account);
+    int is_market = s.type == HX_ORDER_TYPE_STOP_MARKET || s.type == HX_ORDER_TYPE_TAKE_PROFIT_MARKET;
+    int stp = STP_OF(s.flags);
     int cancel_reason = -1;
-    if (check_band(m, mark, s.price)) cancel_reason = CR_PRICE_BAND;
-    else if (is_market && !would_cross(m, s.side, s.price)) cancel_reason = CR_MARKET_NO_LIQ;
-    else if (s.tif == TIF_FOK && !fillable(m, s.side, s.price, s.open, s.account, stp))
-        cancel_reason = CR_FOK_UNFILLED;
+    if (check_band(m, mark, s.price)) cancel_reason = HX_CANCEL_PRICE_BAND;
+    else if (is_market && !would_cross(m, s.side, s.price)) cancel_reason = HX_CANCEL_MARKET_NO_LIQUIDITY;
+    else if (s.tif == HX_TIF_FOK && !fillable(m, s.side, s.price, s.open, s.account, stp))
+        cancel_reason = HX_CANCEL_FOK_UNFILLED;
+    else if (!is_market && (s.tif == HX_TIF_GTC || s.tif == HX_TIF_GTT) && !level_room(m, s.side, s.price, s.open, 0))
+        cancel_reason = HX_CANCEL_LEVEL_FULL; /* it would rest on a full level */
     if (cancel_reason >= 0) {
-        emit_cancelled(c, m, s.oid, s.coid, s.open, s.account, cancel_reason, s.side);
+        EMIT(c, m, cancelled, s.oid, s.coid, s.open, c->now, s.account, cancel_reason, s.side);
         return;
     }
     int reason;
-    if (is_market) reason = s.tif == TIF_IOC ? CR_MARKET_NO_LIQ : CR_FOK_UNFILLED;
-    else if (s.tif == TIF_GTC || s.tif == TIF_GTT) reason = REST;
-    else reason = s.tif == TIF_IOC ? CR_IOC_REMAINDER : CR_FOK_UNFILLED;
-    submit(c, m, s.oid, s.coid, s.account, s.side, s.price, s.open, s.tif, is_market ? OT_MARKET : OT_LIMIT,
+    if (is_market) reason = s.tif == HX_TIF_IOC ? HX_CANCEL_MARKET_NO_LIQUIDITY : HX_CANCEL_FOK_UNFILLED;
+    else if (s.tif == HX_TIF_GTC || s.tif == HX_TIF_GTT) reason = REST;
+    else reason = s.tif == HX_TIF_IOC ? HX_CANCEL_IOC_REMAINDER : HX_CANCEL_FOK_UNFILLED;
+    submit(c, m, s.oid, s.coid, s.account, s.side, s.price, s.open, s.tif, is_market ? HX_ORDER_TYPE_MARKET : HX_ORDER_TYPE_LIMIT,
            s.flags, s.expire, reason, 0, 0);
 }
 
 static int set_mark(Core *c, uint32_t mid, int64_t price) {
     Market *m = find_market(c, mid);
-    if (!m) return reject(c, mid, T_MARK, 0, 0, 0, RC_UNKNOWN_MARKET);
-    if (!(price > 0 && price <= m->max_price)) return reject(c, mid, T_MARK, 0, 0, 0, RC_BAD_PRICE_TICK);
+    if (!m) return reject(c, mid, HX_MSG_MARK_PRICE, 0, 0, 0, HX_REJECT_UNKNOWN_MARKET);
+    if (!(price > 0 && price <= m->max_price)) return reject(c, mid, HX_MSG_MARK_PRICE, 0, 0, 0, HX_REJECT_BAD_PRICE_TICK);
     m->mark = price;
-    if (m->nstops && m->status == ST_OPEN) {
+    if (m->nstops && m->status == HX_STATUS_OPEN) {
         int32_t n, f = 0;
         int32_t *all = stops_sorted(m, 0, 0, &n);
         uint64_t *fired = malloc((size_t)(n ? n : 1) * sizeof(uint64_t));
@@ -1009,7 +999,12 @@ static int set_mark(Core *c, uint32_t mid, int64_t price) {
             if (is_triggered_by(s->type, s->side, s->trigger, price)) fired[f++] = s->oid;
         }
         free(all);
-        for (int32_t k = 0; k < f; k++) fire(c, m, map_get(&m->stop_by_oid, fired[k], 0), price);
+        for (int32_t k = 0; k < f; k++) {
+            /* a stop fired earlier in this loop may have taken a later one with it (none does today:
+               nothing that a fill does cancels a stop; an OCO link would): skip what is gone */
+            int32_t si = map_get(&m->stop_by_oid, fired[k], 0);
+            if (si >= 0) fire(c, m, si, price);
+        }
         free(fired);
     }
     return 0;
@@ -1017,14 +1012,14 @@ static int set_mark(Core *c, uint32_t mid, int64_t price) {
 
 static int set_status(Core *c, uint32_t mid, int status) {
     Market *m = find_market(c, mid);
-    if (!m) return reject(c, mid, T_STATUS, 0, 0, 0, RC_UNKNOWN_MARKET);
-    if (status > 4) return reject(c, mid, T_STATUS, 0, 0, 0, RC_BAD_FIELD);
-    if (m->status == ST_RESOLVED && status != ST_RESOLVED)
-        return reject(c, mid, T_STATUS, 0, 0, 0, RC_MARKET_RESOLVED);
+    if (!m) return reject(c, mid, HX_MSG_SET_MARKET_STATUS, 0, 0, 0, HX_REJECT_UNKNOWN_MARKET);
+    if (status > HX_STATUS_MAX) return reject(c, mid, HX_MSG_SET_MARKET_STATUS, 0, 0, 0, HX_REJECT_BAD_FIELD);
+    if (m->status == HX_STATUS_RESOLVED && status != HX_STATUS_RESOLVED)
+        return reject(c, mid, HX_MSG_SET_MARKET_STATUS, 0, 0, 0, HX_REJECT_MARKET_RESOLVED);
     if (status == m->status) return 0;
     m->status = status;
-    emit_status(c, m, status);
-    if (status == ST_RESOLVED) {
+    EMIT(c, m, market_status, status);
+    if (status == HX_STATUS_RESOLVED) {
         int32_t n = 0;
         int32_t *idx = malloc((size_t)(m->ocount ? m->ocount : 1) * sizeof(int32_t));
         if (!idx) abort();
@@ -1034,11 +1029,11 @@ static int set_status(Core *c, uint32_t mid, int status) {
                 for (int32_t j = m->levels[s->lv[p]].head; j >= 0; j = m->orders[j].next) idx[n++] = j;
         }
         sort_by_oid(m->orders, idx, n);
-        if (n) cancel_many(c, m, idx, n, CR_MARKET_STATUS);
+        if (n) cancel_many(c, m, idx, n, HX_CANCEL_MARKET_STATUS);
         free(idx);
         if (m->nstops) {
             int32_t *st = stops_sorted(m, 0, 0, &n);
-            for (int32_t k = 0; k < n; k++) drop_stop(c, m, st[k], CR_MARKET_STATUS);
+            for (int32_t k = 0; k < n; k++) drop_stop(c, m, st[k], HX_CANCEL_MARKET_STATUS);
             free(st);
         }
     }
@@ -1046,7 +1041,7 @@ static int set_status(Core *c, uint32_t mid, int status) {
 }
 
 static int advance_clock(Core *c, uint32_t mid, uint64_t now) {
-    if (now < c->now) return reject(c, mid, T_CLOCK, 0, 0, 0, RC_STALE_SEQUENCE);
+    if (now < c->now) return reject(c, mid, HX_MSG_CLOCK, 0, 0, 0, HX_REJECT_STALE_SEQUENCE);
     c->now = now;
     for (int32_t k = 0; k < c->nm; k++) {
         Market *m = &c->m[k];
@@ -1064,14 +1059,18 @@ static int advance_clock(Core *c, uint32_t mid, uint64_t now) {
             }
             int32_t i = map_get(&m->by_oid, h.oid, 0);
             if (i >= 0 && m->orders[i].expire == h.expire) {
+                m->orders[i].expire = 0; /* collected once, even if the heap held it twice */
                 due[nd++] = i;
             } else {
                 int32_t si = map_get(&m->stop_by_oid, h.oid, 0);
                 if (si >= 0 && m->stops[si].expire == h.expire) due_stops[ns++] = h.oid;
             }
         }
-        if (nd) cancel_many(c, m, due, nd, CR_EXPIRED);
-        for (int32_t j = 0; j < ns; j++) drop_stop(c, m, map_get(&m->stop_by_oid, due_stops[j], 0), CR_EXPIRED);
+        if (nd) cancel_many(c, m, due, nd, HX_CANCEL_EXPIRED);
+        for (int32_t j = 0; j < ns; j++) {
+            int32_t si = map_get(&m->stop_by_oid, due_stops[j], 0);
+            if (si >= 0) drop_stop(c, m, si, HX_CANCEL_EXPIRED); /* a lookup that misses is never indexed */
+        }
         free(due);
         free(due_stops);
     }
@@ -1080,22 +1079,26 @@ static int advance_clock(Core *c, uint32_t mid, uint64_t now) {
 
 /* one 64-byte command at p (length already checked) */
 static int handle_one(Core *c, const uint8_t *p) {
-    int type = p[0];
-    uint32_t mid = rd_u32(p + 4);
-    if (p[1] != WIRE_VERSION) return reject(c, mid, type, 0, 0, 0, RC_BAD_VERSION);
-    if (rd_u16(p + 2) != SLOT) return reject(c, mid, type, 0, 0, 0, RC_BAD_LENGTH);
+    int type = hx_header_msg_type(p);
+    uint32_t mid = hx_header_market_id(p);
+    if (hx_header_version(p) != HX_WIRE_VERSION) return reject(c, mid, type, 0, 0, 0, HX_REJECT_BAD_VERSION);
+    if (hx_header_length(p) != HX_SLOT_BYTES) return reject(c, mid, type, 0, 0, 0, HX_REJECT_BAD_LENGTH);
     switch (type) {
-    case T_NEW:
-        return place(c, mid, rd_u64(p + 8), rd_u64(p + 16), rd_u32(p + 56), p[60], rd_i64(p + 24),
-                     rd_i64(p + 32), p[61], p[62], p[63], rd_i64(p + 40), rd_u64(p + 48));
-    case T_CANCEL: return cancel(c, mid, rd_u64(p + 8), rd_u64(p + 16), rd_u32(p + 24));
-    case T_AMEND:
-        return amend(c, mid, rd_u64(p + 8), rd_u64(p + 16), rd_u32(p + 40), rd_i64(p + 24), rd_i64(p + 32));
-    case T_CANCEL_ALL: return cancel_all(c, mid, rd_u32(p + 8));
-    case T_MARK: return set_mark(c, mid, rd_i64(p + 8));
-    case T_STATUS: return set_status(c, mid, p[8]);
-    case T_CLOCK: return advance_clock(c, mid, rd_u64(p + 8));
-    default: return reject(c, mid, type, 0, 0, 0, RC_UNKNOWN_MSG_TYPE);
+    case HX_MSG_NEW_ORDER:
+        return place(c, mid, hx_new_order_order_id(p), hx_new_order_client_order_id(p), hx_new_order_account(p),
+                     hx_new_order_side(p), hx_new_order_price_ticks(p), hx_new_order_size_lots(p),
+                     hx_new_order_tif(p), hx_new_order_order_type(p), hx_new_order_flags(p),
+                     hx_new_order_trigger_price_ticks(p), hx_new_order_expire_ns(p));
+    case HX_MSG_CANCEL:
+        return cancel(c, mid, hx_cancel_order_id(p), hx_cancel_client_order_id(p), hx_cancel_account(p));
+    case HX_MSG_AMEND:
+        return amend(c, mid, hx_amend_order_id(p), hx_amend_client_order_id(p), hx_amend_account(p),
+                     hx_amend_price_ticks(p), hx_amend_size_lots(p));
+    case HX_MSG_CANCEL_ALL: return cancel_all(c, mid, hx_cancel_all_account(p));
+    case HX_MSG_MARK_PRICE: return set_mark(c, mid, hx_mark_price_price_ticks(p));
+    case HX_MSG_SET_MARKET_STATUS: return set_status(c, mid, hx_set_market_status_status(p));
+    case HX_MSG_CLOCK: return advance_clock(c, mid, hx_clock_now_ns(p));
+    default: return reject(c, mid, type, 0, 0, 0, HX_REJECT_UNKNOWN_MSG_TYPE);
     }
 }
 
@@ -1125,6 +1128,8 @@ static int validate_market(Market *m) {
             CHECK(count > 0, "market %u: empty level %lld", m->id, (long long)l->price);
             CHECK(count == l->count && size == l->size, "market %u: level %lld size/count mismatch", m->id,
                   (long long)l->price);
+            CHECK(size <= HX_MAX_LEVEL_TOTAL_LOTS, "market %u: level %lld above the size bound", m->id,
+                  (long long)l->price);
             live += count;
         }
     }
@@ -1133,13 +1138,15 @@ static int validate_market(Market *m) {
     CHECK(live == m->ocount && (uint32_t)live == m->by_oid.n, "market %u: order index size", m->id);
     int32_t acct_total = 0;
     for (uint32_t k = 0; k <= m->by_account.mask; k++) {
-        if (!m->by_account.s[k].used) continue;
-        int32_t prev = -1;
+        if (!m->by_account.s[k].n) continue;
+        int32_t prev = -1, mine = 0;
         for (int32_t j = m->by_account.s[k].v; j >= 0; j = m->orders[j].anext) {
             CHECK(m->orders[j].aprev == prev && m->orders[j].account == m->by_account.s[k].a,
                   "market %u: account list", m->id);
-            prev = j; acct_total++;
+            prev = j; acct_total++; mine++;
         }
+        CHECK(mine == m->by_account.s[k].n, "market %u: account %llu resting count", m->id,
+              (unsigned long long)m->by_account.s[k].a);
     }
     CHECK(acct_total == live, "market %u: account index size", m->id);
     int64_t bbo[4] = {0, 0, 0, 0};
@@ -1153,7 +1160,18 @@ static int validate_market(Market *m) {
         const Order *s = &m->stops[m->stop_idx[k]];
         CHECK(s->type >= 2 && s->open > 0 && s->oid <= m->last_oid && s->level == k, "market %u: bad stop", m->id);
         CHECK(map_get(&m->by_oid, s->oid, 0) < 0, "market %u: order both resting and waiting", m->id);
+        CHECK(s->side <= HX_SIDE_MAX, "market %u: stop %llu side", m->id, (unsigned long long)s->oid);
     }
+    int32_t stop_total = 0;
+    for (uint32_t k = 0; k <= m->stop_by_account.mask; k++) {
+        const Slot *sl = &m->stop_by_account.s[k];
+        if (!sl->n) continue;
+        int32_t mine = 0;
+        for (int32_t j = 0; j < m->nstops; j++) mine += m->stops[m->stop_idx[j]].account == sl->a;
+        CHECK(mine == sl->n, "market %u: account %llu stop count", m->id, (unsigned long long)sl->a);
+        stop_total += mine;
+    }
+    CHECK(stop_total == m->nstops, "market %u: stop counts", m->id);
     return 0;
 }
 
@@ -1162,7 +1180,7 @@ static void market_free(Market *m) {
     free(m->orders); free(m->levels); free(m->stops); free(m->stop_idx); free(m->gtt);
     for (int s = 0; s < 2; s++) { free(m->sides[s].keys); free(m->sides[s].lv); }
     map_free(&m->by_oid); map_free(&m->by_coid); map_free(&m->by_account);
-    map_free(&m->stop_by_oid); map_free(&m->stop_by_coid);
+    map_free(&m->stop_by_oid); map_free(&m->stop_by_coid); map_free(&m->stop_by_account);
 }
 /* Size the order pool and the three order maps for `capacity` live orders up front: growing them
    later rehashes or copies every live order in one go (a millisecond stall at a few thousand
@@ -1171,11 +1189,11 @@ static void market_init(Core *c, Market *m, int32_t capacity) {
     uint32_t slots = 64;
     while (slots < (uint32_t)capacity * 2u) slots *= 2;
     map_init(&m->by_oid, slots); map_init(&m->by_coid, slots); map_init(&m->by_account, slots);
-    map_init(&m->stop_by_oid, 64); map_init(&m->stop_by_coid, 64);
+    map_init(&m->stop_by_oid, 64); map_init(&m->stop_by_coid, 64); map_init(&m->stop_by_account, 64);
     m->ofree = m->lfree = m->sfree = -1;
     m->orders = xrealloc(c, NULL, (size_t)capacity * sizeof(Order));
     for (int32_t i = 0; i < capacity; i++) m->orders[i].next = i + 1 < capacity ? i + 1 : -1;
-    m->ofree = 0; m->ocap = capacity;
+    m->ofree = 0; m->ocap = capacity; m->init_cap = capacity;
 }
 
 static void Core_dealloc(Core *self) {
@@ -1191,12 +1209,17 @@ static int market_cmp(const void *a, const void *b) {
 }
 
 /* Core(specs, order_capacity=1024): specs = sequence of (market_id, tick_size_micro, lot_size_atoms, min_size_lots,
-   max_size_lots, min_notional_micro, max_price_ticks, band_bps, status) */
+   max_size_lots, min_notional_micro, max_price_ticks, band_bps, status, max_level_total_lots,
+   max_open_orders_per_account) */
 static int Core_init(Core *self, PyObject *args, PyObject *kw) {
     PyObject *specs;
     int capacity = 1024;
     static char *kwlist[] = {"specs", "order_capacity", NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|i", kwlist, &specs, &capacity)) return -1;
+    if (self->m) {
+        PyErr_SetString(PyExc_RuntimeError, "Core is already initialised");
+        return -1;
+    }
     if (capacity < 1 || capacity > (1 << 26)) {
         PyErr_SetString(PyExc_ValueError, "order_capacity must be in [1, 2**26]");
         return -1;
@@ -1208,17 +1231,21 @@ static int Core_init(Core *self, PyObject *args, PyObject *kw) {
     if (!self->m) { Py_DECREF(seq); PyErr_NoMemory(); return -1; }
     for (Py_ssize_t k = 0; k < n; k++) {
         Market *m = &self->m[k];
-        unsigned int id; int status;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, k), "ILLLLLLLi;a market spec tuple", &id, &m->tick,
+        unsigned int id; int status, max_open; long long max_level;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, k), "ILLLLLLLiLi;a market spec tuple", &id, &m->tick,
                               &m->lot, &m->min_size, &m->max_size, &m->min_notional, &m->max_price,
-                              &m->band_bps, &status)) {
+                              &m->band_bps, &status, &max_level, &max_open)) {
             Py_DECREF(seq); return -1;
         }
-        if (m->tick <= 0 || m->lot <= 0 || status < 0 || status > 4) {
+        if (m->tick <= 0 || m->lot <= 0 || status < 0 || status > HX_STATUS_MAX || max_level < 1
+            || max_level > HX_MAX_LEVEL_TOTAL_LOTS || max_open < 1 || max_open > HX_MAX_OPEN_ORDERS_PER_ACCOUNT) {
             Py_DECREF(seq);
-            PyErr_Format(PyExc_ValueError, "market %u: tick and lot must be positive, status 0-4", id);
+            PyErr_Format(PyExc_ValueError, "market %u: tick and lot must be positive, status 0-%d, the level bound "
+                         "in [1, 2**62], the open-order cap in [1, %d]", id, HX_STATUS_MAX,
+                         (int)HX_MAX_OPEN_ORDERS_PER_ACCOUNT);
             return -1;
         }
+        m->max_level = max_level; m->max_open = max_open;
         m->id = id; m->status = status;
         market_init(self, m, capacity);
         self->nm = (int32_t)(k + 1);
@@ -1239,10 +1266,14 @@ static PyObject *Core_handle(Core *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*|n", &buf, &offset)) return NULL;
     int code;
     const uint8_t *p = buf.buf;
-    if (offset < 0) offset = 0;
-    if (buf.len - offset < SLOT) {
-        int type = buf.len > offset ? p[offset] : 0;
-        code = reject(self, 0, type, 0, 0, 0, RC_BAD_LENGTH);
+    if (offset < 0) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "negative offset");
+        return NULL;
+    }
+    if (buf.len - offset < HX_SLOT_BYTES) {
+        int type = buf.len > offset ? hx_header_msg_type(p + offset) : 0;
+        code = reject(self, 0, type, 0, 0, 0, HX_REJECT_BAD_LENGTH);
     } else {
         code = handle_one(self, p + offset);
     }
@@ -1260,27 +1291,23 @@ static PyObject *Core_handle_batch(Core *self, PyObject *args) {
     int stop_at_control = 0;
     long long echo_seq = -1;
     if (!PyArg_ParseTuple(args, "y*n|npL", &buf, &count, &offset, &stop_at_control, &echo_seq)) return NULL;
-    if (offset < 0) {
+    /* the count is never trusted: every slot must lie inside the buffer (no overflow: offset <= len) */
+    if (count < 0 || offset < 0 || offset > buf.len || count > (buf.len - offset) / HX_SLOT_BYTES) {
+        PyErr_Format(PyExc_ValueError, "batch of %zd slots at offset %zd does not fit a %zd-byte buffer", count,
+                     offset, buf.len);
         PyBuffer_Release(&buf);
-        PyErr_SetString(PyExc_ValueError, "negative offset");
         return NULL;
     }
     const uint8_t *base = (const uint8_t *)buf.buf;
     Py_ssize_t i = 0;
     for (; i < count; i++) {
-        Py_ssize_t off = offset + i * SLOT;
-        if (buf.len - off < SLOT) { /* like handle(): a slot cut short (or missing) is BAD_LENGTH */
-            reject(self, 0, buf.len > off ? base[off] : 0, 0, 0, 0, RC_BAD_LENGTH);
+        const uint8_t *p = base + offset + i * HX_SLOT_BYTES;
+        int type = hx_header_msg_type(p);
+        if (type == HX_MSG_HEARTBEAT && echo_seq >= 0) { /* the sender's ts_ns, as sent */
+            hx_put_heartbeat(ev_reserve(self), 0, hx_heartbeat_ts_ns(p), (uint64_t)echo_seq);
             continue;
         }
-        const uint8_t *p = base + off;
-        if (p[0] == T_HEARTBEAT && echo_seq >= 0) {
-            uint8_t *e = ev_slot(self, T_HEARTBEAT, 0);
-            memcpy(e + 8, p + 8, 8); /* ts_ns, as sent */
-            wr_u64(e + 16, (uint64_t)echo_seq);
-            continue;
-        }
-        if (stop_at_control && (p[0] == T_HEARTBEAT || p[0] == T_L2_REQUEST)) break;
+        if (stop_at_control && (type == HX_MSG_HEARTBEAT || type == HX_MSG_L2_SNAPSHOT_REQUEST)) break;
         handle_one(self, p);
     }
     PyBuffer_Release(&buf);
@@ -1290,7 +1317,7 @@ static PyObject *Core_handle_batch(Core *self, PyObject *args) {
 /* advance_clock(now_ns, market_id=ALL) -> RejectCode: a CLOCK command without packing one */
 static PyObject *Core_advance_clock(Core *self, PyObject *args) {
     unsigned long long now;
-    unsigned int mid = ALL_MARKETS;
+    unsigned int mid = HX_ALL_MARKETS;
     if (!PyArg_ParseTuple(args, "K|I", &now, &mid)) return NULL;
     return PyLong_FromLong(advance_clock(self, mid, now));
 }
@@ -1322,20 +1349,18 @@ static PyObject *Core_market_state(Core *self, PyObject *args) {
                          (long long)m->bbo[2], (long long)m->bbo[3], m->ocount, m->nstops);
 }
 
-/* SNAP_ORDER (engine_snapshot.py): oid u8, account u4, side, tif, type, flags u1, price, open,
-   filled i8, coid u8, expire u8, trigger i8: 64 bytes */
+/* one SNAP_ORDER record (engine_snapshot.py; offsets in hx_wire.h) */
 static void snap_write(uint8_t *p, const Order *o) {
-    wr_u64(p, o->oid); wr_u32(p + 8, o->account);
-    p[12] = o->side; p[13] = o->tif; p[14] = o->type; p[15] = o->flags;
-    wr_u64(p + 16, (uint64_t)o->price); wr_u64(p + 24, (uint64_t)o->open); wr_u64(p + 32, (uint64_t)o->filled);
-    wr_u64(p + 40, o->coid); wr_u64(p + 48, o->expire); wr_u64(p + 56, (uint64_t)o->trigger);
+    hx_put_snap_order(p, o->oid, o->account, o->side, o->tif, o->type, o->flags, o->price, o->open, o->filled,
+                      o->coid, o->expire, o->trigger);
 }
 static void snap_read(const uint8_t *p, Order *o) {
     memset(o, 0, sizeof *o);
-    o->oid = rd_u64(p); o->account = rd_u32(p + 8);
-    o->side = p[12]; o->tif = p[13]; o->type = p[14]; o->flags = p[15];
-    o->price = rd_i64(p + 16); o->open = rd_i64(p + 24); o->filled = rd_i64(p + 32);
-    o->coid = rd_u64(p + 40); o->expire = rd_u64(p + 48); o->trigger = rd_i64(p + 56);
+    o->oid = hx_snap_order_oid(p); o->account = hx_snap_order_account(p);
+    o->side = hx_snap_order_side(p); o->tif = hx_snap_order_tif(p); o->type = hx_snap_order_order_type(p);
+    o->flags = hx_snap_order_flags(p); o->price = hx_snap_order_price(p); o->open = hx_snap_order_open(p);
+    o->filled = hx_snap_order_filled(p); o->coid = hx_snap_order_coid(p); o->expire = hx_snap_order_expire_ns(p);
+    o->trigger = hx_snap_order_trigger(p);
 }
 
 /* export_orders(id) -> bytes: resting orders, bids best first then asks best first, time priority */
@@ -1344,13 +1369,13 @@ static PyObject *Core_export_orders(Core *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "I", &id)) return NULL;
     Market *m = market_arg(self, id);
     if (!m) return NULL;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)m->ocount * 64);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)m->ocount * HX_SNAP_ORDER_BYTES);
     if (!out) return NULL;
     uint8_t *p = (uint8_t *)PyBytes_AS_STRING(out);
     for (int side = 0; side < 2; side++) {
         const Side *s = &m->sides[side];
         for (int32_t k = s->n - 1; k >= 0; k--)
-            for (int32_t j = m->levels[s->lv[k]].head; j >= 0; j = m->orders[j].next, p += 64)
+            for (int32_t j = m->levels[s->lv[k]].head; j >= 0; j = m->orders[j].next, p += HX_SNAP_ORDER_BYTES)
                 snap_write(p, &m->orders[j]);
     }
     return out;
@@ -1364,17 +1389,52 @@ static PyObject *Core_export_stops(Core *self, PyObject *args) {
     if (!m) return NULL;
     int32_t n;
     int32_t *idx = stops_sorted(m, 0, 0, &n);
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n * 64);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n * HX_SNAP_ORDER_BYTES);
     if (out) {
         uint8_t *p = (uint8_t *)PyBytes_AS_STRING(out);
-        for (int32_t k = 0; k < n; k++) snap_write(p + 64 * k, &m->stops[idx[k]]);
+        for (int32_t k = 0; k < n; k++) snap_write(p + HX_SNAP_ORDER_BYTES * k, &m->stops[idx[k]]);
     }
     free(idx);
     return out;
 }
 
+/* What is wrong with one snapshot record (NULL: nothing). The same rules, in the same order, as
+   engine_snapshot.record_problem: a resting order is a GTC/GTT LIMIT with no trigger; a waiting one
+   is a stop type with a trigger and nothing filled; sides, flags, prices, sizes and ids in range. */
+static const char *record_problem(const Market *m, uint64_t last_oid, const Order *o, int waiting) {
+    if (o->side > HX_SIDE_MAX) return "bad side";
+    if (waiting ? !hx_is_stop_order_type(o->type) : o->type != HX_ORDER_TYPE_LIMIT) return "bad order type";
+    if (o->tif > HX_TIF_MAX || (!waiting && o->tif != HX_TIF_GTC && o->tif != HX_TIF_GTT)) return "bad time in force";
+    if (waiting && hx_is_market_priced_order_type(o->type) && o->tif != HX_TIF_IOC && o->tif != HX_TIF_FOK)
+        return "bad time in force";
+    if ((o->tif == HX_TIF_GTT) != (o->expire != 0)) return "bad expiry";
+    if ((o->flags & ~HX_FLAGS_KNOWN_BITS) || STP_OF(o->flags) > HX_STP_MAX || (waiting && (o->flags & HX_FLAGS_POST_ONLY_BITS)))
+        return "bad flags";
+    if (!(o->price > 0 && o->price <= m->max_price)) return "bad price";
+    if (o->open <= 0 || o->filled < 0 || o->open > INT64_MAX - o->filled || (waiting && o->filled)) return "bad size";
+    if (waiting ? !(o->trigger > 0 && o->trigger <= m->max_price) : o->trigger != 0) return "bad trigger";
+    if (!(o->oid > 0 && o->oid <= last_oid)) return "bad order id";
+    return NULL;
+}
+
+/* back to the market as Core() built it (a refused restore leaves nothing behind) */
+static void market_reset(Core *c, Market *m, int status) {
+    market_free(m);
+    m->orders = NULL; m->ocap = m->ocount = 0;
+    m->levels = NULL; m->lcap = 0;
+    for (int s = 0; s < 2; s++) { m->sides[s].keys = NULL; m->sides[s].lv = NULL; m->sides[s].n = m->sides[s].cap = 0; }
+    m->stops = NULL; m->scap = 0;
+    m->stop_idx = NULL; m->nstops = m->stop_idx_cap = 0;
+    m->gtt = NULL; m->ngtt = m->gtt_cap = 0;
+    m->seq = 0; m->mark = 0; m->last_oid = 0; m->status = status;
+    memset(m->bbo, 0, sizeof m->bbo);
+    market_init(c, m, m->init_cap);
+}
+
 /* restore_market(id, seq, status, mark, last_oid, bid_px, bid_size, ask_px, ask_size, orders, stops):
-   load one market of a snapshot into a fresh engine (the clock first: set_now) */
+   load one market of a snapshot into a fresh engine (the clock first: set_now). Nothing is trusted:
+   the records are checked like engine_snapshot.check_image does (same rules, same order), and a
+   refused image raises ValueError with the market left exactly as it was (fresh). */
 static PyObject *Core_restore_market(Core *self, PyObject *args) {
     unsigned int id; unsigned long long seq, last_oid; int status; long long mark, b0, b1, b2, b3;
     Py_buffer ob, sb;
@@ -1382,35 +1442,61 @@ static PyObject *Core_restore_market(Core *self, PyObject *args) {
         return NULL;
     Market *m = market_arg(self, id);
     PyObject *result = NULL;
+    const char *problem = NULL;
+    uint64_t bad_oid = 0;
+    int fresh_status = m ? m->status : 0;
     if (!m) goto done;
-    if (ob.len % 64 || sb.len % 64) { PyErr_SetString(PyExc_ValueError, "order arrays must be 64-byte records"); goto done; }
+    if (ob.len % HX_SNAP_ORDER_BYTES || sb.len % HX_SNAP_ORDER_BYTES) {
+        PyErr_SetString(PyExc_ValueError, "order arrays must be whole SNAP_ORDER records");
+        goto done;
+    }
     if (m->ocount || m->nstops || m->seq) { PyErr_SetString(PyExc_ValueError, "restore into a fresh engine only"); goto done; }
+    if (status < 0 || status > HX_STATUS_MAX) { problem = "bad status"; goto refuse; }
+    if (mark < 0 || mark > m->max_price) { problem = "bad mark"; goto refuse; }
     m->seq = seq; m->status = status; m->mark = mark; m->last_oid = last_oid;
-    m->bbo[0] = b0; m->bbo[1] = b1; m->bbo[2] = b2; m->bbo[3] = b3;
-    for (Py_ssize_t k = 0; k < ob.len / 64; k++) {
-        Order o;
-        snap_read((const uint8_t *)ob.buf + 64 * k, &o);
-        if (o.open <= 0 || o.side > 1 || map_get(&m->by_oid, o.oid, 0) >= 0) {
-            PyErr_Format(PyExc_ValueError, "market %u: bad resting order %llu in snapshot", id, (unsigned long long)o.oid);
-            goto done;
+    for (int waiting = 0; waiting < 2; waiting++) {
+        const Py_buffer *b = waiting ? &sb : &ob;
+        for (Py_ssize_t k = 0; k < b->len / HX_SNAP_ORDER_BYTES; k++) {
+            Order o;
+            snap_read((const uint8_t *)b->buf + HX_SNAP_ORDER_BYTES * k, &o);
+            bad_oid = o.oid;
+            if ((problem = record_problem(m, last_oid, &o, waiting))) goto refuse;
+            if (map_get(&m->by_oid, o.oid, 0) >= 0 || map_get(&m->stop_by_oid, o.oid, 0) >= 0) {
+                problem = "duplicate order id"; goto refuse;
+            }
+            if (o.coid && (find_by_coid(m, o.account, o.coid) >= 0 || map_get(&m->stop_by_coid, o.account, o.coid) >= 0)) {
+                problem = "duplicate client order id"; goto refuse;
+            }
+            if (waiting) {
+                stop_add(self, m, &o);
+            } else {
+                if (o.open > HX_MAX_LEVEL_TOTAL_LOTS - level_size_at(m, o.side, o.price)) {
+                    problem = "level total beyond 2**62"; goto refuse;
+                }
+                int32_t i = order_alloc(self, m);
+                m->orders[i] = o;
+                rest_order(self, m, i);
+            }
+            if (o.expire) heap_push(self, m, o.expire, o.oid);
         }
-        int32_t i = order_alloc(self, m);
-        m->orders[i] = o;
-        rest_order(self, m, i);
-        if (o.expire) heap_push(self, m, o.expire, o.oid);
     }
-    for (Py_ssize_t k = 0; k < sb.len / 64; k++) {
-        Order o;
-        snap_read((const uint8_t *)sb.buf + 64 * k, &o);
-        if (o.type < 2 || o.type > 5 || map_get(&m->stop_by_oid, o.oid, 0) >= 0) {
-            PyErr_Format(PyExc_ValueError, "market %u: bad stop order %llu in snapshot", id, (unsigned long long)o.oid);
-            goto done;
-        }
-        stop_add(self, m, &o);
-        if (o.expire) heap_push(self, m, o.expire, o.oid);
+    bad_oid = 0;
+    const Side *bids = &m->sides[0], *asks = &m->sides[1];
+    if (bids->n && asks->n && bids->keys[bids->n - 1] >= -asks->keys[asks->n - 1]) { problem = "crossed book"; goto refuse; }
+    int64_t top[4] = {0, 0, 0, 0};
+    for (int side = 0; side < 2; side++) {
+        const Side *s = &m->sides[side];
+        if (s->n) { top[2 * side] = m->levels[s->lv[s->n - 1]].price; top[2 * side + 1] = m->levels[s->lv[s->n - 1]].size; }
     }
+    if (top[0] != b0 || top[1] != b1 || top[2] != b2 || top[3] != b3) { problem = "last BBO differs from the book"; goto refuse; }
+    memcpy(m->bbo, top, sizeof top);
     result = Py_None;
     Py_INCREF(result);
+    goto done;
+refuse:
+    market_reset(self, m, fresh_status);
+    if (bad_oid) PyErr_Format(PyExc_ValueError, "market %u: %s (order %llu)", id, problem, (unsigned long long)bad_oid);
+    else PyErr_Format(PyExc_ValueError, "market %u: %s", id, problem);
 done:
     PyBuffer_Release(&ob);
     PyBuffer_Release(&sb);
@@ -1447,9 +1533,9 @@ static PyObject *Core_get_order(Core *self, PyObject *args) {
     if (i >= 0) o = &m->orders[i];
     else if ((i = map_get(&m->stop_by_oid, oid, 0)) >= 0) o = &m->stops[i];
     if (!o) Py_RETURN_NONE;
-    uint8_t rec[64];
+    uint8_t rec[HX_SNAP_ORDER_BYTES];
     snap_write(rec, o);
-    return PyBytes_FromStringAndSize((const char *)rec, 64);
+    return PyBytes_FromStringAndSize((const char *)rec, HX_SNAP_ORDER_BYTES);
 }
 
 static PyObject *Core_validate(Core *self, PyObject *noargs) {
@@ -1467,7 +1553,7 @@ static int Core_set_now(Core *self, PyObject *v, void *closure) {
     return 0;
 }
 static PyObject *Core_get_pending(Core *self, void *closure) {
-    return PyLong_FromSize_t(self->evlen / SLOT);
+    return PyLong_FromSize_t(self->evlen / HX_SLOT_BYTES);
 }
 static PyObject *Core_get_market_ids(Core *self, void *closure) {
     PyObject *out = PyList_New(self->nm);

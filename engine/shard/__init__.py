@@ -7,6 +7,8 @@ Public API used by the shard process (``engine/shard/process.py``) and the CLI:
   ``snapshot()``, ``MatchingEngine.restore(markets, sink, blob)``, ``state_hash()``, ``validate()``
 * sinks: ``WireEventWriter`` (events as 64-byte wire structs), ``TradeRecorder``, ``NullSink``
 * ``replay_orders(orders, markets=None) -> (trades, summary)`` (``replay``)
+* ``ports``: the ``Engine`` protocol both engines satisfy (checked by mypy), ``EventSink``
+* ``event_interfaces`` (generated from ``engine.wire.layout`` by ``python -m engine.native.codegen``)
 """
 
 from engine.shard.event_sink import CountingSink, EventRecorder, EventSink, NullSink

@@ -135,6 +135,16 @@ class OrderBook:
     def order_count(self) -> int:
         return len(self._orders)
 
+    def open_count(self, account: int) -> int:
+        """How many orders ``account`` has resting in this book."""
+        own = self._by_account.get(account)
+        return 0 if own is None else 1 if type(own) is list else len(own)
+
+    def level_size(self, side: int, price: int) -> int:
+        """Total open size resting at ``price`` on ``side`` (0 when there is no such level)."""
+        lvl = self._levels[side].get(price if side == 0 else -price)
+        return 0 if lvl is None else lvl.size
+
     def would_cross(self, side: int, price: int) -> bool:
         """Would an order at ``price`` on ``side`` meet at least one resting opposite order?"""
         keys = self._keys[side ^ 1]
@@ -212,12 +222,12 @@ class OrderBook:
     def _emit_l2(self, side: int, lvl: Level) -> None:
         self.seq += 1
         if self._on_l2 is not None:
-            self._on_l2(self.market_id, self.seq, side, lvl.price, lvl.size, lvl.count)
+            self._on_l2(self.market_id, self.seq, lvl.price, lvl.size, lvl.count, side)
 
     def _emit_cancelled(self, oid: int, coid: int, size: int, account: int, reason: int, side: int) -> None:
         self.seq += 1
         if self._on_cancelled is not None:
-            self._on_cancelled(self.market_id, self.seq, oid, coid, size, account, reason, side, self.now_ns)
+            self._on_cancelled(self.market_id, self.seq, oid, coid, size, self.now_ns, account, reason, side)
 
     def _emit_amended(self, oid: int, coid: int, price: int, open_lots: int, account: int, kept: int) -> None:
         self.seq += 1
@@ -264,12 +274,12 @@ class OrderBook:
                     coid,
                     price,
                     size,
+                    self.now_ns,
                     account,
                     side,
                     tif,
                     order_type,
                     flags,
-                    self.now_ns,
                 )
         keys = self._keys
         okeys = keys[side ^ 1]
@@ -309,7 +319,7 @@ class OrderBook:
             self._by_coid[(account, coid)] = o
         self.seq += 1
         if self._on_l2 is not None:
-            self._on_l2(self.market_id, self.seq, side, price, lvl.size, lvl.count)
+            self._on_l2(self.market_id, self.seq, price, lvl.size, lvl.count, side)
         if self._bbo_dirty:
             self.flush_bbo()
         return 0
@@ -421,11 +431,11 @@ class OrderBook:
                         on_fill(mid, seq, oid, moid, px, t, account, acct, side, 3 if not rem else 2)
                 seq += 1
                 if on_trade is not None:
-                    on_trade(mid, seq, px, t, side, now)
+                    on_trade(mid, seq, px, t, now, side)
             if lvl.size != size0:
                 seq += 1
                 if on_l2 is not None:
-                    on_l2(mid, seq, oside, px, lvl.size, lvl.count)
+                    on_l2(mid, seq, px, lvl.size, lvl.count, oside)
             if not lvl.count:
                 keys.pop()
                 del levels[key]
@@ -517,11 +527,11 @@ class OrderBook:
         mid = self.market_id
         seq = self.seq + 1
         if self._on_cancelled is not None:
-            self._on_cancelled(mid, seq, order_id, coid, size, account, reason, side, self.now_ns)
+            self._on_cancelled(mid, seq, order_id, coid, size, self.now_ns, account, reason, side)
         seq += 1
         self.seq = seq
         if self._on_l2 is not None:
-            self._on_l2(mid, seq, side, price, lvl.size, lvl.count)
+            self._on_l2(mid, seq, price, lvl.size, lvl.count, side)
         if best:
             self._bbo_dirty = True
             self.flush_bbo()

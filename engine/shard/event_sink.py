@@ -1,9 +1,14 @@
-"""Where the matching engine sends its events: the ``EventSink`` protocol and two trivial sinks.
+"""Where the matching engine sends its events: the ``EventSink`` protocol and a few trivial sinks.
 
 The engine calls exactly one method per event, synchronously, in the order the events happen; a
 command's events are contiguous. ``seq`` is the market's gap-free event sequence (from 1); REJECTED
 events are not part of that sequence (a reject changes nothing, not even ``seq``): they carry the
 market's current seq so a consumer can place them, and 0 for an unknown market.
+
+The vocabulary is defined once, in ``engine.wire.layout`` (``ENGINE_EVENTS`` and the layouts): a
+method's arguments are its event's fields in wire order. ``EventSink`` itself is generated from it
+(``engine.shard.event_interfaces``, re-exported here), as are ``WireEventWriter``'s packers and the
+C core's emitters.
 
 Implementations: :class:`NullSink` (benchmarks of the bare book), :class:`CountingSink`,
 :class:`EventRecorder` (tests: a list of tuples), ``WireEventWriter`` (64-byte wire structs, what
@@ -12,123 +17,19 @@ the shard process publishes), ``TradeRecorder`` (fills in the workload TRADE dty
 
 from __future__ import annotations
 
-from typing import Protocol
-
+from engine.shard.event_interfaces import EVENT_METHODS, EventIgnorer, EventSink
 from engine.types.enums import MsgType
+from engine.wire.layout import ENGINE_EVENTS, sink_fields
 
-
-class EventSink(Protocol):
-    def on_accepted(
-        self,
-        market_id: int,
-        seq: int,
-        order_id: int,
-        client_order_id: int,
-        price_ticks: int,
-        size_lots: int,
-        account: int,
-        side: int,
-        tif: int,
-        order_type: int,
-        flags: int,
-        ts_ns: int,
-    ) -> None: ...
-
-    def on_rejected(
-        self,
-        market_id: int,
-        seq: int,
-        order_id: int,
-        client_order_id: int,
-        account: int,
-        reason: int,
-        command: int,
-        ts_ns: int,
-    ) -> None: ...
-
-    def on_fill(
-        self,
-        market_id: int,
-        seq: int,
-        taker_order_id: int,
-        maker_order_id: int,
-        price_ticks: int,
-        size_lots: int,
-        taker_account: int,
-        maker_account: int,
-        taker_side: int,
-        flags: int,
-    ) -> None: ...
-
-    def on_cancelled(
-        self,
-        market_id: int,
-        seq: int,
-        order_id: int,
-        client_order_id: int,
-        size_lots: int,
-        account: int,
-        reason: int,
-        side: int,
-        ts_ns: int,
-    ) -> None: ...
-
-    def on_l2(
-        self, market_id: int, seq: int, side: int, price_ticks: int, size_lots: int, order_count: int
-    ) -> None: ...
-
-    def on_trade(
-        self, market_id: int, seq: int, price_ticks: int, size_lots: int, taker_side: int, ts_ns: int
-    ) -> None: ...
-
-    def on_bbo(
-        self,
-        market_id: int,
-        seq: int,
-        bid_price_ticks: int,
-        bid_size_lots: int,
-        ask_price_ticks: int,
-        ask_size_lots: int,
-        ts_ns: int,
-    ) -> None: ...
-
-    def on_amended(
-        self,
-        market_id: int,
-        seq: int,
-        order_id: int,
-        client_order_id: int,
-        price_ticks: int,
-        open_size_lots: int,
-        account: int,
-        kept_priority: int,
-    ) -> None: ...
-
-    def on_triggered(
-        self,
-        market_id: int,
-        seq: int,
-        order_id: int,
-        client_order_id: int,
-        mark_price_ticks: int,
-        account: int,
-    ) -> None: ...
-
-    def on_market_status(self, market_id: int, seq: int, status: int) -> None: ...
-
-
-EVENT_METHODS = (
-    "on_accepted",
-    "on_rejected",
-    "on_fill",
-    "on_cancelled",
-    "on_l2",
-    "on_trade",
-    "on_bbo",
-    "on_amended",
-    "on_triggered",
-    "on_market_status",
-)
+__all__ = [
+    "EVENT_METHODS",
+    "CountingSink",
+    "EventIgnorer",
+    "EventRecorder",
+    "EventSink",
+    "NullSink",
+    "sink_method",
+]
 
 
 def sink_method(sink: object, name: str):  # type: ignore[no-untyped-def]
@@ -146,16 +47,11 @@ FILL_TAKER_DONE = 1  # FILL.flags bit 0
 FILL_MAKER_DONE = 2  # FILL.flags bit 1
 
 
-class NullSink:
-    """Discards everything (the bare-book benchmark)."""
+class NullSink(EventIgnorer):
+    """Discards everything (the bare-book benchmark); tells the engine not to call it at all."""
 
+    __slots__ = ()
     wanted_events: frozenset[str] = frozenset()
-
-    def on_accepted(self, *args: int) -> None:
-        pass
-
-    on_rejected = on_fill = on_cancelled = on_l2 = on_trade = on_bbo = on_amended = on_accepted
-    on_triggered = on_market_status = on_accepted
 
 
 class CountingSink:
@@ -174,10 +70,10 @@ class CountingSink:
         seq: int,
         order_id: int,
         client_order_id: int,
+        ts_ns: int,
         account: int,
         reason: int,
         command: int,
-        ts_ns: int,
     ) -> None:
         self.counts[MsgType.REJECTED] += 1
         self.rejects[reason] = self.rejects.get(reason, 0) + 1
@@ -208,7 +104,8 @@ class CountingSink:
 
 
 class EventRecorder:
-    """Keeps every event as ``(MsgType, market_id, seq, *fields)`` in call order (tests)."""
+    """Keeps every event as ``(MsgType, market_id, seq, *fields)`` in call order (tests); the fields
+    are the sink arguments, i.e. the event's wire fields in wire order (``fields_of`` names them)."""
 
     def __init__(self) -> None:
         self.events: list[tuple[int, ...]] = []
@@ -218,6 +115,11 @@ class EventRecorder:
 
     def of(self, msg_type: int) -> list[tuple[int, ...]]:
         return [e for e in self.events if e[0] == msg_type]
+
+    def named(self, msg_type: int) -> list[dict[str, int]]:
+        """The events of one type as {field: value} (field names from the layout)."""
+        names = fields_of(msg_type)
+        return [dict(zip(names, e[1:], strict=True)) for e in self.of(msg_type)]
 
     def on_accepted(self, *a: int) -> None:
         self.events.append((MsgType.ACCEPTED, *a))
@@ -248,3 +150,11 @@ class EventRecorder:
 
     def on_market_status(self, *a: int) -> None:
         self.events.append((MsgType.MARKET_STATUS, *a))
+
+
+def fields_of(msg_type: int) -> tuple[str, ...]:
+    """The sink arguments of an engine event, by name (``market_id``, ``seq``, ...)."""
+    return sink_fields(msg_type)
+
+
+assert set(EVENT_METHODS) == set(ENGINE_EVENTS.values())

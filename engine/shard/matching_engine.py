@@ -27,12 +27,19 @@ REJECTED carries the market's current seq). Rules:
 * market status: HALTED/CLOSED keep resting orders (cancels only); RESOLVED cancels everything
   (reason MARKET_STATUS) and is final; POST_ONLY admits only post-only orders and non-crossing amends.
 * CLOCK going backwards -> STALE_SEQUENCE.
+* bounded aggregates (``MarketSpec.max_open_orders_per_account``, ``.max_level_total_lots``, at most
+  ``engine.types.fixed``'s limits): a NEW_ORDER that would rest or wait (a GTC/GTT limit, any stop)
+  from an account that already has that many live (resting + waiting) orders in the market ->
+  TOO_MANY_OPEN_ORDERS (checked right after the order id); a GTC/GTT limit order, or an amend that
+  re-queues one, whose size would take its price level past the bound -> LEVEL_FULL (checked last,
+  at the final price after a slide; matching never touches the order's own side, so the level
+  cannot change before it rests). A level's total is thus <= 2^62 and int64 sums never overflow.
 
 Stops (STOP_*/TAKE_PROFIT_*) wait in a per-market trigger list, are addressable by cancel/amend/
 cancel-all, fire on a MARK_PRICE that reaches their trigger (TRIGGERED, then the underlying LIMIT or
 MARKET order is matched; outside the band -> CANCELLED(PRICE_BAND); FOK unfillable ->
-CANCELLED(FOK_UNFILLED); no liquidity -> CANCELLED(MARKET_NO_LIQUIDITY)). Triggers do not fire while
-the market is not OPEN.
+CANCELLED(FOK_UNFILLED); no liquidity -> CANCELLED(MARKET_NO_LIQUIDITY); a GTC/GTT limit whose level
+is full -> CANCELLED(LEVEL_FULL)). Triggers do not fire while the market is not OPEN.
 """
 
 from __future__ import annotations
@@ -66,7 +73,7 @@ from engine.shard.order_validator import (
     is_triggered_by,
 )
 from engine.types.enums import CancelReason, MarketStatus, MsgType, OrderType, RejectCode
-from engine.types.fixed import BASE_ATOMS_PER_UNIT, INT64_MAX
+from engine.types.fixed import BASE_ATOMS_PER_UNIT, INT64_MAX, MAX_LEVEL_TOTAL_LOTS
 from engine.types.market_spec import MarketSpec
 from engine.wire.layout import ALL_MARKETS, BY_TYPE, HEADER_STRUCT, SLOT_BYTES, WIRE_VERSION
 
@@ -123,6 +130,9 @@ class MarketState:
         "min_size",
         "max_size",
         "max_price",
+        "stop_count",
+        "max_open",
+        "max_level",
     )
 
     def __init__(self, spec: MarketSpec, book: Any) -> None:
@@ -134,6 +144,9 @@ class MarketState:
         self.stops: dict[int, list[int]] = {}  # order id -> waiting stop/take-profit order
         self.stop_coids: dict[tuple[int, int], list[int]] = {}
         self.gtt: list[tuple[int, int]] = []  # heap of (expire_ns, order id), lazily cleaned
+        self.stop_count: dict[int, int] = {}  # account -> its waiting stops (for the open-order cap)
+        self.max_open = spec.max_open_orders_per_account
+        self.max_level = spec.max_level_total_lots
         self.min_size = spec.min_size_lots
         self.max_size = spec.max_size_lots
         self.max_price = spec.max_price_ticks
@@ -151,6 +164,20 @@ class MarketState:
             and s.min_notional_micro == 0
             and worst * s.tick_size_micro * s.lot_size_atoms // BASE_ATOMS_PER_UNIT <= INT64_MAX
         )
+
+
+def ensure_batch_fits(nbytes: int, count: int, offset: int) -> None:
+    """ValueError unless ``count`` >= 0 whole 64-byte slots from ``offset`` >= 0 fit in ``nbytes``."""
+    if count < 0 or offset < 0 or count > (nbytes - offset) // SLOT_BYTES:
+        raise ValueError(f"batch of {count} slots at offset {offset} does not fit a {nbytes}-byte buffer")
+
+
+def _uncount_stop(m: MarketState, account: int) -> None:
+    n = m.stop_count[account] - 1
+    if n:
+        m.stop_count[account] = n
+    else:
+        del m.stop_count[account]
 
 
 class MatchingEngine:
@@ -202,7 +229,10 @@ class MatchingEngine:
 
     # ---- wire entry point ------------------------------------------------------------------------
     def handle(self, buf: Any, offset: int = 0) -> int:
-        """Process one 64-byte command at ``buf[offset:]``; returns its RejectCode (0 = ok)."""
+        """Process one 64-byte command at ``buf[offset:]``; returns its RejectCode (0 = ok). A buffer cut
+        short is a BAD_LENGTH reject; a negative offset is a caller's bug (ValueError)."""
+        if offset < 0:
+            raise ValueError(f"negative offset {offset}")
         if len(buf) - offset < SLOT_BYTES:
             mtype = buf[offset] if len(buf) > offset else 0
             return self._reject(0, mtype, 0, 0, 0, RejectCode.BAD_LENGTH)
@@ -217,7 +247,9 @@ class MatchingEngine:
         return handler(buf, offset, market_id)
 
     def handle_batch(self, buf: Any, count: int, offset: int = 0) -> None:
-        """``count`` consecutive 64-byte commands (a ring batch)."""
+        """``count`` consecutive 64-byte commands (a ring batch). ValueError, with nothing handled, unless
+        the ``count`` slots from ``offset`` lie inside ``buf`` (the count is never trusted)."""
+        ensure_batch_fits(len(buf), count, offset)
         handle = self.handle
         for i in range(count):
             handle(buf, offset + i * SLOT_BYTES)
@@ -257,7 +289,7 @@ class MatchingEngine:
         if self._on_rejected is not None:
             m = self._m.get(market_id)
             self._on_rejected(
-                market_id, m.book.seq if m is not None else 0, oid, coid, account, code, command, self.now_ns
+                market_id, m.book.seq if m is not None else 0, oid, coid, self.now_ns, account, code, command
             )
         return code
 
@@ -317,6 +349,12 @@ class MatchingEngine:
                 )
             order_id = m.last_oid + 1
         book = m.book
+        if (order_type >= 2 or (not order_type and (tif == _GTC or tif == _GTT))) and (
+            book.open_count(account) + m.stop_count.get(account, 0) >= m.max_open
+        ):  # it would rest or wait: the account's live orders are capped
+            return self._reject(
+                market_id, _NEW, order_id, client_order_id, account, RejectCode.TOO_MANY_OPEN_ORDERS
+            )
         if order_type >= 2:  # stop / take-profit: wait for the trigger
             return self._accept_stop(
                 m,
@@ -367,6 +405,8 @@ class MatchingEngine:
                         market_id, _NEW, order_id, client_order_id, account, RejectCode.FOK_NOT_FILLABLE
                     )
                 reason = _FOK_UNFILLED
+        if reason == _REST and size > m.max_level - book.level_size(side, price):
+            return self._reject(market_id, _NEW, order_id, client_order_id, account, RejectCode.LEVEL_FULL)
         code = book.submit(
             order_id, client_order_id, account, side, price, size, tif, order_type, flags, expire_ns, reason
         )
@@ -419,6 +459,7 @@ class MatchingEngine:
             trigger_ticks,
         ]
         m.stops[order_id] = stop
+        m.stop_count[account] = m.stop_count.get(account, 0) + 1
         if client_order_id:
             m.stop_coids[(account, client_order_id)] = stop
         if tif == _GTT:
@@ -430,12 +471,12 @@ class MatchingEngine:
             client_order_id,
             price,
             size,
+            self.now_ns,
             account,
             side,
             tif,
             order_type,
             flags,
-            self.now_ns,
         )
         if self.debug_validate:
             self.validate()
@@ -489,6 +530,7 @@ class MatchingEngine:
 
     def _drop_stop(self, m: MarketState, stop: list[int], reason: int) -> None:
         del m.stops[stop[O_OID]]
+        _uncount_stop(m, stop[O_ACCOUNT])
         if stop[O_COID]:
             del m.stop_coids[(stop[O_ACCOUNT], stop[O_COID])]
         self._emit(
@@ -497,10 +539,10 @@ class MatchingEngine:
             stop[O_OID],
             stop[O_COID],
             stop[O_OPEN],
+            self.now_ns,
             stop[O_ACCOUNT],
             reason,
             stop[O_SIDE],
-            self.now_ns,
         )
 
     def amend(
@@ -554,6 +596,11 @@ class MatchingEngine:
                     else RejectCode.MARKET_POST_ONLY
                 )
                 return self._reject(market_id, _AMD, oid, coid, account, code)
+            room = m.max_level - book.level_size(side, new_price)
+            if new_price == old_price:
+                room += old_open  # the order leaves the level before it rejoins it
+            if new_open > room:
+                return self._reject(market_id, _AMD, oid, coid, account, RejectCode.LEVEL_FULL)
             self._emit(book, "on_amended", oid, coid, new_price, new_open, account, 0)
             book.remove(o)
             book.submit(
@@ -616,7 +663,10 @@ class MatchingEngine:
                 key=lambda s: s[O_OID],
             )
             for stop in fired:
-                self._fire(m, stop, price_ticks)
+                # a stop fired earlier in this loop may have taken a later one with it (none does
+                # today; an OCO link would): skip what is gone, as the core does
+                if stop[O_OID] in m.stops:
+                    self._fire(m, stop, price_ticks)
         if self.debug_validate:
             self.validate()
         return 0
@@ -636,6 +686,7 @@ class MatchingEngine:
             stop[O_EXPIRE],
         )
         del m.stops[oid]
+        _uncount_stop(m, account)
         if coid:
             del m.stop_coids[(account, coid)]
         self._emit(book, "on_triggered", oid, coid, mark, account)
@@ -647,8 +698,14 @@ class MatchingEngine:
             cancel_reason = CancelReason.MARKET_NO_LIQUIDITY
         elif tif == _FOK and not book.fillable(side, price, size, account, (flags >> 4) & 7):
             cancel_reason = CancelReason.FOK_UNFILLED
+        elif (
+            not is_market
+            and (tif == _GTC or tif == _GTT)
+            and size > m.max_level - book.level_size(side, price)
+        ):  # it would rest on a full level
+            cancel_reason = CancelReason.LEVEL_FULL
         if cancel_reason >= 0:
-            self._emit(book, "on_cancelled", oid, coid, size, account, cancel_reason, side, self.now_ns)
+            self._emit(book, "on_cancelled", oid, coid, size, self.now_ns, account, cancel_reason, side)
             return
         if is_market:
             reason = _MARKET_NO_LIQ if tif == _IOC else int(CancelReason.FOK_UNFILLED)
@@ -714,6 +771,7 @@ class MatchingEngine:
                 expire, oid = heappop(heap)
                 o = book.get(oid)
                 if o is not None and o[O_EXPIRE] == expire:
+                    o[O_EXPIRE] = 0  # collected once, even if the heap held it twice
                     due.append(o)
                 else:
                     stop = m.stops.get(oid)
@@ -722,7 +780,8 @@ class MatchingEngine:
             if due:
                 book.cancel_many(due, CancelReason.EXPIRED)
             for stop in due_stops:
-                self._drop_stop(m, stop, CancelReason.EXPIRED)
+                if stop[O_OID] in m.stops:
+                    self._drop_stop(m, stop, CancelReason.EXPIRED)
         if self.debug_validate:
             self.validate()
         return 0
@@ -738,8 +797,15 @@ class MatchingEngine:
                 assert oid <= m.last_oid
                 assert m.book.get(oid) is None, f"order {oid} both resting and waiting"
             assert len(m.stop_coids) == sum(1 for s in m.stops.values() if s[O_COID])
+            counts: dict[int, int] = {}
+            for stop in m.stops.values():
+                counts[stop[O_ACCOUNT]] = counts.get(stop[O_ACCOUNT], 0) + 1
+            assert counts == m.stop_count, f"market {mid}: stop counts per account"
             for o in m.book.iter_orders():
                 assert o[O_OID] <= m.last_oid, f"market {mid}: order id {o[O_OID]} above watermark"
+            for side in (0, 1):
+                for price, size, _ in m.book.depth(side):
+                    assert 0 < size <= MAX_LEVEL_TOTAL_LOTS, f"market {mid}: level {price} size {size}"
 
     def snapshot(self) -> bytes:
         """The whole state as canonical bytes (see ``engine_snapshot``)."""

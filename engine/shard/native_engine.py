@@ -15,17 +15,33 @@ from __future__ import annotations
 
 import hashlib
 import os
-import struct
 from collections.abc import Callable, Iterator
+from operator import itemgetter
 from typing import Any, Final
 
-from engine.shard.engine_snapshot import SNAP_ORDER, MarketImage, SnapshotError, pack_snapshot, parse_snapshot
+from engine.shard.engine_snapshot import (
+    SNAP_ORDER_STRUCT,
+    MarketImage,
+    SnapshotError,
+    pack_snapshot,
+    parse_snapshot,
+)
 from engine.shard.event_sink import NullSink, sink_method
+from engine.shard.matching_engine import ensure_batch_fits
 from engine.shard.order import ORDER_FIELDS
 from engine.shard.wire_event_writer import WireEventWriter
-from engine.types.enums import MsgType
+from engine.types.commands import (
+    Amend,
+    Cancel,
+    CancelAll,
+    Clock,
+    MarkPrice,
+    NewOrder,
+    SetMarketStatus,
+    encode_command,
+)
 from engine.types.market_spec import MarketSpec
-from engine.wire.layout import ALL_MARKETS, BY_TYPE, SLOT_BYTES, WIRE_VERSION
+from engine.wire.layout import ALL_MARKETS, BY_TYPE, ENGINE_EVENTS, SLOT_BYTES, sink_fields
 
 try:
     from engine.native._hxcore import Core
@@ -33,18 +49,7 @@ except ImportError:  # pragma: no cover - make setup builds it; native_available
     Core = None
 
 ENGINE_ENV: Final = "HX_ENGINE"  # "python": the Python twin; anything else: native
-_SNAP_ORDER = struct.Struct("<QIBBBBqqqQQq")  # one engine_snapshot.SNAP_ORDER record, unpacked
-assert _SNAP_ORDER.size == SNAP_ORDER.itemsize
-
-_NEW = BY_TYPE[MsgType.NEW_ORDER].struct.pack
-_CANCEL = BY_TYPE[MsgType.CANCEL].struct.pack
-_AMEND = BY_TYPE[MsgType.AMEND].struct.pack
-_CANCEL_ALL = BY_TYPE[MsgType.CANCEL_ALL].struct.pack
-_MARK = BY_TYPE[MsgType.MARK_PRICE].struct.pack
-_STATUS = BY_TYPE[MsgType.SET_MARKET_STATUS].struct.pack
-_CLOCK = BY_TYPE[MsgType.CLOCK].struct.pack
-_V: Final = WIRE_VERSION
-_L: Final = SLOT_BYTES
+_SNAP_ORDER = SNAP_ORDER_STRUCT  # one engine_snapshot.SNAP_ORDER record, unpacked
 
 
 def native_available() -> bool:
@@ -80,50 +85,37 @@ def restore_engine(
 
 
 # ---- events -> EventSink methods ------------------------------------------------------------------
-# For each event type: the sink method and the order of the struct's fields (after the header's
-# msg_type, version and length) in that method's arguments.
-def _picker(msg_type: MsgType, method: str, order: tuple[int, ...]) -> tuple[int, str, Any, tuple[int, ...]]:
-    return int(msg_type), method, BY_TYPE[int(msg_type)].struct.unpack_from, order
+def _routes() -> tuple[tuple[int, str, Any, Any], ...]:
+    """Per engine event: its type, its sink method, its struct's unpacker and the getter of the sink's
+    arguments among the unpacked fields (all derived from ``ENGINE_EVENTS`` and the layout)."""
+    out = []
+    for msg_type, method in ENGINE_EVENTS.items():
+        layout = BY_TYPE[int(msg_type)]
+        index = tuple(layout.field_names.index(name) for name in sink_fields(msg_type))
+        out.append((int(msg_type), method, layout.struct.unpack_from, itemgetter(*index)))
+    return tuple(out)
 
 
-# struct fields from index 3 on: market_id, seq, ...
-_PICKERS = (
-    # ACCEPTED: market, seq, oid, coid, price, size, ts, account, side, tif, type, flags
-    _picker(MsgType.ACCEPTED, "on_accepted", (3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 9)),
-    # REJECTED: market, seq, oid, coid, ts, account, reason, command
-    _picker(MsgType.REJECTED, "on_rejected", (3, 4, 5, 6, 8, 9, 10, 7)),
-    _picker(MsgType.FILL, "on_fill", (3, 4, 5, 6, 7, 8, 9, 10, 11, 12)),
-    # CANCELLED: market, seq, oid, coid, size, ts, account, reason, side
-    _picker(MsgType.CANCELLED, "on_cancelled", (3, 4, 5, 6, 7, 9, 10, 11, 8)),
-    # L2: market, seq, price, size, count, side, prev_seq
-    _picker(MsgType.L2_DELTA, "on_l2", (3, 4, 8, 5, 6, 7)),
-    # TRADE: market, seq, price, size, ts, side
-    _picker(MsgType.TRADE, "on_trade", (3, 4, 5, 6, 8, 7)),
-    _picker(MsgType.BBO, "on_bbo", (3, 4, 5, 6, 7, 8, 9)),
-    _picker(MsgType.AMENDED, "on_amended", (3, 4, 5, 6, 7, 8, 9, 10)),
-    _picker(MsgType.TRIGGERED, "on_triggered", (3, 4, 5, 6, 7, 8)),
-    _picker(MsgType.MARKET_STATUS, "on_market_status", (3, 4, 5)),
-)
+_ROUTES = _routes()
 
 
 class _Dispatcher:
     """Decodes packed wire events and calls the sink's methods (the generic, slow delivery)."""
 
     def __init__(self, sink: Any) -> None:
-        self._routes: dict[int, tuple[Callable[..., Any], Any, tuple[int, ...]]] = {}
-        for msg_type, method, unpack, order in _PICKERS:
+        self._routes: dict[int, tuple[Callable[..., Any], Any, Any]] = {}
+        for msg_type, method, unpack, args in _ROUTES:
             callback = sink_method(sink, method)
             if callback is not None:
-                self._routes[msg_type] = (callback, unpack, order)
+                self._routes[msg_type] = (callback, unpack, args)
 
     def __call__(self, data: bytes) -> None:
         routes = self._routes
         for off in range(0, len(data), SLOT_BYTES):
             route = routes.get(data[off])
             if route is not None:
-                callback, unpack, order = route
-                fields = unpack(data, off)
-                callback(*[fields[i] for i in order])
+                callback, unpack, args = route
+                callback(*args(unpack(data, off)))
 
 
 class NativeBookView:
@@ -217,6 +209,8 @@ def _spec_tuple(spec: MarketSpec) -> tuple[int, ...]:
         spec.max_price_ticks,
         spec.band_bps,
         int(spec.status),
+        spec.max_level_total_lots,
+        spec.max_open_orders_per_account,
     )
 
 
@@ -285,6 +279,7 @@ class NativeEngine:
     def handle_batch(self, buf: Any, count: int, offset: int = 0) -> None:
         """``count`` consecutive 64-byte commands (a ring batch), events delivered at the end."""
         if self.debug_validate:
+            ensure_batch_fits(len(buf), count, offset)
             for i in range(count):
                 self.handle(buf, offset + i * SLOT_BYTES)
             return
@@ -306,27 +301,28 @@ class NativeEngine:
         trigger_ticks: int = 0,
         expire_ns: int = 0,
     ) -> int:
-        cmd = _NEW(
-            MsgType.NEW_ORDER,
-            _V,
-            _L,
-            market_id,
-            order_id,
-            client_order_id,
-            price,
-            size,
-            trigger_ticks,
-            expire_ns,
-            account,
-            side,
-            tif,
-            order_type,
-            flags,
+        return self.handle(
+            encode_command(
+                NewOrder(
+                    market_id=market_id,
+                    order_id=order_id,
+                    client_order_id=client_order_id,
+                    price_ticks=price,
+                    size_lots=size,
+                    trigger_price_ticks=trigger_ticks,
+                    expire_ns=expire_ns,
+                    account=account,
+                    side=side,
+                    tif=tif,
+                    order_type=order_type,
+                    flags=flags,
+                )
+            )
         )
-        return self.handle(cmd)
 
     def cancel(self, market_id: int, order_id: int, client_order_id: int, account: int) -> int:
-        return self.handle(_CANCEL(MsgType.CANCEL, _V, _L, market_id, order_id, client_order_id, account))
+        cmd = Cancel(market_id=market_id, order_id=order_id, client_order_id=client_order_id, account=account)
+        return self.handle(encode_command(cmd))
 
     def amend(
         self,
@@ -337,22 +333,29 @@ class NativeEngine:
         price_ticks: int,
         size_lots: int,
     ) -> int:
-        cmd = _AMEND(
-            MsgType.AMEND, _V, _L, market_id, order_id, client_order_id, price_ticks, size_lots, account
+        cmd = Amend(
+            market_id=market_id,
+            order_id=order_id,
+            client_order_id=client_order_id,
+            price_ticks=price_ticks,
+            size_lots=size_lots,
+            account=account,
         )
-        return self.handle(cmd)
+        return self.handle(encode_command(cmd))
 
     def cancel_all(self, market_id: int, account: int) -> int:
-        return self.handle(_CANCEL_ALL(MsgType.CANCEL_ALL, _V, _L, market_id, account))
+        return self.handle(encode_command(CancelAll(market_id=market_id, account=account)))
 
     def set_mark(self, market_id: int, price_ticks: int, ts_ns: int = 0) -> int:
-        return self.handle(_MARK(MsgType.MARK_PRICE, _V, _L, market_id, price_ticks, ts_ns))
+        return self.handle(
+            encode_command(MarkPrice(market_id=market_id, price_ticks=price_ticks, ts_ns=ts_ns))
+        )
 
     def set_status(self, market_id: int, status: int) -> int:
-        return self.handle(_STATUS(MsgType.SET_MARKET_STATUS, _V, _L, market_id, status))
+        return self.handle(encode_command(SetMarketStatus(market_id=market_id, status=status)))
 
     def advance_clock(self, now_ns: int, market_id: int = ALL_MARKETS) -> int:
-        return self.handle(_CLOCK(MsgType.CLOCK, _V, _L, market_id, now_ns))
+        return self.handle(encode_command(Clock(market_id=market_id, now_ns=now_ns)))
 
     # ---- invariants, hashing, snapshots ---------------------------------------------------------
     def validate(self) -> None:

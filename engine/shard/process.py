@@ -39,14 +39,7 @@ from engine.shard.native_engine import make_engine, restore_engine
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import MsgType
 from engine.types.market_spec import load_markets
-from engine.wire.layout import (
-    ALL_MARKETS,
-    BOOK_RESET_STRUCT,
-    HEADER_STRUCT,
-    HEARTBEAT_STRUCT,
-    SLOT_BYTES,
-    WIRE_VERSION,
-)
+from engine.wire.layout import ALL_MARKETS, HEADER_STRUCT, HEARTBEAT_STRUCT, SLOT_BYTES
 
 # Journal record: [batch header slot][commands...]; header = input index, command count,
 # input cursor before the batch, input ring nonce, engine clock (ns).
@@ -89,7 +82,6 @@ class ShardState:
     def __init__(self, engine: Any, writer: WireEventWriter) -> None:
         self.engine = engine  # NativeEngine, or the Python twin MatchingEngine (HX_ENGINE=python)
         self.writer = writer
-        self.scratch = bytearray(SLOT_BYTES)  # one event packed by the shard itself
         self._core = getattr(engine, "core", None)
 
     def apply(self, record: memoryview | bytes, journal_seq: int) -> None:
@@ -123,10 +115,7 @@ class ShardState:
         kind = record[offset]
         if kind == _HEARTBEAT:  # echo the sender's clock, add our journal position
             sender_ts = HEARTBEAT_STRUCT.unpack_from(record, offset)[4]
-            HEARTBEAT_STRUCT.pack_into(
-                self.scratch, 0, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES, 0, sender_ts, journal_seq
-            )
-            self.writer.raw(self.scratch)
+            self.writer.on_heartbeat(0, sender_ts, journal_seq)
         elif kind == _L2_SNAPSHOT_REQUEST:
             self.restate_books(HEADER_STRUCT.unpack_from(record, offset)[3])
         else:
@@ -141,21 +130,10 @@ class ShardState:
                 continue
             book = engine.book(mid)
             bids, asks = book.depth(0), book.depth(1)
-            BOOK_RESET_STRUCT.pack_into(
-                self.scratch,
-                0,
-                MsgType.BOOK_RESET,
-                WIRE_VERSION,
-                SLOT_BYTES,
-                mid,
-                book.seq,
-                len(bids),
-                len(asks),
-            )
-            writer.raw(self.scratch)
+            writer.on_book_reset(mid, book.seq, len(bids), len(asks))
             for side, levels in ((0, bids), (1, asks)):
                 for price, size, count in levels:
-                    writer.on_l2(mid, book.seq, side, price, size, count)
+                    writer.on_l2(mid, book.seq, price, size, count, side)
 
 
 def _publish(ring: RingBuffer, data: memoryview | bytes, skip_events: int, wait: Any) -> int:

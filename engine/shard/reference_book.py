@@ -35,6 +35,14 @@ class ReferenceBook:
         if callback is not None:
             callback(self.market_id, self.seq, *fields)
 
+    def _cancelled(self, oid: int, coid: int, size: int, account: int, reason: int, side: int) -> None:
+        self._emit("on_cancelled", oid, coid, size, self.now_ns, account, reason, side)
+
+    def _l2(self, side: int, price: int) -> None:
+        """L2_DELTA of the level at (side, price): its total open size and order count now."""
+        size, count = self._level(side, price)
+        self._emit("on_l2", price, size, count, side)
+
     def _side_sorted(self, side: int) -> list[list[int]]:
         """Orders of one side, best price first, then time priority."""
 
@@ -66,6 +74,12 @@ class ReferenceBook:
 
     def orders_of(self, account: int) -> list[list[int]]:
         return sorted((o for o in self._resting if o[O_ACCOUNT] == account), key=lambda o: o[O_OID])
+
+    def open_count(self, account: int) -> int:
+        return sum(1 for o in self._resting if o[O_ACCOUNT] == account)
+
+    def level_size(self, side: int, price: int) -> int:
+        return self._level(side, price)[0]
 
     def order_count(self) -> int:
         return len(self._resting)
@@ -126,7 +140,7 @@ class ReferenceBook:
             return RejectCode.DUPLICATE_CLIENT_ORDER_ID
         if accept:
             self._emit(
-                "on_accepted", oid, coid, price, size, account, side, tif, order_type, flags, self.now_ns
+                "on_accepted", oid, coid, price, size, self.now_ns, account, side, tif, order_type, flags
             )
         self._submit(oid, coid, account, side, price, size, tif, flags, expire_ns, remainder_reason, filled)
         self.flush_bbo()
@@ -168,15 +182,8 @@ class ReferenceBook:
                         break
                     if stp in (StpMode.CANCEL_OLDEST, StpMode.CANCEL_BOTH):
                         self._drop(m)
-                        self._emit(
-                            "on_cancelled",
-                            m[O_OID],
-                            m[O_COID],
-                            m[O_OPEN],
-                            m[O_ACCOUNT],
-                            CancelReason.SELF_TRADE,
-                            side ^ 1,
-                            now,
+                        self._cancelled(
+                            m[O_OID], m[O_COID], m[O_OPEN], m[O_ACCOUNT], CancelReason.SELF_TRADE, side ^ 1
                         )
                         m[O_OPEN] = 0
                         if stp == StpMode.CANCEL_BOTH:
@@ -190,20 +197,13 @@ class ReferenceBook:
                         self._emit("on_amended", m[O_OID], m[O_COID], level_price, m[O_OPEN], m[O_ACCOUNT], 1)
                     else:
                         self._drop(m)
-                        self._emit(
-                            "on_cancelled",
-                            m[O_OID],
-                            m[O_COID],
-                            d,
-                            m[O_ACCOUNT],
-                            CancelReason.SELF_TRADE,
-                            side ^ 1,
-                            now,
+                        self._cancelled(
+                            m[O_OID], m[O_COID], d, m[O_ACCOUNT], CancelReason.SELF_TRADE, side ^ 1
                         )
                     if rem:
                         self._emit("on_amended", oid, coid, price, rem, account, 1)
                     else:
-                        self._emit("on_cancelled", oid, coid, d, account, CancelReason.SELF_TRADE, side, now)
+                        self._cancelled(oid, coid, d, account, CancelReason.SELF_TRADE, side)
                     continue
                 t = min(rem, m[O_OPEN])
                 rem -= t
@@ -214,22 +214,22 @@ class ReferenceBook:
                     self._drop(m)
                 flags_out = (1 if rem == 0 else 0) | (2 if m[O_OPEN] == 0 else 0)
                 self._emit("on_fill", oid, m[O_OID], level_price, t, account, m[O_ACCOUNT], side, flags_out)
-                self._emit("on_trade", level_price, t, side, now)
+                self._emit("on_trade", level_price, t, now, side)
             after = self._level(side ^ 1, level_price)
             if after[0] != before[0]:
-                self._emit("on_l2", side ^ 1, level_price, *after)
+                self._emit("on_l2", level_price, *after, side ^ 1)
         if stopped and rem:
-            self._emit("on_cancelled", oid, coid, rem, account, CancelReason.SELF_TRADE, side, now)
+            self._cancelled(oid, coid, rem, account, CancelReason.SELF_TRADE, side)
             return
         if not rem:
             return
         if remainder_reason >= 0:
-            self._emit("on_cancelled", oid, coid, rem, account, remainder_reason, side, now)
+            self._cancelled(oid, coid, rem, account, remainder_reason, side)
             return
         o = [oid, account, side, price, rem, filled, coid, tif, 0, flags, expire_ns, 0]
         self._resting.append(o)
         self._prio[oid] = next(self._stamp)
-        self._emit("on_l2", side, price, *self._level(side, price))
+        self._l2(side, price)
 
     def cancel_by_id(self, order_id: int, account: int, reason: int) -> int:
         o = self.get(order_id)
@@ -244,19 +244,19 @@ class ReferenceBook:
         size = o[O_OPEN]
         self._drop(o)
         o[O_OPEN] = 0
-        self._emit("on_cancelled", o[O_OID], o[O_COID], size, o[O_ACCOUNT], reason, o[O_SIDE], self.now_ns)
-        self._emit("on_l2", o[O_SIDE], o[O_PRICE], *self._level(o[O_SIDE], o[O_PRICE]))
+        self._cancelled(o[O_OID], o[O_COID], size, o[O_ACCOUNT], reason, o[O_SIDE])
+        self._l2(o[O_SIDE], o[O_PRICE])
         self.flush_bbo()
 
     def remove(self, o: list[int]) -> None:
         self._drop(o)
         o[O_OPEN] = 0
-        self._emit("on_l2", o[O_SIDE], o[O_PRICE], *self._level(o[O_SIDE], o[O_PRICE]))
+        self._l2(o[O_SIDE], o[O_PRICE])
 
     def reduce(self, o: list[int], new_open: int) -> None:
         o[O_OPEN] = new_open
         self._emit("on_amended", o[O_OID], o[O_COID], o[O_PRICE], new_open, o[O_ACCOUNT], 1)
-        self._emit("on_l2", o[O_SIDE], o[O_PRICE], *self._level(o[O_SIDE], o[O_PRICE]))
+        self._l2(o[O_SIDE], o[O_PRICE])
         self.flush_bbo()
 
     def cancel_many(self, victims: Iterable[list[int]], reason: int) -> None:
@@ -266,11 +266,9 @@ class ReferenceBook:
             self._drop(o)
             o[O_OPEN] = 0
             touched.add((o[O_SIDE], o[O_PRICE]))
-            self._emit(
-                "on_cancelled", o[O_OID], o[O_COID], size, o[O_ACCOUNT], reason, o[O_SIDE], self.now_ns
-            )
+            self._cancelled(o[O_OID], o[O_COID], size, o[O_ACCOUNT], reason, o[O_SIDE])
         for side, price in sorted(touched):
-            self._emit("on_l2", side, price, *self._level(side, price))
+            self._l2(side, price)
         self.flush_bbo()
 
     def flush_bbo(self) -> None:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.shard.event_interfaces import EventIgnorer
 from engine.types.enums import MsgType
 from engine.wire.layout import layout_of
 
 TRADE_DTYPE = np.dtype([("taker_oid", "<u8"), ("maker_oid", "<u8"), ("price", "<i8"), ("qty", "<i8")])
 
 
-class TradeRecorder:
+class TradeRecorder(EventIgnorer):
+    """Keeps the fills (``trades()``) and counts rejects by reason; ignores every other event."""
+
     __slots__ = ("_flat", "rejects", "markets")
     wanted_events = frozenset({"on_fill", "on_rejected"})
 
@@ -64,18 +67,13 @@ class TradeRecorder:
         seq: int,
         order_id: int,
         client_order_id: int,
+        ts_ns: int,
         account: int,
         reason: int,
         command: int,
-        ts_ns: int,
     ) -> None:
         rejects = self.rejects
         rejects[reason] = rejects.get(reason, 0) + 1
-
-    def on_accepted(self, *a: int) -> None:
-        pass
-
-    on_cancelled = on_l2 = on_trade = on_bbo = on_amended = on_triggered = on_market_status = on_accepted
 
 
 _FILL_DT = layout_of(MsgType.FILL).dtype

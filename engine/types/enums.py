@@ -200,6 +200,7 @@ class CancelReason(IntEnum):
     LIQUIDATION = 8
     REDUCE_ONLY = 9
     PRICE_BAND = 10  # a triggered stop's limit price fell outside the band around the mark that fired it
+    LEVEL_FULL = 11  # a triggered stop would rest on a price level already at the market's size limit
 
 
 class RejectCode(IntEnum):
@@ -277,6 +278,9 @@ class RejectCode(IntEnum):
     STALE_SEQUENCE = 360
     OWNER_MISMATCH = 361
     REDUCE_ONLY_NO_POSITION = 362
+    # appended (issue 10): bounded aggregates
+    LEVEL_FULL = 318  # resting the order would take its price level past the market's size limit
+    TOO_MANY_OPEN_ORDERS = 335  # the account already has the market's maximum of live orders
 
 
 REJECT_MESSAGES: dict[RejectCode, str] = {
@@ -345,6 +349,8 @@ REJECT_MESSAGES: dict[RejectCode, str] = {
     RejectCode.STALE_SEQUENCE: "command sequence number already processed",
     RejectCode.OWNER_MISMATCH: "order belongs to another account",
     RejectCode.REDUCE_ONLY_NO_POSITION: "reduce-only order needs an opposite position",
+    RejectCode.LEVEL_FULL: "the price level is at the market's limit of total open size",
+    RejectCode.TOO_MANY_OPEN_ORDERS: "the account has the market's maximum number of open orders",
 }
 
 

@@ -36,9 +36,12 @@ INT64_MIN = -(2**63)
 U32_MAX = 2**32 - 1
 
 # Bounds every aggregate is held to, so that int64 sums over them are provably safe (the shard
-# rejects what would pass them; the risk stage bounds positions and balances the same way).
-MAX_LEVEL_TOTAL_LOTS = 2**62  # one price level's total size: a sum of < 2 bn sizes of < 2^31
-MAX_OPEN_ORDERS_PER_ACCOUNT = 10_000  # per account and market; a reject code beyond it
+# rejects what would pass them; the risk stage bounds positions and balances the same way). A
+# market may set lower ones (MarketSpec.max_level_total_lots, .max_open_orders_per_account).
+# A level's total open size is at most 2^62: adding one order (< 2^63) to it is checked as
+# ``size > limit - total`` (no overflow), and two totals still add within int64.
+MAX_LEVEL_TOTAL_LOTS = 2**62  # one price level's total open size (LEVEL_FULL beyond it)
+MAX_OPEN_ORDERS_PER_ACCOUNT = 10_000  # live orders of one account in one market (TOO_MANY_OPEN_ORDERS)
 
 
 class FixedPointError(ValueError):

@@ -11,7 +11,8 @@ Units (all integers):
 Invariants checked at load (:class:`MarketConfigError` names the file, the market and the field):
 ids unique and u32, symbols unique, every size/price/tick positive, ``min <= max``,
 ``max_price_ticks * max_size_lots`` fits int64 (so the book's own arithmetic never overflows),
-band in [0, 10000] bps, status/kind valid enum names or values.
+band in [0, 10000] bps, status/kind valid enum names or values, the aggregate bounds
+(``max_open_orders_per_account``, ``max_level_total_lots``) within ``engine.types.fixed``'s limits.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.types.enums import MarketKind, MarketStatus
-from engine.types.fixed import BASE_ATOMS_PER_UNIT, INT64_MAX, U32_MAX  # noqa: F401 (re-exported)
+from engine.types.fixed import (  # noqa: F401 (BASE_ATOMS_PER_UNIT, U32_MAX re-exported)
+    BASE_ATOMS_PER_UNIT,
+    INT64_MAX,
+    MAX_LEVEL_TOTAL_LOTS,
+    MAX_OPEN_ORDERS_PER_ACCOUNT,
+    U32_MAX,
+)
 
 ALL_MARKETS_ID = 0xFFFF_FFFF  # reserved on the wire (CANCEL_ALL every market): not a valid market id
 
@@ -51,6 +58,10 @@ class MarketSpec:
     quote_asset: str = "USDC"  # the asset prices are in and fills settle in
     maker_fee_ppm: int = 0  # of notional; negative = a rebate (at most the taker fee)
     taker_fee_ppm: int = 0  # of notional
+    # bounds of the book's aggregates (int64 sums stay provably safe; one account cannot exhaust
+    # memory): live (resting + waiting) orders of one account, total open size of one price level
+    max_open_orders_per_account: int = MAX_OPEN_ORDERS_PER_ACCOUNT
+    max_level_total_lots: int = MAX_LEVEL_TOTAL_LOTS
 
     def __post_init__(self) -> None:
         problem = check_spec(self)
@@ -75,6 +86,8 @@ def check_spec(spec: MarketSpec) -> tuple[str, str] | None:
         "min_notional_micro",
         "max_price_ticks",
         "band_bps",
+        "max_open_orders_per_account",
+        "max_level_total_lots",
     )
     for name in ints:
         value = getattr(spec, name)
@@ -102,6 +115,12 @@ def check_spec(spec: MarketSpec) -> tuple[str, str] | None:
             f"max_price_ticks * max_size_lots = {spec.max_price_ticks * spec.max_size_lots}"
             " does not fit int64"
         )
+    if not 1 <= spec.max_open_orders_per_account <= MAX_OPEN_ORDERS_PER_ACCOUNT:
+        return "max_open_orders_per_account", (
+            f"must be in [1, {MAX_OPEN_ORDERS_PER_ACCOUNT}], got {spec.max_open_orders_per_account}"
+        )
+    if not 1 <= spec.max_level_total_lots <= MAX_LEVEL_TOTAL_LOTS:
+        return "max_level_total_lots", (f"must be in [1, 2**62], got {spec.max_level_total_lots}")
     if spec.tick_size_micro > INT64_MAX or spec.lot_size_atoms > INT64_MAX:
         return "tick_size_micro", "does not fit int64"
     for name in ("base_asset", "quote_asset"):

@@ -65,6 +65,42 @@ class MessageLayout:
     def field_names(self) -> tuple[str, ...]:
         return tuple(name for name, code, _ in self.fields if not code.endswith("x"))
 
+    @property
+    def offsets(self) -> dict[str, int]:
+        """Byte offset of every named field (header included), in wire order."""
+        return field_offsets(self.fields)
+
+    @property
+    def pad_ranges(self) -> tuple[tuple[int, int], ...]:
+        """(start, end) byte ranges of the padding: zero on the wire."""
+        return pad_ranges(self.fields)
+
+
+def code_size(code: str) -> int:
+    """Bytes taken by one struct code (``"Q"`` 8, ``"12x"`` 12)."""
+    return struct.calcsize("<" + code)
+
+
+def field_offsets(fields: tuple[Field, ...] | list[Field]) -> dict[str, int]:
+    """Byte offset of every named (non-padding) field of a field table, in table order."""
+    out, offset = {}, 0
+    for name, code, _ in fields:
+        if not code.endswith("x"):
+            out[name] = offset
+        offset += code_size(code)
+    return out
+
+
+def pad_ranges(fields: tuple[Field, ...] | list[Field]) -> tuple[tuple[int, int], ...]:
+    """(start, end) byte ranges of a field table's padding."""
+    out, offset = [], 0
+    for _, code, _ in fields:
+        size = code_size(code)
+        if code.endswith("x"):
+            out.append((offset, offset + size))
+        offset += size
+    return tuple(out)
+
 
 def _pad(n: int) -> Field:
     return ("_pad", f"{n}x", "zero")
@@ -535,11 +571,17 @@ LAYOUTS: tuple[MessageLayout, ...] = (
 BY_TYPE: dict[int, MessageLayout] = {int(layout.msg_type): layout for layout in LAYOUTS}
 
 
-def _dtype_of(fields: tuple[Field, ...]) -> np.dtype:
+def struct_of(fields: tuple[Field, ...] | list[Field]) -> struct.Struct:
+    """The little-endian ``struct.Struct`` of a field table."""
+    return struct.Struct("<" + "".join(code for _, code, _ in fields))
+
+
+def dtype_of(fields: tuple[Field, ...] | list[Field]) -> np.dtype:
+    """The numpy structured dtype of a field table (same bytes as :func:`struct_of`)."""
     names, formats, offsets = [], [], []
     offset = 0
     for name, code, _ in fields:
-        size = struct.calcsize("<" + code)
+        size = code_size(code)
         if not code.endswith("x"):
             names.append(name)
             formats.append(
@@ -561,7 +603,7 @@ _STRUCTS: dict[MsgType, struct.Struct] = {}
 _DTYPES: dict[MsgType, np.dtype] = {}
 for _layout in LAYOUTS:
     _STRUCTS[_layout.msg_type] = struct.Struct(_layout.struct_format)
-    _DTYPES[_layout.msg_type] = _dtype_of(_layout.fields)
+    _DTYPES[_layout.msg_type] = dtype_of(_layout.fields)
 
 HEADER_STRUCT = struct.Struct("<" + "".join(code for _, code, _ in HEADER_FIELDS))
 HEADER_DTYPE = np.dtype(
@@ -596,3 +638,85 @@ BOOK_RESET_STRUCT = _STRUCTS[MsgType.BOOK_RESET]
 def layout_of(msg_type: int) -> MessageLayout:
     """The layout for a message type; KeyError for unknown types (callers validate first)."""
     return BY_TYPE[msg_type]
+
+
+def field_offset(msg_type: int, name: str) -> int:
+    """Byte offset of field ``name`` in the struct of ``msg_type``: how hot paths name an offset
+    (``field_offset(MsgType.FILL, "maker_account")``) instead of writing a number."""
+    try:
+        return _OFFSETS[int(msg_type)][name]
+    except KeyError:
+        raise KeyError(f"{MsgType(msg_type).name} has no field {name!r}") from None
+
+
+def field_code(msg_type: int, name: str) -> str:
+    """The struct code of field ``name`` of ``msg_type`` (``"Q"``, ``"I"``...)."""
+    for fname, code, _ in BY_TYPE[int(msg_type)].fields:
+        if fname == name and not code.endswith("x"):
+            return code
+    raise KeyError(f"{MsgType(msg_type).name} has no field {name!r}")
+
+
+def word_index(msg_type: int, name: str, word_bytes: int) -> int:
+    """Index of field ``name`` in a slot viewed as ``word_bytes``-wide integers (numpy
+    ``slots.view("<u4")[:, word_index(t, "account", 4)]``); ValueError unless the field is aligned."""
+    offset = field_offset(msg_type, name)
+    if offset % word_bytes:
+        raise ValueError(f"{MsgType(msg_type).name}.{name} at byte {offset} is not {word_bytes}-byte aligned")
+    return offset // word_bytes
+
+
+def field_span(msg_type: int, first: str, last: str) -> tuple[int, struct.Struct]:
+    """(offset, struct) of the consecutive fields ``first`` .. ``last`` of ``msg_type`` (padding
+    between them included): unpack a run of fields in one call, by name."""
+    fields = BY_TYPE[int(msg_type)].fields
+    names = [name for name, _, _ in fields]
+    i, j = names.index(first), names.index(last)
+    if j < i:
+        raise ValueError(f"{last!r} comes before {first!r}")
+    return field_offset(msg_type, first), struct_of(fields[i : j + 1])
+
+
+_OFFSETS: dict[int, dict[str, int]] = {t: field_offsets(layout.fields) for t, layout in BY_TYPE.items()}
+# the header's fields, at the same offsets in every message
+MSG_TYPE_AT, VERSION_AT, LENGTH_AT, MARKET_ID_AT = field_offsets(HEADER_FIELDS).values()
+
+# ---- the event vocabulary -------------------------------------------------------------------------
+# The events the matching engine emits and the EventSink method each is delivered to. This table and
+# the layouts above are the only place the vocabulary is spelled: a sink method's arguments are the
+# event's fields in WIRE order (``market_id``, then the body), without padding and without the
+# fields a later stage stamps (STAMPED_DOWNSTREAM, 0 as the engine emits them). The EventSink
+# protocol, the WireEventWriter's packers and the C core's emitters are generated from it
+# (``python -m engine.native.codegen``); the native engine's dispatcher derives its routes from it.
+ENGINE_EVENTS: dict[MsgType, str] = {
+    MsgType.ACCEPTED: "on_accepted",
+    MsgType.REJECTED: "on_rejected",
+    MsgType.FILL: "on_fill",
+    MsgType.CANCELLED: "on_cancelled",
+    MsgType.L2_DELTA: "on_l2",
+    MsgType.TRADE: "on_trade",
+    MsgType.BBO: "on_bbo",
+    MsgType.AMENDED: "on_amended",
+    MsgType.TRIGGERED: "on_triggered",
+    MsgType.MARKET_STATUS: "on_market_status",
+}
+STAMPED_DOWNSTREAM: dict[MsgType, tuple[str, ...]] = {MsgType.L2_DELTA: ("prev_seq",)}
+# Messages the shard process emits itself, next to the engine's events (its WireEventWriter packs
+# them with the same generated methods): a restatement's BOOK_RESET, a heartbeat's echo.
+SHARD_EVENTS: dict[MsgType, str] = {
+    MsgType.BOOK_RESET: "on_book_reset",
+    MsgType.HEARTBEAT: "on_heartbeat",
+}
+
+
+SEQ_AT = field_offset(MsgType.ACCEPTED, "seq")  # every engine event's seq is here (checked)
+if any(field_offset(t, "seq") != SEQ_AT for t in ENGINE_EVENTS):
+    raise AssertionError("every engine event must carry seq at the same offset")
+
+
+def sink_fields(msg_type: int) -> tuple[str, ...]:
+    """The EventSink arguments of an event, in order: ``market_id`` then the body fields on the wire
+    (``seq`` first), minus padding and downstream-stamped fields."""
+    stamped = STAMPED_DOWNSTREAM.get(MsgType(msg_type), ())
+    names = BY_TYPE[int(msg_type)].field_names[3:]  # after msg_type, version, length
+    return tuple(n for n in names if n not in stamped)

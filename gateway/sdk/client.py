@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import struct
 from decimal import Decimal
 from typing import Any
 
@@ -24,10 +23,11 @@ import orjson
 from eth_account import Account
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from engine.types.commands import Amend, Cancel, CancelAll, NewOrder, encode_command
 from engine.types.enums import STP_SHIFT, BalanceReason, MsgType, OrderFlag, RejectCode
 from engine.types.fixed import ATOMS_PER_UNIT, MICRO_PER_UNIT, to_fixed
 from engine.wire.codec import decode
-from engine.wire.layout import ALL_MARKETS, AMEND, CANCEL, CANCEL_ALL, NEW_ORDER, SLOT_BYTES, WIRE_VERSION
+from engine.wire.layout import ALL_MARKETS, SLOT_BYTES
 from gateway.auth import agent_typed_data, login_typed_data, sign_typed_data
 from gateway.json_api import ORDER_TYPES, SIDES, STP_MODES, TIFS, JsonReject, from_units, to_units
 from gateway.market_catalog import MarketInfo
@@ -46,7 +46,6 @@ from gateway.sdk.events import (
 )
 from gateway.sdk.local_book import LocalBook
 
-_PREV_SEQ = struct.Struct("<Q")
 _BALANCE_REASONS = {r.name.lower(): int(r) for r in BalanceReason}
 _L2, _TRADE, _BBO = int(MsgType.L2_DELTA), int(MsgType.TRADE), int(MsgType.BBO)
 
@@ -286,22 +285,19 @@ class HxClient:
             | (int(STP_MODES[stp]) << STP_SHIFT)
         )
         trig = 0 if trigger_price is None else self._ticks(market, trigger_price, "trigger_price")
-        return NEW_ORDER.pack(
-            MsgType.NEW_ORDER,
-            WIRE_VERSION,
-            SLOT_BYTES,
-            market,
-            0,
-            client_order_id,
-            self._ticks(market, price, "price"),
-            self._ticks(market, size, "size"),
-            trig,
-            expire_ns,
-            0,
-            side_v,
-            TIFS[tif.lower()],
-            ORDER_TYPES[order_type.lower()],
-            flags,
+        return encode_command(
+            NewOrder(
+                market_id=market,
+                client_order_id=client_order_id,
+                price_ticks=self._ticks(market, price, "price"),
+                size_lots=self._ticks(market, size, "size"),
+                trigger_price_ticks=trig,
+                expire_ns=expire_ns,
+                side=side_v,
+                tif=TIFS[tif.lower()],
+                order_type=ORDER_TYPES[order_type.lower()],
+                flags=flags,
+            )
         )
 
     def next_client_order_id(self) -> int:
@@ -417,7 +413,7 @@ class HxClient:
         self._cancels[key] = fut
         if self.binary:
             self.send_raw(
-                CANCEL.pack(MsgType.CANCEL, WIRE_VERSION, SLOT_BYTES, market, order_id, client_order_id, 0)
+                encode_command(Cancel(market_id=market, order_id=order_id, client_order_id=client_order_id))
             )
         else:
             msg: dict[str, Any] = {"op": "cancel", "market": market}
@@ -440,16 +436,14 @@ class HxClient:
         self._amends[key] = fut
         if self.binary:
             self.send_raw(
-                AMEND.pack(
-                    MsgType.AMEND,
-                    WIRE_VERSION,
-                    SLOT_BYTES,
-                    market,
-                    order_id,
-                    client_order_id,
-                    0 if price is None else self._ticks(market, price, "price"),
-                    0 if size is None else self._ticks(market, size, "size"),
-                    0,
+                encode_command(
+                    Amend(
+                        market_id=market,
+                        order_id=order_id,
+                        client_order_id=client_order_id,
+                        price_ticks=0 if price is None else self._ticks(market, price, "price"),
+                        size_lots=0 if size is None else self._ticks(market, size, "size"),
+                    )
                 )
             )
         else:
@@ -471,11 +465,7 @@ class HxClient:
     def cancel_all(self, market: int | None = None) -> None:
         """Cancel every open order (in one market, or all); the CANCELLED events follow in ``events``."""
         if self.binary:
-            self.send_raw(
-                CANCEL_ALL.pack(
-                    MsgType.CANCEL_ALL, WIRE_VERSION, SLOT_BYTES, ALL_MARKETS if market is None else market, 0
-                )
-            )
+            self.send_raw(encode_command(CancelAll(market_id=ALL_MARKETS if market is None else market)))
         else:
             msg: dict[str, Any] = {"op": "cancel_all"}
             if market is not None:
@@ -515,7 +505,7 @@ class HxClient:
                 self._on_delta(
                     e["market_id"],
                     e["seq"],
-                    _PREV_SEQ.unpack_from(data, off + 40)[0],
+                    e["prev_seq"],
                     e["side"],
                     e["price_ticks"],
                     e["size_lots"],

@@ -23,13 +23,13 @@ Imported by name by the test modules (``pythonpath`` in pyproject puts this dire
 
 from __future__ import annotations
 
-import random
 import struct
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from differential import SeededRng
 from hypothesis import strategies as st
 
 from engine.shard.event_sink import NullSink
@@ -46,7 +46,16 @@ from engine.types.enums import (
     TimeInForce,
 )
 from engine.types.market_spec import MarketSpec
-from engine.wire.layout import ALL_MARKETS, BY_TYPE, SLOT_BYTES, WIRE_VERSION
+from engine.wire.layout import (
+    ALL_MARKETS,
+    BY_TYPE,
+    LENGTH_AT,
+    MARKET_ID_AT,
+    MSG_TYPE_AT,
+    SLOT_BYTES,
+    VERSION_AT,
+    WIRE_VERSION,
+)
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -78,7 +87,7 @@ BANDED = MarketSpec(  # 3% band, min size 2, min notional: price*size >= 300
     max_price_ticks=10_000,
     band_bps=300,
 )
-PRED = MarketSpec(  # prices 1..99: post-only slides fall off both ends of the range
+PRED = MarketSpec(  # prices 1..99: post-only slides fall off both ends; tight aggregate bounds
     market_id=3,
     symbol="PRED",
     kind=MarketKind.PREDICTION,
@@ -86,6 +95,8 @@ PRED = MarketSpec(  # prices 1..99: post-only slides fall off both ends of the r
     lot_size_atoms=100_000_000,
     max_size_lots=1_000,
     max_price_ticks=99,
+    max_open_orders_per_account=5,  # three accounts reach it: TOO_MANY_OPEN_ORDERS
+    max_level_total_lots=30,  # a few orders fill a level: LEVEL_FULL (orders, amends, fired stops)
 )
 WHALE = MarketSpec(  # notional = price*size*1e16 micro: overflows int64 once price*size > 922
     market_id=40,
@@ -157,30 +168,6 @@ _PADS = {t: _pad_ranges(t) for t in MsgType if int(t) in BY_TYPE}
 
 
 # ---- randomness: seeded, or a hypothesis tape ------------------------------------------------------
-class SeededRng:
-    """Decisions from ``random.Random(seed)``: long, reproducible streams."""
-
-    def __init__(self, seed: int) -> None:
-        self._r = random.Random(seed)
-
-    def int(self, lo: int, hi: int) -> int:
-        return self._r.randint(lo, hi)
-
-    def chance(self, p: float) -> bool:
-        return self._r.random() < p
-
-    def pick(self, seq: Sequence[Any]) -> Any:
-        return seq[self._r.randrange(len(seq))]
-
-    def weighted(self, options: Sequence[tuple[int, Any]]) -> Any:
-        x = self._r.random() * sum(w for w, _ in options)
-        for w, value in options:
-            if x < w:
-                return value
-            x -= w
-        return options[-1][1]
-
-
 class TapeRng:
     """Decisions read from a list of ints (hypothesis draws); an exhausted tape reads 0.
 
@@ -420,7 +407,7 @@ class StreamGenerator:
             buf = getattr(self, "_" + kind)(r)
             if kind != "clock" and r.chance(0.02):  # an unknown market id in the header
                 b = bytearray(buf)
-                struct.pack_into("<I", b, 4, r.pick(UNKNOWN_MARKETS))
+                struct.pack_into("<I", b, MARKET_ID_AT, r.pick(UNKNOWN_MARKETS))
                 buf = bytes(b)
         if self.oracle is not None:
             self.last_code = int(self.oracle.handle(buf))
@@ -436,14 +423,14 @@ class StreamGenerator:
         b = bytearray(getattr(self, "_" + inner)(r))
         what = r.weighted([(35, "type"), (30, "version"), (30, "length"), (5, "all")])
         if what in ("type", "all"):
-            b[0] = r.pick(BAD_MSG_TYPES)
+            b[MSG_TYPE_AT] = r.pick(BAD_MSG_TYPES)
             if r.chance(0.5):  # unknown type: its body means nothing, make it noise
                 for i in range(8, 64):
                     b[i] = r.int(0, 255)
         if what in ("version", "all"):
-            b[1] = r.pick(BAD_VERSIONS)
+            b[VERSION_AT] = r.pick(BAD_VERSIONS)
         if what in ("length", "all"):
-            struct.pack_into("<H", b, 2, r.pick(BAD_LENGTHS))
+            struct.pack_into("<H", b, LENGTH_AT, r.pick(BAD_LENGTHS))
         return bytes(b)
 
     def _new(self, r: Rng) -> bytes:

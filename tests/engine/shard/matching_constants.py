@@ -67,7 +67,19 @@ WHALE = MarketSpec(
     max_size_lots=2**31,
     max_price_ticks=2**31,
 )
-MARKETS = {s.market_id: s for s in (BTC_PERP, ETH_PERP_BANDED, PRED_YES, AAPL_CLOSED, WHALE)}
+# small bounds of the book's aggregates: two live orders per account, ten lots per price level
+TIGHT = MarketSpec(
+    market_id=6,
+    symbol="TIGHT",
+    kind=MarketKind.SPOT,
+    tick_size_micro=1,
+    lot_size_atoms=100_000_000,
+    max_size_lots=100,
+    max_price_ticks=1_000,
+    max_open_orders_per_account=2,
+    max_level_total_lots=10,
+)
+MARKETS = {s.market_id: s for s in (BTC_PERP, ETH_PERP_BANDED, PRED_YES, AAPL_CLOSED, WHALE, TIGHT)}
 
 ALICE, BOB, CAROL = 11, 22, 33
 BUY, SELL = 0, 1

@@ -29,11 +29,11 @@ def fills(rec):  # type: ignore[no-untyped-def]
 
 def cancels(rec):  # type: ignore[no-untyped-def]
     """(order id, size, reason) of every CANCELLED."""
-    return [(c[3], c[5], c[7]) for c in rec.of(MsgType.CANCELLED)]
+    return [(c[3], c[5], c[8]) for c in rec.of(MsgType.CANCELLED)]
 
 
 def rejects(rec):  # type: ignore[no-untyped-def]
-    return [r[8] for r in rec.of(MsgType.REJECTED)]
+    return [r[7] for r in rec.of(MsgType.REJECTED)]  # reason
 
 
 def resting(e, market=M):  # type: ignore[no-untyped-def]
@@ -46,7 +46,7 @@ def test_gtc_rests_and_emits_accepted_l2_bbo(eng) -> None:  # type: ignore[no-un
     assert place(e, 1, ALICE, BUY, 100, 5) == 0
     kinds = [ev[0] for ev in rec.events]
     assert kinds == [MsgType.ACCEPTED, MsgType.L2_DELTA, MsgType.BBO]
-    assert rec.events[1][3:] == (BUY, 100, 5, 1)
+    assert rec.events[1][3:] == (100, 5, 1, BUY)  # price, size, count, side
     assert rec.events[2][3:7] == (100, 5, 0, 0)
     assert [ev[2] for ev in rec.events] == [1, 2, 3]  # gap-free per-market seq
     assert resting(e) == [(1, BUY, 100, 5)]
@@ -61,7 +61,7 @@ def test_price_time_priority_and_maker_price(eng) -> None:  # type: ignore[no-un
     assert fills(rec) == [(4, 2, 100, 2), (4, 3, 100, 2), (4, 1, 101, 2)]
     assert resting(e) == [(1, SELL, 101, 1)]
     trades = rec.of(MsgType.TRADE)
-    assert [(t[3], t[4], t[5]) for t in trades] == [(100, 2, BUY), (100, 2, BUY), (101, 2, BUY)]
+    assert [(t[3], t[4], t[6]) for t in trades] == [(100, 2, BUY), (100, 2, BUY), (101, 2, BUY)]
     fl = [f[10] for f in rec.of(MsgType.FILL)]
     assert fl == [2, 2, 1]  # maker done, maker done, taker done
 
@@ -159,7 +159,7 @@ def test_reduce_only_is_carried(eng) -> None:  # type: ignore[no-untyped-def]
     e, rec = eng
     ro = int(OrderFlag.REDUCE_ONLY)
     assert place(e, 1, ALICE, SELL, 100, 2, flags=ro) == 0
-    assert rec.of(MsgType.ACCEPTED)[0][11] == ro
+    assert rec.of(MsgType.ACCEPTED)[0][12] == ro  # flags
 
 
 # ---- stops -----------------------------------------------------------------------------------------

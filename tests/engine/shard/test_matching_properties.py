@@ -51,7 +51,7 @@ def _check_event_invariants(engine, events) -> None:  # type: ignore[no-untyped-
             assert seq == last_seq.get(mid, 0) + 1, f"seq gap in market {mid}"
             last_seq[mid] = seq
         if kind == MsgType.ACCEPTED:
-            oid, price, size, side = ev[3], ev[5], ev[6], ev[8]
+            oid, price, size, side = ev[3], ev[5], ev[6], ev[9]
             open_of[(mid, oid)] = size
             limit_of[(mid, oid)] = (side, price)
         elif kind == MsgType.FILL:
@@ -101,7 +101,7 @@ def test_long_random_stream_invariants(engine_kind: str) -> None:
     _check_event_invariants(engine, rec.events)
     kinds = {ev[0] for ev in rec.events}
     assert {MsgType.FILL, MsgType.CANCELLED, MsgType.AMENDED, MsgType.TRIGGERED, MsgType.BBO} <= kinds
-    assert any(ev[0] == MsgType.CANCELLED and ev[7] == 3 for ev in rec.events), (
+    assert any(ev[0] == MsgType.CANCELLED and ev[8] == 3 for ev in rec.events), (
         "no self-trade prevention seen"
     )
 
@@ -141,5 +141,8 @@ def test_engine_matches_simple_matcher_on_workload_streams(ops, accounts) -> Non
 
 def test_event_recorder_is_a_sink() -> None:
     rec = EventRecorder()
-    rec.on_l2(1, 2, 0, 100, 5, 1)
-    assert rec.of(MsgType.L2_DELTA) == [(MsgType.L2_DELTA, 1, 2, 0, 100, 5, 1)]
+    rec.on_l2(1, 2, 100, 5, 1, 0)
+    assert rec.of(MsgType.L2_DELTA) == [(MsgType.L2_DELTA, 1, 2, 100, 5, 1, 0)]
+    assert rec.named(MsgType.L2_DELTA) == [
+        {"market_id": 1, "seq": 2, "price_ticks": 100, "size_lots": 5, "order_count": 1, "side": 0}
+    ]

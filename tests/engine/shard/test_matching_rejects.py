@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from engine.types.enums import MsgType, OrderFlag, OrderType, RejectCode
 from engine.wire.codec import encode
+from engine.wire.layout import LENGTH_AT, MSG_TYPE_AT, VERSION_AT
 
 M = C.BTC_PERP.market_id
 INT64_MAX = 2**63 - 1
@@ -30,16 +31,16 @@ def _bad_header(byte: int, value: int) -> bytes:
 
 def _bad_length() -> bytes:
     buf = bytearray(order())
-    struct.pack_into("<H", buf, 2, 128)
+    struct.pack_into("<H", buf, LENGTH_AT, 128)
     return bytes(buf)
 
 
 CASES = [
     ("truncated", order()[:40], RejectCode.BAD_LENGTH),
     ("bad length field", _bad_length(), RejectCode.BAD_LENGTH),
-    ("bad version", _bad_header(1, 9), RejectCode.BAD_VERSION),
-    ("unknown type", _bad_header(0, 200), RejectCode.UNKNOWN_MSG_TYPE),
-    ("event sent as command", _bad_header(0, int(MsgType.FILL)), RejectCode.UNKNOWN_MSG_TYPE),
+    ("bad version", _bad_header(VERSION_AT, 9), RejectCode.BAD_VERSION),
+    ("unknown type", _bad_header(MSG_TYPE_AT, 200), RejectCode.UNKNOWN_MSG_TYPE),
+    ("event sent as command", _bad_header(MSG_TYPE_AT, int(MsgType.FILL)), RejectCode.UNKNOWN_MSG_TYPE),
     ("unknown market", order(market=777), RejectCode.UNKNOWN_MARKET),
     ("bad side", order(side=2), RejectCode.BAD_SIDE),
     ("bad tif", order(tif=9), RejectCode.BAD_TIF),
@@ -139,6 +140,12 @@ CASES = [
     ("mark negative", encode(MsgType.MARK_PRICE, M, price_ticks=-1), RejectCode.BAD_PRICE_TICK),
     ("status invalid", encode(MsgType.SET_MARKET_STATUS, M, status=42), RejectCode.BAD_FIELD),
     ("clock backwards", encode(MsgType.CLOCK, M, now_ns=10), RejectCode.STALE_SEQUENCE),
+    ("level bound", order(market=C.TIGHT.market_id, account=C.BOB, size_lots=11), RejectCode.LEVEL_FULL),
+    (
+        "open-order cap",
+        order(market=C.TIGHT.market_id, price_ticks=50, size_lots=1),
+        RejectCode.TOO_MANY_OPEN_ORDERS,
+    ),
 ]
 
 
@@ -147,6 +154,8 @@ def _prepared(book: str):  # type: ignore[no-untyped-def]
     e.advance_clock(100)
     e.place(M, 10, 0, C.ALICE, 1, 95, 5, 0, 0, 0, 0, 0)
     e.place(M, 20, 555, C.ALICE, 0, 90, 5, 0, 0, 0, 0, 0)
+    e.place(C.TIGHT.market_id, 10, 0, C.ALICE, 0, 90, 1, 0, 0, 0, 0, 0)
+    e.place(C.TIGHT.market_id, 20, 0, C.ALICE, 0, 91, 1, 0, 0, 0, 0, 0)
     rec.clear()
     return e, rec
 
@@ -158,7 +167,7 @@ def test_bad_input_is_rejected_without_effect(book: str, name: str, msg: bytes, 
     before = e.state_hash()
     assert e.handle(msg, 0) == code
     assert [ev[0] for ev in rec.events] == [MsgType.REJECTED]
-    assert rec.events[0][6] == code
+    assert rec.events[0][7] == code  # reason
     assert e.state_hash() == before
     e.validate()
 

@@ -1,13 +1,16 @@
 """Differential tests: ``NativeEngine`` (C) against ``MatchingEngine``, byte for byte on the wire.
 
-Why: the shard runs the native engine, and ``MatchingEngine`` is its specification. Both get the same
-command streams (``command_streams``: every command kind, reject, cancel reason and edge) with a
-``WireEventWriter`` sink; after EVERY command the event bytes and the return code must be equal,
-and the canonical snapshots at checkpoints and at the end. Restoring the native engine from a
-snapshot mid-stream (its own or the Python one's) must continue identically, ``handle_batch`` must
-give the concatenation of the command-by-command events, and the edges of the API (short buffers,
-corrupt snapshots, other sinks) must behave alike. ``test_streams_cover_everything`` holds the
-streams themselves to reaching every event type, reject code, cancel reason and rare path.
+Why: the shard runs the native engine, and ``MatchingEngine`` is its specification. This module is the
+matching engine's use of the generic harness (``tests/support/differential.py``): one ``Twin`` (the
+twin as reference, the core as candidate, both restorable), the seeded command streams of
+``command_streams`` (every command kind, reject, cancel reason and edge) and the harness's checks: the
+event bytes and the return code after EVERY command, the canonical snapshots (and ``validate()``, the
+book views) at checkpoints, restores from the core's own snapshots mid-stream, cross-restores both
+ways, and ``handle_batch`` against the concatenation of the command-by-command events. What is
+matching-specific stays here: the snapshot-diff that names the differing order, the book-view check,
+the API edges (short buffers, corrupt snapshots, other sinks), and ``test_streams_cover_everything``,
+which holds the streams themselves to reaching every event type, reject code, cancel reason and rare
+path.
 
 These tests never skip: without the compiled core they FAIL (the build is part of ``make setup``).
 ``HX_DIFF_TARGET=python`` runs ``MatchingEngine`` on both sides: a self-check of the harness only.
@@ -19,24 +22,32 @@ import collections
 import functools
 import hashlib
 import os
-import struct
-from dataclasses import dataclass
 from typing import Any
 
 import command_streams as CS
 import numpy as np
 import pytest
+from differential import (
+    Reference,
+    Twin,
+    check_batch,
+    describe_message,
+    events_mismatch,
+    first_difference,
+    reference_run,
+    run_differential,
+    slots,
+)
 from hypothesis import HealthCheck, given, settings
 
-from engine.shard.engine_snapshot import SNAP_ORDER, SnapshotError
+from engine.shard.engine_snapshot import _ENGINE, _MARKET, SNAP_MARKET_FIELDS, SNAP_ORDER, SnapshotError
 from engine.shard.event_sink import EventRecorder
 from engine.shard.matching_engine import MatchingEngine
 from engine.shard.order_stream import to_commands
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import STP_SHIFT, CancelReason, MarketStatus, MsgType, RejectCode
 from engine.types.market_spec import workload_markets
-from engine.wire.codec import decode
-from engine.wire.layout import BY_TYPE, SLOT_BYTES, layout_of
+from engine.wire.layout import SLOT_BYTES, layout_of
 from perf.workloads.standard_stream import standard_stream
 
 MARKETS = CS.STREAM_MARKETS
@@ -73,71 +84,32 @@ def reference_engine(markets: dict[int, Any], sink: Any) -> MatchingEngine:
     return MatchingEngine(markets, sink, debug_validate=False)
 
 
-# ---- describing a mismatch -------------------------------------------------------------------------
-def describe(msg: bytes) -> str:
-    """One 64-byte message as ``NAME {field: value}``, enum fields by name; raw hex when undecodable."""
-    if len(msg) < SLOT_BYTES or msg[0] not in BY_TYPE:
-        return f"<{len(msg)} bytes, type {msg[0] if msg else None}> {msg.hex()}"
-    d = decode(msg)
-    name = MsgType(d.pop("msg_type")).name
-    if d.get("version") == 1 and d.get("length") == SLOT_BYTES:
-        del d["version"], d["length"]
-    if "reason" in d:
-        enum = RejectCode if name == "REJECTED" else CancelReason
-        d["reason"] = _name(enum, d["reason"])
-    if "command" in d:
-        d["command"] = _name(MsgType, d["command"])
-    if name == "NEW_ORDER" and d.get("flags"):
-        d["flags"] = f"{d['flags']:#04x} (stp {(d['flags'] >> STP_SHIFT) & 7})"
-    return f"{name} {d}"
-
-
-def _name(enum: Any, value: int) -> str:
-    try:
-        return f"{enum(value).name}({value})"
-    except ValueError:
-        return str(value)
-
-
-def _slots(buf: bytes) -> list[bytes]:
-    return [buf[i : i + SLOT_BYTES] for i in range(0, len(buf), SLOT_BYTES)]
-
-
-def events_mismatch(
-    label: str, index: int, command: bytes, expected: bytes, actual: bytes, exp_code: int, got_code: Any
-) -> str:
-    """The assertion message: the command, the first differing event, and both event lists."""
-    lines = [f"{label}: command #{index} differs", f"  command: {describe(command)}"]
-    if exp_code != got_code:
-        lines.append(f"  return code: expected {_name(RejectCode, exp_code)}, got {got_code!r}")
-    exp, got = _slots(expected), _slots(actual)
-    if len(actual) % SLOT_BYTES:
-        lines.append(f"  actual events are {len(actual)} bytes, not a multiple of {SLOT_BYTES}")
-    first = next(
-        (k for k, (a, b) in enumerate(zip(exp, got, strict=False)) if a != b), min(len(exp), len(got))
+def matching_twin(markets: dict[int, Any]) -> Twin:
+    """The matching engine's pair for the harness: the twin is the reference, the core the candidate."""
+    cls = engine_under_test()
+    return Twin(
+        name="matching",
+        reference=lambda sink: reference_engine(markets, sink),
+        candidate=lambda sink: cls(markets, sink),
+        restore_reference=lambda sink, blob: MatchingEngine.restore(
+            markets, sink, blob, debug_validate=False
+        ),
+        restore_candidate=lambda sink, blob: cls.restore(markets, sink, blob),
+        snapshot_diff=snapshot_mismatch,
+        state_check=check_views,
     )
-    lines.append(f"  {len(exp)} events expected, {len(got)} actual; first difference at event {first}:")
-    lines.append(f"    expected: {describe(exp[first]) if first < len(exp) else '(none)'}")
-    lines.append(f"    actual:   {describe(got[first]) if first < len(got) else '(none)'}")
-    for title, evs in (("expected", exp), ("actual", got)):
-        lines.append(f"  all {title} events:")
-        lines.extend(f"    [{k}] {describe(e)}" for k, e in enumerate(evs[:20]))
-        if len(evs) > 20:
-            lines.append(f"    ... {len(evs) - 20} more")
-    return "\n".join(lines)
 
 
-_ENGINE_HDR = struct.Struct("<8sQI")
-_MARKET_HDR = struct.Struct("<IQBqQqqqqII")
-_MARKET_FIELDS = "market_id seq status mark last_oid bid_px bid_sz ask_px ask_sz n_orders n_stops".split()
+# ---- matching-specific diagnostics -----------------------------------------------------------------
+_MARKET_FIELDS = [name for name, _, _ in SNAP_MARKET_FIELDS]
 
 
 def _parse_snapshot(blob: bytes) -> tuple[int, list[tuple[dict[str, int], np.ndarray, np.ndarray]]]:
-    _, now, n = _ENGINE_HDR.unpack_from(blob, 0)
-    pos, out = _ENGINE_HDR.size, []
+    _, now, n = _ENGINE.unpack_from(blob, 0)
+    pos, out = _ENGINE.size, []
     for _ in range(n):
-        hdr = dict(zip(_MARKET_FIELDS, _MARKET_HDR.unpack_from(blob, pos), strict=True))
-        pos += _MARKET_HDR.size
+        hdr = dict(zip(_MARKET_FIELDS, _MARKET.unpack_from(blob, pos), strict=True))
+        pos += _MARKET.size
         orders = np.frombuffer(blob, SNAP_ORDER, hdr["n_orders"], pos)
         pos += orders.nbytes
         stops = np.frombuffer(blob, SNAP_ORDER, hdr["n_stops"], pos)
@@ -171,27 +143,25 @@ def snapshot_mismatch(label: str, expected: bytes, actual: bytes) -> str:
     return "\n".join(lines)
 
 
-# ---- the reference run, and running the engine under test against it ------------------------------
-@dataclass(frozen=True)
-class Reference:
-    """MatchingEngine's outputs for one stream: events and code per command, snapshots by commands done."""
-
-    events: list[bytes]
-    codes: list[int]
-    snapshots: dict[int, bytes]
-    now_ns: int
-
-
-def reference_run(cmds: list[bytes], markets: dict[int, Any] = MARKETS, every: int = CHECKPOINT) -> Reference:
-    writer = WireEventWriter()
-    engine = reference_engine(markets, writer)
-    events, codes, snaps = [], [], {0: engine.snapshot()}
-    for i, cmd in enumerate(cmds, 1):
-        codes.append(int(engine.handle(cmd)))
-        events.append(writer.take())
-        if i % every == 0 or i == len(cmds):
-            snaps[i] = engine.snapshot()
-    return Reference(events, codes, snaps, engine.now_ns)
+def check_views(engine: Any, blob: bytes, label: str) -> None:
+    """``now_ns``, ``book(mid).depth(side)`` and ``.seq`` (the shard's BOOK_RESET restatement reads them)
+    agree with the snapshot: levels best first, each with its total open size and order count."""
+    now, markets = _parse_snapshot(blob)
+    assert engine.now_ns == now, f"{label}: now_ns {engine.now_ns} != {now}"
+    for hdr, orders, _ in markets:
+        book = engine.book(hdr["market_id"])
+        assert book.seq == hdr["seq"], f"{label}: market {hdr['market_id']} seq {book.seq} != {hdr['seq']}"
+        for side in (0, 1):
+            levels: dict[int, list[int]] = {}  # price -> [size, count], in snapshot (best first) order
+            for o in orders[orders["side"] == side].tolist():
+                level = levels.setdefault(o[6], [0, 0])
+                level[0] += o[7]
+                level[1] += 1
+            expected = [(price, size, count) for price, (size, count) in levels.items()]
+            got = [tuple(x) for x in book.depth(side)]
+            assert got == expected, (
+                f"{label}: market {hdr['market_id']} side {side} depth {got} != {expected}"
+            )
 
 
 # The seeded streams: (profile, markets, commands, checkpoint every). "dense" streams hit every path;
@@ -217,89 +187,28 @@ def seeded(seed: int, kind: str = "dense") -> tuple[list[bytes], Reference]:
         events.append(writer.take())
         if i % every == 0 or i == n:
             snaps[i] = gen.oracle.snapshot()
-    return cmds, Reference(events, codes, snaps, gen.oracle.now_ns)
+    return cmds, Reference(events, codes, snaps)
 
 
-def check_against(
-    engine: Any,
-    writer: WireEventWriter,
-    cmds: list[bytes],
-    ref: Reference,
-    label: str,
-    start: int = 0,
-    stop: int | None = None,
-    whole_buffer: bool = False,
-) -> None:
-    """Feed ``cmds[start:stop]`` one at a time: events, codes, and snapshots at checkpoints equal ``ref``'s.
-
-    ``whole_buffer``: pass the whole stream as one memoryview and an offset instead of one ``bytes``."""
-    stop = len(cmds) if stop is None else stop
-    whole = memoryview(b"".join(cmds)) if whole_buffer else None
-    for i in range(start, stop):
-        code = engine.handle(whole, i * SLOT_BYTES) if whole is not None else engine.handle(cmds[i])
-        got = writer.take()
-        if got != ref.events[i] or code != ref.codes[i]:
-            raise AssertionError(events_mismatch(label, i, cmds[i], ref.events[i], got, ref.codes[i], code))
-        done = i + 1
-        if done in ref.snapshots:
-            engine.validate()
-            snap = engine.snapshot()
-            if snap != ref.snapshots[done]:
-                raise AssertionError(
-                    snapshot_mismatch(f"{label} after {done} commands", ref.snapshots[done], snap)
-                )
-            check_book_views(engine, snap, f"{label} after {done} commands")
-    if stop == len(cmds):
-        assert engine.now_ns == ref.now_ns, f"{label}: now_ns {engine.now_ns} != {ref.now_ns}"
-
-
-def check_book_views(engine: Any, blob: bytes, label: str) -> None:
-    """``book(mid).depth(side)`` and ``.seq`` (the shard's BOOK_RESET restatement reads them) agree with
-    the snapshot: levels best first, each with its total open size and order count."""
-    for hdr, orders, _ in _parse_snapshot(blob)[1]:
-        book = engine.book(hdr["market_id"])
-        assert book.seq == hdr["seq"], f"{label}: market {hdr['market_id']} seq {book.seq} != {hdr['seq']}"
-        for side in (0, 1):
-            levels: dict[int, list[int]] = {}  # price -> [size, count], in snapshot (best first) order
-            for o in orders[orders["side"] == side].tolist():
-                level = levels.setdefault(o[6], [0, 0])
-                level[0] += o[7]
-                level[1] += 1
-            expected = [(price, size, count) for price, (size, count) in levels.items()]
-            got = [tuple(x) for x in book.depth(side)]
-            assert got == expected, (
-                f"{label}: market {hdr['market_id']} side {side} depth {got} != {expected}"
-            )
-
-
-def first_difference(expected: bytes, actual: bytes) -> int:
-    """Byte offset of the first differing 64-byte slot."""
-    for pos in range(0, max(len(expected), len(actual)), SLOT_BYTES):
-        if expected[pos : pos + SLOT_BYTES] != actual[pos : pos + SLOT_BYTES]:
-            return pos
-    return -1
-
-
-# ---- tests -------------------------------------------------------------------------------------------
+# ---- the harness over the seeded streams ------------------------------------------------------------
 @pytest.mark.parametrize("seed", SEEDS)
 def test_seeded_stream_agrees_after_every_command(seed: int) -> None:
     """3000 commands: equal event bytes and codes after each, equal snapshots every 500, validate() holds."""
-    engine_cls = engine_under_test()
     cmds, ref = seeded(seed)
-    writer = WireEventWriter()
-    engine = engine_cls(MARKETS, writer)
-    label = f"random_commands({seed}, {N_COMMANDS})"
-    check_against(engine, writer, cmds, ref, label, whole_buffer=bool(seed & 1))
-    final = ref.snapshots[len(cmds)]
-    assert engine.snapshot() == final
-    assert engine.state_hash() == hashlib.blake2b(final, digest_size=32).digest()
+    twin = matching_twin(MARKETS)
+    run_differential(
+        twin, cmds, ref, whole_buffer=bool(seed & 1), label=f"random_commands({seed}, {N_COMMANDS})"
+    )
+    engine = twin.candidate(WireEventWriter())
+    engine.handle_batch(b"".join(cmds), len(cmds))
+    assert engine.state_hash() == hashlib.blake2b(ref.final, digest_size=32).digest()
 
 
 def test_seeded_reference_is_a_plain_engine_run() -> None:
     """The generator's oracle (the reference of the seeded tests) saw exactly random_commands' stream."""
     cmds, ref = seeded(3)
     assert CS.random_commands(3, N_COMMANDS, MARKETS) == cmds
-    replay = reference_run(cmds)
+    replay = reference_run(matching_twin(MARKETS), cmds, CHECKPOINT)
     assert replay.events == ref.events and replay.codes == ref.codes and replay.snapshots == ref.snapshots
 
 
@@ -307,7 +216,6 @@ def test_seeded_reference_is_a_plain_engine_run() -> None:
 def test_deep_book_stream_agrees(seed: int) -> None:
     """Thousands of resting orders, accounts and client ids, hundreds of levels, stops and GTT orders in
     one market: every pool, hash table and array of the native engine grows, and deletes from them."""
-    engine_cls = engine_under_test()
     cmds, ref = seeded(seed, "deep")
     books = [_parse_snapshot(b)[1][0] for b in ref.snapshots.values()]
     peak = max(hdr["n_orders"] for hdr, _, _ in books)
@@ -315,102 +223,44 @@ def test_deep_book_stream_agrees(seed: int) -> None:
     accounts = max(len(set(orders["account"].tolist())) for _, orders, _ in books)
     # above 3/4 of 4096 (the native engine's initial hash table size), 64 (its initial stop tables)
     assert peak > 3_072 and accounts > 3_072 and stops > 500, f"not deep: {peak} orders, {accounts} accounts"
-    writer = WireEventWriter()
-    engine = engine_cls(DEEP_MARKETS, writer)
-    cut = len(cmds) // 2
-    check_against(engine, writer, cmds, ref, f"deep stream seed {seed}", stop=cut)
-    w = WireEventWriter()
-    restored = engine_cls.restore(DEEP_MARKETS, w, engine.snapshot())
-    check_against(restored, w, cmds, ref, f"deep stream seed {seed}, restored at {cut}", start=cut)
-    w = WireEventWriter()
-    batch = engine_cls(DEEP_MARKETS, w)
-    batch.handle_batch(b"".join(cmds), len(cmds))
-    got = w.take()
-    if got != b"".join(ref.events):
-        raise AssertionError(batch_mismatch(f"deep stream seed {seed} handle_batch", cmds, ref, got))
-    assert batch.snapshot() == ref.snapshots[len(cmds)]
+    twin = matching_twin(DEEP_MARKETS)
+    run_differential(twin, cmds, ref, restore_at=[len(cmds) // 2], label=f"deep stream seed {seed}")
+    check_batch(twin, cmds, ref, lambda e, blob: e.handle_batch(blob, len(cmds)), f"deep stream seed {seed}")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_restore_mid_stream_continues_identically(seed: int) -> None:
-    """Snapshot the native engine at several points, restore it into a fresh one: same events onwards."""
-    engine_cls = engine_under_test()
+    """Snapshot the native engine at several points, restore it into a fresh one: same bytes back, same
+    events onwards."""
     cmds, ref = seeded(seed)
-    writer = WireEventWriter()
-    engine = engine_cls(MARKETS, writer)
-    cuts = (0, 1, 777, 1_500, N_COMMANDS - 1)
-    blobs = {}
-    for i, cmd in enumerate(cmds):
-        if i in cuts:
-            blobs[i] = engine.snapshot()
-        engine.handle(cmd)
-    writer.take()
-    for cut, blob in blobs.items():
-        w = WireEventWriter()
-        restored = engine_cls.restore(MARKETS, w, blob)
-        assert restored.snapshot() == blob, f"seed {seed}: restore({cut}) then snapshot() changed the bytes"
-        assert restored.now_ns == _parse_snapshot(blob)[0]
-        restored.validate()
-        check_against(restored, w, cmds, ref, f"seed {seed} restored at {cut}", start=cut)
+    run_differential(matching_twin(MARKETS), cmds, ref, restore_at=(0, 1, 777, 1_500, N_COMMANDS - 1))
 
 
 @pytest.mark.parametrize("seed", [4, 5])
 def test_snapshots_restore_across_implementations(seed: int) -> None:
     """Python's snapshot restores into the native engine and the native one into Python: same futures."""
-    engine_cls = engine_under_test()
     cmds, ref = seeded(seed)
-    cut = 1_500
-    w = WireEventWriter()
-    native = engine_cls.restore(MARKETS, w, ref.snapshots[cut])
-    native.validate()
-    check_against(native, w, cmds, ref, f"seed {seed}: native restored from Python's snapshot at {cut}", cut)
-    w = WireEventWriter()
-    engine = engine_cls(MARKETS, w)
-    for cmd in cmds[:cut]:
-        engine.handle(cmd)
-    w = WireEventWriter()
-    python = MatchingEngine.restore(MARKETS, w, engine.snapshot(), debug_validate=False)
-    python.validate()
-    check_against(
-        python, w, cmds, ref, f"seed {seed}: Python restored from the native snapshot at {cut}", cut
-    )
-
-
-def batch_mismatch(label: str, cmds: list[bytes], ref: Reference, got: bytes) -> str:
-    """Name the command whose events a batch run got wrong (by the reference's event boundaries)."""
-    pos = first_difference(b"".join(ref.events), got)
-    ends = np.cumsum([len(e) for e in ref.events])
-    k = min(int(np.searchsorted(ends, pos, side="right")), len(cmds) - 1)
-    start = int(ends[k - 1]) if k else 0
-    window = got[start : start + max(len(ref.events[k]), SLOT_BYTES * 4)]
-    label = f"{label} (first difference at byte {pos}; actual events shown from the same offset)"
-    return events_mismatch(label, k, cmds[k], ref.events[k], window, ref.codes[k], ref.codes[k])
+    run_differential(matching_twin(MARKETS), cmds, ref, cross_restore_at=1_500)
 
 
 @pytest.mark.parametrize("seed", [6, 7, 8])
 def test_handle_batch_equals_command_by_command(seed: int) -> None:
     """One handle_batch over the stream (bytes, bytearray at an offset, memoryview chunks) == per command."""
-    engine_cls = engine_under_test()
     cmds, ref = seeded(seed)
-    blob = b"".join(cmds)
-    expected = b"".join(ref.events)
     junk = bytes(range(64)) * 3  # three slots before the stream: offset must be honoured
-    for how in ("bytes", "bytearray+offset", "memoryview chunks"):
-        w = WireEventWriter()
-        engine = engine_cls(MARKETS, w)
-        if how == "bytes":
-            engine.handle_batch(blob, len(cmds))
-        elif how == "bytearray+offset":
-            engine.handle_batch(bytearray(junk + blob), len(cmds), len(junk))
-        else:
-            view = memoryview(blob)
-            for start in range(0, len(cmds), 61):
-                count = min(61, len(cmds) - start)
-                engine.handle_batch(view, count, start * SLOT_BYTES)
-        got = w.take()
-        if got != expected:
-            raise AssertionError(batch_mismatch(f"seed {seed} handle_batch({how})", cmds, ref, got))
-        assert engine.snapshot() == ref.snapshots[len(cmds)]
+
+    def chunks(engine: Any, blob: bytes) -> None:
+        view = memoryview(blob)
+        for start in range(0, len(cmds), 61):
+            engine.handle_batch(view, min(61, len(cmds) - start), start * SLOT_BYTES)
+
+    feeds = {
+        "bytes": lambda e, blob: e.handle_batch(blob, len(cmds)),
+        "bytearray+offset": lambda e, blob: e.handle_batch(bytearray(junk + blob), len(cmds), len(junk)),
+        "memoryview chunks": chunks,
+    }
+    for how, feed in feeds.items():
+        check_batch(matching_twin(MARKETS), cmds, ref, feed, f"seed {seed} handle_batch({how})")
 
 
 SETTINGS = settings(
@@ -424,16 +274,9 @@ SETTINGS = settings(
 @given(CS.command_lists(MARKETS))
 def test_hypothesis_streams_agree(cmds: list[bytes]) -> None:
     """Shrinkable streams: equal events after each command, and across a restore at the midpoint."""
-    engine_cls = engine_under_test()
-    ref = reference_run(cmds, every=max(1, len(cmds) // 2))
-    writer = WireEventWriter()
-    engine = engine_cls(MARKETS, writer)
-    half = len(cmds) // 2
-    check_against(engine, writer, cmds, ref, "hypothesis", stop=half)
-    w = WireEventWriter()
-    restored = engine_cls.restore(MARKETS, w, engine.snapshot())
-    check_against(restored, w, cmds, ref, "hypothesis (restored at the midpoint)", start=half)
-    assert restored.snapshot() == ref.snapshots[len(cmds)]
+    twin = matching_twin(MARKETS)
+    ref = reference_run(twin, cmds, every=max(1, len(cmds) // 2))
+    run_differential(twin, cmds, ref, restore_at=[len(cmds) // 2], label="hypothesis")
 
 
 @pytest.mark.parametrize(
@@ -503,9 +346,11 @@ def test_handle_batch_beyond_the_buffer_agrees() -> None:
         engine = reference_engine(MARKETS, writer) if cls is MatchingEngine else cls(MARKETS, writer)
         try:
             engine.handle_batch(buf, 5)
-            outcomes.append(("events", [describe(e) for e in _slots(writer.take())]))
+            outcomes.append(("events", [describe_message(e) for e in slots(writer.take())]))
         except Exception as exc:
-            outcomes.append(("raised", type(exc).__name__, [describe(e) for e in _slots(writer.take())]))
+            outcomes.append(
+                ("raised", type(exc).__name__, [describe_message(e) for e in slots(writer.take())])
+            )
     assert outcomes[0] == outcomes[1], f"handle_batch(3 commands + 20 bytes, count=5): {outcomes}"
 
 
@@ -548,7 +393,7 @@ def test_generic_sink_receives_the_same_calls() -> None:
         exp, act = ref_rec.events[done:], got_rec.events[done:]
         if exp != act:
             raise AssertionError(
-                f"command #{i} {describe(cmd)}:\n  expected calls {exp}\n  actual calls   {act}"
+                f"command #{i} {describe_message(cmd)}:\n  expected calls {exp}\n  actual calls   {act}"
             )
         done = len(ref_rec.events)
     assert len(ref_rec.events) > 3_000
@@ -604,6 +449,11 @@ RARE_PATHS = {
     "amended kept_priority=0",
     "amended kept_priority=1",
     "junk in padding, accepted",
+    "level full: a new order",
+    "level full: an amend",
+    "level full: a fired stop cancelled",
+    "open-order cap: a limit",
+    "open-order cap: a stop",
     *(f"self-trade under stp {m}" for m in range(1, 5)),
     *(f"status -> {s.name}" for s in MarketStatus),
 }
@@ -669,6 +519,13 @@ def coverage(cmds: bytes, events: bytes, codes: np.ndarray, per_cmd: list[int]) 
         for a, b in ranges:
             junk |= (cmd["msg_type"] == t) & raw[:, a:b].any(axis=1)
     hit("junk in padding, accepted", junk & (codes == 0))
+    full = is_rej & (rej["reason"] == RejectCode.LEVEL_FULL)
+    hit("level full: a new order", full & is_new)
+    hit("level full: an amend", full & (ckind == MsgType.AMEND))
+    hit("level full: a fired stop cancelled", is_cxl & (cxl["reason"] == CancelReason.LEVEL_FULL))
+    capped = is_rej & is_new & (rej["reason"] == RejectCode.TOO_MANY_OPEN_ORDERS)
+    hit("open-order cap: a limit", capped & (cmd["order_type"][owner] == 0))
+    hit("open-order cap: a stop", capped & (cmd["order_type"][owner] >= 2))
     return {
         "events": collections.Counter(MsgType(k).name for k in kind.tolist()),
         "rejects": collections.Counter(RejectCode(k).name for k in rej["reason"][is_rej].tolist()),

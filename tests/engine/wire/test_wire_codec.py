@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from engine.types.enums import RejectCode
 from engine.wire import layout
 from engine.wire.codec import check_header, decode, encode, iter_frame
+from engine.wire.layout import LENGTH_AT, MSG_TYPE_AT, VERSION_AT
 
 _RANGES = {
     "B": (0, 2**8 - 1),
@@ -48,7 +49,7 @@ def test_round_trip(msg) -> None:  # type: ignore[no-untyped-def]
 def test_unknown_type_is_refused(msg, bad_type: int) -> None:  # type: ignore[no-untyped-def]
     spec, market, fields = msg
     packed = bytearray(encode(spec.msg_type, market, **fields))
-    packed[0] = bad_type
+    packed[MSG_TYPE_AT] = bad_type
     expected = RejectCode.OK if bad_type in layout.BY_TYPE else RejectCode.UNKNOWN_MSG_TYPE
     assert check_header(packed) == expected
 
@@ -57,7 +58,7 @@ def test_unknown_type_is_refused(msg, bad_type: int) -> None:  # type: ignore[no
 def test_bad_version_is_refused(msg, version: int) -> None:  # type: ignore[no-untyped-def]
     spec, market, fields = msg
     packed = bytearray(encode(spec.msg_type, market, **fields))
-    packed[1] = version
+    packed[VERSION_AT] = version
     assert check_header(packed) == RejectCode.BAD_VERSION
 
 
@@ -65,7 +66,7 @@ def test_bad_version_is_refused(msg, version: int) -> None:  # type: ignore[no-u
 def test_bad_length_field_is_refused(msg, length: int) -> None:  # type: ignore[no-untyped-def]
     spec, market, fields = msg
     packed = bytearray(encode(spec.msg_type, market, **fields))
-    struct.pack_into("<H", packed, 2, length)
+    struct.pack_into("<H", packed, LENGTH_AT, length)
     assert check_header(packed) == RejectCode.BAD_LENGTH
 
 

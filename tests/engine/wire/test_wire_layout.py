@@ -66,3 +66,29 @@ def test_protocol_doc_is_fresh() -> None:
     assert DOC_PATH.read_text() == render(), (
         "docs/protocol.md is stale: run `python -m engine.wire.protocol_doc`"
     )
+
+
+@pytest.mark.parametrize("spec", layout.LAYOUTS, ids=lambda s: s.msg_type.name)
+def test_field_offsets_are_the_dtypes(spec: layout.MessageLayout) -> None:
+    """field_offset (what hot paths name offsets with) agrees with the numpy dtype for every field."""
+    for name in spec.field_names:
+        assert layout.field_offset(spec.msg_type, name) == spec.dtype.fields[name][1] == spec.offsets[name]
+    pads = sum(b - a for a, b in spec.pad_ranges)
+    assert pads + sum(spec.dtype.fields[n][0].itemsize for n in spec.field_names) == layout.SLOT_BYTES
+
+
+def test_header_constants_and_helpers() -> None:
+    assert (layout.MSG_TYPE_AT, layout.VERSION_AT, layout.LENGTH_AT, layout.MARKET_ID_AT) == tuple(
+        layout.HEADER_DTYPE.fields[n][1] for n in ("msg_type", "version", "length", "market_id")
+    )
+    assert layout.word_index(MsgType.FILL, "maker_account", 4) * 4 == layout.field_offset(
+        MsgType.FILL, "maker_account"
+    )
+    with pytest.raises(ValueError, match="aligned"):
+        layout.word_index(MsgType.NEW_ORDER, "tif", 4)
+    with pytest.raises(KeyError, match="no field"):
+        layout.field_offset(MsgType.CANCEL, "price_ticks")
+    at, span = layout.field_span(MsgType.L2_DELTA, "seq", "side")
+    msg = encode(MsgType.L2_DELTA, 3, seq=9, price_ticks=-7, size_lots=5, order_count=2, side=1)
+    assert span.unpack_from(msg, at) == (9, -7, 5, 2, 1)
+    assert layout.sink_fields(MsgType.L2_DELTA)[-1] == "side"  # prev_seq is stamped downstream
