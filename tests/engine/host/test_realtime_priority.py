@@ -71,16 +71,34 @@ def test_apply_reports_what_the_kernel_did() -> None:
 
 
 def test_options_refuse_realtime_with_a_spinning_wait() -> None:
+    from engine.ring import RingRef
+    from engine.risk.process import RiskOptions
     from engine.shard.process import ShardOptions
     from gateway.server import GatewayOptions
 
-    with pytest.raises(ValueError, match="starves"):
-        ShardOptions(
-            topology=None, shard=0, markets_path="m", state_dir="s", wait="busy-spin", realtime_priority=3
-        )
+    ring = RingRef("r")
+    shard = {
+        "shard": 0,
+        "inputs": (ring,),
+        "events": ring,
+        "market_ids": (1,),
+        "markets_path": "m",
+        "state_dir": "s",
+    }
+    risk = {
+        "partition": 0,
+        "partitions": 1,
+        "commands": (ring,),
+        "shard_events": (),
+        "orders": (ring,),
+        "events": ring,
+        "markets_path": "m",
+        "state_dir": "s",
+    }
+    for make in (lambda **kw: ShardOptions(**shard, **kw), lambda **kw: RiskOptions(**risk, **kw)):
+        with pytest.raises(ValueError, match="starves"):
+            make(wait="busy-spin", realtime_priority=3)
+        assert make(wait="blocking", realtime_priority=3).realtime_priority == 3
     with pytest.raises(ValueError, match="starves"):
         GatewayOptions(loop_mode="busy-poll", realtime_priority=3)
-    assert ShardOptions(
-        topology=None, shard=0, markets_path="m", state_dir="s", wait="blocking", realtime_priority=3
-    )
     assert GatewayOptions(loop_mode="park", realtime_priority=3).realtime_priority == 3
