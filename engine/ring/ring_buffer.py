@@ -17,11 +17,12 @@ Disruptor contract, across processes:
     moves at all is slow, not stuck, and keeps its backpressure. Never attached counts as not moving.
   ``try_publish`` never drops anyone: a producer that would rather reject than wait keeps full
   backpressure (the gateway's order rings, whose consumer is a shard that resumes from its cursor);
-* a dropped consumer is told, never fed overwritten bytes: ``peek``/``release``/``read`` raise
-  ``ConsumerDropped`` (reason, where it was, the head at the drop), and ``release`` refuses to
-  release a batch that may have been overwritten while it was being read. ``resume()`` re-registers
-  at the head; a process that attaches a dropped index (``RingBuffer.consumer``) resumes at the
-  head with ``dropped`` set. One process at a time may register a given consumer index.
+* a dropped consumer is told, never fed overwritten bytes: ``peek``, ``release``, ``read`` and
+  ``wait`` (rather than park) raise ``ConsumerDropped`` (reason, where it was, the head at the
+  drop), and ``release`` refuses a batch that may have been overwritten while it was being read.
+  ``resume()`` re-registers at the head; a process that attaches a dropped index
+  (``RingBuffer.consumer``) resumes at the head with ``dropped`` set. One process at a time may
+  register a given consumer index.
 
 Memory layout (layout version 2; little-endian 8-byte words; offsets in bytes). Every word has one
 writer (the creator's initial values aside, written before ``magic``):
@@ -155,15 +156,15 @@ class SharedSegment:
         fd = _posixshmem.shm_open("/" + name, flags, mode=0o600)
         try:
             if create:
-                try:
-                    os.ftruncate(fd, size)
-                except OSError:
-                    _posixshmem.shm_unlink("/" + name)  # never leave a half-made segment behind
-                    raise
+                os.ftruncate(fd, size)
             else:
                 size = os.fstat(fd).st_size
             self.size = size
             self._mmap = mmap.mmap(fd, size) if size else None
+        except BaseException:
+            if create:
+                _posixshmem.shm_unlink("/" + name)  # never leave a half-made segment behind
+            raise
         finally:
             os.close(fd)
         self.name = name
@@ -539,10 +540,14 @@ class Consumer(ConsumerCore):
         return self._register_here()
 
     def wait(self, timeout_s: float | None = None) -> int:
-        """Wait (per the strategy) until something is available; returns the count (0 on timeout)."""
+        """Wait (per the strategy) until something is available; returns the count (0 on timeout).
+
+        A dropped consumer is told (ConsumerDropped) before it would wait."""
         n = self.available()
         if n:
             return n
+        if self.is_dropped():
+            self._raise_dropped()
         deadline = None if timeout_s is None else time.monotonic_ns() + int(timeout_s * 1e9)
         return self.wait_strategy.wait(self.available, deadline)
 
