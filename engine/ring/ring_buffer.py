@@ -46,17 +46,18 @@ Memory ordering. The words are loaded and stored only by ``engine.native._hxring
 
 1. Publish: the producer copies the slot bytes (plain stores), then stores ``published`` with
    *release*; a consumer loads ``published`` with *acquire*, then reads the slots. Release/acquire
-   makes every slot byte written before the store visible after the load. The bytes may be copied
-   by any code (C ``memcpy`` in ``try_publish``; a consumer's reads from the ``peek`` memoryview in
-   Python) because the ordering is carried by the hardware barriers of the atomic operations, which
-   order all memory accesses of the thread, and a compiler cannot move accesses across the opaque
-   C call either.
+   makes every slot byte written before the store visible after the load. The bytes themselves may
+   be moved by any code (C ``memcpy`` in ``try_publish``; numpy or ``bytes()`` reading a ``peek``
+   memoryview in Python, after the C call returned): the ordering instructions the atomics compile
+   to (ARM64 ``stlr``/``ldar``/``dmb``; on x86 the ordinary ``mov`` under TSO and a locked
+   instruction for a seq_cst fence) order every memory access of the thread, not only C ones, and
+   no compiler can move an access across the call into the extension.
 2. Reuse: a consumer stores its cursor with *release* after reading the slots; the producer loads
    cursors with *acquire* before it computes which slots it may overwrite. So no consumer read of a
    slot can observe bytes written for its next lap.
 3. Park/wake (Dekker): a consumer stores ``waiting=1``, issues a *seq_cst fence*, then loads
    ``published``; the producer stores ``published``, issues a *seq_cst fence*, then loads every
-   waiting word and writes the FIFO of each waiter. By the fence rule (C11 7.17.4) at least one
+   waiting word and writes the FIFO of each waiter. By the fence rule (C11 7.17.3p11) at least one
    side sees the other's store: either the consumer sees the message and does not park, or the
    producer sees the flag and the FIFO byte wakes the parked poll (a byte written before the poll
    starts still wakes it). No wake-up is lost, so a ``Blocking`` wait may park for long.
@@ -64,13 +65,20 @@ Memory ordering. The words are loaded and stored only by ``engine.native._hxring
    *seq_cst fence* before any later slot store that relies on the drop; a consumer, in ``release``
    (and ``is_dropped``), issues an *acquire fence* after its slot reads and then loads ``drop_gen``.
    If any read saw a byte of an overwrite, the fences synchronise and the load sees the new
-   generation: an unchanged generation proves the batch intact; a changed one raises.
+   generation: an unchanged generation proves the batch intact; a changed one raises. (As for
+   every seqlock, the torn read itself is a race the C11 model leaves undefined for plain
+   accesses; what makes it safe is that the bytes are discarded, and the hardware models of x86
+   and ARMv8 give the message-passing guarantee used here.)
 5. Registration (Dekker again): a consumer re-registering after a drop stores a provisional
    cursor, stores ``ack_gen`` (release), issues a *seq_cst fence*, loads ``published`` and resumes
    exactly there; the producer issues a *seq_cst fence* before it loads the acks to compute its
    gate. Either the producer sees the registration (and then a cursor at least the provisional one),
    or the consumer's head is at least every ``published`` the producer stored before computing a
-   gate that ignored it, so nothing at or after that head can be overwritten.
+   gate that ignored it; a gate never exceeds the ``published`` it was computed at, so no slot at
+   or after that head can be overwritten before the producer sees the registration.
+6. The producer caches its gate (a lower bound of the active cursors) and re-reads the cursors only
+   when the cached gate shows too little room; cursors only grow and a re-registered consumer
+   resumes at or above any gate computed without it (5), so the cache stays a lower bound.
 
 Lifetime: the creator owns the ring: ``close`` unlinks the segment and every consumer's wake FIFO
 (a consumer creates its FIFO; a killed consumer's FIFO is still removed by the owner), and
