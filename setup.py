@@ -1,6 +1,9 @@
-"""Build of the compiled matching core (everything else is in pyproject.toml)."""
+"""Build of the compiled parts (everything else is in pyproject.toml): the matching core and the
+ring's atomic words."""
 
 from setuptools import Extension, setup
+
+FLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 
 setup(
     ext_modules=[
@@ -8,7 +11,8 @@ setup(
             "engine.native._hxcore",
             sources=["engine/native/_hxcore.c"],
             depends=["engine/native/hx_wire.h"],  # generated: python -m engine.native.codegen
-            extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-        )
+            extra_compile_args=FLAGS,
+        ),
+        Extension("engine.native._hxring", sources=["engine/native/_hxring.c"], extra_compile_args=FLAGS),
     ]
 )

@@ -11,6 +11,14 @@ Two measurements, each the median of ``runs`` runs with fresh processes:
 
 Baseline, in the same run: the same batched messages through a ``faster_fifo.Queue`` (the
 transport the design keeps for control traffic), so the ring's figure has a ratio to stand on.
+
+Wall-clock figures move with the machine's load (2 vCPUs shared with other work here). For a
+repeatable cost per operation, ``ops`` runs producer and consumer in one process (try_publish,
+wait, peek, release per batch) so that callgrind counts the same instructions every time; the
+cost of a batch is the difference of two iteration counts, which cancels start-up::
+
+    for n in 10000 20000; do PYTHONHASHSEED=0 OPENBLAS_NUM_THREADS=1 valgrind --tool=callgrind \
+        --callgrind-out-file=/dev/null .venv/bin/python -m perf.bench_ring ops $n 64; done
 """
 
 from __future__ import annotations
@@ -219,5 +227,28 @@ def run(
     }
 
 
+def ops(iterations: int, batch: int) -> None:
+    """One process, ``iterations`` x (try_publish ``batch`` slots, wait, peek, release): for callgrind."""
+    name = f"hx-bench-ops-{os.getpid()}"
+    ring = RingBuffer.create(name, capacity=1 << 14, consumers=1)
+    try:
+        cons = ring.consumer(0)
+        data = _batch_template(batch).data.cast("B")
+        for _ in range(iterations):
+            ring.try_publish(data, batch)
+            cons.wait()
+            view, n = cons.peek()
+            view.release()
+            cons.release(n)
+        cons.close()
+    finally:
+        ring.close()
+
+
 if __name__ == "__main__":
-    print(json.dumps(run()))
+    import sys
+
+    if len(sys.argv) > 1 and sys.argv[1] == "ops":
+        ops(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        print(json.dumps(run()))

@@ -1,6 +1,14 @@
 """Shared-memory rings: the hot-path transport between processes (Disruptor nouns)."""
 
-from engine.ring.ring_buffer import Consumer, RingBuffer, RingError, RingFull, cleanup_rings
+from engine.ring.ring_buffer import (
+    DEFAULT_STUCK_TIMEOUT_S,
+    Consumer,
+    ConsumerDropped,
+    RingBuffer,
+    RingError,
+    RingFull,
+    cleanup_rings,
+)
 from engine.ring.ring_ref import ConsumerRef, RingRef
 from engine.ring.wait_strategy import (
     Blocking,
@@ -12,9 +20,11 @@ from engine.ring.wait_strategy import (
 )
 
 __all__ = [
+    "DEFAULT_STUCK_TIMEOUT_S",
     "Blocking",
     "BusySpin",
     "Consumer",
+    "ConsumerDropped",
     "ConsumerRef",
     "RingBuffer",
     "RingError",

@@ -2,55 +2,119 @@
 
 Disruptor contract, across processes:
 
-* one producer publishes by writing slots and then advancing the 8-byte aligned ``published``
-  cursor; consumers read the cursor, then the slots (x86-64 keeps stores in order and loads in
-  order, and CPython performs each aligned 8-byte cursor store as one ``mov``);
-* each consumer owns a cursor (messages it has released) in its own cache lines; consumers are
-  configured when the ring is created, so nothing published before a consumer attaches is lost;
-* the producer never overwrites a slot that an active consumer has not released: a full ring is
-  backpressure (``publish`` waits, ``try_publish`` says no), never data loss;
-* a consumer process that dies is detected while the producer waits for it (pid and start time
-  in its cursor block) and its cursor is dropped, so the producer is never stuck forever. A
-  consumer that re-attaches after being dropped resumes at the head and is told (``dropped``).
+* one producer publishes by writing slots and then advancing ``published``; consumers load
+  ``published``, then read the slots; batch reads are the normal case;
+* each consumer owns a cursor (messages it has released); consumers are configured when the ring
+  is created, so nothing published before a consumer attaches is lost;
+* the producer never overwrites a slot that an *active* consumer has not released: a full ring is
+  backpressure (``publish`` waits, ``try_publish`` says no), never silent data loss;
+* a consumer stops being active only when the producer drops it, and only ``publish`` (a producer
+  that is waiting for room) or an explicit ``reap_dead_consumers``/``drop_consumer`` drops anyone:
+  - *dead*: its process is gone (pid and start time in its block, checked every 50 ms while waiting);
+  - *stuck*: while the producer waited for room, the consumer held it back and its cursor did not
+    move for ``stuck_timeout_s`` of waiting in total (per ring, set at ``create``; default
+    ``DEFAULT_STUCK_TIMEOUT_S`` = 1 s; ``None`` or 0 never drops a live consumer). A consumer that
+    moves at all is slow, not stuck, and keeps its backpressure. Never attached counts as not moving.
+  ``try_publish`` never drops anyone: a producer that would rather reject than wait keeps full
+  backpressure (the gateway's order rings, whose consumer is a shard that resumes from its cursor);
+* a dropped consumer is told, never fed overwritten bytes: ``peek``, ``release``, ``read`` and
+  ``wait`` (rather than park) raise ``ConsumerDropped`` (reason, where it was, the head at the
+  drop), and ``release`` refuses a batch that may have been overwritten while it was being read.
+  ``resume()`` re-registers at the head; a process that attaches a dropped index
+  (``RingBuffer.consumer``) resumes at the head with ``dropped`` set. One process at a time may
+  register a given consumer index.
 
-Memory layout (little-endian, offsets in bytes): a control block of 64-bit words (magic, layout
-version, slot size, capacity, consumer count, producer pid, ``published`` on its own cache line),
-then 128 bytes per consumer, then the slots, page aligned.
+Memory layout (layout version 2; little-endian 8-byte words; offsets in bytes). Every word has one
+writer (the creator's initial values aside, written before ``magic``):
+
+    control block, 256 bytes
+      0    magic, version, slot_bytes, capacity, consumers, stuck_timeout_ns, nonce  creator, once
+      64   published                                                                 producer
+      128  producer_pid                                                              producer
+    consumer block i, 256 bytes at 256 + 256 i
+      +0   cursor, ack_gen, pid, start_ticks       consumer (ack/pid/start only when registering)
+      +128 waiting                                 consumer
+      +192 drop_gen, drop_reason, drop_cursor, drop_published                        producer
+    slots, from the first page boundary after the consumer blocks: capacity x slot_bytes
+
+Consumer i is *active* when ``ack_gen == drop_gen``. The producer drops it by bumping ``drop_gen``
+(after recording why and where); the consumer re-registers by copying ``drop_gen`` into ``ack_gen``.
+Neither ever writes the other's word, so no update can be lost to a concurrent writer.
+
+Memory ordering. The words are loaded and stored only by ``engine.native._hxring`` with C11 atomics
+(numbers as in that file); correctness does not depend on x86's ordering, so it holds on ARM64:
+
+1. Publish: the producer copies the slot bytes (plain stores), then stores ``published`` with
+   *release*; a consumer loads ``published`` with *acquire*, then reads the slots. Release/acquire
+   makes every slot byte written before the store visible after the load. The bytes themselves may
+   be moved by any code (C ``memcpy`` in ``try_publish``; numpy or ``bytes()`` reading a ``peek``
+   memoryview in Python, after the C call returned): the ordering instructions the atomics compile
+   to (ARM64 ``stlr``/``ldar``/``dmb``; on x86 the ordinary ``mov`` under TSO and a locked
+   instruction for a seq_cst fence) order every memory access of the thread, not only C ones, and
+   no compiler can move an access across the call into the extension.
+2. Reuse: a consumer stores its cursor with *release* after reading the slots; the producer loads
+   cursors with *acquire* before it computes which slots it may overwrite. So no consumer read of a
+   slot can observe bytes written for its next lap.
+3. Park/wake (Dekker): a consumer stores ``waiting=1``, issues a *seq_cst fence*, then loads
+   ``published``; the producer stores ``published``, issues a *seq_cst fence*, then loads every
+   waiting word and writes the FIFO of each waiter. By the fence rule (C11 7.17.3p11) at least one
+   side sees the other's store: either the consumer sees the message and does not park, or the
+   producer sees the flag and the FIFO byte wakes the parked poll (a byte written before the poll
+   starts still wakes it). No wake-up is lost, so a ``Blocking`` wait may park for long.
+4. Drop (a seqlock on ``drop_gen``): the producer stores ``drop_gen+1`` (release) then a
+   *seq_cst fence* before any later slot store that relies on the drop; a consumer, in ``release``
+   (and ``is_dropped``), issues an *acquire fence* after its slot reads and then loads ``drop_gen``.
+   If any read saw a byte of an overwrite, the fences synchronise and the load sees the new
+   generation: an unchanged generation proves the batch intact; a changed one raises. (As for
+   every seqlock, the torn read itself is a race the C11 model leaves undefined for plain
+   accesses; what makes it safe is that the bytes are discarded, and the hardware models of x86
+   and ARMv8 give the message-passing guarantee used here.)
+5. Registration (Dekker again): a consumer re-registering after a drop stores a provisional
+   cursor, stores ``ack_gen`` (release), issues a *seq_cst fence*, loads ``published`` and resumes
+   exactly there; the producer issues a *seq_cst fence* before it loads the acks to compute its
+   gate. Either the producer sees the registration (and then a cursor at least the provisional one),
+   or the consumer's head is at least every ``published`` the producer stored before computing a
+   gate that ignored it; a gate never exceeds the ``published`` it was computed at, so no slot at
+   or after that head can be overwritten before the producer sees the registration.
+6. The producer caches its gate (a lower bound of the active cursors) and re-reads the cursors only
+   when the cached gate shows too little room; cursors only grow and a re-registered consumer
+   resumes at or above any gate computed without it (5), so the cache stays a lower bound.
+
+Lifetime: the creator owns the ring: ``close`` unlinks the segment and every consumer's wake FIFO
+(a consumer creates its FIFO; a killed consumer's FIFO is still removed by the owner), and
+``cleanup_rings(prefix)`` removes both for a run whose owner was killed.
 """
 
 from __future__ import annotations
 
 import _posixshmem
+import logging
 import mmap
 import os
 import stat
 import tempfile
 import time
 
+from engine.native._hxring import CONSUMER_BYTES, CONTROL_BYTES, ConsumerCore, RingCore
 from engine.ring.wait_strategy import SpinThenBackoff, WaitStrategy
 
+log = logging.getLogger("hx.ring")
+
 MAGIC = int.from_bytes(b"HXRING01", "little")
-LAYOUT_VERSION = 1
-CONTROL_BYTES = 256
-CONSUMER_BYTES = 128
+LAYOUT_VERSION = 2
 PAGE = 4096
+MAX_CONSUMERS = 64  # the producer's wake mask is one 64-bit word
 
 # word indexes into the control block (8-byte words)
-W_MAGIC, W_VERSION, W_SLOT, W_CAPACITY, W_CONSUMERS, W_PRODUCER_PID, W_BLOCKERS, W_NONCE = (
-    0,
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-)
+W_MAGIC, W_VERSION, W_SLOT, W_CAPACITY, W_CONSUMERS, W_STUCK_NS, W_NONCE = 0, 1, 2, 3, 4, 5, 6
 W_PUBLISHED = 8  # byte 64: its own cache line
-# word offsets inside a consumer block
-C_CURSOR, C_STATE, C_PID, C_START, C_WAITING = 0, 1, 2, 3, 4
-STATE_ACTIVE, STATE_DROPPED = 1, 2
-DEAD_CHECK_INTERVAL_NS = 50_000_000
+W_PRODUCER_PID = 16  # byte 128
+
+DEFAULT_STUCK_TIMEOUT_S: float | None = 1.0
+REAP_INTERVAL_NS = 50_000_000  # how often a waiting producer checks for dead and stuck consumers
+
+DROP_DEAD, DROP_STUCK, DROP_REQUESTED = 1, 2, 3
+DROP_REASONS = {DROP_DEAD: "dead", DROP_STUCK: "stuck", DROP_REQUESTED: "requested"}
 
 
 class RingError(Exception):
@@ -59,6 +123,26 @@ class RingError(Exception):
 
 class RingFull(RingError):
     """``publish`` timed out: every consumer is alive but one has not made room in time."""
+
+
+class ConsumerDropped(RingError):
+    """The producer dropped this consumer: messages from ``cursor`` on may have been overwritten.
+
+    Nothing was released; the consumer's cursor is void. ``Consumer.resume()`` continues at the
+    head. ``reason`` is ``"dead"``, ``"stuck"`` or ``"requested"``; ``published_at_drop`` is the
+    head when the producer dropped it.
+    """
+
+    def __init__(self, ring: str, index: int, reason: str, cursor: int, published_at_drop: int) -> None:
+        super().__init__(
+            f"ring {ring!r}: consumer {index} was dropped by the producer ({reason}) at cursor {cursor}, "
+            f"head {published_at_drop}; unread messages may be overwritten, resume() continues at the head"
+        )
+        self.ring, self.index, self.reason = ring, index, reason
+        self.cursor, self.published_at_drop = cursor, published_at_drop
+
+    def __reduce__(self) -> tuple[type, tuple[str, int, str, int, int]]:  # crosses process queues
+        return type(self), (self.ring, self.index, self.reason, self.cursor, self.published_at_drop)
 
 
 def _data_offset(consumers: int) -> int:
@@ -85,6 +169,10 @@ class SharedSegment:
                 size = os.fstat(fd).st_size
             self.size = size
             self._mmap = mmap.mmap(fd, size) if size else None
+        except BaseException:
+            if create:
+                _posixshmem.shm_unlink("/" + name)  # never leave a half-made segment behind
+            raise
         finally:
             os.close(fd)
         self.name = name
@@ -117,8 +205,13 @@ def wake_path(ring_name: str, index: int) -> str:
     return os.path.join(tempfile.gettempdir(), f"hx-wake-{ring_name}-{index}")
 
 
-class RingBuffer:
-    """Handle on a ring; the creator owns it (``close`` unlinks), attachers only map it."""
+class RingBuffer(RingCore):
+    """Handle on a ring; the creator owns it (``close`` unlinks), attachers only map it.
+
+    Inherited from the C core (see the module docstring for the ordering each one provides):
+    ``try_publish(data, count=None) -> bool``, ``free_slots(needed=1) -> int``, ``published``,
+    ``consumer_cursor(i)``, ``is_active(i)``, ``min_cursor()``.
+    """
 
     def __init__(self, shm: SharedSegment, name: str, owner: bool) -> None:
         self._shm = shm
@@ -126,63 +219,79 @@ class RingBuffer:
         self.owner = owner
         buf = shm.buf
         with buf[:CONTROL_BYTES].cast("q") as ctl:
-            magic, version, slot, capacity, consumers = (
+            magic, version, slot, capacity, consumers, stuck_ns = (
                 ctl[W_MAGIC],
                 ctl[W_VERSION],
                 ctl[W_SLOT],
                 ctl[W_CAPACITY],
                 ctl[W_CONSUMERS],
+                ctl[W_STUCK_NS],
             )
         if magic != MAGIC:
             raise RingError(f"ring {name!r}: shared-memory segment is not an hx ring (bad magic)")
         if version != LAYOUT_VERSION:
             raise RingError(f"ring {name!r}: layout version {version}, this code reads {LAYOUT_VERSION}")
+        if not 1 <= consumers <= MAX_CONSUMERS or capacity < 2 or capacity & (capacity - 1) or slot % 8:
+            raise RingError(f"ring {name!r}: corrupt header (capacity {capacity}, consumers {consumers})")
         self.slot_bytes, self.capacity, self.consumers = int(slot), int(capacity), int(consumers)
         self.mask = self.capacity - 1
-        need = _data_offset(self.consumers) + self.capacity * self.slot_bytes
+        self.stuck_timeout_ns = int(stuck_ns)
+        base = _data_offset(self.consumers)
+        need = base + self.capacity * self.slot_bytes
         if shm.size < need:
             raise RingError(f"ring {name!r}: segment is {shm.size} bytes, layout needs {need}")
-        self._ctl = buf[:CONTROL_BYTES].cast("q")
-        self._cons = buf[CONTROL_BYTES : CONTROL_BYTES + CONSUMER_BYTES * self.consumers].cast("q")
-        base = _data_offset(self.consumers)
+        self._ctl = buf[:CONTROL_BYTES].cast("q")  # header words; the atomic words go through the core
         self.slots = buf[base : base + self.capacity * self.slot_bytes]
-        self._gate = 0  # cached minimum of active consumer cursors
-        self._next_dead_check = 0
+        super().__init__(buf, self.slots, self.consumers, self.slot_bytes, self.capacity, base)
         self._wake_fds: dict[int, int] = {}
+        self._next_reap_ns = 0
+        self._last_reap_ns = 0
+        self._stuck: dict[int, tuple[int, int]] = {}  # consumer -> (cursor seen, ns it held us back)
         self._closed = False
 
     # ---- lifecycle -----------------------------------------------------------------------------
     @classmethod
     def create(
-        cls, name: str, capacity: int = 1 << 16, consumers: int = 1, slot_bytes: int = 64
+        cls,
+        name: str,
+        capacity: int = 1 << 16,
+        consumers: int = 1,
+        slot_bytes: int = 64,
+        stuck_timeout_s: float | None = DEFAULT_STUCK_TIMEOUT_S,
     ) -> RingBuffer:
-        """Create a ring. ``capacity`` is a power of two; ``consumers`` cursors are active at once."""
+        """Create a ring. ``capacity`` is a power of two; ``consumers`` cursors are active at once.
+
+        ``stuck_timeout_s``: a waiting ``publish`` drops a live consumer that held it back without
+        moving for this long in total (``None`` or 0: never; dead consumers are dropped anyway).
+        """
         if capacity < 2 or capacity & (capacity - 1):
             raise RingError(f"ring {name!r}: capacity {capacity} is not a power of two >= 2")
-        if consumers < 1 or consumers > 64:
-            raise RingError(f"ring {name!r}: consumers must be 1..64, got {consumers}")
+        if consumers < 1 or consumers > MAX_CONSUMERS:
+            raise RingError(f"ring {name!r}: consumers must be 1..{MAX_CONSUMERS}, got {consumers}")
         if slot_bytes < 8 or slot_bytes % 8:
             raise RingError(f"ring {name!r}: slot size {slot_bytes} must be a positive multiple of 8")
+        if stuck_timeout_s is not None and stuck_timeout_s < 0:
+            raise RingError(f"ring {name!r}: stuck_timeout_s must be >= 0 or None, got {stuck_timeout_s}")
         size = _data_offset(consumers) + capacity * slot_bytes
         try:
             shm = SharedSegment(name, create=True, size=size)
         except FileExistsError:
             raise RingError(f"ring {name!r} already exists (a stale run? `hx clean` removes it)") from None
-        buf = shm.buf
-        ctl = buf[:CONTROL_BYTES].cast("q")
-        ctl[W_VERSION] = LAYOUT_VERSION
-        ctl[W_SLOT] = slot_bytes
-        ctl[W_CAPACITY] = capacity
-        ctl[W_CONSUMERS] = consumers
-        ctl[W_PRODUCER_PID] = os.getpid()
-        ctl[W_NONCE] = int.from_bytes(os.urandom(8), "little") >> 1
-        cons = buf[CONTROL_BYTES : CONTROL_BYTES + CONSUMER_BYTES * consumers].cast("q")
-        for i in range(consumers):
-            cons[i * 16 + C_STATE] = STATE_ACTIVE
-        del cons
-        ctl[W_MAGIC] = MAGIC  # last: an attacher never sees a half-initialised ring
-        del ctl, buf
-        return cls(shm, name, owner=True)
+        try:
+            with shm.buf[:CONTROL_BYTES].cast("q") as ctl:
+                ctl[W_VERSION] = LAYOUT_VERSION
+                ctl[W_SLOT] = slot_bytes
+                ctl[W_CAPACITY] = capacity
+                ctl[W_CONSUMERS] = consumers
+                ctl[W_STUCK_NS] = int((stuck_timeout_s or 0) * 1e9)
+                ctl[W_PRODUCER_PID] = os.getpid()
+                ctl[W_NONCE] = int.from_bytes(os.urandom(8), "little") >> 1
+                ctl[W_MAGIC] = MAGIC  # last: an attacher never sees a half-initialised ring
+            return cls(shm, name, owner=True)
+        except BaseException:
+            shm.close()
+            shm.unlink()
+            raise
 
     @classmethod
     def attach(cls, name: str) -> RingBuffer:
@@ -205,13 +314,14 @@ class RingBuffer:
         if self._closed:
             return
         self._closed = True
+        self._release_memory()  # from now on the core refuses every call instead of touching memory
         for fd in self._wake_fds.values():
             os.close(fd)
         self._wake_fds.clear()
-        for view in ("_ctl", "_cons", "slots"):
+        for view in ("_ctl", "slots"):
             try:
                 getattr(self, view).release()
-            except BufferError:  # a caller still holds a numpy view of the slots: unmapped at GC
+            except BufferError:  # a caller still holds a view of the slots: unmapped at GC
                 pass
         try:
             self._shm.close()
@@ -238,61 +348,16 @@ class RingBuffer:
     @property
     def nonce(self) -> int:
         """Random identity of this ring instance: a recreated ring with the same name differs."""
-        return self._ctl[W_NONCE]
+        return int(self._ctl[W_NONCE])
+
+    @property
+    def stuck_timeout_s(self) -> float | None:
+        """How long a waiting ``publish`` lets a live consumer hold it back without moving."""
+        return self.stuck_timeout_ns / 1e9 if self.stuck_timeout_ns else None
 
     def set_producer(self) -> None:
         """Record the calling process as the producer (for consumers' liveness checks)."""
         self._ctl[W_PRODUCER_PID] = os.getpid()
-
-    @property
-    def published(self) -> int:
-        return self._ctl[W_PUBLISHED]
-
-    def consumer_cursor(self, index: int) -> int:
-        return self._cons[index * 16 + C_CURSOR]
-
-    def is_active(self, index: int) -> bool:
-        return self._cons[index * 16 + C_STATE] == STATE_ACTIVE
-
-    def _min_cursor(self) -> int:
-        cons = self._cons
-        low = self._ctl[W_PUBLISHED]
-        for i in range(self.consumers):
-            b = i * 16
-            if cons[b + C_STATE] == STATE_ACTIVE:
-                c = cons[b + C_CURSOR]
-                if c < low:
-                    low = c
-        return low
-
-    def free_slots(self, needed: int = 1) -> int:
-        """Slots the producer may write now without overtaking any active consumer.
-
-        Answers from the cached gate when it shows at least ``needed`` free slots; otherwise
-        re-reads every consumer cursor.
-        """
-        pub = self._ctl[W_PUBLISHED]
-        free = self.capacity - (pub - self._gate)
-        if free < needed:
-            self._gate = self._min_cursor()
-            free = self.capacity - (pub - self._gate)
-        return free
-
-    def try_publish(self, data: bytes | bytearray | memoryview, count: int | None = None) -> bool:
-        """Publish ``data`` (whole slots) if there is room for all of it now; never partial."""
-        n = count if count is not None else len(data) // self.slot_bytes
-        if n > self.capacity:
-            raise RingError(f"ring {self.name!r}: batch of {n} slots exceeds capacity {self.capacity}")
-        pub = self._ctl[W_PUBLISHED]
-        if self.capacity - (pub - self._gate) < n:
-            self._gate = self._min_cursor()
-            if self.capacity - (pub - self._gate) < n:
-                return False
-        self._write(pub, data, n)
-        self._ctl[W_PUBLISHED] = pub + n
-        if self._ctl[W_BLOCKERS]:
-            self._wake()
-        return True
 
     def publish(
         self,
@@ -300,21 +365,22 @@ class RingBuffer:
         wait: WaitStrategy | None = None,
         timeout_s: float | None = None,
     ) -> None:
-        """Publish, waiting for room; drops dead consumers; RingFull after ``timeout_s``."""
-        n = len(data) // self.slot_bytes
-        if self.try_publish(data, n):
+        """Publish, waiting for room; drops dead and stuck consumers; RingFull after ``timeout_s``."""
+        if self.try_publish(data):
             return
+        n = memoryview(data).nbytes // self.slot_bytes
         strategy = wait or SpinThenBackoff()
         deadline = None if timeout_s is None else time.monotonic_ns() + int(timeout_s * 1e9)
+        self._last_reap_ns = time.monotonic_ns()  # a consumer is stuck only for time spent waiting
 
         def room() -> int:
             if self.free_slots(n) >= n:
                 return 1
-            self._reap_dead_consumers()
+            self._reap(n)
             return 0
 
         while True:
-            if strategy.wait(room, deadline) and self.try_publish(data, n):
+            if strategy.wait(room, deadline) and self.try_publish(data):
                 return
             if deadline is not None and time.monotonic_ns() >= deadline:
                 lag = {
@@ -326,55 +392,97 @@ class RingBuffer:
                     f"ring {self.name!r}: no room for {n} slots after {timeout_s}s; consumer lag {lag}"
                 )
 
-    def _write(self, seq: int, data: bytes | bytearray | memoryview, n: int) -> None:
-        sb = self.slot_bytes
-        start = (seq & self.mask) * sb
-        end = start + n * sb
-        limit = self.capacity * sb
-        if end <= limit:
-            self.slots[start:end] = data[: n * sb] if len(data) != n * sb else data
-        else:
-            first = limit - start
-            mv = memoryview(data)
-            self.slots[start:limit] = mv[:first]
-            self.slots[0 : end - limit] = mv[first : n * sb]
+    def _raise_batch_too_big(self, n: int) -> None:  # called by the core's try_publish
+        raise RingError(f"ring {self.name!r}: batch of {n} slots exceeds capacity {self.capacity}")
 
-    def _wake(self) -> None:
-        cons = self._cons
-        for i in range(self.consumers):
-            if cons[i * 16 + C_WAITING]:
+    def _wake(self, mask: int) -> None:
+        """Write one byte to the FIFO of every consumer in ``mask`` (called by the core's publish)."""
+        i = 0
+        while mask:
+            if mask & 1:
                 fd = self._wake_fds.get(i)
                 if fd is None:
                     try:
                         fd = os.open(wake_path(self.name, i), os.O_RDWR | os.O_NONBLOCK)
                     except OSError:
-                        continue
-                    self._wake_fds[i] = fd
-                try:
-                    os.write(fd, b"\x01")
-                except BlockingIOError:
-                    pass
+                        fd = None
+                    if fd is not None:
+                        self._wake_fds[i] = fd
+                if fd is not None:
+                    try:
+                        os.write(fd, b"\x01")
+                    except BlockingIOError:  # the FIFO is full of wake-ups already
+                        pass
+            mask >>= 1
+            i += 1
 
-    def _reap_dead_consumers(self) -> None:
+    def _reap(self, needed: int) -> None:
+        """While waiting for room: drop dead consumers, then stuck ones (at most every 50 ms)."""
         now = time.monotonic_ns()
-        if now < self._next_dead_check:
+        if now < self._next_reap_ns:
             return
-        self._next_dead_check = now + DEAD_CHECK_INTERVAL_NS
+        waited = now - self._last_reap_ns
+        self._last_reap_ns = now
+        self._next_reap_ns = now + REAP_INTERVAL_NS
         self.reap_dead_consumers()
+        if self.stuck_timeout_ns:
+            self._reap_stuck(needed, waited)
+
+    def _reap_stuck(self, needed: int, waited_ns: int) -> list[int]:
+        """Charge ``waited_ns`` to every active consumer holding back ``needed`` slots whose cursor
+        has not moved; drop those charged ``stuck_timeout_ns``. A moved cursor clears the charge."""
+        dropped = []
+        limit = self.published + needed - self.capacity  # cursors below this hold the producer back
+        for i in range(self.consumers):
+            if not self.is_active(i):
+                self._stuck.pop(i, None)
+                continue
+            cursor = self.consumer_cursor(i)
+            seen, charged = self._stuck.get(i, (-1, 0))
+            if cursor >= limit or cursor != seen:
+                self._stuck[i] = (cursor, 0)
+                continue
+            charged += waited_ns
+            if charged >= self.stuck_timeout_ns and self._drop(i, DROP_STUCK):
+                log.warning(
+                    "ring %s: consumer %d made no progress for %.2fs while the producer waited; dropped",
+                    self.name,
+                    i,
+                    charged / 1e9,
+                )
+                self._stuck.pop(i, None)
+                dropped.append(i)
+            else:
+                self._stuck[i] = (cursor, charged)
+        return dropped
 
     def reap_dead_consumers(self) -> list[int]:
-        """Drop the cursor of every attached consumer whose process is gone; returns their indexes."""
+        """Drop every active consumer whose process is gone; returns their indexes. Producer only."""
         dropped = []
-        cons = self._cons
         for i in range(self.consumers):
-            b = i * 16
-            pid = cons[b + C_PID]
-            if cons[b + C_STATE] == STATE_ACTIVE and pid and process_start_ticks(pid) != cons[b + C_START]:
-                cons[b + C_STATE] = STATE_DROPPED
+            _cursor, ack, pid, start, _w, gen, *_ = self._consumer_words(i)
+            if ack != gen or not pid or process_start_ticks(pid) == start:
+                continue
+            # a new process may have registered this index since: only drop the one we judged dead
+            _cursor, ack, pid2, start2, _w, gen, *_ = self._consumer_words(i)
+            if (pid2, start2) == (pid, start) and self._drop(i, DROP_DEAD):
                 dropped.append(i)
-        if dropped:
-            self._gate = self._min_cursor()
         return dropped
+
+    def drop_consumer(self, index: int) -> bool:
+        """Drop consumer ``index`` now (reason "requested"); False if it was not active. Producer
+        only: the drop word has one writer. The consumer learns it at its next peek or release."""
+        if not 0 <= index < self.consumers:
+            raise RingError(f"ring {self.name!r}: consumer index {index} outside 0..{self.consumers - 1}")
+        return bool(self._drop(index, DROP_REQUESTED))
+
+    def drop_info(self, index: int) -> tuple[str, int, int] | None:
+        """Why and where consumer ``index`` was last dropped: (reason, its cursor, the head), or
+        None if it never was."""
+        _c, _a, _p, _s, _w, gen, reason, cursor, head = self._consumer_words(index)
+        if not gen:
+            return None
+        return DROP_REASONS.get(reason, f"reason {reason}"), cursor, head
 
     # ---- consumers -----------------------------------------------------------------------------
     def consumer(self, index: int, wait: WaitStrategy | None = None) -> Consumer:
@@ -384,24 +492,26 @@ class RingBuffer:
         return Consumer(self, index, wait or SpinThenBackoff())
 
 
-class Consumer:
-    """One consumer cursor: ``available`` / ``peek`` / ``release`` (zero-copy), or ``read``."""
+class Consumer(ConsumerCore):
+    """One consumer cursor: ``available`` / ``peek`` / ``release`` (zero-copy), or ``read``.
+
+    Inherited from the C core: ``available() -> int``, ``peek(max_n) -> (memoryview, n)``,
+    ``release(n)``, ``is_dropped() -> bool``, ``set_waiting(flag)``, ``cursor``.
+
+    A batch from ``peek`` is known intact only once ``release`` returns (or ``is_dropped()`` is
+    False after reading it): a consumer that acts on bytes before releasing them and must never act
+    on overwritten ones copies first and checks, as ``read`` does. Only a dropped consumer can be
+    overwritten, and only a dead, stuck or explicitly dropped one is dropped.
+    """
 
     def __init__(self, ring: RingBuffer, index: int, wait: WaitStrategy) -> None:
+        super().__init__(ring, index)
         self.ring = ring
         self.index = index
         self.wait_strategy = wait
-        cons = ring._cons
-        b = index * 16
-        self._b = b
-        self.dropped = cons[b + C_STATE] == STATE_DROPPED
-        if self.dropped:
-            cons[b + C_CURSOR] = ring.published
-            cons[b + C_STATE] = STATE_ACTIVE
-        pid = os.getpid()
-        cons[b + C_START] = process_start_ticks(pid)
-        cons[b + C_PID] = pid
-        self.cursor = cons[b + C_CURSOR]
+        self.dropped = False  # True once this handle resumed at the head after a drop
+        self.drop_reason: str | None = None
+        self._register_here()
         self._fifo_fd = -1
         if wait.blocking:
             path = wake_path(ring.name, index)
@@ -414,45 +524,45 @@ class Consumer:
                     ) from None
             self._fifo_fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
             wait.fd = self._fifo_fd  # type: ignore[attr-defined]
-            wait.set_waiting = self._set_waiting  # type: ignore[attr-defined]
-            ring._ctl[W_BLOCKERS] = 1  # sticky: from now on the producer checks waiting words
-        self._ctl = ring._ctl
-        self._cons = cons
+            wait.set_waiting = self.set_waiting  # type: ignore[attr-defined]
 
-    def _set_waiting(self, flag: int) -> None:
-        self._cons[self._b + C_WAITING] = flag
+    def _register_here(self) -> int:
+        pid = os.getpid()
+        old = self.cursor
+        was_dropped, _cursor = self._register(pid, process_start_ticks(pid))
+        if was_dropped:
+            self.dropped = True
+            info = self.ring.drop_info(self.index)
+            self.drop_reason = info[0] if info else None
+            return self.cursor - old
+        return 0
 
-    def available(self) -> int:
-        """Messages published and not yet released by this consumer."""
-        return self._ctl[W_PUBLISHED] - self.cursor
+    def _raise_dropped(self) -> None:  # called by the core's peek and release
+        info = self.ring.drop_info(self.index)
+        reason, _cursor, head = info if info else ("unknown", self.cursor, self.ring.published)
+        raise ConsumerDropped(self.ring.name, self.index, reason, self.cursor, head)
 
-    def peek(self, max_n: int = 1 << 30) -> tuple[memoryview, int]:
-        """A zero-copy view of up to ``max_n`` contiguous unread slots (stops at the wrap)."""
-        ring = self.ring
-        n = self._ctl[W_PUBLISHED] - self.cursor
-        if n > max_n:
-            n = max_n
-        start = self.cursor & ring.mask
-        if start + n > ring.capacity:
-            n = ring.capacity - start
-        sb = ring.slot_bytes
-        return ring.slots[start * sb : (start + n) * sb], n
-
-    def release(self, n: int) -> None:
-        """Mark ``n`` slots consumed; the producer may reuse them."""
-        self.cursor += n
-        self._cons[self._b + C_CURSOR] = self.cursor
+    def resume(self) -> int:
+        """After ``ConsumerDropped``: re-register at the head; returns how many messages were skipped
+        (0 if this consumer was not dropped)."""
+        return self._register_here()
 
     def wait(self, timeout_s: float | None = None) -> int:
-        """Wait (per the strategy) until something is available; returns the count (0 on timeout)."""
-        n = self._ctl[W_PUBLISHED] - self.cursor
+        """Wait (per the strategy) until something is available; returns the count (0 on timeout).
+
+        A dropped consumer is told (ConsumerDropped) before it would wait."""
+        n = self.available()
         if n:
             return n
+        if self.is_dropped():
+            self._raise_dropped()
         deadline = None if timeout_s is None else time.monotonic_ns() + int(timeout_s * 1e9)
         return self.wait_strategy.wait(self.available, deadline)
 
     def read(self, max_n: int = 1 << 30, timeout_s: float | None = None) -> bytes:
-        """Wait, copy out up to ``max_n`` contiguous messages and release them (b"" on timeout)."""
+        """Wait, copy out up to ``max_n`` contiguous messages and release them (b"" on timeout).
+
+        Never returns overwritten bytes: the copy is validated by ``release`` (ConsumerDropped)."""
         if not self.wait(timeout_s):
             return b""
         view, n = self.peek(max_n)
@@ -462,19 +572,21 @@ class Consumer:
         return data
 
     def producer_alive(self) -> bool:
-        pid = self._ctl[W_PRODUCER_PID]
+        pid = self.ring._ctl[W_PRODUCER_PID]
         return bool(pid) and process_start_ticks(pid) != 0
 
     def close(self) -> None:
         """Detach; the cursor stays active so a restarted consumer resumes without a gap."""
-        self._cons[self._b + C_WAITING] = 0
+        if not self.ring._memory_released:
+            self.set_waiting(0)
         if self._fifo_fd >= 0:
             os.close(self._fifo_fd)
             self._fifo_fd = -1
 
 
 def cleanup_rings(prefix: str) -> list[str]:
-    """Unlink every shared-memory segment whose name starts with ``prefix`` (a run's rings)."""
+    """Unlink every shared-memory segment and wake FIFO whose ring name starts with ``prefix``
+    (a run's rings); returns the segments removed."""
     removed = []
     for entry in os.listdir("/dev/shm"):
         if entry.startswith(prefix):

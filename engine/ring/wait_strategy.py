@@ -104,10 +104,12 @@ class Sleep(WaitStrategy):
 class Blocking(WaitStrategy):
     """Park on a wake-up file descriptor (a FIFO the producer writes to after publishing).
 
-    The ring sets the consumer's ``waiting`` word before sleeping and re-checks the cursor, and
-    the producer reads that word after publishing. Without a fence both sides could miss each
-    other (x86 may reorder a store before a later load), so each park is bounded by
-    ``max_park_ms``: a lost wake-up costs at most that much latency, never a hang.
+    Before parking, the consumer sets its ``waiting`` word (``set_waiting(1)``: a store and a
+    seq_cst fence, in C) and re-checks ``ready()``; the producer stores ``published``, fences and
+    then reads the waiting words (see ``engine.ring.ring_buffer``, ordering note 3). One of the two
+    always sees the other, so no wake-up is lost and a park may be long: ``max_park_ms`` (default
+    1 s) is only a safety net (e.g. a producer that cannot open the FIFO) and the bound that lets a
+    deadline be honoured.
 
     ``min_parked_share`` > 0 bounds the spinning: a wait spins first only while the process has
     spent at least that share of the current 100 ms window parked, and parks at once otherwise. A
@@ -121,7 +123,7 @@ class Blocking(WaitStrategy):
     blocking = True
     WINDOW_NS = 100_000_000
 
-    def __init__(self, spins: int = 200, max_park_ms: int = 5, min_parked_share: float = 0.0) -> None:
+    def __init__(self, spins: int = 200, max_park_ms: int = 1000, min_parked_share: float = 0.0) -> None:
         self.spins, self.max_park_ms = spins, max_park_ms
         self.min_parked_share = min_parked_share
         self.fd: int = -1  # set by the consumer that owns this strategy
