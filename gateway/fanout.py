@@ -35,6 +35,7 @@ import numpy as np
 import orjson
 from picows import WSCloseCode
 
+from engine.ring import ConsumerDropped
 from engine.types.enums import MsgType
 from engine.wire.layout import (
     MARKET_ID_AT,
@@ -115,9 +116,10 @@ class EventFanout:
         catalog: MarketCatalog,
         accounts: dict[int, set[Session]],
         market_subs: dict[int, set[Session]],
-        on_close: Any = None,
+        on_lost: Any = None,
     ) -> None:
         self.consumers = consumers
+        self.on_lost = on_lost or (lambda reason: None)  # events were lost: restate, tell the sessions
         self.catalog = catalog
         self.accounts = accounts  # account id -> live sessions (shared with the server)
         self.market_subs = market_subs  # market id -> sessions subscribed to any channel
@@ -132,35 +134,55 @@ class EventFanout:
         return sum(c.available() for c in self.consumers)
 
     def poll(self, max_events: int = 4096) -> int:
-        """Process what is available (up to ``max_events`` per ring); returns the count."""
+        """Process what is available (up to ``max_events`` per ring); returns the count.
+
+        Each batch is copied out of the ring before anything is sent, and used only if the
+        consumer was not dropped meanwhile (a dropped consumer's slots may have been overwritten).
+        Events are never skipped silently: a drop, or a batch the fan-out fails on, goes to
+        ``on_lost``, which restates the books and closes every logged-in session with the reason
+        (their private streams have a hole; they reconnect and resync)."""
         total = 0
         for consumer in self.consumers:
-            view, n = consumer.peek(max_events)
-            if n:
-                try:
-                    self._process(view, n)
-                except Exception:  # a bug must not stall the ring: log, skip the batch
-                    log.exception("event batch of %d failed", n)
-                try:
-                    view.release()
-                except BufferError:  # an exception's traceback still holds a numpy view
-                    pass
-                consumer.release(n)
-                total += n
-            else:
+            try:
+                view, n = consumer.peek(max_events)
+            except ConsumerDropped as exc:
+                self._lost(consumer, f"event stream dropped ({exc.reason})")
+                continue
+            if not n:
                 view.release()
+                continue
+            data = bytes(view)
+            view.release()
+            if consumer.is_dropped():
+                self._lost(consumer, "event stream dropped while reading")
+                continue
+            try:
+                self._process(data, n)
+            except Exception:  # a bug: tell the sessions instead of skipping their events
+                log.exception("event batch of %d failed", n)
+                self.on_lost("the gateway failed to route a batch of events")
+            try:
+                consumer.release(n)
+            except ConsumerDropped as exc:
+                self._lost(consumer, f"event stream dropped ({exc.reason})")
+                continue
+            total += n
         if total:
             self.events += total
             self.batches += 1
         return total
 
-    def _process(self, view: memoryview, n: int) -> None:
+    def _lost(self, consumer: Any, reason: str) -> None:
+        consumer.resume()
+        log.error("ring %s consumer %d: %s", consumer.ring.name, consumer.index, reason)
+        self.on_lost(reason)
+
+    def _process(self, data: bytes, n: int) -> None:
         if n <= SMALL_BATCH:
-            data = bytes(view)
             if _RESET not in data[::SLOT_BYTES]:  # a restatement takes the vectorised path
                 self._flush(self._process_small(data))
                 return
-        a = np.frombuffer(view, np.uint8, n * SLOT_BYTES).reshape(n, SLOT_BYTES)
+        a = np.frombuffer(data, np.uint8, n * SLOT_BYTES).reshape(n, SLOT_BYTES)
         t = a[:, MSG_TYPE_AT]
         u32 = a.view("<u4")
         touched: set[Session] = set()

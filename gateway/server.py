@@ -138,7 +138,9 @@ class GatewayServer:
         self.per_ip: dict[str, int] = {}
         self.account_buckets: dict[int, TokenBucket] = {}
         self.market_table = market_table(catalog.ids)
-        self.fanout = EventFanout(consumers, catalog, self.accounts, self.market_subs)
+        self.fanout = EventFanout(
+            consumers, catalog, self.accounts, self.market_subs, on_lost=self.on_events_lost
+        )
         self.consumers = consumers
         self.wake_fds = [c.wait_strategy.fd for c in consumers if getattr(c.wait_strategy, "fd", -1) >= 0]
         self._wake: asyncio.Future[None] | None = None
@@ -572,6 +574,15 @@ class GatewayServer:
             return
         out = self.fanout.snapshot(market, sess.binary, "request", self.options.snapshot_depth)
         self._reply(sess, msg, out)
+
+    def on_events_lost(self, reason: str) -> None:
+        """Events were lost to this gateway: ask every shard to restate its books (subscribers get
+        fresh snapshots) and close every logged-in session with the reason: its private stream
+        has a hole it must not paper over (it reconnects and asks for its open orders)."""
+        self.router.submit(encode(MsgType.L2_SNAPSHOT_REQUEST, ALL_MARKETS), [ALL_MARKETS])
+        for sess in list(self.sessions):
+            if sess.account_id and not sess.closed:
+                sess.close(WSCloseCode.INTERNAL_ERROR, f"events lost ({reason}); reconnect and resync")
 
     # ---- event pump ----------------------------------------------------------------------------
     def kick(self) -> None:

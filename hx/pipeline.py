@@ -140,7 +140,9 @@ class Pipeline:
     def create_rings(self) -> None:
         cleanup_rings(self.topology.run_id + "-")  # a killed earlier run of this state dir
         for spec in self.topology.rings:
-            self.rings[spec.name] = RingBuffer.create(spec.name, spec.slots, consumers=len(spec.consumers))
+            self.rings[spec.name] = RingBuffer.create(
+                spec.name, spec.slots, consumers=len(spec.consumers), keep=spec.keep
+            )
         self._run = Run(
             self.topology,
             self.settings,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+KEPT_KINDS = ("risk", "shard", "settlement", "recorder")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
 
 
@@ -54,6 +55,13 @@ class RingSpec:
 
     def consumer_index(self, process: str) -> int:
         return self.consumers.index(process)
+
+    @property
+    def keep(self) -> tuple[int, ...]:
+        """Consumers the producer must never drop (dead or stuck): those that cannot recover what
+        they missed. A gateway restates its books and an oracle re-reads the book, so they may be
+        dropped; a risk partition (fills), a shard (orders), settlement and recorders may not."""
+        return tuple(i for i, name in enumerate(self.consumers) if name.split("-")[0] in KEPT_KINDS)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ Memory layout (layout version 2; little-endian 8-byte words; offsets in bytes). 
 writer (the creator's initial values aside, written before ``magic``):
 
     control block, 256 bytes
-      0    magic, version, slot_bytes, capacity, consumers, stuck_timeout_ns, nonce  creator, once
+      0    magic, version, slot_bytes, capacity, consumers, stuck_timeout_ns, nonce,
+           keep (bit i: consumer i is never dropped as dead or stuck)               creator, once
       64   published                                                                 producer
       128  producer_pid                                                              producer
     consumer block i, 256 bytes at 256 + 256 i
@@ -106,7 +107,7 @@ PAGE = 4096
 MAX_CONSUMERS = 64  # the producer's wake mask is one 64-bit word
 
 # word indexes into the control block (8-byte words)
-W_MAGIC, W_VERSION, W_SLOT, W_CAPACITY, W_CONSUMERS, W_STUCK_NS, W_NONCE = 0, 1, 2, 3, 4, 5, 6
+W_MAGIC, W_VERSION, W_SLOT, W_CAPACITY, W_CONSUMERS, W_STUCK_NS, W_NONCE, W_KEEP = 0, 1, 2, 3, 4, 5, 6, 7
 W_PUBLISHED = 8  # byte 64: its own cache line
 W_PRODUCER_PID = 16  # byte 128
 
@@ -236,6 +237,8 @@ class RingBuffer(RingCore):
         self.slot_bytes, self.capacity, self.consumers = int(slot), int(capacity), int(consumers)
         self.mask = self.capacity - 1
         self.stuck_timeout_ns = int(stuck_ns)
+        with buf[:CONTROL_BYTES].cast("q") as ctl:
+            self.keep_mask = int(ctl[W_KEEP])
         base = _data_offset(self.consumers)
         need = base + self.capacity * self.slot_bytes
         if shm.size < need:
@@ -258,11 +261,15 @@ class RingBuffer(RingCore):
         consumers: int = 1,
         slot_bytes: int = 64,
         stuck_timeout_s: float | None = DEFAULT_STUCK_TIMEOUT_S,
+        keep: tuple[int, ...] = (),
     ) -> RingBuffer:
         """Create a ring. ``capacity`` is a power of two; ``consumers`` cursors are active at once.
 
         ``stuck_timeout_s``: a waiting ``publish`` drops a live consumer that held it back without
         moving for this long in total (``None`` or 0: never; dead consumers are dropped anyway).
+        ``keep``: consumers never dropped, dead or stuck (the producer waits for them instead): a
+        consumer that cannot recover what it missed (a risk partition reading fills, a shard
+        reading orders) must find its cursor where it left it when it is restarted.
         """
         if capacity < 2 or capacity & (capacity - 1):
             raise RingError(f"ring {name!r}: capacity {capacity} is not a power of two >= 2")
@@ -284,6 +291,12 @@ class RingBuffer(RingCore):
                 ctl[W_CAPACITY] = capacity
                 ctl[W_CONSUMERS] = consumers
                 ctl[W_STUCK_NS] = int((stuck_timeout_s or 0) * 1e9)
+                for index in keep:
+                    if not 0 <= index < min(consumers, 63):
+                        raise RingError(
+                            f"ring {name!r}: keep index {index} outside 0..{min(consumers, 63) - 1}"
+                        )
+                ctl[W_KEEP] = sum(1 << i for i in set(keep))
                 ctl[W_PRODUCER_PID] = os.getpid()
                 ctl[W_NONCE] = int.from_bytes(os.urandom(8), "little") >> 1
                 ctl[W_MAGIC] = MAGIC  # last: an attacher never sees a half-initialised ring
@@ -434,7 +447,7 @@ class RingBuffer(RingCore):
         dropped = []
         limit = self.published + needed - self.capacity  # cursors below this hold the producer back
         for i in range(self.consumers):
-            if not self.is_active(i):
+            if not self.is_active(i) or self.keep_mask >> i & 1:
                 self._stuck.pop(i, None)
                 continue
             cursor = self.consumer_cursor(i)
@@ -460,6 +473,8 @@ class RingBuffer(RingCore):
         """Drop every active consumer whose process is gone; returns their indexes. Producer only."""
         dropped = []
         for i in range(self.consumers):
+            if self.keep_mask >> i & 1:  # kept: the producer waits for its restart
+                continue
             _cursor, ack, pid, start, _w, gen, *_ = self._consumer_words(i)
             if ack != gen or not pid or process_start_ticks(pid) == start:
                 continue

@@ -112,7 +112,7 @@ def _run(small_batch: int, batches: list[bytes], monkeypatch: pytest.MonkeyPatch
     sessions, accounts, market_subs = _sessions()
     fan = EventFanout([], CATALOG, accounts, market_subs)
     for batch in batches:
-        fan._process(memoryview(batch), len(batch) // 64)
+        fan._process(bytes(batch), len(batch) // 64)
     sent = [s.transport.sent for s in sessions]
     dropped = [s.dropped for s in sessions]
     books = {m: (b.seq, b.as_tuple()) for m, b in fan.books.items()}
@@ -128,3 +128,33 @@ def test_small_and_vectorised_paths_route_identically(seed: int, monkeypatch: py
     vector = _run(0, batches, monkeypatch)
     assert small == vector
     assert any(small[0]), "sessions received something"
+
+
+def test_lost_events_are_never_skipped_silently() -> None:
+    """A drop of the gateway's cursor, or a batch the fan-out fails on, reaches ``on_lost`` (which
+    restates and closes the sessions with the reason); the stream goes on from the head."""
+    import os
+
+    from engine.ring import RingBuffer
+
+    name = f"hx-t-lost-{os.getpid()}"
+    ring = RingBuffer.create(name, 16)
+    lost: list[str] = []
+    try:
+        consumer = ring.consumer(0)
+        fan = EventFanout([consumer], CATALOG, {}, {}, on_lost=lost.append)
+        ring.publish(encode(MsgType.TRADE, 1, seq=1, price_ticks=10, size_lots=1))
+        ring.drop_consumer(0)  # e.g. the ring judged the gateway stuck
+        fan.poll()
+        assert lost and "dropped" in lost[0]
+        assert not consumer.is_dropped()  # resumed at the head
+        ring.publish(encode(MsgType.TRADE, 1, seq=2, price_ticks=10, size_lots=1))
+
+        def broken(data: bytes, n: int) -> None:
+            raise RuntimeError("a routing bug")
+
+        fan._process = broken  # type: ignore[method-assign]
+        assert fan.poll() == 1  # released, not retried for ever
+        assert lost[-1] == "the gateway failed to route a batch of events"
+    finally:
+        ring.close()

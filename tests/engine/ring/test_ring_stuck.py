@@ -189,3 +189,27 @@ def test_default_stuck_timeout_is_stored_in_the_ring(ring_name: str) -> None:
         other = RingBuffer.attach(ring_name)
         assert other.stuck_timeout_s == 1.0, "every producer handle reads the creator's setting"
         other.close()
+
+
+def test_a_kept_consumer_is_never_dropped_as_dead_or_stuck() -> None:
+    """A consumer that cannot recover what it missed (risk reading fills) is kept: the producer
+    waits for it (RingFull after the timeout) instead of dropping it, whatever it does."""
+    import os
+
+    from engine.ring import RingBuffer, RingFull
+
+    name = f"hx-t-keep-{os.getpid()}"
+    ring = RingBuffer.create(name, 8, consumers=2, stuck_timeout_s=0.05, keep=(0,))
+    try:
+        kept, other = ring.consumer(0), ring.consumer(1)
+        for _ in range(8):
+            ring.publish(b"x" * 64)
+        other.release(other.available())  # the droppable one keeps up; the kept one never reads
+        import pytest
+
+        with pytest.raises(RingFull):
+            ring.publish(b"y" * 64, timeout_s=0.5)
+        assert ring.is_active(0) and not kept.is_dropped()
+        assert ring.reap_dead_consumers() == []
+    finally:
+        ring.close()
