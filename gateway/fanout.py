@@ -44,6 +44,7 @@ from engine.wire.layout import (
     SLOT_BYTES,
     field_offset,
     field_span,
+    layout_of,
     word_index,
 )
 from gateway.json_api import event_json, from_units
@@ -86,6 +87,32 @@ _U64 = struct.Struct("<Q")
 _L2_AT, _L2_FIELDS = field_span(MsgType.L2_DELTA, "seq", "side")  # seq, price, size, order_count, side
 
 
+def _span(name: str) -> tuple[int, int]:
+    dtype, offset = layout_of(MsgType.FILL).dtype.fields[name][:2]
+    return offset, offset + dtype.itemsize
+
+
+_TAKER_SPANS = (_span("taker_account"), _span("taker_order_id"))
+_MAKER_SPANS = (_span("maker_account"), _span("maker_order_id"))
+
+
+def _zeroed(event: bytes, spans: tuple[tuple[int, int], ...]) -> bytes:
+    out = bytearray(event)
+    for lo, hi in spans:
+        out[lo:hi] = bytes(hi - lo)
+    return bytes(out)
+
+
+def fill_for_taker(event: bytes) -> bytes:
+    """The taker's copy of a FILL: the maker's account and order id zeroed."""
+    return _zeroed(event, _MAKER_SPANS)
+
+
+def fill_for_maker(event: bytes) -> bytes:
+    """The maker's copy of a FILL: the taker's account and order id zeroed."""
+    return _zeroed(event, _TAKER_SPANS)
+
+
 def _queue(sess: Session, part: Any, touched: set[Session]) -> None:
     """Queue a session's public part of a batch (bytes for binary, JSON frames otherwise)."""
     if part:
@@ -117,8 +144,11 @@ class EventFanout:
         accounts: dict[int, set[Session]],
         market_subs: dict[int, set[Session]],
         on_lost: Any = None,
+        private_from: list[bool] | None = None,
     ) -> None:
         self.consumers = consumers
+        # per consumer: route its private events? (no for shard rings when risk republishes them)
+        self.private_from = private_from if private_from is not None else [True] * len(consumers)
         self.on_lost = on_lost or (lambda reason: None)  # events were lost: restate, tell the sessions
         self.catalog = catalog
         self.accounts = accounts  # account id -> live sessions (shared with the server)
@@ -142,7 +172,7 @@ class EventFanout:
         ``on_lost``, which restates the books and closes every logged-in session with the reason
         (their private streams have a hole; they reconnect and resync)."""
         total = 0
-        for consumer in self.consumers:
+        for consumer, private in zip(self.consumers, self.private_from, strict=True):
             try:
                 view, n = consumer.peek(max_events)
             except ConsumerDropped as exc:
@@ -157,7 +187,7 @@ class EventFanout:
                 self._lost(consumer, "event stream dropped while reading")
                 continue
             try:
-                self._process(data, n)
+                self._process(data, n, private)
             except Exception:  # a bug: tell the sessions instead of skipping their events
                 log.exception("event batch of %d failed", n)
                 self.on_lost("the gateway failed to route a batch of events")
@@ -177,16 +207,16 @@ class EventFanout:
         log.error("ring %s consumer %d: %s", consumer.ring.name, consumer.index, reason)
         self.on_lost(reason)
 
-    def _process(self, data: bytes, n: int) -> None:
+    def _process(self, data: bytes, n: int, private: bool = True) -> None:
         if n <= SMALL_BATCH:
             if _RESET not in data[::SLOT_BYTES]:  # a restatement takes the vectorised path
-                self._flush(self._process_small(data))
+                self._flush(self._process_small(data, private))
                 return
         a = np.frombuffer(data, np.uint8, n * SLOT_BYTES).reshape(n, SLOT_BYTES)
         t = a[:, MSG_TYPE_AT]
         u32 = a.view("<u4")
         touched: set[Session] = set()
-        if self.accounts:
+        if private and self.accounts:
             self._route_private(a, t, u32, touched)
         pub = _PUBLIC[t]
         if pub.any():
@@ -200,9 +230,9 @@ class EventFanout:
             self.check_buffer(sess)
 
     # ---- plain-Python path (small batches) -------------------------------------------------------
-    def _process_small(self, data: bytes) -> set[Session]:
+    def _process_small(self, data: bytes, route_private: bool = True) -> set[Session]:
         """Route a batch with one Python loop: events by account, public events by market."""
-        private, public = self._group(data)
+        private, public = self._group(data, route_private)
         touched: set[Session] = set()
         accounts = self.accounts
         for acct, events in private.items():
@@ -216,13 +246,15 @@ class EventFanout:
                 self._give_public(m, events, touched)
         return touched
 
-    def _group(self, data: bytes) -> tuple[dict[int, list[bytes]], dict[int, list[int]]]:
+    def _group(
+        self, data: bytes, route_private: bool = True
+    ) -> tuple[dict[int, list[bytes]], dict[int, list[int]]]:
         """Private events (copies) by account, in batch order; public events (offsets) by market.
 
         The appends are written out rather than calling ``_append``: this loop runs per event."""
         private: dict[int, list[bytes]] = {}
         public: dict[int, list[int]] = {}
-        routed = bool(self.accounts)  # nobody logged in: private events go nowhere
+        routed = route_private and bool(self.accounts)  # nobody logged in: they go nowhere
         unpack_u32 = _U32.unpack_from
         for off in range(0, len(data), SLOT_BYTES):
             t = data[off]
@@ -232,15 +264,16 @@ class EventFanout:
                     continue
                 event = data[off : off + SLOT_BYTES]
                 acct = unpack_u32(data, off + at)[0]
+                if t == _FILL:
+                    maker = unpack_u32(data, off + _MAKER_AT)[0]
+                    if maker != acct:  # each side gets its own copy; a self-trade goes once, whole
+                        _append(private, maker, fill_for_maker(event))
+                        event = fill_for_taker(event)
                 group = private.get(acct)
                 if group is None:
                     private[acct] = [event]
                 else:
                     group.append(event)
-                if t == _FILL:
-                    maker = unpack_u32(data, off + _MAKER_AT)[0]
-                    if maker != acct:  # a self-trade goes to the account once
-                        _append(private, maker, event)
             elif _IS_PUBLIC[t]:
                 market = unpack_u32(data, off + MARKET_ID_AT)[0]
                 offsets = public.get(market)
@@ -299,23 +332,33 @@ class EventFanout:
             return
         k1 = u32[rows, words[rows]]
         fills = rows[t[rows] == _FILL]
+        role = np.zeros(len(rows), np.int8)  # 1: a taker's copy, 2: a maker's (counterparty zeroed)
         if len(fills):
             makers = u32[fills, _W4_MAKER]
-            other = makers != u32[fills, _W4_TAKER]  # a self-trade goes to the account once
+            other = makers != u32[fills, _W4_TAKER]  # a self-trade goes to the account once, whole
+            role[np.isin(rows, fills[other])] = 1
             keys = np.concatenate((k1, makers[other]))
             idx = np.concatenate((rows, fills[other]))
+            role = np.concatenate((role, np.full(int(other.sum()), 2, np.int8)))
             order = np.lexsort((idx, keys))
-            keys, idx = keys[order], idx[order]
+            keys, idx, role = keys[order], idx[order], role[order]
         else:
             order = np.argsort(k1, kind="stable")
-            keys, idx = k1[order], rows[order]
+            keys, idx, role = k1[order], rows[order], role[order]
+        block = a[idx]  # a copy: stripping the counterparty never touches the ring
+        if len(fills):
+            for r, fields in ((1, _MAKER_SPANS), (2, _TAKER_SPANS)):
+                sel = role == r
+                if sel.any():
+                    for lo, hi in fields:
+                        block[sel, lo:hi] = 0
         uniq, starts = np.unique(keys, return_index=True)
         ends = np.append(starts[1:], len(keys))
         accounts = self.accounts
         for acct, s, e in zip(uniq.tolist(), starts.tolist(), ends.tolist(), strict=True):
             sessions = accounts.get(acct)
             if sessions:
-                self._give_private(sessions, a[idx[s:e]].tobytes(), e - s, touched)
+                self._give_private(sessions, block[s:e].tobytes(), e - s, touched)
 
     def _give_private(self, sessions: set[Session], blob: bytes, count: int, touched: set[Session]) -> None:
         """Queue one account's events (``count`` structs in ``blob``) on each of its sessions."""

@@ -48,6 +48,7 @@ class GatewayProcessOptions:
     destinations: tuple[RingRef, ...]  # order rings, in destination order
     route: str  # "market" (destinations are shards) or "account" (risk partitions)
     events: tuple[ConsumerRef, ...]  # every event ring this gateway reads, with its cursor
+    private_from: tuple[bool, ...] = ()  # per event ring: route its private events (default: all)
     gateway: GatewayOptions = field(default_factory=GatewayOptions)
     supervisor_pid: int = 0  # die with this parent (0: no such request)
 
@@ -75,7 +76,8 @@ async def serve(
     if any(c.cursor or c.dropped for c in consumers):
         # Restarted mid-stream: our books missed history. Ask every shard to restate its books.
         router.submit(encode(MsgType.L2_SNAPSHOT_REQUEST, ALL_MARKETS), [ALL_MARKETS])
-    server = GatewayServer(catalog, auth, router, consumers, options)
+    private = list(process.private_from) if process.private_from else [True] * len(consumers)
+    server = GatewayServer(catalog, auth, router, consumers, options, private)
     server.faucet_index = process.index
     stop = stop or asyncio.Event()
     ws_server = await ws_create_server(

@@ -127,6 +127,7 @@ class GatewayServer:
         router: OrderRouter,
         consumers: list[Any],
         options: GatewayOptions,
+        private_from: list[bool] | None = None,
     ) -> None:
         self.catalog = catalog
         self.auth = auth
@@ -139,7 +140,12 @@ class GatewayServer:
         self.account_buckets: dict[int, TokenBucket] = {}
         self.market_table = market_table(catalog.ids)
         self.fanout = EventFanout(
-            consumers, catalog, self.accounts, self.market_subs, on_lost=self.on_events_lost
+            consumers,
+            catalog,
+            self.accounts,
+            self.market_subs,
+            on_lost=self.on_events_lost,
+            private_from=private_from,
         )
         self.consumers = consumers
         self.wake_fds = [c.wait_strategy.fd for c in consumers if getattr(c.wait_strategy, "fd", -1) >= 0]

@@ -179,6 +179,11 @@ def _gateway_options(run: Run, index: int) -> Any:
         destinations=run.outputs(name),
         route="account" if run.topology.risk else "market",
         events=run.inputs(name),
+        # with risk in the path, every private event comes from risk on the account's own stream
+        private_from=tuple(
+            run.topology.ring(ref.ring.name).producer.startswith("risk-") or not run.topology.risk
+            for ref in run.inputs(name)
+        ),
         gateway=GatewayOptions(**settings),  # a bad option fails here, in the parent, with its reason
         supervisor_pid=run.supervisor_pid,
     )

@@ -11,6 +11,8 @@ replay gives every account the same row; the arrays grow by doubling. Columns:
 * ``reserved[row]``: held for open orders; ``converting[row]``: the part of it that belongs to
   orders that filled since the last margin recomputation (see ``risk_engine``);
 * ``equity``, ``initial``, ``maintenance`` (micro): the last margin recomputation's results;
+* ``private_seq[row]``: the last sequence number of the account's private stream (every private
+  event it receives carries the next one: gap-free per account, whatever its source);
 * ``dirty[row]``: something changed since then.
 
 Every money column is int64; the risk engine checks each update against int64 (a balance or a
@@ -24,7 +26,7 @@ import hashlib
 import numpy as np
 
 MONEY_COLUMNS = ("balance", "held", "perp_size", "perp_cost", "perp_realised", "perp_funding")
-ROW_COLUMNS = ("reserved", "converting", "equity", "initial", "maintenance")
+ROW_COLUMNS = ("reserved", "converting", "equity", "initial", "maintenance", "private_seq")
 
 
 class AccountBook:

@@ -92,7 +92,6 @@ class Liquidator:
         self, account: int, market: int, kind: int, side: int, size: int, price: int, amount: int
     ) -> None:
         e = self.engine
-        e.seq += 1
         pos = len(e.events)
         e.events += bytes(SLOT_BYTES)
         _P_LIQ(
@@ -102,7 +101,7 @@ class Liquidator:
             WIRE_VERSION,
             SLOT_BYTES,
             market,
-            e.seq,
+            e.next_seq(account),
             account,
             kind,
             side,
@@ -457,7 +456,6 @@ class Liquidator:
             for row in changed.tolist():
                 rank = int(ranks[row])
                 self.rank_cache[row, p] = rank
-                e.seq += 1
                 pos = len(e.events)
                 e.events += bytes(SLOT_BYTES)
                 _P_ADL(
@@ -467,7 +465,7 @@ class Liquidator:
                     WIRE_VERSION,
                     SLOT_BYTES,
                     mid,
-                    e.seq,
+                    e.next_seq(int(b.ids[row])),
                     int(b.ids[row]),
                     rank,
                 )

@@ -54,7 +54,7 @@ from engine.types.enums import (
     WithdrawStatus,
 )
 from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, INT64_MIN, PPM
-from engine.wire.layout import ALL_MARKETS, BY_TYPE, SLOT_BYTES, WIRE_VERSION
+from engine.wire.layout import ALL_MARKETS, BY_TYPE, SEQ_AT, SLOT_BYTES, WIRE_VERSION, field_offset
 
 SYSTEM_ACCOUNT_BASE: Final = 0xFFFF_FF00  # ids above it belong to the exchange itself
 MAX_POSITION_ATOMS: Final = 1 << 60  # |position| + an order's size stays below it (int64 headroom)
@@ -118,9 +118,19 @@ _P_POSITION: Final = _packer(MsgType.POSITION)
 _P_MARGIN: Final = _packer(MsgType.ACCOUNT_MARGIN)
 _P_HEARTBEAT: Final = _packer(MsgType.HEARTBEAT)
 _U32: Final = struct.Struct("<I")
+_P_SEQ: Final = struct.Struct("<Q").pack_into
+FILL_TAKER_ACCOUNT_AT: Final = field_offset(MsgType.FILL, "taker_account")
+FILL_MAKER_ACCOUNT_AT: Final = field_offset(MsgType.FILL, "maker_account")
+FILL_TAKER_OID_AT: Final = field_offset(MsgType.FILL, "taker_order_id")
+FILL_MAKER_OID_AT: Final = field_offset(MsgType.FILL, "maker_order_id")
+# the private shard events risk republishes (FILL is split per side), with their account's offset
+_ACCOUNT_AT: Final = {
+    int(t): field_offset(t, "account")
+    for t in (MsgType.ACCEPTED, MsgType.REJECTED, MsgType.CANCELLED, MsgType.AMENDED, MsgType.TRIGGERED)
+}
 _ORDER_COMMANDS: Final = frozenset({MsgType.NEW_ORDER, MsgType.CANCEL, MsgType.AMEND, MsgType.CANCEL_ALL})
 SHARD_EVENTS: Final = frozenset(
-    {MsgType.ACCEPTED, MsgType.REJECTED, MsgType.FILL, MsgType.CANCELLED, MsgType.AMENDED}
+    {MsgType.ACCEPTED, MsgType.REJECTED, MsgType.FILL, MsgType.CANCELLED, MsgType.AMENDED, MsgType.TRIGGERED}
 )
 MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL = 1, 2
 ADL_RANK_EVERY: Final = 64  # records between ADL rank publications
@@ -162,7 +172,6 @@ class RiskEngine:
         self.funded = [0] * config.n_perps  # last funding interval id paid, per perp
         self.leverage: dict[tuple[int, int], tuple[int, int]] = {}  # (account, market) -> (leverage, mode)
         self.trade_flow = [0] * config.n_assets  # net moved in from other partitions' accounts
-        self.seq = 0  # risk event sequence
         self.now_ns = 0
         self.fee_row = self.book.row(fee_account(partition))
         self.insurance_row = self.book.row(insurance_account(partition))
@@ -206,15 +215,28 @@ class RiskEngine:
         self.events += bytes(SLOT_BYTES)
         pack(self.events, pos, *fields)
 
+    def next_seq(self, account: int) -> int:
+        """The next number of the account's private stream (0 for an account of another partition)."""
+        if not self.owns(account):
+            return 0
+        row = self.book.row(account)
+        seq = int(self.book.private_seq[row]) + 1
+        self.book.private_seq[row] = seq
+        return seq
+
+    def _row_seq(self, row: int) -> int:
+        seq = int(self.book.private_seq[row]) + 1
+        self.book.private_seq[row] = seq
+        return seq
+
     def _reject(self, market: int, command: int, order_id: int, coid: int, account: int, reason: int) -> None:
-        self.seq += 1
         self._emit(
             _P_REJECTED,
             MsgType.REJECTED,
             WIRE_VERSION,
             SLOT_BYTES,
             market,
-            self.seq,
+            self.next_seq(account),
             order_id,
             coid,
             self.now_ns,
@@ -225,14 +247,13 @@ class RiskEngine:
 
     def _emit_balance(self, row: int, asset: int, reason: int, delta: int, ref: int) -> None:
         b = self.book
-        self.seq += 1
         self._emit(
             _P_BALANCE,
             MsgType.BALANCE,
             WIRE_VERSION,
             SLOT_BYTES,
             0,
-            self.seq,
+            self._row_seq(row),
             int(b.ids[row]),
             asset,
             reason,
@@ -244,14 +265,13 @@ class RiskEngine:
 
     def _emit_position(self, row: int, market: RiskMarket) -> None:
         b, p = self.book, market.perp
-        self.seq += 1
         self._emit(
             _P_POSITION,
             MsgType.POSITION,
             WIRE_VERSION,
             SLOT_BYTES,
             market.market_id,
-            self.seq,
+            self._row_seq(row),
             int(b.ids[row]),
             int(b.perp_size[row, p]),
             int(b.perp_cost[row, p]),
@@ -608,12 +628,39 @@ class RiskEngine:
 
     def _heartbeat(self, buf: bytes | memoryview, off: int) -> None:
         ts = _U_HEARTBEAT(buf, off)[4]
-        self._emit(_P_HEARTBEAT, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES, 0, ts, self.seq)
+        self._emit(_P_HEARTBEAT, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES, 0, ts, self.records)
 
     # ---- shard events ----------------------------------------------------------------------------
+    def _republish(self, buf: bytes | memoryview, off: int, account: int) -> None:
+        """A shard's private event, as the account's private stream carries it: the same struct
+        with ``seq`` = the account's next private sequence number."""
+        pos = len(self.events)
+        self.events += buf[off : off + SLOT_BYTES]
+        _P_SEQ(self.events, pos + SEQ_AT, self.next_seq(account))
+
+    def _republish_fill(self, buf: bytes | memoryview, off: int, account: int, as_taker: bool) -> None:
+        """One side's copy of a FILL: the other side's account and order id zeroed (a private event
+        carries only what belongs to its receiver); a self-trade keeps both (both are its own)."""
+        pos = len(self.events)
+        self.events += buf[off : off + SLOT_BYTES]
+        _P_SEQ(self.events, pos + SEQ_AT, self.next_seq(account))
+        t_acct, m_acct = _U_FILL(buf, off)[9:11]
+        if t_acct != m_acct:
+            if as_taker:
+                self.events[pos + FILL_MAKER_ACCOUNT_AT : pos + FILL_MAKER_ACCOUNT_AT + 4] = bytes(4)
+                self.events[pos + FILL_MAKER_OID_AT : pos + FILL_MAKER_OID_AT + 8] = bytes(8)
+            else:
+                self.events[pos + FILL_TAKER_ACCOUNT_AT : pos + FILL_TAKER_ACCOUNT_AT + 4] = bytes(4)
+                self.events[pos + FILL_TAKER_OID_AT : pos + FILL_TAKER_OID_AT + 8] = bytes(8)
+
     def apply_event(self, buf: bytes | memoryview, off: int) -> None:
-        """One shard event; events of other partitions' accounts change nothing here."""
+        """One shard event; events of other partitions' accounts change nothing here. Private ones
+        of our accounts are republished on the account's private stream before their effects."""
         t = buf[off]
+        if t in _ACCOUNT_AT:
+            account = _U32.unpack_from(buf, off + _ACCOUNT_AT[t])[0]
+            if self.owns(account):
+                self._republish(buf, off, account)
         if t == MsgType.FILL:
             self._fill(buf, off)
         elif t == MsgType.ACCEPTED:
@@ -681,6 +728,8 @@ class RiskEngine:
         ):
             if not self.owns(account):
                 continue
+            if not is_maker or m_acct != t_acct:  # a self-trade is published once
+                self._republish_fill(buf, off, account, as_taker=not is_maker)
             row = self.book.row(account)
             self._settle_fill(row, market, side, size_atoms, notional, is_maker, oid)
             r = self.ledger.find(mid, account, oid, 0)
@@ -830,14 +879,13 @@ class RiskEngine:
             flags = (MARGIN_BELOW_MAINTENANCE if equity < maint else 0) | (
                 MARGIN_BELOW_INITIAL if equity < initial else 0
             )
-            self.seq += 1
             self._emit(
                 _P_MARGIN,
                 MsgType.ACCOUNT_MARGIN,
                 WIRE_VERSION,
                 SLOT_BYTES,
                 0,
-                self.seq,
+                self._row_seq(row),
                 int(b.ids[row]),
                 flags,
                 equity,
@@ -876,7 +924,6 @@ class RiskEngine:
             "withdrawals": sorted([*k, *v] for k, v in self.withdrawals.items()),
             "net_deposits": self.net_deposits,
             "priced": sorted(m for m, p in self.priced.items() if p),
-            "seq": self.seq,
             "now_ns": self.now_ns,
             "fee_changed": self._fee_changed,
             "stale": self.stale.tolist(),
@@ -923,7 +970,7 @@ class RiskEngine:
         self.priced = dict.fromkeys(self.config.markets, False)
         for m in meta["priced"]:
             self.priced[m] = True
-        self.seq, self.now_ns, self._fee_changed = meta["seq"], meta["now_ns"], meta["fee_changed"]
+        self.now_ns, self._fee_changed = meta["now_ns"], meta["fee_changed"]
         self.stale = np.array(meta["stale"], bool)
         self.status = {m: MarketStatus(st) for m, st in meta["status"]}
         self.funded = list(meta["funded"])
@@ -951,7 +998,6 @@ class RiskEngine:
                 sorted((k, r.reserve_micro, r.open_lots, r.order_id) for k, r in self.ledger.by_coid.items())
             ).encode()
         )
-        h.update(str(self.seq).encode())
         h.update(repr((self.stale.tolist(), sorted(self.status.items()), self.funded)).encode())
         h.update(repr((sorted(self.leverage.items()), self.trade_flow)).encode())
         h.update(repr((self.liquidator.to_json(), self.records)).encode())

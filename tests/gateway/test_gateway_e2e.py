@@ -342,11 +342,14 @@ async def test_stack_under_realtime_priority_trades_and_reports_its_scheduling()
             assert isinstance(bid, OrderAccepted) and bid.client_order_id == 5
             hit = await taker.place(BTC_USD, "sell", "1000", "0.001", client_order_id=6)
             assert isinstance(hit, OrderAccepted)
-            for client in (maker, taker):
+            for client, ids in ((maker, (bid.order_id, 0)), (taker, (0, hit.order_id))):
                 ev = await asyncio.wait_for(client.events.get(), 5)
                 while not isinstance(ev, Fill):
                     ev = await asyncio.wait_for(client.events.get(), 5)
-                assert (ev.maker_order_id, ev.taker_order_id) == (bid.order_id, hit.order_id)
+                # each side sees its own order and account, never the counterparty's
+                assert (ev.maker_order_id, ev.taker_order_id) == ids
+                assert client.account_id in (ev.maker_account, ev.taker_account)
+                assert 0 in (ev.maker_account, ev.taker_account)
         finally:
             await maker.close()
             await taker.close()
