@@ -44,6 +44,7 @@ enum {
     HX_MSG_RESOLUTION = 14,
     HX_MSG_SET_LEVERAGE = 15,
     HX_MSG_RESOLUTION_REQUEST = 16,
+    HX_MSG_ORDER_QUERY = 17,
     HX_MSG_ACCEPTED = 32,
     HX_MSG_REJECTED = 33,
     HX_MSG_FILL = 34,
@@ -62,6 +63,7 @@ enum {
     HX_MSG_FUNDING_RATE = 47,
     HX_MSG_LIQUIDATION = 48,
     HX_MSG_ADL_RANK = 49,
+    HX_MSG_ORDER_STATE = 50,
     HX_MSG_HEARTBEAT = 64,
     HX_MSG_SNAPSHOT_REQUEST = 65,
     HX_MSG_SHUTDOWN = 66,
@@ -1061,6 +1063,66 @@ static inline void hx_put_adl_rank(uint8_t *p, uint32_t market_id, uint64_t seq,
     hx_wr_u64(p + HX_OFF_ADL_RANK_SEQ, seq);
     hx_wr_u32(p + HX_OFF_ADL_RANK_ACCOUNT, account);
     hx_wr_u8(p + HX_OFF_ADL_RANK_RANK, rank);
+}
+
+/* ---- ORDER_QUERY (msg_type 17): Ask risk for an account's open orders (order_id and client_order_id 0), or one of them (gateway -> risk). Answered with ORDER_STATE events carrying request_id. */
+#define HX_OFF_ORDER_QUERY_ORDER_ID 8 /* u64: exchange order id, unique per market; in NEW_ORDER 0 = the shard assigns the next one */
+#define HX_OFF_ORDER_QUERY_CLIENT_ORDER_ID 16 /* u64: the client's own id; 0 = none */
+#define HX_OFF_ORDER_QUERY_REQUEST_ID 24 /* u64: echoed in every ORDER_STATE of the answer */
+#define HX_OFF_ORDER_QUERY_ACCOUNT 32 /* u32: internal account id */
+static inline uint64_t hx_order_query_order_id(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_ORDER_QUERY_ORDER_ID); }
+static inline uint64_t hx_order_query_client_order_id(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_ORDER_QUERY_CLIENT_ORDER_ID); }
+static inline uint64_t hx_order_query_request_id(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_ORDER_QUERY_REQUEST_ID); }
+static inline uint32_t hx_order_query_account(const uint8_t *p) { return hx_rd_u32(p + HX_OFF_ORDER_QUERY_ACCOUNT); }
+static inline void hx_put_order_query(uint8_t *p, uint32_t market_id, uint64_t order_id, uint64_t client_order_id, uint64_t request_id, uint32_t account) {
+    memset(p, 0, HX_SLOT_BYTES);
+    p[HX_OFF_HEADER_MSG_TYPE] = 17; /* ORDER_QUERY */
+    p[HX_OFF_HEADER_VERSION] = HX_WIRE_VERSION;
+    hx_wr_u16(p + HX_OFF_HEADER_LENGTH, HX_SLOT_BYTES);
+    hx_wr_u32(p + HX_OFF_HEADER_MARKET_ID, market_id);
+    hx_wr_u64(p + HX_OFF_ORDER_QUERY_ORDER_ID, order_id);
+    hx_wr_u64(p + HX_OFF_ORDER_QUERY_CLIENT_ORDER_ID, client_order_id);
+    hx_wr_u64(p + HX_OFF_ORDER_QUERY_REQUEST_ID, request_id);
+    hx_wr_u32(p + HX_OFF_ORDER_QUERY_ACCOUNT, account);
+}
+
+/* ---- ORDER_STATE (msg_type 50): One open order of the account, in answer to ORDER_QUERY (private); the last one of an answer has last = 1 (an empty answer is one UNKNOWN state with last = 1). */
+#define HX_OFF_ORDER_STATE_SEQ 8 /* u64: the account's private sequence number */
+#define HX_OFF_ORDER_STATE_ORDER_ID 16 /* u64: exchange order id, unique per market; in NEW_ORDER 0 = the shard assigns the next one */
+#define HX_OFF_ORDER_STATE_CLIENT_ORDER_ID 24 /* u64: the client's own id; 0 = none */
+#define HX_OFF_ORDER_STATE_PRICE_TICKS 32 /* i64: limit price */
+#define HX_OFF_ORDER_STATE_OPEN_LOTS 40 /* i64: size still open */
+#define HX_OFF_ORDER_STATE_REQUEST_ID 48 /* u64: as in the query */
+#define HX_OFF_ORDER_STATE_ACCOUNT 56 /* u32: internal account id */
+#define HX_OFF_ORDER_STATE_SIDE 60 /* u8: Side */
+#define HX_OFF_ORDER_STATE_STATE 61 /* u8: OrderState: 0 unknown, 1 pending, 2 open */
+#define HX_OFF_ORDER_STATE_LAST 62 /* u8: 1 on the answer's last event */
+static inline uint64_t hx_order_state_seq(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_ORDER_STATE_SEQ); }
+static inline uint64_t hx_order_state_order_id(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_ORDER_STATE_ORDER_ID); }
+static inline uint64_t hx_order_state_client_order_id(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_ORDER_STATE_CLIENT_ORDER_ID); }
+static inline int64_t hx_order_state_price_ticks(const uint8_t *p) { return hx_rd_i64(p + HX_OFF_ORDER_STATE_PRICE_TICKS); }
+static inline int64_t hx_order_state_open_lots(const uint8_t *p) { return hx_rd_i64(p + HX_OFF_ORDER_STATE_OPEN_LOTS); }
+static inline uint64_t hx_order_state_request_id(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_ORDER_STATE_REQUEST_ID); }
+static inline uint32_t hx_order_state_account(const uint8_t *p) { return hx_rd_u32(p + HX_OFF_ORDER_STATE_ACCOUNT); }
+static inline uint8_t hx_order_state_side(const uint8_t *p) { return hx_rd_u8(p + HX_OFF_ORDER_STATE_SIDE); }
+static inline uint8_t hx_order_state_state(const uint8_t *p) { return hx_rd_u8(p + HX_OFF_ORDER_STATE_STATE); }
+static inline uint8_t hx_order_state_last(const uint8_t *p) { return hx_rd_u8(p + HX_OFF_ORDER_STATE_LAST); }
+static inline void hx_put_order_state(uint8_t *p, uint32_t market_id, uint64_t seq, uint64_t order_id, uint64_t client_order_id, int64_t price_ticks, int64_t open_lots, uint64_t request_id, uint32_t account, uint8_t side, uint8_t state, uint8_t last) {
+    memset(p, 0, HX_SLOT_BYTES);
+    p[HX_OFF_HEADER_MSG_TYPE] = 50; /* ORDER_STATE */
+    p[HX_OFF_HEADER_VERSION] = HX_WIRE_VERSION;
+    hx_wr_u16(p + HX_OFF_HEADER_LENGTH, HX_SLOT_BYTES);
+    hx_wr_u32(p + HX_OFF_HEADER_MARKET_ID, market_id);
+    hx_wr_u64(p + HX_OFF_ORDER_STATE_SEQ, seq);
+    hx_wr_u64(p + HX_OFF_ORDER_STATE_ORDER_ID, order_id);
+    hx_wr_u64(p + HX_OFF_ORDER_STATE_CLIENT_ORDER_ID, client_order_id);
+    hx_wr_i64(p + HX_OFF_ORDER_STATE_PRICE_TICKS, price_ticks);
+    hx_wr_i64(p + HX_OFF_ORDER_STATE_OPEN_LOTS, open_lots);
+    hx_wr_u64(p + HX_OFF_ORDER_STATE_REQUEST_ID, request_id);
+    hx_wr_u32(p + HX_OFF_ORDER_STATE_ACCOUNT, account);
+    hx_wr_u8(p + HX_OFF_ORDER_STATE_SIDE, side);
+    hx_wr_u8(p + HX_OFF_ORDER_STATE_STATE, state);
+    hx_wr_u8(p + HX_OFF_ORDER_STATE_LAST, last);
 }
 
 /* ---- HEARTBEAT (msg_type 64): Liveness; carries the sender's clock and last sequence. */

@@ -25,7 +25,7 @@ class Reservation:
     reserve_micro: int  # what is still held for it
     order_id: int = 0  # 0 until ACCEPTED
     amend_extra_micro: int = 0  # held for an amend the shard has not answered yet
-    amend_lots: int = 0  # the open size that amend asked for
+    price_ticks: int = 0  # its limit price (for queries)
 
 
 class OrderLedger:

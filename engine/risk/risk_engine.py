@@ -48,6 +48,7 @@ from engine.types.enums import (
     MarketStatus,
     MsgType,
     OrderFlag,
+    OrderState,
     PriceStatus,
     RejectCode,
     Side,
@@ -107,6 +108,8 @@ _U_FUNDING: Final = _unpacker(MsgType.FUNDING)
 _U_RESOLUTION: Final = _unpacker(MsgType.RESOLUTION)
 _U_STATUS: Final = _unpacker(MsgType.SET_MARKET_STATUS)
 _U_LEVERAGE: Final = _unpacker(MsgType.SET_LEVERAGE)
+_U_QUERY: Final = _unpacker(MsgType.ORDER_QUERY)
+_P_STATE: Final = _packer(MsgType.ORDER_STATE)
 _U_ACCEPTED: Final = _unpacker(MsgType.ACCEPTED)
 _U_REJECTED: Final = _unpacker(MsgType.REJECTED)
 _U_FILL: Final = _unpacker(MsgType.FILL)
@@ -324,6 +327,8 @@ class RiskEngine:
             self._heartbeat(buf, off)
         elif t == MsgType.SET_LEVERAGE:
             self._set_leverage(buf, off)
+        elif t == MsgType.ORDER_QUERY:
+            self._order_query(*_U_QUERY(buf, off)[3:])
         elif t == MsgType.SET_MARKET_STATUS:  # an operator's: note it, and the shard applies it
             f = _U_STATUS(buf, off)
             if f[3] in self.status:
@@ -382,7 +387,7 @@ class RiskEngine:
             self._reject(mid, t, 0, coid, account, RejectCode.INSUFFICIENT_MARGIN)
             return
         self.book.reserved[row] += reserve
-        self.ledger.add(Reservation(account, mid, coid, side, size, reserve))
+        self.ledger.add(Reservation(account, mid, coid, side, size, reserve, price_ticks=price))
         self._forward(buf, off, mid)
 
     def _holding(self, row: int, market: RiskMarket) -> int:
@@ -519,6 +524,67 @@ class RiskEngine:
             self._add(self.book.balance, row, asset, amount)
             self.book.dirty[row] = True
             self._emit_balance(row, asset, BalanceReason.WITHDRAW_RETURN, amount, request_id)
+
+    def _order_query(self, market: int, order_id: int, coid: int, request_id: int, account: int) -> None:
+        """Answer with the account's open orders (all of them, or the one named), then last = 1."""
+        if not self.owns(account):
+            self._reject(market, MsgType.ORDER_QUERY, order_id, coid, account, RejectCode.ACCOUNT_NOT_HERE)
+            return
+        if order_id or coid:
+            r = self.ledger.find(market, account, order_id, coid)
+            found = [r] if r is not None and r.client_order_id < LIQUIDATION_COID_BASE else []
+        else:
+            found = sorted(
+                (r for r in self.ledger.by_coid.values() if r.account == account),
+                key=lambda r: (r.market, r.order_id, r.client_order_id),
+            )
+        if not found:
+            self._emit_state(market, account, order_id, coid, 0, 0, 0, OrderState.UNKNOWN, request_id, True)
+        for k, r in enumerate(found):
+            state = OrderState.OPEN if r.order_id else OrderState.PENDING
+            self._emit_state(
+                r.market,
+                account,
+                r.order_id,
+                r.client_order_id,
+                r.price_ticks,
+                r.open_lots,
+                r.side,
+                state,
+                request_id,
+                k == len(found) - 1,
+            )
+
+    def _emit_state(
+        self,
+        market: int,
+        account: int,
+        oid: int,
+        coid: int,
+        price: int,
+        open_lots: int,
+        side: int,
+        state: int,
+        request_id: int,
+        last: bool,
+    ) -> None:
+        self._emit(
+            _P_STATE,
+            MsgType.ORDER_STATE,
+            WIRE_VERSION,
+            SLOT_BYTES,
+            market,
+            self.next_seq(account),
+            oid,
+            coid,
+            price,
+            open_lots,
+            request_id,
+            account,
+            side,
+            state,
+            int(last),
+        )
 
     # ---- the oracle's commands ------------------------------------------------------------------
     def _oracle_command(self, buf: bytes | memoryview, off: int, t: int) -> None:
@@ -693,6 +759,7 @@ class RiskEngine:
                 return
             r.reserve_micro += r.amend_extra_micro  # the amend's extra becomes the order's own
             r.amend_extra_micro = 0
+            r.price_ticks = f[7]
             if new_open < r.open_lots:
                 self._release(self.book.find(account), self.ledger.shrink(r, r.open_lots - new_open))
             else:

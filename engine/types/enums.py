@@ -29,6 +29,7 @@ class MsgType(IntEnum):
     RESOLUTION = 14  # into risk (from the oracle): a prediction market resolved; shares settle
     SET_LEVERAGE = 15  # into risk (from a gateway): an account's leverage and margin mode in a market
     RESOLUTION_REQUEST = 16  # into the oracle (from a gateway): the authority proposes or disputes
+    ORDER_QUERY = 17  # into risk (from a gateway): an account's open orders, or one of them
 
     ACCEPTED = 32
     REJECTED = 33
@@ -48,6 +49,7 @@ class MsgType(IntEnum):
     FUNDING_RATE = 47  # oracle: a perp's predicted and last funding rates (public)
     LIQUIDATION = 48  # risk: a liquidation step (private with the account; public without it)
     ADL_RANK = 49  # risk: a position's auto-deleveraging quantile (private)
+    ORDER_STATE = 50  # risk: one open order, in answer to ORDER_QUERY (private)
 
     HEARTBEAT = 64
     SNAPSHOT_REQUEST = 65
@@ -162,6 +164,12 @@ class MarginMode(IntEnum):
 class ResolutionAction(IntEnum):
     PROPOSE = 0  # the authority names the outcome; final after the dispute window
     DISPUTE = 1  # within the window: the authority replaces the proposed outcome
+
+
+class OrderState(IntEnum):
+    UNKNOWN = 0  # not open: filled, cancelled or rejected earlier, or never placed (see the stream)
+    PENDING = 1  # checked and sent to the book; the book has not answered yet
+    OPEN = 2  # resting (or a stop waiting for its trigger)
 
 
 class LiquidationKind(IntEnum):

@@ -540,6 +540,36 @@ LAYOUTS: tuple[MessageLayout, ...] = (
             _pad(43),
         ),
     ),
+    MessageLayout(
+        MsgType.ORDER_QUERY,
+        "Ask risk for an account's open orders (order_id and client_order_id 0), or one of them "
+        "(gateway -> risk). Answered with ORDER_STATE events carrying request_id.",
+        (
+            _ORDER_ID,
+            _CLIENT_ID,
+            ("request_id", "Q", "echoed in every ORDER_STATE of the answer"),
+            _ACCOUNT,
+            _pad(28),
+        ),
+    ),
+    MessageLayout(
+        MsgType.ORDER_STATE,
+        "One open order of the account, in answer to ORDER_QUERY (private); the last one of an "
+        "answer has last = 1 (an empty answer is one UNKNOWN state with last = 1).",
+        (
+            ("seq", "Q", "the account's private sequence number"),
+            _ORDER_ID,
+            _CLIENT_ID,
+            ("price_ticks", "q", "limit price"),
+            ("open_lots", "q", "size still open"),
+            ("request_id", "Q", "as in the query"),
+            _ACCOUNT,
+            ("side", "B", "Side"),
+            ("state", "B", "OrderState: 0 unknown, 1 pending, 2 open"),
+            ("last", "B", "1 on the answer's last event"),
+            _pad(1),
+        ),
+    ),
     # ---- control --------------------------------------------------------------------------------
     MessageLayout(
         MsgType.HEARTBEAT,

@@ -281,3 +281,23 @@ def test_leverage_is_checked_against_the_market_maximum() -> None:
     assert x.last_reject() == RejectCode.LEVERAGE_OUT_OF_RANGE
     x.send(encode(MsgType.SET_LEVERAGE, BTC_PERP, account=ALICE, leverage=5, mode=0))
     assert x.risk.leverage[(ALICE, BTC_PERP)] == (5, 0)
+
+
+def test_order_query_lists_open_orders_and_says_unknown_otherwise() -> None:
+    x = LocalExchange()
+    x.deposit(ALICE, USDC, USDC_10K)
+    c1 = x.order(ALICE, BTC_PERP, 0, 490_000, 10)
+    c2 = x.order(ALICE, BTC_PERP, 0, 480_000, 20)
+    x.send(encode(MsgType.ORDER_QUERY, account=ALICE, request_id=9))
+    states = [e for e in x.risk_events if e["msg_type"] == MsgType.ORDER_STATE]
+    assert [(s["client_order_id"], s["open_lots"], s["price_ticks"], s["state"]) for s in states] == [
+        (c1, 10, 490_000, 2),
+        (c2, 20, 480_000, 2),
+    ]
+    assert [s["last"] for s in states] == [0, 1] and {s["request_id"] for s in states} == {9}
+    x.risk_events.clear()
+    x.send(encode(MsgType.ORDER_QUERY, BTC_PERP, account=ALICE, client_order_id=999, request_id=10))
+    (state,) = [e for e in x.risk_events if e["msg_type"] == MsgType.ORDER_STATE]
+    assert (state["state"], state["last"]) == (0, 1)
+    seqs = [e["seq"] for e in x.risk_events]
+    assert seqs == sorted(seqs)  # on Alice's private stream
