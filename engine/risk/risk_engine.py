@@ -133,8 +133,17 @@ _ACCOUNT_AT: Final = {
 }
 _ORDER_COMMANDS: Final = frozenset({MsgType.NEW_ORDER, MsgType.CANCEL, MsgType.AMEND, MsgType.CANCEL_ALL})
 SHARD_EVENTS: Final = frozenset(
-    {MsgType.ACCEPTED, MsgType.REJECTED, MsgType.FILL, MsgType.CANCELLED, MsgType.AMENDED, MsgType.TRIGGERED}
+    {
+        MsgType.ACCEPTED,
+        MsgType.REJECTED,
+        MsgType.FILL,
+        MsgType.CANCELLED,
+        MsgType.AMENDED,
+        MsgType.TRIGGERED,
+        MsgType.HEARTBEAT,
+    }
 )
+_ORACLE_ONLY: Final = frozenset({MsgType.ORACLE_PRICE, MsgType.FUNDING, MsgType.RESOLUTION})
 MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL = 1, 2
 ADL_RANK_EVERY: Final = 64  # records between ADL rank publications
 SNAPSHOT_MAGIC: Final = b"HXRISK01"
@@ -300,7 +309,7 @@ class RiskEngine:
     def handle_command(self, buf: bytes | memoryview, off: int, source: int = 0) -> None:
         """One command from a gateway, settlement or the oracle (``Source``; already well-formed)."""
         t = buf[off]
-        if source == Source.ORACLE:
+        if source == Source.ORACLE or t in _ORACLE_ONLY:  # gateways never pass these on from clients
             self._oracle_command(buf, off, t)
             return
         if t == MsgType.NEW_ORDER:
@@ -611,7 +620,7 @@ class RiskEngine:
             f = _U_RESOLUTION(buf, off)
             self._resolve(f[3], f[4])
         elif t == MsgType.HEARTBEAT:
-            self._heartbeat(buf, off)
+            self._heartbeat(buf, off, relay=False)
 
     def _set_status(self, market_id: int, status: int) -> None:
         try:
@@ -692,9 +701,15 @@ class RiskEngine:
             self.leverage[(account, mid)] = (leverage, mode)
             self.book.dirty[self.book.row(account)] = True
 
-    def _heartbeat(self, buf: bytes | memoryview, off: int) -> None:
+    def _heartbeat(self, buf: bytes | memoryview, off: int, relay: bool = True) -> None:
+        """Echo at once (market_id 0: risk has handled everything before it) and, from a feeder or
+        gateway, pass it to every shard: each shard's echo comes back through risk as a second echo
+        (market_id 1: that shard has matched everything before it, and risk has applied its events)."""
         ts = _U_HEARTBEAT(buf, off)[4]
         self._emit(_P_HEARTBEAT, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES, 0, ts, self.records)
+        if relay:
+            for out in self.orders:
+                out += buf[off : off + SLOT_BYTES]
 
     # ---- shard events ----------------------------------------------------------------------------
     def _republish(self, buf: bytes | memoryview, off: int, account: int) -> None:
@@ -729,6 +744,9 @@ class RiskEngine:
                 self._republish(buf, off, account)
         if t == MsgType.FILL:
             self._fill(buf, off)
+        elif t == MsgType.HEARTBEAT:  # a shard's echo of a heartbeat risk passed on
+            ts = _U_HEARTBEAT(buf, off)[4]
+            self._emit(_P_HEARTBEAT, MsgType.HEARTBEAT, WIRE_VERSION, SLOT_BYTES, 1, ts, self.records)
         elif t == MsgType.ACCEPTED:
             f = _U_ACCEPTED(buf, off)
             if self.owns(f[10]):
