@@ -411,6 +411,60 @@ def status(state_dir: Path, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--scenario", "scenario_name", required=True, help="A built-in scenario's name or a JSON file.")
+@click.option("--accounts", default=1000, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option(
+    "--step-s",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.01, 3600),
+    help="Simulated seconds per step.",
+)
+@click.option(
+    "--calm-s",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0, 3600),
+    help="Simulated seconds of calm flow first.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a PNG."
+)
+def stress(
+    scenario_name: str,
+    accounts: int,
+    seed: int,
+    step_s: float,
+    calm_s: float,
+    as_json: bool,
+    plot_path: Path | None,
+) -> None:
+    """Run a stress scenario through the real processes in simulated time and check the invariants.
+
+    Built-in scenarios: crash, squeeze, equity-gap, resolution, oracle-attack, cascade, depeg. The
+    scenario format is in perf/stress/scenario.py and the README. Exit code 1 when an invariant fails.
+    """
+    from perf.stress.plot import plot_run
+    from perf.stress.scenario import ScenarioError, load_scenario
+    from perf.stress.simulator import Simulator
+
+    try:
+        scenario = load_scenario(scenario_name)
+    except ScenarioError as exc:
+        raise click.ClickException(str(exc)) from None
+    sim = Simulator(scenario, accounts=accounts, seed=seed, step_s=step_s)
+    report = sim.run(calm_s=calm_s)
+    if plot_path is not None:
+        plot_run(sim.steps, f"{scenario.name}: {accounts} accounts, seed {seed}", plot_path)
+        report["plot"] = str(plot_path)
+    _emit(report, as_json)
+    if not all(report["invariants"].values()):
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("address")
 @click.argument("amount")
 @click.argument("asset", default="USDC")

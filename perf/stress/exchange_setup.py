@@ -1,0 +1,133 @@
+"""From a scenario to an exchange: its assets and markets (config TOML) and how prices reach it.
+
+Derived unless the scenario's asset says otherwise: tick = 5 significant digits of the start price,
+lot = about 10 USDC of notional, max price 100x the start, a price band of 20% around the mark. A
+perp ``X-PERP`` references asset ``X`` (created, following the perp's path, when the scenario does
+not list it); ``collateral`` assets have no market, only a price (``USD*`` ones are stablecoins:
+micro-unit quantities, valued at their price); ``spot``, ``equity`` and ``prediction`` assets get a
+market of their kind against USDC.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+from perf.stress.scenario import AssetDef, Scenario
+
+MICRO = 10**6
+ATOMS = 10**8
+
+
+@dataclass(frozen=True)
+class SimMarket:
+    market_id: int
+    symbol: str  # the scenario's symbol
+    kind: str  # perp | spot | equity | prediction
+    base: str  # the asset symbol
+    tick_micro: int
+    lot_atoms: int
+    max_price_ticks: int
+
+    def ticks(self, price: Decimal) -> int:
+        """A price in whole ticks (rounded to the nearest), at least 1."""
+        return max(1, min(self.max_price_ticks, int((price * MICRO / self.tick_micro).to_integral_value())))
+
+    def lots(self, units: Decimal) -> int:
+        return max(1, int(units * ATOMS / self.lot_atoms))
+
+
+@dataclass(frozen=True)
+class SimAsset:
+    asset_id: int
+    symbol: str
+    kind: str  # stable | crypto | equity | prediction
+    follows: str  # the scenario symbol whose path prices it
+
+
+@dataclass(frozen=True)
+class SimExchange:
+    assets: tuple[SimAsset, ...]
+    markets: tuple[SimMarket, ...]
+
+    def toml(self) -> str:
+        out = ["[run]", "risk = 1", ""]
+        for a in self.assets:
+            out += [
+                "[[asset]]",
+                f"asset_id = {a.asset_id}",
+                f'symbol = "{a.symbol}"',
+                f'kind = "{a.kind}"',
+                "",
+            ]
+        for m in self.markets:
+            out += [
+                "[[market]]",
+                f"market_id = {m.market_id}",
+                f'symbol = "{m.symbol}"',
+                f'kind = "{m.kind}"',
+                f'base_asset = "{m.base}"',
+                f"tick_size_micro = {m.tick_micro}",
+                f"lot_size_atoms = {m.lot_atoms}",
+                f"max_price_ticks = {m.max_price_ticks}",
+                "max_size_lots = 2_000_000_000",
+                "band_bps = 2000",
+                "maker_fee_ppm = 0",
+                "taker_fee_ppm = 500",
+                "",
+            ]
+        return "\n".join(out)
+
+    def market(self, symbol: str) -> SimMarket | None:
+        return next((m for m in self.markets if m.symbol == symbol), None)
+
+    def asset(self, symbol: str) -> SimAsset:
+        return next(a for a in self.assets if a.symbol == symbol)
+
+
+def _tick_micro(asset: AssetDef) -> int:
+    if asset.tick is not None:
+        return max(1, int(asset.tick * MICRO))
+    if asset.kind == "prediction":
+        return 10_000  # a cent
+    exponent = math.floor(math.log10(float(asset.start_price))) - 4
+    return max(1, int(Decimal(10) ** exponent * MICRO))
+
+
+def _lot_atoms(asset: AssetDef) -> int:
+    if asset.lot is not None:
+        return max(1, int(asset.lot * ATOMS))
+    if asset.kind == "prediction":
+        return ATOMS  # one share
+    exponent = round(math.log10(10 / float(asset.start_price)))
+    return max(1, int(Decimal(10) ** exponent * ATOMS))
+
+
+def build_exchange(scenario: Scenario) -> SimExchange:
+    assets: list[SimAsset] = [SimAsset(0, "USDC", "stable", "")]
+    markets: list[SimMarket] = []
+    symbols = scenario.assets
+
+    def add_asset(symbol: str, kind: str, follows: str) -> None:
+        if all(a.symbol != symbol for a in assets):
+            assets.append(SimAsset(len(assets), symbol, kind, follows))
+
+    for symbol, a in symbols.items():
+        if a.kind == "collateral":
+            add_asset(symbol, "stable" if symbol.upper().startswith("USD") else "crypto", symbol)
+    for symbol, a in symbols.items():
+        if a.kind == "collateral":
+            continue
+        tick = _tick_micro(a)
+        max_ticks = 99 if a.kind == "prediction" else max(1000, int(a.start_price * 100 * MICRO / tick))
+        if a.kind == "perp":
+            base = symbol[:-5] if symbol.upper().endswith("-PERP") else f"{symbol}-IDX"
+            add_asset(base, "crypto", symbols[base].symbol if base in symbols else symbol)
+        else:
+            base = symbol
+            add_asset(
+                symbol, {"spot": "crypto", "equity": "equity", "prediction": "prediction"}[a.kind], symbol
+            )
+        markets.append(SimMarket(100 + len(markets), symbol, a.kind, base, tick, _lot_atoms(a), max_ticks))
+    return SimExchange(tuple(assets), tuple(markets))

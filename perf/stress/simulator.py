@@ -1,0 +1,491 @@
+"""`hx stress`: a scenario through the real processes (risk, shards, liquidation), in simulated time.
+
+The run: build the exchange the scenario describes (``exchange_setup``), start it (a shard and a
+risk partition as real processes, real rings, journals), fund a population of leveraged accounts
+and open their positions through the book (``population``), then step through the scenario's
+path at ``step_s`` of simulated time, as fast as the engine goes (no sleeping):
+
+1. the oracle's view of every price at t (``oracle`` sources per symbol: honest ones follow the
+   path, a manipulated one spikes, freezes, lags, drifts or goes silent; the index is
+   ``engine.math.oracle_index.calc_index`` of them) -> MARK_PRICE per market, ORACLE_PRICE per
+   asset without a market; funding per simulated interval; sessions; the resolution;
+2. market makers cancel and requote around the index, their depth thinning as volatility rises;
+3. normal flow: small taker orders from funded accounts;
+4. a barrier: a HEARTBEAT through risk and every shard and back (risk has applied everything the
+   shards did with everything sent before it).
+
+Meanwhile every event of the risk and shard event rings is read and checked: books never cross,
+liquidation fills stay within their bankruptcy-price limits; liquidations, takeovers, ADL and the
+insurance fund are tallied over time, and the wall time from each step's price update to the first
+liquidation order it caused is measured. At the end the processes stop (snapshotting) and the
+risk partition's state is checked offline: conservation and reservations (``validate``), no
+negative equity without an insurance or ADL event covering it, and its journal replayed from
+scratch gives exactly its state (``replay_identical``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.math.oracle_index import IndexConfig, IndexState, SourceQuote, calc_index
+from engine.types.enums import LiquidationKind, MarketStatus, MsgType, PriceStatus
+from engine.wire.codec import decode, encode
+from engine.wire.layout import SLOT_BYTES
+from perf.stress.exchange_setup import MICRO, SimExchange, build_exchange
+from perf.stress.population import Population, build_population
+from perf.stress.scenario import Scenario
+
+LIQ_COID = 1 << 63
+
+
+@dataclass
+class Tally:
+    """What the event streams said, and the invariants seen to hold while reading them."""
+
+    liquidations: int = 0  # accounts that started liquidation
+    orders: int = 0  # liquidation orders into the book
+    takeovers: int = 0
+    adl: int = 0
+    covered_micro: int = 0
+    uncovered_micro: int = 0
+    insurance_micro: int = 0
+    fills: int = 0
+    book_never_crossed: bool = True
+    within_bankruptcy: bool = True
+    covered_accounts: set[int] = field(default_factory=set)
+    liq_limits: dict[int, tuple[int, int]] = field(default_factory=dict)  # order id -> (side, limit ticks)
+    bbo: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
+    step_first_order_at: float | None = None  # wall time of the first liquidation order this step
+    step_orders: int = 0
+    positions: dict[tuple[int, int], int] = field(default_factory=dict)  # (account, market) -> size
+
+    def on_risk(self, data: bytes, now: float) -> None:
+        for off in range(0, len(data), SLOT_BYTES):
+            t = data[off]
+            if t == MsgType.LIQUIDATION:
+                e = decode(data, off)
+                kind = e["kind"]
+                self.insurance_micro = e["insurance_micro"]
+                if kind == LiquidationKind.STARTED:
+                    self.liquidations += 1
+                elif kind == LiquidationKind.ORDER:
+                    self.orders += 1
+                    self.step_orders += 1
+                    if self.step_first_order_at is None:
+                        self.step_first_order_at = now
+                elif kind == LiquidationKind.TAKEOVER:
+                    self.takeovers += 1
+                    self.covered_accounts.add(e["account"])
+                    if self.step_first_order_at is None:
+                        self.step_first_order_at = now
+                elif kind == LiquidationKind.ADL:
+                    self.adl += 1 if e["size_atoms"] else 0
+                    self.covered_accounts.add(e["account"])
+                elif kind == LiquidationKind.COVERED:
+                    self.covered_micro += e["amount_micro"]
+                    self.covered_accounts.add(e["account"])
+                elif kind == LiquidationKind.UNCOVERED:
+                    self.uncovered_micro += e["amount_micro"]
+                    self.covered_accounts.add(e["account"])
+            elif t == MsgType.POSITION:
+                e = decode(data, off)
+                self.positions[(e["account"], e["market_id"])] = e["size_atoms"]
+
+    def on_shard(self, data: bytes) -> None:
+        for off in range(0, len(data), SLOT_BYTES):
+            t = data[off]
+            if t == MsgType.BBO:
+                e = decode(data, off)
+                if e["bid_size_lots"] and e["ask_size_lots"] and e["bid_price_ticks"] >= e["ask_price_ticks"]:
+                    self.book_never_crossed = False
+            elif t == MsgType.ACCEPTED:
+                e = decode(data, off)
+                if e["client_order_id"] >= LIQ_COID:
+                    self.liq_limits[e["order_id"] | (e["market_id"] << 40)] = (e["side"], e["price_ticks"])
+            elif t == MsgType.FILL:
+                self.fills += 1
+                e = decode(data, off)
+                lim = self.liq_limits.get(e["taker_order_id"] | (e["market_id"] << 40))
+                if lim is not None:
+                    side, limit = lim
+                    if (side == 1 and e["price_ticks"] < limit) or (side == 0 and e["price_ticks"] > limit):
+                        self.within_bankruptcy = False
+
+
+class SimOracle:
+    """The oracle's view at simulated time t: each symbol from its sources (honest ones follow the
+    path with a little noise; the scenario may manipulate one), through calc_index."""
+
+    def __init__(self, scenario: Scenario, seed: int) -> None:
+        self.scenario = scenario
+        self.rng = random.Random(seed)
+        self.states: dict[str, IndexState] = {}
+        self.config = IndexConfig(
+            staleness_ns=30 * 10**9,
+            band_ppm=50_000,
+            min_sources=2,
+            max_move_ppm_per_s=0,
+            max_price_micro=10**15,
+        )
+        self.history: dict[str, list[Decimal]] = {}
+
+    def index(self, symbol: str, t_s: float, true_price: Decimal) -> tuple[int, int]:
+        """(index micro, PriceStatus) of ``symbol`` at ``t_s``."""
+        spec = self.scenario.oracle.get(symbol, {})
+        n = int(spec.get("sources", 3))
+        bad = spec.get("manipulated", {})
+        now_ns = int(t_s * 1e9) + 10**12
+        quotes = []
+        self.history.setdefault(symbol, []).append(true_price)
+        for i in range(n):
+            price = true_price * Decimal(1 + self.rng.uniform(-0.0005, 0.0005))
+            ts = now_ns
+            if (
+                bad
+                and i == int(bad.get("source", 0))
+                and float(bad.get("from_s", 0)) <= t_s <= float(bad.get("to_s", 1e18))
+            ):
+                mode = bad.get("mode", "spike")
+                if mode == "spike":
+                    price = true_price * Decimal(str(bad.get("factor", 10)))
+                elif mode == "freeze":
+                    price = self.history[symbol][
+                        max(0, len(self.history[symbol]) - int(t_s - float(bad.get("from_s", 0))) - 1)
+                    ]
+                elif mode == "lag":
+                    price = self.history[symbol][max(0, len(self.history[symbol]) - 30)]
+                elif mode == "drift":
+                    price = true_price * Decimal(1 + 0.001 * (t_s - float(bad.get("from_s", 0))))
+                elif mode == "silent":
+                    continue
+            quotes.append(SourceQuote(f"s{i}", max(1, int(price * MICRO)), ts))
+        result = calc_index(quotes, now_ns, self.config, self.states.get(symbol, IndexState()))
+        self.states[symbol] = result.state
+        status = PriceStatus.OK if result.status.name == "OK" else PriceStatus.STALE
+        return result.index_micro, status
+
+
+@dataclass
+class StepStats:
+    t_s: float
+    wall_s: float
+    prices: dict[str, float]
+    insurance_usdc: float
+    open_interest: float
+    liquidations: int
+    orders: int
+    breach_latency_ms: float | None
+
+
+class Simulator:
+    def __init__(self, scenario: Scenario, accounts: int = 1000, seed: int = 1, step_s: float = 1.0) -> None:
+        self.scenario = scenario
+        self.accounts = accounts
+        self.seed = seed
+        self.step_s = step_s
+        self.exchange: SimExchange = build_exchange(scenario)
+        self.oracle = SimOracle(scenario, seed)
+        self.tally = Tally()
+        self.steps: list[StepStats] = []
+        self.marker = 0
+        self.rng = random.Random(seed)
+
+    # ---- rings ---------------------------------------------------------------------------------
+    def _pump(self) -> None:
+        now = time.perf_counter()
+        for consumer, on in ((self.risk_events, "risk"), (self.shard_events, "shard")):
+            view, n = consumer.peek()
+            if n:
+                data = bytes(view)
+                view.release()
+                consumer.release(n)
+                if on == "risk":
+                    self.tally.on_risk(data, now)
+                    self._echoes += self._count_echoes(data)
+                else:
+                    self.tally.on_shard(data)
+            else:
+                view.release()
+
+    def _count_echoes(self, data: bytes) -> int:
+        n = 0
+        for off in range(0, len(data), SLOT_BYTES):
+            if (
+                data[off] == MsgType.HEARTBEAT
+                and int.from_bytes(data[off + 8 : off + 16], "little") == self.marker
+            ):
+                n += 1
+        return n
+
+    def send(self, messages: list[bytes]) -> None:
+        data = memoryview(b"".join(messages))
+        chunk = 512 * SLOT_BYTES
+        for start in range(0, len(data), chunk):
+            part = data[start : start + chunk]
+            while not self.ring.try_publish(part, len(part) // SLOT_BYTES):
+                self._pump()
+
+    def barrier(self, timeout_s: float = 300.0) -> None:
+        """Wait until risk and every shard have handled everything sent so far (two echoes)."""
+        self.marker += 1
+        self._echoes = 0
+        self.send([encode(MsgType.HEARTBEAT, ts_ns=self.marker)])
+        deadline = time.monotonic() + timeout_s
+        while self._echoes < 2:
+            self._pump()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the exchange did not answer heartbeat {self.marker}")
+
+    # ---- prices ----------------------------------------------------------------------------------
+    def price_messages(self, t_s: float) -> tuple[list[bytes], dict[str, float]]:
+        truth = self.scenario.prices_at(t_s)
+        out: list[bytes] = []
+        shown: dict[str, float] = {}
+        for m in self.exchange.markets:
+            idx, status = self.oracle.index(m.symbol, t_s, truth[m.symbol])
+            shown[m.symbol] = idx / MICRO
+            if status == PriceStatus.OK and m.kind != "prediction" or 0 < idx < MICRO:
+                out.append(
+                    encode(
+                        MsgType.MARK_PRICE,
+                        m.market_id,
+                        price_ticks=max(1, idx // m.tick_micro),
+                        ts_ns=int(t_s * 1e9),
+                    )
+                )
+        for a in self.exchange.assets[1:]:
+            if self.exchange.market(a.symbol) is not None or not a.follows:
+                continue
+            idx, status = self.oracle.index(
+                a.symbol if a.symbol in truth else a.follows, t_s, truth[a.follows]
+            )
+            shown.setdefault(a.symbol, idx / MICRO)
+            out.append(
+                encode(
+                    MsgType.ORACLE_PRICE,
+                    asset=a.asset_id,
+                    status=int(status),
+                    price_micro=idx,
+                    ts_ns=int(t_s * 1e9),
+                )
+            )
+        return out, shown
+
+    # ---- the run -------------------------------------------------------------------------------
+    def run(self, calm_s: float = 10.0) -> dict[str, Any]:
+        from hx.pipeline import Pipeline
+        from hx.topology import Topology
+
+        with tempfile.TemporaryDirectory(prefix="hx-stress-") as tmp:
+            config = Path(tmp) / "hx.toml"
+            config.write_text(self.exchange.toml())
+            topo = Topology(
+                run_id=f"hx-stress-{os.getpid()}",
+                shards=1,
+                gateways=0,
+                risk=1,
+                recorders=1,
+                order_ring_slots=1 << 16,
+                event_ring_slots=1 << 18,
+            )
+            state = Path(tmp) / "state"
+            pipe = Pipeline(
+                topo,
+                markets_path=config,
+                state_dir=state,
+                fsync="none",
+                wait="blocking",
+                snapshot_every=1 << 30,
+            )
+            with pipe:
+                self.ring = pipe.rings[topo.risk_in_ring(0, 0)]
+                self.risk_events = pipe.rings[topo.risk_event_ring(0)].consumer(
+                    topo.ring(topo.risk_event_ring(0)).consumer_index("recorder-0")
+                )
+                self.shard_events = pipe.rings[topo.event_ring(0)].consumer(topo.recorder_consumer_index(0))
+                try:
+                    report = self._drive(calm_s)
+                finally:
+                    self.risk_events.close()
+                    self.shard_events.close()
+                options = pipe.options_of("risk", 0)
+            report["invariants"].update(self._offline_checks(options, state))
+            return report
+
+    def _drive(self, calm_s: float) -> dict[str, Any]:
+        sc, ex = self.scenario, self.exchange
+        t0 = time.perf_counter()
+        prices, _ = self.price_messages(0.0)
+        self.send(prices)
+        self.pop: Population = build_population(ex, sc, self.accounts, self.rng)
+        self.send(self.pop.deposits)
+        self.barrier()
+        for batch in self.pop.opening_orders():
+            self.send(batch)
+            self.barrier()
+        setup_s = time.perf_counter() - t0
+        calm_rate = self._flow_rate(self._calm(calm_s))
+        latencies: list[float] = []
+        flow_orders, flow_wall = 0, 0.0
+        n_steps = int(float(sc.duration_s) / self.step_s) + 1
+        peak_rate = 0.0
+        for k in range(n_steps):
+            t = k * self.step_s
+            step_wall0 = time.perf_counter()
+            msgs, shown = self.price_messages(t)
+            msgs += self._session_and_resolution(t)
+            self.tally.step_first_order_at = None
+            self.tally.step_orders = 0
+            publish_at = time.perf_counter()
+            self.send(msgs)
+            self.send(self.pop.requotes(shown, self._vol(shown), sc.book))
+            flow = self.pop.flow(shown, self.rng)
+            self.send(flow)
+            self.barrier()
+            for _ in range(3):  # liquidation rounds caused by this step
+                before = self.tally.orders + self.tally.takeovers
+                self.barrier()
+                if self.tally.orders + self.tally.takeovers == before:
+                    break
+            wall = time.perf_counter() - step_wall0
+            flow_orders += len(flow)
+            flow_wall += wall
+            latency = None
+            if self.tally.step_first_order_at is not None:
+                latency = (self.tally.step_first_order_at - publish_at) * 1e3
+                latencies.append(latency)
+                peak_rate = max(peak_rate, self.tally.step_orders / max(wall, 1e-9))
+            oi = sum(abs(v) for (_a, m), v in self.tally.positions.items()) / 2 / 1e8
+            self.steps.append(
+                StepStats(
+                    t,
+                    wall,
+                    shown,
+                    self.tally.insurance_micro / MICRO,
+                    oi,
+                    self.tally.liquidations,
+                    self.tally.orders,
+                    latency,
+                )
+            )
+        stress_rate = flow_orders / flow_wall if flow_wall else 0.0
+        return {
+            "scenario": sc.name,
+            "accounts": self.accounts,
+            "seed": self.seed,
+            "step_s": self.step_s,
+            "steps": len(self.steps),
+            "setup_s": round(setup_s, 2),
+            "liquidations": self.tally.liquidations,
+            "liquidation_orders": self.tally.orders,
+            "takeovers": self.tally.takeovers,
+            "adl_events": self.tally.adl,
+            "insurance_covered_usdc": self.tally.covered_micro / MICRO,
+            "uncovered_usdc": self.tally.uncovered_micro / MICRO,
+            "insurance_fund_usdc": [round(s.insurance_usdc, 6) for s in self.steps],
+            "breach_to_order_p50_ms": round(statistics.median(latencies), 3) if latencies else None,
+            "breach_to_order_p99_ms": round(float(np.percentile(latencies, 99)), 3) if latencies else None,
+            "liquidations_per_s": round(peak_rate, 1),
+            "calm_flow_per_s": round(calm_rate, 1),
+            "stress_flow_per_s": round(stress_rate, 1),
+            "throughput_ratio": round(stress_rate / calm_rate, 3) if calm_rate else None,
+            "ignored_keys": list(sc.ignored),
+            "invariants": {
+                "book_never_crossed": self.tally.book_never_crossed,
+                "liquidations_within_bankruptcy_price": self.tally.within_bankruptcy,
+            },
+        }
+
+    def _calm(self, seconds: float) -> tuple[int, float]:
+        """Normal flow on flat prices: (orders, wall seconds)."""
+        shown = {m.symbol: float(self.scenario.assets[m.symbol].start_price) for m in self.exchange.markets}
+        orders, wall = 0, 0.0
+        for _ in range(max(1, int(seconds / self.step_s))):
+            w0 = time.perf_counter()
+            self.send(self.pop.requotes(shown, {}, self.scenario.book))
+            flow = self.pop.flow(shown, self.rng)
+            self.send(flow)
+            self.barrier()
+            self.barrier()
+            wall += time.perf_counter() - w0
+            orders += len(flow)
+        return orders, wall
+
+    @staticmethod
+    def _flow_rate(calm: tuple[int, float]) -> float:
+        return calm[0] / calm[1] if calm[1] else 0.0
+
+    def _vol(self, shown: dict[str, float]) -> dict[str, float]:
+        """Recent absolute return per symbol (what thins the book)."""
+        if not self.steps:
+            return {}
+        last = self.steps[-1].prices
+        return {s: abs(shown[s] / last[s] - 1) if last.get(s) else 0.0 for s in shown}
+
+    def _session_and_resolution(self, t: float) -> list[bytes]:
+        out = []
+        for symbol, spec in self.scenario.sessions.items():
+            m = self.exchange.market(symbol)
+            if m is None:
+                continue
+            closed = any(float(a) <= t < float(b) for a, b in spec.get("closed", []))
+            was = getattr(self, "_closed", {}).get(symbol, False)
+            if closed != was:
+                status = MarketStatus.CLOSED if closed else MarketStatus.OPEN
+                out.append(encode(MsgType.SET_MARKET_STATUS, m.market_id, status=int(status)))
+                self._closed = {**getattr(self, "_closed", {}), symbol: closed}
+        res = self.scenario.resolution
+        if res and not getattr(self, "_resolved", False) and t >= float(res["t_s"]):
+            m = self.exchange.market(res["market"])
+            if m is not None:
+                out.append(
+                    encode(MsgType.RESOLUTION, m.market_id, outcome=1 if res["outcome"] == "YES" else 0)
+                )
+                out.append(encode(MsgType.SET_MARKET_STATUS, m.market_id, status=int(MarketStatus.RESOLVED)))
+                self._resolved = True
+        return out
+
+    # ---- after the run ------------------------------------------------------------------------
+    def _offline_checks(self, options: Any, state: Path) -> dict[str, bool]:
+        from engine.journal import SnapshotStore
+        from engine.risk.process import SNAP_META, SNAP_RING, rebuild_from_journal
+        from engine.risk.risk_engine import SYSTEM_ACCOUNT_BASE, RiskEngine
+
+        replayed, last = rebuild_from_journal(options)
+        seq, blob = SnapshotStore(state / "risk-0" / "snapshots").latest_valid()  # type: ignore[misc]
+        n_rings = SNAP_META.unpack_from(blob, 0)[1]
+        offset = SNAP_META.size + SNAP_RING.size * (
+            n_rings
+            + len(options.commands)
+            + len(options.oracle)
+            + len(options.settlement)
+            + len(options.shard_events)
+        )
+        live = RiskEngine(replayed.config)
+        live.restore(bytes(blob[offset:]))
+        identical = seq == last and live.state_hash() == replayed.state_hash()
+        try:
+            live.validate()
+            conserved = True
+        except AssertionError:
+            conserved = False
+        b = live.book
+        live.margin.recompute(b, np.arange(b.count), live.prices, live.marks)
+        negative = {int(b.ids[r]) for r in np.flatnonzero(b.equity[: b.count] < 0)} - {
+            a for a in (int(x) for x in b.ids[: b.count]) if a >= SYSTEM_ACCOUNT_BASE
+        }
+        return {
+            "conservation": conserved,
+            "no_uncovered_negative_equity": negative <= self.tally.covered_accounts,
+            "replay_identical": identical,
+        }
