@@ -75,6 +75,9 @@ class LocalExchange:
         liquidations) and what comes back, as further records, until nothing moves."""
         risk = self.risk
         risk.handle_command(msg, 0, source)
+        if source == Source.ORACLE and msg[0] in (MsgType.MARK_PRICE, MsgType.SET_MARKET_STATUS):
+            self.engine.handle(msg, 0)  # the oracle tells the shards itself
+            self._collect(self.writer.take(), self.shard_events)
         risk.end_of_record()
         risk.validate()
         for _ in range(1000):

@@ -118,3 +118,40 @@ def test_insurance_account_is_a_system_account_of_the_partition() -> None:
     x = LocalExchange()
     assert x.risk.owns(insurance_account(0))
     assert x.row(insurance_account(0)) == x.risk.insurance_row
+
+
+def test_a_liquidation_order_the_shard_refuses_is_retried_then_backstopped_never_lost() -> None:
+    """A 2% price band: the bankruptcy-price limit falls outside it, the shard refuses every
+    attempt (PRICE_OUTSIDE_BAND); after the retries the insurance fund takes the position over."""
+    import dataclasses
+
+    from risk_harness import ASSETS, MARKETS
+
+    from engine.risk.risk_config import risk_config_from
+    from engine.types.enums import RejectCode as RC
+
+    markets = dict(MARKETS)
+    markets[BTC_PERP] = dataclasses.replace(MARKETS[BTC_PERP], band_bps=200)
+    x = LocalExchange(risk_config_from(markets, ASSETS), markets)
+    _mark(x, 500_000)
+    x.deposit(ALICE, USDC, 700 * 10**6)
+    x.deposit(SHORT, USDC, 100_000 * 10**6)
+    x.deposit(MAKER, USDC, 100_000 * 10**6)
+    x.risk.book.balance[x.risk.insurance_row, USDC] += 10_000 * 10**6
+    x.risk.net_deposits[USDC] += 10_000 * 10**6
+    x.order(SHORT, BTC_PERP, 1, 500_000, 100)
+    x.order(ALICE, BTC_PERP, 0, 500_000, 100)
+    x.order(MAKER, BTC_PERP, 0, 451_000, 100)  # a bid the liquidation could hit, if the band allowed
+    _mark(x, 452_000)
+    refused = [
+        e
+        for e in x.shard_events
+        if e["msg_type"] == MsgType.REJECTED
+        and e["client_order_id"] >= 1 << 63
+        and e["reason"] == RC.PRICE_OUTSIDE_BAND
+    ]
+    assert len(refused) == x.risk.liquidator.params.max_retries + 1
+    assert _liqs(x, LiquidationKind.TAKEOVER)
+    assert x.risk.book.perp_size[x.row(ALICE), 0] == 0 and not x.risk.ledger.by_coid.get(
+        (BTC_PERP, ALICE, 1 << 63)
+    )
