@@ -22,6 +22,7 @@ import uvloop
 from picows import ws_create_server
 
 from engine.host import apply_realtime_priority
+from engine.host.health_board import open_health_slot
 from engine.host.process_identity import become_stage, remove_pid_file
 from engine.ring import Blocking, ConsumerRef, RingRef
 from engine.types.enums import MsgType
@@ -51,6 +52,8 @@ class GatewayProcessOptions:
     private_from: tuple[bool, ...] = ()  # per event ring: route its private events (default: all)
     gateway: GatewayOptions = field(default_factory=GatewayOptions)
     supervisor_pid: int = 0  # die with this parent (0: no such request)
+    health_board: str = ""  # the run's health board (shared memory) and this process's slot in it
+    health_slot: int = -1
 
     @property
     def name(self) -> str:
@@ -79,6 +82,7 @@ async def serve(
     private = list(process.private_from) if process.private_from else [True] * len(consumers)
     server = GatewayServer(catalog, auth, router, consumers, options, private)
     server.faucet_index = process.index
+    server.health = open_health_slot(process.health_board, process.health_slot)
     stop = stop or asyncio.Event()
     ws_server = await ws_create_server(
         server.listener_factory,

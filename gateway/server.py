@@ -28,6 +28,7 @@ import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest
 
 from engine.host import ensure_realtime_priority
+from engine.host.health_board import NoHealth
 from engine.types.enums import DepositSource, MsgType, RejectCode, reject_message
 from engine.wire.codec import encode
 from engine.wire.layout import ALL_MARKETS, MARKET_ID_AT, SLOT_BYTES
@@ -154,6 +155,7 @@ class GatewayServer:
         self.stats = {"frames": 0, "orders": 0, "rejects": 0}
         self._faucet_id = 0
         self.faucet_index = 0  # the gateway's index: faucet deposit ids differ between gateways
+        self.health: Any = NoHealth()  # the run's health board slot (the sweeper beats it)
 
     # ---- connections ---------------------------------------------------------------------------
     def listener_factory(self, request: WSUpgradeRequest) -> WSListener | None:
@@ -674,6 +676,7 @@ class GatewayServer:
             if self.fanout.conflating:
                 self.fanout.recover_conflated()
             self.auth.purge_expired()
+            self.health.beat(self.stats["frames"] + self.fanout.events)  # the event loop is alive
 
     def close_all(self, reason: str = "gateway shutting down") -> None:
         for sess in list(self.sessions):

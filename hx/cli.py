@@ -403,9 +403,17 @@ def status(state_dir: Path, as_json: bool) -> None:
         click.echo(f"no hx processes recorded under {state_dir}")
     for proc in report["processes"]:
         state = "up" if proc["alive"] else "gone"
+        h = proc.get("health", {})
+        beat = f"beat {h['beat_age_ms']:6.0f} ms ago, {h['progress_per_s']:9.1f}/s" if h else ""
+        if h.get("waiting_on_downstream_ms"):
+            beat += f", waiting on downstream {h['waiting_on_downstream_ms']:.0f} ms"
         click.echo(
-            f"{proc['name']:>14}  pid {proc['pid']:<8} {state:<5} cpu {proc.get('cpu_s', 0):8.1f}s  rss {proc.get('rss_mb', 0):7.1f} MB"
+            f"{proc['name']:>14}  pid {proc['pid']:<8} {state:<5} cpu {proc.get('cpu_s', 0):8.1f}s  "
+            f"rss {proc.get('rss_mb', 0):7.1f} MB  {beat}"
         )
+    for ring in report.get("rings", []):
+        lagging = {c: n for c, n in ring["lag"].items() if n}
+        click.echo(f"{ring['ring']:>40}  {ring['published']:>12} published  lag {lagging or 0}")
     if report.get("supervisor"):
         click.echo(f"{'supervisor':>14}  pid {report['supervisor']}")
 

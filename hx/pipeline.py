@@ -10,6 +10,7 @@ in table order and waits for each to say it is ready. ``stop`` stops the stages 
 from __future__ import annotations
 
 import fcntl
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -19,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.host import get_scheduling
+from engine.host.health_board import HealthBoard
 from engine.host.process_identity import read_pid_files
 from engine.ring import RingBuffer, cleanup_rings
-from hx.stages import BY_KIND, STAGES, Run, RunSettings, Stage
+from hx.stages import BY_KIND, STAGES, Run, RunSettings, Stage, process_names
 from hx.topology import Topology
 
 
@@ -87,6 +89,18 @@ class Pipeline:
         self._ctx = mp.get_context("spawn")
         self._lock_fd = -1
         self._run: Run | None = None
+        self.board: HealthBoard | None = None  # the run's health board (beats, progress)
+
+    @property
+    def health_name(self) -> str:
+        return f"{self.topology.run_id}-health"
+
+    def health_of(self, name: str) -> dict[str, int] | None:
+        """What process ``name`` last wrote on the health board (None before it registered)."""
+        if self.board is None or self._run is None or name not in self._run.health_slots:
+            return None
+        entry = self.board.read(self._run.health_slots[name])
+        return entry if entry["pid"] else None
 
     @property
     def state_dir(self) -> Path:
@@ -143,12 +157,27 @@ class Pipeline:
             self.rings[spec.name] = RingBuffer.create(
                 spec.name, spec.slots, consumers=len(spec.consumers), keep=spec.keep
             )
+        names = process_names(self.topology)
+        self.board = HealthBoard.create(self.health_name, max(1, len(names)))
         self._run = Run(
             self.topology,
             self.settings,
             {name: ring.nonce for name, ring in self.rings.items()},
             os.getpid(),
+            self.health_name,
+            {name: i for i, name in enumerate(names)},
         )
+        manifest = {
+            "run_id": self.topology.run_id,
+            "supervisor_pid": os.getpid(),
+            "health_board": self.health_name,
+            "slots": self._run.health_slots,
+            "rings": [
+                {"name": r.name, "producer": r.producer, "consumers": list(r.consumers)}
+                for r in self.topology.rings
+            ],
+        }
+        (self.state_dir / "run.json").write_text(json.dumps(manifest, indent=1))
 
     # ---- stages --------------------------------------------------------------------------------
     def options_of(self, kind: str, index: int) -> Any:
@@ -251,6 +280,9 @@ class Pipeline:
         for ring in self.rings.values():
             ring.close()
         self.rings.clear()
+        if self.board is not None:
+            self.board.close()
+            self.board = None
         self._run = None
         self._release_lock()
 

@@ -51,6 +51,11 @@ class Run:
     settings: RunSettings
     nonces: dict[str, int]
     supervisor_pid: int
+    health_board: str = ""  # the run's health board segment
+    health_slots: dict[str, int] = field(default_factory=dict)  # process name -> slot
+
+    def health(self, process: str) -> dict[str, Any]:
+        return {"health_board": self.health_board, "health_slot": self.health_slots.get(process, -1)}
 
     def ref(self, ring: str) -> RingRef:
         return RingRef(ring, self.nonces.get(ring, 0))
@@ -107,6 +112,7 @@ def _shard_options(run: Run, shard: int) -> Any:
         cpu=_cpu_for(run, shard),
         snapshot_every=s.snapshot_every,
         realtime_priority=s.realtime_priority,
+        **run.health(name),
     )
 
 
@@ -152,6 +158,7 @@ def _risk_options(run: Run, partition: int) -> Any:
         snapshot_every=s.snapshot_every,
         realtime_priority=s.realtime_priority,
         validate_every_record=s.validate,
+        **run.health(name),
     )
 
 
@@ -186,6 +193,7 @@ def _gateway_options(run: Run, index: int) -> Any:
         ),
         gateway=GatewayOptions(**settings),  # a bad option fails here, in the parent, with its reason
         supervisor_pid=run.supervisor_pid,
+        **run.health(name),
     )
 
 

@@ -5,6 +5,10 @@ and ``restart`` start it again with the options it had (a shard recovers from sn
 ``fatal`` stops the exchange. A restart that fails does not take the rest down: it is retried
 with exponential backoff (0.5 s doubling to 30 s) and every attempt is reported.
 
+A process that stops making progress (its loop has not gone round on the health board for
+``stall_timeout_s`` while it was not waiting for room downstream: a deadlock, a stuck syscall, a
+SIGSTOP) is killed and restarted like a dead one.
+
 The children die with the supervisor even when it is killed with -9 (``PR_SET_PDEATHSIG``, see
 ``engine.host.process_identity``), so no shard or gateway keeps serving unsupervised; a clean
 stop (Ctrl-C, SIGTERM) snapshots every stateful process and removes the run's rings.
@@ -18,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from engine.host.health_board import stalled
 from hx.pipeline import Pipeline, RunError
 
 BACKOFF_FIRST_S = 0.5
@@ -36,6 +41,7 @@ def supervise(
     duration_s: float | None,
     on_event: Callable[[str], None],
     poll_s: float = 0.2,
+    stall_timeout_s: float = 10.0,
 ) -> int:
     """Start the pipeline, restart dead stages per their policy, return an exit code."""
     stop = False
@@ -59,9 +65,24 @@ def supervise(
             if stop:
                 break
             now = time.monotonic()
+            beat_now = time.monotonic_ns()
             for name, handle in list(pipeline.procs.items()):
-                if handle.process.is_alive() or name in pending:
+                if name in pending:
                     continue
+                if handle.process.is_alive():
+                    entry = pipeline.health_of(name)
+                    if (
+                        entry is not None
+                        and entry["pid"] == handle.process.pid
+                        and stalled(entry, beat_now, int(stall_timeout_s * 1e9))
+                    ):
+                        quiet = (beat_now - entry["beat_ns"]) / 1e9
+                        on_event(
+                            f"{name} (pid {handle.process.pid}) made no progress for {quiet:.1f}s; killing it"
+                        )
+                        pipeline.kill(name)
+                    else:
+                        continue
                 policy = handle.stage.restart
                 on_event(f"{name} died (exit {handle.process.exitcode}); policy: {policy}")
                 if policy == "fatal":

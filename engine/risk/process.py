@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from engine.host import apply_realtime_priority, ensure_realtime_priority
+from engine.host.health_board import open_health_slot
 from engine.host.process_identity import become_stage, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.ring import Blocking, ConsumerRef, RingBuffer, RingRef, make_wait_strategy
@@ -64,6 +65,8 @@ class RiskOptions:
     state_dir: str
     run_dir: str = ""
     supervisor_pid: int = 0
+    health_board: str = ""  # the run's health board (shared memory) and this process's slot in it
+    health_slot: int = -1
     wait: str = "spin-then-backoff"
     fsync: str = "batch"
     snapshot_every: int = 5000
@@ -142,6 +145,7 @@ class RiskProcess:
         self.stop_requested = False
         self.snapshot_requested = False
         self.journal_seq = 0
+        self.health = open_health_slot(options.health_board, options.health_slot)
         self._recover()
         self.journal = JournalWriter(self.state_dir / "journal", fsync_policy=options.fsync)
         self.journal.start_background_sync()
@@ -156,10 +160,16 @@ class RiskProcess:
 
     def _emit(self, skips: list[int]) -> list[int]:
         orders, events = self.engine.take_outputs()
-        return [
-            _publish(ring, data, skip, self.wait)
-            for ring, data, skip in zip(self.outputs, (*orders, events), skips, strict=True)
-        ]
+        out = []
+        for ring, data, skip in zip(self.outputs, (*orders, events), skips, strict=True):
+            n = len(data) // SLOT_BYTES
+            if skip == 0 and n and ring.try_publish(data, n):
+                out.append(0)
+                continue
+            self.health.waiting(True)  # backpressure from downstream: not a stall of ours
+            out.append(_publish(ring, data, skip, self.wait))
+            self.health.waiting(False)
+        return out
 
     # ---- recovery ------------------------------------------------------------------------------
     def _recover(self) -> None:
@@ -273,6 +283,7 @@ class RiskProcess:
             if self.snapshot_requested or self.records_since_snapshot >= self.options.snapshot_every:
                 self.snapshot_requested = False
                 self.write_snapshot()
+            self.health.beat(self.journal_seq)
             if worked:
                 idle = 0
                 continue

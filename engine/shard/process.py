@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.host import apply_realtime_priority, ensure_realtime_priority
+from engine.host.health_board import open_health_slot
 from engine.host.process_identity import become_stage, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.ring import RingBuffer, RingRef, make_wait_strategy
@@ -65,6 +66,8 @@ class ShardOptions:
     state_dir: str
     run_dir: str = ""  # the run's state directory (pid files); "" = none
     supervisor_pid: int = 0  # die with this parent (0: no such request)
+    health_board: str = ""  # the run's health board (shared memory) and this process's slot in it
+    health_slot: int = -1
     wait: str = "spin-then-backoff"
     fsync: str = "batch"
     cpu: int | None = None
@@ -175,6 +178,7 @@ class Shard:
         self.stop_requested = False
         self.snapshot_requested = False
         self._snapshot_thread: threading.Thread | None = None
+        self.health = open_health_slot(options.health_board, options.health_slot)
         self.state = self._recover()
         self.journal = JournalWriter(self.state_dir / "journal", fsync_policy=options.fsync)
         self.journal.start_background_sync()  # `batch`: the matching loop never waits for the disk
@@ -316,7 +320,9 @@ class Shard:
                     published = writer.peek()  # straight from the writer's buffer: no copy per batch
                     count = writer.count
                     if count > half_ring or not events.try_publish(published, count):
+                        self.health.waiting(True)
                         _publish(events, published, 0, wait)  # in chunks, waiting for room
+                        self.health.waiting(False)
                     published.release()
                     writer.reset()
                 consumer.release(n)
@@ -331,6 +337,7 @@ class Shard:
                 continue
             if not worked:
                 idle_wait.wait(self._ready_count, time.monotonic_ns() + 100_000_000)
+            self.health.beat(self.journal_seq)
         self.write_snapshot()
         self.close()
 

@@ -96,7 +96,9 @@ def test_status_lists_the_stage_processes(tmp_path) -> None:  # type: ignore[no-
             time.sleep(0.05)
         assert report["supervisor"] == os.getpid()
         assert [(p["name"], p["pid"], p["alive"]) for p in report["processes"]] == [("shard-0", pid, True)]
+        assert report["processes"][0]["health"]["beat_age_ms"] < 5_000  # beating on the health board
+        assert {r["ring"] for r in report["rings"]} == set(pipe.rings)  # lag per consumer of each ring
     after = json.loads(
         CliRunner().invoke(main, ["status", "--state-dir", str(tmp_path / "s"), "--json"]).output
     )
-    assert after == {"supervisor": None, "processes": []}
+    assert after == {"supervisor": None, "processes": [], "rings": []}

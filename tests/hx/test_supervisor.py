@@ -163,3 +163,32 @@ def test_kill_minus_9_of_hx_up_takes_its_children_down(tmp_path: Path) -> None:
         if sup.poll() is None:
             sup.kill()
         cleanup_rings(run_id_for(state) + "-")
+
+
+def test_a_process_that_stops_making_progress_is_detected_and_restarted(tmp_path: Path) -> None:
+    """SIGSTOP the shard: alive, but its loop no longer beats on the health board."""
+    pipe = _pipeline(tmp_path, "state", f"hx-t-stall-{os.getpid()}")
+    events: list[str] = []
+    state = {"stopped": 0}
+
+    def on_event(text: str) -> None:
+        events.append(text)
+        if text.startswith("exchange running"):
+            deadline = time.monotonic() + 10
+            while pipe.health_of("shard-0") is None and time.monotonic() < deadline:
+                time.sleep(0.02)  # registered and beating
+            state["stopped"] = pipe.procs["shard-0"].process.pid
+            os.kill(state["stopped"], signal.SIGSTOP)
+        if "shard-0 restarted" in text:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    assert supervise(pipe, duration_s=30, on_event=on_event, poll_s=0.05, stall_timeout_s=0.5) == 0
+    assert any(f"(pid {state['stopped']}) made no progress" in e for e in events), events
+    assert any("shard-0 restarted" in e for e in events)
+
+
+def test_an_idle_stage_keeps_beating(tmp_path: Path) -> None:
+    with _pipeline(tmp_path, "state", f"hx-t-beat-{os.getpid()}") as pipe:
+        _wait_until(lambda: pipe.health_of("shard-0") is not None, 10, "registration")
+        first = pipe.health_of("shard-0")["beat_ns"]  # type: ignore[index]
+        _wait_until(lambda: pipe.health_of("shard-0")["beat_ns"] > first, 5, "a second beat while idle")  # type: ignore[index]
