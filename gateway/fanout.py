@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 from typing import Any
 
 import numpy as np
 import orjson
 from picows import WSCloseCode
 
+from engine.host.health_board import NoHealth
+from engine.host.metrics import Metrics
 from engine.ring import ConsumerDropped
 from engine.types.enums import MsgType
 from engine.wire.layout import (
@@ -113,6 +116,11 @@ def fill_for_maker(event: bytes) -> bytes:
     return _zeroed(event, _TAKER_SPANS)
 
 
+_TS_AT = [0] * 256  # byte offset of the engine clock in events that carry one (0: none)
+for _t in (MsgType.ACCEPTED, MsgType.CANCELLED, MsgType.TRADE, MsgType.BBO, MsgType.REJECTED):
+    _TS_AT[_t] = layout_of(_t).dtype.fields["ts_ns"][1]
+
+
 def _queue(sess: Session, part: Any, touched: set[Session]) -> None:
     """Queue a session's public part of a batch (bytes for binary, JSON frames otherwise)."""
     if part:
@@ -155,6 +163,7 @@ class EventFanout:
         self.market_subs = market_subs  # market id -> sessions subscribed to any channel
         self.books: dict[int, L2Book] = {m: L2Book(m) for m in catalog.ids}
         self.conflating: set[Session] = set()
+        self.metrics = Metrics("gateway", NoHealth().metrics)  # the process sets the board's
         self._masks: dict[frozenset[str], np.ndarray] = {}
         self.events = 0
         self.batches = 0
@@ -183,6 +192,11 @@ class EventFanout:
                 continue
             data = bytes(view)
             view.release()
+            at = _TS_AT[data[0]]
+            if at:  # one latency sample per batch: the engine's clock of its first event to now
+                self.metrics.observe(
+                    "hx_event_latency_us", max(0, time.time_ns() - _U64.unpack_from(data, at)[0]) // 1000
+                )
             if consumer.is_dropped():
                 self._lost(consumer, "event stream dropped while reading")
                 continue

@@ -23,6 +23,7 @@ from picows import ws_create_server
 
 from engine.host import apply_realtime_priority
 from engine.host.health_board import open_health_slot
+from engine.host.metrics import Metrics
 from engine.host.process_identity import become_stage, remove_pid_file
 from engine.ring import Blocking, ConsumerRef, RingRef
 from engine.types.enums import MsgType
@@ -83,6 +84,7 @@ async def serve(
     server = GatewayServer(catalog, auth, router, consumers, options, private)
     server.faucet_index = process.index
     server.health = open_health_slot(process.health_board, process.health_slot)
+    server.metrics = server.fanout.metrics = Metrics("gateway", server.health.metrics)
     stop = stop or asyncio.Event()
     ws_server = await ws_create_server(
         server.listener_factory,
@@ -127,9 +129,10 @@ def run_gateway(process: GatewayProcessOptions, ready: Any = None) -> None:
     """
     if process.supervisor_pid:
         become_stage(process.name, process.state_dir, process.supervisor_pid)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s gateway-%(process)d %(levelname)s %(message)s"
-    )
+    if not process.supervisor_pid:  # a stage process logs JSON (become_stage); alone: plain text
+        logging.basicConfig(
+            level=logging.WARNING, format="%(asctime)s gateway-%(process)d %(levelname)s %(message)s"
+        )
     policy = apply_realtime_priority(process.gateway.realtime_priority)
     if "refused" in policy:
         logging.warning("gateway %d runs %s", process.index, policy)

@@ -29,6 +29,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, WSU
 
 from engine.host import ensure_realtime_priority
 from engine.host.health_board import NoHealth
+from engine.host.metrics import Metrics
 from engine.types.enums import DepositSource, MsgType, RejectCode, reject_message
 from engine.wire.codec import encode
 from engine.wire.layout import ALL_MARKETS, MARKET_ID_AT, SLOT_BYTES
@@ -156,6 +157,7 @@ class GatewayServer:
         self._faucet_id = 0
         self.faucet_index = 0  # the gateway's index: faucet deposit ids differ between gateways
         self.health: Any = NoHealth()  # the run's health board slot (the sweeper beats it)
+        self.metrics = Metrics("gateway", self.health.metrics)
 
     # ---- connections ---------------------------------------------------------------------------
     def listener_factory(self, request: WSUpgradeRequest) -> WSListener | None:
@@ -677,6 +679,12 @@ class GatewayServer:
                 self.fanout.recover_conflated()
             self.auth.purge_expired()
             self.health.beat(self.stats["frames"] + self.fanout.events)  # the event loop is alive
+            m = self.metrics
+            m.set("hx_sessions", len(self.sessions))
+            m.set("hx_frames_total", self.stats["frames"])
+            m.set("hx_orders_total", self.stats["orders"])
+            m.set("hx_rejects_total", self.stats["rejects"])
+            m.set("hx_events_routed_total", self.fanout.events)
 
     def close_all(self, reason: str = "gateway shutting down") -> None:
         for sess in list(self.sessions):

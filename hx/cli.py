@@ -352,6 +352,10 @@ def up(
     _check_realtime(run.realtime_priority, wait_used)
     if run.gateways and not _port_free(run.host, run.port):
         raise click.BadParameter(f"port {run.port} on {run.host} is in use", param_hint="--port")
+    if run.metrics_port and not _port_free(run.host, run.metrics_port):
+        raise click.ClickException(
+            f"[run] metrics_port {run.metrics_port} on {run.host} is in use (0 turns it off)"
+        )
     state = Path(run.state_dir)
     try:
         run_id = run_id_for(state, name)
@@ -376,7 +380,13 @@ def up(
             f"websocket ws://{run.host}:{run.port}/v1/bin (binary) and ws://{run.host}:{run.port}/v1/json (JSON)"
         )
     try:
-        code = supervise(pipeline, duration_s=duration, on_event=say)
+        code = supervise(
+            pipeline,
+            duration_s=duration,
+            on_event=say,
+            metrics_port=run.metrics_port,
+            stall_timeout_s=run.stall_timeout_s,
+        )
     except RunError as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(code)

@@ -38,6 +38,8 @@ class RunSection:
     fsync: str = "batch"
     snapshot_every: int = 5000
     realtime_priority: int = 0
+    metrics_port: int = 9464  # the Prometheus endpoint (0: off)
+    stall_timeout_s: int = 10  # a live process whose loop stops this long is restarted
 
 
 _INT_RANGES = {
@@ -47,6 +49,8 @@ _INT_RANGES = {
     "port": (1, 65535),
     "snapshot_every": (1, 10**9),
     "realtime_priority": (0, 49),
+    "metrics_port": (0, 65535),
+    "stall_timeout_s": (1, 3600),
 }
 _CHOICES = {"wait": WAITS, "fsync": FSYNCS}
 

@@ -42,6 +42,7 @@ def supervise(
     on_event: Callable[[str], None],
     poll_s: float = 0.2,
     stall_timeout_s: float = 10.0,
+    metrics_port: int = 0,
 ) -> int:
     """Start the pipeline, restart dead stages per their policy, return an exit code."""
     stop = False
@@ -54,10 +55,16 @@ def supervise(
     restarts = 0
     code = 0
     pending: dict[str, _Retry] = {}
+    exporter = None
     try:
         pipeline.start()
         for name, handle in pipeline.procs.items():
             on_event(f"{name} up (pid {handle.process.pid})")
+        if metrics_port:
+            from hx.metrics_exporter import start_exporter
+
+            exporter = start_exporter(pipeline, pipeline.settings.host, metrics_port)
+            on_event(f"metrics http://{pipeline.settings.host}:{metrics_port}/metrics")
         on_event("exchange running; Ctrl-C stops it")
         deadline = None if duration_s is None else time.monotonic() + duration_s
         while not stop and (deadline is None or time.monotonic() < deadline):
@@ -106,6 +113,8 @@ def supervise(
         return code
     finally:
         on_event("stopping")
+        if exporter is not None:
+            exporter.shutdown()
         pipeline.stop()
         for sig, handler in old.items():
             signal.signal(sig, handler)

@@ -1,9 +1,11 @@
-"""A run's health board: one 64-byte slot per stage process in shared memory, written only by it.
+"""A run's health board: one 1 KiB slot per stage process in shared memory, written only by it.
 
 Each slot (little-endian 8-byte words): ``pid``, ``beat_ns`` (CLOCK_MONOTONIC, the last time the
 process's loop went round), ``progress`` (records or batches it has handled), ``waiting_since_ns``
 (0, or when it started waiting for room in an output ring: backpressure from downstream, not a
-fault of its own), ``started_ns``. The supervisor owns the segment and reads it: a live process
+fault of its own), ``started_ns``; from word 8, the process's metrics (``engine.host.metrics``:
+counters, gauges and histogram buckets by index), which the supervisor's one exporter reads at
+scrape time, so the hot path pays a store, never a lock or a thread. The supervisor owns the segment and reads it: a live process
 whose beat is older than its stall timeout while it is not waiting on backpressure has stopped
 making progress (a deadlock, an infinite loop, a stuck syscall) and is restarted; ``hx status``
 shows beats, progress rates and what is waiting on what.
@@ -15,13 +17,13 @@ platform we run on, and a reader that sees a beat a moment late only delays a ve
 from __future__ import annotations
 
 import os
-import struct
 import time
 
 from engine.ring.ring_buffer import SharedSegment
 
-SLOT = 64
-_WORDS = struct.Struct("<qqqqq")
+SLOT = 1024
+METRIC_BASE = 8  # first word of the metrics area of a slot
+METRIC_WORDS = SLOT // 8 - METRIC_BASE
 PID, BEAT, PROGRESS, WAITING, STARTED = range(5)
 MAGIC = int.from_bytes(b"HXHEALTH", "little")
 
@@ -62,6 +64,8 @@ class HealthBoard:
         w[b + WAITING] = 0
         w[b + STARTED] = now
         w[b + BEAT] = now
+        for k in range(METRIC_WORDS):
+            w[b + METRIC_BASE + k] = 0
         w[b + PID] = os.getpid()
         return HealthSlot(w, b)
 
@@ -77,6 +81,11 @@ class HealthBoard:
             "started_ns": w[b + STARTED],
         }
 
+    def metrics(self, slot: int) -> list[int]:
+        """The slot's metric words (see engine.host.metrics for their names)."""
+        b = self._base(slot) + METRIC_BASE
+        return list(self._words[b : b + METRIC_WORDS])
+
     def close(self) -> None:
         self._words.release()
         self._seg.close()
@@ -88,13 +97,15 @@ class HealthBoard:
 
 
 class HealthSlot:
-    """What a stage process holds: ``beat(progress)`` each loop, ``waiting()`` around backpressure."""
+    """What a stage process holds: ``beat(progress)`` each loop, ``waiting()`` around backpressure,
+    ``metrics``: its metric words (a memoryview of int64) for ``engine.host.metrics``."""
 
-    __slots__ = ("_w", "_b")
+    __slots__ = ("_w", "_b", "metrics")
 
     def __init__(self, words: memoryview, base: int) -> None:
         self._w = words
         self._b = base
+        self.metrics = words[base + METRIC_BASE : base + METRIC_BASE + METRIC_WORDS]
 
     def beat(self, progress: int) -> None:
         w, b = self._w, self._b
@@ -113,6 +124,9 @@ def stalled(entry: dict[str, int], now_ns: int, timeout_ns: int) -> bool:
 
 class NoHealth:
     """Stands in for a slot when a process runs without a board (tests, tools)."""
+
+    def __init__(self) -> None:
+        self.metrics = memoryview(bytearray(8 * METRIC_WORDS)).cast("q")
 
     def beat(self, progress: int) -> None:
         pass

@@ -83,7 +83,11 @@ def read_pid_files(state_dir: str | Path) -> dict[str, int]:
 
 
 def become_stage(name: str, state_dir: str | Path, parent_pid: int) -> None:
-    """Everything a freshly spawned stage process does first: title, pid file, die with parent."""
+    """Everything a freshly spawned stage process does first: title, pid file, die with parent,
+    structured (JSON) logs."""
+    from engine.host.json_log import setup_json_logging
+
     set_title(name)
     die_with_parent(parent_pid)
     write_pid_file(state_dir, name)
+    setup_json_logging(name)

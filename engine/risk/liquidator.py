@@ -84,6 +84,7 @@ class Liquidator:
         self.cases: dict[int, Case] = {}  # by account id
         self.orders: dict[int, int] = {}  # liquidation client order id -> account id
         self.next_coid = LIQUIDATION_COID_BASE
+        self.started = 0  # liquidations started (for metrics; not state)
         self.rank_cache = np.zeros((0, engine.config.n_perps), np.int8)  # last ADL rank sent, by row
         self.unwind_due: set[int] = set()  # perps whose mark moved since the fund last tried
 
@@ -128,6 +129,7 @@ class Liquidator:
                     self._event(account, 0, LiquidationKind.WAITING, 0, 0, 0, 0)
                     continue
                 case = self.cases[account] = Case()
+                self.started += 1
                 self._event(account, 0, LiquidationKind.STARTED, 0, 0, 0, equity - maint)
                 for s in range(e.shards):
                     e.orders[s] += _P_CANCEL_ALL(

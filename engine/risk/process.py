@@ -33,6 +33,7 @@ import numpy as np
 
 from engine.host import apply_realtime_priority, ensure_realtime_priority
 from engine.host.health_board import open_health_slot
+from engine.host.metrics import Metrics
 from engine.host.process_identity import become_stage, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.ring import Blocking, ConsumerRef, RingBuffer, RingRef, make_wait_strategy
@@ -146,6 +147,7 @@ class RiskProcess:
         self.snapshot_requested = False
         self.journal_seq = 0
         self.health = open_health_slot(options.health_board, options.health_slot)
+        self.metrics = Metrics("risk", self.health.metrics)
         self._recover()
         self.journal = JournalWriter(self.state_dir / "journal", fsync_policy=options.fsync)
         self.journal.start_background_sync()
@@ -238,6 +240,17 @@ class RiskProcess:
         header = BATCH_HEADER.pack(idx, n, consumer.cursor, nonce, clock, kept).ljust(HEADER_SLOT, b"\0")
         return b"".join((header, body))
 
+    def _publish_metrics(self) -> None:
+        e, m = self.engine, self.metrics
+        m.add("hx_records_total")
+        m.set("hx_orders_checked_total", e.counters["checked"])
+        m.set("hx_orders_rejected_total", e.counters["rejected"])
+        m.set("hx_fills_applied_total", e.counters["fills"])
+        m.set("hx_liquidations_total", e.liquidator.started)
+        m.set("hx_margin_calls", len(e.liquidator.cases))
+        m.set("hx_insurance_fund_micro", int(e.book.balance[e.insurance_row, 0]))
+        m.set("hx_accounts", e.book.count)
+
     def _park(self) -> None:
         """Wait for any input: flag every consumer as waiting, re-check, poll all wake FIFOs."""
         strategies = [c.wait_strategy for c in self.consumers]
@@ -280,6 +293,7 @@ class RiskProcess:
                 self._emit(skips)
                 consumer.release(n)
                 self.records_since_snapshot += 1
+                self._publish_metrics()
             if self.snapshot_requested or self.records_since_snapshot >= self.options.snapshot_every:
                 self.snapshot_requested = False
                 self.write_snapshot()

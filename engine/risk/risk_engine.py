@@ -194,6 +194,7 @@ class RiskEngine:
             if not m.is_perp:
                 self.spot_market_of.setdefault(m.base_asset, m)
         self.liquidator = Liquidator(self, liquidation)
+        self.counters = {"checked": 0, "rejected": 0, "fills": 0}  # for metrics; not state
         self.records = 0  # journal records applied (ADL ranks are published every ADL_RANK_EVERY)
         self.orders = [bytearray() for _ in range(shards)]
         self.events = bytearray()
@@ -242,6 +243,7 @@ class RiskEngine:
         return seq
 
     def _reject(self, market: int, command: int, order_id: int, coid: int, account: int, reason: int) -> None:
+        self.counters["rejected"] += 1
         self._emit(
             _P_REJECTED,
             MsgType.REJECTED,
@@ -356,6 +358,7 @@ class RiskEngine:
         self._forward(buf, off, market)
 
     def _new_order(self, buf: bytes | memoryview, off: int) -> None:
+        self.counters["checked"] += 1
         (_t, _v, _l, mid, _oid, coid, price, size, _trig, _exp, account, side, _tif, _otype, flags) = _U_NEW(
             buf, off
         )
@@ -816,6 +819,7 @@ class RiskEngine:
             if not is_maker or m_acct != t_acct:  # a self-trade is published once
                 self._republish_fill(buf, off, account, as_taker=not is_maker)
             row = self.book.row(account)
+            self.counters["fills"] += 1
             self._settle_fill(row, market, side, size_atoms, notional, is_maker, oid)
             r = self.ledger.find(mid, account, oid, 0)
             if r is not None:

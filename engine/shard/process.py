@@ -33,6 +33,7 @@ from typing import Any
 
 from engine.host import apply_realtime_priority, ensure_realtime_priority
 from engine.host.health_board import open_health_slot
+from engine.host.metrics import Metrics
 from engine.host.process_identity import become_stage, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.ring import RingBuffer, RingRef, make_wait_strategy
@@ -179,6 +180,7 @@ class Shard:
         self.snapshot_requested = False
         self._snapshot_thread: threading.Thread | None = None
         self.health = open_health_slot(options.health_board, options.health_slot)
+        self.metrics = Metrics("shard", self.health.metrics)
         self.state = self._recover()
         self.journal = JournalWriter(self.state_dir / "journal", fsync_policy=options.fsync)
         self.journal.start_background_sync()  # `batch`: the matching loop never waits for the disk
@@ -327,6 +329,9 @@ class Shard:
                     writer.reset()
                 consumer.release(n)
                 self.records_since_snapshot += 1
+                m = self.metrics
+                m.add("hx_records_total")
+                m.add("hx_commands_total", n)
             if self.snapshot_requested or self.records_since_snapshot >= self.options.snapshot_every:
                 self.snapshot_requested = False
                 self.write_snapshot(background=True)

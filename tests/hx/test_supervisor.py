@@ -192,3 +192,30 @@ def test_an_idle_stage_keeps_beating(tmp_path: Path) -> None:
         _wait_until(lambda: pipe.health_of("shard-0") is not None, 10, "registration")
         first = pipe.health_of("shard-0")["beat_ns"]  # type: ignore[index]
         _wait_until(lambda: pipe.health_of("shard-0")["beat_ns"] > first, 5, "a second beat while idle")  # type: ignore[index]
+
+
+def test_metrics_are_served_for_every_process_and_parse(tmp_path: Path) -> None:
+    """One Prometheus endpoint from the supervisor; the text parses and names every process."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = _free_port()
+    pipe = _pipeline(tmp_path, "state", f"hx-t-metrics-{os.getpid()}")
+    scraped: dict[str, object] = {}
+
+    def on_event(text: str) -> None:
+        if text.startswith("exchange running"):
+            _wait_until(lambda: pipe.health_of("shard-0") is not None, 10, "registration")
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            scraped["families"] = {f.name: f for f in text_string_to_metric_families(body)}
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    assert supervise(pipe, duration_s=30, on_event=on_event, poll_s=0.05, metrics_port=port) == 0
+    families = scraped["families"]
+    assert isinstance(families, dict)
+    up = {s.labels["process"]: s.value for s in families["hx_process_up"].samples}
+    assert up == {"shard-0": 1.0}
+    assert "hx_records" in families and "hx_ring_lag" in families
+    lag = {(s.labels["ring"], s.labels["consumer"]) for s in families["hx_ring_lag"].samples}
+    assert all(consumer for _ring, consumer in lag) and lag

@@ -102,3 +102,30 @@ def test_options_refuse_realtime_with_a_spinning_wait() -> None:
     with pytest.raises(ValueError, match="starves"):
         GatewayOptions(loop_mode="busy-poll", realtime_priority=3)
     assert GatewayOptions(loop_mode="park", realtime_priority=3).realtime_priority == 3
+
+
+def test_json_logs_carry_one_field_set() -> None:
+    import io
+    import json
+    import logging
+
+    from engine.host.json_log import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("risk-0"))
+    log = logging.getLogger("hx.test.json")
+    log.addHandler(handler)
+    try:
+        log.warning("account %d liquidated", 7, extra={"account": 7})
+    finally:
+        log.removeHandler(handler)
+    line = json.loads(stream.getvalue())
+    assert {k: line[k] for k in ("level", "process", "logger", "msg", "account")} == {
+        "level": "warning",
+        "process": "risk-0",
+        "logger": "hx.test.json",
+        "msg": "account 7 liquidated",
+        "account": 7,
+    }
+    assert line["ts"].endswith("+00:00") and isinstance(line["pid"], int)
