@@ -73,6 +73,7 @@ class Topology:
     gateways: int = 1
     risk: int = 0  # risk partitions (accounts by id); 0: gateways route straight to the shards
     recorders: int = 0  # extra event-ring consumers (tests, replay, audit tools)
+    settlement: int = 0  # 1: a settlement process (chain deposits in, batches out)
     order_ring_slots: int = 1 << 16
     event_ring_slots: int = 1 << 18
 
@@ -110,9 +111,11 @@ class Topology:
 
     def _event_consumers(self, with_risk: bool) -> tuple[str, ...]:
         risk = tuple(f"risk-{r}" for r in range(self.risk)) if with_risk else ()
+        settlement = tuple(f"settlement-{k}" for k in range(self.settlement)) if not with_risk else ()
         return (
             risk
             + tuple(f"gateway-{g}" for g in range(self.gateways))
+            + settlement
             + tuple(f"recorder-{k}" for k in range(self.recorders))
         ) or ("recorder-0",)
 
@@ -131,6 +134,10 @@ class Topology:
     def risk_event_ring(self, partition: int) -> str:
         return f"{self.run_id}-rev-r{partition}"
 
+    def settlement_ring(self, partition: int) -> str:
+        """Settlement's ring into a risk partition (chain deposits, withdrawal results)."""
+        return f"{self.run_id}-set-r{partition}"
+
     @cached_property
     def rings(self) -> tuple[RingSpec, ...]:
         """Every ring of the run, in creation order."""
@@ -144,6 +151,8 @@ class Topology:
         for r in range(self.risk):
             for p, feeder in enumerate(self.risk_feeders):
                 out.append(RingSpec(self.risk_in_ring(p, r), feeder, (f"risk-{r}",), self.order_ring_slots))
+            for k in range(self.settlement):
+                out.append(RingSpec(self.settlement_ring(r), f"settlement-{k}", (f"risk-{r}",), self.order_ring_slots))
             out.append(
                 RingSpec(
                     self.risk_event_ring(r), f"risk-{r}", self._event_consumers(False), self.event_ring_slots

@@ -93,7 +93,7 @@ def _funded_engine(config: RiskConfig, accounts: int) -> RiskEngine:
         engine.handle_command(encode(MsgType.MARK_PRICE, m.market_id, price_ticks=100_000), 0)
     engine.take_outputs()
     for a in range(1, accounts + 1):
-        engine.handle_command(encode(MsgType.DEPOSIT, account=a, asset=0, amount=10**12, deposit_id=a), 0)
+        engine.handle_command(encode(MsgType.DEPOSIT, source=1, account=a, asset=0, amount=10**12, deposit_id=a), 0)
     engine.end_of_record()
     engine.take_outputs()
     return engine
@@ -155,7 +155,7 @@ def checks_through_rings(orders: int = 200_000, accounts: int = 2_000) -> float:
             try:
                 setup = [encode(MsgType.MARK_PRICE, m, price_ticks=100_000) for m in markets]
                 setup += [
-                    encode(MsgType.DEPOSIT, account=a, asset=0, amount=10**12, deposit_id=a)
+                    encode(MsgType.DEPOSIT, source=1, account=a, asset=0, amount=10**12, deposit_id=a)
                     for a in range(1, accounts + 1)
                 ]
                 _publish_all(ring, b"".join(setup), events)

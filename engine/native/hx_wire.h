@@ -45,6 +45,7 @@ enum {
     HX_MSG_SET_LEVERAGE = 15,
     HX_MSG_RESOLUTION_REQUEST = 16,
     HX_MSG_ORDER_QUERY = 17,
+    HX_MSG_RESTATE_REQUEST = 18,
     HX_MSG_ACCEPTED = 32,
     HX_MSG_REJECTED = 33,
     HX_MSG_FILL = 34,
@@ -1123,6 +1124,15 @@ static inline void hx_put_order_state(uint8_t *p, uint32_t market_id, uint64_t s
     hx_wr_u8(p + HX_OFF_ORDER_STATE_SIDE, side);
     hx_wr_u8(p + HX_OFF_ORDER_STATE_STATE, state);
     hx_wr_u8(p + HX_OFF_ORDER_STATE_LAST, last);
+}
+
+/* ---- RESTATE_REQUEST (msg_type 18): Ask risk to restate every nonzero balance (BALANCE, reason RESTATE) and position (settlement, after it lost its place in risk's event stream). */
+static inline void hx_put_restate_request(uint8_t *p, uint32_t market_id) {
+    memset(p, 0, HX_SLOT_BYTES);
+    p[HX_OFF_HEADER_MSG_TYPE] = 18; /* RESTATE_REQUEST */
+    p[HX_OFF_HEADER_VERSION] = HX_WIRE_VERSION;
+    hx_wr_u16(p + HX_OFF_HEADER_LENGTH, HX_SLOT_BYTES);
+    hx_wr_u32(p + HX_OFF_HEADER_MARKET_ID, market_id);
 }
 
 /* ---- HEARTBEAT (msg_type 64): Liveness; carries the sender's clock and last sequence. */

@@ -329,11 +329,17 @@ class RiskEngine:
         elif t == MsgType.MARK_PRICE:
             self._mark_price(buf, off)
         elif t == MsgType.DEPOSIT:
-            self._deposit(*_U_DEPOSIT(buf, off)[4:])
+            self._deposit(*_U_DEPOSIT(buf, off)[4:], source)
         elif t == MsgType.WITHDRAW_REQUEST:
             self._withdraw_request(*_U_WITHDRAW(buf, off)[4:])
         elif t == MsgType.WITHDRAW_RESULT:
-            self._withdraw_result(*_U_RESULT(buf, off)[4:])
+            if source != Source.SETTLEMENT:  # only settlement knows what the chain paid
+                f = _U_RESULT(buf, off)
+                self._reject(0, t, f[8], 0, f[4], RejectCode.PERMISSION_DENIED)
+            else:
+                self._withdraw_result(*_U_RESULT(buf, off)[4:])
+        elif t == MsgType.RESTATE_REQUEST:
+            self._restate()
         elif t == MsgType.HEARTBEAT:
             self._heartbeat(buf, off)
         elif t == MsgType.SET_LEVERAGE:
@@ -466,9 +472,13 @@ class RiskEngine:
             hit = self.book.balance[:n, market.base_asset] != 0
         self.book.dirty[:n] |= hit
 
-    def _deposit(self, account: int, asset: int, source: int, amount: int, deposit_id: int) -> None:
+    def _deposit(self, account: int, asset: int, source: int, amount: int, deposit_id: int, sender: int) -> None:
+        """Credit once per (source, id). A chain deposit only from settlement (it saw it confirmed on
+        chain); a faucet deposit only from a gateway (which serves the faucet only in development)."""
         t = MsgType.DEPOSIT
-        if not self.owns(account):
+        if (source == DepositSource.CHAIN) != (sender == Source.SETTLEMENT):
+            self._reject(0, t, deposit_id, 0, account, RejectCode.PERMISSION_DENIED)
+        elif not self.owns(account):
             self._reject(0, t, deposit_id, 0, account, RejectCode.ACCOUNT_NOT_HERE)
         elif asset >= self.config.n_assets or self.config.assets[asset].kind == AssetKind.PREDICTION:
             self._reject(0, t, deposit_id, 0, account, RejectCode.UNKNOWN_ASSET)  # shares exist only here
@@ -703,6 +713,16 @@ class RiskEngine:
         else:
             self.leverage[(account, mid)] = (leverage, mode)
             self.book.dirty[self.book.row(account)] = True
+
+    def _restate(self) -> None:
+        """Every nonzero balance and position again (BALANCE reason RESTATE, POSITION), in row
+        order: what a consumer that lost its place (settlement on a fresh ring) rebuilds from."""
+        b, n = self.book, self.book.count
+        for row in range(n):
+            for a in np.flatnonzero(b.balance[row] | b.held[row]).tolist():
+                self._emit_balance(row, a, BalanceReason.RESTATE, 0, 0)
+            for p in np.flatnonzero(b.perp_size[row] | b.perp_cost[row]).tolist():
+                self._emit_position(row, self.config.markets[self.config.perps[p]])
 
     def _heartbeat(self, buf: bytes | memoryview, off: int, relay: bool = True) -> None:
         """Echo at once (market_id 0: risk has handled everything before it) and, from a feeder or

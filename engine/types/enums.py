@@ -30,6 +30,7 @@ class MsgType(IntEnum):
     SET_LEVERAGE = 15  # into risk (from a gateway): an account's leverage and margin mode in a market
     RESOLUTION_REQUEST = 16  # into the oracle (from a gateway): the authority proposes or disputes
     ORDER_QUERY = 17  # into risk (from a gateway): an account's open orders, or one of them
+    RESTATE_REQUEST = 18  # into risk (from settlement): every balance and position again
 
     ACCEPTED = 32
     REJECTED = 33
@@ -146,6 +147,7 @@ class BalanceReason(IntEnum):
     LIQUIDATION = 7
     INSURANCE = 8
     RESOLUTION = 9  # a prediction market's shares settled at 0 or 1
+    RESTATE = 10  # no change: the balance again, asked for by a consumer that lost its place
 
 
 class PriceStatus(IntEnum):

@@ -570,6 +570,12 @@ LAYOUTS: tuple[MessageLayout, ...] = (
             _pad(1),
         ),
     ),
+    MessageLayout(
+        MsgType.RESTATE_REQUEST,
+        "Ask risk to restate every nonzero balance (BALANCE, reason RESTATE) and position (settlement, "
+        "after it lost its place in risk's event stream).",
+        (_pad(56),),
+    ),
     # ---- control --------------------------------------------------------------------------------
     MessageLayout(
         MsgType.HEARTBEAT,

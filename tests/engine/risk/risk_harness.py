@@ -104,7 +104,14 @@ class LocalExchange:
     def deposit(self, account: int, asset: int, amount: int) -> None:
         self.deposit_id += 1
         self.send(
-            encode(MsgType.DEPOSIT, account=account, asset=asset, amount=amount, deposit_id=self.deposit_id)
+            encode(
+                MsgType.DEPOSIT,
+                source=1,
+                account=account,
+                asset=asset,
+                amount=amount,
+                deposit_id=self.deposit_id,
+            )
         )
 
     def order(self, account: int, market: int, side: int, price: int, size: int, **kw: Any) -> int:

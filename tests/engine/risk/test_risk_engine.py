@@ -17,9 +17,9 @@ USDC_10K = 10_000 * 10**6
 
 def test_a_deposit_is_credited_once_per_id() -> None:
     x = LocalExchange()
-    x.send(encode(MsgType.DEPOSIT, account=ALICE, asset=USDC, amount=5_000_000, deposit_id=7))
+    x.send(encode(MsgType.DEPOSIT, source=1, account=ALICE, asset=USDC, amount=5_000_000, deposit_id=7))
     before = x.risk.state_hash()
-    x.send(encode(MsgType.DEPOSIT, account=ALICE, asset=USDC, amount=5_000_000, deposit_id=7))
+    x.send(encode(MsgType.DEPOSIT, source=1, account=ALICE, asset=USDC, amount=5_000_000, deposit_id=7))
     assert x.last_reject() == RejectCode.DUPLICATE_DEPOSIT
     assert x.risk.book.balance[x.row(ALICE), USDC] == 5_000_000
     x.risk_events.clear()
@@ -35,12 +35,14 @@ def test_a_deposit_is_credited_once_per_id() -> None:
         ({"asset": USDC, "amount": -5}, RejectCode.AMOUNT_OUT_OF_RANGE),
         ({"asset": USDC, "amount": 2**62}, RejectCode.AMOUNT_OUT_OF_RANGE),
         ({"asset": USDC, "amount": 1, "source": 9}, RejectCode.DUPLICATE_DEPOSIT),
+        ({"asset": USDC, "amount": 1, "source": 0}, RejectCode.PERMISSION_DENIED),  # chain: settlement only
     ],
 )
 def test_bad_deposits_are_refused_and_change_no_money(fields: dict[str, int], code: int) -> None:
     x = LocalExchange()
     x.deposit(ALICE, USDC, 1_000_000)
     balances = x.risk.book.balance.copy()
+    fields = {"source": 1, **fields}
     x.send(encode(MsgType.DEPOSIT, account=ALICE, deposit_id=999, **fields))
     assert x.last_reject() == code
     assert (x.risk.book.balance == balances).all()
@@ -118,21 +120,42 @@ def test_withdrawal_hold_then_paid_or_returned() -> None:
     assert b.balance[row, USDC] == 6_000_000_000 and b.held[row, USDC] == 4_000_000_000
     x.send(encode(MsgType.WITHDRAW_REQUEST, account=ALICE, asset=USDC, amount=1, request_id=1))
     assert x.last_reject() == RejectCode.DUPLICATE_WITHDRAWAL
-    x.send(
-        encode(
-            MsgType.WITHDRAW_RESULT, account=ALICE, asset=USDC, status=0, amount=4_000_000_000, request_id=1
-        )
+    from engine.risk.risk_engine import Source
+
+    paid = encode(
+        MsgType.WITHDRAW_RESULT, account=ALICE, asset=USDC, status=0, amount=4_000_000_000, request_id=1
     )
+    x.send(paid)  # from a gateway (or a feeder): refused, only settlement says what the chain paid
+    assert x.last_reject() == RejectCode.PERMISSION_DENIED and b.held[row, USDC] == 4_000_000_000
+    x.send(paid, Source.SETTLEMENT)
     assert b.held[row, USDC] == 0 and x.risk.net_deposits[USDC] == 6_000_000_000
     x.send(encode(MsgType.WITHDRAW_REQUEST, account=ALICE, asset=USDC, amount=1_000_000, request_id=2))
-    x.send(
-        encode(MsgType.WITHDRAW_RESULT, account=ALICE, asset=USDC, status=1, amount=1_000_000, request_id=2)
+    failed = encode(
+        MsgType.WITHDRAW_RESULT, account=ALICE, asset=USDC, status=1, amount=1_000_000, request_id=2
     )
+    x.send(failed, Source.SETTLEMENT)
     assert b.balance[row, USDC] == 6_000_000_000
-    x.send(
-        encode(MsgType.WITHDRAW_RESULT, account=ALICE, asset=USDC, status=1, amount=1_000_000, request_id=2)
-    )
+    x.send(failed, Source.SETTLEMENT)
     assert x.last_reject() == RejectCode.UNKNOWN_WITHDRAWAL
+
+
+def test_a_restatement_repeats_every_balance_and_position_without_changing_them() -> None:
+    from engine.risk.risk_engine import Source
+
+    x = LocalExchange()
+    _perp_book(x)
+    b = x.risk.book
+    money = (b.balance.copy(), b.held.copy(), b.perp_size.copy(), b.perp_cost.copy())
+    x.risk_events.clear()
+    x.send(encode(MsgType.RESTATE_REQUEST), Source.SETTLEMENT)
+    restated = [(e["account"], e["asset"]) for e in x.risk_events if e["msg_type"] == MsgType.BALANCE]
+    positions = [e["account"] for e in x.risk_events if e["msg_type"] == MsgType.POSITION]
+    assert {a for a, _ in restated} >= {ALICE, BOB, CAROL} and set(positions) == {ALICE, BOB, CAROL}
+    assert all(
+        e["reason"] == 10 and e["delta"] == 0 for e in x.risk_events if e["msg_type"] == MsgType.BALANCE
+    )
+    after = (b.balance, b.held, b.perp_size, b.perp_cost)
+    assert all((x_ == y_).all() for x_, y_ in zip(money, after, strict=True))  # nothing moved
 
 
 def test_a_withdrawal_cannot_take_margin_that_positions_need() -> None:
@@ -260,7 +283,7 @@ def test_prediction_shares_cannot_be_deposited() -> None:
     from risk_harness import YES
 
     x = LocalExchange()
-    x.send(encode(MsgType.DEPOSIT, account=ALICE, asset=YES, amount=10**8, deposit_id=1))
+    x.send(encode(MsgType.DEPOSIT, source=1, account=ALICE, asset=YES, amount=10**8, deposit_id=1))
     assert x.last_reject() == RejectCode.UNKNOWN_ASSET
 
 

@@ -65,8 +65,12 @@ def _commands(n_orders: int, seed: int = 5) -> list[bytes]:
     out.append(encode(MsgType.MARK_PRICE, 2, price_ticks=200_000))  # ETH $2,000
     accounts = list(range(1, 21))
     for k, acct in enumerate(accounts):
-        out.append(encode(MsgType.DEPOSIT, account=acct, asset=0, amount=20_000 * 10**6, deposit_id=k + 1))
-        out.append(encode(MsgType.DEPOSIT, account=acct, asset=2, amount=5 * 10**8, deposit_id=1000 + k))
+        out.append(
+            encode(MsgType.DEPOSIT, source=1, account=acct, asset=0, amount=20_000 * 10**6, deposit_id=k + 1)
+        )
+        out.append(
+            encode(MsgType.DEPOSIT, source=1, account=acct, asset=2, amount=5 * 10**8, deposit_id=1000 + k)
+        )
     for coid in range(1, n_orders + 1):
         market = BTC_USD if rng.random() < 0.6 else 2
         base = 100_000 if market == BTC_USD else 200_000
