@@ -351,6 +351,7 @@ contract ClearingHouse is
     ///        forced-withdrawal periods
     /// @param operator the batch-submitting hot key
     /// @param guardian pauses (expiring), challenges, removes watchers
+    /// @param watchers the initial watchers (may challenge; more are added by governance)
     /// @param config the periods (rules: all > 0; disputeWindow < freezePeriod; maxPause < freezePeriod;
     ///        forcedWithdrawalPeriod > disputeWindow + outflowPeriod; maxPause == vault.maxPause())
     /// @param outflowCaps per listed token (listing order), the most its payouts may total per outflow period
@@ -360,6 +361,7 @@ contract ClearingHouse is
         HxTimelock governance,
         address operator,
         address guardian,
+        address[] memory watchers,
         Config memory config,
         uint256[] memory outflowCaps
     ) EIP712("hx ClearingHouse", "2") ExpiringPause(config.maxPause) {
@@ -395,6 +397,10 @@ contract ClearingHouse is
         _grantRole(DEFAULT_ADMIN_ROLE, address(governance));
         _grantRole(OPERATOR_ROLE, operator);
         _grantRole(GUARDIAN_ROLE, guardian);
+        for (uint256 i; i < watchers.length; ++i) {
+            if (watchers[i] == address(0)) revert ZeroAddress();
+            _grantRole(WATCHER_ROLE, watchers[i]);
+        }
     }
 
     function _checkConfig(Config memory c, uint256 vaultMaxPause) private pure {

@@ -53,12 +53,21 @@ contract ClearingHouseTest is HxBase {
         internal
         returns (bytes memory)
     {
+        return _wire(c, floor, caps, _watchers());
+    }
+
+    function _wire(ClearingHouse.Config memory c, uint256 floor, uint256 caps, address[] memory watchers)
+        internal
+        returns (bytes memory)
+    {
         HxTimelock tl = new HxTimelock(floor, floor, governor);
         uint64 n = vm.getNonce(address(this));
         address chAt = vm.computeCreateAddress(address(this), n + 2);
         Vault v = new Vault(chAt, address(0xbeef), address(tl), guardian, MAX_PAUSE, tokens);
         InsuranceFund f = new InsuranceFund(chAt, address(v), address(tl));
-        try new ClearingHouse(v, f, tl, operator, guardian, c, _caps(caps)) returns (ClearingHouse) {
+        try new ClearingHouse(v, f, tl, operator, guardian, watchers, c, _caps(caps)) returns (
+            ClearingHouse
+        ) {
             return "";
         } catch (bytes memory err) {
             return err;
@@ -88,6 +97,10 @@ contract ClearingHouseTest is HxBase {
             abi.encodeWithSelector(ClearingHouse.DelayFloorTooLow.selector, FREEZE_PERIOD, FREEZE_PERIOD)
         );
         assertEq(_wire(c, DELAY_FLOOR, 2), abi.encodeWithSelector(ClearingHouse.OutflowCapsMismatch.selector));
+        assertEq(
+            _wire(c, DELAY_FLOOR, 3, new address[](1)),
+            abi.encodeWithSelector(ClearingHouse.ZeroAddress.selector)
+        );
     }
 
     function test_constructor_revertsWhenNotWiredOrZero() public {
@@ -95,9 +108,10 @@ contract ClearingHouseTest is HxBase {
         Vault stray =
             new Vault(address(0xdead), address(0xbeef), address(timelock), guardian, MAX_PAUSE, none);
         vm.expectRevert(ClearingHouse.NotWired.selector);
-        new ClearingHouse(stray, fund, timelock, operator, guardian, _config(), _caps(0));
+        new ClearingHouse(stray, fund, timelock, operator, guardian, _watchers(), _config(), _caps(0));
         vm.expectRevert(ClearingHouse.ZeroAddress.selector);
-        new ClearingHouse(vault, fund, timelock, address(0), guardian, _config(), _caps(3));
+        new ClearingHouse(vault, fund, timelock, address(0), guardian, _watchers(), _config(), _caps(3));
+
         vm.expectRevert(EscapeHatch.NotWired.selector);
         new EscapeHatch(ch); // the vault names another hatch
     }
@@ -106,6 +120,8 @@ contract ClearingHouseTest is HxBase {
         assertTrue(ch.hasRole(ch.DEFAULT_ADMIN_ROLE(), address(timelock)));
         assertTrue(ch.hasRole(ch.OPERATOR_ROLE(), operator));
         assertTrue(ch.hasRole(ch.GUARDIAN_ROLE(), guardian));
+        assertTrue(ch.hasRole(ch.WATCHER_ROLE(), watcher));
+        assertEq(ch.getRoleAdmin(ch.WATCHER_ROLE()), ch.DEFAULT_ADMIN_ROLE());
         assertFalse(ch.hasRole(ch.DEFAULT_ADMIN_ROLE(), address(this)));
         assertFalse(ch.hasRole(ch.OPERATOR_ROLE(), address(this)));
         assertEq(ch.freezePeriod(), FREEZE_PERIOD);

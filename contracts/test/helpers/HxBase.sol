@@ -118,6 +118,11 @@ abstract contract HxBase is Test {
         });
     }
 
+    function _watchers() internal view returns (address[] memory w) {
+        w = new address[](1);
+        w[0] = watcher;
+    }
+
     function _caps(uint256 n) internal pure returns (uint256[] memory caps) {
         caps = new uint256[](n);
         for (uint256 i; i < n; ++i) {
@@ -132,13 +137,12 @@ abstract contract HxBase is Test {
         address hatchAt = vm.computeCreateAddress(address(this), n + 3);
         vault = new Vault(chAt, hatchAt, address(timelock), guardian, MAX_PAUSE, listed);
         fund = new InsuranceFund(chAt, address(vault), address(timelock));
-        ch = new ClearingHouse(vault, fund, timelock, operator, guardian, _config(), _caps(listed.length));
+        ch = new ClearingHouse(
+            vault, fund, timelock, operator, guardian, _watchers(), _config(), _caps(listed.length)
+        );
         hatch = new EscapeHatch(ch);
         assertEq(address(ch), chAt, "predicted ClearingHouse address");
         assertEq(address(hatch), hatchAt, "predicted EscapeHatch address");
-        bytes32 watcherRole = ch.WATCHER_ROLE();
-        vm.prank(address(timelock)); // as a governance operation would
-        ch.grantRole(watcherRole, watcher);
         for (uint256 i; i < listed.length; ++i) {
             if (priceOf[listed[i]] == 0) priceOf[listed[i]] = 1e6;
         }
