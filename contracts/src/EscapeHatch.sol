@@ -220,7 +220,10 @@ contract EscapeHatch is ReentrancyGuardTransient {
         account = r.account;
         if (account == address(0)) revert UnknownRequest(requestId);
         if (r.cancelled) revert RequestCancelled(requestId);
-        if (_isIncluded(r)) revert ForcedAlreadyServed(requestId);
+        // served by a canonical batch, or earlier in this very batch (not canonical while it is submitted)
+        if (_isIncluded(r) || (r.includedBatchId == batchId && r.includedSeq == seq)) {
+            revert ForcedAlreadyServed(requestId);
+        }
         requested = r.amount;
         if (amount > requested) revert ForcedServeExceedsRequest(requestId, amount, requested);
         r.includedBatchId = batchId;

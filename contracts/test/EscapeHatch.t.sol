@@ -332,6 +332,20 @@ contract EscapeHatchTest is HxBase {
         hatch.requestForcedWithdrawal(address(usdc), 1, alice);
     }
 
+    /// One request cannot be served twice in the same batch (it is not canonical yet while it is submitted).
+    function test_forced_servedTwiceInOneBatch_refused() public {
+        _seed();
+        vm.prank(alice);
+        uint256 rid = hatch.requestForcedWithdrawal(address(usdc), 1000e6, alice);
+        bal[address(usdc)][alice] -= 2000e6; // a batch debiting it twice
+        _serve(rid, 1000e6, 1000e6, alice, address(usdc));
+        _serve(rid, 1000e6, 1000e6, alice, address(usdc));
+        ClearingHouse.Batch memory b = _batch();
+        vm.expectRevert(abi.encodeWithSelector(EscapeHatch.ForcedAlreadyServed.selector, rid));
+        vm.prank(operator);
+        ch.submitBatch(b);
+    }
+
     /// A serve in a batch that is then voided does not count: the request is unserved again.
     function test_forced_servedByVoidedBatch_isUnservedAgain() public {
         _seed();
