@@ -493,12 +493,11 @@ contract Handler is Test {
         bal[t][victim] = amount;
         b.withdrawals = new ClearingHouse.SignedWithdrawal[](1);
         b.withdrawals[0] =
-            ClearingHouse.SignedWithdrawal(victim, t, amount, thief, 1e9 + seed, block.timestamp, "");
-        b.withdrawals[0].signature =
-            seed % 2 == 0 ? _sign(thief, b.withdrawals[0]) : _sign(victim, b.withdrawals[0]);
-        if (seed % 2 == 1) b.withdrawals[0].destination = thief; // (already) redirected after signing? re-sign above
-        if (seed % 2 == 1) {
-            b.withdrawals[0].destination = victim;
+            ClearingHouse.SignedWithdrawal(victim, t, amount, thief, (seed >> 8) + 1e9, block.timestamp, "");
+        if (seed % 2 == 0) {
+            b.withdrawals[0].signature = _sign(thief, b.withdrawals[0]); // the thief's key for the victim's funds
+        } else {
+            b.withdrawals[0].destination = victim; // the victim's real signature, redirected to the thief
             b.withdrawals[0].signature = _sign(victim, b.withdrawals[0]);
             b.withdrawals[0].destination = thief;
         }
