@@ -1,23 +1,28 @@
 """Deploy: the hx contracts to a JSON-RPC endpoint, the role matrix read back, a manifest JSON written.
 
-Order (one account, consecutive nonces; the ClearingHouse address is precomputed so Vault and
-InsuranceFund can hold it as an immutable and no one ever holds a "set the clearing house" power):
+Order (one account, consecutive nonces; the ClearingHouse and EscapeHatch addresses are precomputed so the
+Vault and InsuranceFund hold them as immutables and no one ever holds a "set the clearing house" power):
 
     [TestToken x3]          local chains only (chain id 31337/1337)
-    HxTimelock(delay, governor)
-    Vault(CH*, timelock, guardian, tokens)       CH* = create_address(deployer, vault_nonce + 2)
-    InsuranceFund(CH*, vault, timelock)
-    ClearingHouse(vault, fund, timelock, operator, guardian, freeze_period)   -> must land at CH*
+    HxTimelock(delay, floor, governor)
+    Vault(CH*, HATCH*, timelock, guardian, maxPause, tokens)   CH* = create_address(deployer, vault_nonce + 2)
+    InsuranceFund(CH*, vault, timelock)                         HATCH* = create_address(deployer, vault_nonce + 3)
+    ClearingHouse(vault, fund, timelock, operator, guardian, watchers, periods, caps)   -> must land at CH*
+    EscapeHatch(CH)                                                                      -> must land at HATCH*
 
+Checks before sending (``check_config``, raises ``ValueError``) mirror the contracts' constructor rules.
 Checks after deployment (``check_deployment``; any failure raises ``DeploymentCheckFailed``):
-    - wiring: vault.clearingHouse == fund.clearingHouse == CH, fund.vault == vault, CH.vault/insuranceFund;
-    - timelock min delay > freeze period; listed tokens == requested tokens;
-    - the role matrix read back with ``hasRole`` equals ``expected_role_matrix``: the deployer holds no
-      role anywhere, the timelock is the only admin, operator/guardian hold exactly their one role;
+    - wiring: vault.clearingHouse == fund.clearingHouse == CH, vault.escapeHatch == hatch, fund.vault == vault,
+      CH.vault/insuranceFund/escapeHatch, hatch.clearingHouse/vault;
+    - every period, the timelock's delay and floor (> freeze and forced-withdrawal periods), the outflow caps,
+      the listed tokens;
+    - the role matrix read back with ``hasRole`` equals ``expected_role_matrix``: the deployer holds no role
+      anywhere, the timelock is the only admin, operator/guardian/watchers hold exactly their roles;
     - the runtime code hash of each contract is recorded in the manifest.
 
-CLI: ``python -m settlement.deploy --rpc-url URL --governor A --operator B --guardian C --out manifest.json``
-(the key comes from ``$HX_DEPLOYER_KEY``; ``--local`` uses anvil's dev accounts and test tokens).
+CLI: ``python -m settlement.deploy --rpc-url URL --governor A --operator B --guardian C --watcher W
+--token T --cap N ... --out manifest.json`` (the key comes from ``$HX_DEPLOYER_KEY``; ``--local`` uses
+anvil's dev accounts and test tokens with their default caps).
 """
 
 from __future__ import annotations
@@ -37,14 +42,24 @@ from settlement.anvil import DEV_PRIVATE_KEYS, LOCAL_CHAIN_ID
 from settlement.chain import Artifact, Chain
 
 LOCAL_CHAIN_IDS = (LOCAL_CHAIN_ID, 1337)
-DEFAULT_FREEZE_PERIOD_S = 3 * 24 * 3600
-DEFAULT_TIMELOCK_DELAY_S = 7 * 24 * 3600
+HOUR_S = 3600
+DAY_S = 24 * HOUR_S
+# Defaults and why: docs/contracts.md, "The numbers".
+DEFAULT_FREEZE_PERIOD_S = 3 * DAY_S
+DEFAULT_DISPUTE_WINDOW_S = 6 * HOUR_S
+DEFAULT_FORCED_WITHDRAWAL_PERIOD_S = 2 * DAY_S
+DEFAULT_DEPOSIT_CREDIT_PERIOD_S = 1 * DAY_S
+DEFAULT_OUTFLOW_PERIOD_S = 1 * DAY_S
+DEFAULT_MAX_PAUSE_S = 1 * DAY_S
+DEFAULT_TIMELOCK_DELAY_S = 7 * DAY_S
+DEFAULT_TIMELOCK_FLOOR_S = 4 * DAY_S
+# name, symbol, decimals, default outflow cap per period (local chains only)
 TEST_TOKENS = (
-    ("USD Coin (test)", "USDC", 6),
-    ("Wrapped Ether (test)", "WETH", 18),
-    ("Wrapped Bitcoin (test)", "WBTC", 8),
+    ("USD Coin (test)", "USDC", 6, 1_000_000 * 10**6),
+    ("Wrapped Ether (test)", "WETH", 18, 300 * 10**18),
+    ("Wrapped Bitcoin (test)", "WBTC", 8, 15 * 10**8),
 )
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 
 ADMIN_ROLE = "0x" + "00" * 32
 
@@ -59,19 +74,63 @@ class DeploymentCheckFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class DeployConfig:
-    """Who holds which role, the delays, and the collateral tokens (empty + test_tokens on local chains)."""
+    """Who holds which role, the periods (seconds), and the collateral tokens with their outflow caps per
+    period (on local chains ``test_tokens`` adds the three test tokens with their default caps)."""
 
     governor: str
     operator: str
     guardian: str
+    watchers: tuple[str, ...] = ()
     freeze_period_s: int = DEFAULT_FREEZE_PERIOD_S
+    dispute_window_s: int = DEFAULT_DISPUTE_WINDOW_S
+    forced_withdrawal_period_s: int = DEFAULT_FORCED_WITHDRAWAL_PERIOD_S
+    deposit_credit_period_s: int = DEFAULT_DEPOSIT_CREDIT_PERIOD_S
+    outflow_period_s: int = DEFAULT_OUTFLOW_PERIOD_S
+    max_pause_s: int = DEFAULT_MAX_PAUSE_S
     timelock_delay_s: int = DEFAULT_TIMELOCK_DELAY_S
+    timelock_floor_s: int = DEFAULT_TIMELOCK_FLOOR_S
     tokens: tuple[str, ...] = field(default_factory=tuple)
+    outflow_caps: tuple[int, ...] = field(default_factory=tuple)
     test_tokens: bool = False
+
+    def periods(self) -> tuple[int, int, int, int, int, int]:
+        """The ClearingHouse's ``Config`` tuple."""
+        return (
+            self.freeze_period_s,
+            self.dispute_window_s,
+            self.forced_withdrawal_period_s,
+            self.deposit_credit_period_s,
+            self.outflow_period_s,
+            self.max_pause_s,
+        )
+
+
+def check_config(c: DeployConfig) -> None:
+    """The contracts' constructor rules, checked before anything is sent (``ValueError``)."""
+    if min(c.periods()) <= 0:
+        raise ValueError("every period must be > 0")
+    if c.dispute_window_s >= c.freeze_period_s:
+        raise ValueError("the dispute window must be shorter than the freeze period")
+    if c.max_pause_s >= c.freeze_period_s:
+        raise ValueError("a pause must be shorter than the freeze period")
+    if c.forced_withdrawal_period_s <= c.dispute_window_s + c.outflow_period_s:
+        raise ValueError("the forced-withdrawal period must exceed dispute window + outflow period")
+    needed = max(c.freeze_period_s, c.forced_withdrawal_period_s)
+    if c.timelock_floor_s <= needed:
+        raise ValueError(
+            f"the timelock floor must exceed the freeze and forced-withdrawal periods ({needed} s)"
+        )
+    if c.timelock_delay_s < c.timelock_floor_s:
+        raise ValueError("the timelock delay must be at least its floor")
+    if len(c.outflow_caps) != len(c.tokens):
+        raise ValueError("one outflow cap per token (--cap, in token base units per outflow period)")
+    if any(cap < 0 for cap in c.outflow_caps):
+        raise ValueError("outflow caps must be >= 0")
 
 
 def expected_role_matrix(principals: dict[str, str]) -> dict[str, dict[str, list[str]]]:
     """contract -> role -> the principals (by name) that must hold it; every other principal must not."""
+    watchers = sorted(k for k in principals if k.startswith("watcher:"))
     return {
         "HxTimelock": {
             "DEFAULT_ADMIN_ROLE": ["timelock"],
@@ -85,6 +144,7 @@ def expected_role_matrix(principals: dict[str, str]) -> dict[str, dict[str, list
             "DEFAULT_ADMIN_ROLE": ["timelock"],
             "OPERATOR_ROLE": ["operator"],
             "GUARDIAN_ROLE": ["guardian"],
+            "WATCHER_ROLE": watchers,
         },
     }
 
@@ -92,13 +152,17 @@ def expected_role_matrix(principals: dict[str, str]) -> dict[str, dict[str, list
 def deploy(chain: Chain, config: DeployConfig) -> dict[str, Any]:
     """Deploy everything with ``chain``'s account and return the manifest (already checked)."""
     names = {"governor": config.governor, "operator": config.operator, "guardian": config.guardian}
+    for i, w in enumerate(config.watchers):
+        names[f"watcher:{i}"] = w
     for who, addr in names.items():
         if addr.lower() == chain.address.lower():
             raise ValueError(f"the deployer must not be the {who}")
-    if len({a.lower() for a in names.values()}) != 3:
-        raise ValueError("governor, operator and guardian must be distinct")
-    if config.timelock_delay_s <= config.freeze_period_s:
-        raise ValueError("timelock delay must exceed the freeze period")
+    if len({a.lower() for a in names.values()}) != len(names):
+        raise ValueError("governor, operator, guardian and watchers must be distinct")
+    check_config(config)
+    caps = list(config.outflow_caps)
+    if config.test_tokens:
+        caps += [cap for *_, cap in TEST_TOKENS]
 
     start_block = chain.w3.eth.block_number + 1
     contracts: dict[str, dict[str, Any]] = {}
@@ -121,14 +185,26 @@ def deploy(chain: Chain, config: DeployConfig) -> dict[str, Any]:
     if config.test_tokens:
         if chain.chain_id not in LOCAL_CHAIN_IDS:
             raise ValueError(f"test tokens are for local chains only (chain id {chain.chain_id})")
-        for tname, symbol, decimals in TEST_TOKENS:
+        for tname, symbol, decimals, _cap in TEST_TOKENS:
             tokens.append(_deploy(f"token:{symbol}", "TestToken", tname, symbol, decimals).address)
     if not tokens:
         raise ValueError("no collateral tokens")
 
-    timelock = _deploy("HxTimelock", "HxTimelock", config.timelock_delay_s, config.governor)
+    timelock = _deploy(
+        "HxTimelock", "HxTimelock", config.timelock_delay_s, config.timelock_floor_s, config.governor
+    )
     ch_predicted = chain.predict_address(2)
-    vault = _deploy("Vault", "Vault", ch_predicted, timelock.address, config.guardian, tokens)
+    hatch_predicted = chain.predict_address(3)
+    vault = _deploy(
+        "Vault",
+        "Vault",
+        ch_predicted,
+        hatch_predicted,
+        timelock.address,
+        config.guardian,
+        config.max_pause_s,
+        tokens,
+    )
     fund = _deploy("InsuranceFund", "InsuranceFund", ch_predicted, vault.address, timelock.address)
     ch = _deploy(
         "ClearingHouse",
@@ -138,10 +214,15 @@ def deploy(chain: Chain, config: DeployConfig) -> dict[str, Any]:
         timelock.address,
         config.operator,
         config.guardian,
-        config.freeze_period_s,
+        [to_checksum_address(w) for w in config.watchers],
+        config.periods(),
+        caps,
     )
+    hatch = _deploy("EscapeHatch", "EscapeHatch", ch.address)
     if ch.address != ch_predicted:
         raise DeploymentCheckFailed(f"ClearingHouse at {ch.address}, expected {ch_predicted}")
+    if hatch.address != hatch_predicted:
+        raise DeploymentCheckFailed(f"EscapeHatch at {hatch.address}, expected {hatch_predicted}")
 
     for c in contracts.values():
         c["runtime_code_keccak"] = chain.code_hash(c["address"])
@@ -151,7 +232,7 @@ def deploy(chain: Chain, config: DeployConfig) -> dict[str, Any]:
         "deployer": chain.address,
         "start_block": start_block,
         "block": max(c["block"] for c in contracts.values()),
-        "config": {**asdict(config), "tokens": tokens},
+        "config": {**asdict(config), "tokens": tokens, "outflow_caps": caps},
         "principals": {**names, "timelock": timelock.address, "deployer": chain.address},
         "contracts": contracts,
         "tokens": tokens,
@@ -171,6 +252,8 @@ def check_deployment(chain: Chain, manifest: dict[str, Any]) -> dict[str, dict[s
     vault = chain.at(Artifact.load("Vault"), addr["Vault"])
     fund = chain.at(Artifact.load("InsuranceFund"), addr["InsuranceFund"])
     ch = chain.at(Artifact.load("ClearingHouse"), addr["ClearingHouse"])
+    hatch = chain.at(Artifact.load("EscapeHatch"), addr["EscapeHatch"])
+    cfg = manifest["config"]
     problems: list[str] = []
 
     def expect(what: str, got: Any, want: Any) -> None:
@@ -182,13 +265,33 @@ def check_deployment(chain: Chain, manifest: dict[str, Any]) -> dict[str, dict[s
     expect("fund.vault", fund.functions.vault().call(), vault.address)
     expect("ch.vault", ch.functions.vault().call(), vault.address)
     expect("ch.insuranceFund", ch.functions.insuranceFund().call(), fund.address)
-    freeze = ch.functions.freezePeriod().call()
+    expect("ch.escapeHatch", ch.functions.escapeHatch().call(), hatch.address)
+    expect("vault.escapeHatch", vault.functions.escapeHatch().call(), hatch.address)
+    expect("hatch.clearingHouse", hatch.functions.clearingHouse().call(), ch.address)
+    expect("hatch.vault", hatch.functions.vault().call(), vault.address)
+    periods = {
+        "freezePeriod": "freeze_period_s",
+        "disputeWindow": "dispute_window_s",
+        "forcedWithdrawalPeriod": "forced_withdrawal_period_s",
+        "depositCreditPeriod": "deposit_credit_period_s",
+        "outflowPeriod": "outflow_period_s",
+        "maxPause": "max_pause_s",
+    }
+    for fn, key in periods.items():
+        expect(f"ch.{fn}", getattr(ch.functions, fn)().call(), cfg[key])
+    expect("vault.maxPause", vault.functions.maxPause().call(), cfg["max_pause_s"])
+    expect("hatch.forcedWithdrawalPeriod", hatch.functions.forcedWithdrawalPeriod().call(),
+           cfg["forced_withdrawal_period_s"])  # fmt: skip
     delay = tl.functions.getMinDelay().call()
-    expect("ch.freezePeriod", freeze, manifest["config"]["freeze_period_s"])
-    expect("timelock.minDelay", delay, manifest["config"]["timelock_delay_s"])
-    if not delay > freeze:
-        problems.append(f"timelock delay {delay} must exceed freeze period {freeze}")
-    expect("vault.listedTokens", list(vault.functions.listedTokens().call()), list(manifest["tokens"]))
+    floor = tl.functions.delayFloor().call()
+    expect("timelock.minDelay", delay, cfg["timelock_delay_s"])
+    expect("timelock.delayFloor", floor, cfg["timelock_floor_s"])
+    needed = max(cfg["freeze_period_s"], cfg["forced_withdrawal_period_s"])
+    if not floor > needed or delay < floor:
+        problems.append(f"timelock delay {delay} / floor {floor} must be >= floor > {needed}")
+    listed = list(vault.functions.listedTokens().call())
+    expect("vault.listedTokens", listed, list(manifest["tokens"]))
+    expect("ch.outflowCap", [ch.functions.outflowCap(t).call() for t in listed], list(cfg["outflow_caps"]))
     expect("ch.lastBatchId", ch.functions.lastBatchId().call(), 0)
 
     bound = {"HxTimelock": tl, "Vault": vault, "InsuranceFund": fund, "ClearingHouse": ch}
@@ -224,9 +327,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--governor")
     ap.add_argument("--operator")
     ap.add_argument("--guardian")
+    ap.add_argument("--watcher", action="append", default=[], help="watcher address (repeat)")
     ap.add_argument("--token", action="append", default=[], help="collateral token address (repeat)")
+    ap.add_argument("--cap", action="append", type=int, default=[],
+                    help="outflow cap per period of the matching --token, in base units (repeat)")  # fmt: skip
     ap.add_argument("--freeze-period", type=int, default=DEFAULT_FREEZE_PERIOD_S, help="seconds")
+    ap.add_argument("--dispute-window", type=int, default=DEFAULT_DISPUTE_WINDOW_S, help="seconds")
+    ap.add_argument("--forced-period", type=int, default=DEFAULT_FORCED_WITHDRAWAL_PERIOD_S, help="seconds")
+    ap.add_argument("--credit-period", type=int, default=DEFAULT_DEPOSIT_CREDIT_PERIOD_S, help="seconds")
+    ap.add_argument("--outflow-period", type=int, default=DEFAULT_OUTFLOW_PERIOD_S, help="seconds")
+    ap.add_argument("--max-pause", type=int, default=DEFAULT_MAX_PAUSE_S, help="seconds")
     ap.add_argument("--timelock-delay", type=int, default=DEFAULT_TIMELOCK_DELAY_S, help="seconds")
+    ap.add_argument("--timelock-floor", type=int, default=DEFAULT_TIMELOCK_FLOOR_S, help="seconds")
     ap.add_argument("--out", default="var/deploy/manifest.json")
     args = ap.parse_args(argv)
 
@@ -242,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
             args.operator or dev[1],
             args.guardian or dev[2],
         )
+        if not args.watcher:
+            args.watcher = [Account.from_key(DEV_PRIVATE_KEYS[5]).address]
     if not (args.governor and args.operator and args.guardian):
         ap.error("--governor, --operator and --guardian are required")
     chain = Chain(args.rpc_url, key)
@@ -249,9 +363,17 @@ def main(argv: list[str] | None = None) -> int:
         governor=to_checksum_address(args.governor),
         operator=to_checksum_address(args.operator),
         guardian=to_checksum_address(args.guardian),
+        watchers=tuple(to_checksum_address(w) for w in args.watcher),
         freeze_period_s=args.freeze_period,
+        dispute_window_s=args.dispute_window,
+        forced_withdrawal_period_s=args.forced_period,
+        deposit_credit_period_s=args.credit_period,
+        outflow_period_s=args.outflow_period,
+        max_pause_s=args.max_pause,
         timelock_delay_s=args.timelock_delay,
+        timelock_floor_s=args.timelock_floor,
         tokens=tuple(args.token),
+        outflow_caps=tuple(args.cap),
         test_tokens=args.local,
     )
     manifest = deploy(chain, config)

@@ -1,16 +1,17 @@
-"""Merkle sum tree over one asset's account balances: root, total, proofs, verification.
+"""Merkle sum tree over one asset's account amounts: root, total, proofs, verification.
 
 Bit for bit the encoding ``contracts/src/libraries/SumTree.sol`` verifies on chain.
 
 Encoding (big-endian, Solidity ``abi.encodePacked``)::
 
-    leaf = keccak256(0x00 || account (20 B) || token (20 B) || amount (uint256, 32 B))              73 B
+    claim leaf     = keccak256(0x00 || account (20 B) || token (20 B) || amount (uint256, 32 B))        73 B
+    liability leaf = keccak256(0x02 || account (20 B) || token (20 B) || amount (uint256, 32 B))        73 B
     node = keccak256(0x01 || left_hash (32 B) || left_sum (32 B) || right_hash (32 B) || right_sum (32 B)) 129 B
     sum(node) = left_sum + right_sum            (must stay below 2**256)
 
-- One tree per asset (token). A batch commits, per listed token in listing order, the triple
-  ``(token, root, total)``; the batch's state root is ``keccak256(abi.encode(triples))``
-  (see :func:`state_root`).
+- Two trees per asset (token): claims (what the vault owes each account, ``kind=CLAIM``) and liabilities
+  (what each account owes, ``kind=LIABILITY``); the prefixes keep a leaf of one from posing as the other.
+  A batch commits them per listed token in listing order (``settlement.batch_commitments``).
 - Leaves keep the order they are given in (the batcher sorts them canonically, by account). At every
   level an odd count is padded with the EMPTY node ``(hash 0x00..00, sum 0)``, so all leaves sit at depth
   ``ceil(log2(n))`` and a proof is exactly that many ``(hash, sum)`` siblings, bottom up; sibling ``i``
@@ -33,12 +34,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from eth_abi.abi import encode as abi_encode
 from eth_hash.auto import keccak
 from eth_utils.address import to_checksum_address
 
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
+LIABILITY_PREFIX = b"\x02"
+CLAIM = 0  # SumTree.CLAIM: the leaf prefix byte of a claims tree
+LIABILITY = 2  # SumTree.LIABILITY: the leaf prefix byte of a liabilities tree
 ZERO_HASH = b"\x00" * 32
 UINT256_MAX = (1 << 256) - 1
 MAX_DEPTH = 48  # SumTree.MAX_DEPTH
@@ -59,11 +62,17 @@ def address_bytes(address: str | bytes) -> bytes:
     return raw
 
 
-def leaf_hash(account: str | bytes, token: str | bytes, amount: int) -> bytes:
-    """``keccak256(0x00 || account || token || uint256 amount)``."""
+def _prefix(kind: int) -> bytes:
+    if kind not in (CLAIM, LIABILITY):
+        raise ValueError(f"leaf kind must be CLAIM (0) or LIABILITY (2), got {kind}")
+    return bytes([kind])
+
+
+def leaf_hash(account: str | bytes, token: str | bytes, amount: int, kind: int = CLAIM) -> bytes:
+    """``keccak256(kind || account || token || uint256 amount)`` (kind 0x00 claims, 0x02 liabilities)."""
     if not 0 <= amount <= UINT256_MAX:
         raise ValueError("amount out of uint256 range")
-    return keccak(LEAF_PREFIX + address_bytes(account) + address_bytes(token) + amount.to_bytes(32, "big"))
+    return keccak(_prefix(kind) + address_bytes(account) + address_bytes(token) + amount.to_bytes(32, "big"))
 
 
 def node_hash(left_hash: bytes, left_sum: int, right_hash: bytes, right_sum: int) -> bytes:
@@ -81,19 +90,23 @@ class SumTree:
     """
 
     token: bytes
+    kind: int
     accounts: tuple[bytes, ...]
     amounts: tuple[int, ...]
     levels_hash: tuple[tuple[bytes, ...], ...]
     levels_sum: tuple[tuple[int, ...], ...]
 
     @classmethod
-    def build(cls, token: str | bytes, leaves: Iterable[tuple[str | bytes, int]]) -> SumTree:
+    def build(
+        cls, token: str | bytes, leaves: Iterable[tuple[str | bytes, int]], kind: int = CLAIM
+    ) -> SumTree:
         """Build the tree; ``leaves`` are ``(account, amount)`` in tree order (at most one per account).
 
         Raises ``ValueError`` on a duplicate account, a negative or oversize amount, or a total that
         overflows uint256.
         """
         token_b = address_bytes(token)
+        prefix = _prefix(kind)
         accounts: list[bytes] = []
         amounts: list[int] = []
         hashes: list[bytes] = []
@@ -108,7 +121,7 @@ class SumTree:
                 raise ValueError("amount out of uint256 range")
             accounts.append(a)
             amounts.append(amount)
-            hashes.append(keccak(LEAF_PREFIX + a + prefix_token + amount.to_bytes(32, "big")))
+            hashes.append(keccak(prefix + a + prefix_token + amount.to_bytes(32, "big")))
         levels_hash = [tuple(hashes)]
         levels_sum = [tuple(amounts)]
         cur_h, cur_s = hashes, amounts
@@ -136,7 +149,7 @@ class SumTree:
             levels_hash.append(tuple(nxt_h))
             levels_sum.append(tuple(nxt_s))
             cur_h, cur_s = nxt_h, nxt_s
-        return cls(token_b, tuple(accounts), tuple(amounts), tuple(levels_hash), tuple(levels_sum))
+        return cls(token_b, kind, tuple(accounts), tuple(amounts), tuple(levels_hash), tuple(levels_sum))
 
     @property
     def root(self) -> bytes:
@@ -173,23 +186,24 @@ class SumTree:
             i >>= 1
         return out
 
-    def commitment(self) -> tuple[str, bytes, int]:
-        """``(token, root, total)``: this asset's entry in a batch."""
-        return (to_checksum_address(self.token), self.root, self.total)
-
     def account_at(self, index: int) -> str:
         """Checksummed address of leaf ``index``."""
         return to_checksum_address(self.accounts[index])
 
 
 def compute_root(
-    account: str | bytes, token: str | bytes, amount: int, index: int, proof: Sequence[ProofNode]
+    account: str | bytes,
+    token: str | bytes,
+    amount: int,
+    index: int,
+    proof: Sequence[ProofNode],
+    kind: int = CLAIM,
 ) -> tuple[bytes, int] | None:
     """Walk ``proof`` from the leaf up; ``None`` when malformed (as the contract's ``ok == false``)."""
     depth = len(proof)
     if depth > MAX_DEPTH or index < 0 or index >> depth:
         return None
-    h = leaf_hash(account, token, amount)
+    h = leaf_hash(account, token, amount, kind)
     s = amount
     for i, (sib_h, sib_s) in enumerate(proof):
         if not 0 <= sib_s <= UINT256_MAX or s + sib_s > UINT256_MAX:
@@ -207,14 +221,10 @@ def verify(
     amount: int,
     index: int,
     proof: Sequence[ProofNode],
+    kind: int = CLAIM,
 ) -> bool:
     """True iff ``(account, token, amount)`` is leaf ``index`` of the tree with ``root`` and ``total``."""
     if root == ZERO_HASH:
         return False
-    got = compute_root(account, token, amount, index, proof)
+    got = compute_root(account, token, amount, index, proof, kind)
     return got is not None and got == (root, total)
-
-
-def state_root(commitments: Sequence[tuple[str, bytes, int]]) -> bytes:
-    """``keccak256(abi.encode(AssetCommitment[]))`` over ``(token, root, total)`` in listing order."""
-    return keccak(abi_encode(["(address,bytes32,uint256)[]"], [list(commitments)]))

@@ -3,58 +3,83 @@ pragma solidity ^0.8.28;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
-import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
-import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 
 import {IClearingHouseStatus} from "./interfaces/IClearingHouseStatus.sol";
+import {ExpiringPause} from "./utils/ExpiringPause.sol";
 
 /// @title Vault
 /// @notice Custody of the listed ERC-20 collateral tokens of the hx exchange.
 /// @dev Invariants:
 ///  - deposit ids are 1, 2, 3, ... across all tokens, one per `Deposited` event, never reused;
-///  - `cumulativeDeposits(token, id)` is the sum of all deposits of `token` with id <= `id`;
-///  - tokens leave only through `payout`/`transferOut`, callable by the immutable ClearingHouse alone
-///    (accepted batches, insurance movements, escape hatch), or through `claim` of a deferred payout by
-///    its own account. No role here (governance, guardian) can move a token out.
+///  - `depositAccumulator(id)` is the running hash of deposits 1..id (0 for id 0):
+///        acc(id) = keccak256(abi.encode(acc(id - 1), id, account, token, amount, depositedAt))
+///    A batch that credits deposits up to id d must present them and reproduce acc(d): it credits exactly the
+///    deposits the chain holds, never a reorged-away or substituted one;
+///  - `totalDeposited[token]` is the sum of all deposits of `token` (uint256, no narrower counter anywhere);
+///  - a deposit is credited by the canonical chain (id <= ClearingHouse.lastCreditedDepositId) or reclaimed by its
+///    account (`reclaimed`, after the credit period or a freeze), never both: batches skip reclaimed ids;
+///  - tokens leave only through `payout`/`transferOut`, callable by the immutable ClearingHouse (finalised
+///    payouts, insurance movements) and `payout` by the immutable EscapeHatch (exits after a freeze), through
+///    `reclaimDeposit` by the account of an uncredited deposit, or through `claim` of a deferred payout by its
+///    own recipient. No role here (governance, guardian) can move a token out;
 ///  - `totalPendingPayout[token]` is the sum of `pendingPayout[*][token]`.
-contract Vault is AccessControl, Pausable, ReentrancyGuardTransient {
+contract Vault is AccessControl, ExpiringPause, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
-    using Checkpoints for Checkpoints.Trace208;
 
-    /// @notice Role that may pause deposits (and nothing else).
+    /// @notice Role that may pause deposits (and nothing else); pauses expire on their own.
     bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
     /// @notice Upper bound on listed tokens: keeps every per-asset loop of a batch bounded.
     uint256 public constant MAX_TOKENS = 16;
+    /// @notice Largest supported token decimals (prices are micro-USDC per 10^decimals units).
+    uint8 public constant MAX_DECIMALS = 36;
 
-    /// @notice The only contract that can move tokens out (set once, at construction).
+    /// @notice The contract that moves tokens out for batches, insurance movements and reclaims (set once).
     address public immutable clearingHouse;
+    /// @notice The contract that pays escape exits after a freeze (set once).
+    address public immutable escapeHatch;
 
     address[] private _tokens;
     /// @notice Whether `token` is listed.
     mapping(address token => bool) public isListed;
+    /// @notice The token's decimals, read once at listing.
+    mapping(address token => uint8) public decimalsOf;
     /// @notice Id of the last deposit (0 before the first).
     uint48 public depositCount;
-    mapping(address token => Checkpoints.Trace208) private _cumulative;
-    /// @notice keccak256(abi.encode(account, token, amount)) of each deposit, for reclaiming uncredited ones.
-    mapping(uint256 depositId => bytes32) public depositHash;
-    /// @notice Batch withdrawals whose push transfer failed, claimable by the account.
-    mapping(address account => mapping(address token => uint256)) public pendingPayout;
+    /// @notice Running hash of deposits 1..id (see contract doc).
+    mapping(uint256 depositId => bytes32) public depositAccumulator;
+    /// @notice Sum of all deposits of `token` so far.
+    mapping(address token => uint256) public totalDeposited;
+    /// @notice Whether deposit `depositId` was reclaimed (no batch credits it afterwards).
+    mapping(uint256 depositId => bool) public reclaimed;
+    /// @notice Sum of reclaimed deposits per token.
+    mapping(address token => uint256) public reclaimedTotal;
+    /// @notice Payouts whose push transfer failed, claimable by their recipient.
+    mapping(address recipient => mapping(address token => uint256)) public pendingPayout;
     /// @notice Sum of `pendingPayout` per token.
     mapping(address token => uint256) public totalPendingPayout;
 
     /// @notice A new collateral token was listed at position `index`.
-    event TokenListed(address indexed token, uint256 index);
-    /// @notice `from` deposited `amount` of `token` for `account`; ids are sequential across tokens.
+    event TokenListed(address indexed token, uint256 index, uint8 decimals);
+    /// @notice `from` deposited `amount` of `token` for `account` at `depositedAt`; ids are sequential across
+    ///         tokens; `accumulator` is the running hash through this deposit.
     event Deposited(
-        uint48 indexed depositId, address indexed account, address indexed token, uint256 amount, address from
+        uint48 indexed depositId,
+        address indexed account,
+        address indexed token,
+        uint256 amount,
+        address from,
+        uint64 depositedAt,
+        bytes32 accumulator
     );
-    /// @notice A batch withdrawal could not be pushed and waits for `claim`.
-    event PayoutDeferred(address indexed account, address indexed token, uint256 amount);
+    /// @notice `account` reclaimed deposit `depositId`, which no canonical batch had credited.
+    event DepositReclaimed(uint48 indexed depositId, address indexed account, address token, uint256 amount);
+    /// @notice A payout could not be pushed to `recipient` and waits for `claim`.
+    event PayoutDeferred(address indexed recipient, address indexed token, uint256 amount);
     /// @notice A deferred payout was claimed.
-    event PayoutClaimed(address indexed account, address indexed token, address to, uint256 amount);
+    event PayoutClaimed(address indexed recipient, address indexed token, address to, uint256 amount);
 
     /// @notice A zero address where one is not allowed.
     error ZeroAddress();
@@ -66,14 +91,26 @@ contract Vault is AccessControl, Pausable, ReentrancyGuardTransient {
     error TokenAlreadyListed(address token);
     /// @notice Listing would exceed MAX_TOKENS.
     error TooManyTokens();
+    /// @notice The token's decimals could not be read or exceed MAX_DECIMALS.
+    error UnsupportedDecimals(address token);
     /// @notice Only the ClearingHouse may call this.
     error NotClearingHouse(address caller);
+    /// @notice Only the ClearingHouse or the EscapeHatch may call this.
+    error NotPayer(address caller);
     /// @notice The exchange is frozen: no more deposits.
     error ExchangeFrozen();
     /// @notice The vault received a different amount than transferred (fee-on-transfer tokens are unsupported).
     error TransferAmountMismatch(uint256 expected, uint256 received);
     /// @notice Nothing to claim.
     error NothingToClaim();
+    /// @notice The deposit was credited by a canonical batch: it is in the sum trees.
+    error DepositWasCredited(uint48 depositId);
+    /// @notice The deposit (as given, with the caller as its account) does not match the running deposit hash.
+    error DepositMismatch(uint48 depositId);
+    /// @notice The deposit was reclaimed already.
+    error AlreadyReclaimed(uint48 depositId);
+    /// @notice The operator may still credit the deposit until `reclaimableAt`.
+    error DepositNotOverdue(uint48 depositId, uint256 reclaimableAt);
 
     modifier onlyClearingHouse() {
         if (msg.sender != clearingHouse) revert NotClearingHouse(msg.sender);
@@ -81,14 +118,25 @@ contract Vault is AccessControl, Pausable, ReentrancyGuardTransient {
     }
 
     /// @param clearingHouse_ the ClearingHouse address (precomputed: it is deployed right after)
-    /// @param governance the TimelockController: admin, lists tokens, unpauses
-    /// @param guardian pauses deposits
-    /// @param tokens the initial collateral tokens
-    constructor(address clearingHouse_, address governance, address guardian, address[] memory tokens) {
-        if (clearingHouse_ == address(0) || governance == address(0) || guardian == address(0)) {
-            revert ZeroAddress();
-        }
+    /// @param escapeHatch_ the EscapeHatch address (precomputed: deployed right after the ClearingHouse)
+    /// @param governance the TimelockController (admin of the guardian role)
+    /// @param guardian pauses deposits (for at most `maxPause_` seconds at a time)
+    /// @param maxPause_ longest pause / minimum gap between pauses (seconds)
+    /// @param tokens the initial collateral tokens (later ones are listed through the ClearingHouse)
+    constructor(
+        address clearingHouse_,
+        address escapeHatch_,
+        address governance,
+        address guardian,
+        uint256 maxPause_,
+        address[] memory tokens
+    ) ExpiringPause(maxPause_) {
+        if (
+            clearingHouse_ == address(0) || escapeHatch_ == address(0) || governance == address(0)
+                || guardian == address(0)
+        ) revert ZeroAddress();
         clearingHouse = clearingHouse_;
+        escapeHatch = escapeHatch_;
         _grantRole(DEFAULT_ADMIN_ROLE, governance);
         _grantRole(GUARDIAN_ROLE, guardian);
         for (uint256 i; i < tokens.length; ++i) {
@@ -96,27 +144,22 @@ contract Vault is AccessControl, Pausable, ReentrancyGuardTransient {
         }
     }
 
-    // ------------------------------------------------------------------ governance / guardian
+    // ------------------------------------------------------------------ guardian
 
-    /// @notice List a new collateral token (governance, through the timelock). Tokens are never delisted.
-    /// @param token the ERC-20 to list
-    function listToken(address token) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        _list(token);
-    }
-
-    /// @notice Stop deposits. Never affects claims or the escape hatch.
+    /// @notice Stop deposits for at most `maxPause` seconds. Never affects claims, reclaims or exits.
     function pause() external onlyRole(GUARDIAN_ROLE) {
         _pause();
     }
 
-    /// @notice Resume deposits (governance, through the timelock).
-    function unpause() external onlyRole(DEFAULT_ADMIN_ROLE) {
+    /// @notice Lift the pause early.
+    function unpause() external onlyRole(GUARDIAN_ROLE) {
         _unpause();
     }
 
     // ------------------------------------------------------------------ users
 
-    /// @notice Deposit `amount` of a listed `token` for `account`; the engine credits it after N confirmations.
+    /// @notice Deposit `amount` of a listed `token` for `account`; the engine credits it after N confirmations,
+    ///         or the depositor reclaims it once the ClearingHouse's credit period has passed uncredited.
     /// @param token listed collateral token
     /// @param amount amount in token units (> 0); the caller must have approved the vault
     /// @param account the exchange account to credit
@@ -139,13 +182,15 @@ contract Vault is AccessControl, Pausable, ReentrancyGuardTransient {
 
         depositId = depositCount + 1;
         depositCount = depositId;
-        Checkpoints.Trace208 storage trace = _cumulative[token];
-        trace.push(depositId, SafeCast.toUint208(uint256(trace.latest()) + amount));
-        depositHash[depositId] = keccak256(abi.encode(account, token, amount));
-        emit Deposited(depositId, account, token, amount, msg.sender);
+        uint64 at = uint64(block.timestamp);
+        bytes32 acc =
+            keccak256(abi.encode(depositAccumulator[depositId - 1], depositId, account, token, amount, at));
+        depositAccumulator[depositId] = acc;
+        totalDeposited[token] += amount;
+        emit Deposited(depositId, account, token, amount, msg.sender, at, acc);
     }
 
-    /// @notice Claim batch withdrawals that could not be pushed (e.g. the recipient was blocked by the token).
+    /// @notice Claim payouts that could not be pushed (e.g. the recipient was blocked by the token).
     /// @param token the token to claim
     /// @param to where to send it
     function claim(address token, address to) external nonReentrant {
@@ -158,27 +203,68 @@ contract Vault is AccessControl, Pausable, ReentrancyGuardTransient {
         emit PayoutClaimed(msg.sender, token, to, amount);
     }
 
+    /// @notice Take back a deposit no canonical batch has credited, once the ClearingHouse's `depositCreditPeriod`
+    ///         has passed since it was made (at any time after a freeze). No batch credits it afterwards. The caller
+    ///         must be the deposit's account.
+    /// @param depositId the deposit id
+    /// @param token the deposited token (from `Deposited`)
+    /// @param amount the deposited amount
+    /// @param depositedAt the deposit's timestamp (from `Deposited`)
+    /// @param to the recipient
+    function reclaimDeposit(uint48 depositId, address token, uint256 amount, uint64 depositedAt, address to)
+        external
+        nonReentrant
+    {
+        if (to == address(0)) revert ZeroAddress();
+        IClearingHouseStatus ch = IClearingHouseStatus(clearingHouse);
+        if (depositId <= ch.lastCreditedDepositId()) revert DepositWasCredited(depositId);
+        if (reclaimed[depositId]) revert AlreadyReclaimed(depositId);
+        uint256 at = uint256(depositedAt) + ch.depositCreditPeriod();
+        if (block.timestamp < at && !ch.frozen()) revert DepositNotOverdue(depositId, at);
+        if (
+            depositId > depositCount
+                || keccak256(
+                        abi.encode(
+                            depositAccumulator[depositId - 1],
+                            uint256(depositId),
+                            msg.sender,
+                            token,
+                            amount,
+                            depositedAt
+                        )
+                    ) != depositAccumulator[depositId]
+        ) revert DepositMismatch(depositId);
+        reclaimed[depositId] = true;
+        reclaimedTotal[token] += amount;
+        IERC20(token).safeTransfer(to, amount);
+        emit DepositReclaimed(depositId, msg.sender, token, amount);
+    }
+
     // ------------------------------------------------------------------ clearing house
 
-    /// @notice Pay a batch withdrawal: push it, or keep it claimable if the push fails.
-    /// @param account the withdrawing account
+    /// @notice List a new collateral token (governance, through the ClearingHouse, which sets its outflow cap in
+    ///         the same call). Tokens are never delisted.
+    /// @param token the ERC-20 to list
+    function listToken(address token) external onlyClearingHouse {
+        _list(token);
+    }
+
+    /// @notice Pay `amount` of `token` to `recipient`: push it, or keep it claimable if the push fails.
+    /// @param recipient who receives it
     /// @param token listed token
     /// @param amount amount to pay
     /// @return pushed whether the transfer went through now
-    function payout(address account, address token, uint256 amount)
-        external
-        onlyClearingHouse
-        returns (bool pushed)
-    {
-        pushed = IERC20(token).trySafeTransfer(account, amount);
+    function payout(address recipient, address token, uint256 amount) external returns (bool pushed) {
+        if (msg.sender != clearingHouse && msg.sender != escapeHatch) revert NotPayer(msg.sender);
+        pushed = IERC20(token).trySafeTransfer(recipient, amount);
         if (!pushed) {
-            pendingPayout[account][token] += amount;
+            pendingPayout[recipient][token] += amount;
             totalPendingPayout[token] += amount;
-            emit PayoutDeferred(account, token, amount);
+            emit PayoutDeferred(recipient, token, amount);
         }
     }
 
-    /// @notice Transfer out for an insurance movement or an escape-hatch exit.
+    /// @notice Transfer out for an insurance movement (reverts if the token refuses).
     /// @param token the token
     /// @param to the recipient
     /// @param amount the amount
@@ -200,29 +286,22 @@ contract Vault is AccessControl, Pausable, ReentrancyGuardTransient {
         return _tokens.length;
     }
 
-    /// @notice Sum of all deposits of `token` with id <= `depositId`.
-    /// @param token the token
-    /// @param depositId a deposit id (0 gives 0)
-    /// @return the cumulative amount
-    function cumulativeDeposits(address token, uint48 depositId) external view returns (uint256) {
-        return _cumulative[token].upperLookupRecent(depositId);
-    }
-
-    /// @notice Sum of all deposits of `token` so far.
-    /// @param token the token
-    /// @return the cumulative amount
-    function totalDeposits(address token) external view returns (uint256) {
-        return _cumulative[token].latest();
-    }
-
     // ------------------------------------------------------------------ internal
 
     function _list(address token) private {
         if (token == address(0)) revert ZeroAddress();
         if (isListed[token]) revert TokenAlreadyListed(token);
         if (_tokens.length >= MAX_TOKENS) revert TooManyTokens();
+        uint8 dec;
+        try IERC20Metadata(token).decimals() returns (uint8 d) {
+            dec = d;
+        } catch {
+            revert UnsupportedDecimals(token);
+        }
+        if (dec > MAX_DECIMALS) revert UnsupportedDecimals(token);
         isListed[token] = true;
+        decimalsOf[token] = dec;
         _tokens.push(token);
-        emit TokenListed(token, _tokens.length - 1);
+        emit TokenListed(token, _tokens.length - 1, dec);
     }
 }

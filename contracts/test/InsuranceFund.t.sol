@@ -7,11 +7,13 @@ import {InsuranceFund} from "../src/InsuranceFund.sol";
 import {HxBase} from "./helpers/HxBase.sol";
 
 contract InsuranceFundTest is HxBase {
+    /// `amount` of alice's USDC moved into the fund (queued by a batch, paid after its window).
     function _funded(uint256 amount) internal {
         _deposit(alice, address(usdc), amount);
         _submit();
         _feeToFund(alice, address(usdc), amount);
         _submit();
+        _payOut();
     }
 
     function test_batchPaths_onlyClearingHouse() public {

@@ -12,7 +12,16 @@ from settlement.anvil import DEV_PRIVATE_KEYS, Anvil
 from settlement.chain import ARTIFACTS_DIR, Artifact, Chain
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-NEEDED = ("ClearingHouse", "Vault", "InsuranceFund", "HxTimelock", "TestToken", "SumTreeVerifier")
+NEEDED = (
+    "ClearingHouse",
+    "EscapeHatch",
+    "Vault",
+    "InsuranceFund",
+    "HxTimelock",
+    "TestToken",
+    "SumTreeVerifier",
+    "MockSmartAccount",
+)
 
 
 @pytest.fixture(scope="session")

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from eth_abi import encode
 from eth_hash.auto import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from settlement.sum_tree import (
+    CLAIM,
+    LIABILITY,
     UINT256_MAX,
     ZERO_HASH,
     SumTree,
     compute_root,
     leaf_hash,
     node_hash,
-    state_root,
     verify,
 )
 
@@ -88,11 +88,18 @@ def test_malformed_proofs() -> None:
     assert compute_root(ALICE, TOKEN, 1, 0, [(ZERO_HASH, UINT256_MAX)]) is None  # sum overflow
 
 
-def test_state_root_is_abi_encoded_commitments() -> None:
-    a = SumTree.build(TOKEN, [(ALICE, 1)])
-    b = SumTree.build("0x" + "bb" * 20, [])
-    expected = keccak(encode(["(address,bytes32,uint256)[]"], [[a.commitment(), b.commitment()]]))
-    assert state_root([a.commitment(), b.commitment()]) == expected
+def test_liability_leaves_have_their_own_prefix() -> None:
+    raw = b"\x02" + bytes.fromhex("11" * 20) + bytes.fromhex("aa" * 20) + (5).to_bytes(32, "big")
+    assert leaf_hash(ALICE, TOKEN, 5, LIABILITY) == keccak(raw)
+    assert leaf_hash(ALICE, TOKEN, 5, LIABILITY) != leaf_hash(ALICE, TOKEN, 5, CLAIM)
+    with pytest.raises(ValueError, match="kind"):
+        leaf_hash(ALICE, TOKEN, 5, 1)
+    debts = SumTree.build(TOKEN, [(ALICE, 7), (BOB, 0), (CAROL, 3)], kind=LIABILITY)
+    claims = SumTree.build(TOKEN, [(ALICE, 7), (BOB, 0), (CAROL, 3)])
+    assert debts.root != claims.root
+    for i, (a, amt) in enumerate([(ALICE, 7), (BOB, 0), (CAROL, 3)]):
+        assert verify(debts.root, 10, a, TOKEN, amt, i, debts.proof(i), LIABILITY)
+        assert not verify(debts.root, 10, a, TOKEN, amt, i, debts.proof(i), CLAIM)
 
 
 amounts = st.integers(min_value=0, max_value=10**30)

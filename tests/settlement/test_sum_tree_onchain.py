@@ -1,4 +1,5 @@
-"""The Python sum tree against the Solidity verifier (SumTreeVerifier / SumTree.sol) on a real anvil."""
+"""The Python sum trees (claims, liabilities, incremental) against the Solidity verifier (SumTreeVerifier /
+SumTree.sol) on a real anvil."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from settlement.chain import Artifact, Chain
-from settlement.sum_tree import SumTree, leaf_hash, node_hash
+from settlement.incremental_sum_tree import IncrementalSumTree
+from settlement.sum_tree import LIABILITY, SumTree, leaf_hash, node_hash
 
 TOKEN = to_checksum_address("0x" + "ab" * 20)
 
@@ -96,3 +98,29 @@ def test_property_python_and_solidity_agree(verifier, amts: list[int], data: st.
     assert _onchain_verify(verifier, t, i)
     bump = data.draw(st.integers(1, 2**200))
     assert not _onchain_verify(verifier, t, i, amount=amts[i] + bump)
+
+
+@pytest.mark.parametrize("n", [1, 3, 8, 21])
+def test_liability_trees_verify_on_chain_only_as_liabilities(verifier, n: int) -> None:
+    rng = random.Random(1000 + n)
+    leaves = [(_addr(rng), rng.randrange(10**24)) for _ in range(n)]
+    t = SumTree.build(TOKEN, leaves, kind=LIABILITY)
+    for i, (a, amt) in enumerate(leaves):
+        assert verifier.functions.liabilityLeafHash(a, TOKEN, amt).call() == leaf_hash(
+            a, TOKEN, amt, LIABILITY
+        )
+        assert verifier.functions.verifyLiability(t.root, t.total, a, TOKEN, amt, i, t.proof(i)).call()
+        assert not verifier.functions.verify(t.root, t.total, a, TOKEN, amt, i, t.proof(i)).call()
+
+
+def test_incremental_tree_after_updates_verifies_on_chain(verifier) -> None:
+    rng = random.Random(77)
+    t = IncrementalSumTree(TOKEN)
+    accounts = [_addr(rng) for _ in range(40)]
+    for a in accounts:
+        t.append(a, rng.randrange(10**9))
+    t.update((rng.randrange(40), rng.randrange(10**20)) for _ in range(15))
+    for i in rng.sample(range(40), 10):
+        assert verifier.functions.verify(
+            t.root, t.total, accounts[i], TOKEN, t.amount(i), i, t.proof(i)
+        ).call()

@@ -3,12 +3,14 @@ pragma solidity ^0.8.28;
 
 /// @title SumTree
 /// @notice Merkle sum tree verification, bit-for-bit the encoding of `settlement/sum_tree.py`.
-/// @dev One tree per asset. Encoding (all big-endian, `abi.encodePacked`):
-///   leaf  = keccak256(0x00 ‖ account (20 B) ‖ token (20 B) ‖ amount (uint256, 32 B))          73 bytes
+/// @dev Two trees per asset: claims (what the vault owes each account) and liabilities (what each account owes).
+/// Encoding (all big-endian, `abi.encodePacked`):
+///   claim leaf     = keccak256(0x00 ‖ account (20 B) ‖ token (20 B) ‖ amount (uint256, 32 B))     73 bytes
+///   liability leaf = keccak256(0x02 ‖ account (20 B) ‖ token (20 B) ‖ amount (uint256, 32 B))     73 bytes
 ///   node  = keccak256(0x01 ‖ leftHash (32 B) ‖ leftSum (32 B) ‖ rightHash (32 B) ‖ rightSum (32 B)) 129 bytes
 ///   sum(node) = leftSum + rightSum, which must not overflow uint256.
 /// Leaves and nodes carry different one-byte prefixes (and different lengths), so a node can never pose
-/// as a leaf. A level with an odd number of entries is padded with the EMPTY node (hash 0, sum 0); every
+/// as a leaf, and a claim leaf can never pose as a liability leaf (or the reverse). A level with an odd number of entries is padded with the EMPTY node (hash 0, sum 0); every
 /// leaf therefore sits at the same depth `d = ceil(log2(n))` and a proof is exactly `d` siblings, the
 /// i-th sibling being on the left when bit i of the leaf index is 1. A tree with one leaf has the leaf
 /// hash as its root and an empty proof; the empty tree has root 0 and total 0 (nothing verifies).
@@ -24,10 +26,23 @@ library SumTree {
 
     /// @notice Longest proof accepted (2^48 leaves per asset is far beyond any venue).
     uint256 internal constant MAX_DEPTH = 48;
+    /// @notice Leaf prefix of the claims trees.
+    uint8 internal constant CLAIM = 0;
+    /// @notice Leaf prefix of the liabilities trees.
+    uint8 internal constant LIABILITY = 2;
 
-    /// @notice Hash of a leaf.
+    /// @notice Hash of a claim leaf.
     function leafHash(address account, address token, uint256 amount) internal pure returns (bytes32) {
-        return keccak256(abi.encodePacked(uint8(0), account, token, amount));
+        return keccak256(abi.encodePacked(CLAIM, account, token, amount));
+    }
+
+    /// @notice Hash of a liability leaf.
+    function liabilityLeafHash(address account, address token, uint256 amount)
+        internal
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encodePacked(LIABILITY, account, token, amount));
     }
 
     /// @notice Hash of an inner node from its children.
@@ -80,7 +95,20 @@ library SumTree {
         ok = true;
     }
 
-    /// @notice True when `(account, token, amount)` is leaf `index` of the tree with `root` and `total`.
+    /// @notice True when the leaf hashing to `leaf` with `amount` is leaf `index` of the tree (`root`, `total`).
+    function verifyLeaf(
+        bytes32 root,
+        uint256 total,
+        bytes32 leaf,
+        uint256 amount,
+        uint256 index,
+        Node[] calldata proof
+    ) internal pure returns (bool) {
+        (bytes32 r, uint256 s, bool ok) = computeRoot(leaf, amount, index, proof);
+        return ok && r == root && s == total && root != bytes32(0);
+    }
+
+    /// @notice True when claim `(account, token, amount)` is leaf `index` of the tree with `root` and `total`.
     function verify(
         bytes32 root,
         uint256 total,
@@ -90,7 +118,6 @@ library SumTree {
         uint256 index,
         Node[] calldata proof
     ) internal pure returns (bool) {
-        (bytes32 r, uint256 s, bool ok) = computeRoot(leafHash(account, token, amount), amount, index, proof);
-        return ok && r == root && s == total && root != bytes32(0);
+        return verifyLeaf(root, total, leafHash(account, token, amount), amount, index, proof);
     }
 }

@@ -4,7 +4,7 @@ pragma solidity ^0.8.28;
 import {SumTree} from "../../src/libraries/SumTree.sol";
 
 /// @notice In-memory Merkle sum tree builder for tests: the same encoding as SumTree and settlement/sum_tree.py
-///         (odd levels padded with the empty node (0, 0)).
+///         (odd levels padded with the empty node (0, 0)); `buildLiabilities` uses the liability leaf prefix.
 library TreeBuilder {
     struct Tree {
         bytes32[][] h;
@@ -13,6 +13,22 @@ library TreeBuilder {
 
     function build(address token, address[] memory accounts, uint256[] memory amounts)
         internal
+        pure
+        returns (Tree memory t)
+    {
+        return _build(token, accounts, amounts, false);
+    }
+
+    function buildLiabilities(address token, address[] memory accounts, uint256[] memory amounts)
+        internal
+        pure
+        returns (Tree memory t)
+    {
+        return _build(token, accounts, amounts, true);
+    }
+
+    function _build(address token, address[] memory accounts, uint256[] memory amounts, bool liability)
+        private
         pure
         returns (Tree memory t)
     {
@@ -26,7 +42,9 @@ library TreeBuilder {
         t.h[0] = new bytes32[](n);
         t.s[0] = new uint256[](n);
         for (uint256 i; i < n; ++i) {
-            t.h[0][i] = SumTree.leafHash(accounts[i], token, amounts[i]);
+            t.h[0][i] = liability
+                ? SumTree.liabilityLeafHash(accounts[i], token, amounts[i])
+                : SumTree.leafHash(accounts[i], token, amounts[i]);
             t.s[0][i] = amounts[i];
         }
         for (uint256 l = 1; l < levels; ++l) {

@@ -50,6 +50,24 @@ contract SumTreeTest is Test {
         );
     }
 
+    function test_liabilityLeaf_hasItsOwnPrefix_andVerifiesOnlyAsLiability() public view {
+        assertEq(
+            v.liabilityLeafHash(address(1), TOKEN, 5),
+            keccak256(abi.encodePacked(uint8(2), address(1), TOKEN, uint256(5)))
+        );
+        address[] memory acc = _accounts(5);
+        uint256[] memory amt = _amounts(5, 9);
+        TreeBuilder.Tree memory t = TreeBuilder.buildLiabilities(TOKEN, acc, amt);
+        for (uint256 i; i < 5; ++i) {
+            assertTrue(v.verifyLiability(t.root(), t.total(), acc[i], TOKEN, amt[i], i, t.proof(i)));
+            assertFalse(v.verify(t.root(), t.total(), acc[i], TOKEN, amt[i], i, t.proof(i)), "not as a claim");
+        }
+        TreeBuilder.Tree memory c = TreeBuilder.build(TOKEN, acc, amt);
+        assertFalse(
+            v.verifyLiability(c.root(), c.total(), acc[0], TOKEN, amt[0], 0, c.proof(0)), "claim != debt"
+        );
+    }
+
     /// Known-answer vector shared with tests/settlement/test_sum_tree.py.
     function test_knownAnswerVector() public view {
         address[] memory acc = new address[](3);
