@@ -152,7 +152,11 @@ class Topology:
             for p, feeder in enumerate(self.risk_feeders):
                 out.append(RingSpec(self.risk_in_ring(p, r), feeder, (f"risk-{r}",), self.order_ring_slots))
             for k in range(self.settlement):
-                out.append(RingSpec(self.settlement_ring(r), f"settlement-{k}", (f"risk-{r}",), self.order_ring_slots))
+                out.append(
+                    RingSpec(
+                        self.settlement_ring(r), f"settlement-{k}", (f"risk-{r}",), self.order_ring_slots
+                    )
+                )
             out.append(
                 RingSpec(
                     self.risk_event_ring(r), f"risk-{r}", self._event_consumers(False), self.event_ring_slots

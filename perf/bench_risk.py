@@ -93,7 +93,9 @@ def _funded_engine(config: RiskConfig, accounts: int) -> RiskEngine:
         engine.handle_command(encode(MsgType.MARK_PRICE, m.market_id, price_ticks=100_000), 0)
     engine.take_outputs()
     for a in range(1, accounts + 1):
-        engine.handle_command(encode(MsgType.DEPOSIT, source=1, account=a, asset=0, amount=10**12, deposit_id=a), 0)
+        engine.handle_command(
+            encode(MsgType.DEPOSIT, source=1, account=a, asset=0, amount=10**12, deposit_id=a), 0
+        )
     engine.end_of_record()
     engine.take_outputs()
     return engine

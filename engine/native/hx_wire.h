@@ -65,6 +65,7 @@ enum {
     HX_MSG_LIQUIDATION = 48,
     HX_MSG_ADL_RANK = 49,
     HX_MSG_ORDER_STATE = 50,
+    HX_MSG_PRICE = 51,
     HX_MSG_HEARTBEAT = 64,
     HX_MSG_SNAPSHOT_REQUEST = 65,
     HX_MSG_SHUTDOWN = 66,
@@ -1133,6 +1134,30 @@ static inline void hx_put_restate_request(uint8_t *p, uint32_t market_id) {
     p[HX_OFF_HEADER_VERSION] = HX_WIRE_VERSION;
     hx_wr_u16(p + HX_OFF_HEADER_LENGTH, HX_SLOT_BYTES);
     hx_wr_u32(p + HX_OFF_HEADER_MARKET_ID, market_id);
+}
+
+/* ---- PRICE (msg_type 51): A price risk values accounts at from now on: a perp's mark (market_id = the perp) or an asset's price (market_id = 0xFFFFFFFF). Settlement values its batches with these. */
+#define HX_OFF_PRICE_ASSET 8 /* u16: asset id (the perp's underlying for a mark) */
+#define HX_OFF_PRICE_KIND 10 /* u8: 0: a perp's mark, 1: an asset's price */
+#define HX_OFF_PRICE_STATUS 11 /* u8: PriceStatus */
+#define HX_OFF_PRICE_PRICE_MICRO 16 /* i64: micro-USDC per whole unit */
+#define HX_OFF_PRICE_TS_NS 24 /* u64: risk's clock */
+static inline uint16_t hx_price_asset(const uint8_t *p) { return hx_rd_u16(p + HX_OFF_PRICE_ASSET); }
+static inline uint8_t hx_price_kind(const uint8_t *p) { return hx_rd_u8(p + HX_OFF_PRICE_KIND); }
+static inline uint8_t hx_price_status(const uint8_t *p) { return hx_rd_u8(p + HX_OFF_PRICE_STATUS); }
+static inline int64_t hx_price_price_micro(const uint8_t *p) { return hx_rd_i64(p + HX_OFF_PRICE_PRICE_MICRO); }
+static inline uint64_t hx_price_ts_ns(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_PRICE_TS_NS); }
+static inline void hx_put_price(uint8_t *p, uint32_t market_id, uint16_t asset, uint8_t kind, uint8_t status, int64_t price_micro, uint64_t ts_ns) {
+    memset(p, 0, HX_SLOT_BYTES);
+    p[HX_OFF_HEADER_MSG_TYPE] = 51; /* PRICE */
+    p[HX_OFF_HEADER_VERSION] = HX_WIRE_VERSION;
+    hx_wr_u16(p + HX_OFF_HEADER_LENGTH, HX_SLOT_BYTES);
+    hx_wr_u32(p + HX_OFF_HEADER_MARKET_ID, market_id);
+    hx_wr_u16(p + HX_OFF_PRICE_ASSET, asset);
+    hx_wr_u8(p + HX_OFF_PRICE_KIND, kind);
+    hx_wr_u8(p + HX_OFF_PRICE_STATUS, status);
+    hx_wr_i64(p + HX_OFF_PRICE_PRICE_MICRO, price_micro);
+    hx_wr_u64(p + HX_OFF_PRICE_TS_NS, ts_ns);
 }
 
 /* ---- HEARTBEAT (msg_type 64): Liveness; carries the sender's clock and last sequence. */

@@ -110,6 +110,7 @@ _U_STATUS: Final = _unpacker(MsgType.SET_MARKET_STATUS)
 _U_LEVERAGE: Final = _unpacker(MsgType.SET_LEVERAGE)
 _U_QUERY: Final = _unpacker(MsgType.ORDER_QUERY)
 _P_STATE: Final = _packer(MsgType.ORDER_STATE)
+_P_PRICE: Final = _packer(MsgType.PRICE)
 _U_ACCEPTED: Final = _unpacker(MsgType.ACCEPTED)
 _U_REJECTED: Final = _unpacker(MsgType.REJECTED)
 _U_FILL: Final = _unpacker(MsgType.FILL)
@@ -460,9 +461,26 @@ class RiskEngine:
         if market.is_perp:
             self.marks[market.perp] = price_micro
             self.liquidator.unwind_due.add(market.perp)
+            self._emit_price(market.market_id, market.base_asset, 0, price_micro)
         else:
             self.prices[market.base_asset] = price_micro
+            self._emit_price(ALL_MARKETS, market.base_asset, 1, price_micro)
         self._touch_exposed(market)
+
+    def _emit_price(self, market: int, asset: int, kind: int, price_micro: int) -> None:
+        status = int(self.stale[asset]) if asset < len(self.stale) else 0
+        self._emit(
+            _P_PRICE,
+            MsgType.PRICE,
+            WIRE_VERSION,
+            SLOT_BYTES,
+            market,
+            asset,
+            kind,
+            status,
+            price_micro,
+            self.now_ns,
+        )
 
     def _touch_exposed(self, market: RiskMarket) -> None:
         n = self.book.count
@@ -472,7 +490,9 @@ class RiskEngine:
             hit = self.book.balance[:n, market.base_asset] != 0
         self.book.dirty[:n] |= hit
 
-    def _deposit(self, account: int, asset: int, source: int, amount: int, deposit_id: int, sender: int) -> None:
+    def _deposit(
+        self, account: int, asset: int, source: int, amount: int, deposit_id: int, sender: int
+    ) -> None:
         """Credit once per (source, id). A chain deposit only from settlement (it saw it confirmed on
         chain); a faucet deposit only from a gateway (which serves the faucet only in development)."""
         t = MsgType.DEPOSIT
@@ -616,6 +636,7 @@ class RiskEngine:
                 if price > 0:
                     self.prices[asset] = price
                 self.stale[asset] = status != PriceStatus.OK
+                self._emit_price(ALL_MARKETS, asset, 1, int(self.prices[asset]))
                 self._touch_asset(asset)
         elif t == MsgType.MARK_PRICE:
             (_t, _v, _l, mid, price, _ts) = _U_MARK(buf, off)
@@ -828,8 +849,10 @@ class RiskEngine:
         if not self.priced[mid]:  # no mark from the oracle yet: value at the last trade
             if market.is_perp:
                 self.marks[market.perp] = price_micro
+                self._emit_price(mid, market.base_asset, 0, price_micro)
             else:
                 self.prices[market.base_asset] = price_micro
+                self._emit_price(ALL_MARKETS, market.base_asset, 1, price_micro)
         for account, oid, side, is_maker, done in (
             (t_acct, t_oid, t_side, False, flags & 1),
             (m_acct, m_oid, t_side ^ 1, True, flags & 2),

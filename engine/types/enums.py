@@ -51,6 +51,7 @@ class MsgType(IntEnum):
     LIQUIDATION = 48  # risk: a liquidation step (private with the account; public without it)
     ADL_RANK = 49  # risk: a position's auto-deleveraging quantile (private)
     ORDER_STATE = 50  # risk: one open order, in answer to ORDER_QUERY (private)
+    PRICE = 51  # risk: a price it now values accounts at (for settlement and dashboards; not routed)
 
     HEARTBEAT = 64
     SNAPSHOT_REQUEST = 65

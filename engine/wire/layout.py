@@ -576,6 +576,20 @@ LAYOUTS: tuple[MessageLayout, ...] = (
         "after it lost its place in risk's event stream).",
         (_pad(56),),
     ),
+    MessageLayout(
+        MsgType.PRICE,
+        "A price risk values accounts at from now on: a perp's mark (market_id = the perp) or an "
+        "asset's price (market_id = 0xFFFFFFFF). Settlement values its batches with these.",
+        (
+            ("asset", "H", "asset id (the perp's underlying for a mark)"),
+            ("kind", "B", "0: a perp's mark, 1: an asset's price"),
+            ("status", "B", "PriceStatus"),
+            _pad(4),
+            ("price_micro", "q", "micro-USDC per whole unit"),
+            ("ts_ns", "Q", "risk's clock"),
+            _pad(32),
+        ),
+    ),
     # ---- control --------------------------------------------------------------------------------
     MessageLayout(
         MsgType.HEARTBEAT,
