@@ -32,7 +32,7 @@ lint:
 	$(BIN)/lint-imports
 
 typecheck:
-	$(BIN)/mypy engine/types engine/wire engine/ring
+	$(BIN)/mypy engine/types engine/wire engine/ring engine/math
 
 pytest:
 	$(BIN)/pytest tests
