@@ -251,6 +251,8 @@ class AssetRisk:
                 raise _fail(where, "group", "the cash asset belongs to no risk group")
             if self.weights != WeightTiers():
                 raise _fail(where, "weights", "the cash asset counts at weight 1 (no tiers)")
+            if self.floor_ppm:
+                raise _fail(where, "floor_ppm", "a USDC liability has no price risk: its floor is 0")
         else:
             if not self.group:
                 raise _fail(where, "group", "every non-cash asset needs a risk group")

@@ -74,6 +74,7 @@ def test_rate_tier_deductions_are_cumulative() -> None:
         (lambda: AssetRisk(0, "USDC", AssetKind.CASH, group="g"), "group"),
         (lambda: AssetRisk(0, "USDC", AssetKind.CASH, weights=WeightTiers((), (900_000,))), "weights"),
         (lambda: AssetRisk(1, "BTC", AssetKind.CRYPTO, group="g", floor_ppm=PPM + 1), "floor_ppm"),
+        (lambda: AssetRisk(0, "USDC", AssetKind.CASH, floor_ppm=1), "floor_ppm"),
         (lambda: AssetRisk(1, "BTC", 7, group="g"), "kind"),  # type: ignore[arg-type]
     ],
 )
