@@ -81,7 +81,7 @@ def calc_order_impact(
     balance_atoms: int = 0,
     perp_size_atoms: int = 0,
     shock_multiplier_ppm: int = PPM,
-    lot_atoms: int = 1,
+    lot_atoms: int | None = None,
 ) -> OrderImpact:
     """Upper bound on the free-collateral reduction of one order (see the module docstring).
 
@@ -97,12 +97,15 @@ def calc_order_impact(
     balance_atoms : the account's spot balance of the asset (spot orders).
     perp_size_atoms : the account's current size in ``perp_id`` (perp orders).
     shock_multiplier_ppm : the asset's current dynamic multiplier.
-    lot_atoms : the market's lot size (bounds the number of fills, for the rounding slack).
+    lot_atoms : the market's lot (bounds the number of fills, for the rounding slack); None: the
+        spec's (``PerpRisk.lot_atoms`` / ``AssetRisk.spot_lot_atoms``).
     """
     if side not in (BUY, SELL) or qty_atoms <= 0 or limit_price_micro <= 0 or price_micro < 0:
         raise ValueError("side must be +-1, qty and limit price > 0, price >= 0")
     asset = spec.assets[asset_id]
     params = spec.params
+    if lot_atoms is None:
+        lot_atoms = spec.perps[perp_id].lot_atoms if perp_id is not None else asset.spot_lot_atoms
     fills = div_ceil(qty_atoms, max(lot_atoms, 1))
     limit_notional = Fraction(qty_atoms * limit_price_micro, ATOMS_PER_UNIT)
     e = Fraction(exposure_micro)

@@ -228,6 +228,7 @@ class AssetRisk:
     floor_ppm: int = 0  # IM floor on gross notional (perp notional + liability value)
     spot_fees: FeeRates = field(default_factory=FeeRates)
     dynamic: DynamicShock = field(default_factory=DynamicShock)
+    spot_lot_atoms: int = 1  # the spot market's lot (MarketSpec.lot_size_atoms): bounds fills per order
 
     def __post_init__(self) -> None:
         where = f"asset {self.asset_id!r} ({self.symbol!r})"
@@ -246,6 +247,7 @@ class AssetRisk:
             if not isinstance(getattr(self, name), cls):
                 raise _fail(where, name, f"must be a {cls.__name__}")
         _check_int(where, "floor_ppm", self.floor_ppm, 0, PPM)
+        _check_int(where, "spot_lot_atoms", self.spot_lot_atoms, 1)
         if self.kind == AssetKind.CASH:
             if self.group:
                 raise _fail(where, "group", "the cash asset belongs to no risk group")
@@ -292,6 +294,7 @@ class PerpRisk:
     underlying: int  # asset id
     brackets: PositionBrackets
     fees: FeeRates = field(default_factory=FeeRates)
+    lot_atoms: int = 1  # the market's lot (MarketSpec.lot_size_atoms): bounds fills per order
 
     def __post_init__(self) -> None:
         where = f"perp {self.market_id!r} ({self.symbol!r})"
@@ -302,6 +305,7 @@ class PerpRisk:
             raise _fail(where, "brackets", "must be a PositionBrackets")
         if not isinstance(self.fees, FeeRates):
             raise _fail(where, "fees", "must be a FeeRates")
+        _check_int(where, "lot_atoms", self.lot_atoms, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +429,7 @@ def default_risk_spec() -> RiskSpec:
                 floor_ppm=10_000,
                 spot_fees=_SPOT_FEES,
                 dynamic=DynamicShock(base_vol_ppm=830, closed_multiplier_ppm=PPM),
+                spot_lot_atoms=10_000,
             ),
             AssetRisk(
                 2,
@@ -436,6 +441,7 @@ def default_risk_spec() -> RiskSpec:
                 floor_ppm=10_000,
                 spot_fees=_SPOT_FEES,
                 dynamic=DynamicShock(base_vol_ppm=1_050, closed_multiplier_ppm=PPM),
+                spot_lot_atoms=100_000,
             ),
             AssetRisk(
                 3,
@@ -447,6 +453,7 @@ def default_risk_spec() -> RiskSpec:
                 floor_ppm=20_000,
                 spot_fees=_SPOT_FEES,
                 dynamic=DynamicShock(base_vol_ppm=350, closed_multiplier_ppm=3 * PPM // 2),
+                spot_lot_atoms=_A,
             ),
             AssetRisk(
                 4,
@@ -454,6 +461,7 @@ def default_risk_spec() -> RiskSpec:
                 AssetKind.PREDICTION,
                 group="pm_1",
                 spot_fees=FeeRates(maker_ppm=0, taker_ppm=1_000),
+                spot_lot_atoms=_A,
             ),
         ),
         groups=(
