@@ -7,9 +7,10 @@ Two implementations of one specification, held to each other by a differential t
   "revalue the account at the moved prices".
 * :func:`calc_portfolio_margin_arrays` - numpy over many accounts at once (or a subset of rows),
   float64 for the estimates, then rounded to the micro-unit against the account with a safety
-  margin (``SAFETY_REL`` x the account's gross magnitude + ``SAFETY_ABS_MICRO``), so that for every
-  account ``equity_vec <= equity_ref`` and ``im_vec >= im_ref`` and neither is off by more than
-  the margin.
+  margin (``2 * SAFETY_REL * growth * magnitude + SAFETY_ABS_MICRO``: ``magnitude`` = |cash| +
+  sum |E_a| + gross notional + |total cost| of the account, ``growth`` = (1 + vol-up multiple) x
+  the largest multiplier), so that for every account ``equity_vec <= equity_ref`` and
+  ``im_vec >= im_ref`` and neither is off by more than the margin.
 
 Specification (units: quantities in the asset's unit, prices micro-USDC per whole unit, money micro):
 
@@ -49,10 +50,10 @@ from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, MICRO_PER_UNIT, PPM
 from engine.types.risk_spec import AssetKind, RiskSpec
 
 # Vectorised rounding margin: float64 has 53 bits (relative 1.1e-16 per operation); the recompute
-# does fewer than ~100 operations per account on magnitudes bounded by the account's gross
-# magnitude M (sum of |asset values|, |perp notionals| and |total cost|), so its error stays below
-# ~1e-14 * M. SAFETY_REL = 1e-12 leaves a factor of 100; with SAFETY_ABS_MICRO it is at most
-# 1 micro-USDC per 1 million USDC of gross, plus 2 micro.
+# does fewer than ~100 operations per account on values bounded by growth x the account's gross
+# magnitude M (sum of |asset values|, |perp notionals| and |total cost|, itself at most 2x the
+# magnitude the recompute sums), so its error stays below ~1e-14 * growth * M. SAFETY_REL = 1e-12
+# leaves a factor of 100: about 2 micro-USDC per 1 million USDC of gross, plus 2 micro.
 SAFETY_REL = 1e-12
 SAFETY_ABS_MICRO = 2.0
 # Magnitudes beyond this cannot be rounded to int64 safely: the recompute refuses them.
@@ -332,6 +333,10 @@ class PortfolioLayout:
             elif members:
                 self.shock_groups.append((gi, members, group.idio_ppm / PPM))
         self.risky = [a.asset_id for a in spec.assets if a.kind in (AssetKind.CRYPTO, AssetKind.EQUITY)]
+        self.prediction = [a.asset_id for a in spec.assets if a.kind == AssetKind.PREDICTION]
+        self.non_cash = [a.asset_id for a in spec.assets if a.kind != AssetKind.CASH]
+        self.perp_assets = {p.underlying for p in spec.perps}
+        self.gross_assets = [a.asset_id for a in spec.assets if a.floor_ppm or a.asset_id in self.perp_assets]
         params = spec.params
         self.k = params.vol_up_multiple_ppm / PPM
         self.w = params.vol_up_weight_ppm / PPM
@@ -368,26 +373,24 @@ class PortfolioLayout:
         return {name: arr[..., :n] for name, arr in self._store.items()}
 
 
-def _tiers_past_first_edge(
+def _fold_pieces(
     x: NDArray[Any],
     out: NDArray[np.float64],
     slopes: tuple[float, ...],
     intercepts: tuple[float, ...],
-    edge0: float,
-    concave: bool,
-    tmp: NDArray[np.float64],
     mask: NDArray[np.bool_],
+    tmp: NDArray[np.float64],
+    fold: Any,
 ) -> None:
-    """Fold the pieces ``x * slope + intercept`` of tiers 1.. into ``out`` (min if concave, else max).
+    """Fold the pieces ``x * slope + intercept`` into ``out`` with ``fold`` (np.minimum/np.maximum)
+    on the rows where ``mask`` is set (every other row already holds its exact value).
 
-    ``out`` already holds tier 0's piece. Where few rows pass the first edge (the usual case) only
-    those rows are gathered; otherwise every row is computed densely (gathering costs more).
+    Where few rows are masked (the usual case) only those rows are gathered; otherwise every row
+    is computed densely: folding a piece into a row where it does not bind changes nothing.
     """
-    np.greater(x, edge0, out=mask)
     count = int(np.count_nonzero(mask))
     if count == 0:
         return
-    fold = np.minimum if concave else np.maximum
     if count * 8 < x.shape[0]:
         idx = np.flatnonzero(mask)
         xs = x[idx].astype(np.float64)
@@ -439,9 +442,8 @@ def calc_portfolio_margin_arrays(
     -------
     MarginArrays with ``n = len(rows)`` (or N) rows, all of them VIEWS into the layout's buffers,
     valid until the next call with the same layout (copy what you keep: ``result.copy()``).
-    Equity is rounded down and IM up after moving each ``SAFETY_REL * growth * magnitude +
-    SAFETY_ABS_MICRO`` against the account (``growth`` = (1 + vol_up multiple) x the largest
-    multiplier); MM is ``ceil(IM * mm_fraction)`` exactly from the rounded IM. Raises
+    Equity is rounded down and IM up after moving each ``2 * SAFETY_REL * growth * magnitude +
+    SAFETY_ABS_MICRO`` against the account (see the module docstring); MM is ``ceil(IM * mm_fraction)`` exactly from the rounded IM. Raises
     OverflowError for magnitudes beyond ``MAX_MAGNITUDE_MICRO``.
     """
     spec = layout.spec
@@ -464,38 +466,34 @@ def calc_portfolio_margin_arrays(
     mults = [int(x) for x in shock_multiplier_ppm]
     k, w = layout.k, layout.w
 
-    # 1-3. spot values (W-or-q times price); gross = liability value where the asset has a floor
-    mag[:] = 0.0
-    for a, asset in enumerate(spec.assets):
+    # 1-3. spot values: W-or-q times the price. Everywhere the first tier's piece q * w0 * scale,
+    # then the rows outside [0, first edge] (liabilities: slope 1; large holdings: later tiers)
+    # fixed exactly - sparsely where they are few. gross = the liability's value where it is floored.
+    np.copyto(expo[0], balance[:, 0], casting="unsafe")
+    np.abs(expo[0], out=mag)
+    for a in layout.non_cash:
+        asset = spec.assets[a]
         q = balance[:, a]
         row = expo[a]
-        if asset.kind == AssetKind.CASH:
-            np.copyto(row, q, casting="unsafe")
-        else:
-            # min of the slope-1 piece (the minimum exactly where q < 0) and each tier's piece
-            scale = prices[a] / asset.qty_scale
-            weights, addends, upper = layout.weights[a]
-            np.multiply(q, scale, out=row)
-            if weights[0] < PPM:
-                np.multiply(row, weights[0] / PPM, out=t1)
-                np.minimum(row, t1, out=row)
-            if len(weights) > 1:
-                _tiers_past_first_edge(
-                    q,
-                    row,
-                    tuple(wt * scale / PPM for wt in weights[1:]),
-                    tuple(c * scale / PPM for c in addends[1:]),
-                    upper[0],
-                    True,
-                    t2,
-                    mask,
-                )
-        np.abs(row, out=t1)
-        mag += t1
+        scale = prices[a] / asset.qty_scale
+        weights, addends, upper = layout.weights[a]
+        np.multiply(q, weights[0] * scale / PPM, out=row)
+        if weights[0] < PPM or len(weights) > 1:
+            edge0 = upper[0] if upper else INT64_MAX
+            np.greater(q.view(np.uint64), np.uint64(edge0), out=mask)  # q < 0 wraps above 2**63
+            _fold_pieces(
+                q,
+                row,
+                (scale, *(w * scale / PPM for w in weights[1:])),
+                (0.0, *(c * scale / PPM for c in addends[1:])),
+                mask,
+                t2,
+                np.minimum,
+            )
         if asset.floor_ppm:
             np.negative(row, out=gross[a])  # a liability's value: exactly -q * price / scale
             np.maximum(gross[a], 0.0, out=gross[a])
-        else:
+        elif a in layout.perp_assets:
             gross[a] = 0.0
     # perps: notional into the underlying's exposure and into its gross notional
     for p in range(layout.n_perps):
@@ -504,12 +502,10 @@ def calc_portfolio_margin_arrays(
         expo[a] += t1
         np.abs(t1, out=t1)
         gross[a] += t1
-    # equity = spot values + perp notionals (both summed in expo by now) - total cost
+    # equity = cash + spot values + perp notionals (all summed in expo by now) - total cost
     np.copyto(equity, expo[0])
-    for a in range(1, layout.n_assets):
+    for a in layout.non_cash:
         equity += expo[a]
-        mag += gross[a]
-    mag += gross[0]
     if perp_cost_total_micro is None:
         perp_cost_total_micro = i1
         i1[:] = 0
@@ -522,30 +518,37 @@ def calc_portfolio_margin_arrays(
     mag += t1
     expo[0] = 0.0
 
-    # 7. floor on gross notional (perp notional + liability value)
+    # 7. floor on gross notional (perp notional + liability value); the magnitude takes the gross
+    # (sum of |spot values| + |perp notionals| <= sum of |E_a| + 2 * gross: the factor 2 is in step 8)
     floor[:] = 0.0
-    for a, asset in enumerate(spec.assets):
-        if asset.floor_ppm:
-            np.multiply(gross[a], asset.floor_ppm / PPM, out=t1)
+    for a in layout.gross_assets:
+        mag += gross[a]
+        floor_ppm = spec.assets[a].floor_ppm
+        if floor_ppm:
+            np.multiply(gross[a], floor_ppm / PPM, out=t1)
             floor += t1
+    for a in layout.prediction:
+        np.abs(expo[a], out=t1)
+        mag += t1
 
     # 4. shocks of risky assets and their signs
     for a in layout.risky:
         asset = spec.assets[a]
         np.abs(expo[a], out=t2)
+        mag += t2
         mult = mults[a] / PPM
         rates, deds = asset.shock.rate_ppm, asset.shock.deduction_micro_ppm
         np.multiply(t2, rates[0] * mult / PPM, out=shock[a])
         if len(rates) > 1:
-            _tiers_past_first_edge(
+            np.greater(t2, asset.shock.upper_micro[0], out=mask)
+            _fold_pieces(
                 t2,
                 shock[a],
                 tuple(r * mult / PPM for r in rates[1:]),
                 tuple(-d * mult / PPM for d in deds[1:]),
-                asset.shock.upper_micro[0],
-                False,
-                t3,
                 mask,
+                t3,
+                np.maximum,
             )
         np.copysign(shock[a], expo[a], out=signed[a])
 
@@ -620,7 +623,7 @@ def calc_portfolio_margin_arrays(
     growth = (1.0 + k) * max(mults, default=PPM) / PPM
     if n and float(mag.max()) * growth > MAX_MAGNITUDE_MICRO:
         raise OverflowError("account magnitude beyond what the vectorised recompute rounds safely")
-    np.multiply(mag, SAFETY_REL * growth, out=t1)
+    np.multiply(mag, 2.0 * SAFETY_REL * growth, out=t1)
     t1 += SAFETY_ABS_MICRO
     im += t1
     out_im, out_eq, out_mm, out_free = buf["out_im"], buf["out_equity"], buf["out_mm"], buf["out_free"]
