@@ -320,6 +320,8 @@ class PortfolioLayout:
         self.n_assets = len(spec.assets)
         self.n_perps = len(spec.perps)
         self.group_names = tuple(g.name for g in spec.groups)
+        # column of MarginArrays.group_mixed for each asset (-1: cash, in no group)
+        self.asset_group = tuple(self.group_names.index(a.group) if a.group else -1 for a in spec.assets)
         self.perp_underlying = np.array([p.underlying for p in spec.perps], dtype=np.intp)
         self.weights = [
             (a.weights.weight_ppm, calc_weight_addends(a.weights), a.weights.upper_atoms) for a in spec.assets

@@ -24,7 +24,14 @@ from risk_constants import (
 from engine.math.fees import calc_fee_micro
 from engine.math.portfolio_margin import AccountState, MarketPrices, calc_portfolio_margin
 from engine.math.position import apply_fill
-from engine.math.pre_trade import BUY, SELL, OrderImpact, calc_order_impact, is_reduce_only_ok
+from engine.math.pre_trade import (
+    BUY,
+    SELL,
+    OrderImpact,
+    calc_order_impact,
+    calc_order_impact_exact,
+    is_reduce_only_ok,
+)
 from engine.types.risk_spec import AssetKind, RiskSpec
 
 
@@ -181,3 +188,45 @@ def test_reduce_only_rule_and_bad_orders() -> None:
         _impact(SPEC, BOB_1_BTC, PRICES, 2, BTC_PERP, BUY, A, M)  # perp 0 is on BTC, not ETH
     with pytest.raises(ValueError):
         _impact(SPEC, BOB_1_BTC, PRICES, 0, None, BUY, A, M)  # USDC against itself
+
+
+@st.composite
+def raw_orders(draw: st.DrawFn, spec: RiskSpec) -> dict[str, object]:
+    """Order inputs drawn directly (any exposure, flags and sizes), for the fast/exact twin test."""
+    if draw(st.booleans()):
+        perp = draw(st.integers(0, len(spec.perps) - 1))
+        asset = spec.perps[perp].underlying
+    else:
+        perp = None
+        asset = draw(st.sampled_from([a.asset_id for a in spec.assets if a.kind != AssetKind.CASH]))
+    price = draw(st.integers(0, 200_000 * M))
+    if spec.assets[asset].kind == AssetKind.PREDICTION:
+        price = draw(st.integers(0, M))
+    return {
+        "asset_id": asset,
+        "perp_id": perp,
+        "side": draw(st.sampled_from([BUY, SELL])),
+        "qty_atoms": draw(st.integers(1, 10_000 * A)),
+        "limit_price_micro": draw(st.integers(1, 300_000 * M)),
+        "price_micro": price,
+        "exposure_micro": draw(st.one_of(st.integers(-(10**14), 10**14), st.floats(-1e14, 1e14))),
+        "group_mixed": draw(st.booleans()),
+        "balance_atoms": draw(st.integers(-(10**12), 10**12)),
+        "perp_size_atoms": draw(st.integers(-(10**12), 10**12)),
+        "shock_multiplier_ppm": draw(st.integers(10**6, 5 * 10**6)),
+        "lot_atoms": draw(st.sampled_from([None, 1, 100_000])),
+    }
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([SPEC, STRESS_SPEC]).flatmap(lambda spec: st.tuples(st.just(spec), raw_orders(spec))))
+def test_integer_version_is_the_exact_reference(case: tuple[RiskSpec, dict[str, object]]) -> None:
+    """The fast integer bound equals the exact (Fraction) one on integer exposures and never
+    undercuts it on float exposures (it rounds the exposure outward)."""
+    spec, terms = case
+    fast = calc_order_impact(spec, **terms)  # type: ignore[arg-type]
+    exact = calc_order_impact_exact(spec, **terms)  # type: ignore[arg-type]
+    if isinstance(terms["exposure_micro"], int):
+        assert fast == exact
+    else:
+        assert fast.reserve_micro >= exact.reserve_micro
