@@ -410,6 +410,7 @@ _A = ATOMS_PER_UNIT
 _CRYPTO_UPPER = (5_000_000 * _M, 20_000_000 * _M, 50_000_000 * _M, 100_000_000 * _M)
 _CRYPTO_RATES = (50_000, 75_000, 100_000, 150_000, 250_000)
 _CRYPTO_MMR = (30_000, 45_000, 60_000, 90_000, 150_000)
+_CRYPTO_BRACKETS = PositionBrackets(_CRYPTO_UPPER, _CRYPTO_RATES, _CRYPTO_MMR)
 _PERP_FEES = FeeRates(maker_ppm=-50, taker_ppm=500)
 _SPOT_FEES = FeeRates(maker_ppm=200, taker_ppm=600)
 
@@ -470,12 +471,8 @@ def default_risk_spec() -> RiskSpec:
             RiskGroup("pm_1", idio_ppm=PPM),
         ),
         perps=(
-            PerpRisk(
-                0, "BTC-PERP", 1, PositionBrackets(_CRYPTO_UPPER, _CRYPTO_RATES, _CRYPTO_MMR), _PERP_FEES
-            ),
-            PerpRisk(
-                1, "ETH-PERP", 2, PositionBrackets(_CRYPTO_UPPER, _CRYPTO_RATES, _CRYPTO_MMR), _PERP_FEES
-            ),
+            PerpRisk(0, "BTC-PERP", 1, _CRYPTO_BRACKETS, _PERP_FEES, lot_atoms=100_000),  # 0.001 BTC
+            PerpRisk(1, "ETH-PERP", 2, _CRYPTO_BRACKETS, _PERP_FEES, lot_atoms=1_000_000),  # 0.01 ETH
         ),
         params=PortfolioParams(),
     )

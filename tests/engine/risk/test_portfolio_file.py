@@ -20,7 +20,7 @@ def test_example_file() -> None:
     out = run_what_if(EXAMPLE, SPEC)
     assert out["equity"] == "65510.5"  # 25,000 + 28,500 + 11,400 - 84 + 396 + 298.5
     assert out["initial_margin"] == "1337.525" and out["maintenance_margin"] == "802.515"
-    assert out["free_collateral"] == "63769.074998"
+    assert out["free_collateral"] == "63969.074798"  # less the ETH-PERP order's reserve, 203.900202
     assert out["scenarios"]["pm_1:resolve_1"] == "-116"
     assert out["open_orders"][1]["reserve"] == "0"
     assert set(out["liquidation_prices"]) == {"BTC-PERP", "ETH-PERP"}

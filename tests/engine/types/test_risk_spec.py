@@ -124,3 +124,18 @@ def test_lookups() -> None:
     assert spec.perp_by_symbol("BTC-PERP") is spec.perps[0]
     assert spec.asset_by_symbol("DOGE") is None and spec.perp_by_symbol("DOGE-PERP") is None
     assert isinstance(spec.perps[0], PerpRisk)
+
+
+def test_default_lots_match_the_markets_config() -> None:
+    """The risk spec's lots bound how many fills an order can become: they must be the markets'."""
+    from pathlib import Path
+
+    from engine.types.market_spec import load_markets
+
+    markets = {
+        m.symbol: m for m in load_markets(Path(__file__).parents[3] / "config" / "markets.toml").values()
+    }
+    spec = default_risk_spec()
+    for perp in spec.perps:
+        assert perp.lot_atoms == markets[perp.symbol].lot_size_atoms
+    assert spec.asset_by_symbol("AAPL").spot_lot_atoms == markets["AAPL"].lot_size_atoms  # type: ignore[union-attr]
