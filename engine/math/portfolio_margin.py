@@ -486,7 +486,7 @@ def calc_portfolio_margin_arrays(
             _fold_pieces(
                 q,
                 row,
-                (scale, *(w * scale / PPM for w in weights[1:])),
+                (scale, *(wt * scale / PPM for wt in weights[1:])),
                 (0.0, *(c * scale / PPM for c in addends[1:])),
                 mask,
                 t2,
@@ -658,7 +658,6 @@ def calc_portfolio_margin_arrays(
 
 
 __all__ = [
-    "INT64_MAX",
     "AccountState",
     "MarginArrays",
     "MarketPrices",
