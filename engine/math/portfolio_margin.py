@@ -37,6 +37,7 @@ SHORT perp is the hedge: ``E_BTC`` nets to ``W * price - |size| * mark``, nearly
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -56,7 +57,7 @@ from engine.types.risk_spec import AssetKind, RiskSpec
 # leaves a factor of 100: about 2 micro-USDC per 1 million USDC of gross, plus 2 micro.
 SAFETY_REL = 1e-12
 SAFETY_ABS_MICRO = 2.0
-# Magnitudes beyond this cannot be rounded to int64 safely: the recompute refuses them.
+# An equity or margin beyond this cannot be rounded to int64 safely: the recompute refuses it.
 MAX_MAGNITUDE_MICRO = float(2**62)
 
 
@@ -137,6 +138,25 @@ def calc_mm_micro(im_micro: int, mm_fraction_ppm: int) -> int:
     """``ceil(im * mm_fraction / 1e6)`` without an intermediate beyond int64 (the vector path shares it)."""
     q, r = divmod(im_micro, PPM)
     return q * mm_fraction_ppm + (r * mm_fraction_ppm + PPM - 1) // PPM
+
+
+def calc_group_mixed(spec: RiskSpec, exposure_micro: Sequence[float | int | Fraction], asset_id: int) -> bool:
+    """True when ``asset_id``'s risk group holds long and short exposure at once (O(group size)).
+
+    ``exposure_micro`` is one account's row of E_a (MarginArrays.exposure_micro[row] or
+    PortfolioReport.exposure_micro). In a mixed group a trade that shrinks one exposure may still
+    raise the margin (it unwinds a hedge), so the pre-trade check gives no risk-reducing credit.
+    """
+    group = spec.assets[asset_id].group
+    if not group:
+        return False
+    positive = negative = False
+    for asset in spec.assets:
+        if asset.group == group:
+            e = exposure_micro[asset.asset_id]
+            positive |= e > 0
+            negative |= e < 0
+    return positive and negative
 
 
 class _Exact:
@@ -284,9 +304,8 @@ class MarginArrays:
     """Vectorised result for ``n`` accounts (rows in the order asked for).
 
     ``equity_micro``, ``im_micro``, ``mm_micro``, ``free_micro``: (n,) int64, rounded against the
-    account. ``exposure_micro``: (n, A) float64 view of E_a (column 0, cash, is 0) for the pre-trade
-    check. ``group_mixed``: (n, G) bool, True where a group holds both long and short exposures
-    (then no order on it may be assumed to lower margin, see engine.math.pre_trade).
+    account. ``exposure_micro``: (n, A) float64 view of E_a (column 0, cash, is 0): what the
+    pre-trade check needs per order (the asset's E_a, and :func:`calc_group_mixed` over the row).
     """
 
     equity_micro: NDArray[np.int64]
@@ -294,7 +313,6 @@ class MarginArrays:
     mm_micro: NDArray[np.int64]
     free_micro: NDArray[np.int64]
     exposure_micro: NDArray[np.float64]
-    group_mixed: NDArray[np.bool_]
 
     def copy(self) -> MarginArrays:
         """Arrays the caller owns (the recompute's are views into the layout's buffers)."""
@@ -304,7 +322,6 @@ class MarginArrays:
             self.mm_micro.copy(),
             self.free_micro.copy(),
             self.exposure_micro.copy(),
-            self.group_mixed.copy(),
         )
 
 
@@ -320,8 +337,11 @@ class PortfolioLayout:
         self.n_assets = len(spec.assets)
         self.n_perps = len(spec.perps)
         self.group_names = tuple(g.name for g in spec.groups)
-        # column of MarginArrays.group_mixed for each asset (-1: cash, in no group)
+        # each asset's group index (-1: cash, in no group) and each group's member assets
         self.asset_group = tuple(self.group_names.index(a.group) if a.group else -1 for a in spec.assets)
+        self.group_members = tuple(
+            tuple(a.asset_id for a in spec.assets if a.group == g.name) for g in spec.groups
+        )
         self.perp_underlying = np.array([p.underlying for p in spec.perps], dtype=np.intp)
         self.weights = [
             (a.weights.weight_ppm, calc_weight_addends(a.weights), a.weights.upper_atoms) for a in spec.assets
@@ -356,7 +376,6 @@ class PortfolioLayout:
                 "shock": np.empty((a, c)),
                 "signed": np.empty((a, c)),
                 "loss": np.empty((g, c)),
-                "mixed": np.empty((g, c), dtype=np.bool_),
                 "mask": np.empty(c, dtype=np.bool_),
                 "equity": np.empty(c),
                 "magnitude": np.empty(c),
@@ -445,8 +464,9 @@ def calc_portfolio_margin_arrays(
     MarginArrays with ``n = len(rows)`` (or N) rows, all of them VIEWS into the layout's buffers,
     valid until the next call with the same layout (copy what you keep: ``result.copy()``).
     Equity is rounded down and IM up after moving each ``2 * SAFETY_REL * growth * magnitude +
-    SAFETY_ABS_MICRO`` against the account (see the module docstring); MM is ``ceil(IM * mm_fraction)`` exactly from the rounded IM. Raises
-    OverflowError for magnitudes beyond ``MAX_MAGNITUDE_MICRO``.
+    SAFETY_ABS_MICRO`` against the account (see the module docstring); MM is
+    ``ceil(IM * mm_fraction)`` exactly from the rounded IM. Raises OverflowError when an equity or
+    IM is beyond ``MAX_MAGNITUDE_MICRO`` (2**62 micro: 4.6e12 USDC).
     """
     spec = layout.spec
     if rows is not None:
@@ -479,19 +499,22 @@ def calc_portfolio_margin_arrays(
         row = expo[a]
         scale = prices[a] / asset.qty_scale
         weights, addends, upper = layout.weights[a]
-        np.multiply(q, weights[0] * scale / PPM, out=row)
-        if weights[0] < PPM or len(weights) > 1:
-            edge0 = upper[0] if upper else INT64_MAX
-            np.greater(q.view(np.uint64), np.uint64(edge0), out=mask)  # q < 0 wraps above 2**63
-            _fold_pieces(
-                q,
-                row,
-                (scale, *(wt * scale / PPM for wt in weights[1:])),
-                (0.0, *(c * scale / PPM for c in addends[1:])),
-                mask,
-                t2,
-                np.minimum,
-            )
+        slopes = (weights[0] * scale / PPM, scale, *(wt * scale / PPM for wt in weights[1:]))
+        intercepts = (0.0, 0.0, *(c * scale / PPM for c in addends[1:]))
+        if np.count_nonzero(q) * 8 < n:  # few holders: value them alone (most columns of a big book)
+            row[:] = 0.0
+            idx = np.flatnonzero(q)
+            qs = q[idx].astype(np.float64)
+            values = qs * slopes[0]
+            for slope, intercept in zip(slopes[1:], intercepts[1:], strict=True):
+                np.minimum(values, qs * slope + intercept, out=values)
+            row[idx] = values
+        else:
+            np.multiply(q, slopes[0], out=row)
+            if weights[0] < PPM or len(weights) > 1:
+                edge0 = upper[0] if upper else INT64_MAX
+                np.greater(q.view(np.uint64), np.uint64(edge0), out=mask)  # q < 0 wraps above 2**63
+                _fold_pieces(q, row, slopes[1:], intercepts[1:], mask, t2, np.minimum)
         if asset.floor_ppm:
             np.negative(row, out=gross[a])  # a liability's value: exactly -q * price / scale
             np.maximum(gross[a], 0.0, out=gross[a])
@@ -533,35 +556,36 @@ def calc_portfolio_margin_arrays(
         np.abs(expo[a], out=t1)
         mag += t1
 
-    # 4. shocks of risky assets and their signs
+    # 4. shocks of risky assets and their signs: in the first tier the signed shock is E * rate0 * m;
+    # rows past the first edge are folded in exactly. |E| <= shock / (rate0 * m) bounds the magnitude.
     for a in layout.risky:
         asset = spec.assets[a]
-        np.abs(expo[a], out=t2)
-        mag += t2
         mult = mults[a] / PPM
         rates, deds = asset.shock.rate_ppm, asset.shock.deduction_micro_ppm
-        np.multiply(t2, rates[0] * mult / PPM, out=shock[a])
+        first = rates[0] * mult / PPM
+        np.multiply(expo[a], first, out=signed[a])
+        np.abs(signed[a], out=shock[a])
         if len(rates) > 1:
-            np.greater(t2, asset.shock.upper_micro[0], out=mask)
-            _fold_pieces(
-                t2,
-                shock[a],
-                tuple(r * mult / PPM for r in rates[1:]),
-                tuple(-d * mult / PPM for d in deds[1:]),
-                mask,
-                t3,
-                np.maximum,
-            )
-        np.copysign(shock[a], expo[a], out=signed[a])
+            np.greater(shock[a], asset.shock.upper_micro[0] * first, out=mask)
+            if np.any(mask):
+                idx = np.flatnonzero(mask)
+                e = expo[a][idx]
+                e_abs = np.abs(e)
+                best = shock[a][idx]
+                for rate, ded in zip(rates[1:], deds[1:], strict=True):
+                    np.maximum(best, e_abs * (rate * mult / PPM) - ded * mult / PPM, out=best)
+                shock[a][idx] = best
+                signed[a][idx] = np.copysign(best, e)
+        np.multiply(shock[a], 1.0 / first, out=t1)
+        mag += t1
 
     # 5-6. group losses: max(0, |sum of signed shocks| (down, up), idio * max shock, vol_up)
-    loss, mixed = buf["loss"], buf["mixed"]
+    loss = buf["loss"]
     for gi, members, idio in layout.shock_groups:
         lg = loss[gi]
         if len(members) == 1:
             s_sum = signed[members[0]]
             np.abs(s_sum, out=lg)
-            mixed[gi] = False
         else:
             s_sum = t1
             np.add(signed[members[0]], signed[members[1]], out=s_sum)
@@ -574,15 +598,6 @@ def calc_portfolio_margin_arrays(
                     np.maximum(t2, shock[a], out=t2)
                 t2 *= idio
                 np.maximum(lg, t2, out=lg)
-            # mixed: the group holds long and short exposure at once
-            np.maximum(expo[members[0]], expo[members[1]], out=t2)
-            np.minimum(expo[members[0]], expo[members[1]], out=t3)
-            for a in members[2:]:
-                np.maximum(t2, expo[a], out=t2)
-                np.minimum(t3, expo[a], out=t3)
-            np.greater(t2, 0.0, out=mixed[gi])
-            np.less(t3, 0.0, out=mask)
-            mixed[gi] &= mask
         if w * k > 1.0:
             np.multiply(s_sum, -w * k, out=t2)
             np.maximum(lg, t2, out=lg)
@@ -605,7 +620,6 @@ def calc_portfolio_margin_arrays(
         # long: resolving to 0 loses the weighted value; short: resolving to 1 loses |q| * (1 - price)
         np.multiply(balance[:, a], -(MICRO_PER_UNIT - prices[a]) / ATOMS_PER_UNIT, out=t1)
         np.maximum(expo[a], t1, out=lg)
-        mixed[gi] = False
     im = t3
     im[:] = 0.0
     if len(spec.groups):
@@ -623,15 +637,15 @@ def calc_portfolio_margin_arrays(
     # 8. round against the account with the safety margin (every loss is at most growth x the
     # magnitude, so the float error bound scales with it)
     growth = (1.0 + k) * max(mults, default=PPM) / PPM
-    if n and float(mag.max()) * growth > MAX_MAGNITUDE_MICRO:
-        raise OverflowError("account magnitude beyond what the vectorised recompute rounds safely")
     np.multiply(mag, 2.0 * SAFETY_REL * growth, out=t1)
     t1 += SAFETY_ABS_MICRO
     im += t1
+    equity -= t1
+    if n and max(float(im.max()), -float(equity.min()), float(equity.max())) > MAX_MAGNITUDE_MICRO:
+        raise OverflowError("an equity or margin beyond what the vectorised recompute rounds to int64 safely")
     out_im, out_eq, out_mm, out_free = buf["out_im"], buf["out_equity"], buf["out_mm"], buf["out_free"]
     np.ceil(im, out=im)
     np.copyto(out_im, im, casting="unsafe")
-    equity -= t1
     np.floor(equity, out=equity)
     np.copyto(out_eq, equity, casting="unsafe")
     # MM = ceil(IM * f / 1e6) exactly, as q*f + ceil(r*f / 1e6) with IM = q*1e6 + r (no overflow)
@@ -653,7 +667,6 @@ def calc_portfolio_margin_arrays(
         mm_micro=out_mm,
         free_micro=out_free,
         exposure_micro=expo.T,
-        group_mixed=mixed.T,
     )
 
 
@@ -664,6 +677,7 @@ __all__ = [
     "PortfolioLayout",
     "PortfolioReport",
     "calc_equity_exact",
+    "calc_group_mixed",
     "calc_mm_micro",
     "calc_portfolio_margin",
     "calc_portfolio_margin_arrays",

@@ -97,7 +97,7 @@ def calc_order_impact_exact(
         the order accepts (a market order's slippage bound).
     price_micro : the instrument's current price: the mark (perp) or the asset price (spot).
     exposure_micro : the account's current ``E_a`` (MarginArrays.exposure_micro[row, a]).
-    group_mixed : MarginArrays.group_mixed[row, group of a].
+    group_mixed : ``calc_group_mixed(spec, MarginArrays.exposure_micro[row], asset_id)``.
     balance_atoms : the account's spot balance of the asset (spot orders).
     perp_size_atoms : the account's current size in ``perp_id`` (perp orders).
     shock_multiplier_ppm : the asset's current dynamic multiplier.
@@ -209,7 +209,7 @@ def calc_order_impact(
         the order accepts (a market order's slippage bound).
     price_micro : the instrument's current price: the mark (perp) or the asset price (spot).
     exposure_micro : the account's current ``E_a`` (MarginArrays.exposure_micro[row, a]).
-    group_mixed : MarginArrays.group_mixed[row, PortfolioLayout.asset_group[a]].
+    group_mixed : ``calc_group_mixed(spec, MarginArrays.exposure_micro[row], asset_id)``.
     balance_atoms : the account's spot balance of the asset (spot orders).
     perp_size_atoms : the account's current size in ``perp_id`` (perp orders).
     shock_multiplier_ppm : the asset's current dynamic multiplier.

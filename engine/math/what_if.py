@@ -20,7 +20,13 @@ from engine.math.liquidation_price import (
     calc_portfolio_liquidation_price_micro,
     calc_position_liquidation_price_micro,
 )
-from engine.math.portfolio_margin import AccountState, MarketPrices, PortfolioReport, calc_portfolio_margin
+from engine.math.portfolio_margin import (
+    AccountState,
+    MarketPrices,
+    PortfolioReport,
+    calc_group_mixed,
+    calc_portfolio_margin,
+)
 from engine.math.position_margin import PositionModeReport, calc_position_margin
 from engine.math.pre_trade import BUY, SELL, calc_order_impact
 from engine.types.fixed import INT64_MAX
@@ -54,12 +60,6 @@ class WhatIfResult:
     position_liquidation_price_micro: dict[int, int | None]  # perp id -> per-position mode
     max_buy_atoms: dict[int, int]  # asset id -> spot quantity
     max_perp_atoms: dict[int, tuple[int, int]]  # perp id -> (buy, sell)
-
-
-def _group_mixed(spec: RiskSpec, exposure: tuple[int, ...], asset_id: int) -> bool:
-    group = spec.assets[asset_id].group
-    signs = {(e > 0) - (e < 0) for a, e in zip(spec.assets, exposure, strict=True) if a.group == group}
-    return 1 in signs and -1 in signs
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +130,7 @@ def calc_what_if(spec: RiskSpec, inp: WhatIfInput) -> WhatIfResult:
             perp_id=perp_id,
             price_micro=price,
             exposure_micro=exposure[asset_id],
-            group_mixed=_group_mixed(spec, exposure, asset_id),
+            group_mixed=calc_group_mixed(spec, exposure, asset_id),
             balance_atoms=state.balance[asset_id],
             perp_size_atoms=state.perp_size_atoms[perp_id] if perp_id is not None else 0,
             shock_multiplier_ppm=prices.shock_multiplier_ppm[asset_id],

@@ -22,7 +22,7 @@ from risk_constants import (
 )
 
 from engine.math.fees import calc_fee_micro
-from engine.math.portfolio_margin import AccountState, MarketPrices, calc_portfolio_margin
+from engine.math.portfolio_margin import AccountState, MarketPrices, calc_group_mixed, calc_portfolio_margin
 from engine.math.position import apply_fill
 from engine.math.pre_trade import (
     BUY,
@@ -47,12 +47,6 @@ def _impact(
     lot: int = 1,
 ) -> OrderImpact:
     report = calc_portfolio_margin(spec, state, prices)
-    group = spec.assets[asset].group
-    signs = {
-        (report.exposure_micro[a.asset_id] > 0) - (report.exposure_micro[a.asset_id] < 0)
-        for a in spec.assets
-        if a.group == group
-    }
     return calc_order_impact(
         spec,
         asset_id=asset,
@@ -62,7 +56,7 @@ def _impact(
         limit_price_micro=limit,
         price_micro=prices.mark_micro[perp] if perp is not None else prices.asset_price_micro[asset],
         exposure_micro=report.exposure_micro[asset],
-        group_mixed={1, -1} <= signs,
+        group_mixed=calc_group_mixed(spec, report.exposure_micro, asset),
         balance_atoms=state.balance[asset],
         perp_size_atoms=state.perp_size_atoms[perp] if perp is not None else 0,
         shock_multiplier_ppm=prices.shock_multiplier_ppm[asset],
