@@ -7,8 +7,8 @@ Two implementations of one specification, held to each other by a differential t
   "revalue the account at the moved prices".
 * :func:`calc_portfolio_margin_arrays` - numpy over many accounts at once (or a subset of rows),
   float64 for the estimates, then rounded to the micro-unit against the account with a safety
-  margin (``2 * SAFETY_REL * growth * magnitude + SAFETY_ABS_MICRO``: ``magnitude`` = |cash| +
-  sum |E_a| + gross notional + |total cost| of the account, ``growth`` = (1 + vol-up multiple) x
+  margin (``2 * SAFETY_REL * growth * magnitude + SAFETY_ABS_MICRO``: ``magnitude`` = sum of
+  |spot values| + gross notional + |total cost| of the account, ``growth`` = (1 + vol-up multiple) x
   the largest multiplier), so that for every account ``equity_vec <= equity_ref`` and
   ``im_vec >= im_ref`` and neither is off by more than the margin.
 
@@ -51,10 +51,10 @@ from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, MICRO_PER_UNIT, PPM
 from engine.types.risk_spec import AssetKind, RiskSpec
 
 # Vectorised rounding margin: float64 has 53 bits (relative 1.1e-16 per operation); the recompute
-# does fewer than ~100 operations per account on values bounded by growth x the account's gross
-# magnitude M (sum of |asset values|, |perp notionals| and |total cost|, itself at most 2x the
-# magnitude the recompute sums), so its error stays below ~1e-14 * growth * M. SAFETY_REL = 1e-12
-# leaves a factor of 100: about 2 micro-USDC per 1 million USDC of gross, plus 2 micro.
+# does fewer than ~100 operations per account on values bounded by growth x the account's
+# magnitude M (the sum of |spot values|, |perp notionals| and |total cost|, which the recompute
+# sums per account), so its error stays below ~1e-14 * growth * M. 2 * SAFETY_REL = 2e-12 leaves
+# a factor of 200: about 2 micro-USDC per 1 million USDC of gross, plus 2 micro.
 SAFETY_REL = 1e-12
 SAFETY_ABS_MICRO = 2.0
 # An equity or margin beyond this cannot be rounded to int64 safely: the recompute refuses it.
@@ -359,6 +359,10 @@ class PortfolioLayout:
         self.non_cash = [a.asset_id for a in spec.assets if a.kind != AssetKind.CASH]
         self.perp_assets = {p.underlying for p in spec.perps}
         self.gross_assets = [a.asset_id for a in spec.assets if a.floor_ppm or a.asset_id in self.perp_assets]
+        by_floor: dict[int, list[int]] = {}
+        for a in self.gross_assets:
+            by_floor.setdefault(spec.assets[a].floor_ppm, []).append(a)
+        self.gross_by_floor = sorted(by_floor.items())
         params = spec.params
         self.k = params.vol_up_multiple_ppm / PPM
         self.w = params.vol_up_weight_ppm / PPM
@@ -509,12 +513,19 @@ def calc_portfolio_margin_arrays(
             for slope, intercept in zip(slopes[1:], intercepts[1:], strict=True):
                 np.minimum(values, qs * slope + intercept, out=values)
             row[idx] = values
-        else:
-            np.multiply(q, slopes[0], out=row)
-            if weights[0] < PPM or len(weights) > 1:
-                edge0 = upper[0] if upper else INT64_MAX
-                np.greater(q.view(np.uint64), np.uint64(edge0), out=mask)  # q < 0 wraps above 2**63
-                _fold_pieces(q, row, slopes[1:], intercepts[1:], mask, t2, np.minimum)
+            mag[idx] += np.abs(values)
+            if asset.floor_ppm or a in layout.perp_assets:
+                gross[a] = 0.0
+                if asset.floor_ppm:
+                    gross[a][idx] = np.maximum(-values, 0.0)  # a liability's value
+            continue
+        np.multiply(q, slopes[0], out=row)
+        if weights[0] < PPM or len(weights) > 1:
+            edge0 = upper[0] if upper else INT64_MAX
+            np.greater(q.view(np.uint64), np.uint64(edge0), out=mask)  # q < 0 wraps above 2**63
+            _fold_pieces(q, row, slopes[1:], intercepts[1:], mask, t2, np.minimum)
+        np.abs(row, out=t1)
+        mag += t1
         if asset.floor_ppm:
             np.negative(row, out=gross[a])  # a liability's value: exactly -q * price / scale
             np.maximum(gross[a], 0.0, out=gross[a])
@@ -543,21 +554,20 @@ def calc_portfolio_margin_arrays(
     mag += t1
     expo[0] = 0.0
 
-    # 7. floor on gross notional (perp notional + liability value); the magnitude takes the gross
-    # (sum of |spot values| + |perp notionals| <= sum of |E_a| + 2 * gross: the factor 2 is in step 8)
+    # 7. floor on gross notional (perp notional + liability value), assets with one floor rate
+    # summed first; the magnitude takes the gross too
     floor[:] = 0.0
-    for a in layout.gross_assets:
-        mag += gross[a]
-        floor_ppm = spec.assets[a].floor_ppm
-        if floor_ppm:
-            np.multiply(gross[a], floor_ppm / PPM, out=t1)
-            floor += t1
-    for a in layout.prediction:
-        np.abs(expo[a], out=t1)
+    for floor_ppm, members in layout.gross_by_floor:
+        np.copyto(t1, gross[members[0]])
+        for a in members[1:]:
+            t1 += gross[a]
         mag += t1
+        if floor_ppm:
+            t1 *= floor_ppm / PPM
+            floor += t1
 
     # 4. shocks of risky assets and their signs: in the first tier the signed shock is E * rate0 * m;
-    # rows past the first edge are folded in exactly. |E| <= shock / (rate0 * m) bounds the magnitude.
+    # rows past the first edge are folded in exactly
     for a in layout.risky:
         asset = spec.assets[a]
         mult = mults[a] / PPM
@@ -565,19 +575,16 @@ def calc_portfolio_margin_arrays(
         first = rates[0] * mult / PPM
         np.multiply(expo[a], first, out=signed[a])
         np.abs(signed[a], out=shock[a])
-        if len(rates) > 1:
+        if len(rates) > 1 and float(shock[a].max(initial=0.0)) > asset.shock.upper_micro[0] * first:
             np.greater(shock[a], asset.shock.upper_micro[0] * first, out=mask)
-            if np.any(mask):
-                idx = np.flatnonzero(mask)
-                e = expo[a][idx]
-                e_abs = np.abs(e)
-                best = shock[a][idx]
-                for rate, ded in zip(rates[1:], deds[1:], strict=True):
-                    np.maximum(best, e_abs * (rate * mult / PPM) - ded * mult / PPM, out=best)
-                shock[a][idx] = best
-                signed[a][idx] = np.copysign(best, e)
-        np.multiply(shock[a], 1.0 / first, out=t1)
-        mag += t1
+            idx = np.flatnonzero(mask)
+            e = expo[a][idx]
+            e_abs = np.abs(e)
+            best = shock[a][idx]
+            for rate, ded in zip(rates[1:], deds[1:], strict=True):
+                np.maximum(best, e_abs * (rate * mult / PPM) - ded * mult / PPM, out=best)
+            shock[a][idx] = best
+            signed[a][idx] = np.copysign(best, e)
 
     # 5-6. group losses: max(0, |sum of signed shocks| (down, up), idio * max shock, vol_up)
     loss = buf["loss"]
