@@ -32,7 +32,7 @@ lint:
 	$(BIN)/lint-imports
 
 typecheck:
-	$(BIN)/mypy engine/types engine/wire engine/ring engine/shard/ports.py
+	$(BIN)/mypy engine/types engine/wire engine/ring engine/math engine/shard/ports.py
 
 pytest:
 	$(BIN)/pytest tests

@@ -1,0 +1,1 @@
+"""The risk stage: accounts, pre-trade checks and margin recomputation around engine.math."""
