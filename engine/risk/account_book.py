@@ -13,6 +13,8 @@ replay gives every account the same row; the arrays grow by doubling. Columns:
 * ``equity``, ``initial``, ``maintenance`` (micro): the last margin recomputation's results;
 * ``private_seq[row]``: the last sequence number of the account's private stream (every private
   event it receives carries the next one: gap-free per account, whatever its source);
+* ``exposure[row, asset]`` (float64, micro): each asset's exposure at the last recomputation
+  (what the pre-trade bound reads);
 * ``dirty[row]``: something changed since then.
 
 Every money column is int64; the risk engine checks each update against int64 (a balance or a
@@ -50,9 +52,12 @@ class AccountBook:
         for name in ROW_COLUMNS:
             setattr(self, name, np.zeros(capacity, np.int64))
         self.dirty = np.zeros(capacity, bool)
+        self.exposure = np.zeros((capacity, a), np.float64)
 
     def _grow(self) -> None:
-        old = {name: getattr(self, name) for name in (*MONEY_COLUMNS, *ROW_COLUMNS, "dirty", "ids")}
+        old = {
+            name: getattr(self, name) for name in (*MONEY_COLUMNS, *ROW_COLUMNS, "dirty", "ids", "exposure")
+        }
         n = self.count
         self._alloc(self.capacity * 2)
         self.ids = np.zeros(self.capacity, np.uint32)
@@ -82,6 +87,7 @@ class AccountBook:
         out = {name: getattr(self, name)[:n] for name in (*MONEY_COLUMNS, *ROW_COLUMNS)}
         out["dirty"] = self.dirty[:n]
         out["ids"] = self.ids[:n]
+        out["exposure"] = self.exposure[:n]
         return out
 
     def load(self, columns: dict[str, np.ndarray]) -> None:

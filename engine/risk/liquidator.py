@@ -123,7 +123,7 @@ class Liquidator:
             equity, maint = int(b.equity[row]), int(b.maintenance[row])
             case = self.cases.get(account)
             if case is None:
-                if maint <= 0 or equity >= maint:
+                if maint <= 0 or equity >= maint or not self._at_risk(row):
                     continue
                 if self._stale(row):
                     self._event(account, 0, LiquidationKind.WAITING, 0, 0, 0, 0)
@@ -153,12 +153,20 @@ class Liquidator:
             self._step(row, account, case)
         self._unwind()
 
+    def _at_risk(self, row: int) -> bool:
+        """Only an account with a perp position or a liability can owe anything: one that holds
+        only assets is never liquidated (its estimate's rounding can dip below its requirement)."""
+        b = self.engine.book
+        return bool(b.perp_size[row].any() or (b.balance[row] < 0).any())
+
     def _stale(self, row: int) -> bool:
+        """A price the account depends on is stale, or missing (0): no liquidation runs on it."""
         e, b = self.engine, self.engine.book
-        exposed = set(np.flatnonzero(b.balance[row, 1:]) + 1)
-        for p in np.flatnonzero(b.perp_size[row]).tolist():
-            exposed.add(e.config.markets[e.config.perps[p]].base_asset)
-        return any(bool(e.stale[a]) for a in exposed)
+        for p in np.flatnonzero(b.perp_size[row]).tolist():  # a perp needs its mark, and a fresh oracle
+            if e.marks[p] <= 0 or e.stale[e.config.markets[e.config.perps[p]].base_asset]:
+                return True
+        held = np.flatnonzero(b.balance[row, 1:]) + 1  # an asset held (or owed) needs its price
+        return bool((e.stale[held] | (e.prices[held] <= 0)).any())
 
     # ---- an order into the book ------------------------------------------------------------------
     def _holdings(self, row: int) -> list[tuple[float, RiskMarket, int, int]]:
@@ -188,7 +196,7 @@ class Liquidator:
             case.backstop = True
             return
         equity, maint = int(b.equity[row]), int(b.maintenance[row])
-        rate = e.margin.im_rate(market) * 500_000 // PPM or 1
+        rate = e.margin.im_rate(market) * e.margin.spec.params.mm_fraction_ppm // PPM or 1
         step = calc_liquidation_step_atoms(
             equity,
             maint,

@@ -1,45 +1,67 @@
 """The margin model the risk engine asks: an order's reservation and every account's requirements.
 
-Two questions, both answered against the account (reserve up, equity down, margin up):
+It binds the pure maths of ``engine.math`` (unified portfolio margin, the pre-trade bound, the
+dynamic shock) to the partition's state, against the account every time (reserve up, equity down,
+margin up):
 
-* ``order_reserve``: an O(1) upper bound on how much an order can reduce the account's free
-  collateral when it fills anywhere within its limit (its margin at the asset's rate, what its
-  price gives away against the mark, its fee). Orders that only reduce a position reserve what
-  their price gives away and their fee, nothing for margin;
-* ``recompute``: equity, initial and maintenance margin of many accounts at once, vectorised.
-
-This is the per-asset model (each asset's net exposure at a rate, haircut collateral); the
-portfolio scenario grid replaces ``recompute``'s requirement when it lands, behind the same calls.
+* ``order_reserve``: ``engine.math.pre_trade.calc_order_impact``, an O(1) upper bound on how much
+  the order can take from free collateral if it fills anywhere within its limit, from the
+  account's exposure of the last recomputation (recomputed first if it moved since);
+* ``recompute``: ``engine.math.portfolio_margin.calc_portfolio_margin_arrays`` over many rows at
+  once (vectorised), at the current prices, marks and shock multipliers;
+* ``multipliers``: each asset's dynamic shock multiplier from the EWMA of its price returns,
+  widened while its equity session is closed or its oracle stale
+  (``engine.math.dynamic_shock``), updated on every price the engine applies.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from engine.math.dynamic_shock import calc_ewma_variance_ppm2, calc_return_ppm, calc_shock_multiplier_ppm
+from engine.math.portfolio_margin import PortfolioLayout, calc_group_mixed, calc_portfolio_margin_arrays
+from engine.math.pre_trade import BUY, SELL, calc_order_impact
 from engine.risk.account_book import AccountBook
 from engine.risk.risk_config import RiskConfig, RiskMarket
-from engine.types.enums import AssetKind, Side
-from engine.types.fixed import ATOMS_PER_UNIT, PPM
-
-# per asset kind: (initial margin rate, collateral weight), ppm
-_DEFAULTS = {
-    AssetKind.STABLE: (0, PPM),
-    AssetKind.CRYPTO: (100_000, 900_000),
-    AssetKind.EQUITY: (200_000, 800_000),
-    AssetKind.PREDICTION: (PPM, PPM),  # a share can go to 0 or 1: its whole price is at risk
-}
-MAINTENANCE_FRACTION_PPM = 500_000
+from engine.risk.risk_spec_builder import build_risk_spec
+from engine.types.enums import Side
+from engine.types.fixed import PPM
+from engine.types.risk_spec import AssetKind, RiskSpec
 
 
 class MarginModel:
-    def __init__(self, config: RiskConfig) -> None:
+    def __init__(self, config: RiskConfig, spec: RiskSpec | None = None) -> None:
         self.config = config
-        kinds = [a.kind for a in config.assets]
-        self.im_ppm = np.array([_DEFAULTS[k][0] for k in kinds], np.int64)
-        self.weight_ppm = np.array([_DEFAULTS[k][1] for k in kinds], np.int64)
-        self.scale = np.array([a.scale for a in config.assets], np.int64)
-        self.is_prediction = np.array([k == AssetKind.PREDICTION for k in kinds])
-        self.perp_asset = np.array([config.markets[m].base_asset for m in config.perps], np.intp)
+        self.spec = spec or build_risk_spec(config, config.risk_overrides)
+        self.layout = PortfolioLayout(self.spec)
+        n = config.n_assets
+        self.variance_ppm2 = np.zeros(n, np.int64)  # EWMA of squared returns per asset
+        self.last_price = np.zeros(n, np.int64)
+        self.multiplier = np.full(n, PPM, np.int64)
+
+    # ---- dynamic shock ---------------------------------------------------------------------------
+    def on_price(self, asset: int, price_micro: int, closed: bool, stale: bool) -> None:
+        """A new price of ``asset``: update its volatility estimate and shock multiplier."""
+        if asset == 0:
+            return
+        spec = self.spec.assets[asset]
+        prev = int(self.last_price[asset])
+        if prev > 0 and price_micro > 0:
+            r = calc_return_ppm(prev, price_micro)
+            self.variance_ppm2[asset] = calc_ewma_variance_ppm2(
+                int(self.variance_ppm2[asset]), r, spec.dynamic.ewma_lambda_ppm
+            )
+        if price_micro > 0:
+            self.last_price[asset] = price_micro
+        self.update_multiplier(asset, closed, stale)
+
+    def update_multiplier(self, asset: int, closed: bool, stale: bool) -> None:
+        if asset == 0:
+            return
+        spec = self.spec.assets[asset]
+        self.multiplier[asset] = calc_shock_multiplier_ppm(
+            int(self.variance_ppm2[asset]), spec.dynamic, closed, stale
+        )
 
     # ---- pre-trade -------------------------------------------------------------------------------
     def order_reserve(
@@ -49,69 +71,78 @@ class MarginModel:
         market: RiskMarket,
         side: int,
         size_atoms: int,
-        price_micro: int,
-        reduces: bool,
+        limit_price_micro: int,
         mark_micro: int,
     ) -> int:
-        """Upper bound (micro) on the free collateral the order can consume; >= 0."""
-        notional = size_atoms * price_micro // ATOMS_PER_UNIT + 1
-        fee = notional * max(market.taker_fee_ppm, market.maker_fee_ppm, 0) // PPM + 1
-        ref = mark_micro or price_micro
-        if side == Side.BUY:
-            give_away = max(0, (price_micro - ref) * size_atoms // ATOMS_PER_UNIT + 1)
-        else:
-            give_away = max(0, (ref - price_micro) * size_atoms // ATOMS_PER_UNIT + 1)
-        if reduces:
-            return give_away + fee
+        """Upper bound (micro) on the free collateral the order can consume if it fills; >= 0."""
         a = market.base_asset
-        rate = int(self.im_ppm[a])
-        worst = max(price_micro, ref)
-        margin = size_atoms * worst // ATOMS_PER_UNIT * rate // PPM + 1
-        haircut = 0
-        if not market.is_perp and side == Side.BUY:  # what is bought counts at its weight only
-            haircut = size_atoms * worst // ATOMS_PER_UNIT * (PPM - int(self.weight_ppm[a])) // PPM + 1
-        return margin + give_away + fee + haircut
-
-    def im_rate(self, market: RiskMarket) -> int:
-        """The initial margin rate of the market's risk (ppm): the rate liquidation steps use."""
-        return int(self.im_ppm[market.base_asset])
-
-    def max_leverage(self, market: RiskMarket) -> int:
-        """The most leverage the market allows (1 / its initial margin rate)."""
-        rate = int(self.im_ppm[market.base_asset])
-        return max(1, PPM // rate) if rate else 100
+        exposure = book.exposure[row]
+        impact = calc_order_impact(
+            self.spec,
+            asset_id=a,
+            perp_id=market.perp if market.is_perp else None,
+            side=BUY if side == Side.BUY else SELL,
+            qty_atoms=size_atoms,
+            limit_price_micro=limit_price_micro,
+            price_micro=mark_micro,
+            exposure_micro=float(exposure[a]),
+            group_mixed=calc_group_mixed(self.spec, exposure, a),
+            balance_atoms=int(book.balance[row, a]),
+            perp_size_atoms=int(book.perp_size[row, market.perp]) if market.is_perp else 0,
+            shock_multiplier_ppm=int(self.multiplier[a]),
+            lot_atoms=market.lot_size_atoms,
+        )
+        return max(0, impact.reserve_micro)
 
     def withdraw_impact(self, asset: int, amount: int, price_micro: int) -> int:
-        """Free collateral an amount of ``asset`` leaving takes: its value, rounded up."""
-        return -((-amount * price_micro) // int(self.scale[asset]))
+        """Free collateral an amount of ``asset`` leaving takes: its full value, rounded up (more
+        than its weighted value and any margin it backed could need)."""
+        scale = self.spec.assets[asset].qty_scale
+        return -((-amount * price_micro) // scale)
+
+    def im_rate(self, market: RiskMarket) -> int:
+        """The first-tier shock rate of the market's risk, with its multiplier (ppm)."""
+        a = market.base_asset
+        spec = self.spec.assets[a]
+        if spec.kind == AssetKind.PREDICTION:
+            return PPM
+        return spec.shock.rate_ppm[0] * int(self.multiplier[a]) // PPM
+
+    def max_leverage(self, market: RiskMarket) -> int:
+        """The most leverage a position may choose: 1 / the market's first initial-margin bracket."""
+        if not market.is_perp:
+            return 1
+        return max(1, PPM // self.spec.perps[market.perp].brackets.imr_ppm[0])
 
     # ---- recomputation ---------------------------------------------------------------------------
     def recompute(self, book: AccountBook, rows: np.ndarray, prices: np.ndarray, marks: np.ndarray) -> None:
-        """Equity, initial and maintenance margin of ``rows`` (micro), written into the book."""
+        """Equity, initial and maintenance margin and exposures of ``rows``, written into the book."""
         if not len(rows):
             return
-        bal = book.balance[rows].astype(np.float64)
-        bal[:, 0] = 0.0  # the settlement asset counts exactly, below
-        px = prices.astype(np.float64) / self.scale  # micro per quantity unit
-        value = bal * px
-        weighted = np.where(bal > 0, value * (self.weight_ppm / PPM), value)
-        size = book.perp_size[rows].astype(np.float64)
-        perp_value = size * (marks.astype(np.float64) / ATOMS_PER_UNIT)
-        exact = book.balance[rows, 0] - book.perp_cost[rows].sum(axis=1)  # int64, no rounding
-        estimated = weighted.sum(axis=1) + perp_value.sum(axis=1)
-        exposure = weighted
-        for p, a in enumerate(self.perp_asset.tolist()):
-            exposure[:, a] += perp_value[:, p]
-        loss = np.abs(exposure) * (self.im_ppm / PPM)
-        if self.is_prediction.any():  # a short share loses (1 - price) at most, a long one its price
-            pm = self.is_prediction
-            qty = bal[:, pm] / self.scale[pm]
-            loss[:, pm] = np.where(qty > 0, qty * prices[pm], -qty * (1_000_000.0 - prices[pm]))
-        initial = loss.sum(axis=1)
-        # against the account: the float64 estimates move 1 micro against it (covers their error
-        # at these magnitudes); exact parts stay exact
-        book.equity[rows] = exact + np.floor(estimated).astype(np.int64) - (estimated != 0)
-        book.initial[rows] = np.ceil(initial).astype(np.int64) + (initial > 0)
-        book.maintenance[rows] = np.ceil(initial * (MAINTENANCE_FRACTION_PPM / PPM)).astype(np.int64) + (
-            initial > 0
+        n = book.count
+        res = calc_portfolio_margin_arrays(
+            self.layout,
+            book.balance[:n],
+            book.perp_size[:n],
+            book.perp_cost[:n],
+            prices,
+            marks,
+            self.multiplier,
+            rows=rows,
         )
+        book.equity[rows] = res.equity_micro
+        book.initial[rows] = res.im_micro
+        book.maintenance[rows] = res.mm_micro
+        book.exposure[rows] = res.exposure_micro
+        # Nothing estimated for an account that holds only cash: exact figures, no safety margin
+        # (a user who deposited 100 USDC and trades nothing can take out exactly 100)
+        cash_only = ~(
+            book.balance[rows, 1:].any(axis=1)
+            | book.perp_size[rows].any(axis=1)
+            | book.perp_cost[rows].any(axis=1)
+        )
+        if cash_only.any():
+            exact = rows[cash_only]
+            book.equity[exact] = book.balance[exact, 0]
+            book.initial[exact] = 0
+            book.maintenance[exact] = 0

@@ -9,7 +9,7 @@ column in the account arrays) in market-id order.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ class RiskConfig:
     assets: tuple[AssetSpec, ...]  # by id, dense from 0
     markets: dict[int, RiskMarket]  # by market id
     perps: tuple[int, ...]  # market id of each perp column
+    risk_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # [asset.risk] by symbol
 
     @property
     def n_assets(self) -> int:
@@ -62,7 +63,11 @@ class RiskConfig:
         raise KeyError(symbol)
 
 
-def risk_config_from(markets: dict[int, MarketSpec], assets: dict[int, AssetSpec]) -> RiskConfig:
+def risk_config_from(
+    markets: dict[int, MarketSpec],
+    assets: dict[int, AssetSpec],
+    risk_overrides: dict[str, dict[str, Any]] | None = None,
+) -> RiskConfig:
     """Cross-check markets against assets; RiskConfigError names the market and field."""
     if not assets:
         raise RiskConfigError("the risk stage needs [[asset]] tables (asset 0: the settlement stablecoin)")
@@ -101,7 +106,7 @@ def risk_config_from(markets: dict[int, MarketSpec], assets: dict[int, AssetSpec
             spec.maker_fee_ppm,
             spec.taker_fee_ppm,
         )
-    return RiskConfig(tuple(assets[i] for i in sorted(assets)), out, tuple(perps))
+    return RiskConfig(tuple(assets[i] for i in sorted(assets)), out, tuple(perps), dict(risk_overrides or {}))
 
 
 def load_risk_config(path: str | Path) -> RiskConfig:
@@ -117,7 +122,10 @@ def load_risk_config(path: str | Path) -> RiskConfig:
     try:
         markets = markets_from_doc(doc, str(path))
         assets = assets_from_doc(doc, str(path))
-        return risk_config_from(markets, assets)
+        overrides = {
+            t["symbol"]: t["risk"] for t in doc.get("asset", []) if isinstance(t, dict) and "risk" in t
+        }
+        return risk_config_from(markets, assets, overrides)
     except (MarketConfigError, AssetConfigError) as exc:
         raise RiskConfigError(str(exc)) from None
     except RiskConfigError as exc:

@@ -33,12 +33,13 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
+from engine.math.fees import calc_fee_micro
 from engine.math.funding import calc_funding_payments
+from engine.math.position import apply_fill
 from engine.risk.account_book import AccountBook
 from engine.risk.liquidator import LIQUIDATION_COID_BASE, LiquidationParams, Liquidator
 from engine.risk.margin_model import MarginModel
 from engine.risk.order_ledger import OrderLedger, Reservation
-from engine.risk.perp_position import apply_perp_fill
 from engine.risk.risk_config import RiskConfig, RiskMarket
 from engine.types.enums import (
     AssetKind,
@@ -399,10 +400,19 @@ class RiskEngine:
         if abs(held) + size_atoms >= MAX_POSITION_ATOMS:
             self._reject(mid, t, 0, coid, account, RejectCode.AMOUNT_OUT_OF_RANGE)
             return
-        reserve = self.margin.order_reserve(
-            self.book, row, market, side, size_atoms, price_micro, reduces, self._mark_of(market)
-        )
-        if reserve > self.free_collateral(row):
+        if self.book.dirty[row]:  # its exposure moved since the last recomputation: refresh it first
+            self._recompute(np.array([row]))
+        mark = self._mark_of(market) or price_micro
+        reserve = self.margin.order_reserve(self.book, row, market, side, size_atoms, price_micro, mark)
+        free = self.free_collateral(row)
+        lev = self.leverage.get((account, mid))
+        if lev is not None and not reduces:  # the account's own cap: notional / leverage held back
+            by_leverage = -((-size_atoms * max(price_micro, mark)) // ATOMS_PER_UNIT) // lev[0] + 1
+            if by_leverage > free and reserve <= free:
+                self._reject(mid, t, 0, coid, account, RejectCode.LEVERAGE_EXCEEDED)
+                return
+            reserve = max(reserve, by_leverage)
+        if reserve > free:
             self._reject(mid, t, 0, coid, account, RejectCode.INSUFFICIENT_MARGIN)
             return
         self.book.reserved[row] += reserve
@@ -431,6 +441,8 @@ class RiskEngine:
         price_micro = (price or 0) * market.tick_size_micro
         if price_micro <= 0:
             price_micro = self._mark_of(market) or 1
+        if self.book.dirty[row]:
+            self._recompute(np.array([row]))
         reserve = self.margin.order_reserve(
             self.book,
             row,
@@ -438,8 +450,7 @@ class RiskEngine:
             r.side,
             max(new_open, r.open_lots) * market.lot_size_atoms,
             price_micro,
-            False,
-            self._mark_of(market),
+            self._mark_of(market) or price_micro,
         )
         extra = max(0, reserve - r.reserve_micro)
         if extra > self.free_collateral(row):
@@ -458,6 +469,8 @@ class RiskEngine:
         self._forward(buf, off, mid)
 
     def _set_price(self, market: RiskMarket, price_micro: int) -> None:
+        a = market.base_asset
+        self.margin.on_price(a, price_micro, self._closed(a), bool(self.stale[a]))
         if market.is_perp:
             self.marks[market.perp] = price_micro
             self.liquidator.unwind_due.add(market.perp)
@@ -636,6 +649,9 @@ class RiskEngine:
                 if price > 0:
                     self.prices[asset] = price
                 self.stale[asset] = status != PriceStatus.OK
+                self.margin.on_price(
+                    asset, int(self.prices[asset]), self._closed(asset), bool(self.stale[asset])
+                )
                 self._emit_price(ALL_MARKETS, asset, 1, int(self.prices[asset]))
                 self._touch_asset(asset)
         elif t == MsgType.MARK_PRICE:
@@ -661,7 +677,16 @@ class RiskEngine:
             self.status[market_id] = MarketStatus(status)
         except ValueError:
             return
-        self._touch_asset(self.config.markets[market_id].base_asset)
+        a = self.config.markets[market_id].base_asset
+        self.margin.update_multiplier(a, self._closed(a), bool(self.stale[a]))
+        self._touch_asset(a)
+
+    def _closed(self, asset: int) -> bool:
+        """An equity asset whose market's session is closed (or halted): its shocks widen."""
+        return any(
+            m.base_asset == asset and self.status.get(mid) in (MarketStatus.CLOSED, MarketStatus.HALTED)
+            for mid, m in self.config.markets.items()
+        )
 
     def _touch_asset(self, asset: int) -> None:
         """Every account exposed to ``asset`` (held, or through a perp on it) needs a recompute."""
@@ -887,16 +912,17 @@ class RiskEngine:
         """Move the fill's money: the two legs and the fee (exact integers)."""
         b = self.book
         rate = market.maker_fee_ppm if is_maker else market.taker_fee_ppm
-        fee = -((-notional * rate) // PPM)  # ceil: a fee rounds up, a rebate (rate < 0) down
+        fee = calc_fee_micro(notional, rate)  # a fee rounds up, a rebate down: against the account
         buy = side == Side.BUY
         if market.is_perp:
             p = market.perp
-            size, cost, realised = apply_perp_fill(
+            change = apply_fill(
                 int(b.perp_size[row, p]),
                 int(b.perp_cost[row, p]),
                 size_atoms if buy else -size_atoms,
                 notional,
             )
+            size, cost, realised = change.size_atoms, change.cost_micro, change.realised_micro
             b.perp_size[row, p] = size
             b.perp_cost[row, p] = cost
             self.trade_flow[0] -= notional if buy else -notional  # cash minus cost moves by the notional
@@ -947,9 +973,8 @@ class RiskEngine:
         b = self.book
         market = self.config.markets[self.config.perps[perp]]
         for row, delta in ((src, -size), (dst, size)):
-            new_size, cost, realised = apply_perp_fill(
-                int(b.perp_size[row, perp]), int(b.perp_cost[row, perp]), delta, notional
-            )
+            change = apply_fill(int(b.perp_size[row, perp]), int(b.perp_cost[row, perp]), delta, notional)
+            new_size, cost, realised = change.size_atoms, change.cost_micro, change.realised_micro
             b.perp_size[row, perp] = new_size
             b.perp_cost[row, perp] = cost
             self._add(b.perp_realised, row, perp, realised)
@@ -1064,6 +1089,11 @@ class RiskEngine:
             "leverage": sorted([*k, *v] for k, v in self.leverage.items()),
             "trade_flow": self.trade_flow,
             "liquidator": self.liquidator.to_json(),
+            "margin": [
+                self.margin.variance_ppm2.tolist(),
+                self.margin.last_price.tolist(),
+                self.margin.multiplier.tolist(),
+            ],
             "records": self.records,
             "ledger": [astuple(r) for r in self.ledger.by_coid.values()],
         }
@@ -1109,6 +1139,10 @@ class RiskEngine:
         self.leverage = {(a, m): (lev, mode) for a, m, lev, mode in meta["leverage"]}
         self.trade_flow = list(meta["trade_flow"])
         self.liquidator.load_json(meta["liquidator"])
+        variance, last, mult = meta["margin"]
+        self.margin.variance_ppm2[:] = variance
+        self.margin.last_price[:] = last
+        self.margin.multiplier[:] = mult
         self.records = meta["records"]
         self.ledger = OrderLedger()
         for fields in meta["ledger"]:
@@ -1133,4 +1167,6 @@ class RiskEngine:
         h.update(repr((self.stale.tolist(), sorted(self.status.items()), self.funded)).encode())
         h.update(repr((sorted(self.leverage.items()), self.trade_flow)).encode())
         h.update(repr((self.liquidator.to_json(), self.records)).encode())
+        m = self.margin
+        h.update(m.variance_ppm2.tobytes() + m.last_price.tobytes() + m.multiplier.tobytes())
         return h.hexdigest()

@@ -40,30 +40,43 @@ def _liqs(x: LocalExchange, kind: int | None = None) -> list[dict]:  # type: ign
     ]
 
 
+def _margin(x: LocalExchange, account: int) -> dict:  # type: ignore[type-arg]
+    return [e for e in x.risk_events if e["msg_type"] == MsgType.ACCOUNT_MARGIN and e["account"] == account][
+        -1
+    ]
+
+
+def _walk_down(x: LocalExchange, start: int, step: int, until_kind: int) -> int:
+    """Lower the mark by ``step`` ticks until a liquidation event of ``until_kind`` appears; the
+    breach mark (checking on the way that nothing started while equity covered maintenance)."""
+    mark = start
+    while not _liqs(x, until_kind):
+        m = _margin(x, ALICE)
+        assert m["equity_micro"] >= m["maintenance_micro"] or _liqs(x), "below maintenance, not liquidated"
+        mark -= step
+        assert mark > 0
+        _mark(x, mark)
+    return mark
+
+
 def test_below_maintenance_the_account_is_reduced_into_the_book_and_pays_the_fee() -> None:
-    x = _setup(700 * 10**6)  # $700 for $5,000: IM $500, MM $250 (10% / 5% here)
-    x.order(MAKER, BTC_PERP, 0, 470_000, 100)  # bids at $47,000 wait below
-    x.order(MAKER, BTC_PERP, 0, 465_000, 100)
-    _mark(x, 470_000)  # -$300: equity ~$400 < ... no, MM shrinks too: check the flags
-    _mark(x, 456_000)  # -$440: equity ~$260 vs MM ~$228: still fine
-    before = len(_liqs(x))
-    _mark(x, 452_000)  # equity ~$220 < MM ~$226: liquidation
-    started = _liqs(x, LiquidationKind.STARTED)
+    x = _setup(700 * 10**6)  # $700 for a $5,000 long
+    for price in range(490_000, 400_000, -5_000):
+        x.order(MAKER, BTC_PERP, 0, price, 20)  # bids wait below, every $500
+    _walk_down(x, 500_000, 1_000, LiquidationKind.STARTED)
     orders = _liqs(x, LiquidationKind.ORDER)
-    assert len(_liqs(x)) > before and started and orders
+    assert orders, "a liquidation order went into the book"
     fills = [
         e
         for e in x.shard_events
         if e["msg_type"] == MsgType.FILL and e["taker_account"] == ALICE and e["taker_side"] == 1
     ]
     assert fills, "the liquidation order traded with the resting bids"
-    assert all(
-        f["price_ticks"] >= orders[0]["price_micro"] // 100_000 for f in fills
-    )  # never past bankruptcy
+    limit_ticks = orders[0]["price_micro"] // 100_000
+    assert all(f["price_ticks"] >= limit_ticks for f in fills)  # never past the bankruptcy price
     b = x.risk.book
     assert b.balance[x.risk.insurance_row, USDC] > 0  # the liquidation fee
-    # Alice is now allowed to trade again only once she is out of liquidation
-    assert 0 < abs(int(b.perp_size[x.row(ALICE), 0])) < 10**7  # partial before full
+    assert 0 < int(b.perp_size[x.row(ALICE), 0]) < 10**7  # partial before full
 
 
 def test_orders_of_a_liquidating_account_are_refused() -> None:
@@ -79,7 +92,7 @@ def test_orders_of_a_liquidating_account_are_refused() -> None:
 
 def test_an_empty_book_sends_it_to_the_backstop_and_the_fund_covers_the_deficit() -> None:
     x = _setup(700 * 10**6, fund_usdc=10_000 * 10**6)
-    _mark(x, 440_000)  # -$600: equity ~$100, below half of maintenance: taken over at once
+    _mark(x, 436_000)  # -$640: equity ~$57, far below half of maintenance: taken over at once
     assert _liqs(x, LiquidationKind.TAKEOVER)
     b = x.risk.book
     fund = x.risk.insurance_row
