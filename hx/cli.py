@@ -428,6 +428,43 @@ def status(state_dir: Path, as_json: bool) -> None:
         click.echo(f"{'supervisor':>14}  pid {report['supervisor']}")
 
 
+@main.group()
+def risk() -> None:
+    """Margin tools (the same maths the risk process runs)."""
+
+
+@risk.command("what-if")
+@click.argument("portfolio", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The exchange's configuration (assets, markets, risk); default: the embedded config/hx.toml.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+def risk_what_if(portfolio: Path, config_path: Path | None, as_json: bool) -> None:
+    """Equity, margins, every scenario's P&L, liquidation prices and what could still be bought,
+    for the balances, positions, open orders and prices in PORTFOLIO (JSON; schema in docs/risk.md)."""
+    from engine.risk.portfolio_file import PortfolioFileError, run_what_if
+    from engine.risk.risk_config import RiskConfigError, load_risk_config
+    from engine.risk.risk_spec_builder import build_risk_spec
+    from hx.config import DEFAULT_CONFIG
+
+    try:
+        config = load_risk_config(config_path or DEFAULT_CONFIG)
+        doc = json.loads(portfolio.read_text())
+        report = run_what_if(doc, build_risk_spec(config, config.risk_overrides))
+    except (RiskConfigError, PortfolioFileError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{portfolio}: not valid JSON: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        click.echo(json.dumps(report, indent=2))
+
+
 @main.command()
 @click.option("--scenario", "scenario_name", required=True, help="A built-in scenario's name or a JSON file.")
 @click.option("--accounts", default=1000, show_default=True, type=click.IntRange(1, 10_000_000))

@@ -102,3 +102,21 @@ def test_status_lists_the_stage_processes(tmp_path) -> None:  # type: ignore[no-
         CliRunner().invoke(main, ["status", "--state-dir", str(tmp_path / "s"), "--json"]).output
     )
     assert after == {"supervisor": None, "processes": [], "rings": []}
+
+
+def test_risk_what_if_on_the_example_and_a_bad_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "what_if_portfolio.json"
+    result = CliRunner().invoke(main, ["risk", "what-if", str(example), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert {"equity", "initial_margin", "maintenance_margin", "free_collateral", "scenarios"} <= set(report)
+    assert report["liquidation_prices"].keys() == {"BTC-PERP", "ETH-PERP"}
+    doc = json.loads(example.read_text())
+    doc["positions"][0]["size"] = "lots"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    result = CliRunner().invoke(main, ["risk", "what-if", str(bad)])
+    assert result.exit_code == 1 and "positions[0].size" in result.output
