@@ -22,7 +22,7 @@ $(STAMPS)/npm: package.json package-lock.json contracts/scripts/setup.sh
 	@touch $@
 
 run: setup
-	$(BIN)/hx up
+	$(BIN)/hx up --demo
 
 test: setup lint typecheck contracts-test pytest
 

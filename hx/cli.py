@@ -305,6 +305,12 @@ def _auto_wait(cores: int) -> tuple[str, str]:
 @click.option(
     "--duration", type=float, default=None, help="Stop after this many seconds (default: run until Ctrl-C)."
 )
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Also run the demo: bots trading through the gateway and a live dashboard on this terminal "
+    "(the supervisor's and processes' logs then go to STATE_DIR/hx-up.log).",
+)
 def up(
     config_path: Path | None,
     shards: int | None,
@@ -318,6 +324,7 @@ def up(
     fsync: str | None,
     realtime_priority: int | None,
     duration: float | None,
+    demo: bool,
 ) -> None:
     """Run the exchange from one configuration file, supervised, until Ctrl-C."""
     import os
@@ -361,8 +368,10 @@ def up(
         run_id = run_id_for(state, name)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--name") from None
+    if demo and not run.gateways:
+        raise click.BadParameter("the demo trades through a gateway: run at least one", param_hint="--demo")
     pipeline = Pipeline(
-        Topology(run_id=run_id, shards=run.shards, gateways=run.gateways, risk=run.risk),
+        Topology(run_id=run_id, shards=run.shards, gateways=run.gateways, risk=run.risk, demo=int(demo)),
         markets_path=config.path,
         state_dir=state,
         wait=wait_used,
@@ -379,6 +388,13 @@ def up(
         say(
             f"websocket ws://{run.host}:{run.port}/v1/bin (binary) and ws://{run.host}:{run.port}/v1/json (JSON)"
         )
+    if demo:  # the dashboard owns the terminal: every process's log (stderr) goes to a file
+        state.mkdir(parents=True, exist_ok=True)
+        log_path = state / "hx-up.log"
+        say(f"demo: dashboard on this terminal; logs in {log_path}")
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
     try:
         code = supervise(
             pipeline,
