@@ -58,6 +58,43 @@ def bench() -> None:
     """Benchmarks: each prints one JSON object (medians of several runs)."""
 
 
+@bench.command("all")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Report directory.",
+)
+@click.option("--quick", is_flag=True, help="Small sizes, one run each: about a minute per benchmark stage.")
+@click.option(
+    "--baseline",
+    "baseline_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("perf/baseline.json"),
+    show_default=True,
+    help="A saved report.json to compare with (ratios calibrated for machine speed).",
+)
+@click.option("--only", multiple=True, help="Run only these benchmarks (repeatable).")
+@click.option(
+    "--fail-on-regression", is_flag=True, help="Exit 1 if a headline figure is calibrated-worse by > 20%."
+)
+def bench_all(
+    out_dir: Path, quick: bool, baseline_path: Path, only: tuple[str, ...], fail_on_regression: bool
+) -> None:
+    """Every benchmark, one after another: DIR/report.json, DIR/report.md and PNG plots."""
+    from perf.bench_all import BENCHES, run_all
+
+    unknown = set(only) - {b.name for b in BENCHES}
+    if unknown:
+        raise click.BadParameter(f"unknown benchmark(s) {sorted(unknown)}", param_hint="--only")
+    report = run_all(out_dir, quick, baseline_path, only, say=lambda t: click.echo(f"hx: {t}", err=True))
+    click.echo((out_dir / "report.md").read_text())
+    worse = [r for r in report["comparison"] if r.get("verdict") == "worse"]
+    if fail_on_regression and worse:
+        sys.exit(1)
+
+
 @bench.command("ring")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
 @click.option("--messages", default=2_000_000, show_default=True, help="Messages per throughput run.")
