@@ -28,9 +28,10 @@ from engine.types.enums import STP_SHIFT, BalanceReason, MsgType, OrderFlag, Rej
 from engine.types.fixed import ATOMS_PER_UNIT, MICRO_PER_UNIT, to_fixed
 from engine.wire.codec import decode
 from engine.wire.layout import ALL_MARKETS, SLOT_BYTES
-from gateway.auth import agent_typed_data, login_typed_data, sign_typed_data
-from gateway.json_api import ORDER_TYPES, SIDES, STP_MODES, TIFS, JsonReject, from_units, to_units
-from gateway.market_catalog import MarketInfo
+from gateway.protocol.market_info import MarketInfo
+from gateway.protocol.signing import agent_typed_data, login_typed_data, sign_typed_data
+from gateway.protocol.units import JsonReject, from_units, to_units
+from gateway.protocol.vocabulary import ORDER_TYPES, SIDES, STP_MODES, TIFS
 from gateway.sdk.errors import ConnectionClosed, HxError, LoginFailed, OrderRejected, RequestRejected
 from gateway.sdk.events import (
     Balance,
