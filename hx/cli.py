@@ -362,7 +362,13 @@ def up(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--name") from None
     pipeline = Pipeline(
-        Topology(run_id=run_id, shards=run.shards, gateways=run.gateways, risk=run.risk),
+        Topology(
+            run_id=run_id,
+            shards=run.shards,
+            gateways=run.gateways,
+            risk=run.risk,
+            oracle=1 if "oracle" in config.doc else 0,
+        ),
         markets_path=config.path,
         state_dir=state,
         wait=wait_used,
@@ -374,7 +380,10 @@ def up(
         gateway=config.gateway,
     )
     say(f"config {config.path}; run {run_id}, state in {state.resolve()}")
-    say(f"{run.shards} shard(s), {run.risk} risk partition(s), {run.gateways} gateway(s)")
+    say(
+        f"{run.shards} shard(s), {run.risk} risk partition(s), {run.gateways} gateway(s)"
+        + (", an oracle" if "oracle" in config.doc else "")
+    )
     if run.gateways:
         say(
             f"websocket ws://{run.host}:{run.port}/v1/bin (binary) and ws://{run.host}:{run.port}/v1/json (JSON)"

@@ -122,6 +122,7 @@ class OracleEngine:
         )
         self.state: dict[str, Any] = self._fresh_state()
         self.verdicts: dict[int, tuple[SourceVerdict, ...]] = {}  # the last tick's, per asset (a read)
+        self.index_updates = 0  # ORACLE_PRICE messages produced by this instance (a metric)
 
     def _fresh_state(self) -> dict[str, Any]:
         c = self.config
@@ -295,6 +296,7 @@ class OracleEngine:
                 s["stale_since"][asset] = now
             if result.index_micro and s["sent_price"].get(asset) != (result.index_micro, status):
                 s["sent_price"][asset] = (result.index_micro, status)
+                self.index_updates += 1
                 self.to_risk += _P_ORACLE(ALL_MARKETS, asset, status, result.index_micro, now)
 
     def _prune_history(self, asset: int, now: int) -> None:

@@ -265,6 +265,7 @@ class OracleProcess:
         apply_record(self.engine, record, self.n_requests)
         self._emit([0] * len(self.outputs))
         self.records_since_snapshot += 1
+        self.metrics.add("hx_records_total")
 
     def _frame(self, idx: int, consumer: Any, view: memoryview, n: int, clock: int) -> bytes:
         rows = np.frombuffer(view, np.uint8, n * SLOT_BYTES).reshape(n, SLOT_BYTES)
@@ -284,8 +285,9 @@ class OracleProcess:
         slots = quote_slots(self.sources, now)
         kept = len(slots) // SLOT_BYTES
         self._append(BATCH_HEADER.pack(TICK, 0, 0, 0, now, kept).ljust(HEADER_SLOT, b"\0") + slots)
-        self.metrics.add("hx_oracle_ticks_total")
-        self.metrics.add("hx_oracle_quotes_total", kept)
+        state = self.engine.state
+        self.metrics.set("hx_stale_assets", sum(1 for since in state["stale_since"].values() if since))
+        self.metrics.set("hx_index_updates_total", self.engine.index_updates)
 
     def _read_input(self, idx: int, consumer: Any) -> bool:
         try:
@@ -351,9 +353,10 @@ class OracleProcess:
 
 def rebuild_from_journal(
     options: OracleOptions, use_snapshot: bool = False
-) -> tuple[OracleEngine, int, list[bytes]]:
-    """The engine the oracle's journal gives, without any ring, and every public message it
-    produced (from the start, or from the latest snapshot on). Live state must equal it."""
+) -> tuple[OracleEngine, int, list[tuple[list[bytes], bytes, bytes]]]:
+    """The engine the oracle's journal gives, without any ring, and what each record produced
+    (per shard, for risk, public), from the start or from the latest snapshot. The live process's
+    state must equal it, and its rings must hold exactly these bytes."""
     config = load_oracle_config(options.config_path)
     engine = OracleEngine(config, len(options.shards))
     n_inputs = len(options.requests) + len(options.shard_events)
@@ -366,13 +369,25 @@ def rebuild_from_journal(
             _seq, n_rings = SNAP_META.unpack_from(blob, 0)
             engine.restore(bytes(blob[SNAP_META.size + SNAP_RING.size * (n_rings + n_inputs) :]))
     last = start
-    public: list[bytes] = []
+    outputs = []
     for seq, record in JournalReader(state_dir / "journal").replay(start + 1):
         apply_record(engine, record, len(options.requests))
-        _shards, _risk, pub = engine.take_outputs()
-        public.append(pub)
+        outputs.append(engine.take_outputs())
         last = seq
-    return engine, last, public
+    return engine, last, outputs
+
+
+def read_snapshot_engine(options: OracleOptions) -> tuple[OracleEngine, int] | None:
+    """The engine of the oracle's latest snapshot (and its journal seq); None without one."""
+    snap = SnapshotStore(Path(options.state_dir) / "snapshots").latest_valid()
+    if snap is None:
+        return None
+    seq, blob = snap
+    _seq, n_rings = SNAP_META.unpack_from(blob, 0)
+    n_inputs = len(options.requests) + len(options.shard_events)
+    engine = OracleEngine(load_oracle_config(options.config_path), len(options.shards))
+    engine.restore(bytes(blob[SNAP_META.size + SNAP_RING.size * (n_rings + n_inputs) :]))
+    return engine, seq
 
 
 def run_oracle(options: OracleOptions, ready: Any = None) -> None:
