@@ -74,7 +74,7 @@ class Topology:
     risk: int = 0  # risk partitions (accounts by id); 0: gateways route straight to the shards
     recorders: int = 0  # extra event-ring consumers (tests, replay, audit tools)
     settlement: int = 0  # 1: a settlement process (chain deposits in, batches out)
-    monitors: int = 0  # droppable read-only consumers of every event ring (the demo's dashboard)
+    demo: int = 0  # 1: the demo process (bots + dashboard), a droppable reader of every event ring
     oracle: int = 0  # 1: an oracle process (prices, marks, funding, sessions, resolutions)
     order_ring_slots: int = 1 << 16
     event_ring_slots: int = 1 << 18
@@ -121,16 +121,15 @@ class Topology:
             + tuple(f"gateway-{g}" for g in range(self.gateways))
             + settlement
             + tuple(f"recorder-{k}" for k in range(self.recorders))
-            + tuple(f"monitor-{k}" for k in range(self.monitors))
+            + tuple(f"demo-{k}" for k in range(self.demo))
             + (("oracle-0",) if with_risk and self.oracle else ())  # droppable: it re-reads books
         ) or ("recorder-0",)
 
     def _oracle_event_consumers(self) -> tuple[str, ...]:
-        return (
-            tuple(f"gateway-{g}" for g in range(self.gateways))
-            + tuple(f"recorder-{k}" for k in range(self.recorders))
-            + tuple(f"monitor-{k}" for k in range(self.monitors))
-        )
+        """Readers of the oracle's public ring: recorders (gateways join when they serve the
+        ``mark``/``index``/``funding`` channels; a listed consumer that never reads would hold the
+        oracle up)."""
+        return tuple(f"recorder-{k}" for k in range(self.recorders))
 
     # ---- rings ---------------------------------------------------------------------------------
     def order_ring(self, producer: int, shard: int) -> str:
