@@ -129,7 +129,9 @@ class Topology:
         """Readers of the oracle's public ring: recorders (gateways join when they serve the
         ``mark``/``index``/``funding`` channels; a listed consumer that never reads would hold the
         oracle up)."""
-        return tuple(f"recorder-{k}" for k in range(self.recorders))
+        return tuple(f"recorder-{k}" for k in range(self.recorders)) + tuple(
+            f"demo-{k}" for k in range(self.demo)
+        )
 
     # ---- rings ---------------------------------------------------------------------------------
     def order_ring(self, producer: int, shard: int) -> str:
