@@ -384,9 +384,7 @@ class Liquidator:
             if p not in due:
                 continue
             market = e.config.markets[e.config.perps[p]]
-            if any(
-                acct == int(b.ids[fund]) and mkt == market.market_id for (mkt, acct, _c) in e.ledger.by_coid
-            ):
+            if any(r.market == market.market_id for r in e.ledger.orders_of(int(b.ids[fund]))):
                 continue  # one unwind order at a time per market
             size, mark = int(b.perp_size[fund, p]), int(e.marks[p])
             if mark <= 0:

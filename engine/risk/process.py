@@ -37,8 +37,9 @@ from engine.host.metrics import Metrics
 from engine.host.process_identity import become_stage, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.ring import Blocking, ConsumerRef, RingBuffer, RingRef, make_wait_strategy
+from engine.risk.native_risk import make_risk_engine
 from engine.risk.risk_config import load_risk_config
-from engine.risk.risk_engine import SHARD_EVENTS, RiskEngine, Source
+from engine.risk.risk_engine import SHARD_EVENTS, SHARD_EVENTS_SOURCE, RiskEngine, Source
 from engine.wire.layout import SLOT_BYTES
 
 # Journal record: [header slot][slots...]; header = input index, raw slots consumed, input cursor
@@ -99,14 +100,8 @@ def apply_record(engine: RiskEngine, record: bytes | memoryview, sources: tuple[
     idx, _count, _cursor, _nonce, now_ns, kept = BATCH_HEADER.unpack_from(record, 0)
     if now_ns > engine.now_ns:
         engine.now_ns = now_ns
-    if idx < len(sources):
-        source, command = sources[idx], engine.handle_command
-        for k in range(kept):
-            command(record, HEADER_SLOT + k * SLOT_BYTES, source)
-    else:
-        event = engine.apply_event
-        for k in range(kept):
-            event(record, HEADER_SLOT + k * SLOT_BYTES)
+    source = sources[idx] if idx < len(sources) else SHARD_EVENTS_SOURCE
+    engine.apply_slots(record, HEADER_SLOT, kept, source)
     engine.end_of_record()
 
 
@@ -127,7 +122,7 @@ class RiskProcess:
         self.options = options
         self.state_dir = Path(options.state_dir)
         config = load_risk_config(options.markets_path)
-        self.engine = RiskEngine(config, options.partition, options.partitions, len(options.orders))
+        self.engine = make_risk_engine(config, options.partition, options.partitions, len(options.orders))
         self.wait = make_wait_strategy(options.wait)
         commands = (*options.commands, *options.oracle, *options.settlement)
         inputs = [(ref, 0) for ref in commands] + [(c.ring, c.index) for c in options.shard_events]
@@ -323,7 +318,7 @@ def rebuild_from_journal(options: RiskOptions, use_snapshot: bool = False) -> tu
     A recovery that published or skipped wrongly shows here: the live engine's state must equal
     this one's (``replay_identical``)."""
     config = load_risk_config(options.markets_path)
-    engine = RiskEngine(config, options.partition, options.partitions, len(options.orders))
+    engine = make_risk_engine(config, options.partition, options.partitions, len(options.orders))
     sources = options.command_sources
     n_commands = len(sources)
     state_dir = Path(options.state_dir)

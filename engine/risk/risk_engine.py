@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
-from dataclasses import astuple
 from typing import Any, Final
 
 import numpy as np
@@ -146,6 +145,7 @@ SHARD_EVENTS: Final = frozenset(
     }
 )
 _ORACLE_ONLY: Final = frozenset({MsgType.ORACLE_PRICE, MsgType.FUNDING, MsgType.RESOLUTION})
+SHARD_EVENTS_SOURCE: Final = -1  # apply_slots: the slots are a shard's events, not commands
 MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL = 1, 2
 ADL_RANK_EVERY: Final = 64  # records between ADL rank publications
 SNAPSHOT_MAGIC: Final = b"HXRISK01"
@@ -309,6 +309,18 @@ class RiskEngine:
     def _mark_of(self, market: RiskMarket) -> int:
         return int(self.marks[market.perp]) if market.is_perp else int(self.prices[market.base_asset])
 
+    # ---- one journal record's slots ----------------------------------------------------------------
+    def apply_slots(self, buf: bytes | memoryview, off: int, count: int, source: int) -> None:
+        """``count`` 64-byte slots from ``off``: commands from ``source`` (``Source``), or, for
+        ``source == SHARD_EVENTS_SOURCE``, one shard's events. The compiled twin does it in one call."""
+        end = off + count * SLOT_BYTES
+        if source == SHARD_EVENTS_SOURCE:
+            for k in range(off, end, SLOT_BYTES):
+                self.apply_event(buf, k)
+        else:
+            for k in range(off, end, SLOT_BYTES):
+                self.handle_command(buf, k, source)
+
     # ---- commands --------------------------------------------------------------------------------
     def handle_command(self, buf: bytes | memoryview, off: int, source: int = 0) -> None:
         """One command from a gateway, settlement or the oracle (``Source``; already well-formed)."""
@@ -456,7 +468,7 @@ class RiskEngine:
         if extra > self.free_collateral(row):
             self._reject(mid, t, oid, coid, account, RejectCode.INSUFFICIENT_MARGIN)
             return
-        r.amend_extra_micro = extra
+        self.ledger.set_amend_extra(r, extra)
         self.book.reserved[row] += extra
         self._forward(buf, off, mid)
 
@@ -590,8 +602,7 @@ class RiskEngine:
             found = [r] if r is not None and r.client_order_id < LIQUIDATION_COID_BASE else []
         else:
             found = sorted(
-                (r for r in self.ledger.by_coid.values() if r.account == account),
-                key=lambda r: (r.market, r.order_id, r.client_order_id),
+                self.ledger.orders_of(account), key=lambda r: (r.market, r.order_id, r.client_order_id)
             )
         if not found:
             self._emit_state(market, account, order_id, coid, 0, 0, 0, OrderState.UNKNOWN, request_id, True)
@@ -834,8 +845,7 @@ class RiskEngine:
             elif command == MsgType.AMEND:
                 r = self.ledger.find(f[3], account, f[5], f[6])
                 if r is not None and r.amend_extra_micro:
-                    self._release(self.book.find(account), r.amend_extra_micro)
-                    r.amend_extra_micro = 0
+                    self._release(self.book.find(account), self.ledger.release_amend(r))
         elif t == MsgType.AMENDED:
             f = _U_AMENDED(buf, off)
             (mid, oid, coid, new_open, account) = (f[3], f[5], f[6], f[8], f[9])
@@ -844,13 +854,8 @@ class RiskEngine:
             r = self.ledger.find(mid, account, oid, coid)
             if r is None:
                 return
-            r.reserve_micro += r.amend_extra_micro  # the amend's extra becomes the order's own
-            r.amend_extra_micro = 0
-            r.price_ticks = f[7]
-            if new_open < r.open_lots:
-                self._release(self.book.find(account), self.ledger.shrink(r, r.open_lots - new_open))
-            else:
-                r.open_lots = new_open
+            # the amend's extra becomes the order's own; a smaller open size releases its share
+            self._release(self.book.find(account), self.ledger.amended(r, f[7], new_open))
 
     def _release(self, row: int, amount: int) -> None:
         if row >= 0 and amount:
@@ -1095,7 +1100,7 @@ class RiskEngine:
                 self.margin.multiplier.tolist(),
             ],
             "records": self.records,
-            "ledger": [astuple(r) for r in self.ledger.by_coid.values()],
+            "ledger": self.ledger.entries(),  # plain tuples, sorted: both ledgers give the same bytes
         }
         buf = io.BytesIO()
         np.savez(
@@ -1144,12 +1149,7 @@ class RiskEngine:
         self.margin.last_price[:] = last
         self.margin.multiplier[:] = mult
         self.records = meta["records"]
-        self.ledger = OrderLedger()
-        for fields in meta["ledger"]:
-            r = Reservation(*fields)
-            self.ledger.by_coid[(r.market, r.account, r.client_order_id)] = r
-            if r.order_id:
-                self.ledger.by_oid[(r.market, r.order_id)] = r
+        self.ledger.load(meta["ledger"])
         self.fee_row = self.book.row(fee_account(self.partition))
         self.insurance_row = self.book.row(insurance_account(self.partition))
 
@@ -1159,11 +1159,7 @@ class RiskEngine:
         h.update(repr(sorted(self.withdrawals.items())).encode())
         h.update(repr(self.net_deposits).encode())
         h.update(self.prices.tobytes() + self.marks.tobytes() + repr(sorted(self.priced.items())).encode())
-        h.update(
-            repr(
-                sorted((k, r.reserve_micro, r.open_lots, r.order_id) for k, r in self.ledger.by_coid.items())
-            ).encode()
-        )
+        h.update(repr(self.ledger.entries()).encode())
         h.update(repr((self.stale.tolist(), sorted(self.status.items()), self.funded)).encode())
         h.update(repr((sorted(self.leverage.items()), self.trade_flow)).encode())
         h.update(repr((self.liquidator.to_json(), self.records)).encode())
