@@ -25,13 +25,7 @@ from eth_account import Account
 from gateway.sdk.client import HxClient
 from gateway.sdk.errors import HxError
 
-START_PRICES = {
-    "BTC-PERP": 95_000,
-    "ETH-PERP": 3_500,
-    "ETH-USDC": 3_500,
-    "AAPL-USDC": 230,
-    "PRES28-YES": 0.55,
-}
+START_PRICES = {"BTC-PERP": 95_000, "ETH-PERP": 3_500, "ETH-USDC": 3_500, "AAPL-USDC": 230, "PRES28-YES": 0.55}
 
 
 @dataclass
@@ -145,9 +139,7 @@ async def leveraged(url: str, state: DemoState, stop: asyncio.Event, seed: int) 
             size = 2_000 * rng.uniform(12, 16) / mid  # 12-16x on 2,000 USDC
             px = mid * (1.01 if side == "buy" else 0.99)
             try:
-                await client.place(
-                    m, side, _quantise(px, info.tick_size), _quantise(size, info.lot_size), tif="ioc"
-                )
+                await client.place(m, side, _quantise(px, info.tick_size), _quantise(size, info.lot_size), tif="ioc")
                 state.orders += 1
             except HxError:
                 state.rejects += 1
@@ -156,9 +148,7 @@ async def leveraged(url: str, state: DemoState, stop: asyncio.Event, seed: int) 
             await client.close()
 
 
-async def run_demo_bots(
-    url: str, markets: dict[int, str], seed: int = 7, shock_every_s: float = 120.0
-) -> None:
+async def run_demo_bots(url: str, markets: dict[int, str], seed: int = 7, shock_every_s: float = 120.0) -> None:
     """Every bot, until cancelled."""
     rng = random.Random(seed)
     state = DemoState()
