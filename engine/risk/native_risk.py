@@ -17,7 +17,9 @@ in place and looks the engine's dicts up directly. ``tests/engine/risk/test_nati
 the two engines to the same output bytes and state hash after every record.
 
 ``make_risk_engine`` picks the implementation: native unless ``HX_ENGINE=python`` (the switch the
-shard's ``make_engine`` reads) or the extension is not built (``make setup`` builds it).
+shard's ``make_engine`` reads) or the extension is not built (``make setup`` builds it);
+``HX_RISK_ENGINE`` (``python`` or ``native``) overrides it for risk alone (the benchmark runs the
+Python risk engine against the compiled shard with it).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ except ImportError:  # pragma: no cover - make setup builds it; native_available
 else:
     _hxrisk.set_reservation_type(Reservation)
 
-ENGINE_ENV: Final = "HX_ENGINE"  # "python": the Python engine; anything else: native (as the shard)
+ENGINE_ENV: Final = "HX_ENGINE"  # "python": the Python engines (risk and shard); else native
+RISK_ENGINE_ENV: Final = "HX_RISK_ENGINE"  # risk only, over HX_ENGINE: "python" or "native"
 
 
 def native_available() -> bool:
@@ -50,7 +53,8 @@ def native_available() -> bool:
 
 
 def _use_native() -> bool:
-    return os.environ.get(ENGINE_ENV, "native") != "python" and native_available()
+    choice = os.environ.get(RISK_ENGINE_ENV) or os.environ.get(ENGINE_ENV, "native")
+    return choice != "python" and native_available()
 
 
 def make_risk_engine(
