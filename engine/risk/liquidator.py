@@ -55,7 +55,6 @@ LIQUIDATION_COID_BASE = 1 << 63  # client order ids of risk's own orders (client
 _P_NEW = BY_TYPE[int(MsgType.NEW_ORDER)].struct.pack
 _P_CANCEL_ALL = BY_TYPE[int(MsgType.CANCEL_ALL)].struct.pack
 _P_LIQ = BY_TYPE[int(MsgType.LIQUIDATION)].struct.pack_into
-_P_ADL = BY_TYPE[int(MsgType.ADL_RANK)].struct.pack_into
 ALL_MARKETS = 0xFFFF_FFFF
 
 
@@ -461,19 +460,6 @@ class Liquidator:
                     below = np.searchsorted(ordered, score[sel], side="left")
                     ranks[sel] = 1 + below * ADL_BUCKETS // len(sel)
             changed = np.flatnonzero(ranks != self.rank_cache[:n, p])
-            for row in changed.tolist():
-                rank = int(ranks[row])
-                self.rank_cache[row, p] = rank
-                pos = len(e.events)
-                e.events += bytes(SLOT_BYTES)
-                _P_ADL(
-                    e.events,
-                    pos,
-                    MsgType.ADL_RANK,
-                    WIRE_VERSION,
-                    SLOT_BYTES,
-                    mid,
-                    e.next_seq(int(b.ids[row])),
-                    int(b.ids[row]),
-                    rank,
-                )
+            if len(changed):  # one numpy pass per perp (rows distinct: seqs as next_seq gives them)
+                self.rank_cache[changed, p] = ranks[changed]
+                e.events += e.pack_private(MsgType.ADL_RANK, mid, changed, rank=ranks[changed])

@@ -119,7 +119,6 @@ _U_AMENDED: Final = _unpacker(MsgType.AMENDED)
 _P_REJECTED: Final = _packer(MsgType.REJECTED)
 _P_BALANCE: Final = _packer(MsgType.BALANCE)
 _P_POSITION: Final = _packer(MsgType.POSITION)
-_P_MARGIN: Final = _packer(MsgType.ACCOUNT_MARGIN)
 _P_HEARTBEAT: Final = _packer(MsgType.HEARTBEAT)
 _U32: Final = struct.Struct("<I")
 _P_SEQ: Final = struct.Struct("<Q").pack_into
@@ -1034,27 +1033,49 @@ class RiskEngine:
             | (b.initial[rows] != before[1])
             | (b.maintenance[rows] != before[2])
         )
-        for row in rows[changed].tolist():
-            if row == self.fee_row:
-                continue
-            equity, initial, maint = int(b.equity[row]), int(b.initial[row]), int(b.maintenance[row])
-            flags = (MARGIN_BELOW_MAINTENANCE if equity < maint else 0) | (
-                MARGIN_BELOW_INITIAL if equity < initial else 0
+        out = rows[changed & (rows != self.fee_row)]
+        if len(out):
+            equity, initial, maint = b.equity[out], b.initial[out], b.maintenance[out]
+            flags = np.where(equity < maint, MARGIN_BELOW_MAINTENANCE, 0) | np.where(
+                equity < initial, MARGIN_BELOW_INITIAL, 0
             )
-            self._emit(
-                _P_MARGIN,
+            self.events += self.pack_private(
                 MsgType.ACCOUNT_MARGIN,
-                WIRE_VERSION,
-                SLOT_BYTES,
                 0,
-                self._row_seq(row),
-                int(b.ids[row]),
-                flags,
-                equity,
-                initial,
-                maint,
-                int(b.reserved[row]),
+                out,
+                flags=flags,
+                equity_micro=equity,
+                initial_micro=initial,
+                maintenance_micro=maint,
+                reserved_micro=b.reserved[out],
             )
+
+    def pack_private(self, msg_type: MsgType, market_id: int, rows: np.ndarray, **fields: Any) -> bytes:
+        """One private event per row of ``rows`` (distinct, in the order given), packed in one numpy
+        pass: header, each row's next private sequence number (0 for an account of another
+        partition, as ``next_seq``), ``account`` from the row, the other fields from ``fields``
+        (arrays over ``rows`` or scalars). The same bytes as ``_emit`` row by row."""
+        b = self.book
+        out = np.zeros(len(rows), BY_TYPE[int(msg_type)].dtype)
+        out["msg_type"] = msg_type
+        out["version"] = WIRE_VERSION
+        out["length"] = SLOT_BYTES
+        out["market_id"] = market_id
+        ids = b.ids[rows].astype(np.int64)
+        system = ids >= SYSTEM_ACCOUNT_BASE
+        owned = np.where(
+            system,
+            ((ids - SYSTEM_ACCOUNT_BASE) & 0x3F) == self.partition,
+            ids % self.partitions == self.partition,
+        )
+        seq = b.private_seq[rows] + 1
+        mine = rows[owned]
+        b.private_seq[mine] = seq[owned]
+        out["seq"] = np.where(owned, seq, 0)
+        out["account"] = ids
+        for name, value in fields.items():
+            out[name] = value
+        return out.tobytes()
 
     # ---- checks ----------------------------------------------------------------------------------
     def validate(self) -> None:

@@ -455,3 +455,82 @@ def test_ledgers_agree_op_by_op() -> None:
     c2 = Ledger()
     c2.load(py.entries())
     assert c2.entries() == py.entries()
+
+
+# ---- the margin and ADL events packed in one numpy pass, against the loops they replaced --------------
+def _margin_events_by_loop(engine: RiskEngine, rows: list[int]) -> bytes:
+    """The per-row code ``RiskEngine._recompute`` had (the reference for ``pack_private``)."""
+    from engine.risk.risk_engine import MARGIN_BELOW_INITIAL, MARGIN_BELOW_MAINTENANCE
+    from engine.wire.layout import BY_TYPE, WIRE_VERSION
+
+    pack = BY_TYPE[int(MsgType.ACCOUNT_MARGIN)].struct.pack_into
+    b = engine.book
+    out = bytearray()
+    for row in rows:
+        if row == engine.fee_row:
+            continue
+        equity, initial, maint = int(b.equity[row]), int(b.initial[row]), int(b.maintenance[row])
+        flags = (MARGIN_BELOW_MAINTENANCE if equity < maint else 0) | (
+            MARGIN_BELOW_INITIAL if equity < initial else 0
+        )
+        pos = len(out)
+        out += bytes(SLOT_BYTES)
+        seq = engine.next_seq(int(b.ids[row]))
+        pack(out, pos, MsgType.ACCOUNT_MARGIN, WIRE_VERSION, SLOT_BYTES, 0, seq, int(b.ids[row]), flags, equity,
+             initial, maint, int(b.reserved[row]))  # fmt: skip
+    return bytes(out)
+
+
+def _adl_events_by_loop(engine: RiskEngine, mid: int, rows: list[int], ranks: list[int]) -> bytes:
+    from engine.wire.layout import BY_TYPE, WIRE_VERSION
+
+    pack = BY_TYPE[int(MsgType.ADL_RANK)].struct.pack_into
+    out = bytearray()
+    for row, rank in zip(rows, ranks, strict=True):
+        pos = len(out)
+        out += bytes(SLOT_BYTES)
+        account = int(engine.book.ids[row])
+        pack(
+            out, pos, MsgType.ADL_RANK, WIRE_VERSION, SLOT_BYTES, mid, engine.next_seq(account), account, rank
+        )
+    return bytes(out)
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_packed_events_equal_the_loops_they_replaced(seed: int) -> None:
+    import numpy as np
+
+    twin = run_flow(seed, 150, partitions=1 + seed % 2)
+    blob = twin.py.risk.snapshot()
+    rng = random.Random(seed)
+    for _ in range(20):
+        a, b = (
+            RiskEngine(CONFIG, 0, twin.py.risk.partitions, 1),
+            RiskEngine(CONFIG, 0, twin.py.risk.partitions, 1),
+        )
+        a.restore(blob)
+        b.restore(blob)
+        n = a.book.count
+        rows = sorted(rng.sample(range(n), rng.randint(1, n)))
+        want = _margin_events_by_loop(a, rows)
+        keep = np.array([r for r in rows if r != b.fee_row], np.int64)
+        bk = b.book
+        flags = np.where(bk.equity[keep] < bk.maintenance[keep], 1, 0) | np.where(
+            bk.equity[keep] < bk.initial[keep], 2, 0
+        )
+        got = b.pack_private(
+            MsgType.ACCOUNT_MARGIN,
+            0,
+            keep,
+            flags=flags,
+            equity_micro=bk.equity[keep],
+            initial_micro=bk.initial[keep],
+            maintenance_micro=bk.maintenance[keep],
+            reserved_micro=bk.reserved[keep],
+        )
+        assert got == want
+        ranks = [rng.randint(0, 5) for _ in rows]
+        assert _adl_events_by_loop(a, BTC_PERP, rows, ranks) == b.pack_private(
+            MsgType.ADL_RANK, BTC_PERP, np.array(rows, np.int64), rank=np.array(ranks, np.int8)
+        )
+        assert a.state_hash() == b.state_hash()  # the same private seqs taken
