@@ -422,7 +422,14 @@ def up(
     if demo and not run.gateways:
         raise click.BadParameter("the demo trades through a gateway: run at least one", param_hint="--demo")
     pipeline = Pipeline(
-        Topology(run_id=run_id, shards=run.shards, gateways=run.gateways, risk=run.risk, demo=int(demo)),
+        Topology(
+            run_id=run_id,
+            shards=run.shards,
+            gateways=run.gateways,
+            risk=run.risk,
+            demo=int(demo),
+            oracle=1 if "oracle" in config.doc else 0,
+        ),
         markets_path=config.path,
         state_dir=state,
         wait=wait_used,
@@ -434,7 +441,10 @@ def up(
         gateway=config.gateway,
     )
     say(f"config {config.path}; run {run_id}, state in {state.resolve()}")
-    say(f"{run.shards} shard(s), {run.risk} risk partition(s), {run.gateways} gateway(s)")
+    say(
+        f"{run.shards} shard(s), {run.risk} risk partition(s), {run.gateways} gateway(s)"
+        + (", an oracle" if "oracle" in config.doc else "")
+    )
     if run.gateways:
         say(
             f"websocket ws://{run.host}:{run.port}/v1/bin (binary) and ws://{run.host}:{run.port}/v1/json (JSON)"
