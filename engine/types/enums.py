@@ -52,6 +52,7 @@ class MsgType(IntEnum):
     ADL_RANK = 49  # risk: a position's auto-deleveraging quantile (private)
     ORDER_STATE = 50  # risk: one open order, in answer to ORDER_QUERY (private)
     PRICE = 51  # risk: a price it now values accounts at (for settlement and dashboards; not routed)
+    SETTLED = 53  # settlement: an account's events up to seq are final on chain (private)
 
     HEARTBEAT = 64
     SNAPSHOT_REQUEST = 65
