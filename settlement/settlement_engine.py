@@ -7,8 +7,8 @@ threads bring, applies it, and ships the outputs.
 
 Records (first byte is the kind; integers little-endian):
 
-- ``EVENTS``: u16 partition, then 64-byte slots of risk's event ring (BALANCE, POSITION, PRICE,
-  ACCOUNT_MARGIN, REJECTED: the kinds read here);
+- ``EVENTS``: u16 partition, u32 slots consumed, u64 ring cursor, u64 ring nonce, then the 64-byte slots
+  of risk's event ring that are read here (BALANCE, POSITION, PRICE, ACCOUNT_MARGIN, REJECTED);
 - ``DEPOSIT``: a Vault deposit with its confirmations (id, account id, token index, amount in token
   base units, depositedAt, block, 20-byte account);
 - ``CLOCK``: u64 ns; a batch is sealed when due (``batch_interval_ns`` since the last, or
@@ -74,7 +74,7 @@ EVENTS, DEPOSIT, CLOCK, CONFIRMED, FAILED, RESUME = 1, 2, 3, 4, 5, 6
 _DEPOSIT = struct.Struct("<BQIBQQ32s20s")  # kind, id, account id, token, depositedAt, block, amount, address
 _CLOCK = struct.Struct("<BQ")
 _CONFIRMED = struct.Struct("<BQQQ")
-_EVENTS_HEAD = struct.Struct("<BH")
+_EVENTS_HEAD = struct.Struct("<BHIQQ")  # kind, partition, slots consumed, ring cursor before, ring nonce
 
 KEPT_EVENTS = frozenset(
     int(t)
@@ -90,8 +90,17 @@ _SETTLED = BY_TYPE[MsgType.SETTLED].struct
 USDC_PRICE_MICRO = 10**6
 
 
-def pack_events(partition: int, slots: bytes | memoryview) -> bytes:
-    return _EVENTS_HEAD.pack(EVENTS, partition) + bytes(slots)
+def pack_events(
+    partition: int, slots: bytes | memoryview, consumed: int = 0, cursor: int = 0, nonce: int = 0
+) -> bytes:
+    """An EVENTS record: the kept slots, and where they came from (the process moves its cursor past
+    ``cursor + consumed`` of ring ``nonce`` when it recovers from the journal)."""
+    return _EVENTS_HEAD.pack(EVENTS, partition, consumed, cursor, nonce) + bytes(slots)
+
+
+def unpack_events_head(record: bytes | memoryview) -> tuple[int, int, int, int]:
+    """``(partition, consumed, cursor, nonce)`` of an EVENTS record."""
+    return _EVENTS_HEAD.unpack_from(record, 0)[1:]
 
 
 def pack_deposit(
@@ -256,7 +265,6 @@ class SettlementEngine:
         """Apply one journal record (outputs accumulate until ``take_outputs``)."""
         kind = record[0]
         if kind == EVENTS:
-            _k, partition = _EVENTS_HEAD.unpack_from(record, 0)
             for off in range(_EVENTS_HEAD.size, len(record) - SLOT_BYTES + 1, SLOT_BYTES):
                 self._event(record, off)
         elif kind == DEPOSIT:
