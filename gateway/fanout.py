@@ -50,21 +50,17 @@ from engine.wire.layout import (
     layout_of,
     word_index,
 )
-from gateway.json_api import event_json, from_units
-from gateway.l2_book import BUY, SELL, L2Book
-from gateway.market_catalog import MarketCatalog
+from gateway.channels import channel_types, public_types
+from gateway.protocol.json_events import event_json
+from gateway.protocol.l2_book import BUY, SELL, L2Book
+from gateway.protocol.market_info import MarketCatalog
+from gateway.protocol.units import from_units
 from gateway.session import Session
 
 log = logging.getLogger("hx.gateway.fanout")
 
 PREV_SEQ_OFFSET = field_offset(MsgType.L2_DELTA, "prev_seq")  # stamped on the way out
-_L2, _TRADE, _BBO, _STATUS, _FILL = (
-    int(MsgType.L2_DELTA),
-    int(MsgType.TRADE),
-    int(MsgType.BBO),
-    int(MsgType.MARKET_STATUS),
-    int(MsgType.FILL),
-)
+_L2, _FILL = int(MsgType.L2_DELTA), int(MsgType.FILL)
 # u32 word of the (first) account field per private event type; -1 = not private
 _ACCOUNT_WORD = np.full(256, -1, np.intp)
 for _t in (MsgType.ACCEPTED, MsgType.REJECTED, MsgType.CANCELLED, MsgType.AMENDED, MsgType.TRIGGERED):
@@ -78,8 +74,7 @@ _W4_MARKET = MARKET_ID_AT // 4
 _W8_SEQ = SEQ_AT // 8
 _RESET = int(MsgType.BOOK_RESET)
 _PUBLIC = np.zeros(256, bool)
-_PUBLIC[[_L2, _TRADE, _BBO, _STATUS, _RESET]] = True
-_CHANNEL_TYPE = {"book": _L2, "trades": _TRADE, "bbo": _BBO}
+_PUBLIC[[*public_types(), _RESET]] = True
 SMALL_BATCH = 128  # measured crossover: ~140 events (subscribers) to ~190 (none)
 # the same tables for the plain-Python path: byte offset of the (first) account field, or -1
 _ACCOUNT_AT = tuple(int(w) * 4 if w >= 0 else -1 for w in _ACCOUNT_WORD)
@@ -131,16 +126,10 @@ def _queue(sess: Session, part: Any, touched: set[Session]) -> None:
         touched.add(sess)
 
 
-def _channel_types(channels: frozenset[str]) -> frozenset[int]:
-    """Public event types a subscriber to ``channels`` receives (MARKET_STATUS always)."""
-    return frozenset([_STATUS, *(_CHANNEL_TYPE[ch] for ch in channels)])
-
-
 def _channel_mask(channels: frozenset[str]) -> np.ndarray:
+    """The same set as ``channel_types`` as a lookup table by message type."""
     mask = np.zeros(256, bool)
-    mask[_STATUS] = True
-    for ch in channels:
-        mask[_CHANNEL_TYPE[ch]] = True
+    mask[list(channel_types(channels))] = True
     return mask
 
 
@@ -332,7 +321,7 @@ class EventFanout:
             key = (chans, sess.binary)
             part = cache.get(key)
             if part is None:
-                wanted = _channel_types(chans)
+                wanted = channel_types(chans)
                 sel = [ev for t, ev in events if t in wanted]
                 block = b"".join(sel)
                 part = cache[key] = block if sess.binary else self._public_json(block, len(sel))

@@ -21,6 +21,7 @@ from typing import Any
 import uvloop
 from picows import ws_create_server
 
+from engine.accounts.account_registry import AccountRegistry
 from engine.host import apply_realtime_priority
 from engine.host.health_board import open_health_slot
 from engine.host.metrics import Metrics
@@ -29,10 +30,9 @@ from engine.ring import Blocking, ConsumerRef, RingRef
 from engine.types.enums import MsgType
 from engine.wire.codec import encode
 from engine.wire.layout import ALL_MARKETS
-from gateway.account_registry import AccountRegistry
 from gateway.auth import Authenticator
-from gateway.market_catalog import MarketCatalog
 from gateway.order_router import RingRouter
+from gateway.protocol.market_info import MarketCatalog
 from gateway.server import GatewayOptions, GatewayServer
 
 log = logging.getLogger("hx.gateway")

@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 from picows import WSCloseCode, WSMsgType
 
+from gateway.protocol.json_events import error_json
 from gateway.rate_limiter import TokenBucket
 
-CHANNELS = ("book", "trades", "bbo")
 _ids = itertools.count(1)
 
 
@@ -109,6 +109,19 @@ class Session:
         return True
 
     # ---- sending -------------------------------------------------------------------------------
+    def reply(self, msg: dict[str, Any], out: dict[str, Any]) -> None:
+        """Send ``out`` as the answer to request ``msg`` (its ``id`` echoed when it has one)."""
+        rid = msg.get("id")
+        if isinstance(rid, (int, str)) and not isinstance(rid, bool):
+            out["id"] = rid
+        self.send_json(out)
+
+    def error(
+        self, msg: dict[str, Any] | None, code: int, detail: str = "", retry_after_s: float = 0.0
+    ) -> None:
+        """Answer request ``msg`` (or an unparseable frame: None) with an ``error`` naming the code."""
+        self.send_json(error_json(msg, code, detail, retry_after_s))
+
     def buffered(self) -> int:
         try:
             return int(self._raw.get_write_buffer_size())

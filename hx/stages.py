@@ -6,7 +6,7 @@ when one dies. Ring creation (``Topology.rings``), start-up order (the order of 
 supervision, ``hx status`` and the process titles all derive from it: adding a kind of process
 is adding a row here and its rings in ``hx.topology``.
 
-Start order is shards, then risk, then gateways: every ring exists before any process starts and
+Start order is shards, then risk, then gateways, then the demo (a client of the gateways): every ring exists before any process starts and
 every consumer's cursor is fixed when its ring is created, so nothing published is lost whatever
 the order; starting the consumers of orders first means a gateway never accepts an order that
 nobody can process yet. Stop order is the reverse (gateways stop taking orders first).
@@ -41,6 +41,7 @@ class RunSettings:
     port: int = 8765
     gateway: dict[str, Any] = field(default_factory=dict)  # GatewayOptions fields
     validate: bool = False  # debug: stateful stages check every invariant after each record
+    demo_shock_every_s: float = 120.0  # the demo provokes a sharp move this often
 
 
 @dataclass(frozen=True)
@@ -203,11 +204,37 @@ def _run_gateway(options: Any, ready: Any) -> None:
     run_gateway(options, ready)
 
 
+# ---- demo --------------------------------------------------------------------------------------
+def _demo_options(run: Run, index: int) -> Any:
+    from hx.demo.process import DemoOptions
+
+    s = run.settings
+    name = f"demo-{index}"
+    return DemoOptions(
+        url=f"ws://{s.host}:{s.port}",
+        markets_path=str(s.markets_path),
+        state_dir=str(s.state_dir),
+        events=run.inputs(name),
+        shock_every_s=s.demo_shock_every_s,
+        bots=run.topology.gateways > 0,
+        supervisor_pid=run.supervisor_pid,
+        **run.health(name),
+    )
+
+
+def _run_demo(options: Any, ready: Any) -> None:
+    from hx.demo.process import run_demo
+
+    run_demo(options, ready)
+
+
 SHARD = Stage("shard", lambda t: t.shards, _shard_options, _run_shard, restart="recover")
 RISK = Stage("risk", lambda t: t.risk, _risk_options, _run_risk, restart="recover")
 GATEWAY = Stage("gateway", lambda t: t.gateways, _gateway_options, _run_gateway, restart="restart")
 
-STAGES: tuple[Stage, ...] = (SHARD, RISK, GATEWAY)
+DEMO = Stage("demo", lambda t: t.demo, _demo_options, _run_demo, restart="restart")
+
+STAGES: tuple[Stage, ...] = (SHARD, RISK, GATEWAY, DEMO)
 BY_KIND: dict[str, Stage] = {stage.kind: stage for stage in STAGES}
 
 

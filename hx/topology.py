@@ -74,7 +74,7 @@ class Topology:
     risk: int = 0  # risk partitions (accounts by id); 0: gateways route straight to the shards
     recorders: int = 0  # extra event-ring consumers (tests, replay, audit tools)
     settlement: int = 0  # 1: a settlement process (chain deposits in, batches out)
-    monitors: int = 0  # droppable read-only consumers of every event ring (the demo's dashboard)
+    demo: int = 0  # 1: the demo process (bots + dashboard), a droppable reader of every event ring
     order_ring_slots: int = 1 << 16
     event_ring_slots: int = 1 << 18
 
@@ -118,7 +118,7 @@ class Topology:
             + tuple(f"gateway-{g}" for g in range(self.gateways))
             + settlement
             + tuple(f"recorder-{k}" for k in range(self.recorders))
-            + tuple(f"monitor-{k}" for k in range(self.monitors))
+            + tuple(f"demo-{k}" for k in range(self.demo))
         ) or ("recorder-0",)
 
     # ---- rings ---------------------------------------------------------------------------------

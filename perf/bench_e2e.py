@@ -169,7 +169,7 @@ async def _client(
     from eth_account import Account
     from picows import WSListener, WSMsgType, ws_connect
 
-    from gateway.auth import login_typed_data, sign_typed_data
+    from gateway.protocol.signing import login_typed_data, sign_typed_data
 
     coid_base = 1
     orders = _orders(n, coid_base).tobytes()

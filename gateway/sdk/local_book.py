@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from gateway.l2_book import BUY, SELL, L2Book
+from gateway.protocol.l2_book import BUY, SELL, L2Book
 
 
 class LocalBook:

@@ -25,7 +25,13 @@ from eth_account import Account
 from gateway.sdk.client import HxClient
 from gateway.sdk.errors import HxError
 
-START_PRICES = {"BTC-PERP": 95_000, "ETH-PERP": 3_500, "ETH-USDC": 3_500, "AAPL-USDC": 230, "PRES28-YES": 0.55}
+START_PRICES = {
+    "BTC-PERP": 95_000,
+    "ETH-PERP": 3_500,
+    "ETH-USDC": 3_500,
+    "AAPL-USDC": 230,
+    "PRES28-YES": 0.55,
+}
 
 
 @dataclass
@@ -139,7 +145,9 @@ async def leveraged(url: str, state: DemoState, stop: asyncio.Event, seed: int) 
             size = 2_000 * rng.uniform(12, 16) / mid  # 12-16x on 2,000 USDC
             px = mid * (1.01 if side == "buy" else 0.99)
             try:
-                await client.place(m, side, _quantise(px, info.tick_size), _quantise(size, info.lot_size), tif="ioc")
+                await client.place(
+                    m, side, _quantise(px, info.tick_size), _quantise(size, info.lot_size), tif="ioc"
+                )
                 state.orders += 1
             except HxError:
                 state.rejects += 1
@@ -148,10 +156,16 @@ async def leveraged(url: str, state: DemoState, stop: asyncio.Event, seed: int) 
             await client.close()
 
 
-async def run_demo_bots(url: str, markets: dict[int, str], seed: int = 7, shock_every_s: float = 120.0) -> None:
-    """Every bot, until cancelled."""
+async def run_demo_bots(
+    url: str,
+    markets: dict[int, str],
+    seed: int = 7,
+    shock_every_s: float = 120.0,
+    state: DemoState | None = None,
+) -> None:
+    """Every bot, until cancelled; ``state`` (shared with the dashboard) counts what they did."""
     rng = random.Random(seed)
-    state = DemoState()
+    state = state or DemoState()
     for m, sym in markets.items():
         state.symbols[m] = sym
         state.prices[m] = float(START_PRICES.get(sym, 100))

@@ -18,7 +18,7 @@ import gateway.fanout as fanout_module
 from engine.types.enums import MsgType
 from engine.wire.codec import encode
 from gateway.fanout import EventFanout
-from gateway.market_catalog import MarketCatalog, MarketInfo
+from gateway.protocol.market_info import MarketCatalog, MarketInfo
 from gateway.rate_limiter import TokenBucket
 from gateway.session import Session
 

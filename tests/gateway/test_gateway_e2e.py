@@ -77,7 +77,7 @@ async def test_gateway_login_good_bad_replayed_expired(stack, protocol):
                 await c.place(BTC_USD, "buy", "10", "0.001")
             assert exc.value.code == RejectCode.NOT_AUTHENTICATED
         a = key.address.lower()
-        from gateway.auth import login_typed_data, sign_typed_data
+        from gateway.protocol.signing import login_typed_data, sign_typed_data
 
         # bad signature (another key signs)
         ch = await c.request({"op": "challenge"})

@@ -16,15 +16,17 @@ from eth_account import Account
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.accounts.account_registry import AccountRegistry
 from engine.types.enums import MsgType, RejectCode
 from engine.wire.codec import encode
 from engine.wire.layout import ALL_MARKETS, L2_DELTA, SLOT_BYTES
-from gateway.account_registry import AccountRegistry
-from gateway.auth import Authenticator, agent_typed_data, login_typed_data, sign_typed_data
+from gateway.auth import Authenticator
 from gateway.binary import check_struct, market_table, validate_frame
-from gateway.json_api import JsonReject, command_struct, from_units, to_units
-from gateway.l2_book import L2Book
-from gateway.market_catalog import MarketCatalog, MarketInfo
+from gateway.protocol.json_commands import command_struct
+from gateway.protocol.l2_book import L2Book
+from gateway.protocol.market_info import MarketCatalog, MarketInfo
+from gateway.protocol.signing import agent_typed_data, login_typed_data, sign_typed_data
+from gateway.protocol.units import JsonReject, from_units, to_units
 from gateway.rate_limiter import TokenBucket
 
 MARKETS = frozenset({1, 2})
@@ -200,7 +202,7 @@ def test_gateway_token_bucket_refills_and_reports_retry_after():
 
 _REGISTRY_WORKER = """
 import json, sys
-from gateway.account_registry import AccountRegistry
+from engine.accounts.account_registry import AccountRegistry
 reg = AccountRegistry(sys.argv[1])
 print(json.dumps({a: reg.ensure_account(a) for a in sys.argv[2:]}))
 """

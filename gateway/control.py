@@ -1,0 +1,278 @@
+"""Control ops: the JSON requests that are not orders (login, subscribe, markets, ...), one table.
+
+Each op is one function ``(server, session, msg) -> None`` registered with ``@control_op(name)``;
+it answers with ``session.reply`` (the request's ``id`` echoed) or ``session.error`` (a RejectCode
+and a message naming the field). ``needs_login=True`` answers NOT_AUTHENTICATED before the
+function runs. Adding an op is adding one decorated function here (or in a module imported by
+``gateway.server``); ``CONTROL_OPS`` is what the ingress dispatches on and what the docs test
+checks against ``docs/gateway.md``. Ops are rate-limited per connection by the ingress.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from engine.accounts.account_registry import normalise_address
+from engine.types.enums import DepositSource, MsgType, RejectCode
+from engine.wire.codec import encode
+from engine.wire.layout import ALL_MARKETS
+from gateway.channels import CHANNEL_NAMES, CHANNELS
+from gateway.protocol.units import JsonReject, to_units
+from gateway.session import Session
+
+if TYPE_CHECKING:
+    from gateway.server import GatewayServer
+
+ControlOp = Callable[["GatewayServer", Session, dict[str, Any]], None]
+CONTROL_OPS: dict[str, ControlOp] = {}
+
+
+def control_op(name: str, *, needs_login: bool = False) -> Callable[[ControlOp], ControlOp]:
+    """Register the decorated function as the handler of JSON op ``name``."""
+
+    def register(fn: ControlOp) -> ControlOp:
+        if name in CONTROL_OPS:
+            raise ValueError(f"control op {name!r} is registered twice")
+        if needs_login:
+
+            def guarded(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+                if not sess.account_id:
+                    sess.error(msg, RejectCode.NOT_AUTHENTICATED)
+                    return
+                fn(server, sess, msg)
+
+            guarded.__doc__ = fn.__doc__
+            CONTROL_OPS[name] = guarded
+        else:
+            CONTROL_OPS[name] = fn
+        return fn
+
+    return register
+
+
+# ---- session -----------------------------------------------------------------------------------
+@control_op("ping")
+def op_ping(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """Liveness: answers ``pong`` with the gateway's wall clock."""
+    sess.reply(msg, {"type": "pong", "ts_ns": time.time_ns()})
+
+
+@control_op("stats")
+def op_stats(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """Process-wide counters (operations; also what tests read to see the gateway's side)."""
+    buffered = [x.buffered() for x in server.sessions if not x.closed]
+    sess.reply(
+        msg,
+        {
+            "type": "stats",
+            "pid": os.getpid(),
+            "sessions": len(server.sessions),
+            "events": server.fanout.events,
+            "event_batches": server.fanout.batches,
+            "max_buffered": max(buffered, default=0),
+            "conflating": len(server.fanout.conflating),
+            **server.stats,
+        },
+    )
+
+
+@control_op("markets")
+def op_markets(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """Every market and asset this gateway serves."""
+    catalog = server.catalog
+    assets = [{"asset": a.asset_id, "symbol": a.symbol, "scale": a.scale} for a in catalog.assets.values()]
+    sess.reply(msg, {"type": "markets", "markets": [m.as_json() for m in catalog], "assets": assets})
+
+
+@control_op("challenge")
+def op_challenge(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """A single-use login nonce bound to this connection."""
+    ch = server.auth.issue_challenge(sess.id)
+    sess.reply(
+        msg,
+        {
+            "type": "challenge",
+            "nonce": ch.nonce_hex,
+            "expires_at": ch.expires_at_ms,
+            "chain_id": server.auth.chain_id,
+            "domain": {"name": "hx", "version": "1"},
+        },
+    )
+
+
+@control_op("login")
+def op_login(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """Bind the session to an account by a signed challenge (the account's key or an agent's)."""
+    if sess.account_id:
+        sess.error(msg, RejectCode.ALREADY_AUTHENTICATED)
+        return
+    account = msg.get("account")
+    res = server.auth.check_login(
+        sess.id, account, msg.get("signer", account), msg.get("nonce"), msg.get("signature")
+    )
+    if res.code:
+        sess.error(msg, res.code)
+        return
+    sess.account_id, sess.address, sess.signer, sess.is_agent = (
+        res.account_id,
+        res.address,
+        res.signer,
+        res.is_agent,
+    )
+    server.accounts.setdefault(res.account_id, set()).add(sess)
+    sess.reply(
+        msg,
+        {
+            "type": "login",
+            "ok": True,
+            "account": res.address,
+            "account_id": res.account_id,
+            "signer": res.signer,
+            "agent": res.is_agent,
+        },
+    )
+
+
+def _agent_change(server: GatewayServer, sess: Session, msg: dict[str, Any], kind: str) -> None:
+    if sess.is_agent:
+        sess.error(msg, RejectCode.PERMISSION_DENIED, "an agent key cannot manage agents")
+        return
+    code = server.auth.check_agent_change(
+        kind, sess.address, msg.get("agent"), msg.get("nonce"), msg.get("signature")
+    )
+    if code:
+        sess.error(msg, code)
+        return
+    sess.reply(
+        msg,
+        {
+            "type": "agent_approved" if kind == "ApproveAgent" else "agent_revoked",
+            "agent": str(msg.get("agent")).lower(),
+            "nonce": msg.get("nonce"),
+        },
+    )
+
+
+@control_op("approve_agent", needs_login=True)
+def op_approve_agent(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """Authorise an agent key to trade for this account (main key only, signed, nonce increasing)."""
+    _agent_change(server, sess, msg, "ApproveAgent")
+
+
+@control_op("revoke_agent", needs_login=True)
+def op_revoke_agent(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """Revoke an agent key (main key only, signed, nonce increasing)."""
+    _agent_change(server, sess, msg, "RevokeAgent")
+
+
+@control_op("withdraw", needs_login=True)
+def op_withdraw(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """Placeholder until settlement serves withdrawals: agents are refused first."""
+    if sess.is_agent:
+        sess.error(msg, RejectCode.PERMISSION_DENIED, "an agent key can trade but never withdraw")
+    else:
+        sess.error(msg, RejectCode.UNKNOWN_OP, "withdrawals are not served by this gateway yet")
+
+
+@control_op("faucet")
+def op_faucet(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """Development only (``faucet`` option): credit an address through a DEPOSIT to risk."""
+    catalog = server.catalog
+    if not server.options.faucet:
+        sess.error(msg, RejectCode.PERMISSION_DENIED, "the faucet is off (a development tool)")
+        return
+    address = normalise_address(msg.get("address", ""))
+    asset = catalog.asset_ids.get(msg.get("asset")) if isinstance(msg.get("asset"), str) else None
+    if address is None:
+        sess.error(msg, RejectCode.BAD_FIELD, "address must be a 0x-prefixed 20-byte hex address")
+        return
+    if asset is None:
+        sess.error(msg, RejectCode.UNKNOWN_ASSET, f"asset must be one of {sorted(catalog.asset_ids)}")
+        return
+    try:
+        amount = to_units(msg.get("amount"), Decimal(1) / catalog.assets[asset].scale, "amount")
+    except JsonReject as exc:
+        sess.error(msg, exc.code, exc.detail)
+        return
+    account = server.auth.registry.ensure_account(address)
+    server.faucet_id = max(server.faucet_id + 1, time.time_ns() // 1000 * 16 + server.faucet_index)
+    data = encode(
+        MsgType.DEPOSIT,
+        account=account,
+        asset=asset,
+        source=int(DepositSource.FAUCET),
+        amount=amount,
+        deposit_id=server.faucet_id,
+    )
+    if server.router.submit(data, [ALL_MARKETS], account):
+        sess.error(msg, RejectCode.BACKPRESSURE, retry_after_s=0.001)
+        return
+    server.kick()
+    sess.reply(msg, {"type": "faucet", "account": account, "deposit_id": server.faucet_id})
+
+
+# ---- market data -------------------------------------------------------------------------------
+def _channel_market(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> tuple[str, int] | None:
+    channel, market = msg.get("channel"), msg.get("market")
+    if channel not in CHANNELS:
+        sess.error(msg, RejectCode.BAD_FIELD, f"channel must be one of {list(CHANNEL_NAMES)}")
+        return None
+    if isinstance(market, bool) or not isinstance(market, int) or market not in server.catalog:
+        sess.error(msg, RejectCode.UNKNOWN_MARKET)
+        return None
+    return channel, market
+
+
+@control_op("subscribe")
+def op_subscribe(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """Subscribe to a market's channel; a ``book`` subscriber gets a snapshot first."""
+    cm = _channel_market(server, sess, msg)
+    if cm is None:
+        return
+    channel, market = cm
+    if (
+        channel not in sess.subs.get(market, ())
+        and sess.subscription_count() >= server.options.max_subscriptions
+    ):
+        sess.error(msg, RejectCode.TOO_MANY_SUBSCRIPTIONS)
+        return
+    sess.subscribe(market, channel)
+    server.market_subs.setdefault(market, set()).add(sess)
+    sess.reply(msg, {"type": "subscribed", "channel": channel, "market": market})
+    if CHANNELS[channel].snapshot_first:
+        sess.send_json(
+            server.fanout.snapshot(market, sess.binary, "subscribe", server.options.snapshot_depth)
+        )
+
+
+@control_op("unsubscribe")
+def op_unsubscribe(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """Stop a market's channel (NOT_SUBSCRIBED if it was not on)."""
+    cm = _channel_market(server, sess, msg)
+    if cm is None:
+        return
+    channel, market = cm
+    if not sess.unsubscribe(market, channel):
+        sess.error(msg, RejectCode.NOT_SUBSCRIBED)
+        return
+    if market not in sess.subs:
+        subs = server.market_subs.get(market)
+        if subs is not None:
+            subs.discard(sess)
+            if not subs:
+                del server.market_subs[market]
+    sess.reply(msg, {"type": "unsubscribed", "channel": channel, "market": market})
+
+
+@control_op("snapshot")
+def op_snapshot(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """The market's L2 book now (``reason`` ``request``), with the sequence number it is at."""
+    market = msg.get("market")
+    if isinstance(market, bool) or not isinstance(market, int) or market not in server.catalog:
+        sess.error(msg, RejectCode.UNKNOWN_MARKET)
+        return
+    sess.reply(msg, server.fanout.snapshot(market, sess.binary, "request", server.options.snapshot_depth))
