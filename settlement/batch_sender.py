@@ -208,6 +208,44 @@ class BatchSender:
             return  # mined (or reverted): the loop re-reads the chain either way
         return
 
+    def execute_payouts(self, batch_id: int, payouts: list[Any]) -> bool:
+        """Pay a final batch's payouts (anyone may; the operator does it for its users). True once every
+        payout of the batch is executed on chain (also when someone else did it); False while the batch
+        is not final yet or the outflow cap defers it."""
+        rec = self._rpc(self.ch.functions.batchRecord(batch_id).call)
+        if int(rec[6]) >= len(payouts):
+            return True
+        if not self._rpc(self.ch.functions.isFinal(batch_id).call):
+            return False
+        fn = self.ch.functions.executePayouts(batch_id, [tuple(p) for p in payouts], len(payouts))
+        sender = self.account.address
+        try:
+            gas = self._rpc(lambda: fn.estimate_gas({"from": sender}))
+        except (ContractCustomError, ContractLogicError) as exc:
+            reason = decode_revert(self.abi, getattr(exc, "data", exc))
+            if reason.startswith("NothingToExecute"):
+                return True
+            if reason.startswith(("OutflowCapExceeded", "BatchNotFinal", "EnforcedPause")):
+                return False
+            raise BatchRefused(f"payouts of batch {batch_id}: {reason}") from exc
+        nonce = int(self._rpc(lambda: self.w3.eth.get_transaction_count(sender, "latest")))
+        base = int(self._rpc(lambda: self.w3.eth.get_block("latest")).get("baseFeePerGas", 0))
+        tip = int(self._rpc(lambda: self.w3.eth.max_priority_fee))
+        if self._chain_id is None:
+            self._chain_id = int(self._rpc(lambda: self.w3.eth.chain_id))
+        tx = fn.build_transaction(
+            {"from": sender, "nonce": nonce, "gas": int(gas * 1.2) + 20_000, "maxFeePerGas": 2 * base + tip,
+             "maxPriorityFeePerGas": tip, "chainId": self._chain_id}
+        )  # fmt: skip
+        signed = self.account.sign_transaction(tx)
+        tx_hash = self._rpc(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
+        self.sent += 1
+        self._rpc(
+            lambda: self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout_s * 4)
+        )
+        rec = self._rpc(self.ch.functions.batchRecord(batch_id).call)
+        return int(rec[6]) >= len(payouts)
+
     def _wait_confirmations(self, block: int, b: SealedBatch, stop: Callable[[], bool]) -> bool:
         while not stop():
             head = int(self._rpc(lambda: self.w3.eth.block_number))

@@ -52,7 +52,7 @@ from eth_utils.address import to_checksum_address
 
 from engine.math.position import calc_unrealised_micro
 from engine.risk.risk_config import RiskConfig
-from engine.types.enums import BalanceReason, DepositSource, MsgType, RejectCode
+from engine.types.enums import BalanceReason, DepositSource, MsgType, RejectCode, WithdrawStatus
 from engine.wire.layout import BY_TYPE, SLOT_BYTES, WIRE_VERSION
 from settlement.account_trees import AccountTrees
 from settlement.batch_commitments import (
@@ -66,14 +66,20 @@ from settlement.batch_commitments import (
 )
 from settlement.published_data import PublishedData
 from settlement.sum_tree import CLAIM, LIABILITY, ZERO_HASH, address_bytes
+from settlement.withdrawal import Withdrawal
 
 SYSTEM_ACCOUNT_BASE = 0xFFFF_FF00  # engine.risk.risk_engine: ids above it belong to the exchange
 
 # record kinds
-EVENTS, DEPOSIT, CLOCK, CONFIRMED, FAILED, RESUME = 1, 2, 3, 4, 5, 6
+EVENTS, DEPOSIT, CLOCK, CONFIRMED, FAILED, RESUME, WITHDRAWAL, PAID = 1, 2, 3, 4, 5, 6, 7, 8
+MAX_WITHDRAWALS_PER_BATCH = 64
+EXPIRY_MARGIN_S = 600  # a withdrawal expiring sooner than this after the batch is sealed is refused
 _DEPOSIT = struct.Struct("<BQIBQQ32s20s")  # kind, id, account id, token, depositedAt, block, amount, address
 _CLOCK = struct.Struct("<BQ")
 _CONFIRMED = struct.Struct("<BQQQ")
+# kind, account id, token, amount, destination, nonce, expiry, chain check ok, signature, account address
+_WITHDRAWAL = struct.Struct("<BIB32s20s32sQB65s20s")
+_PAID = struct.Struct("<BQ")
 _EVENTS_HEAD = struct.Struct("<BHIQQ")  # kind, partition, slots consumed, ring cursor before, ring nonce
 
 KEPT_EVENTS = frozenset(
@@ -87,6 +93,7 @@ _MARGIN = BY_TYPE[MsgType.ACCOUNT_MARGIN].struct
 _REJECTED = BY_TYPE[MsgType.REJECTED].struct
 _DEPOSIT_CMD = BY_TYPE[MsgType.DEPOSIT].struct
 _SETTLED = BY_TYPE[MsgType.SETTLED].struct
+_RESULT_CMD = BY_TYPE[MsgType.WITHDRAW_RESULT].struct
 USDC_PRICE_MICRO = 10**6
 
 
@@ -132,6 +139,26 @@ def pack_failed(batch_id: int, reason: str) -> bytes:
 
 def pack_resume() -> bytes:
     return bytes((RESUME,))
+
+
+def pack_withdrawal(
+    account_id: int, token_index: int, w: Withdrawal, signature: bytes, chain_ok: bool
+) -> bytes:
+    """A signed withdrawal as the gateway logged it; ``chain_ok``: the chain's own checks passed when it
+    was read (nonce unused on chain, ERC-1271 approval for a smart account)."""
+    sig = bytes(signature)
+    if len(sig) != 65:
+        sig = b"\0" * 65
+        chain_ok = False
+    return _WITHDRAWAL.pack(
+        WITHDRAWAL, account_id, token_index, w.amount.to_bytes(32, "big"), address_bytes(w.destination),
+        w.nonce.to_bytes(32, "big"), min(w.expiry, (1 << 64) - 1), int(chain_ok), sig, address_bytes(w.account),
+    )  # fmt: skip
+
+
+def pack_paid(batch_id: int) -> bytes:
+    """Every payout of ``batch_id`` was executed on chain."""
+    return _PAID.pack(PAID, batch_id)
 
 
 @dataclass(frozen=True)
@@ -242,6 +269,17 @@ class SettlementEngine:
         self.credited_wei = [0] * n_tokens  # credited by accepted or sealed batches
         self.queued_wei = [0] * n_tokens
         self.deposit_acc = ZERO_HASH
+        # ---- withdrawals: a signed payload (from the gateway's log) meets risk's hold, then a batch
+        self.wd_payload: dict[tuple[int, int], tuple[int, int, str, int, bytes, str]] = {}  # (acct, nonce) ->
+        self.wd_hold: dict[tuple[int, int], tuple[int, int]] = {}  # (account, nonce) -> (asset, units)
+        self.wd_ready: list[tuple[int, int]] = []  # paired and checked, in pairing order
+        self.nonces_used: set[tuple[int, int]] = set()
+        self.acct_queued: dict[tuple[int, int], int] = {}  # (account, asset) -> units in batches, unpaid
+        # batch -> (account, asset, units, nonce) of its withdrawals, and its payouts, until executed
+        self.batch_withdrawals: dict[int, list[tuple[int, int, int, int]]] = {}
+        self.batch_payouts: dict[int, list[Payout]] = {}
+        # (account, nonce) -> units: paid on chain, risk not yet told
+        self.paying: dict[tuple[int, int], int] = {}
         self.batch_credited = 0
         # ---- batches
         self.trees = AccountTrees([t.address for t in spec.tokens])
@@ -282,6 +320,10 @@ class SettlementEngine:
         elif kind == FAILED:
             bid = struct.unpack_from("<Q", record, 1)[0]
             self._halt(f"batch {bid}: {bytes(record[9:]).decode(errors='replace')}")
+        elif kind == WITHDRAWAL:
+            self._withdrawal(record)
+        elif kind == PAID:
+            self._paid(_PAID.unpack_from(record, 0)[1])
         elif kind == RESUME:
             self.halted = ""
             self.accept_difference = True  # the operator looked: the next batch proceeds as reconciled
@@ -309,6 +351,16 @@ class SettlementEngine:
                 self._hold(-1 - asset, account, balance != 0 or held != 0)
             if reason == BalanceReason.DEPOSIT and ref in self.in_flight:
                 self._resolve(ref, credited=True)
+            elif reason == BalanceReason.WITHDRAW_HOLD:
+                self.wd_hold[(account, ref)] = (asset, -_delta)
+                self._pair(account, ref)
+            elif reason == BalanceReason.WITHDRAW_PAID:
+                key = (account, asset)
+                left = self.acct_queued.get(key, 0) - (self.paying.pop((account, ref), 0))
+                if left:
+                    self.acct_queued[key] = left
+                else:
+                    self.acct_queued.pop(key, None)
         elif t == MsgType.POSITION:
             f = _POSITION.unpack_from(buf, off)
             market, seq, account, size, cost = f[3], f[4], f[5], f[6], f[7]
@@ -417,13 +469,108 @@ class SettlementEngine:
         ):
             self.deposits_resolved += 1
 
+    # ------------------------------------------------------------------ withdrawals
+
+    def _withdrawal(self, record: bytes | memoryview) -> None:
+        f = _WITHDRAWAL.unpack_from(record, 0)
+        _k, account_id, token, amount, dest, nonce, expiry, chain_ok, sig, addr = f
+        nonce_i, amount_i = int.from_bytes(nonce, "big"), int.from_bytes(amount, "big")
+        key = (account_id, nonce_i)
+        if key in self.wd_payload:
+            self._alarm(f"withdrawal {key} logged twice: ignored")
+            return
+        token_addr = self.spec.tokens[token].address if token < len(self.spec.tokens) else ""
+        self.wd_payload[key] = (
+            token, amount_i, to_checksum_address(bytes(dest)), expiry, bytes(sig), to_checksum_address(bytes(addr)),
+        ) if token_addr else (-1, 0, "", 0, b"", "")  # fmt: skip
+        if not chain_ok or key in self.nonces_used:
+            self.wd_payload[key] = (-1, *self.wd_payload[key][1:])
+        self._pair(*key)
+
+    def _pair(self, account: int, nonce: int) -> None:
+        key = (account, nonce)
+        if key not in self.wd_payload or key not in self.wd_hold:
+            return
+        token, amount, _dest, expiry, _sig, addr = self.wd_payload[key]
+        asset, units = self.wd_hold[key]
+        why = ""
+        registered = self.address_of(account)
+        if token < 0:
+            why = "bad signature, unknown token or nonce already used"
+        elif self.spec.tokens[token].asset_id != asset or units * self.spec.factor(token) != amount:
+            why = f"signed {amount} of token {token}, risk holds {units} of asset {asset}"
+        elif registered is None or registered.lower() != addr.lower():
+            why = "signed by another account"
+        elif key in self.nonces_used:
+            why = "nonce already used"
+        elif expiry < self.now_ns // 1_000_000_000 + EXPIRY_MARGIN_S:
+            why = "expired"
+        if why:
+            self._alarm(f"withdrawal {nonce} of account {account} refused: {why}; the hold returns")
+            self._result(account, asset, units, nonce, WithdrawStatus.FAILED)
+            del self.wd_payload[key], self.wd_hold[key]
+            return
+        self.nonces_used.add(key)
+        self.wd_ready.append(key)
+
+    def _result(self, account: int, asset: int, units: int, nonce: int, status: int) -> None:
+        part = account % self.spec.partitions
+        self.out.commands.setdefault(part, bytearray()).extend(
+            _RESULT_CMD.pack(
+                MsgType.WITHDRAW_RESULT, WIRE_VERSION, SLOT_BYTES, 0, account, asset, status, units, nonce
+            )
+        )
+
+    def _paid(self, batch_id: int) -> None:
+        self.batch_payouts.pop(batch_id, None)
+        for account, asset, units, nonce in self.batch_withdrawals.pop(batch_id, []):
+            self.paying[(account, nonce)] = units
+            self._result(account, asset, units, nonce, WithdrawStatus.PAID)
+
+    def _take_withdrawals(self, bid: int) -> tuple[list[tuple[Any, ...]], list[Payout]]:
+        """Move ready withdrawals into batch ``bid`` (queued: they leave the leaves and the holdings)."""
+        signed: list[tuple[Any, ...]] = []
+        payouts: list[Payout] = []
+        entries = []
+        now_s = self.now_ns // 1_000_000_000
+        keep = []
+        for key in self.wd_ready:
+            token, amount, dest, expiry, sig, addr = self.wd_payload[key]
+            asset, units = self.wd_hold[key]
+            if len(signed) >= MAX_WITHDRAWALS_PER_BATCH:
+                keep.append(key)
+                continue
+            if expiry < now_s + EXPIRY_MARGIN_S:
+                self._alarm(
+                    f"withdrawal {key[1]} of account {key[0]} expired before a batch: the hold returns"
+                )
+                self._result(key[0], asset, units, key[1], WithdrawStatus.FAILED)
+            else:
+                t_addr = self.spec.tokens[token].address
+                w = Withdrawal(addr, t_addr, amount, dest, key[1], expiry)
+                signed.append(w.signed(sig))
+                payouts.append(Payout(PAYOUT_WITHDRAWAL, addr, t_addr, amount, dest, key[1]))
+                self.queued_wei[token] += amount
+                q = (key[0], asset)
+                self.acct_queued[q] = self.acct_queued.get(q, 0) + units
+                self.touched.add(key[0])
+                entries.append((key[0], asset, units, key[1]))
+            del self.wd_payload[key], self.wd_hold[key]
+        self.wd_ready = keep
+        if entries:
+            self.batch_withdrawals[bid] = entries
+            self.batch_payouts[bid] = payouts
+        return signed, payouts
+
     # ------------------------------------------------------------------ batches
 
     def _maybe_seal(self, force: bool = False) -> None:
         if self.pending is not None or self.halted or self.in_flight:
             return
         due = self.now_ns - self.last_seal_ns >= self.spec.batch_interval_ns
-        work = self.touched or self.dirty_marks or self.deposits_resolved > self.batch_credited
+        work = (
+            self.touched or self.dirty_marks or self.deposits_resolved > self.batch_credited or self.wd_ready
+        )
         if (force or due) and work or self.now_ns - self.last_seal_ns >= self.spec.keepalive_ns:
             self._seal()
 
@@ -436,7 +583,7 @@ class SettlementEngine:
                 bh = self.balance.get((a, asset))
                 if bh is None:
                     continue
-                units = bh[0] + bh[1]
+                units = bh[0] + bh[1] - self.acct_queued.get((a, asset), 0)
                 t = self.asset_token.get(asset)
                 if t is not None:
                     vals[t] += units * spec.factor(t)
@@ -453,6 +600,11 @@ class SettlementEngine:
         self.trees.set_leaf(addr, t, LIABILITY, max(-v, 0))
 
     def _seal(self) -> None:
+        saved = (list(self.wd_ready), dict(self.wd_payload), dict(self.wd_hold), dict(self.acct_queued),
+                 list(self.queued_wei), dict(self.batch_withdrawals), dict(self.batch_payouts))  # fmt: skip
+        saved_commands = {p: bytes(c) for p, c in self.out.commands.items()}
+        bid = self.confirmed_id + 1
+        withdrawals, payouts = self._take_withdrawals(bid)
         touched = set(self.touched)
         for key in self.dirty_marks:
             touched |= self.holders.get(key, set())
@@ -492,6 +644,9 @@ class SettlementEngine:
             gap = residual - own[t]
             bound = len(self.leaf_value) // max(n_tokens, 1) + 1 if t == 0 else 0
             if abs(gap) > bound * self.spec.factor(t) and not self.accept_difference:
+                (self.wd_ready, self.wd_payload, self.wd_hold, self.acct_queued, self.queued_wei,
+                 self.batch_withdrawals, self.batch_payouts) = saved  # fmt: skip
+                self.out.commands = {p: bytearray(c) for p, c in saved_commands.items()}
                 self._halt(
                     f"reconciliation: token {self.spec.tokens[t].address} holdings leave {residual} for the "
                     f"exchange's leaf, the engine says {own[t]} (difference {gap})"
@@ -501,12 +656,9 @@ class SettlementEngine:
                 self.leaf_value[(self.fee, t)] = residual
                 self._set_leaf(self.fee, t, residual)
         self.accept_difference = False
-        bid = self.confirmed_id + 1
         data = self.trees.take_published_data(bid).encode()
         prices = [self._token_price(t) for t in range(n_tokens)]
         assets = self.trees.asset_states(prices)
-        withdrawals: list[tuple[Any, ...]] = []
-        payouts = [Payout(PAYOUT_WITHDRAWAL, w[0], w[1], w[2], w[3], w[4]) for w in withdrawals]
         h = batch_hash(
             chain_id=self.spec.chain_id,
             clearing_house=self.spec.clearing_house,
@@ -570,6 +722,8 @@ class SettlementEngine:
         "deposits_resolved", "deposit_records", "in_flight", "credited_wei", "queued_wei", "deposit_acc",
         "batch_credited", "leaf_value", "sum_value", "touched", "dirty_marks", "events_waiting",
         "last_seal_ns", "now_ns", "confirmed_id", "confirmed_hash", "pending", "halted", "accept_difference",
+        "wd_payload", "wd_hold", "wd_ready", "nonces_used", "acct_queued", "batch_withdrawals", "paying",
+        "batch_payouts",
     )  # fmt: skip
 
     def snapshot(self) -> bytes:

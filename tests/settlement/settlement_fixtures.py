@@ -9,7 +9,7 @@ from pathlib import Path
 from eth_account import Account
 
 from engine.risk.risk_config import load_risk_config
-from engine.types.enums import BalanceReason, MsgType
+from engine.types.enums import BalanceReason, MsgType, WithdrawStatus
 from engine.wire.layout import BY_TYPE, SLOT_BYTES, WIRE_VERSION
 from settlement.anvil import DEV_PRIVATE_KEYS
 from settlement.settlement_engine import (
@@ -55,16 +55,26 @@ class RiskStream:
     def __init__(self) -> None:
         self.seq: dict[int, int] = {}
         self.balances: dict[tuple[int, int], int] = {}
+        self.held: dict[tuple[int, int], int] = {}
 
     def _next(self, account: int) -> int:
         self.seq[account] = self.seq.get(account, 0) + 1
         return self.seq[account]
 
     def balance(
-        self, account: int, asset: int, delta: int, reason: int = BalanceReason.TRADE, ref: int = 0
+        self,
+        account: int,
+        asset: int,
+        delta: int,
+        reason: int = BalanceReason.TRADE,
+        ref: int = 0,
+        held: int = 0,
     ) -> bytes:
+        """A BALANCE event: ``delta`` to the balance and ``held`` to the withdrawal hold."""
         b = self.balances.get((account, asset), 0) + delta
         self.balances[(account, asset)] = b
+        h = self.held.get((account, asset), 0) + held
+        self.held[(account, asset)] = h
         return BY_TYPE[MsgType.BALANCE].struct.pack(
             MsgType.BALANCE,
             WIRE_VERSION,
@@ -76,7 +86,7 @@ class RiskStream:
             reason,
             b,
             delta,
-            0,
+            h,
             ref,
         )
 
@@ -123,6 +133,7 @@ class Harness:
         self.sealed: list[SealedBatch] = []
         self.settled: list[tuple[int, ...]] = []
         self.alarms: list[str] = []
+        self.results: list[bytes] = []  # every command settlement sent to risk
 
     def apply(self, record: bytes) -> None:
         self.journal.append(record)
@@ -134,11 +145,29 @@ class Harness:
         s = BY_TYPE[MsgType.SETTLED].struct
         for off in range(0, len(out.events), SLOT_BYTES):
             self.settled.append(s.unpack_from(out.events, off)[4:8])
-        for _part, cmds in out.commands.items():  # risk credits each DEPOSIT and echoes a BALANCE
+        for _part, cmds in out.commands.items():  # risk answers each command with a BALANCE
             for off in range(0, len(cmds), SLOT_BYTES):
-                f = BY_TYPE[MsgType.DEPOSIT].struct.unpack_from(cmds, off)
-                account, asset, _src, amount, did = f[4:9]
-                self.events(self.risk.balance(account, asset, amount, BalanceReason.DEPOSIT, did))
+                self.results.append(bytes(cmds[off : off + SLOT_BYTES]))
+                if cmds[off] == MsgType.DEPOSIT:
+                    f = BY_TYPE[MsgType.DEPOSIT].struct.unpack_from(cmds, off)
+                    account, asset, _src, amount, did = f[4:9]
+                    self.events(self.risk.balance(account, asset, amount, BalanceReason.DEPOSIT, did))
+                    continue
+                account, asset, status, units, nonce = BY_TYPE[MsgType.WITHDRAW_RESULT].struct.unpack_from(
+                    cmds, off
+                )[4:9]
+                if status == WithdrawStatus.PAID:
+                    self.events(
+                        self.risk.balance(account, asset, 0, BalanceReason.WITHDRAW_PAID, nonce, -units)
+                    )
+                else:
+                    self.events(
+                        self.risk.balance(account, asset, units, BalanceReason.WITHDRAW_RETURN, nonce, -units)
+                    )
+
+    def hold(self, account: int, asset: int, units: int, nonce: int) -> None:
+        """Risk holds ``units`` for withdrawal ``nonce`` (as after a WITHDRAW_REQUEST)."""
+        self.events(self.risk.balance(account, asset, -units, BalanceReason.WITHDRAW_HOLD, nonce, units))
 
     def events(self, *slots: bytes) -> None:
         self.apply(pack_events(0, b"".join(slots)))

@@ -11,15 +11,18 @@ from typing import Any
 
 import pytest
 from eth_account import Account
-from settlement_fixtures import USDC, WETH, Harness
+from settlement_fixtures import USDC, USDC_ASSET, WETH, Harness
 
 from engine.risk.risk_config import RiskConfig
+from engine.types.enums import MsgType, WithdrawStatus
+from engine.wire.layout import BY_TYPE
 from settlement.anvil import DEV_PRIVATE_KEYS, Anvil
 from settlement.batch_sender import BatchRefused, BatchSender, ChainUnavailable, NotOurs
 from settlement.chain import Artifact, Chain
 from settlement.deploy import DeployConfig, deploy
 from settlement.deposit_watcher import DepositWatcher
-from settlement.settlement_engine import SealedBatch, TokenSpec, pack_deposit
+from settlement.settlement_engine import SealedBatch, TokenSpec, pack_deposit, pack_paid, pack_withdrawal
+from settlement.withdrawal import Withdrawal, sign_withdrawal, verify_withdrawal
 
 KEYS = dict(
     zip(["governor", "operator", "guardian", "alice", "watcher", "bob"], DEV_PRIVATE_KEYS[1:7], strict=True)
@@ -194,3 +197,43 @@ def test_garbage_rpc_answers_are_errors_and_nothing_moves(onchain: OnChain, garb
         watcher.poll()
     assert s.ch().functions.lastBatchId().call() == 0
     assert s.sender.post(b) > 0  # the honest endpoint still works: nothing was half-done
+
+
+def test_signed_withdrawal_accepted_on_chain_and_paid_after_the_dispute_window(onchain: OnChain) -> None:
+    s = onchain
+    s.deposit("alice", USDC, 100 * 10**6)
+    s.watch()
+    s.settle()
+    s.h.hold(1, USDC_ASSET, 40 * 10**6, nonce=9)
+    w3 = s.chains["alice"].w3
+    expiry = w3.eth.get_block("latest")["timestamp"] + 86_400
+    s.h.now = expiry * 10**9 - 3600 * 10**9  # the engine's clock: an hour before expiry
+    w = Withdrawal(ADDR["alice"], s.m["tokens"][USDC], 40 * 10**6, ADDR["bob"], 9, expiry)
+    sig = sign_withdrawal(w, KEYS["alice"], s.h.spec.chain_id, s.h.spec.clearing_house)
+    s.h.apply(
+        pack_withdrawal(
+            1, USDC, w, sig, verify_withdrawal(w, sig, s.h.spec.chain_id, s.h.spec.clearing_house, w3)
+        )
+    )
+    b = s.settle()  # the contract checked alice's signature
+    assert len(b.withdrawals) == 1
+    ch = s.ch()
+    assert ch.functions.accountHoldings(s.m["tokens"][USDC]).call() == 60 * 10**6
+    payouts = s.h.engine.batch_payouts[b.batch_id]
+    assert not s.sender.execute_payouts(b.batch_id, payouts)  # inside the dispute window
+    w3.provider.make_request("evm_increaseTime", [6 * 3600 + 1])
+    w3.provider.make_request("evm_mine", [])
+    assert s.sender.execute_payouts(b.batch_id, payouts)
+    assert s.sender.execute_payouts(b.batch_id, payouts)  # again (a restart): already done, nothing sent
+    tok = s.chains["alice"].at(Artifact.load("TestToken"), s.m["tokens"][USDC])
+    assert tok.functions.balanceOf(ADDR["bob"]).call() == 40 * 10**6
+    s.h.apply(pack_paid(b.batch_id))
+    assert s.h.risk.held[(1, USDC_ASSET)] == 0
+
+    results = [
+        BY_TYPE[MsgType.WITHDRAW_RESULT].struct.unpack_from(c, 0)[6]
+        for c in s.h.results
+        if c[0] == MsgType.WITHDRAW_RESULT
+    ]
+    assert results == [WithdrawStatus.PAID]
+    s.settle()  # and the books still add up on chain

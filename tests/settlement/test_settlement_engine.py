@@ -21,15 +21,19 @@ from settlement_fixtures import (
     address_of,
 )
 
-from engine.types.enums import BalanceReason, MsgType, RejectCode
+from engine.types.enums import BalanceReason, MsgType, RejectCode, WithdrawStatus
+from engine.wire.layout import BY_TYPE
 from settlement.account_trees import AccountTrees
+from settlement.anvil import DEV_PRIVATE_KEYS
 from settlement.settlement_engine import (
     SettlementEngine,
     TokenSpec,
     pack_deposit,
+    pack_paid,
     pack_resume,
 )
 from settlement.sum_tree import CLAIM, LIABILITY
+from settlement.withdrawal import verify_withdrawal
 
 
 def test_deposit_credited_once_through_risk_and_in_the_next_batch() -> None:
@@ -207,3 +211,65 @@ def test_replay_and_snapshot_give_the_same_state() -> None:
         restored.take_outputs()
     assert restored.state_hash() == h.engine.state_hash()
     assert (restored.pending and restored.pending.hash) == (h.engine.pending and h.engine.pending.hash)
+
+
+def _signed(
+    h: Harness, account: int, token: int, amount: int, nonce: int, key_of: int | None = None
+) -> bytes:
+    """A withdrawal record signed by the account's key (or another's)."""
+    from settlement.settlement_engine import pack_withdrawal
+    from settlement.withdrawal import Withdrawal, sign_withdrawal
+
+    w = Withdrawal(
+        USERS[account - 1], h.spec.tokens[token].address, amount, USERS[account - 1], nonce, 10**10
+    )
+    sig = sign_withdrawal(
+        w, DEV_PRIVATE_KEYS[3 + (key_of or account) - 1], h.spec.chain_id, h.spec.clearing_house
+    )
+    ok = verify_withdrawal(w, sig, h.spec.chain_id, h.spec.clearing_house)
+    return pack_withdrawal(account, token, w, sig, ok)
+
+
+def _results(h: Harness) -> list[tuple[int, ...]]:
+    s = BY_TYPE[MsgType.WITHDRAW_RESULT].struct
+    return [s.unpack_from(c, 0)[4:9] for c in h.results if c[0] == MsgType.WITHDRAW_RESULT]
+
+
+def test_withdrawal_signed_held_batched_paid() -> None:
+    h = Harness()
+    h.deposit(1, USDC, 100 * 10**6)
+    h.tick()
+    h.confirm()
+    h.hold(1, USDC_ASSET, 30 * 10**6, nonce=7)
+    h.apply(_signed(h, 1, USDC, 30 * 10**6, 7))
+    h.tick()
+    b = h.sealed[-1]
+    assert len(b.withdrawals) == 1 and b.withdrawals[0][2] == 30 * 10**6
+    assert h.engine.trees.leaf(USERS[0], USDC, CLAIM) == 70 * 10**6  # queued: out of the leaf
+    h.check_solvent()
+    h.confirm()
+    assert not _results(h)  # paid only after the dispute window, when the chain says so
+    h.apply(pack_paid(b.batch_id))
+    assert _results(h) == [(1, USDC_ASSET, WithdrawStatus.PAID, 30 * 10**6, 7)]
+    assert not h.engine.acct_queued and h.risk.held[(1, USDC_ASSET)] == 0
+    h.tick()
+    h.check_solvent()
+    assert h.engine.trees.leaf(USERS[0], USDC, CLAIM) == 70 * 10**6
+
+
+def test_bad_signature_or_spent_nonce_returns_the_hold() -> None:
+    h = Harness()
+    h.deposit(1, USDC, 100 * 10**6)
+    h.hold(1, USDC_ASSET, 10 * 10**6, nonce=1)
+    h.apply(_signed(h, 1, USDC, 10 * 10**6, 1, key_of=2))  # signed by account 2's key
+    assert _results(h) == [(1, USDC_ASSET, WithdrawStatus.FAILED, 10 * 10**6, 1)]
+    assert h.risk.balances[(1, USDC_ASSET)] == 100 * 10**6  # the hold came back
+    h.hold(1, USDC_ASSET, 10 * 10**6, nonce=2)
+    h.apply(_signed(h, 1, USDC, 10 * 10**6, 2))
+    h.tick()
+    h.confirm()
+    h.hold(1, USDC_ASSET, 5 * 10**6, nonce=2)  # the same nonce again: spent
+    h.apply(_signed(h, 1, USDC, 5 * 10**6, 2))
+    assert _results(h)[-1] == (1, USDC_ASSET, WithdrawStatus.FAILED, 5 * 10**6, 2)
+    h.tick()
+    h.check_solvent()
