@@ -37,6 +37,7 @@ import numpy as np
 from eth_utils.address import to_checksum_address
 
 from engine.accounts.account_registry import AccountRegistry
+from engine.accounts.withdrawal_log import WithdrawalLog
 from engine.host.health_board import open_health_slot
 from engine.host.process_identity import become_stage, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
@@ -58,9 +59,13 @@ from settlement.settlement_engine import (
     pack_deposit,
     pack_events,
     pack_failed,
+    pack_log_offset,
+    pack_paid,
     pack_resume,
+    pack_withdrawal,
     unpack_events_head,
 )
+from settlement.withdrawal import Withdrawal, verify_withdrawal
 
 SNAP_META = struct.Struct("<QII")  # journal seq, output ring count, input ring count
 SNAP_RING = struct.Struct("<QQ")  # ring nonce, published (outputs) / cursor (inputs)
@@ -176,6 +181,8 @@ class SettlementProcess:
         self.records_since_snapshot = 0
         self.target: SealedBatch | None = None  # what the sender thread posts
         self.target_gen = 0
+        self.payable: dict[int, list[Any]] = {}  # confirmed batches with payouts to execute
+        self.paid_reported: set[int] = set()
         self.chain_error = ""
         self.alarm_lock = threading.Lock()
         self._recover()
@@ -323,8 +330,10 @@ class SettlementProcess:
             fh.write(line)
 
     def _retarget(self) -> None:
-        """Point the sender at the in-flight batch (none while halted)."""
+        """Point the sender at the in-flight batch (none while halted), and at payouts to execute."""
         e = self.engine
+        pending = e.pending.batch_id if e.pending is not None else None
+        self.payable = {b: p for b, p in e.batch_payouts.items() if b != pending}
         target = e.pending if (e.pending is not None and not e.halted) else None
         if target is not self.target:
             self.target = target
@@ -362,8 +371,11 @@ class SettlementProcess:
         )
         backoff = 0.2
         last_gap = ""
+        log = WithdrawalLog(self.options.run_dir)
+        log_offset = self.engine.withdrawal_log_offset
         while not self.stop_requested:
             try:
+                log_offset = self._read_withdrawals(log, log_offset, tokens)
                 for d in watcher.poll():
                     account_id = registry.ensure_account(d.account.lower())
                     token = tokens.index(d.token.lower())
@@ -385,12 +397,34 @@ class SettlementProcess:
                 self.alarm(f"deposit watcher: {type(exc).__name__}: {exc}")
                 time.sleep(1.0)
 
+    def _read_withdrawals(self, log: WithdrawalLog, offset: int, tokens: list[str]) -> int:
+        """Journal the gateways' new signed withdrawals, each with the chain's own checks (nonce unused on
+        chain; the signature the account's, by ECDSA or its ERC-1271 approval)."""
+        for end, rec in log.read_from(offset):
+            if rec is None or rec.token.lower() not in tokens or not 0 <= rec.nonce < 1 << 64:
+                self.alarm(f"withdrawals.log: a malformed or unusable line before offset {end}: skipped")
+                self.facts.put(pack_log_offset(end))
+            else:
+                w = Withdrawal(rec.account, rec.token, rec.amount, rec.destination, rec.nonce, rec.expiry)
+                sig = bytes.fromhex(rec.signature.removeprefix("0x")) if len(rec.signature) == 132 else b""
+                ch = self.sender.ch
+                used = bool(self.sender._rpc(ch.functions.nonceUsed(w.account, w.nonce).call))
+                ok = not used and verify_withdrawal(w, sig, self.spec.chain_id, ch.address, self.sender.w3)
+                token = tokens.index(rec.token.lower())
+                self.facts.put(pack_withdrawal(rec.account_id, token, w, sig, ok, end))
+            offset = end
+        return offset
+
     def _send_batches(self) -> None:
         backoff = 0.2
         done_gen = -1
+        last_payouts = 0.0
         while not self.stop_requested:
             b, gen = self.target, self.target_gen
             if b is None or gen == done_gen:
+                if time.monotonic() - last_payouts >= 1.0:
+                    last_payouts = time.monotonic()
+                    self._execute_payouts()
                 time.sleep(0.02)
                 continue
             try:
@@ -409,6 +443,21 @@ class SettlementProcess:
             except Exception as exc:
                 self.alarm(f"batch sender: {type(exc).__name__}: {exc}")
                 time.sleep(1.0)
+
+    def _execute_payouts(self) -> None:
+        """Pay every final batch's withdrawals (the same thread as batches: one nonce sequence)."""
+        for bid, payouts in list(self.payable.items()):
+            if bid in self.paid_reported:
+                continue
+            try:
+                if self.sender.execute_payouts(bid, payouts):
+                    self.paid_reported.add(bid)
+                    self.facts.put(pack_paid(bid))
+            except ChainUnavailable as exc:
+                self.chain_error = f"payouts: {exc}"[:300]
+                return
+            except BatchRefused as exc:
+                self.alarm(f"payouts of batch {bid}: {exc}")
 
     # ---- live loop ------------------------------------------------------------------------------
     def _commit(self, record: bytes, skips: list[int]) -> list[int]:

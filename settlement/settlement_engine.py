@@ -71,7 +71,7 @@ from settlement.withdrawal import Withdrawal
 SYSTEM_ACCOUNT_BASE = 0xFFFF_FF00  # engine.risk.risk_engine: ids above it belong to the exchange
 
 # record kinds
-EVENTS, DEPOSIT, CLOCK, CONFIRMED, FAILED, RESUME, WITHDRAWAL, PAID = 1, 2, 3, 4, 5, 6, 7, 8
+EVENTS, DEPOSIT, CLOCK, CONFIRMED, FAILED, RESUME, WITHDRAWAL, PAID, LOG_OFFSET = 1, 2, 3, 4, 5, 6, 7, 8, 9
 MAX_WITHDRAWALS_PER_BATCH = 64
 EXPIRY_MARGIN_S = 600  # a withdrawal expiring sooner than this after the batch is sealed is refused
 _DEPOSIT = struct.Struct("<BQIBQQ32s20s")  # kind, id, account id, token, depositedAt, block, amount, address
@@ -142,7 +142,7 @@ def pack_resume() -> bytes:
 
 
 def pack_withdrawal(
-    account_id: int, token_index: int, w: Withdrawal, signature: bytes, chain_ok: bool
+    account_id: int, token_index: int, w: Withdrawal, signature: bytes, chain_ok: bool, log_offset: int = 0
 ) -> bytes:
     """A signed withdrawal as the gateway logged it; ``chain_ok``: the chain's own checks passed when it
     was read (nonce unused on chain, ERC-1271 approval for a smart account)."""
@@ -153,7 +153,12 @@ def pack_withdrawal(
     return _WITHDRAWAL.pack(
         WITHDRAWAL, account_id, token_index, w.amount.to_bytes(32, "big"), address_bytes(w.destination),
         w.nonce.to_bytes(32, "big"), min(w.expiry, (1 << 64) - 1), int(chain_ok), sig, address_bytes(w.account),
-    )  # fmt: skip
+    ) + struct.pack("<Q", log_offset)  # fmt: skip
+
+
+def pack_log_offset(offset: int) -> bytes:
+    """The withdrawal log was read up to ``offset`` (past a malformed line)."""
+    return struct.pack("<BQ", LOG_OFFSET, offset)
 
 
 def pack_paid(batch_id: int) -> bytes:
@@ -280,6 +285,7 @@ class SettlementEngine:
         self.batch_payouts: dict[int, list[Payout]] = {}
         # (account, nonce) -> units: paid on chain, risk not yet told
         self.paying: dict[tuple[int, int], int] = {}
+        self.withdrawal_log_offset = 0  # the gateways' withdrawals.log is journaled up to here
         self.batch_credited = 0
         # ---- batches
         self.trees = AccountTrees([t.address for t in spec.tokens])
@@ -322,6 +328,10 @@ class SettlementEngine:
             self._halt(f"batch {bid}: {bytes(record[9:]).decode(errors='replace')}")
         elif kind == WITHDRAWAL:
             self._withdrawal(record)
+        elif kind == LOG_OFFSET:
+            self.withdrawal_log_offset = max(
+                self.withdrawal_log_offset, struct.unpack_from("<Q", record, 1)[0]
+            )
         elif kind == PAID:
             self._paid(_PAID.unpack_from(record, 0)[1])
         elif kind == RESUME:
@@ -474,6 +484,9 @@ class SettlementEngine:
     def _withdrawal(self, record: bytes | memoryview) -> None:
         f = _WITHDRAWAL.unpack_from(record, 0)
         _k, account_id, token, amount, dest, nonce, expiry, chain_ok, sig, addr = f
+        if len(record) >= _WITHDRAWAL.size + 8:
+            off = struct.unpack_from("<Q", record, _WITHDRAWAL.size)[0]
+            self.withdrawal_log_offset = max(self.withdrawal_log_offset, off)
         nonce_i, amount_i = int.from_bytes(nonce, "big"), int.from_bytes(amount, "big")
         key = (account_id, nonce_i)
         if key in self.wd_payload:
@@ -723,7 +736,7 @@ class SettlementEngine:
         "batch_credited", "leaf_value", "sum_value", "touched", "dirty_marks", "events_waiting",
         "last_seal_ns", "now_ns", "confirmed_id", "confirmed_hash", "pending", "halted", "accept_difference",
         "wd_payload", "wd_hold", "wd_ready", "nonces_used", "acct_queued", "batch_withdrawals", "paying",
-        "batch_payouts",
+        "batch_payouts", "withdrawal_log_offset",
     )  # fmt: skip
 
     def snapshot(self) -> bytes:
