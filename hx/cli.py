@@ -365,7 +365,7 @@ def up(
 ) -> None:
     """Run the exchange from one configuration file, supervised, until Ctrl-C."""
     import os
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     from hx.config import ConfigError, load_config
     from hx.pipeline import Pipeline, RunError
@@ -408,7 +408,15 @@ def up(
     if demo and not run.gateways:
         raise click.BadParameter("the demo trades through a gateway: run at least one", param_hint="--demo")
     pipeline = Pipeline(
-        Topology(run_id=run_id, shards=run.shards, gateways=run.gateways, risk=run.risk, demo=int(demo)),
+        Topology(
+            run_id=run_id,
+            shards=run.shards,
+            gateways=run.gateways,
+            risk=run.risk,
+            demo=int(demo),
+            settlement=int(config.settlement.enabled),
+            chain=int(config.settlement.enabled and not config.settlement.rpc_url),
+        ),  # fmt: skip
         markets_path=config.path,
         state_dir=state,
         wait=wait_used,
@@ -418,6 +426,7 @@ def up(
         host=run.host,
         port=run.port,
         gateway=config.gateway,
+        settlement=asdict(config.settlement),
     )
     say(f"config {config.path}; run {run_id}, state in {state.resolve()}")
     say(f"{run.shards} shard(s), {run.risk} risk partition(s), {run.gateways} gateway(s)")

@@ -145,7 +145,7 @@ class SettlementProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "batches").mkdir(exist_ok=True)
         self.manifest = json.loads(Path(options.manifest_path).read_text())
-        key = os.environ.get(options.operator_key_env, "")
+        key = os.environ.get(options.operator_key_env, "") or self._local_operator_key()
         if not key:
             raise ValueError(f"[settlement] operator_key_env: ${options.operator_key_env} is not set")
         self.registry = AccountRegistry(options.run_dir)
@@ -197,6 +197,19 @@ class SettlementProcess:
         ]
 
     # ---- set-up ---------------------------------------------------------------------------------
+    def _local_operator_key(self) -> str:
+        """On the local dev chain only: anvil's public dev key that the local deployment made operator."""
+        from eth_account import Account
+
+        from settlement.anvil import LOCAL_CHAIN_ID
+        from settlement.local_chain import LOCAL_OPERATOR_KEY
+
+        operator = str(self.manifest.get("principals", {}).get("operator", "")).lower()
+        local = int(self.manifest.get("chain_id", 0)) == LOCAL_CHAIN_ID
+        if local and operator == str(Account.from_key(LOCAL_OPERATOR_KEY).address).lower():
+            return LOCAL_OPERATOR_KEY
+        return ""
+
     def _check_manifest(self) -> None:
         """The manifest must describe the chain we talk to: same chain id, the ClearingHouse's code."""
         w3 = self.sender.w3
@@ -401,11 +414,17 @@ class SettlementProcess:
         """Journal the gateways' new signed withdrawals, each with the chain's own checks (nonce unused on
         chain; the signature the account's, by ECDSA or its ERC-1271 approval)."""
         for end, rec in log.read_from(offset):
-            if rec is None or rec.token.lower() not in tokens or not 0 <= rec.nonce < 1 << 64:
+            try:
+                if rec is None or rec.token.lower() not in tokens or not 0 <= rec.nonce < 1 << 64:
+                    raise ValueError("unusable")
+                w = Withdrawal(
+                    to_checksum_address(rec.account), to_checksum_address(rec.token), rec.amount,
+                    to_checksum_address(rec.destination), rec.nonce, rec.expiry,
+                )  # fmt: skip
+            except (ValueError, TypeError):
                 self.alarm(f"withdrawals.log: a malformed or unusable line before offset {end}: skipped")
                 self.facts.put(pack_log_offset(end))
             else:
-                w = Withdrawal(rec.account, rec.token, rec.amount, rec.destination, rec.nonce, rec.expiry)
                 sig = bytes.fromhex(rec.signature.removeprefix("0x")) if len(rec.signature) == 132 else b""
                 ch = self.sender.ch
                 used = bool(self.sender._rpc(ch.functions.nonceUsed(w.account, w.nonce).call))
