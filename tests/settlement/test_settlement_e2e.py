@@ -152,5 +152,7 @@ def test_deposit_trade_settle_withdraw_through_the_gateway(exchange: Any, tmp_pa
     w3.provider.make_request("evm_increaseTime", [61])
     w3.provider.make_request("evm_mine", [])
     tok = w3.eth.contract(address=Web3.to_checksum_address(usdc), abi=Artifact.load("TestToken").abi)
-    _wait(lambda: tok.functions.balanceOf(Web3.to_checksum_address(CAROL)).call() == 1_000 * 10**6, "carol paid")
+    _wait(
+        lambda: tok.functions.balanceOf(Web3.to_checksum_address(CAROL)).call() == 1_000 * 10**6, "carol paid"
+    )
     assert not status()["halted"], alarms.read_text() if alarms.exists() else ""
