@@ -218,7 +218,9 @@ class Topology:
                 out.append(
                     RingSpec(self.oracle_request_ring(g), f"gateway-{g}", (oracle,), self.order_ring_slots)
                 )
-        readers = tuple(f"gateway-{g}" for g in range(self.gateways))
+        readers = tuple(f"gateway-{g}" for g in range(self.gateways)) + tuple(
+            f"demo-{k}" for k in range(self.demo)
+        )
         if self.settlement and readers:  # droppable readers only: SETTLED is a notice, the chain the truth
             out.append(RingSpec(self.settlement_event_ring(), "settlement-0", readers, self.order_ring_slots))
         return tuple(out)
