@@ -115,6 +115,13 @@ class Liquidator:
     def scan(self, rows: np.ndarray) -> None:
         e = self.engine
         b = e.book
+        if len(rows):  # only rows with a case or below maintenance can do anything below (vectorised)
+            ids = b.ids[rows]
+            maint = b.maintenance[rows]
+            look = (maint > 0) & (b.equity[rows] < maint)
+            if self.cases:
+                look |= np.isin(ids, np.fromiter(self.cases, np.int64, len(self.cases)))
+            rows = rows[look & (ids < e.system_base)]
         for row in rows.tolist():
             account = int(b.ids[row])
             if account >= e.system_base:
