@@ -221,6 +221,8 @@ class Flow:
             size = r.choice([2**62, 2**63 - 1, -1, 0, size, 10**15])
         elif roll < 0.18:
             market = r.choice([77, 0])  # unknown markets
+        elif roll < 0.185:
+            coid = (1 << 63) + coid  # risk's own range: refused from a client
         self.live.append((market, account, coid))
         return encode(
             MsgType.NEW_ORDER,
@@ -376,6 +378,14 @@ def test_coverage_of_reject_codes_and_types() -> None:
             taker_side=Side.BUY,
         )
         twin._record(fill, SHARD_EVENTS_SOURCE)
+        # an account in liquidation (a case the liquidator keeps open) sends an order
+        from engine.risk.liquidator import Case
+
+        for side in (twin.py, twin.c):
+            side.risk.liquidator.cases[3] = Case()
+        twin.send([Flow(random.Random(seed)).order(3)], Source.GATEWAY)
+        for side in (twin.py, twin.c):
+            side.risk.liquidator.cases.pop(3, None)  # (the scan may have ended it already)
         for reason, n in twin.c.risk.core.handbacks().items():
             handbacks[reason] = handbacks.get(reason, 0) + n
         for o in twin.outputs:
@@ -391,6 +401,8 @@ def test_coverage_of_reject_codes_and_types() -> None:
         RejectCode.AMOUNT_OUT_OF_RANGE,
         RejectCode.INSUFFICIENT_MARGIN,
         RejectCode.LEVERAGE_EXCEEDED,
+        RejectCode.BAD_FIELD,
+        RejectCode.ACCOUNT_LIQUIDATING,
     }
     assert want_codes <= codes, want_codes - codes
     want_types = {
@@ -398,6 +410,7 @@ def test_coverage_of_reject_codes_and_types() -> None:
         MsgType.FILL,
         MsgType.CANCELLED,
         MsgType.AMENDED,
+        MsgType.TRIGGERED,
         MsgType.BALANCE,
         MsgType.POSITION,
         MsgType.HEARTBEAT,
