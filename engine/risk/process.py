@@ -36,7 +36,7 @@ from engine.host.health_board import open_health_slot
 from engine.host.metrics import Metrics
 from engine.host.process_identity import become_stage, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
-from engine.ring import Blocking, ConsumerRef, RingBuffer, RingFull, RingRef, make_wait_strategy
+from engine.ring import Blocking, ConsumerRef, RingFull, RingRef, make_wait_strategy
 from engine.risk.native_risk import make_risk_engine
 from engine.risk.risk_config import load_risk_config
 from engine.risk.risk_engine import SHARD_EVENTS, SHARD_EVENTS_SOURCE, RiskEngine, Source
@@ -106,18 +106,6 @@ def apply_record(engine: RiskEngine, record: bytes | memoryview, sources: tuple[
     source = sources[idx] if idx < len(sources) else SHARD_EVENTS_SOURCE
     engine.apply_slots(record, HEADER_SLOT, kept, source)
     engine.end_of_record()
-
-
-def _publish(ring: RingBuffer, data: bytes, skip: int, wait: Any) -> int:
-    """Publish whole slots, skipping the first ``skip`` (already in the ring); returns skips left."""
-    n = len(data) // SLOT_BYTES
-    if skip >= n:
-        return skip - n
-    view = memoryview(data)[skip * SLOT_BYTES :]
-    chunk = max(1, ring.capacity // 2) * SLOT_BYTES
-    for start in range(0, len(view), chunk):
-        ring.publish(view[start : start + chunk], wait=wait)
-    return 0
 
 
 class RiskProcess:
@@ -198,16 +186,19 @@ class RiskProcess:
                 return
 
     def _emit(self, skips: list[int]) -> list[int]:
+        """Recovery: what the journal regenerates, less what each ring already holds (``skips``,
+        returned updated), joins the held outputs: published as the rings have room, never waited
+        for here (the shards may themselves be waiting for risk to take their events)."""
         orders, events = self.engine.take_outputs()
         out = []
-        for ring, data, skip in zip(self.outputs, (*orders, events), skips, strict=True):
+        for held, data, skip in zip(self.held, (*orders, events), skips, strict=True):
             n = len(data) // SLOT_BYTES
-            if skip == 0 and n and ring.try_publish(data, n):
-                out.append(0)
+            if skip >= n:
+                out.append(skip - n)
                 continue
-            self.health.waiting(True)  # backpressure from downstream: not a stall of ours
-            out.append(_publish(ring, data, skip, self.wait))
-            self.health.waiting(False)
+            held += data[skip * SLOT_BYTES :]
+            out.append(0)
+        self._flush()
         return out
 
     # ---- recovery ------------------------------------------------------------------------------
@@ -312,7 +303,7 @@ class RiskProcess:
         if ready is not None:
             ready.set()
         idle = 0
-        backed_up = False
+        backed_up = any(self.held)  # (recovery may leave outputs held)
         while not self.stop_requested:
             worked = False
             for idx, consumer in enumerate(self.consumers):
