@@ -138,9 +138,9 @@ class RiskProcess:
         self._recover()
         self.journal = JournalWriter(self.state_dir / "journal", fsync_policy=options.fsync)
         self.journal.start_background_sync()
-        if self.fresh and not any(
-            self.held
-        ):  # a first snapshot names the output rings (recovery tells them apart)
+        # a first snapshot names the output rings, so a recovery can tell them apart (never one
+        # while outputs are held: it would count them as published)
+        if self.fresh and not any(self.held):
             self.write_snapshot()
 
     # ---- applying records (live and in recovery) -------------------------------------------------
