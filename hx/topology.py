@@ -126,10 +126,13 @@ class Topology:
         ) or ("recorder-0",)
 
     def _oracle_event_consumers(self) -> tuple[str, ...]:
-        """Readers of the oracle's public ring: recorders (gateways join when they serve the
-        ``mark``/``index``/``funding`` channels; a listed consumer that never reads would hold the
-        oracle up)."""
-        return tuple(f"recorder-{k}" for k in range(self.recorders))
+        """Readers of the oracle's public ring: gateways (``mark``/``index``/``funding`` channels,
+        resolutions, and the REJECTED of a ``resolve``), recorders, the demo's dashboard."""
+        return (
+            tuple(f"gateway-{g}" for g in range(self.gateways))
+            + tuple(f"recorder-{k}" for k in range(self.recorders))
+            + tuple(f"demo-{k}" for k in range(self.demo))
+        )
 
     # ---- rings ---------------------------------------------------------------------------------
     def order_ring(self, producer: int, shard: int) -> str:
