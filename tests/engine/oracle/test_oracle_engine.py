@@ -21,7 +21,7 @@ from oracle_harness import (
 from engine.math.funding import calc_funding_rate
 from engine.math.oracle_index import DropReason
 from engine.oracle.oracle_engine import OracleEngine
-from engine.oracle.process import apply_record
+from engine.oracle.process import BATCH_HEADER, HEADER_SLOT, apply_record
 from engine.types.enums import MarketStatus, MsgType, PriceStatus
 from engine.wire.codec import encode
 
@@ -272,3 +272,22 @@ def test_records_with_an_earlier_clock_never_move_time_back() -> None:
     h.tick(T0, fs)
     h.apply(tick_record(T0 - HOUR))
     assert h.engine.now_ns == T0
+
+
+def test_a_lost_shard_stream_forgets_its_books_and_asks_the_shard_to_restate() -> None:
+    from engine.oracle.process import LOST
+    from engine.wire.layout import ALL_MARKETS
+
+    config = make_config(simple_oracle())
+    h = Harness(config, shards=2)
+    h.book(T0, level(BTC_PERP, 0, 640_000, 5))
+    assert h.engine.state["books"][BTC_PERP][0] == {640_000: 5}
+    shard = BTC_PERP % 2
+    h.apply(BATCH_HEADER.pack(LOST, shard, 0, 0, T0, 0).ljust(HEADER_SLOT, b"\0"))
+    assert h.engine.state["books"][BTC_PERP] == ({}, {})
+    (request,) = h.shard_out[shard]
+    assert (request["msg_type"], request["market_id"]) == (MsgType.L2_SNAPSHOT_REQUEST, ALL_MARKETS)
+    assert h.shard_out[1 - shard] == []
+    # the restatement rebuilds it: BOOK_RESET, then the levels
+    h.book(T0, encode(MsgType.BOOK_RESET, BTC_PERP, bid_levels=1), level(BTC_PERP, 0, 641_000, 7))
+    assert h.engine.state["books"][BTC_PERP][0] == {641_000: 7}
