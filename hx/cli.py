@@ -155,6 +155,20 @@ def bench_book(as_json: bool, ops: int, runs: int) -> None:
     _emit(run(ops=ops, runs=runs), as_json)
 
 
+@bench.command("risk")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+@click.option("--runs", default=3, show_default=True, help="Runs of the in-process figures; medians.")
+@click.option(
+    "--quick", is_flag=True, help="Small sizes (50,000 orders, 10,000 accounts): well under a minute."
+)
+def bench_risk(as_json: bool, runs: int, quick: bool) -> None:
+    """Risk: pre-trade checks in process and through the rings (compiled and Python engines in the
+    same run), margin recomputation (all and touched accounts), resident memory."""
+    from perf.bench_risk import run
+
+    _emit(run(runs=runs, quick=quick), as_json)
+
+
 @bench.command("shard")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
 @click.option("--ops", default=1_000_000, show_default=True, help="Operations in the standard stream.")
