@@ -215,6 +215,10 @@ def _run_gateway(options: Any, ready: Any) -> None:
 
 
 # ---- oracle ------------------------------------------------------------------------------------
+# the oracle's non-simulated feeds (the engine imports no web3: the composition root names the adapter)
+ORACLE_ADAPTER_FACTORY = "settlement.chainlink_source:make_chainlink_sources"
+
+
 def _oracle_options(run: Run, index: int) -> Any:
     from engine.oracle.process import OracleOptions
 
@@ -236,7 +240,7 @@ def _oracle_options(run: Run, index: int) -> Any:
         supervisor_pid=run.supervisor_pid,
         fsync=s.fsync,
         snapshot_every=s.snapshot_every,
-        adapter_factory="settlement.chainlink_source:make_chainlink_sources",
+        adapter_factory=ORACLE_ADAPTER_FACTORY,
         **run.health(name),
     )
 
