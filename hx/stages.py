@@ -241,6 +241,7 @@ def _oracle_options(run: Run, index: int) -> Any:
         fsync=s.fsync,
         snapshot_every=s.snapshot_every,
         adapter_factory=ORACLE_ADAPTER_FACTORY,
+        validate_every_record=s.validate,
         **run.health(name),
     )
 

@@ -483,6 +483,24 @@ class OracleEngine:
             raise ValueError("oracle snapshot is for another configuration")
         self.state = state
 
+    def validate(self) -> None:
+        """Raise AssertionError when an invariant does not hold (the debug switch and the tests)."""
+        s, c = self.state, self.config
+        for m, (bids, asks) in s["books"].items():
+            assert all(q > 0 for q in bids.values()) and all(q > 0 for q in asks.values()), f"book {m}"
+        for m, k in s["interval"].items():
+            assert k <= s["now_ns"] // c.perps[m].funding.payment_interval_ns or m in s["settled"], (
+                f"perp {m}: interval {k} runs ahead of the clock"
+            )
+        for m, res in s["resolution"].items():
+            assert res[0] in (0, 1, 2) and res[1] in (0, 1), f"resolution {m}: {res}"
+            if res[0] == ResolutionState.FINAL:
+                assert s["status"][m] == MarketStatus.RESOLVED, f"market {m} resolved but not RESOLVED"
+        for m in s["settled"]:
+            assert s["status"].get(m, MarketStatus.RESOLVED) == MarketStatus.RESOLVED, f"perp {m} settled"
+        for asset, (price, status, _ts) in s["index"].items():
+            assert price >= 0 and status in (0, 1, 2), f"asset {asset}: index {price}, status {status}"
+
     def state_hash(self) -> str:
         return hashlib.sha256(self.snapshot()).hexdigest()
 

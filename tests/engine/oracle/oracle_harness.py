@@ -98,6 +98,7 @@ class Harness:
     def apply(self, record: bytes) -> tuple[list[bytes], bytes, bytes]:
         self.records.append(record)
         apply_record(self.engine, record, self.requests)
+        self.engine.validate()
         out = self.engine.take_outputs()
         self.raw.append(out)
         shards, risk, public = out
