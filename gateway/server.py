@@ -38,6 +38,7 @@ from gateway.protocol.market_info import MarketCatalog
 from gateway.pump import EventPump
 from gateway.rate_limiter import TokenBucket
 from gateway.session import Session
+from gateway.withdraw_op import op_withdraw  # noqa: F401 - registers the withdraw op
 
 log = logging.getLogger("hx.gateway")
 

@@ -390,7 +390,7 @@ def up(
 ) -> None:
     """Run the exchange from one configuration file, supervised, until Ctrl-C."""
     import os
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     from hx.config import ConfigError, load_config
     from hx.pipeline import Pipeline, RunError
@@ -440,6 +440,8 @@ def up(
             risk=run.risk,
             demo=int(demo),
             oracle=1 if "oracle" in config.doc else 0,
+            settlement=int(config.settlement.enabled),
+            chain=int(config.settlement.enabled and not config.settlement.rpc_url),
         ),
         markets_path=config.path,
         state_dir=state,
@@ -450,6 +452,7 @@ def up(
         host=run.host,
         port=run.port,
         gateway=config.gateway,
+        settlement=asdict(config.settlement),
     )
     say(f"config {config.path}; run {run_id}, state in {state.resolve()}")
     say(
