@@ -381,10 +381,10 @@ class OracleEngine:
                     index, None if ema is None else ema.basis_pico, bid, ask, last
                 ).mark_micro
                 s["mark"][market] = mark
-                public = (mark, index, status)
-                if s["sent_public_mark"].get(market) != public:
-                    s["sent_public_mark"][market] = public
-                    self._public(_P_MARK(market, self._next_seq(), mark, index, now, status))
+            public = (mark, index, status)  # every priced market: its `index` channel
+            if s["sent_public_mark"].get(market) != public:
+                s["sent_public_mark"][market] = public
+                self._public(_P_MARK(market, self._next_seq(), mark, index, now, status))
             ticks = max(1, div_round_half_even(mark, spec.tick_size_micro))
             if s["sent_mark"].get(market) != ticks:
                 s["sent_mark"][market] = ticks

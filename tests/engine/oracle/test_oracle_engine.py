@@ -291,3 +291,22 @@ def test_a_lost_shard_stream_forgets_its_books_and_asks_the_shard_to_restate() -
     # the restatement rebuilds it: BOOK_RESET, then the levels
     h.book(T0, encode(MsgType.BOOK_RESET, BTC_PERP, bid_levels=1), level(BTC_PERP, 0, 641_000, 7))
     assert h.engine.state["books"][BTC_PERP][0] == {641_000: 7}
+
+
+def test_spot_markets_get_the_index_as_their_mark_on_the_shard_and_in_public() -> None:
+    from oracle_harness import ETH, ETH_USDC
+
+    oracle = {
+        "tick_ms": 250,
+        "source": [{"asset": "ETH", "name": f"e{i}", "price": "3300"} for i in range(2)],
+    }
+    config = make_config(oracle)
+    h = Harness(config, shards=1)
+    fs = feeds(config, ETH)
+    _quote_all(fs, "3300.5", T0)
+    h.tick(T0, fs)
+    (band,) = h.of(h.shard_out[0], MsgType.MARK_PRICE, ETH_USDC)
+    assert band["price_ticks"] == 330_050  # $0.01 ticks
+    assert h.of(h.risk_out, MsgType.MARK_PRICE, ETH_USDC) == []  # risk prices the asset (ORACLE_PRICE)
+    (public,) = h.of(h.public_out, MsgType.MARK, ETH_USDC)
+    assert public["mark_micro"] == public["index_micro"] == 3_300_500_000
