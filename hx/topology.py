@@ -52,6 +52,7 @@ class RingSpec:
     producer: str
     consumers: tuple[str, ...]
     slots: int
+    keep_all: bool = False  # a command ring: its consumer is never dropped, whatever its kind
 
     def consumer_index(self, process: str) -> int:
         return self.consumers.index(process)
@@ -60,7 +61,10 @@ class RingSpec:
     def keep(self) -> tuple[int, ...]:
         """Consumers the producer must never drop (dead or stuck): those that cannot recover what
         they missed. A gateway restates its books and an oracle re-reads the book, so they may be
-        dropped; a risk partition (fills), a shard (orders), settlement and recorders may not."""
+        dropped; a risk partition (fills), a shard (orders), settlement and recorders may not, nor
+        the consumer of a command ring (``keep_all``: the oracle on a gateway's resolve requests)."""
+        if self.keep_all:
+            return tuple(range(len(self.consumers)))
         return tuple(i for i, name in enumerate(self.consumers) if name.split("-")[0] in KEPT_KINDS)
 
 
@@ -217,7 +221,13 @@ class Topology:
                 )
             for g in range(self.gateways):
                 out.append(
-                    RingSpec(self.oracle_request_ring(g), f"gateway-{g}", (oracle,), self.order_ring_slots)
+                    RingSpec(
+                        self.oracle_request_ring(g),
+                        f"gateway-{g}",
+                        (oracle,),
+                        self.order_ring_slots,
+                        keep_all=True,
+                    )
                 )
         readers = tuple(f"gateway-{g}" for g in range(self.gateways))
         if self.settlement and readers:  # droppable readers only: SETTLED is a notice, the chain the truth
