@@ -96,10 +96,17 @@ _U_REQUEST = _unpacker(MsgType.RESOLUTION_REQUEST)
 
 
 def pack_source_quote(
-    asset_id: int, feed: int, reason: int, price_micro: int, source_ts_ns: int, arrival_ns: int
+    asset_id: int,
+    feed: int,
+    reason: int,
+    price_micro: int,
+    source_ts_ns: int,
+    arrival_ns: int,
+    perp_market: int = 0,
 ) -> bytes:
-    """The SOURCE_QUOTE journal slot of one quote (the edge clamps values into the field ranges)."""
-    return _P_QUOTE(asset_id, feed, reason, price_micro, source_ts_ns, arrival_ns)
+    """The SOURCE_QUOTE journal slot of one quote (the edge clamps values into the field ranges);
+    ``perp_market`` names the perp of an external mid (0: an index feed of the asset)."""
+    return _P_QUOTE(asset_id, feed, reason, perp_market, price_micro, source_ts_ns, arrival_ns)
 
 
 class OracleEngine:
@@ -122,6 +129,7 @@ class OracleEngine:
             or config.asset_of_market.get(m, -1) in config.index
         )
         self.feed_names = {a: tuple(f.name for f in config.feeds_of(a)) for a in config.index}
+        self.external_feeds = {m: config.externals_of(m) for m in config.perps}
         self.state: dict[str, Any] = self._fresh_state()
         self.verdicts: dict[int, tuple[SourceVerdict, ...]] = {}  # the last tick's, per asset (a read)
         self.index_updates = 0  # ORACLE_PRICE messages produced by this instance (a metric)
@@ -140,6 +148,7 @@ class OracleEngine:
             "books": {m: ({}, {}) for m in c.perps},  # price_ticks -> size_lots, bids then asks
             "last_trade": {m: (0, 0) for m in c.perps},  # price_ticks, engine ts
             "ema": {m: None for m in c.perps},
+            "external": {m: {} for m in c.perps},  # perp -> feed -> (price, source ts, reason)
             "mark": {m: 0 for m in c.perps},  # micro
             "sent_mark": {},  # market -> ticks last sent in MARK_PRICE
             "sent_public_mark": {},  # market -> (mark, index, status) last in MARK
@@ -155,7 +164,12 @@ class OracleEngine:
     # ---- inputs ----------------------------------------------------------------------------------
     def apply_quote(self, buf: bytes | memoryview, off: int) -> None:
         """A SOURCE_QUOTE: the feed's latest quote replaces its previous one (judged at the tick)."""
-        (_t, _v, _l, asset, feed, reason, price, source_ts, _arrival) = _U_QUOTE(buf, off)
+        (_t, _v, _l, asset, feed, reason, perp_market, price, source_ts, _arrival) = _U_QUOTE(buf, off)
+        if perp_market:
+            mids = self.state["external"].get(perp_market)
+            if mids is not None and feed < len(self.external_feeds[perp_market]):
+                mids[feed] = (price, source_ts, reason)
+            return
         quotes = self.state["quotes"].get(asset)
         if quotes is None or feed >= len(self.feed_names[asset]):
             return  # not a configured feed: the edge never writes one; ignore rather than crash
@@ -378,7 +392,12 @@ class OracleEngine:
                     else None
                 )
                 mark = calc_mark_price(
-                    index, None if ema is None else ema.basis_pico, bid, ask, last
+                    index,
+                    None if ema is None else ema.basis_pico,
+                    bid,
+                    ask,
+                    last,
+                    self._external_mids(market, now),
                 ).mark_micro
                 s["mark"][market] = mark
             public = (mark, index, status)  # every priced market: its `index` channel
@@ -392,6 +411,18 @@ class OracleEngine:
                 self.to_shards[market % self.n_shards] += msg
                 if perp is not None:
                     self.to_risk += msg
+
+    def _external_mids(self, market: int, now: int) -> list[tuple[int, int]]:
+        """``(mid, weight)`` of the perp's external venues whose latest quote is usable now: parsed,
+        positive, not from the future, not older than its staleness (none: (c) is the index)."""
+        c = self.config
+        out = []
+        for feed, (price, ts, reason) in sorted(self.state["external"][market].items()):
+            src = self.external_feeds[market][feed]
+            staleness = src.staleness_ns or c.staleness_ns
+            if reason == 0 and price > 0 and 0 < ts <= now + c.max_future_ns and now - ts <= staleness:
+                out.append((price, src.weight))
+        return out
 
     def _tick_funding(self, now: int) -> None:
         s = self.state

@@ -140,7 +140,13 @@ def quote_slots(sources: list[PriceSource], now_ns: int) -> bytes:
             ts = q.source_ts_ns if isinstance(q.source_ts_ns, int) else 0
             parts.append(
                 pack_source_quote(
-                    src.asset_id, src.feed, int(reason), price, min(max(ts, 0), U64_MAX), now_ns
+                    src.asset_id,
+                    src.feed,
+                    int(reason),
+                    price,
+                    min(max(ts, 0), U64_MAX),
+                    now_ns,
+                    getattr(src, "perp_market", 0),
                 )
             )
     return b"".join(parts)
