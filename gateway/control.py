@@ -71,6 +71,7 @@ def op_stats(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
             "type": "stats",
             "pid": os.getpid(),
             "sessions": len(server.sessions),
+            "closing": sum(1 for x in server.sessions if x.closed),
             "events": server.fanout.events,
             "event_batches": server.fanout.batches,
             "max_buffered": max(buffered, default=0),

@@ -467,9 +467,7 @@ class EventFanout:
         buffered = sess.buffered()
         if buffered > sess.hard_bytes:
             self.conflating.discard(sess)
-            sess.close(
-                WSCloseCode.POLICY_VIOLATION, f"slow consumer: {buffered} bytes unsent", abort_after_s=2.0
-            )
+            sess.close(WSCloseCode.POLICY_VIOLATION, f"slow consumer: {buffered} bytes unsent")
         elif buffered > sess.soft_bytes and not sess.conflating:
             sess.conflating = True
             self.conflating.add(sess)

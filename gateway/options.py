@@ -36,6 +36,8 @@ class GatewayOptions:
     request_burst: float = 100.0
     soft_buffer_bytes: int = 1 << 20  # conflate market data above this much unsent
     hard_buffer_bytes: int = 16 << 20  # close the connection above this
+    close_stall_s: float = 10.0  # a closing connection whose backlog drains nothing this long: reset
+    close_max_s: float = 120.0  # a closing connection whose backlog is not drained by then: reset
     loop_mode: str = (
         "park"  # how the event pump waits: park (default, measured best on 2 cores) | adaptive | busy-poll
     )

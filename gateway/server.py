@@ -61,6 +61,11 @@ class GatewayListener(WSListener):  # type: ignore[misc]
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         sess = self.session
         if sess is None or sess.closed:
+            return  # nothing a client sends after our close frame is acted on
+        if transport.is_close_frame_sent or frame.payload_size > self.server.options.max_frame_bytes:
+            # picows refused an over-size frame (1009) but its parser still hands it over: an order
+            # the client never saw acknowledged must never trade. Drop it and everything after.
+            sess.closed = True
             return
         try:
             self.server.ingress.on_frame(sess, frame)
@@ -142,6 +147,8 @@ class GatewayServer:
             TokenBucket(o.request_rate, o.request_burst),
             o.soft_buffer_bytes,
             o.hard_buffer_bytes,
+            o.close_stall_s,
+            o.close_max_s,
         )
         self.sessions.add(sess)
         self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
