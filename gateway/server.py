@@ -204,7 +204,11 @@ class GatewayServer:
 
     # ---- housekeeping --------------------------------------------------------------------------
     async def run_sweeper(self, interval_s: float = 0.25) -> None:
-        """Timeouts, conflation recovery, expired challenges, the health beat and metrics."""
+        """Timeouts, keep-alive pings, conflation recovery, expired challenges, the health beat.
+
+        The login timeout closes a connection that has neither logged in nor subscribed (public
+        market data needs no login). A connection silent for half the idle timeout is pinged;
+        one silent for the whole idle timeout did not answer and is closed."""
         o = self.options
         while True:
             await asyncio.sleep(interval_s)
@@ -212,10 +216,13 @@ class GatewayServer:
             for sess in list(self.sessions):
                 if sess.closed:
                     continue
-                if not sess.account_id and now - sess.connected_at > o.login_timeout_s:
-                    sess.close(WSCloseCode.POLICY_VIOLATION, "login timeout")
-                elif now - sess.last_rx > o.idle_timeout_s:
-                    sess.close(WSCloseCode.GOING_AWAY, "idle timeout")
+                silent_s = now - sess.last_rx
+                if not sess.account_id and not sess.subs and now - sess.connected_at > o.login_timeout_s:
+                    sess.close(WSCloseCode.POLICY_VIOLATION, "login timeout (log in or subscribe)")
+                elif silent_s > o.idle_timeout_s:
+                    sess.close(WSCloseCode.GOING_AWAY, "idle timeout (no answer to pings)")
+                elif silent_s > o.idle_timeout_s / 2 and now - sess.last_ping > o.idle_timeout_s / 4:
+                    sess.ping(now)
             if self.fanout.conflating:
                 self.fanout.recover_conflated()
             self.auth.purge_expired()

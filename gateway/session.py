@@ -49,6 +49,7 @@ class Session:
         "conflating",
         "dropped",
         "last_rx",
+        "last_ping",
         "connected_at",
         "parts",
         "closed",
@@ -89,6 +90,7 @@ class Session:
         self.conflating = False
         self.dropped = 0
         self.last_rx = self.connected_at = time.monotonic()
+        self.last_ping = 0.0  # when the gateway last pinged this (silent) connection
         self.parts: list[Any] = []
         self.closed = False
         self.soft_bytes = soft_bytes
@@ -100,6 +102,12 @@ class Session:
     @property
     def authenticated(self) -> bool:
         return self.account_id != 0
+
+    def ping(self, now: float) -> None:
+        """A WebSocket PING: a live client answers PONG, which counts as traffic."""
+        if not self.closed:
+            self.last_ping = now
+            self.transport.send(WSMsgType.PING, b"hx")
 
     def subscription_count(self) -> int:
         return sum(len(c) for c in self.subs.values())

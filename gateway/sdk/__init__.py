@@ -3,18 +3,25 @@
 from gateway.sdk.client import HxClient
 from gateway.sdk.errors import ConnectionClosed, HxError, LoginFailed, OrderRejected, RequestRejected
 from gateway.sdk.events import (
+    Balance,
     Bbo,
+    Disconnected,
     Fill,
+    Margin,
     OrderAccepted,
     OrderAmended,
     OrderCancelled,
     OrderRejectedEvent,
+    Position,
+    Reconnected,
     Trade,
 )
 from gateway.sdk.local_book import LocalBook
 
 __all__ = [
+    "Balance",
     "Bbo",
+    "Disconnected",
     "ConnectionClosed",
     "Fill",
     "HxClient",
@@ -26,6 +33,9 @@ __all__ = [
     "OrderCancelled",
     "OrderRejected",
     "OrderRejectedEvent",
+    "Margin",
+    "Position",
+    "Reconnected",
     "RequestRejected",
     "Trade",
 ]

@@ -30,7 +30,7 @@ from gateway.protocol.signing import agent_typed_data, login_typed_data, sign_ty
 from gateway.sdk.codec import ACCOUNT_EVENTS, L2, ORDER_EVENTS, SdkCodec, typed_event
 from gateway.sdk.errors import ConnectionClosed, HxError, LoginFailed, OrderRejected, RequestRejected
 from gateway.sdk.event_queue import EventQueue
-from gateway.sdk.events import OrderAccepted, OrderAmended, OrderCancelled
+from gateway.sdk.events import Disconnected, OrderAccepted, OrderAmended, OrderCancelled, Reconnected
 from gateway.sdk.local_book import LocalBook
 from gateway.sdk.requests import PendingRequests, order_key
 
@@ -70,7 +70,12 @@ class HxClient:
         chain_id: int | None = None,
         timeout_s: float = 10.0,
         keep_events: bool = True,
+        reconnect: bool = False,
+        reconnect_max_delay_s: float = 5.0,
     ) -> None:
+        """``reconnect=True``: after a close the client reconnects (backoff up to
+        ``reconnect_max_delay_s``), logs in again with the same key, resubscribes, and queues a
+        :class:`Reconnected` marker; every close queues a :class:`Disconnected` marker first."""
         if protocol not in ("bin", "json"):
             raise ValueError("protocol must be 'bin' or 'json'")
         self.base_url = url.rstrip("/")
@@ -93,7 +98,13 @@ class HxClient:
         self._close_info: tuple[int, str] | None = None
         self._closed = asyncio.Event()
         self._key: Any = None
+        self._login_account: str | None = None
         self._drop_deltas: dict[int, int] = {}
+        self.reconnect = reconnect
+        self.reconnect_max_delay_s = reconnect_max_delay_s
+        self.subscriptions: dict[tuple[int, str], None] = {}  # (market, channel), in order
+        self._user_closed = False
+        self._reconnector: asyncio.Task[None] | None = None
 
     # ---- connection ----------------------------------------------------------------------------
     @property
@@ -109,6 +120,10 @@ class HxClient:
         return self
 
     async def close(self) -> None:
+        """Close for good (no reconnect)."""
+        self._user_closed = True
+        if self._reconnector is not None and not self._reconnector.done():
+            self._reconnector.cancel()
         if self.transport is not None and not self._closed.is_set():
             self.transport.send_close(WSCloseCode.OK)
             self.transport.disconnect()
@@ -139,6 +154,41 @@ class HxClient:
         self._closed.set()
         code, reason = self._close_info or (1006, "connection lost")
         self.pending.fail_all(ConnectionClosed(code, reason))
+        for book in self.books.values():
+            book.on_disconnected()
+        self.events.put_nowait(Disconnected(code, reason))  # markers are queued even without keep
+        reconnecting = self._reconnector is not None and not self._reconnector.done()
+        if self.reconnect and not self._user_closed and not reconnecting:
+            self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        """Reconnect with exponential backoff, log in again, resubscribe; then a Reconnected marker."""
+        delay, attempts = 0.05, 0
+        while not self._user_closed:
+            attempts += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.reconnect_max_delay_s)
+            try:
+                resumed = await self._reopen()
+            except (OSError, HxError, TimeoutError) as exc:
+                if self.transport is not None and not self._closed.is_set():
+                    self.transport.disconnect()
+                del exc
+                continue
+            self.events.put_nowait(Reconnected(attempts, resumed))
+            return
+
+    async def _reopen(self) -> bool:
+        """One reconnect attempt: connect, log in, resubscribe. Returns whether the stream resumed."""
+        self._close_info = None
+        self._closed = asyncio.Event()
+        await self.connect()
+        resumed = False
+        if self._key is not None:
+            await self.login(self._key, self._login_account)
+        for market, channel in list(self.subscriptions):
+            await self.request({"op": "subscribe", "market": market, "channel": channel})
+        return resumed
 
     def _send_json(self, msg: dict[str, Any]) -> None:
         if self.transport is None or self.closed:
@@ -193,6 +243,7 @@ class HxClient:
         except RequestRejected as exc:
             raise LoginFailed(exc.code, exc.message) from None
         self._key = private_key
+        self._login_account = account
         self.account, self.account_id, self.is_agent = reply["account"], reply["account_id"], reply["agent"]
         return self.account_id
 
@@ -361,10 +412,13 @@ class HxClient:
 
     # ---- market data ---------------------------------------------------------------------------
     async def subscribe(self, market: int, channel: str) -> None:
+        """Subscribe (public data needs no login); a reconnecting client subscribes again."""
         await self.request({"op": "subscribe", "market": market, "channel": channel})
+        self.subscriptions[(market, channel)] = None
 
     async def unsubscribe(self, market: int, channel: str) -> None:
         await self.request({"op": "unsubscribe", "market": market, "channel": channel})
+        self.subscriptions.pop((market, channel), None)
 
     async def subscribe_book(self, market: int) -> LocalBook:
         """A LocalBook kept in sync from snapshot + deltas (resyncs itself on a gap)."""

@@ -121,6 +121,25 @@ class Margin:
         return self.equity_micro - self.initial_micro - self.reserved_micro
 
 
+@dataclass(frozen=True)
+class Disconnected:
+    """Marker: the connection closed (``code``/``reason`` as the gateway sent them, 1006 if none).
+
+    Every pending request failed with ConnectionClosed; local books are out of sync until a
+    reconnect resubscribes them."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """Marker: the client (``reconnect=True``) is connected again, logged in and resubscribed."""
+
+    attempts: int
+    resumed: bool = False  # the private stream was resumed where it stopped (login resume_from)
+
+
 Event = (
     OrderAccepted
     | OrderRejectedEvent
@@ -132,4 +151,6 @@ Event = (
     | Balance
     | Position
     | Margin
+    | Disconnected
+    | Reconnected
 )
