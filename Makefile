@@ -22,7 +22,7 @@ $(STAMPS)/npm: package.json package-lock.json contracts/scripts/setup.sh
 	@touch $@
 
 run: setup
-	$(BIN)/hx up
+	$(BIN)/hx up --demo
 
 test: setup lint typecheck contracts-test pytest
 
@@ -41,11 +41,7 @@ contracts-test:
 	bash contracts/scripts/test.sh
 
 bench: setup
-	$(BIN)/hx bench ring --json
-	$(BIN)/hx bench book --json
-	$(BIN)/hx bench shard --json
-	$(BIN)/hx bench journal --json
-	$(BIN)/hx bench e2e --json
+	$(BIN)/hx bench all --out var/bench
 
 # Rewrite every file generated from the wire tables (C header, event interfaces, docs/protocol.md);
 # tests fail while a committed one is stale.

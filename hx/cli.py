@@ -58,6 +58,43 @@ def bench() -> None:
     """Benchmarks: each prints one JSON object (medians of several runs)."""
 
 
+@bench.command("all")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Report directory.",
+)
+@click.option("--quick", is_flag=True, help="Small sizes, one run each: about a minute per benchmark stage.")
+@click.option(
+    "--baseline",
+    "baseline_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("perf/baseline.json"),
+    show_default=True,
+    help="A saved report.json to compare with (ratios calibrated for machine speed).",
+)
+@click.option("--only", multiple=True, help="Run only these benchmarks (repeatable).")
+@click.option(
+    "--fail-on-regression", is_flag=True, help="Exit 1 if a headline figure is calibrated-worse by > 20%."
+)
+def bench_all(
+    out_dir: Path, quick: bool, baseline_path: Path, only: tuple[str, ...], fail_on_regression: bool
+) -> None:
+    """Every benchmark, one after another: DIR/report.json, DIR/report.md and PNG plots."""
+    from perf.bench_all import BENCHES, run_all
+
+    unknown = set(only) - {b.name for b in BENCHES}
+    if unknown:
+        raise click.BadParameter(f"unknown benchmark(s) {sorted(unknown)}", param_hint="--only")
+    report = run_all(out_dir, quick, baseline_path, only, say=lambda t: click.echo(f"hx: {t}", err=True))
+    click.echo((out_dir / "report.md").read_text())
+    worse = [r for r in report["comparison"] if r.get("verdict") == "worse"]
+    if fail_on_regression and worse:
+        sys.exit(1)
+
+
 @bench.command("ring")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
 @click.option("--messages", default=2_000_000, show_default=True, help="Messages per throughput run.")
@@ -305,6 +342,12 @@ def _auto_wait(cores: int) -> tuple[str, str]:
 @click.option(
     "--duration", type=float, default=None, help="Stop after this many seconds (default: run until Ctrl-C)."
 )
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Also run the demo: bots trading through the gateway and a live dashboard on this terminal "
+    "(the supervisor's and processes' logs then go to STATE_DIR/hx-up.log).",
+)
 def up(
     config_path: Path | None,
     shards: int | None,
@@ -318,6 +361,7 @@ def up(
     fsync: str | None,
     realtime_priority: int | None,
     duration: float | None,
+    demo: bool,
 ) -> None:
     """Run the exchange from one configuration file, supervised, until Ctrl-C."""
     import os
@@ -361,8 +405,17 @@ def up(
         run_id = run_id_for(state, name)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--name") from None
+    if demo and not run.gateways:
+        raise click.BadParameter("the demo trades through a gateway: run at least one", param_hint="--demo")
     pipeline = Pipeline(
-        Topology(run_id=run_id, shards=run.shards, gateways=run.gateways, risk=run.risk),
+        Topology(
+            run_id=run_id,
+            shards=run.shards,
+            gateways=run.gateways,
+            risk=run.risk,
+            demo=int(demo),
+            oracle=1 if "oracle" in config.doc else 0,
+        ),
         markets_path=config.path,
         state_dir=state,
         wait=wait_used,
@@ -374,11 +427,21 @@ def up(
         gateway=config.gateway,
     )
     say(f"config {config.path}; run {run_id}, state in {state.resolve()}")
-    say(f"{run.shards} shard(s), {run.risk} risk partition(s), {run.gateways} gateway(s)")
+    say(
+        f"{run.shards} shard(s), {run.risk} risk partition(s), {run.gateways} gateway(s)"
+        + (", an oracle" if "oracle" in config.doc else "")
+    )
     if run.gateways:
         say(
             f"websocket ws://{run.host}:{run.port}/v1/bin (binary) and ws://{run.host}:{run.port}/v1/json (JSON)"
         )
+    if demo:  # the dashboard owns the terminal: every process's log (stderr) goes to a file
+        state.mkdir(parents=True, exist_ok=True)
+        log_path = state / "hx-up.log"
+        say(f"demo: dashboard on this terminal; logs in {log_path}")
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
     try:
         code = supervise(
             pipeline,

@@ -128,4 +128,11 @@ def load_config(path: str | Path | None = None) -> HxConfig:
             risk_config_from(markets_from_doc(doc, where), assets)
         except RiskConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+    if "oracle" in doc:
+        from engine.oracle.oracle_config import OracleConfigError, oracle_config_from
+
+        try:
+            oracle_config_from(doc, where)
+        except OracleConfigError as exc:
+            raise ConfigError(str(exc)) from None
     return HxConfig(path, run, gateway, doc)

@@ -108,6 +108,7 @@ _U_ORACLE_PRICE: Final = _unpacker(MsgType.ORACLE_PRICE)
 _U_FUNDING: Final = _unpacker(MsgType.FUNDING)
 _U_RESOLUTION: Final = _unpacker(MsgType.RESOLUTION)
 _U_STATUS: Final = _unpacker(MsgType.SET_MARKET_STATUS)
+_U_SETTLEMENT: Final = _unpacker(MsgType.SETTLEMENT_PRICE)
 _U_LEVERAGE: Final = _unpacker(MsgType.SET_LEVERAGE)
 _U_QUERY: Final = _unpacker(MsgType.ORDER_QUERY)
 _P_STATE: Final = _packer(MsgType.ORDER_STATE)
@@ -145,7 +146,9 @@ SHARD_EVENTS: Final = frozenset(
         MsgType.HEARTBEAT,
     }
 )
-_ORACLE_ONLY: Final = frozenset({MsgType.ORACLE_PRICE, MsgType.FUNDING, MsgType.RESOLUTION})
+_ORACLE_ONLY: Final = frozenset(
+    {MsgType.ORACLE_PRICE, MsgType.FUNDING, MsgType.RESOLUTION, MsgType.SETTLEMENT_PRICE}
+)
 MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL = 1, 2
 ADL_RANK_EVERY: Final = 64  # records between ADL rank publications
 SNAPSHOT_MAGIC: Final = b"HXRISK01"
@@ -669,6 +672,9 @@ class RiskEngine:
         elif t == MsgType.RESOLUTION:
             f = _U_RESOLUTION(buf, off)
             self._resolve(f[3], f[4])
+        elif t == MsgType.SETTLEMENT_PRICE:
+            f = _U_SETTLEMENT(buf, off)
+            self._settle_perp(f[3], f[4])
         elif t == MsgType.HEARTBEAT:
             self._heartbeat(buf, off, relay=False)
 
@@ -720,6 +726,49 @@ class RiskEngine:
                 self._add(b.perp_funding, row, p, -pay.amount_micro)
                 b.dirty[row] = True
                 self._emit_balance(row, 0, BalanceReason.FUNDING, -pay.amount_micro, interval_id)
+
+    def _settle_perp(self, mid: int, price_micro: int) -> None:
+        """A delisted perp settles: every position closes at ``price_micro``, once.
+
+        Each position's value ``size * price / 1e8`` is rounded down (against the account: a long
+        receives less, a short pays more); its realised PnL is that value minus its cost. The
+        rounding dust (the exact total, ``net size * price / 1e8`` rounded down, minus the rounded
+        values; 0 <= dust < one micro-USDC per position) goes to the partition's fee account, so
+        money is conserved exactly. Once: afterwards no position is left, and the market is
+        RESOLVED, so a repeated message changes nothing.
+        """
+        market = self.config.markets.get(mid)
+        if market is None or not market.is_perp or price_micro <= 0:
+            return
+        p = market.perp
+        b, n = self.book, self.book.count
+        rows = np.flatnonzero(b.perp_size[:n, p]).tolist()
+        self.status[mid] = MarketStatus.RESOLVED
+        self.priced[mid] = True
+        self._set_price(market, price_micro)
+        net, values = 0, 0
+        for row in rows:
+            size, cost = int(b.perp_size[row, p]), int(b.perp_cost[row, p])
+            value = size * price_micro // ATOMS_PER_UNIT  # floor: against longs and shorts alike
+            realised = value - cost
+            net += size
+            values += value
+            b.perp_size[row, p] = 0
+            b.perp_cost[row, p] = 0
+            self._add(b.perp_realised, row, p, realised)
+            self._add(b.balance, row, 0, realised)
+            b.dirty[row] = True
+            self._emit_balance(row, 0, BalanceReason.RESOLUTION, realised, mid)
+            self._emit_position(row, market)
+        if not rows:
+            return
+        exact = net * price_micro // ATOMS_PER_UNIT  # 0 when this partition holds both sides
+        self.trade_flow[0] += exact  # with several partitions the other sides' cash is elsewhere
+        dust = exact - values
+        if dust:
+            self._add(b.balance, self.fee_row, 0, dust)
+            b.dirty[self.fee_row] = True
+            self._emit_balance(self.fee_row, 0, BalanceReason.FEE, dust, mid)
 
     def _resolve(self, mid: int, outcome: int) -> None:
         """A prediction market resolved: each share becomes exactly 1 (YES) or 0 (NO) USDC."""

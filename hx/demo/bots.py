@@ -157,11 +157,15 @@ async def leveraged(url: str, state: DemoState, stop: asyncio.Event, seed: int) 
 
 
 async def run_demo_bots(
-    url: str, markets: dict[int, str], seed: int = 7, shock_every_s: float = 120.0
+    url: str,
+    markets: dict[int, str],
+    seed: int = 7,
+    shock_every_s: float = 120.0,
+    state: DemoState | None = None,
 ) -> None:
-    """Every bot, until cancelled."""
+    """Every bot, until cancelled; ``state`` (shared with the dashboard) counts what they did."""
     rng = random.Random(seed)
-    state = DemoState()
+    state = state or DemoState()
     for m, sym in markets.items():
         state.symbols[m] = sym
         state.prices[m] = float(START_PRICES.get(sym, 100))

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import queue
+import pickle
 import random
 import signal
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -118,7 +119,7 @@ def _producer(name: str, stop, out, seed: int) -> None:  # type: ignore[no-untyp
                 elif r < 0.3:
                     time.sleep(0)
     finally:
-        out.put(("producer", pub, drops))
+        out.send(("producer", pub, drops))
         ring.close()
 
 
@@ -158,28 +159,53 @@ def _consumer(name: str, seed: int, lifetime_s: float, out) -> None:  # type: ig
                     break  # this process goes away; the next one re-attaches the dropped index
                 cons.resume()
     finally:
-        out.put(("consumer", ok, bad, torn, told, int(cons.dropped)))
+        out.send(("consumer", ok, bad, torn, told, int(cons.dropped)))
         cons.close()
         ring.close()
+
+
+def _reports(conns: list[Any]) -> list[tuple[Any, ...]]:
+    """What each child sent on its own pipe. A child killed mid-send leaves a torn message on its
+    own pipe only (a shared mp.Queue would leave its write lock held by the dead child and hang
+    every other writer, the producer included)."""
+    reports = []
+    for conn in conns:
+        try:
+            if conn.poll(1):
+                reports.append(conn.recv())
+        except (EOFError, OSError, pickle.UnpicklingError):
+            pass
+        conn.close()
+    return reports
 
 
 @pytest.mark.timeout(120)
 def test_reattach_races_the_producer_dropping_it(ring_name: str) -> None:
     ctx = mp.get_context("fork")
-    out = ctx.Queue()
     stop = ctx.Event()
     ring = RingBuffer.create(ring_name, capacity=64, consumers=1, stuck_timeout_s=None)
-    producer = ctx.Process(target=_producer, args=(ring_name, stop, out, 1))
+    conns: list[Any] = []
+
+    def pipe() -> Any:
+        recv_end, send_end = ctx.Pipe(duplex=False)
+        conns.append(recv_end)
+        return send_end
+
+    send_end = pipe()
+    producer = ctx.Process(target=_producer, args=(ring_name, stop, send_end, 1))
     children: list[mp.process.BaseProcess] = []
     rng = random.Random(2)
     try:
         producer.start()
+        send_end.close()  # only the child holds its end now: EOF as soon as it dies
         deadline = time.monotonic() + 4.0
         seed = 0
         while time.monotonic() < deadline:
             seed += 1
-            child = ctx.Process(target=_consumer, args=(ring_name, seed, rng.uniform(0.02, 0.2), out))
+            send_end = pipe()
+            child = ctx.Process(target=_consumer, args=(ring_name, seed, rng.uniform(0.02, 0.2), send_end))
             child.start()
+            send_end.close()
             children.append(child)
             if rng.random() < 0.3:  # killed mid-read: the producer's dead check races the next attach
                 time.sleep(rng.uniform(0.005, 0.05))
@@ -188,12 +214,7 @@ def test_reattach_races_the_producer_dropping_it(ring_name: str) -> None:
         stop.set()
         producer.join(30)
         assert producer.exitcode == 0
-        reports = []
-        while True:  # every process has exited, so everything they sent is in the pipe
-            try:
-                reports.append(out.get(timeout=1))
-            except queue.Empty:
-                break
+        reports = _reports(conns)
     finally:
         stop.set()
         for p in (producer, *children):

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 
 from engine.risk.portfolio_file import PortfolioFileError, parse_portfolio, run_what_if
-from engine.types.risk_spec import default_risk_spec
+from engine.risk.risk_config import load_risk_config
+from engine.risk.risk_spec_builder import build_risk_spec
+from hx.config import DEFAULT_CONFIG
 
-SPEC = default_risk_spec()
+_CONFIG = load_risk_config(DEFAULT_CONFIG)
+SPEC = build_risk_spec(_CONFIG, _CONFIG.risk_overrides)  # the exchange's own assets, as `hx risk what-if`
 EXAMPLE = json.loads((Path(__file__).parents[3] / "examples" / "what_if_portfolio.json").read_text())
 
 
@@ -21,10 +24,10 @@ def test_example_file() -> None:
     assert out["equity"] == "65510.5"  # 25,000 + 28,500 + 11,400 - 84 + 396 + 298.5
     assert out["initial_margin"] == "1337.525" and out["maintenance_margin"] == "802.515"
     assert out["free_collateral"] == "63969.074798"  # less the ETH-PERP order's reserve, 203.900202
-    assert out["scenarios"]["pm_1:resolve_1"] == "-116"
+    assert out["scenarios"]["pm_pres28:resolve_1"] == "-116"
     assert out["open_orders"][1]["reserve"] == "0"
     assert set(out["liquidation_prices"]) == {"BTC-PERP", "ETH-PERP"}
-    assert set(out["can_buy"]) == {"BTC", "ETH", "AAPL", "PM-1"}
+    assert set(out["can_buy"]) == {"BTC", "ETH", "AAPL", "PRES28"}
     assert json.loads(json.dumps(out)) == out  # plain JSON
 
 
@@ -73,7 +76,7 @@ _DELETE = object()
         ("balances.USDC", "-2000000000000", "balances.USDC", "must be >="),
         ("prices.BTC", "-1", "prices.BTC", "must not be negative"),
         ("prices.BTC", _DELETE, "prices.BTC", "missing (needed by balances.BTC)"),
-        ("prices.PM-1", "1.5", "prices.PM-1", "absurd"),
+        ("prices.PRES28", "1.5", "prices.PRES28", "absurd"),
         ("prices.USDC", "0.99", "prices.USDC", "priced at 1"),
         ("prices.BTC", "1e10", "prices.BTC", "absurd"),
         ("marks.DOGE-PERP", "1", "marks.DOGE-PERP", "unknown perp"),
