@@ -34,6 +34,7 @@ from gateway.auth import Authenticator
 from gateway.order_router import RingRouter
 from gateway.protocol.market_info import MarketCatalog
 from gateway.server import GatewayOptions, GatewayServer
+from gateway.what_if import RiskSpecSource
 
 log = logging.getLogger("hx.gateway")
 
@@ -83,6 +84,7 @@ async def serve(
     private = list(process.private_from) if process.private_from else [True] * len(consumers)
     server = GatewayServer(catalog, auth, router, consumers, options, private)
     server.faucet_index = process.index
+    server.risk_spec = RiskSpecSource(process.markets_path)
     server.health = open_health_slot(process.health_board, process.health_slot)
     server.metrics = server.fanout.metrics = Metrics("gateway", server.health.metrics)
     stop = stop or asyncio.Event()

@@ -38,6 +38,7 @@ from gateway.protocol.market_info import MarketCatalog
 from gateway.pump import EventPump
 from gateway.rate_limiter import TokenBucket
 from gateway.session import Session
+from gateway.what_if import RiskSpecSource
 
 log = logging.getLogger("hx.gateway")
 
@@ -112,6 +113,7 @@ class GatewayServer:
         self.stats = {"frames": 0, "orders": 0, "rejects": 0}
         self.ingress = Ingress(self)
         self.faucet_id = 0
+        self.risk_spec: RiskSpecSource | None = None  # the what_if op's maths (set by the process)
         self.faucet_index = 0  # the gateway's index: faucet deposit ids differ between gateways
         self.health: Any = NoHealth()  # the run's health board slot (the sweeper beats it)
         self.metrics = Metrics("gateway", self.health.metrics)

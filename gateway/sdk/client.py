@@ -266,6 +266,13 @@ class HxClient:
         except RequestRejected as exc:
             raise LoginFailed(exc.code, exc.message) from None
 
+    async def what_if(self, portfolio: dict[str, Any]) -> dict[str, Any]:
+        """The exchange's portfolio maths on a hypothetical portfolio (``hx risk what-if``'s
+        document and answer); RequestRejected with ``field`` naming a bad entry."""
+        reply = await self.request({"op": "what_if", "portfolio": portfolio})
+        result: dict[str, Any] = reply["result"]
+        return result
+
     # ---- orders --------------------------------------------------------------------------------
     @property
     def markets(self) -> dict[int, MarketInfo]:
@@ -494,6 +501,7 @@ class HxClient:
             err = RequestRejected(
                 msg.get("code", 0), msg.get("message", ""), msg.get("retry_after_ms", 0) / 1000
             )
+            err.field = msg.get("field", "")
             if not self.pending.refuse(rid, err):
                 self.control.put_nowait(msg)
             return
