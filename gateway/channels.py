@@ -20,6 +20,7 @@ class Channel:
     name: str
     msg_types: frozenset[int]  # the public event types it carries
     snapshot_first: bool = False  # the subscriber gets a book snapshot before the live deltas
+    derived: bool = False  # made by the gateway from private events (account and seq zeroed)
     doc: str = ""
 
 
@@ -34,6 +35,12 @@ CHANNELS: dict[str, Channel] = {
         ),
         Channel("trades", frozenset({int(MsgType.TRADE)}), doc="public trades (no accounts)"),
         Channel("bbo", frozenset({int(MsgType.BBO)}), doc="best bid and offer"),
+        Channel(
+            "liquidations",
+            frozenset({int(MsgType.LIQUIDATION)}),
+            derived=True,
+            doc="liquidation steps, account and seq zeroed",
+        ),
     )
 }
 ALWAYS_SENT = frozenset({int(MsgType.MARKET_STATUS)})  # to every subscriber of the market
@@ -49,5 +56,5 @@ def channel_types(channels: frozenset[str]) -> frozenset[int]:
 
 
 def public_types() -> frozenset[int]:
-    """Every event type some channel carries (plus MARKET_STATUS)."""
-    return channel_types(frozenset(CHANNELS))
+    """Every event type some channel carries as the engine publishes it (plus MARKET_STATUS)."""
+    return channel_types(frozenset(name for name, c in CHANNELS.items() if not c.derived))

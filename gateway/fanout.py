@@ -60,13 +60,21 @@ from gateway.session import Session
 log = logging.getLogger("hx.gateway.fanout")
 
 PREV_SEQ_OFFSET = field_offset(MsgType.L2_DELTA, "prev_seq")  # stamped on the way out
-_L2, _FILL = int(MsgType.L2_DELTA), int(MsgType.FILL)
+_L2, _FILL, _LIQ = int(MsgType.L2_DELTA), int(MsgType.FILL), int(MsgType.LIQUIDATION)
+_LIQ_ACCOUNT_AT = field_offset(MsgType.LIQUIDATION, "account")
 # u32 word of the (first) account field per private event type; -1 = not private
 _ACCOUNT_WORD = np.full(256, -1, np.intp)
 for _t in (MsgType.ACCEPTED, MsgType.REJECTED, MsgType.CANCELLED, MsgType.AMENDED, MsgType.TRIGGERED):
     _ACCOUNT_WORD[_t] = word_index(_t, "account", 4)
 _ACCOUNT_WORD[MsgType.FILL] = word_index(MsgType.FILL, "taker_account", 4)
-for _t in (MsgType.BALANCE, MsgType.POSITION, MsgType.ACCOUNT_MARGIN, MsgType.LIQUIDATION, MsgType.ADL_RANK):
+for _t in (
+    MsgType.BALANCE,
+    MsgType.POSITION,
+    MsgType.ACCOUNT_MARGIN,
+    MsgType.LIQUIDATION,
+    MsgType.ADL_RANK,
+    MsgType.ORDER_STATE,
+):
     _ACCOUNT_WORD[_t] = word_index(_t, "account", 4)  # the risk stage's private events
 _W4_TAKER = word_index(MsgType.FILL, "taker_account", 4)
 _W4_MAKER = word_index(MsgType.FILL, "maker_account", 4)
@@ -143,6 +151,7 @@ class EventFanout:
         on_lost: Any = None,
         private_from: list[bool] | None = None,
     ) -> None:
+        self.tap: Any = None  # bytes -> bytes on private rings' batches (what the gateway answers itself)
         self.consumers = consumers
         # per consumer: route its private events? (no for shard rings when risk republishes them)
         self.private_from = private_from if private_from is not None else [True] * len(consumers)
@@ -190,7 +199,10 @@ class EventFanout:
                 self._lost(consumer, "event stream dropped while reading")
                 continue
             try:
-                self._process(data, n, private)
+                if private and self.tap is not None:
+                    data = self.tap(data)
+                if data:
+                    self._process(data, len(data) // SLOT_BYTES, private)
             except Exception:  # a bug: tell the sessions instead of skipping their events
                 log.exception("event batch of %d failed", n)
                 self.on_lost("the gateway failed to route a batch of events")
@@ -449,6 +461,35 @@ class EventFanout:
         for sess in list(self.market_subs.get(m, ())):
             if not sess.closed and "book" in sess.sub_key.get(m, frozenset()):
                 sess.send_json(self.snapshot(m, sess.binary, reason="restated"))
+
+    def publish_liquidations(self, data: bytes) -> None:
+        """The public ``liquidations`` channel: each LIQUIDATION of the batch, account and seq
+        zeroed, to the market's subscribers of that channel (rare events: one pass, one flush)."""
+        touched: set[Session] = set()
+        for off in range(0, len(data), SLOT_BYTES):
+            if data[off] != _LIQ:
+                continue
+            market = _U32.unpack_from(data, off + MARKET_ID_AT)[0]
+            subs = [
+                s for s in self.market_subs.get(market, ()) if "liquidations" in s.sub_key.get(market, ())
+            ]
+            if not subs:
+                continue
+            public = bytearray(data[off : off + SLOT_BYTES])
+            public[_LIQ_ACCOUNT_AT : _LIQ_ACCOUNT_AT + 4] = bytes(4)
+            public[SEQ_AT : SEQ_AT + 8] = bytes(8)
+            text: bytes | None = None
+            for sess in subs:
+                if sess.closed:
+                    continue
+                if sess.binary:
+                    sess.parts.append(bytes(public))
+                else:
+                    if text is None:
+                        text = orjson.dumps(event_json(public, 0, self.catalog))
+                    sess.parts.append(text)
+                touched.add(sess)
+        self._flush(touched)
 
     def _public_json(self, block: bytes, count: int) -> list[bytes]:
         """JSON texts of ``count`` public structs (L2 deltas already stamped with prev_seq)."""

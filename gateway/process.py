@@ -85,6 +85,8 @@ async def serve(
     server = GatewayServer(catalog, auth, router, consumers, options, private)
     server.faucet_index = process.index
     server.risk_spec = RiskSpecSource(process.markets_path)
+    if process.route == "account":
+        server.enable_risk(process.index)
     server.health = open_health_slot(process.health_board, process.health_slot)
     server.metrics = server.fanout.metrics = Metrics("gateway", server.health.metrics)
     stop = stop or asyncio.Event()

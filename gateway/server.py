@@ -27,7 +27,7 @@ from engine.host.health_board import NoHealth
 from engine.host.metrics import Metrics
 from engine.types.enums import MsgType, RejectCode
 from engine.wire.codec import encode
-from engine.wire.layout import ALL_MARKETS
+from engine.wire.layout import ALL_MARKETS, SLOT_BYTES
 from gateway.auth import Authenticator
 from gateway.binary import market_table
 from gateway.fanout import EventFanout
@@ -37,11 +37,13 @@ from gateway.order_router import OrderRouter
 from gateway.protocol.market_info import MarketCatalog
 from gateway.pump import EventPump
 from gateway.rate_limiter import TokenBucket
+from gateway.risk_requests import RiskRequests
 from gateway.session import Session
 from gateway.what_if import RiskSpecSource
 
 log = logging.getLogger("hx.gateway")
 
+_LIQ_TYPE = bytes([int(MsgType.LIQUIDATION)])
 BIN_PATH = "/v1/bin"
 JSON_PATH = "/v1/json"
 
@@ -114,9 +116,24 @@ class GatewayServer:
         self.ingress = Ingress(self)
         self.faucet_id = 0
         self.risk_spec: RiskSpecSource | None = None  # the what_if op's maths (set by the process)
+        self.risk_requests: RiskRequests | None = None  # set when risk is in the order path
         self.faucet_index = 0  # the gateway's index: faucet deposit ids differ between gateways
         self.health: Any = NoHealth()  # the run's health board slot (the sweeper beats it)
         self.metrics = Metrics("gateway", self.health.metrics)
+
+    def enable_risk(self, gateway_index: int) -> None:
+        """Risk is in the order path: serve the ops risk answers, tap its rings for the answers."""
+        self.risk_requests = RiskRequests(self, gateway_index)
+        self.fanout.tap = self._tap_risk
+
+    def _tap_risk(self, data: bytes) -> bytes:
+        """A batch from a risk ring, before the fan-out: this gateway's own answers come out,
+        liquidations go to the public channel as well."""
+        assert self.risk_requests is not None
+        data = self.risk_requests.tap(data)
+        if _LIQ_TYPE in data[::SLOT_BYTES]:
+            self.fanout.publish_liquidations(data)
+        return data
 
     @property
     def account_buckets(self) -> dict[int, TokenBucket]:
@@ -227,6 +244,8 @@ class GatewayServer:
                     sess.ping(now)
             if self.fanout.conflating:
                 self.fanout.recover_conflated()
+            if self.risk_requests is not None and self.risk_requests.pending:
+                self.risk_requests.expire(now)
             self.auth.purge_expired()
             self.health.beat(self.stats["frames"] + self.fanout.events)  # the event loop is alive
             m = self.metrics

@@ -18,6 +18,8 @@ COMMAND_NAMES = {
     MsgType.CANCEL: "cancel",
     MsgType.AMEND: "amend",
     MsgType.CANCEL_ALL: "cancel_all",
+    MsgType.SET_LEVERAGE: "set_leverage",
+    MsgType.ORDER_QUERY: "order_query",
 }
 
 

@@ -3,15 +3,20 @@
 from gateway.sdk.client import HxClient
 from gateway.sdk.errors import ConnectionClosed, HxError, LoginFailed, OrderRejected, RequestRejected
 from gateway.sdk.events import (
+    AdlRank,
     Balance,
     Bbo,
     Disconnected,
     Fill,
+    Liquidation,
     Margin,
+    MarketStatusChanged,
     OrderAccepted,
     OrderAmended,
     OrderCancelled,
     OrderRejectedEvent,
+    OrderState,
+    OrderTriggered,
     Position,
     Reconnected,
     Trade,
@@ -19,6 +24,7 @@ from gateway.sdk.events import (
 from gateway.sdk.local_book import LocalBook
 
 __all__ = [
+    "AdlRank",
     "Balance",
     "Bbo",
     "Disconnected",
@@ -27,12 +33,16 @@ __all__ = [
     "HxClient",
     "HxError",
     "LocalBook",
+    "Liquidation",
     "LoginFailed",
+    "MarketStatusChanged",
     "OrderAccepted",
     "OrderAmended",
     "OrderCancelled",
     "OrderRejected",
     "OrderRejectedEvent",
+    "OrderState",
+    "OrderTriggered",
     "Margin",
     "Position",
     "Reconnected",

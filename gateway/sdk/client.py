@@ -30,7 +30,14 @@ from gateway.protocol.signing import agent_typed_data, login_typed_data, sign_ty
 from gateway.sdk.codec import ACCOUNT_EVENTS, L2, ORDER_EVENTS, SdkCodec, typed_event
 from gateway.sdk.errors import ConnectionClosed, HxError, LoginFailed, OrderRejected, RequestRejected
 from gateway.sdk.event_queue import EventQueue
-from gateway.sdk.events import Disconnected, OrderAccepted, OrderAmended, OrderCancelled, Reconnected
+from gateway.sdk.events import (
+    Disconnected,
+    OrderAccepted,
+    OrderAmended,
+    OrderCancelled,
+    OrderState,
+    Reconnected,
+)
 from gateway.sdk.local_book import LocalBook
 from gateway.sdk.requests import PendingRequests, order_key
 
@@ -272,6 +279,38 @@ class HxClient:
         reply = await self.request({"op": "what_if", "portfolio": portfolio})
         result: dict[str, Any] = reply["result"]
         return result
+
+    async def open_orders(self, market: int | None = None) -> list[OrderState]:
+        """The account's open (or pending) orders as risk knows them (risk in the path only)."""
+        msg: dict[str, Any] = {"op": "open_orders"}
+        if market is not None:
+            msg["market"] = market
+        reply = await self.request(msg)
+        return [typed_event(int(MsgType.ORDER_STATE), self._state_fields(o)) for o in reply["orders"]]
+
+    async def order_status(
+        self, market: int, order_id: int = 0, client_order_id: int = 0
+    ) -> OrderState | None:
+        """One order: its OrderState if open or pending, None if not open (filled, cancelled,
+        rejected or never placed: the private stream tells which)."""
+        msg: dict[str, Any] = {"op": "order_status", "market": market}
+        if order_id:
+            msg["order_id"] = order_id
+        if client_order_id:
+            msg["client_order_id"] = client_order_id
+        reply = await self.request(msg)
+        order = reply.get("order")
+        return None if order is None else typed_event(int(MsgType.ORDER_STATE), self._state_fields(order))
+
+    def _state_fields(self, order: dict[str, Any]) -> dict[str, Any]:
+        return self.codec.order_state_fields(order)  # replies carry decimals on both protocols
+
+    async def set_leverage(self, market: int, leverage: int, mode: str = "cross") -> dict[str, Any]:
+        """Choose the account's leverage and margin mode in a perp market; RequestRejected
+        (LEVERAGE_OUT_OF_RANGE, UNKNOWN_MARKET, ...) if risk refuses it."""
+        return await self.request(
+            {"op": "set_leverage", "market": market, "leverage": leverage, "mode": mode}
+        )
 
     # ---- orders --------------------------------------------------------------------------------
     @property
