@@ -83,10 +83,27 @@ def op_stats(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
 
 @control_op("markets")
 def op_markets(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
-    """Every market and asset this gateway serves."""
+    """Every market (full rules: kind, live status, tick, lot, size and price limits, band, fees)
+    and every asset (id, symbol, kind, units per whole unit)."""
     catalog = server.catalog
-    assets = [{"asset": a.asset_id, "symbol": a.symbol, "scale": a.scale} for a in catalog.assets.values()]
-    sess.reply(msg, {"type": "markets", "markets": [m.as_json() for m in catalog], "assets": assets})
+    statuses = server.fanout.statuses
+    assets = [
+        {"asset": a.asset_id, "symbol": a.symbol, "kind": a.kind.name.lower(), "scale": a.scale}
+        for a in catalog.assets.values()
+    ]
+    markets = [m.as_json(statuses.get(m.market_id)) for m in catalog]
+    sess.reply(msg, {"type": "markets", "markets": markets, "assets": assets})
+
+
+@control_op("info")
+def op_info(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """One market's ``markets`` entry."""
+    market = msg.get("market")
+    info = server.catalog.get(market) if isinstance(market, int) and not isinstance(market, bool) else None
+    if info is None:
+        sess.error(msg, RejectCode.UNKNOWN_MARKET)
+        return
+    sess.reply(msg, {"type": "info", **info.as_json(server.fanout.statuses.get(info.market_id))})
 
 
 @control_op("challenge")

@@ -62,6 +62,8 @@ log = logging.getLogger("hx.gateway.fanout")
 PREV_SEQ_OFFSET = field_offset(MsgType.L2_DELTA, "prev_seq")  # stamped on the way out
 _L2, _FILL, _LIQ = int(MsgType.L2_DELTA), int(MsgType.FILL), int(MsgType.LIQUIDATION)
 _LIQ_ACCOUNT_AT = field_offset(MsgType.LIQUIDATION, "account")
+_STATUS = int(MsgType.MARKET_STATUS)
+_STATUS_AT = field_offset(MsgType.MARKET_STATUS, "status")
 # u32 word of the (first) account field per private event type; -1 = not private
 _ACCOUNT_WORD = np.full(256, -1, np.intp)
 for _t in (MsgType.ACCEPTED, MsgType.REJECTED, MsgType.CANCELLED, MsgType.AMENDED, MsgType.TRIGGERED):
@@ -160,6 +162,7 @@ class EventFanout:
         self.accounts = accounts  # account id -> live sessions (shared with the server)
         self.market_subs = market_subs  # market id -> sessions subscribed to any channel
         self.books: dict[int, L2Book] = {m: L2Book(m) for m in catalog.ids}
+        self.statuses: dict[int, int] = {}  # market -> last MARKET_STATUS seen (else the config's)
         self.conflating: set[Session] = set()
         self.metrics = Metrics("gateway", NoHealth().metrics)  # the process sets the board's
         self._masks: dict[frozenset[str], np.ndarray] = {}
@@ -316,8 +319,11 @@ class EventFanout:
                     stamped = data[off : off + PREV_SEQ_OFFSET] + _U64.pack(prev)
                     events.append((t, stamped + data[off + PREV_SEQ_OFFSET + 8 : off + SLOT_BYTES]))
                 prev = seq
-            elif subs:
-                events.append((t, data[off : off + SLOT_BYTES]))
+            else:
+                if t == _STATUS:
+                    self.statuses[m] = data[off + _STATUS_AT]
+                if subs:
+                    events.append((t, data[off : off + SLOT_BYTES]))
         return events
 
     def _give_public(self, m: int, events: list[tuple[int, bytes]], touched: set[Session]) -> None:
@@ -408,6 +414,9 @@ class EventFanout:
             if (mt == _RESET).any():
                 self._restate(m, a, mrows, mt)
                 continue
+            status_rows = mrows[mt == _STATUS]
+            if len(status_rows):
+                self.statuses[m] = int(a[status_rows[-1], _STATUS_AT])
             is_l2 = mt == _L2
             l2rows = mrows[is_l2]
             book = self.books.get(m)

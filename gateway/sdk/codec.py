@@ -80,6 +80,7 @@ class SdkCodec:
         self.markets: dict[int, MarketInfo] = {}
         self.asset_ids: dict[str, int] = {}  # symbol -> asset id
         self.asset_scales: dict[int, int] = {}  # asset id -> units per whole unit
+        self.market_meta: dict[int, dict[str, Any]] = {}  # market -> the gateway's full entry
 
     def load_markets(self, reply: dict[str, Any]) -> None:
         """Fill the tables from the gateway's ``markets`` reply."""
@@ -87,6 +88,7 @@ class SdkCodec:
             self.asset_ids[a["symbol"]] = a["asset"]
             self.asset_scales[a["asset"]] = a["scale"]
         for m in reply["markets"]:
+            self.market_meta[m["market"]] = m
             self.markets[m["market"]] = MarketInfo(
                 m["market"], m["symbol"], Decimal(m["tick_size"]), Decimal(m["lot_size"])
             )
