@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from engine.accounts.account_registry import normalise_address
 from engine.types.enums import DepositSource, MsgType, RejectCode
 from engine.wire.codec import encode
-from engine.wire.layout import ALL_MARKETS
+from engine.wire.layout import ALL_MARKETS, SLOT_BYTES
 from gateway.channels import CHANNEL_NAMES, CHANNELS
 from gateway.protocol.units import JsonReject, to_units
 from gateway.session import Session
@@ -124,9 +124,17 @@ def op_challenge(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> N
 
 @control_op("login")
 def op_login(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
-    """Bind the session to an account by a signed challenge (the account's key or an agent's)."""
+    """Bind the session to an account by a signed challenge (the account's key or an agent's);
+    ``resume_from`` (the last private seq processed) replays what the account's stream carried
+    since, before any live event."""
     if sess.account_id:
         sess.error(msg, RejectCode.ALREADY_AUTHENTICATED)
+        return
+    resume_from = msg.get("resume_from")
+    if resume_from is not None and (
+        isinstance(resume_from, bool) or not isinstance(resume_from, int) or not 0 <= resume_from < 1 << 63
+    ):
+        sess.error(msg, RejectCode.BAD_FIELD, "resume_from must be the last private seq processed (>= 0)")
         return
     account = msg.get("account")
     res = server.auth.check_login(
@@ -141,7 +149,7 @@ def op_login(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
         res.signer,
         res.is_agent,
     )
-    server.accounts.setdefault(res.account_id, set()).add(sess)
+    resume = server.on_login(sess, resume_from)
     sess.reply(
         msg,
         {
@@ -151,8 +159,13 @@ def op_login(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
             "account_id": res.account_id,
             "signer": res.signer,
             "agent": res.is_agent,
+            **resume,
         },
     )
+    if sess.pending_replay:
+        blob, sess.pending_replay = sess.pending_replay, b""
+        server.fanout.give_events(sess, blob, len(blob) // SLOT_BYTES)
+        sess.flush()
 
 
 def _agent_change(server: GatewayServer, sess: Session, msg: dict[str, Any], kind: str) -> None:

@@ -387,17 +387,34 @@ class EventFanout:
         for sess in sessions:
             if sess.closed:
                 continue
+            if sess.private_floor:  # resumed ahead of this gateway: skip what it already has
+                own, n = _above_floor(sess, blob)
+                if n:
+                    self.give_events(sess, own, n)
+                    touched.add(sess)
+                continue
             if sess.binary:
                 sess.parts.append(blob)
             else:
                 if texts is None:
-                    texts = [
-                        orjson.dumps(j)
-                        for k in range(count)
-                        if (j := event_json(blob, k * SLOT_BYTES, self.catalog)) is not None
-                    ]
+                    texts = self.json_texts(blob, count)
                 sess.parts.extend(texts)
             touched.add(sess)
+
+    def json_texts(self, blob: bytes, count: int) -> list[bytes]:
+        """The JSON frames of ``count`` private structs."""
+        return [
+            orjson.dumps(j)
+            for k in range(count)
+            if (j := event_json(blob, k * SLOT_BYTES, self.catalog)) is not None
+        ]
+
+    def give_events(self, sess: Session, blob: bytes, count: int) -> None:
+        """Queue structs on one session in its protocol (the caller flushes)."""
+        if sess.binary:
+            sess.parts.append(blob)
+        else:
+            sess.parts.extend(self.json_texts(blob, count))
 
     def _route_public(
         self, a: np.ndarray, t: np.ndarray, u32: np.ndarray, prow: np.ndarray, touched: set[Session]
@@ -566,6 +583,19 @@ class EventFanout:
             "asks": asks,
             "reason": reason,
         }
+
+
+def _above_floor(sess: Session, blob: bytes) -> tuple[bytes, int]:
+    """The events of ``blob`` after the session's resume floor; the floor is lifted once passed."""
+    floor = sess.private_floor
+    keep = bytearray()
+    for off in range(0, len(blob), SLOT_BYTES):
+        seq = _U64.unpack_from(blob, off + SEQ_AT)[0]
+        if seq > floor:
+            keep += blob[off:]
+            sess.private_floor = 0
+            break
+    return bytes(keep), len(keep) // SLOT_BYTES
 
 
 def _append(groups: dict[int, list[Any]], key: int, item: Any) -> None:

@@ -50,6 +50,7 @@ class GatewayOptions:
     sndbuf_bytes: int = 0  # SO_SNDBUF for client sockets (0 = kernel default); tests shrink it
     snapshot_depth: int | None = None  # levels per side in a snapshot (None = all)
     realtime_priority: int = 0  # SCHED_FIFO priority of the gateway process (0: off); not with busy-poll
+    replay_window_s: float = 60.0  # resume: accounts with a session this recent have their history kept
     faucet: bool = False  # development only: the `faucet` op credits any address (hx faucet)
 
     def __post_init__(self) -> None:

@@ -86,7 +86,7 @@ async def serve(
     server.faucet_index = process.index
     server.risk_spec = RiskSpecSource(process.markets_path)
     if process.route == "account":
-        server.enable_risk(process.index)
+        server.enable_risk(process.index, process.state_dir)
     server.health = open_health_slot(process.health_board, process.health_slot)
     server.metrics = server.fanout.metrics = Metrics("gateway", server.health.metrics)
     stop = stop or asyncio.Event()

@@ -30,6 +30,7 @@ from engine.wire.codec import encode
 from engine.wire.layout import ALL_MARKETS, SLOT_BYTES
 from gateway.auth import Authenticator
 from gateway.binary import market_table
+from gateway.cancel_guard import CancelGuard
 from gateway.fanout import EventFanout
 from gateway.ingress import Ingress
 from gateway.options import LOOP_MODES, GatewayOptions
@@ -37,6 +38,7 @@ from gateway.order_router import OrderRouter
 from gateway.protocol.market_info import MarketCatalog
 from gateway.pump import EventPump
 from gateway.rate_limiter import TokenBucket
+from gateway.replay_buffer import ReplayBuffer, SessionBoard
 from gateway.risk_requests import RiskRequests
 from gateway.session import Session
 from gateway.what_if import RiskSpecSource
@@ -44,6 +46,7 @@ from gateway.what_if import RiskSpecSource
 log = logging.getLogger("hx.gateway")
 
 _LIQ_TYPE = bytes([int(MsgType.LIQUIDATION)])
+BOARD_EVERY_S = 1.0  # how often live sessions are marked and other gateways' sessions learnt
 BIN_PATH = "/v1/bin"
 JSON_PATH = "/v1/json"
 
@@ -117,19 +120,25 @@ class GatewayServer:
         self.faucet_id = 0
         self.risk_spec: RiskSpecSource | None = None  # the what_if op's maths (set by the process)
         self.risk_requests: RiskRequests | None = None  # set when risk is in the order path
+        self.replay: ReplayBuffer | None = None  # likewise: private streams are per account then
+        self.cancel_guard = CancelGuard(self)
+        self._board_at = 0.0
         self.faucet_index = 0  # the gateway's index: faucet deposit ids differ between gateways
         self.health: Any = NoHealth()  # the run's health board slot (the sweeper beats it)
         self.metrics = Metrics("gateway", self.health.metrics)
 
-    def enable_risk(self, gateway_index: int) -> None:
-        """Risk is in the order path: serve the ops risk answers, tap its rings for the answers."""
+    def enable_risk(self, gateway_index: int, state_dir: str | None = None) -> None:
+        """Risk is in the order path: serve the ops risk answers, tap its rings for the answers,
+        and keep the replay buffer that lets a reconnecting session resume its private stream."""
         self.risk_requests = RiskRequests(self, gateway_index)
+        self.replay = ReplayBuffer(SessionBoard(state_dir, self.options.replay_window_s))
         self.fanout.tap = self._tap_risk
 
     def _tap_risk(self, data: bytes) -> bytes:
         """A batch from a risk ring, before the fan-out: this gateway's own answers come out,
         liquidations go to the public channel as well."""
-        assert self.risk_requests is not None
+        assert self.risk_requests is not None and self.replay is not None
+        self.replay.record(data)
         data = self.risk_requests.tap(data)
         if _LIQ_TYPE in data[::SLOT_BYTES]:
             self.fanout.publish_liquidations(data)
@@ -200,6 +209,31 @@ class GatewayServer:
                     del self.market_subs[m]
         self.fanout.conflating.discard(sess)
         self.auth.forget_connection(sess.id)
+        self.cancel_guard.on_disconnected(sess)
+
+    def on_login(self, sess: Session, resume_from: int | None) -> dict[str, Any]:
+        """Bind a logged-in session to its account; with ``resume_from``, first queue what it missed.
+
+        Returns the login reply's resume fields. Everything here runs in one event-loop step, so
+        the replay reaches the session before any live event of its account."""
+        out: dict[str, Any] = {}
+        replay = self.replay
+        if replay is not None:
+            replay.board.touch(sess.account_id)
+        if resume_from is not None:
+            if replay is None:
+                out = {"resumed": False, "resume_error": "resume needs risk in the order path"}
+            else:
+                events, why = replay.resume(sess.account_id, resume_from)
+                if events is None:
+                    out = {"resumed": False, "resume_error": why}
+                else:
+                    out = {"resumed": True, "replayed": len(events)}
+                    if resume_from > replay.last_seq(sess.account_id):
+                        sess.private_floor = resume_from  # this gateway is behind the old one
+                    sess.pending_replay = b"".join(events)
+        self.accounts.setdefault(sess.account_id, set()).add(sess)
+        return out
 
     def on_events_lost(self, reason: str) -> None:
         """Events were lost to this gateway: ask every shard to restate its books (subscribers get
@@ -246,6 +280,15 @@ class GatewayServer:
                 self.fanout.recover_conflated()
             if self.risk_requests is not None and self.risk_requests.pending:
                 self.risk_requests.expire(now)
+            if self.cancel_guard.deadlines:
+                self.cancel_guard.sweep(now)
+            if self.replay is not None and now - self._board_at >= BOARD_EVERY_S:
+                self._board_at = now
+                board = self.replay.board
+                for account in self.accounts:
+                    board.touch(account)
+                board.refresh()
+                self.replay.prune()
             self.auth.purge_expired()
             self.health.beat(self.stats["frames"] + self.fanout.events)  # the event loop is alive
             m = self.metrics

@@ -57,6 +57,9 @@ class Session:
         "hard_bytes",
         "sub_key",
         "close_stall_s",
+        "cancel_on_disconnect",
+        "private_floor",
+        "pending_replay",
         "close_max_s",
         "_closing",
         "_raw",
@@ -98,6 +101,9 @@ class Session:
         self.close_stall_s = close_stall_s  # closing: reset a reader that drains nothing this long
         self.close_max_s = close_max_s  # closing: reset a reader still not drained after this long
         self._closing: list[Any] = []
+        self.cancel_on_disconnect = False  # opt-in: CANCEL_ALL for the account when this closes
+        self.private_floor = 0  # resumed ahead of this gateway: skip private events up to this seq
+        self.pending_replay = b""  # resume: the missed events, sent right after the login reply
 
     @property
     def authenticated(self) -> bool:

@@ -42,6 +42,24 @@ from gateway.sdk.local_book import LocalBook
 from gateway.sdk.requests import PendingRequests, order_key
 
 _ACCEPTED, _REJECTED = int(MsgType.ACCEPTED), int(MsgType.REJECTED)
+_LIQUIDATION = int(MsgType.LIQUIDATION)
+PRIVATE_WIRE_TYPES = frozenset(
+    int(t)
+    for t in (
+        MsgType.ACCEPTED,
+        MsgType.REJECTED,
+        MsgType.FILL,
+        MsgType.CANCELLED,
+        MsgType.AMENDED,
+        MsgType.TRIGGERED,
+        MsgType.BALANCE,
+        MsgType.POSITION,
+        MsgType.ACCOUNT_MARGIN,
+        MsgType.LIQUIDATION,
+        MsgType.ADL_RANK,
+        MsgType.ORDER_STATE,
+    )
+)
 _CANCELLED, _AMENDED = int(MsgType.CANCELLED), int(MsgType.AMENDED)
 
 
@@ -79,10 +97,15 @@ class HxClient:
         keep_events: bool = True,
         reconnect: bool = False,
         reconnect_max_delay_s: float = 5.0,
+        resume: bool = True,
+        reconnect_delay_s: float = 0.05,
     ) -> None:
         """``reconnect=True``: after a close the client reconnects (backoff up to
         ``reconnect_max_delay_s``), logs in again with the same key, resubscribes, and queues a
-        :class:`Reconnected` marker; every close queues a :class:`Disconnected` marker first."""
+        :class:`Reconnected` marker; every close queues a :class:`Disconnected` marker first.
+        ``resume``: the new login asks to resume the private stream after ``last_private_seq``
+        (``Reconnected.resumed`` says whether the gateway could; if not, resync with
+        ``open_orders``)."""
         if protocol not in ("bin", "json"):
             raise ValueError("protocol must be 'bin' or 'json'")
         self.base_url = url.rstrip("/")
@@ -109,9 +132,13 @@ class HxClient:
         self._drop_deltas: dict[int, int] = {}
         self.reconnect = reconnect
         self.reconnect_max_delay_s = reconnect_max_delay_s
+        self.reconnect_delay_s = reconnect_delay_s  # the first wait; doubles up to the maximum
         self.subscriptions: dict[tuple[int, str], None] = {}  # (market, channel), in order
         self._user_closed = False
         self._reconnector: asyncio.Task[None] | None = None
+        self.resume = resume
+        self.last_private_seq = 0  # the private stream's last seq seen (per account, with risk)
+        self.login_reply: dict[str, Any] = {}
 
     # ---- connection ----------------------------------------------------------------------------
     @property
@@ -170,7 +197,7 @@ class HxClient:
 
     async def _reconnect_loop(self) -> None:
         """Reconnect with exponential backoff, log in again, resubscribe; then a Reconnected marker."""
-        delay, attempts = 0.05, 0
+        delay, attempts = self.reconnect_delay_s, 0
         while not self._user_closed:
             attempts += 1
             await asyncio.sleep(delay)
@@ -192,7 +219,9 @@ class HxClient:
         await self.connect()
         resumed = False
         if self._key is not None:
-            await self.login(self._key, self._login_account)
+            after = self.last_private_seq if self.resume and self.last_private_seq else None
+            await self.login(self._key, self._login_account, resume_from=after)
+            resumed = bool(self.login_reply.get("resumed"))
         for market, channel in list(self.subscriptions):
             await self.request({"op": "subscribe", "market": market, "channel": channel})
         return resumed
@@ -230,27 +259,34 @@ class HxClient:
             {"op": "faucet", "address": address or self.account, "asset": asset, "amount": amount}
         )
 
-    async def login(self, private_key: str | bytes, account: str | None = None) -> int:
-        """Log in with the account's key, or with an agent key for ``account``; returns the account id."""
+    async def login(
+        self, private_key: str | bytes, account: str | None = None, resume_from: int | None = None
+    ) -> int:
+        """Log in with the account's key, or with an agent key for ``account``; returns the account id.
+
+        ``resume_from``: the last private seq processed; the gateway first replays what came after
+        it (``login_reply["resumed"]`` says whether it could)."""
         signer = Account.from_key(private_key).address.lower()
         account = (account or signer).lower()
         ch = await self.request({"op": "challenge"})
         chain_id = self.chain_id if self.chain_id is not None else ch["chain_id"]
         typed = login_typed_data(chain_id, account, signer, ch["nonce"], ch["expires_at"])
+        msg: dict[str, Any] = {
+            "op": "login",
+            "account": account,
+            "signer": signer,
+            "nonce": ch["nonce"],
+            "signature": sign_typed_data(private_key, typed),
+        }
+        if resume_from is not None:
+            msg["resume_from"] = resume_from
         try:
-            reply = await self.request(
-                {
-                    "op": "login",
-                    "account": account,
-                    "signer": signer,
-                    "nonce": ch["nonce"],
-                    "signature": sign_typed_data(private_key, typed),
-                }
-            )
+            reply = await self.request(msg)
         except RequestRejected as exc:
             raise LoginFailed(exc.code, exc.message) from None
         self._key = private_key
         self._login_account = account
+        self.login_reply = reply
         self.account, self.account_id, self.is_agent = reply["account"], reply["account_id"], reply["agent"]
         return self.account_id
 
@@ -496,6 +532,8 @@ class HxClient:
         ev = typed_event(t, e)
         if ev is None:
             return
+        if t in PRIVATE_WIRE_TYPES and e["seq"] and (t != _LIQUIDATION or e["account"]):
+            self.last_private_seq = e["seq"]
         if t == _ACCEPTED:
             self.order_ids[ev.client_order_id] = ev.order_id
             self.pending.placed(ev.client_order_id, ev)
@@ -558,7 +596,10 @@ class HxClient:
             if decoded is not None:
                 self._on_wire(*decoded)
         elif typ in ACCOUNT_EVENTS:
-            self.events.push(self.codec.json_account_event(typ, msg))
+            ev = self.codec.json_account_event(typ, msg)
+            if ev.seq:
+                self.last_private_seq = ev.seq
+            self.events.push(ev)
         else:
             self.control.put_nowait(msg)
 
