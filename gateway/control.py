@@ -200,15 +200,6 @@ def op_revoke_agent(server: GatewayServer, sess: Session, msg: dict[str, Any]) -
     _agent_change(server, sess, msg, "RevokeAgent")
 
 
-@control_op("withdraw", needs_login=True)
-def op_withdraw(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
-    """Placeholder until settlement serves withdrawals: agents are refused first."""
-    if sess.is_agent:
-        sess.error(msg, RejectCode.PERMISSION_DENIED, "an agent key can trade but never withdraw")
-    else:
-        sess.error(msg, RejectCode.UNKNOWN_OP, "withdrawals are not served by this gateway yet")
-
-
 @control_op("faucet")
 def op_faucet(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
     """Development only (``faucet`` option): credit an address through a DEPOSIT to risk."""

@@ -78,6 +78,7 @@ for _t in (
     MsgType.ORDER_STATE,
 ):
     _ACCOUNT_WORD[_t] = word_index(_t, "account", 4)  # the risk stage's private events
+_ACCOUNT_WORD[MsgType.SETTLED] = word_index(MsgType.SETTLED, "account", 4)  # settlement's, to the account
 _W4_TAKER = word_index(MsgType.FILL, "taker_account", 4)
 _W4_MAKER = word_index(MsgType.FILL, "maker_account", 4)
 _W4_MARKET = MARKET_ID_AT // 4

@@ -42,6 +42,7 @@ from gateway.replay_buffer import ReplayBuffer, SessionBoard
 from gateway.risk_requests import RiskRequests
 from gateway.session import Session
 from gateway.what_if import RiskSpecSource
+from gateway.withdraw_op import op_withdraw  # noqa: F401 - registers the withdraw op
 
 log = logging.getLogger("hx.gateway")
 

@@ -56,11 +56,76 @@ _CHOICES = {"wait": WAITS, "fsync": FSYNCS}
 
 
 @dataclass(frozen=True)
+class SettlementSection:
+    """``[settlement]``: the chain (off by default). Without ``rpc_url`` a local anvil is started
+    (the chain stage) with the contracts deployed; with it, ``manifest`` names the deployment."""
+
+    enabled: bool = False
+    rpc_url: str = ""
+    manifest: str = ""
+    operator_key_env: str = "HX_OPERATOR_KEY"
+    confirmations: int = 1
+    batch_interval_s: float = 1.0
+    batch_max_events: int = 10_000
+    token_assets: tuple[str, ...] = ("USDC", "ETH", "BTC")  # per vault token (listing order); "" = none
+    fee_address: str = ""
+    block_time_s: float = 1.0  # the local chain's block time (0: a block per transaction)
+    dispute_window_s: int = 60  # the local chain's dispute window
+
+
+def _settlement_section(raw: Any, where: str, doc: dict[str, Any], run: RunSection) -> SettlementSection:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [settlement] must be a table")
+    known = {f.name: f for f in fields(SettlementSection)}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{where}: [settlement] {key}: unknown key; known: {sorted(known)}")
+        want = known[key].type
+        ok = {
+            "bool": isinstance(value, bool),
+            "str": isinstance(value, str),
+            "int": isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+            "float": isinstance(value, int | float) and not isinstance(value, bool) and value >= 0,
+        }.get(str(want), isinstance(value, list) and all(isinstance(x, str) for x in value))
+        if not ok:
+            raise ConfigError(f"{where}: [settlement] {key}: want {want}, got {value!r}")
+    if "confirmations" in raw and raw["confirmations"] < 1:
+        raise ConfigError(f"{where}: [settlement] confirmations: want >= 1, got {raw['confirmations']}")
+    if "batch_interval_s" in raw and not 0.05 <= raw["batch_interval_s"] <= 3600:
+        raise ConfigError(
+            f"{where}: [settlement] batch_interval_s: want 0.05..3600, got {raw['batch_interval_s']}"
+        )
+    if "batch_max_events" in raw and raw["batch_max_events"] < 1:
+        raise ConfigError(f"{where}: [settlement] batch_max_events: want >= 1, got {raw['batch_max_events']}")
+    section = SettlementSection(
+        **{**raw, "token_assets": tuple(raw.get("token_assets", SettlementSection.token_assets))}
+    )
+    if section.enabled:
+        if doc.get("gateway", {}).get("faucet"):
+            raise ConfigError(
+                f"{where}: [settlement] enabled: cannot run with [gateway] faucet = true (chain deposits and "
+                "faucet credits would mix in the accounts the chain proves)"
+            )
+        if not run.risk:
+            raise ConfigError(f"{where}: [settlement] enabled: needs [run] risk >= 1")
+        if section.rpc_url and not section.manifest:
+            raise ConfigError(
+                f"{where}: [settlement] manifest: required with rpc_url (the deployment's JSON)"
+            )
+        symbols = {a.get("symbol") for a in doc.get("asset", []) if isinstance(a, dict)}
+        for sym in section.token_assets:
+            if sym and sym not in symbols:
+                raise ConfigError(f"{where}: [settlement] token_assets: {sym!r} is not an [[asset]] symbol")
+    return section
+
+
+@dataclass(frozen=True)
 class HxConfig:
     path: Path
     run: RunSection
     gateway: dict[str, Any] = field(default_factory=dict)
     doc: dict[str, Any] = field(default_factory=dict)  # the whole parsed file
+    settlement: SettlementSection = field(default_factory=SettlementSection)
 
 
 def _run_section(raw: Any, where: str) -> RunSection:
@@ -135,4 +200,5 @@ def load_config(path: str | Path | None = None) -> HxConfig:
             oracle_config_from(doc, where)
         except OracleConfigError as exc:
             raise ConfigError(str(exc)) from None
-    return HxConfig(path, run, gateway, doc)
+    settlement = _settlement_section(doc.get("settlement", {}), where, doc, run)
+    return HxConfig(path, run, gateway, doc, settlement)

@@ -42,6 +42,7 @@ class RunSettings:
     port: int = 8765
     gateway: dict[str, Any] = field(default_factory=dict)  # GatewayOptions fields
     validate: bool = False  # debug: stateful stages check every invariant after each record
+    settlement: dict[str, Any] = field(default_factory=dict)  # hx.config.SettlementSection fields
     demo_shock_every_s: float = 120.0  # the demo provokes a sharp move this often
 
 
@@ -191,7 +192,8 @@ def _gateway_options(run: Run, index: int) -> Any:
         events=events,
         # with risk in the path, every private event comes from risk on the account's own stream
         private_from=tuple(
-            run.topology.ring(ref.ring.name).producer.startswith("risk-") or not run.topology.risk
+            run.topology.ring(ref.ring.name).producer.startswith(("risk-", "settlement-"))
+            or not run.topology.risk
             for ref in events
         ),
         gateway=GatewayOptions(**settings),  # a bad option fails here, in the parent, with its reason
@@ -269,6 +271,72 @@ def _run_demo(options: Any, ready: Any) -> None:
     run_demo(options, ready)
 
 
+# ---- chain and settlement ---------------------------------------------------------------------
+def _chain_options(run: Run, index: int) -> Any:
+    from settlement.local_chain import LocalChainOptions, port_for
+
+    s = run.settings
+    return LocalChainOptions(
+        state_dir=str(s.state_dir / "chain"),
+        port=int(s.settlement.get("local_port") or port_for(run.topology.run_id)),
+        block_time_s=float(s.settlement.get("block_time_s", 1.0)),
+        dispute_window_s=int(s.settlement.get("dispute_window_s", 60)),
+        run_dir=str(s.state_dir),
+        supervisor_pid=run.supervisor_pid,
+        **run.health("chain-0"),
+    )
+
+
+def _run_chain(options: Any, ready: Any) -> None:
+    from settlement.local_chain import run_local_chain
+
+    run_local_chain(options, ready)
+
+
+def _settlement_options(run: Run, index: int) -> Any:
+    import json
+
+    from settlement.process import SettlementOptions
+
+    topo, s = run.topology, run.settings
+    cfg = s.settlement
+    name = f"settlement-{index}"
+    rpc_url, manifest = cfg.get("rpc_url", ""), cfg.get("manifest", "")
+    if not rpc_url:  # the local chain stage, started (and ready) before this
+        chain_dir = s.state_dir / "chain"
+        rpc_url = json.loads((chain_dir / "rpc.json").read_text())["rpc_url"]
+        manifest = str(chain_dir / "manifest.json")
+    sev = topo.settlement_event_ring()
+    return SettlementOptions(
+        risk_events=tuple(
+            ref for ref in run.inputs(name) if topo.ring(ref.ring.name).producer.startswith("risk-")
+        ),
+        to_risk=tuple(run.ref(topo.settlement_ring(r)) for r in range(topo.risk)),
+        events=run.ref(sev) if sev in {spec.name for spec in topo.rings} else None,
+        markets_path=str(s.markets_path),
+        state_dir=str(s.state_dir / name),
+        run_dir=str(s.state_dir),
+        rpc_url=rpc_url,
+        manifest_path=manifest,
+        operator_key_env=cfg.get("operator_key_env", "HX_OPERATOR_KEY"),
+        token_assets=tuple(cfg.get("token_assets", ("USDC", "ETH", "BTC"))),
+        fee_address=cfg.get("fee_address", ""),
+        confirmations=int(cfg.get("confirmations", 1)),
+        batch_interval_s=float(cfg.get("batch_interval_s", 1.0)),
+        batch_max_events=int(cfg.get("batch_max_events", 10_000)),
+        fsync=s.fsync,
+        supervisor_pid=run.supervisor_pid,
+        wait=s.wait,
+        **run.health(name),
+    )
+
+
+def _run_settlement(options: Any, ready: Any) -> None:
+    from settlement.process import run_settlement
+
+    run_settlement(options, ready)
+
+
 SHARD = Stage("shard", lambda t: t.shards, _shard_options, _run_shard, restart="recover")
 RISK = Stage("risk", lambda t: t.risk, _risk_options, _run_risk, restart="recover")
 ORACLE = Stage("oracle", lambda t: t.oracle, _oracle_options, _run_oracle, restart="recover")
@@ -276,7 +344,19 @@ GATEWAY = Stage("gateway", lambda t: t.gateways, _gateway_options, _run_gateway,
 
 DEMO = Stage("demo", lambda t: t.demo, _demo_options, _run_demo, restart="restart")
 
-STAGES: tuple[Stage, ...] = (SHARD, RISK, ORACLE, GATEWAY, DEMO)
+CHAIN = Stage(
+    "chain", lambda t: t.chain, _chain_options, _run_chain, restart="restart", ready_timeout_s=120.0
+)
+SETTLEMENT = Stage(
+    "settlement",
+    lambda t: t.settlement,
+    _settlement_options,
+    _run_settlement,
+    restart="recover",
+    ready_timeout_s=120.0,
+)
+
+STAGES: tuple[Stage, ...] = (CHAIN, SHARD, RISK, ORACLE, SETTLEMENT, GATEWAY, DEMO)
 BY_KIND: dict[str, Stage] = {stage.kind: stage for stage in STAGES}
 
 

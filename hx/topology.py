@@ -74,6 +74,7 @@ class Topology:
     risk: int = 0  # risk partitions (accounts by id); 0: gateways route straight to the shards
     recorders: int = 0  # extra event-ring consumers (tests, replay, audit tools)
     settlement: int = 0  # 1: a settlement process (chain deposits in, batches out)
+    chain: int = 0  # 1: a local anvil chain process with the contracts deployed (settlement's default)
     demo: int = 0  # 1: the demo process (bots + dashboard), a droppable reader of every event ring
     oracle: int = 0  # 1: an oracle process (prices, marks, funding, sessions, resolutions)
     order_ring_slots: int = 1 << 16
@@ -129,7 +130,9 @@ class Topology:
         """Readers of the oracle's public ring: recorders (gateways join when they serve the
         ``mark``/``index``/``funding`` channels; a listed consumer that never reads would hold the
         oracle up)."""
-        return tuple(f"recorder-{k}" for k in range(self.recorders))
+        return tuple(f"recorder-{k}" for k in range(self.recorders)) + tuple(
+            f"demo-{k}" for k in range(self.demo)
+        )
 
     # ---- rings ---------------------------------------------------------------------------------
     def order_ring(self, producer: int, shard: int) -> str:
@@ -145,6 +148,10 @@ class Topology:
 
     def risk_event_ring(self, partition: int) -> str:
         return f"{self.run_id}-rev-r{partition}"
+
+    def settlement_event_ring(self) -> str:
+        """Settlement's own events (SETTLED), routed by gateways to the account's private stream."""
+        return f"{self.run_id}-sev"
 
     def settlement_ring(self, partition: int) -> str:
         """Settlement's ring into a risk partition (chain deposits, withdrawal results)."""
@@ -211,6 +218,9 @@ class Topology:
                 out.append(
                     RingSpec(self.oracle_request_ring(g), f"gateway-{g}", (oracle,), self.order_ring_slots)
                 )
+        readers = tuple(f"gateway-{g}" for g in range(self.gateways))
+        if self.settlement and readers:  # droppable readers only: SETTLED is a notice, the chain the truth
+            out.append(RingSpec(self.settlement_event_ring(), "settlement-0", readers, self.order_ring_slots))
         return tuple(out)
 
     @cached_property

@@ -69,6 +69,7 @@ enum {
     HX_MSG_ORDER_STATE = 50,
     HX_MSG_PRICE = 51,
     HX_MSG_RESOLUTION_STATUS = 52,
+    HX_MSG_SETTLED = 53,
     HX_MSG_HEARTBEAT = 64,
     HX_MSG_SNAPSHOT_REQUEST = 65,
     HX_MSG_SHUTDOWN = 66,
@@ -1239,6 +1240,30 @@ static inline void hx_put_resolution_status(uint8_t *p, uint32_t market_id, uint
     hx_wr_u8(p + HX_OFF_RESOLUTION_STATUS_OUTCOME, outcome);
     hx_wr_u64(p + HX_OFF_RESOLUTION_STATUS_FINAL_AT_NS, final_at_ns);
     hx_wr_u64(p + HX_OFF_RESOLUTION_STATUS_TS_NS, ts_ns);
+}
+
+/* ---- SETTLED (msg_type 53): An account's private events up to ``seq`` are final: batch ``batch_id``, accepted on chain in ``block``, holds its confirmations (settlement -> the account's private stream). */
+#define HX_OFF_SETTLED_SEQ 8 /* u64: the account's last private sequence number the batch covers */
+#define HX_OFF_SETTLED_ACCOUNT 16 /* u32: internal account id */
+#define HX_OFF_SETTLED_BATCH_ID 24 /* u64: the ClearingHouse batch id */
+#define HX_OFF_SETTLED_BLOCK 32 /* u64: block number of the accepted batch */
+#define HX_OFF_SETTLED_TS_NS 40 /* u64: settlement's clock when the confirmations were reached */
+static inline uint64_t hx_settled_seq(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_SETTLED_SEQ); }
+static inline uint32_t hx_settled_account(const uint8_t *p) { return hx_rd_u32(p + HX_OFF_SETTLED_ACCOUNT); }
+static inline uint64_t hx_settled_batch_id(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_SETTLED_BATCH_ID); }
+static inline uint64_t hx_settled_block(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_SETTLED_BLOCK); }
+static inline uint64_t hx_settled_ts_ns(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_SETTLED_TS_NS); }
+static inline void hx_put_settled(uint8_t *p, uint32_t market_id, uint64_t seq, uint32_t account, uint64_t batch_id, uint64_t block, uint64_t ts_ns) {
+    memset(p, 0, HX_SLOT_BYTES);
+    p[HX_OFF_HEADER_MSG_TYPE] = 53; /* SETTLED */
+    p[HX_OFF_HEADER_VERSION] = HX_WIRE_VERSION;
+    hx_wr_u16(p + HX_OFF_HEADER_LENGTH, HX_SLOT_BYTES);
+    hx_wr_u32(p + HX_OFF_HEADER_MARKET_ID, market_id);
+    hx_wr_u64(p + HX_OFF_SETTLED_SEQ, seq);
+    hx_wr_u32(p + HX_OFF_SETTLED_ACCOUNT, account);
+    hx_wr_u64(p + HX_OFF_SETTLED_BATCH_ID, batch_id);
+    hx_wr_u64(p + HX_OFF_SETTLED_BLOCK, block);
+    hx_wr_u64(p + HX_OFF_SETTLED_TS_NS, ts_ns);
 }
 
 /* ---- HEARTBEAT (msg_type 64): Liveness; carries the sender's clock and last sequence. */

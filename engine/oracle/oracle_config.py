@@ -60,6 +60,9 @@ class SourceConfig:
     vol_ppm_per_s: int = 500  # simulated: the walk's standard deviation per sqrt(second)
     jump_ppm: int = 0  # simulated: size of an occasional jump (shared by every source of the asset)
     jumps_per_hour: int = 0
+    shock_every_s: int = 0  # simulated: a scheduled move of the asset every this many seconds (0: none)
+    shock_ppm: int = 0  # its size; shocks alternate down, up, down... (the demo's sharp moves)
+    shock_over_s: int = 5  # spread over this many seconds (the index's rate limit still applies)
     noise_ppm: int = 50  # simulated: each source's own noise around the asset's true price
     every_ms: int = 500  # how often the feed updates
     lag_ms: int = 5_000  # mode lag: quotes the price of this long ago (with the old timestamp)
@@ -277,6 +280,9 @@ def oracle_config_from(doc: dict[str, Any], where: str = "<config>") -> OracleCo
                 "vol_ppm_per_s",
                 "jump_ppm",
                 "jumps_per_hour",
+                "shock_every_s",
+                "shock_ppm",
+                "shock_over_s",
                 "noise_ppm",
                 "lag_ms",
                 "drift_ppm_per_s",

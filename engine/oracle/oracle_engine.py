@@ -64,6 +64,7 @@ from engine.wire.layout import ALL_MARKETS, BY_TYPE, SLOT_BYTES, WIRE_VERSION
 
 LAST_TRADE_MAX_AGE_NS: Final = 60 * 10**9  # an older last trade is no evidence: the index stands in
 SNAPSHOT_MAGIC: Final = b"HXORAC01"
+_REASONS: Final = {int(r): r for r in DropReason}
 BOOK_EVENTS: Final = frozenset({MsgType.L2_DELTA, MsgType.TRADE, MsgType.BOOK_RESET})
 
 
@@ -120,6 +121,7 @@ class OracleEngine:
             or m in config.predictions
             or config.asset_of_market.get(m, -1) in config.index
         )
+        self.feed_names = {a: tuple(f.name for f in config.feeds_of(a)) for a in config.index}
         self.state: dict[str, Any] = self._fresh_state()
         self.verdicts: dict[int, tuple[SourceVerdict, ...]] = {}  # the last tick's, per asset (a read)
         self.index_updates = 0  # ORACLE_PRICE messages produced by this instance (a metric)
@@ -155,7 +157,7 @@ class OracleEngine:
         """A SOURCE_QUOTE: the feed's latest quote replaces its previous one (judged at the tick)."""
         (_t, _v, _l, asset, feed, reason, price, source_ts, _arrival) = _U_QUOTE(buf, off)
         quotes = self.state["quotes"].get(asset)
-        if quotes is None or feed >= len(self.config.feeds_of(asset)):
+        if quotes is None or feed >= len(self.feed_names[asset]):
             return  # not a configured feed: the edge never writes one; ignore rather than crash
         quotes[feed] = (price, source_ts, reason)
 
@@ -271,14 +273,9 @@ class OracleEngine:
     def _tick_index(self, now: int) -> None:
         s = self.state
         for asset, cfg in self.config.index.items():
-            feeds = self.config.feeds_of(asset)
+            names = self.feed_names[asset]
             quotes = [
-                SourceQuote(
-                    feeds[f].name,
-                    price,
-                    ts,
-                    DropReason(reason) if reason in DropReason._value2member_map_ else DropReason.UNPARSEABLE,
-                )
+                SourceQuote(names[f], price, ts, _REASONS.get(reason, DropReason.UNPARSEABLE))
                 for f, (price, ts, reason) in sorted(s["quotes"][asset].items())
             ]
             result = calc_index(quotes, now, cfg, s["index_state"][asset])

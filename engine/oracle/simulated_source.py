@@ -33,9 +33,22 @@ class TruePath:
     """The asset's true price over time, deterministic from its seed; kept for ``lag``."""
 
     def __init__(
-        self, start_price: float, vol_ppm_per_s: int, jump_ppm: int, jumps_per_hour: int, seed: int
+        self,
+        start_price: float,
+        vol_ppm_per_s: int,
+        jump_ppm: int,
+        jumps_per_hour: int,
+        seed: int,
+        shock_every_s: int = 0,
+        shock_ppm: int = 0,
+        shock_over_s: int = 5,
     ) -> None:
         self.rng = random.Random(seed)
+        # scheduled shocks: steps [k * every, k * every + over) of shock k >= 1 each move the price
+        # by an equal factor, down for odd k and up for even k (a crash, then a rally)
+        self.shock_every = shock_every_s * NS_PER_S // STEP_NS
+        self.shock_steps = max(1, shock_over_s * NS_PER_S // STEP_NS)
+        self.shock_log = math.log1p(min(shock_ppm, 900_000) / 1e6) / self.shock_steps if shock_ppm else 0.0
         self.step_sigma = vol_ppm_per_s / 1e6 * math.sqrt(STEP_NS / NS_PER_S)
         self.jump = jump_ppm / 1e6
         self.jump_p = jumps_per_hour * STEP_NS / (3600 * NS_PER_S)
@@ -50,6 +63,11 @@ class TruePath:
             p = self.prices[-1] * math.exp(self.rng.gauss(0.0, self.step_sigma))
             if self.jump and self.rng.random() < self.jump_p:
                 p *= 1 + (self.jump if self.rng.random() < 0.5 else -self.jump)
+            step = len(self.prices)
+            if self.shock_every and self.shock_log:
+                k, phase = divmod(step, self.shock_every)
+                if k >= 1 and phase < self.shock_steps:
+                    p *= math.exp(-self.shock_log if k % 2 else self.shock_log)
             self.prices.append(p)
         return self.prices[i]
 
@@ -128,7 +146,14 @@ def make_simulated_sources(configs: Sequence[SourceConfig], seed: int) -> list[S
             continue
         if c.asset_id not in paths:
             paths[c.asset_id] = TruePath(
-                c.price_micro / 1e6, c.vol_ppm_per_s, c.jump_ppm, c.jumps_per_hour, seed * 1000 + c.asset_id
+                c.price_micro / 1e6,
+                c.vol_ppm_per_s,
+                c.jump_ppm,
+                c.jumps_per_hour,
+                seed * 1000 + c.asset_id,
+                c.shock_every_s,
+                c.shock_ppm,
+                c.shock_over_s,
             )
         out.append(SimulatedSource(c, paths[c.asset_id], seed))
     return out

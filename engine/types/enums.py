@@ -55,6 +55,7 @@ class MsgType(IntEnum):
     ORDER_STATE = 50  # risk: one open order, in answer to ORDER_QUERY (private)
     PRICE = 51  # risk: a price it now values accounts at (for settlement and dashboards; not routed)
     RESOLUTION_STATUS = 52  # oracle: a prediction market's proposed, disputed or final outcome (public)
+    SETTLED = 53  # settlement: an account's events up to seq are final on chain (private)
 
     HEARTBEAT = 64
     SNAPSHOT_REQUEST = 65

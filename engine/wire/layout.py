@@ -630,6 +630,20 @@ LAYOUTS: tuple[MessageLayout, ...] = (
             _pad(24),
         ),
     ),
+    MessageLayout(
+        MsgType.SETTLED,
+        "An account's private events up to ``seq`` are final: batch ``batch_id``, accepted on chain in "
+        "``block``, holds its confirmations (settlement -> the account's private stream).",
+        (
+            ("seq", "Q", "the account's last private sequence number the batch covers"),
+            _ACCOUNT,
+            _pad(4),
+            ("batch_id", "Q", "the ClearingHouse batch id"),
+            ("block", "Q", "block number of the accepted batch"),
+            ("ts_ns", "Q", "settlement's clock when the confirmations were reached"),
+            _pad(16),
+        ),
+    ),
     # ---- control --------------------------------------------------------------------------------
     MessageLayout(
         MsgType.HEARTBEAT,

@@ -123,6 +123,14 @@ def event_json(
         }
     if t in (MsgType.BALANCE, MsgType.POSITION, MsgType.ACCOUNT_MARGIN):
         return risk_event_json(e, catalog)
+    if t == MsgType.SETTLED:  # the account's events up to seq are final on chain
+        return {
+            "type": "settled",
+            "seq": e["seq"],
+            "batch_id": e["batch_id"],
+            "block": e["block"],
+            "ts_ns": e["ts_ns"],
+        }
     if t == MsgType.CANCELLED:
         return {
             "type": "cancelled",

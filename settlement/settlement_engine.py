@@ -1,0 +1,787 @@
+"""The settlement stage's deterministic core: risk events and confirmed chain facts in, batches out.
+
+Every input is one journal record (``SettlementEngine.apply``); the same records from the same start
+give the same state (``state_hash``), the same sealed batches (bytes and hashes) and the same outputs.
+No I/O, no clock, no web3 here: the process (``settlement.process``) journals what its rings and
+threads bring, applies it, and ships the outputs.
+
+Records (first byte is the kind; integers little-endian):
+
+- ``EVENTS``: u16 partition, u32 slots consumed, u64 ring cursor, u64 ring nonce, then the 64-byte slots
+  of risk's event ring that are read here (BALANCE, POSITION, PRICE, ACCOUNT_MARGIN, REJECTED);
+- ``DEPOSIT``: a Vault deposit with its confirmations (id, account id, token index, amount in token
+  base units, depositedAt, block, 20-byte account);
+- ``CLOCK``: u64 ns; a batch is sealed when due (``batch_interval_ns`` since the last, or
+  ``batch_max_events`` events waiting) and none is in flight;
+- ``CONFIRMED``: the in-flight batch holds its confirmations on chain (u64 batch id, u64 block,
+  u64 ns): SETTLED events for every account it covers;
+- ``FAILED``: the chain refused the in-flight batch or holds another one (u64 batch id, reason
+  text): alarm and halt;
+- ``RESUME``: an operator resumes after a halt (the in-flight batch, if any, is tried again).
+
+Invariants:
+
+- deposits are credited in id order, each exactly once: a gap is an alarm (the record is refused); a
+  deposit of a token the config maps to no asset, the part of an 18-decimal amount below one engine
+  atom, and a deposit risk refuses stay in the depositor's leaf of that token (``extra``), never in
+  the engine;
+- at most one batch is in flight; it is fixed by the journal (its bytes and hash never change), so a
+  restart posts exactly that batch or finds it on chain; batch ids are 1, 2, 3, ... each naming the
+  previous one's hash;
+- leaf model, per listed token t of account A (token factor f_t = 10**(token decimals - asset
+  decimals)): ``v = (balance + held - queued withdrawals) * f_t + extra``; the USDC leaf also carries
+  the perp PnL at the batch's marks and the value of assets without a token at the batch's prices,
+  each rounded down; claim = max(v, 0), liability = max(-v, 0). The exchange's own accounts (fees,
+  insurance, liquidation) share one leaf, the fee address, which also takes the rounding dust, so per
+  token claims - liabilities == credited deposits - queued withdrawals exactly (the contract's check);
+- reconciliation: the fee leaf's residual may differ from the engine's own figure only by dust in
+  USDC (at most one micro per account valued) and not at all in other tokens; otherwise alarm and
+  halt (no batch is sealed until ``RESUME``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+
+from engine.math.position import calc_unrealised_micro
+from engine.risk.risk_config import RiskConfig
+from engine.types.enums import BalanceReason, DepositSource, MsgType, RejectCode, WithdrawStatus
+from engine.wire.layout import BY_TYPE, SLOT_BYTES, WIRE_VERSION
+from settlement.account_trees import AccountTrees
+from settlement.batch_commitments import (
+    PAYOUT_WITHDRAWAL,
+    AssetState,
+    Payout,
+    batch_hash,
+    deposit_accumulator,
+    payouts_hash,
+    state_root,
+)
+from settlement.published_data import PublishedData
+from settlement.sum_tree import CLAIM, LIABILITY, ZERO_HASH, address_bytes
+from settlement.withdrawal import Withdrawal
+
+SYSTEM_ACCOUNT_BASE = 0xFFFF_FF00  # engine.risk.risk_engine: ids above it belong to the exchange
+
+# record kinds
+EVENTS, DEPOSIT, CLOCK, CONFIRMED, FAILED, RESUME, WITHDRAWAL, PAID, LOG_OFFSET = 1, 2, 3, 4, 5, 6, 7, 8, 9
+MAX_WITHDRAWALS_PER_BATCH = 64
+EXPIRY_MARGIN_S = 600  # a withdrawal expiring sooner than this after the batch is sealed is refused
+_DEPOSIT = struct.Struct("<BQIBQQ32s20s")  # kind, id, account id, token, depositedAt, block, amount, address
+_CLOCK = struct.Struct("<BQ")
+_CONFIRMED = struct.Struct("<BQQQ")
+# kind, account id, token, amount, destination, nonce, expiry, chain check ok, signature, account address
+_WITHDRAWAL = struct.Struct("<BIB32s20s32sQB65s20s")
+_PAID = struct.Struct("<BQ")
+_EVENTS_HEAD = struct.Struct("<BHIQQ")  # kind, partition, slots consumed, ring cursor before, ring nonce
+
+KEPT_EVENTS = frozenset(
+    int(t)
+    for t in (MsgType.BALANCE, MsgType.POSITION, MsgType.PRICE, MsgType.ACCOUNT_MARGIN, MsgType.REJECTED)
+)
+_BALANCE = BY_TYPE[MsgType.BALANCE].struct
+_POSITION = BY_TYPE[MsgType.POSITION].struct
+_PRICE = BY_TYPE[MsgType.PRICE].struct
+_MARGIN = BY_TYPE[MsgType.ACCOUNT_MARGIN].struct
+_REJECTED = BY_TYPE[MsgType.REJECTED].struct
+_DEPOSIT_CMD = BY_TYPE[MsgType.DEPOSIT].struct
+_SETTLED = BY_TYPE[MsgType.SETTLED].struct
+_RESULT_CMD = BY_TYPE[MsgType.WITHDRAW_RESULT].struct
+USDC_PRICE_MICRO = 10**6
+
+
+def pack_events(
+    partition: int, slots: bytes | memoryview, consumed: int = 0, cursor: int = 0, nonce: int = 0
+) -> bytes:
+    """An EVENTS record: the kept slots, and where they came from (the process moves its cursor past
+    ``cursor + consumed`` of ring ``nonce`` when it recovers from the journal)."""
+    return _EVENTS_HEAD.pack(EVENTS, partition, consumed, cursor, nonce) + bytes(slots)
+
+
+def unpack_events_head(record: bytes | memoryview) -> tuple[int, int, int, int]:
+    """``(partition, consumed, cursor, nonce)`` of an EVENTS record."""
+    return _EVENTS_HEAD.unpack_from(record, 0)[1:]
+
+
+def pack_deposit(
+    deposit_id: int,
+    account_id: int,
+    token_index: int,
+    amount: int,
+    deposited_at: int,
+    block: int,
+    account: str,
+) -> bytes:
+    return _DEPOSIT.pack(
+        DEPOSIT, deposit_id, account_id, token_index, deposited_at, block, amount.to_bytes(32, "big"),
+        address_bytes(account),
+    )  # fmt: skip
+
+
+def pack_clock(now_ns: int) -> bytes:
+    return _CLOCK.pack(CLOCK, now_ns)
+
+
+def pack_confirmed(batch_id: int, block: int, now_ns: int) -> bytes:
+    return _CONFIRMED.pack(CONFIRMED, batch_id, block, now_ns)
+
+
+def pack_failed(batch_id: int, reason: str) -> bytes:
+    return struct.pack("<BQ", FAILED, batch_id) + reason.encode()[:1000]
+
+
+def pack_resume() -> bytes:
+    return bytes((RESUME,))
+
+
+def pack_withdrawal(
+    account_id: int, token_index: int, w: Withdrawal, signature: bytes, chain_ok: bool, log_offset: int = 0
+) -> bytes:
+    """A signed withdrawal as the gateway logged it; ``chain_ok``: the chain's own checks passed when it
+    was read (nonce unused on chain, ERC-1271 approval for a smart account)."""
+    sig = bytes(signature)
+    if len(sig) != 65:
+        sig = b"\0" * 65
+        chain_ok = False
+    return _WITHDRAWAL.pack(
+        WITHDRAWAL, account_id, token_index, w.amount.to_bytes(32, "big"), address_bytes(w.destination),
+        w.nonce.to_bytes(32, "big"), min(w.expiry, (1 << 64) - 1), int(chain_ok), sig, address_bytes(w.account),
+    ) + struct.pack("<Q", log_offset)  # fmt: skip
+
+
+def pack_log_offset(offset: int) -> bytes:
+    """The withdrawal log was read up to ``offset`` (past a malformed line)."""
+    return struct.pack("<BQ", LOG_OFFSET, offset)
+
+
+def pack_paid(batch_id: int) -> bytes:
+    """Every payout of ``batch_id`` was executed on chain."""
+    return _PAID.pack(PAID, batch_id)
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    """One token the Vault lists (listing order): its address, decimals, and the engine asset it maps to
+    (-1: none; such deposits are never credited in the engine)."""
+
+    address: str
+    decimals: int
+    asset_id: int
+
+
+@dataclass(frozen=True)
+class SettlementSpec:
+    """What the core is told: the chain, the tokens, the engine's assets and perps, the batch rules."""
+
+    chain_id: int
+    clearing_house: str
+    tokens: tuple[TokenSpec, ...]
+    risk: RiskConfig
+    fee_address: str  # the exchange's own leaf (fees, insurance, liquidation, dust)
+    partitions: int = 1
+    batch_interval_ns: int = 1_000_000_000
+    batch_max_events: int = 10_000
+    keepalive_ns: int = 3600 * 1_000_000_000  # an empty batch at least this often (freeze period >> it)
+
+    def __post_init__(self) -> None:
+        if not self.tokens or self.tokens[0].asset_id != 0:
+            raise ValueError("tokens[0] must be the settlement stablecoin, mapped to asset 0")
+        seen = set()
+        for t in self.tokens:
+            if t.asset_id >= 0:
+                if t.asset_id in seen or t.asset_id >= self.risk.n_assets:
+                    raise ValueError(f"token {t.address}: asset {t.asset_id} unknown or mapped twice")
+                seen.add(t.asset_id)
+                if t.decimals < self._asset_decimals(t.asset_id):
+                    raise ValueError(f"token {t.address}: fewer decimals than the engine's unit")
+
+    def _asset_decimals(self, asset_id: int) -> int:
+        return len(str(self.risk.assets[asset_id].scale)) - 1
+
+    def factor(self, token_index: int) -> int:
+        """Token base units per engine unit of the mapped asset."""
+        t = self.tokens[token_index]
+        return 10 ** (t.decimals - self._asset_decimals(t.asset_id)) if t.asset_id >= 0 else 1
+
+
+@dataclass
+class SealedBatch:
+    """A batch as the journal fixed it: what the sender posts and the chain must hold."""
+
+    batch_id: int
+    prev_hash: bytes
+    last_credited_deposit_id: int
+    deposits: list[tuple[str, str, int, int]]
+    assets: list[AssetState]
+    withdrawals: list[tuple[Any, ...]]
+    data: bytes
+    hash: bytes
+    covered: dict[int, int]  # account id -> last private seq the batch covers
+    events: int
+    sealed_ns: int
+
+
+@dataclass
+class Outputs:
+    commands: dict[int, bytearray] = field(default_factory=dict)  # partition -> slots
+    events: bytearray = field(default_factory=bytearray)  # SETTLED slots
+    alarms: list[str] = field(default_factory=list)
+    sealed: SealedBatch | None = None
+    confirmed: list[tuple[int, int, int]] = field(default_factory=list)  # (batch, block, fill events)
+
+
+class SettlementEngine:
+    """The deterministic core (see the module docstring).
+
+    Parameters
+    ----------
+    spec : the chain, tokens, assets and batch rules.
+    address_of : account id -> 0x address (the shared account registry); ``None`` if unknown.
+    """
+
+    def __init__(self, spec: SettlementSpec, address_of: Callable[[int], str | None]) -> None:
+        self.spec = spec
+        self.address_of = address_of
+        self.fee = address_bytes(spec.fee_address)
+        n_tokens = len(spec.tokens)
+        self.asset_token = {t.asset_id: i for i, t in enumerate(spec.tokens) if t.asset_id >= 0}
+        self.perp_markets = {m.market_id for m in spec.risk.markets.values() if m.is_perp}
+        # ---- engine mirror
+        self.balance: dict[tuple[int, int], tuple[int, int]] = {}  # (account, asset) -> (balance, held)
+        self.position: dict[tuple[int, int], tuple[int, int]] = {}  # (account, market) -> (size, cost)
+        self.mark: dict[int, int] = {}  # perp market -> mark micro
+        self.price: dict[int, int] = {}  # asset -> price micro
+        self.seq: dict[int, int] = {}  # account -> last private seq seen
+        self.addresses: dict[int, bytes] = {}  # account id -> leaf address
+        self.holders: dict[int, set[int]] = {}  # perp market / no-token asset (as -1 - asset) -> accounts
+        # ---- chain mirror
+        self.extra: dict[tuple[bytes, int], int] = {}  # (address, token) -> base units kept out of the engine
+        self.deposits_seen = 0  # last deposit id recorded
+        self.deposits_resolved = 0  # deposits up to here are in the engine (or in extra)
+        self.deposit_records: dict[
+            int, tuple[str, str, int, int, int]
+        ] = {}  # unbatched, by id (+ token index)
+        self.in_flight: dict[
+            int, tuple[int, int, bytes, int, int]
+        ] = {}  # id -> (account, token, addr, units, wei)
+        self.credited_wei = [0] * n_tokens  # credited by accepted or sealed batches
+        self.queued_wei = [0] * n_tokens
+        self.deposit_acc = ZERO_HASH
+        # ---- withdrawals: a signed payload (from the gateway's log) meets risk's hold, then a batch
+        self.wd_payload: dict[tuple[int, int], tuple[int, int, str, int, bytes, str]] = {}  # (acct, nonce) ->
+        self.wd_hold: dict[tuple[int, int], tuple[int, int]] = {}  # (account, nonce) -> (asset, units)
+        self.wd_ready: list[tuple[int, int]] = []  # paired and checked, in pairing order
+        self.nonces_used: set[tuple[int, int]] = set()
+        self.acct_queued: dict[tuple[int, int], int] = {}  # (account, asset) -> units in batches, unpaid
+        # batch -> (account, asset, units, nonce) of its withdrawals, and its payouts, until executed
+        self.batch_withdrawals: dict[int, list[tuple[int, int, int, int]]] = {}
+        self.batch_payouts: dict[int, list[Payout]] = {}
+        # (account, nonce) -> units: paid on chain, risk not yet told
+        self.paying: dict[tuple[int, int], int] = {}
+        self.withdrawal_log_offset = 0  # the gateways' withdrawals.log is journaled up to here
+        self.batch_credited = 0
+        # ---- batches
+        self.trees = AccountTrees([t.address for t in spec.tokens])
+        self.leaf_value: dict[tuple[bytes, int], int] = {}
+        self.sum_value = [0] * n_tokens  # over every leaf but the fee address
+        self.touched: set[int] = set()
+        self.dirty_marks: set[int] = set()
+        self.events_waiting = 0
+        self.last_seal_ns = 0
+        self.now_ns = 0
+        self.confirmed_id = 0
+        self.confirmed_hash = ZERO_HASH
+        self.pending: SealedBatch | None = None
+        self.halted = ""
+        self.accept_difference = False
+        self.out = Outputs()
+
+    # ------------------------------------------------------------------ records
+
+    def apply(self, record: bytes | memoryview) -> None:
+        """Apply one journal record (outputs accumulate until ``take_outputs``)."""
+        kind = record[0]
+        if kind == EVENTS:
+            for off in range(_EVENTS_HEAD.size, len(record) - SLOT_BYTES + 1, SLOT_BYTES):
+                self._event(record, off)
+        elif kind == DEPOSIT:
+            _k, did, account_id, token, at, _block, amount, addr = _DEPOSIT.unpack_from(record, 0)
+            self._deposit(did, account_id, token, int.from_bytes(amount, "big"), at, bytes(addr))
+        elif kind == CLOCK:
+            self.now_ns = max(self.now_ns, _CLOCK.unpack_from(record, 0)[1])
+            if not self.last_seal_ns:
+                self.last_seal_ns = self.now_ns - self.spec.batch_interval_ns  # due at once; no keepalive yet
+            self._maybe_seal()
+        elif kind == CONFIRMED:
+            _k, bid, block, now = _CONFIRMED.unpack_from(record, 0)
+            self.now_ns = max(self.now_ns, now)
+            self._confirmed(bid, block)
+        elif kind == FAILED:
+            bid = struct.unpack_from("<Q", record, 1)[0]
+            self._halt(f"batch {bid}: {bytes(record[9:]).decode(errors='replace')}")
+        elif kind == WITHDRAWAL:
+            self._withdrawal(record)
+        elif kind == LOG_OFFSET:
+            self.withdrawal_log_offset = max(
+                self.withdrawal_log_offset, struct.unpack_from("<Q", record, 1)[0]
+            )
+        elif kind == PAID:
+            self._paid(_PAID.unpack_from(record, 0)[1])
+        elif kind == RESUME:
+            self.halted = ""
+            self.accept_difference = True  # the operator looked: the next batch proceeds as reconciled
+            self._alarm("resumed by the operator")
+        else:
+            self._alarm(f"unknown record kind {kind}: ignored")
+
+    def take_outputs(self) -> Outputs:
+        out, self.out = self.out, Outputs()
+        return out
+
+    # ------------------------------------------------------------------ risk events
+
+    def _event(self, buf: bytes | memoryview, off: int) -> None:
+        t = buf[off]
+        if t == MsgType.BALANCE:
+            f = _BALANCE.unpack_from(buf, off)
+            seq, account, asset, reason, balance, _delta, held, ref = f[4:12]
+            if asset >= self.spec.risk.n_assets:
+                self._alarm(f"BALANCE of unknown asset {asset} (account {account}): ignored")
+                return
+            self._see(account, seq)
+            self.balance[(account, asset)] = (balance, held)
+            if asset not in self.asset_token:
+                self._hold(-1 - asset, account, balance != 0 or held != 0)
+            if reason == BalanceReason.DEPOSIT and ref in self.in_flight:
+                self._resolve(ref, credited=True)
+            elif reason == BalanceReason.WITHDRAW_HOLD:
+                self.wd_hold[(account, ref)] = (asset, -_delta)
+                self._pair(account, ref)
+            elif reason == BalanceReason.WITHDRAW_PAID:
+                key = (account, asset)
+                left = self.acct_queued.get(key, 0) - (self.paying.pop((account, ref), 0))
+                if left:
+                    self.acct_queued[key] = left
+                else:
+                    self.acct_queued.pop(key, None)
+        elif t == MsgType.POSITION:
+            f = _POSITION.unpack_from(buf, off)
+            market, seq, account, size, cost = f[3], f[4], f[5], f[6], f[7]
+            if market not in self.perp_markets:
+                self._alarm(f"POSITION in unknown perp {market}: ignored")
+                return
+            self._see(account, seq)
+            self.position[(account, market)] = (size, cost)
+            self._hold(market, account, size != 0 or cost != 0)
+        elif t == MsgType.PRICE:
+            f = _PRICE.unpack_from(buf, off)
+            market, asset, kind, price = f[3], f[4], f[5], f[7]
+            if kind == 0 and market in self.perp_markets:
+                if self.mark.get(market) != price:
+                    self.mark[market] = price
+                    self.dirty_marks.add(market)
+            elif kind == 1 and asset < self.spec.risk.n_assets:
+                if self.price.get(asset) != price:
+                    self.price[asset] = price
+                    if asset not in self.asset_token:
+                        self.dirty_marks.add(-1 - asset)
+        elif t == MsgType.ACCOUNT_MARGIN:
+            seq, account = _MARGIN.unpack_from(buf, off)[4:6]
+            self._see(account, seq)
+        elif t == MsgType.REJECTED:
+            f = _REJECTED.unpack_from(buf, off)
+            seq, ref, account, reason, command = f[4], f[5], f[8], f[9], f[10]
+            if (
+                command == MsgType.DEPOSIT
+                and ref in self.in_flight
+                and reason != RejectCode.DUPLICATE_DEPOSIT
+            ):
+                self._alarm(f"risk refused deposit {ref} (reason {reason}): kept in the depositor's leaf")
+                self._resolve(ref, credited=False)
+            if account and seq:
+                self._see(account, seq)
+        self.events_waiting += 1
+        if self.events_waiting >= self.spec.batch_max_events:
+            self._maybe_seal(force=True)
+
+    def _see(self, account: int, seq: int) -> None:
+        if account not in self.addresses:
+            if account >= SYSTEM_ACCOUNT_BASE:
+                self.addresses[account] = self.fee
+            else:
+                addr = self.address_of(account)
+                if addr is None:
+                    self._alarm(f"account {account} has no address in the registry: its events wait")
+                    return
+                self.addresses[account] = address_bytes(addr)
+        if seq > self.seq.get(account, 0):
+            self.seq[account] = seq
+        self.touched.add(account)
+
+    def _hold(self, key: int, account: int, nonzero: bool) -> None:
+        s = self.holders.setdefault(key, set())
+        if nonzero:
+            s.add(account)
+        else:
+            s.discard(account)
+
+    # ------------------------------------------------------------------ deposits
+
+    def _deposit(self, did: int, account_id: int, token: int, amount: int, at: int, addr: bytes) -> None:
+        if did <= self.deposits_seen:
+            self._alarm(f"deposit {did} seen twice: ignored (nothing credited twice)")
+            return
+        if did != self.deposits_seen + 1:
+            self._alarm(f"deposit gap: {did} after {self.deposits_seen}; refused until the gap is seen")
+            return
+        if token >= len(self.spec.tokens) or amount <= 0:
+            self._alarm(f"deposit {did}: token {token} / amount {amount} out of range; refused")
+            return
+        self.deposits_seen = did
+        spec = self.spec.tokens[token]
+        self.deposit_records[did] = (to_checksum_address(addr), spec.address, amount, at, token)
+        if spec.asset_id < 0:
+            self._alarm(f"deposit {did}: token {spec.address} maps to no asset; kept in the depositor's leaf")
+            self.in_flight[did] = (account_id, token, addr, 0, amount)
+            self._resolve(did, credited=False)
+            return
+        units, _dust = divmod(amount, self.spec.factor(token))
+        self.in_flight[did] = (account_id, token, addr, units, amount)
+        if units == 0 or units >= 1 << 62:
+            self._resolve(did, credited=False)
+            return
+        part = account_id % self.spec.partitions
+        self.out.commands.setdefault(part, bytearray()).extend(
+            _DEPOSIT_CMD.pack(
+                MsgType.DEPOSIT, WIRE_VERSION, SLOT_BYTES, 0, account_id, spec.asset_id, DepositSource.CHAIN,
+                units, did,
+            )
+        )  # fmt: skip
+
+    def _resolve(self, did: int, credited: bool) -> None:
+        account_id, token, addr, units, wei = self.in_flight.pop(did)
+        kept = wei - units * self.spec.factor(token) if credited else wei
+        if kept:
+            key = (addr, token)
+            self.extra[key] = self.extra.get(key, 0) + kept
+            self.touched.add(account_id)
+            self.addresses.setdefault(account_id, addr)
+        while (
+            self.deposits_resolved + 1 <= self.deposits_seen
+            and self.deposits_resolved + 1 not in self.in_flight
+        ):
+            self.deposits_resolved += 1
+
+    # ------------------------------------------------------------------ withdrawals
+
+    def _withdrawal(self, record: bytes | memoryview) -> None:
+        f = _WITHDRAWAL.unpack_from(record, 0)
+        _k, account_id, token, amount, dest, nonce, expiry, chain_ok, sig, addr = f
+        if len(record) >= _WITHDRAWAL.size + 8:
+            off = struct.unpack_from("<Q", record, _WITHDRAWAL.size)[0]
+            self.withdrawal_log_offset = max(self.withdrawal_log_offset, off)
+        nonce_i, amount_i = int.from_bytes(nonce, "big"), int.from_bytes(amount, "big")
+        key = (account_id, nonce_i)
+        if key in self.wd_payload:
+            self._alarm(f"withdrawal {key} logged twice: ignored")
+            return
+        token_addr = self.spec.tokens[token].address if token < len(self.spec.tokens) else ""
+        self.wd_payload[key] = (
+            token, amount_i, to_checksum_address(bytes(dest)), expiry, bytes(sig), to_checksum_address(bytes(addr)),
+        ) if token_addr else (-1, 0, "", 0, b"", "")  # fmt: skip
+        if not chain_ok or key in self.nonces_used:
+            self.wd_payload[key] = (-1, *self.wd_payload[key][1:])
+        self._pair(*key)
+
+    def _pair(self, account: int, nonce: int) -> None:
+        key = (account, nonce)
+        if key not in self.wd_payload or key not in self.wd_hold:
+            return
+        token, amount, _dest, expiry, _sig, addr = self.wd_payload[key]
+        asset, units = self.wd_hold[key]
+        why = ""
+        registered = self.address_of(account)
+        if token < 0:
+            why = "bad signature, unknown token or nonce already used"
+        elif self.spec.tokens[token].asset_id != asset or units * self.spec.factor(token) != amount:
+            why = f"signed {amount} of token {token}, risk holds {units} of asset {asset}"
+        elif registered is None or registered.lower() != addr.lower():
+            why = "signed by another account"
+        elif key in self.nonces_used:
+            why = "nonce already used"
+        elif expiry < self.now_ns // 1_000_000_000 + EXPIRY_MARGIN_S:
+            why = "expired"
+        if why:
+            self._alarm(f"withdrawal {nonce} of account {account} refused: {why}; the hold returns")
+            self._result(account, asset, units, nonce, WithdrawStatus.FAILED)
+            del self.wd_payload[key], self.wd_hold[key]
+            return
+        self.nonces_used.add(key)
+        self.wd_ready.append(key)
+
+    def _result(self, account: int, asset: int, units: int, nonce: int, status: int) -> None:
+        part = account % self.spec.partitions
+        self.out.commands.setdefault(part, bytearray()).extend(
+            _RESULT_CMD.pack(
+                MsgType.WITHDRAW_RESULT, WIRE_VERSION, SLOT_BYTES, 0, account, asset, status, units, nonce
+            )
+        )
+
+    def _paid(self, batch_id: int) -> None:
+        self.batch_payouts.pop(batch_id, None)
+        for account, asset, units, nonce in self.batch_withdrawals.pop(batch_id, []):
+            self.paying[(account, nonce)] = units
+            self._result(account, asset, units, nonce, WithdrawStatus.PAID)
+
+    def _take_withdrawals(self, bid: int) -> tuple[list[tuple[Any, ...]], list[Payout]]:
+        """Move ready withdrawals into batch ``bid`` (queued: they leave the leaves and the holdings)."""
+        signed: list[tuple[Any, ...]] = []
+        payouts: list[Payout] = []
+        entries = []
+        now_s = self.now_ns // 1_000_000_000
+        keep = []
+        for key in self.wd_ready:
+            token, amount, dest, expiry, sig, addr = self.wd_payload[key]
+            asset, units = self.wd_hold[key]
+            if len(signed) >= MAX_WITHDRAWALS_PER_BATCH:
+                keep.append(key)
+                continue
+            if expiry < now_s + EXPIRY_MARGIN_S:
+                self._alarm(
+                    f"withdrawal {key[1]} of account {key[0]} expired before a batch: the hold returns"
+                )
+                self._result(key[0], asset, units, key[1], WithdrawStatus.FAILED)
+            else:
+                t_addr = self.spec.tokens[token].address
+                w = Withdrawal(addr, t_addr, amount, dest, key[1], expiry)
+                signed.append(w.signed(sig))
+                payouts.append(Payout(PAYOUT_WITHDRAWAL, addr, t_addr, amount, dest, key[1]))
+                self.queued_wei[token] += amount
+                q = (key[0], asset)
+                self.acct_queued[q] = self.acct_queued.get(q, 0) + units
+                self.touched.add(key[0])
+                entries.append((key[0], asset, units, key[1]))
+            del self.wd_payload[key], self.wd_hold[key]
+        self.wd_ready = keep
+        if entries:
+            self.batch_withdrawals[bid] = entries
+            self.batch_payouts[bid] = payouts
+        return signed, payouts
+
+    # ------------------------------------------------------------------ batches
+
+    def _maybe_seal(self, force: bool = False) -> None:
+        if self.pending is not None or self.halted or self.in_flight:
+            return
+        due = self.now_ns - self.last_seal_ns >= self.spec.batch_interval_ns
+        work = (
+            self.touched or self.dirty_marks or self.deposits_resolved > self.batch_credited or self.wd_ready
+        )
+        if (force or due) and work or self.now_ns - self.last_seal_ns >= self.spec.keepalive_ns:
+            self._seal()
+
+    def _value(self, addr: bytes, accounts: Sequence[int]) -> list[int]:
+        """The leaf values of one address (see the leaf model), token base units."""
+        spec = self.spec
+        vals = [self.extra.get((addr, t), 0) for t in range(len(spec.tokens))]
+        for a in accounts:
+            for asset in range(spec.risk.n_assets):
+                bh = self.balance.get((a, asset))
+                if bh is None:
+                    continue
+                units = bh[0] + bh[1] - self.acct_queued.get((a, asset), 0)
+                t = self.asset_token.get(asset)
+                if t is not None:
+                    vals[t] += units * spec.factor(t)
+                else:
+                    vals[0] += (units * self.price.get(asset, 0)) // spec.risk.assets[asset].scale
+            for m in self.perp_markets:
+                sc = self.position.get((a, m))
+                if sc is not None and (sc[0] or sc[1]):
+                    vals[0] += calc_unrealised_micro(sc[0], sc[1], self.mark.get(m, 0))
+        return vals
+
+    def _set_leaf(self, addr: bytes, t: int, v: int) -> None:
+        self.trees.set_leaf(addr, t, CLAIM, max(v, 0))
+        self.trees.set_leaf(addr, t, LIABILITY, max(-v, 0))
+
+    def _seal(self) -> None:
+        saved = (list(self.wd_ready), dict(self.wd_payload), dict(self.wd_hold), dict(self.acct_queued),
+                 list(self.queued_wei), dict(self.batch_withdrawals), dict(self.batch_payouts))  # fmt: skip
+        saved_commands = {p: bytes(c) for p, c in self.out.commands.items()}
+        bid = self.confirmed_id + 1
+        withdrawals, payouts = self._take_withdrawals(bid)
+        touched = set(self.touched)
+        for key in self.dirty_marks:
+            touched |= self.holders.get(key, set())
+        by_addr: dict[bytes, list[int]] = {}
+        for a in sorted(touched):
+            addr = self.addresses.get(a)
+            if addr is not None:
+                by_addr.setdefault(addr, []).append(a)
+        fee_accounts = sorted(a for a, ad in self.addresses.items() if ad == self.fee)
+        n_tokens = len(self.spec.tokens)
+        for addr in sorted(by_addr):
+            if addr == self.fee:
+                continue
+            vals = self._value(addr, by_addr[addr])
+            for t in range(n_tokens):
+                old = self.leaf_value.get((addr, t))
+                if old != vals[t]:
+                    self.sum_value[t] += vals[t] - (old or 0)
+                    self.leaf_value[(addr, t)] = vals[t]
+                    self._set_leaf(addr, t, vals[t])
+                elif old is None:
+                    self.leaf_value[(addr, t)] = 0
+                    self.trees.ensure_account(addr)
+        # deposits this batch credits, the holdings it proves
+        credited = self.deposits_resolved
+        credited_wei = list(self.credited_wei)
+        records = []
+        acc = self.deposit_acc
+        for i in range(self.batch_credited + 1, credited + 1):
+            account, token, amount, at, t = self.deposit_records[i]
+            credited_wei[t] += amount
+            acc = deposit_accumulator(acc, i, account, token, amount, at)
+            records.append((account, token, amount, at))
+        own = self._value(self.fee, fee_accounts)
+        for t in range(n_tokens):
+            residual = credited_wei[t] - self.queued_wei[t] - self.sum_value[t]
+            gap = residual - own[t]
+            bound = len(self.leaf_value) // max(n_tokens, 1) + 1 if t == 0 else 0
+            if abs(gap) > bound * self.spec.factor(t) and not self.accept_difference:
+                (self.wd_ready, self.wd_payload, self.wd_hold, self.acct_queued, self.queued_wei,
+                 self.batch_withdrawals, self.batch_payouts) = saved  # fmt: skip
+                self.out.commands = {p: bytearray(c) for p, c in saved_commands.items()}
+                self._halt(
+                    f"reconciliation: token {self.spec.tokens[t].address} holdings leave {residual} for the "
+                    f"exchange's leaf, the engine says {own[t]} (difference {gap})"
+                )
+                return
+            if self.leaf_value.get((self.fee, t)) != residual:
+                self.leaf_value[(self.fee, t)] = residual
+                self._set_leaf(self.fee, t, residual)
+        self.accept_difference = False
+        data = self.trees.take_published_data(bid).encode()
+        prices = [self._token_price(t) for t in range(n_tokens)]
+        assets = self.trees.asset_states(prices)
+        h = batch_hash(
+            chain_id=self.spec.chain_id,
+            clearing_house=self.spec.clearing_house,
+            batch_id=bid,
+            prev_batch_hash=self.confirmed_hash,
+            state_root_=state_root(assets),
+            data=data,
+            last_credited_deposit_id=credited,
+            deposit_accumulator_=acc,
+            payouts_hash_=payouts_hash(payouts),
+            insurance_moves=[],
+        )
+        covered = {a: self.seq[a] for a in sorted(self.touched) if a in self.seq and a < SYSTEM_ACCOUNT_BASE}
+        self.pending = SealedBatch(
+            bid, self.confirmed_hash, credited, records, assets, withdrawals, data, h, covered,
+            self.events_waiting, self.now_ns,
+        )  # fmt: skip
+        for i in range(self.batch_credited + 1, credited + 1):
+            del self.deposit_records[i]
+        self.batch_credited, self.deposit_acc, self.credited_wei = credited, acc, credited_wei
+        self.touched = {a for a in self.touched if a not in self.addresses}  # unknown accounts wait
+        self.dirty_marks = set()
+        self.events_waiting = 0
+        self.last_seal_ns = self.now_ns
+        self.out.sealed = self.pending
+
+    def _token_price(self, t: int) -> int:
+        """Micro-USDC per whole token: USDC 1, others their asset's last price (1 micro if none yet:
+        the contract refuses 0; only an escape basket values with it)."""
+        asset = self.spec.tokens[t].asset_id
+        if asset == 0:
+            return USDC_PRICE_MICRO
+        return max(self.price.get(asset, 0), 1) if asset > 0 else 1
+
+    def _confirmed(self, bid: int, block: int) -> None:
+        p = self.pending
+        if p is None or p.batch_id != bid:
+            self._alarm(f"confirmation of batch {bid}, in flight: {p.batch_id if p else None}; ignored")
+            return
+        self.pending = None
+        self.confirmed_id, self.confirmed_hash = bid, p.hash
+        for account, seq in p.covered.items():
+            self.out.events.extend(
+                _SETTLED.pack(
+                    MsgType.SETTLED, WIRE_VERSION, SLOT_BYTES, 0, seq, account, bid, block, self.now_ns
+                )
+            )
+        self.out.confirmed.append((bid, block, p.events))
+
+    # ------------------------------------------------------------------ alarms, state
+
+    def _alarm(self, text: str) -> None:
+        self.out.alarms.append(text)
+
+    def _halt(self, text: str) -> None:
+        self.halted = text
+        self._alarm(f"HALT: {text} (hx settlement resume)")
+
+    _STATE = (
+        "balance", "position", "mark", "price", "seq", "addresses", "holders", "extra", "deposits_seen",
+        "deposits_resolved", "deposit_records", "in_flight", "credited_wei", "queued_wei", "deposit_acc",
+        "batch_credited", "leaf_value", "sum_value", "touched", "dirty_marks", "events_waiting",
+        "last_seal_ns", "now_ns", "confirmed_id", "confirmed_hash", "pending", "halted", "accept_difference",
+        "wd_payload", "wd_hold", "wd_ready", "nonces_used", "acct_queued", "batch_withdrawals", "paying",
+        "batch_payouts", "withdrawal_log_offset",
+    )  # fmt: skip
+
+    def snapshot(self) -> bytes:
+        """Every field of the state (the trees are rebuilt from the leaves on restore)."""
+        state = {k: getattr(self, k) for k in self._STATE}
+        state["accounts"] = list(self.trees.accounts)
+        return pickle.dumps(state, protocol=5)
+
+    def restore(self, blob: bytes) -> None:
+        state = pickle.loads(blob)  # noqa: S301 - our own snapshot file, checksummed by SnapshotStore
+        accounts = state.pop("accounts")
+        for k, v in state.items():
+            setattr(self, k, v)
+        self.trees = AccountTrees([t.address for t in self.spec.tokens])
+        for a in accounts:
+            self.trees.ensure_account(a)
+        for (addr, t), v in self.leaf_value.items():
+            if v:
+                self._set_leaf(addr, t, v)
+        self.trees.take_published_data(0)  # the last batch published these already
+        self.trees._base = len(self.trees.accounts)
+
+    def state_hash(self) -> str:
+        """A digest of the whole state, independent of dict order (replay == live)."""
+        h = hashlib.sha256()
+        for k in self._STATE:
+            h.update(k.encode())
+            h.update(repr(_canonical(getattr(self, k))).encode())
+        for t in range(len(self.spec.tokens)):
+            for kind in (CLAIM, LIABILITY):
+                h.update(self.trees.tree(t, kind).root)
+        return h.hexdigest()
+
+    def published(self, blob: bytes) -> PublishedData:
+        return PublishedData.decode(blob)
+
+
+def _canonical(v: Any) -> Any:
+    """``v`` with every dict and set in sorted order (their iteration order is history, not state)."""
+    if isinstance(v, dict):
+        return [(_canonical(k), _canonical(x)) for k, x in sorted(v.items())]
+    if isinstance(v, set | frozenset):
+        return sorted(v)
+    if isinstance(v, list | tuple):
+        return [_canonical(x) for x in v]
+    if isinstance(v, SealedBatch):
+        return _canonical(v.__dict__)
+    return v

@@ -1,0 +1,204 @@
+"""The settlement process for real: its own OS process on real rings, a real anvil with the contracts,
+and risk played by the real RiskEngine (it answers settlement's DEPOSIT commands on its event ring).
+
+Deposits on chain are credited once through risk, batches land on chain, SETTLED events come out;
+settlement killed -9 mid-stream restarts at the right batch, sends no deposit twice, and its state
+equals the one its journal alone rebuilds."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from settlement_fixtures import REPO_ROOT, USDC, WETH
+
+from engine.accounts.account_registry import AccountRegistry
+from engine.ring import ConsumerRef, RingBuffer, RingRef
+from engine.risk.risk_config import load_risk_config
+from engine.risk.risk_engine import RiskEngine, Source
+from engine.types.enums import MsgType
+from engine.wire.layout import BY_TYPE, SLOT_BYTES
+from settlement.anvil import DEV_PRIVATE_KEYS, Anvil
+from settlement.chain import Artifact, Chain
+from settlement.deploy import DeployConfig, deploy
+from settlement.process import SettlementOptions, load_spec, rebuild_from_journal, run_settlement
+
+KEYS = dict(zip(["governor", "operator", "guardian", "alice", "watcher"], DEV_PRIVATE_KEYS[1:6], strict=True))
+ADDR = {k: Account.from_key(v).address for k, v in KEYS.items()}
+MARKETS = REPO_ROOT / "config" / "hx.toml"
+
+
+class Risk:
+    """Risk partition 0, in this process: reads settlement's ring, publishes its events."""
+
+    def __init__(self, to_risk: RingBuffer, events: RingBuffer) -> None:
+        self.engine = RiskEngine(load_risk_config(MARKETS), 0, 1, 1)
+        self.consumer = to_risk.consumer(0)
+        self.events = events
+        self.events.set_producer()
+        self.commands: list[tuple[int, ...]] = []
+
+    def step(self) -> None:
+        data = self.consumer.read(timeout_s=0.05)
+        for off in range(0, len(data), SLOT_BYTES):
+            assert data[off] == MsgType.DEPOSIT
+            self.commands.append(BY_TYPE[MsgType.DEPOSIT].struct.unpack_from(data, off)[4:9])
+            self.engine.handle_command(data, off, Source.SETTLEMENT)
+        self.engine.end_of_record()
+        _orders, events = self.engine.take_outputs()
+        if events:
+            self.events.publish(events)
+
+
+class Run:
+    def __init__(self, tmp: Path, anvil: Anvil, deployer: Chain) -> None:
+        self.tmp = tmp
+        self.m = deploy(
+            deployer,
+            DeployConfig(
+                ADDR["governor"], ADDR["operator"], ADDR["guardian"], (ADDR["watcher"],), test_tokens=True
+            ),
+        )
+        (tmp / "manifest.json").write_text(json.dumps(self.m))
+        tag = uuid.uuid4().hex[:8]
+        self.rev = RingBuffer.create(f"hxt-{tag}-rev", 1 << 12, 1, keep=(0,))
+        self.set = RingBuffer.create(f"hxt-{tag}-set", 1 << 12, 1, keep=(0,))
+        self.sev = RingBuffer.create(f"hxt-{tag}-sev", 1 << 12, 1, keep=(0,))
+        self.risk = Risk(self.set, self.rev)
+        self.settled_reader = self.sev.consumer(0)
+        self.settled: list[tuple[int, ...]] = []
+        self.options = SettlementOptions(
+            risk_events=(ConsumerRef(RingRef(self.rev.name, self.rev.nonce), 0),),
+            to_risk=(RingRef(self.set.name, self.set.nonce),),
+            events=RingRef(self.sev.name, self.sev.nonce),
+            markets_path=str(MARKETS),
+            state_dir=str(tmp / "settlement-0"),
+            run_dir=str(tmp),
+            rpc_url=anvil.url,
+            manifest_path=str(tmp / "manifest.json"),
+            operator_key_env="HX_TEST_OPERATOR_KEY",
+            token_assets=("USDC", "ETH", "BTC"),
+            batch_interval_s=0.2,
+            snapshot_every=5,
+        )
+        os.environ["HX_TEST_OPERATOR_KEY"] = KEYS["operator"]
+        self.alice = Chain(anvil.url, KEYS["alice"])
+        self.proc: Any = None
+
+    def start(self) -> None:
+        ctx = mp.get_context("spawn")
+        ready = ctx.Event()
+        self.proc = ctx.Process(target=run_settlement, args=(self.options, ready), daemon=True)
+        self.proc.start()
+        assert ready.wait(60), "settlement did not start"
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.join(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(30)
+            assert self.proc.exitcode == 0
+
+    def deposit(self, token: int, amount: int) -> None:
+        c = self.alice
+        tok = c.at(Artifact.load("TestToken"), self.m["tokens"][token])
+        vault = c.at(Artifact.load("Vault"), self.m["contracts"]["Vault"]["address"])
+        c.transact(tok.functions.mint(c.address, amount))
+        c.transact(tok.functions.approve(vault.address, amount))
+        c.transact(vault.functions.deposit(tok.address, amount, c.address))
+
+    def ch(self) -> Any:
+        return self.alice.at(Artifact.load("ClearingHouse"), self.m["contracts"]["ClearingHouse"]["address"])
+
+    def pump_until(self, cond: Any, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.risk.step()
+            data = self.settled_reader.read(timeout_s=0)
+            for off in range(0, len(data), SLOT_BYTES):
+                self.settled.append(BY_TYPE[MsgType.SETTLED].struct.unpack_from(data, off)[4:8])
+            if cond():
+                return
+        status = (self.tmp / "settlement-0" / "status.json").read_text()
+        alarms = self.tmp / "settlement-0" / "alarms.log"
+        raise AssertionError(
+            f"timed out; status {status}; alarms {alarms.read_text() if alarms.exists() else ''}"
+        )
+
+    def close(self) -> None:
+        self.stop()
+        for r in (self.rev, self.set, self.sev):
+            r.close()
+
+
+@pytest.fixture
+def run(tmp_path: Path, anvil: Anvil, deployer: Chain, artifacts: Any, snapshot: None) -> Iterator[Run]:
+    r = Run(tmp_path, anvil, deployer)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def test_deposit_credited_batch_on_chain_settled_event(run: Run) -> None:
+    run.start()
+    run.deposit(USDC, 1_000 * 10**6)
+    run.deposit(WETH, 10**18 + 7)
+    ch = run.ch()
+    run.pump_until(
+        lambda: (
+            ch.functions.lastCreditedDepositId().call() == 2
+            and run.settled
+            and run.settled[-1][2] == ch.functions.lastBatchId().call()
+        )
+    )
+    alice = AccountRegistry(run.tmp).get_account_id(ADDR["alice"].lower())
+    assert [c[0] for c in run.risk.commands] == [alice, alice]  # each deposit sent once
+    assert run.risk.commands[1][3] == 10**8  # 1 ETH in engine atoms; 7 wei stay in alice's leaf
+    assert run.settled[-1][1] == alice and run.settled[-1][2] == ch.functions.lastBatchId().call()
+    assert ch.functions.accountHoldings(run.m["tokens"][WETH]).call() == 10**18 + 7
+    chain_file = json.loads((run.tmp / "settlement-chain.json").read_text())
+    assert chain_file["clearing_house"] == run.m["contracts"]["ClearingHouse"]["address"]
+    assert [t["asset"] for t in chain_file["tokens"]] == ["USDC", "ETH", "BTC"]
+    run.stop()
+    status = json.loads((run.tmp / "settlement-0" / "status.json").read_text())
+    assert status["confirmed_batch"] == ch.functions.lastBatchId().call() and not status["halted"]
+
+
+def test_killed_9_mid_stream_resumes_at_the_right_batch(run: Run) -> None:
+    run.start()
+    ch = run.ch()
+    run.deposit(USDC, 10**6)
+    run.pump_until(lambda: ch.functions.lastCreditedDepositId().call() == 1)
+    for i in range(3):  # kill while deposits land and batches are in flight
+        run.deposit(USDC, (i + 2) * 10**6)
+        time.sleep(0.1 * i)
+        run.kill9()
+        run.start()
+    run.pump_until(
+        lambda: (
+            ch.functions.lastCreditedDepositId().call() == 4
+            and run.settled
+            and run.settled[-1][2] == ch.functions.lastBatchId().call()
+        )
+    )
+    assert [c[4] for c in run.risk.commands] == [1, 2, 3, 4]  # every deposit id sent exactly once
+    assert int(run.risk.engine.book.balance[run.risk.engine.book.row(1), 0]) == 10 * 10**6
+    last = ch.functions.lastBatchId().call()
+    run.stop()
+    spec = load_spec(run.options, run.m, [6, 18, 8])
+    rebuilt = rebuild_from_journal(run.options, spec)
+    assert rebuilt.confirmed_id == last and rebuilt.confirmed_hash == ch.functions.lastBatchHash().call()
+    assert rebuilt.pending is None and not rebuilt.halted
