@@ -9,7 +9,8 @@ STAMPS := .stamps
 
 setup: $(STAMPS)/python $(STAMPS)/npm
 
-$(STAMPS)/python: pyproject.toml requirements.lock setup.py engine/native/_hxcore.c engine/native/hx_wire.h engine/native/_hxring.c
+$(STAMPS)/python: pyproject.toml requirements.lock setup.py engine/native/_hxcore.c engine/native/hx_wire.h engine/native/_hxring.c \
+		engine/native/_hxrisk.c engine/native/hx_risk.h
 	@mkdir -p $(STAMPS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock

@@ -1,5 +1,5 @@
-"""Build of the compiled parts (everything else is in pyproject.toml): the matching core and the
-ring's atomic words."""
+"""Build of the compiled parts (everything else is in pyproject.toml): the matching core, the risk
+core and the ring's atomic words."""
 
 from setuptools import Extension, setup
 
@@ -11,6 +11,12 @@ setup(
             "engine.native._hxcore",
             sources=["engine/native/_hxcore.c"],
             depends=["engine/native/hx_wire.h"],  # generated: python -m engine.native.codegen
+            extra_compile_args=FLAGS,
+        ),
+        Extension(
+            "engine.native._hxrisk",
+            sources=["engine/native/_hxrisk.c"],
+            depends=["engine/native/hx_wire.h", "engine/native/hx_risk.h"],  # both generated (codegen)
             extra_compile_args=FLAGS,
         ),
         Extension("engine.native._hxring", sources=["engine/native/_hxring.c"], extra_compile_args=FLAGS),

@@ -121,6 +121,17 @@ def bench_ring(
     )
 
 
+@bench.command("oracle")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+@click.option("--accounts", default=100_000, show_default=True, help="Accounts with a BTC-PERP position.")
+@click.option("--samples", default=60, show_default=True, help="Source updates measured.")
+def bench_oracle(as_json: bool, accounts: int, samples: int) -> None:
+    """A source update to the published MARK, and to the margins of every dependent account."""
+    from perf.bench_oracle import run
+
+    _emit(run(accounts=accounts, samples=samples), as_json)
+
+
 @bench.command("journal")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
 @click.option("--records", default=1_000_000, show_default=True, help="64-byte records per run.")
@@ -142,6 +153,20 @@ def bench_book(as_json: bool, ops: int, runs: int) -> None:
     from perf.bench_book import run
 
     _emit(run(ops=ops, runs=runs), as_json)
+
+
+@bench.command("risk")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+@click.option("--runs", default=3, show_default=True, help="Runs of the in-process figures; medians.")
+@click.option(
+    "--quick", is_flag=True, help="Small sizes (50,000 orders, 10,000 accounts): well under a minute."
+)
+def bench_risk(as_json: bool, runs: int, quick: bool) -> None:
+    """Risk: pre-trade checks in process and through the rings (compiled and Python engines in the
+    same run), margin recomputation (all and touched accounts), resident memory."""
+    from perf.bench_risk import run
+
+    _emit(run(runs=runs, quick=quick), as_json)
 
 
 @bench.command("shard")
@@ -414,9 +439,10 @@ def up(
             gateways=run.gateways,
             risk=run.risk,
             demo=int(demo),
+            oracle=1 if "oracle" in config.doc else 0,
             settlement=int(config.settlement.enabled),
             chain=int(config.settlement.enabled and not config.settlement.rpc_url),
-        ),  # fmt: skip
+        ),
         markets_path=config.path,
         state_dir=state,
         wait=wait_used,
@@ -429,7 +455,10 @@ def up(
         settlement=asdict(config.settlement),
     )
     say(f"config {config.path}; run {run_id}, state in {state.resolve()}")
-    say(f"{run.shards} shard(s), {run.risk} risk partition(s), {run.gateways} gateway(s)")
+    say(
+        f"{run.shards} shard(s), {run.risk} risk partition(s), {run.gateways} gateway(s)"
+        + (", an oracle" if "oracle" in config.doc else "")
+    )
     if run.gateways:
         say(
             f"websocket ws://{run.host}:{run.port}/v1/bin (binary) and ws://{run.host}:{run.port}/v1/json (JSON)"
@@ -488,6 +517,70 @@ def status(state_dir: Path, as_json: bool) -> None:
         click.echo(f"{ring['ring']:>40}  {ring['published']:>12} published  lag {lagging or 0}")
     if report.get("supervisor"):
         click.echo(f"{'supervisor':>14}  pid {report['supervisor']}")
+
+
+def _explain(tool: str, path: Path, as_json: bool) -> None:
+    """Run one explain tool on a JSON file; a bad file is an error naming the field."""
+    from engine.explain import ExplainInputError, explain_funding, explain_mark, explain_oracle, render_text
+
+    run = {"oracle": explain_oracle, "mark": explain_mark, "funding": explain_funding}[tool]
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise click.ClickException(f"{path}: want a JSON object")
+    try:
+        result = run(doc)
+    except ExplainInputError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+    click.echo(json.dumps(result) if as_json else render_text(result))
+
+
+_EXPLAIN_FILE = click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+_EXPLAIN_JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
+
+
+@main.group()
+def oracle() -> None:
+    """Oracle tools (the same maths the oracle process runs)."""
+
+
+@oracle.command("explain")
+@_EXPLAIN_FILE
+@_EXPLAIN_JSON
+def oracle_explain(file: Path, as_json: bool) -> None:
+    """Sources with prices and timestamps, band, staleness -> the index, each dropped source with
+    its reason (format: docs/derivatives.md; example: examples/explain/oracle.json)."""
+    _explain("oracle", file, as_json)
+
+
+@main.group()
+def mark() -> None:
+    """Mark price tools."""
+
+
+@mark.command("explain")
+@_EXPLAIN_FILE
+@_EXPLAIN_JSON
+def mark_explain(file: Path, as_json: bool) -> None:
+    """Index, book mids over time and the half-life, best bid/ask, last trade, external mids ->
+    each component and the mark (example: examples/explain/mark.json)."""
+    _explain("mark", file, as_json)
+
+
+@main.group()
+def funding() -> None:
+    """Funding tools."""
+
+
+@funding.command("explain")
+@_EXPLAIN_FILE
+@_EXPLAIN_JSON
+def funding_explain(file: Path, as_json: bool) -> None:
+    """Premium samples (or impact prices and index), interest, clamp, cap, period and interval,
+    positions -> the rate and every payment with the zero-sum check (example: examples/explain/funding.json)."""
+    _explain("funding", file, as_json)
 
 
 @main.group()

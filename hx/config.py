@@ -193,5 +193,12 @@ def load_config(path: str | Path | None = None) -> HxConfig:
             risk_config_from(markets_from_doc(doc, where), assets)
         except RiskConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+    if "oracle" in doc:
+        from engine.oracle.oracle_config import OracleConfigError, oracle_config_from
+
+        try:
+            oracle_config_from(doc, where)
+        except OracleConfigError as exc:
+            raise ConfigError(str(exc)) from None
     settlement = _settlement_section(doc.get("settlement", {}), where, doc, run)
     return HxConfig(path, run, gateway, doc, settlement)

@@ -6,9 +6,10 @@ when one dies. Ring creation (``Topology.rings``), start-up order (the order of 
 supervision, ``hx status`` and the process titles all derive from it: adding a kind of process
 is adding a row here and its rings in ``hx.topology``.
 
-Start order is shards, then risk, then gateways, then the demo (a client of the gateways): every ring exists before any process starts and
-every consumer's cursor is fixed when its ring is created, so nothing published is lost whatever
-the order; starting the consumers of orders first means a gateway never accepts an order that
+Start order is shards, then risk, then the oracle (it feeds both), then gateways, then the demo
+(a client of the gateways): every ring exists before any process starts and every consumer's
+cursor is fixed when its ring is created, so nothing published is lost whatever the order;
+starting the consumers of orders first means a gateway never accepts an order that
 nobody can process yet. Stop order is the reverse (gateways stop taking orders first).
 """
 
@@ -177,6 +178,7 @@ def _gateway_options(run: Run, index: int) -> Any:
 
     s = run.settings
     name = f"gateway-{index}"
+    events = tuple(ref for ref in run.inputs(name) if not _oracle_ring(run, ref.ring.name))
     settings = dict(s.gateway)
     settings.setdefault("realtime_priority", s.realtime_priority)
     return GatewayProcessOptions(
@@ -185,14 +187,14 @@ def _gateway_options(run: Run, index: int) -> Any:
         port=s.port,
         markets_path=str(s.markets_path),
         state_dir=str(s.state_dir),
-        destinations=run.outputs(name),
+        destinations=tuple(ref for ref in run.outputs(name) if not _oracle_ring(run, ref.name)),
         route="account" if run.topology.risk else "market",
-        events=run.inputs(name),
+        events=events,
         # with risk in the path, every private event comes from risk on the account's own stream
         private_from=tuple(
             run.topology.ring(ref.ring.name).producer.startswith(("risk-", "settlement-"))
             or not run.topology.risk
-            for ref in run.inputs(name)
+            for ref in events
         ),
         gateway=GatewayOptions(**settings),  # a bad option fails here, in the parent, with its reason
         supervisor_pid=run.supervisor_pid,
@@ -200,10 +202,43 @@ def _gateway_options(run: Run, index: int) -> Any:
     )
 
 
+def _oracle_ring(run: Run, ring: str) -> bool:
+    """The oracle's event ring or a request ring into it (the gateway stage does not serve them yet)."""
+    spec = run.topology.ring(ring)
+    return spec.producer.startswith("oracle-") or all(c.startswith("oracle-") for c in spec.consumers)
+
+
 def _run_gateway(options: Any, ready: Any) -> None:
     from gateway.process import run_gateway
 
     run_gateway(options, ready)
+
+
+# ---- oracle ------------------------------------------------------------------------------------
+def _oracle_options(run: Run, index: int) -> Any:
+    from engine.oracle.process import OracleOptions
+
+    topo, s = run.topology, run.settings
+    name = f"oracle-{index}"
+    inputs = run.inputs(name)
+    has_events = any(spec.name == topo.oracle_event_ring() for spec in topo.rings)
+    return OracleOptions(
+        requests=tuple(
+            ref.ring for ref in inputs if topo.ring(ref.ring.name).producer.startswith("gateway-")
+        ),
+        shard_events=tuple(ref for ref in inputs if topo.ring(ref.ring.name).producer.startswith("shard-")),
+        shards=tuple(run.ref(topo.oracle_shard_ring(k)) for k in range(topo.shards)),
+        risk=tuple(run.ref(topo.oracle_risk_ring(r)) for r in range(topo.risk)),
+        events=run.ref(topo.oracle_event_ring()) if has_events else None,
+        config_path=str(s.markets_path),
+        state_dir=str(s.state_dir / name),
+        run_dir=str(s.state_dir),
+        supervisor_pid=run.supervisor_pid,
+        fsync=s.fsync,
+        snapshot_every=s.snapshot_every,
+        adapter_factory="settlement.chainlink_source:make_chainlink_sources",
+        **run.health(name),
+    )
 
 
 # ---- demo --------------------------------------------------------------------------------------
@@ -222,6 +257,12 @@ def _demo_options(run: Run, index: int) -> Any:
         supervisor_pid=run.supervisor_pid,
         **run.health(name),
     )
+
+
+def _run_oracle(options: Any, ready: Any) -> None:
+    from engine.oracle.process import run_oracle
+
+    run_oracle(options, ready)
 
 
 def _run_demo(options: Any, ready: Any) -> None:
@@ -298,6 +339,7 @@ def _run_settlement(options: Any, ready: Any) -> None:
 
 SHARD = Stage("shard", lambda t: t.shards, _shard_options, _run_shard, restart="recover")
 RISK = Stage("risk", lambda t: t.risk, _risk_options, _run_risk, restart="recover")
+ORACLE = Stage("oracle", lambda t: t.oracle, _oracle_options, _run_oracle, restart="recover")
 GATEWAY = Stage("gateway", lambda t: t.gateways, _gateway_options, _run_gateway, restart="restart")
 
 DEMO = Stage("demo", lambda t: t.demo, _demo_options, _run_demo, restart="restart")
@@ -314,7 +356,7 @@ SETTLEMENT = Stage(
     ready_timeout_s=120.0,
 )
 
-STAGES: tuple[Stage, ...] = (CHAIN, SHARD, RISK, SETTLEMENT, GATEWAY, DEMO)
+STAGES: tuple[Stage, ...] = (CHAIN, SHARD, RISK, ORACLE, SETTLEMENT, GATEWAY, DEMO)
 BY_KIND: dict[str, Stage] = {stage.kind: stage for stage in STAGES}
 
 

@@ -76,12 +76,15 @@ class Topology:
     settlement: int = 0  # 1: a settlement process (chain deposits in, batches out)
     chain: int = 0  # 1: a local anvil chain process with the contracts deployed (settlement's default)
     demo: int = 0  # 1: the demo process (bots + dashboard), a droppable reader of every event ring
+    oracle: int = 0  # 1: an oracle process (prices, marks, funding, sessions, resolutions)
     order_ring_slots: int = 1 << 16
     event_ring_slots: int = 1 << 18
 
     def __post_init__(self) -> None:
         if self.shards < 1 or self.gateways < 0 or self.recorders < 0 or self.risk < 0:
             raise ValueError(f"topology needs >= 1 shard and >= 0 gateways/risk/recorders: {self}")
+        if self.oracle not in (0, 1):
+            raise ValueError(f"topology runs 0 or 1 oracle, got {self.oracle}")
         if not self.run_id or "/" in self.run_id:
             raise ValueError(f"run_id {self.run_id!r} must be a non-empty name without '/'")
 
@@ -120,7 +123,16 @@ class Topology:
             + settlement
             + tuple(f"recorder-{k}" for k in range(self.recorders))
             + tuple(f"demo-{k}" for k in range(self.demo))
+            + (("oracle-0",) if with_risk and self.oracle else ())  # droppable: it re-reads books
         ) or ("recorder-0",)
+
+    def _oracle_event_consumers(self) -> tuple[str, ...]:
+        """Readers of the oracle's public ring: recorders (gateways join when they serve the
+        ``mark``/``index``/``funding`` channels; a listed consumer that never reads would hold the
+        oracle up)."""
+        return tuple(f"recorder-{k}" for k in range(self.recorders)) + tuple(
+            f"demo-{k}" for k in range(self.demo)
+        )
 
     # ---- rings ---------------------------------------------------------------------------------
     def order_ring(self, producer: int, shard: int) -> str:
@@ -144,6 +156,22 @@ class Topology:
     def settlement_ring(self, partition: int) -> str:
         """Settlement's ring into a risk partition (chain deposits, withdrawal results)."""
         return f"{self.run_id}-set-r{partition}"
+
+    def oracle_shard_ring(self, shard: int) -> str:
+        """The oracle's ring into a shard (MARK_PRICE, SET_MARKET_STATUS, L2_SNAPSHOT_REQUEST)."""
+        return f"{self.run_id}-oin-s{shard}"
+
+    def oracle_risk_ring(self, partition: int) -> str:
+        """The oracle's ring into a risk partition (the same bytes into every partition)."""
+        return f"{self.run_id}-orisk-r{partition}"
+
+    def oracle_event_ring(self) -> str:
+        """The oracle's public events (MARK, FUNDING_RATE, RESOLUTION_STATUS; REJECTED to a requester)."""
+        return f"{self.run_id}-oev"
+
+    def oracle_request_ring(self, gateway: int) -> str:
+        """A gateway's ring into the oracle (RESOLUTION_REQUEST)."""
+        return f"{self.run_id}-oreq-g{gateway}"
 
     @cached_property
     def rings(self) -> tuple[RingSpec, ...]:
@@ -169,6 +197,27 @@ class Topology:
                     self.risk_event_ring(r), f"risk-{r}", self._event_consumers(False), self.event_ring_slots
                 )
             )
+        if self.oracle:  # created last: the rings above keep their order (and journals their indexes)
+            oracle = "oracle-0"
+            for s in range(self.shards):
+                out.append(
+                    RingSpec(self.oracle_shard_ring(s), oracle, (f"shard-{s}",), self.order_ring_slots)
+                )
+            for r in range(self.risk):
+                out.append(RingSpec(self.oracle_risk_ring(r), oracle, (f"risk-{r}",), self.order_ring_slots))
+            if self._oracle_event_consumers():
+                out.append(
+                    RingSpec(
+                        self.oracle_event_ring(),
+                        oracle,
+                        self._oracle_event_consumers(),
+                        self.event_ring_slots,
+                    )
+                )
+            for g in range(self.gateways):
+                out.append(
+                    RingSpec(self.oracle_request_ring(g), f"gateway-{g}", (oracle,), self.order_ring_slots)
+                )
         readers = tuple(f"gateway-{g}" for g in range(self.gateways))
         if self.settlement and readers:  # droppable readers only: SETTLED is a notice, the chain the truth
             out.append(RingSpec(self.settlement_event_ring(), "settlement-0", readers, self.order_ring_slots))

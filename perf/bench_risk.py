@@ -1,19 +1,22 @@
 """Risk benchmark: pre-trade checks (in process and through the rings), margin recomputation, memory.
 
-* ``checks_per_s``: NEW_ORDERs of funded accounts through ``RiskEngine.handle_command`` in this
-  process (the O(1) check, the reservation, the forward), median of runs;
+* ``checks_per_s``: NEW_ORDERs of funded accounts through the engine in this process as the risk
+  process applies them (records of 256 slots: ``apply_slots`` then ``end_of_record``; the O(1)
+  check, the reservation, the forward), median of runs;
 * ``ring_checks_per_s``: the same orders through real processes: a feeder publishes them into the
-  risk partition's command ring as fast as it takes them, risk checks and forwards them to the
-  shard (which matches them); the clock stops at the echo of a HEARTBEAT sent after the last
-  order (risk answers it once everything before it is checked and forwarded);
+  risk partition's command ring as fast as it takes them (and drains risk's events all along), risk
+  checks and forwards them to the shard (which matches them); the clock stops at the echo of a
+  HEARTBEAT sent after the last order (risk answers it once everything before it is checked and
+  forwarded);
 * ``recompute_ms``: every account's equity, initial and maintenance margin recomputed at once,
   100,000 accounts with positions in 20 perp markets (on 10 assets) and collateral in several
   assets; ``recompute_touched_ms``: the accounts one fill batch touches (``touched`` rows);
 * ``rss_mb``: the resident size of a risk engine holding 1,000,000 funded accounts, 100,000 of
   them with positions (measured in a child process, state built through the engine's own rows).
 
-Ratios against a baseline in the same run: the Python engine's checks (``twin``) against the
-compiled core's, when the core exists.
+Both engines in the same run: the figures above are the compiled core's (``NativeRiskEngine``,
+``engine`` = "native") and ``python`` holds the Python engine's ``checks_per_s`` and
+``ring_checks_per_s`` (``HX_ENGINE=python`` for the risk process), with the ratios.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from engine.risk.native_risk import RISK_ENGINE_ENV, NativeRiskEngine, native_available
 from engine.risk.risk_config import RiskConfig, risk_config_from
-from engine.risk.risk_engine import RiskEngine
+from engine.risk.risk_engine import RiskEngine, Source
 from engine.types.asset_spec import AssetSpec
 from engine.types.enums import AssetKind, MarketKind, MsgType
 from engine.types.market_spec import MarketSpec
@@ -87,8 +91,8 @@ def _markets_toml(markets: dict[int, MarketSpec], assets: dict[int, AssetSpec]) 
     return "\n".join(lines)
 
 
-def _funded_engine(config: RiskConfig, accounts: int) -> RiskEngine:
-    engine = RiskEngine(config)
+def _funded_engine(config: RiskConfig, accounts: int, native: bool) -> RiskEngine:
+    engine = NativeRiskEngine(config) if native else RiskEngine(config)
     for m in config.markets.values():
         engine.handle_command(encode(MsgType.MARK_PRICE, m.market_id, price_ticks=100_000), 0)
     engine.take_outputs()
@@ -122,25 +126,26 @@ def _orders(config: RiskConfig, n: int, accounts: int, seed: int = 3) -> bytes:
     )
 
 
-def checks_in_process(orders: int = 200_000, accounts: int = 10_000, runs: int = 3) -> float:
+def checks_in_process(
+    orders: int = 200_000, accounts: int = 10_000, runs: int = 3, native: bool = True
+) -> float:
     markets, assets = bench_config()
     config = risk_config_from(markets, assets)
     data = _orders(config, orders, accounts)
+    record = 256 * SLOT_BYTES  # the risk process's records hold up to 256 slots
     rates = []
     for _ in range(runs):
-        engine = _funded_engine(config, accounts)
-        handle = engine.handle_command
+        engine = _funded_engine(config, accounts, native)
         t0 = time.perf_counter()
-        for off in range(0, len(data), SLOT_BYTES):
-            handle(data, off)
-            if off & 0x3FFF == 0:
-                engine.take_outputs()
+        for off in range(0, len(data), record):
+            engine.apply_slots(data, off, min(record, len(data) - off) // SLOT_BYTES, Source.GATEWAY)
+            engine.end_of_record()
+            engine.take_outputs()
         rates.append(orders / (time.perf_counter() - t0))
     return statistics.median(rates)
 
 
-def checks_through_rings(orders: int = 200_000, accounts: int = 2_000) -> float:
-    from hx.pipeline import Pipeline
+def checks_through_rings(orders: int = 200_000, accounts: int = 2_000, native: bool = True) -> float:
     from hx.topology import Topology
 
     markets, assets = bench_config()
@@ -148,27 +153,49 @@ def checks_through_rings(orders: int = 200_000, accounts: int = 2_000) -> float:
     with tempfile.TemporaryDirectory(prefix="hx-bench-risk-") as tmp:
         path = Path(tmp) / "hx.toml"
         path.write_text(_markets_toml(markets, assets))
-        topo = Topology(run_id=f"hx-br-{os.getpid()}", shards=1, gateways=0, risk=1, recorders=1)
-        with Pipeline(
-            topo, markets_path=path, state_dir=Path(tmp) / "state", fsync="none", wait="blocking"
-        ) as pipe:
-            ring = pipe.rings[topo.risk_in_ring(0, 0)]
-            events = pipe.rings[topo.risk_event_ring(0)].consumer(0)
-            try:
-                setup = [encode(MsgType.MARK_PRICE, m, price_ticks=100_000) for m in markets]
-                setup += [
-                    encode(MsgType.DEPOSIT, source=1, account=a, asset=0, amount=10**12, deposit_id=a)
-                    for a in range(1, accounts + 1)
-                ]
-                _publish_all(ring, b"".join(setup), events)
-                _wait_echo(ring, events, 1)
-                data = _orders(config, orders, accounts)
-                t0 = time.perf_counter()
-                _publish_all(ring, data, events)
-                _wait_echo(ring, events, 2)
-                return orders / (time.perf_counter() - t0)
-            finally:
-                events.close()
+        # no recorder: one nobody reads would stop the shard once its event ring is full (risk's
+        # event ring gets the default reader, recorder-0, which this feeder drains)
+        topo = Topology(run_id=f"hx-br-{os.getpid()}", shards=1, gateways=0, risk=1, recorders=0)
+        previous = os.environ.get(RISK_ENGINE_ENV)
+        os.environ[RISK_ENGINE_ENV] = "native" if native else "python"  # the risk process reads it
+        try:
+            return _through_rings(topo, path, Path(tmp), config, markets, orders, accounts)
+        finally:
+            if previous is None:
+                os.environ.pop(RISK_ENGINE_ENV, None)
+            else:
+                os.environ[RISK_ENGINE_ENV] = previous
+
+
+def _through_rings(
+    topo: Any,
+    path: Path,
+    tmp: Path,
+    config: RiskConfig,
+    markets: dict[int, MarketSpec],
+    orders: int,
+    accounts: int,
+) -> float:
+    from hx.pipeline import Pipeline
+
+    with Pipeline(topo, markets_path=path, state_dir=tmp / "state", fsync="none", wait="blocking") as pipe:
+        ring = pipe.rings[topo.risk_in_ring(0, 0)]
+        events = pipe.rings[topo.risk_event_ring(0)].consumer(0)
+        try:
+            setup = [encode(MsgType.MARK_PRICE, m, price_ticks=100_000) for m in markets]
+            setup += [
+                encode(MsgType.DEPOSIT, source=1, account=a, asset=0, amount=10**12, deposit_id=a)
+                for a in range(1, accounts + 1)
+            ]
+            _publish_all(ring, b"".join(setup), events)
+            _wait_echo(ring, events, 1)
+            data = _orders(config, orders, accounts)
+            t0 = time.perf_counter()
+            _publish_all(ring, data, events)
+            _wait_echo(ring, events, 2)
+            return orders / (time.perf_counter() - t0)
+        finally:
+            events.close()
 
 
 def _publish_all(ring: Any, data: bytes, events: Any) -> None:
@@ -178,6 +205,7 @@ def _publish_all(ring: Any, data: bytes, events: Any) -> None:
         part = view[start : start + chunk]
         while not ring.try_publish(part, len(part) // SLOT_BYTES):
             _drain(events)
+        _drain(events)  # all along, not only when our ring is full: risk must never wait on us
 
 
 def _drain(events: Any) -> bytes:
@@ -208,7 +236,7 @@ def _wait_echo(ring: Any, events: Any, marker: int, timeout_s: float = 300.0) ->
 def _positions_engine(config: RiskConfig, accounts: int, with_positions: int, seed: int = 5) -> RiskEngine:
     """Funded accounts; the first ``with_positions`` hold positions in every perp and collateral in
     several assets (written into the book: the recomputation reads exactly these columns)."""
-    engine = RiskEngine(config)
+    engine = NativeRiskEngine(config) if native_available() else RiskEngine(config)
     book = engine.book
     for a in range(1, accounts + 1):
         book.row(a)
@@ -264,9 +292,19 @@ def rss_mb(accounts: int = 1_000_000, with_positions: int = 100_000) -> float:
 
 
 def run(runs: int = 3, quick: bool = False) -> dict[str, Any]:
-    report: dict[str, Any] = {"bench": "risk", "engine": "python", "runs": runs}
-    report["checks_per_s"] = round(checks_in_process(runs=runs, orders=50_000 if quick else 200_000))
-    report["ring_checks_per_s"] = round(checks_through_rings(orders=50_000 if quick else 200_000))
+    native = native_available()
+    n = 50_000 if quick else 200_000
+    report: dict[str, Any] = {"bench": "risk", "engine": "native" if native else "python", "runs": runs}
+    report["checks_per_s"] = round(checks_in_process(runs=runs, orders=n, native=native))
+    report["ring_checks_per_s"] = round(checks_through_rings(orders=n, native=native))
+    if native:  # the specification, in the same run
+        py = {
+            "checks_per_s": round(checks_in_process(runs=runs, orders=n // 4, native=False)),
+            "ring_checks_per_s": round(checks_through_rings(orders=n // 4, native=False)),
+        }
+        py["native_speedup"] = round(report["checks_per_s"] / max(1, py["checks_per_s"]), 2)
+        py["native_ring_speedup"] = round(report["ring_checks_per_s"] / max(1, py["ring_checks_per_s"]), 2)
+        report["python"] = py
     report.update(
         {k: round(v, 3) for k, v in recompute(runs=runs, accounts=10_000 if quick else 100_000).items()}
     )

@@ -46,6 +46,8 @@ enum {
     HX_MSG_RESOLUTION_REQUEST = 16,
     HX_MSG_ORDER_QUERY = 17,
     HX_MSG_RESTATE_REQUEST = 18,
+    HX_MSG_SOURCE_QUOTE = 19,
+    HX_MSG_SETTLEMENT_PRICE = 20,
     HX_MSG_ACCEPTED = 32,
     HX_MSG_REJECTED = 33,
     HX_MSG_FILL = 34,
@@ -66,6 +68,7 @@ enum {
     HX_MSG_ADL_RANK = 49,
     HX_MSG_ORDER_STATE = 50,
     HX_MSG_PRICE = 51,
+    HX_MSG_RESOLUTION_STATUS = 52,
     HX_MSG_SETTLED = 53,
     HX_MSG_HEARTBEAT = 64,
     HX_MSG_SNAPSHOT_REQUEST = 65,
@@ -221,6 +224,15 @@ enum {
     HX_REJECT_REDUCE_ONLY_NO_POSITION = 362,
     HX_REJECT_LEVEL_FULL = 318,
     HX_REJECT_TOO_MANY_OPEN_ORDERS = 335,
+    HX_REJECT_NOT_RESOLUTION_AUTHORITY = 400,
+    HX_REJECT_NOT_A_PREDICTION_MARKET = 401,
+    HX_REJECT_ALREADY_RESOLVED = 402,
+    HX_REJECT_NO_PROPOSAL = 403,
+    HX_REJECT_DISPUTE_WINDOW_CLOSED = 404,
+    HX_REJECT_MARKET_NOT_CLOSED = 405,
+    HX_REJECT_BAD_OUTCOME = 406,
+    HX_REJECT_BAD_RESOLUTION_ACTION = 407,
+    HX_REJECT_ALREADY_PROPOSED = 408,
 };
 
 #define HX_FLAGS_STP_SHIFT 4 /* StpMode in bits 4-6 of NEW_ORDER.flags */
@@ -1159,6 +1171,75 @@ static inline void hx_put_price(uint8_t *p, uint32_t market_id, uint16_t asset, 
     hx_wr_u8(p + HX_OFF_PRICE_STATUS, status);
     hx_wr_i64(p + HX_OFF_PRICE_PRICE_MICRO, price_micro);
     hx_wr_u64(p + HX_OFF_PRICE_TS_NS, ts_ns);
+}
+
+/* ---- SOURCE_QUOTE (msg_type 19): One price feed's quote as the oracle received it (its journal only; market_id = asset id). Replay reads these and never asks a feed again. */
+#define HX_OFF_SOURCE_QUOTE_FEED 8 /* u16: the feed's index among the asset's configured sources */
+#define HX_OFF_SOURCE_QUOTE_REASON 10 /* u8: DropReason found at the edge (1 unparseable: NaN, text...); 0 = parsed */
+#define HX_OFF_SOURCE_QUOTE_PRICE_MICRO 16 /* i64: micro-USDC per whole unit, as parsed (0 when unparseable) */
+#define HX_OFF_SOURCE_QUOTE_SOURCE_TS_NS 24 /* u64: the feed's own timestamp of the price */
+#define HX_OFF_SOURCE_QUOTE_ARRIVAL_TS_NS 32 /* u64: oracle clock when it arrived */
+static inline uint16_t hx_source_quote_feed(const uint8_t *p) { return hx_rd_u16(p + HX_OFF_SOURCE_QUOTE_FEED); }
+static inline uint8_t hx_source_quote_reason(const uint8_t *p) { return hx_rd_u8(p + HX_OFF_SOURCE_QUOTE_REASON); }
+static inline int64_t hx_source_quote_price_micro(const uint8_t *p) { return hx_rd_i64(p + HX_OFF_SOURCE_QUOTE_PRICE_MICRO); }
+static inline uint64_t hx_source_quote_source_ts_ns(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_SOURCE_QUOTE_SOURCE_TS_NS); }
+static inline uint64_t hx_source_quote_arrival_ts_ns(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_SOURCE_QUOTE_ARRIVAL_TS_NS); }
+static inline void hx_put_source_quote(uint8_t *p, uint32_t market_id, uint16_t feed, uint8_t reason, int64_t price_micro, uint64_t source_ts_ns, uint64_t arrival_ts_ns) {
+    memset(p, 0, HX_SLOT_BYTES);
+    p[HX_OFF_HEADER_MSG_TYPE] = 19; /* SOURCE_QUOTE */
+    p[HX_OFF_HEADER_VERSION] = HX_WIRE_VERSION;
+    hx_wr_u16(p + HX_OFF_HEADER_LENGTH, HX_SLOT_BYTES);
+    hx_wr_u32(p + HX_OFF_HEADER_MARKET_ID, market_id);
+    hx_wr_u16(p + HX_OFF_SOURCE_QUOTE_FEED, feed);
+    hx_wr_u8(p + HX_OFF_SOURCE_QUOTE_REASON, reason);
+    hx_wr_i64(p + HX_OFF_SOURCE_QUOTE_PRICE_MICRO, price_micro);
+    hx_wr_u64(p + HX_OFF_SOURCE_QUOTE_SOURCE_TS_NS, source_ts_ns);
+    hx_wr_u64(p + HX_OFF_SOURCE_QUOTE_ARRIVAL_TS_NS, arrival_ts_ns);
+}
+
+/* ---- SETTLEMENT_PRICE (msg_type 20): A delisted perp's final price (oracle -> risk): every position closes at it, once; the index TWAP over [twap_start_ns, twap_end_ns). */
+#define HX_OFF_SETTLEMENT_PRICE_PRICE_MICRO 8 /* i64: settlement price, micro-USDC per whole unit */
+#define HX_OFF_SETTLEMENT_PRICE_TWAP_START_NS 16 /* u64: window start */
+#define HX_OFF_SETTLEMENT_PRICE_TWAP_END_NS 24 /* u64: window end (the delisting time) */
+#define HX_OFF_SETTLEMENT_PRICE_TS_NS 32 /* u64: oracle clock */
+static inline int64_t hx_settlement_price_price_micro(const uint8_t *p) { return hx_rd_i64(p + HX_OFF_SETTLEMENT_PRICE_PRICE_MICRO); }
+static inline uint64_t hx_settlement_price_twap_start_ns(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_SETTLEMENT_PRICE_TWAP_START_NS); }
+static inline uint64_t hx_settlement_price_twap_end_ns(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_SETTLEMENT_PRICE_TWAP_END_NS); }
+static inline uint64_t hx_settlement_price_ts_ns(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_SETTLEMENT_PRICE_TS_NS); }
+static inline void hx_put_settlement_price(uint8_t *p, uint32_t market_id, int64_t price_micro, uint64_t twap_start_ns, uint64_t twap_end_ns, uint64_t ts_ns) {
+    memset(p, 0, HX_SLOT_BYTES);
+    p[HX_OFF_HEADER_MSG_TYPE] = 20; /* SETTLEMENT_PRICE */
+    p[HX_OFF_HEADER_VERSION] = HX_WIRE_VERSION;
+    hx_wr_u16(p + HX_OFF_HEADER_LENGTH, HX_SLOT_BYTES);
+    hx_wr_u32(p + HX_OFF_HEADER_MARKET_ID, market_id);
+    hx_wr_i64(p + HX_OFF_SETTLEMENT_PRICE_PRICE_MICRO, price_micro);
+    hx_wr_u64(p + HX_OFF_SETTLEMENT_PRICE_TWAP_START_NS, twap_start_ns);
+    hx_wr_u64(p + HX_OFF_SETTLEMENT_PRICE_TWAP_END_NS, twap_end_ns);
+    hx_wr_u64(p + HX_OFF_SETTLEMENT_PRICE_TS_NS, ts_ns);
+}
+
+/* ---- RESOLUTION_STATUS (msg_type 52): A prediction market's resolution (oracle, public): proposed, disputed or final outcome. */
+#define HX_OFF_RESOLUTION_STATUS_SEQ 8 /* u64: oracle event sequence number */
+#define HX_OFF_RESOLUTION_STATUS_STATE 16 /* u8: ResolutionState: 0 proposed, 1 disputed, 2 final */
+#define HX_OFF_RESOLUTION_STATUS_OUTCOME 17 /* u8: 0 NO, 1 YES */
+#define HX_OFF_RESOLUTION_STATUS_FINAL_AT_NS 24 /* u64: when the outcome becomes final unless disputed (the window's end) */
+#define HX_OFF_RESOLUTION_STATUS_TS_NS 32 /* u64: oracle clock */
+static inline uint64_t hx_resolution_status_seq(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_RESOLUTION_STATUS_SEQ); }
+static inline uint8_t hx_resolution_status_state(const uint8_t *p) { return hx_rd_u8(p + HX_OFF_RESOLUTION_STATUS_STATE); }
+static inline uint8_t hx_resolution_status_outcome(const uint8_t *p) { return hx_rd_u8(p + HX_OFF_RESOLUTION_STATUS_OUTCOME); }
+static inline uint64_t hx_resolution_status_final_at_ns(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_RESOLUTION_STATUS_FINAL_AT_NS); }
+static inline uint64_t hx_resolution_status_ts_ns(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_RESOLUTION_STATUS_TS_NS); }
+static inline void hx_put_resolution_status(uint8_t *p, uint32_t market_id, uint64_t seq, uint8_t state, uint8_t outcome, uint64_t final_at_ns, uint64_t ts_ns) {
+    memset(p, 0, HX_SLOT_BYTES);
+    p[HX_OFF_HEADER_MSG_TYPE] = 52; /* RESOLUTION_STATUS */
+    p[HX_OFF_HEADER_VERSION] = HX_WIRE_VERSION;
+    hx_wr_u16(p + HX_OFF_HEADER_LENGTH, HX_SLOT_BYTES);
+    hx_wr_u32(p + HX_OFF_HEADER_MARKET_ID, market_id);
+    hx_wr_u64(p + HX_OFF_RESOLUTION_STATUS_SEQ, seq);
+    hx_wr_u8(p + HX_OFF_RESOLUTION_STATUS_STATE, state);
+    hx_wr_u8(p + HX_OFF_RESOLUTION_STATUS_OUTCOME, outcome);
+    hx_wr_u64(p + HX_OFF_RESOLUTION_STATUS_FINAL_AT_NS, final_at_ns);
+    hx_wr_u64(p + HX_OFF_RESOLUTION_STATUS_TS_NS, ts_ns);
 }
 
 /* ---- SETTLED (msg_type 53): An account's private events up to ``seq`` are final: batch ``batch_id``, accepted on chain in ``block``, holds its confirmations (settlement -> the account's private stream). */

@@ -55,7 +55,6 @@ LIQUIDATION_COID_BASE = 1 << 63  # client order ids of risk's own orders (client
 _P_NEW = BY_TYPE[int(MsgType.NEW_ORDER)].struct.pack
 _P_CANCEL_ALL = BY_TYPE[int(MsgType.CANCEL_ALL)].struct.pack
 _P_LIQ = BY_TYPE[int(MsgType.LIQUIDATION)].struct.pack_into
-_P_ADL = BY_TYPE[int(MsgType.ADL_RANK)].struct.pack_into
 ALL_MARKETS = 0xFFFF_FFFF
 
 
@@ -384,9 +383,7 @@ class Liquidator:
             if p not in due:
                 continue
             market = e.config.markets[e.config.perps[p]]
-            if any(
-                acct == int(b.ids[fund]) and mkt == market.market_id for (mkt, acct, _c) in e.ledger.by_coid
-            ):
+            if any(r.market == market.market_id for r in e.ledger.orders_of(int(b.ids[fund]))):
                 continue  # one unwind order at a time per market
             size, mark = int(b.perp_size[fund, p]), int(e.marks[p])
             if mark <= 0:
@@ -463,19 +460,6 @@ class Liquidator:
                     below = np.searchsorted(ordered, score[sel], side="left")
                     ranks[sel] = 1 + below * ADL_BUCKETS // len(sel)
             changed = np.flatnonzero(ranks != self.rank_cache[:n, p])
-            for row in changed.tolist():
-                rank = int(ranks[row])
-                self.rank_cache[row, p] = rank
-                pos = len(e.events)
-                e.events += bytes(SLOT_BYTES)
-                _P_ADL(
-                    e.events,
-                    pos,
-                    MsgType.ADL_RANK,
-                    WIRE_VERSION,
-                    SLOT_BYTES,
-                    mid,
-                    e.next_seq(int(b.ids[row])),
-                    int(b.ids[row]),
-                    rank,
-                )
+            if len(changed):  # one numpy pass per perp (rows distinct: seqs as next_seq gives them)
+                self.rank_cache[changed, p] = ranks[changed]
+                e.events += e.pack_private(MsgType.ADL_RANK, mid, changed, rank=ranks[changed])

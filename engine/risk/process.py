@@ -36,9 +36,10 @@ from engine.host.health_board import open_health_slot
 from engine.host.metrics import Metrics
 from engine.host.process_identity import become_stage, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
-from engine.ring import Blocking, ConsumerRef, RingBuffer, RingRef, make_wait_strategy
+from engine.ring import Blocking, ConsumerRef, RingBuffer, RingFull, RingRef, make_wait_strategy
+from engine.risk.native_risk import make_risk_engine
 from engine.risk.risk_config import load_risk_config
-from engine.risk.risk_engine import SHARD_EVENTS, RiskEngine, Source
+from engine.risk.risk_engine import SHARD_EVENTS, SHARD_EVENTS_SOURCE, RiskEngine, Source
 from engine.wire.layout import SLOT_BYTES
 
 # Journal record: [header slot][slots...]; header = input index, raw slots consumed, input cursor
@@ -99,14 +100,8 @@ def apply_record(engine: RiskEngine, record: bytes | memoryview, sources: tuple[
     idx, _count, _cursor, _nonce, now_ns, kept = BATCH_HEADER.unpack_from(record, 0)
     if now_ns > engine.now_ns:
         engine.now_ns = now_ns
-    if idx < len(sources):
-        source, command = sources[idx], engine.handle_command
-        for k in range(kept):
-            command(record, HEADER_SLOT + k * SLOT_BYTES, source)
-    else:
-        event = engine.apply_event
-        for k in range(kept):
-            event(record, HEADER_SLOT + k * SLOT_BYTES)
+    source = sources[idx] if idx < len(sources) else SHARD_EVENTS_SOURCE
+    engine.apply_slots(record, HEADER_SLOT, kept, source)
     engine.end_of_record()
 
 
@@ -127,7 +122,7 @@ class RiskProcess:
         self.options = options
         self.state_dir = Path(options.state_dir)
         config = load_risk_config(options.markets_path)
-        self.engine = RiskEngine(config, options.partition, options.partitions, len(options.orders))
+        self.engine = make_risk_engine(config, options.partition, options.partitions, len(options.orders))
         self.wait = make_wait_strategy(options.wait)
         commands = (*options.commands, *options.oracle, *options.settlement)
         inputs = [(ref, 0) for ref in commands] + [(c.ring, c.index) for c in options.shard_events]
@@ -141,6 +136,7 @@ class RiskProcess:
         self.outputs = [ref.attach() for ref in (*options.orders, options.events)]
         for ring in self.outputs:
             ring.set_producer()
+        self.held = [bytearray() for _ in self.outputs]  # outputs waiting for room in their ring
         self.snapshots = SnapshotStore(self.state_dir / "snapshots")
         self.records_since_snapshot = 0
         self.stop_requested = False
@@ -159,6 +155,44 @@ class RiskProcess:
         apply_record(self.engine, record, self.sources)
         if self.options.validate_every_record:
             self.engine.validate()
+
+    def _hold(self) -> None:
+        """Live: the record's outputs join what each ring already holds back, then as much as fits
+        goes out now, without waiting (``_flush``)."""
+        orders, events = self.engine.take_outputs()
+        for held, data in zip(self.held, (*orders, events), strict=True):
+            if data:
+                held += data
+        self._flush()
+
+    def _flush(self) -> bool:
+        """Publish held outputs, in order, as far as each ring has room; True when nothing is held.
+
+        Why risk never blocks on a full ring here: a shard whose order ring is full waits for risk
+        to take its events, and risk waiting on that ring would wait for the shard forever. So
+        outputs wait in memory instead, risk stops taking commands (which would add to them) and
+        goes on applying shard events (which let the shard move) until the rings have room."""
+        for ring, held in zip(self.outputs, self.held, strict=True):
+            while held:
+                n = len(held) // SLOT_BYTES
+                k = min(n, ring.free_slots(n), max(1, ring.capacity // 2))
+                if k <= 0 or not ring.try_publish(bytes(held[: k * SLOT_BYTES]), k):
+                    break
+                del held[: k * SLOT_BYTES]
+        return not any(self.held)
+
+    def _wait_for_room(self) -> None:
+        """Nothing to apply and outputs held: wait a little on the first full ring (``publish``
+        also drops dead and stuck consumers), then try them all again."""
+        for ring, held in zip(self.outputs, self.held, strict=True):
+            if held:
+                n = min(len(held) // SLOT_BYTES, max(1, ring.capacity // 2))
+                try:
+                    ring.publish(bytes(held[: n * SLOT_BYTES]), wait=self.wait, timeout_s=0.002)
+                except RingFull:
+                    return
+                del held[: n * SLOT_BYTES]
+                return
 
     def _emit(self, skips: list[int]) -> list[int]:
         orders, events = self.engine.take_outputs()
@@ -274,11 +308,13 @@ class RiskProcess:
     def run(self, ready: Any = None) -> None:
         if ready is not None:
             ready.set()
-        skips = [0] * len(self.outputs)
         idle = 0
+        backed_up = False
         while not self.stop_requested:
             worked = False
             for idx, consumer in enumerate(self.consumers):
+                if backed_up and idx < self.n_commands:
+                    continue  # a ring is full: only shard events now (they let the shards move)
                 view, n = consumer.peek(MAX_BATCH)
                 if not n:
                     view.release()
@@ -290,10 +326,22 @@ class RiskProcess:
                 self.journal_seq = self.journal.append(record)
                 self.journal.commit()
                 self.apply(record)
-                self._emit(skips)
+                self._hold()
                 consumer.release(n)
                 self.records_since_snapshot += 1
                 self._publish_metrics()
+                backed_up = any(self.held)
+            if backed_up:
+                self.health.waiting(True)  # backpressure from downstream: not a stall of ours
+                backed_up = not self._flush()
+                if backed_up and not worked:
+                    self._wait_for_room()
+                    backed_up = not self._flush()
+                self.health.waiting(False)
+                if backed_up:
+                    self.health.beat(self.journal_seq)
+                    continue
+            # a snapshot only with nothing held (what is held is output of records before it)
             if self.snapshot_requested or self.records_since_snapshot >= self.options.snapshot_every:
                 self.snapshot_requested = False
                 self.write_snapshot()
@@ -305,7 +353,11 @@ class RiskProcess:
             if idle < 200:
                 continue
             self._park()
-        self.write_snapshot()
+        deadline = time.monotonic() + 5.0
+        while not self._flush() and time.monotonic() < deadline:  # stopping: what is held goes out first
+            self._wait_for_room()
+        if not any(self.held):  # else the last snapshot and the journal give it again on restart
+            self.write_snapshot()
         self.close()
 
     def close(self) -> None:
@@ -323,7 +375,7 @@ def rebuild_from_journal(options: RiskOptions, use_snapshot: bool = False) -> tu
     A recovery that published or skipped wrongly shows here: the live engine's state must equal
     this one's (``replay_identical``)."""
     config = load_risk_config(options.markets_path)
-    engine = RiskEngine(config, options.partition, options.partitions, len(options.orders))
+    engine = make_risk_engine(config, options.partition, options.partitions, len(options.orders))
     sources = options.command_sources
     n_commands = len(sources)
     state_dir = Path(options.state_dir)

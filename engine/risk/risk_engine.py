@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
-from dataclasses import astuple
 from typing import Any, Final
 
 import numpy as np
@@ -108,6 +107,7 @@ _U_ORACLE_PRICE: Final = _unpacker(MsgType.ORACLE_PRICE)
 _U_FUNDING: Final = _unpacker(MsgType.FUNDING)
 _U_RESOLUTION: Final = _unpacker(MsgType.RESOLUTION)
 _U_STATUS: Final = _unpacker(MsgType.SET_MARKET_STATUS)
+_U_SETTLEMENT: Final = _unpacker(MsgType.SETTLEMENT_PRICE)
 _U_LEVERAGE: Final = _unpacker(MsgType.SET_LEVERAGE)
 _U_QUERY: Final = _unpacker(MsgType.ORDER_QUERY)
 _P_STATE: Final = _packer(MsgType.ORDER_STATE)
@@ -120,7 +120,6 @@ _U_AMENDED: Final = _unpacker(MsgType.AMENDED)
 _P_REJECTED: Final = _packer(MsgType.REJECTED)
 _P_BALANCE: Final = _packer(MsgType.BALANCE)
 _P_POSITION: Final = _packer(MsgType.POSITION)
-_P_MARGIN: Final = _packer(MsgType.ACCOUNT_MARGIN)
 _P_HEARTBEAT: Final = _packer(MsgType.HEARTBEAT)
 _U32: Final = struct.Struct("<I")
 _P_SEQ: Final = struct.Struct("<Q").pack_into
@@ -145,7 +144,10 @@ SHARD_EVENTS: Final = frozenset(
         MsgType.HEARTBEAT,
     }
 )
-_ORACLE_ONLY: Final = frozenset({MsgType.ORACLE_PRICE, MsgType.FUNDING, MsgType.RESOLUTION})
+_ORACLE_ONLY: Final = frozenset(
+    {MsgType.ORACLE_PRICE, MsgType.FUNDING, MsgType.RESOLUTION, MsgType.SETTLEMENT_PRICE}
+)
+SHARD_EVENTS_SOURCE: Final = -1  # apply_slots: the slots are a shard's events, not commands
 MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL = 1, 2
 ADL_RANK_EVERY: Final = 64  # records between ADL rank publications
 SNAPSHOT_MAGIC: Final = b"HXRISK01"
@@ -309,6 +311,18 @@ class RiskEngine:
     def _mark_of(self, market: RiskMarket) -> int:
         return int(self.marks[market.perp]) if market.is_perp else int(self.prices[market.base_asset])
 
+    # ---- one journal record's slots ----------------------------------------------------------------
+    def apply_slots(self, buf: bytes | memoryview, off: int, count: int, source: int) -> None:
+        """``count`` 64-byte slots from ``off``: commands from ``source`` (``Source``), or, for
+        ``source == SHARD_EVENTS_SOURCE``, one shard's events. The compiled twin does it in one call."""
+        end = off + count * SLOT_BYTES
+        if source == SHARD_EVENTS_SOURCE:
+            for k in range(off, end, SLOT_BYTES):
+                self.apply_event(buf, k)
+        else:
+            for k in range(off, end, SLOT_BYTES):
+                self.handle_command(buf, k, source)
+
     # ---- commands --------------------------------------------------------------------------------
     def handle_command(self, buf: bytes | memoryview, off: int, source: int = 0) -> None:
         """One command from a gateway, settlement or the oracle (``Source``; already well-formed)."""
@@ -456,7 +470,7 @@ class RiskEngine:
         if extra > self.free_collateral(row):
             self._reject(mid, t, oid, coid, account, RejectCode.INSUFFICIENT_MARGIN)
             return
-        r.amend_extra_micro = extra
+        self.ledger.set_amend_extra(r, extra)
         self.book.reserved[row] += extra
         self._forward(buf, off, mid)
 
@@ -590,8 +604,7 @@ class RiskEngine:
             found = [r] if r is not None and r.client_order_id < LIQUIDATION_COID_BASE else []
         else:
             found = sorted(
-                (r for r in self.ledger.by_coid.values() if r.account == account),
-                key=lambda r: (r.market, r.order_id, r.client_order_id),
+                self.ledger.orders_of(account), key=lambda r: (r.market, r.order_id, r.client_order_id)
             )
         if not found:
             self._emit_state(market, account, order_id, coid, 0, 0, 0, OrderState.UNKNOWN, request_id, True)
@@ -669,6 +682,9 @@ class RiskEngine:
         elif t == MsgType.RESOLUTION:
             f = _U_RESOLUTION(buf, off)
             self._resolve(f[3], f[4])
+        elif t == MsgType.SETTLEMENT_PRICE:
+            f = _U_SETTLEMENT(buf, off)
+            self._settle_perp(f[3], f[4])
         elif t == MsgType.HEARTBEAT:
             self._heartbeat(buf, off, relay=False)
 
@@ -720,6 +736,49 @@ class RiskEngine:
                 self._add(b.perp_funding, row, p, -pay.amount_micro)
                 b.dirty[row] = True
                 self._emit_balance(row, 0, BalanceReason.FUNDING, -pay.amount_micro, interval_id)
+
+    def _settle_perp(self, mid: int, price_micro: int) -> None:
+        """A delisted perp settles: every position closes at ``price_micro``, once.
+
+        Each position's value ``size * price / 1e8`` is rounded down (against the account: a long
+        receives less, a short pays more); its realised PnL is that value minus its cost. The
+        rounding dust (the exact total, ``net size * price / 1e8`` rounded down, minus the rounded
+        values; 0 <= dust < one micro-USDC per position) goes to the partition's fee account, so
+        money is conserved exactly. Once: afterwards no position is left, and the market is
+        RESOLVED, so a repeated message changes nothing.
+        """
+        market = self.config.markets.get(mid)
+        if market is None or not market.is_perp or price_micro <= 0:
+            return
+        p = market.perp
+        b, n = self.book, self.book.count
+        rows = np.flatnonzero(b.perp_size[:n, p]).tolist()
+        self.status[mid] = MarketStatus.RESOLVED
+        self.priced[mid] = True
+        self._set_price(market, price_micro)
+        net, values = 0, 0
+        for row in rows:
+            size, cost = int(b.perp_size[row, p]), int(b.perp_cost[row, p])
+            value = size * price_micro // ATOMS_PER_UNIT  # floor: against longs and shorts alike
+            realised = value - cost
+            net += size
+            values += value
+            b.perp_size[row, p] = 0
+            b.perp_cost[row, p] = 0
+            self._add(b.perp_realised, row, p, realised)
+            self._add(b.balance, row, 0, realised)
+            b.dirty[row] = True
+            self._emit_balance(row, 0, BalanceReason.RESOLUTION, realised, mid)
+            self._emit_position(row, market)
+        if not rows:
+            return
+        exact = net * price_micro // ATOMS_PER_UNIT  # 0 when this partition holds both sides
+        self.trade_flow[0] += exact  # with several partitions the other sides' cash is elsewhere
+        dust = exact - values
+        if dust:
+            self._add(b.balance, self.fee_row, 0, dust)
+            b.dirty[self.fee_row] = True
+            self._emit_balance(self.fee_row, 0, BalanceReason.FEE, dust, mid)
 
     def _resolve(self, mid: int, outcome: int) -> None:
         """A prediction market resolved: each share becomes exactly 1 (YES) or 0 (NO) USDC."""
@@ -834,8 +893,7 @@ class RiskEngine:
             elif command == MsgType.AMEND:
                 r = self.ledger.find(f[3], account, f[5], f[6])
                 if r is not None and r.amend_extra_micro:
-                    self._release(self.book.find(account), r.amend_extra_micro)
-                    r.amend_extra_micro = 0
+                    self._release(self.book.find(account), self.ledger.release_amend(r))
         elif t == MsgType.AMENDED:
             f = _U_AMENDED(buf, off)
             (mid, oid, coid, new_open, account) = (f[3], f[5], f[6], f[8], f[9])
@@ -844,13 +902,8 @@ class RiskEngine:
             r = self.ledger.find(mid, account, oid, coid)
             if r is None:
                 return
-            r.reserve_micro += r.amend_extra_micro  # the amend's extra becomes the order's own
-            r.amend_extra_micro = 0
-            r.price_ticks = f[7]
-            if new_open < r.open_lots:
-                self._release(self.book.find(account), self.ledger.shrink(r, r.open_lots - new_open))
-            else:
-                r.open_lots = new_open
+            # the amend's extra becomes the order's own; a smaller open size releases its share
+            self._release(self.book.find(account), self.ledger.amended(r, f[7], new_open))
 
     def _release(self, row: int, amount: int) -> None:
         if row >= 0 and amount:
@@ -1029,27 +1082,49 @@ class RiskEngine:
             | (b.initial[rows] != before[1])
             | (b.maintenance[rows] != before[2])
         )
-        for row in rows[changed].tolist():
-            if row == self.fee_row:
-                continue
-            equity, initial, maint = int(b.equity[row]), int(b.initial[row]), int(b.maintenance[row])
-            flags = (MARGIN_BELOW_MAINTENANCE if equity < maint else 0) | (
-                MARGIN_BELOW_INITIAL if equity < initial else 0
+        out = rows[changed & (rows != self.fee_row)]
+        if len(out):
+            equity, initial, maint = b.equity[out], b.initial[out], b.maintenance[out]
+            flags = np.where(equity < maint, MARGIN_BELOW_MAINTENANCE, 0) | np.where(
+                equity < initial, MARGIN_BELOW_INITIAL, 0
             )
-            self._emit(
-                _P_MARGIN,
+            self.events += self.pack_private(
                 MsgType.ACCOUNT_MARGIN,
-                WIRE_VERSION,
-                SLOT_BYTES,
                 0,
-                self._row_seq(row),
-                int(b.ids[row]),
-                flags,
-                equity,
-                initial,
-                maint,
-                int(b.reserved[row]),
+                out,
+                flags=flags,
+                equity_micro=equity,
+                initial_micro=initial,
+                maintenance_micro=maint,
+                reserved_micro=b.reserved[out],
             )
+
+    def pack_private(self, msg_type: MsgType, market_id: int, rows: np.ndarray, **fields: Any) -> bytes:
+        """One private event per row of ``rows`` (distinct, in the order given), packed in one numpy
+        pass: header, each row's next private sequence number (0 for an account of another
+        partition, as ``next_seq``), ``account`` from the row, the other fields from ``fields``
+        (arrays over ``rows`` or scalars). The same bytes as ``_emit`` row by row."""
+        b = self.book
+        out = np.zeros(len(rows), BY_TYPE[int(msg_type)].dtype)
+        out["msg_type"] = msg_type
+        out["version"] = WIRE_VERSION
+        out["length"] = SLOT_BYTES
+        out["market_id"] = market_id
+        ids = b.ids[rows].astype(np.int64)
+        system = ids >= SYSTEM_ACCOUNT_BASE
+        owned = np.where(
+            system,
+            ((ids - SYSTEM_ACCOUNT_BASE) & 0x3F) == self.partition,
+            ids % self.partitions == self.partition,
+        )
+        seq = b.private_seq[rows] + 1
+        mine = rows[owned]
+        b.private_seq[mine] = seq[owned]
+        out["seq"] = np.where(owned, seq, 0)
+        out["account"] = ids
+        for name, value in fields.items():
+            out[name] = value
+        return out.tobytes()
 
     # ---- checks ----------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -1095,7 +1170,7 @@ class RiskEngine:
                 self.margin.multiplier.tolist(),
             ],
             "records": self.records,
-            "ledger": [astuple(r) for r in self.ledger.by_coid.values()],
+            "ledger": self.ledger.entries(),  # plain tuples, sorted: both ledgers give the same bytes
         }
         buf = io.BytesIO()
         np.savez(
@@ -1144,12 +1219,7 @@ class RiskEngine:
         self.margin.last_price[:] = last
         self.margin.multiplier[:] = mult
         self.records = meta["records"]
-        self.ledger = OrderLedger()
-        for fields in meta["ledger"]:
-            r = Reservation(*fields)
-            self.ledger.by_coid[(r.market, r.account, r.client_order_id)] = r
-            if r.order_id:
-                self.ledger.by_oid[(r.market, r.order_id)] = r
+        self.ledger.load(meta["ledger"])
         self.fee_row = self.book.row(fee_account(self.partition))
         self.insurance_row = self.book.row(insurance_account(self.partition))
 
@@ -1159,11 +1229,7 @@ class RiskEngine:
         h.update(repr(sorted(self.withdrawals.items())).encode())
         h.update(repr(self.net_deposits).encode())
         h.update(self.prices.tobytes() + self.marks.tobytes() + repr(sorted(self.priced.items())).encode())
-        h.update(
-            repr(
-                sorted((k, r.reserve_micro, r.open_lots, r.order_id) for k, r in self.ledger.by_coid.items())
-            ).encode()
-        )
+        h.update(repr(self.ledger.entries()).encode())
         h.update(repr((self.stale.tolist(), sorted(self.status.items()), self.funded)).encode())
         h.update(repr((sorted(self.leverage.items()), self.trade_flow)).encode())
         h.update(repr((self.liquidator.to_json(), self.records)).encode())

@@ -31,6 +31,8 @@ class MsgType(IntEnum):
     RESOLUTION_REQUEST = 16  # into the oracle (from a gateway): the authority proposes or disputes
     ORDER_QUERY = 17  # into risk (from a gateway): an account's open orders, or one of them
     RESTATE_REQUEST = 18  # into risk (from settlement): every balance and position again
+    SOURCE_QUOTE = 19  # the oracle's journal: one adapter quote as it arrived (replay never asks a feed)
+    SETTLEMENT_PRICE = 20  # into risk (from the oracle): a delisted perp settles every position at it
 
     ACCEPTED = 32
     REJECTED = 33
@@ -52,6 +54,7 @@ class MsgType(IntEnum):
     ADL_RANK = 49  # risk: a position's auto-deleveraging quantile (private)
     ORDER_STATE = 50  # risk: one open order, in answer to ORDER_QUERY (private)
     PRICE = 51  # risk: a price it now values accounts at (for settlement and dashboards; not routed)
+    RESOLUTION_STATUS = 52  # oracle: a prediction market's proposed, disputed or final outcome (public)
     SETTLED = 53  # settlement: an account's events up to seq are final on chain (private)
 
     HEARTBEAT = 64
@@ -168,6 +171,14 @@ class MarginMode(IntEnum):
 class ResolutionAction(IntEnum):
     PROPOSE = 0  # the authority names the outcome; final after the dispute window
     DISPUTE = 1  # within the window: the authority replaces the proposed outcome
+
+
+class ResolutionState(IntEnum):
+    """Where a prediction market's resolution stands (RESOLUTION_STATUS ``state``)."""
+
+    PROPOSED = 0  # the authority named an outcome; the dispute window runs
+    DISPUTED = 1  # the authority replaced the outcome within the window; the window restarts
+    FINAL = 2  # the window passed: RESOLUTION went to risk and the market is RESOLVED
 
 
 class OrderState(IntEnum):
@@ -294,6 +305,17 @@ class RejectCode(IntEnum):
     LEVEL_FULL = 318  # resting the order would take its price level past the market's size limit
     TOO_MANY_OPEN_ORDERS = 335  # the account already has the market's maximum of live orders
 
+    # 4xx: oracle (resolution requests)
+    NOT_RESOLUTION_AUTHORITY = 400  # only the market's configured authority may propose or dispute
+    NOT_A_PREDICTION_MARKET = 401  # no resolution is configured for this market
+    ALREADY_RESOLVED = 402  # the outcome is final
+    NO_PROPOSAL = 403  # a dispute needs a proposal to dispute
+    DISPUTE_WINDOW_CLOSED = 404  # the window of the standing proposal has passed
+    MARKET_NOT_CLOSED = 405  # a proposal before the market's close time
+    BAD_OUTCOME = 406  # outcome must be 0 (NO) or 1 (YES)
+    BAD_RESOLUTION_ACTION = 407  # action must be 0 (propose) or 1 (dispute)
+    ALREADY_PROPOSED = 408  # a second proposal: dispute it instead
+
 
 REJECT_MESSAGES: dict[RejectCode, str] = {
     RejectCode.OK: "ok",
@@ -363,6 +385,15 @@ REJECT_MESSAGES: dict[RejectCode, str] = {
     RejectCode.REDUCE_ONLY_NO_POSITION: "reduce-only order needs an opposite position",
     RejectCode.LEVEL_FULL: "the price level is at the market's limit of total open size",
     RejectCode.TOO_MANY_OPEN_ORDERS: "the account has the market's maximum number of open orders",
+    RejectCode.NOT_RESOLUTION_AUTHORITY: "only the market's resolution authority may do that",
+    RejectCode.NOT_A_PREDICTION_MARKET: "no resolution is configured for this market",
+    RejectCode.ALREADY_RESOLVED: "the market's outcome is already final",
+    RejectCode.NO_PROPOSAL: "there is no proposed outcome to dispute",
+    RejectCode.DISPUTE_WINDOW_CLOSED: "the dispute window has passed",
+    RejectCode.MARKET_NOT_CLOSED: "the market has not reached its close time",
+    RejectCode.BAD_OUTCOME: "outcome must be 0 (NO) or 1 (YES)",
+    RejectCode.BAD_RESOLUTION_ACTION: "action must be 0 (propose) or 1 (dispute)",
+    RejectCode.ALREADY_PROPOSED: "an outcome is already proposed; dispute it instead",
 }
 
 

@@ -590,6 +590,46 @@ LAYOUTS: tuple[MessageLayout, ...] = (
             _pad(32),
         ),
     ),
+    # ---- oracle: its journal's quotes, delisting, resolution status ------------------------------
+    MessageLayout(
+        MsgType.SOURCE_QUOTE,
+        "One price feed's quote as the oracle received it (its journal only; market_id = asset id). "
+        "Replay reads these and never asks a feed again.",
+        (
+            ("feed", "H", "the feed's index among the asset's configured sources"),
+            ("reason", "B", "DropReason found at the edge (1 unparseable: NaN, text...); 0 = parsed"),
+            _pad(5),
+            ("price_micro", "q", "micro-USDC per whole unit, as parsed (0 when unparseable)"),
+            ("source_ts_ns", "Q", "the feed's own timestamp of the price"),
+            ("arrival_ts_ns", "Q", "oracle clock when it arrived"),
+            _pad(24),
+        ),
+    ),
+    MessageLayout(
+        MsgType.SETTLEMENT_PRICE,
+        "A delisted perp's final price (oracle -> risk): every position closes at it, once; the "
+        "index TWAP over [twap_start_ns, twap_end_ns).",
+        (
+            ("price_micro", "q", "settlement price, micro-USDC per whole unit"),
+            ("twap_start_ns", "Q", "window start"),
+            ("twap_end_ns", "Q", "window end (the delisting time)"),
+            ("ts_ns", "Q", "oracle clock"),
+            _pad(24),
+        ),
+    ),
+    MessageLayout(
+        MsgType.RESOLUTION_STATUS,
+        "A prediction market's resolution (oracle, public): proposed, disputed or final outcome.",
+        (
+            ("seq", "Q", "oracle event sequence number"),
+            ("state", "B", "ResolutionState: 0 proposed, 1 disputed, 2 final"),
+            ("outcome", "B", "0 NO, 1 YES"),
+            _pad(6),
+            ("final_at_ns", "Q", "when the outcome becomes final unless disputed (the window's end)"),
+            ("ts_ns", "Q", "oracle clock"),
+            _pad(24),
+        ),
+    ),
     MessageLayout(
         MsgType.SETTLED,
         "An account's private events up to ``seq`` are final: batch ``batch_id``, accepted on chain in "

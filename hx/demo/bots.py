@@ -39,6 +39,7 @@ class DemoState:
     """Shared by the bots (one asyncio loop): reference prices and what happened."""
 
     prices: dict[int, float] = field(default_factory=dict)
+    external: dict[int, float] = field(default_factory=dict)  # the oracle's marks/prices, when it runs
     symbols: dict[int, str] = field(default_factory=dict)
     shock_until: float = 0.0
     rounds: int = 0
@@ -53,6 +54,9 @@ def _step_prices(state: DemoState, rng: random.Random, now: float, shock_every_s
         shocking = True
     for m, p in state.prices.items():
         sym = state.symbols[m]
+        if m in state.external:  # the oracle drives this market (and its scheduled shocks)
+            state.prices[m] = state.external[m]
+            continue
         if sym.endswith("-YES"):
             state.prices[m] = min(0.95, max(0.05, p + rng.gauss(0, 0.01)))
             continue

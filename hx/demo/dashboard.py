@@ -60,6 +60,7 @@ class DashboardModel:
         default_factory=lambda: deque(maxlen=12)
     )
     insurance_micro: dict[int, int] = field(default_factory=dict)  # insurance account -> USDC
+    asset_price_micro: dict[int, int] = field(default_factory=dict)  # risk's price of each asset
     liquidation_count: int = 0
     adl_count: int = 0
     events: int = 0
@@ -98,6 +99,11 @@ class DashboardModel:
             view.status = f["status"]
         elif msg_type == MsgType.MARK and view is not None:
             view.mark_micro, view.index_micro = f["mark_micro"], f["index_micro"]
+        elif msg_type == MsgType.PRICE:
+            if f["kind"] == 1:  # an asset's price (kind 0: a perp's mark, also sent as MARK)
+                self.asset_price_micro[f["asset"]] = f["price_micro"]
+            elif view is not None and not view.index_micro:  # no oracle: risk marks at the last trade
+                view.mark_micro = f["price_micro"]
         elif msg_type == MsgType.ACCOUNT_MARGIN:
             account = f["account"]
             if account < SYSTEM_ACCOUNT_BASE:
@@ -119,6 +125,16 @@ class DashboardModel:
                 self.liquidations.appendleft(
                     (now, f["account"], market_id, name, f["size_atoms"], f["price_micro"], f["side"])
                 )
+
+    def reference_prices(self, asset_ids: dict[str, int]) -> dict[int, float]:
+        """Where each market trades now, for the bots: a perp's mark, else its base asset's price
+        (the oracle's index as risk values it). Markets with neither are left out."""
+        out = {}
+        for m, view in self.markets.items():
+            micro = view.mark_micro or self.asset_price_micro.get(asset_ids.get(view.spec.base_asset, -1), 0)
+            if micro:
+                out[m] = micro / MICRO_PER_UNIT
+        return out
 
     def most_leveraged(self, n: int = 8) -> list[tuple[int, int, int, int]]:
         """Accounts nearest liquidation: (account, equity, IM, MM), lowest equity / MM first."""

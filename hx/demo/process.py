@@ -87,15 +87,20 @@ def _tail(path: Path, n: int = 8) -> list[str]:
 
 
 async def _dashboard(options: DemoOptions, state: Any, ready: Any) -> None:
+    import tomllib
+
     from rich.console import Console
     from rich.live import Live
 
     from engine.host.health_board import open_health_slot
+    from engine.types.asset_spec import assets_from_doc
     from engine.types.market_spec import load_markets
     from hx.demo.dashboard import DashboardModel, render
     from hx.status import collect_status
 
     model = DashboardModel.for_markets(load_markets(options.markets_path))
+    doc = tomllib.loads(Path(options.markets_path).read_text())
+    asset_ids = {a.symbol: a.asset_id for a in assets_from_doc(doc).values()}
     reader = _Reader(options.events)
     health_slot = open_health_slot(options.health_board, options.health_slot)
     if ready is not None:
@@ -111,6 +116,7 @@ async def _dashboard(options: DemoOptions, state: Any, ready: Any) -> None:
             live.start()
         while True:
             reader.drain(model)
+            state.external.update(model.reference_prices(asset_ids))  # the bots follow the oracle
             health_slot.beat(model.events)
             now = time.monotonic()
             if now >= next_health:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.risk.native_risk import make_risk_engine
 from engine.risk.risk_config import RiskConfig, risk_config_from
-from engine.risk.risk_engine import RiskEngine, Source
+from engine.risk.risk_engine import Source
 from engine.shard.native_engine import make_engine
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.asset_spec import AssetSpec
@@ -62,7 +63,7 @@ CONFIG: RiskConfig = risk_config_from(MARKETS, ASSETS)
 
 class LocalExchange:
     def __init__(self, config: RiskConfig = CONFIG, markets: dict[int, MarketSpec] = MARKETS) -> None:
-        self.risk = RiskEngine(config, shards=1)
+        self.risk = make_risk_engine(config, shards=1)  # native unless HX_ENGINE=python
         self.writer = WireEventWriter()
         self.engine = make_engine(markets, self.writer)
         self.risk_events: list[dict[str, Any]] = []

@@ -165,6 +165,4 @@ def test_a_liquidation_order_the_shard_refuses_is_retried_then_backstopped_never
     ]
     assert len(refused) == x.risk.liquidator.params.max_retries + 1
     assert _liqs(x, LiquidationKind.TAKEOVER)
-    assert x.risk.book.perp_size[x.row(ALICE), 0] == 0 and not x.risk.ledger.by_coid.get(
-        (BTC_PERP, ALICE, 1 << 63)
-    )
+    assert x.risk.book.perp_size[x.row(ALICE), 0] == 0 and not x.risk.ledger.is_live(BTC_PERP, ALICE, 1 << 63)

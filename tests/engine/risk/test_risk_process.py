@@ -170,3 +170,61 @@ def test_kill_minus_9_of_risk_loses_and_doubles_nothing_and_replays_to_the_same_
     live.restore(bytes(blob[offset:]))
     assert live.state_hash() == replayed.state_hash()
     replayed.validate()
+
+
+def test_tiny_rings_never_deadlock_risk_and_the_shard(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Rings of 16 slots: risk's order ring and the shard's event ring fill at once (crossing orders
+    make several events each). Risk holds its outputs and keeps taking the shard's events, so the
+    shard always moves: every order is answered and the heartbeat sent last comes back through the
+    shard (market_id 1)."""
+    import os
+    import time
+
+    from gateway_harness import MARKETS_TOML
+
+    from engine.types.enums import MsgType
+    from engine.wire.codec import decode, encode
+    from hx.pipeline import Pipeline
+    from hx.topology import Topology
+
+    markets = tmp_path / "markets.toml"
+    markets.write_text(MARKETS_TOML)
+    topo = Topology(
+        run_id=f"hx-t-risktiny-{os.getpid()}",
+        shards=1,
+        gateways=0,
+        risk=1,
+        recorders=1,
+        order_ring_slots=16,
+        event_ring_slots=16,
+    )
+    commands = _commands(1500) + [encode(MsgType.HEARTBEAT, ts_ns=424242)]
+    events: list[bytes] = []
+    with Pipeline(topo, markets_path=markets, state_dir=tmp_path / "state", fsync="none") as pipe:
+        ring = pipe.rings[topo.risk_in_ring(0, 0)]
+        out = pipe.rings[topo.risk_event_ring(0)].consumer(0)
+        shard_side = pipe.rings[topo.event_ring(0)].consumer(1)  # the shard's recorder: keep it moving
+        sink: list[bytes] = []
+        try:
+            for cmd in commands:
+                while not ring.try_publish(cmd, 1):
+                    _drain(out, events)
+                    _drain(shard_side, sink)
+            deadline = time.monotonic() + 60
+            done = False
+            while not done and time.monotonic() < deadline:
+                _drain(shard_side, sink)
+                if not _drain(out, events):
+                    time.sleep(0.001)
+                stream = b"".join(events)
+                done = any(
+                    stream[k] == MsgType.HEARTBEAT and decode(stream, k)["market_id"] == 1
+                    for k in range(max(0, len(stream) - 64 * 64), len(stream), 64)
+                )
+        finally:
+            out.close()
+            shard_side.close()
+        assert done, "risk and the shard stopped moving (deadlock)"
+    stream = b"".join(events)
+    kinds = [stream[k] for k in range(0, len(stream), 64)]
+    assert kinds.count(MsgType.POSITION) > 50  # the perp traded through 16-slot rings

@@ -95,3 +95,13 @@ def test_system_accounts_are_not_ranked_and_the_screen_renders() -> None:
     Console(file=out, width=160, height=50).print(render(m, health, ["hx: up"], {"orders": 3}, "hx demo"))
     text = out.getvalue()
     assert "BTC-PERP" in text and "PRES28-YES" in text and "shard-0" in text and "hx: up" in text
+
+
+def test_the_bots_follow_the_oracle_marks_and_asset_prices() -> None:
+    m = _model()
+    eth_usdc = next(mid for mid, spec in MARKETS.items() if spec.symbol == "ETH-USDC")
+    assert m.reference_prices({"ETH": 2}) == {}  # nothing priced yet: the bots keep their own walk
+    m.apply(encode(MsgType.MARK, BTC, mark_micro=95_000_000_000, index_micro=94_990_000_000))
+    m.apply(encode(MsgType.PRICE, 0xFFFF_FFFF, asset=2, kind=1, price_micro=3_300_000_000))
+    refs = m.reference_prices({"BTC": 1, "ETH": 2})
+    assert refs[BTC] == 95_000.0 and refs[eth_usdc] == 3_300.0
