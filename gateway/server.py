@@ -63,9 +63,11 @@ class GatewayListener(WSListener):  # type: ignore[misc]
         self.session: Session | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
+        """A connection upgraded: open its session."""
         self.session = self.server.on_connected(transport, self.binary)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        """Hand a frame to the ingress; nothing after our close is acted on."""
         sess = self.session
         if sess is None or sess.closed:
             return  # nothing a client sends after our close frame is acted on
@@ -81,6 +83,7 @@ class GatewayListener(WSListener):  # type: ignore[misc]
             sess.error(None, RejectCode.MALFORMED, "internal error handling this frame")
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        """The socket closed: forget the session."""
         if self.session is not None:
             self.server.on_disconnected(self.session)
 
@@ -147,10 +150,12 @@ class GatewayServer:
 
     @property
     def account_buckets(self) -> dict[int, TokenBucket]:
+        """Per-account order token buckets (the ingress owns them)."""
         return self.ingress.account_buckets
 
     # ---- connections ---------------------------------------------------------------------------
     def listener_factory(self, request: WSUpgradeRequest) -> WSListener | None:
+        """picows: a listener for ``/v1/bin`` or ``/v1/json``, else 404."""
         raw = request.path
         path = (raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)).split("?", 1)[0]
         if path == BIN_PATH:
@@ -160,6 +165,7 @@ class GatewayServer:
         return None  # 404
 
     def on_connected(self, transport: WSTransport, binary: bool) -> Session:
+        """Open a session, applying the per-process and per-address limits."""
         raw = transport.underlying_transport
         peer = raw.get_extra_info("peername")
         ip = peer[0] if peer else "?"
@@ -188,6 +194,7 @@ class GatewayServer:
         return sess
 
     def on_disconnected(self, sess: Session) -> None:
+        """Forget a session everywhere; cancel on disconnect if it opted in."""
         sess.closed = True
         if sess in self.sessions:
             self.sessions.discard(sess)
@@ -251,9 +258,11 @@ class GatewayServer:
         self.pump.kick()
 
     async def run_pump(self) -> None:
+        """Drain the event rings for ever (see ``gateway.pump``)."""
         await self.pump.run()
 
     def stop_pump(self) -> None:
+        """Stop the pump after its current poll."""
         self.pump.stop()
 
     # ---- housekeeping --------------------------------------------------------------------------
@@ -300,6 +309,7 @@ class GatewayServer:
             m.set("hx_events_routed_total", self.fanout.events)
 
     def close_all(self, reason: str = "gateway shutting down") -> None:
+        """Close every session with ``reason`` (shutdown)."""
         for sess in list(self.sessions):
             sess.close(WSCloseCode.GOING_AWAY, reason)
 

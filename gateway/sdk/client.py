@@ -143,6 +143,7 @@ class HxClient:
     # ---- connection ----------------------------------------------------------------------------
     @property
     def url(self) -> str:
+        """The WebSocket URL of this client's protocol path."""
         return f"{self.base_url}/v1/{self.protocol}"
 
     async def connect(self) -> HxClient:
@@ -174,6 +175,7 @@ class HxClient:
 
     @property
     def closed(self) -> bool:
+        """True while disconnected (a reconnecting client is closed until it is back)."""
         return self._closed.is_set()
 
     @property
@@ -182,6 +184,7 @@ class HxClient:
         return self._close_info
 
     async def wait_closed(self, timeout_s: float | None = None) -> None:
+        """Wait until the connection closes (TimeoutError after ``timeout_s``)."""
         await asyncio.wait_for(self._closed.wait(), timeout_s)
 
     def _on_disconnected(self) -> None:
@@ -351,14 +354,17 @@ class HxClient:
     # ---- orders --------------------------------------------------------------------------------
     @property
     def markets(self) -> dict[int, MarketInfo]:
+        """Markets by id (tick and lot sizes) from the ``markets`` reply."""
         return self.codec.markets
 
     @property
     def asset_ids(self) -> dict[str, int]:
+        """Asset symbol -> asset id."""
         return self.codec.asset_ids
 
     @property
     def asset_scales(self) -> dict[int, int]:
+        """Asset id -> quantity units per whole unit (USDC 1e6, others 1e8)."""
         return self.codec.asset_scales
 
     def new_order_struct(self, market: int, side: str | int, price: Any, size: Any, **kw: Any) -> bytes:
@@ -366,6 +372,7 @@ class HxClient:
         return self.codec.new_order_struct(market, side, price, size, **kw)
 
     def next_client_order_id(self) -> int:
+        """A fresh client order id (1, 2, ... per client)."""
         return next(self._coids)
 
     def _place_json(self, market: int, side: str, price: Any, size: Any, coid: int, **kw: Any) -> None:
@@ -499,6 +506,7 @@ class HxClient:
         self.subscriptions[(market, channel)] = None
 
     async def unsubscribe(self, market: int, channel: str) -> None:
+        """Stop a channel of a market (NOT_SUBSCRIBED if it was not on)."""
         await self.request({"op": "unsubscribe", "market": market, "channel": channel})
         self.subscriptions.pop((market, channel), None)
 

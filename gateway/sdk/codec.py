@@ -169,9 +169,11 @@ class SdkCodec:
 
     @staticmethod
     def cancel_struct(market: int, order_id: int, client_order_id: int) -> bytes:
+        """One CANCEL struct (by order id, or by client order id with order id 0)."""
         return encode_command(Cancel(market_id=market, order_id=order_id, client_order_id=client_order_id))
 
     def amend_struct(self, market: int, order_id: int, client_order_id: int, price: Any, size: Any) -> bytes:
+        """One AMEND struct; ``price``/``size`` None leave them unchanged."""
         return encode_command(
             Amend(
                 market_id=market,
@@ -184,6 +186,7 @@ class SdkCodec:
 
     @staticmethod
     def cancel_all_struct(market: int | None) -> bytes:
+        """One CANCEL_ALL struct (``market`` None: every market)."""
         return encode_command(CancelAll(market_id=ALL_MARKETS if market is None else market))
 
     # ---- events in -----------------------------------------------------------------------------
