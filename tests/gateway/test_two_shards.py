@@ -33,7 +33,13 @@ async def test_two_shards_split_and_broadcast(risk: int) -> None:
                 [
                     {"market": BTC_USD, "side": "buy", "price": "100", "size": "0.001", "client_order_id": 1},
                     {"market": ETH_USD, "side": "buy", "price": "10", "size": "0.01", "client_order_id": 2},
-                    {"market": BTC_USD, "side": "buy", "price": "99.5", "size": "0.002", "client_order_id": 3},
+                    {
+                        "market": BTC_USD,
+                        "side": "buy",
+                        "price": "99.5",
+                        "size": "0.002",
+                        "client_order_id": 3,
+                    },
                 ]
             )
             assert [a.market for a in acks] == [BTC_USD, ETH_USD, BTC_USD]
