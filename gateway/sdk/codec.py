@@ -114,7 +114,11 @@ class SdkCodec:
         """``value`` as the decimal string the JSON protocol wants (ints are ticks or lots)."""
         if isinstance(value, int) and not isinstance(value, bool):
             return from_units(value, self._unit(market, field))
-        return str(value)
+        try:  # the wire takes plain decimals only: Decimal("1E+1") goes as "10"
+            dec = Decimal(str(value).strip())
+        except ArithmeticError:
+            return str(value)
+        return format(dec, "f") if dec.is_finite() else str(value)
 
     def units(self, market: int, value: str, field: str) -> int:
         """A JSON event's decimal back to ticks (prices, ``bid``/``ask``) or lots (sizes)."""
