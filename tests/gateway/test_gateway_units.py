@@ -292,7 +292,14 @@ def test_gateway_l2_book_lazy_fold_equals_eager():
 
 
 def test_gateway_json_orders_refuse_what_they_do_not_define_naming_the_field():
-    good = {"op": "place", "market": 1, "side": "buy", "price": "100.5", "size": "0.002", "client_order_id": 1}
+    good = {
+        "op": "place",
+        "market": 1,
+        "side": "buy",
+        "price": "100.5",
+        "size": "0.002",
+        "client_order_id": 1,
+    }
     assert command_struct(good, CATALOG, ACCOUNT)
     for change, code, named in [
         ({"side": "BUY"}, RejectCode.BAD_FIELD, "side"),
