@@ -47,7 +47,8 @@ from gateway.withdraw_op import op_withdraw  # noqa: F401 - registers the withdr
 log = logging.getLogger("hx.gateway")
 
 _LIQ_TYPE = bytes([int(MsgType.LIQUIDATION)])
-BOARD_EVERY_S = 1.0  # how often live sessions are marked and other gateways' sessions learnt
+BOARD_EVERY_S = 1.0  # how often other gateways' sessions are learnt (and histories pruned)
+TOUCH_EVERY_S = 10.0  # how often this gateway marks its live sessions (well inside the 60 s window)
 BIN_PATH = "/v1/bin"
 JSON_PATH = "/v1/json"
 
@@ -126,7 +127,7 @@ class GatewayServer:
         self.risk_requests: RiskRequests | None = None  # set when risk is in the order path
         self.replay: ReplayBuffer | None = None  # likewise: private streams are per account then
         self.cancel_guard = CancelGuard(self)
-        self._board_at = 0.0
+        self._board_at = self._touch_at = 0.0
         self.faucet_index = 0  # the gateway's index: faucet deposit ids differ between gateways
         self.health: Any = NoHealth()  # the run's health board slot (the sweeper beats it)
         self.metrics = Metrics("gateway", self.health.metrics)
@@ -295,8 +296,10 @@ class GatewayServer:
             if self.replay is not None and now - self._board_at >= BOARD_EVERY_S:
                 self._board_at = now
                 board = self.replay.board
-                for account in self.accounts:
-                    board.touch(account)
+                if now - self._touch_at >= TOUCH_EVERY_S:  # live sessions stay "recent" everywhere
+                    self._touch_at = now
+                    for account in self.accounts:
+                        board.touch(account)
                 board.refresh()
                 self.replay.prune()
             self.auth.purge_expired()
