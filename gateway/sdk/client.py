@@ -27,6 +27,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_
 from engine.types.enums import MsgType
 from gateway.protocol.market_info import MarketInfo
 from gateway.protocol.signing import agent_typed_data, login_typed_data, sign_typed_data
+from gateway.protocol.units import JsonReject
 from gateway.sdk.codec import ACCOUNT_EVENTS, L2, ORDER_EVENTS, SdkCodec, typed_event
 from gateway.sdk.errors import ConnectionClosed, HxError, LoginFailed, OrderRejected, RequestRejected
 from gateway.sdk.event_queue import EventQueue
@@ -604,17 +605,26 @@ class HxClient:
                 if m in self.books:
                     self.books[m].in_sync = False  # the gateway sends a snapshot when we catch up
             self.control.put_nowait(msg)
-        elif typ in ORDER_EVENTS:
-            decoded = self.codec.json_order_event(typ, msg)
-            if decoded is not None:
-                self._on_wire(*decoded)
-        elif typ in ACCOUNT_EVENTS:
+        elif typ in ORDER_EVENTS or typ in ACCOUNT_EVENTS:
+            try:
+                self._on_json_event(typ, msg)
+            except (KeyError, ValueError, TypeError, HxError, JsonReject):
+                # an event this SDK cannot read (a newer gateway?): hand it over raw, never drop
+                # the connection over it
+                self.control.put_nowait({"type": "undecodable", "event": msg})
+        else:
+            self.control.put_nowait(msg)
+
+    def _on_json_event(self, typ: str, msg: dict[str, Any]) -> None:
+        if typ in ACCOUNT_EVENTS:
             ev = self.codec.json_account_event(typ, msg)
             if ev.seq:
                 self.last_private_seq = ev.seq
             self.events.push(ev)
-        else:
-            self.control.put_nowait(msg)
+            return
+        decoded = self.codec.json_order_event(typ, msg)
+        if decoded is not None:
+            self._on_wire(*decoded)
 
     def _on_snapshot(self, msg: dict[str, Any]) -> None:
         m = msg["market"]

@@ -176,6 +176,7 @@ class ResolutionStatus:
     ts_ns: int
 
 
+@dataclass(frozen=True)
 class OrderState:
     """One open order as risk knows it (``state``: 0 unknown, 1 pending, 2 open), in answer to a
     query: ``open_orders`` / ``order_status`` replies, or a binary ORDER_QUERY's events."""
