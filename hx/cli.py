@@ -237,6 +237,13 @@ def bench_shard(
     show_default=True,
     type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]),
 )
+@click.option(
+    "--risk",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 16),
+    help="Also run with N risk partitions in the order path; both reported side by side.",
+)
 @_realtime_option("the shard and gateway processes", default=10)
 def bench_e2e(
     as_json: bool,
@@ -248,9 +255,11 @@ def bench_e2e(
     gateways: int,
     loop_mode: str,
     shard_wait: str,
+    risk: int,
     realtime_priority: int,
 ) -> None:
-    """Whole stack over loopback WebSockets: clients -> gateway -> shard -> gateway -> clients."""
+    """Whole stack over loopback WebSockets: clients -> gateway -> shard -> gateway -> clients
+    (with --risk N also clients -> gateway -> risk -> shard -> risk -> gateway -> clients)."""
     from perf.bench_e2e import run
 
     realtime_priority = _bench_realtime(realtime_priority, shard_wait, loop_mode)
@@ -268,6 +277,7 @@ def bench_e2e(
             loop_mode=loop_mode,
             shard_wait=shard_wait,
             realtime_priority=realtime_priority,
+            risk=risk,
         ),
         as_json,
     )
