@@ -34,9 +34,18 @@ CHANNELS: dict[str, Channel] = {
         ),
         Channel("trades", frozenset({int(MsgType.TRADE)}), doc="public trades (no accounts)"),
         Channel("bbo", frozenset({int(MsgType.BBO)}), doc="best bid and offer"),
+        # the oracle's (its public ring): a MARK carries the mark and the index of the market's asset
+        Channel("mark", frozenset({int(MsgType.MARK)}), doc="mark price (with the index), on change"),
+        Channel("index", frozenset({int(MsgType.MARK)}), doc="index price of the base asset (a MARK event)"),
+        Channel(
+            "funding",
+            frozenset({int(MsgType.FUNDING_RATE)}),
+            doc="a perp's predicted and last funding rates per payment interval, next payment time",
+        ),
     )
 }
-ALWAYS_SENT = frozenset({int(MsgType.MARKET_STATUS)})  # to every subscriber of the market
+# to every subscriber of the market: its status, and a prediction market's resolution
+ALWAYS_SENT = frozenset({int(MsgType.MARKET_STATUS), int(MsgType.RESOLUTION_STATUS)})
 CHANNEL_NAMES = tuple(CHANNELS)
 
 

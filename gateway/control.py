@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from engine.accounts.account_registry import normalise_address
-from engine.types.enums import DepositSource, MsgType, RejectCode
+from engine.types.enums import DepositSource, MsgType, RejectCode, ResolutionAction
 from engine.wire.codec import encode
 from engine.wire.layout import ALL_MARKETS
 from gateway.channels import CHANNEL_NAMES, CHANNELS
@@ -267,3 +267,46 @@ def op_snapshot(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> No
         sess.error(msg, RejectCode.UNKNOWN_MARKET)
         return
     sess.reply(msg, server.fanout.snapshot(market, sess.binary, "request", server.options.snapshot_depth))
+
+
+# ---- prediction markets ------------------------------------------------------------------------
+_OUTCOMES = {"yes": 1, "no": 0}
+_ACTIONS = {"propose": ResolutionAction.PROPOSE, "dispute": ResolutionAction.DISPUTE}
+
+
+@control_op("resolve", needs_login=True)
+def op_resolve(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """The resolution authority proposes (or, inside the dispute window, disputes) a prediction
+    market's outcome: ``{"op": "resolve", "market": 400, "outcome": "yes", "action": "propose"}``.
+    The gateway checks the fields and forwards a RESOLUTION_REQUEST to the oracle, which decides:
+    a RESOLUTION_STATUS to the market's subscribers, or a REJECTED (4xx) to this account alone."""
+    market, outcome = msg.get("market"), msg.get("outcome")
+    action = msg.get("action", "propose")
+    if isinstance(market, bool) or not isinstance(market, int) or market not in server.catalog:
+        sess.error(msg, RejectCode.UNKNOWN_MARKET)
+        return
+    if outcome not in _OUTCOMES:
+        sess.error(msg, RejectCode.BAD_FIELD, 'outcome must be "yes" or "no"')
+        return
+    if action not in _ACTIONS:
+        sess.error(msg, RejectCode.BAD_FIELD, 'action must be "propose" or "dispute"')
+        return
+    if sess.is_agent:
+        sess.error(msg, RejectCode.PERMISSION_DENIED, "an agent key cannot resolve markets")
+        return
+    ring = getattr(server, "oracle_ring", None)
+    if ring is None:
+        sess.error(msg, RejectCode.ENGINE_UNAVAILABLE, "no oracle runs behind this gateway")
+        return
+    data = encode(
+        MsgType.RESOLUTION_REQUEST,
+        market,
+        account=sess.account_id,
+        action=int(_ACTIONS[action]),
+        outcome=_OUTCOMES[outcome],
+        ts_ns=time.time_ns(),
+    )
+    if not ring.try_publish(data, 1):
+        sess.error(msg, RejectCode.BACKPRESSURE, retry_after_s=0.001)
+        return
+    sess.reply(msg, {"type": "resolve", "market": market, "outcome": outcome, "action": action})

@@ -89,6 +89,7 @@ class GatewayServer:
         self.catalog = catalog
         self.auth = auth
         self.router = router
+        self.oracle_ring: Any = None  # the ring into the oracle (``resolve``), set by the process
         self.options = options
         self.sessions: set[Session] = set()
         self.accounts: dict[int, set[Session]] = {}  # account id -> its logged-in sessions

@@ -16,6 +16,8 @@ from engine.types.enums import (
     MarketStatus,
     MsgType,
     OrderType,
+    PriceStatus,
+    ResolutionState,
     Side,
     TimeInForce,
     reject_message,
@@ -188,7 +190,45 @@ def event_json(
         }
     if t == MsgType.MARKET_STATUS:
         return {"type": "market_status", **base, "status": _name(MarketStatus, e["status"])}
+    if t in (MsgType.MARK, MsgType.FUNDING_RATE, MsgType.RESOLUTION_STATUS):
+        return oracle_event_json(e)
     return None
+
+
+PPB = Decimal(10**9)
+
+
+def oracle_event_json(e: dict[str, Any]) -> dict[str, Any]:
+    """MARK, FUNDING_RATE, RESOLUTION_STATUS as JSON: prices in USDC, rates as fractions per
+    payment interval (``"0.0000125"`` = 0.00125%), times in ns; ``seq`` is the oracle's stream."""
+    t = e["msg_type"]
+    base: dict[str, Any] = {"market": e["market_id"], "seq": e["seq"]}
+    if t == MsgType.MARK:
+        return {
+            "type": "mark",
+            **base,
+            "mark": format(Decimal(e["mark_micro"]) / MICRO, "f"),
+            "index": format(Decimal(e["index_micro"]) / MICRO, "f"),
+            "status": _name(PriceStatus, e["status"]),
+            "ts_ns": e["ts_ns"],
+        }
+    if t == MsgType.FUNDING_RATE:
+        return {
+            "type": "funding",
+            **base,
+            "predicted_rate": format(Decimal(e["predicted_rate_ppb"]) / PPB, "f"),
+            "last_rate": format(Decimal(e["last_rate_ppb"]) / PPB, "f"),
+            "next_funding_ns": e["next_funding_ns"],
+            "interval_ns": e["interval_ns"],
+        }
+    return {
+        "type": "resolution",
+        **base,
+        "state": _name(ResolutionState, e["state"]),
+        "outcome": "yes" if e["outcome"] == 1 else "no",
+        "final_at_ns": e["final_at_ns"],
+        "ts_ns": e["ts_ns"],
+    }
 
 
 def _asset_units(catalog: MarketCatalog, asset: int) -> tuple[str, Decimal]:

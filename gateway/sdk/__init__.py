@@ -5,10 +5,13 @@ from gateway.sdk.errors import ConnectionClosed, HxError, LoginFailed, OrderReje
 from gateway.sdk.events import (
     Bbo,
     Fill,
+    FundingRate,
+    Mark,
     OrderAccepted,
     OrderAmended,
     OrderCancelled,
     OrderRejectedEvent,
+    ResolutionStatus,
     Trade,
 )
 from gateway.sdk.local_book import LocalBook
@@ -17,15 +20,18 @@ __all__ = [
     "Bbo",
     "ConnectionClosed",
     "Fill",
+    "FundingRate",
     "HxClient",
     "HxError",
     "LocalBook",
     "LoginFailed",
+    "Mark",
     "OrderAccepted",
     "OrderAmended",
     "OrderCancelled",
     "OrderRejected",
     "OrderRejectedEvent",
     "RequestRejected",
+    "ResolutionStatus",
     "Trade",
 ]

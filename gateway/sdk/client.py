@@ -167,6 +167,11 @@ class HxClient:
             pending.pop(key, None)
 
     # ---- auth ----------------------------------------------------------------------------------
+    async def resolve(self, market: int, outcome: str, action: str = "propose") -> dict[str, Any]:
+        """As the resolution authority: propose (or dispute) ``"yes"``/``"no"``. The oracle's answer
+        arrives as an event: a ResolutionStatus, or an OrderRejectedEvent with a 4xx code."""
+        return await self.request({"op": "resolve", "market": market, "outcome": outcome, "action": action})
+
     async def faucet(self, asset: str, amount: str, address: str | None = None) -> dict[str, Any]:
         """Development only: credit ``amount`` of ``asset`` to ``address`` (default: this login)."""
         return await self.request(

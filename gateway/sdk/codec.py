@@ -13,8 +13,17 @@ from decimal import Decimal
 from typing import Any
 
 from engine.types.commands import Amend, Cancel, CancelAll, NewOrder, encode_command
-from engine.types.enums import STP_SHIFT, BalanceReason, CancelReason, MsgType, OrderFlag, RejectCode
-from engine.types.fixed import ATOMS_PER_UNIT, MICRO_PER_UNIT, to_fixed
+from engine.types.enums import (
+    STP_SHIFT,
+    BalanceReason,
+    CancelReason,
+    MsgType,
+    OrderFlag,
+    PriceStatus,
+    RejectCode,
+    ResolutionState,
+)
+from engine.types.fixed import ATOMS_PER_UNIT, MICRO_PER_UNIT, PPB, to_fixed
 from engine.wire.codec import decode
 from engine.wire.layout import ALL_MARKETS, SLOT_BYTES
 from gateway.protocol.market_info import MarketInfo
@@ -25,19 +34,37 @@ from gateway.sdk.events import (
     Balance,
     Bbo,
     Fill,
+    FundingRate,
     Margin,
+    Mark,
     OrderAccepted,
     OrderAmended,
     OrderCancelled,
     OrderRejectedEvent,
     Position,
+    ResolutionStatus,
     Trade,
 )
 
 _BALANCE_REASONS = {r.name.lower(): int(r) for r in BalanceReason}
 _SIDE = {"buy": 0, "sell": 1}
+_PRICE_STATUS = {s.name.lower(): int(s) for s in PriceStatus}
+_RESOLUTION_STATES = {s.name.lower(): int(s) for s in ResolutionState}
 L2, TRADE, BBO = int(MsgType.L2_DELTA), int(MsgType.TRADE), int(MsgType.BBO)
-ORDER_EVENTS = ("accepted", "rejected", "fill", "cancelled", "amended", "l2", "trade", "bbo", "triggered")
+ORDER_EVENTS = (
+    "accepted",
+    "rejected",
+    "fill",
+    "cancelled",
+    "amended",
+    "l2",
+    "trade",
+    "bbo",
+    "triggered",
+    "mark",
+    "funding",
+    "resolution",
+)
 ACCOUNT_EVENTS = ("balance", "position", "margin")
 
 
@@ -241,6 +268,30 @@ class SdkCodec:
                 ask_size_lots=units(m, msg["ask_size"], "size"),
             )
             return BBO, e
+        if typ == "mark":
+            e.update(
+                mark_micro=to_fixed(msg["mark"], MICRO_PER_UNIT),
+                index_micro=to_fixed(msg["index"], MICRO_PER_UNIT),
+                status=_PRICE_STATUS.get(msg.get("status"), 0),
+                ts_ns=msg["ts_ns"],
+            )
+            return int(MsgType.MARK), e
+        if typ == "funding":
+            e.update(
+                predicted_rate_ppb=to_fixed(msg["predicted_rate"], PPB),
+                last_rate_ppb=to_fixed(msg["last_rate"], PPB),
+                next_funding_ns=msg["next_funding_ns"],
+                interval_ns=msg["interval_ns"],
+            )
+            return int(MsgType.FUNDING_RATE), e
+        if typ == "resolution":
+            e.update(
+                state=_RESOLUTION_STATES.get(msg.get("state"), 0),
+                outcome=1 if msg.get("outcome") == "yes" else 0,
+                final_at_ns=msg["final_at_ns"],
+                ts_ns=msg["ts_ns"],
+            )
+            return int(MsgType.RESOLUTION_STATUS), e
         return None
 
     def json_account_event(self, typ: str, msg: dict[str, Any]) -> Any:
@@ -328,6 +379,14 @@ def typed_event(t: int, e: dict[str, Any]) -> Any:
         )
     if t == TRADE:
         return Trade(m, e["seq"], e["price_ticks"], e["size_lots"], e["taker_side"])
+    if t == MsgType.MARK:
+        return Mark(m, e["seq"], e["mark_micro"], e["index_micro"], e["status"], e["ts_ns"])
+    if t == MsgType.FUNDING_RATE:
+        return FundingRate(
+            m, e["seq"], e["predicted_rate_ppb"], e["last_rate_ppb"], e["next_funding_ns"], e["interval_ns"]
+        )
+    if t == MsgType.RESOLUTION_STATUS:
+        return ResolutionStatus(m, e["seq"], e["state"], e["outcome"], e["final_at_ns"], e["ts_ns"])
     if t == BBO:
         return Bbo(
             m, e["seq"], e["bid_price_ticks"], e["bid_size_lots"], e["ask_price_ticks"], e["ask_size_lots"]

@@ -121,6 +121,42 @@ class Margin:
         return self.equity_micro - self.initial_micro - self.reserved_micro
 
 
+@dataclass(frozen=True)
+class Mark:
+    """The oracle's mark and index of a market (``mark`` and ``index`` channels); micro-USDC."""
+
+    market: int
+    seq: int
+    mark_micro: int
+    index_micro: int
+    status: int  # PriceStatus of the index: 0 ok, 1 stale, 2 diverged
+    ts_ns: int
+
+
+@dataclass(frozen=True)
+class FundingRate:
+    """A perp's funding (``funding`` channel): rates per payment interval in ppb."""
+
+    market: int
+    seq: int
+    predicted_rate_ppb: int
+    last_rate_ppb: int
+    next_funding_ns: int
+    interval_ns: int
+
+
+@dataclass(frozen=True)
+class ResolutionStatus:
+    """A prediction market's proposed, disputed or final outcome (sent to every subscriber)."""
+
+    market: int
+    seq: int
+    state: int  # ResolutionState: 0 proposed, 1 disputed, 2 final
+    outcome: int  # 1 yes, 0 no
+    final_at_ns: int
+    ts_ns: int
+
+
 Event = (
     OrderAccepted
     | OrderRejectedEvent
@@ -132,4 +168,7 @@ Event = (
     | Balance
     | Position
     | Margin
+    | Mark
+    | FundingRate
+    | ResolutionStatus
 )
