@@ -20,6 +20,7 @@ class Channel:
     name: str
     msg_types: frozenset[int]  # the public event types it carries
     snapshot_first: bool = False  # the subscriber gets a book snapshot before the live deltas
+    derived: bool = False  # made by the gateway from private events (account and seq zeroed)
     doc: str = ""
 
 
@@ -42,6 +43,12 @@ CHANNELS: dict[str, Channel] = {
             frozenset({int(MsgType.FUNDING_RATE)}),
             doc="a perp's predicted and last funding rates per payment interval, next payment time",
         ),
+        Channel(
+            "liquidations",
+            frozenset({int(MsgType.LIQUIDATION)}),
+            derived=True,
+            doc="liquidation steps, account and seq zeroed",
+        ),
     )
 }
 # to every subscriber of the market: its status, and a prediction market's resolution
@@ -58,5 +65,5 @@ def channel_types(channels: frozenset[str]) -> frozenset[int]:
 
 
 def public_types() -> frozenset[int]:
-    """Every event type some channel carries (plus MARKET_STATUS)."""
-    return channel_types(frozenset(CHANNELS))
+    """Every event type some channel carries as the engine publishes it (plus MARKET_STATUS)."""
+    return channel_types(frozenset(name for name, c in CHANNELS.items() if not c.derived))

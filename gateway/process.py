@@ -34,6 +34,7 @@ from gateway.auth import Authenticator
 from gateway.order_router import RingRouter
 from gateway.protocol.market_info import MarketCatalog
 from gateway.server import GatewayOptions, GatewayServer
+from gateway.what_if import RiskSpecSource
 
 log = logging.getLogger("hx.gateway")
 
@@ -88,6 +89,9 @@ async def serve(
     if oracle_ring is not None:
         oracle_ring.set_producer()
     server.oracle_ring = oracle_ring
+    server.risk_spec = RiskSpecSource(process.markets_path)
+    if process.route == "account":
+        server.enable_risk(process.index, process.state_dir)
     server.health = open_health_slot(process.health_board, process.health_slot)
     server.metrics = server.fanout.metrics = Metrics("gateway", server.health.metrics)
     stop = stop or asyncio.Event()

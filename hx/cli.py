@@ -718,3 +718,75 @@ def clean(prefix: str) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# ---- settlement --------------------------------------------------------------------------------
+@main.command()
+@click.option("--rpc", "rpc_url", required=True, help="JSON-RPC endpoint of the chain.")
+@click.option(
+    "--manifest", "manifest_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    help="The deployment's manifest JSON (ClearingHouse address, tokens, start block).",
+)  # fmt: skip
+@click.option("--account", default=None, help="Also print this address's leaves and proofs, checked.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+def audit(rpc_url: str, manifest_path: Path, account: str | None, as_json: bool) -> None:
+    """Rebuild every asset's claims and liabilities trees from the chain's published data and check
+    every committed root and total; exit 1 at the first difference."""
+    from settlement.audit import account_proofs
+    from settlement.audit import audit as run_audit
+
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        report = run_audit(rpc_url, manifest)
+    except (OSError, ValueError, KeyError) as exc:
+        raise click.ClickException(f"audit: {exc}") from None
+    out = report.summary()
+    if account:
+        out["account"] = account_proofs(report, account)
+    if as_json:
+        click.echo(json.dumps(out))
+    else:
+        verdict = "OK" if report.ok else f"DIFFERENCE {report.difference}"
+        click.echo(
+            f"{report.batches} batch(es) through {report.last_batch}, {report.accounts} accounts: {verdict}"
+        )
+        if account:
+            click.echo(json.dumps(out["account"], indent=1))
+    ok = report.ok and (not account or bool(out["account"].get("ok")))
+    sys.exit(0 if ok else 1)
+
+
+@main.group()
+def settlement() -> None:
+    """Operate the settlement process of a running exchange."""
+
+
+@settlement.command("resume")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/run"),
+    show_default=True,
+)
+def settlement_resume(state_dir: Path) -> None:
+    """Resume batches after a halt (an alarm in settlement-0/alarms.log says why; look first)."""
+    sdir = state_dir / "settlement-0"
+    if not sdir.is_dir():
+        raise click.ClickException(f"no settlement state under {state_dir}")
+    (sdir / "resume.request").write_text("resume\n")
+    click.echo(f"hx: resume requested ({sdir / 'resume.request'}); settlement picks it up within 0.1 s")
+
+
+@settlement.command("status")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/run"),
+    show_default=True,
+)
+def settlement_status(state_dir: Path) -> None:
+    """Print settlement's status.json (batches, deposits, halt, chain errors)."""
+    path = state_dir / "settlement-0" / "status.json"
+    if not path.exists():
+        raise click.ClickException(f"no {path}")
+    click.echo(path.read_text())

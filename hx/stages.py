@@ -260,6 +260,7 @@ def _demo_options(run: Run, index: int) -> Any:
         events=run.inputs(name),
         shock_every_s=s.demo_shock_every_s,
         bots=run.topology.gateways > 0,
+        chain=run.topology.settlement > 0,
         supervisor_pid=run.supervisor_pid,
         **run.health(name),
     )

@@ -229,7 +229,9 @@ class Topology:
                         keep_all=True,
                     )
                 )
-        readers = tuple(f"gateway-{g}" for g in range(self.gateways))
+        readers = tuple(f"gateway-{g}" for g in range(self.gateways)) + tuple(
+            f"demo-{k}" for k in range(self.demo)
+        )
         if self.settlement and readers:  # droppable readers only: SETTLED is a notice, the chain the truth
             out.append(RingSpec(self.settlement_event_ring(), "settlement-0", readers, self.order_ring_slots))
         return tuple(out)

@@ -11,6 +11,12 @@ Invariants (checked against :class:`settlement.sum_tree.SumTree` by the tests):
   ``n`` leaves therefore costs at most ``k * ceil(log2 n)`` node hashes (fewer where paths merge);
 - ``total`` never exceeds ``2**256 - 1``: a change that would overflow it raises before anything changes.
 
+Layout (why it is fast and small): flat numpy arrays, one row per node, per level: hashes ``(n_l, 32)``
+and sums ``(n_l, 32)`` big-endian bytes (256-bit sums do not fit a numpy integer), accounts ``(n, 20)``;
+capacity doubles as leaves are appended. The hashing loops (leaves, then parents level by level) run in
+C (``settlement.native._hxtree``, Ethereum's Keccak-256) over the sorted unique dirty indices, so the
+Python cost of a batch is per level, not per node.
+
 Units: amounts are token base units (the leaf amounts of the contract's trees).
 """
 
@@ -18,9 +24,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from eth_hash.auto import keccak
+import numpy as np
 
-from settlement.sum_tree import CLAIM, UINT256_MAX, ZERO_HASH, ProofNode, address_bytes, leaf_hash, node_hash
+from settlement.native._hxtree import hash_leaves, hash_parents
+from settlement.sum_tree import CLAIM, UINT256_MAX, ZERO_HASH, ProofNode, address_bytes, leaf_hash
+
+
+def _grow(a: np.ndarray, rows: int) -> np.ndarray:
+    if rows <= a.shape[0]:
+        return a
+    out = np.zeros((max(rows, 2 * a.shape[0], 16), a.shape[1]), np.uint8)
+    out[: a.shape[0]] = a
+    return out
 
 
 class IncrementalSumTree:
@@ -32,16 +47,17 @@ class IncrementalSumTree:
     kind : ``sum_tree.CLAIM`` or ``sum_tree.LIABILITY`` (the leaf prefix).
     """
 
-    __slots__ = ("token", "kind", "_accounts", "_hashes", "_sums", "_dirty", "_total", "hash_count")
+    __slots__ = ("token", "kind", "_n", "_acc", "_h", "_s", "_dirty", "_total", "hash_count")
 
     def __init__(self, token: str | bytes, kind: int = CLAIM) -> None:
         self.token = address_bytes(token)
         self.kind = kind
         leaf_hash(b"\x00" * 20, self.token, 0, kind)  # validates the kind
-        self._accounts: list[bytes] = []
-        self._hashes: list[list[bytes]] = [[]]
-        self._sums: list[list[int]] = [[]]
-        self._dirty: set[int] = set()
+        self._n = 0
+        self._acc = np.zeros((16, 20), np.uint8)
+        self._h: list[np.ndarray] = [np.zeros((16, 32), np.uint8)]
+        self._s: list[np.ndarray] = [np.zeros((16, 32), np.uint8)]
+        self._dirty: list[int] = []
         self._total = 0
         self.hash_count = 0  # node hashes computed so far (for the O(k log n) test)
 
@@ -50,25 +66,28 @@ class IncrementalSumTree:
     def append(self, account: str | bytes, amount: int = 0) -> int:
         """Add a leaf at the end; returns its index."""
         self._check_total(self._total + amount, amount)
-        i = len(self._accounts)
-        a = address_bytes(account)
-        self._accounts.append(a)
-        self._hashes[0].append(leaf_hash(a, self.token, amount, self.kind))
-        self._sums[0].append(amount)
+        i = self._n
+        self._acc = _grow(self._acc, i + 1)
+        self._h[0] = _grow(self._h[0], i + 1)
+        self._s[0] = _grow(self._s[0], i + 1)
+        self._acc[i] = np.frombuffer(address_bytes(account), np.uint8)
+        self._s[0][i] = np.frombuffer(amount.to_bytes(32, "big"), np.uint8)
+        self._n += 1
         self._total += amount
-        self._dirty.add(i)
+        self._dirty.append(i)
         return i
 
     def set(self, index: int, amount: int) -> None:
         """Set leaf ``index``'s amount (the account stays)."""
-        old = self._sums[0][index]
+        if not 0 <= index < self._n:
+            raise IndexError(index)
+        old = self.amount(index)
         if amount == old:
             return
         self._check_total(self._total - old + amount, amount)
-        self._hashes[0][index] = leaf_hash(self._accounts[index], self.token, amount, self.kind)
-        self._sums[0][index] = amount
+        self._s[0][index] = np.frombuffer(amount.to_bytes(32, "big"), np.uint8)
         self._total += amount - old
-        self._dirty.add(index)
+        self._dirty.append(index)
 
     def update(self, changes: Iterable[tuple[int, int]]) -> None:
         """Set several leaves ``(index, amount)``; hashing happens once, on the next read."""
@@ -87,35 +106,36 @@ class IncrementalSumTree:
     def _flush(self) -> None:
         if not self._dirty:
             return
-        hs, ss = self._hashes, self._sums
-        level, idx = 0, self._dirty
-        while not (len(hs[level]) <= 1 and level == len(hs) - 1):
-            if level + 1 == len(hs):
-                hs.append([])
-                ss.append([])
-            below_h, below_s, up_h, up_s = hs[level], ss[level], hs[level + 1], ss[level + 1]
-            n = len(below_h)
-            parents = sorted({i >> 1 for i in idx})
-            for p in parents:
-                lh, ls = below_h[2 * p], below_s[2 * p]
-                rh, rs = (below_h[2 * p + 1], below_s[2 * p + 1]) if 2 * p + 1 < n else (ZERO_HASH, 0)
-                h = keccak(
-                    b"\x01" + lh + ls.to_bytes(32, "big") + rh + rs.to_bytes(32, "big")
-                )  # == node_hash(lh, ls, rh, rs), inlined: this is the hot loop
-                self.hash_count += 1
-                if p < len(up_h):
-                    up_h[p], up_s[p] = h, ls + rs
-                else:
-                    up_h.append(h)
-                    up_s.append(ls + rs)
-            level, idx = level + 1, set(parents)
-        self._dirty = set()
+        n = self._n
+        idx = np.unique(np.asarray(self._dirty, np.int64))
+        hash_leaves(self._acc[:n], self.token, self._s[0][:n], idx, self.kind, self._h[0])
+        level, size = 0, n
+        while size > 1:
+            up = (size + 1) // 2
+            if level + 1 == len(self._h):
+                self._h.append(np.zeros((max(up, 16), 32), np.uint8))
+                self._s.append(np.zeros((max(up, 16), 32), np.uint8))
+            self._h[level + 1] = _grow(self._h[level + 1], up)
+            self._s[level + 1] = _grow(self._s[level + 1], up)
+            parents = np.unique(idx >> 1)
+            hash_parents(
+                self._h[level], self._s[level], size, parents, self._h[level + 1], self._s[level + 1]
+            )
+            self.hash_count += len(parents)
+            idx, level, size = parents, level + 1, up
+        self._dirty = []
+
+    def _levels(self) -> int:
+        """Levels above the leaves: ``ceil(log2 n)`` (0 for one leaf)."""
+        return max(self._n - 1, 0).bit_length()
 
     @property
     def root(self) -> bytes:
         """Root hash (``ZERO_HASH`` when empty)."""
+        if not self._n:
+            return ZERO_HASH
         self._flush()
-        return self._hashes[-1][0] if self._accounts else ZERO_HASH
+        return bytes(self._h[self._levels()][0])
 
     @property
     def total(self) -> int:
@@ -125,33 +145,40 @@ class IncrementalSumTree:
     @property
     def depth(self) -> int:
         """Proof length: ``ceil(log2(n))``."""
-        self._flush()
-        return len(self._hashes) - 1
+        return self._levels()
 
     def __len__(self) -> int:
-        return len(self._accounts)
+        return self._n
 
     def amount(self, index: int) -> int:
         """Leaf ``index``'s amount."""
-        return self._sums[0][index]
+        if not 0 <= index < self._n:
+            raise IndexError(index)
+        return int.from_bytes(self._s[0][index].tobytes(), "big")
 
     def account(self, index: int) -> bytes:
         """Leaf ``index``'s account (20 bytes)."""
-        return self._accounts[index]
+        if not 0 <= index < self._n:
+            raise IndexError(index)
+        return self._acc[index].tobytes()
 
     def proof(self, index: int) -> list[ProofNode]:
         """Siblings ``(hash, sum)`` of leaf ``index``, bottom up."""
-        if not 0 <= index < len(self._accounts):
+        if not 0 <= index < self._n:
             raise IndexError(index)
         self._flush()
         out: list[ProofNode] = []
-        i = index
-        for level in range(len(self._hashes) - 1):
-            hs, ss = self._hashes[level], self._sums[level]
+        i, size = index, self._n
+        for level in range(self._levels()):
             j = i ^ 1
-            out.append((hs[j], ss[j]) if j < len(hs) else (ZERO_HASH, 0))
+            if j < size:
+                out.append((self._h[level][j].tobytes(), int.from_bytes(self._s[level][j].tobytes(), "big")))
+            else:
+                out.append((ZERO_HASH, 0))
             i >>= 1
+            size = (size + 1) // 2
         return out
 
-
-assert node_hash(ZERO_HASH, 0, ZERO_HASH, 0) == keccak(b"\x01" + b"\x00" * 128)  # the inlined encoding
+    def nbytes(self) -> int:
+        """Bytes held by the arrays (capacity included)."""
+        return int(self._acc.nbytes + sum(a.nbytes for a in self._h) + sum(a.nbytes for a in self._s))

@@ -13,8 +13,10 @@ from typing import Any
 from engine.types.enums import (
     BalanceReason,
     CancelReason,
+    LiquidationKind,
     MarketStatus,
     MsgType,
+    OrderState,
     OrderType,
     PriceStatus,
     ResolutionState,
@@ -192,6 +194,22 @@ def event_json(
         return {"type": "market_status", **base, "status": _name(MarketStatus, e["status"])}
     if t in (MsgType.MARK, MsgType.FUNDING_RATE, MsgType.RESOLUTION_STATUS):
         return oracle_event_json(e)
+    if t == MsgType.ORDER_STATE:
+        return order_state_fields(e, tick, lot)
+    if t == MsgType.LIQUIDATION:
+        return {
+            "type": "liquidation",
+            **base,
+            "account": e["account"],
+            "kind": _name(LiquidationKind, e["kind"]),
+            "side": _name(Side, e["side"]),
+            "size": str(Decimal(e["size_atoms"]) / ATOMS),
+            "price": str(Decimal(e["price_micro"]) / MICRO),
+            "amount": str(Decimal(e["amount_micro"]) / MICRO),
+            "insurance": str(Decimal(e["insurance_micro"]) / MICRO),
+        }
+    if t == MsgType.ADL_RANK:
+        return {"type": "adl_rank", **base, "rank": e["rank"]}
     return None
 
 
@@ -229,6 +247,34 @@ def oracle_event_json(e: dict[str, Any]) -> dict[str, Any]:
         "final_at_ns": e["final_at_ns"],
         "ts_ns": e["ts_ns"],
     }
+
+
+def order_state_fields(e: dict[str, Any], tick: Decimal, lot: Decimal) -> dict[str, Any]:
+    """One ORDER_STATE (an open order, in answer to a query) as JSON."""
+    return {
+        "type": "order_state",
+        "market": e["market_id"],
+        "seq": e["seq"],
+        "order_id": e["order_id"],
+        "client_order_id": e["client_order_id"],
+        "side": _name(Side, e["side"]),
+        "price": from_units(e["price_ticks"], tick),
+        "open_size": from_units(e["open_lots"], lot),
+        "state": _name(OrderState, e["state"]),
+        "request_id": e["request_id"],
+        "last": bool(e["last"]),
+    }
+
+
+def order_state_json(
+    buf: bytes | bytearray | memoryview, offset: int, catalog: MarketCatalog
+) -> dict[str, Any]:
+    """ORDER_STATE at ``offset`` as JSON (the gateway's own queries gather these into one reply)."""
+    e = decode(buf, offset)
+    info = catalog.get(e["market_id"])
+    return order_state_fields(
+        e, info.tick_size if info else Decimal(1), info.lot_size if info else Decimal(1)
+    )
 
 
 def _asset_units(catalog: MarketCatalog, asset: int) -> tuple[str, Decimal]:

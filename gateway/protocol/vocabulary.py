@@ -19,6 +19,8 @@ COMMAND_NAMES = {
     MsgType.AMEND: "amend",
     MsgType.CANCEL_ALL: "cancel_all",
     MsgType.RESOLUTION_REQUEST: "resolve",  # answered by the oracle (a REJECTED, or RESOLUTION_STATUS)
+    MsgType.SET_LEVERAGE: "set_leverage",
+    MsgType.ORDER_QUERY: "order_query",
 }
 
 

@@ -157,6 +157,83 @@ class ResolutionStatus:
     ts_ns: int
 
 
+class OrderState:
+    """One open order as risk knows it (``state``: 0 unknown, 1 pending, 2 open), in answer to a
+    query: ``open_orders`` / ``order_status`` replies, or a binary ORDER_QUERY's events."""
+
+    market: int
+    seq: int
+    order_id: int
+    client_order_id: int
+    side: int
+    price_ticks: int
+    open_lots: int
+    state: int
+    request_id: int
+    last: bool
+
+
+@dataclass(frozen=True)
+class OrderTriggered:
+    """A stop / take-profit order's trigger fired (at ``mark_price_ticks``); it now enters the book."""
+
+    market: int
+    seq: int
+    order_id: int
+    client_order_id: int
+    mark_price_ticks: int
+
+
+@dataclass(frozen=True)
+class MarketStatusChanged:
+    market: int
+    seq: int
+    status: int  # MarketStatus
+
+
+@dataclass(frozen=True)
+class Liquidation:
+    """A liquidation step (private: ``account`` is yours; on the public channel it is 0)."""
+
+    market: int
+    seq: int
+    account: int
+    kind: int  # LiquidationKind
+    side: int
+    size_atoms: int
+    price_micro: int
+    amount_micro: int
+    insurance_micro: int
+
+
+@dataclass(frozen=True)
+class AdlRank:
+    """A position's auto-deleveraging quantile: 1 lowest .. 5 first in line, 0 none."""
+
+    market: int
+    seq: int
+    rank: int
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """Marker: the connection closed (``code``/``reason`` as the gateway sent them, 1006 if none).
+
+    Every pending request failed with ConnectionClosed; local books are out of sync until a
+    reconnect resubscribes them."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """Marker: the client (``reconnect=True``) is connected again, logged in and resubscribed."""
+
+    attempts: int
+    resumed: bool = False  # the private stream was resumed where it stopped (login resume_from)
+
+
 Event = (
     OrderAccepted
     | OrderRejectedEvent
@@ -171,4 +248,11 @@ Event = (
     | Mark
     | FundingRate
     | ResolutionStatus
+    | OrderState
+    | OrderTriggered
+    | MarketStatusChanged
+    | Liquidation
+    | AdlRank
+    | Disconnected
+    | Reconnected
 )
