@@ -306,6 +306,7 @@ class SdkCodec:
                 state=_RESOLUTION_STATES.get(msg.get("state"), 0),
                 outcome=1 if msg.get("outcome") == "yes" else 0,
                 final_at_ns=msg["final_at_ns"],
+                ts_ns=msg["ts_ns"],
             )
             return int(MsgType.RESOLUTION_STATUS), e
         if typ == "triggered":
