@@ -125,10 +125,13 @@ def bench_ring(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
 @click.option("--accounts", default=100_000, show_default=True, help="Accounts with a BTC-PERP position.")
 @click.option("--samples", default=60, show_default=True, help="Source updates measured.")
-def bench_oracle(as_json: bool, accounts: int, samples: int) -> None:
+@click.option("--quick", is_flag=True, help="10,000 accounts and 20 samples (hx bench all --quick).")
+def bench_oracle(as_json: bool, accounts: int, samples: int, quick: bool) -> None:
     """A source update to the published MARK, and to the margins of every dependent account."""
     from perf.bench_oracle import run
 
+    if quick:
+        accounts, samples = min(accounts, 10_000), min(samples, 20)
     _emit(run(accounts=accounts, samples=samples), as_json)
 
 
