@@ -190,8 +190,12 @@ class BatchSender:
                 tx_hash = self._rpc(lambda s=signed: self.w3.eth.send_raw_transaction(s.raw_transaction))
                 self.sent += 1
             except ChainUnavailable as exc:
-                if "nonce too low" in str(exc) or "already known" in str(exc):
+                if any(m in str(exc) for m in ("nonce too low", "already known", "already imported")):
                     return  # an earlier copy was mined or is pending: re-read the chain
+                if "underpriced" in str(exc):  # a pending copy pays more than this one: outbid it
+                    tx["maxPriorityFeePerGas"] = tx["maxPriorityFeePerGas"] * 9 // 8 + 1
+                    tx["maxFeePerGas"] = tx["maxFeePerGas"] * 9 // 8 + 1
+                    continue
                 raise
             try:
                 receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout_s)
