@@ -226,6 +226,10 @@ class _Run:
             elif time.perf_counter() >= t_end and not busy.is_set() and not pending_fills:
                 break
             time.sleep(0.001)
+        if self.engine.pending is not None and not busy.is_set():  # a batch sealed as the run ended
+            b = self.engine.pending
+            self.engine.apply(pack_confirmed(b.batch_id, self.sender.post(b), time.time_ns()))
+            self.engine.take_outputs()
         lat = sorted(confirmed[b] - t for b, t in fills if b in confirmed)
         gas = self.sender.gas_used[gas_from:]
         n_batches = len(gas)
