@@ -20,6 +20,8 @@ setup(
             extra_compile_args=FLAGS,
         ),
         Extension("engine.native._hxring", sources=["engine/native/_hxring.c"], extra_compile_args=FLAGS),
-        Extension("settlement.native._hxtree", sources=["settlement/native/_hxtree.c"], extra_compile_args=FLAGS),
+        Extension(
+            "settlement.native._hxtree", sources=["settlement/native/_hxtree.c"], extra_compile_args=FLAGS
+        ),
     ]
 )

@@ -26,7 +26,7 @@ from engine.accounts.account_registry import AccountRegistry, normalise_address
 from engine.types.enums import RejectCode
 from gateway.protocol.signing import DEFAULT_CHAIN_ID, agent_typed_data, login_typed_data, recover_signer
 
-DEFAULT_CHALLENGE_TTL_S = 30.0
+DEFAULT_CHALLENGE_TTL_S = 10.0
 MAX_CHALLENGES_PER_CONNECTION = 4
 
 

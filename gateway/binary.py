@@ -3,18 +3,21 @@
 A binary frame carries one or more 64-byte command structs back to back. Each is judged on its
 own, in this order (the first failing rule gives the code):
 
-1. header: ``msg_type`` is a client command (NEW_ORDER, CANCEL, AMEND, CANCEL_ALL) else
-   UNKNOWN_MSG_TYPE; ``version`` 1 else BAD_VERSION; ``length`` 64 else BAD_LENGTH (trailing bytes
+1. header: ``msg_type`` is a client command (NEW_ORDER, CANCEL, AMEND, CANCEL_ALL, ORDER_QUERY,
+   SET_LEVERAGE) else UNKNOWN_MSG_TYPE; ``version`` 1 else BAD_VERSION; ``length`` 64 else BAD_LENGTH (trailing bytes
    that do not make a whole struct: one BAD_LENGTH reject);
 2. padding bytes zero, else MALFORMED;
-3. ``market_id`` is a listed market (CANCEL_ALL may also use 0xFFFFFFFF = all) else UNKNOWN_MARKET;
+3. ``market_id`` is a listed market (CANCEL_ALL and an ORDER_QUERY for all open orders may also
+   use 0xFFFFFFFF = all) else UNKNOWN_MARKET;
 4. ``account`` is 0 or the logged-in account, else WRONG_ACCOUNT; the gateway then writes the
    session's account id into it, so a client can never act for another account;
 5. cheap field ranges: NEW_ORDER ``order_id`` 0 (the shard assigns ids) and ``client_order_id``
    non-zero (BAD_FIELD), side/tif/order_type/flags in range (BAD_SIDE, BAD_TIF, BAD_ORDER_TYPE,
    BAD_FLAGS), ``size_lots`` > 0 (BAD_SIZE_LOT), ``price_ticks`` > 0 (BAD_PRICE_TICK), trigger and
    expiry >= 0; CANCEL/AMEND name an order (``order_id`` or ``client_order_id`` non-zero, else
-   BAD_FIELD); AMEND price and size >= 0.
+   BAD_FIELD); AMEND price and size >= 0; ORDER_QUERY ``request_id`` below 2^63 (the gateway's
+   own ids have the top bit; BAD_FIELD); SET_LEVERAGE leverage >= 1 and mode 0/1
+   (LEVERAGE_OUT_OF_RANGE; the market's maximum is risk's check).
 
 Everything else (tick/lot multiples of the market, bands, status, ids) is the shard's job.
 
@@ -46,7 +49,16 @@ from engine.wire.layout import (
 )
 from engine.wire.layout import NEW_ORDER as NEW_ORDER_STRUCT
 
-CLIENT_TYPES = (MsgType.NEW_ORDER, MsgType.CANCEL, MsgType.AMEND, MsgType.CANCEL_ALL)
+CLIENT_TYPES = (
+    MsgType.NEW_ORDER,
+    MsgType.CANCEL,
+    MsgType.AMEND,
+    MsgType.CANCEL_ALL,
+    MsgType.ORDER_QUERY,  # answered by risk with ORDER_STATE events (risk in the path only)
+    MsgType.SET_LEVERAGE,  # applied by risk; refused with REJECTED (risk in the path only)
+)
+RISK_TYPES = frozenset({int(MsgType.ORDER_QUERY), int(MsgType.SET_LEVERAGE)})  # need the risk stage
+GATEWAY_REQUEST_BIT = 1 << 63  # ORDER_QUERY request ids with this bit are the gateway's own
 
 
 ACCOUNT_OFFSET = {int(t): field_offset(t, "account") for t in CLIENT_TYPES}
@@ -58,6 +70,12 @@ _NEW = int(MsgType.NEW_ORDER)
 _CANCEL = int(MsgType.CANCEL)
 _AMEND = int(MsgType.AMEND)
 _CANCEL_ALL = int(MsgType.CANCEL_ALL)
+_QUERY = int(MsgType.ORDER_QUERY)
+_LEVERAGE = int(MsgType.SET_LEVERAGE)
+_QUERY_RID = field_offset(_QUERY, "request_id")
+_LEV = field_offset(_LEVERAGE, "leverage")
+_LEV_MODE = field_offset(_LEVERAGE, "mode")
+_U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _Q = struct.Struct("<Q")
 _q = struct.Struct("<q")
@@ -113,7 +131,7 @@ def check_struct(
     for i in _PAD_BYTES[t]:
         if buf[offset + i]:
             return RejectCode.MALFORMED
-    if market not in markets and not (t == _CANCEL_ALL and market == ALL_MARKETS):
+    if market not in markets and not ((t == _CANCEL_ALL or t == _QUERY) and market == ALL_MARKETS):
         return RejectCode.UNKNOWN_MARKET
     acct = _U32.unpack_from(buf, offset + ACCOUNT_OFFSET[t])[0]
     if acct and acct != account_id:
@@ -147,6 +165,16 @@ def check_struct(
                 return RejectCode.BAD_PRICE_TICK
             if _q.unpack_from(buf, offset + _AM_SIZE)[0] < 0:
                 return RejectCode.AMEND_BAD_SIZE
+    elif t == _QUERY:
+        if _Q.unpack_from(buf, offset + _QUERY_RID)[0] & GATEWAY_REQUEST_BIT:
+            return RejectCode.BAD_FIELD  # the gateway's own request ids: a client cannot spoof them
+        if market == ALL_MARKETS and (
+            _Q.unpack_from(buf, offset + _OID)[0] or _Q.unpack_from(buf, offset + _COID)[0]
+        ):
+            return RejectCode.UNKNOWN_MARKET  # one order is asked for in its market
+    elif t == _LEVERAGE:
+        if _U16.unpack_from(buf, offset + _LEV)[0] == 0 or buf[offset + _LEV_MODE] > 1:
+            return RejectCode.LEVERAGE_OUT_OF_RANGE
     return RejectCode.OK
 
 
@@ -335,7 +363,7 @@ def reject_struct(
     command = market = order_id = client_order_id = 0
     if len(frame) - offset >= HEADER_BYTES:
         command, _v, _l, market = _HDR.unpack_from(frame, offset)
-        if command in (_NEW, _CANCEL, _AMEND) and len(frame) - offset >= _COID + 8:
+        if command in (_NEW, _CANCEL, _AMEND, _QUERY) and len(frame) - offset >= _COID + 8:
             order_id = _Q.unpack_from(frame, offset + _OID)[0]
             client_order_id = _Q.unpack_from(frame, offset + _COID)[0]
     elif len(frame) > offset:

@@ -20,6 +20,7 @@ class Channel:
     name: str
     msg_types: frozenset[int]  # the public event types it carries
     snapshot_first: bool = False  # the subscriber gets a book snapshot before the live deltas
+    derived: bool = False  # made by the gateway from private events (account and seq zeroed)
     doc: str = ""
 
 
@@ -34,9 +35,24 @@ CHANNELS: dict[str, Channel] = {
         ),
         Channel("trades", frozenset({int(MsgType.TRADE)}), doc="public trades (no accounts)"),
         Channel("bbo", frozenset({int(MsgType.BBO)}), doc="best bid and offer"),
+        # the oracle's (its public ring): a MARK carries the mark and the index of the market's asset
+        Channel("mark", frozenset({int(MsgType.MARK)}), doc="mark price (with the index), on change"),
+        Channel("index", frozenset({int(MsgType.MARK)}), doc="index price of the base asset (a MARK event)"),
+        Channel(
+            "funding",
+            frozenset({int(MsgType.FUNDING_RATE)}),
+            doc="a perp's predicted and last funding rates per payment interval, next payment time",
+        ),
+        Channel(
+            "liquidations",
+            frozenset({int(MsgType.LIQUIDATION)}),
+            derived=True,
+            doc="liquidation steps, account and seq zeroed",
+        ),
     )
 }
-ALWAYS_SENT = frozenset({int(MsgType.MARKET_STATUS)})  # to every subscriber of the market
+# to every subscriber of the market: its status, and a prediction market's resolution
+ALWAYS_SENT = frozenset({int(MsgType.MARKET_STATUS), int(MsgType.RESOLUTION_STATUS)})
 CHANNEL_NAMES = tuple(CHANNELS)
 
 
@@ -49,5 +65,5 @@ def channel_types(channels: frozenset[str]) -> frozenset[int]:
 
 
 def public_types() -> frozenset[int]:
-    """Every event type some channel carries (plus MARKET_STATUS)."""
-    return channel_types(frozenset(CHANNELS))
+    """Every event type some channel carries as the engine publishes it (plus MARKET_STATUS)."""
+    return channel_types(frozenset(name for name, c in CHANNELS.items() if not c.derived))

@@ -17,9 +17,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from engine.accounts.account_registry import normalise_address
-from engine.types.enums import DepositSource, MsgType, RejectCode
+from engine.types.enums import DepositSource, MsgType, RejectCode, ResolutionAction
 from engine.wire.codec import encode
-from engine.wire.layout import ALL_MARKETS
+from engine.wire.layout import ALL_MARKETS, SLOT_BYTES
 from gateway.channels import CHANNEL_NAMES, CHANNELS
 from gateway.protocol.units import JsonReject, to_units
 from gateway.session import Session
@@ -71,6 +71,7 @@ def op_stats(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
             "type": "stats",
             "pid": os.getpid(),
             "sessions": len(server.sessions),
+            "closing": sum(1 for x in server.sessions if x.closed),
             "events": server.fanout.events,
             "event_batches": server.fanout.batches,
             "max_buffered": max(buffered, default=0),
@@ -82,10 +83,27 @@ def op_stats(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
 
 @control_op("markets")
 def op_markets(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
-    """Every market and asset this gateway serves."""
+    """Every market (full rules: kind, live status, tick, lot, size and price limits, band, fees)
+    and every asset (id, symbol, kind, units per whole unit)."""
     catalog = server.catalog
-    assets = [{"asset": a.asset_id, "symbol": a.symbol, "scale": a.scale} for a in catalog.assets.values()]
-    sess.reply(msg, {"type": "markets", "markets": [m.as_json() for m in catalog], "assets": assets})
+    statuses = server.fanout.statuses
+    assets = [
+        {"asset": a.asset_id, "symbol": a.symbol, "kind": a.kind.name.lower(), "scale": a.scale}
+        for a in catalog.assets.values()
+    ]
+    markets = [m.as_json(statuses.get(m.market_id)) for m in catalog]
+    sess.reply(msg, {"type": "markets", "markets": markets, "assets": assets})
+
+
+@control_op("info")
+def op_info(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """One market's ``markets`` entry."""
+    market = msg.get("market")
+    info = server.catalog.get(market) if isinstance(market, int) and not isinstance(market, bool) else None
+    if info is None:
+        sess.error(msg, RejectCode.UNKNOWN_MARKET)
+        return
+    sess.reply(msg, {"type": "info", **info.as_json(server.fanout.statuses.get(info.market_id))})
 
 
 @control_op("challenge")
@@ -106,9 +124,17 @@ def op_challenge(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> N
 
 @control_op("login")
 def op_login(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
-    """Bind the session to an account by a signed challenge (the account's key or an agent's)."""
+    """Bind the session to an account by a signed challenge (the account's key or an agent's);
+    ``resume_from`` (the last private seq processed) replays what the account's stream carried
+    since, before any live event."""
     if sess.account_id:
         sess.error(msg, RejectCode.ALREADY_AUTHENTICATED)
+        return
+    resume_from = msg.get("resume_from")
+    if resume_from is not None and (
+        isinstance(resume_from, bool) or not isinstance(resume_from, int) or not 0 <= resume_from < 1 << 63
+    ):
+        sess.error(msg, RejectCode.BAD_FIELD, "resume_from must be the last private seq processed (>= 0)")
         return
     account = msg.get("account")
     res = server.auth.check_login(
@@ -123,7 +149,7 @@ def op_login(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
         res.signer,
         res.is_agent,
     )
-    server.accounts.setdefault(res.account_id, set()).add(sess)
+    resume = server.on_login(sess, resume_from)
     sess.reply(
         msg,
         {
@@ -133,8 +159,13 @@ def op_login(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
             "account_id": res.account_id,
             "signer": res.signer,
             "agent": res.is_agent,
+            **resume,
         },
     )
+    if sess.pending_replay:
+        blob, sess.pending_replay = sess.pending_replay, b""
+        server.fanout.give_events(sess, blob, len(blob) // SLOT_BYTES)
+        sess.flush()
 
 
 def _agent_change(server: GatewayServer, sess: Session, msg: dict[str, Any], kind: str) -> None:
@@ -267,3 +298,46 @@ def op_snapshot(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> No
         sess.error(msg, RejectCode.UNKNOWN_MARKET)
         return
     sess.reply(msg, server.fanout.snapshot(market, sess.binary, "request", server.options.snapshot_depth))
+
+
+# ---- prediction markets ------------------------------------------------------------------------
+_OUTCOMES = {"yes": 1, "no": 0}
+_ACTIONS = {"propose": ResolutionAction.PROPOSE, "dispute": ResolutionAction.DISPUTE}
+
+
+@control_op("resolve", needs_login=True)
+def op_resolve(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """The resolution authority proposes (or, inside the dispute window, disputes) a prediction
+    market's outcome: ``{"op": "resolve", "market": 400, "outcome": "yes", "action": "propose"}``.
+    The gateway checks the fields and forwards a RESOLUTION_REQUEST to the oracle, which decides:
+    a RESOLUTION_STATUS to the market's subscribers, or a REJECTED (4xx) to this account alone."""
+    market, outcome = msg.get("market"), msg.get("outcome")
+    action = msg.get("action", "propose")
+    if isinstance(market, bool) or not isinstance(market, int) or market not in server.catalog:
+        sess.error(msg, RejectCode.UNKNOWN_MARKET)
+        return
+    if outcome not in _OUTCOMES:
+        sess.error(msg, RejectCode.BAD_FIELD, 'outcome must be "yes" or "no"')
+        return
+    if action not in _ACTIONS:
+        sess.error(msg, RejectCode.BAD_FIELD, 'action must be "propose" or "dispute"')
+        return
+    if sess.is_agent:
+        sess.error(msg, RejectCode.PERMISSION_DENIED, "an agent key cannot resolve markets")
+        return
+    ring = getattr(server, "oracle_ring", None)
+    if ring is None:
+        sess.error(msg, RejectCode.ENGINE_UNAVAILABLE, "no oracle runs behind this gateway")
+        return
+    data = encode(
+        MsgType.RESOLUTION_REQUEST,
+        market,
+        account=sess.account_id,
+        action=int(_ACTIONS[action]),
+        outcome=_OUTCOMES[outcome],
+        ts_ns=time.time_ns(),
+    )
+    if not ring.try_publish(data, 1):
+        sess.error(msg, RejectCode.BACKPRESSURE, retry_after_s=0.001)
+        return
+    sess.reply(msg, {"type": "resolve", "market": market, "outcome": outcome, "action": action})

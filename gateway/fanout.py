@@ -60,13 +60,23 @@ from gateway.session import Session
 log = logging.getLogger("hx.gateway.fanout")
 
 PREV_SEQ_OFFSET = field_offset(MsgType.L2_DELTA, "prev_seq")  # stamped on the way out
-_L2, _FILL = int(MsgType.L2_DELTA), int(MsgType.FILL)
+_L2, _FILL, _LIQ = int(MsgType.L2_DELTA), int(MsgType.FILL), int(MsgType.LIQUIDATION)
+_LIQ_ACCOUNT_AT = field_offset(MsgType.LIQUIDATION, "account")
+_STATUS = int(MsgType.MARKET_STATUS)
+_STATUS_AT = field_offset(MsgType.MARKET_STATUS, "status")
 # u32 word of the (first) account field per private event type; -1 = not private
 _ACCOUNT_WORD = np.full(256, -1, np.intp)
 for _t in (MsgType.ACCEPTED, MsgType.REJECTED, MsgType.CANCELLED, MsgType.AMENDED, MsgType.TRIGGERED):
     _ACCOUNT_WORD[_t] = word_index(_t, "account", 4)
 _ACCOUNT_WORD[MsgType.FILL] = word_index(MsgType.FILL, "taker_account", 4)
-for _t in (MsgType.BALANCE, MsgType.POSITION, MsgType.ACCOUNT_MARGIN, MsgType.LIQUIDATION, MsgType.ADL_RANK):
+for _t in (
+    MsgType.BALANCE,
+    MsgType.POSITION,
+    MsgType.ACCOUNT_MARGIN,
+    MsgType.LIQUIDATION,
+    MsgType.ADL_RANK,
+    MsgType.ORDER_STATE,
+):
     _ACCOUNT_WORD[_t] = word_index(_t, "account", 4)  # the risk stage's private events
 _ACCOUNT_WORD[MsgType.SETTLED] = word_index(MsgType.SETTLED, "account", 4)  # settlement's, to the account
 _W4_TAKER = word_index(MsgType.FILL, "taker_account", 4)
@@ -144,6 +154,7 @@ class EventFanout:
         on_lost: Any = None,
         private_from: list[bool] | None = None,
     ) -> None:
+        self.tap: Any = None  # bytes -> bytes on private rings' batches (what the gateway answers itself)
         self.consumers = consumers
         # per consumer: route its private events? (no for shard rings when risk republishes them)
         self.private_from = private_from if private_from is not None else [True] * len(consumers)
@@ -152,6 +163,7 @@ class EventFanout:
         self.accounts = accounts  # account id -> live sessions (shared with the server)
         self.market_subs = market_subs  # market id -> sessions subscribed to any channel
         self.books: dict[int, L2Book] = {m: L2Book(m) for m in catalog.ids}
+        self.statuses: dict[int, int] = {}  # market -> last MARKET_STATUS seen (else the config's)
         self.conflating: set[Session] = set()
         self.metrics = Metrics("gateway", NoHealth().metrics)  # the process sets the board's
         self._masks: dict[frozenset[str], np.ndarray] = {}
@@ -191,7 +203,10 @@ class EventFanout:
                 self._lost(consumer, "event stream dropped while reading")
                 continue
             try:
-                self._process(data, n, private)
+                if private and self.tap is not None:
+                    data = self.tap(data)
+                if data:
+                    self._process(data, len(data) // SLOT_BYTES, private)
             except Exception:  # a bug: tell the sessions instead of skipping their events
                 log.exception("event batch of %d failed", n)
                 self.on_lost("the gateway failed to route a batch of events")
@@ -305,8 +320,11 @@ class EventFanout:
                     stamped = data[off : off + PREV_SEQ_OFFSET] + _U64.pack(prev)
                     events.append((t, stamped + data[off + PREV_SEQ_OFFSET + 8 : off + SLOT_BYTES]))
                 prev = seq
-            elif subs:
-                events.append((t, data[off : off + SLOT_BYTES]))
+            else:
+                if t == _STATUS:
+                    self.statuses[m] = data[off + _STATUS_AT]
+                if subs:
+                    events.append((t, data[off : off + SLOT_BYTES]))
         return events
 
     def _give_public(self, m: int, events: list[tuple[int, bytes]], touched: set[Session]) -> None:
@@ -370,17 +388,34 @@ class EventFanout:
         for sess in sessions:
             if sess.closed:
                 continue
+            if sess.private_floor:  # resumed ahead of this gateway: skip what it already has
+                own, n = _above_floor(sess, blob)
+                if n:
+                    self.give_events(sess, own, n)
+                    touched.add(sess)
+                continue
             if sess.binary:
                 sess.parts.append(blob)
             else:
                 if texts is None:
-                    texts = [
-                        orjson.dumps(j)
-                        for k in range(count)
-                        if (j := event_json(blob, k * SLOT_BYTES, self.catalog)) is not None
-                    ]
+                    texts = self.json_texts(blob, count)
                 sess.parts.extend(texts)
             touched.add(sess)
+
+    def json_texts(self, blob: bytes, count: int) -> list[bytes]:
+        """The JSON frames of ``count`` private structs."""
+        return [
+            orjson.dumps(j)
+            for k in range(count)
+            if (j := event_json(blob, k * SLOT_BYTES, self.catalog)) is not None
+        ]
+
+    def give_events(self, sess: Session, blob: bytes, count: int) -> None:
+        """Queue structs on one session in its protocol (the caller flushes)."""
+        if sess.binary:
+            sess.parts.append(blob)
+        else:
+            sess.parts.extend(self.json_texts(blob, count))
 
     def _route_public(
         self, a: np.ndarray, t: np.ndarray, u32: np.ndarray, prow: np.ndarray, touched: set[Session]
@@ -397,6 +432,9 @@ class EventFanout:
             if (mt == _RESET).any():
                 self._restate(m, a, mrows, mt)
                 continue
+            status_rows = mrows[mt == _STATUS]
+            if len(status_rows):
+                self.statuses[m] = int(a[status_rows[-1], _STATUS_AT])
             is_l2 = mt == _L2
             l2rows = mrows[is_l2]
             book = self.books.get(m)
@@ -451,6 +489,35 @@ class EventFanout:
             if not sess.closed and "book" in sess.sub_key.get(m, frozenset()):
                 sess.send_json(self.snapshot(m, sess.binary, reason="restated"))
 
+    def publish_liquidations(self, data: bytes) -> None:
+        """The public ``liquidations`` channel: each LIQUIDATION of the batch, account and seq
+        zeroed, to the market's subscribers of that channel (rare events: one pass, one flush)."""
+        touched: set[Session] = set()
+        for off in range(0, len(data), SLOT_BYTES):
+            if data[off] != _LIQ:
+                continue
+            market = _U32.unpack_from(data, off + MARKET_ID_AT)[0]
+            subs = [
+                s for s in self.market_subs.get(market, ()) if "liquidations" in s.sub_key.get(market, ())
+            ]
+            if not subs:
+                continue
+            public = bytearray(data[off : off + SLOT_BYTES])
+            public[_LIQ_ACCOUNT_AT : _LIQ_ACCOUNT_AT + 4] = bytes(4)
+            public[SEQ_AT : SEQ_AT + 8] = bytes(8)
+            text: bytes | None = None
+            for sess in subs:
+                if sess.closed:
+                    continue
+                if sess.binary:
+                    sess.parts.append(bytes(public))
+                else:
+                    if text is None:
+                        text = orjson.dumps(event_json(public, 0, self.catalog))
+                    sess.parts.append(text)
+                touched.add(sess)
+        self._flush(touched)
+
     def _public_json(self, block: bytes, count: int) -> list[bytes]:
         """JSON texts of ``count`` public structs (L2 deltas already stamped with prev_seq)."""
         texts = []
@@ -468,9 +535,7 @@ class EventFanout:
         buffered = sess.buffered()
         if buffered > sess.hard_bytes:
             self.conflating.discard(sess)
-            sess.close(
-                WSCloseCode.POLICY_VIOLATION, f"slow consumer: {buffered} bytes unsent", abort_after_s=2.0
-            )
+            sess.close(WSCloseCode.POLICY_VIOLATION, f"slow consumer: {buffered} bytes unsent")
         elif buffered > sess.soft_bytes and not sess.conflating:
             sess.conflating = True
             self.conflating.add(sess)
@@ -519,6 +584,19 @@ class EventFanout:
             "asks": asks,
             "reason": reason,
         }
+
+
+def _above_floor(sess: Session, blob: bytes) -> tuple[bytes, int]:
+    """The events of ``blob`` after the session's resume floor; the floor is lifted once passed."""
+    floor = sess.private_floor
+    keep = bytearray()
+    for off in range(0, len(blob), SLOT_BYTES):
+        seq = _U64.unpack_from(blob, off + SEQ_AT)[0]
+        if seq > floor:
+            keep += blob[off:]
+            sess.private_floor = 0
+            break
+    return bytes(keep), len(keep) // SLOT_BYTES
 
 
 def _append(groups: dict[int, list[Any]], key: int, item: Any) -> None:

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from picows import WSCloseCode, WSFrame, WSMsgType
 
-from engine.types.enums import RejectCode
+from engine.types.enums import MsgType, RejectCode
 from engine.wire.layout import MARKET_ID_AT, SLOT_BYTES
-from gateway.binary import check_struct, reject_struct, validate_frame
+from gateway.binary import RISK_TYPES, FrameResult, check_struct, reject_struct, validate_frame
 from gateway.control import CONTROL_OPS
 from gateway.protocol.json_commands import command_struct
 from gateway.protocol.json_events import reject_json
@@ -30,6 +30,8 @@ from gateway.protocol.units import JsonReject
 from gateway.protocol.vocabulary import ORDER_OPS
 from gateway.rate_limiter import TokenBucket
 from gateway.session import Session
+
+_QUERY_B, _LEVERAGE_B = bytes([int(MsgType.ORDER_QUERY)]), bytes([int(MsgType.SET_LEVERAGE)])
 
 if TYPE_CHECKING:
     from gateway.server import GatewayServer
@@ -76,6 +78,10 @@ class Ingress:
             return
         res = validate_frame(payload, account, server.catalog.ids, server.market_table)
         rejects = [reject_struct(payload, off, code, account) for off, code in res.rejects]
+        if res.count and server.risk_requests is None:
+            types = res.accepted[::SLOT_BYTES]
+            if _QUERY_B in types or _LEVERAGE_B in types:
+                res = self._without_risk_types(res, rejects, account)
         if res.count:
             granted = self.take_order_tokens(sess, res.count)
             data = res.accepted
@@ -97,6 +103,20 @@ class Ingress:
         if rejects:
             self.stats["rejects"] += len(rejects)
             sess.send_binary(b"".join(rejects))
+
+    @staticmethod
+    def _without_risk_types(res: FrameResult, rejects: list[bytes], account: int) -> FrameResult:
+        """Without risk in the path nobody answers ORDER_QUERY or SET_LEVERAGE: refuse them here."""
+        keep = bytearray()
+        markets = []
+        for k in range(res.count):
+            off = k * SLOT_BYTES
+            if res.accepted[off] in RISK_TYPES:
+                rejects.append(reject_struct(res.accepted, off, RejectCode.ENGINE_UNAVAILABLE, account))
+            else:
+                keep += res.accepted[off : off + SLOT_BYTES]
+                markets.append(res.markets[k])
+        return FrameResult(keep, len(markets), markets, [])
 
     def _reject_all(self, sess: Session, payload: memoryview, code: int) -> None:
         n = max(1, (len(payload) + SLOT_BYTES - 1) // SLOT_BYTES)

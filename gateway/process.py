@@ -34,6 +34,7 @@ from gateway.auth import Authenticator
 from gateway.order_router import RingRouter
 from gateway.protocol.market_info import MarketCatalog
 from gateway.server import GatewayOptions, GatewayServer
+from gateway.what_if import RiskSpecSource
 
 log = logging.getLogger("hx.gateway")
 
@@ -51,6 +52,7 @@ class GatewayProcessOptions:
     route: str  # "market" (destinations are shards) or "account" (risk partitions)
     events: tuple[ConsumerRef, ...]  # every event ring this gateway reads, with its cursor
     private_from: tuple[bool, ...] = ()  # per event ring: route its private events (default: all)
+    oracle: RingRef | None = None  # its ring into the oracle (the ``resolve`` op); None: no oracle
     gateway: GatewayOptions = field(default_factory=GatewayOptions)
     supervisor_pid: int = 0  # die with this parent (0: no such request)
     health_board: str = ""  # the run's health board (shared memory) and this process's slot in it
@@ -83,6 +85,13 @@ async def serve(
     private = list(process.private_from) if process.private_from else [True] * len(consumers)
     server = GatewayServer(catalog, auth, router, consumers, options, private)
     server.faucet_index = process.index
+    oracle_ring = process.oracle.attach() if process.oracle is not None else None
+    if oracle_ring is not None:
+        oracle_ring.set_producer()
+    server.oracle_ring = oracle_ring
+    server.risk_spec = RiskSpecSource(process.markets_path)
+    if process.route == "account":
+        server.enable_risk(process.index, process.state_dir)
     server.health = open_health_slot(process.health_board, process.health_slot)
     server.metrics = server.fanout.metrics = Metrics("gateway", server.health.metrics)
     stop = stop or asyncio.Event()
@@ -119,6 +128,8 @@ async def serve(
         for ring in rings:
             ring.close()
         router.close()
+        if oracle_ring is not None:
+            oracle_ring.close()
         registry.close()
 
 

@@ -27,9 +27,10 @@ from engine.host.health_board import NoHealth
 from engine.host.metrics import Metrics
 from engine.types.enums import MsgType, RejectCode
 from engine.wire.codec import encode
-from engine.wire.layout import ALL_MARKETS
+from engine.wire.layout import ALL_MARKETS, SLOT_BYTES
 from gateway.auth import Authenticator
 from gateway.binary import market_table
+from gateway.cancel_guard import CancelGuard
 from gateway.fanout import EventFanout
 from gateway.ingress import Ingress
 from gateway.options import LOOP_MODES, GatewayOptions
@@ -37,11 +38,16 @@ from gateway.order_router import OrderRouter
 from gateway.protocol.market_info import MarketCatalog
 from gateway.pump import EventPump
 from gateway.rate_limiter import TokenBucket
+from gateway.replay_buffer import ReplayBuffer, SessionBoard
+from gateway.risk_requests import RiskRequests
 from gateway.session import Session
+from gateway.what_if import RiskSpecSource
 from gateway.withdraw_op import op_withdraw  # noqa: F401 - registers the withdraw op
 
 log = logging.getLogger("hx.gateway")
 
+_LIQ_TYPE = bytes([int(MsgType.LIQUIDATION)])
+BOARD_EVERY_S = 1.0  # how often live sessions are marked and other gateways' sessions learnt
 BIN_PATH = "/v1/bin"
 JSON_PATH = "/v1/json"
 
@@ -62,6 +68,11 @@ class GatewayListener(WSListener):  # type: ignore[misc]
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         sess = self.session
         if sess is None or sess.closed:
+            return  # nothing a client sends after our close frame is acted on
+        if transport.is_close_frame_sent or frame.payload_size > self.server.options.max_frame_bytes:
+            # picows refused an over-size frame (1009) but its parser still hands it over: an order
+            # the client never saw acknowledged must never trade. Drop it and everything after.
+            sess.closed = True
             return
         try:
             self.server.ingress.on_frame(sess, frame)
@@ -89,6 +100,7 @@ class GatewayServer:
         self.catalog = catalog
         self.auth = auth
         self.router = router
+        self.oracle_ring: Any = None  # the ring into the oracle (``resolve``), set by the process
         self.options = options
         self.sessions: set[Session] = set()
         self.accounts: dict[int, set[Session]] = {}  # account id -> its logged-in sessions
@@ -108,9 +120,31 @@ class GatewayServer:
         self.stats = {"frames": 0, "orders": 0, "rejects": 0}
         self.ingress = Ingress(self)
         self.faucet_id = 0
+        self.risk_spec: RiskSpecSource | None = None  # the what_if op's maths (set by the process)
+        self.risk_requests: RiskRequests | None = None  # set when risk is in the order path
+        self.replay: ReplayBuffer | None = None  # likewise: private streams are per account then
+        self.cancel_guard = CancelGuard(self)
+        self._board_at = 0.0
         self.faucet_index = 0  # the gateway's index: faucet deposit ids differ between gateways
         self.health: Any = NoHealth()  # the run's health board slot (the sweeper beats it)
         self.metrics = Metrics("gateway", self.health.metrics)
+
+    def enable_risk(self, gateway_index: int, state_dir: str | None = None) -> None:
+        """Risk is in the order path: serve the ops risk answers, tap its rings for the answers,
+        and keep the replay buffer that lets a reconnecting session resume its private stream."""
+        self.risk_requests = RiskRequests(self, gateway_index)
+        self.replay = ReplayBuffer(SessionBoard(state_dir, self.options.replay_window_s))
+        self.fanout.tap = self._tap_risk
+
+    def _tap_risk(self, data: bytes) -> bytes:
+        """A batch from a risk ring, before the fan-out: this gateway's own answers come out,
+        liquidations go to the public channel as well."""
+        assert self.risk_requests is not None and self.replay is not None
+        self.replay.record(data)
+        data = self.risk_requests.tap(data)
+        if _LIQ_TYPE in data[::SLOT_BYTES]:
+            self.fanout.publish_liquidations(data)
+        return data
 
     @property
     def account_buckets(self) -> dict[int, TokenBucket]:
@@ -143,6 +177,8 @@ class GatewayServer:
             TokenBucket(o.request_rate, o.request_burst),
             o.soft_buffer_bytes,
             o.hard_buffer_bytes,
+            o.close_stall_s,
+            o.close_max_s,
         )
         self.sessions.add(sess)
         self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
@@ -175,6 +211,31 @@ class GatewayServer:
                     del self.market_subs[m]
         self.fanout.conflating.discard(sess)
         self.auth.forget_connection(sess.id)
+        self.cancel_guard.on_disconnected(sess)
+
+    def on_login(self, sess: Session, resume_from: int | None) -> dict[str, Any]:
+        """Bind a logged-in session to its account; with ``resume_from``, first queue what it missed.
+
+        Returns the login reply's resume fields. Everything here runs in one event-loop step, so
+        the replay reaches the session before any live event of its account."""
+        out: dict[str, Any] = {}
+        replay = self.replay
+        if replay is not None:
+            replay.board.touch(sess.account_id)
+        if resume_from is not None:
+            if replay is None:
+                out = {"resumed": False, "resume_error": "resume needs risk in the order path"}
+            else:
+                events, why = replay.resume(sess.account_id, resume_from)
+                if events is None:
+                    out = {"resumed": False, "resume_error": why}
+                else:
+                    out = {"resumed": True, "replayed": len(events)}
+                    if resume_from > replay.last_seq(sess.account_id):
+                        sess.private_floor = resume_from  # this gateway is behind the old one
+                    sess.pending_replay = b"".join(events)
+        self.accounts.setdefault(sess.account_id, set()).add(sess)
+        return out
 
     def on_events_lost(self, reason: str) -> None:
         """Events were lost to this gateway: ask every shard to restate its books (subscribers get
@@ -198,7 +259,11 @@ class GatewayServer:
 
     # ---- housekeeping --------------------------------------------------------------------------
     async def run_sweeper(self, interval_s: float = 0.25) -> None:
-        """Timeouts, conflation recovery, expired challenges, the health beat and metrics."""
+        """Timeouts, keep-alive pings, conflation recovery, expired challenges, the health beat.
+
+        The login timeout closes a connection that has neither logged in nor subscribed (public
+        market data needs no login). A connection silent for half the idle timeout is pinged;
+        one silent for the whole idle timeout did not answer and is closed."""
         o = self.options
         while True:
             await asyncio.sleep(interval_s)
@@ -206,12 +271,26 @@ class GatewayServer:
             for sess in list(self.sessions):
                 if sess.closed:
                     continue
-                if not sess.account_id and now - sess.connected_at > o.login_timeout_s:
-                    sess.close(WSCloseCode.POLICY_VIOLATION, "login timeout")
-                elif now - sess.last_rx > o.idle_timeout_s:
-                    sess.close(WSCloseCode.GOING_AWAY, "idle timeout")
+                silent_s = now - sess.last_rx
+                if not sess.account_id and not sess.subs and now - sess.connected_at > o.login_timeout_s:
+                    sess.close(WSCloseCode.POLICY_VIOLATION, "login timeout (log in or subscribe)")
+                elif silent_s > o.idle_timeout_s:
+                    sess.close(WSCloseCode.GOING_AWAY, "idle timeout (no answer to pings)")
+                elif silent_s > o.idle_timeout_s / 2 and now - sess.last_ping > o.idle_timeout_s / 4:
+                    sess.ping(now)
             if self.fanout.conflating:
                 self.fanout.recover_conflated()
+            if self.risk_requests is not None and self.risk_requests.pending:
+                self.risk_requests.expire(now)
+            if self.cancel_guard.deadlines:
+                self.cancel_guard.sweep(now)
+            if self.replay is not None and now - self._board_at >= BOARD_EVERY_S:
+                self._board_at = now
+                board = self.replay.board
+                for account in self.accounts:
+                    board.touch(account)
+                board.refresh()
+                self.replay.prune()
             self.auth.purge_expired()
             self.health.beat(self.stats["frames"] + self.fanout.events)  # the event loop is alive
             m = self.metrics

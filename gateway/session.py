@@ -10,12 +10,14 @@ Slow consumers: after each batch the session looks at its transport's write buff
 ``soft_bytes`` its public channels are *conflated*: market data stops being queued, the client is
 told (``{"type": "conflated"}``), and when the buffer has drained below ``soft_bytes / 4`` it gets a
 fresh book snapshot per book subscription and market data resumes. Private events (acks, fills)
-are never dropped; if the buffer still grows past ``hard_bytes`` the connection is closed with a
-reason. So a slow client never slows the engine, the gateway's event loop or other clients.
+are never dropped; if the buffer still grows past ``hard_bytes`` the connection is closed with
+1008 and a reason, the close frame queued behind the backlog (see ``close``: the client reads
+everything it was sent, then the reason, never a bare TCP reset unless it stops reading). So a slow client never slows the engine, the gateway's event loop or other clients.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from typing import Any
@@ -27,6 +29,8 @@ from gateway.protocol.json_events import error_json
 from gateway.rate_limiter import TokenBucket
 
 _ids = itertools.count(1)
+CLOSE_LINGER_S = 5.0  # after the FIN, how long the client has to answer before the full close
+DRAIN_POLL_S = 0.1  # how often a closing session looks at its backlog
 
 
 class Session:
@@ -45,12 +49,19 @@ class Session:
         "conflating",
         "dropped",
         "last_rx",
+        "last_ping",
         "connected_at",
         "parts",
         "closed",
         "soft_bytes",
         "hard_bytes",
         "sub_key",
+        "close_stall_s",
+        "cancel_on_disconnect",
+        "private_floor",
+        "pending_replay",
+        "close_max_s",
+        "_closing",
         "_raw",
     )
 
@@ -63,6 +74,8 @@ class Session:
         request_bucket: TokenBucket,
         soft_bytes: int,
         hard_bytes: int,
+        close_stall_s: float = 10.0,
+        close_max_s: float = 120.0,
     ) -> None:
         self.id = next(_ids)
         self.transport = transport
@@ -80,14 +93,27 @@ class Session:
         self.conflating = False
         self.dropped = 0
         self.last_rx = self.connected_at = time.monotonic()
+        self.last_ping = 0.0  # when the gateway last pinged this (silent) connection
         self.parts: list[Any] = []
         self.closed = False
         self.soft_bytes = soft_bytes
         self.hard_bytes = hard_bytes
+        self.close_stall_s = close_stall_s  # closing: reset a reader that drains nothing this long
+        self.close_max_s = close_max_s  # closing: reset a reader still not drained after this long
+        self._closing: list[Any] = []
+        self.cancel_on_disconnect = False  # opt-in: CANCEL_ALL for the account when this closes
+        self.private_floor = 0  # resumed ahead of this gateway: skip private events up to this seq
+        self.pending_replay = b""  # resume: the missed events, sent right after the login reply
 
     @property
     def authenticated(self) -> bool:
         return self.account_id != 0
+
+    def ping(self, now: float) -> None:
+        """A WebSocket PING: a live client answers PONG, which counts as traffic."""
+        if not self.closed:
+            self.last_ping = now
+            self.transport.send(WSMsgType.PING, b"hx")
 
     def subscription_count(self) -> int:
         return sum(len(c) for c in self.subs.values())
@@ -150,19 +176,57 @@ class Session:
                 send(WSMsgType.TEXT, p)
         parts.clear()
 
-    def close(self, code: WSCloseCode, reason: str, abort_after_s: float | None = None) -> None:
-        """Send a close frame with ``reason`` and disconnect once it is written. A reader that
-        does not drain (a slow consumer) would hold the socket for ever: ``abort_after_s`` aborts
-        the TCP connection if it is still open by then."""
+    def close(self, code: WSCloseCode, reason: str) -> None:
+        """Close with ``code`` and ``reason``, the close frame queued behind what is unsent.
+
+        Nothing more is queued once closing (``closed`` is set at once). The socket is half-closed
+        (FIN after the backlog, so the client reads every byte and then the reason) and fully
+        closed when the client answers or ``CLOSE_LINGER_S`` later. A reader that stops draining
+        for ``close_stall_s``, or takes over ``close_max_s`` in all, is reset: it cannot hold a
+        socket and its backlog for ever."""
         if self.closed:
             return
         self.closed = True
+        self.parts.clear()
         try:
             self.transport.send_close(code, reason.encode()[:120])
-            self.transport.disconnect(graceful=True)
         except Exception:
             pass
-        if abort_after_s is not None:
-            import asyncio
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (unit tests with a fake transport)
+            self._shut(graceful=True)
+            return
+        now = time.monotonic()
+        self._closing = [now, now, self.buffered()]  # started, last progress, least buffered
+        loop.call_soon(self._drain_step)
 
-            asyncio.get_running_loop().call_later(abort_after_s, self._raw.abort)  # no-op once closed
+    def _drain_step(self) -> None:
+        raw = self._raw
+        if raw.is_closing():
+            return
+        buffered = self.buffered()
+        now = time.monotonic()
+        started, progress, least = self._closing
+        if buffered == 0:
+            if raw.can_write_eof():
+                raw.write_eof()
+                asyncio.get_running_loop().call_later(CLOSE_LINGER_S, self._shut, True)
+            else:
+                self._shut(graceful=True)
+            return
+        if buffered < least:
+            self._closing[1:] = [now, buffered]
+        elif now - progress > self.close_stall_s:
+            self._shut(graceful=False)  # the reader stopped reading: reset
+            return
+        if now - started > self.close_max_s:
+            self._shut(graceful=False)
+            return
+        asyncio.get_running_loop().call_later(DRAIN_POLL_S, self._drain_step)
+
+    def _shut(self, graceful: bool) -> None:
+        try:
+            self.transport.disconnect(graceful=graceful)
+        except Exception:
+            pass

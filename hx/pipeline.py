@@ -286,6 +286,19 @@ class Pipeline:
         self._run = None
         self._release_lock()
 
+    def endpoints(self) -> list[str]:
+        """What this run serves besides the WebSocket (which the CLI names): the chain's RPC."""
+        out = []
+        rpc = self.settings.state_dir / "chain" / "rpc.json"
+        if self.settings.settlement.get("rpc_url"):
+            out.append(f"chain rpc {self.settings.settlement['rpc_url']}")
+        elif rpc.exists():
+            try:
+                out.append(f"chain rpc {json.loads(rpc.read_text())['rpc_url']} (local anvil)")
+            except (ValueError, KeyError):
+                pass
+        return out
+
     def with_settings(self, **changes: Any) -> None:
         """Change settings before ``start`` (e.g. the port once it is known)."""
         self.settings = replace(self.settings, **changes)

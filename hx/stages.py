@@ -178,7 +178,8 @@ def _gateway_options(run: Run, index: int) -> Any:
 
     s = run.settings
     name = f"gateway-{index}"
-    events = tuple(ref for ref in run.inputs(name) if not _oracle_ring(run, ref.ring.name))
+    topo = run.topology
+    events = run.inputs(name)  # the shards', risk's and the oracle's event rings
     settings = dict(s.gateway)
     settings.setdefault("realtime_priority", s.realtime_priority)
     return GatewayProcessOptions(
@@ -187,25 +188,25 @@ def _gateway_options(run: Run, index: int) -> Any:
         port=s.port,
         markets_path=str(s.markets_path),
         state_dir=str(s.state_dir),
-        destinations=tuple(ref for ref in run.outputs(name) if not _oracle_ring(run, ref.name)),
+        destinations=tuple(ref for ref in run.outputs(name) if not _into_oracle(run, ref.name)),
         route="account" if run.topology.risk else "market",
         events=events,
         # with risk in the path, every private event comes from risk on the account's own stream
+        # (and the oracle's REJECTED of a ``resolve`` from the oracle's ring)
         private_from=tuple(
-            run.topology.ring(ref.ring.name).producer.startswith(("risk-", "settlement-"))
-            or not run.topology.risk
+            topo.ring(ref.ring.name).producer.startswith(("risk-", "oracle-", "settlement-")) or not topo.risk
             for ref in events
         ),
+        oracle=run.ref(topo.oracle_request_ring(index)) if topo.oracle else None,
         gateway=GatewayOptions(**settings),  # a bad option fails here, in the parent, with its reason
         supervisor_pid=run.supervisor_pid,
         **run.health(name),
     )
 
 
-def _oracle_ring(run: Run, ring: str) -> bool:
-    """The oracle's event ring or a request ring into it (the gateway stage does not serve them yet)."""
-    spec = run.topology.ring(ring)
-    return spec.producer.startswith("oracle-") or all(c.startswith("oracle-") for c in spec.consumers)
+def _into_oracle(run: Run, ring: str) -> bool:
+    """A gateway's request ring into the oracle (not an order destination)."""
+    return all(c.startswith("oracle-") for c in run.topology.ring(ring).consumers)
 
 
 def _run_gateway(options: Any, ready: Any) -> None:
@@ -215,6 +216,10 @@ def _run_gateway(options: Any, ready: Any) -> None:
 
 
 # ---- oracle ------------------------------------------------------------------------------------
+# the oracle's non-simulated feeds (the engine imports no web3: the composition root names the adapter)
+ORACLE_ADAPTER_FACTORY = "settlement.chainlink_source:make_chainlink_sources"
+
+
 def _oracle_options(run: Run, index: int) -> Any:
     from engine.oracle.process import OracleOptions
 
@@ -236,7 +241,8 @@ def _oracle_options(run: Run, index: int) -> Any:
         supervisor_pid=run.supervisor_pid,
         fsync=s.fsync,
         snapshot_every=s.snapshot_every,
-        adapter_factory="settlement.chainlink_source:make_chainlink_sources",
+        adapter_factory=ORACLE_ADAPTER_FACTORY,
+        validate_every_record=s.validate,
         **run.health(name),
     )
 
@@ -254,6 +260,7 @@ def _demo_options(run: Run, index: int) -> Any:
         events=run.inputs(name),
         shock_every_s=s.demo_shock_every_s,
         bots=run.topology.gateways > 0,
+        chain=run.topology.settlement > 0,
         supervisor_pid=run.supervisor_pid,
         **run.health(name),
     )

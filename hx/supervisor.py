@@ -60,6 +60,8 @@ def supervise(
         pipeline.start()
         for name, handle in pipeline.procs.items():
             on_event(f"{name} up (pid {handle.process.pid})")
+        for line in pipeline.endpoints():
+            on_event(line)
         if metrics_port:
             from hx.metrics_exporter import start_exporter
 

@@ -52,6 +52,7 @@ class RingSpec:
     producer: str
     consumers: tuple[str, ...]
     slots: int
+    keep_all: bool = False  # a command ring: its consumer is never dropped, whatever its kind
 
     def consumer_index(self, process: str) -> int:
         return self.consumers.index(process)
@@ -60,7 +61,10 @@ class RingSpec:
     def keep(self) -> tuple[int, ...]:
         """Consumers the producer must never drop (dead or stuck): those that cannot recover what
         they missed. A gateway restates its books and an oracle re-reads the book, so they may be
-        dropped; a risk partition (fills), a shard (orders), settlement and recorders may not."""
+        dropped; a risk partition (fills), a shard (orders), settlement and recorders may not, nor
+        the consumer of a command ring (``keep_all``: the oracle on a gateway's resolve requests)."""
+        if self.keep_all:
+            return tuple(range(len(self.consumers)))
         return tuple(i for i, name in enumerate(self.consumers) if name.split("-")[0] in KEPT_KINDS)
 
 
@@ -127,11 +131,12 @@ class Topology:
         ) or ("recorder-0",)
 
     def _oracle_event_consumers(self) -> tuple[str, ...]:
-        """Readers of the oracle's public ring: recorders (gateways join when they serve the
-        ``mark``/``index``/``funding`` channels; a listed consumer that never reads would hold the
-        oracle up)."""
-        return tuple(f"recorder-{k}" for k in range(self.recorders)) + tuple(
-            f"demo-{k}" for k in range(self.demo)
+        """Readers of the oracle's public ring: gateways (``mark``/``index``/``funding`` channels,
+        resolutions, and the REJECTED of a ``resolve``), recorders, the demo's dashboard."""
+        return (
+            tuple(f"gateway-{g}" for g in range(self.gateways))
+            + tuple(f"recorder-{k}" for k in range(self.recorders))
+            + tuple(f"demo-{k}" for k in range(self.demo))
         )
 
     # ---- rings ---------------------------------------------------------------------------------
@@ -216,9 +221,17 @@ class Topology:
                 )
             for g in range(self.gateways):
                 out.append(
-                    RingSpec(self.oracle_request_ring(g), f"gateway-{g}", (oracle,), self.order_ring_slots)
+                    RingSpec(
+                        self.oracle_request_ring(g),
+                        f"gateway-{g}",
+                        (oracle,),
+                        self.order_ring_slots,
+                        keep_all=True,
+                    )
                 )
-        readers = tuple(f"gateway-{g}" for g in range(self.gateways))
+        readers = tuple(f"gateway-{g}" for g in range(self.gateways)) + tuple(
+            f"demo-{k}" for k in range(self.demo)
+        )
         if self.settlement and readers:  # droppable readers only: SETTLED is a notice, the chain the truth
             out.append(RingSpec(self.settlement_event_ring(), "settlement-0", readers, self.order_ring_slots))
         return tuple(out)

@@ -26,6 +26,7 @@ from engine.oracle.oracle_config import load_oracle_config
 from engine.oracle.oracle_engine import OracleEngine
 from engine.oracle.ports import RawQuote
 from engine.oracle.process import BATCH_HEADER, HEADER_SLOT, TICK, apply_record, quote_slots
+from engine.risk.native_risk import make_risk_engine
 from engine.risk.risk_config import load_risk_config
 from engine.risk.risk_engine import RiskEngine, Source
 from engine.types.enums import MsgType
@@ -50,7 +51,7 @@ class _Feed:
 def _risk_engine(config_path: str, accounts: int) -> RiskEngine:
     """``accounts`` funded accounts, each long or short 0.01-1 BTC of BTC-PERP (summing to zero)."""
     config = load_risk_config(config_path)
-    engine = RiskEngine(config)
+    engine = make_risk_engine(config)  # the implementation the risk process runs
     book = engine.book
     for a in range(1, accounts + 1):
         book.row(a)
@@ -124,6 +125,7 @@ def run(accounts: int = 100_000, samples: int = 60, config_path: str | None = No
 
     return {
         "bench": "oracle",
+        "risk_engine": type(risk).__name__,
         "accounts": accounts,
         "samples": samples,
         "update_to_mark_p50_us": round(statistics.median(to_mark), 1),

@@ -105,10 +105,12 @@ class ChainlinkSource:
         address: str,
         every_ms: int = 1000,
         start: bool = True,
+        perp_market: int = 0,
     ) -> None:
         from web3 import HTTPProvider, Web3
 
         self.asset_id, self.feed, self.name = asset_id, feed, name
+        self.perp_market = perp_market  # 0: an index feed; else an external mid of this perp
         self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 5}))
         self.contract = self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=AGGREGATOR_V3_ABI)
         self.every_s = every_ms / 1000
@@ -162,7 +164,9 @@ def make_chainlink_sources(configs: Sequence[Any]) -> list[ChainlinkSource]:
     """The oracle's adapter factory (``OracleOptions.adapter_factory``): one source per chainlink
     feed of the config (``engine.oracle.oracle_config.SourceConfig``)."""
     return [
-        ChainlinkSource(c.asset_id, c.feed, c.name, c.rpc_url, c.address, c.every_ms)
+        ChainlinkSource(
+            c.asset_id, c.feed, c.name, c.rpc_url, c.address, c.every_ms, perp_market=c.perp_market
+        )
         for c in configs
         if c.kind == "chainlink"
     ]

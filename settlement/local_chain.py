@@ -15,6 +15,7 @@ Roles on the local chain use anvil's public dev keys (never on any other chain):
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -83,6 +84,29 @@ def ensure_deployed(url: str, manifest_path: Path, dispute_window_s: int) -> dic
     return m
 
 
+def _kill_orphan(pid_file: Path) -> None:
+    """A chain stage killed -9 leaves its anvil running on the port its restart needs: stop the
+    anvil the previous instance recorded (only if that pid is still an anvil)."""
+    try:
+        pid = int(pid_file.read_text())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            is_anvil = b"anvil" in f.read()
+    except (OSError, ValueError):
+        return
+    if is_anvil:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            return
+        for _ in range(100):  # until it is gone (or a zombie): its port is free again
+            try:
+                if b") Z" in Path(f"/proc/{pid}/stat").read_bytes():
+                    break
+            except OSError:
+                break
+            time.sleep(0.05)
+
+
 def run_local_chain(options: LocalChainOptions, ready: Any = None) -> None:
     """Process entry point: anvil up, contracts there, ready; then wait for SIGTERM."""
     from engine.host.health_board import open_health_slot
@@ -99,12 +123,15 @@ def run_local_chain(options: LocalChainOptions, ready: Any = None) -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _kill_orphan(state / "anvil.pid")
     node = Anvil(
         block_time_s=options.block_time_s,
         port=options.port,
         extra_args=("--state", str(state / "anvil-state.json"), "--state-interval", "1"),
     )
     node.start()
+    if node.pid is not None:
+        (state / "anvil.pid").write_text(str(node.pid))
     try:
         ensure_deployed(node.url, state / "manifest.json", options.dispute_window_s)
         (state / "rpc.json").write_text(json.dumps({"rpc_url": node.url}))

@@ -38,6 +38,20 @@ typedef unsigned __int128 u128;
 #define HANDBACK 0
 #define APPLIED 1
 #define FAILED (-1)
+
+/* Why a slot went to Python (counted per Core: Core.handbacks()) */
+enum {
+    HB_ORACLE,       /* anything the oracle sends */
+    HB_RARE_TYPE,    /* a message type the core does not apply */
+    HB_NO_ROW,       /* an account of this partition without a row yet (Python creates it) */
+    HB_DIRTY,        /* an order whose account's exposure moved since the last recomputation */
+    HB_RANGE,        /* figures outside the core's exact 128-bit arithmetic, or odd state */
+    HB_LIQUIDATION,  /* risk's own liquidation orders (the liquidator follows them) */
+    HB_FEE_ACCOUNT,  /* the fee account's fills */
+    HB_N
+};
+static const char *HB_NAMES[HB_N] = {"oracle", "rare_type", "no_row", "dirty", "range", "liquidation", "fee_account"};
+#define HB(b, reason) ((b)->handback = (reason), HANDBACK)
 #define MAX_TIERS 32
 #define MAX_MARKET_ID 65536
 #define I64_MAX_ ((i128)INT64_MAX)
@@ -699,6 +713,7 @@ typedef struct {
     uint64_t factor; /* max(1, w k) in ppm^2 */
     uint32_t partition, partitions, shards;
     PyObject *k_fee_changed;
+    int64_t handbacks[HB_N];
 } Core;
 
 typedef struct {
@@ -715,6 +730,7 @@ typedef struct {
     uint64_t now_ns, records;
     int fee_changed;
     int64_t checked, rejected, fills;
+    int handback;
 } Bind;
 
 static void Core_dealloc(Core *c) {
@@ -1215,7 +1231,7 @@ static int cmd_new_order(Core *c, Bind *b, const uint8_t *p) {
     if (owned) {
         row = find_row(b, account);
         if (row == -2) return FAILED;
-        if (row < 0) return HANDBACK; /* Python gives it a row first */
+        if (row < 0) return HB(b, HB_NO_ROW); /* Python gives it a row first */
     }
     const Mkt *m = mid < c->n_mkts && c->mkts[mid].present ? &c->mkts[mid] : NULL;
     b->checked++;
@@ -1246,14 +1262,14 @@ static int cmd_new_order(Core *c, Bind *b, const uint8_t *p) {
         return reject(c, b, mid, T, 0, coid, account, row, HX_REJECT_AMOUNT_OUT_OF_RANGE);
     if (b->dirty[row]) {
         b->checked--;
-        return HANDBACK; /* its exposure moved: Python recomputes it first */
+        return HB(b, HB_DIRTY); /* its exposure moved: Python recomputes it first */
     }
     i128 mark = m->is_perp ? b->marks[m->perp] : b->prices[m->asset];
     if (!mark) mark = price_micro;
     i128 reserve;
     if (!order_reserve(c, b, row, m, buy, size_atoms, price_micro, mark, &reserve)) {
         b->checked--;
-        return HANDBACK;
+        return HB(b, HB_RANGE);
     }
     i128 free_ = (i128)b->equity[row] - b->initial[row] - b->reserved[row];
     if (PyDict_GET_SIZE(b->leverage) && !reduces) {
@@ -1263,17 +1279,17 @@ static int cmd_new_order(Core *c, Bind *b, const uint8_t *p) {
         Py_DECREF(key);
         if (!lev && PyErr_Occurred()) return FAILED;
         if (lev) {
-            if (!PyTuple_Check(lev) || PyTuple_GET_SIZE(lev) < 1) return HANDBACK;
+            if (!PyTuple_Check(lev) || PyTuple_GET_SIZE(lev) < 1) return HB(b, HB_RANGE);
             long long lv = PyLong_AsLongLong(PyTuple_GET_ITEM(lev, 0));
             if (lv == -1 && PyErr_Occurred()) return FAILED;
             if (lv <= 0) {
                 b->checked--;
-                return HANDBACK;
+                return HB(b, HB_RANGE);
             }
             i128 hi = price_micro > mark ? price_micro : mark, x;
             if (!mul_ok(size_atoms, hi, &x) || !small(x)) {
                 b->checked--;
-                return HANDBACK;
+                return HB(b, HB_RANGE);
             }
             i128 by_lev = floordiv(ceildiv(x, HXR_ATOMS_PER_UNIT), lv) + 1;
             if (by_lev > free_ && reserve <= free_)
@@ -1285,7 +1301,7 @@ static int cmd_new_order(Core *c, Bind *b, const uint8_t *p) {
     i128 new_reserved = (i128)b->reserved[row] + reserve;
     if (reserve > I64_MAX_ || new_reserved > I64_MAX_ || new_reserved < I64_MIN_) {
         b->checked--;
-        return HANDBACK;
+        return HB(b, HB_RANGE);
     }
     Res r = {.coid = coid, .order_id = 0, .open_lots = size, .reserve = (int64_t)reserve, .amend_extra = 0,
              .price_ticks = price, .account = account, .market = mid, .side = side};
@@ -1310,7 +1326,8 @@ static int cmd_amend(Core *c, Bind *b, const uint8_t *p) {
     if (k < 0 || !m || b->ledger->res[k].amend_extra) return forward(c, b, p, mid) < 0 ? FAILED : APPLIED;
     int64_t row = find_row(b, account);
     if (row == -2) return FAILED;
-    if (row < 0 || b->dirty[row]) return HANDBACK;
+    if (row < 0) return HB(b, HB_NO_ROW);
+    if (b->dirty[row]) return HB(b, HB_DIRTY);
     Res *r = &b->ledger->res[k];
     int64_t new_open = size <= 0 ? r->open_lots : size;
     i128 price_micro = (i128)price * m->tick;
@@ -1320,13 +1337,13 @@ static int cmd_amend(Core *c, Bind *b, const uint8_t *p) {
     i128 reserve;
     if (!order_reserve(c, b, row, m, r->side == HX_SIDE_BUY, lots * m->lot, price_micro, mark ? mark : price_micro,
                        &reserve))
-        return HANDBACK;
+        return HB(b, HB_RANGE);
     i128 extra = reserve - r->reserve;
     if (extra < 0) extra = 0;
     i128 free_ = (i128)b->equity[row] - b->initial[row] - b->reserved[row];
     if (extra > free_) return reject(c, b, mid, HX_MSG_AMEND, oid, coid, account, row, HX_REJECT_INSUFFICIENT_MARGIN);
     i128 new_reserved = (i128)b->reserved[row] + extra;
-    if (extra > I64_MAX_ || new_reserved > I64_MAX_) return HANDBACK;
+    if (extra > I64_MAX_ || new_reserved > I64_MAX_) return HB(b, HB_RANGE);
     r->amend_extra = (int64_t)extra;
     b->reserved[row] = (int64_t)new_reserved;
     return forward(c, b, p, mid) < 0 ? FAILED : APPLIED;
@@ -1340,7 +1357,7 @@ static int heartbeat_echo(Bind *b, const uint8_t *p, uint32_t market) {
 }
 
 static int step_command(Core *c, Bind *b, const uint8_t *p, int source) {
-    if (source == 1) return HANDBACK; /* the oracle's: Python */
+    if (source == 1) return HB(b, HB_ORACLE); /* the oracle's: Python */
     switch (p[0]) {
     case HX_MSG_NEW_ORDER:
         return cmd_new_order(c, b, p);
@@ -1361,7 +1378,7 @@ static int step_command(Core *c, Bind *b, const uint8_t *p, int source) {
         return APPLIED;
     }
     default:
-        return HANDBACK;
+        return HB(b, HB_RARE_TYPE);
     }
 }
 
@@ -1457,9 +1474,9 @@ static int ev_fill(Core *c, Bind *b, const uint8_t *p) {
     uint8_t t_side = hx_fill_taker_side(p), flags = hx_fill_flags(p);
     i128 price_micro = (i128)price * m->tick, size_atoms = (i128)size * m->lot;
     const i128 LIM = (i128)1 << 62;
-    if (price_micro >= LIM || price_micro <= -LIM || size_atoms >= LIM || size_atoms <= -LIM) return HANDBACK;
+    if (price_micro >= LIM || price_micro <= -LIM || size_atoms >= LIM || size_atoms <= -LIM) return HB(b, HB_RANGE);
     i128 notional = floordiv(price_micro * size_atoms, HXR_ATOMS_PER_UNIT);
-    if (notional >= LIM || notional < 0 || size_atoms <= 0) return HANDBACK;
+    if (notional >= LIM || notional < 0 || size_atoms <= 0) return HB(b, HB_RANGE);
     /* everything Python must do itself, decided before anything changes */
     uint32_t accts[2] = {t_acct, m_acct};
     uint64_t oids[2] = {t_oid, m_oid};
@@ -1468,9 +1485,10 @@ static int ev_fill(Core *c, Bind *b, const uint8_t *p) {
         if (!owns(c, accts[s])) continue;
         rows[s] = find_row(b, accts[s]);
         if (rows[s] == -2) return FAILED;
-        if (rows[s] < 0 || rows[s] == b->fee_row) return HANDBACK;
+        if (rows[s] < 0) return HB(b, HB_NO_ROW);
+        if (rows[s] == b->fee_row) return HB(b, HB_FEE_ACCOUNT);
         slots[s] = ledger_find(b->ledger, mid, accts[s], oids[s], 0);
-        if (slots[s] >= 0 && b->ledger->res[slots[s]].coid >= HXR_LIQUIDATION_COID_BASE) return HANDBACK;
+        if (slots[s] >= 0 && b->ledger->res[slots[s]].coid >= HXR_LIQUIDATION_COID_BASE) return HB(b, HB_LIQUIDATION);
     }
     PyObject *key = PyLong_FromUnsignedLong(mid);
     if (!key) return FAILED;
@@ -1546,22 +1564,22 @@ static int step_event(Core *c, Bind *b, const uint8_t *p) {
         account = hx_triggered_account(p);
         break;
     default:
-        return HANDBACK;
+        return HB(b, HB_RARE_TYPE);
     }
     if (!owns(c, account)) return APPLIED; /* other partitions' accounts change nothing here */
     int64_t row = find_row(b, account);
     if (row == -2) return FAILED;
-    if (row < 0) return HANDBACK;
+    if (row < 0) return HB(b, HB_NO_ROW);
     uint32_t mid = hx_header_market_id(p);
     Ledger *L = b->ledger;
     int64_t k = -1;
     /* decide first: risk's own liquidation orders go to Python (the liquidator follows them) */
     if (t == HX_MSG_CANCELLED) {
         k = ledger_find(L, mid, account, hx_cancelled_order_id(p), hx_cancelled_client_order_id(p));
-        if (k >= 0 && L->res[k].coid >= HXR_LIQUIDATION_COID_BASE) return HANDBACK;
+        if (k >= 0 && L->res[k].coid >= HXR_LIQUIDATION_COID_BASE) return HB(b, HB_LIQUIDATION);
     } else if (t == HX_MSG_REJECTED && hx_rejected_command(p) == HX_MSG_NEW_ORDER) {
         k = ledger_find(L, mid, account, 0, hx_rejected_client_order_id(p));
-        if (k >= 0 && L->res[k].coid >= HXR_LIQUIDATION_COID_BASE) return HANDBACK;
+        if (k >= 0 && L->res[k].coid >= HXR_LIQUIDATION_COID_BASE) return HB(b, HB_LIQUIDATION);
     }
     if (republish(b, p, row) < 0) return FAILED;
     switch (t) {
@@ -1630,6 +1648,7 @@ static PyObject *Core_run(Core *c, PyObject *args) {
         if (rc != APPLIED) break;
         off += HX_SLOT_BYTES;
     }
+    if (rc == HANDBACK) c->handbacks[b.handback]++;
     if (rc != FAILED && b.fee_changed && PyObject_SetAttr(engine, c->k_fee_changed, Py_True) < 0) rc = FAILED;
     if (rc != FAILED && (b.checked || b.rejected || b.fills)) {
         PyObject *counters = PyObject_GetAttrString(engine, "counters");
@@ -1646,7 +1665,18 @@ static PyObject *Core_run(Core *c, PyObject *args) {
     return PyLong_FromSsize_t(off);
 }
 
+static PyObject *Core_handbacks(Core *c, PyObject *unused) {
+    PyObject *out = PyDict_New();
+    for (int i = 0; out && i < HB_N; i++) {
+        PyObject *v = PyLong_FromLongLong(c->handbacks[i]);
+        if (!v || PyDict_SetItemString(out, HB_NAMES[i], v) < 0) Py_CLEAR(out);
+        Py_XDECREF(v);
+    }
+    return out;
+}
+
 static PyMethodDef Core_methods[] = {
+    {"handbacks", (PyCFunction)Core_handbacks, METH_NOARGS, "slots left to Python so far, by reason"},
     {"run", (PyCFunction)Core_run, METH_VARARGS,
      "run(engine, buf, off, end, source) -> offset of the first slot left to Python (source < 0: shard events)"},
     {NULL}};

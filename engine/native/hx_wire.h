@@ -1174,17 +1174,19 @@ static inline void hx_put_price(uint8_t *p, uint32_t market_id, uint16_t asset, 
 }
 
 /* ---- SOURCE_QUOTE (msg_type 19): One price feed's quote as the oracle received it (its journal only; market_id = asset id). Replay reads these and never asks a feed again. */
-#define HX_OFF_SOURCE_QUOTE_FEED 8 /* u16: the feed's index among the asset's configured sources */
+#define HX_OFF_SOURCE_QUOTE_FEED 8 /* u16: the feed's index among the asset's sources (or the perp's external mids) */
 #define HX_OFF_SOURCE_QUOTE_REASON 10 /* u8: DropReason found at the edge (1 unparseable: NaN, text...); 0 = parsed */
+#define HX_OFF_SOURCE_QUOTE_PERP_MARKET 12 /* u32: 0: an index feed of the asset; else an external mid of this perp market */
 #define HX_OFF_SOURCE_QUOTE_PRICE_MICRO 16 /* i64: micro-USDC per whole unit, as parsed (0 when unparseable) */
 #define HX_OFF_SOURCE_QUOTE_SOURCE_TS_NS 24 /* u64: the feed's own timestamp of the price */
 #define HX_OFF_SOURCE_QUOTE_ARRIVAL_TS_NS 32 /* u64: oracle clock when it arrived */
 static inline uint16_t hx_source_quote_feed(const uint8_t *p) { return hx_rd_u16(p + HX_OFF_SOURCE_QUOTE_FEED); }
 static inline uint8_t hx_source_quote_reason(const uint8_t *p) { return hx_rd_u8(p + HX_OFF_SOURCE_QUOTE_REASON); }
+static inline uint32_t hx_source_quote_perp_market(const uint8_t *p) { return hx_rd_u32(p + HX_OFF_SOURCE_QUOTE_PERP_MARKET); }
 static inline int64_t hx_source_quote_price_micro(const uint8_t *p) { return hx_rd_i64(p + HX_OFF_SOURCE_QUOTE_PRICE_MICRO); }
 static inline uint64_t hx_source_quote_source_ts_ns(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_SOURCE_QUOTE_SOURCE_TS_NS); }
 static inline uint64_t hx_source_quote_arrival_ts_ns(const uint8_t *p) { return hx_rd_u64(p + HX_OFF_SOURCE_QUOTE_ARRIVAL_TS_NS); }
-static inline void hx_put_source_quote(uint8_t *p, uint32_t market_id, uint16_t feed, uint8_t reason, int64_t price_micro, uint64_t source_ts_ns, uint64_t arrival_ts_ns) {
+static inline void hx_put_source_quote(uint8_t *p, uint32_t market_id, uint16_t feed, uint8_t reason, uint32_t perp_market, int64_t price_micro, uint64_t source_ts_ns, uint64_t arrival_ts_ns) {
     memset(p, 0, HX_SLOT_BYTES);
     p[HX_OFF_HEADER_MSG_TYPE] = 19; /* SOURCE_QUOTE */
     p[HX_OFF_HEADER_VERSION] = HX_WIRE_VERSION;
@@ -1192,6 +1194,7 @@ static inline void hx_put_source_quote(uint8_t *p, uint32_t market_id, uint16_t 
     hx_wr_u32(p + HX_OFF_HEADER_MARKET_ID, market_id);
     hx_wr_u16(p + HX_OFF_SOURCE_QUOTE_FEED, feed);
     hx_wr_u8(p + HX_OFF_SOURCE_QUOTE_REASON, reason);
+    hx_wr_u32(p + HX_OFF_SOURCE_QUOTE_PERP_MARKET, perp_market);
     hx_wr_i64(p + HX_OFF_SOURCE_QUOTE_PRICE_MICRO, price_micro);
     hx_wr_u64(p + HX_OFF_SOURCE_QUOTE_SOURCE_TS_NS, source_ts_ns);
     hx_wr_u64(p + HX_OFF_SOURCE_QUOTE_ARRIVAL_TS_NS, arrival_ts_ns);

@@ -72,6 +72,9 @@ class SourceConfig:
     seed: int = 0
     rpc_url: str = ""  # chainlink: the JSON-RPC endpoint
     address: str = ""  # chainlink: the AggregatorV3Interface feed's address
+    perp_market: int = 0  # 0: an index feed of the asset; else an external mid of this perp (mark (c))
+    weight: int = 1  # an external mid's weight in the weighted median
+    staleness_ns: int = 0  # this feed's own staleness timeout (0: the [oracle]'s)
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,16 @@ class OracleConfig:
     markets: dict[int, MarketSpec] = field(default_factory=dict)
     asset_of_market: dict[int, int] = field(default_factory=dict)  # every market with a base asset
     seed: int = 0
+    staleness_ns: int = 3_000 * NS_PER_MS  # [oracle] staleness_ms (external mids are judged by it too)
+    max_future_ns: int = 1_000 * NS_PER_MS
 
     def feeds_of(self, asset_id: int) -> tuple[SourceConfig, ...]:
-        return tuple(s for s in self.sources if s.asset_id == asset_id)
+        """The asset's index feeds, in feed order."""
+        return tuple(s for s in self.sources if s.asset_id == asset_id and not s.perp_market)
+
+    def externals_of(self, market_id: int) -> tuple[SourceConfig, ...]:
+        """The perp's external mids, in feed order."""
+        return tuple(s for s in self.sources if s.perp_market == market_id)
 
 
 _ORACLE_KEYS = {
@@ -210,8 +220,15 @@ def _market(
     return spec
 
 
-_SOURCE_KEYS = {f.name for f in fields(SourceConfig)} - {"asset_id", "feed", "price_micro"} | {
+_SOURCE_KEYS = {f.name for f in fields(SourceConfig)} - {
+    "asset_id",
+    "feed",
+    "price_micro",
+    "perp_market",
+    "staleness_ns",
+} | {
     "asset",
+    "perp",
     "price",
     "staleness_ms",
 }
@@ -258,6 +275,18 @@ def oracle_config_from(doc: dict[str, Any], where: str = "<config>") -> OracleCo
     for i, src in enumerate(_list(raw.get("source", []), f"{where}: [[oracle.source]]")):
         w = f"{where}: [[oracle.source]] #{i + 1}"
         _check_keys(src, _SOURCE_KEYS, w)
+        perp_market = 0
+        if "perp" in src:  # an external venue's mid of one of our perps: the mark's component (c)
+            perps_by_symbol = {m.symbol: m for m in markets.values() if m.kind == MarketKind.PERP}
+            if src.get("perp") not in perps_by_symbol:
+                raise OracleConfigError(
+                    f"{w} perp: {src.get('perp')!r} is not a perp market; known: {sorted(perps_by_symbol)}"
+                )
+            perp_spec = perps_by_symbol[src["perp"]]
+            perp_market = perp_spec.market_id
+            src = {"asset": perp_spec.base_asset, **src}
+            if src["asset"] != perp_spec.base_asset:
+                raise OracleConfigError(f"{w} asset: {perp_spec.symbol} is on {perp_spec.base_asset!r}")
         symbol = src.get("asset")
         if symbol not in asset_ids:
             raise OracleConfigError(f"{w} asset: unknown asset {symbol!r}; known: {sorted(asset_ids)}")
@@ -270,10 +299,14 @@ def oracle_config_from(doc: dict[str, Any], where: str = "<config>") -> OracleCo
         mode = _str(src, "mode", w, "honest")
         if mode not in SIM_MODES:
             raise OracleConfigError(f"{w} mode: {mode!r} is not one of {list(SIM_MODES)}")
-        feed = sum(1 for s in sources if s.asset_id == asset_id)
-        name = _str(src, "name", w, f"{symbol.lower()}-{feed}")
-        if any(s.asset_id == asset_id and s.name == name for s in sources):
+        same = [s for s in sources if s.asset_id == asset_id and s.perp_market == perp_market]
+        feed = len(same)
+        name = _str(src, "name", w, f"{symbol.lower()}-{'x' if perp_market else ''}{feed}")
+        if any(s.name == name for s in same):
             raise OracleConfigError(f"{w} name: {name!r} is already a source of {symbol}")
+        weight = _int(src, "weight", w, 1, 1_000_000, 1)
+        if "weight" in src and not perp_market:
+            raise OracleConfigError(f"{w} weight: only an external mid (a source with `perp`) has a weight")
         ints = {
             k: _int(src, k, w, 0, 10**12, getattr(SourceConfig, k))
             for k in (
@@ -303,16 +336,30 @@ def oracle_config_from(doc: dict[str, Any], where: str = "<config>") -> OracleCo
                 raise OracleConfigError(
                     f"{w} address: want a 0x-prefixed 20-byte hex address, got {address!r}"
                 )
+        own_staleness = 0
         if "staleness_ms" in src:
-            staleness_by.setdefault(asset_id, {})[name] = (
-                _int(src, "staleness_ms", w, *_RANGES["feed_staleness_ms"]) * NS_PER_MS
-            )
+            own_staleness = _int(src, "staleness_ms", w, *_RANGES["feed_staleness_ms"]) * NS_PER_MS
+            if not perp_market:
+                staleness_by.setdefault(asset_id, {})[name] = own_staleness
         sources.append(
-            SourceConfig(asset_id, feed, name, kind, mode, price, rpc_url=rpc_url, address=address, **ints)
+            SourceConfig(
+                asset_id,
+                feed,
+                name,
+                kind,
+                mode,
+                price,
+                rpc_url=rpc_url,
+                address=address,
+                perp_market=perp_market,
+                weight=weight,
+                staleness_ns=own_staleness,
+                **ints,
+            )
         )
     index: dict[int, IndexConfig] = {}
-    for asset_id in sorted({s.asset_id for s in sources}):
-        n = sum(1 for s in sources if s.asset_id == asset_id)
+    for asset_id in sorted({s.asset_id for s in sources if not s.perp_market}):
+        n = sum(1 for s in sources if s.asset_id == asset_id and not s.perp_market)
         min_sources = min(top["min_sources"], n)
         try:
             index[asset_id] = IndexConfig(
@@ -375,6 +422,13 @@ def oracle_config_from(doc: dict[str, Any], where: str = "<config>") -> OracleCo
             delist_twap_ns=twap_s * NS_PER_S,
         )
 
+    for src in sources:
+        if src.perp_market and src.perp_market not in perps:
+            symbol = markets[src.perp_market].symbol
+            raise OracleConfigError(
+                f"{where}: [[oracle.source]] {src.name!r} perp: {symbol} has no [[oracle.perp]]"
+            )
+
     sessions: dict[int, SessionConfig] = {}
     for i, s in enumerate(_list(raw.get("session", []), f"{where}: [[oracle.session]]")):
         w = f"{where}: [[oracle.session]] #{i + 1}"
@@ -426,6 +480,8 @@ def oracle_config_from(doc: dict[str, Any], where: str = "<config>") -> OracleCo
         markets=markets,
         asset_of_market=asset_of_market,
         seed=top["seed"],
+        staleness_ns=top["staleness_ms"] * NS_PER_MS,
+        max_future_ns=top["max_future_ms"] * NS_PER_MS,
     )
 
 

@@ -96,10 +96,17 @@ _U_REQUEST = _unpacker(MsgType.RESOLUTION_REQUEST)
 
 
 def pack_source_quote(
-    asset_id: int, feed: int, reason: int, price_micro: int, source_ts_ns: int, arrival_ns: int
+    asset_id: int,
+    feed: int,
+    reason: int,
+    price_micro: int,
+    source_ts_ns: int,
+    arrival_ns: int,
+    perp_market: int = 0,
 ) -> bytes:
-    """The SOURCE_QUOTE journal slot of one quote (the edge clamps values into the field ranges)."""
-    return _P_QUOTE(asset_id, feed, reason, price_micro, source_ts_ns, arrival_ns)
+    """The SOURCE_QUOTE journal slot of one quote (the edge clamps values into the field ranges);
+    ``perp_market`` names the perp of an external mid (0: an index feed of the asset)."""
+    return _P_QUOTE(asset_id, feed, reason, perp_market, price_micro, source_ts_ns, arrival_ns)
 
 
 class OracleEngine:
@@ -122,6 +129,7 @@ class OracleEngine:
             or config.asset_of_market.get(m, -1) in config.index
         )
         self.feed_names = {a: tuple(f.name for f in config.feeds_of(a)) for a in config.index}
+        self.external_feeds = {m: config.externals_of(m) for m in config.perps}
         self.state: dict[str, Any] = self._fresh_state()
         self.verdicts: dict[int, tuple[SourceVerdict, ...]] = {}  # the last tick's, per asset (a read)
         self.index_updates = 0  # ORACLE_PRICE messages produced by this instance (a metric)
@@ -140,6 +148,7 @@ class OracleEngine:
             "books": {m: ({}, {}) for m in c.perps},  # price_ticks -> size_lots, bids then asks
             "last_trade": {m: (0, 0) for m in c.perps},  # price_ticks, engine ts
             "ema": {m: None for m in c.perps},
+            "external": {m: {} for m in c.perps},  # perp -> feed -> (price, source ts, reason)
             "mark": {m: 0 for m in c.perps},  # micro
             "sent_mark": {},  # market -> ticks last sent in MARK_PRICE
             "sent_public_mark": {},  # market -> (mark, index, status) last in MARK
@@ -155,7 +164,12 @@ class OracleEngine:
     # ---- inputs ----------------------------------------------------------------------------------
     def apply_quote(self, buf: bytes | memoryview, off: int) -> None:
         """A SOURCE_QUOTE: the feed's latest quote replaces its previous one (judged at the tick)."""
-        (_t, _v, _l, asset, feed, reason, price, source_ts, _arrival) = _U_QUOTE(buf, off)
+        (_t, _v, _l, asset, feed, reason, perp_market, price, source_ts, _arrival) = _U_QUOTE(buf, off)
+        if perp_market:
+            mids = self.state["external"].get(perp_market)
+            if mids is not None and feed < len(self.external_feeds[perp_market]):
+                mids[feed] = (price, source_ts, reason)
+            return
         quotes = self.state["quotes"].get(asset)
         if quotes is None or feed >= len(self.feed_names[asset]):
             return  # not a configured feed: the edge never writes one; ignore rather than crash
@@ -378,13 +392,18 @@ class OracleEngine:
                     else None
                 )
                 mark = calc_mark_price(
-                    index, None if ema is None else ema.basis_pico, bid, ask, last
+                    index,
+                    None if ema is None else ema.basis_pico,
+                    bid,
+                    ask,
+                    last,
+                    self._external_mids(market, now),
                 ).mark_micro
                 s["mark"][market] = mark
-                public = (mark, index, status)
-                if s["sent_public_mark"].get(market) != public:
-                    s["sent_public_mark"][market] = public
-                    self._public(_P_MARK(market, self._next_seq(), mark, index, now, status))
+            public = (mark, index, status)  # every priced market: its `index` channel
+            if s["sent_public_mark"].get(market) != public:
+                s["sent_public_mark"][market] = public
+                self._public(_P_MARK(market, self._next_seq(), mark, index, now, status))
             ticks = max(1, div_round_half_even(mark, spec.tick_size_micro))
             if s["sent_mark"].get(market) != ticks:
                 s["sent_mark"][market] = ticks
@@ -392,6 +411,18 @@ class OracleEngine:
                 self.to_shards[market % self.n_shards] += msg
                 if perp is not None:
                     self.to_risk += msg
+
+    def _external_mids(self, market: int, now: int) -> list[tuple[int, int]]:
+        """``(mid, weight)`` of the perp's external venues whose latest quote is usable now: parsed,
+        positive, not from the future, not older than its staleness (none: (c) is the index)."""
+        c = self.config
+        out = []
+        for feed, (price, ts, reason) in sorted(self.state["external"][market].items()):
+            src = self.external_feeds[market][feed]
+            staleness = src.staleness_ns or c.staleness_ns
+            if reason == 0 and price > 0 and 0 < ts <= now + c.max_future_ns and now - ts <= staleness:
+                out.append((price, src.weight))
+        return out
 
     def _tick_funding(self, now: int) -> None:
         s = self.state
@@ -482,6 +513,24 @@ class OracleEngine:
         if set(state) != set(self.state) or set(state["books"]) != set(self.config.perps):
             raise ValueError("oracle snapshot is for another configuration")
         self.state = state
+
+    def validate(self) -> None:
+        """Raise AssertionError when an invariant does not hold (the debug switch and the tests)."""
+        s, c = self.state, self.config
+        for m, (bids, asks) in s["books"].items():
+            assert all(q > 0 for q in bids.values()) and all(q > 0 for q in asks.values()), f"book {m}"
+        for m, k in s["interval"].items():
+            assert k <= s["now_ns"] // c.perps[m].funding.payment_interval_ns or m in s["settled"], (
+                f"perp {m}: interval {k} runs ahead of the clock"
+            )
+        for m, res in s["resolution"].items():
+            assert res[0] in (0, 1, 2) and res[1] in (0, 1), f"resolution {m}: {res}"
+            if res[0] == ResolutionState.FINAL:
+                assert s["status"][m] == MarketStatus.RESOLVED, f"market {m} resolved but not RESOLVED"
+        for m in s["settled"]:
+            assert s["status"].get(m, MarketStatus.RESOLVED) == MarketStatus.RESOLVED, f"perp {m} settled"
+        for asset, (price, status, _ts) in s["index"].items():
+            assert price >= 0 and status in (0, 1, 2), f"asset {asset}: index {price}, status {status}"
 
     def state_hash(self) -> str:
         return hashlib.sha256(self.snapshot()).hexdigest()

@@ -25,8 +25,9 @@ class PriceSource(Protocol):
     """One feed of one asset."""
 
     asset_id: int
-    feed: int  # its index among the asset's sources (the config's order)
+    feed: int  # its index among the asset's sources (the config's order), or the perp's external mids
     name: str
+    # (optional) ``perp_market``: the perp whose external mid this feed quotes; absent or 0: an index feed
 
     def poll(self, now_ns: int) -> Sequence[RawQuote]:
         """Quotes since the last poll (oldest first); empty when nothing new. Never raises for a

@@ -78,6 +78,7 @@ class OracleOptions:
     wait: str = "spin-then-backoff"
     fsync: str = "batch"
     snapshot_every: int = 5000
+    validate_every_record: bool = False  # debug: check the engine's invariants after each record
     # "module:function" building the adapters of the config's non-simulated feeds (the composition
     # root names settlement's chainlink adapter: the engine imports no web3)
     adapter_factory: str = ""
@@ -139,7 +140,13 @@ def quote_slots(sources: list[PriceSource], now_ns: int) -> bytes:
             ts = q.source_ts_ns if isinstance(q.source_ts_ns, int) else 0
             parts.append(
                 pack_source_quote(
-                    src.asset_id, src.feed, int(reason), price, min(max(ts, 0), U64_MAX), now_ns
+                    src.asset_id,
+                    src.feed,
+                    int(reason),
+                    price,
+                    min(max(ts, 0), U64_MAX),
+                    now_ns,
+                    getattr(src, "perp_market", 0),
                 )
             )
     return b"".join(parts)
@@ -263,6 +270,8 @@ class OracleProcess:
         self.journal_seq = self.journal.append(record)
         self.journal.commit()
         apply_record(self.engine, record, self.n_requests)
+        if self.options.validate_every_record:
+            self.engine.validate()
         self._emit([0] * len(self.outputs))
         self.records_since_snapshot += 1
         self.metrics.add("hx_records_total")

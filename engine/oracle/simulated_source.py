@@ -80,6 +80,7 @@ class SimulatedSource:
         self.asset_id = config.asset_id
         self.feed = config.feed
         self.name = config.name
+        self.perp_market = config.perp_market  # 0: an index feed; else an external mid of this perp
         self.path = path
         self.rng = random.Random((seed << 16) ^ (config.seed << 8) ^ config.feed)
         self.started_ns: int | None = None

@@ -115,6 +115,13 @@ class Liquidator:
     def scan(self, rows: np.ndarray) -> None:
         e = self.engine
         b = e.book
+        if len(rows):  # only rows with a case or below maintenance can do anything below (vectorised)
+            ids = b.ids[rows]
+            maint = b.maintenance[rows]
+            look = (maint > 0) & (b.equity[rows] < maint)
+            if self.cases:
+                look |= np.isin(ids, np.fromiter(self.cases, np.int64, len(self.cases)))
+            rows = rows[look & (ids < e.system_base)]
         for row in rows.tolist():
             account = int(b.ids[row])
             if account >= e.system_base:
@@ -431,35 +438,41 @@ class Liquidator:
 
     # ---- ADL ranks (published when they change) ---------------------------------------------------
     def publish_adl_ranks(self) -> None:
-        """Every position's ADL quantile, vectorised per perp and side; an event when one changes."""
+        """Every position's ADL quantile, vectorised per perp and side; an event when one changes.
+        Per perp only the rows holding it (or last ranked) are valued: with many accounts and few
+        positions per perp the work is the positions', not the accounts'."""
         e, b = self.engine, self.engine.book
         n = b.count
         if self.rank_cache.shape != (b.capacity, e.config.n_perps):
             grown = np.zeros((b.capacity, e.config.n_perps), np.int8)
             grown[: self.rank_cache.shape[0]] = self.rank_cache[: b.capacity]
             self.rank_cache = grown
-        equity = b.equity[:n].astype(np.float64)
-        margin = np.maximum(b.initial[:n], 1).astype(np.float64)
-        system = b.ids[:n] >= e.system_base
         for p, mid in enumerate(e.config.perps):
             mark = float(e.marks[p])
-            size = b.perp_size[:n, p]
-            if mark <= 0 or not size.any():
+            held = np.flatnonzero(b.perp_size[:n, p])  # the work below is over these rows only
+            if mark <= 0 or not len(held):
                 continue
+            # rows with a position, and rows whose last rank was not 0 (they may drop to 0)
+            rows = np.union1d(held, np.flatnonzero(self.rank_cache[:n, p]))
+            size = b.perp_size[rows, p]
+            equity = b.equity[rows].astype(np.float64)
+            margin = np.maximum(b.initial[rows], 1).astype(np.float64)
+            system = b.ids[rows] >= e.system_base
             value = size.astype(np.float64) * (mark / ATOMS_PER_UNIT)
-            upnl = value - b.perp_cost[:n, p]
+            upnl = value - b.perp_cost[rows, p]
             with np.errstate(divide="ignore", invalid="ignore"):
                 score = np.where(
                     (upnl > 0) & (equity > 0) & ~system, (upnl / margin) * (np.abs(value) / equity), 0.0
                 )
-            ranks = np.zeros(n, np.int8)
+            ranks = np.zeros(len(rows), np.int8)
             for sign in (1, -1):
                 sel = np.flatnonzero((np.sign(size) == sign) & (score > 0))
                 if len(sel):
                     ordered = np.sort(score[sel])
                     below = np.searchsorted(ordered, score[sel], side="left")
                     ranks[sel] = 1 + below * ADL_BUCKETS // len(sel)
-            changed = np.flatnonzero(ranks != self.rank_cache[:n, p])
-            if len(changed):  # one numpy pass per perp (rows distinct: seqs as next_seq gives them)
-                self.rank_cache[changed, p] = ranks[changed]
-                e.events += e.pack_private(MsgType.ADL_RANK, mid, changed, rank=ranks[changed])
+            moved = ranks != self.rank_cache[rows, p]
+            changed = rows[moved]  # ascending, distinct: seqs as next_seq would give them
+            if len(changed):
+                self.rank_cache[changed, p] = ranks[moved]
+                e.events += e.pack_private(MsgType.ADL_RANK, mid, changed, rank=ranks[moved])

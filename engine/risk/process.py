@@ -36,7 +36,7 @@ from engine.host.health_board import open_health_slot
 from engine.host.metrics import Metrics
 from engine.host.process_identity import become_stage, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
-from engine.ring import Blocking, ConsumerRef, RingBuffer, RingFull, RingRef, make_wait_strategy
+from engine.ring import Blocking, ConsumerRef, RingFull, RingRef, make_wait_strategy
 from engine.risk.native_risk import make_risk_engine
 from engine.risk.risk_config import load_risk_config
 from engine.risk.risk_engine import SHARD_EVENTS, SHARD_EVENTS_SOURCE, RiskEngine, Source
@@ -48,7 +48,10 @@ BATCH_HEADER = struct.Struct("<IIQQQI")
 HEADER_SLOT = SLOT_BYTES
 SNAP_META = struct.Struct("<QI")  # journal seq, output ring count
 SNAP_RING = struct.Struct("<QQ")  # ring nonce, published count (outputs) / cursor (inputs)
-MAX_BATCH = 256
+MAX_BATCH = 256  # slots of commands per record
+# slots of a shard's events per record: the margin recomputation at the end of a record costs about
+# half a millisecond whatever the number of accounts it touches, so bigger event records share it
+MAX_EVENT_BATCH = 1024
 _KEEP = np.zeros(256, bool)
 _KEEP[[int(t) for t in SHARD_EVENTS]] = True
 
@@ -105,18 +108,6 @@ def apply_record(engine: RiskEngine, record: bytes | memoryview, sources: tuple[
     engine.end_of_record()
 
 
-def _publish(ring: RingBuffer, data: bytes, skip: int, wait: Any) -> int:
-    """Publish whole slots, skipping the first ``skip`` (already in the ring); returns skips left."""
-    n = len(data) // SLOT_BYTES
-    if skip >= n:
-        return skip - n
-    view = memoryview(data)[skip * SLOT_BYTES :]
-    chunk = max(1, ring.capacity // 2) * SLOT_BYTES
-    for start in range(0, len(view), chunk):
-        ring.publish(view[start : start + chunk], wait=wait)
-    return 0
-
-
 class RiskProcess:
     def __init__(self, options: RiskOptions) -> None:
         self.options = options
@@ -147,7 +138,9 @@ class RiskProcess:
         self._recover()
         self.journal = JournalWriter(self.state_dir / "journal", fsync_policy=options.fsync)
         self.journal.start_background_sync()
-        if self.fresh:  # a first snapshot names the output rings, so a recovery can tell them apart
+        # a first snapshot names the output rings, so a recovery can tell them apart (never one
+        # while outputs are held: it would count them as published)
+        if self.fresh and not any(self.held):
             self.write_snapshot()
 
     # ---- applying records (live and in recovery) -------------------------------------------------
@@ -195,16 +188,19 @@ class RiskProcess:
                 return
 
     def _emit(self, skips: list[int]) -> list[int]:
+        """Recovery: what the journal regenerates, less what each ring already holds (``skips``,
+        returned updated), joins the held outputs: published as the rings have room, never waited
+        for here (the shards may themselves be waiting for risk to take their events)."""
         orders, events = self.engine.take_outputs()
         out = []
-        for ring, data, skip in zip(self.outputs, (*orders, events), skips, strict=True):
+        for held, data, skip in zip(self.held, (*orders, events), skips, strict=True):
             n = len(data) // SLOT_BYTES
-            if skip == 0 and n and ring.try_publish(data, n):
-                out.append(0)
+            if skip >= n:
+                out.append(skip - n)
                 continue
-            self.health.waiting(True)  # backpressure from downstream: not a stall of ours
-            out.append(_publish(ring, data, skip, self.wait))
-            self.health.waiting(False)
+            held += data[skip * SLOT_BYTES :]
+            out.append(0)
+        self._flush()
         return out
 
     # ---- recovery ------------------------------------------------------------------------------
@@ -309,13 +305,13 @@ class RiskProcess:
         if ready is not None:
             ready.set()
         idle = 0
-        backed_up = False
+        backed_up = any(self.held)  # (recovery may leave outputs held)
         while not self.stop_requested:
             worked = False
             for idx, consumer in enumerate(self.consumers):
                 if backed_up and idx < self.n_commands:
                     continue  # a ring is full: only shard events now (they let the shards move)
-                view, n = consumer.peek(MAX_BATCH)
+                view, n = consumer.peek(MAX_BATCH if idx < self.n_commands else MAX_EVENT_BATCH)
                 if not n:
                     view.release()
                     continue

@@ -596,9 +596,10 @@ LAYOUTS: tuple[MessageLayout, ...] = (
         "One price feed's quote as the oracle received it (its journal only; market_id = asset id). "
         "Replay reads these and never asks a feed again.",
         (
-            ("feed", "H", "the feed's index among the asset's configured sources"),
+            ("feed", "H", "the feed's index among the asset's sources (or the perp's external mids)"),
             ("reason", "B", "DropReason found at the edge (1 unparseable: NaN, text...); 0 = parsed"),
-            _pad(5),
+            _pad(1),
+            ("perp_market", "I", "0: an index feed of the asset; else an external mid of this perp market"),
             ("price_micro", "q", "micro-USDC per whole unit, as parsed (0 when unparseable)"),
             ("source_ts_ns", "Q", "the feed's own timestamp of the price"),
             ("arrival_ts_ns", "Q", "oracle clock when it arrived"),

@@ -13,9 +13,13 @@ from typing import Any
 from engine.types.enums import (
     BalanceReason,
     CancelReason,
+    LiquidationKind,
     MarketStatus,
     MsgType,
+    OrderState,
     OrderType,
+    PriceStatus,
+    ResolutionState,
     Side,
     TimeInForce,
     reject_message,
@@ -188,7 +192,89 @@ def event_json(
         }
     if t == MsgType.MARKET_STATUS:
         return {"type": "market_status", **base, "status": _name(MarketStatus, e["status"])}
+    if t in (MsgType.MARK, MsgType.FUNDING_RATE, MsgType.RESOLUTION_STATUS):
+        return oracle_event_json(e)
+    if t == MsgType.ORDER_STATE:
+        return order_state_fields(e, tick, lot)
+    if t == MsgType.LIQUIDATION:
+        return {
+            "type": "liquidation",
+            **base,
+            "account": e["account"],
+            "kind": _name(LiquidationKind, e["kind"]),
+            "side": _name(Side, e["side"]),
+            "size": str(Decimal(e["size_atoms"]) / ATOMS),
+            "price": str(Decimal(e["price_micro"]) / MICRO),
+            "amount": str(Decimal(e["amount_micro"]) / MICRO),
+            "insurance": str(Decimal(e["insurance_micro"]) / MICRO),
+        }
+    if t == MsgType.ADL_RANK:
+        return {"type": "adl_rank", **base, "rank": e["rank"]}
     return None
+
+
+PPB = Decimal(10**9)
+
+
+def oracle_event_json(e: dict[str, Any]) -> dict[str, Any]:
+    """MARK, FUNDING_RATE, RESOLUTION_STATUS as JSON: prices in USDC, rates as fractions per
+    payment interval (``"0.0000125"`` = 0.00125%), times in ns; ``seq`` is the oracle's stream."""
+    t = e["msg_type"]
+    base: dict[str, Any] = {"market": e["market_id"], "seq": e["seq"]}
+    if t == MsgType.MARK:
+        return {
+            "type": "mark",
+            **base,
+            "mark": format(Decimal(e["mark_micro"]) / MICRO, "f"),
+            "index": format(Decimal(e["index_micro"]) / MICRO, "f"),
+            "status": _name(PriceStatus, e["status"]),
+            "ts_ns": e["ts_ns"],
+        }
+    if t == MsgType.FUNDING_RATE:
+        return {
+            "type": "funding",
+            **base,
+            "predicted_rate": format(Decimal(e["predicted_rate_ppb"]) / PPB, "f"),
+            "last_rate": format(Decimal(e["last_rate_ppb"]) / PPB, "f"),
+            "next_funding_ns": e["next_funding_ns"],
+            "interval_ns": e["interval_ns"],
+        }
+    return {
+        "type": "resolution",
+        **base,
+        "state": _name(ResolutionState, e["state"]),
+        "outcome": "yes" if e["outcome"] == 1 else "no",
+        "final_at_ns": e["final_at_ns"],
+        "ts_ns": e["ts_ns"],
+    }
+
+
+def order_state_fields(e: dict[str, Any], tick: Decimal, lot: Decimal) -> dict[str, Any]:
+    """One ORDER_STATE (an open order, in answer to a query) as JSON."""
+    return {
+        "type": "order_state",
+        "market": e["market_id"],
+        "seq": e["seq"],
+        "order_id": e["order_id"],
+        "client_order_id": e["client_order_id"],
+        "side": _name(Side, e["side"]),
+        "price": from_units(e["price_ticks"], tick),
+        "open_size": from_units(e["open_lots"], lot),
+        "state": _name(OrderState, e["state"]),
+        "request_id": e["request_id"],
+        "last": bool(e["last"]),
+    }
+
+
+def order_state_json(
+    buf: bytes | bytearray | memoryview, offset: int, catalog: MarketCatalog
+) -> dict[str, Any]:
+    """ORDER_STATE at ``offset`` as JSON (the gateway's own queries gather these into one reply)."""
+    e = decode(buf, offset)
+    info = catalog.get(e["market_id"])
+    return order_state_fields(
+        e, info.tick_size if info else Decimal(1), info.lot_size if info else Decimal(1)
+    )
 
 
 def _asset_units(catalog: MarketCatalog, asset: int) -> tuple[str, Decimal]:

@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.types.asset_spec import AssetConfigError, AssetSpec, assets_from_doc
+from engine.types.enums import MarketStatus
+from engine.types.market_spec import MarketConfigError as SpecError
+from engine.types.market_spec import MarketSpec, markets_from_doc
 
 
 class MarketConfigError(ValueError):
@@ -31,18 +34,46 @@ class MarketConfigError(ValueError):
 
 @dataclass(frozen=True)
 class MarketInfo:
+    """What a client needs to trade a market without learning its rules by rejection."""
+
     market_id: int
     symbol: str
     tick_size: Decimal  # quote units per tick
     lot_size: Decimal  # base units per lot
+    spec: MarketSpec | None = None  # the full rules, when the file is in the shard's spelling
 
-    def as_json(self) -> dict[str, Any]:
-        return {
+    def as_json(self, status: int | None = None) -> dict[str, Any]:
+        """The ``markets`` entry: sizes and prices as decimal strings in human units, fees in ppm;
+        ``status`` is the live one when the gateway has seen a MARKET_STATUS, else the config's."""
+        out: dict[str, Any] = {
             "market": self.market_id,
             "symbol": self.symbol,
             "tick_size": str(self.tick_size),
             "lot_size": str(self.lot_size),
         }
+        spec = self.spec
+        if spec is None:
+            return out
+        lot, tick = self.lot_size, self.tick_size
+        out.update(
+            kind=spec.kind.name.lower(),
+            status=MarketStatus(spec.status if status is None else status).name.lower(),
+            base_asset=spec.base_asset,
+            quote_asset=spec.quote_asset,
+            min_size=_plain(spec.min_size_lots * lot),
+            max_size=_plain(spec.max_size_lots * lot),
+            min_notional=_plain(Decimal(spec.min_notional_micro) / 1_000_000),
+            max_price=_plain(spec.max_price_ticks * tick),
+            price_band_bps=spec.band_bps,
+            maker_fee_ppm=spec.maker_fee_ppm,
+            taker_fee_ppm=spec.taker_fee_ppm,
+            max_open_orders=spec.max_open_orders_per_account,
+        )
+        return out
+
+
+def _plain(d: Decimal) -> str:
+    return format(d.normalize(), "f")
 
 
 def _decimal(value: Any, where: str) -> Decimal:
@@ -105,7 +136,18 @@ class MarketCatalog:
             assets = assets_from_doc(data, str(path)) if isinstance(data, dict) else {}
         except AssetConfigError as exc:
             raise MarketConfigError(str(exc)) from None
-        return cls([_entry(entry, i) for i, entry in enumerate(raw)], assets)
+        entries = [_entry(entry, i) for i, entry in enumerate(raw)]
+        specs: dict[int, MarketSpec] = {}
+        if isinstance(data, dict) and isinstance(data.get("market"), list):
+            try:
+                specs = markets_from_doc(data, str(path))
+            except SpecError:
+                specs = {}  # the shard's own loader reports it; the gateway serves what it can
+        entries = [
+            MarketInfo(e.market_id, e.symbol, e.tick_size, e.lot_size, specs.get(e.market_id))
+            for e in entries
+        ]
+        return cls(entries, assets)
 
     def get(self, market_id: int) -> MarketInfo | None:
         return self.by_id.get(market_id)

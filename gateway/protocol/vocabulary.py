@@ -18,6 +18,9 @@ COMMAND_NAMES = {
     MsgType.CANCEL: "cancel",
     MsgType.AMEND: "amend",
     MsgType.CANCEL_ALL: "cancel_all",
+    MsgType.RESOLUTION_REQUEST: "resolve",  # answered by the oracle (a REJECTED, or RESOLUTION_STATUS)
+    MsgType.SET_LEVERAGE: "set_leverage",
+    MsgType.ORDER_QUERY: "order_query",
 }
 
 

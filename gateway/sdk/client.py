@@ -30,11 +30,36 @@ from gateway.protocol.signing import agent_typed_data, login_typed_data, sign_ty
 from gateway.sdk.codec import ACCOUNT_EVENTS, L2, ORDER_EVENTS, SdkCodec, typed_event
 from gateway.sdk.errors import ConnectionClosed, HxError, LoginFailed, OrderRejected, RequestRejected
 from gateway.sdk.event_queue import EventQueue
-from gateway.sdk.events import OrderAccepted, OrderAmended, OrderCancelled
+from gateway.sdk.events import (
+    Disconnected,
+    OrderAccepted,
+    OrderAmended,
+    OrderCancelled,
+    OrderState,
+    Reconnected,
+)
 from gateway.sdk.local_book import LocalBook
 from gateway.sdk.requests import PendingRequests, order_key
 
 _ACCEPTED, _REJECTED = int(MsgType.ACCEPTED), int(MsgType.REJECTED)
+_LIQUIDATION = int(MsgType.LIQUIDATION)
+PRIVATE_WIRE_TYPES = frozenset(
+    int(t)
+    for t in (
+        MsgType.ACCEPTED,
+        MsgType.REJECTED,
+        MsgType.FILL,
+        MsgType.CANCELLED,
+        MsgType.AMENDED,
+        MsgType.TRIGGERED,
+        MsgType.BALANCE,
+        MsgType.POSITION,
+        MsgType.ACCOUNT_MARGIN,
+        MsgType.LIQUIDATION,
+        MsgType.ADL_RANK,
+        MsgType.ORDER_STATE,
+    )
+)
 _CANCELLED, _AMENDED = int(MsgType.CANCELLED), int(MsgType.AMENDED)
 
 
@@ -70,7 +95,17 @@ class HxClient:
         chain_id: int | None = None,
         timeout_s: float = 10.0,
         keep_events: bool = True,
+        reconnect: bool = False,
+        reconnect_max_delay_s: float = 5.0,
+        resume: bool = True,
+        reconnect_delay_s: float = 0.05,
     ) -> None:
+        """``reconnect=True``: after a close the client reconnects (backoff up to
+        ``reconnect_max_delay_s``), logs in again with the same key, resubscribes, and queues a
+        :class:`Reconnected` marker; every close queues a :class:`Disconnected` marker first.
+        ``resume``: the new login asks to resume the private stream after ``last_private_seq``
+        (``Reconnected.resumed`` says whether the gateway could; if not, resync with
+        ``open_orders``)."""
         if protocol not in ("bin", "json"):
             raise ValueError("protocol must be 'bin' or 'json'")
         self.base_url = url.rstrip("/")
@@ -93,7 +128,17 @@ class HxClient:
         self._close_info: tuple[int, str] | None = None
         self._closed = asyncio.Event()
         self._key: Any = None
+        self._login_account: str | None = None
         self._drop_deltas: dict[int, int] = {}
+        self.reconnect = reconnect
+        self.reconnect_max_delay_s = reconnect_max_delay_s
+        self.reconnect_delay_s = reconnect_delay_s  # the first wait; doubles up to the maximum
+        self.subscriptions: dict[tuple[int, str], None] = {}  # (market, channel), in order
+        self._user_closed = False
+        self._reconnector: asyncio.Task[None] | None = None
+        self.resume = resume
+        self.last_private_seq = 0  # the private stream's last seq seen (per account, with risk)
+        self.login_reply: dict[str, Any] = {}
 
     # ---- connection ----------------------------------------------------------------------------
     @property
@@ -109,6 +154,10 @@ class HxClient:
         return self
 
     async def close(self) -> None:
+        """Close for good (no reconnect)."""
+        self._user_closed = True
+        if self._reconnector is not None and not self._reconnector.done():
+            self._reconnector.cancel()
         if self.transport is not None and not self._closed.is_set():
             self.transport.send_close(WSCloseCode.OK)
             self.transport.disconnect()
@@ -139,6 +188,43 @@ class HxClient:
         self._closed.set()
         code, reason = self._close_info or (1006, "connection lost")
         self.pending.fail_all(ConnectionClosed(code, reason))
+        for book in self.books.values():
+            book.on_disconnected()
+        self.events.put_nowait(Disconnected(code, reason))  # markers are queued even without keep
+        reconnecting = self._reconnector is not None and not self._reconnector.done()
+        if self.reconnect and not self._user_closed and not reconnecting:
+            self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        """Reconnect with exponential backoff, log in again, resubscribe; then a Reconnected marker."""
+        delay, attempts = self.reconnect_delay_s, 0
+        while not self._user_closed:
+            attempts += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.reconnect_max_delay_s)
+            try:
+                resumed = await self._reopen()
+            except (OSError, HxError, TimeoutError) as exc:
+                if self.transport is not None and not self._closed.is_set():
+                    self.transport.disconnect()
+                del exc
+                continue
+            self.events.put_nowait(Reconnected(attempts, resumed))
+            return
+
+    async def _reopen(self) -> bool:
+        """One reconnect attempt: connect, log in, resubscribe. Returns whether the stream resumed."""
+        self._close_info = None
+        self._closed = asyncio.Event()
+        await self.connect()
+        resumed = False
+        if self._key is not None:
+            after = self.last_private_seq if self.resume and self.last_private_seq else None
+            await self.login(self._key, self._login_account, resume_from=after)
+            resumed = bool(self.login_reply.get("resumed"))
+        for market, channel in list(self.subscriptions):
+            await self.request({"op": "subscribe", "market": market, "channel": channel})
+        return resumed
 
     def _send_json(self, msg: dict[str, Any]) -> None:
         if self.transport is None or self.closed:
@@ -167,32 +253,45 @@ class HxClient:
             pending.pop(key, None)
 
     # ---- auth ----------------------------------------------------------------------------------
+    async def resolve(self, market: int, outcome: str, action: str = "propose") -> dict[str, Any]:
+        """As the resolution authority: propose (or dispute) ``"yes"``/``"no"``. The oracle's answer
+        arrives as an event: a ResolutionStatus, or an OrderRejectedEvent with a 4xx code."""
+        return await self.request({"op": "resolve", "market": market, "outcome": outcome, "action": action})
+
     async def faucet(self, asset: str, amount: str, address: str | None = None) -> dict[str, Any]:
         """Development only: credit ``amount`` of ``asset`` to ``address`` (default: this login)."""
         return await self.request(
             {"op": "faucet", "address": address or self.account, "asset": asset, "amount": amount}
         )
 
-    async def login(self, private_key: str | bytes, account: str | None = None) -> int:
-        """Log in with the account's key, or with an agent key for ``account``; returns the account id."""
+    async def login(
+        self, private_key: str | bytes, account: str | None = None, resume_from: int | None = None
+    ) -> int:
+        """Log in with the account's key, or with an agent key for ``account``; returns the account id.
+
+        ``resume_from``: the last private seq processed; the gateway first replays what came after
+        it (``login_reply["resumed"]`` says whether it could)."""
         signer = Account.from_key(private_key).address.lower()
         account = (account or signer).lower()
         ch = await self.request({"op": "challenge"})
         chain_id = self.chain_id if self.chain_id is not None else ch["chain_id"]
         typed = login_typed_data(chain_id, account, signer, ch["nonce"], ch["expires_at"])
+        msg: dict[str, Any] = {
+            "op": "login",
+            "account": account,
+            "signer": signer,
+            "nonce": ch["nonce"],
+            "signature": sign_typed_data(private_key, typed),
+        }
+        if resume_from is not None:
+            msg["resume_from"] = resume_from
         try:
-            reply = await self.request(
-                {
-                    "op": "login",
-                    "account": account,
-                    "signer": signer,
-                    "nonce": ch["nonce"],
-                    "signature": sign_typed_data(private_key, typed),
-                }
-            )
+            reply = await self.request(msg)
         except RequestRejected as exc:
             raise LoginFailed(exc.code, exc.message) from None
         self._key = private_key
+        self._login_account = account
+        self.login_reply = reply
         self.account, self.account_id, self.is_agent = reply["account"], reply["account_id"], reply["agent"]
         return self.account_id
 
@@ -214,6 +313,45 @@ class HxClient:
             )
         except RequestRejected as exc:
             raise LoginFailed(exc.code, exc.message) from None
+
+    async def what_if(self, portfolio: dict[str, Any]) -> dict[str, Any]:
+        """The exchange's portfolio maths on a hypothetical portfolio (``hx risk what-if``'s
+        document and answer); RequestRejected with ``field`` naming a bad entry."""
+        reply = await self.request({"op": "what_if", "portfolio": portfolio})
+        result: dict[str, Any] = reply["result"]
+        return result
+
+    async def open_orders(self, market: int | None = None) -> list[OrderState]:
+        """The account's open (or pending) orders as risk knows them (risk in the path only)."""
+        msg: dict[str, Any] = {"op": "open_orders"}
+        if market is not None:
+            msg["market"] = market
+        reply = await self.request(msg)
+        return [typed_event(int(MsgType.ORDER_STATE), self._state_fields(o)) for o in reply["orders"]]
+
+    async def order_status(
+        self, market: int, order_id: int = 0, client_order_id: int = 0
+    ) -> OrderState | None:
+        """One order: its OrderState if open or pending, None if not open (filled, cancelled,
+        rejected or never placed: the private stream tells which)."""
+        msg: dict[str, Any] = {"op": "order_status", "market": market}
+        if order_id:
+            msg["order_id"] = order_id
+        if client_order_id:
+            msg["client_order_id"] = client_order_id
+        reply = await self.request(msg)
+        order = reply.get("order")
+        return None if order is None else typed_event(int(MsgType.ORDER_STATE), self._state_fields(order))
+
+    def _state_fields(self, order: dict[str, Any]) -> dict[str, Any]:
+        return self.codec.order_state_fields(order)  # replies carry decimals on both protocols
+
+    async def set_leverage(self, market: int, leverage: int, mode: str = "cross") -> dict[str, Any]:
+        """Choose the account's leverage and margin mode in a perp market; RequestRejected
+        (LEVERAGE_OUT_OF_RANGE, UNKNOWN_MARKET, ...) if risk refuses it."""
+        return await self.request(
+            {"op": "set_leverage", "market": market, "leverage": leverage, "mode": mode}
+        )
 
     # ---- orders --------------------------------------------------------------------------------
     @property
@@ -361,10 +499,13 @@ class HxClient:
 
     # ---- market data ---------------------------------------------------------------------------
     async def subscribe(self, market: int, channel: str) -> None:
+        """Subscribe (public data needs no login); a reconnecting client subscribes again."""
         await self.request({"op": "subscribe", "market": market, "channel": channel})
+        self.subscriptions[(market, channel)] = None
 
     async def unsubscribe(self, market: int, channel: str) -> None:
         await self.request({"op": "unsubscribe", "market": market, "channel": channel})
+        self.subscriptions.pop((market, channel), None)
 
     async def subscribe_book(self, market: int) -> LocalBook:
         """A LocalBook kept in sync from snapshot + deltas (resyncs itself on a gap)."""
@@ -396,6 +537,8 @@ class HxClient:
         ev = typed_event(t, e)
         if ev is None:
             return
+        if t in PRIVATE_WIRE_TYPES and e["seq"] and (t != _LIQUIDATION or e["account"]):
+            self.last_private_seq = e["seq"]
         if t == _ACCEPTED:
             self.order_ids[ev.client_order_id] = ev.order_id
             self.pending.placed(ev.client_order_id, ev)
@@ -440,6 +583,7 @@ class HxClient:
             err = RequestRejected(
                 msg.get("code", 0), msg.get("message", ""), msg.get("retry_after_ms", 0) / 1000
             )
+            err.field = msg.get("field", "")
             if not self.pending.refuse(rid, err):
                 self.control.put_nowait(msg)
             return
@@ -457,7 +601,10 @@ class HxClient:
             if decoded is not None:
                 self._on_wire(*decoded)
         elif typ in ACCOUNT_EVENTS:
-            self.events.push(self.codec.json_account_event(typ, msg))
+            ev = self.codec.json_account_event(typ, msg)
+            if ev.seq:
+                self.last_private_seq = ev.seq
+            self.events.push(ev)
         else:
             self.control.put_nowait(msg)
 

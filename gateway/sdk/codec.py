@@ -13,8 +13,20 @@ from decimal import Decimal
 from typing import Any
 
 from engine.types.commands import Amend, Cancel, CancelAll, NewOrder, encode_command
-from engine.types.enums import STP_SHIFT, BalanceReason, CancelReason, MsgType, OrderFlag, RejectCode
-from engine.types.fixed import ATOMS_PER_UNIT, MICRO_PER_UNIT, to_fixed
+from engine.types.enums import (
+    STP_SHIFT,
+    BalanceReason,
+    CancelReason,
+    LiquidationKind,
+    MarketStatus,
+    MsgType,
+    OrderFlag,
+    OrderState,
+    PriceStatus,
+    RejectCode,
+    ResolutionState,
+)
+from engine.types.fixed import ATOMS_PER_UNIT, MICRO_PER_UNIT, PPB, to_fixed
 from engine.wire.codec import decode
 from engine.wire.layout import ALL_MARKETS, SLOT_BYTES
 from gateway.protocol.market_info import MarketInfo
@@ -22,23 +34,53 @@ from gateway.protocol.units import JsonReject, from_units, to_units
 from gateway.protocol.vocabulary import COMMANDS_BY_NAME, ORDER_TYPES, SIDES, STP_MODES, TIFS
 from gateway.sdk.errors import OrderRejected
 from gateway.sdk.events import (
+    AdlRank,
     Balance,
     Bbo,
     Fill,
+    FundingRate,
+    Liquidation,
     Margin,
+    Mark,
+    MarketStatusChanged,
     OrderAccepted,
     OrderAmended,
     OrderCancelled,
     OrderRejectedEvent,
+    OrderTriggered,
     Position,
+    ResolutionStatus,
     Trade,
 )
+from gateway.sdk.events import OrderState as OrderStateEvent
 
 _BALANCE_REASONS = {r.name.lower(): int(r) for r in BalanceReason}
 _SIDE = {"buy": 0, "sell": 1}
+_PRICE_STATUS = {s.name.lower(): int(s) for s in PriceStatus}
+_RESOLUTION_STATES = {s.name.lower(): int(s) for s in ResolutionState}
 L2, TRADE, BBO = int(MsgType.L2_DELTA), int(MsgType.TRADE), int(MsgType.BBO)
-ORDER_EVENTS = ("accepted", "rejected", "fill", "cancelled", "amended", "l2", "trade", "bbo", "triggered")
+ORDER_EVENTS = (
+    "accepted",
+    "rejected",
+    "fill",
+    "cancelled",
+    "amended",
+    "l2",
+    "trade",
+    "bbo",
+    "triggered",
+    "mark",
+    "funding",
+    "resolution",
+    "market_status",
+    "order_state",
+    "liquidation",
+    "adl_rank",
+)
 ACCOUNT_EVENTS = ("balance", "position", "margin")
+_STATES = {s.name.lower(): int(s) for s in OrderState}
+_KINDS = {k.name.lower(): int(k) for k in LiquidationKind}
+_STATUSES = {k.name.lower(): int(k) for k in MarketStatus}
 
 
 class SdkCodec:
@@ -48,6 +90,7 @@ class SdkCodec:
         self.markets: dict[int, MarketInfo] = {}
         self.asset_ids: dict[str, int] = {}  # symbol -> asset id
         self.asset_scales: dict[int, int] = {}  # asset id -> units per whole unit
+        self.market_meta: dict[int, dict[str, Any]] = {}  # market -> the gateway's full entry
 
     def load_markets(self, reply: dict[str, Any]) -> None:
         """Fill the tables from the gateway's ``markets`` reply."""
@@ -55,6 +98,7 @@ class SdkCodec:
             self.asset_ids[a["symbol"]] = a["asset"]
             self.asset_scales[a["asset"]] = a["scale"]
         for m in reply["markets"]:
+            self.market_meta[m["market"]] = m
             self.markets[m["market"]] = MarketInfo(
                 m["market"], m["symbol"], Decimal(m["tick_size"]), Decimal(m["lot_size"])
             )
@@ -241,7 +285,72 @@ class SdkCodec:
                 ask_size_lots=units(m, msg["ask_size"], "size"),
             )
             return BBO, e
+        if typ == "mark":
+            e.update(
+                mark_micro=to_fixed(msg["mark"], MICRO_PER_UNIT),
+                index_micro=to_fixed(msg["index"], MICRO_PER_UNIT),
+                status=_PRICE_STATUS.get(msg.get("status"), 0),
+                ts_ns=msg["ts_ns"],
+            )
+            return int(MsgType.MARK), e
+        if typ == "funding":
+            e.update(
+                predicted_rate_ppb=to_fixed(msg["predicted_rate"], PPB),
+                last_rate_ppb=to_fixed(msg["last_rate"], PPB),
+                next_funding_ns=msg["next_funding_ns"],
+                interval_ns=msg["interval_ns"],
+            )
+            return int(MsgType.FUNDING_RATE), e
+        if typ == "resolution":
+            e.update(
+                state=_RESOLUTION_STATES.get(msg.get("state"), 0),
+                outcome=1 if msg.get("outcome") == "yes" else 0,
+                final_at_ns=msg["final_at_ns"],
+            )
+            return int(MsgType.RESOLUTION_STATUS), e
+        if typ == "triggered":
+            e.update(
+                order_id=msg["order_id"],
+                client_order_id=msg["client_order_id"],
+                mark_price_ticks=units(m, msg["mark_price"], "price"),
+            )
+            return int(MsgType.TRIGGERED), e
+        if typ == "market_status":
+            e.update(status=_STATUSES.get(msg["status"], -1))
+            return int(MsgType.MARKET_STATUS), e
+        if typ == "order_state":
+            return int(MsgType.ORDER_STATE), self.order_state_fields(msg)
+        if typ == "liquidation":
+            e.update(
+                account=msg.get("account", 0),
+                kind=_KINDS.get(msg["kind"], -1),
+                side=_SIDE.get(msg["side"], -1),
+                size_atoms=to_fixed(msg["size"], ATOMS_PER_UNIT),
+                price_micro=to_fixed(msg["price"], MICRO_PER_UNIT),
+                amount_micro=to_fixed(msg["amount"], MICRO_PER_UNIT),
+                insurance_micro=to_fixed(msg["insurance"], MICRO_PER_UNIT),
+            )
+            return int(MsgType.LIQUIDATION), e
+        if typ == "adl_rank":
+            e.update(rank=msg["rank"])
+            return int(MsgType.ADL_RANK), e
         return None
+
+    def order_state_fields(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """A JSON ``order_state`` (an event, or an entry of an ``open_orders`` reply) in wire units."""
+        m = msg["market"]
+        return {
+            "market_id": m,
+            "seq": msg.get("seq", 0),
+            "order_id": msg["order_id"],
+            "client_order_id": msg["client_order_id"],
+            "side": _SIDE.get(msg["side"], -1),
+            "price_ticks": self.units(m, msg["price"], "price"),
+            "open_lots": self.units(m, msg["open_size"], "size"),
+            "state": _STATES.get(msg["state"], 0),
+            "request_id": msg.get("request_id", 0),
+            "last": int(bool(msg.get("last", True))),
+        }
 
     def json_account_event(self, typ: str, msg: dict[str, Any]) -> Any:
         """The JSON form of BALANCE / POSITION / ACCOUNT_MARGIN as the same typed events."""
@@ -326,8 +435,47 @@ def typed_event(t: int, e: dict[str, Any]) -> Any:
             e["reserved_micro"],
             bool(e["flags"] & 1),
         )
+    if t == MsgType.TRIGGERED:
+        return OrderTriggered(m, e["seq"], e["order_id"], e["client_order_id"], e["mark_price_ticks"])
+    if t == MsgType.MARKET_STATUS:
+        return MarketStatusChanged(m, e["seq"], e["status"])
+    if t == MsgType.ORDER_STATE:
+        return OrderStateEvent(
+            m,
+            e["seq"],
+            e["order_id"],
+            e["client_order_id"],
+            e["side"],
+            e["price_ticks"],
+            e["open_lots"],
+            e["state"],
+            e["request_id"],
+            bool(e["last"]),
+        )
+    if t == MsgType.LIQUIDATION:
+        return Liquidation(
+            m,
+            e["seq"],
+            e["account"],
+            e["kind"],
+            e["side"],
+            e["size_atoms"],
+            e["price_micro"],
+            e["amount_micro"],
+            e["insurance_micro"],
+        )
+    if t == MsgType.ADL_RANK:
+        return AdlRank(m, e["seq"], e["rank"])
     if t == TRADE:
         return Trade(m, e["seq"], e["price_ticks"], e["size_lots"], e["taker_side"])
+    if t == MsgType.MARK:
+        return Mark(m, e["seq"], e["mark_micro"], e["index_micro"], e["status"], e["ts_ns"])
+    if t == MsgType.FUNDING_RATE:
+        return FundingRate(
+            m, e["seq"], e["predicted_rate_ppb"], e["last_rate_ppb"], e["next_funding_ns"], e["interval_ns"]
+        )
+    if t == MsgType.RESOLUTION_STATUS:
+        return ResolutionStatus(m, e["seq"], e["state"], e["outcome"], e["final_at_ns"], e["ts_ns"])
     if t == BBO:
         return Bbo(
             m, e["seq"], e["bid_price_ticks"], e["bid_size_lots"], e["ask_price_ticks"], e["ask_size_lots"]

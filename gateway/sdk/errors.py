@@ -33,6 +33,7 @@ class RequestRejected(HxError):
         self.seq = seq  # 0: refused by the gateway; > 0: by the engine (market sequence)
         self.client_order_id = client_order_id
         self.order_id = order_id
+        self.field = ""  # the offending field's JSON path, when the gateway names one
         extra = f", retry after {retry_after_s * 1000:.0f} ms" if retry_after_s else ""
         super().__init__(f"{name} ({int(code)}): {self.message}{extra}")
 

@@ -121,6 +121,119 @@ class Margin:
         return self.equity_micro - self.initial_micro - self.reserved_micro
 
 
+@dataclass(frozen=True)
+class Mark:
+    """The oracle's mark and index of a market (``mark`` and ``index`` channels); micro-USDC."""
+
+    market: int
+    seq: int
+    mark_micro: int
+    index_micro: int
+    status: int  # PriceStatus of the index: 0 ok, 1 stale, 2 diverged
+    ts_ns: int
+
+
+@dataclass(frozen=True)
+class FundingRate:
+    """A perp's funding (``funding`` channel): rates per payment interval in ppb."""
+
+    market: int
+    seq: int
+    predicted_rate_ppb: int
+    last_rate_ppb: int
+    next_funding_ns: int
+    interval_ns: int
+
+
+@dataclass(frozen=True)
+class ResolutionStatus:
+    """A prediction market's proposed, disputed or final outcome (sent to every subscriber)."""
+
+    market: int
+    seq: int
+    state: int  # ResolutionState: 0 proposed, 1 disputed, 2 final
+    outcome: int  # 1 yes, 0 no
+    final_at_ns: int
+    ts_ns: int
+
+
+class OrderState:
+    """One open order as risk knows it (``state``: 0 unknown, 1 pending, 2 open), in answer to a
+    query: ``open_orders`` / ``order_status`` replies, or a binary ORDER_QUERY's events."""
+
+    market: int
+    seq: int
+    order_id: int
+    client_order_id: int
+    side: int
+    price_ticks: int
+    open_lots: int
+    state: int
+    request_id: int
+    last: bool
+
+
+@dataclass(frozen=True)
+class OrderTriggered:
+    """A stop / take-profit order's trigger fired (at ``mark_price_ticks``); it now enters the book."""
+
+    market: int
+    seq: int
+    order_id: int
+    client_order_id: int
+    mark_price_ticks: int
+
+
+@dataclass(frozen=True)
+class MarketStatusChanged:
+    market: int
+    seq: int
+    status: int  # MarketStatus
+
+
+@dataclass(frozen=True)
+class Liquidation:
+    """A liquidation step (private: ``account`` is yours; on the public channel it is 0)."""
+
+    market: int
+    seq: int
+    account: int
+    kind: int  # LiquidationKind
+    side: int
+    size_atoms: int
+    price_micro: int
+    amount_micro: int
+    insurance_micro: int
+
+
+@dataclass(frozen=True)
+class AdlRank:
+    """A position's auto-deleveraging quantile: 1 lowest .. 5 first in line, 0 none."""
+
+    market: int
+    seq: int
+    rank: int
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """Marker: the connection closed (``code``/``reason`` as the gateway sent them, 1006 if none).
+
+    Every pending request failed with ConnectionClosed; local books are out of sync until a
+    reconnect resubscribes them."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """Marker: the client (``reconnect=True``) is connected again, logged in and resubscribed."""
+
+    attempts: int
+    resumed: bool = False  # the private stream was resumed where it stopped (login resume_from)
+
+
 Event = (
     OrderAccepted
     | OrderRejectedEvent
@@ -132,4 +245,14 @@ Event = (
     | Balance
     | Position
     | Margin
+    | Mark
+    | FundingRate
+    | ResolutionStatus
+    | OrderState
+    | OrderTriggered
+    | MarketStatusChanged
+    | Liquidation
+    | AdlRank
+    | Disconnected
+    | Reconnected
 )

@@ -55,6 +55,11 @@ class LocalBook:
             self._synced.clear()
             self._request_snapshot(self.market_id)
 
+    def on_disconnected(self) -> None:
+        """The connection closed: out of sync until a resubscription's snapshot arrives."""
+        self.in_sync = False
+        self._synced.clear()
+
     async def wait_synced(self, timeout_s: float = 5.0) -> None:
         await asyncio.wait_for(self._synced.wait(), timeout_s)
 

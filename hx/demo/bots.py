@@ -24,6 +24,7 @@ from eth_account import Account
 
 from gateway.sdk.client import HxClient
 from gateway.sdk.errors import HxError
+from gateway.sdk.events import Balance
 
 START_PRICES = {
     "BTC-PERP": 95_000,
@@ -39,7 +40,8 @@ class DemoState:
     """Shared by the bots (one asyncio loop): reference prices and what happened."""
 
     prices: dict[int, float] = field(default_factory=dict)
-    external: dict[int, float] = field(default_factory=dict)  # the oracle's marks/prices, when it runs
+    external: dict[int, float] = field(default_factory=dict)
+    funder: Any = None  # hx.demo.chain_funding.ChainFunder when settlement runs (deposits on chain)  # the oracle's marks/prices, when it runs
     symbols: dict[int, str] = field(default_factory=dict)
     shock_until: float = 0.0
     rounds: int = 0
@@ -64,10 +66,25 @@ def _step_prices(state: DemoState, rng: random.Random, now: float, shock_every_s
         state.prices[m] = p * math.exp(drift + rng.gauss(0, 0.0008))
 
 
-async def _client(url: str, protocol: str, fund_usdc: str) -> HxClient:
+async def _client(url: str, protocol: str, fund_usdc: str, state: DemoState | None = None) -> HxClient:
+    """A fresh account, logged in and funded: by a deposit on the chain when settlement runs (as a
+    user would), else through the development faucet; returns once the USDC is credited."""
+    key = "0x" + bytes(Account.create().key).hex()
+    funder = state.funder if state is not None else None
     client = await HxClient(url, protocol).connect()
-    await client.login(Account.create().key)
-    await client.faucet("USDC", fund_usdc)
+    await client.login(key)  # first: the credit's BALANCE event comes to this session
+    if funder is not None:
+        await asyncio.to_thread(funder.fund, key, "USDC", int(fund_usdc))
+    else:
+        await client.faucet("USDC", fund_usdc)
+    deadline = asyncio.get_running_loop().time() + 60
+    while asyncio.get_running_loop().time() < deadline:  # credited: a USDC balance event
+        try:
+            ev = await asyncio.wait_for(client.events.get(), 1.0)
+        except TimeoutError:
+            continue
+        if isinstance(ev, Balance) and ev.asset == 0 and ev.balance > 0:
+            break
     return client
 
 
@@ -76,7 +93,7 @@ def _quantise(value: float, step: Decimal) -> str:
 
 
 async def market_maker(url: str, state: DemoState, stop: asyncio.Event) -> None:
-    mm = await _client(url, "bin", "50000000")
+    mm = await _client(url, "bin", "50000000", state)
     try:
         while not stop.is_set():
             mm.cancel_all()
@@ -108,7 +125,7 @@ async def market_maker(url: str, state: DemoState, stop: asyncio.Event) -> None:
 
 async def taker(url: str, state: DemoState, stop: asyncio.Event, seed: int) -> None:
     rng = random.Random(seed)
-    client = await _client(url, "json", "200000")
+    client = await _client(url, "json", "200000", state)
     try:
         while not stop.is_set():
             await asyncio.sleep(rng.uniform(0.2, 1.0))
@@ -136,7 +153,7 @@ async def leveraged(url: str, state: DemoState, stop: asyncio.Event, seed: int) 
     rng = random.Random(seed)
     while not stop.is_set():
         try:
-            client = await _client(url, "bin", "2000")
+            client = await _client(url, "bin", "2000", state)
         except (HxError, OSError):
             await asyncio.sleep(5)
             continue

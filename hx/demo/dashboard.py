@@ -61,6 +61,10 @@ class DashboardModel:
     )
     insurance_micro: dict[int, int] = field(default_factory=dict)  # insurance account -> USDC
     asset_price_micro: dict[int, int] = field(default_factory=dict)  # risk's price of each asset
+    chain_insurance_micro: int | None = None  # the InsuranceFund contract's USDC (settlement runs)
+    batches: dict[int, int] = field(default_factory=dict)  # settled batch id -> its block
+    settled_accounts: int = 0  # SETTLED notices seen (one per account per batch)
+    last_settled_ts_ns: int = 0
     liquidation_count: int = 0
     adl_count: int = 0
     events: int = 0
@@ -114,6 +118,12 @@ class DashboardModel:
         elif msg_type == MsgType.BALANCE:
             if f["account"] >= INSURANCE_BASE and f["asset"] == 0:
                 self.insurance_micro[f["account"]] = f["balance"]
+        elif msg_type == MsgType.SETTLED:
+            self.batches[f["batch_id"]] = f["block"]
+            self.settled_accounts += 1
+            self.last_settled_ts_ns = max(self.last_settled_ts_ns, f["ts_ns"])
+            if len(self.batches) > 1000:
+                self.batches.pop(min(self.batches))
         elif msg_type == MsgType.LIQUIDATION:
             kind = f["kind"]
             if kind == LiquidationKind.STARTED:
@@ -233,9 +243,19 @@ def render(
 ) -> Layout:
     """The whole screen: markets on top, accounts and liquidations, then fund, processes, log."""
     fund = sum(model.insurance_micro.values())
+    chain = model.chain_insurance_micro
+    last_batch = max(model.batches) if model.batches else None
     summary = Text.assemble(
         ("insurance fund ", "bold"),
         (f"{_usd(fund)} USDC", "cyan"),
+        (f" (on chain {_usd(chain)})" if chain is not None else "", "cyan"),
+        (
+            f"   settled batch {last_batch} in block {model.batches[last_batch]}"
+            f" ({len(model.batches)} batches, {model.settled_accounts} account notices)"
+            if last_batch is not None
+            else "",
+            "green",
+        ),
         (f"   liquidations {model.liquidation_count}   ADL {model.adl_count}", ""),
         (f"   events {model.events:,}", "dim"),
         (f"   bot orders {bots.get('orders', 0):,}  rejects {bots.get('rejects', 0):,}", "dim"),

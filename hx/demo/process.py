@@ -35,6 +35,7 @@ class DemoOptions:
     shock_every_s: float = 120.0
     seed: int = 7
     bots: bool = True
+    chain: bool = False  # settlement runs: bots deposit on the local chain, the fund is read there too
     supervisor_pid: int = 0
     health_board: str = ""
     health_slot: int = -1
@@ -123,6 +124,8 @@ async def _dashboard(options: DemoOptions, state: Any, ready: Any) -> None:
                 next_health = now + HEALTH_EVERY_S
                 status = await asyncio.to_thread(collect_status, state_dir, 0.5)
                 health = status["processes"]
+                if state.funder is not None:
+                    model.chain_insurance_micro = await asyncio.to_thread(state.funder.insurance_fund_micro)
             bots = {"orders": state.orders, "rejects": state.rejects}
             if live is not None:
                 live.update(render(model, health, _tail(log_path), bots, "hx demo"), refresh=True)
@@ -146,6 +149,10 @@ async def _main(options: DemoOptions, ready: Any) -> None:
     from hx.demo.bots import DemoState, run_demo_bots
 
     state = DemoState()
+    if options.chain:
+        from hx.demo.chain_funding import ChainFunder
+
+        state.funder = await asyncio.to_thread(ChainFunder.wait_for, Path(options.state_dir))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # stop drawing and give the terminal back first

@@ -183,7 +183,7 @@ async def main(url, key, market):
         except asyncio.TimeoutError:
             continue
         notices.append(msg.get("type"))
-        if msg.get("type") == "resumed":
+        if msg.get("type") == "resumed" and book is not None:
             await asyncio.sleep(1.5)
             print(json.dumps({"notices": notices, "book": book.as_tuple(), "resyncs": book.resyncs,
                               "in_sync": book.in_sync}), flush=True)
@@ -214,6 +214,16 @@ def _gateway_has(st: GatewayStack, port: int) -> bool:
     )
 
 
+async def _flow_until_closing(trader: HxClient, rnd: random.Random) -> None:
+    """Private events for the (stopped) reader's account until the gateway is closing it."""
+    for _ in range(12):
+        await _random_flow(trader, rnd, 2000, ETH_USD)
+        await asyncio.sleep(0.3)
+        if (await trader.request({"op": "stats"}))["closing"]:
+            return
+    raise AssertionError("the gateway never closed a slow consumer past the hard limit")
+
+
 async def test_gateway_slow_client_is_conflated_then_resynced_or_closed():
     """A stopped reader (SIGSTOP) gets conflated and resynced; past the hard limit it is closed."""
     opts = {
@@ -223,6 +233,7 @@ async def test_gateway_slow_client_is_conflated_then_resynced_or_closed():
         "soft_buffer_bytes": 32 << 10,
         "hard_buffer_bytes": 512 << 10,
         "sndbuf_bytes": 8 << 10,
+        "close_stall_s": 6.0,
     }
     with GatewayStack(gateway_options=opts) as st:
         key = "0x" + bytes(Account.create().key).hex()
@@ -243,20 +254,34 @@ async def test_gateway_slow_client_is_conflated_then_resynced_or_closed():
             assert [tuple(map(tuple, side)) for side in out["book"]] == list(fast_book.as_tuple())
             assert fast_book.gaps == 0  # the fast client was never affected
 
-            # private events are never dropped: past the hard limit the connection is closed
+            # private events are never dropped: past the hard limit the connection is closed with
+            # 1008 and a reason queued behind the backlog, so a reader that resumes reads it all
             victim, port = _start_reader(st.url, key, -1)
             os.kill(victim.pid, signal.SIGSTOP)
             try:
-                for _ in range(8):
-                    await _random_flow(trader, rnd, 2000, ETH_USD)
-                    await asyncio.sleep(0.3)
-                    if not _gateway_has(st, port):
-                        break
-                assert not _gateway_has(st, port), "the gateway kept a slow consumer past the hard limit"
+                await _flow_until_closing(trader, rnd)
+                await asyncio.sleep(2.5)  # stopped a while longer, yet under close_stall_s
+                os.kill(victim.pid, signal.SIGCONT)
+                out = json.loads(await asyncio.to_thread(victim.stdout.readline))  # type: ignore[union-attr]
+                assert out["close"] and out["close"][0] == 1008 and "slow consumer" in out["close"][1], out
             finally:
                 os.kill(victim.pid, signal.SIGCONT)
                 victim.kill()
                 victim.wait(10)
+            # a reader that never reads again is reset once its backlog stalls (close_stall_s)
+            stalled, port = _start_reader(st.url, key, -1)
+            os.kill(stalled.pid, signal.SIGSTOP)
+            try:
+                await _flow_until_closing(trader, rnd)
+                for _ in range(100):
+                    if not _gateway_has(st, port):
+                        break
+                    await asyncio.sleep(0.2)
+                assert not _gateway_has(st, port), "the gateway kept a stalled reader past close_stall_s"
+            finally:
+                os.kill(stalled.pid, signal.SIGCONT)
+                stalled.kill()
+                stalled.wait(10)
             assert not trader.closed and st.alive()
         finally:
             slow.kill()

@@ -1,27 +1,31 @@
-"""Chaos: kill -9 the shard, then risk, then the gateway, under load from clients on both protocols.
+"""Chaos: kill -9 the shard, then risk, then the gateway, then settlement, then the chain (anvil),
+under load from clients on both protocols, money deposited on the local chain.
 
-After every restart no acknowledged order is lost or acknowledged twice, no fill is seen twice, and
-the final book and balances equal those of an uninterrupted run fed the same acknowledged orders.
+After every restart no acknowledged order is lost or acknowledged twice, no fill is seen twice, the
+final book and balances equal those of an uninterrupted run fed the same acknowledged orders, and
+the chain reconciles: settlement carries on past the kills without a halt, and ``hx audit`` rebuilds
+every batch's trees from the chain alone and finds them equal to the roots posted.
 
 The market is the default config's prediction market (no fees) and every order is one share at
 one price: whichever side happens to take, each fill moves the same money, so the uninterrupted
 run's result does not depend on how the two clients' streams interleave - only on which orders
 were accepted, which is what a lost or doubled order or fill would change.
 
-What is not covered: the gateway is killed between bursts (all answers in), because without a
-resumable session an order in flight on a killed gateway has an unknown fate to its client.
-Settlement and anvil join this test when the settlement stage runs under ``hx up``.
+The gateway is killed between bursts (all answers in): an order in flight on a killed gateway has
+an unknown fate to its client until it resumes its session (the gateway tests cover resume).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import os
+import signal
 import socket
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +34,12 @@ import pytest
 from engine.risk.process import rebuild_from_journal
 from engine.types.market_spec import load_markets
 from gateway.sdk import Fill, HxClient, OrderAccepted
-from hx.config import DEFAULT_CONFIG
+from gateway.sdk.events import Balance
+from hx.config import DEFAULT_CONFIG, load_config
+from hx.demo.chain_funding import ChainFunder
 from hx.pipeline import Pipeline
 from hx.topology import Topology
+from settlement.audit import audit
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -60,11 +67,22 @@ class Trader:
     fills: collections.Counter[tuple[int, int, int]] = field(default_factory=collections.Counter)
     next_coid: int = 1
 
-    async def connect(self, url: str, fund: bool) -> None:
+    async def connect(self, url: str, fund: bool, funder: ChainFunder | None = None) -> None:
         self.client = await HxClient(url, self.protocol, timeout_s=60).connect()
         self.account_id = await self.client.login(KEYS[self.role])
-        if fund:
-            await self.client.faucet("USDC", "100000")  # the seller sells YES short, on margin
+        if not fund:
+            return
+        # the seller sells YES short, on margin
+        if funder is None:
+            await self.client.faucet("USDC", "100000")
+        else:  # a deposit on the chain, credited by settlement
+            await asyncio.to_thread(funder.fund, KEYS[self.role], "USDC", 100_000)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            ev = await self.client.events.get()
+            if isinstance(ev, Balance) and ev.asset == 0 and ev.balance > 0:
+                return
+        raise AssertionError(f"{self.role}: never credited")
 
     def drain(self) -> None:
         assert self.client is not None
@@ -92,15 +110,19 @@ class Trader:
 
 
 class Exchange:
-    """A real pipeline (shard, risk, gateway processes) on the default config, faucet on."""
+    """A real pipeline (shard, risk, gateway processes) on the default config; with ``chain`` also
+    the local chain and settlement (money by deposit), else the faucet."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, chain: bool) -> None:
         self.port = _free_port()
+        self.root = root
         topology = Topology(
             run_id=f"hx-chaos-{os.getpid()}-{time.monotonic_ns() % 10**9}",
             shards=1,
             risk=1,
             gateways=1,
+            settlement=int(chain),
+            chain=int(chain),
             order_ring_slots=1 << 14,
             event_ring_slots=1 << 16,
         )
@@ -112,7 +134,8 @@ class Exchange:
             fsync="none",
             host="127.0.0.1",
             port=self.port,
-            gateway={"faucet": True},
+            gateway={"faucet": not chain},
+            settlement=asdict(load_config(DEFAULT_CONFIG).settlement) if chain else {},
         )
 
     @property
@@ -125,6 +148,20 @@ class Exchange:
         await loop.run_in_executor(None, self.pipeline.kill, name)
         await loop.run_in_executor(None, self.pipeline.restart, name)
         assert self.pipeline.procs[name].process.pid != old
+
+    async def kill_anvil(self) -> None:
+        """kill -9 the chain node itself (the connection every chain call depends on); its stage
+        exits, and is restarted on the state anvil dumped (as the supervisor would)."""
+        loop = asyncio.get_running_loop()
+        pid = int((self.root / "chain" / "anvil.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        handle = self.pipeline.procs["chain-0"]
+        await loop.run_in_executor(None, handle.process.join, 30)
+        await loop.run_in_executor(None, self.pipeline.restart, "chain-0")
+
+    def status(self) -> dict[str, Any]:
+        path = self.root / "settlement-0" / "status.json"
+        return json.loads(path.read_text()) if path.exists() else {}
 
     def start(self) -> None:
         self.pipeline.start()
@@ -148,19 +185,24 @@ async def _book(url: str) -> tuple[Any, ...]:
 
 
 async def _chaos_run(root: Path) -> tuple[dict[str, Trader], tuple[Any, ...], dict[str, tuple[int, ...]]]:
-    ex = Exchange(root)
+    ex = Exchange(root, chain=True)
     ex.start()
     traders = {"buyer": Trader("buyer", "buy", "bin"), "seller": Trader("seller", "sell", "json")}
     try:
+        funder = await asyncio.to_thread(ChainFunder.wait_for, root)
         for t in traders.values():
-            await t.connect(ex.url, fund=True)
-        kills = {1: "shard-0", 3: "risk-0"}
+            await t.connect(ex.url, fund=True, funder=funder)
+        kills = {1: "shard-0", 2: "settlement-0", 3: "risk-0"}  # while both sides trade
+        before_last = 0
         for burst in range(BUY_BURSTS):
             sends = [traders["buyer"].burst()]
             if burst < SELL_BURSTS:
                 sends.append(traders["seller"].burst())
             if burst in kills:  # right behind a burst: orders in the rings, the process mid-stream
                 await ex.kill_and_restart(kills[burst])
+            if burst == 4:
+                await ex.kill_anvil()
+                before_last = ex.status().get("confirmed_batch", 0)
             for t, results in zip(traders.values(), await asyncio.gather(*sends), strict=False):
                 t.record(results)
             if burst == 5:  # every answer is in: kill the gateway, reconnect, go on
@@ -176,6 +218,20 @@ async def _chaos_run(root: Path) -> tuple[dict[str, Trader], tuple[Any, ...], di
         for t in traders.values():
             assert t.client is not None
             await t.client.close()
+        # the chain reconciles: the trades after the last kill are settled in new batches, nothing
+        # is pending or halted, and the audit rebuilds every posted tree from the chain's data alone
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            status = ex.status()
+            if status.get("confirmed_batch", 0) > before_last and status.get("pending_batch") is None:
+                break
+            await asyncio.sleep(0.5)
+        assert status["confirmed_batch"] > before_last and not status["halted"], status
+        assert status["deposits_credited_on_chain"] == 2, status
+        chain = json.loads((root / "settlement-chain.json").read_text())
+        manifest = json.loads((root / "chain" / "manifest.json").read_text())
+        report = await asyncio.to_thread(audit, chain["rpc_url"], manifest)
+        assert report.ok and report.batches >= status["confirmed_batch"], report
         assert all(h.process.is_alive() for h in ex.pipeline.procs.values())
     finally:
         ex.pipeline.stop()
@@ -186,7 +242,7 @@ async def _clean_run(
     root: Path, chaos: dict[str, Trader]
 ) -> tuple[tuple[Any, ...], dict[str, tuple[int, ...]]]:
     """The same acknowledged orders, in the same bursts, with nothing killed."""
-    ex = Exchange(root)
+    ex = Exchange(root, chain=False)
     ex.start()
     traders = {role: Trader(role, t.side, t.protocol) for role, t in chaos.items()}
     try:

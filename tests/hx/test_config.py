@@ -11,7 +11,8 @@ from hx.config import DEFAULT_CONFIG, ConfigError, load_config
 
 def test_the_embedded_default_loads_with_risk_and_every_asset_class() -> None:
     config = load_config()
-    assert config.run.risk >= 1 and config.gateway.get("faucet") is True
+    assert config.run.risk >= 1 and config.settlement.enabled  # money arrives on the local chain
+    assert not config.gateway.get("faucet")  # so the development faucet is off
     kinds = {m["kind"] for m in config.doc["market"]}
     assert kinds == {"perp", "spot", "equity", "prediction"}
 

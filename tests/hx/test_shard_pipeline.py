@@ -16,6 +16,7 @@ import pytest
 from engine.shard.order_stream import to_commands
 from engine.shard.replay import replay_orders
 from engine.types.enums import MsgType
+from engine.wire.codec import encode
 from engine.wire.layout import LAYOUTS, SLOT_BYTES
 from hx.pipeline import Pipeline
 from hx.topology import Topology
@@ -49,22 +50,31 @@ def test_sharded_replay_equals_in_process(stream: np.ndarray, shards: int, tmp_p
     assert np.array_equal(got, expected)
 
 
+_END_MARK = 0x5EED_F00D  # the HEARTBEAT sent after the last command: its echo ends the recording
+
+
 def _record_events(pipe: Pipeline, commands: np.ndarray, kill_after: int | None) -> bytes:
-    """Feed commands in chunks; optionally SIGKILL the shard after ``kill_after`` and restart it."""
+    """Feed commands in chunks; optionally SIGKILL the shard after ``kill_after`` and restart it.
+    Ends when the shard echoes the HEARTBEAT sent after the last command (everything before it was
+    published: with ``ack``, once durable), whatever the machine's load; the echo is left out."""
     topo = pipe.topology
     ring = pipe.rings[topo.order_ring(0, 0)]
     consumer = pipe.rings[topo.event_ring(0)].consumer(0)
     events: list[bytes] = []
     sent = 0
     killed = kill_after is None
-    deadline = time.monotonic() + 120
+    marked = done = False
+    deadline = time.monotonic() + 240
     raw = commands.tobytes()
     try:
-        while time.monotonic() < deadline:
+        while not done:
+            assert time.monotonic() < deadline, "the shard never echoed the end mark"
             if sent < len(commands):
                 n = min(200, len(commands) - sent, ring.free_slots(200))
                 if n > 0 and ring.try_publish(raw[sent * 64 : (sent + n) * 64], n):
                     sent += n
+            elif not marked:
+                marked = ring.try_publish(encode(MsgType.HEARTBEAT, 0, ts_ns=_END_MARK), 1)
             if not killed and sent >= kill_after:
                 time.sleep(0.05)  # let the shard get part-way through what was sent
                 pipe.kill("shard-0")
@@ -72,19 +82,16 @@ def _record_events(pipe: Pipeline, commands: np.ndarray, kill_after: int | None)
                 killed = True
             view, k = consumer.peek()
             if k:
-                events.append(bytes(view))
+                block = np.frombuffer(bytes(view), dtype=np.uint8).reshape(k, 64)
+                beat = block[:, 0] == MsgType.HEARTBEAT
+                ends = beat & (block[:, 8:16].copy().view("<u8")[:, 0] == _END_MARK)
+                done = bool(ends.any())
+                events.append(block[~beat].tobytes())
             view.release()
             consumer.release(k)
-            if sent == len(commands) and not k and _quiet(consumer):
-                break
     finally:
         consumer.close()
     return b"".join(events)
-
-
-def _quiet(consumer, settle_s: float = 0.5) -> bool:  # type: ignore[no-untyped-def]
-    """Nothing more arrives for ``settle_s`` (the shard has drained its input)."""
-    return consumer.wait(settle_s) == 0
 
 
 @pytest.mark.parametrize("fsync", ["none", "ack"])

@@ -4,6 +4,7 @@ belong to one run, children that die with a killed supervisor, restarts that bac
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from engine.host.process_identity import read_pid_files
 from engine.ring import RingBuffer, RingError, RingRef, cleanup_rings
+from hx.config import DEFAULT_CONFIG
 from hx.pipeline import Pipeline, RunError
 from hx.supervisor import supervise
 from hx.topology import Topology, run_id_for
@@ -134,11 +136,15 @@ def _free_port() -> int:
 def test_kill_minus_9_of_hx_up_takes_its_children_down(tmp_path: Path) -> None:
     state = tmp_path / "state"
     port = _free_port()
+    config = tmp_path / "hx.toml"  # the embedded default (its local chain included), metrics off
+    config.write_text(re.sub(r"(?m)^metrics_port = \d+", "metrics_port = 0", DEFAULT_CONFIG.read_text()))
     cmd = [
         sys.executable,
         "-m",
         "hx.cli",
         "up",
+        "--config",
+        str(config),
         "--state-dir",
         str(state),
         "--port",
@@ -148,7 +154,7 @@ def test_kill_minus_9_of_hx_up_takes_its_children_down(tmp_path: Path) -> None:
     ]
     sup = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        _wait_until(lambda: {"shard-0", "gateway-0"} <= set(read_pid_files(state)), 60, "stages up")
+        _wait_until(lambda: {"shard-0", "gateway-0"} <= set(read_pid_files(state)), 180, "stages up")
         children = read_pid_files(state)
         os.kill(sup.pid, signal.SIGKILL)
         sup.wait()

@@ -122,3 +122,34 @@ def test_the_oracle_engine_indexes_a_chain_feed_and_drops_its_stale_round(
         assert [v.reason for v in engine.verdicts[1]] == [DropReason.STALE]
     finally:
         adapter.close()
+
+
+def test_the_oracle_process_builds_chain_feeds_through_the_factory_the_composition_root_names() -> None:
+    import copy
+    import tomllib
+    from pathlib import Path
+
+    from engine.oracle.oracle_config import oracle_config_from
+    from engine.oracle.process import make_sources
+    from hx.stages import ORACLE_ADAPTER_FACTORY
+
+    doc = copy.deepcopy(tomllib.loads((Path(__file__).parents[2] / "config" / "hx.toml").read_text()))
+    chain = {
+        "asset": "BTC",
+        "name": "cl",
+        "kind": "chainlink",
+        "rpc_url": "http://127.0.0.1:9",
+        "address": "0x" + "22" * 20,
+    }
+    doc["oracle"]["source"].append(chain)
+    config = oracle_config_from(doc)
+    assert config is not None
+    with pytest.raises(ValueError, match="feeds cl need an adapter factory"):
+        make_sources(config)
+    sources = make_sources(config, ORACLE_ADAPTER_FACTORY)
+    try:
+        chained = [s for s in sources if isinstance(s, ChainlinkSource)]
+        assert [(s.asset_id, s.name, s.feed) for s in chained] == [(1, "cl", 3)]  # BTC's fourth feed
+    finally:
+        for s in sources:
+            s.close()

@@ -52,8 +52,9 @@ def simple_oracle(**top: Any) -> dict[str, Any]:
 class FeedScript:
     """A PriceSource whose quotes the test sets (``push``)."""
 
-    def __init__(self, asset_id: int, feed: int, name: str = "") -> None:
+    def __init__(self, asset_id: int, feed: int, name: str = "", perp_market: int = 0) -> None:
         self.asset_id, self.feed, self.name = asset_id, feed, name or f"f{feed}"
+        self.perp_market = perp_market
         self.pending: list[RawQuote] = []
 
     def push(self, price: object, ts_ns: int) -> None:
@@ -98,6 +99,7 @@ class Harness:
     def apply(self, record: bytes) -> tuple[list[bytes], bytes, bytes]:
         self.records.append(record)
         apply_record(self.engine, record, self.requests)
+        self.engine.validate()
         out = self.engine.take_outputs()
         self.raw.append(out)
         shards, risk, public = out
@@ -127,3 +129,7 @@ def level(market: int, side: int, price_ticks: int, size_lots: int, seq: int = 1
 
 def feeds(config: OracleConfig, asset: int) -> list[FeedScript]:
     return [FeedScript(asset, s.feed, s.name) for s in config.feeds_of(asset)]
+
+
+def externals(config: OracleConfig, market: int) -> list[FeedScript]:
+    return [FeedScript(s.asset_id, s.feed, s.name, market) for s in config.externals_of(market)]

@@ -3,7 +3,7 @@ delisting; risk closes every position at it, rounded against each account, the d
 
 from __future__ import annotations
 
-from oracle_harness import BTC, BTC_PERP, T0, Harness, S, feeds, make_config, simple_oracle
+from oracle_harness import BTC, BTC_PERP, T0, Harness, S, feeds, level, make_config, simple_oracle
 from risk_harness import BTC_PERP as RISK_BTC_PERP
 from risk_harness import USDC, LocalExchange
 
@@ -81,3 +81,42 @@ def test_risk_closes_every_position_at_the_settlement_price_once_rounding_agains
     x.send(msg, Source.ORACLE)  # again: nothing left to settle
     x.send(encode(MsgType.SETTLEMENT_PRICE, RISK_BTC_PERP, price_micro=10**6), Source.ORACLE)
     assert {a: int(b.balance[x.row(a), USDC]) for a in after} == after
+
+
+def test_oracle_funding_applied_by_risk_longs_pay_above_the_index_and_it_sums_to_zero() -> None:
+    """The oracle's own FUNDING bytes into a risk engine on the same config: with the perp bid 1%
+    above the index the rate is positive, the long pays, the shorts receive, exactly zero-sum."""
+    import numpy as np
+
+    from engine.risk.risk_config import load_risk_config
+    from engine.risk.risk_engine import RiskEngine
+    from hx.config import DEFAULT_CONFIG
+
+    perp = {"market": "BTC-PERP", "payment_interval_s": 60, "premium_sample_ms": 5000}
+    config = make_config(simple_oracle(perp=[perp], staleness_ms=86_400_000))
+    h = Harness(config)
+    fs = feeds(config, BTC)
+    for f in fs:
+        f.push("64000", T0)
+    h.tick(T0, fs)
+    h.book(T0, level(BTC_PERP, 0, 646_400, 1000), level(BTC_PERP, 1, 646_500, 1000))
+    for k in range(1, 13 * 2):
+        h.tick(T0 + k * 5 * S)
+    risk = RiskEngine(load_risk_config(DEFAULT_CONFIG))
+    book = risk.book
+    rows = [book.row(a) for a in (ALICE, BOB, CAROL)]
+    p = risk.config.markets[BTC_PERP].perp
+    for row, size in zip(rows, (5_000_000, -3_000_000, -2_000_000), strict=True):
+        book.balance[row, 0] = USDC_10K
+        book.perp_size[row, p] = size
+        book.perp_cost[row, p] = size * 640  # entered at $64,000
+    before = np.array([int(book.balance[r, 0]) for r in rows])
+    everything = b"".join(risk_bytes for _s, risk_bytes, _p in h.raw)
+    for off in range(0, len(everything), 64):
+        risk.handle_command(everything, off, Source.ORACLE)
+    risk.end_of_record()
+    delta = np.array([int(book.balance[r, 0]) for r in rows]) - before
+    paid = h.of(h.risk_out, MsgType.FUNDING, BTC_PERP)
+    assert len(paid) >= 1 and all(m["rate_ppb"] > 0 for m in paid)
+    assert delta[0] < 0 < delta[1] and delta[2] > 0  # the long pays both shorts
+    assert int(delta.sum()) == 0

@@ -21,7 +21,7 @@ from oracle_harness import (
 from engine.math.funding import calc_funding_rate
 from engine.math.oracle_index import DropReason
 from engine.oracle.oracle_engine import OracleEngine
-from engine.oracle.process import apply_record
+from engine.oracle.process import BATCH_HEADER, HEADER_SLOT, apply_record
 from engine.types.enums import MarketStatus, MsgType, PriceStatus
 from engine.wire.codec import encode
 
@@ -272,3 +272,100 @@ def test_records_with_an_earlier_clock_never_move_time_back() -> None:
     h.tick(T0, fs)
     h.apply(tick_record(T0 - HOUR))
     assert h.engine.now_ns == T0
+
+
+def test_a_lost_shard_stream_forgets_its_books_and_asks_the_shard_to_restate() -> None:
+    from engine.oracle.process import LOST
+    from engine.wire.layout import ALL_MARKETS
+
+    config = make_config(simple_oracle())
+    h = Harness(config, shards=2)
+    h.book(T0, level(BTC_PERP, 0, 640_000, 5))
+    assert h.engine.state["books"][BTC_PERP][0] == {640_000: 5}
+    shard = BTC_PERP % 2
+    h.apply(BATCH_HEADER.pack(LOST, shard, 0, 0, T0, 0).ljust(HEADER_SLOT, b"\0"))
+    assert h.engine.state["books"][BTC_PERP] == ({}, {})
+    (request,) = h.shard_out[shard]
+    assert (request["msg_type"], request["market_id"]) == (MsgType.L2_SNAPSHOT_REQUEST, ALL_MARKETS)
+    assert h.shard_out[1 - shard] == []
+    # the restatement rebuilds it: BOOK_RESET, then the levels
+    h.book(T0, encode(MsgType.BOOK_RESET, BTC_PERP, bid_levels=1), level(BTC_PERP, 0, 641_000, 7))
+    assert h.engine.state["books"][BTC_PERP][0] == {641_000: 7}
+
+
+def test_spot_markets_get_the_index_as_their_mark_on_the_shard_and_in_public() -> None:
+    from oracle_harness import ETH, ETH_USDC
+
+    oracle = {
+        "tick_ms": 250,
+        "source": [{"asset": "ETH", "name": f"e{i}", "price": "3300"} for i in range(2)],
+    }
+    config = make_config(oracle)
+    h = Harness(config, shards=1)
+    fs = feeds(config, ETH)
+    _quote_all(fs, "3300.5", T0)
+    h.tick(T0, fs)
+    (band,) = h.of(h.shard_out[0], MsgType.MARK_PRICE, ETH_USDC)
+    assert band["price_ticks"] == 330_050  # $0.01 ticks
+    assert h.of(h.risk_out, MsgType.MARK_PRICE, ETH_USDC) == []  # risk prices the asset (ORACLE_PRICE)
+    (public,) = h.of(h.public_out, MsgType.MARK, ETH_USDC)
+    assert public["mark_micro"] == public["index_micro"] == 3_300_500_000
+
+
+def _external_config(weights: tuple[int, ...] = (1, 1, 1)) -> object:
+    ext = [
+        {"perp": "BTC-PERP", "name": f"venue{i}", "price": "64000", "weight": w, "staleness_ms": 2000}
+        for i, w in enumerate(weights)
+    ]
+    return make_config(simple_oracle(source=btc_sources() + ext))
+
+
+def test_external_perp_mids_are_the_marks_third_component_and_one_bad_venue_cannot_move_it() -> None:
+    from oracle_harness import externals
+
+    config = _external_config()
+    assert [s.name for s in config.feeds_of(BTC)] == ["f0", "f1", "f2"]  # venues are not index feeds
+    h = Harness(config)
+    fs, xs = feeds(config, BTC), externals(config, BTC_PERP)
+    _quote_all(fs, "64000", T0)
+    _quote_all(xs, "64100", T0)  # every venue's perp trades $100 above the index
+    h.tick(T0, fs + xs)
+    h.book(T0, level(BTC_PERP, 0, 640_990, 1), level(BTC_PERP, 1, 641_010, 1))  # ours too
+    h.tick(T0 + 250 * MS, fs + xs)
+    assert h.engine.mark_of(BTC_PERP) == 64_100_000_000  # median(index + basis, book, venues)
+    xs[0].push("70000", T0 + S)  # one venue manipulated by 9%
+    h.tick(T0 + S, fs + xs)
+    assert h.engine.mark_of(BTC_PERP) == 64_100_000_000  # the weighted median of the venues holds
+    h.tick(T0 + 5 * S)  # the venues go stale (2 s): (c) is the index again, a vote for it
+    assert 64_000_000_000 <= h.engine.mark_of(BTC_PERP) <= 64_100_000_000
+
+
+def test_a_heavy_venue_carries_the_weighted_median() -> None:
+    """(a) index + basis = 64,100 and (b) median(63,900 bid, 64,300 ask, 63,950 last) = 63,950
+    straddle (c), so the mark is (c): the venue with weight 5 of 7 (64,050)."""
+    from oracle_harness import externals
+
+    config = _external_config(weights=(5, 1, 1))
+    h = Harness(config)
+    fs, xs = feeds(config, BTC), externals(config, BTC_PERP)
+    _quote_all(fs, "64000", T0)
+    for x, p in zip(xs, ("64050", "64300", "64400"), strict=True):
+        x.push(p, T0)
+    h.tick(T0, fs + xs)
+    trade = encode(MsgType.TRADE, BTC_PERP, seq=3, price_ticks=639_500, size_lots=1, ts_ns=T0)
+    h.book(T0, level(BTC_PERP, 0, 639_000, 1), level(BTC_PERP, 1, 643_000, 1), trade)
+    h.tick(T0 + 250 * MS, fs + xs)
+    assert h.engine.mark_of(BTC_PERP) == 64_050_000_000
+
+
+def test_external_config_errors_name_the_key() -> None:
+    with pytest.raises(ValueError, match=r"#4 perp: 'ETH-USDC' is not a perp market"):
+        make_config(simple_oracle(source=btc_sources() + [{"perp": "ETH-USDC", "price": "1"}]))
+    with pytest.raises(ValueError, match=r"#4 weight: only an external mid"):
+        make_config(simple_oracle(source=btc_sources() + [{"asset": "BTC", "price": "1", "weight": 2}]))
+    with pytest.raises(ValueError, match=r"perp: ETH-PERP has no \[\[oracle.perp\]\]"):
+        make_config(
+            simple_oracle(
+                source=btc_sources() + [{"asset": "ETH", "price": "1"}, {"perp": "ETH-PERP", "price": "1"}]
+            )
+        )

@@ -155,3 +155,56 @@ class _ShardHeader:
 
 
 _SHARD_HEADER = _ShardHeader()
+
+
+def test_a_dropped_cursor_on_a_shard_ring_is_journaled_and_the_shard_asked_to_restate(tmp_path: Path) -> None:
+    """In-process, with rings this test produces: the oracle reads book events, is dropped by the
+    shard's ring, resumes at the head, journals a LOST record and sends L2_SNAPSHOT_REQUEST."""
+    from engine.oracle.process import LOST, OracleOptions, OracleProcess
+    from engine.ring import ConsumerRef, RingBuffer, RingRef
+    from engine.wire.codec import encode
+    from engine.wire.layout import ALL_MARKETS
+
+    config = write_config(tmp_path)
+    tag = f"hx-t-odrop-{os.getpid()}"
+    events = RingBuffer.create(f"{tag}-ev", 1 << 10, consumers=1)
+    into_shard = RingBuffer.create(f"{tag}-oin", 1 << 10, consumers=1)
+    events.set_producer()
+    reader = into_shard.consumer(0)
+    options = OracleOptions(
+        requests=(),
+        shard_events=(ConsumerRef(RingRef(events.name, events.nonce), 0),),
+        shards=(RingRef(into_shard.name, into_shard.nonce),),
+        risk=(),
+        events=None,
+        config_path=str(config),
+        state_dir=str(tmp_path / "oracle"),
+        fsync="none",
+    )
+    proc = OracleProcess(options)
+    try:
+        fresh = reader.read(16, timeout_s=1)  # a fresh oracle asks every shard for its books
+        assert fresh[0] == MsgType.L2_SNAPSHOT_REQUEST
+        events.publish(encode(MsgType.L2_DELTA, BTC_PERP, seq=1, price_ticks=640_000, size_lots=3, side=0))
+        assert proc._read_input(0, proc.consumers[0])
+        assert proc.engine.state["books"][BTC_PERP][0] == {640_000: 3}
+        assert events.drop_consumer(0)
+        assert proc._read_input(0, proc.consumers[0])  # learns it was dropped
+        assert proc.engine.state["books"][BTC_PERP] == ({}, {})
+        request = decode(reader.read(16, timeout_s=1), 0)
+        assert (request["msg_type"], request["market_id"]) == (MsgType.L2_SNAPSHOT_REQUEST, ALL_MARKETS)
+        headers = [
+            ORACLE_HEADER.unpack_from(r, 0)[0]
+            for _s, r in JournalReader(tmp_path / "oracle" / "journal").replay(1)
+        ]
+        assert headers.count(LOST) == 2  # the fresh start's, and the drop's
+        events.publish(encode(MsgType.L2_DELTA, BTC_PERP, seq=2, price_ticks=641_000, size_lots=1, side=1))
+        assert proc._read_input(0, proc.consumers[0])  # reading again from the head
+        assert proc.engine.state["books"][BTC_PERP][1] == {641_000: 1}
+    finally:
+        proc.stop_requested = True
+        proc.write_snapshot()
+        proc.close()
+        reader.close()
+        events.close()
+        into_shard.close()

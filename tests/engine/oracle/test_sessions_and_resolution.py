@@ -167,3 +167,35 @@ def test_a_dispute_after_the_window_but_before_the_tick_is_refused() -> None:
     assert _rejects(h) == [RejectCode.DISPUTE_WINDOW_CLOSED]
     h.tick(CLOSE_AT + 61 * S)
     assert [m["outcome"] for m in h.of(h.risk_out, MsgType.RESOLUTION)] == [1]
+
+
+def test_the_shard_rejects_orders_outside_the_session_the_oracle_sets() -> None:
+    """The oracle's shard bytes into a matching engine on the same markets: an AAPL order while
+    CLOSED is MARKET_CLOSED, during a halt MARKET_HALTED, in session it rests."""
+    from oracle_harness import ROOT
+
+    from engine.shard.native_engine import make_engine
+    from engine.shard.wire_event_writer import WireEventWriter
+    from engine.types.market_spec import load_markets
+    from engine.wire.codec import decode, encode
+
+    h = _session_config()
+    writer = WireEventWriter()
+    shard = make_engine(load_markets(ROOT / "config" / "hx.toml"), writer)
+    order = encode(
+        MsgType.NEW_ORDER, AAPL_USDC, account=7, side=0, price_ticks=23_000, size_lots=1, client_order_id=1
+    )
+
+    def at(t: int) -> tuple[int, int]:
+        h.tick(t)
+        for data in h.raw[-1][0]:
+            for off in range(0, len(data), 64):
+                shard.handle(data, off)
+        writer.take()
+        shard.handle(order, 0)
+        ev = decode(writer.take(), 0)
+        return ev["msg_type"], ev.get("reason", 0)
+
+    assert at(WED + 6 * H) == (MsgType.REJECTED, RejectCode.MARKET_CLOSED)
+    assert at(WED + 17 * H + M) == (MsgType.REJECTED, RejectCode.MARKET_HALTED)
+    assert at(WED + 18 * H)[0] == MsgType.ACCEPTED

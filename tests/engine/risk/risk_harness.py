@@ -4,7 +4,11 @@ the process tests run the same through real rings."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from engine.risk.native_risk import make_risk_engine
 from engine.risk.risk_config import RiskConfig, risk_config_from
@@ -59,6 +63,20 @@ MARKETS = {
     ),
 }
 CONFIG: RiskConfig = risk_config_from(MARKETS, ASSETS)
+
+
+@pytest.fixture(scope="module", autouse=False, params=["native", "python"])
+def both_engines(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A module that imports it (``from risk_harness import both_engines``) and names it with
+    ``pytestmark = pytest.mark.usefixtures("both_engines")`` runs every test on the compiled risk
+    engine and on its specification (``HX_RISK_ENGINE``, read by ``make_risk_engine``)."""
+    previous = os.environ.get("HX_RISK_ENGINE")
+    os.environ["HX_RISK_ENGINE"] = request.param
+    yield request.param
+    if previous is None:
+        os.environ.pop("HX_RISK_ENGINE", None)
+    else:
+        os.environ["HX_RISK_ENGINE"] = previous
 
 
 class LocalExchange:

@@ -4,11 +4,14 @@ Conservation and reservations are checked after every command by the harness (va
 
 from __future__ import annotations
 
-from risk_harness import BTC_PERP, USDC, LocalExchange
+import pytest
+from risk_harness import BTC_PERP, USDC, LocalExchange, both_engines  # noqa: F401 (a fixture, used by name)
 
 from engine.risk.risk_engine import Source, insurance_account
 from engine.types.enums import LiquidationKind, MsgType, RejectCode
 from engine.wire.codec import encode
+
+pytestmark = pytest.mark.usefixtures("both_engines")  # every test on both risk engines
 
 ALICE, MAKER, SHORT = 21, 22, 23  # Alice: 10x long; MAKER quotes; SHORT holds the other side
 

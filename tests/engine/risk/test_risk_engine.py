@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from risk_harness import BTC, BTC_PERP, ETH, ETH_USDC, USDC, LocalExchange
+from risk_harness import BTC, BTC_PERP, ETH, ETH_USDC, USDC, LocalExchange, both_engines  # noqa: F401 (a fixture, used by name)
 
 from engine.risk.risk_engine import fee_account
 from engine.types.enums import BalanceReason, MsgType, OrderFlag, RejectCode, TimeInForce
 from engine.wire.codec import encode
+
+pytestmark = pytest.mark.usefixtures("both_engines")  # every test on both risk engines
 
 ALICE, BOB, CAROL = 11, 12, 13
 USDC_10K = 10_000 * 10**6

@@ -1,0 +1,213 @@
+"""A bounded per-account history of the private stream, so a reconnecting session resumes exactly.
+
+With risk in the order path every private event carries the account's own gap-free sequence
+number (``seq``: 1, 2, 3, ... per account, whatever the market). Each gateway records, from risk's
+rings, the private events of accounts that have had a session recently (on any gateway: logins
+touch a marker file in the run's state directory, ``SessionBoard``), and a session that logs in
+with ``resume_from = N`` (the last seq it processed) gets every recorded event after N before any
+live one, so its stream continues as if it had never disconnected, even through another gateway
+after a ``kill -9`` of the first.
+
+Bounds: per account at most ``max_events`` events and ``max_age_s`` seconds of them; all accounts
+together at most ``max_bytes`` (the least recently active accounts' histories go first). A gap in
+an account's sequence (this gateway lost events) drops that account's history and starts again:
+a history with a hole is never served. A resume the history cannot cover (too old, or after a
+gap) is refused with the reason, and the client resyncs (``open_orders``, balances).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from collections import deque
+from pathlib import Path
+
+from engine.types.enums import MsgType
+from engine.wire.layout import SEQ_AT, SLOT_BYTES, field_offset, layout_of
+from gateway.binary import GATEWAY_REQUEST_BIT
+
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+PRIVATE_TYPES = (
+    MsgType.ACCEPTED,
+    MsgType.REJECTED,
+    MsgType.CANCELLED,
+    MsgType.AMENDED,
+    MsgType.TRIGGERED,
+    MsgType.BALANCE,
+    MsgType.POSITION,
+    MsgType.ACCOUNT_MARGIN,
+    MsgType.LIQUIDATION,
+    MsgType.ADL_RANK,
+    MsgType.ORDER_STATE,
+)
+ACCOUNT_AT = [-1] * 256  # byte offset of the receiving account per private type
+for _t in PRIVATE_TYPES:
+    ACCOUNT_AT[_t] = field_offset(_t, "account")
+ACCOUNT_AT[MsgType.FILL] = field_offset(MsgType.FILL, "taker_account")
+_FILL = int(MsgType.FILL)
+_FILL_MAKER_AT = field_offset(MsgType.FILL, "maker_account")
+_STATE = int(MsgType.ORDER_STATE)
+_STATE_RID_AT = field_offset(MsgType.ORDER_STATE, "request_id")
+assert all(layout_of(t).dtype.fields["seq"][1] == SEQ_AT for t in (*PRIVATE_TYPES, MsgType.FILL))
+
+
+def event_account(data: bytes, off: int) -> int:
+    """The account a private event belongs to (its copy of a FILL: the side not zeroed), else 0."""
+    at = ACCOUNT_AT[data[off]]
+    if at < 0:
+        return 0
+    account = _U32.unpack_from(data, off + at)[0]
+    if not account and data[off] == _FILL:
+        account = _U32.unpack_from(data, off + _FILL_MAKER_AT)[0]
+    return int(account)
+
+
+def is_sent(event: bytes) -> bool:
+    """Whether a recorded event goes to the account's sessions (a gateway's own ORDER_STATE
+    answers do not: the gateway answers those requests in one reply)."""
+    return not (event[0] == _STATE and _U64.unpack_from(event, _STATE_RID_AT)[0] & GATEWAY_REQUEST_BIT)
+
+
+class SessionBoard:
+    """Which accounts had a session recently, on any gateway of the run (marker files' mtimes)."""
+
+    def __init__(self, state_dir: str | Path | None, window_s: float) -> None:
+        self.dir = Path(state_dir) / "sessions" if state_dir else None
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        self.window_s = window_s
+        self.recent: dict[int, float] = {}  # account -> last seen (time.time())
+
+    def touch(self, account: int) -> None:
+        """A session of ``account`` is alive here (login, and periodically while it lives)."""
+        now = time.time()
+        self.recent[account] = now
+        if self.dir is not None:
+            path = self.dir / str(account)
+            try:
+                path.touch()
+                os.utime(path, (now, now))
+            except OSError:
+                pass
+
+    def refresh(self) -> None:
+        """Learn other gateways' sessions; forget accounts not seen within the window."""
+        now = time.time()
+        if self.dir is not None:
+            try:
+                for entry in os.scandir(self.dir):
+                    if entry.name.isdigit():
+                        seen = entry.stat().st_mtime
+                        if now - seen <= self.window_s:
+                            account = int(entry.name)
+                            self.recent[account] = max(self.recent.get(account, 0.0), seen)
+            except OSError:
+                pass
+        for account in [a for a, seen in self.recent.items() if now - seen > self.window_s]:
+            del self.recent[account]
+
+
+class _History:
+    __slots__ = ("seqs", "events", "times", "last_seq")
+
+    def __init__(self) -> None:
+        self.seqs: deque[int] = deque()
+        self.events: deque[bytes] = deque()
+        self.times: deque[float] = deque()
+        self.last_seq = 0
+
+
+class ReplayBuffer:
+    """Private events by account, bounded; ``resume`` serves what a reconnecting session missed."""
+
+    def __init__(
+        self,
+        board: SessionBoard,
+        max_events: int = 10_000,
+        max_age_s: float = 60.0,
+        max_bytes: int = 64 << 20,
+    ) -> None:
+        self.board = board
+        self.max_events = max_events
+        self.max_age_s = max_age_s
+        self.max_bytes = max_bytes
+        self.histories: dict[int, _History] = {}
+        self.events = 0  # held, all accounts
+        self.gaps = 0  # histories dropped because of a gap
+
+    def record(self, data: bytes) -> None:
+        """Keep the private events of recently active accounts from one risk batch."""
+        recent = self.board.recent
+        if not recent:
+            return
+        now = time.monotonic()
+        for off in range(0, len(data), SLOT_BYTES):
+            if ACCOUNT_AT[data[off]] < 0:
+                continue
+            account = event_account(data, off)
+            if account not in recent:
+                continue
+            seq = _U64.unpack_from(data, off + SEQ_AT)[0]
+            h = self.histories.get(account)
+            if h is None:
+                h = self.histories[account] = _History()
+            elif seq != h.last_seq + 1:
+                self.gaps += 1  # a hole: what we hold can no longer be served
+                self.events -= len(h.seqs)
+                h = self.histories[account] = _History()
+            h.seqs.append(seq)
+            h.events.append(data[off : off + SLOT_BYTES])
+            h.times.append(now)
+            h.last_seq = seq
+            self.events += 1
+            if len(h.seqs) > self.max_events:
+                self._pop(h)
+        if self.events * SLOT_BYTES > self.max_bytes:
+            self._shed()
+
+    def _pop(self, h: _History) -> None:
+        h.seqs.popleft()
+        h.events.popleft()
+        h.times.popleft()
+        self.events -= 1
+
+    def _shed(self) -> None:
+        """Over the byte budget: drop the least recently active accounts' histories."""
+        by_age = sorted(
+            self.histories, key=lambda a: self.histories[a].times[-1] if self.histories[a].times else 0
+        )
+        for account in by_age:
+            if self.events * SLOT_BYTES <= self.max_bytes * 3 // 4:
+                break
+            self.events -= len(self.histories.pop(account).seqs)
+
+    def prune(self) -> None:
+        """Age out events older than ``max_age_s``, and accounts no longer recent."""
+        cutoff = time.monotonic() - self.max_age_s
+        recent = self.board.recent
+        for account in list(self.histories):
+            h = self.histories[account]
+            while h.times and h.times[0] < cutoff:
+                self._pop(h)
+            if account not in recent:
+                self.events -= len(h.seqs)
+                del self.histories[account]
+
+    def last_seq(self, account: int) -> int:
+        h = self.histories.get(account)
+        return h.last_seq if h is not None else 0
+
+    def resume(self, account: int, after_seq: int) -> tuple[list[bytes] | None, str]:
+        """The events after ``after_seq`` to send first, or (None, why it cannot be done)."""
+        h = self.histories.get(account)
+        if h is None:
+            return None, "no history of this account on this gateway (resync with open_orders)"
+        if after_seq >= h.last_seq:
+            return [], ""  # nothing missed (or this gateway is behind: the session skips to after_seq)
+        if not h.seqs or after_seq + 1 < h.seqs[0]:
+            first = h.seqs[0] if h.seqs else h.last_seq + 1
+            return None, f"history starts at seq {first}, after {after_seq} (resync with open_orders)"
+        skip = after_seq + 1 - h.seqs[0]
+        return [e for k, e in enumerate(h.events) if k >= skip and is_sent(e)], ""

@@ -1,0 +1,275 @@
+"""Requests the gateway asks risk on a client's behalf, and how their answers are recognised.
+
+* ``open_orders`` / ``order_status`` (JSON): an ORDER_QUERY with a request id of the gateway's own
+  (top bit set, then the gateway index, then a counter: no client and no other gateway can
+  produce it). Risk answers with ORDER_STATE events carrying that id, the last with ``last = 1``;
+  they are gathered here into one reply and not fanned out. A client's binary ORDER_QUERY (top
+  bit clear) is forwarded as is and its ORDER_STATE events reach the account's sessions.
+* ``set_leverage``: risk applies SET_LEVERAGE silently or refuses it with a REJECTED. The gateway
+  sends a HEARTBEAT right behind it, into the same risk partition, with a token of its own as
+  ``ts_ns``; risk handles commands in order and echoes the heartbeat at once on its own event ring
+  (``market_id`` 0), so the echo arriving with no REJECTED before it means the leverage is set.
+  Only echoes on risk's own rings count (a shard's echo, ``market_id`` 1, comes later).
+
+Every request times out (``REQUEST_TIMEOUT_S``) with ENGINE_UNAVAILABLE rather than waiting for
+ever. Only the risk rings' batches are tapped (``tap``), and only when one of the types above is in
+them, so the order path pays nothing for this.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from engine.types.enums import MarginMode, MsgType, RejectCode
+from engine.wire.codec import encode
+from engine.wire.layout import ALL_MARKETS, SLOT_BYTES, field_offset
+from gateway.binary import GATEWAY_REQUEST_BIT
+from gateway.control import control_op
+from gateway.protocol.json_events import order_state_json
+from gateway.session import Session
+
+if TYPE_CHECKING:
+    from gateway.server import GatewayServer
+
+REQUEST_TIMEOUT_S = 5.0
+_STATE, _HEARTBEAT, _REJECTED = int(MsgType.ORDER_STATE), int(MsgType.HEARTBEAT), int(MsgType.REJECTED)
+_STATE_B, _HEARTBEAT_B, _REJECTED_B = bytes([_STATE]), bytes([_HEARTBEAT]), bytes([_REJECTED])
+_STATE_RID = field_offset(_STATE, "request_id")
+_STATE_LAST = field_offset(_STATE, "last")
+_HB_TS = field_offset(_HEARTBEAT, "ts_ns")
+_REJ_COMMAND = field_offset(_REJECTED, "command")
+_REJ_ACCOUNT = field_offset(_REJECTED, "account")
+_REJ_REASON = field_offset(_REJECTED, "reason")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_MODES = {m.name.lower(): int(m) for m in MarginMode}
+
+
+@dataclass
+class _Pending:
+    session: Session
+    msg: dict[str, Any]
+    kind: str  # "open_orders" | "order_status" | "set_leverage"
+    deadline: float
+    states: list[dict[str, Any]] = field(default_factory=list)
+    account: int = 0
+    market: int = 0
+    leverage: int = 0
+    mode: int = 0
+    refused: int = 0  # a RejectCode seen before the heartbeat echo
+
+
+class RiskRequests:
+    """Pending gateway-issued requests to risk, by request id (queries) and token (leverage)."""
+
+    def __init__(self, server: GatewayServer, gateway_index: int = 0) -> None:
+        self.server = server
+        base = GATEWAY_REQUEST_BIT | (gateway_index & 0x7FFF) << 48
+        self._ids = (base | k for k in itertools.count(1))
+        self.queries: dict[int, _Pending] = {}
+        self.leverage: dict[int, _Pending] = {}  # heartbeat token -> request
+
+    @property
+    def pending(self) -> int:
+        return len(self.queries) + len(self.leverage)
+
+    # ---- out -----------------------------------------------------------------------------------
+    def ask_orders(
+        self, sess: Session, msg: dict[str, Any], kind: str, market: int, oid: int, coid: int
+    ) -> None:
+        rid = next(self._ids)
+        data = encode(
+            MsgType.ORDER_QUERY,
+            market,
+            order_id=oid,
+            client_order_id=coid,
+            request_id=rid,
+            account=sess.account_id,
+        )
+        if self.server.router.submit(data, [market], sess.account_id):
+            sess.error(msg, RejectCode.BACKPRESSURE, retry_after_s=0.001)
+            return
+        self.queries[rid] = _Pending(sess, msg, kind, time.monotonic() + REQUEST_TIMEOUT_S, market=market)
+        self.server.kick()
+
+    def set_leverage(self, sess: Session, msg: dict[str, Any], market: int, leverage: int, mode: int) -> None:
+        token = next(self._ids)
+        data = encode(MsgType.SET_LEVERAGE, market, account=sess.account_id, leverage=leverage, mode=mode)
+        data += encode(MsgType.HEARTBEAT, ALL_MARKETS, ts_ns=token, last_seq=0)
+        if self.server.router.submit(data, [market, ALL_MARKETS], sess.account_id):
+            sess.error(msg, RejectCode.BACKPRESSURE, retry_after_s=0.001)
+            return
+        self.leverage[token] = _Pending(
+            sess,
+            msg,
+            "set_leverage",
+            time.monotonic() + REQUEST_TIMEOUT_S,
+            account=sess.account_id,
+            market=market,
+            leverage=leverage,
+            mode=mode,
+        )
+        self.server.kick()
+
+    # ---- answers (risk rings only) -------------------------------------------------------------
+    def tap(self, data: bytes) -> bytes:
+        """Take this gateway's answers out of a risk batch; returns the rest (to be fanned out)."""
+        if _STATE_B not in data[::SLOT_BYTES] and not (
+            self.leverage and (_HEARTBEAT_B in data[::SLOT_BYTES] or _REJECTED_B in data[::SLOT_BYTES])
+        ):
+            return data
+        keep = bytearray()
+        for off in range(0, len(data), SLOT_BYTES):
+            t = data[off]
+            if t == _STATE:
+                rid = _U64.unpack_from(data, off + _STATE_RID)[0]
+                if rid & GATEWAY_REQUEST_BIT:
+                    self._on_state(rid, data, off)
+                    continue  # ours: answered as one reply, never fanned out
+            elif t == _HEARTBEAT and self.leverage:
+                if _U32.unpack_from(data, off + 4)[0] == 0:  # risk's own echo
+                    self._on_echo(_U64.unpack_from(data, off + _HB_TS)[0])
+                continue  # heartbeats are never sent to clients
+            elif t == _REJECTED and self.leverage and data[off + _REJ_COMMAND] == MsgType.SET_LEVERAGE:
+                self._on_leverage_refused(data, off)
+            keep += data[off : off + SLOT_BYTES]
+        return bytes(keep)
+
+    def _on_state(self, rid: int, data: bytes, off: int) -> None:
+        req = self.queries.get(rid)
+        if req is None:
+            return  # another gateway's, or timed out
+        state = order_state_json(data, off, self.server.catalog)
+        wanted = req.market == ALL_MARKETS or state["market"] == req.market  # risk answers for all
+        if state["state"] != "unknown" and wanted:
+            req.states.append(state)
+        if data[off + _STATE_LAST]:
+            del self.queries[rid]
+            if req.kind == "open_orders":
+                req.session.reply(req.msg, {"type": "open_orders", "orders": req.states})
+            else:
+                found = req.states[0] if req.states else None
+                req.session.reply(
+                    req.msg,
+                    {"type": "order_status", "state": found["state"] if found else "unknown", "order": found},
+                )
+
+    def _on_leverage_refused(self, data: bytes, off: int) -> None:
+        account = _U32.unpack_from(data, off + _REJ_ACCOUNT)[0]
+        market = _U32.unpack_from(data, off + 4)[0]
+        for req in self.leverage.values():  # the oldest unanswered request of that account and market
+            if req.account == account and req.market == market and not req.refused:
+                req.refused = _U16.unpack_from(data, off + _REJ_REASON)[0] or int(
+                    RejectCode.LEVERAGE_OUT_OF_RANGE
+                )
+                return
+
+    def _on_echo(self, token: int) -> None:
+        req = self.leverage.pop(token, None)
+        if req is None:
+            return
+        if req.refused:
+            req.session.error(req.msg, req.refused)
+        else:
+            req.session.reply(
+                req.msg,
+                {
+                    "type": "leverage",
+                    "market": req.market,
+                    "leverage": req.leverage,
+                    "mode": MarginMode(req.mode).name.lower(),
+                },
+            )
+
+    def expire(self, now: float) -> None:
+        """Answer ENGINE_UNAVAILABLE to requests risk did not answer in time."""
+        for table in (self.queries, self.leverage):
+            for key in [k for k, r in table.items() if r.deadline < now]:
+                req = table.pop(key)
+                req.session.error(req.msg, RejectCode.ENGINE_UNAVAILABLE, "risk did not answer in time")
+
+
+def parse_mode(value: Any) -> int | None:
+    """``cross`` / ``isolated`` (default cross) as a MarginMode, None if neither."""
+    if value is None:
+        return int(MarginMode.CROSS)
+    return _MODES.get(value) if isinstance(value, str) else None
+
+
+# ---- the JSON ops ------------------------------------------------------------------------------
+def _requests(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> RiskRequests | None:
+    requests: RiskRequests | None = server.risk_requests
+    if requests is None:
+        sess.error(
+            msg, RejectCode.ENGINE_UNAVAILABLE, f"{msg.get('op')} needs the risk stage in the order path"
+        )
+    return requests
+
+
+def _market_field(server: GatewayServer, sess: Session, msg: dict[str, Any], required: bool) -> int | None:
+    market = msg.get("market")
+    if market is None and not required:
+        return ALL_MARKETS
+    if isinstance(market, bool) or not isinstance(market, int) or market not in server.catalog:
+        sess.error(msg, RejectCode.UNKNOWN_MARKET, "market must be a listed market id")
+        return None
+    return market
+
+
+def _id_field(sess: Session, msg: dict[str, Any], name: str) -> int | None:
+    v = msg.get(name, 0)
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 64:
+        sess.error(msg, RejectCode.BAD_FIELD, f"{name} must be an integer in [0, 2^64)")
+        return None
+    return v
+
+
+@control_op("open_orders", needs_login=True)
+def op_open_orders(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """Every open (or pending) order of the account, in one market or all, as risk knows them."""
+    requests = _requests(server, sess, msg)
+    market = _market_field(server, sess, msg, required=False)
+    if requests is not None and market is not None:
+        requests.ask_orders(sess, msg, "open_orders", market, 0, 0)
+
+
+@control_op("order_status", needs_login=True)
+def op_order_status(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """One order by ``order_id`` or ``client_order_id``: open, pending, or unknown (not open)."""
+    requests = _requests(server, sess, msg)
+    if requests is None:
+        return
+    market = _market_field(server, sess, msg, required=True)
+    oid = _id_field(sess, msg, "order_id") if market is not None else None
+    coid = _id_field(sess, msg, "client_order_id") if oid is not None else None
+    if market is None or oid is None or coid is None:
+        return
+    if not oid and not coid:
+        sess.error(msg, RejectCode.BAD_FIELD, "order_id or client_order_id is required")
+        return
+    requests.ask_orders(sess, msg, "order_status", market, oid, coid)
+
+
+@control_op("set_leverage", needs_login=True)
+def op_set_leverage(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """The account's leverage (1..the market's maximum) and margin mode in a perp market."""
+    requests = _requests(server, sess, msg)
+    if requests is None:
+        return
+    market = _market_field(server, sess, msg, required=True)
+    if market is None:
+        return
+    leverage = msg.get("leverage")
+    if isinstance(leverage, bool) or not isinstance(leverage, int) or not 1 <= leverage <= 0xFFFF:
+        sess.error(msg, RejectCode.LEVERAGE_OUT_OF_RANGE, "leverage must be an integer >= 1")
+        return
+    mode = parse_mode(msg.get("mode"))
+    if mode is None:
+        sess.error(msg, RejectCode.BAD_FIELD, f"mode must be one of {sorted(_MODES)}")
+        return
+    requests.set_leverage(sess, msg, market, leverage, mode)

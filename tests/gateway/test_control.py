@@ -1,0 +1,62 @@
+"""Control ops on a real gateway: complete market metadata, one table of ops, answers to the unknown."""
+
+from __future__ import annotations
+
+import pytest
+from gateway_harness import BTC_USD, GatewayStack
+
+from gateway.control import CONTROL_OPS
+from gateway.sdk import HxClient, RequestRejected
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_markets_and_info_give_every_rule_a_client_needs_without_login():
+    with GatewayStack() as st:
+        c = await HxClient(st.url, "json").connect()
+        try:
+            btc = c.codec.market_meta[BTC_USD]
+            assert btc == {
+                "market": 1,
+                "symbol": "BTC-USD",
+                "tick_size": "0.5",
+                "lot_size": "0.001",
+                "kind": "perp",
+                "status": "open",
+                "base_asset": "BTC",
+                "quote_asset": "USDC",
+                "min_size": "0.001",
+                "max_size": "100000",
+                "min_notional": "0",
+                "max_price": "5000000",
+                "price_band_bps": 0,
+                "maker_fee_ppm": 0,
+                "taker_fee_ppm": 500,
+                "max_open_orders": 10000,
+            }
+            info = await c.request({"op": "info", "market": BTC_USD})
+            assert {k: v for k, v in info.items() if k not in ("type", "id")} == btc
+            reply = await c.request({"op": "markets"})
+            assert {a["symbol"]: (a["kind"], a["scale"]) for a in reply["assets"]} == {
+                "USDC": ("stable", 10**6),
+                "BTC": ("crypto", 10**8),
+                "ETH": ("crypto", 10**8),
+            }
+            with pytest.raises(RequestRejected) as exc:
+                await c.request({"op": "info", "market": 99})
+            assert exc.value.reason == "UNKNOWN_MARKET"
+            with pytest.raises(RequestRejected) as exc:
+                await c.request({"op": "no_such_op"})
+            assert exc.value.reason == "UNKNOWN_OP"
+        finally:
+            await c.close()
+
+
+def test_every_control_op_is_one_registered_function_with_a_docstring():
+    import gateway.server  # noqa: F401  (registers every op module)
+
+    assert {"markets", "info", "login", "subscribe", "what_if", "open_orders", "set_leverage"} <= set(
+        CONTROL_OPS
+    )
+    for name, fn in CONTROL_OPS.items():
+        assert fn.__doc__, f"op {name} has no docstring"

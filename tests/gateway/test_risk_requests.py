@@ -1,0 +1,126 @@
+"""Requests risk answers through the gateway: open orders, order status, leverage, binary ORDER_QUERY."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from eth_account import Account
+from gateway_harness import BTC_USD, ETH_USD, GatewayStack
+
+from engine.types.enums import MsgType, OrderState, RejectCode
+from engine.wire.codec import encode
+from gateway.sdk import HxClient, OrderRejectedEvent, RequestRejected
+from gateway.sdk import OrderState as OrderStateEvent
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def _funded(stack: GatewayStack, protocol: str) -> HxClient:
+    c = await HxClient(stack.url, protocol).connect()
+    await c.login(Account.create().key)
+    await c.faucet("USDC", "100000")
+    await asyncio.sleep(0.3)
+    return c
+
+
+async def _next(client: HxClient, kind: type, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    while True:
+        ev = await asyncio.wait_for(client.events.get(), timeout)
+        if isinstance(ev, kind):
+            return ev
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with GatewayStack(risk=1, gateway_options={"faucet": True}) as s:
+        yield s
+
+
+@pytest.mark.parametrize("protocol", ["bin", "json"])
+async def test_open_orders_and_order_status_tell_open_from_gone(stack: GatewayStack, protocol: str) -> None:
+    c = await _funded(stack, protocol)
+    try:
+        assert await c.open_orders() == []
+        a = await c.place(BTC_USD, "buy", "50000", "0.01", client_order_id=11)
+        b = await c.place(ETH_USD, "buy", "100", "1", client_order_id=12)
+        orders = await c.open_orders()
+        assert [(o.market, o.order_id, o.client_order_id, o.state) for o in orders] == [
+            (BTC_USD, a.order_id, 11, OrderState.OPEN),
+            (ETH_USD, b.order_id, 12, OrderState.OPEN),
+        ]
+        assert orders[0].price_ticks == 100_000 and orders[0].open_lots == 10
+        assert [o.client_order_id for o in await c.open_orders(ETH_USD)] == [12]
+        st = await c.order_status(BTC_USD, client_order_id=11)
+        assert st is not None and st.order_id == a.order_id and st.state == OrderState.OPEN
+        await c.cancel(BTC_USD, order_id=a.order_id)
+        assert await c.order_status(BTC_USD, order_id=a.order_id) is None  # no longer open
+        assert await c.order_status(BTC_USD, client_order_id=999) is None  # never placed
+        with pytest.raises(RequestRejected) as exc:
+            await c.order_status(BTC_USD)
+        assert exc.value.reason == "BAD_FIELD"
+        # the gateway's own answers never show up as events
+        await asyncio.sleep(0.2)
+        assert not any(isinstance(e, OrderStateEvent) for e in _drain(c.events))
+    finally:
+        await c.close()
+
+
+async def test_binary_order_query_is_answered_with_order_state_events(stack: GatewayStack) -> None:
+    c = await _funded(stack, "bin")
+    try:
+        a = await c.place(BTC_USD, "buy", "50000", "0.01", client_order_id=21)
+        c.send_raw(encode(MsgType.ORDER_QUERY, 0xFFFFFFFF, request_id=77))
+        ev = await _next(c, OrderStateEvent)
+        assert (ev.request_id, ev.order_id, ev.state, ev.last) == (77, a.order_id, OrderState.OPEN, True)
+        c.send_raw(encode(MsgType.ORDER_QUERY, 0xFFFFFFFF, request_id=(1 << 63) | 5))  # a spoofed id
+        rej = await _next(c, OrderRejectedEvent)
+        assert rej.code == RejectCode.BAD_FIELD and rej.seq == 0
+    finally:
+        await c.close()
+
+
+@pytest.mark.parametrize("protocol", ["bin", "json"])
+async def test_set_leverage_is_confirmed_or_refused_by_risk(stack: GatewayStack, protocol: str) -> None:
+    c = await _funded(stack, protocol)
+    try:
+        ok = await c.set_leverage(BTC_USD, 2, "cross")
+        assert ok["type"] == "leverage" and ok["leverage"] == 2 and ok["mode"] == "cross"
+        with pytest.raises(RequestRejected) as exc:
+            await c.set_leverage(BTC_USD, 1000)  # above the market's maximum: risk refuses
+        assert exc.value.reason == "LEVERAGE_OUT_OF_RANGE"
+        with pytest.raises(RequestRejected) as exc:
+            await c.set_leverage(ETH_USD, 2)  # a spot market has no leverage
+        assert exc.value.reason == "UNKNOWN_MARKET"
+        with pytest.raises(RequestRejected) as exc:
+            await c.set_leverage(BTC_USD, 2, "sideways")
+        assert exc.value.reason == "BAD_FIELD"
+        # the chosen leverage caps orders: 2x on 100,000 USDC cannot buy 10 BTC at 50,000
+        with pytest.raises(Exception) as big:
+            await c.place(BTC_USD, "buy", "50000", "10")
+        assert getattr(big.value, "reason", "") in ("LEVERAGE_EXCEEDED", "INSUFFICIENT_MARGIN")
+    finally:
+        await c.close()
+
+
+async def test_without_risk_the_risk_ops_are_refused_with_a_reason() -> None:
+    with GatewayStack() as st:
+        c = await HxClient(st.url, "bin").connect()
+        try:
+            await c.login(Account.create().key)
+            for call in (c.open_orders(), c.set_leverage(BTC_USD, 2)):
+                with pytest.raises(RequestRejected) as exc:
+                    await call
+                assert exc.value.reason == "ENGINE_UNAVAILABLE"
+            c.send_raw(encode(MsgType.SET_LEVERAGE, BTC_USD, leverage=2))
+            rej = await _next(c, OrderRejectedEvent)
+            assert rej.code == RejectCode.ENGINE_UNAVAILABLE and rej.command == MsgType.SET_LEVERAGE
+        finally:
+            await c.close()
+
+
+def _drain(q: asyncio.Queue) -> list:
+    out = []
+    while not q.empty():
+        out.append(q.get_nowait())
+    return out
