@@ -125,11 +125,34 @@ def bench_ring(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
 @click.option("--accounts", default=100_000, show_default=True, help="Accounts with a BTC-PERP position.")
 @click.option("--samples", default=60, show_default=True, help="Source updates measured.")
-def bench_oracle(as_json: bool, accounts: int, samples: int) -> None:
+@click.option("--quick", is_flag=True, help="10,000 accounts and 20 samples (hx bench all --quick).")
+def bench_oracle(as_json: bool, accounts: int, samples: int, quick: bool) -> None:
     """A source update to the published MARK, and to the margins of every dependent account."""
     from perf.bench_oracle import run
 
+    if quick:
+        accounts, samples = min(accounts, 10_000), min(samples, 20)
     _emit(run(accounts=accounts, samples=samples), as_json)
+
+
+@bench.command("settle")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+@click.option("--seconds", default=10.0, show_default=True, help="Seconds of fills per rate.")
+@click.option(
+    "--rate", "rates", multiple=True, type=float, help="Fills per second (repeatable; default 20 and 200)."
+)
+@click.option(
+    "--tree-accounts", default=1_000_000, show_default=True, help="Leaves of the tree update bench."
+)
+@click.option("--tree-touched", default=10_000, show_default=True, help="Leaves changed per update.")
+def bench_settle(
+    as_json: bool, seconds: float, rates: tuple[float, ...], tree_accounts: int, tree_touched: int
+) -> None:
+    """Fill to finality on anvil (1 s blocks), gas per batch and per fill, incremental tree update."""
+    from perf.bench_settle import run
+
+    kw = {"rates": rates} if rates else {}
+    _emit(run(seconds=seconds, tree_accounts=tree_accounts, tree_touched=tree_touched, **kw), as_json)
 
 
 @bench.command("journal")
