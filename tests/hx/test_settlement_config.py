@@ -1,7 +1,8 @@
-"""``[settlement]``: off by default, every error names its key, never together with the faucet."""
+"""``[settlement]``: off unless the file turns it on, every error names its key, never with the faucet."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,16 +11,18 @@ from hx.config import DEFAULT_CONFIG, ConfigError, load_config
 
 
 def _with(tmp_path: Path, settlement: str, faucet: bool = False) -> Path:
-    text = DEFAULT_CONFIG.read_text().replace("faucet = true", f"faucet = {str(faucet).lower()}")
-    start = text.index("[settlement]")
+    text = re.sub(
+        r"(?m)^faucet = (true|false)", f"faucet = {str(faucet).lower()}", DEFAULT_CONFIG.read_text()
+    )
+    start = re.search(r"(?m)^\[settlement\]", text).start()  # type: ignore[union-attr]
     end = text.index("# ---- assets")
     path = tmp_path / "hx.toml"
     path.write_text(text[:start] + "[settlement]\n" + settlement + "\n\n" + text[end:])
     return path
 
 
-def test_off_by_default_and_on_without_the_faucet(tmp_path: Path) -> None:
-    assert not load_config().settlement.enabled
+def test_off_without_the_section_and_on_without_the_faucet(tmp_path: Path) -> None:
+    assert not load_config(_with(tmp_path, "")).settlement.enabled  # the section's default
     c = load_config(_with(tmp_path, "enabled = true\nbatch_interval_s = 0.5"))
     assert c.settlement.enabled and c.settlement.batch_interval_s == 0.5
 
