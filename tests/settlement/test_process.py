@@ -14,6 +14,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,13 @@ from engine.wire.layout import BY_TYPE, SLOT_BYTES
 from settlement.anvil import DEV_PRIVATE_KEYS, Anvil
 from settlement.chain import Artifact, Chain
 from settlement.deploy import DeployConfig, deploy
-from settlement.process import SettlementOptions, load_spec, rebuild_from_journal, run_settlement
+from settlement.process import (
+    SettlementOptions,
+    SettlementProcess,
+    load_spec,
+    rebuild_from_journal,
+    run_settlement,
+)
 
 KEYS = dict(zip(["governor", "operator", "guardian", "alice", "watcher"], DEV_PRIVATE_KEYS[1:6], strict=True))
 ADDR = {k: Account.from_key(v).address for k, v in KEYS.items()}
@@ -202,3 +209,15 @@ def test_killed_9_mid_stream_resumes_at_the_right_batch(run: Run) -> None:
     rebuilt = rebuild_from_journal(run.options, spec)
     assert rebuilt.confirmed_id == last and rebuilt.confirmed_hash == ch.functions.lastBatchHash().call()
     assert rebuilt.pending is None and not rebuilt.halted
+
+
+def test_a_manifest_that_does_not_match_the_chain_is_refused(run: Run) -> None:
+    wrong = dict(run.m, chain_id=1)
+    (run.tmp / "wrong.json").write_text(json.dumps(wrong))
+    with pytest.raises(ValueError, match="manifest is for chain 1"):
+        SettlementProcess(replace(run.options, manifest_path=str(run.tmp / "wrong.json")))
+    moved = json.loads(json.dumps(run.m))
+    moved["contracts"]["ClearingHouse"]["address"] = "0x" + "77" * 20  # nothing deployed there
+    (run.tmp / "moved.json").write_text(json.dumps(moved))
+    with pytest.raises(ValueError, match="no matching ClearingHouse"):
+        SettlementProcess(replace(run.options, manifest_path=str(run.tmp / "moved.json")))
