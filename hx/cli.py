@@ -125,10 +125,13 @@ def bench_ring(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
 @click.option("--accounts", default=100_000, show_default=True, help="Accounts with a BTC-PERP position.")
 @click.option("--samples", default=60, show_default=True, help="Source updates measured.")
-def bench_oracle(as_json: bool, accounts: int, samples: int) -> None:
+@click.option("--quick", is_flag=True, help="10,000 accounts and 20 samples (hx bench all --quick).")
+def bench_oracle(as_json: bool, accounts: int, samples: int, quick: bool) -> None:
     """A source update to the published MARK, and to the margins of every dependent account."""
     from perf.bench_oracle import run
 
+    if quick:
+        accounts, samples = min(accounts, 10_000), min(samples, 20)
     _emit(run(accounts=accounts, samples=samples), as_json)
 
 
@@ -257,6 +260,13 @@ def bench_shard(
     show_default=True,
     type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]),
 )
+@click.option(
+    "--risk",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 16),
+    help="Also run with N risk partitions in the order path; both reported side by side.",
+)
 @_realtime_option("the shard and gateway processes", default=10)
 def bench_e2e(
     as_json: bool,
@@ -268,9 +278,11 @@ def bench_e2e(
     gateways: int,
     loop_mode: str,
     shard_wait: str,
+    risk: int,
     realtime_priority: int,
 ) -> None:
-    """Whole stack over loopback WebSockets: clients -> gateway -> shard -> gateway -> clients."""
+    """Whole stack over loopback WebSockets: clients -> gateway -> shard -> gateway -> clients
+    (with --risk N also clients -> gateway -> risk -> shard -> risk -> gateway -> clients)."""
     from perf.bench_e2e import run
 
     realtime_priority = _bench_realtime(realtime_priority, shard_wait, loop_mode)
@@ -288,6 +300,7 @@ def bench_e2e(
             loop_mode=loop_mode,
             shard_wait=shard_wait,
             realtime_priority=realtime_priority,
+            risk=risk,
         ),
         as_json,
     )

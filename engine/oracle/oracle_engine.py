@@ -6,7 +6,8 @@ funding, TWAP), the calendar from :mod:`engine.oracle.session_calendar`.
 
 Inputs (``apply_quote``, ``apply_event``, ``handle_request``, ``tick``, ``on_shard_lost``):
 
-* SOURCE_QUOTE: a feed's latest quote (price as parsed at the edge, its reason, its timestamps);
+* SOURCE_QUOTE: a feed's latest quote (price as parsed at the edge, its reason, its timestamps),
+  for the asset's index, or (``perp_market`` set) an external venue's mid of a perp for the mark;
 * a shard's L2_DELTA, TRADE and BOOK_RESET of a configured perp (the book for mid and impact prices);
 * RESOLUTION_REQUEST from a gateway (the authority proposes or disputes an outcome);
 * a tick every ``tick_ms``: everything time-driven happens here, in this order, and so the

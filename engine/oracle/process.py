@@ -6,8 +6,9 @@ pure function of the journal (``OracleEngine``). Inputs, each framed as one jour
 * one request ring per gateway (RESOLUTION_REQUEST; nothing else is kept);
 * every shard's event ring, through a droppable cursor: of those events only the configured perps'
   L2_DELTA, TRADE and BOOK_RESET are kept (the oracle re-reads a book rather than hold up a shard);
-* a *tick* record every ``tick_ms``: the SOURCE_QUOTE slots of the quotes the adapters returned
-  since the previous tick (possibly none), then everything time-driven;
+* a *tick* record every ``tick_ms``, and at once when an adapter has a new quote (so a source
+  update reaches the marks without waiting for the period): the SOURCE_QUOTE slots of the quotes
+  the adapters returned since the previous tick (possibly none), then everything time-driven;
 * a *lost* record when the producer dropped the oracle's cursor on a shard's ring: the engine
   forgets that shard's books and asks it to restate them (L2_SNAPSHOT_REQUEST).
 
@@ -289,9 +290,7 @@ class OracleProcess:
         header = BATCH_HEADER.pack(idx, n, consumer.cursor, nonce, clock, kept).ljust(HEADER_SLOT, b"\0")
         return header + body
 
-    def _tick(self) -> None:
-        now = max(time.time_ns(), self.engine.now_ns)
-        slots = quote_slots(self.sources, now)
+    def _tick(self, now: int, slots: bytes) -> None:
         kept = len(slots) // SLOT_BYTES
         self._append(BATCH_HEADER.pack(TICK, 0, 0, 0, now, kept).ljust(HEADER_SLOT, b"\0") + slots)
         state = self.engine.state
@@ -336,10 +335,12 @@ class OracleProcess:
             worked = False
             for idx, consumer in enumerate(self.consumers):
                 worked |= self._read_input(idx, consumer)
-            now = time.time_ns()
-            if now >= next_tick:
-                self._tick()
-                next_tick = now + tick_ns
+            now = max(time.time_ns(), self.engine.now_ns)
+            slots = quote_slots(self.sources, now)  # cheap when nothing is new
+            if slots or now >= next_tick:  # a new quote is judged at once, not at the next period
+                self._tick(now, slots)
+                if now >= next_tick:
+                    next_tick = now + tick_ns
                 worked = True
             if self.snapshot_requested or self.records_since_snapshot >= self.options.snapshot_every:
                 self.snapshot_requested = False

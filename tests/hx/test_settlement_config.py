@@ -1,4 +1,4 @@
-"""``[settlement]``: off unless the file turns it on, every error names its key, never with the faucet."""
+"""``[settlement]``: on in the embedded config, every error names its key, never with the faucet."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from hx.config import DEFAULT_CONFIG, ConfigError, load_config
 
 
 def _with(tmp_path: Path, settlement: str, faucet: bool = False) -> Path:
-    text = re.sub(
-        r"(?m)^faucet = (true|false)", f"faucet = {str(faucet).lower()}", DEFAULT_CONFIG.read_text()
-    )
+    text = re.sub(r"(?m)^faucet = \w+", f"faucet = {str(faucet).lower()}", DEFAULT_CONFIG.read_text())
     start = re.search(r"(?m)^\[settlement\]", text).start()  # type: ignore[union-attr]
     end = text.index("# ---- assets")
     path = tmp_path / "hx.toml"
@@ -21,10 +19,12 @@ def _with(tmp_path: Path, settlement: str, faucet: bool = False) -> Path:
     return path
 
 
-def test_off_without_the_section_and_on_without_the_faucet(tmp_path: Path) -> None:
-    assert not load_config(_with(tmp_path, "")).settlement.enabled  # the section's default
+def test_on_by_default_without_the_faucet_and_off_on_request(tmp_path: Path) -> None:
+    assert load_config().settlement.enabled and not load_config().gateway["faucet"]
+    assert not load_config(_with(tmp_path, "")).settlement.enabled  # the section's own default is off
     c = load_config(_with(tmp_path, "enabled = true\nbatch_interval_s = 0.5"))
     assert c.settlement.enabled and c.settlement.batch_interval_s == 0.5
+    assert not load_config(_with(tmp_path, "enabled = false", faucet=True)).settlement.enabled
 
 
 @pytest.mark.parametrize(

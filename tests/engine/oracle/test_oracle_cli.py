@@ -50,3 +50,16 @@ def test_bench_oracle_reports_its_figures_small() -> None:
     report = json.loads(out.output)
     assert report["bench"] == "oracle" and report["margins_updated_median"] == 200
     assert report["update_to_mark_p99_us"] > 0 and "update_to_margin_p99_ms" in report
+
+
+def test_bench_all_knows_the_oracle_bench_and_its_headline_figures() -> None:
+    from perf.bench_all import BENCHES
+
+    (oracle,) = [b for b in BENCHES if b.name == "oracle"]
+    assert oracle.command == ("bench", "oracle", "--json") and "--quick" in oracle.quick
+    out = CliRunner().invoke(
+        main, ["bench", "oracle", "--json", "--quick", "--accounts", "100", "--samples", "2"]
+    )
+    report = json.loads(out.output)
+    assert (report["accounts"], report["samples"]) == (100, 2)
+    assert all(key in report for key, _better in oracle.headline)
