@@ -145,6 +145,8 @@ def _channel_mask(channels: frozenset[str]) -> np.ndarray:
 
 
 class EventFanout:
+    """Routes event-ring batches to sessions and keeps the gateway's L2 books."""
+
     def __init__(
         self,
         consumers: list[Any],
@@ -172,6 +174,7 @@ class EventFanout:
 
     # ---- consuming -----------------------------------------------------------------------------
     def available(self) -> int:
+        """Events waiting in all the rings."""
         return sum(c.available() for c in self.consumers)
 
     def poll(self, max_events: int = 4096) -> int:
@@ -532,6 +535,7 @@ class EventFanout:
 
     # ---- slow consumers ------------------------------------------------------------------------
     def check_buffer(self, sess: Session) -> None:
+        """After a write: conflate market data above the soft limit, close above the hard one."""
         buffered = sess.buffered()
         if buffered > sess.hard_bytes:
             self.conflating.discard(sess)
@@ -567,6 +571,7 @@ class EventFanout:
     def snapshot(
         self, market: int, binary: bool, reason: str = "subscribe", depth: int | None = None
     ) -> dict[str, Any]:
+        """A market's book as the ``snapshot`` message (ticks/lots on binary, decimals on JSON)."""
         book = self.books.get(market) or L2Book(market)
         bids = book.levels(BUY, depth)
         asks = book.levels(SELL, depth)

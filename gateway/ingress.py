@@ -47,6 +47,7 @@ class Ingress:
         self.account_buckets: dict[int, TokenBucket] = {}
 
     def on_frame(self, sess: Session, frame: WSFrame) -> None:
+        """One WebSocket frame of a session: data to the protocol handlers, control frames here."""
         sess.last_rx = time.monotonic()
         mt = frame.msg_type
         if mt == WSMsgType.BINARY or mt == WSMsgType.TEXT:
@@ -70,6 +71,7 @@ class Ingress:
 
     # ---- binary --------------------------------------------------------------------------------
     def on_binary(self, sess: Session, payload: memoryview) -> None:
+        """Order structs: validate, rate-limit, publish, answer rejects at once."""
         server = self.server
         self.stats["frames"] += 1
         account = sess.account_id
@@ -137,11 +139,13 @@ class Ingress:
         return granted
 
     def retry_after_s(self, sess: Session, n: int) -> float:
+        """When ``n`` more orders would be allowed."""
         acct = self.account_buckets.get(sess.account_id)
         return max(sess.order_bucket.retry_after_s(n), acct.retry_after_s(n) if acct else 0.0, 0.001)
 
     # ---- JSON (both paths) ---------------------------------------------------------------------
     def on_text(self, sess: Session, payload: bytes) -> None:
+        """One JSON message: an order op, or a control op from the table."""
         if len(payload) > self.options.max_json_bytes:
             sess.error(None, RejectCode.BAD_JSON, f"text frame over {self.options.max_json_bytes} bytes")
             return
@@ -167,6 +171,7 @@ class Ingress:
         handler(self.server, sess, msg)
 
     def on_json_order(self, sess: Session, msg: dict[str, Any], op: str) -> None:
+        """A JSON order op: convert exactly, validate as binary, publish."""
         server = self.server
         command = ORDER_OPS[op]
         market = msg.get("market") if isinstance(msg.get("market"), int) else None

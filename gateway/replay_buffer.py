@@ -24,7 +24,7 @@ from collections import deque
 from pathlib import Path
 
 from engine.types.enums import MsgType
-from engine.wire.layout import SEQ_AT, SLOT_BYTES, field_offset, layout_of
+from engine.wire.layout import SEQ_AT, SLOT_BYTES, field_offset
 from gateway.binary import GATEWAY_REQUEST_BIT
 
 _U32 = struct.Struct("<I")
@@ -50,7 +50,7 @@ _FILL = int(MsgType.FILL)
 _FILL_MAKER_AT = field_offset(MsgType.FILL, "maker_account")
 _STATE = int(MsgType.ORDER_STATE)
 _STATE_RID_AT = field_offset(MsgType.ORDER_STATE, "request_id")
-assert all(layout_of(t).dtype.fields["seq"][1] == SEQ_AT for t in (*PRIVATE_TYPES, MsgType.FILL))
+assert all(field_offset(t, "seq") == SEQ_AT for t in (*PRIVATE_TYPES, MsgType.FILL))
 
 
 def event_account(data: bytes, off: int) -> int:

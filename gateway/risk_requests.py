@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.types.enums import MarginMode, MsgType, RejectCode
 from engine.wire.codec import encode
-from engine.wire.layout import ALL_MARKETS, SLOT_BYTES, field_offset
+from engine.wire.layout import ALL_MARKETS, MARKET_ID_AT, SLOT_BYTES, field_offset
 from gateway.binary import GATEWAY_REQUEST_BIT
 from gateway.control import control_op
 from gateway.protocol.json_events import order_state_json
@@ -132,7 +132,7 @@ class RiskRequests:
                     self._on_state(rid, data, off)
                     continue  # ours: answered as one reply, never fanned out
             elif t == _HEARTBEAT and self.leverage:
-                if _U32.unpack_from(data, off + 4)[0] == 0:  # risk's own echo
+                if _U32.unpack_from(data, off + MARKET_ID_AT)[0] == 0:  # risk's own echo
                     self._on_echo(_U64.unpack_from(data, off + _HB_TS)[0])
                 continue  # heartbeats are never sent to clients
             elif t == _REJECTED and self.leverage and data[off + _REJ_COMMAND] == MsgType.SET_LEVERAGE:
@@ -161,7 +161,7 @@ class RiskRequests:
 
     def _on_leverage_refused(self, data: bytes, off: int) -> None:
         account = _U32.unpack_from(data, off + _REJ_ACCOUNT)[0]
-        market = _U32.unpack_from(data, off + 4)[0]
+        market = _U32.unpack_from(data, off + MARKET_ID_AT)[0]
         for req in self.leverage.values():  # the oldest unanswered request of that account and market
             if req.account == account and req.market == market and not req.refused:
                 req.refused = _U16.unpack_from(data, off + _REJ_REASON)[0] or int(

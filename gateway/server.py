@@ -47,7 +47,8 @@ from gateway.withdraw_op import op_withdraw  # noqa: F401 - registers the withdr
 log = logging.getLogger("hx.gateway")
 
 _LIQ_TYPE = bytes([int(MsgType.LIQUIDATION)])
-BOARD_EVERY_S = 1.0  # how often live sessions are marked and other gateways' sessions learnt
+BOARD_EVERY_S = 1.0  # how often other gateways' sessions are learnt (and histories pruned)
+TOUCH_EVERY_S = 10.0  # how often this gateway marks its live sessions (well inside the 60 s window)
 BIN_PATH = "/v1/bin"
 JSON_PATH = "/v1/json"
 
@@ -63,9 +64,11 @@ class GatewayListener(WSListener):  # type: ignore[misc]
         self.session: Session | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
+        """A connection upgraded: open its session."""
         self.session = self.server.on_connected(transport, self.binary)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        """Hand a frame to the ingress; nothing after our close is acted on."""
         sess = self.session
         if sess is None or sess.closed:
             return  # nothing a client sends after our close frame is acted on
@@ -81,6 +84,7 @@ class GatewayListener(WSListener):  # type: ignore[misc]
             sess.error(None, RejectCode.MALFORMED, "internal error handling this frame")
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        """The socket closed: forget the session."""
         if self.session is not None:
             self.server.on_disconnected(self.session)
 
@@ -124,7 +128,7 @@ class GatewayServer:
         self.risk_requests: RiskRequests | None = None  # set when risk is in the order path
         self.replay: ReplayBuffer | None = None  # likewise: private streams are per account then
         self.cancel_guard = CancelGuard(self)
-        self._board_at = 0.0
+        self._board_at = self._touch_at = 0.0
         self.faucet_index = 0  # the gateway's index: faucet deposit ids differ between gateways
         self.health: Any = NoHealth()  # the run's health board slot (the sweeper beats it)
         self.metrics = Metrics("gateway", self.health.metrics)
@@ -148,10 +152,12 @@ class GatewayServer:
 
     @property
     def account_buckets(self) -> dict[int, TokenBucket]:
+        """Per-account order token buckets (the ingress owns them)."""
         return self.ingress.account_buckets
 
     # ---- connections ---------------------------------------------------------------------------
     def listener_factory(self, request: WSUpgradeRequest) -> WSListener | None:
+        """picows: a listener for ``/v1/bin`` or ``/v1/json``, else 404."""
         raw = request.path
         path = (raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)).split("?", 1)[0]
         if path == BIN_PATH:
@@ -161,6 +167,7 @@ class GatewayServer:
         return None  # 404
 
     def on_connected(self, transport: WSTransport, binary: bool) -> Session:
+        """Open a session, applying the per-process and per-address limits."""
         raw = transport.underlying_transport
         peer = raw.get_extra_info("peername")
         ip = peer[0] if peer else "?"
@@ -189,6 +196,7 @@ class GatewayServer:
         return sess
 
     def on_disconnected(self, sess: Session) -> None:
+        """Forget a session everywhere; cancel on disconnect if it opted in."""
         sess.closed = True
         if sess in self.sessions:
             self.sessions.discard(sess)
@@ -252,9 +260,11 @@ class GatewayServer:
         self.pump.kick()
 
     async def run_pump(self) -> None:
+        """Drain the event rings for ever (see ``gateway.pump``)."""
         await self.pump.run()
 
     def stop_pump(self) -> None:
+        """Stop the pump after its current poll."""
         self.pump.stop()
 
     # ---- housekeeping --------------------------------------------------------------------------
@@ -287,8 +297,10 @@ class GatewayServer:
             if self.replay is not None and now - self._board_at >= BOARD_EVERY_S:
                 self._board_at = now
                 board = self.replay.board
-                for account in self.accounts:
-                    board.touch(account)
+                if now - self._touch_at >= TOUCH_EVERY_S:  # live sessions stay "recent" everywhere
+                    self._touch_at = now
+                    for account in self.accounts:
+                        board.touch(account)
                 board.refresh()
                 self.replay.prune()
             self.auth.purge_expired()
@@ -301,6 +313,7 @@ class GatewayServer:
             m.set("hx_events_routed_total", self.fanout.events)
 
     def close_all(self, reason: str = "gateway shutting down") -> None:
+        """Close every session with ``reason`` (shutdown)."""
         for sess in list(self.sessions):
             sess.close(WSCloseCode.GOING_AWAY, reason)
 

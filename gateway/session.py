@@ -34,6 +34,8 @@ DRAIN_POLL_S = 0.1  # how often a closing session looks at its backlog
 
 
 class Session:
+    """One client connection (see the module docstring)."""
+
     __slots__ = (
         "id",
         "transport",
@@ -107,6 +109,7 @@ class Session:
 
     @property
     def authenticated(self) -> bool:
+        """Logged in to an account."""
         return self.account_id != 0
 
     def ping(self, now: float) -> None:
@@ -116,13 +119,16 @@ class Session:
             self.transport.send(WSMsgType.PING, b"hx")
 
     def subscription_count(self) -> int:
+        """Channels subscribed, over all markets."""
         return sum(len(c) for c in self.subs.values())
 
     def subscribe(self, market: int, channel: str) -> None:
+        """Add a market's channel."""
         self.subs.setdefault(market, set()).add(channel)
         self.sub_key[market] = frozenset(self.subs[market])
 
     def unsubscribe(self, market: int, channel: str) -> bool:
+        """Remove a market's channel; False if it was not on."""
         chans = self.subs.get(market)
         if not chans or channel not in chans:
             return False
@@ -149,16 +155,19 @@ class Session:
         self.send_json(error_json(msg, code, detail, retry_after_s))
 
     def buffered(self) -> int:
+        """Bytes written to the transport and not yet sent."""
         try:
             return int(self._raw.get_write_buffer_size())
         except Exception:
             return 0
 
     def send_json(self, obj: Any) -> None:
+        """Send one JSON text frame (nothing once closing)."""
         if not self.closed:
             self.transport.send(WSMsgType.TEXT, orjson.dumps(obj))
 
     def send_binary(self, data: bytes | bytearray) -> None:
+        """Send one binary frame (nothing once closing)."""
         if not self.closed and data:
             self.transport.send(WSMsgType.BINARY, data)
 

@@ -135,6 +135,26 @@ def bench_oracle(as_json: bool, accounts: int, samples: int, quick: bool) -> Non
     _emit(run(accounts=accounts, samples=samples), as_json)
 
 
+@bench.command("settle")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+@click.option("--seconds", default=10.0, show_default=True, help="Seconds of fills per rate.")
+@click.option(
+    "--rate", "rates", multiple=True, type=float, help="Fills per second (repeatable; default 20 and 200)."
+)
+@click.option(
+    "--tree-accounts", default=1_000_000, show_default=True, help="Leaves of the tree update bench."
+)
+@click.option("--tree-touched", default=10_000, show_default=True, help="Leaves changed per update.")
+def bench_settle(
+    as_json: bool, seconds: float, rates: tuple[float, ...], tree_accounts: int, tree_touched: int
+) -> None:
+    """Fill to finality on anvil (1 s blocks), gas per batch and per fill, incremental tree update."""
+    from perf.bench_settle import run
+
+    kw = {"rates": rates} if rates else {}
+    _emit(run(seconds=seconds, tree_accounts=tree_accounts, tree_touched=tree_touched, **kw), as_json)
+
+
 @bench.command("journal")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
 @click.option("--records", default=1_000_000, show_default=True, help="64-byte records per run.")
@@ -240,6 +260,13 @@ def bench_shard(
     show_default=True,
     type=click.Choice(["busy-spin", "spin-then-backoff", "sleep", "blocking"]),
 )
+@click.option(
+    "--risk",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 16),
+    help="Also run with N risk partitions in the order path; both reported side by side.",
+)
 @_realtime_option("the shard and gateway processes", default=10)
 def bench_e2e(
     as_json: bool,
@@ -251,9 +278,11 @@ def bench_e2e(
     gateways: int,
     loop_mode: str,
     shard_wait: str,
+    risk: int,
     realtime_priority: int,
 ) -> None:
-    """Whole stack over loopback WebSockets: clients -> gateway -> shard -> gateway -> clients."""
+    """Whole stack over loopback WebSockets: clients -> gateway -> shard -> gateway -> clients
+    (with --risk N also clients -> gateway -> risk -> shard -> risk -> gateway -> clients)."""
     from perf.bench_e2e import run
 
     realtime_priority = _bench_realtime(realtime_priority, shard_wait, loop_mode)
@@ -271,6 +300,7 @@ def bench_e2e(
             loop_mode=loop_mode,
             shard_wait=shard_wait,
             realtime_priority=realtime_priority,
+            risk=risk,
         ),
         as_json,
     )

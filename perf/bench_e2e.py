@@ -61,6 +61,24 @@ lot_size_atoms = 100000000
 max_price_ticks = 2147483648
 max_size_lots = 2147483648
 """
+# with the risk stage in the path: the assets risk needs, and the money every client is given
+RISK_MARKETS_TOML = (
+    """
+[[asset]]
+asset_id = 0
+symbol = "USDC"
+kind = "stable"
+
+[[asset]]
+asset_id = 1
+symbol = "BENCH"
+kind = "crypto"
+"""
+    + MARKETS_TOML
+    + """base_asset = "BENCH"
+"""
+)
+FUNDS = (("USDC", "100000000"), ("BENCH", "100000000"))  # per client: far more than a run trades
 MARKET = 1
 PRICE = 100_000
 WARMUP_FRACTION = 0.1
@@ -163,7 +181,15 @@ class _Tally:
 
 
 async def _client(
-    url: str, key: bytes, n: int, rate: float, batch: int, window: int, start_at: float, duration: float
+    url: str,
+    key: bytes,
+    n: int,
+    rate: float,
+    batch: int,
+    window: int,
+    start_at: float,
+    duration: float,
+    fund: bool = False,
 ) -> dict[str, Any]:
     import orjson
     from eth_account import Account
@@ -210,6 +236,14 @@ async def _client(
     )
     reply = await replies.get()
     assert reply.get("ok"), reply
+    if fund:  # risk in the path: collateral first (the faucet deposits through risk)
+        for asset, amount in FUNDS:
+            transport.send(
+                WSMsgType.TEXT,
+                orjson.dumps({"op": "faucet", "address": address, "asset": asset, "amount": amount}),
+            )
+            reply = await replies.get()
+            assert reply.get("type") == "faucet", reply
 
     await asyncio.sleep(max(0.0, start_at - time.time()))
     gc.collect()
@@ -274,11 +308,12 @@ def _client_main(
     start_at: float,
     duration: float,
     out: Any,
+    fund: bool = False,
 ) -> None:
     import uvloop
 
     try:
-        result = uvloop.run(_client(url, key, n, rate, batch, window, start_at, duration))
+        result = uvloop.run(_client(url, key, n, rate, batch, window, start_at, duration, fund))
     except BaseException as exc:  # report, never hang the parent
         result = {"error": repr(exc)}
     out.put(result)
@@ -364,7 +399,9 @@ def run_once(
     loop_mode: str,
     shard_wait: str,
     realtime_priority: int = 0,
+    risk: int = 0,
 ) -> dict[str, Any]:
+    """One run of the stack; ``risk`` partitions in the order path (0: gateway -> shard)."""
     from eth_account import Account
 
     from hx.pipeline import Pipeline
@@ -373,8 +410,8 @@ def run_once(
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="hx-bench-e2e-") as tmp:
         markets = Path(tmp) / "markets.toml"
-        markets.write_text(MARKETS_TOML)
-        topo = Topology(run_id=f"hx-bench-e2e-{os.getpid()}", shards=1, gateways=gateways)
+        markets.write_text(RISK_MARKETS_TOML if risk else MARKETS_TOML)
+        topo = Topology(run_id=f"hx-bench-e2e-{os.getpid()}", shards=1, gateways=gateways, risk=risk)
         port = _free_port()
         gw_opts = {
             "order_rate": 0,
@@ -384,6 +421,7 @@ def run_once(
             "hard_buffer_bytes": 256 << 20,
             "soft_buffer_bytes": 64 << 20,
             "max_frame_bytes": 1 << 20,
+            "faucet": bool(risk),
         }
         pipe = Pipeline(
             topo,
@@ -403,7 +441,7 @@ def run_once(
             n = int(per_client_rate * duration) if rate > 0 else int(400_000 * duration / clients)
             n -= n % 2
             out = ctx.Queue()
-            start_at = time.time() + 3.0
+            start_at = time.time() + (5.0 if risk else 3.0)  # risk: time for the deposits
             for _ in range(clients):
                 key = bytes(Account.create().key)
                 p = ctx.Process(
@@ -419,6 +457,7 @@ def run_once(
                         start_at,
                         duration,
                         out,
+                        bool(risk),
                     ),
                 )
                 p.start()
@@ -472,18 +511,92 @@ def run(
     shard_wait: str = "blocking",
     echo_rounds: int = 2000,
     realtime_priority: int = 10,
+    risk: int = 0,
 ) -> dict[str, Any]:
     """Run the stack ``runs`` times; one dict of medians (see the module docstring).
 
     ``rate`` is the total orders/s across clients (0 = as fast as the window allows);
     ``batch`` the most structs per frame (default: 64 unpaced, 16 paced); ``realtime_priority``
-    puts the shard and gateway processes under SCHED_FIFO (see ``engine.host``).
+    puts the shard and gateway processes under SCHED_FIFO (see ``engine.host``). ``risk`` > 0 also
+    runs the stack with that many risk partitions in the order path (gateway -> risk -> shard,
+    each client funded first) and reports both, side by side (``with_risk``, ``side_by_side``);
+    the runs alternate (without, with, without, ...) so drifts of the machine hit both alike.
     """
     batch = batch or (64 if rate <= 0 else 16)
-    per_run = [
-        run_once(clients, rate, duration, batch, window, gateways, loop_mode, shard_wait, realtime_priority)
-        for _ in range(runs)
-    ]
+    per_run, per_run_risk = [], []
+    for _ in range(runs):
+        per_run.append(
+            run_once(
+                clients, rate, duration, batch, window, gateways, loop_mode, shard_wait, realtime_priority
+            )
+        )
+        if risk:
+            per_run_risk.append(
+                run_once(
+                    clients,
+                    rate,
+                    duration,
+                    batch,
+                    window,
+                    gateways,
+                    loop_mode,
+                    shard_wait,
+                    realtime_priority,
+                    risk,
+                )
+            )
+    report = _report(
+        per_run, clients, rate, duration, runs, batch, gateways, loop_mode, shard_wait, echo_rounds
+    )
+    if risk:
+        with_risk = _summary(per_run_risk)
+        report["with_risk"] = {"risk_partitions": risk, **with_risk}
+        report["side_by_side"] = {
+            key: {"without_risk": report.get(key), "with_risk": with_risk.get(key)}
+            for key in ("orders_per_s", "p50_us", "p99_us", "p99_minus_p50_us", "fill_p50_us", "errors")
+        }
+    return report
+
+
+_KEYS = ("orders_per_s", "p50_us", "p99_us", "p999_us", "fill_p50_us", "errors", "acked", "rejected", "fills")
+_RUN_KEYS = (
+    "orders_per_s",
+    "p50_us",
+    "p99_us",
+    "p999_us",
+    "fill_p50_us",
+    "steal_ms",
+    "errors",
+    "error_detail",
+)
+
+
+def _summary(per_run: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the good runs, the p99 - p50 spread, and every run's own figures."""
+    good = [r for r in per_run if "error_detail" not in r]
+    out: dict[str, Any] = {}
+    for key in _KEYS:
+        vals = [r[key] for r in good if key in r]
+        out[key] = statistics.median(vals) if vals else None
+    out["errors"] = (out["errors"] or 0) + sum(r.get("errors", 0) for r in per_run if "error_detail" in r)
+    spreads = [r["p99_us"] - r["p50_us"] for r in good]
+    out["p99_minus_p50_us"] = statistics.median(spreads) if spreads else None
+    out["per_run"] = [{k: r.get(k) for k in _RUN_KEYS} for r in per_run]
+    return out
+
+
+def _report(
+    per_run: list[dict[str, Any]],
+    clients: int,
+    rate: float,
+    duration: float,
+    runs: int,
+    batch: int,
+    gateways: int,
+    loop_mode: str,
+    shard_wait: str,
+    echo_rounds: int,
+) -> dict[str, Any]:
     good = [r for r in per_run if "error_detail" not in r]
     echo = echo_floor_us(echo_rounds)
     report: dict[str, Any] = {
@@ -506,43 +619,11 @@ def run(
         },
         "scheduling": next((r["scheduling"] for r in good), None),
     }
-    keys = [
-        "orders_per_s",
-        "p50_us",
-        "p99_us",
-        "p999_us",
-        "fill_p50_us",
-        "errors",
-        "acked",
-        "rejected",
-        "fills",
-    ]
-    for key in keys:
-        vals = [r[key] for r in good if key in r]
-        report[key] = statistics.median(vals) if vals else None
-    report["errors"] = (report["errors"] or 0) + sum(
-        r.get("errors", 0) for r in per_run if "error_detail" in r
-    )
-    spreads = [r["p99_us"] - r["p50_us"] for r in good]
-    report["p99_minus_p50_us"] = statistics.median(spreads) if spreads else None
+    summary = _summary(per_run)
+    report.update({k: v for k, v in summary.items() if k != "per_run"})
     report["echo_p50_us"] = echo
     report["ratio_p50_to_echo"] = (report["p50_us"] / echo) if report["p50_us"] and echo else None
-    report["per_run"] = [
-        {
-            k: r.get(k)
-            for k in (
-                "orders_per_s",
-                "p50_us",
-                "p99_us",
-                "p999_us",
-                "fill_p50_us",
-                "steal_ms",
-                "errors",
-                "error_detail",
-            )
-        }
-        for r in per_run
-    ]
+    report["per_run"] = summary["per_run"]
     return report
 
 

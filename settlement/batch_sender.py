@@ -36,6 +36,14 @@ class NotOurs(RuntimeError):
     """The chain holds a batch we did not seal, or lost ours: halt (an operator must look)."""
 
 
+class RolledBack(RuntimeError):
+    """The chain's last batch is an earlier one of ours: a challenge voided the ones after it."""
+
+    def __init__(self, batch_id: int, batch_hash: bytes) -> None:
+        super().__init__(f"the chain is back at our batch {batch_id} (0x{batch_hash.hex()})")
+        self.batch_id, self.batch_hash = batch_id, batch_hash
+
+
 class BatchRefused(RuntimeError):
     """The dry run reverts: the contract refuses the batch (the message names the custom error)."""
 
@@ -140,7 +148,9 @@ class BatchSender:
             data=b.data,
         )
 
-    def post(self, b: SealedBatch, stop: Callable[[], bool] = lambda: False) -> int:
+    def post(
+        self, b: SealedBatch, stop: Callable[[], bool] = lambda: False, ours: dict[int, bytes] | None = None
+    ) -> int:
         """Make the chain hold ``b`` with the confirmations; returns the block that holds it."""
         while not stop():
             last, last_hash = self.head()
@@ -151,6 +161,13 @@ class BatchSender:
                 if self._wait_confirmations(block, b, stop):
                     return block
                 continue
+            if (
+                last < b.batch_id
+                and ours is not None
+                and ours.get(last) == last_hash
+                and last_hash != b.prev_hash
+            ):
+                raise RolledBack(last, last_hash)
             if last >= b.batch_id or last != b.batch_id - 1 or last_hash != b.prev_hash:
                 raise NotOurs(
                     f"the chain's last batch is {last} (0x{last_hash.hex()}); we sealed {b.batch_id} "
@@ -190,8 +207,12 @@ class BatchSender:
                 tx_hash = self._rpc(lambda s=signed: self.w3.eth.send_raw_transaction(s.raw_transaction))
                 self.sent += 1
             except ChainUnavailable as exc:
-                if "nonce too low" in str(exc) or "already known" in str(exc):
+                if any(m in str(exc) for m in ("nonce too low", "already known", "already imported")):
                     return  # an earlier copy was mined or is pending: re-read the chain
+                if "underpriced" in str(exc):  # a pending copy pays more than this one: outbid it
+                    tx["maxPriorityFeePerGas"] = tx["maxPriorityFeePerGas"] * 9 // 8 + 1
+                    tx["maxFeePerGas"] = tx["maxFeePerGas"] * 9 // 8 + 1
+                    continue
                 raise
             try:
                 receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout_s)

@@ -61,6 +61,22 @@ class IncrementalSumTree:
         self._total = 0
         self.hash_count = 0  # node hashes computed so far (for the O(k log n) test)
 
+    @classmethod
+    def from_arrays(
+        cls, token: str | bytes, kind: int, accounts: np.ndarray, amounts_be: np.ndarray, total: int
+    ) -> IncrementalSumTree:
+        """A tree of ``len(accounts)`` leaves at once: ``accounts`` ``(n, 20)`` and ``amounts_be`` ``(n, 32)``
+        big-endian uint8 rows summing to ``total`` (the caller's word; for bulk loads and benchmarks)."""
+        t = cls(token, kind)
+        n = int(accounts.shape[0])
+        t._acc = np.ascontiguousarray(accounts, np.uint8)
+        t._h[0] = np.zeros((n, 32), np.uint8)
+        t._s[0] = np.ascontiguousarray(amounts_be, np.uint8)
+        t._n, t._total = n, total
+        t._check_total(total, 0)
+        t._dirty = list(range(n))
+        return t
+
     # ------------------------------------------------------------------ writes
 
     def append(self, account: str | bytes, amount: int = 0) -> int:

@@ -44,7 +44,7 @@ from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.ring import Blocking, ConsumerRef, RingBuffer, RingRef, make_wait_strategy
 from engine.risk.risk_config import load_risk_config
 from engine.wire.layout import SLOT_BYTES
-from settlement.batch_sender import BatchRefused, BatchSender, ChainUnavailable, NotOurs
+from settlement.batch_sender import BatchRefused, BatchSender, ChainUnavailable, NotOurs, RolledBack
 from settlement.chain import Artifact
 from settlement.deposit_watcher import DepositWatcher
 from settlement.settlement_engine import (
@@ -62,9 +62,11 @@ from settlement.settlement_engine import (
     pack_log_offset,
     pack_paid,
     pack_resume,
+    pack_rollback,
     pack_withdrawal,
     unpack_events_head,
 )
+from settlement.sum_tree import ZERO_HASH
 from settlement.withdrawal import Withdrawal, verify_withdrawal
 
 SNAP_META = struct.Struct("<QII")  # journal seq, output ring count, input ring count
@@ -182,6 +184,7 @@ class SettlementProcess:
         self.target: SealedBatch | None = None  # what the sender thread posts
         self.target_gen = 0
         self.payable: dict[int, list[Any]] = {}  # confirmed batches with payouts to execute
+        self.ours: dict[int, bytes] = {}  # our batches' hashes (a chain back at one of them rolled back)
         self.paid_reported: set[int] = set()
         self.chain_error = ""
         self.alarm_lock = threading.Lock()
@@ -347,6 +350,8 @@ class SettlementProcess:
         e = self.engine
         pending = e.pending.batch_id if e.pending is not None else None
         self.payable = {b: p for b, p in e.batch_payouts.items() if b != pending}
+        if len(self.ours) != len(e.history) + 1:  # rebuilt only when a batch is sealed or voided
+            self.ours = {0: ZERO_HASH, **{b: v[0] for b, v in e.history.items()}}
         target = e.pending if (e.pending is not None and not e.halted) else None
         if target is not self.target:
             self.target = target
@@ -447,7 +452,9 @@ class SettlementProcess:
                 time.sleep(0.02)
                 continue
             try:
-                block = self.sender.post(b, stop=lambda g=gen: self.stop_requested or self.target_gen != g)
+                block = self.sender.post(
+                    b, stop=lambda g=gen: self.stop_requested or self.target_gen != g, ours=self.ours
+                )
                 self.facts.put(pack_confirmed(b.batch_id, block, time.time_ns()))
                 self.chain_error = ""
                 done_gen = gen
@@ -456,6 +463,9 @@ class SettlementProcess:
                 self.chain_error = f"sender: {exc}"[:300]
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            except RolledBack as exc:
+                self.facts.put(pack_rollback(exc.batch_id, exc.batch_hash))
+                done_gen = gen
             except (NotOurs, BatchRefused) as exc:
                 self.facts.put(pack_failed(b.batch_id, f"{type(exc).__name__}: {exc}"))
                 done_gen = gen

@@ -71,7 +71,7 @@ from settlement.withdrawal import Withdrawal
 SYSTEM_ACCOUNT_BASE = 0xFFFF_FF00  # engine.risk.risk_engine: ids above it belong to the exchange
 
 # record kinds
-EVENTS, DEPOSIT, CLOCK, CONFIRMED, FAILED, RESUME, WITHDRAWAL, PAID, LOG_OFFSET = 1, 2, 3, 4, 5, 6, 7, 8, 9
+EVENTS, DEPOSIT, CLOCK, CONFIRMED, FAILED, RESUME, WITHDRAWAL, PAID, LOG_OFFSET, ROLLBACK = range(1, 11)
 MAX_WITHDRAWALS_PER_BATCH = 64
 EXPIRY_MARGIN_S = 600  # a withdrawal expiring sooner than this after the batch is sealed is refused
 _DEPOSIT = struct.Struct("<BQIBQQ32s20s")  # kind, id, account id, token, depositedAt, block, amount, address
@@ -159,6 +159,11 @@ def pack_withdrawal(
 def pack_log_offset(offset: int) -> bytes:
     """The withdrawal log was read up to ``offset`` (past a malformed line)."""
     return struct.pack("<BQ", LOG_OFFSET, offset)
+
+
+def pack_rollback(batch_id: int, batch_hash_: bytes) -> bytes:
+    """The chain's canonical history ends at our batch ``batch_id`` again (later ones were voided)."""
+    return struct.pack("<BQ32s", ROLLBACK, batch_id, batch_hash_)
 
 
 def pack_paid(batch_id: int) -> bytes:
@@ -286,6 +291,8 @@ class SettlementEngine:
         # (account, nonce) -> units: paid on chain, risk not yet told
         self.paying: dict[tuple[int, int], int] = {}
         self.withdrawal_log_offset = 0  # the gateways' withdrawals.log is journaled up to here
+        # batch -> (hash, published data, credited deposit id, deposit hash, credited and queued per token)
+        self.history: dict[int, tuple[bytes, bytes, int, bytes, list[int], list[int]]] = {}
         self.batch_credited = 0
         # ---- batches
         self.trees = AccountTrees([t.address for t in spec.tokens])
@@ -328,6 +335,9 @@ class SettlementEngine:
             self._halt(f"batch {bid}: {bytes(record[9:]).decode(errors='replace')}")
         elif kind == WITHDRAWAL:
             self._withdrawal(record)
+        elif kind == ROLLBACK:
+            _k, to_id, to_hash = struct.unpack_from("<BQ32s", record, 0)
+            self._rollback(to_id, to_hash)
         elif kind == LOG_OFFSET:
             self.withdrawal_log_offset = max(
                 self.withdrawal_log_offset, struct.unpack_from("<Q", record, 1)[0]
@@ -689,14 +699,64 @@ class SettlementEngine:
             bid, self.confirmed_hash, credited, records, assets, withdrawals, data, h, covered,
             self.events_waiting, self.now_ns,
         )  # fmt: skip
-        for i in range(self.batch_credited + 1, credited + 1):
-            del self.deposit_records[i]
         self.batch_credited, self.deposit_acc, self.credited_wei = credited, acc, credited_wei
+        # what a rollback to this batch restores: its hash, its data, the ledger after it
+        self.history[bid] = (h, data, credited, acc, list(credited_wei), list(self.queued_wei))
         self.touched = {a for a in self.touched if a not in self.addresses}  # unknown accounts wait
         self.dirty_marks = set()
         self.events_waiting = 0
         self.last_seal_ns = self.now_ns
         self.out.sealed = self.pending
+
+    def _rollback(self, to_id: int, to_hash: bytes) -> None:
+        """A challenge voided our batches after ``to_id``: return the holds of their withdrawals (their
+        nonces stay spent on chain), restore the ledger and the trees as of ``to_id`` (replayed from our
+        own published data), and re-prove every account in the next batch."""
+        known = self.history[to_id][0] if to_id in self.history else (ZERO_HASH if to_id == 0 else None)
+        top = self.pending.batch_id if self.pending is not None else self.confirmed_id
+        if known != to_hash or to_id >= top:
+            self._halt(f"rollback to batch {to_id} (0x{to_hash.hex()}) does not match our history")
+            return
+        voided = sorted(b for b in self.history if b > to_id)
+        for bid in voided:
+            for account, asset, units, nonce in self.batch_withdrawals.pop(bid, []):
+                q = (account, asset)
+                left = self.acct_queued.get(q, 0) - units
+                if left:
+                    self.acct_queued[q] = left
+                else:
+                    self.acct_queued.pop(q, None)
+                self._result(account, asset, units, nonce, WithdrawStatus.FAILED)
+            self.batch_payouts.pop(bid, None)
+        n_tokens = len(self.spec.tokens)
+        if to_id:
+            _h, _d, self.batch_credited, self.deposit_acc, credited, queued = self.history[to_id]
+            self.credited_wei, self.queued_wei = list(credited), list(queued)
+        else:
+            self.batch_credited, self.deposit_acc = 0, ZERO_HASH
+            self.credited_wei, self.queued_wei = [0] * n_tokens, [0] * n_tokens
+        tokens = [t.address for t in self.spec.tokens]
+        self.trees = AccountTrees.replay(
+            tokens, [self.history[b][1] for b in sorted(self.history) if b <= to_id]
+        )
+        while len(self.trees.tokens) < n_tokens:
+            self.trees.add_token(tokens[len(self.trees.tokens)])
+        self.leaf_value, self.sum_value = {}, [0] * n_tokens
+        for addr in self.trees.accounts:
+            for t in range(n_tokens):
+                v = self.trees.leaf(addr, t, CLAIM) - self.trees.leaf(addr, t, LIABILITY)
+                self.leaf_value[(addr, t)] = v
+                if addr != self.fee:
+                    self.sum_value[t] += v
+        for bid in voided:
+            del self.history[bid]
+        self.touched = set(self.addresses)
+        self.pending = None
+        self.confirmed_id, self.confirmed_hash = to_id, to_hash
+        self._alarm(
+            f"batches {voided[0]}..{voided[-1]} were voided on chain: their withdrawals' holds returned; "
+            f"every account is proved again after batch {to_id}"
+        )
 
     def _token_price(self, t: int) -> int:
         """Micro-USDC per whole token: USDC 1, others their asset's last price (1 micro if none yet:
@@ -736,7 +796,7 @@ class SettlementEngine:
         "batch_credited", "leaf_value", "sum_value", "touched", "dirty_marks", "events_waiting",
         "last_seal_ns", "now_ns", "confirmed_id", "confirmed_hash", "pending", "halted", "accept_difference",
         "wd_payload", "wd_hold", "wd_ready", "nonces_used", "acct_queued", "batch_withdrawals", "paying",
-        "batch_payouts", "withdrawal_log_offset",
+        "batch_payouts", "withdrawal_log_offset", "history",
     )  # fmt: skip
 
     def snapshot(self) -> bytes:

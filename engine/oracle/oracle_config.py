@@ -102,6 +102,8 @@ class SessionConfig:
     close_ms: int
     days: tuple[int, ...]  # 0 = Monday
     halts: tuple[tuple[int, int], ...] = ()
+    cycle_ms: int = 0  # a recurring closure: CLOSED for the first closed_ms of every cycle_ms (0: none)
+    closed_ms: int = 0  # (counted from the unix epoch; the demo's "session closes and reopens")
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,7 @@ _PERP_KEYS = {
     "delist_at_s",
     "delist_twap_s",
 }
-_SESSION_KEYS = {"market", "open", "close", "days", "halts"}
+_SESSION_KEYS = {"market", "open", "close", "days", "halts", "cycle_s", "closed_s"}
 _PREDICTION_KEYS = {"market", "authority", "close_at_s", "dispute_window_s"}
 
 
@@ -447,6 +449,10 @@ def oracle_config_from(doc: dict[str, Any], where: str = "<config>") -> OracleCo
             if not isinstance(h, list) or len(h) != 2:
                 raise OracleConfigError(f'{w} halts[{k}]: want ["HH:MM", "HH:MM"], got {h!r}')
             halts.append((_hhmm(h[0], w, f"halts[{k}]"), _hhmm(h[1], w, f"halts[{k}]")))
+        cycle_s = _int(s, "cycle_s", w, 0, 7 * 86_400, 0)
+        closed_s = _int(s, "closed_s", w, 0, 7 * 86_400, 0)
+        if cycle_s and not 0 < closed_s < cycle_s:
+            raise OracleConfigError(f"{w} closed_s: want 0 < closed_s < cycle_s ({cycle_s}), got {closed_s}")
         sessions[spec.market_id] = SessionConfig(
             spec.market_id,
             asset_of_market.get(spec.market_id, -1),
@@ -454,6 +460,8 @@ def oracle_config_from(doc: dict[str, Any], where: str = "<config>") -> OracleCo
             close_ms,
             tuple(sorted(DAYS.index(d) for d in set(days_raw))),
             tuple(halts),
+            cycle_s * 1000,
+            closed_s * 1000 if cycle_s else 0,
         )
 
     predictions: dict[int, PredictionConfig] = {}

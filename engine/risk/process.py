@@ -153,10 +153,15 @@ class RiskProcess:
         """Live: the record's outputs join what each ring already holds back, then as much as fits
         goes out now, without waiting (``_flush``)."""
         orders, events = self.engine.take_outputs()
-        for held, data in zip(self.held, (*orders, events), strict=True):
-            if data:
-                held += data
-        self._flush()
+        for ring, held, data in zip(self.outputs, self.held, (*orders, events), strict=True):
+            if not data:
+                continue
+            n = len(data) // SLOT_BYTES
+            if not held and n <= ring.capacity and ring.try_publish(data, n):
+                continue  # the usual case: straight out, no copy
+            held += data
+        if any(self.held):
+            self._flush()
 
     def _flush(self) -> bool:
         """Publish held outputs, in order, as far as each ring has room; True when nothing is held.

@@ -151,6 +151,7 @@ SHARD_EVENTS_SOURCE: Final = -1  # apply_slots: the slots are a shard's events, 
 MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL = 1, 2
 ADL_RANK_EVERY: Final = 64  # records between ADL rank publications
 SNAPSHOT_MAGIC: Final = b"HXRISK01"
+_NO_ROWS: Final = np.zeros(0, np.intp)
 
 
 class RiskSnapshotError(ValueError):
@@ -1056,7 +1057,8 @@ class RiskEngine:
             self._fee_changed = False
             self._emit_balance(self.fee_row, 0, BalanceReason.FEE, 0, 0)
         n = self.book.count
-        rows = np.flatnonzero(self.book.dirty[:n])
+        dirty = self.book.dirty[:n]
+        rows = np.flatnonzero(dirty) if dirty.any() else _NO_ROWS  # (any() is 5x cheaper on 1M rows)
         if len(rows):
             self._recompute(rows, publish=True)
         liq = self.liquidator

@@ -32,9 +32,45 @@ def _enum(msg: dict[str, Any], field: str, table: dict[str, Any], default: Any) 
     v = msg.get(field)
     if v is None:
         return default
-    if not isinstance(v, str) or v.lower() not in table:
-        raise JsonReject(RejectCode.BAD_FIELD, f"{field} must be one of {sorted(table)}")
-    return table[v.lower()]
+    if not isinstance(v, str) or v not in table:
+        raise JsonReject(RejectCode.BAD_FIELD, f"{field} must be one of {sorted(table)} (lower case)")
+    return table[v]
+
+
+COMMON_FIELDS = frozenset({"op", "id", "account"})
+FIELDS = {
+    "place": COMMON_FIELDS
+    | {
+        "market",
+        "side",
+        "price",
+        "size",
+        "client_order_id",
+        "tif",
+        "type",
+        "post_only",
+        "post_only_slide",
+        "reduce_only",
+        "stp",
+        "trigger_price",
+        "expire_ns",
+    },
+    "cancel": COMMON_FIELDS | {"market", "order_id", "client_order_id"},
+    "amend": COMMON_FIELDS | {"market", "order_id", "client_order_id", "price", "size"},
+    "cancel_all": COMMON_FIELDS | {"market"},
+}
+
+
+def _check_fields(msg: dict[str, Any], op: str) -> None:
+    """A money API refuses what it does not define: unknown fields and nulls, named."""
+    allowed = FIELDS[op]
+    for key, value in msg.items():
+        if key not in allowed:
+            raise JsonReject(
+                RejectCode.BAD_FIELD, f"unknown field {str(key)[:40]!r} ({op} takes {sorted(allowed)})"
+            )
+        if value is None:
+            raise JsonReject(RejectCode.BAD_FIELD, f"{key} must not be null (leave it out instead)")
 
 
 def _bool(msg: dict[str, Any], field: str) -> bool:
@@ -67,6 +103,8 @@ def _account(msg: dict[str, Any], account_id: int) -> None:
 def command_struct(msg: dict[str, Any], catalog: MarketCatalog, account_id: int) -> bytes:
     """The wire struct for a JSON order command (``op`` place/cancel/amend/cancel_all)."""
     op = msg.get("op")
+    if op in FIELDS:
+        _check_fields(msg, op)
     _account(msg, account_id)
     if op == "place":
         market, info = _market(msg, catalog)

@@ -12,8 +12,17 @@ from typing import Any
 
 import numpy as np
 
+from engine.types.enums import MsgType
+from engine.wire.layout import field_offset, word_index
+
 BUY, SELL = 0, 1
 FOLD_AT_ROWS = 1 << 16
+# where an L2_DELTA keeps each field, as word indexes of a (k, 64) uint8 block (from the layout)
+_W8_SEQ = word_index(MsgType.L2_DELTA, "seq", 8)
+_W8_PRICE = word_index(MsgType.L2_DELTA, "price_ticks", 8)
+_W8_SIZE = word_index(MsgType.L2_DELTA, "size_lots", 8)
+_W4_COUNT = word_index(MsgType.L2_DELTA, "order_count", 4)
+_SIDE_AT = field_offset(MsgType.L2_DELTA, "side")
 
 
 class L2Book:
@@ -37,7 +46,7 @@ class L2Book:
             return
         self._pending.append(block)
         self._pending_rows += len(block)
-        self.seq = int(block[-1].view("<u8")[1])
+        self.seq = int(block[-1].view("<u8")[_W8_SEQ])
         if self._pending_rows >= FOLD_AT_ROWS:
             self.fold()
 
@@ -48,8 +57,8 @@ class L2Book:
         self._pending = []
         self._pending_rows = 0
         i64 = block.view("<i8")
-        price = i64[:, 2]
-        side = block[:, 36].astype(np.int64)
+        price = i64[:, _W8_PRICE]
+        side = block[:, _SIDE_AT].astype(np.int64)
         key = (price << 1) | side
         # index of the last delta per level: unique over the reversed keys
         _, first_rev = np.unique(key[::-1], return_index=True)
@@ -58,8 +67,8 @@ class L2Book:
         for s, p, q, c in zip(
             side[last].tolist(),
             price[last].tolist(),
-            i64[last, 3].tolist(),
-            block.view("<u4")[last, 8].tolist(),
+            i64[last, _W8_SIZE].tolist(),
+            block.view("<u4")[last, _W4_COUNT].tolist(),
             strict=True,
         ):
             levels = bids if s == BUY else asks

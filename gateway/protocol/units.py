@@ -2,12 +2,14 @@
 
 ``to_units(value, unit)`` is ``value / unit`` exactly, else a :class:`JsonReject` naming the field
 (never rounded); ``from_units(n, unit)`` is the exact decimal string of ``n * unit`` without an
-exponent. JSON floats are refused (not exact); integers are accepted as exact decimals. Shared by
+exponent. Strings must be plain decimals (``"100.5"``, ``"3"``: digits and at most one point; no
+spaces, ``+``, exponent or ``nan``); JSON floats are refused (not exact); integers are accepted. Shared by
 the gateway and the SDK, so both sides convert with one rule.
 """
 
 from __future__ import annotations
 
+import re
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
@@ -17,6 +19,7 @@ INT64_MAX = (1 << 63) - 1
 UINT64_MAX = (1 << 64) - 1
 MAX_DECIMAL_CHARS = 64
 _CTX = Context(prec=80)
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?\Z")  # what the edge accepts: "100.5", "0.002", "3"
 MICRO = Decimal(1_000_000)  # micro-units per whole quote unit (USDC)
 ATOMS = Decimal(100_000_000)  # atoms per whole base unit (position sizes)
 
@@ -37,6 +40,11 @@ def to_units(value: Any, unit: Decimal, field: str, allow_zero: bool = False) ->
     if isinstance(value, str) and (len(value) > MAX_DECIMAL_CHARS or not value):
         raise JsonReject(
             RejectCode.BAD_DECIMAL, f"{field} is not a decimal of at most {MAX_DECIMAL_CHARS} chars"
+        )
+    if isinstance(value, str) and not _PLAIN_DECIMAL.match(value):
+        raise JsonReject(
+            RejectCode.BAD_DECIMAL,
+            f"{field} {value!r} is not a plain decimal (digits, one '.', no sign or exponent)",
         )
     try:
         dec = Decimal(value)

@@ -27,6 +27,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_
 from engine.types.enums import MsgType
 from gateway.protocol.market_info import MarketInfo
 from gateway.protocol.signing import agent_typed_data, login_typed_data, sign_typed_data
+from gateway.protocol.units import JsonReject
 from gateway.sdk.codec import ACCOUNT_EVENTS, L2, ORDER_EVENTS, SdkCodec, typed_event
 from gateway.sdk.errors import ConnectionClosed, HxError, LoginFailed, OrderRejected, RequestRejected
 from gateway.sdk.event_queue import EventQueue
@@ -143,6 +144,7 @@ class HxClient:
     # ---- connection ----------------------------------------------------------------------------
     @property
     def url(self) -> str:
+        """The WebSocket URL of this client's protocol path."""
         return f"{self.base_url}/v1/{self.protocol}"
 
     async def connect(self) -> HxClient:
@@ -174,6 +176,7 @@ class HxClient:
 
     @property
     def closed(self) -> bool:
+        """True while disconnected (a reconnecting client is closed until it is back)."""
         return self._closed.is_set()
 
     @property
@@ -182,6 +185,7 @@ class HxClient:
         return self._close_info
 
     async def wait_closed(self, timeout_s: float | None = None) -> None:
+        """Wait until the connection closes (TimeoutError after ``timeout_s``)."""
         await asyncio.wait_for(self._closed.wait(), timeout_s)
 
     def _on_disconnected(self) -> None:
@@ -356,14 +360,17 @@ class HxClient:
     # ---- orders --------------------------------------------------------------------------------
     @property
     def markets(self) -> dict[int, MarketInfo]:
+        """Markets by id (tick and lot sizes) from the ``markets`` reply."""
         return self.codec.markets
 
     @property
     def asset_ids(self) -> dict[str, int]:
+        """Asset symbol -> asset id."""
         return self.codec.asset_ids
 
     @property
     def asset_scales(self) -> dict[int, int]:
+        """Asset id -> quantity units per whole unit (USDC 1e6, others 1e8)."""
         return self.codec.asset_scales
 
     def new_order_struct(self, market: int, side: str | int, price: Any, size: Any, **kw: Any) -> bytes:
@@ -371,6 +378,7 @@ class HxClient:
         return self.codec.new_order_struct(market, side, price, size, **kw)
 
     def next_client_order_id(self) -> int:
+        """A fresh client order id (1, 2, ... per client)."""
         return next(self._coids)
 
     def _place_json(self, market: int, side: str, price: Any, size: Any, coid: int, **kw: Any) -> None:
@@ -504,6 +512,7 @@ class HxClient:
         self.subscriptions[(market, channel)] = None
 
     async def unsubscribe(self, market: int, channel: str) -> None:
+        """Stop a channel of a market (NOT_SUBSCRIBED if it was not on)."""
         await self.request({"op": "unsubscribe", "market": market, "channel": channel})
         self.subscriptions.pop((market, channel), None)
 
@@ -596,17 +605,26 @@ class HxClient:
                 if m in self.books:
                     self.books[m].in_sync = False  # the gateway sends a snapshot when we catch up
             self.control.put_nowait(msg)
-        elif typ in ORDER_EVENTS:
-            decoded = self.codec.json_order_event(typ, msg)
-            if decoded is not None:
-                self._on_wire(*decoded)
-        elif typ in ACCOUNT_EVENTS:
+        elif typ in ORDER_EVENTS or typ in ACCOUNT_EVENTS:
+            try:
+                self._on_json_event(typ, msg)
+            except (KeyError, ValueError, TypeError, HxError, JsonReject):
+                # an event this SDK cannot read (a newer gateway?): hand it over raw, never drop
+                # the connection over it
+                self.control.put_nowait({"type": "undecodable", "event": msg})
+        else:
+            self.control.put_nowait(msg)
+
+    def _on_json_event(self, typ: str, msg: dict[str, Any]) -> None:
+        if typ in ACCOUNT_EVENTS:
             ev = self.codec.json_account_event(typ, msg)
             if ev.seq:
                 self.last_private_seq = ev.seq
             self.events.push(ev)
-        else:
-            self.control.put_nowait(msg)
+            return
+        decoded = self.codec.json_order_event(typ, msg)
+        if decoded is not None:
+            self._on_wire(*decoded)
 
     def _on_snapshot(self, msg: dict[str, Any]) -> None:
         m = msg["market"]

@@ -124,7 +124,11 @@ class SdkCodec:
         """``value`` as the decimal string the JSON protocol wants (ints are ticks or lots)."""
         if isinstance(value, int) and not isinstance(value, bool):
             return from_units(value, self._unit(market, field))
-        return str(value)
+        try:  # the wire takes plain decimals only: Decimal("1E+1") goes as "10"
+            dec = Decimal(str(value).strip())
+        except ArithmeticError:
+            return str(value)
+        return format(dec, "f") if dec.is_finite() else str(value)
 
     def units(self, market: int, value: str, field: str) -> int:
         """A JSON event's decimal back to ticks (prices, ``bid``/``ask``) or lots (sizes)."""
@@ -179,9 +183,11 @@ class SdkCodec:
 
     @staticmethod
     def cancel_struct(market: int, order_id: int, client_order_id: int) -> bytes:
+        """One CANCEL struct (by order id, or by client order id with order id 0)."""
         return encode_command(Cancel(market_id=market, order_id=order_id, client_order_id=client_order_id))
 
     def amend_struct(self, market: int, order_id: int, client_order_id: int, price: Any, size: Any) -> bytes:
+        """One AMEND struct; ``price``/``size`` None leave them unchanged."""
         return encode_command(
             Amend(
                 market_id=market,
@@ -194,6 +200,7 @@ class SdkCodec:
 
     @staticmethod
     def cancel_all_struct(market: int | None) -> bytes:
+        """One CANCEL_ALL struct (``market`` None: every market)."""
         return encode_command(CancelAll(market_id=ALL_MARKETS if market is None else market))
 
     # ---- events in -----------------------------------------------------------------------------
@@ -306,7 +313,7 @@ class SdkCodec:
                 state=_RESOLUTION_STATES.get(msg.get("state"), 0),
                 outcome=1 if msg.get("outcome") == "yes" else 0,
                 final_at_ns=msg["final_at_ns"],
-                ts_ns=msg["ts_ns"],
+                ts_ns=msg.get("ts_ns", 0),
             )
             return int(MsgType.RESOLUTION_STATUS), e
         if typ == "triggered":

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class OrderAccepted:
+    """The engine accepted an order (it rests, or fills follow); carries both ids."""
+
     market: int
     seq: int
     order_id: int
@@ -22,6 +24,8 @@ class OrderAccepted:
 
 @dataclass(frozen=True)
 class OrderRejectedEvent:
+    """A command was refused: ``seq`` 0 by the gateway, > 0 by the engine."""
+
     market: int
     seq: int
     order_id: int
@@ -32,6 +36,8 @@ class OrderRejectedEvent:
 
 @dataclass(frozen=True)
 class Fill:
+    """One match; the counterparty's account and order id are 0 in your copy."""
+
     market: int
     seq: int
     taker_order_id: int
@@ -46,6 +52,8 @@ class Fill:
 
 @dataclass(frozen=True)
 class OrderCancelled:
+    """An order left the book (``reason``: CancelReason) with ``size_lots`` unfilled."""
+
     market: int
     seq: int
     order_id: int
@@ -56,6 +64,8 @@ class OrderCancelled:
 
 @dataclass(frozen=True)
 class OrderAmended:
+    """An order's price or size changed (``kept_priority``: size down only)."""
+
     market: int
     seq: int
     order_id: int
@@ -67,6 +77,8 @@ class OrderAmended:
 
 @dataclass(frozen=True)
 class Trade:
+    """A public trade (no accounts)."""
+
     market: int
     seq: int
     price_ticks: int
@@ -76,6 +88,8 @@ class Trade:
 
 @dataclass(frozen=True)
 class Bbo:
+    """Best bid and offer after a change."""
+
     market: int
     seq: int
     bid_price_ticks: int
@@ -99,6 +113,8 @@ class Balance:
 
 @dataclass(frozen=True)
 class Position:
+    """A perp position after a change (size in atoms, money in micro-units)."""
+
     market: int
     seq: int
     size_atoms: int
@@ -109,6 +125,8 @@ class Position:
 
 @dataclass(frozen=True)
 class Margin:
+    """The account's equity and requirements after a change (micro-units)."""
+
     seq: int
     equity_micro: int
     initial_micro: int
@@ -118,6 +136,7 @@ class Margin:
 
     @property
     def free_micro(self) -> int:
+        """Equity not used by initial margin or reserved for open orders."""
         return self.equity_micro - self.initial_micro - self.reserved_micro
 
 
@@ -157,6 +176,7 @@ class ResolutionStatus:
     ts_ns: int
 
 
+@dataclass(frozen=True)
 class OrderState:
     """One open order as risk knows it (``state``: 0 unknown, 1 pending, 2 open), in answer to a
     query: ``open_orders`` / ``order_status`` replies, or a binary ORDER_QUERY's events."""
@@ -186,6 +206,8 @@ class OrderTriggered:
 
 @dataclass(frozen=True)
 class MarketStatusChanged:
+    """A market's status changed (MarketStatus)."""
+
     market: int
     seq: int
     status: int  # MarketStatus

@@ -18,6 +18,8 @@ from gateway.protocol.l2_book import BUY, SELL, L2Book
 
 
 class LocalBook:
+    """One market's L2 book kept from snapshot + deltas; asks for a snapshot on a gap."""
+
     def __init__(self, market_id: int, request_snapshot: Callable[[int], Any]) -> None:
         self.market_id = market_id
         self.book = L2Book(market_id)
@@ -29,6 +31,7 @@ class LocalBook:
 
     # ---- feed ----------------------------------------------------------------------------------
     def on_snapshot(self, seq: int, bids: list[Any], asks: list[Any]) -> None:
+        """Replace the book by a snapshot at ``seq``."""
         if self.book.seq or self.gaps:
             self.resyncs += 1
         self.book.load(seq, bids, asks)
@@ -38,6 +41,7 @@ class LocalBook:
     def on_delta(
         self, seq: int, prev_seq: int, side: int, price_ticks: int, size_lots: int, count: int
     ) -> None:
+        """Apply one delta, skip a stale one, or resync on a gap (see the module docstring)."""
         if not self.in_sync:
             return  # waiting for the snapshot that will cover this delta
         if seq <= self.book.seq:
@@ -61,18 +65,23 @@ class LocalBook:
         self._synced.clear()
 
     async def wait_synced(self, timeout_s: float = 5.0) -> None:
+        """Wait until the book holds a snapshot (TimeoutError after ``timeout_s``)."""
         await asyncio.wait_for(self._synced.wait(), timeout_s)
 
     # ---- reading -------------------------------------------------------------------------------
     @property
     def seq(self) -> int:
+        """The sequence number of the last delta in the book."""
         return self.book.seq
 
     def bids(self, depth: int | None = None) -> list[tuple[int, int, int]]:
+        """[(price_ticks, size_lots, count)] best first."""
         return self.book.levels(BUY, depth)
 
     def asks(self, depth: int | None = None) -> list[tuple[int, int, int]]:
+        """[(price_ticks, size_lots, count)] best first."""
         return self.book.levels(SELL, depth)
 
     def as_tuple(self) -> Any:
+        """(bids, asks), comparable."""
         return self.book.as_tuple()

@@ -37,20 +37,24 @@ class PendingRequests:
         return asyncio.get_running_loop().create_future()
 
     def new_request(self) -> tuple[int, asyncio.Future[dict[str, Any]]]:
+        """A fresh request id and the future its reply resolves."""
         rid = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = self._future()
         self.requests[rid] = fut
         return rid, fut
 
     def new_place(self, client_order_id: int) -> asyncio.Future[Any]:
+        """The future a place's ACCEPTED (or REJECTED) resolves."""
         fut = self.places[client_order_id] = self._future()
         return fut
 
     def new_cancel(self, key: OrderKey) -> asyncio.Future[Any]:
+        """The future a cancel's CANCELLED (or REJECTED) resolves."""
         fut = self.cancels[key] = self._future()
         return fut
 
     def new_amend(self, key: OrderKey) -> asyncio.Future[Any]:
+        """The future an amend's AMENDED (or REJECTED) resolves."""
         fut = self.amends[key] = self._future()
         return fut
 
@@ -73,12 +77,15 @@ class PendingRequests:
         return True
 
     def placed(self, client_order_id: int, ack: Any) -> None:
+        """An ACCEPTED arrived for ``client_order_id``."""
         _settle(self.places.get(client_order_id), ack)
 
     def cancelled(self, order_id: int, client_order_id: int, event: Any) -> None:
+        """A CANCELLED arrived."""
         _settle_by_keys(self.cancels, order_id, client_order_id, event)
 
     def amended(self, order_id: int, client_order_id: int, event: Any) -> None:
+        """An AMENDED arrived."""
         _settle_by_keys(self.amends, order_id, client_order_id, event)
 
     def rejected(self, command: int, order_id: int, client_order_id: int, err: BaseException) -> None:

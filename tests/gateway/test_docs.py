@@ -19,6 +19,9 @@ from engine.types.enums import (
     MsgType,
     OrderState,
     OrderType,
+    PriceStatus,
+    ResolutionAction,
+    ResolutionState,
     Side,
     StpMode,
     TimeInForce,
@@ -35,7 +38,7 @@ DOC = (Path(__file__).resolve().parents[2] / "docs" / "gateway.md").read_text()
 REPLIES = (
     "challenge login agent_approved agent_revoked subscribed unsubscribed snapshot pong markets info "
     "stats error conflated resumed open_orders order_status leverage what_if cancel_on_disconnect "
-    "dead_man dead_man_fired faucet withdraw"
+    "dead_man dead_man_fired faucet withdraw resolve"
 ).split()
 
 
@@ -79,6 +82,9 @@ def test_every_channel_and_enum_word_is_documented() -> None:
         LiquidationKind,
         OrderState,
         MarginMode,
+        PriceStatus,
+        ResolutionState,
+        ResolutionAction,
     ):
         for m in enum:
             assert re.search(rf"`{m.name.lower()}` {int(m)}\b", DOC), (

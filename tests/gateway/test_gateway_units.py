@@ -289,3 +289,30 @@ def test_gateway_l2_book_lazy_fold_equals_eager():
         if rows:
             lazy.apply_block(np.array(rows))
         assert lazy.as_tuple() == eager.as_tuple() and lazy.seq == eager.seq
+
+
+def test_gateway_json_orders_refuse_what_they_do_not_define_naming_the_field():
+    good = {
+        "op": "place",
+        "market": 1,
+        "side": "buy",
+        "price": "100.5",
+        "size": "0.002",
+        "client_order_id": 1,
+    }
+    assert command_struct(good, CATALOG, ACCOUNT)
+    for change, code, named in [
+        ({"side": "BUY"}, RejectCode.BAD_FIELD, "side"),
+        ({"price": " 0.5"}, RejectCode.BAD_DECIMAL, "price"),
+        ({"price": "+0.5"}, RejectCode.BAD_DECIMAL, "price"),
+        ({"price": "5e-1"}, RejectCode.BAD_DECIMAL, "price"),
+        ({"size": "0.002 "}, RejectCode.BAD_DECIMAL, "size"),
+        ({"tif": None}, RejectCode.BAD_FIELD, "tif"),
+        ({"colour": "red"}, RejectCode.BAD_FIELD, "colour"),
+    ]:
+        with pytest.raises(JsonReject) as exc:
+            command_struct({**good, **change}, CATALOG, ACCOUNT)
+        assert exc.value.code == code and named in exc.value.detail, (change, exc.value.detail)
+    with pytest.raises(JsonReject) as exc:
+        command_struct({"op": "cancel_all", "market": None}, CATALOG, ACCOUNT)
+    assert "market" in exc.value.detail

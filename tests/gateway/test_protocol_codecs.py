@@ -72,6 +72,14 @@ EVENTS: dict[MsgType, dict[str, Any]] = {
         "insurance_micro": 1,
     },
     MsgType.ADL_RANK: {"rank": (0, 1, 5)},
+    MsgType.MARK: {"mark_micro": 1, "index_micro": 1, "status": (0, 1, 2), "ts_ns": 1},
+    MsgType.FUNDING_RATE: {
+        "predicted_rate_ppb": 1,
+        "last_rate_ppb": 1,
+        "next_funding_ns": 1,
+        "interval_ns": 1,
+    },
+    MsgType.RESOLUTION_STATUS: {"state": (0, 1, 2), "outcome": (0, 1), "final_at_ns": 1, "ts_ns": 1},
 }
 
 

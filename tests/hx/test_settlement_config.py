@@ -1,7 +1,8 @@
-"""``[settlement]``: off by default, every error names its key, never together with the faucet."""
+"""``[settlement]``: on in the embedded config, every error names its key, never with the faucet."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from hx.config import DEFAULT_CONFIG, ConfigError, load_config
 
 
 def _with(tmp_path: Path, settlement: str, faucet: bool = False) -> Path:
-    text = DEFAULT_CONFIG.read_text().replace("faucet = true", f"faucet = {str(faucet).lower()}")
+    text = re.sub(r"(?m)^faucet = \w+", f"faucet = {str(faucet).lower()}", DEFAULT_CONFIG.read_text())
     start = text.index("[settlement]")
     end = text.index("# ---- assets")
     path = tmp_path / "hx.toml"
@@ -18,10 +19,11 @@ def _with(tmp_path: Path, settlement: str, faucet: bool = False) -> Path:
     return path
 
 
-def test_off_by_default_and_on_without_the_faucet(tmp_path: Path) -> None:
-    assert not load_config().settlement.enabled
+def test_on_by_default_without_the_faucet_and_off_on_request(tmp_path: Path) -> None:
+    assert load_config().settlement.enabled and not load_config().gateway["faucet"]
     c = load_config(_with(tmp_path, "enabled = true\nbatch_interval_s = 0.5"))
     assert c.settlement.enabled and c.settlement.batch_interval_s == 0.5
+    assert not load_config(_with(tmp_path, "enabled = false", faucet=True)).settlement.enabled
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ def history(anvil: Anvil, deployer: Chain, artifacts: Any, snapshot: None) -> On
     s.settle()
     h = s.h
     h.events(
+        h.risk.price(BTC_ASSET, 60_000 * 10**6),  # the price the batches commit for WBTC
         h.risk.balance(1, BTC_ASSET, 10**8), h.risk.balance(2, BTC_ASSET, -(10**8)),
         h.risk.balance(1, USDC_ASSET, -60_000 * 10**6), h.risk.balance(2, USDC_ASSET, 60_000 * 10**6),
     )  # fmt: skip

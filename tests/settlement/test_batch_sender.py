@@ -17,11 +17,20 @@ from engine.risk.risk_config import RiskConfig
 from engine.types.enums import MsgType, WithdrawStatus
 from engine.wire.layout import BY_TYPE
 from settlement.anvil import DEV_PRIVATE_KEYS, Anvil
-from settlement.batch_sender import BatchRefused, BatchSender, ChainUnavailable, NotOurs
+from settlement.audit import audit
+from settlement.batch_sender import BatchRefused, BatchSender, ChainUnavailable, NotOurs, RolledBack
 from settlement.chain import Artifact, Chain
 from settlement.deploy import DeployConfig, deploy
 from settlement.deposit_watcher import DepositWatcher
-from settlement.settlement_engine import SealedBatch, TokenSpec, pack_deposit, pack_paid, pack_withdrawal
+from settlement.settlement_engine import (
+    SealedBatch,
+    TokenSpec,
+    pack_deposit,
+    pack_paid,
+    pack_rollback,
+    pack_withdrawal,
+)
+from settlement.sum_tree import CLAIM
 from settlement.withdrawal import Withdrawal, sign_withdrawal, verify_withdrawal
 
 KEYS = dict(
@@ -237,3 +246,52 @@ def test_signed_withdrawal_accepted_on_chain_and_paid_after_the_dispute_window(o
     ]
     assert results == [WithdrawStatus.PAID]
     s.settle()  # and the books still add up on chain
+
+
+def test_rolled_back_batch_returns_the_hold_and_the_next_batch_reproves(
+    onchain: OnChain, anvil: Anvil
+) -> None:
+    """A watcher voids batch 2 (it carried alice's withdrawal): the sender finds the chain back at batch
+    1, the core returns the hold (the nonce stays spent on chain), and a new batch 2 re-proves every
+    account after batch 1; the audit passes."""
+    s = onchain
+    s.deposit("alice", USDC, 100 * 10**6)
+    s.watch()
+    b1 = s.settle()
+    s.h.hold(1, USDC_ASSET, 30 * 10**6, nonce=5)
+    w3 = s.chains["alice"].w3
+    expiry = w3.eth.get_block("latest")["timestamp"] + 86_400
+    s.h.now = expiry * 10**9 - 3600 * 10**9
+    w = Withdrawal(ADDR["alice"], s.m["tokens"][USDC], 30 * 10**6, ADDR["alice"], 5, expiry)
+    sig = sign_withdrawal(w, KEYS["alice"], s.h.spec.chain_id, s.h.spec.clearing_house)
+    s.h.apply(pack_withdrawal(1, USDC, w, sig, True))
+    b2 = s.settle()
+    assert len(b2.withdrawals) == 1
+    ch = s.ch()
+    (ev,) = ch.events.BatchAccepted().get_logs(from_block=0, argument_filters={"batchId": 1})
+    ledgers = [tuple(x.values()) if hasattr(x, "values") else tuple(x) for x in ev["args"]["ledgers"]]
+    watcher = Chain(s.anvil.url, KEYS["watcher"])
+    watcher.transact(watcher.at(Artifact.load("ClearingHouse"), s.addr("ClearingHouse")).functions.challengeBatch(
+        2, b1.hash, ledgers))  # fmt: skip
+    assert ch.functions.lastBatchId().call() == 1
+    s.h.events(s.h.risk.balance(1, USDC_ASSET, -1), s.h.risk.balance(2, USDC_ASSET, 1))
+    s.h.tick()
+    b3 = s.h.engine.pending
+    assert b3 is not None and b3.batch_id == 3
+    ours = {0: b"\0" * 32, **{b: v[0] for b, v in s.h.engine.history.items()}}
+    with pytest.raises(RolledBack) as err:
+        s.sender.post(b3, ours=ours)
+    s.h.apply(pack_rollback(err.value.batch_id, err.value.batch_hash))
+    results = [
+        BY_TYPE[MsgType.WITHDRAW_RESULT].struct.unpack_from(c, 0)[4:9]
+        for c in s.h.results
+        if c[0] == MsgType.WITHDRAW_RESULT
+    ]
+    assert results == [(1, USDC_ASSET, WithdrawStatus.FAILED, 30 * 10**6, 5)]  # the hold came back
+    assert s.h.risk.balances[(1, USDC_ASSET)] == 100 * 10**6 - 1
+    new2 = s.settle()
+    assert new2.batch_id == 2 and new2.prev_hash == b1.hash and not new2.withdrawals
+    assert ch.functions.lastBatchHash().call() == new2.hash
+    assert s.h.engine.trees.leaf(s.users[0], USDC, CLAIM) == 100 * 10**6 - 1
+    report = audit(anvil.url, s.m)
+    assert report.ok, report.difference

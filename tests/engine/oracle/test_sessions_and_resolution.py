@@ -34,6 +34,18 @@ def test_a_day_session_with_a_halt() -> None:
     assert calc_session_status(nyse, saturday + 15 * H) == CLOSED
 
 
+def test_a_recurring_closure_closes_and_reopens_an_open_session() -> None:
+    """The demo's calendar: open all day, closed for the first 40 s of every 5 minutes."""
+    every_day = tuple(range(7))
+    demo = SessionConfig(AAPL_USDC, 3, 0, 1439 * 60_000, every_day, (), cycle_ms=300_000, closed_ms=40_000)
+    assert calc_session_status(demo, WED + 10 * H) == CLOSED  # 10:00:00 is a cycle start
+    assert calc_session_status(demo, WED + 10 * H + 39 * S) == CLOSED
+    assert calc_session_status(demo, WED + 10 * H + 40 * S) == OPEN
+    assert calc_session_status(demo, WED + 10 * H + 4 * M) == OPEN
+    assert calc_session_status(demo, WED + 10 * H + 5 * M) == CLOSED
+    assert calc_session_status(demo, WED + 23 * H + 59 * M + 50 * S) == CLOSED  # after close anyway
+
+
 def test_an_overnight_session_belongs_to_the_day_it_opened() -> None:
     """Sunday to Thursday 22:00-02:00: open Monday 01:00 (Sunday's session), closed Saturday
     01:00 (Friday opened none), open Friday 01:00 (Thursday's)."""

@@ -198,7 +198,7 @@ def test_tiny_rings_never_deadlock_risk_and_the_shard(tmp_path) -> None:  # type
         order_ring_slots=16,
         event_ring_slots=16,
     )
-    commands = _commands(1500) + [encode(MsgType.HEARTBEAT, ts_ns=424242)]
+    commands = _commands(700) + [encode(MsgType.HEARTBEAT, ts_ns=424242)]
     events: list[bytes] = []
     with Pipeline(topo, markets_path=markets, state_dir=tmp_path / "state", fsync="none") as pipe:
         ring = pipe.rings[topo.risk_in_ring(0, 0)]
@@ -227,4 +227,4 @@ def test_tiny_rings_never_deadlock_risk_and_the_shard(tmp_path) -> None:  # type
         assert done, "risk and the shard stopped moving (deadlock)"
     stream = b"".join(events)
     kinds = [stream[k] for k in range(0, len(stream), 64)]
-    assert kinds.count(MsgType.POSITION) > 50  # the perp traded through 16-slot rings
+    assert kinds.count(MsgType.POSITION) > 30  # the perp traded through 16-slot rings

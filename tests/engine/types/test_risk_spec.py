@@ -126,16 +126,19 @@ def test_lookups() -> None:
     assert isinstance(spec.perps[0], PerpRisk)
 
 
-def test_default_lots_match_the_markets_config() -> None:
+def test_the_exchanges_risk_spec_takes_its_lots_from_the_markets_config() -> None:
     """The risk spec's lots bound how many fills an order can become: they must be the markets'."""
-    from pathlib import Path
-
+    from engine.risk.risk_config import load_risk_config
+    from engine.risk.risk_spec_builder import build_risk_spec
+    from engine.types.enums import MarketKind
     from engine.types.market_spec import load_markets
+    from hx.config import DEFAULT_CONFIG
 
-    markets = {
-        m.symbol: m for m in load_markets(Path(__file__).parents[3] / "config" / "markets.toml").values()
-    }
-    spec = default_risk_spec()
+    markets = load_markets(DEFAULT_CONFIG).values()
+    config = load_risk_config(DEFAULT_CONFIG)
+    spec = build_risk_spec(config, config.risk_overrides)
     for perp in spec.perps:
-        assert perp.lot_atoms == markets[perp.symbol].lot_size_atoms
-    assert spec.asset_by_symbol("AAPL").spot_lot_atoms == markets["AAPL"].lot_size_atoms  # type: ignore[union-attr]
+        assert perp.lot_atoms == next(m.lot_size_atoms for m in markets if m.symbol == perp.symbol)
+    for m in markets:
+        if m.kind != MarketKind.PERP and m.base_asset in ("BTC", "ETH", "AAPL"):
+            assert spec.asset_by_symbol(m.base_asset).spot_lot_atoms == m.lot_size_atoms  # type: ignore[union-attr]
