@@ -110,12 +110,10 @@ class SessionBoard:
 
 
 class _History:
-    __slots__ = ("seqs", "events", "times", "last_seq")
+    __slots__ = ("items", "last_seq")
 
     def __init__(self) -> None:
-        self.seqs: deque[int] = deque()
-        self.events: deque[bytes] = deque()
-        self.times: deque[float] = deque()
+        self.items: deque[tuple[int, bytes, float]] = deque()  # (seq, event, monotonic time kept)
         self.last_seq = 0
 
 
@@ -138,50 +136,54 @@ class ReplayBuffer:
         self.gaps = 0  # histories dropped because of a gap
 
     def record(self, data: bytes) -> None:
-        """Keep the private events of recently active accounts from one risk batch."""
+        """Keep the private events of recently active accounts from one risk batch (one pass,
+        a few dict and deque operations per event: this runs on every risk batch)."""
         recent = self.board.recent
         if not recent:
             return
         now = time.monotonic()
+        histories = self.histories
+        account_at = ACCOUNT_AT
+        u32, u64 = _U32.unpack_from, _U64.unpack_from
+        added = 0
         for off in range(0, len(data), SLOT_BYTES):
-            if ACCOUNT_AT[data[off]] < 0:
+            at = account_at[data[off]]
+            if at < 0:
                 continue
-            account = event_account(data, off)
+            account = u32(data, off + at)[0]
+            if not account and data[off] == _FILL:
+                account = u32(data, off + _FILL_MAKER_AT)[0]
             if account not in recent:
                 continue
-            seq = _U64.unpack_from(data, off + SEQ_AT)[0]
-            h = self.histories.get(account)
+            seq = u64(data, off + SEQ_AT)[0]
+            h = histories.get(account)
             if h is None:
-                h = self.histories[account] = _History()
+                h = histories[account] = _History()
             elif seq != h.last_seq + 1:
                 self.gaps += 1  # a hole: what we hold can no longer be served
-                self.events -= len(h.seqs)
-                h = self.histories[account] = _History()
-            h.seqs.append(seq)
-            h.events.append(data[off : off + SLOT_BYTES])
-            h.times.append(now)
+                added -= len(h.items)
+                h = histories[account] = _History()
+            h.items.append((seq, data[off : off + SLOT_BYTES], now))
             h.last_seq = seq
-            self.events += 1
-            if len(h.seqs) > self.max_events:
-                self._pop(h)
+            added += 1
+            if len(h.items) > self.max_events:
+                h.items.popleft()
+                added -= 1
+        self.events += added
         if self.events * SLOT_BYTES > self.max_bytes:
             self._shed()
 
-    def _pop(self, h: _History) -> None:
-        h.seqs.popleft()
-        h.events.popleft()
-        h.times.popleft()
-        self.events -= 1
-
     def _shed(self) -> None:
         """Over the byte budget: drop the least recently active accounts' histories."""
-        by_age = sorted(
-            self.histories, key=lambda a: self.histories[a].times[-1] if self.histories[a].times else 0
-        )
-        for account in by_age:
+
+        def last_kept(account: int) -> float:
+            items = self.histories[account].items
+            return items[-1][2] if items else 0.0
+
+        for account in sorted(self.histories, key=last_kept):
             if self.events * SLOT_BYTES <= self.max_bytes * 3 // 4:
                 break
-            self.events -= len(self.histories.pop(account).seqs)
+            self.events -= len(self.histories.pop(account).items)
 
     def prune(self) -> None:
         """Age out events older than ``max_age_s``, and accounts no longer recent."""
@@ -189,10 +191,12 @@ class ReplayBuffer:
         recent = self.board.recent
         for account in list(self.histories):
             h = self.histories[account]
-            while h.times and h.times[0] < cutoff:
-                self._pop(h)
+            items = h.items
+            while items and items[0][2] < cutoff:
+                items.popleft()
+                self.events -= 1
             if account not in recent:
-                self.events -= len(h.seqs)
+                self.events -= len(items)
                 del self.histories[account]
 
     def last_seq(self, account: int) -> int:
@@ -206,8 +210,7 @@ class ReplayBuffer:
             return None, "no history of this account on this gateway (resync with open_orders)"
         if after_seq >= h.last_seq:
             return [], ""  # nothing missed (or this gateway is behind: the session skips to after_seq)
-        if not h.seqs or after_seq + 1 < h.seqs[0]:
-            first = h.seqs[0] if h.seqs else h.last_seq + 1
+        first = h.items[0][0] if h.items else h.last_seq + 1
+        if after_seq + 1 < first:
             return None, f"history starts at seq {first}, after {after_seq} (resync with open_orders)"
-        skip = after_seq + 1 - h.seqs[0]
-        return [e for k, e in enumerate(h.events) if k >= skip and is_sent(e)], ""
+        return [e for seq, e, _ in h.items if seq > after_seq and is_sent(e)], ""

@@ -17,6 +17,11 @@ Measured per run (medians over ``runs``):
 * ``echo_p50_us``: a picows echo round trip of one 64-byte frame on the same machine in the same
   run (the floor), and ``ratio_p50_to_echo``.
 
+With ``risk=N`` (``hx bench e2e --risk N``) every run is repeated with N risk partitions in the
+order path (clients -> gateway -> risk -> shard -> risk -> gateway -> clients; each client funded
+through the faucet first), runs alternating, and ``with_risk`` / ``side_by_side`` give those figures
+next to the direct path's.
+
 Every figure names how it waited: the shard's ring wait strategy, the gateway's loop mode (event
 pump: adaptive = spin a few loop iterations then park on the ring's wake FIFO), and the clients'
 loop (uvloop, epoll); and how the kernel scheduled the stack (``scheduling``: by default shard and

@@ -324,6 +324,8 @@ class SettlementProcess:
     # ---- outputs --------------------------------------------------------------------------------
     def _emit(self, skips: list[int], live: bool = True) -> list[int]:
         out = self.engine.take_outputs()
+        if live and (out.confirmed or out.sealed is not None):
+            self.write_status()  # before SETTLED goes out: whoever hears it finds the status as fresh
         n_risk = len(self.options.to_risk)
         datas: list[bytes | bytearray] = [out.commands.get(p, b"") for p in range(n_risk)]
         if self.options.events is not None:

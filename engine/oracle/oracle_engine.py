@@ -214,18 +214,10 @@ class OracleEngine:
         (_t, _v, _l, market, account, action, outcome, _ts) = _U_REQUEST(buf, off)
         code = self._check_request(market, account, action, outcome)
         if code != RejectCode.OK:
-            self._public(
-                _P_REJECTED(
-                    market,
-                    self._next_seq(),
-                    0,
-                    0,
-                    self.now_ns,
-                    account,
-                    int(code),
-                    MsgType.RESOLUTION_REQUEST,
-                )
-            )
+            # private to the requester, so outside the public sequence (seq 0 and ts 0, as the
+            # gateway's own rejects): every subscriber sees the oracle's seq without a gap, and a
+            # client's private-stream position (risk's per-account seq) is not disturbed by it
+            self._public(_P_REJECTED(market, 0, 0, 0, 0, account, int(code), MsgType.RESOLUTION_REQUEST))
             return
         pred = self.config.predictions[market]
         final_at = self.now_ns + pred.dispute_window_ns

@@ -12,7 +12,7 @@ from hx.config import DEFAULT_CONFIG, ConfigError, load_config
 
 def _with(tmp_path: Path, settlement: str, faucet: bool = False) -> Path:
     text = re.sub(r"(?m)^faucet = \w+", f"faucet = {str(faucet).lower()}", DEFAULT_CONFIG.read_text())
-    start = text.index("[settlement]")
+    start = re.search(r"(?m)^\[settlement\]", text).start()  # type: ignore[union-attr]
     end = text.index("# ---- assets")
     path = tmp_path / "hx.toml"
     path.write_text(text[:start] + "[settlement]\n" + settlement + "\n\n" + text[end:])
@@ -21,6 +21,7 @@ def _with(tmp_path: Path, settlement: str, faucet: bool = False) -> Path:
 
 def test_on_by_default_without_the_faucet_and_off_on_request(tmp_path: Path) -> None:
     assert load_config().settlement.enabled and not load_config().gateway["faucet"]
+    assert not load_config(_with(tmp_path, "")).settlement.enabled  # the section's own default is off
     c = load_config(_with(tmp_path, "enabled = true\nbatch_interval_s = 0.5"))
     assert c.settlement.enabled and c.settlement.batch_interval_s == 0.5
     assert not load_config(_with(tmp_path, "enabled = false", faucet=True)).settlement.enabled

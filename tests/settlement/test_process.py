@@ -14,10 +14,12 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from eth_account import Account
 from settlement_fixtures import REPO_ROOT, USDC, WETH
 
@@ -25,12 +27,19 @@ from engine.accounts.account_registry import AccountRegistry
 from engine.ring import ConsumerRef, RingBuffer, RingRef
 from engine.risk.risk_config import load_risk_config
 from engine.risk.risk_engine import RiskEngine, Source
-from engine.types.enums import MsgType
+from engine.types.enums import BalanceReason, MsgType
 from engine.wire.layout import BY_TYPE, SLOT_BYTES
+from hx.cli import main
 from settlement.anvil import DEV_PRIVATE_KEYS, Anvil
 from settlement.chain import Artifact, Chain
 from settlement.deploy import DeployConfig, deploy
-from settlement.process import SettlementOptions, load_spec, rebuild_from_journal, run_settlement
+from settlement.process import (
+    SettlementOptions,
+    SettlementProcess,
+    load_spec,
+    rebuild_from_journal,
+    run_settlement,
+)
 
 KEYS = dict(zip(["governor", "operator", "guardian", "alice", "watcher"], DEV_PRIVATE_KEYS[1:6], strict=True))
 ADDR = {k: Account.from_key(v).address for k, v in KEYS.items()}
@@ -202,3 +211,42 @@ def test_killed_9_mid_stream_resumes_at_the_right_batch(run: Run) -> None:
     rebuilt = rebuild_from_journal(run.options, spec)
     assert rebuilt.confirmed_id == last and rebuilt.confirmed_hash == ch.functions.lastBatchHash().call()
     assert rebuilt.pending is None and not rebuilt.halted
+
+
+def test_a_manifest_that_does_not_match_the_chain_is_refused(run: Run) -> None:
+    wrong = dict(run.m, chain_id=1)
+    (run.tmp / "wrong.json").write_text(json.dumps(wrong))
+    with pytest.raises(ValueError, match="manifest is for chain 1"):
+        SettlementProcess(replace(run.options, manifest_path=str(run.tmp / "wrong.json")))
+    moved = json.loads(json.dumps(run.m))
+    moved["contracts"]["ClearingHouse"]["address"] = "0x" + "77" * 20  # nothing deployed there
+    (run.tmp / "moved.json").write_text(json.dumps(moved))
+    with pytest.raises(ValueError, match="no matching ClearingHouse"):
+        SettlementProcess(replace(run.options, manifest_path=str(run.tmp / "moved.json")))
+
+
+def test_reconciliation_difference_halts_until_hx_settlement_resume(run: Run) -> None:
+    run.start()
+    ch = run.ch()
+    run.deposit(USDC, 10**6)
+    run.pump_until(lambda: ch.functions.lastCreditedDepositId().call() == 1 and run.settled)
+    alice = AccountRegistry(run.tmp).get_account_id(ADDR["alice"].lower())
+    # an event that makes BTC out of nothing: the books no longer add up
+    bogus = BY_TYPE[MsgType.BALANCE].struct.pack(
+        MsgType.BALANCE, 1, SLOT_BYTES, 0, 1000, alice, 1, BalanceReason.TRADE, 5, 5, 0, 0
+    )
+    run.rev.publish(bogus)
+    status_path = run.tmp / "settlement-0" / "status.json"
+
+    def status() -> dict[str, Any]:
+        return dict(json.loads(status_path.read_text()))
+
+    run.pump_until(lambda: bool(status()["halted"]))
+    assert "reconciliation" in status()["halted"]
+    halted_at = ch.functions.lastBatchId().call()
+    time.sleep(1.5)
+    assert ch.functions.lastBatchId().call() == halted_at  # nothing posted while halted
+    assert "HALT" in (run.tmp / "settlement-0" / "alarms.log").read_text()
+    res = CliRunner().invoke(main, ["settlement", "resume", "--state-dir", str(run.tmp)])
+    assert res.exit_code == 0, res.output
+    run.pump_until(lambda: ch.functions.lastBatchId().call() > halted_at and not status()["halted"])

@@ -137,7 +137,9 @@ def test_only_the_authority_resolves_and_a_dispute_inside_the_window_changes_the
         RejectCode.BAD_RESOLUTION_ACTION,
         RejectCode.NOT_A_PREDICTION_MARKET,
     ]
-    assert all(m["account"] for m in h.of(h.public_out, MsgType.REJECTED))  # private to the requester
+    assert all(m["account"] and m["seq"] == 0 for m in h.of(h.public_out, MsgType.REJECTED))  # private
+    public = [m["seq"] for m in h.public_out if m["msg_type"] != MsgType.REJECTED]
+    assert public == list(range(1, len(public) + 1))
     h.request(CLOSE_AT + 2 * S, PRES28, AUTHORITY, ResolutionAction.PROPOSE, 1)
     h.request(CLOSE_AT + 3 * S, PRES28, AUTHORITY, ResolutionAction.PROPOSE, 0)
     assert _rejects(h)[-1] == RejectCode.ALREADY_PROPOSED
