@@ -7,10 +7,10 @@ STAMPS := .stamps
 
 .PHONY: setup run test lint typecheck pytest contracts-test bench lock clean generate
 
-setup: $(STAMPS)/python $(STAMPS)/npm
+setup: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/contracts
 
 $(STAMPS)/python: pyproject.toml requirements.lock setup.py engine/native/_hxcore.c engine/native/hx_wire.h engine/native/_hxring.c \
-		engine/native/_hxrisk.c engine/native/hx_risk.h
+		engine/native/_hxrisk.c engine/native/hx_risk.h settlement/native/_hxtree.c
 	@mkdir -p $(STAMPS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
@@ -20,6 +20,11 @@ $(STAMPS)/python: pyproject.toml requirements.lock setup.py engine/native/_hxcor
 $(STAMPS)/npm: package.json package-lock.json contracts/scripts/setup.sh
 	@mkdir -p $(STAMPS)
 	bash contracts/scripts/setup.sh
+	@touch $@
+
+# The contracts `hx up` deploys on its local chain (forge, offline, from the pinned npm package).
+$(STAMPS)/contracts: $(STAMPS)/npm $(shell find contracts/src -name '*.sol')
+	cd contracts && ../node_modules/@foundry-rs/forge-linux-amd64/bin/forge build --offline
 	@touch $@
 
 run: setup

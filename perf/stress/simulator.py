@@ -198,6 +198,7 @@ class Simulator:
         self.tally = Tally()
         self.steps: list[StepStats] = []
         self.marker = 0
+        self._echoes = 0  # heartbeat echoes seen since the last barrier (a full ring pumps before any)
         self.rng = random.Random(seed)
 
     # ---- rings ---------------------------------------------------------------------------------
