@@ -104,8 +104,13 @@ BENCHES: tuple[Bench, ...] = (
     Bench(
         "settle",
         ("bench", "settle", "--json"),
-        ("--quick",),
-        headline=(("finality_p50_s", LOWER), ("finality_p99_s", LOWER), ("gas_per_fill", LOWER)),
+        ("--seconds", "5", "--tree-accounts", "100000", "--tree-touched", "1000"),
+        headline=(
+            ("fill_to_finality_p50_s", LOWER),
+            ("fill_to_finality_p99_s", LOWER),
+            ("gas_per_fill", LOWER),
+            ("tree_update_ms", LOWER),
+        ),
     ),
     Bench(
         "stress",
@@ -300,10 +305,10 @@ def _plots(report: dict[str, Any], out: Path) -> list[str]:
         written.append("throughput.png")
 
     # the gas-per-fill curve of settlement batches
-    curve = ok.get("settle", {}).get("gas_curve")
+    curve = ok.get("settle", {}).get("gas_per_fill_curve")
     if isinstance(curve, list) and curve:
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot([p["fills"] for p in curve], [p["gas_per_fill"] for p in curve], marker="o")
+        ax.plot([p["fills_per_batch"] for p in curve], [p["gas_per_fill"] for p in curve], marker="o")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("fills per batch")

@@ -55,7 +55,10 @@ def test_report_files_and_plots(tmp_path: Path) -> None:
     report["benches"]["settle"] = {
         "status": "ok",
         "result": {
-            "gas_curve": [{"fills": 1, "gas_per_fill": 240_000}, {"fills": 100, "gas_per_fill": 2_700}]
+            "gas_per_fill_curve": [
+                {"fills_per_batch": 1, "gas_per_fill": 240_000},
+                {"fills_per_batch": 100, "gas_per_fill": 2_700},
+            ]
         },
     }
     report["benches"]["risk"] = {"status": "skipped", "reason": "`hx bench risk` is not in this build"}
