@@ -26,8 +26,9 @@ from eth_account.messages import encode_typed_data
 from eth_hash.auto import keccak
 from eth_utils.address import to_checksum_address
 
-DOMAIN_NAME = "hx ClearingHouse"
-DOMAIN_VERSION = "2"
+from engine.types.withdrawal_typed_data import DOMAIN_NAME, DOMAIN_VERSION
+from engine.types.withdrawal_typed_data import withdrawal_typed_data as typed_data
+
 WITHDRAWAL_TYPE = "Withdrawal(address account,address token,uint256 amount,address destination,uint256 nonce,uint256 expiry)"
 WITHDRAWAL_TYPEHASH = keccak(WITHDRAWAL_TYPE.encode())
 DOMAIN_TYPEHASH = keccak(
@@ -87,40 +88,17 @@ def withdrawal_digest(w: Withdrawal, chain_id: int, clearing_house: str) -> byte
 
 
 def withdrawal_typed_data(w: Withdrawal, chain_id: int, clearing_house: str) -> dict[str, Any]:
-    """The EIP-712 typed data (``eth_signTypedData_v4`` form), for wallets."""
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Withdrawal": [
-                {"name": "account", "type": "address"},
-                {"name": "token", "type": "address"},
-                {"name": "amount", "type": "uint256"},
-                {"name": "destination", "type": "address"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "expiry", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Withdrawal",
-        "domain": {
-            "name": DOMAIN_NAME,
-            "version": DOMAIN_VERSION,
-            "chainId": chain_id,
-            "verifyingContract": to_checksum_address(clearing_house),
-        },
-        "message": {
-            "account": to_checksum_address(w.account),
-            "token": to_checksum_address(w.token),
-            "amount": w.amount,
-            "destination": to_checksum_address(w.destination),
-            "nonce": w.nonce,
-            "expiry": w.expiry,
-        },
-    }
+    """The EIP-712 typed data (``eth_signTypedData_v4`` form), for wallets; checksummed addresses."""
+    return typed_data(
+        to_checksum_address(w.account),
+        to_checksum_address(w.token),
+        w.amount,
+        to_checksum_address(w.destination),
+        w.nonce,
+        w.expiry,
+        chain_id,
+        to_checksum_address(clearing_house),
+    )
 
 
 def sign_withdrawal(w: Withdrawal, private_key: str | bytes, chain_id: int, clearing_house: str) -> bytes:

@@ -23,10 +23,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+
+from engine.types.withdrawal_typed_data import withdrawal_typed_data
 
 FILE_NAME = "withdrawals.log"
 
@@ -69,52 +70,6 @@ class SignedWithdrawal:
             int(d["expiry"]),
             str(d["signature"]),
         )
-
-
-def withdrawal_typed_data(
-    account: str,
-    token: str,
-    amount: int,
-    destination: str,
-    nonce: int,
-    expiry: int,
-    chain_id: int,
-    clearing_house: str,
-) -> dict[str, Any]:
-    """The EIP-712 typed data a withdrawal's signature covers (``eth_signTypedData_v4`` form)."""
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Withdrawal": [
-                {"name": "account", "type": "address"},
-                {"name": "token", "type": "address"},
-                {"name": "amount", "type": "uint256"},
-                {"name": "destination", "type": "address"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "expiry", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Withdrawal",
-        "domain": {
-            "name": "hx ClearingHouse",
-            "version": "2",
-            "chainId": chain_id,
-            "verifyingContract": clearing_house,
-        },
-        "message": {
-            "account": account,
-            "token": token,
-            "amount": amount,
-            "destination": destination,
-            "nonce": nonce,
-            "expiry": expiry,
-        },
-    }
 
 
 def recover_withdrawal_signer(w: SignedWithdrawal, chain_id: int, clearing_house: str) -> str | None:

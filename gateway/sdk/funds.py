@@ -17,44 +17,7 @@ from typing import Any
 from eth_account import Account
 from web3 import HTTPProvider, Web3
 
-
-def withdrawal_typed_data(
-    account: str,
-    token: str,
-    amount: int,
-    destination: str,
-    nonce: int,
-    expiry: int,
-    chain_id: int,
-    clearing_house: str,
-) -> dict[str, Any]:
-    """The ClearingHouse's EIP-712 ``Withdrawal`` (the SDK imports no engine module; a test holds this
-    equal to ``engine.accounts.withdrawal_log`` and ``settlement.withdrawal``)."""
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Withdrawal": [
-                {"name": "account", "type": "address"},
-                {"name": "token", "type": "address"},
-                {"name": "amount", "type": "uint256"},
-                {"name": "destination", "type": "address"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "expiry", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Withdrawal",
-        "domain": {"name": "hx ClearingHouse", "version": "2", "chainId": chain_id, "verifyingContract": clearing_house},
-        "message": {
-            "account": account, "token": token, "amount": amount, "destination": destination, "nonce": nonce,
-            "expiry": expiry,
-        },
-    }  # fmt: skip
-
+from engine.types.withdrawal_typed_data import withdrawal_typed_data
 
 _ERC20 = [
     {"name": "approve", "type": "function", "stateMutability": "nonpayable",
