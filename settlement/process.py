@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import signal
 import struct
 import threading
 import time
@@ -39,7 +38,7 @@ from eth_utils.address import to_checksum_address
 from engine.accounts.account_registry import AccountRegistry
 from engine.accounts.withdrawal_log import WithdrawalLog
 from engine.host.health_board import open_health_slot
-from engine.host.process_identity import become_stage, remove_pid_file
+from engine.host.process_identity import become_stage, handle_stage_signals, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.ring import Blocking, ConsumerRef, RingBuffer, RingRef, make_wait_strategy
 from engine.risk.risk_config import load_risk_config
@@ -579,15 +578,7 @@ def run_settlement(options: SettlementOptions, ready: Any = None) -> None:
         become_stage(options.name, options.run_dir, options.supervisor_pid)
     proc = SettlementProcess(options)
 
-    def on_term(signum: int, frame: Any) -> None:
-        proc.stop_requested = True
-
-    def on_usr1(signum: int, frame: Any) -> None:
-        proc.snapshot_requested = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGUSR1, on_usr1)
+    handle_stage_signals(proc)
     try:
         proc.run(ready)
     finally:

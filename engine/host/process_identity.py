@@ -14,6 +14,7 @@ import ctypes
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 
@@ -91,3 +92,19 @@ def become_stage(name: str, state_dir: str | Path, parent_pid: int) -> None:
     die_with_parent(parent_pid)
     write_pid_file(state_dir, name)
     setup_json_logging(name)
+
+
+def handle_stage_signals(proc: Any) -> None:
+    """The signals every stateful stage answers the same way: SIGTERM sets ``proc.stop_requested``
+    (it snapshots and exits at the end of its record), SIGUSR1 ``proc.snapshot_requested``; SIGINT
+    is ignored (Ctrl-C is the supervisor's, which stops the stages in order)."""
+
+    def on_term(signum: int, frame: Any) -> None:
+        proc.stop_requested = True
+
+    def on_usr1(signum: int, frame: Any) -> None:
+        proc.snapshot_requested = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, on_usr1)

@@ -25,7 +25,6 @@ Control: SIGTERM -> snapshot and exit; SIGUSR1 -> snapshot now.
 from __future__ import annotations
 
 import gc
-import signal
 import struct
 import sys
 import time
@@ -37,7 +36,7 @@ import numpy as np
 
 from engine.host.health_board import open_health_slot
 from engine.host.metrics import Metrics
-from engine.host.process_identity import become_stage, remove_pid_file
+from engine.host.process_identity import become_stage, handle_stage_signals, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.math.oracle_index import parse_price_micro
 from engine.oracle.oracle_config import OracleConfig, load_oracle_config
@@ -408,15 +407,7 @@ def run_oracle(options: OracleOptions, ready: Any = None) -> None:
     gc.collect()
     gc.freeze()
 
-    def on_term(signum: int, frame: Any) -> None:
-        proc.stop_requested = True
-
-    def on_usr1(signum: int, frame: Any) -> None:
-        proc.snapshot_requested = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGUSR1, on_usr1)
+    handle_stage_signals(proc)
     try:
         proc.run(ready)
     except Exception as exc:

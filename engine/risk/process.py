@@ -21,7 +21,6 @@ from __future__ import annotations
 import gc
 import os
 import select
-import signal
 import struct
 import sys
 import time
@@ -34,7 +33,7 @@ import numpy as np
 from engine.host import apply_realtime_priority, ensure_realtime_priority
 from engine.host.health_board import open_health_slot
 from engine.host.metrics import Metrics
-from engine.host.process_identity import become_stage, remove_pid_file
+from engine.host.process_identity import become_stage, handle_stage_signals, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.ring import Blocking, ConsumerRef, RingFull, RingRef, make_wait_strategy
 from engine.risk.native_risk import make_risk_engine
@@ -407,15 +406,7 @@ def run_risk(options: RiskOptions, ready: Any = None) -> None:
     gc.collect()
     gc.freeze()
 
-    def on_term(signum: int, frame: Any) -> None:
-        proc.stop_requested = True
-
-    def on_usr1(signum: int, frame: Any) -> None:
-        proc.snapshot_requested = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGUSR1, on_usr1)
+    handle_stage_signals(proc)
     try:
         proc.run(ready)
     finally:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import gc
 import os
-import signal
 import struct
 import sys
 import threading
@@ -34,7 +33,7 @@ from typing import Any
 from engine.host import apply_realtime_priority, ensure_realtime_priority
 from engine.host.health_board import open_health_slot
 from engine.host.metrics import Metrics
-from engine.host.process_identity import become_stage, remove_pid_file
+from engine.host.process_identity import become_stage, handle_stage_signals, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
 from engine.ring import RingBuffer, RingRef, make_wait_strategy
 from engine.shard.native_engine import make_engine, restore_engine
@@ -383,15 +382,7 @@ def run_shard(options: ShardOptions, ready: Any = None) -> None:
     gc.freeze()
     gc.disable()
 
-    def on_term(signum: int, frame: Any) -> None:
-        shard.stop_requested = True
-
-    def on_usr1(signum: int, frame: Any) -> None:
-        shard.snapshot_requested = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's: it stops us in order
-    signal.signal(signal.SIGUSR1, on_usr1)
+    handle_stage_signals(shard)
     try:
         shard.run(ready)
     finally:
