@@ -31,7 +31,22 @@ from engine.wire.layout import BY_TYPE, HEADER_STRUCT, SLOT_BYTES
 
 SYSTEM_ACCOUNT_BASE = 0xFFFF_FF00  # risk's fee and insurance accounts live above this
 INSURANCE_BASE = SYSTEM_ACCOUNT_BASE + 0x80
-MAX_ACCOUNTS_TRACKED = 50_000  # margins kept for the "most leveraged" table (oldest forgotten)
+MAX_ACCOUNTS_TRACKED = 50_000
+# the events the model folds; the rest (deltas, fills, acks...) are counted, never decoded
+_FOLDED = frozenset(
+    int(t)
+    for t in (
+        MsgType.BBO,
+        MsgType.TRADE,
+        MsgType.MARKET_STATUS,
+        MsgType.MARK,
+        MsgType.PRICE,
+        MsgType.ACCOUNT_MARGIN,
+        MsgType.BALANCE,
+        MsgType.SETTLED,
+        MsgType.LIQUIDATION,
+    )
+)  # margins kept for the "most leveraged" table (oldest forgotten)
 
 
 @dataclass
@@ -83,8 +98,8 @@ class DashboardModel:
             length = max(SLOT_BYTES, length - length % SLOT_BYTES)
             if offset + length > size:
                 break
-            layout = BY_TYPE.get(msg_type)
-            if layout is not None:
+            if msg_type in _FOLDED:
+                layout = BY_TYPE[msg_type]
                 fields = dict(zip(layout.field_names, layout.struct.unpack_from(buf, offset), strict=True))
                 self._one(msg_type, market_id, fields, now)
             offset += length

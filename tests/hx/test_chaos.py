@@ -79,7 +79,10 @@ class Trader:
             await asyncio.to_thread(funder.fund, KEYS[self.role], "USDC", 100_000)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            ev = await self.client.events.get()
+            try:
+                ev = await asyncio.wait_for(self.client.events.get(), 1.0)
+            except TimeoutError:
+                continue  # the deadline, not pytest's timeout, ends a wait for a credit that never comes
             if isinstance(ev, Balance) and ev.asset == 0 and ev.balance > 0:
                 return
         raise AssertionError(f"{self.role}: never credited")
