@@ -52,6 +52,7 @@ from eth_utils.address import to_checksum_address
 
 from engine.math.position import calc_unrealised_micro
 from engine.risk.risk_config import RiskConfig
+from engine.risk.risk_engine import SYSTEM_ACCOUNT_BASE
 from engine.types.enums import BalanceReason, DepositSource, MsgType, RejectCode, WithdrawStatus
 from engine.wire.layout import BY_TYPE, SLOT_BYTES, WIRE_VERSION
 from settlement.account_trees import AccountTrees
@@ -67,8 +68,6 @@ from settlement.batch_commitments import (
 from settlement.published_data import PublishedData
 from settlement.sum_tree import CLAIM, LIABILITY, ZERO_HASH, address_bytes
 from settlement.withdrawal import Withdrawal
-
-SYSTEM_ACCOUNT_BASE = 0xFFFF_FF00  # engine.risk.risk_engine: ids above it belong to the exchange
 
 # record kinds
 EVENTS, DEPOSIT, CLOCK, CONFIRMED, FAILED, RESUME, WITHDRAWAL, PAID, LOG_OFFSET, ROLLBACK = range(1, 11)

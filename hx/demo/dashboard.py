@@ -24,13 +24,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from engine.risk.risk_engine import SYSTEM_ACCOUNT_BASE, insurance_account
 from engine.types.enums import LiquidationKind, MarketStatus, MsgType, Side
 from engine.types.fixed import ATOMS_PER_UNIT, MICRO_PER_UNIT
 from engine.types.market_spec import MarketSpec
 from engine.wire.layout import BY_TYPE, HEADER_STRUCT, SLOT_BYTES
 
-SYSTEM_ACCOUNT_BASE = 0xFFFF_FF00  # risk's fee and insurance accounts live above this
-INSURANCE_BASE = SYSTEM_ACCOUNT_BASE + 0x80
+INSURANCE_BASE = insurance_account(0)  # partition p's fund is INSURANCE_BASE + p
 MAX_ACCOUNTS_TRACKED = 50_000
 # the events the model folds; the rest (deltas, fills, acks...) are counted, never decoded
 _FOLDED = frozenset(
