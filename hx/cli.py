@@ -71,16 +71,16 @@ def bench() -> None:
     "--baseline",
     "baseline_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("perf/baseline.json"),
-    show_default=True,
-    help="A saved report.json to compare with (ratios calibrated for machine speed).",
+    default=None,
+    help="A saved report.json to compare with (ratios calibrated for machine speed); default: the "
+    "repository's perf/baseline.json, wherever hx is run from.",
 )
 @click.option("--only", multiple=True, help="Run only these benchmarks (repeatable).")
 @click.option(
     "--fail-on-regression", is_flag=True, help="Exit 1 if a headline figure is calibrated-worse by > 20%."
 )
 def bench_all(
-    out_dir: Path, quick: bool, baseline_path: Path, only: tuple[str, ...], fail_on_regression: bool
+    out_dir: Path, quick: bool, baseline_path: Path | None, only: tuple[str, ...], fail_on_regression: bool
 ) -> None:
     """Every benchmark, one after another: DIR/report.json, DIR/report.md and PNG plots."""
     from perf.bench_all import BENCHES, run_all
@@ -88,6 +88,8 @@ def bench_all(
     unknown = set(only) - {b.name for b in BENCHES}
     if unknown:
         raise click.BadParameter(f"unknown benchmark(s) {sorted(unknown)}", param_hint="--only")
+    if baseline_path is None:
+        baseline_path = Path(__file__).resolve().parents[1] / "perf" / "baseline.json"
     report = run_all(out_dir, quick, baseline_path, only, say=lambda t: click.echo(f"hx: {t}", err=True))
     click.echo((out_dir / "report.md").read_text())
     worse = [r for r in report["comparison"] if r.get("verdict") == "worse"]
