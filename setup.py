@@ -1,5 +1,5 @@
 """Build of the compiled parts (everything else is in pyproject.toml): the matching core, the risk
-core and the ring's atomic words."""
+core, the margin recompute and the ring's atomic words."""
 
 from setuptools import Extension, setup
 
@@ -18,6 +18,12 @@ setup(
             sources=["engine/native/_hxrisk.c"],
             depends=["engine/native/hx_wire.h", "engine/native/hx_risk.h"],  # both generated (codegen)
             extra_compile_args=FLAGS,
+        ),
+        Extension(
+            "engine.native._hxmargin",
+            sources=["engine/native/_hxmargin.c"],
+            depends=["engine/native/hx_wire.h"],
+            extra_compile_args=[*FLAGS, "-O3", "-ffp-contract=off"],  # no FMA: the same doubles as numpy
         ),
         Extension("engine.native._hxring", sources=["engine/native/_hxring.c"], extra_compile_args=FLAGS),
         Extension(

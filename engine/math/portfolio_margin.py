@@ -411,24 +411,39 @@ def _fold_pieces(
     on the rows where ``mask`` is set (every other row already holds its exact value).
 
     Where few rows are masked (the usual case) only those rows are gathered; otherwise every row
-    is computed densely: folding a piece into a row where it does not bind changes nothing.
+    is computed densely and written where masked. Either way only masked rows are folded: a piece
+    that cannot bind mathematically can still win by one ulp, and a row's bytes must not depend on
+    which other rows share its call (nor differ from the compiled twin, ``engine.native._hxmargin``).
     """
     count = int(np.count_nonzero(mask))
     if count == 0:
         return
     if count * 8 < x.shape[0]:
         idx = np.flatnonzero(mask)
-        xs = x[idx].astype(np.float64)
-        best = out[idx]
-        for slope, intercept in zip(slopes, intercepts, strict=True):
-            fold(best, xs * slope + intercept, out=best)
-        out[idx] = best
+        out[idx] = _fold_rows(x[idx].astype(np.float64), out[idx], slopes, intercepts, fold)
         return
     for slope, intercept in zip(slopes, intercepts, strict=True):
         np.multiply(x, slope, out=tmp)
         if intercept:
             tmp += intercept
-        fold(out, tmp, out=out)
+        fold(out, tmp, out=out, where=mask)
+
+
+def _fold_rows(
+    xs: NDArray[np.float64],
+    best: NDArray[np.float64],
+    slopes: tuple[float, ...],
+    intercepts: tuple[float, ...],
+    fold: Any,
+) -> NDArray[np.float64]:
+    """``best`` folded with each piece ``xs * slope (+ intercept where it is not 0)``, in order:
+    the one sequence of operations every path (and the compiled twin) applies to a folded row."""
+    for slope, intercept in zip(slopes, intercepts, strict=True):
+        piece = xs * slope
+        if intercept:
+            piece += intercept
+        fold(best, piece, out=best)
+    return best
 
 
 def calc_portfolio_margin_arrays(
@@ -505,13 +520,17 @@ def calc_portfolio_margin_arrays(
         weights, addends, upper = layout.weights[a]
         slopes = (weights[0] * scale / PPM, scale, *(wt * scale / PPM for wt in weights[1:]))
         intercepts = (0.0, 0.0, *(c * scale / PPM for c in addends[1:]))
+        tiered = weights[0] < PPM or len(weights) > 1
+        edge0 = np.uint64(upper[0] if upper else INT64_MAX)
         if np.count_nonzero(q) * 8 < n:  # few holders: value them alone (most columns of a big book)
             row[:] = 0.0
             idx = np.flatnonzero(q)
             qs = q[idx].astype(np.float64)
             values = qs * slopes[0]
-            for slope, intercept in zip(slopes[1:], intercepts[1:], strict=True):
-                np.minimum(values, qs * slope + intercept, out=values)
+            if tiered:  # fold exactly the rows the dense path folds (liabilities, past the first edge)
+                far = np.flatnonzero(q[idx].view(np.uint64) > edge0)
+                if len(far):
+                    values[far] = _fold_rows(qs[far], values[far], slopes[1:], intercepts[1:], np.minimum)
             row[idx] = values
             mag[idx] += np.abs(values)
             if asset.floor_ppm or a in layout.perp_assets:
@@ -520,9 +539,8 @@ def calc_portfolio_margin_arrays(
                     gross[a][idx] = np.maximum(-values, 0.0)  # a liability's value
             continue
         np.multiply(q, slopes[0], out=row)
-        if weights[0] < PPM or len(weights) > 1:
-            edge0 = upper[0] if upper else INT64_MAX
-            np.greater(q.view(np.uint64), np.uint64(edge0), out=mask)  # q < 0 wraps above 2**63
+        if tiered:
+            np.greater(q.view(np.uint64), edge0, out=mask)  # q < 0 wraps above 2**63
             _fold_pieces(q, row, slopes[1:], intercepts[1:], mask, t2, np.minimum)
         np.abs(row, out=t1)
         mag += t1

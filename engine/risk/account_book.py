@@ -13,6 +13,9 @@ replay gives every account the same row; the arrays grow by doubling. Columns:
 * ``equity``, ``initial``, ``maintenance`` (micro): the last margin recomputation's results;
 * ``private_seq[row]``: the last sequence number of the account's private stream (every private
   event it receives carries the next one: gap-free per account, whatever its source);
+* ``published_equity``, ``published_initial``, ``published_maintenance``, ``published_seq``: the
+  figures of the account's last ACCOUNT_MARGIN and its private sequence number after it (what
+  decides whether a price move is news to the account, ``RiskEngine._margin_news``);
 * ``exposure[row, asset]`` (float64, micro): each asset's exposure at the last recomputation
   (what the pre-trade bound reads);
 * ``dirty[row]``: something changed since then.
@@ -28,7 +31,18 @@ import hashlib
 import numpy as np
 
 MONEY_COLUMNS = ("balance", "held", "perp_size", "perp_cost", "perp_realised", "perp_funding")
-ROW_COLUMNS = ("reserved", "converting", "equity", "initial", "maintenance", "private_seq")
+ROW_COLUMNS = (
+    "reserved",
+    "converting",
+    "equity",
+    "initial",
+    "maintenance",
+    "private_seq",
+    "published_equity",
+    "published_initial",
+    "published_maintenance",
+    "published_seq",
+)
 
 
 class AccountBook:

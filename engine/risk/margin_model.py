@@ -8,7 +8,9 @@ margin up):
   the order can take from free collateral if it fills anywhere within its limit, from the
   account's exposure of the last recomputation (recomputed first if it moved since);
 * ``recompute``: ``engine.math.portfolio_margin.calc_portfolio_margin_arrays`` over many rows at
-  once (vectorised), at the current prices, marks and shock multipliers;
+  once (vectorised), at the current prices, marks and shock multipliers; its compiled twin
+  (``engine.risk.native_margin``, same bytes) runs instead when built and asked for (``native``:
+  ``NativeRiskEngine`` does, the Python ``RiskEngine``, the specification, does not);
 * ``multipliers``: each asset's dynamic shock multiplier from the EWMA of its price returns,
   widened while its equity session is closed or its oracle stale
   (``engine.math.dynamic_shock``), updated on every price the engine applies.
@@ -21,7 +23,9 @@ import numpy as np
 from engine.math.dynamic_shock import calc_ewma_variance_ppm2, calc_return_ppm, calc_shock_multiplier_ppm
 from engine.math.portfolio_margin import PortfolioLayout, calc_group_mixed, calc_portfolio_margin_arrays
 from engine.math.pre_trade import BUY, SELL, calc_order_impact
+from engine.risk import native_margin
 from engine.risk.account_book import AccountBook
+from engine.risk.native_margin import CompiledRecompute
 from engine.risk.risk_config import RiskConfig, RiskMarket
 from engine.risk.risk_spec_builder import build_risk_spec
 from engine.types.enums import Side
@@ -30,10 +34,16 @@ from engine.types.risk_spec import AssetKind, RiskSpec
 
 
 class MarginModel:
-    def __init__(self, config: RiskConfig, spec: RiskSpec | None = None) -> None:
+    def __init__(self, config: RiskConfig, spec: RiskSpec | None = None, native: bool = False) -> None:
         self.config = config
         self.spec = spec or build_risk_spec(config, config.risk_overrides)
         self.layout = PortfolioLayout(self.spec)
+        self.compiled: CompiledRecompute | None = None
+        if native and native_margin.AVAILABLE:
+            try:
+                self.compiled = CompiledRecompute(self.layout)
+            except ValueError:  # a spec the compiled twin does not cover: numpy alone
+                self.compiled = None
         n = config.n_assets
         self.variance_ppm2 = np.zeros(n, np.int64)  # EWMA of squared returns per asset
         self.last_price = np.zeros(n, np.int64)
@@ -115,10 +125,30 @@ class MarginModel:
         return max(1, PPM // self.spec.perps[market.perp].brackets.imr_ppm[0])
 
     # ---- recomputation ---------------------------------------------------------------------------
-    def recompute(self, book: AccountBook, rows: np.ndarray, prices: np.ndarray, marks: np.ndarray) -> None:
-        """Equity, initial and maintenance margin and exposures of ``rows``, written into the book."""
+    def recompute(
+        self, book: AccountBook, rows: np.ndarray, prices: np.ndarray, marks: np.ndarray
+    ) -> np.ndarray:
+        """Equity, initial and maintenance margin and exposures of ``rows``, written into the book;
+        returns the rows (of ``rows``, in order) whose equity, initial or maintenance changed.
+
+        The compiled twin (``engine.risk.native_margin``) runs when it is built and ``native`` was
+        asked for; the numpy function is its specification and gives the same bytes."""
         if not len(rows):
-            return
+            return rows
+        if self.compiled is not None:
+            return self.compiled(book, rows, prices, marks, self.multiplier)
+        before = (book.equity[rows].copy(), book.initial[rows].copy(), book.maintenance[rows].copy())
+        self._recompute_numpy(book, rows, prices, marks)
+        changed = (
+            (book.equity[rows] != before[0])
+            | (book.initial[rows] != before[1])
+            | (book.maintenance[rows] != before[2])
+        )
+        return rows[changed]
+
+    def _recompute_numpy(
+        self, book: AccountBook, rows: np.ndarray, prices: np.ndarray, marks: np.ndarray
+    ) -> None:
         n = book.count
         res = calc_portfolio_margin_arrays(
             self.layout,

@@ -112,6 +112,8 @@ def core_tables(engine: RiskEngine) -> tuple[Any, ...]:
 class NativeRiskEngine(RiskEngine):
     """``RiskEngine`` with the C ledger and the C hot path (see the module docstring)."""
 
+    NATIVE_MARGIN = True
+
     def __init__(
         self,
         config: RiskConfig,

@@ -35,6 +35,7 @@ import orjson
 from engine.math.fees import calc_fee_micro
 from engine.math.funding import calc_funding_payments
 from engine.math.position import apply_fill
+from engine.risk import native_margin
 from engine.risk.account_book import AccountBook
 from engine.risk.liquidator import LIQUIDATION_COID_BASE, LiquidationParams, Liquidator
 from engine.risk.margin_model import MarginModel
@@ -54,7 +55,7 @@ from engine.types.enums import (
     Side,
     WithdrawStatus,
 )
-from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, INT64_MIN, PPM
+from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, INT64_MIN, MICRO_PER_UNIT, PPM
 from engine.wire.layout import ALL_MARKETS, BY_TYPE, SEQ_AT, SLOT_BYTES, WIRE_VERSION, field_offset
 
 SYSTEM_ACCOUNT_BASE: Final = 0xFFFF_FF00  # ids above it belong to the exchange itself
@@ -149,6 +150,17 @@ _ORACLE_ONLY: Final = frozenset(
 )
 SHARD_EVENTS_SOURCE: Final = -1  # apply_slots: the slots are a shard's events, not commands
 MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL = 1, 2
+# A price move alone re-publishes an account's margin when equity or initial margin moved more than
+# this (ppm of the account's scale) since the last ACCOUNT_MARGIN; see RiskEngine._margin_news
+MARGIN_PUBLISH_PPM: Final = 1_000
+
+
+def _margin_flags(equity: np.ndarray, initial: np.ndarray, maint: np.ndarray) -> np.ndarray:
+    return np.where(equity < maint, MARGIN_BELOW_MAINTENANCE, 0) | np.where(
+        equity < initial, MARGIN_BELOW_INITIAL, 0
+    )
+
+
 ADL_RANK_EVERY: Final = 64  # records between ADL rank publications
 SNAPSHOT_MAGIC: Final = b"HXRISK01"
 _NO_ROWS: Final = np.zeros(0, np.intp)
@@ -160,6 +172,10 @@ class RiskSnapshotError(ValueError):
 
 class RiskEngine:
     """One partition's state machine (see the module docstring)."""
+
+    # the margin recompute: numpy here (this class is the specification), its compiled twin in
+    # NativeRiskEngine (engine.risk.native_margin); the same bytes either way
+    NATIVE_MARGIN = False
 
     def __init__(
         self,
@@ -174,7 +190,7 @@ class RiskEngine:
         self.partition = partition
         self.partitions = partitions
         self.shards = shards
-        self.margin = margin or MarginModel(config)
+        self.margin = margin or MarginModel(config, native=self.NATIVE_MARGIN)
         self.book = AccountBook(config.n_assets, config.n_perps)
         self.ledger = OrderLedger()
         self.deposits: set[tuple[int, int]] = set()  # (source, deposit id) credited
@@ -1062,9 +1078,11 @@ class RiskEngine:
         if len(rows):
             self._recompute(rows, publish=True)
         liq = self.liquidator
-        if liq.cases:
-            cases = np.array([self.book.rows[a] for a in liq.cases], np.int64)
-            rows = np.union1d(rows, cases)
+        if liq.cases:  # (a mask, not np.union1d: that hashes every row, ~50 ms at 100,000)
+            look = np.zeros(n, bool)
+            look[rows] = True  # (dirty is clear by now)
+            look[[self.book.rows[a] for a in liq.cases]] = True
+            rows = np.flatnonzero(look)
         liq.scan(rows)
         self.records += 1
         if self.records % ADL_RANK_EVERY == 0:
@@ -1072,34 +1090,69 @@ class RiskEngine:
 
     def _recompute(self, rows: np.ndarray, publish: bool = False) -> None:
         b = self.book
-        before = (b.equity[rows].copy(), b.initial[rows].copy(), b.maintenance[rows].copy())
-        self.margin.recompute(b, rows, self.prices, self.marks)
-        b.reserved[rows] -= b.converting[rows]
-        b.converting[rows] = 0
-        b.dirty[rows] = False
+        changed = self.margin.recompute(b, rows, self.prices, self.marks)
+        compiled = self.margin.compiled is not None
+        if compiled:  # the same three column updates in C (tests/engine/risk/test_native_margin.py)
+            native_margin.settle(b, rows)
+        else:
+            b.reserved[rows] -= b.converting[rows]
+            b.converting[rows] = 0
+            b.dirty[rows] = False
         if not publish:
             return
-        changed = (
-            (b.equity[rows] != before[0])
-            | (b.initial[rows] != before[1])
-            | (b.maintenance[rows] != before[2])
+        out = changed[changed != self.fee_row]
+        if not len(out):
+            return
+        if compiled:
+            self.events += native_margin.pack_margin(
+                b, out, self.partition, self.partitions, SYSTEM_ACCOUNT_BASE,
+                MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL, MARGIN_PUBLISH_PPM,
+            )  # fmt: skip
+            return
+        self.events += self._publish_margins(out)
+
+    def _publish_margins(self, rows: np.ndarray) -> bytes:
+        """An ACCOUNT_MARGIN for each of ``rows`` (their margin changed) that is news to its account
+        (``_margin_news``), its figures then recorded as published. The specification of
+        ``native_margin.pack_margin``."""
+        b = self.book
+        out = rows[self._margin_news(rows)]
+        if not len(out):
+            return b""
+        equity, initial, maint = b.equity[out], b.initial[out], b.maintenance[out]
+        packed = self.pack_private(
+            MsgType.ACCOUNT_MARGIN,
+            0,
+            out,
+            flags=_margin_flags(equity, initial, maint),
+            equity_micro=equity,
+            initial_micro=initial,
+            maintenance_micro=maint,
+            reserved_micro=b.reserved[out],
         )
-        out = rows[changed & (rows != self.fee_row)]
-        if len(out):
-            equity, initial, maint = b.equity[out], b.initial[out], b.maintenance[out]
-            flags = np.where(equity < maint, MARGIN_BELOW_MAINTENANCE, 0) | np.where(
-                equity < initial, MARGIN_BELOW_INITIAL, 0
-            )
-            self.events += self.pack_private(
-                MsgType.ACCOUNT_MARGIN,
-                0,
-                out,
-                flags=flags,
-                equity_micro=equity,
-                initial_micro=initial,
-                maintenance_micro=maint,
-                reserved_micro=b.reserved[out],
-            )
+        b.published_equity[out] = equity
+        b.published_initial[out] = initial
+        b.published_maintenance[out] = maint
+        b.published_seq[out] = b.private_seq[out]
+        return packed
+
+    def _margin_news(self, rows: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` (their margin changed) get an ACCOUNT_MARGIN: every account that had a
+        private event since its last one (its own fill, order, deposit, funding, liquidation...),
+        every account crossing initial or maintenance either way, and every account whose equity or
+        initial margin moved more than ``MARGIN_PUBLISH_PPM`` of its scale (max(|equity|, initial,
+        1 USDC) as last published) since then. So a mark tick over 100,000 holders recomputes all
+        of them (liquidation reads the fresh figures) and tells the few it moved materially, not
+        every one of them by a few ppm."""
+        b = self.book
+        eq, im, mm = b.equity[rows], b.initial[rows], b.maintenance[rows]
+        peq, pim, pmm = b.published_equity[rows], b.published_initial[rows], b.published_maintenance[rows]
+        own = b.published_seq[rows] != b.private_seq[rows]
+        crossed = _margin_flags(eq, im, mm) != _margin_flags(peq, pim, pmm)
+        scale = np.maximum(np.maximum(np.abs(peq), pim), MICRO_PER_UNIT)
+        limit = scale // PPM * MARGIN_PUBLISH_PPM + scale % PPM * MARGIN_PUBLISH_PPM // PPM
+        moved = (np.abs(eq - peq) > limit) | (np.abs(im - pim) > limit)
+        return own | crossed | moved
 
     def pack_private(self, msg_type: MsgType, market_id: int, rows: np.ndarray, **fields: Any) -> bytes:
         """One private event per row of ``rows`` (distinct, in the order given), packed in one numpy

@@ -1,0 +1,677 @@
+/*
+ * _hxmargin: the margin recompute of many accounts, compiled.
+ *
+ * The specification is engine.math.portfolio_margin.calc_portfolio_margin_arrays (numpy, column
+ * by column); this is the same sequence of IEEE-754 double operations applied row by row, so it
+ * gives the same bytes (tests/engine/risk/test_native_margin.py holds the two to that). Nothing
+ * here knows the spec: engine/risk/native_margin.py compiles the spec and the current prices,
+ * marks and shock multipliers into a "plan" (an int64 and a float64 array, read in order below)
+ * with the very expressions numpy evaluates, so every coefficient is the same double.
+ *
+ * Rules that keep the bytes equal: no FMA contraction (setup.py builds with -ffp-contract=off),
+ * minimum/maximum as numpy defines them for equal operands, fold only the rows numpy folds.
+ *
+ * One call: for every row of `rows` (split between two threads when asked and there are many: rows
+ * are independent, so the bytes do not depend on it), equity / initial / maintenance (int64, micro) and the
+ * exposure row (float64) are written into the account book's columns in place; the rows whose
+ * three figures changed are listed in `changed` and counted in the return value. A row that holds
+ * nothing but cash gets the exact figures (equity = cash, no margin), as MarginModel.recompute.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "hx_wire.h" /* generated from engine/wire/layout.py (python -m engine.native.codegen) */
+
+#define MAX_PIECES 16
+#define MAX_ASSETS 512
+#define THREAD_MIN_ROWS 16384 /* below it a second thread costs more than it saves */
+
+/* numpy's np.minimum / np.maximum on two finite doubles */
+static inline double np_min(double a, double b) { return (a < b) ? a : b; }
+static inline double np_max(double a, double b) { return (a >= b) ? a : b; }
+
+typedef struct {
+    const int64_t *ip, *iend;
+    const double *dp, *dend;
+    int bad;
+} Reader;
+
+static inline int64_t RI(Reader *r) {
+    if (r->ip >= r->iend) { r->bad = 1; return 0; }
+    return *r->ip++;
+}
+static inline double RD(Reader *r) {
+    if (r->dp >= r->dend) { r->bad = 1; return 0.0; }
+    return *r->dp++;
+}
+
+typedef struct {
+    int a, npieces, tiered, floor, perpa;
+    uint64_t edge0;
+    double s[MAX_PIECES], c[MAX_PIECES];
+} SpotAsset;
+
+typedef struct {
+    int a, ntiers;
+    double first, thresh;
+    double rc[MAX_PIECES], dc[MAX_PIECES];
+} RiskyAsset;
+
+typedef struct {
+    int gi, count, ext, idio_pos;
+    int *members;
+    double idio;
+} ShockGroup;
+
+typedef struct {
+    int has, count;
+    int *members;
+    double coef;
+} FloorGroup;
+
+typedef struct {
+    int gi, a;
+    double coef;
+} PredGroup;
+
+typedef struct {
+    int A, P, G;
+    int n_spot, n_fg, n_risky, n_sg, n_pg, wk_gt1;
+    SpotAsset *spot;
+    int *perp_under;
+    double *perp_coef;
+    FloorGroup *fg;
+    RiskyAsset *risky;
+    ShockGroup *sg;
+    PredGroup *pg;
+    int *members; /* storage for every group's member list */
+    double neg_wk, k, w, one_minus_offset, offset, safety, safety_abs, max_mag;
+    int64_t mm_f;
+} Plan;
+
+static void plan_free(Plan *p) {
+    free(p->spot); free(p->perp_under); free(p->perp_coef); free(p->fg); free(p->risky);
+    free(p->sg); free(p->pg); free(p->members);
+}
+
+static int in_range(int64_t v, int64_t lo, int64_t hi) { return v >= lo && v < hi; }
+
+/* Read the plan written by engine/risk/native_margin.py::build_plan (same order). 0 or -1 (error set). */
+static int plan_read(Plan *p, const int64_t *ints, Py_ssize_t ni, const double *dbls, Py_ssize_t nd) {
+    Reader r = {ints, ints + ni, dbls, dbls + nd, 0};
+    memset(p, 0, sizeof *p);
+    p->A = (int)RI(&r); p->P = (int)RI(&r); p->G = (int)RI(&r);
+    if (!in_range(p->A, 1, MAX_ASSETS) || !in_range(p->P, 0, MAX_ASSETS) || !in_range(p->G, 0, MAX_ASSETS)) goto bad;
+    int A = p->A, P = p->P;
+    p->members = calloc((size_t)(4 * A + 4), sizeof(int));
+    int used = 0, cap = 4 * A + 4;
+    p->n_spot = (int)RI(&r);
+    if (!in_range(p->n_spot, 0, A)) goto bad;
+    p->spot = calloc((size_t)p->n_spot + 1, sizeof(SpotAsset));
+    for (int i = 0; i < p->n_spot; i++) {
+        SpotAsset *s = &p->spot[i];
+        s->a = (int)RI(&r); s->npieces = (int)RI(&r); s->tiered = (int)RI(&r);
+        s->floor = (int)RI(&r); s->perpa = (int)RI(&r); s->edge0 = (uint64_t)RI(&r);
+        if (!in_range(s->a, 1, A) || !in_range(s->npieces, 1, MAX_PIECES + 1)) goto bad;
+        for (int j = 0; j < s->npieces; j++) s->s[j] = RD(&r);
+        for (int j = 0; j < s->npieces; j++) s->c[j] = RD(&r);
+    }
+    p->perp_under = calloc((size_t)P + 1, sizeof(int));
+    p->perp_coef = calloc((size_t)P + 1, sizeof(double));
+    for (int i = 0; i < P; i++) {
+        p->perp_under[i] = (int)RI(&r);
+        p->perp_coef[i] = RD(&r);
+        if (!in_range(p->perp_under[i], 1, A)) goto bad;
+    }
+    p->n_fg = (int)RI(&r);
+    if (!in_range(p->n_fg, 0, A + 1)) goto bad;
+    p->fg = calloc((size_t)p->n_fg + 1, sizeof(FloorGroup));
+    for (int i = 0; i < p->n_fg; i++) {
+        FloorGroup *g = &p->fg[i];
+        g->has = (int)RI(&r); g->count = (int)RI(&r); g->coef = RD(&r);
+        if (!in_range(g->count, 1, A + 1) || used + g->count > cap) goto bad;
+        g->members = p->members + used; used += g->count;
+        for (int j = 0; j < g->count; j++) {
+            g->members[j] = (int)RI(&r);
+            if (!in_range(g->members[j], 1, A)) goto bad;
+        }
+    }
+    p->n_risky = (int)RI(&r);
+    if (!in_range(p->n_risky, 0, A + 1)) goto bad;
+    p->risky = calloc((size_t)p->n_risky + 1, sizeof(RiskyAsset));
+    for (int i = 0; i < p->n_risky; i++) {
+        RiskyAsset *s = &p->risky[i];
+        s->a = (int)RI(&r); s->ntiers = (int)RI(&r);
+        s->first = RD(&r); s->thresh = RD(&r);
+        if (!in_range(s->a, 1, A) || !in_range(s->ntiers, 0, MAX_PIECES)) goto bad;
+        for (int j = 0; j < s->ntiers; j++) { s->rc[j] = RD(&r); s->dc[j] = RD(&r); }
+    }
+    p->n_sg = (int)RI(&r); p->wk_gt1 = (int)RI(&r);
+    p->neg_wk = RD(&r); p->k = RD(&r); p->w = RD(&r);
+    if (!in_range(p->n_sg, 0, p->G + 1)) goto bad;
+    p->sg = calloc((size_t)p->n_sg + 1, sizeof(ShockGroup));
+    for (int i = 0; i < p->n_sg; i++) {
+        ShockGroup *g = &p->sg[i];
+        g->gi = (int)RI(&r); g->count = (int)RI(&r); g->ext = (int)RI(&r); g->idio_pos = (int)RI(&r);
+        g->idio = RD(&r);
+        if (!in_range(g->gi, 0, p->G) || !in_range(g->count, 1, A + 1) || used + g->count > cap) goto bad;
+        g->members = p->members + used; used += g->count;
+        for (int j = 0; j < g->count; j++) {
+            g->members[j] = (int)RI(&r);
+            if (!in_range(g->members[j], 1, A)) goto bad;
+        }
+    }
+    p->n_pg = (int)RI(&r);
+    if (!in_range(p->n_pg, 0, p->G + 1)) goto bad;
+    p->pg = calloc((size_t)p->n_pg + 1, sizeof(PredGroup));
+    for (int i = 0; i < p->n_pg; i++) {
+        p->pg[i].gi = (int)RI(&r); p->pg[i].a = (int)RI(&r); p->pg[i].coef = RD(&r);
+        if (!in_range(p->pg[i].gi, 0, p->G) || !in_range(p->pg[i].a, 1, A)) goto bad;
+    }
+    p->mm_f = RI(&r);
+    p->one_minus_offset = RD(&r); p->offset = RD(&r); p->safety = RD(&r);
+    p->safety_abs = RD(&r); p->max_mag = RD(&r);
+    if (r.bad || r.ip != r.iend || r.dp != r.dend) goto bad;
+    return 0;
+bad:
+    plan_free(p);
+    PyErr_SetString(PyExc_ValueError, "malformed margin plan");
+    return -1;
+}
+
+/* (int64_t)ceil(x) and (int64_t)floor(x) for |x| <= 2**62 (checked before), without a libm call:
+ * truncation is exact there, then one step toward the rounding's side. */
+static inline int64_t ceil_i64(double x) {
+    const int64_t t = (int64_t)x;
+    return t + (x > (double)t);
+}
+static inline int64_t floor_i64(double x) {
+    const int64_t t = (int64_t)x;
+    return t - (x < (double)t);
+}
+
+/* floor division of a non-negative or negative int64 by a positive one (numpy's floor_divide) */
+static inline int64_t floordiv(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0))) q -= 1;
+    return q;
+}
+
+typedef struct {
+    Py_buffer b;
+    int held;
+} Buf;
+
+static int get_buf(PyObject *o, Buf *out, int writable, Py_ssize_t itemsize, const char *name) {
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(o, &out->b, flags) < 0) return -1;
+    out->held = 1;
+    if (out->b.itemsize != itemsize) {
+        PyErr_Format(PyExc_TypeError, "%s: expected %zd-byte items", name, itemsize);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    const Plan *plan;
+    const int64_t *balance, *psize, *pcost, *rows;
+    int64_t *equity, *initial, *maint, *changed; /* changed: this job's own region, from its lo */
+    double *exposure;
+    Py_ssize_t lo, hi, nchanged;
+    int overflow;
+} Job;
+
+/* Four rows at a time, lane by lane (L lanes valid, the others repeat lane 0 and are never written):
+ * each step's operations are the row-by-row ones, in the same order per lane, so the bytes do not
+ * change; four independent dependency chains keep the CPU busy where one row's chain would stall
+ * it (the recompute is latency-bound, not memory-bound). */
+#define LANES 4
+#define FOR_L for (int l = 0; l < LANES; l++)
+
+static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L, double *ws, int64_t *changed,
+                      Py_ssize_t *nchanged, int *overflow) {
+    const Plan plan = *pp;
+    const int A = plan.A, P = plan.P, G = plan.G;
+    double *expo_l = ws, *gross = ws + (size_t)A * LANES, *shock = ws + (size_t)2 * A * LANES,
+           *sgn = ws + (size_t)3 * A * LANES, *loss = ws + (size_t)4 * A * LANES;
+#define X(arr, a) (arr)[(size_t)(a) * LANES + l]
+    int64_t row[LANES];
+    const int64_t *bal[LANES], *ps[LANES], *pc[LANES];
+    FOR_L {
+        row[l] = rws[l < L ? l : 0];
+        bal[l] = job->balance + row[l] * A;
+        ps[l] = job->psize + row[l] * P;
+        pc[l] = job->pcost + row[l] * P;
+    }
+    double mag[LANES], eq[LANES], floor_[LANES], im[LANES];
+    int holds[LANES];
+    int64_t cost[LANES];
+    /* 1-3. spot values */
+    FOR_L {
+        X(expo_l, 0) = (double)bal[l][0];
+        mag[l] = fabs(X(expo_l, 0));
+        holds[l] = 0;
+        cost[l] = 0;
+        for (int a = 1; a < A; a++) holds[l] |= (bal[l][a] != 0);
+    }
+    for (int j = 0; j < plan.n_spot; j++) {
+        const SpotAsset *s = &plan.spot[j];
+        const int a = s->a;
+        FOR_L {
+            const int64_t qi = bal[l][a];
+            const double q = (double)qi;
+            double v = q * s->s[0];
+            if (s->tiered && (uint64_t)qi > s->edge0) {
+                for (int t = 1; t < s->npieces; t++) {
+                    double piece = q * s->s[t];
+                    if (s->c[t] != 0.0) piece += s->c[t];
+                    v = np_min(v, piece);
+                }
+            }
+            X(expo_l, a) = v;
+            mag[l] += fabs(v);
+            if (s->floor) X(gross, a) = np_max(-v, 0.0);
+            else if (s->perpa) X(gross, a) = 0.0;
+        }
+    }
+    /* perps into their underlying's exposure and gross notional */
+    for (int p = 0; p < P; p++) {
+        const int a = plan.perp_under[p];
+        const double coef = plan.perp_coef[p];
+        FOR_L {
+            holds[l] |= (ps[l][p] != 0) | (pc[l][p] != 0);
+            const double t = (double)ps[l][p] * coef;
+            X(expo_l, a) += t;
+            X(gross, a) += fabs(t);
+            cost[l] = (int64_t)((uint64_t)cost[l] + (uint64_t)pc[l][p]); /* numpy int64 adds wrap */
+        }
+    }
+    FOR_L eq[l] = X(expo_l, 0);
+    for (int j = 0; j < plan.n_spot; j++) {
+        const int a = plan.spot[j].a;
+        FOR_L eq[l] += X(expo_l, a);
+    }
+    FOR_L {
+        const double t = (double)cost[l];
+        eq[l] -= t;
+        mag[l] += fabs(t);
+        X(expo_l, 0) = 0.0;
+        floor_[l] = 0.0;
+    }
+    /* 7. floor on gross notional */
+    for (int g = 0; g < plan.n_fg; g++) {
+        const FloorGroup *f = &plan.fg[g];
+        FOR_L {
+            double t = X(gross, f->members[0]);
+            for (int m = 1; m < f->count; m++) t += X(gross, f->members[m]);
+            mag[l] += t;
+            if (f->has) {
+                t *= f->coef;
+                floor_[l] += t;
+            }
+        }
+    }
+    /* 4. shocks */
+    for (int j = 0; j < plan.n_risky; j++) {
+        const RiskyAsset *s = &plan.risky[j];
+        const int a = s->a;
+        FOR_L {
+            const double e = X(expo_l, a);
+            double sg = e * s->first;
+            double sh = fabs(sg);
+            if (s->ntiers && sh > s->thresh) {
+                const double e_abs = fabs(e);
+                double best = sh;
+                for (int t = 0; t < s->ntiers; t++) best = np_max(best, e_abs * s->rc[t] - s->dc[t]);
+                sh = best;
+                sg = copysign(best, e);
+            }
+            X(shock, a) = sh;
+            X(sgn, a) = sg;
+        }
+    }
+    /* 5-6. group losses */
+    for (int g = 0; g < G; g++) FOR_L X(loss, g) = 0.0;
+    for (int j = 0; j < plan.n_sg; j++) {
+        const ShockGroup *g = &plan.sg[j];
+        FOR_L {
+            double s_sum, lg;
+            if (g->count == 1) {
+                s_sum = X(sgn, g->members[0]);
+                lg = fabs(s_sum);
+            } else {
+                s_sum = X(sgn, g->members[0]) + X(sgn, g->members[1]);
+                for (int m = 2; m < g->count; m++) s_sum += X(sgn, g->members[m]);
+                lg = fabs(s_sum);
+                if (g->idio_pos) {
+                    double t2 = np_max(X(shock, g->members[0]), X(shock, g->members[1]));
+                    for (int m = 2; m < g->count; m++) t2 = np_max(t2, X(shock, g->members[m]));
+                    t2 *= g->idio;
+                    lg = np_max(lg, t2);
+                }
+            }
+            if (plan.wk_gt1) lg = np_max(lg, s_sum * plan.neg_wk);
+            if (g->ext) {
+                double ext = 0.0;
+                for (int m = 0; m < g->count; m++) {
+                    const int a = g->members[m];
+                    double t3 = X(shock, a) * plan.k;
+                    t3 = np_min(t3, fabs(X(expo_l, a)));
+                    t3 = copysign(t3, X(expo_l, a));
+                    ext += t3;
+                }
+                ext *= plan.w;
+                lg = np_max(lg, ext);
+            }
+            X(loss, g->gi) = lg;
+        }
+    }
+    for (int j = 0; j < plan.n_pg; j++) {
+        const PredGroup *g = &plan.pg[j];
+        FOR_L X(loss, g->gi) = np_max(X(expo_l, g->a), (double)bal[l][g->a] * g->coef);
+    }
+    FOR_L im[l] = 0.0;
+    if (G) {
+        double largest[LANES];
+        FOR_L largest[l] = 0.0;
+        for (int g = 0; g < G; g++) FOR_L X(loss, g) = np_max(X(loss, g), 0.0);
+        for (int g = 0; g < G; g++) FOR_L {
+                im[l] += X(loss, g);
+                largest[l] = np_max(largest[l], X(loss, g));
+            }
+        FOR_L {
+            im[l] *= plan.one_minus_offset;
+            largest[l] *= plan.offset;
+            im[l] += largest[l];
+        }
+    }
+    /* 8. against the account, with the safety margin; write the valid lanes */
+    for (int l = 0; l < L; l++) {
+        double m_ = np_max(im[l], floor_[l]);
+        double t1 = mag[l] * plan.safety;
+        t1 += plan.safety_abs;
+        m_ += t1;
+        const double e_ = eq[l] - t1;
+        if (m_ > plan.max_mag || -e_ > plan.max_mag || e_ > plan.max_mag) {
+            *overflow = 1;
+            return;
+        }
+        int64_t out_im = ceil_i64(m_), out_eq = floor_i64(e_), out_mm;
+        {
+            const int64_t PPM = 1000000;
+            const int64_t q = floordiv(out_im, PPM), rem = out_im - q * PPM;
+            out_mm = q * plan.mm_f + floordiv(rem * plan.mm_f + PPM - 1, PPM);
+        }
+        if (!holds[l]) { /* cash only: exact, no margin */
+            out_eq = bal[l][0];
+            out_im = 0;
+            out_mm = 0;
+        }
+        const int64_t r = row[l];
+        double *dst = job->exposure + r * A;
+        for (int a = 0; a < A; a++) dst[a] = X(expo_l, a);
+        if (job->equity[r] != out_eq || job->initial[r] != out_im || job->maint[r] != out_mm)
+            changed[(*nchanged)++] = r;
+        job->equity[r] = out_eq;
+        job->initial[r] = out_im;
+        job->maint[r] = out_mm;
+    }
+#undef X
+}
+
+/* The rows [lo, hi) of a call: no Python, no allocation beyond its work space; the region of
+ * `changed` from lo is the job's own, so two jobs can run at once and their lists be joined in
+ * row order after. */
+static void *run_rows(void *arg) {
+    Job *job = arg;
+    const int A = job->plan->A, G = job->plan->G;
+    double *ws = malloc(sizeof(double) * (size_t)LANES * (size_t)(5 * A + G + 1));
+    Py_ssize_t nchanged = 0;
+    int overflow = 0;
+    if (!ws) {
+        job->overflow = -1;
+        return NULL;
+    }
+    for (Py_ssize_t i = job->lo; i < job->hi && !overflow; i += LANES) {
+        const int L = (int)(job->hi - i < LANES ? job->hi - i : LANES);
+        run_block(job->plan, job, job->rows + i, L, ws, job->changed, &nchanged, &overflow);
+    }
+    free(ws);
+    job->nchanged = nchanged;
+    job->overflow = overflow;
+    return NULL;
+}
+
+static PyObject *recompute(PyObject *self, PyObject *args) {
+    PyObject *o[11];
+    int threads = 1;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOO|i", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
+                          &o[9], &o[10], &threads))
+        return NULL;
+    /* ints, dbls, balance, perp_size, perp_cost, rows, equity, initial, maintenance, exposure, changed */
+    Buf b[11];
+    memset(b, 0, sizeof b);
+    static const int writable[11] = {0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1};
+    static const Py_ssize_t isz[11] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8};
+    static const char *names[11] = {"ints", "dbls", "balance", "perp_size", "perp_cost", "rows",
+                                    "equity", "initial", "maintenance", "exposure", "changed"};
+    PyObject *result = NULL;
+    Plan plan;
+    int have_plan = 0;
+    for (int i = 0; i < 11; i++)
+        if (get_buf(o[i], &b[i], writable[i], isz[i], names[i]) < 0) goto done;
+    if (plan_read(&plan, b[0].b.buf, b[0].b.len / 8, b[1].b.buf, b[1].b.len / 8) < 0) goto done;
+    have_plan = 1;
+    const int A = plan.A, P = plan.P;
+    const Py_ssize_t cap = b[6].b.len / 8;
+    if (b[2].b.len / 8 != cap * A || b[3].b.len / 8 != cap * P || b[4].b.len / 8 != cap * P ||
+        b[7].b.len / 8 != cap || b[8].b.len / 8 != cap || b[9].b.len / 8 != cap * A) {
+        PyErr_SetString(PyExc_ValueError, "account columns of different capacities");
+        goto done;
+    }
+    const Py_ssize_t n = b[5].b.len / 8;
+    if (b[10].b.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "changed: shorter than rows");
+        goto done;
+    }
+    const int64_t *balance = b[2].b.buf, *psize = b[3].b.buf, *pcost = b[4].b.buf, *rows = b[5].b.buf;
+    int64_t *equity = b[6].b.buf, *initial = b[7].b.buf, *maint = b[8].b.buf, *changed = b[10].b.buf;
+    double *exposure = b[9].b.buf;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (rows[i] < 0 || rows[i] >= cap) {
+            PyErr_Format(PyExc_IndexError, "row %lld outside the book", (long long)rows[i]);
+            goto done;
+        }
+    Py_ssize_t nchanged = 0;
+    int overflow = 0;
+    Py_BEGIN_ALLOW_THREADS
+    Job jobs[2];
+    const int split = threads > 1 && n >= THREAD_MIN_ROWS;
+    const Py_ssize_t mid = split ? n / 2 : n;
+    for (int j = 0; j < 2; j++) {
+        jobs[j] = (Job){&plan, balance, psize, pcost, rows, equity, initial, maint, changed, exposure, 0, 0, 0, 0};
+        jobs[j].lo = j ? mid : 0;
+        jobs[j].hi = j ? n : mid;
+        jobs[j].changed = changed + jobs[j].lo;
+    }
+    pthread_t helper;
+    int helped = split && pthread_create(&helper, NULL, run_rows, &jobs[1]) == 0;
+    run_rows(&jobs[0]);
+    if (split && !helped) run_rows(&jobs[1]);
+    if (helped) pthread_join(helper, NULL);
+    /* jobs[0].changed starts at changed[0]: rows changed in job 1 follow it in row order */
+    nchanged = jobs[0].nchanged;
+    overflow = jobs[0].overflow;
+    if (split) {
+        memmove(changed + nchanged, jobs[1].changed, sizeof(int64_t) * (size_t)jobs[1].nchanged);
+        nchanged += jobs[1].nchanged;
+        overflow |= jobs[1].overflow;
+    }
+    Py_END_ALLOW_THREADS
+    if (overflow < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "an equity or margin beyond what the vectorised recompute rounds to int64 safely");
+        goto done;
+    }
+    result = PyLong_FromSsize_t(nchanged);
+done:
+    if (have_plan) plan_free(&plan);
+    for (int i = 0; i < 11; i++)
+        if (b[i].held) PyBuffer_Release(&b[i].b);
+    return result;
+}
+
+/* settle(rows, reserved, converting, dirty): what a recompute closes for each row - the part of the
+ * reservation that belonged to filled orders leaves it, the row is clean (RiskEngine._recompute). */
+static PyObject *settle(PyObject *self, PyObject *args) {
+    PyObject *o[4];
+    if (!PyArg_ParseTuple(args, "OOOO", &o[0], &o[1], &o[2], &o[3])) return NULL;
+    Buf b[4];
+    memset(b, 0, sizeof b);
+    PyObject *result = NULL;
+    static const Py_ssize_t isz[4] = {8, 8, 8, 1};
+    static const char *names[4] = {"rows", "reserved", "converting", "dirty"};
+    for (int i = 0; i < 4; i++)
+        if (get_buf(o[i], &b[i], i > 0, isz[i], names[i]) < 0) goto done;
+    const Py_ssize_t n = b[0].b.len / 8, cap = b[1].b.len / 8;
+    if (b[2].b.len / 8 != cap || b[3].b.len != cap) {
+        PyErr_SetString(PyExc_ValueError, "account columns of different capacities");
+        goto done;
+    }
+    const int64_t *rows = b[0].b.buf;
+    int64_t *reserved = b[1].b.buf, *converting = b[2].b.buf;
+    uint8_t *dirty = b[3].b.buf;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (rows[i] < 0 || rows[i] >= cap) {
+            PyErr_Format(PyExc_IndexError, "row %lld outside the book", (long long)rows[i]);
+            goto done;
+        }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int64_t r = rows[i];
+        reserved[r] = (int64_t)((uint64_t)reserved[r] - (uint64_t)converting[r]);
+        converting[r] = 0;
+        dirty[r] = 0;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    for (int i = 0; i < 4; i++)
+        if (b[i].held) PyBuffer_Release(&b[i].b);
+    return result;
+}
+
+/* pack_margin(rows, ids, private_seq, equity, initial, maintenance, reserved, published_equity,
+ * published_initial, published_maintenance, published_seq, partition, partitions, system_base,
+ * below_maintenance, below_initial, publish_ppm) -> bytes: of `rows` (their margin changed), the
+ * ones that are news (RiskEngine._margin_news, the Python twin: a private event since the last
+ * ACCOUNT_MARGIN, a threshold crossed, or equity / initial moved more than publish_ppm of the
+ * account's scale) each get one ACCOUNT_MARGIN, packed as RiskEngine.pack_private packs them (an
+ * owned row's private sequence number advances and is carried; another partition's gets seq 0),
+ * and their published_* columns take the new figures. */
+static inline uint8_t margin_flags(int64_t eq, int64_t im, int64_t mm, long long f_maint, long long f_init) {
+    return (uint8_t)((eq < mm ? f_maint : 0) | (eq < im ? f_init : 0));
+}
+
+static inline int64_t abs64(int64_t v) { return v < 0 ? -v : v; }
+
+static PyObject *pack_margin(PyObject *self, PyObject *args) {
+    enum { NB = 11 };
+    PyObject *o[NB];
+    long long partition, partitions, system_base, f_maint, f_init, publish_ppm;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOLLLLLL", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
+                          &o[9], &o[10], &partition, &partitions, &system_base, &f_maint, &f_init, &publish_ppm))
+        return NULL;
+    if (partitions < 1 || partition < 0 || partition >= partitions || publish_ppm < 0 || publish_ppm > 1000000) {
+        PyErr_SetString(PyExc_ValueError, "partition outside [0, partitions) or publish_ppm outside [0, 1e6]");
+        return NULL;
+    }
+    Buf b[NB];
+    memset(b, 0, sizeof b);
+    PyObject *result = NULL;
+    int64_t *pick = NULL;
+    static const Py_ssize_t isz[NB] = {8, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8};
+    static const int writable[NB] = {0, 0, 1, 0, 0, 0, 0, 1, 1, 1, 1};
+    static const char *names[NB] = {"rows", "ids", "private_seq", "equity", "initial", "maintenance", "reserved",
+                                    "published_equity", "published_initial", "published_maintenance",
+                                    "published_seq"};
+    for (int i = 0; i < NB; i++)
+        if (get_buf(o[i], &b[i], writable[i], isz[i], names[i]) < 0) goto done;
+    const Py_ssize_t n = b[0].b.len / 8, cap = b[1].b.len / 4;
+    for (int i = 2; i < NB; i++)
+        if (b[i].b.len / 8 != cap) {
+            PyErr_SetString(PyExc_ValueError, "account columns of different capacities");
+            goto done;
+        }
+    const int64_t *rows = b[0].b.buf, *eq = b[3].b.buf, *im = b[4].b.buf, *mm = b[5].b.buf, *res = b[6].b.buf;
+    const uint32_t *ids = b[1].b.buf;
+    int64_t *pseq = b[2].b.buf, *peq = b[7].b.buf, *pim = b[8].b.buf, *pmm = b[9].b.buf, *pps = b[10].b.buf;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (rows[i] < 0 || rows[i] >= cap) {
+            PyErr_Format(PyExc_IndexError, "row %lld outside the book", (long long)rows[i]);
+            goto done;
+        }
+    pick = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    if (!pick) { PyErr_NoMemory(); goto done; }
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int64_t r = rows[i];
+        const int own = pps[r] != pseq[r];
+        const int crossed = margin_flags(eq[r], im[r], mm[r], f_maint, f_init) !=
+                            margin_flags(peq[r], pim[r], pmm[r], f_maint, f_init);
+        int64_t scale = abs64(peq[r]);
+        if (pim[r] > scale) scale = pim[r];
+        if (scale < 1000000) scale = 1000000;
+        const int64_t limit = scale / 1000000 * publish_ppm + scale % 1000000 * publish_ppm / 1000000;
+        const int moved = abs64(eq[r] - peq[r]) > limit || abs64(im[r] - pim[r]) > limit;
+        if (own || crossed || moved) pick[m++] = r;
+    }
+    result = PyBytes_FromStringAndSize(NULL, m * HX_SLOT_BYTES);
+    if (!result) goto done;
+    uint8_t *out = (uint8_t *)PyBytes_AS_STRING(result);
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const int64_t r = pick[i];
+        const int64_t id = ids[r];
+        const int owned = id >= system_base ? ((id - system_base) & 0x3F) == partition : id % partitions == partition;
+        uint64_t seq = 0;
+        if (owned) {
+            pseq[r] += 1;
+            seq = (uint64_t)pseq[r];
+        }
+        hx_put_account_margin(out + i * HX_SLOT_BYTES, 0, seq, (uint32_t)id, margin_flags(eq[r], im[r], mm[r], f_maint, f_init),
+                              eq[r], im[r], mm[r], res[r]);
+        peq[r] = eq[r];
+        pim[r] = im[r];
+        pmm[r] = mm[r];
+        pps[r] = pseq[r];
+    }
+done:
+    free(pick);
+    for (int i = 0; i < NB; i++)
+        if (b[i].held) PyBuffer_Release(&b[i].b);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"settle", settle, METH_VARARGS, "settle(rows, reserved, converting, dirty): close a recompute's rows"},
+    {"pack_margin", pack_margin, METH_VARARGS,
+     "pack_margin(rows, ids, private_seq, equity, initial, maintenance, reserved, published_equity, "
+     "published_initial, published_maintenance, published_seq, partition, partitions, system_base, "
+     "below_maintenance, below_initial, publish_ppm) -> bytes: an ACCOUNT_MARGIN per row that is news"},
+    {"recompute", recompute, METH_VARARGS,
+     "recompute(ints, dbls, balance, perp_size, perp_cost, rows, equity, initial, maintenance, exposure, "
+     "changed, threads=1) -> count: margins of `rows` written in place; rows whose figures changed listed in `changed`"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hxmargin", "Compiled margin recompute.", -1, methods};
+
+PyMODINIT_FUNC PyInit__hxmargin(void) { return PyModule_Create(&module); }

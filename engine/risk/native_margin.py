@@ -1,0 +1,156 @@
+"""The compiled margin recompute: ``engine.native._hxmargin`` and the plan it runs.
+
+``calc_portfolio_margin_arrays`` (numpy, column by column) is the specification; the compiled
+twin walks the same double operations row by row, which a full recompute of 100,000 accounts
+needs (numpy makes ~40 passes over every column; the twin reads each row once). The twin knows
+nothing of the spec: :func:`build_plan` turns the spec, the prices, the marks and the shock
+multipliers into two flat arrays (int64, float64) with exactly the expressions the numpy function
+evaluates, so every coefficient is the same double. Plans are cached while the inputs are equal
+(a mark move changes one perp's coefficient; a fill changes nothing).
+
+``tests/engine/risk/test_native_margin.py`` holds the two to the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from engine.math.portfolio_margin import MAX_MAGNITUDE_MICRO, SAFETY_ABS_MICRO, SAFETY_REL, PortfolioLayout
+from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, MICRO_PER_UNIT, PPM
+
+try:
+    from engine.native import _hxmargin
+except ImportError:  # pragma: no cover - the build makes it; the numpy twin runs without it
+    _hxmargin = None  # type: ignore[assignment]
+
+AVAILABLE = _hxmargin is not None
+
+
+def build_plan(
+    layout: PortfolioLayout, prices: np.ndarray, marks: np.ndarray, mults: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The plan ``_hxmargin.recompute`` reads, in its order (see the C file's ``plan_read``).
+
+    Raises ValueError for a spec the compiled twin does not cover (a group that is neither a
+    shock group nor a prediction group); the caller then keeps the numpy path."""
+    spec = layout.spec
+    p_ = [int(x) for x in prices]
+    m_ = [int(x) for x in marks]
+    mu = [int(x) for x in mults]
+    k, w = layout.k, layout.w
+    ints: list[int] = [layout.n_assets, layout.n_perps, len(spec.groups), len(layout.non_cash)]
+    dbls: list[float] = []
+    covered = {gi for gi, _m, _i in layout.shock_groups} | {gi for gi, _a in layout.prediction_groups}
+    if covered != set(range(len(spec.groups))):
+        raise ValueError("a risk group with no members: the compiled recompute does not cover it")
+    for a in layout.non_cash:
+        asset = spec.assets[a]
+        scale = p_[a] / asset.qty_scale
+        weights, addends, upper = layout.weights[a]
+        slopes = (weights[0] * scale / PPM, scale, *(wt * scale / PPM for wt in weights[1:]))
+        intercepts = (0.0, 0.0, *(c * scale / PPM for c in addends[1:]))
+        tiered = weights[0] < PPM or len(weights) > 1
+        edge0 = upper[0] if upper else INT64_MAX
+        ints += [a, len(slopes), int(tiered), int(bool(asset.floor_ppm)), int(a in layout.perp_assets), edge0]
+        dbls += [*slopes, *intercepts]
+    for p in range(layout.n_perps):
+        ints.append(int(layout.perp_underlying[p]))
+        dbls.append(m_[p] / ATOMS_PER_UNIT)
+    ints.append(len(layout.gross_by_floor))
+    for floor_ppm, members in layout.gross_by_floor:
+        ints += [int(bool(floor_ppm)), len(members)]
+        dbls.append(floor_ppm / PPM)
+        ints += members
+    ints.append(len(layout.risky))
+    for a in layout.risky:
+        asset = spec.assets[a]
+        mult = mu[a] / PPM
+        rates, deds = asset.shock.rate_ppm, asset.shock.deduction_micro_ppm
+        first = rates[0] * mult / PPM
+        extra = len(rates) - 1
+        ints += [a, extra]
+        dbls += [first, asset.shock.upper_micro[0] * first if extra else 0.0]
+        for rate, ded in zip(rates[1:], deds[1:], strict=True):
+            dbls += [rate * mult / PPM, ded * mult / PPM]
+    ints += [len(layout.shock_groups), int(w * k > 1.0)]
+    dbls += [-w * k, k, w]
+    for gi, members, idio in layout.shock_groups:
+        largest_move = max(k * spec.assets[a].shock.rate_ppm[-1] * mu[a] / PPM / PPM for a in members)
+        ext = w > 0.0 and (largest_move > 1.0 or w * k > 1.0)
+        ints += [gi, len(members), int(ext), int(len(members) > 1 and idio > 0.0)]
+        dbls.append(idio)
+        ints += members
+    ints.append(len(layout.prediction_groups))
+    for gi, a in layout.prediction_groups:
+        ints += [gi, a]
+        dbls.append(-(MICRO_PER_UNIT - p_[a]) / ATOMS_PER_UNIT)
+    growth = (1.0 + k) * max(mu, default=PPM) / PPM
+    ints.append(spec.params.mm_fraction_ppm)
+    dbls += [
+        1.0 - layout.offset,
+        layout.offset,
+        2.0 * SAFETY_REL * growth,
+        SAFETY_ABS_MICRO,
+        MAX_MAGNITUDE_MICRO,
+    ]
+    return np.array(ints, np.int64), np.array(dbls, np.float64)
+
+
+class CompiledRecompute:
+    """``recompute(book, rows, prices, marks, mults)`` in C, against the book's columns in place."""
+
+    def __init__(self, layout: PortfolioLayout, threads: int | None = None) -> None:
+        if _hxmargin is None:
+            raise ImportError("engine.native._hxmargin is not built (make setup)")
+        self.layout = layout
+        # a call of >= 16,384 rows (a mark move over a big book) is split in two threads; the rows
+        # are independent, so the bytes are the same with 1 or 2
+        self.threads = threads if threads is not None else min(2, os.cpu_count() or 1)
+        self._key: tuple[bytes, bytes, bytes] | None = None
+        self._plan: tuple[np.ndarray, np.ndarray] | None = None
+        self._changed = np.empty(0, np.int64)
+        build_plan(layout, np.zeros(layout.n_assets, np.int64), np.zeros(layout.n_perps, np.int64),
+                   np.full(layout.n_assets, PPM, np.int64))  # fmt: skip  # refuse an uncovered spec now
+
+    def plan(self, prices: np.ndarray, marks: np.ndarray, mults: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        key = (prices.tobytes(), marks.tobytes(), mults.tobytes())
+        if key != self._key or self._plan is None:
+            self._plan = build_plan(self.layout, prices, marks, mults)
+            self._key = key
+        return self._plan
+
+    def __call__(
+        self, book, rows: np.ndarray, prices: np.ndarray, marks: np.ndarray, mults: np.ndarray
+    ) -> np.ndarray:  # type: ignore[no-untyped-def]
+        """Write equity, initial, maintenance and exposure of ``rows``; return the rows whose three
+        figures changed (in ``rows`` order; a view valid until the next call)."""
+        ints, dbls = self.plan(prices, marks, mults)
+        rows = np.ascontiguousarray(rows, np.int64)
+        if len(self._changed) < len(rows):
+            self._changed = np.empty(max(len(rows), 2 * len(self._changed)), np.int64)
+        count = _hxmargin.recompute(
+            ints, dbls, book.balance, book.perp_size, book.perp_cost, rows,
+            book.equity, book.initial, book.maintenance, book.exposure, self._changed, self.threads,
+        )  # fmt: skip
+        return self._changed[:count]
+
+
+def settle(book, rows: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """``reserved -= converting; converting = 0; dirty = False`` on ``rows`` (a recompute's close)."""
+    _hxmargin.settle(np.ascontiguousarray(rows, np.int64), book.reserved, book.converting, book.dirty)
+
+
+def pack_margin(  # type: ignore[no-untyped-def]
+    book, rows: np.ndarray, partition: int, partitions: int, system_base: int, below_maintenance: int,
+    below_initial: int, publish_ppm: int,
+) -> bytes:  # fmt: skip
+    """Of ``rows`` (their margin changed), an ACCOUNT_MARGIN for each that is news, with the
+    published columns updated: ``RiskEngine._margin_news`` + ``pack_private`` (the Python twin)."""
+    return _hxmargin.pack_margin(
+        np.ascontiguousarray(rows, np.int64), book.ids, book.private_seq, book.equity, book.initial,
+        book.maintenance, book.reserved, book.published_equity, book.published_initial,
+        book.published_maintenance, book.published_seq, partition, partitions, system_base, below_maintenance,
+        below_initial, publish_ppm,
+    )  # fmt: skip

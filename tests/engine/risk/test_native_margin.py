@@ -1,0 +1,262 @@
+"""The compiled margin recompute (engine.native._hxmargin) against its numpy specification.
+
+Same books, same prices, marks and multipliers, through ``MarginModel.recompute`` with and
+without the compiled twin: equity, initial, maintenance and exposure must be the same bytes and
+the same rows reported changed - dense and sparse books (the numpy function takes different
+paths by density), liabilities, holdings past every collateral and shock tier, prediction shares,
+every spec the exchange and the tests use.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.risk import native_margin
+from engine.risk.account_book import AccountBook
+from engine.risk.margin_model import MarginModel
+from engine.risk.risk_config import load_risk_config
+from engine.types.fixed import ATOMS_PER_UNIT, MICRO_PER_UNIT, PPM
+from engine.types.risk_spec import AssetKind, RiskSpec, default_risk_spec
+from hx.config import DEFAULT_CONFIG
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "math"))
+from risk_constants import STRESS_SPEC  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not native_margin.AVAILABLE, reason="engine.native._hxmargin not built")
+
+
+def _exchange_spec() -> RiskSpec:
+    return MarginModel(load_risk_config(str(DEFAULT_CONFIG)), native=False).spec
+
+
+def _bench_spec() -> RiskSpec:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+    from perf.bench_risk import bench_config, risk_config_from
+
+    markets, assets = bench_config()
+    return MarginModel(risk_config_from(markets, assets), native=False).spec
+
+
+SPECS = {
+    "default": default_risk_spec,
+    "stress": lambda: STRESS_SPEC,
+    "exchange": _exchange_spec,
+    "bench": _bench_spec,
+}
+
+
+def _models(spec: RiskSpec) -> tuple[MarginModel, MarginModel]:
+    config = SimpleNamespace(n_assets=len(spec.assets))
+    numpy_model = MarginModel(config, spec, native=False)  # type: ignore[arg-type]
+    compiled = MarginModel(config, spec, native=True)  # type: ignore[arg-type]
+    assert numpy_model.compiled is None and compiled.compiled is not None
+    return numpy_model, compiled
+
+
+def _book(spec: RiskSpec, n: int, rng: np.random.Generator, density: float, whales: bool) -> AccountBook:
+    a_count, p_count = len(spec.assets), len(spec.perps)
+    book = AccountBook(a_count, p_count, capacity=max(4, n))
+    for account in range(1, n + 1):
+        book.row(account)
+    hold = rng.random((n, a_count)) < density
+    top = 10**15 if whales else 10**11
+    qty = rng.integers(-(10**9), top, (n, a_count)) // rng.integers(1, 10**4, (n, a_count))
+    for a, asset in enumerate(spec.assets):
+        if asset.kind == AssetKind.PREDICTION:
+            qty[:, a] = rng.integers(-(10**9), 10**10, n)
+    book.balance[:n] = np.where(hold, qty, 0)
+    book.balance[:n, 0] = rng.integers(-(10**12), 10**13, n)
+    if p_count:
+        open_ = rng.random((n, p_count)) < density
+        size = rng.integers(-(10**10), 10**10, (n, p_count)) // rng.integers(1, 100, (n, p_count))
+        book.perp_size[:n] = np.where(open_, size, 0)
+        book.perp_cost[:n] = book.perp_size[:n] * rng.integers(1, 100_000, (n, p_count)) // 100
+    cash_only = rng.random(n) < 0.1
+    book.balance[:n][cash_only, 1:] = 0
+    book.perp_size[:n][cash_only] = 0
+    book.perp_cost[:n][cash_only] = 0
+    return book
+
+
+def _prices(spec: RiskSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    prices = np.array(
+        [
+            MICRO_PER_UNIT
+            if a.kind == AssetKind.CASH
+            else int(rng.integers(1, MICRO_PER_UNIT))
+            if a.kind == AssetKind.PREDICTION
+            else int(rng.integers(10**4, 10**11))
+            for a in spec.assets
+        ],
+        np.int64,
+    )
+    marks = np.array([int(prices[p.underlying] * rng.uniform(0.9, 1.1)) for p in spec.perps], np.int64)
+    mults = np.where(rng.random(len(spec.assets)) < 0.5, PPM, rng.integers(PPM, 6 * PPM, len(spec.assets)))
+    return prices, marks, mults.astype(np.int64)
+
+
+def _same(spec_name: str, seed: int, n: int, density: float, whales: bool, subset: bool) -> None:
+    spec = SPECS[spec_name]()
+    rng = np.random.default_rng(seed)
+    numpy_model, compiled = _models(spec)
+    book_a = _book(spec, n, rng, density, whales)
+    book_b = _book(spec, n, np.random.default_rng(seed), density, whales)
+    prices, marks, mults = _prices(spec, rng)
+    numpy_model.multiplier[:] = mults
+    compiled.multiplier[:] = mults
+    rows = np.arange(n)
+    if subset:
+        rows = np.sort(rng.choice(n, max(1, n // 3), replace=False))
+    for _ in range(2):  # the second pass: nothing changed, nothing reported
+        try:
+            want = numpy_model.recompute(book_a, rows, prices, marks)
+        except OverflowError:
+            with pytest.raises(OverflowError):
+                compiled.recompute(book_b, rows, prices, marks)
+            return
+        got = compiled.recompute(book_b, rows, prices, marks)
+        assert got.tolist() == want.tolist()
+        for column in ("equity", "initial", "maintenance", "exposure"):
+            assert getattr(book_a, column)[:n].tobytes() == getattr(book_b, column)[:n].tobytes(), column
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    spec_name=st.sampled_from(sorted(SPECS)),
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 300),
+    density=st.sampled_from([0.01, 0.05, 0.3, 0.9]),
+    whales=st.booleans(),
+    subset=st.booleans(),
+)
+def test_compiled_recompute_gives_the_numpy_bytes(
+    spec_name: str, seed: int, n: int, density: float, whales: bool, subset: bool
+) -> None:
+    _same(spec_name, seed, n, density, whales, subset)
+
+
+@pytest.mark.parametrize("spec_name", sorted(SPECS))
+def test_compiled_recompute_on_a_large_book(spec_name: str) -> None:
+    """Thousands of rows: the numpy function's dense paths (many holders, many folded rows)."""
+    for density in (0.02, 0.5):
+        _same(spec_name, 11, 4_000, density, True, False)
+
+
+def test_a_cash_only_account_gets_exact_figures_and_a_move_reports_only_its_holders() -> None:
+    spec = _exchange_spec()
+    _numpy, compiled = _models(spec)
+    book = AccountBook(len(spec.assets), len(spec.perps))
+    cash, trader = book.row(1), book.row(2)
+    book.balance[cash, 0] = 100 * MICRO_PER_UNIT
+    book.balance[trader, 0] = 10_000 * MICRO_PER_UNIT
+    book.perp_size[trader, 0] = ATOMS_PER_UNIT // 10
+    book.perp_cost[trader, 0] = 9_000 * MICRO_PER_UNIT
+    prices = np.array([MICRO_PER_UNIT] + [90_000 * MICRO_PER_UNIT] * (len(spec.assets) - 1), np.int64)
+    marks = np.full(len(spec.perps), 90_000 * MICRO_PER_UNIT, np.int64)
+    rows = np.array([cash, trader])
+    assert compiled.recompute(book, rows, prices, marks).tolist() == [cash, trader]
+    assert (book.equity[cash], book.initial[cash], book.maintenance[cash]) == (100 * MICRO_PER_UNIT, 0, 0)
+    assert book.initial[trader] > 0 and book.maintenance[trader] > 0
+    marks[0] += 1_000 * MICRO_PER_UNIT
+    assert compiled.recompute(book, rows, prices, marks).tolist() == [trader]
+
+
+def test_a_malformed_plan_is_refused_not_read_past_its_end() -> None:
+    from engine.native import _hxmargin
+
+    spec = _exchange_spec()
+    book = AccountBook(len(spec.assets), len(spec.perps))
+    book.row(1)
+    _numpy, compiled = _models(spec)
+    prices, marks, mults = _prices(spec, np.random.default_rng(1))
+    ints, dbls = compiled.compiled.plan(prices, marks, mults)  # type: ignore[union-attr]
+    args = (book.balance, book.perp_size, book.perp_cost, np.array([0]), book.equity, book.initial,
+            book.maintenance, book.exposure, np.zeros(1, np.int64))  # fmt: skip
+    for bad_ints, bad_dbls in ((ints[:-1], dbls), (ints, dbls[:-1]), (np.append(ints, 0), dbls)):
+        with pytest.raises(ValueError, match="malformed margin plan"):
+            _hxmargin.recompute(bad_ints, bad_dbls, *args)
+    with pytest.raises(IndexError):
+        _hxmargin.recompute(ints, dbls, *args[:3], np.array([10**6]), *args[4:])
+    bad = ints.copy()
+    bad[0] = 10**9  # absurd asset count
+    with pytest.raises(ValueError):
+        _hxmargin.recompute(bad, dbls, *args)
+
+
+def test_two_threads_give_the_bytes_of_one_and_of_numpy() -> None:
+    """A call past THREAD_MIN_ROWS (16,384) is split in two threads: same bytes, same changed rows
+    in the same order."""
+    spec = _exchange_spec()
+    n = 40_000
+    books = [_book(spec, n, np.random.default_rng(3), 0.3, False) for _ in range(3)]
+    prices, marks, mults = _prices(spec, np.random.default_rng(4))
+    numpy_model, one = _models(spec)
+    _numpy2, two = _models(spec)
+    assert one.compiled is not None and two.compiled is not None
+    one.compiled.threads, two.compiled.threads = 1, 2
+    rows = np.arange(n)
+    results = []
+    for model, book in zip((numpy_model, one, two), books, strict=True):
+        model.multiplier[:] = mults
+        results.append(model.recompute(book, rows, prices, marks).tolist())
+    assert results[0] == results[1] == results[2] and len(results[0]) > n // 2
+    for column in ("equity", "initial", "maintenance", "exposure"):
+        want = getattr(books[0], column)[:n].tobytes()
+        assert (
+            getattr(books[1], column)[:n].tobytes() == want
+            and getattr(books[2], column)[:n].tobytes() == want
+        )
+
+
+def test_pack_margin_sends_the_news_the_python_twin_sends() -> None:
+    """``pack_margin`` against ``RiskEngine._margin_news`` + ``pack_private``: random books whose
+    accounts had private events or not, crossed thresholds or not, moved by less or more than
+    MARGIN_PUBLISH_PPM - same bytes, same published columns, same sequence numbers."""
+    from engine.risk.risk_engine import (
+        MARGIN_BELOW_INITIAL,
+        MARGIN_BELOW_MAINTENANCE,
+        MARGIN_PUBLISH_PPM,
+        SYSTEM_ACCOUNT_BASE,
+        RiskEngine,
+    )
+
+    config = load_risk_config(str(DEFAULT_CONFIG))
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        engines = [RiskEngine(config, 1, 3), RiskEngine(config, 1, 3)]
+        n = 500
+        ids = rng.choice(np.arange(1, 10**6), n, replace=False)
+        ids[:5] = SYSTEM_ACCOUNT_BASE + rng.integers(0, 64, 5)
+        for e in engines:
+            for a in ids.tolist():
+                e.book.row(int(a))
+        cols = {}
+        for name in ("equity", "initial", "maintenance"):
+            cols[name] = rng.integers(-(10**12), 10**12, n)
+            cols["published_" + name] = np.where(
+                rng.random(n) < 0.5, cols[name] + rng.integers(-(10**7), 10**7, n), cols[name] // 3
+            )
+        cols["private_seq"] = rng.integers(0, 100, n)
+        cols["published_seq"] = np.where(rng.random(n) < 0.5, cols["private_seq"], 0)
+        cols["reserved"] = rng.integers(0, 10**9, n)
+        for e in engines:
+            for name, values in cols.items():
+                getattr(e.book, name)[:n] = values
+        rows = np.sort(rng.choice(n, n // 2, replace=False)).astype(np.int64)
+        py, c = engines
+        picked = rows[py._margin_news(rows)]
+        want = py._publish_margins(rows)
+        got = native_margin.pack_margin(
+            c.book, rows, 1, 3, SYSTEM_ACCOUNT_BASE, MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL,
+            MARGIN_PUBLISH_PPM,
+        )  # fmt: skip
+        assert 0 < len(picked) < len(rows)
+        assert got == want
+        assert c.book.digest() == py.book.digest()
