@@ -14,7 +14,8 @@
  * One call: for every row of `rows` (split between two threads when asked and there are many: rows
  * are independent, so the bytes do not depend on it), equity / initial / maintenance (int64, micro) and the
  * exposure row (float64) are written into the account book's columns in place; the rows whose
- * three figures changed are listed in `changed` and counted in the return value. A row that holds
+ * three figures changed are listed in `changed`, those below maintenance (MM > 0, equity < MM) in
+ * `below`, both counted in the returned pair. A row that holds
  * nothing but cash gets the exact figures (equity = cash, no margin), as MarginModel.recompute.
  */
 #define PY_SSIZE_T_CLEAN
@@ -221,9 +222,9 @@ static int get_buf(PyObject *o, Buf *out, int writable, Py_ssize_t itemsize, con
 typedef struct {
     const Plan *plan;
     const int64_t *balance, *psize, *pcost, *rows;
-    int64_t *equity, *initial, *maint, *changed; /* changed: this job's own region, from its lo */
+    int64_t *equity, *initial, *maint, *changed, *below; /* lists: this job's own regions, from its lo */
     double *exposure;
-    Py_ssize_t lo, hi, nchanged;
+    Py_ssize_t lo, hi, nchanged, nbelow;
     int overflow;
 } Job;
 
@@ -234,8 +235,9 @@ typedef struct {
 #define LANES 4
 #define FOR_L for (int l = 0; l < LANES; l++)
 
-static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L, double *ws, int64_t *changed,
-                      Py_ssize_t *nchanged, int *overflow) {
+static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L, double *ws, Py_ssize_t *nchanged,
+                      Py_ssize_t *nbelow, int *overflow) {
+    int64_t *changed = job->changed, *below = job->below;
     const Plan plan = *pp;
     const int A = plan.A, P = plan.P, G = plan.G;
     double *expo_l = ws, *gross = ws + (size_t)A * LANES, *shock = ws + (size_t)2 * A * LANES,
@@ -418,6 +420,7 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
         for (int a = 0; a < A; a++) dst[a] = X(expo_l, a);
         if (job->equity[r] != out_eq || job->initial[r] != out_im || job->maint[r] != out_mm)
             changed[(*nchanged)++] = r;
+        if (out_mm > 0 && out_eq < out_mm) below[(*nbelow)++] = r; /* what the liquidator must look at */
         job->equity[r] = out_eq;
         job->initial[r] = out_im;
         job->maint[r] = out_mm;
@@ -432,7 +435,7 @@ static void *run_rows(void *arg) {
     Job *job = arg;
     const int A = job->plan->A, G = job->plan->G;
     double *ws = malloc(sizeof(double) * (size_t)LANES * (size_t)(5 * A + G + 1));
-    Py_ssize_t nchanged = 0;
+    Py_ssize_t nchanged = 0, nbelow = 0;
     int overflow = 0;
     if (!ws) {
         job->overflow = -1;
@@ -440,31 +443,33 @@ static void *run_rows(void *arg) {
     }
     for (Py_ssize_t i = job->lo; i < job->hi && !overflow; i += LANES) {
         const int L = (int)(job->hi - i < LANES ? job->hi - i : LANES);
-        run_block(job->plan, job, job->rows + i, L, ws, job->changed, &nchanged, &overflow);
+        run_block(job->plan, job, job->rows + i, L, ws, &nchanged, &nbelow, &overflow);
     }
     free(ws);
     job->nchanged = nchanged;
+    job->nbelow = nbelow;
     job->overflow = overflow;
     return NULL;
 }
 
 static PyObject *recompute(PyObject *self, PyObject *args) {
-    PyObject *o[11];
+    enum { NB = 12 };
+    PyObject *o[NB];
     int threads = 1;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOO|i", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
-                          &o[9], &o[10], &threads))
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOO|i", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
+                          &o[9], &o[10], &o[11], &threads))
         return NULL;
-    /* ints, dbls, balance, perp_size, perp_cost, rows, equity, initial, maintenance, exposure, changed */
-    Buf b[11];
+    /* ints, dbls, balance, perp_size, perp_cost, rows, equity, initial, maintenance, exposure, changed, below */
+    Buf b[NB];
     memset(b, 0, sizeof b);
-    static const int writable[11] = {0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1};
-    static const Py_ssize_t isz[11] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8};
-    static const char *names[11] = {"ints", "dbls", "balance", "perp_size", "perp_cost", "rows",
-                                    "equity", "initial", "maintenance", "exposure", "changed"};
+    static const int writable[NB] = {0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1};
+    static const Py_ssize_t isz[NB] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8};
+    static const char *names[NB] = {"ints", "dbls", "balance", "perp_size", "perp_cost", "rows", "equity",
+                                    "initial", "maintenance", "exposure", "changed", "below"};
     PyObject *result = NULL;
     Plan plan;
     int have_plan = 0;
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < NB; i++)
         if (get_buf(o[i], &b[i], writable[i], isz[i], names[i]) < 0) goto done;
     if (plan_read(&plan, b[0].b.buf, b[0].b.len / 8, b[1].b.buf, b[1].b.len / 8) < 0) goto done;
     have_plan = 1;
@@ -476,29 +481,31 @@ static PyObject *recompute(PyObject *self, PyObject *args) {
         goto done;
     }
     const Py_ssize_t n = b[5].b.len / 8;
-    if (b[10].b.len / 8 < n) {
-        PyErr_SetString(PyExc_ValueError, "changed: shorter than rows");
+    if (b[10].b.len / 8 < n || b[11].b.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "changed / below: shorter than rows");
         goto done;
     }
     const int64_t *balance = b[2].b.buf, *psize = b[3].b.buf, *pcost = b[4].b.buf, *rows = b[5].b.buf;
-    int64_t *equity = b[6].b.buf, *initial = b[7].b.buf, *maint = b[8].b.buf, *changed = b[10].b.buf;
+    int64_t *equity = b[6].b.buf, *initial = b[7].b.buf, *maint = b[8].b.buf, *changed = b[10].b.buf,
+            *below = b[11].b.buf;
     double *exposure = b[9].b.buf;
     for (Py_ssize_t i = 0; i < n; i++)
         if (rows[i] < 0 || rows[i] >= cap) {
             PyErr_Format(PyExc_IndexError, "row %lld outside the book", (long long)rows[i]);
             goto done;
         }
-    Py_ssize_t nchanged = 0;
+    Py_ssize_t nchanged = 0, nbelow = 0;
     int overflow = 0;
     Py_BEGIN_ALLOW_THREADS
     Job jobs[2];
     const int split = threads > 1 && n >= THREAD_MIN_ROWS;
     const Py_ssize_t mid = split ? n / 2 : n;
     for (int j = 0; j < 2; j++) {
-        jobs[j] = (Job){&plan, balance, psize, pcost, rows, equity, initial, maint, changed, exposure, 0, 0, 0, 0};
+        jobs[j] = (Job){&plan, balance, psize, pcost, rows, equity, initial, maint, changed, below, exposure, 0, 0, 0, 0, 0};
         jobs[j].lo = j ? mid : 0;
         jobs[j].hi = j ? n : mid;
         jobs[j].changed = changed + jobs[j].lo;
+        jobs[j].below = below + jobs[j].lo;
     }
     pthread_t helper;
     int helped = split && pthread_create(&helper, NULL, run_rows, &jobs[1]) == 0;
@@ -507,10 +514,13 @@ static PyObject *recompute(PyObject *self, PyObject *args) {
     if (helped) pthread_join(helper, NULL);
     /* jobs[0].changed starts at changed[0]: rows changed in job 1 follow it in row order */
     nchanged = jobs[0].nchanged;
+    nbelow = jobs[0].nbelow;
     overflow = jobs[0].overflow;
     if (split) {
         memmove(changed + nchanged, jobs[1].changed, sizeof(int64_t) * (size_t)jobs[1].nchanged);
         nchanged += jobs[1].nchanged;
+        memmove(below + nbelow, jobs[1].below, sizeof(int64_t) * (size_t)jobs[1].nbelow);
+        nbelow += jobs[1].nbelow;
         overflow |= jobs[1].overflow;
     }
     Py_END_ALLOW_THREADS
@@ -523,10 +533,10 @@ static PyObject *recompute(PyObject *self, PyObject *args) {
                         "an equity or margin beyond what the vectorised recompute rounds to int64 safely");
         goto done;
     }
-    result = PyLong_FromSsize_t(nchanged);
+    result = Py_BuildValue("nn", nchanged, nbelow);
 done:
     if (have_plan) plan_free(&plan);
-    for (int i = 0; i < 11; i++)
+    for (int i = 0; i < NB; i++)
         if (b[i].held) PyBuffer_Release(&b[i].b);
     return result;
 }
@@ -668,7 +678,8 @@ static PyMethodDef methods[] = {
      "below_maintenance, below_initial, publish_ppm) -> bytes: an ACCOUNT_MARGIN per row that is news"},
     {"recompute", recompute, METH_VARARGS,
      "recompute(ints, dbls, balance, perp_size, perp_cost, rows, equity, initial, maintenance, exposure, "
-     "changed, threads=1) -> count: margins of `rows` written in place; rows whose figures changed listed in `changed`"},
+     "changed, below, threads=1) -> (changed count, below count): margins of `rows` written in place; the rows "
+     "whose figures changed listed in `changed`, those below maintenance in `below`"},
     {NULL, NULL, 0, NULL},
 };
 

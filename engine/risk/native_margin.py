@@ -110,7 +110,10 @@ class CompiledRecompute:
         self.threads = threads if threads is not None else min(2, os.cpu_count() or 1)
         self._key: tuple[bytes, bytes, bytes] | None = None
         self._plan: tuple[np.ndarray, np.ndarray] | None = None
-        self._changed = np.empty(0, np.int64)
+        self._changed = self._below = np.empty(0, np.int64)
+        # the rows of the last call below maintenance (MM > 0, equity < MM), in order: all the
+        # liquidation scan needs to look at besides its open cases
+        self.below = self._below
         build_plan(layout, np.zeros(layout.n_assets, np.int64), np.zeros(layout.n_perps, np.int64),
                    np.full(layout.n_assets, PPM, np.int64))  # fmt: skip  # refuse an uncovered spec now
 
@@ -125,16 +128,19 @@ class CompiledRecompute:
         self, book, rows: np.ndarray, prices: np.ndarray, marks: np.ndarray, mults: np.ndarray
     ) -> np.ndarray:  # type: ignore[no-untyped-def]
         """Write equity, initial, maintenance and exposure of ``rows``; return the rows whose three
-        figures changed (in ``rows`` order; a view valid until the next call)."""
+        figures changed (in ``rows`` order; a view valid until the next call) and keep those below
+        maintenance in ``below``."""
         ints, dbls = self.plan(prices, marks, mults)
         rows = np.ascontiguousarray(rows, np.int64)
         if len(self._changed) < len(rows):
-            self._changed = np.empty(max(len(rows), 2 * len(self._changed)), np.int64)
-        count = _hxmargin.recompute(
-            ints, dbls, book.balance, book.perp_size, book.perp_cost, rows,
-            book.equity, book.initial, book.maintenance, book.exposure, self._changed, self.threads,
+            size = max(len(rows), 2 * len(self._changed))
+            self._changed, self._below = np.empty(size, np.int64), np.empty(size, np.int64)
+        changed, below = _hxmargin.recompute(
+            ints, dbls, book.balance, book.perp_size, book.perp_cost, rows, book.equity, book.initial,
+            book.maintenance, book.exposure, self._changed, self._below, self.threads,
         )  # fmt: skip
-        return self._changed[:count]
+        self.below = self._below[:below]
+        return self._changed[:changed]
 
 
 def settle(book, rows: np.ndarray) -> None:  # type: ignore[no-untyped-def]

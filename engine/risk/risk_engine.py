@@ -1077,6 +1077,9 @@ class RiskEngine:
         rows = np.flatnonzero(dirty) if dirty.any() else _NO_ROWS  # (any() is 5x cheaper on 1M rows)
         if len(rows):
             self._recompute(rows, publish=True)
+            compiled = self.margin.compiled
+            if compiled is not None:  # of them only those below maintenance can start a case
+                rows = compiled.below.copy()
         liq = self.liquidator
         if liq.cases:  # (a mask, not np.union1d: that hashes every row, ~50 ms at 100,000)
             look = np.zeros(n, bool)

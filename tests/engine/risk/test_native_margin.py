@@ -123,6 +123,8 @@ def _same(spec_name: str, seed: int, n: int, density: float, whales: bool, subse
             return
         got = compiled.recompute(book_b, rows, prices, marks)
         assert got.tolist() == want.tolist()
+        below = (book_a.maintenance[rows] > 0) & (book_a.equity[rows] < book_a.maintenance[rows])
+        assert compiled.compiled.below.tolist() == rows[below].tolist()  # type: ignore[union-attr]
         for column in ("equity", "initial", "maintenance", "exposure"):
             assert getattr(book_a, column)[:n].tobytes() == getattr(book_b, column)[:n].tobytes(), column
 
@@ -178,7 +180,7 @@ def test_a_malformed_plan_is_refused_not_read_past_its_end() -> None:
     prices, marks, mults = _prices(spec, np.random.default_rng(1))
     ints, dbls = compiled.compiled.plan(prices, marks, mults)  # type: ignore[union-attr]
     args = (book.balance, book.perp_size, book.perp_cost, np.array([0]), book.equity, book.initial,
-            book.maintenance, book.exposure, np.zeros(1, np.int64))  # fmt: skip
+            book.maintenance, book.exposure, np.zeros(1, np.int64), np.zeros(1, np.int64))  # fmt: skip
     for bad_ints, bad_dbls in ((ints[:-1], dbls), (ints, dbls[:-1]), (np.append(ints, 0), dbls)):
         with pytest.raises(ValueError, match="malformed margin plan"):
             _hxmargin.recompute(bad_ints, bad_dbls, *args)
@@ -207,6 +209,8 @@ def test_two_threads_give_the_bytes_of_one_and_of_numpy() -> None:
         model.multiplier[:] = mults
         results.append(model.recompute(book, rows, prices, marks).tolist())
     assert results[0] == results[1] == results[2] and len(results[0]) > n // 2
+    below = rows[(books[0].maintenance[:n] > 0) & (books[0].equity[:n] < books[0].maintenance[:n])].tolist()
+    assert one.compiled.below.tolist() == two.compiled.below.tolist() == below and below
     for column in ("equity", "initial", "maintenance", "exposure"):
         want = getattr(books[0], column)[:n].tobytes()
         assert (
