@@ -143,7 +143,7 @@ class BatchSender:
             deposits=b.deposits,
             assets=b.assets,
             withdrawals=b.withdrawals,
-            forced_serves=[],
+            forced_serves=list(b.forced),
             insurance_moves=[],
             data=b.data,
         )
