@@ -55,6 +55,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import pickle
+import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ _DEPOSIT_CMD = BY_TYPE[MsgType.DEPOSIT].struct
 _SETTLED = BY_TYPE[MsgType.SETTLED].struct
 _RESULT_CMD = BY_TYPE[MsgType.WITHDRAW_RESULT].struct
 _REQUEST_CMD = BY_TYPE[MsgType.WITHDRAW_REQUEST].struct
+_REQUEST_CANCELLED = re.compile(r"RequestCancelled\(\(?(\d+),?\)")  # the EscapeHatch's error, as decoded
 USDC_PRICE_MICRO = 10**6
 
 
@@ -408,7 +410,9 @@ class SettlementEngine:
             self._confirmed(bid, block)
         elif kind == FAILED:
             bid = struct.unpack_from("<Q", record, 1)[0]
-            self._halt(f"batch {bid}: {bytes(record[9:]).decode(errors='replace')}")
+            reason = bytes(record[9:]).decode(errors="replace")
+            if not self._drop_cancelled_serve(bid, reason):
+                self._halt(f"batch {bid}: {reason}")
         elif kind == WITHDRAWAL:
             self._withdrawal(record)
         elif kind == ROLLBACK:
@@ -987,7 +991,33 @@ class SettlementEngine:
         self.last_seal_ns = self.now_ns
         self.out.sealed = self.pending
 
-    def _rollback(self, to_id: int, to_hash: bytes) -> None:
+    def _drop_cancelled_serve(self, bid: int, reason: str) -> bool:
+        """The chain refused the in-flight batch because the account cancelled a forced request the batch
+        serves (on chain between our seal and the batch): void the batch as a rollback to the last
+        confirmed one, without that request (its hold returns with the others'); the next batch is sealed
+        without it. False when the refusal is anything else (then settlement halts)."""
+        m = _REQUEST_CANCELLED.search(reason)
+        p = self.pending
+        if m is None or p is None or p.batch_id != bid:
+            return False
+        rid = int(m.group(1))
+        reqs = self.batch_forced.get(bid, [])
+        req = next((r for r in reqs if r.request_id == rid), None)
+        if req is None:
+            return False
+        reqs.remove(req)
+        if req.from_extra:
+            key = (req.address, req.token)
+            self.extra[key] = self.extra.get(key, 0) + req.from_extra
+        self._rollback(
+            self.confirmed_id,
+            self.confirmed_hash,
+            f"batch {bid} refused: forced request {rid} was cancelled on chain after we sealed it; the batch "
+            "is sealed again without it (its withdrawals' holds returned)",
+        )
+        return True
+
+    def _rollback(self, to_id: int, to_hash: bytes, why: str = "") -> None:
         """A challenge voided our batches after ``to_id``: return the holds of their withdrawals (their
         nonces stay spent on chain), restore the ledger and the trees as of ``to_id`` (replayed from our
         own published data), and re-prove every account in the next batch."""
@@ -1040,7 +1070,8 @@ class SettlementEngine:
         self.pending = None
         self.confirmed_id, self.confirmed_hash = to_id, to_hash
         self._alarm(
-            f"batches {voided[0]}..{voided[-1]} were voided on chain: their withdrawals' holds returned; "
+            why
+            or f"batches {voided[0]}..{voided[-1]} were voided on chain: their withdrawals' holds returned; "
             f"every account is proved again after batch {to_id}"
         )
 

@@ -14,6 +14,7 @@ from test_batch_sender import ADDR, KEYS, OnChain
 
 from settlement.anvil import DEV_PRIVATE_KEYS, Anvil
 from settlement.audit import audit
+from settlement.batch_sender import BatchRefused
 from settlement.chain import Artifact, Chain
 from settlement.forced_request_watcher import (
     ChainForcedRequest,
@@ -22,7 +23,7 @@ from settlement.forced_request_watcher import (
     parse_cancel,
     parse_request,
 )
-from settlement.settlement_engine import pack_forced, pack_forced_cancel, pack_paid
+from settlement.settlement_engine import pack_failed, pack_forced, pack_forced_cancel, pack_paid
 from settlement.sum_tree import CLAIM
 
 CAROL_KEY = DEV_PRIVATE_KEYS[7]
@@ -171,3 +172,30 @@ def test_malformed_forced_logs_are_refused_not_crashes() -> None:
     with pytest.raises(MalformedLog):
         parse_cancel({"args": {"requestId": 0}, "blockNumber": 1})
     assert KEYS  # the shared deployment's keys
+
+
+def test_a_cancellation_racing_our_seal_reseals_the_batch_without_the_serve(forced: Forced) -> None:
+    """alice cancels after our batch was sealed with her serve and before it is mined: the chain refuses
+    the batch (RequestCancelled); the core voids it, returns the hold and seals a batch the chain takes."""
+    s = forced
+    s.deposit("alice", USDC, 100 * 10**6)
+    s.watch()
+    s.settle()
+    s.request("alice", USDC, 40 * 10**6, ADDR["alice"])
+    s.watch_forced()
+    s.h.tick()
+    sealed = s.h.engine.pending
+    assert sealed is not None and sealed.forced
+    s.chains["alice"].transact(s.hatch("alice").functions.cancelForcedWithdrawal(1))
+    with pytest.raises(BatchRefused, match="RequestCancelled") as err:
+        s.sender.post(sealed)
+    s.h.apply(pack_failed(sealed.batch_id, f"BatchRefused: {err.value}"))
+    assert not s.h.engine.halted and any("cancelled on chain after we sealed it" in a for a in s.h.alarms)
+    assert s.h.risk.balances[(1, USDC_ASSET)] == 100 * 10**6 and s.h.risk.held[(1, USDC_ASSET)] == 0
+    s.watch_forced()  # the cancellation itself: nothing more to do
+    b = s.settle()
+    assert b.batch_id == sealed.batch_id and not b.forced
+    assert s.ch().functions.accountHoldings(s.m["tokens"][USDC]).call() == 100 * 10**6
+    assert s.h.engine.trees.leaf(s.users[0], USDC, CLAIM) == 100 * 10**6
+    report = audit(s.anvil.url, s.m)
+    assert report.ok, report.difference
