@@ -371,6 +371,8 @@ class SettlementProcess:
             "halted": e.halted,
             "deposits_seen": e.deposits_seen,
             "deposits_credited_on_chain": e.batch_credited,
+            "forced_requests_seen": e.forced_seen,
+            "forced_requests_waiting": len(e.forced),
             "accounts": len(e.trees.accounts),
             "chain_error": self.chain_error,
             "transactions_sent": self.sender.sent,
