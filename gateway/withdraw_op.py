@@ -1,7 +1,7 @@
 """The ``withdraw`` op: an account's EIP-712-signed withdrawal -> the run's withdrawal log + a risk hold.
 
 Request: ``{"op": "withdraw", "token": "0x..", "amount": "<token base units>", "destination": "0x..",
-"nonce": <int < 2**64>, "expiry": <unix s>, "signature": "0x<65 bytes>"}``, from a session logged in
+"nonce": <int < 2**63>, "expiry": <unix s>, "signature": "0x<65 bytes>"}``, from a session logged in
 with the account's own key (an agent key can trade, never withdraw). The gateway checks what it can
 without the chain (the token is listed and maps to an asset, the amount is whole engine units, the
 signature recovers to the session's account), appends the signed request to ``withdrawals.log``,
@@ -70,12 +70,12 @@ def op_withdraw(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> No
         sess.error(msg, RejectCode.BAD_FIELD, "destination must be a non-zero 0x-prefixed 20-byte address")
         return
     amount = _int(msg, "amount", 1, 1 << 255)
-    nonce = _int(msg, "nonce", 0, 1 << 64)
+    nonce = _int(msg, "nonce", 0, 1 << 63)  # ids >= 2**63 are settlement's forced requests at risk
     expiry = _int(msg, "expiry", 1, 1 << 64)
     sig = msg.get("signature")
     if amount is None or nonce is None or expiry is None:
         sess.error(
-            msg, RejectCode.BAD_FIELD, "amount (base units), nonce (< 2**64) and expiry must be integers"
+            msg, RejectCode.BAD_FIELD, "amount (base units), nonce (< 2**63) and expiry must be integers"
         )
         return
     if not isinstance(sig, str) or len(sig) != 132 or not sig.startswith("0x"):

@@ -99,6 +99,8 @@ class BatchSender:
         self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": rpc_timeout_s}))
         self.account = Account.from_key(operator_key)
         self.abi = Artifact.load("ClearingHouse").abi
+        # reverts name the ClearingHouse's errors and those of the EscapeHatch it calls (forced serves)
+        self.errors_abi = self.abi + [e for e in Artifact.load("EscapeHatch").abi if e.get("type") == "error"]
         self.ch = self.w3.eth.contract(address=to_checksum_address(clearing_house), abi=self.abi)
         self.confirmations = max(1, confirmations)
         self.receipt_timeout_s = receipt_timeout_s
@@ -143,7 +145,7 @@ class BatchSender:
             deposits=b.deposits,
             assets=b.assets,
             withdrawals=b.withdrawals,
-            forced_serves=[],
+            forced_serves=list(b.forced),
             insurance_moves=[],
             data=b.data,
         )
@@ -183,7 +185,7 @@ class BatchSender:
             gas = self._rpc(lambda: fn.estimate_gas({"from": sender}))
         except (ContractCustomError, ContractLogicError) as exc:
             raise BatchRefused(
-                f"batch {b.batch_id}: {decode_revert(self.abi, getattr(exc, 'data', exc))}"
+                f"batch {b.batch_id}: {decode_revert(self.errors_abi, getattr(exc, 'data', exc))}"
             ) from exc
         if self._chain_id is None:
             self._chain_id = int(self._rpc(lambda: self.w3.eth.chain_id))
@@ -243,7 +245,7 @@ class BatchSender:
         try:
             gas = self._rpc(lambda: fn.estimate_gas({"from": sender}))
         except (ContractCustomError, ContractLogicError) as exc:
-            reason = decode_revert(self.abi, getattr(exc, "data", exc))
+            reason = decode_revert(self.errors_abi, getattr(exc, "data", exc))
             if reason.startswith("NothingToExecute"):
                 return True
             if reason.startswith(("OutflowCapExceeded", "BatchNotFinal", "EnforcedPause")):

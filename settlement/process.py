@@ -46,8 +46,10 @@ from engine.wire.layout import SLOT_BYTES
 from settlement.batch_sender import BatchRefused, BatchSender, ChainUnavailable, NotOurs, RolledBack
 from settlement.chain import Artifact
 from settlement.deposit_watcher import DepositWatcher
+from settlement.forced_request_watcher import ChainForcedRequest, ForcedRequestWatcher, MalformedLog
 from settlement.settlement_engine import (
     EVENTS,
+    FORCED_BIT,
     KEPT_EVENTS,
     SealedBatch,
     SettlementEngine,
@@ -58,6 +60,8 @@ from settlement.settlement_engine import (
     pack_deposit,
     pack_events,
     pack_failed,
+    pack_forced,
+    pack_forced_cancel,
     pack_log_offset,
     pack_paid,
     pack_resume,
@@ -367,6 +371,8 @@ class SettlementProcess:
             "halted": e.halted,
             "deposits_seen": e.deposits_seen,
             "deposits_credited_on_chain": e.batch_credited,
+            "forced_requests_seen": e.forced_seen,
+            "forced_requests_waiting": len(e.forced),
             "accounts": len(e.trees.accounts),
             "chain_error": self.chain_error,
             "transactions_sent": self.sender.sent,
@@ -388,13 +394,25 @@ class SettlementProcess:
             confirmations=self.options.confirmations,
             from_block=int(self.manifest.get("start_block", 0)),
         )
+        forced = ForcedRequestWatcher(
+            self.options.rpc_url,
+            self.manifest["contracts"]["EscapeHatch"]["address"],
+            next_id=self.engine.forced_seen + 1,
+            confirmations=self.options.confirmations,
+            from_block=int(self.manifest.get("start_block", 0)),
+        )
         backoff = 0.2
-        last_gap = ""
+        last_gap = last_forced_gap = last_malformed = ""
         log = WithdrawalLog(self.options.run_dir)
         log_offset = self.engine.withdrawal_log_offset
         while not self.stop_requested:
             try:
                 log_offset = self._read_withdrawals(log, log_offset, tokens)
+                for f in forced.poll():
+                    self.facts.put(self._forced_fact(f, registry, tokens))
+                if forced.gap and forced.gap != last_forced_gap:
+                    self.alarm(f"forced request gap: {forced.gap}")
+                last_forced_gap = forced.gap
                 for d in watcher.poll():
                     account_id = registry.ensure_account(d.account.lower())
                     token = tokens.index(d.token.lower())
@@ -407,7 +425,15 @@ class SettlementProcess:
                     self.alarm(f"deposit gap: {watcher.gap}")
                 last_gap = watcher.gap
                 backoff = 0.2
+                last_malformed = ""
                 time.sleep(0.2)
+            except MalformedLog as exc:  # garbage from the node: say so once, read again later
+                if str(exc) != last_malformed:
+                    self.alarm(f"forced request watcher: {exc}")
+                last_malformed = str(exc)
+                self.chain_error = f"watcher: {exc}"[:300]
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
             except ChainUnavailable as exc:
                 self.chain_error = f"watcher: {exc}"[:300]
                 time.sleep(backoff)
@@ -416,12 +442,24 @@ class SettlementProcess:
                 self.alarm(f"deposit watcher: {type(exc).__name__}: {exc}")
                 time.sleep(1.0)
 
+    @staticmethod
+    def _forced_fact(f: Any, registry: AccountRegistry, tokens: list[str]) -> bytes:
+        """The journal record of a confirmed forced request or cancellation (a token not in the manifest
+        is index 255: the core records the id and alarms)."""
+        if not isinstance(f, ChainForcedRequest):
+            return pack_forced_cancel(f.request_id)
+        account_id = registry.ensure_account(f.account.lower())
+        token = tokens.index(f.token.lower()) if f.token.lower() in tokens else 255
+        return pack_forced(
+            f.request_id, account_id, token, f.amount, f.destination, f.deadline, f.block, f.account
+        )
+
     def _read_withdrawals(self, log: WithdrawalLog, offset: int, tokens: list[str]) -> int:
         """Journal the gateways' new signed withdrawals, each with the chain's own checks (nonce unused on
         chain; the signature the account's, by ECDSA or its ERC-1271 approval)."""
         for end, rec in log.read_from(offset):
             try:
-                if rec is None or rec.token.lower() not in tokens or not 0 <= rec.nonce < 1 << 64:
+                if rec is None or rec.token.lower() not in tokens or not 0 <= rec.nonce < FORCED_BIT:
                     raise ValueError("unusable")
                 w = Withdrawal(
                     to_checksum_address(rec.account), to_checksum_address(rec.token), rec.amount,

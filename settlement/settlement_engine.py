@@ -17,7 +17,10 @@ Records (first byte is the kind; integers little-endian):
   u64 ns): SETTLED events for every account it covers;
 - ``FAILED``: the chain refused the in-flight batch or holds another one (u64 batch id, reason
   text): alarm and halt;
-- ``RESUME``: an operator resumes after a halt (the in-flight batch, if any, is tried again).
+- ``RESUME``: an operator resumes after a halt (the in-flight batch, if any, is tried again);
+- ``FORCED``: a forced withdrawal request the EscapeHatch recorded, with its confirmations (request id,
+  account id, token index, amount in token base units, destination, deadline, block, 20-byte account);
+- ``FORCED_CANCEL``: the account cancelled request ``id`` on chain before a batch served it.
 
 Invariants:
 
@@ -34,6 +37,14 @@ Invariants:
   each rounded down; claim = max(v, 0), liability = max(-v, 0). The exchange's own accounts (fees,
   insurance, liquidation) share one leaf, the fee address, which also takes the rounding dust, so per
   token claims - liabilities == credited deposits - queued withdrawals exactly (the contract's check);
+- forced withdrawals (``_take_forced``): each request is served by the first batch that can, in id
+  order, once: in full (risk's hold of ``amount // f_t`` engine units plus the rest from ``extra``), or
+  short, with the proof that the account's claim leaf of the token is 0 in that batch, only when the
+  serve empties the leaf (everything risk lets go and everything in ``extra``). Nothing is ever paid
+  that the engine does not hold for it (risk's WITHDRAW_HOLD, request id ``FORCED_BIT | id``, apart
+  from gateway nonces < 2**63) or that ``extra`` does not keep for the account. A request that can be
+  neither (risk keeps margin for open positions or orders) waits: the hold returns, an alarm names
+  the deadline, risk is asked again every ``forced_retry_ns``;
 - reconciliation: the fee leaf's residual may differ from the engine's own figure only by dust in
   USDC (at most one micro per account valued) and not at all in other tokens; otherwise alarm and
   halt (no batch is sealed until ``RESUME``).
@@ -41,8 +52,10 @@ Invariants:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import pickle
+import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +70,7 @@ from engine.types.enums import BalanceReason, DepositSource, MsgType, RejectCode
 from engine.wire.layout import BY_TYPE, SLOT_BYTES, WIRE_VERSION
 from settlement.account_trees import AccountTrees
 from settlement.batch_commitments import (
+    PAYOUT_FORCED,
     PAYOUT_WITHDRAWAL,
     AssetState,
     Payout,
@@ -71,7 +85,12 @@ from settlement.withdrawal import Withdrawal
 
 # record kinds
 EVENTS, DEPOSIT, CLOCK, CONFIRMED, FAILED, RESUME, WITHDRAWAL, PAID, LOG_OFFSET, ROLLBACK = range(1, 11)
+FORCED, FORCED_CANCEL = 11, 12
 MAX_WITHDRAWALS_PER_BATCH = 64
+MAX_FORCED_PER_BATCH = 32
+FORCED_BIT = (
+    1 << 63
+)  # risk's request id of a forced request: FORCED_BIT | request id (gateway nonces < 2**63)
 EXPIRY_MARGIN_S = 600  # a withdrawal expiring sooner than this after the batch is sealed is refused
 _DEPOSIT = struct.Struct("<BQIBQQ32s20s")  # kind, id, account id, token, depositedAt, block, amount, address
 _CLOCK = struct.Struct("<BQ")
@@ -79,6 +98,9 @@ _CONFIRMED = struct.Struct("<BQQQ")
 # kind, account id, token, amount, destination, nonce, expiry, chain check ok, signature, account address
 _WITHDRAWAL = struct.Struct("<BIB32s20s32sQB65s20s")
 _PAID = struct.Struct("<BQ")
+# kind, request id, account id, token, amount, destination, deadline (unix s), block, account address
+_FORCED = struct.Struct("<BQIB32s20sQQ20s")
+_FORCED_CANCEL = struct.Struct("<BQ")
 _EVENTS_HEAD = struct.Struct("<BHIQQ")  # kind, partition, slots consumed, ring cursor before, ring nonce
 
 KEPT_EVENTS = frozenset(
@@ -93,6 +115,8 @@ _REJECTED = BY_TYPE[MsgType.REJECTED].struct
 _DEPOSIT_CMD = BY_TYPE[MsgType.DEPOSIT].struct
 _SETTLED = BY_TYPE[MsgType.SETTLED].struct
 _RESULT_CMD = BY_TYPE[MsgType.WITHDRAW_RESULT].struct
+_REQUEST_CMD = BY_TYPE[MsgType.WITHDRAW_REQUEST].struct
+_REQUEST_CANCELLED = re.compile(r"RequestCancelled\(\(?(\d+),?\)")  # the EscapeHatch's error, as decoded
 USDC_PRICE_MICRO = 10**6
 
 
@@ -165,6 +189,28 @@ def pack_rollback(batch_id: int, batch_hash_: bytes) -> bytes:
     return struct.pack("<BQ32s", ROLLBACK, batch_id, batch_hash_)
 
 
+def pack_forced(
+    request_id: int,
+    account_id: int,
+    token_index: int,
+    amount: int,
+    destination: str,
+    deadline: int,
+    block: int,
+    account: str,
+) -> bytes:
+    """A forced withdrawal request (``EscapeHatch.ForcedWithdrawalRequested``) with its confirmations."""
+    return _FORCED.pack(
+        FORCED, request_id, account_id, token_index, amount.to_bytes(32, "big"), address_bytes(destination),
+        min(deadline, (1 << 64) - 1), block, address_bytes(account),
+    )  # fmt: skip
+
+
+def pack_forced_cancel(request_id: int) -> bytes:
+    """The account cancelled forced request ``request_id`` on chain (``ForcedWithdrawalCancelled``)."""
+    return _FORCED_CANCEL.pack(FORCED_CANCEL, request_id)
+
+
 def pack_paid(batch_id: int) -> bytes:
     """Every payout of ``batch_id`` was executed on chain."""
     return _PAID.pack(PAID, batch_id)
@@ -193,6 +239,7 @@ class SettlementSpec:
     batch_interval_ns: int = 1_000_000_000
     batch_max_events: int = 10_000
     keepalive_ns: int = 3600 * 1_000_000_000  # an empty batch at least this often (freeze period >> it)
+    forced_retry_ns: int = 10 * 1_000_000_000  # a forced request that cannot be served asks risk again
 
     def __post_init__(self) -> None:
         if not self.tokens or self.tokens[0].asset_id != 0:
@@ -230,6 +277,33 @@ class SealedBatch:
     covered: dict[int, int]  # account id -> last private seq the batch covers
     events: int
     sealed_ns: int
+    # (requestId, amount, leafIndex, proof) per forced request served, the contract's ForcedServe
+    forced: tuple[tuple[int, int, int, list[tuple[bytes, int]]], ...] = ()
+
+
+# states of a forced request (``ForcedRequest.state``)
+ASKING, READY, WAITING = 0, 1, 2
+
+
+@dataclass
+class ForcedRequest:
+    """A forced withdrawal request on its way into a batch (see the module docstring)."""
+
+    request_id: int
+    account_id: int
+    token: int
+    amount: int  # token base units, as requested
+    destination: str
+    address: bytes
+    deadline: int  # unix s: after it, anyone may freeze unless the request is settled
+    state: int = ASKING
+    held: int = 0  # engine units risk holds for it (request id FORCED_BIT | request_id)
+    retry_ns: int = 0
+    cancelled: bool = False
+    why: str = ""  # why risk let go of nothing (its reject code), if it did
+    alarmed: str = ""  # the last reason it could not be served, as alarmed (once per reason)
+    served: int = 0  # token base units the batch serves
+    from_extra: int = 0  # of which from the account's ``extra``
 
 
 @dataclass
@@ -290,6 +364,10 @@ class SettlementEngine:
         # (account, nonce) -> units: paid on chain, risk not yet told
         self.paying: dict[tuple[int, int], int] = {}
         self.withdrawal_log_offset = 0  # the gateways' withdrawals.log is journaled up to here
+        # ---- forced withdrawals: a request on chain meets risk's hold, then the next batch that can serves it
+        self.forced_seen = 0  # last request id recorded
+        self.forced: dict[int, ForcedRequest] = {}  # request id -> not yet in a batch
+        self.batch_forced: dict[int, list[ForcedRequest]] = {}  # batch -> the requests it serves, until paid
         # batch -> (hash, published data, credited deposit id, deposit hash, credited and queued per token)
         self.history: dict[int, tuple[bytes, bytes, int, bytes, list[int], list[int]]] = {}
         self.batch_credited = 0
@@ -324,6 +402,7 @@ class SettlementEngine:
             self.now_ns = max(self.now_ns, _CLOCK.unpack_from(record, 0)[1])
             if not self.last_seal_ns:
                 self.last_seal_ns = self.now_ns - self.spec.batch_interval_ns  # due at once; no keepalive yet
+            self._retry_forced()
             self._maybe_seal()
         elif kind == CONFIRMED:
             _k, bid, block, now = _CONFIRMED.unpack_from(record, 0)
@@ -331,7 +410,9 @@ class SettlementEngine:
             self._confirmed(bid, block)
         elif kind == FAILED:
             bid = struct.unpack_from("<Q", record, 1)[0]
-            self._halt(f"batch {bid}: {bytes(record[9:]).decode(errors='replace')}")
+            reason = bytes(record[9:]).decode(errors="replace")
+            if not self._drop_cancelled_serve(bid, reason):
+                self._halt(f"batch {bid}: {reason}")
         elif kind == WITHDRAWAL:
             self._withdrawal(record)
         elif kind == ROLLBACK:
@@ -343,6 +424,13 @@ class SettlementEngine:
             )
         elif kind == PAID:
             self._paid(_PAID.unpack_from(record, 0)[1])
+        elif kind == FORCED:
+            self._forced_record(record)
+        elif kind == FORCED_CANCEL:
+            if len(record) != _FORCED_CANCEL.size:
+                self._alarm(f"malformed FORCED_CANCEL record ({len(record)} bytes): ignored")
+            else:
+                self._forced_cancel(_FORCED_CANCEL.unpack_from(record, 0)[1])
         elif kind == RESUME:
             self.halted = ""
             self.accept_difference = True  # the operator looked: the next batch proceeds as reconciled
@@ -370,6 +458,8 @@ class SettlementEngine:
                 self._hold(-1 - asset, account, balance != 0 or held != 0)
             if reason == BalanceReason.DEPOSIT and ref in self.in_flight:
                 self._resolve(ref, credited=True)
+            elif reason == BalanceReason.WITHDRAW_HOLD and ref & FORCED_BIT:
+                self._forced_held(account, asset, ref & ~FORCED_BIT, -_delta)
             elif reason == BalanceReason.WITHDRAW_HOLD:
                 self.wd_hold[(account, ref)] = (asset, -_delta)
                 self._pair(account, ref)
@@ -414,6 +504,8 @@ class SettlementEngine:
             ):
                 self._alarm(f"risk refused deposit {ref} (reason {reason}): kept in the depositor's leaf")
                 self._resolve(ref, credited=False)
+            elif command == MsgType.WITHDRAW_REQUEST and ref & FORCED_BIT:
+                self._forced_refused(account, ref & ~FORCED_BIT, reason)
             if account and seq:
                 self._see(account, seq)
         self.events_waiting += 1
@@ -545,9 +637,193 @@ class SettlementEngine:
 
     def _paid(self, batch_id: int) -> None:
         self.batch_payouts.pop(batch_id, None)
+        self.batch_forced.pop(batch_id, None)
         for account, asset, units, nonce in self.batch_withdrawals.pop(batch_id, []):
             self.paying[(account, nonce)] = units
             self._result(account, asset, units, nonce, WithdrawStatus.PAID)
+
+    # ------------------------------------------------------------------ forced withdrawals
+
+    def _forced_record(self, record: bytes | memoryview) -> None:
+        if len(record) != _FORCED.size:
+            self._alarm(f"malformed FORCED record ({len(record)} bytes): ignored")
+            return
+        _k, rid, account_id, token, amount, dest, deadline, _block, addr = _FORCED.unpack_from(record, 0)
+        amount_i = int.from_bytes(amount, "big")
+        if rid <= self.forced_seen:
+            self._alarm(f"forced request {rid} seen twice: ignored (nothing served twice)")
+            return
+        if rid != self.forced_seen + 1:
+            self._alarm(f"forced request gap: {rid} after {self.forced_seen}; refused until the gap is seen")
+            return
+        self.forced_seen = rid
+        if token >= len(self.spec.tokens) or amount_i <= 0 or not any(dest) or not any(addr):
+            self._alarm(
+                f"forced request {rid}: token {token}, amount {amount_i} or an address out of range: "
+                "not served (an operator must look before its deadline)"
+            )
+            return
+        if bytes(addr) == self.fee:
+            self._alarm(f"forced request {rid} from the exchange's own leaf address: not served")
+            return
+        req = ForcedRequest(
+            rid, account_id, token, amount_i, to_checksum_address(bytes(dest)), bytes(addr), deadline
+        )
+        self.forced[rid] = req
+        self._ask_risk(req)
+
+    def _is_engine_account(self, req: ForcedRequest) -> bool:
+        """Whether the request's account id is the requesting address's engine account."""
+        if not 0 < req.account_id < SYSTEM_ACCOUNT_BASE:
+            return False
+        registered = self.address_of(req.account_id)
+        return registered is not None and address_bytes(registered) == req.address
+
+    def _ask_risk(self, req: ForcedRequest) -> None:
+        """Ask risk to hold ``min(amount // f_t, free balance)`` (WITHDRAW_REQUEST, id ``FORCED_BIT | id``);
+        with nothing to hold in the engine the request is ready at once (extra, or a short serve)."""
+        req.state, req.held, req.why = ASKING, 0, ""
+        asset = self.spec.tokens[req.token].asset_id
+        units = 0
+        if asset >= 0 and self._is_engine_account(req):
+            free = self.balance.get((req.account_id, asset), (0, 0))[0]
+            units = min(req.amount // self.spec.factor(req.token), free, (1 << 62) - 1)
+        if units <= 0:
+            req.state = READY
+            return
+        part = req.account_id % self.spec.partitions
+        self.out.commands.setdefault(part, bytearray()).extend(
+            _REQUEST_CMD.pack(
+                MsgType.WITHDRAW_REQUEST, WIRE_VERSION, SLOT_BYTES, 0, req.account_id, asset, units,
+                FORCED_BIT | req.request_id,
+            )
+        )  # fmt: skip
+
+    def _forced_held(self, account: int, asset: int, rid: int, units: int) -> None:
+        req = self.forced.get(rid)
+        if (
+            req is None
+            or req.state != ASKING
+            or req.cancelled
+            or req.account_id != account
+            or self.spec.tokens[req.token].asset_id != asset
+        ):  # cancelled meanwhile, or a hold not asked for: it returns
+            if req is not None and req.cancelled:
+                del self.forced[rid]
+            self._result(account, asset, units, FORCED_BIT | rid, WithdrawStatus.FAILED)
+            return
+        req.held, req.state = units, READY
+
+    def _forced_refused(self, account: int, rid: int, reason: int) -> None:
+        req = self.forced.get(rid)
+        if req is None or req.state != ASKING or req.account_id != account:
+            return
+        if req.cancelled:
+            del self.forced[rid]
+            return
+        req.held, req.state, req.why = 0, READY, f"risk refused the hold (reject code {reason})"
+
+    def _forced_cancel(self, rid: int) -> None:
+        req = self.forced.get(rid)
+        if req is None:
+            if any(r.request_id == rid for rs in self.batch_forced.values() for r in rs):
+                self._alarm(
+                    f"forced request {rid} was cancelled on chain after our batch served it: the chain "
+                    "refuses that batch unless it held it first"
+                )
+            return
+        if req.state == ASKING:
+            req.cancelled = True  # risk's answer is still coming: its hold returns then
+            return
+        if req.held:
+            asset = self.spec.tokens[req.token].asset_id
+            self._result(req.account_id, asset, req.held, FORCED_BIT | rid, WithdrawStatus.FAILED)
+        del self.forced[rid]
+
+    def _retry_forced(self) -> None:
+        for rid in sorted(self.forced):
+            req = self.forced[rid]
+            if req.state == WAITING and self.now_ns >= req.retry_ns:
+                self._ask_risk(req)
+
+    def _forced_wait(self, req: ForcedRequest, why: str) -> None:
+        """The request cannot be served in this batch: the hold returns, risk is asked again later."""
+        if req.held:
+            asset = self.spec.tokens[req.token].asset_id
+            self._result(req.account_id, asset, req.held, FORCED_BIT | req.request_id, WithdrawStatus.FAILED)
+        if why != req.alarmed:
+            self._alarm(
+                f"forced request {req.request_id} of 0x{req.address.hex()} ({req.amount} of token "
+                f"{req.token}) cannot be served yet: {why}; asked again every "
+                f"{self.spec.forced_retry_ns // 1_000_000_000} s; deadline {req.deadline} (then anyone may freeze)"
+            )
+        req.held, req.state, req.alarmed = 0, WAITING, why
+        req.retry_ns = self.now_ns + self.spec.forced_retry_ns
+
+    def _take_forced(self, bid: int, payouts: list[Payout]) -> list[ForcedRequest]:
+        """Move ready forced requests into batch ``bid``, in id order: in full (risk's hold plus ``extra``), or
+        short only when the serve empties the account's claim leaf of the token (the contract's proof)."""
+        taken: list[ForcedRequest] = []
+        for rid in sorted(self.forced):
+            req = self.forced[rid]
+            if req.state != READY:
+                continue
+            if len(taken) >= MAX_FORCED_PER_BATCH:
+                break
+            t = req.token
+            asset = self.spec.tokens[t].asset_id
+            key = (req.address, t)
+            engine_part = req.held * self.spec.factor(t)
+            from_extra = min(req.amount - engine_part, self.extra.get(key, 0))
+            served = engine_part + from_extra
+            accounts = sorted(a for a, ad in self.addresses.items() if ad == req.address)
+            if served < req.amount:
+                left = self._value(req.address, accounts)[t] - served
+                if left > 0:
+                    why = req.why or "the account holds more of the token than risk lets go (margin)"
+                    self._forced_wait(req, why)
+                    continue
+            del self.forced[rid]
+            req.served, req.from_extra = served, from_extra
+            if from_extra:
+                rest = self.extra[key] - from_extra
+                if rest:
+                    self.extra[key] = rest
+                else:
+                    del self.extra[key]
+            if req.held:
+                q = (req.account_id, asset)
+                self.acct_queued[q] = self.acct_queued.get(q, 0) + req.held
+                self.batch_withdrawals.setdefault(bid, []).append(
+                    (req.account_id, asset, req.held, FORCED_BIT | rid)
+                )
+            self.queued_wei[t] += served
+            self.touched.update(accounts)
+            self.trees.ensure_account(req.address)  # a short serve proves a leaf at its index
+            if served:
+                payouts.append(
+                    Payout(PAYOUT_FORCED, to_checksum_address(req.address), self.spec.tokens[t].address,
+                           served, req.destination, rid)
+                )  # fmt: skip
+            taken.append(req)
+        if taken:
+            self.batch_forced[bid] = taken
+            if payouts:
+                self.batch_payouts[bid] = payouts
+        return taken
+
+    def _forced_serves(self, taken: list[ForcedRequest]) -> tuple[tuple[int, int, int, list[Any]], ...]:
+        """The contract's ``ForcedServe`` of each request, proofs against the batch's final trees."""
+        serves: list[tuple[int, int, int, list[Any]]] = []
+        for req in taken:
+            if req.served == req.amount:
+                serves.append((req.request_id, req.served, 0, []))
+                continue
+            amount, index, proof = self.trees.leaf_proof(req.address, req.token, CLAIM)
+            if amount:  # the take said the leaf would be empty: a bug, and the chain will refuse the batch
+                self._alarm(f"forced request {req.request_id}: short serve but the claim leaf is {amount}")
+            serves.append((req.request_id, req.served, index, proof))
+        return tuple(serves)
 
     def _take_withdrawals(self, bid: int) -> tuple[list[tuple[Any, ...]], list[Payout]]:
         """Move ready withdrawals into batch ``bid`` (queued: they leave the leaves and the holdings)."""
@@ -591,7 +867,11 @@ class SettlementEngine:
             return
         due = self.now_ns - self.last_seal_ns >= self.spec.batch_interval_ns
         work = (
-            self.touched or self.dirty_marks or self.deposits_resolved > self.batch_credited or self.wd_ready
+            self.touched
+            or self.dirty_marks
+            or self.deposits_resolved > self.batch_credited
+            or self.wd_ready
+            or any(r.state == READY for r in self.forced.values())
         )
         if (force or due) and work or self.now_ns - self.last_seal_ns >= self.spec.keepalive_ns:
             self._seal()
@@ -623,10 +903,12 @@ class SettlementEngine:
 
     def _seal(self) -> None:
         saved = (list(self.wd_ready), dict(self.wd_payload), dict(self.wd_hold), dict(self.acct_queued),
-                 list(self.queued_wei), dict(self.batch_withdrawals), dict(self.batch_payouts))  # fmt: skip
+                 list(self.queued_wei), copy.deepcopy(self.batch_withdrawals), dict(self.batch_payouts),
+                 copy.deepcopy(self.forced), dict(self.extra), dict(self.batch_forced))  # fmt: skip
         saved_commands = {p: bytes(c) for p, c in self.out.commands.items()}
         bid = self.confirmed_id + 1
         withdrawals, payouts = self._take_withdrawals(bid)
+        taken = self._take_forced(bid, payouts)
         touched = set(self.touched)
         for key in self.dirty_marks:
             touched |= self.holders.get(key, set())
@@ -667,7 +949,8 @@ class SettlementEngine:
             bound = len(self.leaf_value) // max(n_tokens, 1) + 1 if t == 0 else 0
             if abs(gap) > bound * self.spec.factor(t) and not self.accept_difference:
                 (self.wd_ready, self.wd_payload, self.wd_hold, self.acct_queued, self.queued_wei,
-                 self.batch_withdrawals, self.batch_payouts) = saved  # fmt: skip
+                 self.batch_withdrawals, self.batch_payouts, self.forced, self.extra,
+                 self.batch_forced) = saved  # fmt: skip
                 self.out.commands = {p: bytearray(c) for p, c in saved_commands.items()}
                 self._halt(
                     f"reconciliation: token {self.spec.tokens[t].address} holdings leave {residual} for the "
@@ -678,6 +961,7 @@ class SettlementEngine:
                 self.leaf_value[(self.fee, t)] = residual
                 self._set_leaf(self.fee, t, residual)
         self.accept_difference = False
+        forced = self._forced_serves(taken)
         data = self.trees.take_published_data(bid).encode()
         prices = [self._token_price(t) for t in range(n_tokens)]
         assets = self.trees.asset_states(prices)
@@ -696,7 +980,7 @@ class SettlementEngine:
         covered = {a: self.seq[a] for a in sorted(self.touched) if a in self.seq and a < SYSTEM_ACCOUNT_BASE}
         self.pending = SealedBatch(
             bid, self.confirmed_hash, credited, records, assets, withdrawals, data, h, covered,
-            self.events_waiting, self.now_ns,
+            self.events_waiting, self.now_ns, forced,
         )  # fmt: skip
         self.batch_credited, self.deposit_acc, self.credited_wei = credited, acc, credited_wei
         # what a rollback to this batch restores: its hash, its data, the ledger after it
@@ -707,7 +991,33 @@ class SettlementEngine:
         self.last_seal_ns = self.now_ns
         self.out.sealed = self.pending
 
-    def _rollback(self, to_id: int, to_hash: bytes) -> None:
+    def _drop_cancelled_serve(self, bid: int, reason: str) -> bool:
+        """The chain refused the in-flight batch because the account cancelled a forced request the batch
+        serves (on chain between our seal and the batch): void the batch as a rollback to the last
+        confirmed one, without that request (its hold returns with the others'); the next batch is sealed
+        without it. False when the refusal is anything else (then settlement halts)."""
+        m = _REQUEST_CANCELLED.search(reason)
+        p = self.pending
+        if m is None or p is None or p.batch_id != bid:
+            return False
+        rid = int(m.group(1))
+        reqs = self.batch_forced.get(bid, [])
+        req = next((r for r in reqs if r.request_id == rid), None)
+        if req is None:
+            return False
+        reqs.remove(req)
+        if req.from_extra:
+            key = (req.address, req.token)
+            self.extra[key] = self.extra.get(key, 0) + req.from_extra
+        self._rollback(
+            self.confirmed_id,
+            self.confirmed_hash,
+            f"batch {bid} refused: forced request {rid} was cancelled on chain after we sealed it; the batch "
+            "is sealed again without it (its withdrawals' holds returned)",
+        )
+        return True
+
+    def _rollback(self, to_id: int, to_hash: bytes, why: str = "") -> None:
         """A challenge voided our batches after ``to_id``: return the holds of their withdrawals (their
         nonces stay spent on chain), restore the ledger and the trees as of ``to_id`` (replayed from our
         own published data), and re-prove every account in the next batch."""
@@ -727,6 +1037,13 @@ class SettlementEngine:
                     self.acct_queued.pop(q, None)
                 self._result(account, asset, units, nonce, WithdrawStatus.FAILED)
             self.batch_payouts.pop(bid, None)
+        for bid in voided:  # a voided serve leaves its request unserved on chain: it is served again
+            for req in self.batch_forced.pop(bid, []):
+                if req.from_extra:
+                    key = (req.address, req.token)
+                    self.extra[key] = self.extra.get(key, 0) + req.from_extra
+                req.state, req.held, req.retry_ns, req.served, req.from_extra = WAITING, 0, 0, 0, 0
+                self.forced[req.request_id] = req
         n_tokens = len(self.spec.tokens)
         if to_id:
             _h, _d, self.batch_credited, self.deposit_acc, credited, queued = self.history[to_id]
@@ -753,7 +1070,8 @@ class SettlementEngine:
         self.pending = None
         self.confirmed_id, self.confirmed_hash = to_id, to_hash
         self._alarm(
-            f"batches {voided[0]}..{voided[-1]} were voided on chain: their withdrawals' holds returned; "
+            why
+            or f"batches {voided[0]}..{voided[-1]} were voided on chain: their withdrawals' holds returned; "
             f"every account is proved again after batch {to_id}"
         )
 
@@ -795,7 +1113,7 @@ class SettlementEngine:
         "batch_credited", "leaf_value", "sum_value", "touched", "dirty_marks", "events_waiting",
         "last_seal_ns", "now_ns", "confirmed_id", "confirmed_hash", "pending", "halted", "accept_difference",
         "wd_payload", "wd_hold", "wd_ready", "nonces_used", "acct_queued", "batch_withdrawals", "paying",
-        "batch_payouts", "withdrawal_log_offset", "history",
+        "batch_payouts", "withdrawal_log_offset", "history", "forced_seen", "forced", "batch_forced",
     )  # fmt: skip
 
     def snapshot(self) -> bytes:
@@ -841,6 +1159,6 @@ def _canonical(v: Any) -> Any:
         return sorted(v)
     if isinstance(v, list | tuple):
         return [_canonical(x) for x in v]
-    if isinstance(v, SealedBatch):
+    if isinstance(v, SealedBatch | ForcedRequest):
         return _canonical(v.__dict__)
     return v

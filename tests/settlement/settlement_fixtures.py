@@ -9,7 +9,7 @@ from pathlib import Path
 from eth_account import Account
 
 from engine.risk.risk_config import load_risk_config
-from engine.types.enums import BalanceReason, MsgType, WithdrawStatus
+from engine.types.enums import BalanceReason, MsgType, RejectCode, WithdrawStatus
 from engine.wire.layout import BY_TYPE, SLOT_BYTES, WIRE_VERSION
 from settlement.anvil import DEV_PRIVATE_KEYS
 from settlement.settlement_engine import (
@@ -134,6 +134,7 @@ class Harness:
         self.settled: list[tuple[int, ...]] = []
         self.alarms: list[str] = []
         self.results: list[bytes] = []  # every command settlement sent to risk
+        self.margin_locked: set[int] = set()  # accounts whose withdrawals risk refuses for margin
 
     def apply(self, record: bytes) -> None:
         self.journal.append(record)
@@ -152,6 +153,19 @@ class Harness:
                     f = BY_TYPE[MsgType.DEPOSIT].struct.unpack_from(cmds, off)
                     account, asset, _src, amount, did = f[4:9]
                     self.events(self.risk.balance(account, asset, amount, BalanceReason.DEPOSIT, did))
+                    continue
+                if cmds[off] == MsgType.WITHDRAW_REQUEST:  # risk: balance and margin, then a hold
+                    account, asset, amount, rid = BY_TYPE[MsgType.WITHDRAW_REQUEST].struct.unpack_from(
+                        cmds, off
+                    )[4:8]
+                    if account in self.margin_locked:
+                        self.events(self.risk.rejected(account, MsgType.WITHDRAW_REQUEST, rid,
+                                                       RejectCode.INSUFFICIENT_MARGIN))  # fmt: skip
+                    elif amount > self.risk.balances.get((account, asset), 0):
+                        self.events(self.risk.rejected(account, MsgType.WITHDRAW_REQUEST, rid,
+                                                       RejectCode.INSUFFICIENT_BALANCE))  # fmt: skip
+                    else:
+                        self.hold(account, asset, amount, rid)
                     continue
                 account, asset, status, units, nonce = BY_TYPE[MsgType.WITHDRAW_RESULT].struct.unpack_from(
                     cmds, off

@@ -54,13 +54,18 @@ class Risk:
         self.consumer = to_risk.consumer(0)
         self.events = events
         self.events.set_producer()
-        self.commands: list[tuple[int, ...]] = []
+        self.commands: list[tuple[int, ...]] = []  # DEPOSIT commands
+        self.withdrawals: list[tuple[int, ...]] = []  # (type, account, asset, ...) of WITHDRAW_* commands
 
     def step(self) -> None:
         data = self.consumer.read(timeout_s=0.05)
         for off in range(0, len(data), SLOT_BYTES):
-            assert data[off] == MsgType.DEPOSIT
-            self.commands.append(BY_TYPE[MsgType.DEPOSIT].struct.unpack_from(data, off)[4:9])
+            t = data[off]
+            assert t in (MsgType.DEPOSIT, MsgType.WITHDRAW_REQUEST, MsgType.WITHDRAW_RESULT)
+            if t == MsgType.DEPOSIT:
+                self.commands.append(BY_TYPE[MsgType.DEPOSIT].struct.unpack_from(data, off)[4:9])
+            else:
+                self.withdrawals.append((t, *BY_TYPE[t].struct.unpack_from(data, off)[4:9]))
             self.engine.handle_command(data, off, Source.SETTLEMENT)
         self.engine.end_of_record()
         _orders, events = self.engine.take_outputs()
@@ -250,3 +255,57 @@ def test_reconciliation_difference_halts_until_hx_settlement_resume(run: Run) ->
     res = CliRunner().invoke(main, ["settlement", "resume", "--state-dir", str(run.tmp)])
     assert res.exit_code == 0, res.output
     run.pump_until(lambda: ch.functions.lastBatchId().call() > halted_at and not status()["halted"])
+
+
+def test_forced_request_served_exactly_once_across_kill_9(run: Run) -> None:
+    """alice asks on chain; settlement is killed -9 between the request and the serve (and again after the
+    payout): the real risk engine gets one hold, the chain one serve and one payout, the balance drops by
+    exactly the amount, and the journal alone rebuilds the same."""
+    run.start()
+    ch = run.ch()
+    run.deposit(USDC, 10 * 10**6)
+    run.pump_until(lambda: ch.functions.lastCreditedDepositId().call() == 1 and bool(run.settled))
+    alice = AccountRegistry(run.tmp).get_account_id(ADDR["alice"].lower())
+    hatch = run.alice.at(Artifact.load("EscapeHatch"), run.m["contracts"]["EscapeHatch"]["address"])
+    run.alice.transact(
+        hatch.functions.requestForcedWithdrawal(run.m["tokens"][USDC], 4 * 10**6, ADDR["alice"])
+    )
+
+    def served() -> list[Any]:
+        return list(ch.events.ForcedWithdrawalServed().get_logs(from_block=0))
+
+    kills_before_serve = 0
+    for delay in (0.0, 0.3, 0.6):  # before the watcher saw it, around risk's hold, around the batch
+        time.sleep(delay)
+        run.risk.step()
+        run.kill9()
+        kills_before_serve += not served()
+        run.start()
+    assert kills_before_serve >= 1
+
+    run.pump_until(lambda: bool(served()) and run.settled[-1][2] == ch.functions.lastBatchId().call())
+    book = run.risk.engine.book
+    assert int(book.held[book.row(alice), 0]) == 4 * 10**6
+    w3 = run.alice.w3
+    w3.provider.make_request("evm_increaseTime", [6 * 3600 + 1])
+    w3.provider.make_request("evm_mine", [])
+    run.pump_until(lambda: int(book.held[book.row(alice), 0]) == 0)
+    run.kill9()
+    run.start()
+    settle_until = time.monotonic() + 3  # a restarted process that would pay or serve again does it by now
+    run.pump_until(lambda: time.monotonic() > settle_until)
+    (serve,) = served()
+    assert serve["args"]["requestId"] == 1 and serve["args"]["amount"] == 4 * 10**6
+    assert len(ch.events.PayoutExecuted().get_logs(from_block=0)) == 1
+    assert hatch.functions.isForcedRequestSettled(1).call()
+    assert int(book.balance[book.row(alice), 0]) == 6 * 10**6 and int(book.held[book.row(alice), 0]) == 0
+    forced_id = (1 << 63) | 1
+    assert [w[0] for w in run.risk.withdrawals if w[-1] == forced_id] == [
+        MsgType.WITHDRAW_REQUEST,
+        MsgType.WITHDRAW_RESULT,
+    ]  # one hold asked, one result: paid
+    assert run.risk.withdrawals[-1][3] == 0  # WithdrawStatus.PAID
+    run.stop()
+    rebuilt = rebuild_from_journal(run.options, load_spec(run.options, run.m, [6, 18, 8]))
+    assert rebuilt.forced_seen == 1 and not rebuilt.forced and not rebuilt.batch_forced
+    assert rebuilt.confirmed_hash == ch.functions.lastBatchHash().call() or rebuilt.pending is not None
