@@ -449,11 +449,12 @@ class Liquidator:
             self.rank_cache = grown
         for p, mid in enumerate(e.config.perps):
             mark = float(e.marks[p])
-            held = np.flatnonzero(b.perp_size[:n, p])  # the work below is over these rows only
-            if mark <= 0 or not len(held):
+            held = b.perp_size[:n, p] != 0  # the work below is over these rows only
+            if mark <= 0 or not held.any():
                 continue
-            # rows with a position, and rows whose last rank was not 0 (they may drop to 0)
-            rows = np.union1d(held, np.flatnonzero(self.rank_cache[:n, p]))
+            # rows with a position, and rows whose last rank was not 0 (they may drop to 0); a mask,
+            # not np.union1d (which hashes: ~50 ms at 100,000 rows)
+            rows = np.flatnonzero(held | (self.rank_cache[:n, p] != 0))
             size = b.perp_size[rows, p]
             equity = b.equity[rows].astype(np.float64)
             margin = np.maximum(b.initial[rows], 1).astype(np.float64)
