@@ -201,7 +201,10 @@ class Pipeline:
                 raise RunError(f"{name}: cannot build its options: {exc}") from exc
         reader, writer = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
-            target=stage.entry, args=(options, ReadySignal(writer)), name=f"hx-{name}", daemon=True
+            target=_run_stage,
+            args=(stage.entry, name, options, ReadySignal(writer)),
+            name=f"hx-{name}",
+            daemon=True,
         )
         proc.start()
         writer.close()
@@ -308,3 +311,23 @@ class Pipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _run_stage(entry: Any, name: str, options: Any, ready: Any) -> None:
+    """A stage process's body: its entry, under cProfile when ``HX_PROFILE_DIR`` is set (an
+    operator's tool: ``HX_PROFILE_DIR=/tmp/prof hx stress ...`` then ``python -m pstats
+    /tmp/prof/risk-0.pstats``; the stats are written when the stage returns or is stopped)."""
+    out = os.environ.get("HX_PROFILE_DIR")
+    if not out:
+        entry(options, ready)
+        return
+    import cProfile
+
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        entry(options, ready)
+    finally:
+        profile.disable()
+        Path(out).mkdir(parents=True, exist_ok=True)
+        profile.dump_stats(str(Path(out) / f"{name}.pstats"))

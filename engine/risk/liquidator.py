@@ -86,6 +86,8 @@ class Liquidator:
         self.started = 0  # liquidations started (for metrics; not state)
         self.rank_cache = np.zeros((0, engine.config.n_perps), np.int8)  # last ADL rank sent, by row
         self.unwind_due: set[int] = set()  # perps whose mark moved since the fund last tried
+        config = engine.config
+        self._perp_base = np.array([config.markets[m].base_asset for m in config.perps], np.intp)
 
     # ---- events --------------------------------------------------------------------------------
     def _event(
@@ -168,11 +170,13 @@ class Liquidator:
     def _stale(self, row: int) -> bool:
         """A price the account depends on is stale, or missing (0): no liquidation runs on it."""
         e, b = self.engine, self.engine.book
-        for p in np.flatnonzero(b.perp_size[row]).tolist():  # a perp needs its mark, and a fresh oracle
-            if e.marks[p] <= 0 or e.stale[e.config.markets[e.config.perps[p]].base_asset]:
-                return True
-        held = np.flatnonzero(b.balance[row, 1:]) + 1  # an asset held (or owed) needs its price
-        return bool((e.stale[held] | (e.prices[held] <= 0)).any())
+        # a perp needs its mark and a fresh oracle; an asset held (or owed) needs its price
+        bad_perp = (e.marks <= 0) | e.stale[self._perp_base]
+        if (bad_perp & (b.perp_size[row] != 0)).any():
+            return True
+        bad_asset = e.stale | (e.prices <= 0)
+        bad_asset[0] = False
+        return bool((bad_asset & (b.balance[row] != 0)).any())
 
     # ---- an order into the book ------------------------------------------------------------------
     def _holdings(self, row: int) -> list[tuple[float, RiskMarket, int, int]]:

@@ -23,7 +23,7 @@ def encode(msg_type: int, market_id: int = 0, **fields: Any) -> bytes:
         "length": SLOT_BYTES,
         "market_id": market_id,
     }
-    unknown = set(fields) - set(layout.field_names)
+    unknown = fields.keys() - layout.field_set
     if unknown:
         raise KeyError(f"{layout.msg_type.name} has no field(s) {sorted(unknown)}")
     values.update(fields)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -61,9 +62,14 @@ class MessageLayout:
     def dtype(self) -> np.dtype:
         return _DTYPES[self.msg_type]
 
-    @property
+    @cached_property
     def field_names(self) -> tuple[str, ...]:
+        """Named fields in wire order (computed once: encode/decode ask on every message)."""
         return tuple(name for name, code, _ in self.fields if not code.endswith("x"))
+
+    @cached_property
+    def field_set(self) -> frozenset[str]:
+        return frozenset(self.field_names)
 
     @property
     def offsets(self) -> dict[str, int]:
