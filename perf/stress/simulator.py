@@ -354,6 +354,7 @@ class Simulator:
         flow_orders, flow_wall = 0, 0.0
         n_steps = int(float(sc.duration_s) / self.step_s) + 1
         peak_rate = 0.0
+        phases: list[tuple[float, float, float]] = []  # per step: price, flow, liquidation rounds (s)
         for k in range(n_steps):
             t = k * self.step_s
             step_wall0 = time.perf_counter()
@@ -366,18 +367,21 @@ class Simulator:
             # the price update alone first: breach-to-order is its record's recomputation and
             # liquidation scan, not the time this driver takes to generate the step's other flow
             self.barrier()
+            flow_at = time.perf_counter()
             self.send(self.pop.requotes(shown, self._vol(shown), sc.book))
             flow = self.pop.flow(shown, self.rng)
             self.send(flow)
             self.barrier()
+            rounds_at = time.perf_counter()
             for _ in range(3):  # liquidation rounds caused by this step
                 before = self.tally.orders + self.tally.takeovers
                 self.barrier()
                 if self.tally.orders + self.tally.takeovers == before:
                     break
             wall = time.perf_counter() - step_wall0
+            phases.append((flow_at - step_wall0, rounds_at - flow_at, step_wall0 + wall - rounds_at))
             flow_orders += len(flow)
-            flow_wall += wall
+            flow_wall += step_wall0 + wall - flow_at  # the flow and the liquidation rounds after it
             latency = None
             if self.tally.step_first_order_at is not None:
                 latency = (self.tally.step_first_order_at - publish_at) * 1e3
@@ -417,6 +421,12 @@ class Simulator:
             "calm_flow_per_s": round(calm_rate, 1),
             "stress_flow_per_s": round(stress_rate, 1),
             "throughput_ratio": round(stress_rate / calm_rate, 3) if calm_rate else None,
+            # where a stress step's wall time goes (median ms): the price record with the
+            # liquidations it starts, the normal flow, the further liquidation rounds
+            "step_phase_ms": {
+                name: round(statistics.median(p[i] for p in phases) * 1e3, 3) if phases else None
+                for i, name in enumerate(("price", "flow", "liquidation_rounds"))
+            },
             "ignored_keys": list(sc.ignored),
             "invariants": {
                 "book_never_crossed": self.tally.book_never_crossed,
@@ -425,7 +435,9 @@ class Simulator:
         }
 
     def _calm(self, seconds: float) -> tuple[int, float]:
-        """Normal flow on flat prices: (orders, wall seconds)."""
+        """Normal flow on flat prices: (orders, wall seconds). The same sequence as a stress step's
+        flow window (requotes, flow, a barrier, a liquidation round's barrier), so the two rates
+        compare the exchange absorbing the same flow with and without a cascade under way."""
         shown = {m.symbol: float(self.scenario.assets[m.symbol].start_price) for m in self.exchange.markets}
         orders, wall = 0, 0.0
         for _ in range(max(1, int(seconds / self.step_s))):
