@@ -265,6 +265,16 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
     for (int j = 0; j < plan.n_spot; j++) {
         const SpotAsset *s = &plan.spot[j];
         const int a = s->a;
+        int any = 0;
+        FOR_L any |= (bal[l][a] != 0);
+        if (!any) { /* nobody in the block holds it: the values q = 0 gives, without the arithmetic */
+            FOR_L {
+                X(expo_l, a) = 0.0 * s->s[0];
+                if (s->floor) X(gross, a) = np_max(-X(expo_l, a), 0.0);
+                else if (s->perpa) X(gross, a) = 0.0;
+            }
+            continue;
+        }
         FOR_L {
             const int64_t qi = bal[l][a];
             const double q = (double)qi;
@@ -286,6 +296,9 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
     for (int p = 0; p < P; p++) {
         const int a = plan.perp_under[p];
         const double coef = plan.perp_coef[p];
+        int any = 0;
+        FOR_L any |= (ps[l][p] != 0) | (pc[l][p] != 0);
+        if (!any) continue; /* adds +0.0 and 0 only: nothing a later step can tell apart */
         FOR_L {
             holds[l] |= (ps[l][p] != 0) | (pc[l][p] != 0);
             const double t = (double)ps[l][p] * coef;
