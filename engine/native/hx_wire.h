@@ -795,7 +795,7 @@ static inline void hx_put_withdraw_result(uint8_t *p, uint32_t market_id, uint32
     hx_wr_u64(p + HX_OFF_WITHDRAW_RESULT_REQUEST_ID, request_id);
 }
 
-/* ---- ACCOUNT_MARGIN (msg_type 43): An account's margin after a change (private). Free collateral = equity - initial - reserved. */
+/* ---- ACCOUNT_MARGIN (msg_type 43): An account's margin after a change of its own, a threshold crossed, or a price move of more than 0.1% of its scale since the last one (private). Free collateral = equity - initial - reserved. */
 #define HX_OFF_ACCOUNT_MARGIN_SEQ 8 /* u64: risk partition event sequence number */
 #define HX_OFF_ACCOUNT_MARGIN_ACCOUNT 16 /* u32: internal account id */
 #define HX_OFF_ACCOUNT_MARGIN_FLAGS 20 /* u8: bit0 below maintenance (liquidatable), bit1 below initial */

@@ -393,7 +393,8 @@ LAYOUTS: tuple[MessageLayout, ...] = (
     ),
     MessageLayout(
         MsgType.ACCOUNT_MARGIN,
-        "An account's margin after a change (private). Free collateral = equity - initial - reserved.",
+        "An account's margin after a change of its own, a threshold crossed, or a price move of more than "
+        "0.1% of its scale since the last one (private). Free collateral = equity - initial - reserved.",
         (
             ("seq", "Q", "risk partition event sequence number"),
             _ACCOUNT,
