@@ -67,6 +67,12 @@ class LiquidationParams:
     unwind_band_ppm: int = 20_000  # the fund unwinds within 2% of the mark
 
 
+# In a live process, outputs go out after the first account acted on in a scan and then every this
+# many (RiskEngine.early_flush): a cascade of thousands of accounts does not hold its first
+# liquidation orders back until the last account is scanned. The bytes per ring are the same.
+EARLY_FLUSH_EVERY = 32
+
+
 @dataclass
 class Case:
     """One account under liquidation."""
@@ -124,6 +130,7 @@ class Liquidator:
             if self.cases:
                 look |= np.isin(ids, np.fromiter(self.cases, np.int64, len(self.cases)))
             rows = rows[look & (ids < e.system_base)]
+        acted = 0
         for row in rows.tolist():
             account = int(b.ids[row])
             if account >= e.system_base:
@@ -157,8 +164,11 @@ class Liquidator:
             if case.backstop or equity < maint * self.params.takeover_ppm // PPM:
                 self._takeover(row, account)
                 del self.cases[account]
-                continue
-            self._step(row, account, case)
+            else:
+                self._step(row, account, case)
+            acted += 1
+            if e.early_flush is not None and (acted == 1 or acted % EARLY_FLUSH_EVERY == 0):
+                e.early_flush()  # the first orders leave while the rest of a cascade is scanned
         self._unwind()
 
     def _at_risk(self, row: int) -> bool:

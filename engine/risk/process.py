@@ -306,6 +306,9 @@ class RiskProcess:
                 s.set_waiting(0)
 
     def run(self, ready: Any = None) -> None:
+        # outputs of a record may leave before its end (a cascade's first liquidation orders): the
+        # record is journaled before it is applied, and recovery counts what each ring holds
+        self.engine.early_flush = self._hold
         if ready is not None:
             ready.set()
         idle = 0

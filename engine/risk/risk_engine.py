@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
@@ -191,6 +192,9 @@ class RiskEngine:
         self.partitions = partitions
         self.shards = shards
         self.margin = margin or MarginModel(config, native=self.NATIVE_MARGIN)
+        # set by a live process: publish the outputs so far in the middle of a record (the
+        # liquidation scan of a cascade); None in replay and in-process uses (outputs per record)
+        self.early_flush: Callable[[], None] | None = None
         self.book = AccountBook(config.n_assets, config.n_perps)
         self.ledger = OrderLedger()
         self.deposits: set[tuple[int, int]] = set()  # (source, deposit id) credited
