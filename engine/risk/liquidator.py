@@ -193,12 +193,14 @@ class Liquidator:
         """(risk, market, signed size in atoms, price) of every holding the book can reduce."""
         e, b = self.engine, self.engine.book
         out = []
-        for p in np.flatnonzero(b.perp_size[row]).tolist():
-            market = e.config.markets[e.config.perps[p]]
-            size, mark = int(b.perp_size[row, p]), int(e.marks[p])
-            out.append((abs(size) * mark * e.margin.im_rate(market) / 1e14, market, size, mark))
+        sizes, balance = b.perp_size[row].tolist(), b.balance[row].tolist()  # (one conversion each)
+        for p, size in enumerate(sizes):
+            if size:
+                market = e.config.markets[e.config.perps[p]]
+                mark = int(e.marks[p])
+                out.append((abs(size) * mark * e.margin.im_rate(market) / 1e14, market, size, mark))
         for market in e.spot_market_of.values():
-            qty = int(b.balance[row, market.base_asset])
+            qty = balance[market.base_asset]
             if qty:
                 price = int(e.prices[market.base_asset])
                 out.append((abs(qty) * price * e.margin.im_rate(market) / 1e14, market, qty, price))
