@@ -204,7 +204,8 @@ def _publish_all(ring: Any, data: bytes, events: Any) -> None:
     for start in range(0, len(view), chunk):
         part = view[start : start + chunk]
         while not ring.try_publish(part, len(part) // SLOT_BYTES):
-            _drain(events)
+            if not _drain(events):  # risk is behind: park until it publishes instead of spinning
+                events.wait(0.001)  # (a spinning feeder takes a core from risk and the shard)
         _drain(events)  # all along, not only when our ring is full: risk must never wait on us
 
 
