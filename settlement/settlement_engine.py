@@ -20,7 +20,10 @@ Records (first byte is the kind; integers little-endian):
 - ``RESUME``: an operator resumes after a halt (the in-flight batch, if any, is tried again);
 - ``FORCED``: a forced withdrawal request the EscapeHatch recorded, with its confirmations (request id,
   account id, token index, amount in token base units, destination, deadline, block, 20-byte account);
-- ``FORCED_CANCEL``: the account cancelled request ``id`` on chain before a batch served it.
+- ``FORCED_CANCEL``: the account cancelled request ``id`` on chain before a batch served it;
+- ``FUND``: the InsuranceFund's balance of every token and the ClearingHouse's last batch, read at one
+  block (u64 block, u64 batch id, 32-byte batch hash, u8 token count, u256 each); the first switches
+  insurance moves on.
 
 Invariants:
 
@@ -45,6 +48,13 @@ Invariants:
   from gateway nonces < 2**63) or that ``extra`` does not keep for the account. A request that can be
   neither (risk keeps margin for open positions or orders) waits: the hold returns, an alarm names
   the deadline, risk is asked again every ``forced_retry_ns``;
+- insurance (once a FUND record switched it on): each batch moves the net change of the insurance
+  accounts' balances (clamped at 0) into the fund (queued: a payout, the batch's first) or out of it (paid
+  into the vault on acceptance), never more out than the fund holds on chain by our executed batches (the
+  rest waits, ``fund_short``); the exchange's leaf then excludes what was sent, so claims - liabilities ==
+  credited + fundIn - queued per token still holds exactly; a voided batch's moves are forgotten and sent
+  again; the fund's observed balance must lie between what our batches put there with and without the
+  moves into it not yet executed (otherwise alarm and halt);
 - reconciliation: the fee leaf's residual may differ from the engine's own figure only by dust in
   USDC (at most one micro per account valued) and not at all in other tokens; otherwise alarm and
   halt (no batch is sealed until ``RESUME``).
@@ -402,6 +412,7 @@ class SettlementEngine:
         self.fund_in_wei = [0] * n_tokens  # the contract's fundIn ledger: moved fund -> vault (canonical)
         self.fund_paid_in = [0] * n_tokens  # moved vault -> fund and executed: the fund received it
         self.fund_unpaid: dict[int, list[int]] = {}  # batch -> its moves into the fund not executed yet
+        self.fund_queued_in = [0] * n_tokens  # their sum per token
         self.fund_moves: dict[int, list[int]] = {}  # batch -> its signed moves per token (canonical batches)
         self.fund_base = [0] * n_tokens  # what the fund holds that no batch of ours moved (adopted)
         self.fund_short = [0] * n_tokens  # the last batch could not take this much back from the fund
@@ -682,6 +693,7 @@ class SettlementEngine:
         into_fund = self.fund_unpaid.pop(batch_id, None)
         if into_fund is not None:  # moves into the fund are the batch's first payouts: the fund holds them
             self.fund_paid_in = [a + b for a, b in zip(self.fund_paid_in, into_fund, strict=True)]
+            self.fund_queued_in = [a - b for a, b in zip(self.fund_queued_in, into_fund, strict=True)]
         self.batch_payouts.pop(batch_id, None)
         self.batch_forced.pop(batch_id, None)
         for account, asset, units, nonce in self.batch_withdrawals.pop(batch_id, []):
@@ -924,8 +936,7 @@ class SettlementEngine:
     def _fund_sent(self, t: int) -> int:
         """What our canonical batches moved toward the fund, net: into it (executed or queued) minus out of
         it. The vault's holdings are lower by exactly this."""
-        queued = sum(m[t] for m in self.fund_unpaid.values())
-        return self.fund_paid_in[t] + queued - self.fund_in_wei[t]
+        return self.fund_paid_in[t] + self.fund_queued_in[t] - self.fund_in_wei[t]
 
     def _fund_available(self, t: int) -> int:
         """What a move out of the fund may take: what the fund received from our batches (executed
@@ -987,6 +998,7 @@ class SettlementEngine:
             self.fund_moves[bid] = signed
         if into_payouts:
             self.fund_unpaid[bid] = into
+            self.fund_queued_in = [a + b for a, b in zip(self.fund_queued_in, into, strict=True)]
             payouts[:0] = into_payouts  # the contract queues moves into the fund first
             self.batch_payouts[bid] = payouts
         return moves
@@ -1000,7 +1012,7 @@ class SettlementEngine:
             tokens[spec.address] = {
                 "engine": self._insurance_wei(t),
                 "fund_expected": self.fund_base[t] + self.fund_paid_in[t] - self.fund_in_wei[t],
-                "queued_into_fund": sum(m[t] for m in self.fund_unpaid.values()),
+                "queued_into_fund": self.fund_queued_in[t],
                 "fund_on_chain": seen[t] if t < len(seen) else None,
                 "shortfall": self.fund_short[t],
                 "waiting": self.fund_why[t],
@@ -1108,7 +1120,8 @@ class SettlementEngine:
         saved = (list(self.wd_ready), dict(self.wd_payload), dict(self.wd_hold), dict(self.acct_queued),
                  list(self.queued_wei), copy.deepcopy(self.batch_withdrawals), dict(self.batch_payouts),
                  copy.deepcopy(self.forced), dict(self.extra), dict(self.batch_forced), list(self.fund_in_wei),
-                 dict(self.fund_unpaid), dict(self.fund_moves), list(self.fund_short), list(self.fund_why))  # fmt: skip
+                 dict(self.fund_unpaid), dict(self.fund_moves), list(self.fund_short), list(self.fund_why),
+                 list(self.fund_queued_in))  # fmt: skip
         saved_commands = {p: bytes(c) for p, c in self.out.commands.items()}
         bid = self.confirmed_id + 1
         withdrawals, payouts = self._take_withdrawals(bid)
@@ -1158,7 +1171,7 @@ class SettlementEngine:
                 (self.wd_ready, self.wd_payload, self.wd_hold, self.acct_queued, self.queued_wei,
                  self.batch_withdrawals, self.batch_payouts, self.forced, self.extra,
                  self.batch_forced, self.fund_in_wei, self.fund_unpaid, self.fund_moves, self.fund_short,
-                 self.fund_why) = saved  # fmt: skip
+                 self.fund_why, self.fund_queued_in) = saved  # fmt: skip
                 self.out.commands = {p: bytearray(c) for p, c in saved_commands.items()}
                 self._halt(
                     f"reconciliation: token {self.spec.tokens[t].address} holdings leave {residual} for the "
@@ -1247,7 +1260,9 @@ class SettlementEngine:
             self.batch_payouts.pop(bid, None)
             # its moves never happened: moves into the fund never execute, moves out go back to the fund
             # (the contract's _restoreLedgers); the next batch sends them again
-            self.fund_unpaid.pop(bid, None)
+            into = self.fund_unpaid.pop(bid, None)
+            if into is not None:
+                self.fund_queued_in = [a - b for a, b in zip(self.fund_queued_in, into, strict=True)]
             moved = self.fund_moves.pop(bid, None)
             if moved is not None:
                 self.fund_in_wei = [f + min(m, 0) for f, m in zip(self.fund_in_wei, moved, strict=True)]
@@ -1328,8 +1343,8 @@ class SettlementEngine:
         "last_seal_ns", "now_ns", "confirmed_id", "confirmed_hash", "pending", "halted", "accept_difference",
         "wd_payload", "wd_hold", "wd_ready", "nonces_used", "acct_queued", "batch_withdrawals", "paying",
         "batch_payouts", "withdrawal_log_offset", "history", "forced_seen", "forced", "batch_forced",
-        "fund_on", "fund_in_wei", "fund_paid_in", "fund_unpaid", "fund_moves", "fund_base", "fund_short",
-        "fund_why", "fund_seen", "fund_accept",
+        "fund_on", "fund_in_wei", "fund_paid_in", "fund_unpaid", "fund_queued_in", "fund_moves", "fund_base",
+        "fund_short", "fund_why", "fund_seen", "fund_accept",
     )  # fmt: skip
 
     def snapshot(self) -> bytes:
