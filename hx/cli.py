@@ -763,7 +763,8 @@ if __name__ == "__main__":  # pragma: no cover
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
 def audit(rpc_url: str, manifest_path: Path, account: str | None, as_json: bool) -> None:
     """Rebuild every asset's claims and liabilities trees from the chain's published data and check
-    every committed root and total; exit 1 at the first difference."""
+    every committed root and total, every ledger against the batch's insurance moves, withdrawals and
+    serves, and the insurance fund's balance; exit 1 at the first difference."""
     from settlement.audit import account_proofs
     from settlement.audit import audit as run_audit
 
@@ -782,6 +783,11 @@ def audit(rpc_url: str, manifest_path: Path, account: str | None, as_json: bool)
         click.echo(
             f"{report.batches} batch(es) through {report.last_batch}, {report.accounts} accounts: {verdict}"
         )
+        for token, f in report.insurance_fund.items():
+            click.echo(
+                f"insurance fund {token}: balance {f['balance']} (moved in {f['moved_in_executed']}, queued "
+                f"{f['moved_in_queued']}, moved out {f['moved_out']}, surplus {f['surplus']})"
+            )
         if account:
             click.echo(json.dumps(out["account"], indent=1))
     ok = report.ok and (not account or bool(out["account"].get("ok")))

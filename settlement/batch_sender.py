@@ -29,7 +29,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhaust
 
 from settlement.batch_commitments import batch_args
 from settlement.chain import Artifact
-from settlement.settlement_engine import SealedBatch
+from settlement.settlement_engine import SealedBatch, pack_fund
 
 
 class NotOurs(RuntimeError):
@@ -108,6 +108,7 @@ class BatchSender:
         self.sent = 0  # transactions sent (resends included)
         self.gas_used: list[int] = []
         self._chain_id: int | None = None
+        self._fund: Any = None
 
     # ------------------------------------------------------------------ reads
 
@@ -126,6 +127,30 @@ class BatchSender:
         if not isinstance(last, int) or not isinstance(h, bytes | bytearray) or len(h) != 32:
             raise ChainUnavailable(f"garbage head: {last!r} {h!r}")
         return int(last), bytes(h)
+
+    def observe_fund(self, fund: str, tokens: list[str]) -> bytes:
+        """A FUND record: the InsuranceFund's ``expectedBalance`` of every token (listing order) and the
+        ClearingHouse's last batch, all read at one block."""
+        block = self._rpc(lambda: self.w3.eth.block_number)
+        if not isinstance(block, int):
+            raise ChainUnavailable(f"garbage block number: {block!r}")
+        last = self._rpc(lambda: self.ch.functions.lastBatchId().call(block_identifier=block))
+        h = self._rpc(lambda: self.ch.functions.lastBatchHash().call(block_identifier=block))
+        if not isinstance(last, int) or not isinstance(h, bytes | bytearray) or len(h) != 32:
+            raise ChainUnavailable(f"garbage head: {last!r} {h!r}")
+        if self._fund is None or self._fund.address != to_checksum_address(fund):
+            abi = Artifact.load("InsuranceFund").abi
+            self._fund = self.w3.eth.contract(address=to_checksum_address(fund), abi=abi)
+        f = self._fund
+        balances = []
+        for t in tokens:
+            v = self._rpc(
+                lambda t=t: f.functions.expectedBalance(to_checksum_address(t)).call(block_identifier=block)
+            )
+            if not isinstance(v, int) or v < 0:
+                raise ChainUnavailable(f"garbage fund balance: {v!r}")
+            balances.append(v)
+        return pack_fund(block, int(last), bytes(h), balances)
 
     def _accepted_block(self, batch_id: int) -> int | None:
         logs = self._rpc(
@@ -146,7 +171,7 @@ class BatchSender:
             assets=b.assets,
             withdrawals=b.withdrawals,
             forced_serves=list(b.forced),
-            insurance_moves=[],
+            insurance_moves=list(b.insurance_moves),
             data=b.data,
         )
 

@@ -75,6 +75,7 @@ from settlement.withdrawal import Withdrawal, verify_withdrawal
 SNAP_META = struct.Struct("<QII")  # journal seq, output ring count, input ring count
 SNAP_RING = struct.Struct("<QQ")  # ring nonce, published (outputs) / cursor (inputs)
 MAX_BATCH = 1024
+FUND_OBSERVE_S = 2.0  # how often the InsuranceFund's balances are read for the reconciliation
 _KEEP = np.zeros(256, bool)
 _KEEP[list(KEPT_EVENTS)] = True
 
@@ -132,6 +133,7 @@ def load_spec(options: SettlementOptions, manifest: dict[str, Any], decimals: li
         partitions=max(1, len(options.to_risk)),
         batch_interval_ns=int(options.batch_interval_s * 1e9),
         batch_max_events=options.batch_max_events,
+        insurance_fund=manifest["contracts"].get("InsuranceFund", {}).get("address", ""),
     )
 
 
@@ -373,6 +375,7 @@ class SettlementProcess:
             "deposits_credited_on_chain": e.batch_credited,
             "forced_requests_seen": e.forced_seen,
             "forced_requests_waiting": len(e.forced),
+            "insurance": e.insurance_status(),
             "accounts": len(e.trees.accounts),
             "chain_error": self.chain_error,
             "transactions_sent": self.sender.sent,
@@ -481,13 +484,16 @@ class SettlementProcess:
     def _send_batches(self) -> None:
         backoff = 0.2
         done_gen = -1
-        last_payouts = 0.0
+        last_payouts = last_fund = 0.0
         while not self.stop_requested:
             b, gen = self.target, self.target_gen
             if b is None or gen == done_gen:
                 if time.monotonic() - last_payouts >= 1.0:
                     last_payouts = time.monotonic()
                     self._execute_payouts()
+                if time.monotonic() - last_fund >= (FUND_OBSERVE_S if self.engine.fund_on else 0.5):
+                    last_fund = time.monotonic()
+                    self._observe_fund()
                 time.sleep(0.02)
                 continue
             try:
@@ -511,6 +517,18 @@ class SettlementProcess:
             except Exception as exc:
                 self.alarm(f"batch sender: {type(exc).__name__}: {exc}")
                 time.sleep(1.0)
+
+    def _observe_fund(self) -> None:
+        """Journal what the InsuranceFund holds (the first one switches insurance moves on). From this thread:
+        its PAID and CONFIRMED facts are queued before the observation that sees their effects."""
+        if not self.spec.insurance_fund:
+            return
+        try:
+            self.facts.put(
+                self.sender.observe_fund(self.spec.insurance_fund, [t.address for t in self.spec.tokens])
+            )
+        except ChainUnavailable as exc:
+            self.chain_error = f"fund: {exc}"[:300]
 
     def _execute_payouts(self) -> None:
         """Pay every final batch's withdrawals (the same thread as batches: one nonce sequence)."""

@@ -20,7 +20,10 @@ Records (first byte is the kind; integers little-endian):
 - ``RESUME``: an operator resumes after a halt (the in-flight batch, if any, is tried again);
 - ``FORCED``: a forced withdrawal request the EscapeHatch recorded, with its confirmations (request id,
   account id, token index, amount in token base units, destination, deadline, block, 20-byte account);
-- ``FORCED_CANCEL``: the account cancelled request ``id`` on chain before a batch served it.
+- ``FORCED_CANCEL``: the account cancelled request ``id`` on chain before a batch served it;
+- ``FUND``: the InsuranceFund's balance of every token and the ClearingHouse's last batch, read at one
+  block (u64 block, u64 batch id, 32-byte batch hash, u8 token count, u256 each); the first switches
+  insurance moves on.
 
 Invariants:
 
@@ -45,6 +48,13 @@ Invariants:
   from gateway nonces < 2**63) or that ``extra`` does not keep for the account. A request that can be
   neither (risk keeps margin for open positions or orders) waits: the hold returns, an alarm names
   the deadline, risk is asked again every ``forced_retry_ns``;
+- insurance (once a FUND record switched it on): each batch moves the net change of the insurance
+  accounts' balances (clamped at 0) into the fund (queued: a payout, the batch's first) or out of it (paid
+  into the vault on acceptance), never more out than the fund holds on chain by our executed batches (the
+  rest waits, ``fund_short``); the exchange's leaf then excludes what was sent, so claims - liabilities ==
+  credited + fundIn - queued per token still holds exactly; a voided batch's moves are forgotten and sent
+  again; the fund's observed balance must lie between what our batches put there with and without the
+  moves into it not yet executed (otherwise alarm and halt);
 - reconciliation: the fee leaf's residual may differ from the engine's own figure only by dust in
   USDC (at most one micro per account valued) and not at all in other tokens; otherwise alarm and
   halt (no batch is sealed until ``RESUME``).
@@ -65,12 +75,13 @@ from eth_utils.address import to_checksum_address
 
 from engine.math.position import calc_unrealised_micro
 from engine.risk.risk_config import RiskConfig
-from engine.risk.risk_engine import SYSTEM_ACCOUNT_BASE
+from engine.risk.risk_engine import SYSTEM_ACCOUNT_BASE, insurance_account
 from engine.types.enums import BalanceReason, DepositSource, MsgType, RejectCode, WithdrawStatus
 from engine.wire.layout import BY_TYPE, SLOT_BYTES, WIRE_VERSION
 from settlement.account_trees import AccountTrees
 from settlement.batch_commitments import (
     PAYOUT_FORCED,
+    PAYOUT_TO_FUND,
     PAYOUT_WITHDRAWAL,
     AssetState,
     Payout,
@@ -86,6 +97,7 @@ from settlement.withdrawal import Withdrawal
 # record kinds
 EVENTS, DEPOSIT, CLOCK, CONFIRMED, FAILED, RESUME, WITHDRAWAL, PAID, LOG_OFFSET, ROLLBACK = range(1, 11)
 FORCED, FORCED_CANCEL = 11, 12
+FUND = 13
 MAX_WITHDRAWALS_PER_BATCH = 64
 MAX_FORCED_PER_BATCH = 32
 FORCED_BIT = (
@@ -101,6 +113,7 @@ _PAID = struct.Struct("<BQ")
 # kind, request id, account id, token, amount, destination, deadline (unix s), block, account address
 _FORCED = struct.Struct("<BQIB32s20sQQ20s")
 _FORCED_CANCEL = struct.Struct("<BQ")
+_FUND_HEAD = struct.Struct("<BQQ32sB")  # kind, block, lastBatchId, lastBatchHash, token count; then u256 each
 _EVENTS_HEAD = struct.Struct("<BHIQQ")  # kind, partition, slots consumed, ring cursor before, ring nonce
 
 KEPT_EVENTS = frozenset(
@@ -211,6 +224,29 @@ def pack_forced_cancel(request_id: int) -> bytes:
     return _FORCED_CANCEL.pack(FORCED_CANCEL, request_id)
 
 
+def pack_fund(block: int, last_batch_id: int, last_batch_hash: bytes, balances: Sequence[int]) -> bytes:
+    """What the InsuranceFund holds on chain (``expectedBalance`` per listed token, listing order) at
+    ``block``, with the ClearingHouse's last batch at that block (what the reconciliation compares with)."""
+    head = _FUND_HEAD.pack(FUND, block, last_batch_id, bytes(last_batch_hash), len(balances))
+    return head + b"".join(int(b).to_bytes(32, "big") for b in balances)
+
+
+def unpack_fund(record: bytes | memoryview) -> tuple[int, int, bytes, list[int]] | None:
+    """``(block, last batch id, last batch hash, balances)`` of a FUND record; None if malformed."""
+    if len(record) < _FUND_HEAD.size:
+        return None
+    _k, block, last, last_hash, n = _FUND_HEAD.unpack_from(record, 0)
+    if len(record) != _FUND_HEAD.size + 32 * n:
+        return None
+    off = _FUND_HEAD.size
+    return (
+        block,
+        last,
+        bytes(last_hash),
+        [int.from_bytes(record[off + 32 * i : off + 32 * i + 32], "big") for i in range(n)],
+    )
+
+
 def pack_paid(batch_id: int) -> bytes:
     """Every payout of ``batch_id`` was executed on chain."""
     return _PAID.pack(PAID, batch_id)
@@ -234,8 +270,9 @@ class SettlementSpec:
     clearing_house: str
     tokens: tuple[TokenSpec, ...]
     risk: RiskConfig
-    fee_address: str  # the exchange's own leaf (fees, insurance, liquidation, dust)
+    fee_address: str  # the exchange's own leaf (fees, liquidation, dust; insurance until the fund is on)
     partitions: int = 1
+    insurance_fund: str = ""  # the InsuranceFund ("": insurance stays in the exchange's leaf)
     batch_interval_ns: int = 1_000_000_000
     batch_max_events: int = 10_000
     keepalive_ns: int = 3600 * 1_000_000_000  # an empty batch at least this often (freeze period >> it)
@@ -279,6 +316,8 @@ class SealedBatch:
     sealed_ns: int
     # (requestId, amount, leafIndex, proof) per forced request served, the contract's ForcedServe
     forced: tuple[tuple[int, int, int, list[tuple[bytes, int]]], ...] = ()
+    # (token, amount) per insurance move, the contract's InsuranceMove: > 0 vault -> fund, < 0 fund -> vault
+    insurance_moves: tuple[tuple[str, int], ...] = ()
 
 
 # states of a forced request (``ForcedRequest.state``)
@@ -368,6 +407,18 @@ class SettlementEngine:
         self.forced_seen = 0  # last request id recorded
         self.forced: dict[int, ForcedRequest] = {}  # request id -> not yet in a batch
         self.batch_forced: dict[int, list[ForcedRequest]] = {}  # batch -> the requests it serves, until paid
+        # ---- insurance fund (on from the first FUND record): the insurance accounts' balances on chain
+        self.fund_on = False
+        self.fund_in_wei = [0] * n_tokens  # the contract's fundIn ledger: moved fund -> vault (canonical)
+        self.fund_paid_in = [0] * n_tokens  # moved vault -> fund and executed: the fund received it
+        self.fund_unpaid: dict[int, list[int]] = {}  # batch -> its moves into the fund not executed yet
+        self.fund_queued_in = [0] * n_tokens  # their sum per token
+        self.fund_moves: dict[int, list[int]] = {}  # batch -> its signed moves per token (canonical batches)
+        self.fund_base = [0] * n_tokens  # what the fund holds that no batch of ours moved (adopted)
+        self.fund_short = [0] * n_tokens  # the last batch could not take this much back from the fund
+        self.fund_why = [""] * n_tokens  # why, as alarmed (once per reason)
+        self.fund_seen: tuple[int, int, list[int]] = (0, 0, [])  # last observation: block, batch, balances
+        self.fund_accept = False  # an operator resumed: the next difference is adopted, not a halt
         # batch -> (hash, published data, credited deposit id, deposit hash, credited and queued per token)
         self.history: dict[int, tuple[bytes, bytes, int, bytes, list[int], list[int]]] = {}
         self.batch_credited = 0
@@ -431,9 +482,12 @@ class SettlementEngine:
                 self._alarm(f"malformed FORCED_CANCEL record ({len(record)} bytes): ignored")
             else:
                 self._forced_cancel(_FORCED_CANCEL.unpack_from(record, 0)[1])
+        elif kind == FUND:
+            self._fund_record(record)
         elif kind == RESUME:
             self.halted = ""
             self.accept_difference = True  # the operator looked: the next batch proceeds as reconciled
+            self.fund_accept = self.fund_on
             self._alarm("resumed by the operator")
         else:
             self._alarm(f"unknown record kind {kind}: ignored")
@@ -636,6 +690,10 @@ class SettlementEngine:
         )
 
     def _paid(self, batch_id: int) -> None:
+        into_fund = self.fund_unpaid.pop(batch_id, None)
+        if into_fund is not None:  # moves into the fund are the batch's first payouts: the fund holds them
+            self.fund_paid_in = [a + b for a, b in zip(self.fund_paid_in, into_fund, strict=True)]
+            self.fund_queued_in = [a - b for a, b in zip(self.fund_queued_in, into_fund, strict=True)]
         self.batch_payouts.pop(batch_id, None)
         self.batch_forced.pop(batch_id, None)
         for account, asset, units, nonce in self.batch_withdrawals.pop(batch_id, []):
@@ -860,6 +918,162 @@ class SettlementEngine:
             self.batch_payouts[bid] = payouts
         return signed, payouts
 
+    # ------------------------------------------------------------------ insurance fund
+
+    def _insurance_wei(self, t: int) -> int:
+        """The engine's insurance accounts' balance (every partition, holds included) of token ``t``'s
+        asset, token base units (may be negative: a deficit the fund owes)."""
+        asset = self.spec.tokens[t].asset_id
+        if asset < 0:
+            return 0
+        units = 0
+        for p in range(self.spec.partitions):
+            bh = self.balance.get((insurance_account(p), asset))
+            if bh is not None:
+                units += bh[0] + bh[1]
+        return units * self.spec.factor(t)
+
+    def _fund_sent(self, t: int) -> int:
+        """What our canonical batches moved toward the fund, net: into it (executed or queued) minus out of
+        it. The vault's holdings are lower by exactly this."""
+        return self.fund_paid_in[t] + self.fund_queued_in[t] - self.fund_in_wei[t]
+
+    def _fund_available(self, t: int) -> int:
+        """What a move out of the fund may take: what the fund received from our batches (executed
+        payouts) minus what our batches took back, less anything governance took (never more)."""
+        return max(self.fund_paid_in[t] - self.fund_in_wei[t] + min(self.fund_base[t], 0), 0)
+
+    def _insurance_deltas(self) -> list[tuple[int, int]]:
+        """Per token ``(move, shortfall)``: the move that brings the fund to the insurance balance (clamped
+        at 0) without asking the fund for more than it holds on chain, and what must wait for it."""
+        out = []
+        for t in range(len(self.spec.tokens)):
+            want = max(self._insurance_wei(t), 0) - self._fund_sent(t)
+            if want >= 0:
+                out.append((want, 0))
+            else:
+                take = min(-want, self._fund_available(t))
+                out.append((-take, -want - take))
+        return out
+
+    def _insurance_work(self) -> bool:
+        return self.fund_on and any(m for m, _short in self._insurance_deltas())
+
+    def _take_insurance(self, bid: int, payouts: list[Payout]) -> list[tuple[str, int]]:
+        """Batch ``bid``'s insurance moves (see ``_insurance_deltas``): a move into the fund is queued (the
+        holdings drop at once, the fund receives it when the batch's payouts execute, first of them); a move
+        out of the fund is paid into the vault while the chain accepts the batch."""
+        if not self.fund_on:
+            return []
+        moves: list[tuple[str, int]] = []
+        signed = [0] * len(self.spec.tokens)
+        into = [0] * len(self.spec.tokens)
+        fund = to_checksum_address(self.spec.insurance_fund)
+        into_payouts = []
+        for t, (move, short) in enumerate(self._insurance_deltas()):
+            token = self.spec.tokens[t].address
+            why = ""
+            if short:
+                why = (
+                    f"batch {bid} takes {max(-move, 0)} of token {token} back from the InsuranceFund, all it holds "
+                    f"on chain by our batches; {short} more waits for the next batch (moves into the fund reach "
+                    "it when their batch's payouts execute, after the dispute window)"
+                )
+                if not self.fund_short[t]:  # once per shortfall, not once per batch
+                    self._alarm(f"insurance shortfall: {why}")
+            elif self.fund_short[t]:
+                self._alarm(f"insurance shortfall of token {token} covered by batch {bid}")
+            self.fund_short[t], self.fund_why[t] = short, why
+            if not move:
+                continue
+            moves.append((token, move))
+            signed[t] = move
+            if move > 0:
+                into[t] = move
+                self.queued_wei[t] += move
+                into_payouts.append(Payout(PAYOUT_TO_FUND, fund, token, move, fund, 0))
+            else:
+                self.fund_in_wei[t] -= move
+        if moves:
+            self.fund_moves[bid] = signed
+        if into_payouts:
+            self.fund_unpaid[bid] = into
+            self.fund_queued_in = [a + b for a, b in zip(self.fund_queued_in, into, strict=True)]
+            payouts[:0] = into_payouts  # the contract queues moves into the fund first
+            self.batch_payouts[bid] = payouts
+        return moves
+
+    def insurance_status(self) -> dict[str, Any]:
+        """Per token: the engine's insurance balance, what the fund holds by our batches, what is queued into
+        it, the shortfall waiting and why, the last on-chain observation (for ``status.json``)."""
+        block, last, seen = self.fund_seen
+        tokens = {}
+        for t, spec in enumerate(self.spec.tokens):
+            tokens[spec.address] = {
+                "engine": self._insurance_wei(t),
+                "fund_expected": self.fund_base[t] + self.fund_paid_in[t] - self.fund_in_wei[t],
+                "queued_into_fund": self.fund_queued_in[t],
+                "fund_on_chain": seen[t] if t < len(seen) else None,
+                "shortfall": self.fund_short[t],
+                "waiting": self.fund_why[t],
+            }
+        return {"on": self.fund_on, "observed_block": block, "observed_batch": last, "tokens": tokens}
+
+    def _fund_record(self, record: bytes | memoryview) -> None:
+        """The chain's InsuranceFund balances: the first switches insurance moves on (what the fund already
+        holds is adopted as not ours); later ones are compared with what our batches put there, modulo
+        what is in flight (the in-flight batch's moves out, moves into the fund not yet executed)."""
+        f = unpack_fund(record)
+        n_tokens = len(self.spec.tokens)
+        if f is None or len(f[3]) != n_tokens:
+            self._alarm(f"malformed FUND record ({len(record)} bytes): ignored")
+            return
+        if not self.spec.insurance_fund:
+            self._alarm("FUND record without an InsuranceFund in the spec: ignored")
+            return
+        block, last, last_hash, bal = f
+        if not self.fund_on:
+            self.fund_on = True
+            self.fund_base = list(bal)
+            self.fund_seen = (block, last, list(bal))
+            self._alarm(
+                f"insurance moves on from batch {self.confirmed_id + 1}: the engine's insurance accounts are "
+                f"mirrored in the InsuranceFund (it holds {bal} already, not ours)"
+            )
+            return
+        p = self.pending
+        zeros = [0] * n_tokens
+        if last == self.confirmed_id and last_hash == self.confirmed_hash:
+            # the in-flight batch is not on chain yet: its moves out have not left the fund
+            flying = self.fund_moves.get(p.batch_id, zeros) if p is not None else zeros
+            pending_out = [-min(m, 0) for m in flying]
+        elif p is not None and last == p.batch_id and last_hash == p.hash:
+            pending_out = zeros
+        else:
+            return  # the chain is elsewhere (rolled back, not ours): the sender reports that
+        self.fund_seen = (block, last, list(bal))
+        diffs = []
+        for t in range(n_tokens):
+            lo = self.fund_base[t] + self.fund_paid_in[t] - self.fund_in_wei[t] + pending_out[t]
+            hi = lo + sum(m[t] for b, m in self.fund_unpaid.items() if b <= last)
+            if not lo <= bal[t] <= hi:
+                diffs.append((t, lo, hi))
+        if diffs and self.fund_accept:
+            for t, lo, hi in diffs:
+                self.fund_base[t] += bal[t] - (lo if bal[t] < lo else hi)
+            self._alarm(
+                f"insurance fund difference adopted after the operator's resume: base {self.fund_base}"
+            )
+        elif diffs and not self.halted:
+            t, lo, hi = diffs[0]
+            self._halt(
+                f"reconciliation: the InsuranceFund holds {bal[t]} of token {self.spec.tokens[t].address} at "
+                f"block {block} (batch {last}); our batches put {lo}"
+                + (f"..{hi} (in flight)" if hi != lo else "")
+                + " there"
+            )
+        self.fund_accept = False
+
     # ------------------------------------------------------------------ batches
 
     def _maybe_seal(self, force: bool = False) -> None:
@@ -872,6 +1086,7 @@ class SettlementEngine:
             or self.deposits_resolved > self.batch_credited
             or self.wd_ready
             or any(r.state == READY for r in self.forced.values())
+            or self._insurance_work()
         )
         if (force or due) and work or self.now_ns - self.last_seal_ns >= self.spec.keepalive_ns:
             self._seal()
@@ -904,11 +1119,14 @@ class SettlementEngine:
     def _seal(self) -> None:
         saved = (list(self.wd_ready), dict(self.wd_payload), dict(self.wd_hold), dict(self.acct_queued),
                  list(self.queued_wei), copy.deepcopy(self.batch_withdrawals), dict(self.batch_payouts),
-                 copy.deepcopy(self.forced), dict(self.extra), dict(self.batch_forced))  # fmt: skip
+                 copy.deepcopy(self.forced), dict(self.extra), dict(self.batch_forced), list(self.fund_in_wei),
+                 dict(self.fund_unpaid), dict(self.fund_moves), list(self.fund_short), list(self.fund_why),
+                 list(self.fund_queued_in))  # fmt: skip
         saved_commands = {p: bytes(c) for p, c in self.out.commands.items()}
         bid = self.confirmed_id + 1
         withdrawals, payouts = self._take_withdrawals(bid)
         taken = self._take_forced(bid, payouts)
+        moves = self._take_insurance(bid, payouts)
         touched = set(self.touched)
         for key in self.dirty_marks:
             touched |= self.holders.get(key, set())
@@ -944,13 +1162,16 @@ class SettlementEngine:
             records.append((account, token, amount, at))
         own = self._value(self.fee, fee_accounts)
         for t in range(n_tokens):
-            residual = credited_wei[t] - self.queued_wei[t] - self.sum_value[t]
+            # the insurance money is in the fund (or queued to it), not in the exchange's leaf
+            own[t] -= self._fund_sent(t)
+            residual = credited_wei[t] - self.queued_wei[t] + self.fund_in_wei[t] - self.sum_value[t]
             gap = residual - own[t]
             bound = len(self.leaf_value) // max(n_tokens, 1) + 1 if t == 0 else 0
             if abs(gap) > bound * self.spec.factor(t) and not self.accept_difference:
                 (self.wd_ready, self.wd_payload, self.wd_hold, self.acct_queued, self.queued_wei,
                  self.batch_withdrawals, self.batch_payouts, self.forced, self.extra,
-                 self.batch_forced) = saved  # fmt: skip
+                 self.batch_forced, self.fund_in_wei, self.fund_unpaid, self.fund_moves, self.fund_short,
+                 self.fund_why, self.fund_queued_in) = saved  # fmt: skip
                 self.out.commands = {p: bytearray(c) for p, c in saved_commands.items()}
                 self._halt(
                     f"reconciliation: token {self.spec.tokens[t].address} holdings leave {residual} for the "
@@ -975,12 +1196,12 @@ class SettlementEngine:
             last_credited_deposit_id=credited,
             deposit_accumulator_=acc,
             payouts_hash_=payouts_hash(payouts),
-            insurance_moves=[],
+            insurance_moves=moves,
         )
         covered = {a: self.seq[a] for a in sorted(self.touched) if a in self.seq and a < SYSTEM_ACCOUNT_BASE}
         self.pending = SealedBatch(
             bid, self.confirmed_hash, credited, records, assets, withdrawals, data, h, covered,
-            self.events_waiting, self.now_ns, forced,
+            self.events_waiting, self.now_ns, forced, tuple(moves),
         )  # fmt: skip
         self.batch_credited, self.deposit_acc, self.credited_wei = credited, acc, credited_wei
         # what a rollback to this batch restores: its hash, its data, the ledger after it
@@ -1037,6 +1258,14 @@ class SettlementEngine:
                     self.acct_queued.pop(q, None)
                 self._result(account, asset, units, nonce, WithdrawStatus.FAILED)
             self.batch_payouts.pop(bid, None)
+            # its moves never happened: moves into the fund never execute, moves out go back to the fund
+            # (the contract's _restoreLedgers); the next batch sends them again
+            into = self.fund_unpaid.pop(bid, None)
+            if into is not None:
+                self.fund_queued_in = [a - b for a, b in zip(self.fund_queued_in, into, strict=True)]
+            moved = self.fund_moves.pop(bid, None)
+            if moved is not None:
+                self.fund_in_wei = [f + min(m, 0) for f, m in zip(self.fund_in_wei, moved, strict=True)]
         for bid in voided:  # a voided serve leaves its request unserved on chain: it is served again
             for req in self.batch_forced.pop(bid, []):
                 if req.from_extra:
@@ -1114,6 +1343,8 @@ class SettlementEngine:
         "last_seal_ns", "now_ns", "confirmed_id", "confirmed_hash", "pending", "halted", "accept_difference",
         "wd_payload", "wd_hold", "wd_ready", "nonces_used", "acct_queued", "batch_withdrawals", "paying",
         "batch_payouts", "withdrawal_log_offset", "history", "forced_seen", "forced", "batch_forced",
+        "fund_on", "fund_in_wei", "fund_paid_in", "fund_unpaid", "fund_queued_in", "fund_moves", "fund_base",
+        "fund_short", "fund_why", "fund_seen", "fund_accept",
     )  # fmt: skip
 
     def snapshot(self) -> bytes:

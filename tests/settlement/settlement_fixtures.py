@@ -203,7 +203,8 @@ class Harness:
         self.apply(pack_confirmed(b.batch_id, block or 100 + b.batch_id, self.now))
 
     def holdings(self) -> list[int]:
-        return [c - q for c, q in zip(self.engine.credited_wei, self.engine.queued_wei, strict=True)]
+        e = self.engine
+        return [c - q + f for c, q, f in zip(e.credited_wei, e.queued_wei, e.fund_in_wei, strict=True)]
 
     def check_solvent(self) -> None:
         for t in range(len(self.spec.tokens)):

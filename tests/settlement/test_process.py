@@ -309,3 +309,72 @@ def test_forced_request_served_exactly_once_across_kill_9(run: Run) -> None:
     rebuilt = rebuild_from_journal(run.options, load_spec(run.options, run.m, [6, 18, 8]))
     assert rebuilt.forced_seen == 1 and not rebuilt.forced and not rebuilt.batch_forced
     assert rebuilt.confirmed_hash == ch.functions.lastBatchHash().call() or rebuilt.pending is not None
+
+
+def test_insurance_fee_reaches_the_fund_once_across_kill_9_and_a_tampered_fund_halts(run: Run) -> None:
+    """A liquidation fee into the insurance account (events on risk's ring) is moved into the
+    InsuranceFund by one batch, reaches it after the dispute window, equals the engine's insurance account
+    in status.json, is not moved again after a kill -9; a rewritten fund balance halts settlement until
+    `hx settlement resume`; the journal alone rebuilds the same fund state."""
+    from test_insurance_onchain import _balance_slot
+
+    from engine.risk.risk_engine import insurance_account
+
+    run.start()
+    ch = run.ch()
+    usdc = run.m["tokens"][USDC]
+    fund_address = run.m["contracts"]["InsuranceFund"]["address"]
+    fund = run.alice.at(Artifact.load("InsuranceFund"), fund_address)
+    run.deposit(USDC, 10 * 10**6)
+    run.pump_until(lambda: ch.functions.lastCreditedDepositId().call() == 1 and bool(run.settled))
+    alice = AccountRegistry(run.tmp).get_account_id(ADDR["alice"].lower())
+    balance = BY_TYPE[MsgType.BALANCE].struct
+    ins = insurance_account(0)
+    run.rev.publish(
+        balance.pack(MsgType.BALANCE, 1, SLOT_BYTES, 0, 1000, alice, 0, BalanceReason.LIQUIDATION,
+                     8 * 10**6, -2 * 10**6, 0, 0)
+        + balance.pack(MsgType.BALANCE, 1, SLOT_BYTES, 0, 1, ins, 0, BalanceReason.INSURANCE,
+                       2 * 10**6, 2 * 10**6, 0, 0)
+    )  # fmt: skip
+    status_path = run.tmp / "settlement-0" / "status.json"
+
+    def status() -> dict[str, Any]:
+        return dict(json.loads(status_path.read_text()))
+
+    def queued() -> int:
+        return int(ch.functions.ledger(usdc).call()[2])
+
+    run.pump_until(lambda: queued() == 2 * 10**6)  # one move into the fund, queued
+    run.kill9()
+    run.start()
+    w3 = run.alice.w3
+    w3.provider.make_request("evm_increaseTime", [6 * 3600 + 1])
+    w3.provider.make_request("evm_mine", [])
+
+    def mirrored() -> bool:
+        st = status()["insurance"]["tokens"][usdc]
+        return st["fund_on_chain"] == st["engine"] == 2 * 10**6 and not st["queued_into_fund"]
+
+    run.pump_until(lambda: int(fund.functions.expectedBalance(usdc).call()) == 2 * 10**6 and mirrored())
+    assert queued() == 2 * 10**6 and not status()["halted"]  # moved once
+    # the fund's balance rewritten on chain: the reconciliation halts settlement
+    slot = _balance_slot(usdc)
+    w3.provider.make_request(
+        "anvil_setStorageAt", [fund_address, hex(slot), "0x" + (10**6).to_bytes(32, "big").hex()]
+    )
+    run.pump_until(lambda: "InsuranceFund" in status()["halted"])
+    halted_at = ch.functions.lastBatchId().call()
+    run.rev.publish(
+        balance.pack(MsgType.BALANCE, 1, SLOT_BYTES, 0, 1001, alice, 0, BalanceReason.TRADE, 8 * 10**6 - 1,
+                     -1, 0, 0)
+    )  # fmt: skip
+    time.sleep(1.5)
+    assert ch.functions.lastBatchId().call() == halted_at  # nothing posted while halted
+    res = CliRunner().invoke(main, ["settlement", "resume", "--state-dir", str(run.tmp)])
+    assert res.exit_code == 0, res.output
+    run.pump_until(lambda: ch.functions.lastBatchId().call() > halted_at and not status()["halted"])
+    run.pump_until(lambda: "adopted" in (run.tmp / "settlement-0" / "alarms.log").read_text())
+    run.stop()
+    rebuilt = rebuild_from_journal(run.options, load_spec(run.options, run.m, [6, 18, 8]))
+    assert rebuilt.fund_on and rebuilt.fund_paid_in[USDC] == 2 * 10**6 and rebuilt.fund_base[USDC] == -(10**6)
+    assert rebuilt.confirmed_hash == ch.functions.lastBatchHash().call() or rebuilt.pending is not None
