@@ -38,6 +38,16 @@ def _grow(a: np.ndarray, rows: int) -> np.ndarray:
     return out
 
 
+def _distinct_sorted(a: np.ndarray) -> np.ndarray:
+    """The distinct values of a sorted array, in order (np.unique hashes; this is one pass)."""
+    if len(a) < 2:
+        return a
+    keep = np.empty(len(a), bool)
+    keep[0] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return a[keep]
+
+
 class IncrementalSumTree:
     """One asset's claims (``kind=CLAIM``) or liabilities (``kind=LIABILITY``) tree, mutable.
 
@@ -47,7 +57,19 @@ class IncrementalSumTree:
     kind : ``sum_tree.CLAIM`` or ``sum_tree.LIABILITY`` (the leaf prefix).
     """
 
-    __slots__ = ("token", "kind", "_n", "_acc", "_h", "_s", "_dirty", "_total", "hash_count")
+    __slots__ = (
+        "token",
+        "kind",
+        "_n",
+        "_acc",
+        "_h",
+        "_s",
+        "_dirty",
+        "_total",
+        "hash_count",
+        "_flat",
+        "_flat_of",
+    )
 
     def __init__(self, token: str | bytes, kind: int = CLAIM) -> None:
         self.token = address_bytes(token)
@@ -60,6 +82,8 @@ class IncrementalSumTree:
         self._dirty: list[int] = []
         self._total = 0
         self.hash_count = 0  # node hashes computed so far (for the O(k log n) test)
+        self._flat: memoryview | None = None  # bytes of the leaf amounts (set's fast path)
+        self._flat_of: np.ndarray | None = None  # the array it views
 
     @classmethod
     def from_arrays(
@@ -97,11 +121,15 @@ class IncrementalSumTree:
         """Set leaf ``index``'s amount (the account stays)."""
         if not 0 <= index < self._n:
             raise IndexError(index)
-        old = self.amount(index)
+        leaves = self._s[0]
+        if self._flat is None or self._flat_of is not leaves:  # (regrown since: a new view)
+            self._flat, self._flat_of = memoryview(leaves.reshape(-1)), leaves
+        at = 32 * index
+        old = int.from_bytes(self._flat[at : at + 32], "big")
         if amount == old:
             return
         self._check_total(self._total - old + amount, amount)
-        self._s[0][index] = np.frombuffer(amount.to_bytes(32, "big"), np.uint8)
+        self._flat[at : at + 32] = amount.to_bytes(32, "big")  # (a byte view: ~10x a numpy row write)
         self._total += amount - old
         self._dirty.append(index)
 
@@ -123,7 +151,7 @@ class IncrementalSumTree:
         if not self._dirty:
             return
         n = self._n
-        idx = np.unique(np.asarray(self._dirty, np.int64))
+        idx = _distinct_sorted(np.sort(np.asarray(self._dirty, np.int64)))
         hash_leaves(self._acc[:n], self.token, self._s[0][:n], idx, self.kind, self._h[0])
         level, size = 0, n
         while size > 1:
@@ -133,7 +161,7 @@ class IncrementalSumTree:
                 self._s.append(np.zeros((max(up, 16), 32), np.uint8))
             self._h[level + 1] = _grow(self._h[level + 1], up)
             self._s[level + 1] = _grow(self._s[level + 1], up)
-            parents = np.unique(idx >> 1)
+            parents = _distinct_sorted(idx >> 1)  # (idx is sorted: so are its parents)
             hash_parents(
                 self._h[level], self._s[level], size, parents, self._h[level + 1], self._s[level + 1]
             )

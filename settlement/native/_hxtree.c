@@ -10,6 +10,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <string.h>
 
 static const uint64_t RC[24] = {
@@ -141,38 +142,64 @@ static PyObject *py_keccak256(PyObject *self, PyObject *args) {
 }
 
 /* hash_parents(child_h, child_s, n_children, parents, out_h, out_s) -> number hashed */
+typedef struct {
+    const uint8_t *H, *S;
+    const int64_t *P;
+    uint8_t *OH, *OS;
+    Py_ssize_t n, cap_out, ch_len, lo, hi;
+    int bad, overflow, os_short;
+} ParentJob;
+
+static void *parents_run(void *arg) {
+    ParentJob *j = arg;
+    static const uint8_t ZERO[32] = {0};
+    uint8_t msg[129];
+    msg[0] = 0x01;
+    for (Py_ssize_t k = j->lo; k < j->hi; k++) {
+        int64_t p = j->P[k];
+        int64_t l = 2 * p, r = 2 * p + 1;
+        if (p < 0 || p >= j->cap_out || l >= j->n || (Py_ssize_t)(r * 32) > j->ch_len + 32 || j->os_short) {
+            j->bad = 1;
+            return NULL;
+        }
+        const uint8_t *rh = r < j->n ? j->H + 32 * r : ZERO, *rs = r < j->n ? j->S + 32 * r : ZERO;
+        memcpy(msg + 1, j->H + 32 * l, 32);
+        memcpy(msg + 33, j->S + 32 * l, 32);
+        memcpy(msg + 65, rh, 32);
+        memcpy(msg + 97, rs, 32);
+        keccak256(msg, 129, j->OH + 32 * p);
+        if (add256(j->S + 32 * l, rs, j->OS + 32 * p)) {
+            j->overflow = 1;
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+#define PARALLEL_MIN 4096 /* parents per call below which a second thread costs more than it saves */
+
 static PyObject *py_hash_parents(PyObject *self, PyObject *args) {
     Py_buffer ch, cs, par, oh, os_;
     Py_ssize_t n;
     if (!PyArg_ParseTuple(args, "y*y*ny*w*w*", &ch, &cs, &n, &par, &oh, &os_)) return NULL;
-    const uint8_t *H = ch.buf, *S = cs.buf;
-    const int64_t *P = par.buf;
-    uint8_t *OH = oh.buf, *OS = os_.buf;
-    Py_ssize_t np_ = par.len / 8, cap_out = oh.len / 32;
-    static const uint8_t ZERO[32] = {0};
-    uint8_t msg[129];
-    int overflow = 0, bad = 0;
-    msg[0] = 0x01;
+    Py_ssize_t np_ = par.len / 8;
+    /* parents are distinct (each writes its own output row): two threads split them in halves */
+    ParentJob jobs[2];
+    for (int t = 0; t < 2; t++)
+        jobs[t] = (ParentJob){ch.buf, cs.buf, par.buf, oh.buf, os_.buf, n, oh.len / 32, ch.len, 0, 0, 0, 0,
+                              os_.len < oh.len};
+    const int split = np_ >= PARALLEL_MIN;
+    jobs[0].hi = split ? np_ / 2 : np_;
+    jobs[1].lo = jobs[0].hi;
+    jobs[1].hi = np_;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t k = 0; k < np_; k++) {
-        int64_t p = P[k];
-        int64_t l = 2 * p, r = 2 * p + 1;
-        if (p < 0 || p >= cap_out || l >= n || (Py_ssize_t)(r * 32) > ch.len + 32 || os_.len < oh.len) {
-            bad = 1;
-            break;
-        }
-        const uint8_t *rh = r < n ? H + 32 * r : ZERO, *rs = r < n ? S + 32 * r : ZERO;
-        memcpy(msg + 1, H + 32 * l, 32);
-        memcpy(msg + 33, S + 32 * l, 32);
-        memcpy(msg + 65, rh, 32);
-        memcpy(msg + 97, rs, 32);
-        keccak256(msg, 129, OH + 32 * p);
-        if (add256(S + 32 * l, rs, OS + 32 * p)) {
-            overflow = 1;
-            break;
-        }
-    }
+    pthread_t helper;
+    int helped = split && pthread_create(&helper, NULL, parents_run, &jobs[1]) == 0;
+    parents_run(&jobs[0]);
+    if (split && !helped) parents_run(&jobs[1]);
+    if (helped) pthread_join(helper, NULL);
     Py_END_ALLOW_THREADS
+    int bad = jobs[0].bad | jobs[1].bad, overflow = jobs[0].overflow | jobs[1].overflow;
     PyBuffer_Release(&ch);
     PyBuffer_Release(&cs);
     PyBuffer_Release(&par);
