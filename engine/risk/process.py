@@ -23,7 +23,6 @@ import os
 import select
 import struct
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from engine.host.health_board import open_health_slot
 from engine.host.metrics import Metrics
 from engine.host.process_identity import become_stage, handle_stage_signals, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
+from engine.journal.snapshot_persister import SnapshotPersister
 from engine.ring import Blocking, ConsumerRef, RingFull, RingRef, make_wait_strategy
 from engine.risk.native_risk import make_risk_engine
 from engine.risk.risk_config import load_risk_config
@@ -128,8 +128,8 @@ class RiskProcess:
         for ring in self.outputs:
             ring.set_producer()
         self.held = [bytearray() for _ in self.outputs]  # outputs waiting for room in their ring
-        self._snapshot_thread: threading.Thread | None = None
         self.snapshots = SnapshotStore(self.state_dir / "snapshots")
+        self.persister = SnapshotPersister(self.snapshots, "risk")
         self.records_since_snapshot = 0
         self.stop_requested = False
         self.snapshot_requested = False
@@ -247,13 +247,8 @@ class RiskProcess:
                 consumer.release(done - consumer.cursor)
 
     def write_snapshot(self, background: bool = False) -> None:
-        """Snapshot the engine at ``journal_seq``: the state is captured here, between records (a
-        few ms); making it durable (fsync the journal up to it, write, fsync and rename the file)
-        costs ~10 ms more, which with ``background`` (the periodic snapshots) happens on a thread
-        while risk goes on, as the shard does: a synchronous one stalled every order behind it
-        (the p99 of the round trip with risk in the path). The journal is made durable first, so a
-        snapshot on disk implies its journal prefix on disk; one still being written when the next
-        is due makes the loop skip that one."""
+        """Snapshot the engine at ``journal_seq``: the state is captured here, between records;
+        ``SnapshotPersister`` makes it durable (on a thread with ``background``, the periodic ones)."""
         parts = [SNAP_META.pack(self.journal_seq, len(self.outputs))]
         parts += [SNAP_RING.pack(ring.nonce, ring.published) for ring in self.outputs]
         parts += [
@@ -262,30 +257,7 @@ class RiskProcess:
         parts.append(self.engine.snapshot())
         self.records_since_snapshot = 0
         seq, blob = self.journal_seq, b"".join(parts)
-        if background:
-            if self._snapshot_thread is not None and self._snapshot_thread.is_alive():
-                return
-            self.journal.commit()
-            self._snapshot_thread = threading.Thread(
-                target=self._persist_snapshot, args=(seq, blob), name="risk-snapshot", daemon=True
-            )
-            self._snapshot_thread.start()
-            return
-        self._wait_snapshot_thread()
-        self.journal.flush()
-        self._persist_snapshot(seq, blob, journal_synced=True)
-
-    def _persist_snapshot(self, seq: int, blob: bytes, journal_synced: bool = False) -> None:
-        if not journal_synced:
-            self.journal.sync()
-        self.snapshots.write(seq, blob)
-        self.snapshots.prune(keep=2)
-
-    def _wait_snapshot_thread(self) -> None:
-        thread = self._snapshot_thread
-        if thread is not None:
-            thread.join()
-            self._snapshot_thread = None
+        self.persister.persist(self.journal, seq, blob, background)
 
     # ---- live loop -----------------------------------------------------------------------------
     def _frame(self, idx: int, consumer: Any, view: memoryview, n: int, clock: int) -> bytes:
@@ -397,7 +369,7 @@ class RiskProcess:
         self.close()
 
     def close(self) -> None:
-        self._wait_snapshot_thread()
+        self.persister.wait()
         self.journal.close()
         for consumer in self.consumers:
             consumer.close()

@@ -24,7 +24,6 @@ import gc
 import os
 import struct
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from engine.host.health_board import open_health_slot
 from engine.host.metrics import Metrics
 from engine.host.process_identity import become_stage, handle_stage_signals, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
+from engine.journal.snapshot_persister import SnapshotPersister
 from engine.ring import RingBuffer, RingRef, make_wait_strategy
 from engine.shard.native_engine import make_engine, restore_engine
 from engine.shard.wire_event_writer import WireEventWriter
@@ -173,11 +173,11 @@ class Shard:
         self.events = options.events.attach()
         self.events.set_producer()
         self.snapshots = SnapshotStore(self.state_dir / "snapshots")
+        self.persister = SnapshotPersister(self.snapshots, "shard")
         self.records_since_snapshot = 0
         self.held: collections.deque[tuple[int, bytes]] = collections.deque()  # `ack`: (seq, events)
         self.stop_requested = False
         self.snapshot_requested = False
-        self._snapshot_thread: threading.Thread | None = None
         self.health = open_health_slot(options.health_board, options.health_slot)
         self.metrics = Metrics("shard", self.health.metrics)
         self.state = self._recover()
@@ -249,30 +249,7 @@ class Shard:
         parts.append(self.state.engine.snapshot())
         self.records_since_snapshot = 0
         seq, blob = self.journal_seq, b"".join(parts)
-        if background:
-            if self._snapshot_thread is not None and self._snapshot_thread.is_alive():
-                return
-            self.journal.commit()
-            self._snapshot_thread = threading.Thread(
-                target=self._persist_snapshot, args=(seq, blob), name="shard-snapshot", daemon=True
-            )
-            self._snapshot_thread.start()
-            return
-        self._wait_snapshot_thread()
-        self.journal.flush()
-        self._persist_snapshot(seq, blob, journal_synced=True)
-
-    def _persist_snapshot(self, seq: int, blob: bytes, journal_synced: bool = False) -> None:
-        if not journal_synced:
-            self.journal.sync()
-        self.snapshots.write(seq, blob)
-        self.snapshots.prune(keep=2)
-
-    def _wait_snapshot_thread(self) -> None:
-        thread = self._snapshot_thread
-        if thread is not None:
-            thread.join()
-            self._snapshot_thread = None
+        self.persister.persist(self.journal, seq, blob, background)
 
     # ---- live loop -----------------------------------------------------------------------------
     def _ready_count(self) -> int:
@@ -354,7 +331,7 @@ class Shard:
             _publish(self.events, held.popleft()[1], 0, self.wait)
 
     def close(self) -> None:
-        self._wait_snapshot_thread()
+        self.persister.wait()
         self.journal.close()
         for consumer in self.consumers:
             consumer.close()
