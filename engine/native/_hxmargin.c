@@ -11,12 +11,16 @@
  * Rules that keep the bytes equal: no FMA contraction (setup.py builds with -ffp-contract=off),
  * minimum/maximum as numpy defines them for equal operands, fold only the rows numpy folds.
  *
- * One call: for every row of `rows` (split between two threads when asked and there are many: rows
- * are independent, so the bytes do not depend on it), equity / initial / maintenance (int64, micro) and the
- * exposure row (float64) are written into the account book's columns in place; the rows whose
- * three figures changed are listed in `changed`, those below maintenance (MM > 0, equity < MM) in
- * `below`, both counted in the returned pair. A row that holds
- * nothing but cash gets the exact figures (equity = cash, no margin), as MarginModel.recompute.
+ * One call: for every row of `rows` (four rows interleaved; split between two threads when asked
+ * and there are many: rows are independent, so the bytes do not depend on either), equity /
+ * initial / maintenance (int64, micro) and the exposure row (float64) are written into the account
+ * book's columns in place; the rows whose three figures changed are listed in `changed`, those
+ * below maintenance (MM > 0, equity < MM) in `below`, both counted in the returned pair. A row
+ * that holds nothing but cash gets the exact figures (equity = cash, no margin), as
+ * MarginModel.recompute.
+ * An equity or margin beyond 2**62 micro raises OverflowError as numpy does; unlike numpy, the
+ * rows before it (in each thread's half) are already written. Either way the risk process stops
+ * on it (the engine's checked int64 columns keep real books far below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
