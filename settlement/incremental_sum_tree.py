@@ -9,12 +9,18 @@ Invariants (checked against :class:`settlement.sum_tree.SumTree` by the tests):
 - changes are lazy: ``set``/``append`` only mark leaves dirty; the next read (``root``, ``total``,
   ``proof``) recomputes each ancestor of a dirty leaf once, level by level. A batch touching ``k`` of
   ``n`` leaves therefore costs at most ``k * ceil(log2 n)`` node hashes (fewer where paths merge);
-- ``total`` never exceeds ``2**256 - 1``: a change that would overflow it raises before anything changes.
+- ``total`` (and so every amount) stays below ``2**128``: a change that would pass it raises before
+  anything changes. The encoding is the contract's uint256; the bound is the engine's (int64 balances
+  times a token factor of at most 1e12, over fewer than 2**20 accounts, stay far below it), and it
+  halves what every sum costs in memory.
 
 Layout (why it is fast and small): flat numpy arrays, one row per node, per level: hashes ``(n_l, 32)``
-and sums ``(n_l, 32)`` big-endian bytes (256-bit sums do not fit a numpy integer), accounts ``(n, 20)``;
-capacity doubles as leaves are appended. The hashing loops (leaves, then parents level by level) run in
-C (``settlement.native._hxtree``, Ethereum's Keccak-256) over the sorted unique dirty indices, so the
+and sums ``(n_l, 16)`` big-endian bytes (128-bit sums do not fit a numpy integer), accounts ``(n, 20)``;
+leaf hashes are not stored (a parent's are made from its leaves' accounts and amounts as it is hashed,
+a proof's sibling leaf hash when asked): a tree costs ~84 bytes a leaf, so the 10 trees of 1,000,000
+accounts x 5 assets hold in well under 1 GB. Capacity doubles as leaves are appended. The hashing loops
+(the first level from the leaves, then parents level by level) run in C (``settlement.native._hxtree``,
+Ethereum's Keccak-256) over the sorted unique dirty indices, two threads on a large level, so the
 Python cost of a batch is per level, not per node.
 
 Units: amounts are token base units (the leaf amounts of the contract's trees).
@@ -26,8 +32,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from settlement.native._hxtree import hash_leaves, hash_parents
-from settlement.sum_tree import CLAIM, UINT256_MAX, ZERO_HASH, ProofNode, address_bytes, leaf_hash
+from settlement.native._hxtree import hash_leaf_parents, hash_parents
+from settlement.sum_tree import CLAIM, ZERO_HASH, ProofNode, address_bytes, leaf_hash
+
+UINT128_MAX = (1 << 128) - 1
+SUM_BYTES = 16  # a sum's big-endian bytes in the arrays (the hashes encode it in 32)
 
 
 def _grow(a: np.ndarray, rows: int) -> np.ndarray:
@@ -77,8 +86,9 @@ class IncrementalSumTree:
         leaf_hash(b"\x00" * 20, self.token, 0, kind)  # validates the kind
         self._n = 0
         self._acc = np.zeros((16, 20), np.uint8)
-        self._h: list[np.ndarray] = [np.zeros((16, 32), np.uint8)]
-        self._s: list[np.ndarray] = [np.zeros((16, 32), np.uint8)]
+        # per level: hashes (level 0, the leaves, has none stored) and sums (level 0: the amounts)
+        self._h: list[np.ndarray] = [np.zeros((0, 32), np.uint8)]
+        self._s: list[np.ndarray] = [np.zeros((16, SUM_BYTES), np.uint8)]
         self._dirty: list[int] = []
         self._total = 0
         self.hash_count = 0  # node hashes computed so far (for the O(k log n) test)
@@ -90,12 +100,17 @@ class IncrementalSumTree:
         cls, token: str | bytes, kind: int, accounts: np.ndarray, amounts_be: np.ndarray, total: int
     ) -> IncrementalSumTree:
         """A tree of ``len(accounts)`` leaves at once: ``accounts`` ``(n, 20)`` and ``amounts_be`` ``(n, 32)``
-        big-endian uint8 rows summing to ``total`` (the caller's word; for bulk loads and benchmarks)."""
+        (uint256) or ``(n, 16)`` big-endian uint8 rows summing to ``total`` (the caller's word; for bulk
+        loads and benchmarks). ValueError if an amount is 2**128 or more."""
         t = cls(token, kind)
         n = int(accounts.shape[0])
         t._acc = np.ascontiguousarray(accounts, np.uint8)
-        t._h[0] = np.zeros((n, 32), np.uint8)
-        t._s[0] = np.ascontiguousarray(amounts_be, np.uint8)
+        amounts = np.asarray(amounts_be, np.uint8)
+        if amounts.shape[1] == 32:
+            if amounts[:, :16].any():
+                raise ValueError("amount out of range: 2**128 or more")
+            amounts = amounts[:, 16:]
+        t._s[0] = np.ascontiguousarray(amounts)
         t._n, t._total = n, total
         t._check_total(total, 0)
         t._dirty = list(range(n))
@@ -108,10 +123,9 @@ class IncrementalSumTree:
         self._check_total(self._total + amount, amount)
         i = self._n
         self._acc = _grow(self._acc, i + 1)
-        self._h[0] = _grow(self._h[0], i + 1)
         self._s[0] = _grow(self._s[0], i + 1)
         self._acc[i] = np.frombuffer(address_bytes(account), np.uint8)
-        self._s[0][i] = np.frombuffer(amount.to_bytes(32, "big"), np.uint8)
+        self._s[0][i] = np.frombuffer(amount.to_bytes(SUM_BYTES, "big"), np.uint8)
         self._n += 1
         self._total += amount
         self._dirty.append(i)
@@ -124,12 +138,12 @@ class IncrementalSumTree:
         leaves = self._s[0]
         if self._flat is None or self._flat_of is not leaves:  # (regrown since: a new view)
             self._flat, self._flat_of = memoryview(leaves.reshape(-1)), leaves
-        at = 32 * index
-        old = int.from_bytes(self._flat[at : at + 32], "big")
+        at = SUM_BYTES * index
+        old = int.from_bytes(self._flat[at : at + SUM_BYTES], "big")
         if amount == old:
             return
         self._check_total(self._total - old + amount, amount)
-        self._flat[at : at + 32] = amount.to_bytes(32, "big")  # (a byte view: ~10x a numpy row write)
+        self._flat[at : at + SUM_BYTES] = amount.to_bytes(SUM_BYTES, "big")  # (a byte view: ~10x a row write)
         self._total += amount - old
         self._dirty.append(index)
 
@@ -140,10 +154,10 @@ class IncrementalSumTree:
 
     @staticmethod
     def _check_total(total: int, amount: int) -> None:
-        if not 0 <= amount <= UINT256_MAX:
-            raise ValueError("amount out of uint256 range")
-        if total > UINT256_MAX:
-            raise ValueError("sum overflows uint256")
+        if not 0 <= amount <= UINT128_MAX:
+            raise ValueError("amount out of range: negative, or 2**128 or more")
+        if total > UINT128_MAX:
+            raise ValueError("sum overflows 2**128")
 
     # ------------------------------------------------------------------ reads
 
@@ -152,19 +166,23 @@ class IncrementalSumTree:
             return
         n = self._n
         idx = _distinct_sorted(np.sort(np.asarray(self._dirty, np.int64)))
-        hash_leaves(self._acc[:n], self.token, self._s[0][:n], idx, self.kind, self._h[0])
         level, size = 0, n
         while size > 1:
             up = (size + 1) // 2
             if level + 1 == len(self._h):
                 self._h.append(np.zeros((max(up, 16), 32), np.uint8))
-                self._s.append(np.zeros((max(up, 16), 32), np.uint8))
+                self._s.append(np.zeros((max(up, 16), SUM_BYTES), np.uint8))
             self._h[level + 1] = _grow(self._h[level + 1], up)
             self._s[level + 1] = _grow(self._s[level + 1], up)
             parents = _distinct_sorted(idx >> 1)  # (idx is sorted: so are its parents)
-            hash_parents(
-                self._h[level], self._s[level], size, parents, self._h[level + 1], self._s[level + 1]
-            )
+            if level == 0:  # from the leaves' accounts and amounts (their hashes are not stored)
+                hash_leaf_parents(
+                    self._acc[:n], self.token, self._s[0][:n], self.kind, n, parents, self._h[1], self._s[1]
+                )
+            else:
+                hash_parents(
+                    self._h[level], self._s[level], size, parents, self._h[level + 1], self._s[level + 1]
+                )
             self.hash_count += len(parents)
             idx, level, size = parents, level + 1, up
         self._dirty = []
@@ -178,8 +196,13 @@ class IncrementalSumTree:
         """Root hash (``ZERO_HASH`` when empty)."""
         if not self._n:
             return ZERO_HASH
+        if self._n == 1:  # the leaf itself
+            return self._leaf_hash(0)
         self._flush()
         return bytes(self._h[self._levels()][0])
+
+    def _leaf_hash(self, index: int) -> bytes:
+        return leaf_hash(self._acc[index].tobytes(), self.token, self.amount(index), self.kind)
 
     @property
     def total(self) -> int:
@@ -198,7 +221,7 @@ class IncrementalSumTree:
         """Leaf ``index``'s amount."""
         if not 0 <= index < self._n:
             raise IndexError(index)
-        return int.from_bytes(self._s[0][index].tobytes(), "big")
+        return int.from_bytes(self._s[0][index].tobytes(), "big")  # (16 bytes)
 
     def account(self, index: int) -> bytes:
         """Leaf ``index``'s account (20 bytes)."""
@@ -215,7 +238,9 @@ class IncrementalSumTree:
         i, size = index, self._n
         for level in range(self._levels()):
             j = i ^ 1
-            if j < size:
+            if j < size and level == 0:
+                out.append((self._leaf_hash(j), self.amount(j)))
+            elif j < size:
                 out.append((self._h[level][j].tobytes(), int.from_bytes(self._s[level][j].tobytes(), "big")))
             else:
                 out.append((ZERO_HASH, 0))

@@ -121,16 +121,17 @@ static void keccak256(const uint8_t *in, size_t len, uint8_t out[32]) {
     memcpy(out, st, 32);
 }
 
-/* a + b into out (32-byte big-endian); returns 1 on overflow */
-static int add256(const uint8_t *a, const uint8_t *b, uint8_t *out) {
+/* a + b into out (16-byte big-endian: the trees keep sums below 2**128); returns 1 on overflow */
+static int add128(const uint8_t *a, const uint8_t *b, uint8_t *out) {
     unsigned carry = 0;
-    for (int i = 31; i >= 0; i--) {
+    for (int i = 15; i >= 0; i--) {
         unsigned v = (unsigned)a[i] + (unsigned)b[i] + carry;
         out[i] = (uint8_t)v;
         carry = v >> 8;
     }
     return (int)carry;
 }
+
 
 static PyObject *py_keccak256(PyObject *self, PyObject *args) {
     Py_buffer in;
@@ -143,12 +144,29 @@ static PyObject *py_keccak256(PyObject *self, PyObject *args) {
 
 /* hash_parents(child_h, child_s, n_children, parents, out_h, out_s) -> number hashed */
 typedef struct {
-    const uint8_t *H, *S;
+    const uint8_t *H, *S;  /* children: hashes (32-byte rows; NULL: leaves, hashed here) and sums (16) */
+    const uint8_t *ACC, *TOK;  /* leaves only: accounts (20-byte rows) and the token */
+    int kind;
     const int64_t *P;
     uint8_t *OH, *OS;
-    Py_ssize_t n, cap_out, ch_len, lo, hi;
-    int bad, overflow, os_short;
+    Py_ssize_t n, cap_out, lo, hi;
+    int bad, overflow;
 } ParentJob;
+
+/* The hash of child i: stored (an inner level), or the leaf's, from its account and amount. */
+static void child_hash(const ParentJob *j, int64_t i, uint8_t out[32]) {
+    if (j->H) {
+        memcpy(out, j->H + 32 * i, 32);
+        return;
+    }
+    uint8_t msg[73];
+    msg[0] = (uint8_t)j->kind;
+    memcpy(msg + 1, j->ACC + 20 * i, 20);
+    memcpy(msg + 21, j->TOK, 20);
+    memset(msg + 41, 0, 16);
+    memcpy(msg + 57, j->S + 16 * i, 16);
+    keccak256(msg, 73, out);
+}
 
 static void *parents_run(void *arg) {
     ParentJob *j = arg;
@@ -158,17 +176,20 @@ static void *parents_run(void *arg) {
     for (Py_ssize_t k = j->lo; k < j->hi; k++) {
         int64_t p = j->P[k];
         int64_t l = 2 * p, r = 2 * p + 1;
-        if (p < 0 || p >= j->cap_out || l >= j->n || (Py_ssize_t)(r * 32) > j->ch_len + 32 || j->os_short) {
+        if (p < 0 || p >= j->cap_out || l >= j->n) {
             j->bad = 1;
             return NULL;
         }
-        const uint8_t *rh = r < j->n ? j->H + 32 * r : ZERO, *rs = r < j->n ? j->S + 32 * r : ZERO;
-        memcpy(msg + 1, j->H + 32 * l, 32);
-        memcpy(msg + 33, j->S + 32 * l, 32);
-        memcpy(msg + 65, rh, 32);
-        memcpy(msg + 97, rs, 32);
+        const uint8_t *rs = r < j->n ? j->S + 16 * r : ZERO;
+        child_hash(j, l, msg + 1);
+        memset(msg + 33, 0, 16);
+        memcpy(msg + 49, j->S + 16 * l, 16);
+        if (r < j->n) child_hash(j, r, msg + 65);
+        else memset(msg + 65, 0, 32);
+        memset(msg + 97, 0, 16);
+        memcpy(msg + 113, rs, 16);
         keccak256(msg, 129, j->OH + 32 * p);
-        if (add256(j->S + 32 * l, rs, j->OS + 32 * p)) {
+        if (add128(j->S + 16 * l, rs, j->OS + 16 * p)) {
             j->overflow = 1;
             return NULL;
         }
@@ -178,20 +199,14 @@ static void *parents_run(void *arg) {
 
 #define PARALLEL_MIN 4096 /* parents per call below which a second thread costs more than it saves */
 
-static PyObject *py_hash_parents(PyObject *self, PyObject *args) {
-    Py_buffer ch, cs, par, oh, os_;
-    Py_ssize_t n;
-    if (!PyArg_ParseTuple(args, "y*y*ny*w*w*", &ch, &cs, &n, &par, &oh, &os_)) return NULL;
-    Py_ssize_t np_ = par.len / 8;
-    /* parents are distinct (each writes its own output row): two threads split them in halves */
-    ParentJob jobs[2];
-    for (int t = 0; t < 2; t++)
-        jobs[t] = (ParentJob){ch.buf, cs.buf, par.buf, oh.buf, os_.buf, n, oh.len / 32, ch.len, 0, 0, 0, 0,
-                              os_.len < oh.len};
+/* Every parent of `jobs[0]` (its lo..hi), split over two threads past PARALLEL_MIN (parents are
+ * distinct: each writes its own output row); 0, or -1 with the error set. */
+static int run_parents(ParentJob *job) {
+    ParentJob jobs[2] = {*job, *job};
+    const Py_ssize_t np_ = job->hi;
     const int split = np_ >= PARALLEL_MIN;
     jobs[0].hi = split ? np_ / 2 : np_;
     jobs[1].lo = jobs[0].hi;
-    jobs[1].hi = np_;
     Py_BEGIN_ALLOW_THREADS
     pthread_t helper;
     int helped = split && pthread_create(&helper, NULL, parents_run, &jobs[1]) == 0;
@@ -199,21 +214,57 @@ static PyObject *py_hash_parents(PyObject *self, PyObject *args) {
     if (split && !helped) parents_run(&jobs[1]);
     if (helped) pthread_join(helper, NULL);
     Py_END_ALLOW_THREADS
-    int bad = jobs[0].bad | jobs[1].bad, overflow = jobs[0].overflow | jobs[1].overflow;
+    if (jobs[0].bad | jobs[1].bad) {
+        PyErr_SetString(PyExc_IndexError, "hash_parents: index out of range");
+        return -1;
+    }
+    if (jobs[0].overflow | jobs[1].overflow) {
+        PyErr_SetString(PyExc_OverflowError, "hash_parents: sum overflows uint128");
+        return -1;
+    }
+    return 0;
+}
+
+/* hash_parents(child_h, child_s, n_children, parents, out_h, out_s) -> number hashed: an inner
+ * level (hashes 32-byte rows, sums 16-byte big-endian rows). */
+static PyObject *py_hash_parents(PyObject *self, PyObject *args) {
+    Py_buffer ch, cs, par, oh, os_;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "y*y*ny*w*w*", &ch, &cs, &n, &par, &oh, &os_)) return NULL;
+    Py_ssize_t np_ = par.len / 8;
+    int ok = n >= 0 && ch.len >= 32 * n && cs.len >= 16 * n && os_.len / 16 >= oh.len / 32;
+    ParentJob job = {ch.buf, cs.buf, NULL, NULL, 0, par.buf, oh.buf, os_.buf, n, oh.len / 32, 0, np_, 0, 0};
+    int rc = ok ? run_parents(&job) : -1;
+    if (!ok) PyErr_SetString(PyExc_ValueError, "hash_parents: buffers shorter than their counts");
     PyBuffer_Release(&ch);
     PyBuffer_Release(&cs);
     PyBuffer_Release(&par);
     PyBuffer_Release(&oh);
     PyBuffer_Release(&os_);
-    if (bad) {
-        PyErr_SetString(PyExc_IndexError, "hash_parents: index out of range");
-        return NULL;
-    }
-    if (overflow) {
-        PyErr_SetString(PyExc_OverflowError, "hash_parents: sum overflows uint256");
-        return NULL;
-    }
-    return PyLong_FromSsize_t(np_);
+    return rc < 0 ? NULL : PyLong_FromSsize_t(np_);
+}
+
+/* hash_leaf_parents(accounts, token, amounts, kind, n_leaves, parents, out_h, out_s) -> number
+ * hashed: the first inner level, straight from the leaves (accounts 20-byte rows, amounts 16-byte
+ * big-endian rows): leaf hashes are not stored (32 bytes a leaf a tree), they are made here and
+ * for proofs. */
+static PyObject *py_hash_leaf_parents(PyObject *self, PyObject *args) {
+    Py_buffer acc, tok, amt, par, oh, os_;
+    int kind;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "y*y*y*iny*w*w*", &acc, &tok, &amt, &kind, &n, &par, &oh, &os_)) return NULL;
+    Py_ssize_t np_ = par.len / 8;
+    int ok = tok.len == 20 && n >= 0 && acc.len >= 20 * n && amt.len >= 16 * n && os_.len / 16 >= oh.len / 32;
+    ParentJob job = {NULL, amt.buf, acc.buf, tok.buf, kind, par.buf, oh.buf, os_.buf, n, oh.len / 32, 0, np_, 0, 0};
+    int rc = ok ? run_parents(&job) : -1;
+    if (!ok) PyErr_SetString(PyExc_ValueError, "hash_leaf_parents: bad token length or short buffers");
+    PyBuffer_Release(&acc);
+    PyBuffer_Release(&tok);
+    PyBuffer_Release(&amt);
+    PyBuffer_Release(&par);
+    PyBuffer_Release(&oh);
+    PyBuffer_Release(&os_);
+    return rc < 0 ? NULL : PyLong_FromSsize_t(np_);
 }
 
 /* hash_leaves(accounts(n*20), token(20), amounts(n*32), indices, kind, out_h(n*32)) */
@@ -254,7 +305,9 @@ static PyObject *py_hash_leaves(PyObject *self, PyObject *args) {
 static PyMethodDef METHODS[] = {
     {"keccak256", py_keccak256, METH_VARARGS, "keccak256(data) -> 32 bytes (Ethereum's Keccak-256)."},
     {"hash_parents", py_hash_parents, METH_VARARGS,
-     "hash_parents(child_h, child_s, n_children, parents_int64, out_h, out_s) -> count: node hashes and sums."},
+     "hash_parents(child_h, child_s16, n_children, parents_int64, out_h, out_s16) -> count: node hashes and sums."},
+    {"hash_leaf_parents", py_hash_leaf_parents, METH_VARARGS,
+     "hash_leaf_parents(accounts, token, amounts16, kind, n_leaves, parents_int64, out_h, out_s16) -> count."},
     {"hash_leaves", py_hash_leaves, METH_VARARGS,
      "hash_leaves(accounts, token, amounts, indices_int64, kind, out_h) -> count: leaf hashes."},
     {NULL, NULL, 0, NULL}};

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from settlement.incremental_sum_tree import IncrementalSumTree
-from settlement.sum_tree import CLAIM, LIABILITY, UINT256_MAX, ZERO_HASH, SumTree, verify
+from settlement.incremental_sum_tree import UINT128_MAX, IncrementalSumTree
+from settlement.sum_tree import CLAIM, LIABILITY, ZERO_HASH, SumTree, verify
 
 TOKEN = "0x" + "aa" * 20
 
@@ -73,8 +73,11 @@ def test_batch_of_k_changes_costs_at_most_k_log_n_hashes() -> None:
 
 
 def test_overflow_refused_before_anything_changes() -> None:
+    """Sums stay below 2**128 (the arrays hold 16 bytes a sum; the engine's leaves are far below)."""
     t = IncrementalSumTree(TOKEN)
-    t.append(_addr(0), UINT256_MAX)
+    with pytest.raises(ValueError, match="range"):
+        t.append(_addr(0), UINT128_MAX + 1)
+    t.append(_addr(0), UINT128_MAX)
     root = t.root
     with pytest.raises(ValueError, match="overflow"):
         t.append(_addr(1), 1)
@@ -107,3 +110,23 @@ def test_property_incremental_equals_rebuild(initial: list[int], edits: list[tup
     _same(t, amounts, CLAIM)
     for i, a in enumerate(amounts):
         assert verify(t.root, t.total, _addr(i), TOKEN, a, i, t.proof(i))
+
+
+def test_sums_near_the_bound_and_bulk_loads_hash_like_the_reference() -> None:
+    """Amounts up to 2**128 - 1 hash exactly as the uint256 reference; from_arrays takes 32- or 16-byte
+    amounts and refuses one of 2**128 or more."""
+    import numpy as np
+
+    amounts = [UINT128_MAX // 4, 3, UINT128_MAX // 4, 0, UINT128_MAX // 4 - 7]
+    t = IncrementalSumTree(TOKEN, LIABILITY)
+    for i, a in enumerate(amounts):
+        t.append(_addr(i), a)
+    _same(t, amounts, LIABILITY)
+    acc = np.frombuffer(b"".join(_addr(i) for i in range(len(amounts))), np.uint8).reshape(-1, 20)
+    wide = np.frombuffer(b"".join(a.to_bytes(32, "big") for a in amounts), np.uint8).reshape(-1, 32)
+    bulk = IncrementalSumTree.from_arrays(TOKEN, LIABILITY, acc, wide, sum(amounts))
+    _same(bulk, amounts, LIABILITY)
+    too_big = wide.copy()
+    too_big[1, 15] = 1  # 2**128 in the second leaf
+    with pytest.raises(ValueError, match="range"):
+        IncrementalSumTree.from_arrays(TOKEN, LIABILITY, acc, too_big, sum(amounts))
