@@ -55,6 +55,7 @@ from gateway.protocol.json_events import event_json
 from gateway.protocol.l2_book import BUY, SELL, L2Book
 from gateway.protocol.market_info import MarketCatalog
 from gateway.protocol.units import from_units
+from gateway.protocol.vocabulary import SINGLE_ACCOUNT_PRIVATE_EVENTS
 from gateway.session import Session
 
 log = logging.getLogger("hx.gateway.fanout")
@@ -66,18 +67,9 @@ _STATUS = int(MsgType.MARKET_STATUS)
 _STATUS_AT = field_offset(MsgType.MARKET_STATUS, "status")
 # u32 word of the (first) account field per private event type; -1 = not private
 _ACCOUNT_WORD = np.full(256, -1, np.intp)
-for _t in (MsgType.ACCEPTED, MsgType.REJECTED, MsgType.CANCELLED, MsgType.AMENDED, MsgType.TRIGGERED):
+for _t in SINGLE_ACCOUNT_PRIVATE_EVENTS:
     _ACCOUNT_WORD[_t] = word_index(_t, "account", 4)
 _ACCOUNT_WORD[MsgType.FILL] = word_index(MsgType.FILL, "taker_account", 4)
-for _t in (
-    MsgType.BALANCE,
-    MsgType.POSITION,
-    MsgType.ACCOUNT_MARGIN,
-    MsgType.LIQUIDATION,
-    MsgType.ADL_RANK,
-    MsgType.ORDER_STATE,
-):
-    _ACCOUNT_WORD[_t] = word_index(_t, "account", 4)  # the risk stage's private events
 _ACCOUNT_WORD[MsgType.SETTLED] = word_index(MsgType.SETTLED, "account", 4)  # settlement's, to the account
 _W4_TAKER = word_index(MsgType.FILL, "taker_account", 4)
 _W4_MAKER = word_index(MsgType.FILL, "maker_account", 4)

@@ -26,31 +26,19 @@ from pathlib import Path
 from engine.types.enums import MsgType
 from engine.wire.layout import SEQ_AT, SLOT_BYTES, field_offset
 from gateway.binary import GATEWAY_REQUEST_BIT
+from gateway.protocol.vocabulary import PRIVATE_EVENTS, SINGLE_ACCOUNT_PRIVATE_EVENTS
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
-PRIVATE_TYPES = (
-    MsgType.ACCEPTED,
-    MsgType.REJECTED,
-    MsgType.CANCELLED,
-    MsgType.AMENDED,
-    MsgType.TRIGGERED,
-    MsgType.BALANCE,
-    MsgType.POSITION,
-    MsgType.ACCOUNT_MARGIN,
-    MsgType.LIQUIDATION,
-    MsgType.ADL_RANK,
-    MsgType.ORDER_STATE,
-)
 ACCOUNT_AT = [-1] * 256  # byte offset of the receiving account per private type
-for _t in PRIVATE_TYPES:
+for _t in SINGLE_ACCOUNT_PRIVATE_EVENTS:
     ACCOUNT_AT[_t] = field_offset(_t, "account")
 ACCOUNT_AT[MsgType.FILL] = field_offset(MsgType.FILL, "taker_account")
 _FILL = int(MsgType.FILL)
 _FILL_MAKER_AT = field_offset(MsgType.FILL, "maker_account")
 _STATE = int(MsgType.ORDER_STATE)
 _STATE_RID_AT = field_offset(MsgType.ORDER_STATE, "request_id")
-assert all(field_offset(t, "seq") == SEQ_AT for t in (*PRIVATE_TYPES, MsgType.FILL))
+assert all(field_offset(t, "seq") == SEQ_AT for t in PRIVATE_EVENTS)
 
 
 def event_account(data: bytes, off: int) -> int:

@@ -9,6 +9,23 @@ from typing import Any
 
 from engine.types.enums import MsgType, OrderType, RejectCode, Side, StpMode, TimeInForce
 
+# Events with one receiving account (its ``account`` field): the shard's order events and the risk
+# stage's account events. FILL is private too, to two accounts (``taker_account``/``maker_account``).
+SINGLE_ACCOUNT_PRIVATE_EVENTS = (
+    MsgType.ACCEPTED,
+    MsgType.REJECTED,
+    MsgType.CANCELLED,
+    MsgType.AMENDED,
+    MsgType.TRIGGERED,
+    MsgType.BALANCE,
+    MsgType.POSITION,
+    MsgType.ACCOUNT_MARGIN,
+    MsgType.LIQUIDATION,
+    MsgType.ADL_RANK,
+    MsgType.ORDER_STATE,
+)
+PRIVATE_EVENTS = frozenset(int(t) for t in (*SINGLE_ACCOUNT_PRIVATE_EVENTS, MsgType.FILL))
+
 SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 TIFS = {t.name.lower(): t for t in TimeInForce}
 ORDER_TYPES = {t.name.lower(): t for t in OrderType}

@@ -28,6 +28,7 @@ from engine.types.enums import MsgType
 from gateway.protocol.market_info import MarketInfo
 from gateway.protocol.signing import agent_typed_data, login_typed_data, sign_typed_data
 from gateway.protocol.units import JsonReject
+from gateway.protocol.vocabulary import PRIVATE_EVENTS
 from gateway.sdk.codec import ACCOUNT_EVENTS, L2, ORDER_EVENTS, SdkCodec, typed_event
 from gateway.sdk.errors import ConnectionClosed, HxError, LoginFailed, OrderRejected, RequestRejected
 from gateway.sdk.event_queue import EventQueue
@@ -44,23 +45,6 @@ from gateway.sdk.requests import PendingRequests, order_key
 
 _ACCEPTED, _REJECTED = int(MsgType.ACCEPTED), int(MsgType.REJECTED)
 _LIQUIDATION = int(MsgType.LIQUIDATION)
-PRIVATE_WIRE_TYPES = frozenset(
-    int(t)
-    for t in (
-        MsgType.ACCEPTED,
-        MsgType.REJECTED,
-        MsgType.FILL,
-        MsgType.CANCELLED,
-        MsgType.AMENDED,
-        MsgType.TRIGGERED,
-        MsgType.BALANCE,
-        MsgType.POSITION,
-        MsgType.ACCOUNT_MARGIN,
-        MsgType.LIQUIDATION,
-        MsgType.ADL_RANK,
-        MsgType.ORDER_STATE,
-    )
-)
 _CANCELLED, _AMENDED = int(MsgType.CANCELLED), int(MsgType.AMENDED)
 
 
@@ -546,7 +530,7 @@ class HxClient:
         ev = typed_event(t, e)
         if ev is None:
             return
-        if t in PRIVATE_WIRE_TYPES and e["seq"] and (t != _LIQUIDATION or e["account"]):
+        if t in PRIVATE_EVENTS and e["seq"] and (t != _LIQUIDATION or e["account"]):
             self.last_private_seq = e["seq"]
         if t == _ACCEPTED:
             self.order_ids[ev.client_order_id] = ev.order_id
