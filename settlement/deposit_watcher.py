@@ -46,14 +46,9 @@ class DepositWatcher:
 
     def poll(self, max_blocks: int = 5000) -> list[ChainDeposit]:
         """Deposits newly confirmed since the last call."""
-        try:
-            head = int(self.w3.eth.block_number)
-        except Exception as exc:
-            raise ChainUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        safe = head - self.confirmations + 1
-        if safe <= self.scanned:
+        to = confirmed_up_to(self.w3, self.scanned, self.confirmations, max_blocks)
+        if to is None:
             return []
-        to = min(safe, self.scanned + max_blocks)
         try:
             logs = self.vault.events.Deposited().get_logs(from_block=self.scanned + 1, to_block=to)
         except Exception as exc:
@@ -72,6 +67,19 @@ class DepositWatcher:
         self.scanned = to
         self.gap = ""
         return out
+
+
+def confirmed_up_to(w3: Web3, scanned: int, confirmations: int, max_blocks: int) -> int | None:
+    """The last block a watcher that has read every block up to ``scanned`` may read now: at most
+    ``max_blocks`` more, none with fewer than ``confirmations`` (None: nothing new is confirmed)."""
+    try:
+        head = int(w3.eth.block_number)
+    except Exception as exc:
+        raise ChainUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    safe = head - confirmations + 1
+    if safe <= scanned:
+        return None
+    return min(safe, scanned + max_blocks)
 
 
 def _log_id(log: Any) -> int:

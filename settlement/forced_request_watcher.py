@@ -21,6 +21,7 @@ from web3 import HTTPProvider, Web3
 
 from settlement.batch_sender import ChainUnavailable
 from settlement.chain import Artifact
+from settlement.deposit_watcher import confirmed_up_to
 
 
 class MalformedLog(ChainUnavailable):
@@ -62,14 +63,9 @@ class ForcedRequestWatcher:
 
     def poll(self, max_blocks: int = 5000) -> list[ChainForcedRequest | ChainForcedCancel]:
         """Requests, then cancellations, newly confirmed since the last call."""
-        try:
-            head = int(self.w3.eth.block_number)
-        except Exception as exc:
-            raise ChainUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        safe = head - self.confirmations + 1
-        if safe <= self.scanned:
+        to = confirmed_up_to(self.w3, self.scanned, self.confirmations, max_blocks)
+        if to is None:
             return []
-        to = min(safe, self.scanned + max_blocks)
         try:
             ev = self.hatch.events
             requested = ev.ForcedWithdrawalRequested().get_logs(from_block=self.scanned + 1, to_block=to)
