@@ -94,6 +94,7 @@ class Liquidator:
         self.unwind_due: set[int] = set()  # perps whose mark moved since the fund last tried
         config = engine.config
         self._perp_base = np.array([config.markets[m].base_asset for m in config.perps], np.intp)
+        self._bad_prices = self._unpriced()
 
     # ---- events --------------------------------------------------------------------------------
     def _event(
@@ -131,6 +132,7 @@ class Liquidator:
                 look |= np.isin(ids, np.fromiter(self.cases, np.int64, len(self.cases)))
             rows = rows[look & (ids < e.system_base)]
         acted = 0
+        self._bad_prices = self._unpriced()
         for row in rows.tolist():
             account = int(b.ids[row])
             if account >= e.system_base:
@@ -177,16 +179,20 @@ class Liquidator:
         b = self.engine.book
         return bool(b.perp_size[row].any() or (b.balance[row] < 0).any())
 
-    def _stale(self, row: int) -> bool:
-        """A price the account depends on is stale, or missing (0): no liquidation runs on it."""
-        e, b = self.engine, self.engine.book
-        # a perp needs its mark and a fresh oracle; an asset held (or owed) needs its price
-        bad_perp = (e.marks <= 0) | e.stale[self._perp_base]
-        if (bad_perp & (b.perp_size[row] != 0)).any():
-            return True
+    def _unpriced(self) -> tuple[np.ndarray, np.ndarray]:
+        """Perps without a mark or a fresh oracle, assets without a price: fixed within a scan (prices
+        move only with commands), so computed once per scan, not per account."""
+        e = self.engine
         bad_asset = e.stale | (e.prices <= 0)
         bad_asset[0] = False
-        return bool((bad_asset & (b.balance[row] != 0)).any())
+        return (e.marks <= 0) | e.stale[self._perp_base], bad_asset
+
+    def _stale(self, row: int) -> bool:
+        """A price the account depends on is stale, or missing (0): no liquidation runs on it."""
+        b = self.engine.book
+        bad_perp, bad_asset = self._bad_prices  # (set by scan)
+        # a perp needs its mark and a fresh oracle; an asset held (or owed) needs its price
+        return bool((bad_perp & (b.perp_size[row] != 0)).any() or (bad_asset & (b.balance[row] != 0)).any())
 
     # ---- an order into the book ------------------------------------------------------------------
     def _holdings(self, row: int) -> list[tuple[float, RiskMarket, int, int]]:

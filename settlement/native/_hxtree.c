@@ -3,8 +3,10 @@
  * The encodings are settlement.sum_tree's (and contracts/src/libraries/SumTree.sol's):
  *   leaf = keccak256(kind || account(20) || token(20) || amount(32, big-endian))
  *   node = keccak256(0x01 || left_hash(32) || left_sum(32) || right_hash(32) || right_sum(32)),
- *   sum(node) = left_sum + right_sum (256-bit, big-endian; overflow is an error).
- * Arrays are C-contiguous byte buffers: hashes and sums 32 bytes a row, accounts 20; index arrays int64.
+ *   sum(node) = left_sum + right_sum (encoded 256-bit big-endian; the arrays keep sums in 16 bytes,
+ *   the tree's totals stay below 2**128, and overflow is an error).
+ * Arrays are C-contiguous byte buffers: hashes 32 bytes a row, sums and amounts 16, accounts 20;
+ * index arrays int64. Leaf hashes are not stored: hash_leaf_parents makes them for the first level.
  * Keccak is the original Keccak-256 (pad 0x01 ... 0x80), as Ethereum uses, not FIPS SHA3-256.
  */
 #define PY_SSIZE_T_CLEAN
@@ -267,40 +269,6 @@ static PyObject *py_hash_leaf_parents(PyObject *self, PyObject *args) {
     return rc < 0 ? NULL : PyLong_FromSsize_t(np_);
 }
 
-/* hash_leaves(accounts(n*20), token(20), amounts(n*32), indices, kind, out_h(n*32)) */
-static PyObject *py_hash_leaves(PyObject *self, PyObject *args) {
-    Py_buffer acc, tok, amt, idx, oh;
-    int kind;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*iw*", &acc, &tok, &amt, &idx, &kind, &oh)) return NULL;
-    int bad = tok.len != 20;
-    const int64_t *I = idx.buf;
-    Py_ssize_t ni = idx.len / 8, n = acc.len / 20;
-    uint8_t msg[73];
-    msg[0] = (uint8_t)kind;
-    if (!bad) memcpy(msg + 21, tok.buf, 20);
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t k = 0; k < ni && !bad; k++) {
-        int64_t i = I[k];
-        if (i < 0 || i >= n || (i + 1) * 32 > amt.len || (i + 1) * 32 > oh.len) {
-            bad = 1;
-            break;
-        }
-        memcpy(msg + 1, (const uint8_t *)acc.buf + 20 * i, 20);
-        memcpy(msg + 41, (const uint8_t *)amt.buf + 32 * i, 32);
-        keccak256(msg, 73, (uint8_t *)oh.buf + 32 * i);
-    }
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&acc);
-    PyBuffer_Release(&tok);
-    PyBuffer_Release(&amt);
-    PyBuffer_Release(&idx);
-    PyBuffer_Release(&oh);
-    if (bad) {
-        PyErr_SetString(PyExc_IndexError, "hash_leaves: bad token length or index out of range");
-        return NULL;
-    }
-    return PyLong_FromSsize_t(ni);
-}
 
 static PyMethodDef METHODS[] = {
     {"keccak256", py_keccak256, METH_VARARGS, "keccak256(data) -> 32 bytes (Ethereum's Keccak-256)."},
@@ -308,8 +276,6 @@ static PyMethodDef METHODS[] = {
      "hash_parents(child_h, child_s16, n_children, parents_int64, out_h, out_s16) -> count: node hashes and sums."},
     {"hash_leaf_parents", py_hash_leaf_parents, METH_VARARGS,
      "hash_leaf_parents(accounts, token, amounts16, kind, n_leaves, parents_int64, out_h, out_s16) -> count."},
-    {"hash_leaves", py_hash_leaves, METH_VARARGS,
-     "hash_leaves(accounts, token, amounts, indices_int64, kind, out_h) -> count: leaf hashes."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_hxtree", "keccak256 and sum-tree loops in C", -1, METHODS};
