@@ -373,6 +373,7 @@ class SettlementEngine:
         # ---- engine mirror
         self.balance: dict[tuple[int, int], tuple[int, int]] = {}  # (account, asset) -> (balance, held)
         self.position: dict[tuple[int, int], tuple[int, int]] = {}  # (account, market) -> (size, cost)
+        self.isolated: dict[tuple[int, int], int] = {}  # (account, market) -> isolated margin, micro-USDC
         self.mark: dict[int, int] = {}  # perp market -> mark micro
         self.price: dict[int, int] = {}  # asset -> price micro
         self.seq: dict[int, int] = {}  # account -> last private seq seen
@@ -502,9 +503,20 @@ class SettlementEngine:
         t = buf[off]
         if t == MsgType.BALANCE:
             f = _BALANCE.unpack_from(buf, off)
-            seq, account, asset, reason, balance, _delta, held, ref = f[4:12]
+            market, (seq, account, asset, reason, balance, _delta, held, ref) = f[3], f[4:12]
             if asset >= self.spec.risk.n_assets:
                 self._alarm(f"BALANCE of unknown asset {asset} (account {account}): ignored")
+                return
+            if market:  # the margin of the account's isolated position in that perp (part of its USDC)
+                if market not in self.perp_markets or asset != 0:
+                    self._alarm(f"BALANCE of an isolated position in {market} (asset {asset}): ignored")
+                    return
+                self._see(account, seq)
+                if balance:
+                    self.isolated[(account, market)] = balance
+                else:
+                    self.isolated.pop((account, market), None)
+                self._count_event()
                 return
             self._see(account, seq)
             self.balance[(account, asset)] = (balance, held)
@@ -562,6 +574,9 @@ class SettlementEngine:
                 self._forced_refused(account, ref & ~FORCED_BIT, reason)
             if account and seq:
                 self._see(account, seq)
+        self._count_event()
+
+    def _count_event(self) -> None:
         self.events_waiting += 1
         if self.events_waiting >= self.spec.batch_max_events:
             self._maybe_seal(force=True)
@@ -1110,6 +1125,10 @@ class SettlementEngine:
                 sc = self.position.get((a, m))
                 if sc is not None and (sc[0] or sc[1]):
                     vals[0] += calc_unrealised_micro(sc[0], sc[1], self.mark.get(m, 0))
+                margin = self.isolated.get((a, m))
+                if margin:  # an isolated position's margin: the account's USDC, held by the position
+                    t = self.asset_token.get(0, 0)
+                    vals[t] += margin * spec.factor(t)
         return vals
 
     def _set_leaf(self, addr: bytes, t: int, v: int) -> None:
@@ -1337,7 +1356,7 @@ class SettlementEngine:
         self._alarm(f"HALT: {text} (hx settlement resume)")
 
     _STATE = (
-        "balance", "position", "mark", "price", "seq", "addresses", "holders", "extra", "deposits_seen",
+        "balance", "position", "isolated", "mark", "price", "seq", "addresses", "holders", "extra", "deposits_seen",
         "deposits_resolved", "deposit_records", "in_flight", "credited_wei", "queued_wei", "deposit_acc",
         "batch_credited", "leaf_value", "sum_value", "touched", "dirty_marks", "events_waiting",
         "last_seal_ns", "now_ns", "confirmed_id", "confirmed_hash", "pending", "halted", "accept_difference",

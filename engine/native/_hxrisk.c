@@ -48,9 +48,11 @@ enum {
     HB_RANGE,        /* figures outside the core's exact 128-bit arithmetic, or odd state */
     HB_LIQUIDATION,  /* risk's own liquidation orders (the liquidator follows them) */
     HB_FEE_ACCOUNT,  /* the fee account's fills */
+    HB_ISOLATED,     /* orders, amends and fills in a market the account trades isolated */
     HB_N
 };
-static const char *HB_NAMES[HB_N] = {"oracle", "rare_type", "no_row", "dirty", "range", "liquidation", "fee_account"};
+static const char *HB_NAMES[HB_N] = {"oracle",      "rare_type",   "no_row",  "dirty", "range",
+                                     "liquidation", "fee_account", "isolated"};
 #define HB(b, reason) ((b)->handback = (reason), HANDBACK)
 #define MAX_TIERS 32
 #define MAX_MARKET_ID 65536
@@ -993,6 +995,21 @@ static int64_t find_row(Bind *b, uint32_t account) {
     return r;
 }
 
+/* 1 when the account trades ``mid`` with isolated margin (engine.leverage[(account, mid)][1] == 1),
+ * 0 when not, -1 on error. Such a position is a row of its own, which Python keeps. */
+static int isolated(Bind *b, uint32_t account, uint32_t mid) {
+    if (!PyDict_GET_SIZE(b->leverage)) return 0;
+    PyObject *key = Py_BuildValue("(kk)", (unsigned long)account, (unsigned long)mid);
+    if (!key) return -1;
+    PyObject *lev = PyDict_GetItemWithError(b->leverage, key);
+    Py_DECREF(key);
+    if (!lev) return PyErr_Occurred() ? -1 : 0;
+    if (!PyTuple_Check(lev) || PyTuple_GET_SIZE(lev) < 2) return 1; /* odd: let Python look */
+    long mode = PyLong_AsLong(PyTuple_GET_ITEM(lev, 1));
+    if (mode == -1 && PyErr_Occurred()) return -1;
+    return mode != 0;
+}
+
 static uint8_t *emit(Bind *b) {
     Py_ssize_t n = PyByteArray_GET_SIZE(b->events);
     if (PyByteArray_Resize(b->events, n + HX_SLOT_BYTES) < 0) return NULL;
@@ -1251,6 +1268,12 @@ static int cmd_new_order(Core *c, Bind *b, const uint8_t *p) {
     if (liquidating || coid >= HXR_LIQUIDATION_COID_BASE)
         return reject(c, b, mid, T, 0, coid, account, row,
                       coid < HXR_LIQUIDATION_COID_BASE ? HX_REJECT_ACCOUNT_LIQUIDATING : HX_REJECT_BAD_FIELD);
+    int iso = isolated(b, account, mid);
+    if (iso < 0) return FAILED;
+    if (iso) {
+        b->checked--;
+        return HB(b, HB_ISOLATED);
+    }
     const int A = (int)c->n_assets;
     i128 size_atoms = (i128)size * m->lot, price_micro = (i128)price * m->tick;
     i128 held = m->is_perp ? b->perp_size[row * c->n_perps + m->perp] : b->balance[row * A + m->asset];
@@ -1328,6 +1351,9 @@ static int cmd_amend(Core *c, Bind *b, const uint8_t *p) {
     if (row == -2) return FAILED;
     if (row < 0) return HB(b, HB_NO_ROW);
     if (b->dirty[row]) return HB(b, HB_DIRTY);
+    int iso = isolated(b, account, mid);
+    if (iso < 0) return FAILED;
+    if (iso) return HB(b, HB_ISOLATED);
     Res *r = &b->ledger->res[k];
     int64_t new_open = size <= 0 ? r->open_lots : size;
     i128 price_micro = (i128)price * m->tick;
@@ -1487,6 +1513,9 @@ static int ev_fill(Core *c, Bind *b, const uint8_t *p) {
         if (rows[s] == -2) return FAILED;
         if (rows[s] < 0) return HB(b, HB_NO_ROW);
         if (rows[s] == b->fee_row) return HB(b, HB_FEE_ACCOUNT);
+        int iso = isolated(b, accts[s], mid);
+        if (iso < 0) return FAILED;
+        if (iso) return HB(b, HB_ISOLATED);
         slots[s] = ledger_find(b->ledger, mid, accts[s], oids[s], 0);
         if (slots[s] >= 0 && b->ledger->res[slots[s]].coid >= HXR_LIQUIDATION_COID_BASE) return HB(b, HB_LIQUIDATION);
     }

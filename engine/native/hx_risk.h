@@ -29,8 +29,9 @@ enum {
     HXR_REASON_INSURANCE = 8,
     HXR_REASON_RESOLUTION = 9,
     HXR_REASON_RESTATE = 10,
+    HXR_REASON_MARGIN_TRANSFER = 11,
 };
-#define HXR_REASON_MAX 10
+#define HXR_REASON_MAX 11
 
 /* AssetKind: What kind of risk an asset carries (decides which scenarios it gets). */
 enum {

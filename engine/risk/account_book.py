@@ -18,7 +18,18 @@ replay gives every account the same row; the arrays grow by doubling. Columns:
   decides whether a price move is news to the account, ``RiskEngine._margin_news``);
 * ``exposure[row, asset]`` (float64, micro): each asset's exposure at the last recomputation
   (what the pre-trade bound reads);
-* ``dirty[row]``: something changed since then.
+* ``dirty[row]``: something changed since then;
+* ``isolated_market[row]``: 0 for an account's own (cross) row; ``market id + 1`` for the row of
+  one of its isolated-margin positions.
+
+An isolated position is a row of its own, as dYdX v4 keeps isolated positions in subaccounts of
+their own: the row holds the position and, as its USDC balance, the margin allocated to it (moved
+from the account's row when the position grows, back when it shrinks or closes). The margin
+recompute, the liquidation scan, funding and auto-deleveraging then treat it as they treat any
+account: its loss is bounded by its margin, and the owner's other positions never pay for it. Such a
+row's ``ids`` entry is its owner's account id (every event for it goes to the owner's private
+stream), and ``rows`` finds it under ``row_key(account, market)`` (above 2**32; an account's own
+row's key is its id).
 
 Every money column is int64; the risk engine checks each update against int64 (a balance or a
 position beyond it is refused, never wrapped).
@@ -42,7 +53,13 @@ ROW_COLUMNS = (
     "published_initial",
     "published_maintenance",
     "published_seq",
+    "isolated_market",
 )
+
+
+def row_key(account: int, market_id: int) -> int:
+    """The ``AccountBook.rows`` key of an account's isolated position in ``market_id``."""
+    return account | (market_id + 1) << 32
 
 
 class AccountBook:
@@ -94,6 +111,30 @@ class AccountBook:
         """The account's row, or -1 if it never appeared."""
         return self.rows.get(account, -1)
 
+    def isolated_row(self, account: int, market_id: int) -> int:
+        """The row of the account's isolated position in ``market_id``, created on first use (after
+        the account's own row: its private sequence numbers are kept there)."""
+        key = row_key(account, market_id)
+        r = self.rows.get(key)
+        if r is None:
+            self.row(account)
+            if self.count == self.capacity:
+                self._grow()
+            r = self.count
+            self.count += 1
+            self.rows[key] = r
+            self.ids[r] = account
+            self.isolated_market[r] = market_id + 1
+        return r
+
+    def key(self, row: int) -> int:
+        """The key ``rows`` finds ``row`` under (the account id for an account's own row)."""
+        return int(self.ids[row]) | int(self.isolated_market[row]) << 32
+
+    def owner_row(self, row: int) -> int:
+        """The account's own row for ``row`` (itself unless it is an isolated position's)."""
+        return self.rows[int(self.ids[row])] if self.isolated_market[row] else row
+
     # ---- persistence -----------------------------------------------------------------------------
     def columns(self) -> dict[str, np.ndarray]:
         """The live rows of every column (views)."""
@@ -114,7 +155,8 @@ class AccountBook:
         for name, arr in columns.items():
             getattr(self, name)[:n] = arr
         self.count = n
-        self.rows = {int(a): r for r, a in enumerate(self.ids[:n].tolist())}
+        keys = self.ids[:n].astype(np.int64) | self.isolated_market[:n] << 32
+        self.rows = {int(k): r for r, k in enumerate(keys.tolist())}
 
     def digest(self) -> str:
         h = hashlib.sha256()

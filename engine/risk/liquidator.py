@@ -26,6 +26,11 @@ Driven by every margin recomputation (``RiskEngine.end_of_record``), determinist
    deficit left after that (nobody to deleverage) stays as the fund's liability (UNCOVERED): never
    socialised silently.
 
+Isolated-margin positions are rows of their own (``AccountBook``): each is scanned, liquidated,
+taken over and deleveraged alone, on its own margin, and its events carry its market. Cases and
+liquidation orders are keyed by the row's key (``AccountBook.key``: the account id for an account's
+own row).
+
 Limits: with several risk partitions, the fund and ADL act within the partition.
 """
 
@@ -86,8 +91,8 @@ class Liquidator:
     def __init__(self, engine: RiskEngine, params: LiquidationParams | None = None) -> None:
         self.engine = engine
         self.params = params or LiquidationParams()
-        self.cases: dict[int, Case] = {}  # by account id
-        self.orders: dict[int, int] = {}  # liquidation client order id -> account id
+        self.cases: dict[int, Case] = {}  # by row key (AccountBook.key: the account id for its own row)
+        self.orders: dict[int, int] = {}  # liquidation client order id -> row key
         self.next_coid = LIQUIDATION_COID_BASE
         self.started = 0  # liquidations started (for metrics; not state)
         self.rank_cache = np.zeros((0, engine.config.n_perps), np.int8)  # last ADL rank sent, by row
@@ -129,7 +134,8 @@ class Liquidator:
             maint = b.maintenance[rows]
             look = (maint > 0) & (b.equity[rows] < maint)
             if self.cases:
-                look |= np.isin(ids, np.fromiter(self.cases, np.int64, len(self.cases)))
+                keys = ids.astype(np.int64) | b.isolated_market[rows] << 32
+                look |= np.isin(keys, np.fromiter(self.cases, np.int64, len(self.cases)))
             rows = rows[look & (ids < e.system_base)]
         acted = 0
         self._bad_prices = self._unpriced()
@@ -138,34 +144,42 @@ class Liquidator:
             if account >= e.system_base:
                 continue
             equity, maint = int(b.equity[row]), int(b.maintenance[row])
-            case = self.cases.get(account)
+            key = b.key(row)
+            # an isolated position's case names its market; an account's own, none (0)
+            where = int(b.isolated_market[row]) - 1 if key != account else 0
+            case = self.cases.get(key)
             if case is None:
                 if maint <= 0 or equity >= maint or not self._at_risk(row):
                     continue
                 if self._stale(row):
-                    self._event(account, 0, LiquidationKind.WAITING, 0, 0, 0, 0)
+                    self._event(account, where, LiquidationKind.WAITING, 0, 0, 0, 0)
                     continue
-                case = self.cases[account] = Case()
+                case = self.cases[key] = Case()
                 self.started += 1
-                self._event(account, 0, LiquidationKind.STARTED, 0, 0, 0, equity - maint)
-                for s in range(e.shards):
-                    e.orders[s] += _P_CANCEL_ALL(
-                        MsgType.CANCEL_ALL, WIRE_VERSION, SLOT_BYTES, ALL_MARKETS, account
+                self._event(account, where, LiquidationKind.STARTED, 0, 0, 0, equity - maint)
+                if key != account:  # an isolated position: its market's orders only
+                    e.orders[where % e.shards] += _P_CANCEL_ALL(
+                        MsgType.CANCEL_ALL, WIRE_VERSION, SLOT_BYTES, where, account
                     )
+                else:
+                    for s in range(e.shards):
+                        e.orders[s] += _P_CANCEL_ALL(
+                            MsgType.CANCEL_ALL, WIRE_VERSION, SLOT_BYTES, ALL_MARKETS, account
+                        )
             if case.in_flight:
                 continue
             if self._stale(row):
                 continue
             flat = not b.perp_size[row].any() and not (b.balance[row, 1:] != 0).any()
             if flat or equity >= maint * (PPM + self.params.buffer_ppm) // PPM:
-                del self.cases[account]
-                self._event(account, 0, LiquidationKind.ENDED, 0, 0, 0, equity - maint)
+                del self.cases[key]
+                self._event(account, where, LiquidationKind.ENDED, 0, 0, 0, equity - maint)
                 if flat and int(b.balance[row, 0]) < 0:
                     self._cover(row, account)
                 continue
             if case.backstop or equity < maint * self.params.takeover_ppm // PPM:
                 self._takeover(row, account)
-                del self.cases[account]
+                del self.cases[key]
             else:
                 self._step(row, account, case)
             acted += 1
@@ -243,7 +257,7 @@ class Liquidator:
         if limit <= 0:
             case.backstop = True
             return
-        self._send(account, market, side, lots, limit)
+        self._send(account, market, side, lots, limit, key=self.engine.book.key(row))
         case.in_flight.add(self.next_coid - 1)
         self._event(
             account,
@@ -255,11 +269,13 @@ class Liquidator:
             0,
         )
 
-    def _send(self, account: int, market: RiskMarket, side: int, lots: int, limit_ticks: int) -> None:
+    def _send(
+        self, account: int, market: RiskMarket, side: int, lots: int, limit_ticks: int, key: int = -1
+    ) -> None:
         e = self.engine
         coid = self.next_coid
         self.next_coid += 1
-        self.orders[coid] = account
+        self.orders[coid] = account if key < 0 else key
         msg = _P_NEW(
             MsgType.NEW_ORDER,
             WIRE_VERSION,
@@ -283,10 +299,10 @@ class Liquidator:
     # ---- what the shards said about our orders ----------------------------------------------------
     def on_order_end(self, coid: int, filled_all: bool, refused: bool) -> None:
         """A liquidation order ended: filled, its IOC remainder cancelled, or refused by the shard."""
-        account = self.orders.pop(coid, None)
-        if account is None:
+        key = self.orders.pop(coid, None)
+        if key is None:
             return
-        case = self.cases.get(account)
+        case = self.cases.get(key)
         if case is None:
             return
         case.in_flight.discard(coid)
@@ -300,8 +316,14 @@ class Liquidator:
     def is_liquidation(self, coid: int) -> bool:
         return coid >= LIQUIDATION_COID_BASE
 
-    def is_liquidating(self, account: int) -> bool:
-        return account in self.cases
+    def is_liquidating(self, key: int) -> bool:
+        """A case is open for the row under ``key`` (an account id, or an isolated position's key)."""
+        return key in self.cases
+
+    def cover_isolated(self, row: int) -> None:
+        """A flat isolated position owes money (it closed beyond its bankruptcy price): the fund pays,
+        as for any bankrupt account; its owner's other money never does."""
+        self._cover(row, int(self.engine.book.ids[row]))
 
     # ---- the backstop ----------------------------------------------------------------------------
     def _takeover(self, row: int, account: int) -> None:

@@ -37,7 +37,7 @@ from engine.math.fees import calc_fee_micro
 from engine.math.funding import calc_funding_payments
 from engine.math.position import apply_fill
 from engine.risk import native_margin
-from engine.risk.account_book import AccountBook
+from engine.risk.account_book import AccountBook, row_key
 from engine.risk.liquidator import LIQUIDATION_COID_BASE, LiquidationParams, Liquidator
 from engine.risk.margin_model import MarginModel
 from engine.risk.order_ledger import OrderLedger, Reservation
@@ -46,6 +46,7 @@ from engine.types.enums import (
     AssetKind,
     BalanceReason,
     DepositSource,
+    MarginMode,
     MarketKind,
     MarketStatus,
     MsgType,
@@ -263,8 +264,12 @@ class RiskEngine:
         return seq
 
     def _row_seq(self, row: int) -> int:
-        seq = int(self.book.private_seq[row]) + 1
-        self.book.private_seq[row] = seq
+        b = self.book
+        if b.isolated_market[row]:  # an isolated position's event: on its owner's private stream
+            b.private_seq[row] += 1  # (the position's own count: what its margin news reads)
+            row = b.rows[int(b.ids[row])]
+        seq = int(b.private_seq[row]) + 1
+        b.private_seq[row] = seq
         return seq
 
     def _reject(self, market: int, command: int, order_id: int, coid: int, account: int, reason: int) -> None:
@@ -291,7 +296,7 @@ class RiskEngine:
             MsgType.BALANCE,
             WIRE_VERSION,
             SLOT_BYTES,
-            0,
+            int(b.isolated_market[row]) - 1 if b.isolated_market[row] else 0,  # an isolated position's margin
             self._row_seq(row),
             int(b.ids[row]),
             asset,
@@ -423,6 +428,10 @@ class RiskEngine:
             code = RejectCode.ACCOUNT_LIQUIDATING if coid < LIQUIDATION_COID_BASE else RejectCode.BAD_FIELD
             self._reject(mid, t, 0, coid, account, code)
             return
+        lev = self.leverage.get((account, mid))
+        if lev is not None and lev[1] == MarginMode.ISOLATED:
+            self._new_isolated_order(buf, off, market, lev[0])
+            return
         row = self.book.row(account)
         size_atoms = size * market.lot_size_atoms
         price_micro = price * market.tick_size_micro
@@ -440,7 +449,6 @@ class RiskEngine:
         mark = self._mark_of(market) or price_micro
         reserve = self.margin.order_reserve(self.book, row, market, side, size_atoms, price_micro, mark)
         free = self.free_collateral(row)
-        lev = self.leverage.get((account, mid))
         if lev is not None and not reduces:  # the account's own cap: notional / leverage held back
             by_leverage = -((-size_atoms * max(price_micro, mark)) // ATOMS_PER_UNIT) // lev[0] + 1
             if by_leverage > free and reserve <= free:
@@ -453,6 +461,51 @@ class RiskEngine:
         self.book.reserved[row] += reserve
         self.ledger.add(Reservation(account, mid, coid, side, size, reserve, price_ticks=price))
         self._forward(buf, off, mid)
+
+    def _new_isolated_order(
+        self, buf: bytes | memoryview, off: int, market: RiskMarket, leverage: int
+    ) -> None:
+        """An order in a market the account trades isolated: it reserves, from the account's own
+        free collateral, the margin its fill would move into the position (notional at the worse of
+        its price and the mark, divided by the chosen leverage); an order that only reduces the
+        position reserves nothing. The checks before this one are ``_new_order``'s."""
+        (_t, _v, _l, mid, _oid, coid, price, size, _trig, _exp, account, side, _tif, _otype, flags) = _U_NEW(
+            buf, off
+        )
+        t = MsgType.NEW_ORDER
+        b = self.book
+        if self.liquidator.is_liquidating(row_key(account, mid)):
+            self._reject(mid, t, 0, coid, account, RejectCode.ACCOUNT_LIQUIDATING)
+            return
+        row = b.row(account)
+        sub = b.rows.get(row_key(account, mid), -1)
+        size_atoms = size * market.lot_size_atoms
+        price_micro = price * market.tick_size_micro
+        held = int(b.perp_size[sub, market.perp]) if sub >= 0 else 0
+        signed = size_atoms if side == Side.BUY else -size_atoms
+        reduces = held != 0 and (held > 0) != (signed > 0) and size_atoms <= abs(held)
+        if flags & OrderFlag.REDUCE_ONLY and not reduces:
+            self._reject(mid, t, 0, coid, account, RejectCode.REDUCE_ONLY_WOULD_INCREASE)
+            return
+        if abs(held) + size_atoms >= MAX_POSITION_ATOMS:
+            self._reject(mid, t, 0, coid, account, RejectCode.AMOUNT_OUT_OF_RANGE)
+            return
+        if b.dirty[row]:
+            self._recompute(np.array([row]))
+        mark = self._mark_of(market) or price_micro
+        reserve = 0 if reduces else self._isolated_margin(size_atoms, max(price_micro, mark), leverage)
+        if reserve > self.free_collateral(row):
+            self._reject(mid, t, 0, coid, account, RejectCode.INSUFFICIENT_MARGIN)
+            return
+        b.reserved[row] += reserve
+        self.ledger.add(Reservation(account, mid, coid, side, size, reserve, price_ticks=price))
+        self._forward(buf, off, mid)
+
+    @staticmethod
+    def _isolated_margin(size_atoms: int, price_micro: int, leverage: int) -> int:
+        """The margin an isolated position takes for ``size_atoms`` at ``price_micro``: the notional
+        over the leverage, rounded up (micro-USDC)."""
+        return -(-abs(size_atoms) * price_micro // (ATOMS_PER_UNIT * leverage))
 
     def _holding(self, row: int, market: RiskMarket) -> int:
         """The account's signed holding in the market's risk (perp size or base balance), atoms."""
@@ -478,15 +531,13 @@ class RiskEngine:
             price_micro = self._mark_of(market) or 1
         if self.book.dirty[row]:
             self._recompute(np.array([row]))
-        reserve = self.margin.order_reserve(
-            self.book,
-            row,
-            market,
-            r.side,
-            max(new_open, r.open_lots) * market.lot_size_atoms,
-            price_micro,
-            self._mark_of(market) or price_micro,
-        )
+        lev = self.leverage.get((account, mid))
+        if lev is not None and lev[1] == MarginMode.ISOLATED:  # (an order that reduced still may not)
+            lots = max(new_open, r.open_lots) * market.lot_size_atoms
+            mark = self._mark_of(market) or price_micro
+            reserve = self._isolated_margin(lots, max(price_micro, mark), lev[0])
+        else:
+            reserve = self._order_reserve_for_amend(row, market, r.side, new_open, r.open_lots, price_micro)
         extra = max(0, reserve - r.reserve_micro)
         if extra > self.free_collateral(row):
             self._reject(mid, t, oid, coid, account, RejectCode.INSUFFICIENT_MARGIN)
@@ -494,6 +545,19 @@ class RiskEngine:
         self.ledger.set_amend_extra(r, extra)
         self.book.reserved[row] += extra
         self._forward(buf, off, mid)
+
+    def _order_reserve_for_amend(
+        self, row: int, market: RiskMarket, side: int, new_open: int, open_lots: int, price_micro: int
+    ) -> int:
+        return self.margin.order_reserve(
+            self.book,
+            row,
+            market,
+            side,
+            max(new_open, open_lots) * market.lot_size_atoms,
+            price_micro,
+            self._mark_of(market) or price_micro,
+        )
 
     def _mark_price(self, buf: bytes | memoryview, off: int) -> None:
         (_t, _v, _l, mid, price, _ts) = _U_MARK(buf, off)
@@ -836,9 +900,23 @@ class RiskEngine:
             self._reject(mid, t, 0, 0, account, RejectCode.UNKNOWN_MARKET)
         elif not 1 <= leverage <= self.margin.max_leverage(market) or mode not in (0, 1):
             self._reject(mid, t, 0, 0, account, RejectCode.LEVERAGE_OUT_OF_RANGE)
+        elif mode != self.leverage.get((account, mid), (0, MarginMode.CROSS))[1] and self._trades_in(
+            account, market
+        ):
+            self._reject(mid, t, 0, 0, account, RejectCode.MARGIN_MODE_LOCKED)
         else:
             self.leverage[(account, mid)] = (leverage, mode)
             self.book.dirty[self.book.row(account)] = True
+
+    def _trades_in(self, account: int, market: RiskMarket) -> bool:
+        """The account has a position (cross or isolated) or an order (open or on its way) in the
+        perp ``market``: its margin mode cannot change then (venues refuse it likewise)."""
+        b, p = self.book, market.perp
+        for key in (account, row_key(account, market.market_id)):
+            row = b.rows.get(key, -1)
+            if row >= 0 and (b.perp_size[row, p] or (key != account and b.balance[row, 0])):
+                return True
+        return any(r.market == market.market_id for r in self.ledger.orders_of(account))
 
     def _restate(self) -> None:
         """Every nonzero balance and position again (BALANCE reason RESTATE, POSITION), in row
@@ -962,11 +1040,20 @@ class RiskEngine:
                 self._republish_fill(buf, off, account, as_taker=not is_maker)
             row = self.book.row(account)
             self.counters["fills"] += 1
-            self._settle_fill(row, market, side, size_atoms, notional, is_maker, oid)
+            lev = self.leverage.get((account, mid))
+            if lev is not None and lev[1] == MarginMode.ISOLATED:  # the position is a row of its own
+                pos_row = self.book.isolated_row(account, mid)
+                self._settle_isolated_fill(
+                    row, pos_row, market, side, size_atoms, price_micro, is_maker, oid, lev[0]
+                )
+                self.book.dirty[pos_row] = True
+            else:
+                pos_row = row
+                self._settle_fill(row, market, side, size_atoms, notional, is_maker, oid)
             r = self.ledger.find(mid, account, oid, 0)
             if r is not None:
                 if r.client_order_id >= LIQUIDATION_COID_BASE:
-                    self._liquidation_fee(row, notional, r.client_order_id)
+                    self._liquidation_fee(pos_row, notional, r.client_order_id)
                 released = self.ledger.remove(r) if done else self.ledger.shrink(r, size)
                 self.book.converting[row] += released  # held until the margin is recomputed
                 if done and r.client_order_id >= LIQUIDATION_COID_BASE:
@@ -982,8 +1069,10 @@ class RiskEngine:
         notional: int,
         is_maker: bool,
         oid: int,
+        fee_row: int = -1,
     ) -> None:
-        """Move the fill's money: the two legs and the fee (exact integers)."""
+        """Move the fill's money: the two legs and the fee (exact integers). The fee is paid by
+        ``fee_row`` when given (an isolated position's trading fee comes from its account)."""
         b = self.book
         rate = market.maker_fee_ppm if is_maker else market.taker_fee_ppm
         fee = calc_fee_micro(notional, rate)  # a fee rounds up, a rebate down: against the account
@@ -1014,10 +1103,87 @@ class RiskEngine:
             self._add(b.balance, row, a, size_atoms if buy else -size_atoms)
             self._emit_balance(row, a, BalanceReason.TRADE, size_atoms if buy else -size_atoms, oid)
         if fee:
-            self._add(b.balance, row, 0, -fee)
-            self._emit_balance(row, 0, BalanceReason.FEE, -fee, oid)
+            payer = row if fee_row < 0 else fee_row
+            self._add(b.balance, payer, 0, -fee)
+            self._emit_balance(payer, 0, BalanceReason.FEE, -fee, oid)
             self._add(b.balance, self.fee_row, 0, fee)
             self._fee_changed = True
+
+    def _settle_isolated_fill(
+        self,
+        row: int,
+        pos_row: int,
+        market: RiskMarket,
+        side: int,
+        size_atoms: int,
+        price_micro: int,
+        is_maker: bool,
+        oid: int,
+        leverage: int,
+    ) -> None:
+        """A fill of an isolated position (``pos_row``, owned by the account's ``row``): the position
+        and its realised P&L move in ``pos_row``, the fee is the account's, then margin moves:
+
+        * the position grew: ``added notional / leverage`` (rounded up) from the account (what the
+          order reserved); the position reopened the other way: the same for its new size, net of
+          what the position still holds;
+        * it shrank: what it holds beyond the remaining size's share of its margin before the fill
+          (its profit included) goes back to the account; a loss stays with the position;
+        * it closed: everything it holds goes back (a deficit is the insurance fund's, as for any
+          bankrupt position: ``_release_isolated``).
+        """
+        b, p = self.book, market.perp
+        size0, held0 = int(b.perp_size[pos_row, p]), int(b.balance[pos_row, 0])
+        notional = price_micro * size_atoms // ATOMS_PER_UNIT
+        self._settle_fill(pos_row, market, side, size_atoms, notional, is_maker, oid, fee_row=row)
+        size1, held1 = int(b.perp_size[pos_row, p]), int(b.balance[pos_row, 0])
+        mid = market.market_id
+        if size1 == 0:
+            self._release_isolated(pos_row)
+        elif size0 == 0 or (size0 > 0) != (size1 > 0):
+            need = self._isolated_margin(size1, price_micro, leverage) - held1
+            if need > 0:
+                self._margin_transfer(row, pos_row, need, mid)
+            elif need < 0:
+                self._margin_transfer(pos_row, row, -need, mid)
+        elif abs(size1) > abs(size0):
+            self._margin_transfer(
+                row, pos_row, self._isolated_margin(size1 - size0, price_micro, leverage), mid
+            )
+        else:
+            keep = -(-max(held0, 0) * abs(size1) // abs(size0))
+            if held1 > keep:
+                self._margin_transfer(pos_row, row, held1 - keep, mid)
+
+    def _margin_transfer(self, src: int, dst: int, amount: int, market_id: int) -> None:
+        if amount > 0:
+            self.move_cash(
+                src, dst, amount, BalanceReason.MARGIN_TRANSFER, BalanceReason.MARGIN_TRANSFER, market_id
+            )
+
+    def _release_isolated(self, pos_row: int) -> None:
+        """A flat isolated position's margin goes back to its account; a deficit (it closed beyond
+        its bankruptcy price) is covered like any bankrupt account's, never by the account."""
+        b = self.book
+        mid = int(b.isolated_market[pos_row]) - 1
+        held = int(b.balance[pos_row, 0])
+        if held > 0:
+            self._margin_transfer(pos_row, b.owner_row(pos_row), held, mid)
+        elif held < 0:
+            self.liquidator.cover_isolated(pos_row)
+
+    def _sweep_isolated(self, rows: np.ndarray) -> None:
+        """Isolated positions among ``rows`` that are flat (closed by the liquidator, deleveraged,
+        delisted) and not under liquidation: their margin goes back (``_release_isolated``)."""
+        b = self.book
+        for row in rows.tolist():
+            market = self.config.markets[int(b.isolated_market[row]) - 1]
+            if (
+                not b.perp_size[row, market.perp]
+                and b.balance[row, 0]
+                and not self.liquidator.is_liquidating(b.key(row))
+            ):
+                self._release_isolated(row)
 
     # ---- moves the liquidator makes (internal trades, exact and conserved) ----------------------------
     def register_liquidation_order(self, market: int, account: int, coid: int, side: int, lots: int) -> None:
@@ -1080,6 +1246,10 @@ class RiskEngine:
         dirty = self.book.dirty[:n]
         rows = np.flatnonzero(dirty) if dirty.any() else _NO_ROWS  # (any() is 5x cheaper on 1M rows)
         if len(rows):
+            isolated = rows[self.book.isolated_market[rows] != 0]
+            if len(isolated):
+                self._sweep_isolated(isolated)
+                rows = np.flatnonzero(dirty)  # (a release touches the owner's row)
             self._recompute(rows, publish=True)
             compiled = self.margin.compiled
             if compiled is not None:  # of them only those below maintenance can start a case
@@ -1107,16 +1277,19 @@ class RiskEngine:
             b.dirty[rows] = False
         if not publish:
             return
-        out = changed[changed != self.fee_row]
-        if not len(out):
-            return
-        if compiled:
-            self.events += native_margin.pack_margin(
-                b, out, self.partition, self.partitions, SYSTEM_ACCOUNT_BASE,
-                MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL, MARGIN_PUBLISH_PPM,
-            )  # fmt: skip
-            return
-        self.events += self._publish_margins(out)
+        keep = changed != self.fee_row
+        isolated = b.isolated_market[changed] != 0  # their own margin, after the accounts' (by market)
+        out = changed[keep & ~isolated] if isolated.any() else changed[keep]
+        if len(out):
+            if compiled:
+                self.events += native_margin.pack_margin(
+                    b, out, self.partition, self.partitions, SYSTEM_ACCOUNT_BASE,
+                    MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL, MARGIN_PUBLISH_PPM,
+                )  # fmt: skip
+            else:
+                self.events += self._publish_margins(out)
+        if isolated.any():
+            self.events += self._publish_margins(changed[isolated])
 
     def _publish_margins(self, rows: np.ndarray) -> bytes:
         """An ACCOUNT_MARGIN for each of ``rows`` (their margin changed) that is news to its account
@@ -1127,9 +1300,10 @@ class RiskEngine:
         if not len(out):
             return b""
         equity, initial, maint = b.equity[out], b.initial[out], b.maintenance[out]
+        markets = b.isolated_market[out]
         packed = self.pack_private(
             MsgType.ACCOUNT_MARGIN,
-            0,
+            np.where(markets != 0, markets - 1, 0),  # an isolated position's: its market
             out,
             flags=_margin_flags(equity, initial, maint),
             equity_micro=equity,
@@ -1161,12 +1335,25 @@ class RiskEngine:
         moved = (np.abs(eq - peq) > limit) | (np.abs(im - pim) > limit)
         return own | crossed | moved
 
-    def pack_private(self, msg_type: MsgType, market_id: int, rows: np.ndarray, **fields: Any) -> bytes:
+    def pack_private(
+        self, msg_type: MsgType, market_id: int | np.ndarray, rows: np.ndarray, **fields: Any
+    ) -> bytes:
         """One private event per row of ``rows`` (distinct, in the order given), packed in one numpy
         pass: header, each row's next private sequence number (0 for an account of another
         partition, as ``next_seq``), ``account`` from the row, the other fields from ``fields``
         (arrays over ``rows`` or scalars). The same bytes as ``_emit`` row by row."""
         b = self.book
+        if b.isolated_market[rows].any():  # isolated positions number on their owners' streams
+            out = np.zeros(len(rows), BY_TYPE[int(msg_type)].dtype)
+            out["seq"] = [self._row_seq(row) for row in rows.tolist()]
+            out["msg_type"] = msg_type
+            out["version"] = WIRE_VERSION
+            out["length"] = SLOT_BYTES
+            out["market_id"] = market_id
+            out["account"] = b.ids[rows]
+            for name, value in fields.items():
+                out[name] = value
+            return out.tobytes()
         out = np.zeros(len(rows), BY_TYPE[int(msg_type)].dtype)
         out["msg_type"] = msg_type
         out["version"] = WIRE_VERSION

@@ -153,6 +153,7 @@ class BalanceReason(IntEnum):
     INSURANCE = 8
     RESOLUTION = 9  # a prediction market's shares settled at 0 or 1
     RESTATE = 10  # no change: the balance again, asked for by a consumer that lost its place
+    MARGIN_TRANSFER = 11  # margin moved between the account and one of its isolated positions
 
 
 class PriceStatus(IntEnum):
@@ -269,6 +270,7 @@ class RejectCode(IntEnum):
     DUPLICATE_WITHDRAWAL = 209  # this withdrawal request id is already held
     LEVERAGE_OUT_OF_RANGE = 210  # a leverage outside 1..the market's maximum, or an unknown mode
     LEVERAGE_EXCEEDED = 211  # the order would take the position beyond the account's chosen leverage
+    MARGIN_MODE_LOCKED = 212  # cross <-> isolated while the market has a position or open orders
 
     # 3xx: shard (market rules and the book)
     UNKNOWN_MARKET = 300
@@ -353,6 +355,7 @@ REJECT_MESSAGES: dict[RejectCode, str] = {
     RejectCode.DUPLICATE_WITHDRAWAL: "withdrawal request id already used",
     RejectCode.LEVERAGE_OUT_OF_RANGE: "leverage must be between 1 and the market's maximum",
     RejectCode.LEVERAGE_EXCEEDED: "the order would exceed the leverage chosen for this market",
+    RejectCode.MARGIN_MODE_LOCKED: "the margin mode cannot change while the market has a position or open orders",
     RejectCode.UNKNOWN_MARKET: "unknown market",
     RejectCode.BAD_SIDE: "side must be 0 (buy) or 1 (sell)",
     RejectCode.BAD_TIF: "unknown time in force",

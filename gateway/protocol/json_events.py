@@ -300,6 +300,7 @@ def risk_event_json(e: dict[str, Any], catalog: MarketCatalog) -> dict[str, Any]
             if e["reason"] in _BALANCE_REASONS
             else e["reason"],
             "ref": e["ref"],
+            "market": e["market_id"] or None,  # an isolated position's margin: its perp
         }
     if t == MsgType.POSITION:
         return {
@@ -326,6 +327,7 @@ def risk_event_json(e: dict[str, Any], catalog: MarketCatalog) -> dict[str, Any]
         "reserved": str(Decimal(e["reserved_micro"]) / MICRO),
         "free": str(Decimal(equity - initial - e["reserved_micro"]) / MICRO),
         "below_maintenance": bool(e["flags"] & 1),
+        "market": e["market_id"] or None,  # an isolated position's own margin: its perp
     }
 
 

@@ -374,6 +374,7 @@ class SdkCodec:
                 to_fixed(msg["held"], scale),
                 _BALANCE_REASONS.get(msg["reason"], -1),
                 msg["ref"],
+                msg.get("market") or 0,
             )
         if typ == "position":
             return Position(
@@ -391,6 +392,7 @@ class SdkCodec:
             to_fixed(msg["maintenance"], micro),
             to_fixed(msg["reserved"], micro),
             bool(msg["below_maintenance"]),
+            msg.get("market") or 0,
         )
 
 
@@ -429,7 +431,7 @@ def typed_event(t: int, e: dict[str, Any]) -> Any:
             bool(e["kept_priority"]),
         )
     if t == MsgType.BALANCE:
-        return Balance(e["seq"], e["asset"], e["balance"], e["delta"], e["held"], e["reason"], e["ref"])
+        return Balance(e["seq"], e["asset"], e["balance"], e["delta"], e["held"], e["reason"], e["ref"], m)
     if t == MsgType.POSITION:
         return Position(
             m, e["seq"], e["size_atoms"], e["cost_micro"], e["realised_pnl_micro"], e["funding_micro"]
@@ -442,6 +444,7 @@ def typed_event(t: int, e: dict[str, Any]) -> Any:
             e["maintenance_micro"],
             e["reserved_micro"],
             bool(e["flags"] & 1),
+            m,
         )
     if t == MsgType.TRIGGERED:
         return OrderTriggered(m, e["seq"], e["order_id"], e["client_order_id"], e["mark_price_ticks"])

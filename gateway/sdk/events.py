@@ -109,6 +109,7 @@ class Balance:
     held: int
     reason: int  # BalanceReason
     ref: int
+    market: int = 0  # 0: the account's balance; a perp: the margin of its isolated position there
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class Margin:
     maintenance_micro: int
     reserved_micro: int
     below_maintenance: bool
+    market: int = 0  # 0: the account (cross); a perp: its isolated position there, margined alone
 
     @property
     def free_micro(self) -> int:

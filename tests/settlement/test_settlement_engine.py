@@ -273,3 +273,39 @@ def test_bad_signature_or_spent_nonce_returns_the_hold() -> None:
     assert _results(h)[-1] == (1, USDC_ASSET, WithdrawStatus.FAILED, 5 * 10**6, 2)
     h.tick()
     h.check_solvent()
+
+
+def test_an_isolated_positions_margin_stays_in_its_owners_usdc_leaf() -> None:
+    """Risk publishes an isolated position's margin as a BALANCE naming the perp (market_id != 0):
+    money moved out of the account's own USDC into the position, still the owner's. The leaf counts
+    both (with the position's P&L), so claims - liabilities == holdings and the fee leaf is 0."""
+    from engine.wire.layout import SLOT_BYTES, WIRE_VERSION
+
+    h = Harness()
+    h.deposit(1, USDC, 10_000 * 10**6)
+    h.tick()
+    h.confirm()
+    pack = BY_TYPE[MsgType.BALANCE].struct.pack
+    moved = 500 * 10**6
+    reason = BalanceReason.MARGIN_TRANSFER
+    h.events(
+        h.risk.balance(1, USDC_ASSET, -moved, reason, ref=PERP),
+        pack(MsgType.BALANCE, WIRE_VERSION, SLOT_BYTES, PERP, h.risk._next(1), 1, USDC_ASSET, reason,
+             moved, moved, 0, PERP),
+    )  # fmt: skip
+    h.tick()
+    h.check_solvent()
+    assert h.engine.trees.leaf(USERS[0], USDC, CLAIM) == 10_000 * 10**6
+    assert h.engine.leaf_value.get((bytes.fromhex(FEE_ADDRESS[2:]), USDC), 0) == 0
+    restored = SettlementEngine(h.spec, h.address_of)
+    restored.restore(h.engine.snapshot())
+    assert restored.isolated == {(1, PERP): moved} and restored.state_hash() == h.engine.state_hash()
+    h.confirm()
+    h.events(  # the position closed: its margin went back
+        pack(MsgType.BALANCE, WIRE_VERSION, SLOT_BYTES, PERP, h.risk._next(1), 1, USDC_ASSET, reason,
+             0, -moved, 0, PERP),
+        h.risk.balance(1, USDC_ASSET, moved, reason, ref=PERP),
+    )  # fmt: skip
+    h.tick()
+    h.check_solvent()
+    assert h.engine.isolated == {} and h.engine.trees.leaf(USERS[0], USDC, CLAIM) == 10_000 * 10**6

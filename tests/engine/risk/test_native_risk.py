@@ -279,7 +279,7 @@ class Flow:
                     BTC_PERP,
                     account=r.choice(self.accounts),
                     leverage=r.choice([1, 1, 1, 2, 5, 500]),
-                    mode=0,
+                    mode=r.choice([0, 0, 1]),  # isolated positions: rows of their own, kept by Python
                 )
             ], Source.GATEWAY
         if roll < 0.82:
