@@ -8,9 +8,9 @@ import pytest
 from eth_account import Account
 from gateway_harness import BTC_USD, ETH_USD, GatewayStack
 
-from engine.types.enums import MsgType, OrderState, RejectCode
+from engine.types.enums import BalanceReason, MsgType, OrderState, RejectCode
 from engine.wire.codec import encode
-from gateway.sdk import HxClient, OrderRejectedEvent, RequestRejected
+from gateway.sdk import Balance, HxClient, Margin, OrderRejectedEvent, RequestRejected
 from gateway.sdk import OrderState as OrderStateEvent
 
 pytestmark = pytest.mark.timeout(120)
@@ -101,6 +101,33 @@ async def test_set_leverage_is_confirmed_or_refused_by_risk(stack: GatewayStack,
         assert getattr(big.value, "reason", "") in ("LEVERAGE_EXCEEDED", "INSUFFICIENT_MARGIN")
     finally:
         await c.close()
+
+
+@pytest.mark.parametrize("protocol", ["bin", "json"])
+async def test_an_isolated_position_gets_its_own_margin_and_locks_the_mode(
+    stack: GatewayStack, protocol: str
+) -> None:
+    """docs/gateway.md: mode isolated moves notional / leverage into the position; its balance and
+    margin events name the perp; the mode cannot change while it is open."""
+    a, b = await _funded(stack, protocol), await _funded(stack, protocol)
+    try:
+        await a.set_leverage(BTC_USD, 10, "isolated")
+        await b.place(BTC_USD, "sell", "60000", "0.1")  # (above the other tests' resting bids)
+        await a.place(BTC_USD, "buy", "60000", "0.1")
+        moved = await _next(a, Balance)
+        while moved.market == 0 or moved.reason != BalanceReason.MARGIN_TRANSFER:
+            moved = await _next(a, Balance)
+        assert (moved.market, moved.balance, moved.delta) == (BTC_USD, 600 * 10**6, 600 * 10**6)
+        own = await _next(a, Margin)
+        while own.market != BTC_USD:
+            own = await _next(a, Margin)
+        assert 599 * 10**6 < own.equity_micro <= 600 * 10**6 and own.maintenance_micro > 0
+        with pytest.raises(RequestRejected) as exc:
+            await a.set_leverage(BTC_USD, 10, "cross")
+        assert exc.value.reason == "MARGIN_MODE_LOCKED"
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def test_without_risk_the_risk_ops_are_refused_with_a_reason() -> None:
