@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from engine.types.fixed import ATOMS_PER_UNIT, PPM
 
 ADL_BUCKETS = 5
@@ -96,6 +98,20 @@ def calc_adl_ranks(scores: Sequence[float]) -> list[int]:
         below = _count_below(positive, s)
         out.append(1 + below * ADL_BUCKETS // n)
     return out
+
+
+def calc_adl_ranks_array(positive: np.ndarray) -> np.ndarray:
+    """``calc_adl_ranks`` of positive scores, vectorised in O(n) (the ranks the liquidator
+    publishes for 100,000 positions at a time): ``1 + below * 5 // n`` exceeds ``k`` exactly when
+    at least ``m = ceil(k n / 5)`` scores lie below, i.e. when the m-th smallest is below the score;
+    so the four quantile edges (``np.partition``) and one comparison against them give the ranks,
+    with no sort."""
+    n = len(positive)
+    if n == 0:
+        return np.zeros(0, np.int8)
+    kth = [(k * n + ADL_BUCKETS - 1) // ADL_BUCKETS - 1 for k in range(1, ADL_BUCKETS)]
+    edges = np.partition(positive, np.unique(kth))[kth]  # ascending: the kth are
+    return (1 + np.searchsorted(edges, positive, side="left")).astype(np.int8)
 
 
 def _count_below(sorted_values: list[float], value: float) -> int:

@@ -67,6 +67,7 @@ class AccountBook:
         self.n_assets = n_assets
         self.n_perps = n_perps
         self.rows: dict[int, int] = {}  # account id -> row
+        self.n_isolated = 0  # rows of isolated positions (0: the hot paths skip looking for them)
         self.ids = np.zeros(capacity, np.uint32)  # row -> account id
         self.count = 0
         self._alloc(capacity)
@@ -125,6 +126,7 @@ class AccountBook:
             self.rows[key] = r
             self.ids[r] = account
             self.isolated_market[r] = market_id + 1
+            self.n_isolated += 1
         return r
 
     def key(self, row: int) -> int:
@@ -157,6 +159,7 @@ class AccountBook:
         self.count = n
         keys = self.ids[:n].astype(np.int64) | self.isolated_market[:n] << 32
         self.rows = {int(k): r for r, k in enumerate(keys.tolist())}
+        self.n_isolated = int(np.count_nonzero(self.isolated_market[:n]))
 
     def digest(self) -> str:
         h = hashlib.sha256()

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.math.liquidation import (
-    ADL_BUCKETS,
+    calc_adl_ranks_array,
     calc_adl_score,
     calc_bankruptcy_price_micro,
     calc_liquidation_step_atoms,
@@ -513,9 +513,7 @@ class Liquidator:
             for sign in (1, -1):
                 sel = np.flatnonzero((np.sign(size) == sign) & (score > 0))
                 if len(sel):
-                    ordered = np.sort(score[sel])
-                    below = np.searchsorted(ordered, score[sel], side="left")
-                    ranks[sel] = 1 + below * ADL_BUCKETS // len(sel)
+                    ranks[sel] = calc_adl_ranks_array(score[sel])
             moved = ranks != self.rank_cache[rows, p]
             changed = rows[moved]  # ascending, distinct: seqs as next_seq would give them
             if len(changed):

@@ -1246,7 +1246,7 @@ class RiskEngine:
         dirty = self.book.dirty[:n]
         rows = np.flatnonzero(dirty) if dirty.any() else _NO_ROWS  # (any() is 5x cheaper on 1M rows)
         if len(rows):
-            isolated = rows[self.book.isolated_market[rows] != 0]
+            isolated = rows[self.book.isolated_market[rows] != 0] if self.book.n_isolated else _NO_ROWS
             if len(isolated):
                 self._sweep_isolated(isolated)
                 rows = np.flatnonzero(dirty)  # (a release touches the owner's row)
@@ -1277,9 +1277,15 @@ class RiskEngine:
             b.dirty[rows] = False
         if not publish:
             return
-        keep = changed != self.fee_row
-        isolated = b.isolated_market[changed] != 0  # their own margin, after the accounts' (by market)
-        out = changed[keep & ~isolated] if isolated.any() else changed[keep]
+        # every account's but the fee account's, then the isolated positions' own (by market)
+        isolated = b.isolated_market[changed] != 0 if b.n_isolated else None
+        if isolated is not None and isolated.any():
+            out = changed[(changed != self.fee_row) & ~isolated]
+        else:
+            isolated = None
+            k = int(np.searchsorted(changed, self.fee_row))  # (ascending: the fee row is cut out)
+            hit = int(k < len(changed) and changed[k] == self.fee_row)
+            out = np.concatenate((changed[:k], changed[k + 1 :])) if hit and k else changed[hit:]
         if len(out):
             if compiled:
                 self.events += native_margin.pack_margin(
@@ -1288,7 +1294,7 @@ class RiskEngine:
                 )  # fmt: skip
             else:
                 self.events += self._publish_margins(out)
-        if isolated.any():
+        if isolated is not None:
             self.events += self._publish_margins(changed[isolated])
 
     def _publish_margins(self, rows: np.ndarray) -> bytes:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from engine.math.liquidation import (
     calc_adl_ranks,
+    calc_adl_ranks_array,
     calc_adl_score,
     calc_bankruptcy_price_micro,
     calc_liquidation_step_atoms,
@@ -71,6 +72,14 @@ def test_adl_ranks_are_quantiles_of_the_profitable() -> None:
     assert ranks[:2] == [0, 0]
     assert ranks[2:] == [1, 2, 3, 4, 5]
     assert calc_adl_ranks([1.0, 1.0]) == [1, 1]
+
+
+@given(st.lists(st.sampled_from([0.5, 1.0, 1.0, 2.0, 3.5, 1e-9, 7e6]) | st.floats(1e-6, 1e6), max_size=60))
+def test_vectorised_adl_ranks_equal_the_readable_ones(scores: list[float]) -> None:
+    """The O(n) quantile edges give every rank the sort-and-count specification gives (ties too)."""
+    import numpy as np
+
+    assert calc_adl_ranks_array(np.array(scores, np.float64)).tolist() == calc_adl_ranks(scores)
 
 
 @given(

@@ -606,7 +606,7 @@ def _adl_ranks_as_before(liq: Any) -> None:
     """``Liquidator.publish_adl_ranks`` as it was (every row of every perp valued): the reference."""
     import numpy as np
 
-    from engine.risk.liquidator import ADL_BUCKETS
+    from engine.math.liquidation import ADL_BUCKETS
     from engine.types.fixed import ATOMS_PER_UNIT
 
     e, b = liq.engine, liq.engine.book
