@@ -4,7 +4,7 @@ A binary frame carries one or more 64-byte command structs back to back. Each is
 own, in this order (the first failing rule gives the code):
 
 1. header: ``msg_type`` is a client command (NEW_ORDER, CANCEL, AMEND, CANCEL_ALL, ORDER_QUERY,
-   SET_LEVERAGE) else UNKNOWN_MSG_TYPE; ``version`` 1 else BAD_VERSION; ``length`` 64 else BAD_LENGTH (trailing bytes
+   SET_LEVERAGE, ADJUST_MARGIN) else UNKNOWN_MSG_TYPE; ``version`` 1 else BAD_VERSION; ``length`` 64 else BAD_LENGTH (trailing bytes
    that do not make a whole struct: one BAD_LENGTH reject);
 2. padding bytes zero, else MALFORMED;
 3. ``market_id`` is a listed market (CANCEL_ALL and an ORDER_QUERY for all open orders may also
@@ -17,7 +17,8 @@ own, in this order (the first failing rule gives the code):
    expiry >= 0; CANCEL/AMEND name an order (``order_id`` or ``client_order_id`` non-zero, else
    BAD_FIELD); AMEND price and size >= 0; ORDER_QUERY ``request_id`` below 2^63 (the gateway's
    own ids have the top bit; BAD_FIELD); SET_LEVERAGE leverage >= 1 and mode 0/1
-   (LEVERAGE_OUT_OF_RANGE; the market's maximum is risk's check).
+   (LEVERAGE_OUT_OF_RANGE; the market's maximum is risk's check); ADJUST_MARGIN ``amount_micro``
+   non-zero (AMOUNT_OUT_OF_RANGE).
 
 Everything else (tick/lot multiples of the market, bands, status, ids) is the shard's job.
 
@@ -56,8 +57,11 @@ CLIENT_TYPES = (
     MsgType.CANCEL_ALL,
     MsgType.ORDER_QUERY,  # answered by risk with ORDER_STATE events (risk in the path only)
     MsgType.SET_LEVERAGE,  # applied by risk; refused with REJECTED (risk in the path only)
+    MsgType.ADJUST_MARGIN,  # likewise
 )
-RISK_TYPES = frozenset({int(MsgType.ORDER_QUERY), int(MsgType.SET_LEVERAGE)})  # need the risk stage
+RISK_TYPES = frozenset(  # need the risk stage
+    {int(MsgType.ORDER_QUERY), int(MsgType.SET_LEVERAGE), int(MsgType.ADJUST_MARGIN)}
+)
 GATEWAY_REQUEST_BIT = 1 << 63  # ORDER_QUERY request ids with this bit are the gateway's own
 
 
@@ -75,6 +79,8 @@ _LEVERAGE = int(MsgType.SET_LEVERAGE)
 _QUERY_RID = field_offset(_QUERY, "request_id")
 _LEV = field_offset(_LEVERAGE, "leverage")
 _LEV_MODE = field_offset(_LEVERAGE, "mode")
+_ADJUST = int(MsgType.ADJUST_MARGIN)
+_ADJ_AMOUNT = field_offset(_ADJUST, "amount_micro")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _Q = struct.Struct("<Q")
@@ -175,6 +181,9 @@ def check_struct(
     elif t == _LEVERAGE:
         if _U16.unpack_from(buf, offset + _LEV)[0] == 0 or buf[offset + _LEV_MODE] > 1:
             return RejectCode.LEVERAGE_OUT_OF_RANGE
+    elif t == _ADJUST:
+        if _q.unpack_from(buf, offset + _ADJ_AMOUNT)[0] == 0:
+            return RejectCode.AMOUNT_OUT_OF_RANGE
     return RejectCode.OK
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from picows import WSCloseCode, WSFrame, WSMsgType
 
-from engine.types.enums import MsgType, RejectCode
+from engine.types.enums import RejectCode
 from engine.wire.layout import MARKET_ID_AT, SLOT_BYTES
 from gateway.binary import RISK_TYPES, FrameResult, check_struct, reject_struct, validate_frame
 from gateway.control import CONTROL_OPS
@@ -30,8 +30,6 @@ from gateway.protocol.units import JsonReject
 from gateway.protocol.vocabulary import ORDER_OPS
 from gateway.rate_limiter import TokenBucket
 from gateway.session import Session
-
-_QUERY_B, _LEVERAGE_B = bytes([int(MsgType.ORDER_QUERY)]), bytes([int(MsgType.SET_LEVERAGE)])
 
 if TYPE_CHECKING:
     from gateway.server import GatewayServer
@@ -82,7 +80,7 @@ class Ingress:
         rejects = [reject_struct(payload, off, code, account) for off, code in res.rejects]
         if res.count and server.risk_requests is None:
             types = res.accepted[::SLOT_BYTES]
-            if _QUERY_B in types or _LEVERAGE_B in types:
+            if any(t in RISK_TYPES for t in types):
                 res = self._without_risk_types(res, rejects, account)
         if res.count:
             granted = self.take_order_tokens(sess, res.count)
@@ -108,7 +106,8 @@ class Ingress:
 
     @staticmethod
     def _without_risk_types(res: FrameResult, rejects: list[bytes], account: int) -> FrameResult:
-        """Without risk in the path nobody answers ORDER_QUERY or SET_LEVERAGE: refuse them here."""
+        """Without risk in the path nobody answers ORDER_QUERY, SET_LEVERAGE or ADJUST_MARGIN: refuse
+        them here."""
         keep = bytearray()
         markets = []
         for k in range(res.count):

@@ -5,10 +5,10 @@
   produce it). Risk answers with ORDER_STATE events carrying that id, the last with ``last = 1``;
   they are gathered here into one reply and not fanned out. A client's binary ORDER_QUERY (top
   bit clear) is forwarded as is and its ORDER_STATE events reach the account's sessions.
-* ``set_leverage``: risk applies SET_LEVERAGE silently or refuses it with a REJECTED. The gateway
-  sends a HEARTBEAT right behind it, into the same risk partition, with a token of its own as
+* ``set_leverage`` and ``adjust_margin``: risk applies SET_LEVERAGE / ADJUST_MARGIN silently or
+  refuses it with a REJECTED. The gateway sends a HEARTBEAT right behind it, into the same risk partition, with a token of its own as
   ``ts_ns``; risk handles commands in order and echoes the heartbeat at once on its own event ring
-  (``market_id`` 0), so the echo arriving with no REJECTED before it means the leverage is set.
+  (``market_id`` 0), so the echo arriving with no REJECTED before it means the command applied.
   Only echoes on risk's own rings count (a shard's echo, ``market_id`` 1, comes later).
 
 Every request times out (``REQUEST_TIMEOUT_S``) with ENGINE_UNAVAILABLE rather than waiting for
@@ -22,6 +22,7 @@ import itertools
 import struct
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from engine.types.enums import MarginMode, MsgType, RejectCode
@@ -30,6 +31,7 @@ from engine.wire.layout import ALL_MARKETS, MARKET_ID_AT, SLOT_BYTES, field_offs
 from gateway.binary import GATEWAY_REQUEST_BIT
 from gateway.control import control_op
 from gateway.protocol.json_events import order_state_json
+from gateway.protocol.units import MICRO, JsonReject, to_units
 from gateway.session import Session
 
 if TYPE_CHECKING:
@@ -48,24 +50,26 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _MODES = {m.name.lower(): int(m) for m in MarginMode}
+_CONFIRMED = frozenset({int(MsgType.SET_LEVERAGE), int(MsgType.ADJUST_MARGIN)})  # answered by an echo
 
 
 @dataclass
 class _Pending:
     session: Session
     msg: dict[str, Any]
-    kind: str  # "open_orders" | "order_status" | "set_leverage"
+    kind: str  # "open_orders" | "order_status" | "set_leverage" | "adjust_margin"
     deadline: float
     states: list[dict[str, Any]] = field(default_factory=list)
     account: int = 0
     market: int = 0
-    leverage: int = 0
-    mode: int = 0
+    command: int = 0  # the command a heartbeat echo confirms (SET_LEVERAGE, ADJUST_MARGIN)
+    answer: dict[str, Any] = field(default_factory=dict)  # the reply once it is confirmed
     refused: int = 0  # a RejectCode seen before the heartbeat echo
 
 
 class RiskRequests:
-    """Pending gateway-issued requests to risk, by request id (queries) and token (leverage)."""
+    """Pending gateway-issued requests to risk, by request id (queries) and heartbeat token
+    (commands confirmed by risk's echo: ``leverage``)."""
 
     def __init__(self, server: GatewayServer, gateway_index: int = 0) -> None:
         self.server = server
@@ -98,8 +102,25 @@ class RiskRequests:
         self.server.kick()
 
     def set_leverage(self, sess: Session, msg: dict[str, Any], market: int, leverage: int, mode: int) -> None:
-        token = next(self._ids)
         data = encode(MsgType.SET_LEVERAGE, market, account=sess.account_id, leverage=leverage, mode=mode)
+        answer = {
+            "type": "leverage",
+            "market": market,
+            "leverage": leverage,
+            "mode": MarginMode(mode).name.lower(),
+        }
+        self._confirmed(sess, msg, "set_leverage", data, market, answer)
+
+    def adjust_margin(self, sess: Session, msg: dict[str, Any], market: int, amount_micro: int) -> None:
+        data = encode(MsgType.ADJUST_MARGIN, market, account=sess.account_id, amount_micro=amount_micro)
+        answer = {"type": "margin_adjusted", "market": market, "amount": msg["amount"]}
+        self._confirmed(sess, msg, "adjust_margin", data, market, answer)
+
+    def _confirmed(
+        self, sess: Session, msg: dict[str, Any], kind: str, data: bytes, market: int, answer: dict[str, Any]
+    ) -> None:
+        """Send a command risk applies silently, with the heartbeat whose echo confirms it."""
+        token = next(self._ids)
         data += encode(MsgType.HEARTBEAT, ALL_MARKETS, ts_ns=token, last_seq=0)
         if self.server.router.submit(data, [market, ALL_MARKETS], sess.account_id):
             sess.error(msg, RejectCode.BACKPRESSURE, retry_after_s=0.001)
@@ -107,12 +128,12 @@ class RiskRequests:
         self.leverage[token] = _Pending(
             sess,
             msg,
-            "set_leverage",
+            kind,
             time.monotonic() + REQUEST_TIMEOUT_S,
             account=sess.account_id,
             market=market,
-            leverage=leverage,
-            mode=mode,
+            command=data[0],
+            answer=answer,
         )
         self.server.kick()
 
@@ -135,8 +156,8 @@ class RiskRequests:
                 if _U32.unpack_from(data, off + MARKET_ID_AT)[0] == 0:  # risk's own echo
                     self._on_echo(_U64.unpack_from(data, off + _HB_TS)[0])
                 continue  # heartbeats are never sent to clients
-            elif t == _REJECTED and self.leverage and data[off + _REJ_COMMAND] == MsgType.SET_LEVERAGE:
-                self._on_leverage_refused(data, off)
+            elif t == _REJECTED and self.leverage and data[off + _REJ_COMMAND] in _CONFIRMED:
+                self._on_refused(data, off)
             keep += data[off : off + SLOT_BYTES]
         return bytes(keep)
 
@@ -159,14 +180,13 @@ class RiskRequests:
                     {"type": "order_status", "state": found["state"] if found else "unknown", "order": found},
                 )
 
-    def _on_leverage_refused(self, data: bytes, off: int) -> None:
+    def _on_refused(self, data: bytes, off: int) -> None:
         account = _U32.unpack_from(data, off + _REJ_ACCOUNT)[0]
         market = _U32.unpack_from(data, off + MARKET_ID_AT)[0]
-        for req in self.leverage.values():  # the oldest unanswered request of that account and market
-            if req.account == account and req.market == market and not req.refused:
-                req.refused = _U16.unpack_from(data, off + _REJ_REASON)[0] or int(
-                    RejectCode.LEVERAGE_OUT_OF_RANGE
-                )
+        command = data[off + _REJ_COMMAND]
+        for req in self.leverage.values():  # the oldest unanswered one of that account, market and command
+            if req.account == account and req.market == market and req.command == command and not req.refused:
+                req.refused = _U16.unpack_from(data, off + _REJ_REASON)[0] or int(RejectCode.BAD_FIELD)
                 return
 
     def _on_echo(self, token: int) -> None:
@@ -176,15 +196,7 @@ class RiskRequests:
         if req.refused:
             req.session.error(req.msg, req.refused)
         else:
-            req.session.reply(
-                req.msg,
-                {
-                    "type": "leverage",
-                    "market": req.market,
-                    "leverage": req.leverage,
-                    "mode": MarginMode(req.mode).name.lower(),
-                },
-            )
+            req.session.reply(req.msg, req.answer)
 
     def expire(self, now: float) -> None:
         """Answer ENGINE_UNAVAILABLE to requests risk did not answer in time."""
@@ -273,3 +285,31 @@ def op_set_leverage(server: GatewayServer, sess: Session, msg: dict[str, Any]) -
         sess.error(msg, RejectCode.BAD_FIELD, f"mode must be one of {sorted(_MODES)}")
         return
     requests.set_leverage(sess, msg, market, leverage, mode)
+
+
+@control_op("adjust_margin", needs_login=True)
+def op_adjust_margin(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
+    """Margin into (``amount`` > 0, USDC) or out of (< 0) the account's isolated position in a perp."""
+    requests = _requests(server, sess, msg)
+    if requests is None:
+        return
+    market = _market_field(server, sess, msg, required=True)
+    if market is None:
+        return
+    amount = msg.get("amount")
+    negative = isinstance(amount, str) and amount.startswith("-")
+    try:
+        micro = to_units(amount[1:] if negative else amount, Decimal(1) / MICRO, "amount")
+    except JsonReject as exc:
+        code = (
+            exc.code
+            if exc.code in (RejectCode.BAD_FIELD, RejectCode.BAD_DECIMAL)
+            else RejectCode.AMOUNT_OUT_OF_RANGE
+        )
+        sess.error(msg, code, f'{exc.detail}: give a non-zero decimal string of USDC ("25.5", "-10")')
+        return
+    if micro >= 1 << 61:
+        sess.error(msg, RejectCode.AMOUNT_OUT_OF_RANGE, "amount is out of range")
+        return
+    micro = -micro if negative else micro
+    requests.adjust_margin(sess, msg, market, micro)

@@ -48,6 +48,7 @@ enum {
     HX_MSG_RESTATE_REQUEST = 18,
     HX_MSG_SOURCE_QUOTE = 19,
     HX_MSG_SETTLEMENT_PRICE = 20,
+    HX_MSG_ADJUST_MARGIN = 21,
     HX_MSG_ACCEPTED = 32,
     HX_MSG_REJECTED = 33,
     HX_MSG_FILL = 34,
@@ -193,6 +194,7 @@ enum {
     HX_REJECT_LEVERAGE_OUT_OF_RANGE = 210,
     HX_REJECT_LEVERAGE_EXCEEDED = 211,
     HX_REJECT_MARGIN_MODE_LOCKED = 212,
+    HX_REJECT_NO_ISOLATED_POSITION = 213,
     HX_REJECT_UNKNOWN_MARKET = 300,
     HX_REJECT_BAD_SIDE = 301,
     HX_REJECT_BAD_TIF = 302,
@@ -959,6 +961,21 @@ static inline void hx_put_set_leverage(uint8_t *p, uint32_t market_id, uint32_t 
     hx_wr_u32(p + HX_OFF_SET_LEVERAGE_ACCOUNT, account);
     hx_wr_u16(p + HX_OFF_SET_LEVERAGE_LEVERAGE, leverage);
     hx_wr_u8(p + HX_OFF_SET_LEVERAGE_MODE, mode);
+}
+
+/* ---- ADJUST_MARGIN (msg_type 21): Margin moved into (amount > 0) or out of (amount < 0) the account's isolated position in a perp (gateway -> risk). Out only as far as the position stays above its initial margin. */
+#define HX_OFF_ADJUST_MARGIN_ACCOUNT 8 /* u32: internal account id */
+#define HX_OFF_ADJUST_MARGIN_AMOUNT_MICRO 16 /* i64: micro-USDC; non-zero */
+static inline uint32_t hx_adjust_margin_account(const uint8_t *p) { return hx_rd_u32(p + HX_OFF_ADJUST_MARGIN_ACCOUNT); }
+static inline int64_t hx_adjust_margin_amount_micro(const uint8_t *p) { return hx_rd_i64(p + HX_OFF_ADJUST_MARGIN_AMOUNT_MICRO); }
+static inline void hx_put_adjust_margin(uint8_t *p, uint32_t market_id, uint32_t account, int64_t amount_micro) {
+    memset(p, 0, HX_SLOT_BYTES);
+    p[HX_OFF_HEADER_MSG_TYPE] = 21; /* ADJUST_MARGIN */
+    p[HX_OFF_HEADER_VERSION] = HX_WIRE_VERSION;
+    hx_wr_u16(p + HX_OFF_HEADER_LENGTH, HX_SLOT_BYTES);
+    hx_wr_u32(p + HX_OFF_HEADER_MARKET_ID, market_id);
+    hx_wr_u32(p + HX_OFF_ADJUST_MARGIN_ACCOUNT, account);
+    hx_wr_i64(p + HX_OFF_ADJUST_MARGIN_AMOUNT_MICRO, amount_micro);
 }
 
 /* ---- RESOLUTION_REQUEST (msg_type 16): The resolution authority proposes or disputes a prediction market's outcome (gateway -> oracle). */

@@ -112,6 +112,7 @@ _U_RESOLUTION: Final = _unpacker(MsgType.RESOLUTION)
 _U_STATUS: Final = _unpacker(MsgType.SET_MARKET_STATUS)
 _U_SETTLEMENT: Final = _unpacker(MsgType.SETTLEMENT_PRICE)
 _U_LEVERAGE: Final = _unpacker(MsgType.SET_LEVERAGE)
+_U_ADJUST: Final = _unpacker(MsgType.ADJUST_MARGIN)
 _U_QUERY: Final = _unpacker(MsgType.ORDER_QUERY)
 _P_STATE: Final = _packer(MsgType.ORDER_STATE)
 _P_PRICE: Final = _packer(MsgType.PRICE)
@@ -386,6 +387,8 @@ class RiskEngine:
             self._heartbeat(buf, off)
         elif t == MsgType.SET_LEVERAGE:
             self._set_leverage(buf, off)
+        elif t == MsgType.ADJUST_MARGIN:
+            self._adjust_margin(*_U_ADJUST(buf, off)[3:])
         elif t == MsgType.ORDER_QUERY:
             self._order_query(*_U_QUERY(buf, off)[3:])
         elif t == MsgType.SET_MARKET_STATUS:  # an operator's: note it, and the shard applies it
@@ -907,6 +910,38 @@ class RiskEngine:
         else:
             self.leverage[(account, mid)] = (leverage, mode)
             self.book.dirty[self.book.row(account)] = True
+
+    def _adjust_margin(self, mid: int, account: int, amount: int) -> None:
+        """Margin into (``amount`` > 0, from the account's free collateral) or out of (< 0, as far as
+        the position keeps its initial margin and holds the cash) the account's isolated position in
+        ``mid`` (venues' "adjust margin"). Silent when applied: the two BALANCE events say it."""
+        t = MsgType.ADJUST_MARGIN
+        b = self.book
+        if not self.owns(account):
+            self._reject(mid, t, 0, 0, account, RejectCode.ACCOUNT_NOT_HERE)
+            return
+        key = row_key(account, mid)
+        pos = b.rows.get(key, -1)
+        market = self.config.markets.get(mid)
+        if pos < 0 or market is None or not market.is_perp or not b.perp_size[pos, market.perp]:
+            self._reject(mid, t, 0, 0, account, RejectCode.NO_ISOLATED_POSITION)
+            return
+        if amount == 0 or abs(amount) > INT64_MAX // 4:
+            self._reject(mid, t, 0, 0, account, RejectCode.AMOUNT_OUT_OF_RANGE)
+            return
+        if self.liquidator.is_liquidating(key):
+            self._reject(mid, t, 0, 0, account, RejectCode.ACCOUNT_LIQUIDATING)
+            return
+        row = b.row(account)
+        src, dst = (row, pos) if amount > 0 else (pos, row)
+        self._recompute(np.array([src]))  # decide on fresh figures
+        room = self.free_collateral(src)
+        if amount < 0:
+            room = min(room, int(b.balance[pos, 0]))
+        if abs(amount) > room:
+            self._reject(mid, t, 0, 0, account, RejectCode.INSUFFICIENT_MARGIN)
+            return
+        self._margin_transfer(src, dst, abs(amount), mid)
 
     def _trades_in(self, account: int, market: RiskMarket) -> bool:
         """The account has a position (cross or isolated) or an order (open or on its way) in the

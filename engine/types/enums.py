@@ -33,6 +33,7 @@ class MsgType(IntEnum):
     RESTATE_REQUEST = 18  # into risk (from settlement): every balance and position again
     SOURCE_QUOTE = 19  # the oracle's journal: one adapter quote as it arrived (replay never asks a feed)
     SETTLEMENT_PRICE = 20  # into risk (from the oracle): a delisted perp settles every position at it
+    ADJUST_MARGIN = 21  # into risk (from a gateway): margin into (> 0) or out of an isolated position
 
     ACCEPTED = 32
     REJECTED = 33
@@ -271,6 +272,7 @@ class RejectCode(IntEnum):
     LEVERAGE_OUT_OF_RANGE = 210  # a leverage outside 1..the market's maximum, or an unknown mode
     LEVERAGE_EXCEEDED = 211  # the order would take the position beyond the account's chosen leverage
     MARGIN_MODE_LOCKED = 212  # cross <-> isolated while the market has a position or open orders
+    NO_ISOLATED_POSITION = 213  # margin adjusted in a market where the account holds no isolated position
 
     # 3xx: shard (market rules and the book)
     UNKNOWN_MARKET = 300
@@ -356,6 +358,7 @@ REJECT_MESSAGES: dict[RejectCode, str] = {
     RejectCode.LEVERAGE_OUT_OF_RANGE: "leverage must be between 1 and the market's maximum",
     RejectCode.LEVERAGE_EXCEEDED: "the order would exceed the leverage chosen for this market",
     RejectCode.MARGIN_MODE_LOCKED: "the margin mode cannot change while the market has a position or open orders",
+    RejectCode.NO_ISOLATED_POSITION: "the account holds no isolated position in this market",
     RejectCode.UNKNOWN_MARKET: "unknown market",
     RejectCode.BAD_SIDE: "side must be 0 (buy) or 1 (sell)",
     RejectCode.BAD_TIF: "unknown time in force",

@@ -485,6 +485,17 @@ LAYOUTS: tuple[MessageLayout, ...] = (
         ),
     ),
     MessageLayout(
+        MsgType.ADJUST_MARGIN,
+        "Margin moved into (amount > 0) or out of (amount < 0) the account's isolated position in a "
+        "perp (gateway -> risk). Out only as far as the position stays above its initial margin.",
+        (
+            _ACCOUNT,
+            _pad(4),
+            ("amount_micro", "q", "micro-USDC; non-zero"),
+            _pad(40),
+        ),
+    ),
+    MessageLayout(
         MsgType.RESOLUTION_REQUEST,
         "The resolution authority proposes or disputes a prediction market's outcome (gateway -> oracle).",
         (

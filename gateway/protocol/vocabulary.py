@@ -37,6 +37,7 @@ COMMAND_NAMES = {
     MsgType.CANCEL_ALL: "cancel_all",
     MsgType.RESOLUTION_REQUEST: "resolve",  # answered by the oracle (a REJECTED, or RESOLUTION_STATUS)
     MsgType.SET_LEVERAGE: "set_leverage",
+    MsgType.ADJUST_MARGIN: "adjust_margin",
     MsgType.ORDER_QUERY: "order_query",
 }
 

@@ -341,6 +341,11 @@ class HxClient:
             {"op": "set_leverage", "market": market, "leverage": leverage, "mode": mode}
         )
 
+    async def adjust_margin(self, market: int, amount: str) -> dict[str, Any]:
+        """Move USDC into (``"25.5"``) or out of (``"-10"``) the account's isolated position in a
+        perp; RequestRejected (NO_ISOLATED_POSITION, INSUFFICIENT_MARGIN, ...) if risk refuses."""
+        return await self.request({"op": "adjust_margin", "market": market, "amount": amount})
+
     # ---- orders --------------------------------------------------------------------------------
     @property
     def markets(self) -> dict[int, MarketInfo]:

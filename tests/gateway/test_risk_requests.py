@@ -125,6 +125,34 @@ async def test_an_isolated_position_gets_its_own_margin_and_locks_the_mode(
         with pytest.raises(RequestRejected) as exc:
             await a.set_leverage(BTC_USD, 10, "cross")
         assert exc.value.reason == "MARGIN_MODE_LOCKED"
+        ok = await a.adjust_margin(BTC_USD, "150.5")  # more margin: $600 -> $750.5
+        assert ok == {"type": "margin_adjusted", "id": ok["id"], "market": BTC_USD, "amount": "150.5"}
+        moved = await _next(a, Balance)
+        while moved.market != BTC_USD or moved.reason != BalanceReason.MARGIN_TRANSFER:
+            moved = await _next(a, Balance)
+        assert (moved.balance, moved.delta) == (750_500_000, 150_500_000)
+        await a.adjust_margin(BTC_USD, "-400")  # out, down to $350.5: above its initial margin
+        with pytest.raises(RequestRejected) as exc:
+            await a.adjust_margin(BTC_USD, "-300")  # would leave it below its initial margin
+        assert exc.value.reason == "INSUFFICIENT_MARGIN"
+        with pytest.raises(RequestRejected) as exc:
+            await b.adjust_margin(BTC_USD, "10")  # b's short is cross
+        assert exc.value.reason == "NO_ISOLATED_POSITION"
+        for bad, code in (("0", "AMOUNT_OUT_OF_RANGE"), ("1e3", "BAD_DECIMAL"), (5.5, "BAD_FIELD")):
+            with pytest.raises(RequestRejected) as exc:
+                await a.adjust_margin(BTC_USD, bad)  # type: ignore[arg-type]
+            assert exc.value.reason == code
+        if protocol == "bin":  # the struct itself: applied silently, or refused with its code
+            a.send_raw(encode(MsgType.ADJUST_MARGIN, BTC_USD, amount_micro=0))
+            rej = await _next(a, OrderRejectedEvent)
+            while rej.code != RejectCode.AMOUNT_OUT_OF_RANGE:  # (risk's refusals above come first)
+                rej = await _next(a, OrderRejectedEvent)
+            assert rej.command == MsgType.ADJUST_MARGIN
+            a.send_raw(encode(MsgType.ADJUST_MARGIN, BTC_USD, amount_micro=-1_000_000))
+            moved = await _next(a, Balance)
+            while moved.delta != 1_000_000:  # (the earlier adjustments' events come first)
+                moved = await _next(a, Balance)
+            assert (moved.market, moved.reason) == (0, BalanceReason.MARGIN_TRANSFER)  # back in the account
     finally:
         await a.close()
         await b.close()

@@ -205,3 +205,37 @@ def test_a_snapshot_restores_the_isolated_rows_under_their_keys() -> None:
     assert other.state_hash() == x.risk.state_hash()
     assert other.book.rows == x.risk.book.rows
     assert other.book.rows[row_key(ALICE, BTC_PERP)] == _pos_row(x)
+
+
+def _adjust(x: LocalExchange, account: int, amount: int, market: int = BTC_PERP) -> None:
+    x.send(encode(MsgType.ADJUST_MARGIN, market, account=account, amount_micro=amount))
+
+
+def test_margin_is_added_from_free_collateral_and_removed_down_to_initial() -> None:
+    x = _isolated_long()
+    own, pos = x.row(ALICE), _pos_row(x)
+    before_own = _cash(x, own)
+    _adjust(x, ALICE, 300 * USD)  # $500 -> $800: the liquidation price moves away
+    assert (_cash(x, pos), _cash(x, own)) == (800 * USD, before_own - 300 * USD)
+    moved = _events(x, MsgType.BALANCE, account=ALICE, reason=BalanceReason.MARGIN_TRANSFER)[-2:]
+    assert [(e["market_id"], e["delta"]) for e in moved] == [(0, -300 * USD), (BTC_PERP, 300 * USD)]
+    initial = int(x.risk.book.initial[pos])
+    room = int(x.risk.book.equity[pos]) - initial
+    _adjust(x, ALICE, -(room + 1))  # one micro below its initial margin: refused
+    assert x.last_reject() == RejectCode.INSUFFICIENT_MARGIN
+    _adjust(x, ALICE, -room)  # exactly down to it
+    assert _cash(x, pos) == 800 * USD - room and _cash(x, own) == before_own - 300 * USD + room
+    _adjust(x, ALICE, 10**7 * USD)  # more than the account has free
+    assert x.last_reject() == RejectCode.INSUFFICIENT_MARGIN
+
+
+def test_adjusting_margin_without_an_isolated_position_is_refused() -> None:
+    x = _isolated_long()
+    _adjust(x, MAKER, 100 * USD)  # no position at all
+    assert x.last_reject() == RejectCode.NO_ISOLATED_POSITION
+    _adjust(x, SHORT, 100 * USD)  # a cross position
+    assert x.last_reject() == RejectCode.NO_ISOLATED_POSITION
+    _adjust(x, ALICE, 0)
+    assert x.last_reject() == RejectCode.AMOUNT_OUT_OF_RANGE
+    _adjust(x, ALICE, 100 * USD, market=2)  # a spot market
+    assert x.last_reject() == RejectCode.NO_ISOLATED_POSITION
