@@ -267,15 +267,22 @@ def op_order_status(server: GatewayServer, sess: Session, msg: dict[str, Any]) -
     requests.ask_orders(sess, msg, "order_status", market, oid, coid)
 
 
+def _command_target(
+    server: GatewayServer, sess: Session, msg: dict[str, Any]
+) -> tuple[RiskRequests, int] | None:
+    """The risk requests and the listed market a confirmed command names (None: refused, said)."""
+    requests = _requests(server, sess, msg)
+    market = _market_field(server, sess, msg, required=True) if requests is not None else None
+    return None if requests is None or market is None else (requests, market)
+
+
 @control_op("set_leverage", needs_login=True)
 def op_set_leverage(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
     """The account's leverage (1..the market's maximum) and margin mode in a perp market."""
-    requests = _requests(server, sess, msg)
-    if requests is None:
+    target = _command_target(server, sess, msg)
+    if target is None:
         return
-    market = _market_field(server, sess, msg, required=True)
-    if market is None:
-        return
+    requests, market = target
     leverage = msg.get("leverage")
     if isinstance(leverage, bool) or not isinstance(leverage, int) or not 1 <= leverage <= 0xFFFF:
         sess.error(msg, RejectCode.LEVERAGE_OUT_OF_RANGE, "leverage must be an integer >= 1")
@@ -290,12 +297,10 @@ def op_set_leverage(server: GatewayServer, sess: Session, msg: dict[str, Any]) -
 @control_op("adjust_margin", needs_login=True)
 def op_adjust_margin(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
     """Margin into (``amount`` > 0, USDC) or out of (< 0) the account's isolated position in a perp."""
-    requests = _requests(server, sess, msg)
-    if requests is None:
+    target = _command_target(server, sess, msg)
+    if target is None:
         return
-    market = _market_field(server, sess, msg, required=True)
-    if market is None:
-        return
+    requests, market = target
     amount = msg.get("amount")
     negative = isinstance(amount, str) and amount.startswith("-")
     try:

@@ -99,14 +99,7 @@ class AccountBook:
     def row(self, account: int) -> int:
         """The account's row, created (zeroed) on first use."""
         r = self.rows.get(account)
-        if r is None:
-            if self.count == self.capacity:
-                self._grow()
-            r = self.count
-            self.count += 1
-            self.rows[account] = r
-            self.ids[r] = account
-        return r
+        return self._new_row(account, account) if r is None else r
 
     def find(self, account: int) -> int:
         """The account's row, or -1 if it never appeared."""
@@ -119,14 +112,18 @@ class AccountBook:
         r = self.rows.get(key)
         if r is None:
             self.row(account)
-            if self.count == self.capacity:
-                self._grow()
-            r = self.count
-            self.count += 1
-            self.rows[key] = r
-            self.ids[r] = account
+            r = self._new_row(key, account)
             self.isolated_market[r] = market_id + 1
             self.n_isolated += 1
+        return r
+
+    def _new_row(self, key: int, account: int) -> int:
+        if self.count == self.capacity:
+            self._grow()
+        r = self.count
+        self.count += 1
+        self.rows[key] = r
+        self.ids[r] = account
         return r
 
     def key(self, row: int) -> int:

@@ -432,13 +432,15 @@ class RiskEngine:
             self._reject(mid, t, 0, coid, account, code)
             return
         lev = self.leverage.get((account, mid))
-        if lev is not None and lev[1] == MarginMode.ISOLATED:
-            self._new_isolated_order(buf, off, market, lev[0])
+        isolated = lev is not None and lev[1] == MarginMode.ISOLATED  # (the compiled core hands these back)
+        if isolated and self.liquidator.is_liquidating(row_key(account, mid)):
+            self._reject(mid, t, 0, coid, account, RejectCode.ACCOUNT_LIQUIDATING)
             return
         row = self.book.row(account)
         size_atoms = size * market.lot_size_atoms
         price_micro = price * market.tick_size_micro
-        held = self._holding(row, market)
+        pos = self.book.rows.get(row_key(account, mid), -1) if isolated else row  # the position's row
+        held = self._holding(pos, market) if pos >= 0 else 0
         signed = size_atoms if side == Side.BUY else -size_atoms
         reduces = held != 0 and (held > 0) != (signed > 0) and size_atoms <= abs(held)
         if flags & OrderFlag.REDUCE_ONLY and not reduces:
@@ -450,57 +452,21 @@ class RiskEngine:
         if self.book.dirty[row]:  # its exposure moved since the last recomputation: refresh it first
             self._recompute(np.array([row]))
         mark = self._mark_of(market) or price_micro
-        reserve = self.margin.order_reserve(self.book, row, market, side, size_atoms, price_micro, mark)
         free = self.free_collateral(row)
-        if lev is not None and not reduces:  # the account's own cap: notional / leverage held back
-            by_leverage = -((-size_atoms * max(price_micro, mark)) // ATOMS_PER_UNIT) // lev[0] + 1
-            if by_leverage > free and reserve <= free:
-                self._reject(mid, t, 0, coid, account, RejectCode.LEVERAGE_EXCEEDED)
-                return
-            reserve = max(reserve, by_leverage)
+        if isolated:  # the margin its fill moves into the position, from the account's free collateral
+            reserve = 0 if reduces else self._isolated_margin(size_atoms, max(price_micro, mark), lev[0])
+        else:
+            reserve = self.margin.order_reserve(self.book, row, market, side, size_atoms, price_micro, mark)
+            if lev is not None and not reduces:  # the account's own cap: notional / leverage held back
+                by_leverage = -((-size_atoms * max(price_micro, mark)) // ATOMS_PER_UNIT) // lev[0] + 1
+                if by_leverage > free and reserve <= free:
+                    self._reject(mid, t, 0, coid, account, RejectCode.LEVERAGE_EXCEEDED)
+                    return
+                reserve = max(reserve, by_leverage)
         if reserve > free:
             self._reject(mid, t, 0, coid, account, RejectCode.INSUFFICIENT_MARGIN)
             return
         self.book.reserved[row] += reserve
-        self.ledger.add(Reservation(account, mid, coid, side, size, reserve, price_ticks=price))
-        self._forward(buf, off, mid)
-
-    def _new_isolated_order(
-        self, buf: bytes | memoryview, off: int, market: RiskMarket, leverage: int
-    ) -> None:
-        """An order in a market the account trades isolated: it reserves, from the account's own
-        free collateral, the margin its fill would move into the position (notional at the worse of
-        its price and the mark, divided by the chosen leverage); an order that only reduces the
-        position reserves nothing. The checks before this one are ``_new_order``'s."""
-        (_t, _v, _l, mid, _oid, coid, price, size, _trig, _exp, account, side, _tif, _otype, flags) = _U_NEW(
-            buf, off
-        )
-        t = MsgType.NEW_ORDER
-        b = self.book
-        if self.liquidator.is_liquidating(row_key(account, mid)):
-            self._reject(mid, t, 0, coid, account, RejectCode.ACCOUNT_LIQUIDATING)
-            return
-        row = b.row(account)
-        sub = b.rows.get(row_key(account, mid), -1)
-        size_atoms = size * market.lot_size_atoms
-        price_micro = price * market.tick_size_micro
-        held = int(b.perp_size[sub, market.perp]) if sub >= 0 else 0
-        signed = size_atoms if side == Side.BUY else -size_atoms
-        reduces = held != 0 and (held > 0) != (signed > 0) and size_atoms <= abs(held)
-        if flags & OrderFlag.REDUCE_ONLY and not reduces:
-            self._reject(mid, t, 0, coid, account, RejectCode.REDUCE_ONLY_WOULD_INCREASE)
-            return
-        if abs(held) + size_atoms >= MAX_POSITION_ATOMS:
-            self._reject(mid, t, 0, coid, account, RejectCode.AMOUNT_OUT_OF_RANGE)
-            return
-        if b.dirty[row]:
-            self._recompute(np.array([row]))
-        mark = self._mark_of(market) or price_micro
-        reserve = 0 if reduces else self._isolated_margin(size_atoms, max(price_micro, mark), leverage)
-        if reserve > self.free_collateral(row):
-            self._reject(mid, t, 0, coid, account, RejectCode.INSUFFICIENT_MARGIN)
-            return
-        b.reserved[row] += reserve
         self.ledger.add(Reservation(account, mid, coid, side, size, reserve, price_ticks=price))
         self._forward(buf, off, mid)
 
