@@ -40,6 +40,7 @@ from engine.accounts.withdrawal_log import WithdrawalLog
 from engine.host.health_board import open_health_slot
 from engine.host.process_identity import become_stage, handle_stage_signals, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
+from engine.journal.ring_positions import pack_positions, read_positions, release_consumed, replay_skips
 from engine.ring import Blocking, ConsumerRef, RingBuffer, RingRef, make_wait_strategy
 from engine.risk.risk_config import load_risk_config
 from engine.wire.layout import SLOT_BYTES
@@ -73,7 +74,6 @@ from settlement.sum_tree import ZERO_HASH
 from settlement.withdrawal import Withdrawal, verify_withdrawal
 
 SNAP_META = struct.Struct("<QII")  # journal seq, output ring count, input ring count
-SNAP_RING = struct.Struct("<QQ")  # ring nonce, published (outputs) / cursor (inputs)
 MAX_BATCH = 1024
 FUND_OBSERVE_S = 2.0  # how often the InsuranceFund's balances are read for the reconciliation
 _KEEP = np.zeros(256, bool)
@@ -289,16 +289,9 @@ class SettlementProcess:
         if snap is not None:
             self.journal_seq, blob = snap
             _seq, n_out, n_in = SNAP_META.unpack_from(blob, 0)
-            off = SNAP_META.size
-            for i in range(n_out + n_in):
-                nonce, value = SNAP_RING.unpack_from(blob, off)
-                (published_at if i < n_out else cursors)[nonce] = value
-                off += SNAP_RING.size
+            published_at, cursors, off = read_positions(blob, SNAP_META.size, n_out, n_in)
             self.engine.restore(bytes(blob[off:]))
-        skips = [
-            ring.published - published_at[ring.nonce] if ring.nonce in published_at else 1 << 62
-            for ring in self.outputs
-        ]
+        skips = replay_skips(self.outputs, published_at)
         if snap is None:
             skips = [ring.published for ring in self.outputs]  # a fresh journal: nothing of ours is there
         journal_dir = self.state_dir / "journal"
@@ -310,16 +303,12 @@ class SettlementProcess:
                     cursors[nonce] = cursor + consumed
                 self.journal_seq = seq
                 skips = self._emit(skips, live=False)
-        for ring, consumer in zip(self.inputs, self.consumers, strict=True):
-            done = cursors.get(ring.nonce, 0)
-            if consumer.cursor < done <= ring.published:
-                consumer.release(done - consumer.cursor)
+        release_consumed(self.inputs, self.consumers, cursors)
         self._retarget()
 
     def write_snapshot(self) -> None:
         parts = [SNAP_META.pack(self.journal_seq, len(self.outputs), len(self.inputs))]
-        parts += [SNAP_RING.pack(r.nonce, r.published) for r in self.outputs]
-        parts += [SNAP_RING.pack(r.nonce, c.cursor) for r, c in zip(self.inputs, self.consumers, strict=True)]
+        parts += pack_positions(self.outputs, self.inputs, self.consumers)
         parts.append(self.engine.snapshot())
         self.journal.flush()
         self.snapshots.write(self.journal_seq, b"".join(parts))

@@ -38,6 +38,13 @@ from engine.host.health_board import open_health_slot
 from engine.host.metrics import Metrics
 from engine.host.process_identity import become_stage, handle_stage_signals, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
+from engine.journal.ring_positions import (
+    SNAP_RING,
+    pack_positions,
+    read_positions,
+    release_consumed,
+    replay_skips,
+)
 from engine.math.oracle_index import parse_price_micro
 from engine.oracle.oracle_config import OracleConfig, load_oracle_config
 from engine.oracle.oracle_engine import BOOK_EVENTS, OracleEngine, pack_source_quote
@@ -53,7 +60,6 @@ HEADER_SLOT = SLOT_BYTES
 TICK = 0xFFFF_FFFF
 LOST = 0xFFFF_FFFE  # count = the shard whose stream was lost
 SNAP_META = struct.Struct("<QI")  # journal seq, output ring count
-SNAP_RING = struct.Struct("<QQ")  # ring nonce, published count (outputs) / cursor (inputs)
 MAX_BATCH = 256
 U64_MAX = (1 << 64) - 1
 INT64_MAX = (1 << 63) - 1
@@ -220,20 +226,11 @@ class OracleProcess:
         if snap is not None:
             self.journal_seq, blob = snap
             _seq, n_rings = SNAP_META.unpack_from(blob, 0)
-            offset = SNAP_META.size
-            for _ in range(n_rings):
-                nonce, value = SNAP_RING.unpack_from(blob, offset)
-                published_at_snap[nonce] = value
-                offset += SNAP_RING.size
-            for _ in range(len(self.inputs)):
-                nonce, value = SNAP_RING.unpack_from(blob, offset)
-                cursors[nonce] = value
-                offset += SNAP_RING.size
+            published_at_snap, cursors, offset = read_positions(
+                blob, SNAP_META.size, n_rings, len(self.inputs)
+            )
             self.engine.restore(bytes(blob[offset:]))
-        skips = [
-            ring.published - published_at_snap[ring.nonce] if ring.nonce in published_at_snap else 1 << 62
-            for ring in self.outputs
-        ]
+        skips = replay_skips(self.outputs, published_at_snap)
         self.fresh = snap is None
         journal_dir = self.state_dir / "journal"
         if journal_dir.exists():
@@ -244,20 +241,11 @@ class OracleProcess:
                     cursors[nonce] = cursor + count
                 self.journal_seq = seq
                 skips = self._emit(skips)
-        for ring, consumer in zip(self.inputs, self.consumers, strict=True):
-            done = cursors.get(ring.nonce, 0)
-            try:
-                if consumer.cursor < done <= ring.published:
-                    consumer.release(done - consumer.cursor)
-            except ConsumerDropped:
-                consumer.resume()
+        release_consumed(self.inputs, self.consumers, cursors)
 
     def write_snapshot(self) -> None:
         parts = [SNAP_META.pack(self.journal_seq, len(self.outputs))]
-        parts += [SNAP_RING.pack(ring.nonce, ring.published) for ring in self.outputs]
-        parts += [
-            SNAP_RING.pack(ring.nonce, c.cursor) for ring, c in zip(self.inputs, self.consumers, strict=True)
-        ]
+        parts += pack_positions(self.outputs, self.inputs, self.consumers)
         parts.append(self.engine.snapshot())
         if hasattr(self, "journal"):
             self.journal.flush()

@@ -35,6 +35,13 @@ from engine.host.health_board import open_health_slot
 from engine.host.metrics import Metrics
 from engine.host.process_identity import become_stage, handle_stage_signals, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
+from engine.journal.ring_positions import (
+    SNAP_RING,
+    pack_positions,
+    read_positions,
+    release_consumed,
+    replay_skips,
+)
 from engine.journal.snapshot_persister import SnapshotPersister
 from engine.ring import Blocking, ConsumerRef, RingFull, RingRef, make_wait_strategy
 from engine.risk.native_risk import make_risk_engine
@@ -47,7 +54,6 @@ from engine.wire.layout import SLOT_BYTES
 BATCH_HEADER = struct.Struct("<IIQQQI")
 HEADER_SLOT = SLOT_BYTES
 SNAP_META = struct.Struct("<QI")  # journal seq, output ring count
-SNAP_RING = struct.Struct("<QQ")  # ring nonce, published count (outputs) / cursor (inputs)
 MAX_BATCH = 256  # slots of commands per record
 # slots of a shard's events per record: the margin recomputation at the end of a record costs about
 # half a millisecond whatever the number of accounts it touches, so bigger event records share it
@@ -216,22 +222,12 @@ class RiskProcess:
         cursors: dict[int, int] = {}
         if snap is not None:
             self.journal_seq, blob = snap
-            seq, n_rings = SNAP_META.unpack_from(blob, 0)
-            offset = SNAP_META.size
-            for table in (published_at_snap, cursors):
-                count = n_rings if table is published_at_snap else len(self.inputs)
-                for _ in range(count):
-                    nonce, value = SNAP_RING.unpack_from(blob, offset)
-                    table[nonce] = value
-                    offset += SNAP_RING.size
+            _seq, n_rings = SNAP_META.unpack_from(blob, 0)
+            published_at_snap, cursors, offset = read_positions(
+                blob, SNAP_META.size, n_rings, len(self.inputs)
+            )
             self.engine.restore(bytes(blob[offset:]))
-        # What each output ring already holds of what the journal will regenerate: the ring since the
-        # snapshot, or everything when the ring is a new instance (the whole exchange restarted: the
-        # shards recover what they had consumed from their own journals).
-        skips = [
-            ring.published - published_at_snap[ring.nonce] if ring.nonce in published_at_snap else 1 << 62
-            for ring in self.outputs
-        ]
+        skips = replay_skips(self.outputs, published_at_snap)  # (engine/journal/ring_positions.py)
         self.fresh = snap is None
         journal_dir = self.state_dir / "journal"
         if journal_dir.exists():
@@ -241,19 +237,13 @@ class RiskProcess:
                 cursors[nonce] = cursor + count
                 self.journal_seq = seq
                 skips = self._emit(skips)
-        for ring, consumer in zip(self.inputs, self.consumers, strict=True):
-            done = cursors.get(ring.nonce, 0)
-            if consumer.cursor < done <= ring.published:
-                consumer.release(done - consumer.cursor)
+        release_consumed(self.inputs, self.consumers, cursors)
 
     def write_snapshot(self, background: bool = False) -> None:
         """Snapshot the engine at ``journal_seq``: the state is captured here, between records;
         ``SnapshotPersister`` makes it durable (on a thread with ``background``, the periodic ones)."""
         parts = [SNAP_META.pack(self.journal_seq, len(self.outputs))]
-        parts += [SNAP_RING.pack(ring.nonce, ring.published) for ring in self.outputs]
-        parts += [
-            SNAP_RING.pack(ring.nonce, c.cursor) for ring, c in zip(self.inputs, self.consumers, strict=True)
-        ]
+        parts += pack_positions(self.outputs, self.inputs, self.consumers)
         parts.append(self.engine.snapshot())
         self.records_since_snapshot = 0
         seq, blob = self.journal_seq, b"".join(parts)
