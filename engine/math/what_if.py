@@ -14,7 +14,7 @@ check would accept, found by doubling and bisection over the O(1) bound.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from engine.math.liquidation_price import (
     calc_portfolio_liquidation_price_micro,
@@ -45,10 +45,22 @@ class OpenOrder:
 
 
 @dataclass(frozen=True, slots=True)
+class IsolatedPosition:
+    """A perp position margined alone (not in ``WhatIfInput.state``): the engine keeps it on a row
+    of its own holding ``margin_micro`` of USDC, and margins it with the same portfolio maths."""
+
+    perp_id: int
+    size_atoms: int
+    cost_micro: int
+    margin_micro: int
+
+
+@dataclass(frozen=True, slots=True)
 class WhatIfInput:
     state: AccountState  # its reserved_micro is ignored: the orders below define the reservation
     prices: MarketPrices
     orders: tuple[OpenOrder, ...] = ()
+    isolated: tuple[IsolatedPosition, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +72,8 @@ class WhatIfResult:
     position_liquidation_price_micro: dict[int, int | None]  # perp id -> per-position mode
     max_buy_atoms: dict[int, int]  # asset id -> spot quantity
     max_perp_atoms: dict[int, tuple[int, int]]  # perp id -> (buy, sell)
+    # perp id -> (the isolated position's own report, its liquidation price)
+    isolated: dict[int, tuple[PortfolioReport, int | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +177,19 @@ def calc_what_if(spec: RiskSpec, inp: WhatIfInput) -> WhatIfResult:
         )
         for p, perp in enumerate(spec.perps)
     }
+    isolated: dict[int, tuple[PortfolioReport, int | None]] = {}
+    for iso in inp.isolated:  # its own account: its margin as USDC, its one position
+        own = AccountState(
+            tuple(iso.margin_micro if a == 0 else 0 for a in range(len(spec.assets))),
+            tuple(iso.size_atoms if p == iso.perp_id else 0 for p in range(len(spec.perps))),
+            tuple(iso.cost_micro if p == iso.perp_id else 0 for p in range(len(spec.perps))),
+        )
+        isolated[iso.perp_id] = (
+            calc_portfolio_margin(spec, own, prices),
+            calc_portfolio_liquidation_price_micro(spec, own, prices, iso.perp_id),
+        )
     return WhatIfResult(
+        isolated=isolated,
         portfolio=report,
         position_mode=calc_position_margin(spec, replace(state, reserved_micro=reserved), prices),
         order_reserve_micro=reserves,

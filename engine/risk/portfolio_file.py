@@ -6,7 +6,9 @@ examples/what_if_portfolio.json)::
 
     {
       "balances":   {"USDC": "25000", "BTC": "0.5", "PM-1": "-100"},      # < 0: a liability
-      "positions":  [{"market": "BTC-PERP", "size": "-0.4", "entry_price": "61000"}],
+      "positions":  [{"market": "BTC-PERP", "size": "-0.4", "entry_price": "61000"},
+                     {"market": "ETH-PERP", "size": "2", "entry_price": "3000",
+                      "isolated_margin": "600"}],                          # margined alone
       "open_orders":[{"market": "ETH-PERP", "side": "buy", "size": "2", "price": "2950"},
                      {"market": "BTC", "side": "sell", "size": "0.1", "price": "62000"}],
       "prices":     {"BTC": "60000", "ETH": "3000", "PM-1": "0.42"},      # USDC per whole unit
@@ -30,7 +32,7 @@ from typing import Any
 
 from engine.math.portfolio_margin import AccountState, MarketPrices
 from engine.math.pre_trade import BUY, SELL
-from engine.math.what_if import OpenOrder, WhatIfInput, WhatIfResult, calc_what_if
+from engine.math.what_if import IsolatedPosition, OpenOrder, WhatIfInput, WhatIfResult, calc_what_if
 from engine.types.fixed import ATOMS_PER_UNIT, MICRO_PER_UNIT, PPM, FixedPointError, from_fixed, to_fixed
 from engine.types.risk_spec import AssetKind, RiskSpec
 
@@ -157,12 +159,13 @@ def parse_portfolio(doc: Any, spec: RiskSpec) -> tuple[WhatIfInput, set[int]]:
 
     sizes = [0] * n_perps
     costs = [0] * n_perps
+    isolated: list[IsolatedPosition] = []
     seen: dict[int, int] = {}
     for i, item in enumerate(_list(doc, "positions")):
         where = f"positions[{i}]"
         if not isinstance(item, Mapping):
             raise PortfolioFileError(where, "must be an object")
-        extra = sorted(set(item) - {"market", "size", "entry_price"})
+        extra = sorted(set(item) - {"market", "size", "entry_price", "isolated_margin"})
         if extra:
             raise PortfolioFileError(f"{where}.{extra[0]}", "unknown field")
         name = item.get("market")
@@ -191,8 +194,17 @@ def parse_portfolio(doc: Any, spec: RiskSpec) -> tuple[WhatIfInput, set[int]]:
         )
         need_price(perp.underlying, f"{where}.market")
         _value_ok(size, ATOMS_PER_UNIT, max(entry, marks[perp.market_id]), f"{where}.size")
+        cost = -((-(size * entry)) // ATOMS_PER_UNIT)  # entry notional, rounded up
+        if "isolated_margin" in item:  # its own account, as the engine keeps it (not in the cross one)
+            field = f"{where}.isolated_margin"
+            margin = _bounded(
+                _decimal(item["isolated_margin"], MICRO_PER_UNIT, field), 0, MAX_VALUE_USDC * MICRO_PER_UNIT,
+                MICRO_PER_UNIT, field,
+            )  # fmt: skip
+            isolated.append(IsolatedPosition(perp.market_id, size, cost, margin))
+            continue
         sizes[perp.market_id] = size
-        costs[perp.market_id] = -((-(size * entry)) // ATOMS_PER_UNIT)  # entry notional, rounded up
+        costs[perp.market_id] = cost
 
     orders: list[OpenOrder] = []
     for i, item in enumerate(_list(doc, "open_orders")):
@@ -240,7 +252,7 @@ def parse_portfolio(doc: Any, spec: RiskSpec) -> tuple[WhatIfInput, set[int]]:
 
     state = AccountState(tuple(balance), tuple(sizes), tuple(costs))
     market = MarketPrices(tuple(prices), tuple(marks), tuple(multipliers))
-    return WhatIfInput(state, market, tuple(orders)), priced
+    return WhatIfInput(state, market, tuple(orders), tuple(isolated)), priced
 
 
 def _money(raw: int) -> str:
@@ -258,6 +270,7 @@ def format_what_if(
     pm = result.portfolio
     pp = result.position_mode
     symbols = [a.symbol for a in spec.assets]
+    margins = {iso.perp_id: iso.margin_micro for iso in inp.isolated}
 
     def qty(asset_id: int, raw: int) -> str:
         return format(from_fixed(raw, spec.assets[asset_id].qty_scale), "f")
@@ -296,6 +309,17 @@ def format_what_if(
             }
             for p, (b, s) in result.max_perp_atoms.items()
             if spec.perps[p].underlying in priced
+        },
+        "isolated": {
+            spec.perps[p].symbol: {
+                "margin": _money(margins[p]),
+                "equity": _money(own.equity_micro),
+                "initial_margin": _money(own.im_micro),
+                "maintenance_margin": _money(own.mm_micro),
+                "free_margin": _money(own.free_micro),
+                "liquidation_price": _price(liq),
+            }
+            for p, (own, liq) in result.isolated.items()
         },
         "per_position_mode": {
             "equity": _money(pp.equity_micro),

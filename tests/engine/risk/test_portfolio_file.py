@@ -109,3 +109,44 @@ def test_bad_documents_name_the_field(path: str, value: Any, field: str, message
 def test_not_an_object() -> None:
     with pytest.raises(PortfolioFileError, match=r"^\$: "):
         run_what_if([], SPEC)
+
+
+def test_an_isolated_position_is_its_own_account_as_the_engine_keeps_it() -> None:
+    """``isolated_margin``: the position leaves the cross account and is margined alone on that
+    margin (engine/risk/account_book.py: its own row, USDC = the margin): the same figures as a
+    document holding only that margin and that position."""
+    prices = {"BTC": "60000", "ETH": "3000"}
+    doc = {
+        "balances": {"USDC": "10000", "ETH": "1"},
+        "positions": [
+            {"market": "BTC-PERP", "size": "0.5", "entry_price": "61000", "isolated_margin": "3000"},
+            {"market": "ETH-PERP", "size": "-2", "entry_price": "3100"},
+        ],
+        "prices": prices,
+    }
+    out = run_what_if(doc, SPEC)
+    alone = run_what_if(
+        {
+            "balances": {"USDC": "3000"},
+            "positions": [{"market": "BTC-PERP", "size": "0.5", "entry_price": "61000"}],
+            "prices": prices,
+        },
+        SPEC,
+    )
+    cross = run_what_if({**doc, "positions": [doc["positions"][1]]}, SPEC)
+    iso = out["isolated"]["BTC-PERP"]
+    assert iso["margin"] == "3000" and iso["equity"] == alone["equity"] == "2500"  # 3,000 - 500
+    assert (iso["initial_margin"], iso["maintenance_margin"]) == (
+        alone["initial_margin"],
+        alone["maintenance_margin"],
+    )
+    assert iso["liquidation_price"] == alone["liquidation_prices"]["BTC-PERP"]
+    assert out["equity"] == cross["equity"] and out["initial_margin"] == cross["initial_margin"]
+    assert set(out["liquidation_prices"]) == {"ETH-PERP"}  # the cross account's positions only
+
+
+@pytest.mark.parametrize(("value", "message"), [("-1", "must not be negative"), ("x", "not a decimal")])
+def test_a_bad_isolated_margin_names_the_field(value: str, message: str) -> None:
+    with pytest.raises(PortfolioFileError) as info:
+        run_what_if(_with("positions.0.isolated_margin", value), SPEC)
+    assert info.value.field == "positions[0].isolated_margin" and message in str(info.value)
