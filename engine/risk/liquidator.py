@@ -45,7 +45,7 @@ from engine.math.liquidation import (
 )
 from engine.risk.risk_config import RiskMarket
 from engine.types.enums import BalanceReason, LiquidationKind, MsgType, OrderFlag, Side, TimeInForce
-from engine.types.fixed import ATOMS_PER_UNIT, PPM
+from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, PPM
 from engine.wire.layout import BY_TYPE, SLOT_BYTES, WIRE_VERSION
 
 if TYPE_CHECKING:
@@ -55,6 +55,10 @@ LIQUIDATION_COID_BASE = 1 << 63  # client order ids of risk's own orders (client
 _P_NEW = BY_TYPE[int(MsgType.NEW_ORDER)].struct.pack
 _P_CANCEL_ALL = BY_TYPE[int(MsgType.CANCEL_ALL)].struct.pack
 _P_LIQ = BY_TYPE[int(MsgType.LIQUIDATION)].struct.pack_into
+_LIQ_DTYPE = BY_TYPE[int(MsgType.LIQUIDATION)].dtype
+_NEW_DTYPE = BY_TYPE[int(MsgType.NEW_ORDER)].dtype
+_CANCEL_ALL_DTYPE = BY_TYPE[int(MsgType.CANCEL_ALL)].dtype
+_FAST_LIMIT = INT64_MAX // PPM  # |equity|, maintenance below this: the vectorised products fit int64
 ALL_MARKETS = 0xFFFF_FFFF
 
 
@@ -71,6 +75,10 @@ class LiquidationParams:
 # many (RiskEngine.early_flush): a cascade of thousands of accounts does not hold its first
 # liquidation orders back until the last account is scanned. The bytes per ring are the same.
 EARLY_FLUSH_EVERY = 32
+# The vectorised path plans this many rows of a scan first (the first orders leave after them),
+# then this many at a time.
+PLAN_FIRST_ROWS = 8
+PLAN_ROWS = 1024
 
 
 @dataclass
@@ -82,19 +90,47 @@ class Case:
     backstop: bool = False  # the book could not take it: the fund takes over next round
 
 
+@dataclass
+class NewCases:
+    """The new cases of a scan that the vectorised path starts (``Liquidator._plan``): for each of
+    the scan's rows, whether it is one (``ok``) and, for those, the order ``_step`` would send."""
+
+    ok: np.ndarray  # bool, over the scan's rows
+    account: np.ndarray  # int64, the row's account id (for events and orders)
+    shortfall: np.ndarray  # int64, equity - maintenance (the STARTED event's amount)
+    market: np.ndarray  # int64, the market of the largest-risk holding
+    side: np.ndarray  # int64
+    lots: np.ndarray  # int64
+    limit_ticks: np.ndarray  # int64
+    lot_atoms: np.ndarray  # int64
+    tick_micro: np.ndarray  # int64
+
+
 class Liquidator:
+    # True: the new cases of a scan that go straight to an order are started in one numpy pass
+    # (``_plan``, ``_start``); False: every row by the per-account code in ``scan``, which is the
+    # specification (tests/engine/risk/test_liquidation_fast.py holds the two to the same bytes)
+    FAST = True
+
     def __init__(self, engine: RiskEngine, params: LiquidationParams | None = None) -> None:
         self.engine = engine
+        self.fast = self.FAST
         self.params = params or LiquidationParams()
         self.cases: dict[int, Case] = {}  # by account id
         self.orders: dict[int, int] = {}  # liquidation client order id -> account id
         self.next_coid = LIQUIDATION_COID_BASE
         self.started = 0  # liquidations started (for metrics; not state)
+        self.started_fast = 0  # of them, by the vectorised path (for tests and metrics; not state)
         self.rank_cache = np.zeros((0, engine.config.n_perps), np.int8)  # last ADL rank sent, by row
         self.unwind_due: set[int] = set()  # perps whose mark moved since the fund last tried
         config = engine.config
         self._perp_base = np.array([config.markets[m].base_asset for m in config.perps], np.intp)
         self._bad_prices = self._unpriced()
+        self._moved_others = False  # a step moved other accounts' holdings (ADL) during this scan
+
+    def _key(self, row: int) -> int:
+        """The key of the row's case in ``cases`` (and of its orders in ``orders``)."""
+        return int(self.engine.book.ids[row])
 
     # ---- events --------------------------------------------------------------------------------
     def _event(
@@ -133,7 +169,23 @@ class Liquidator:
             rows = rows[look & (ids < e.system_base)]
         acted = 0
         self._bad_prices = self._unpriced()
-        for row in rows.tolist():
+        self._moved_others = False
+        plan, planned, skip = None, 0, 0
+        for i, row in enumerate(rows.tolist()):
+            if i < skip:  # (started by _start with the run before it)
+                continue
+            # plan the next rows (a few first, so that the first orders leave early), or plan again
+            # when ADL moved other rows' holdings
+            if self.fast and (i >= planned or self._moved_others):
+                self._moved_others = False
+                planned = min(len(rows), i + (PLAN_ROWS if i else PLAN_FIRST_ROWS))
+                plan = self._plan(rows, i, planned)
+            if plan is not None and plan.ok[i]:  # a run of new cases going straight to an order
+                skip = i + 1
+                while skip < planned and plan.ok[skip]:
+                    skip += 1
+                acted = self._start(plan, rows, i, skip, acted)
+                continue
             account = int(b.ids[row])
             if account >= e.system_base:
                 continue
@@ -172,6 +224,182 @@ class Liquidator:
             if e.early_flush is not None and (acted == 1 or acted % EARLY_FLUSH_EVERY == 0):
                 e.early_flush()  # the first orders leave while the rest of a cascade is scanned
         self._unwind()
+
+    # ---- new cases, vectorised (the per-account code in scan is the specification) -----------------
+    def _plan(self, rows: np.ndarray, start: int, stop: int) -> NewCases:
+        """Which of ``rows[start:stop]`` are new cases that ``scan`` would start and send straight to a
+        liquidation order, and that order: the scan's per-account path for them, over all of them at
+        once. Those are the rows without a case, of an account of this partition, below maintenance
+        but above ``takeover_ppm`` of it, at risk, not flat, on fresh prices, whose ``_step`` sends an
+        order (a holding with a price, a limit of at least one tick). Every other row (and any
+        whose figures could leave int64 in the products below) goes the per-account way."""
+        e, b = self.engine, self.engine.book
+        n = len(rows)
+        sub = rows[start:stop]
+        eq, mm = b.equity[sub], b.maintenance[sub]
+        perp, bal = b.perp_size[sub], b.balance[sub]
+        bad_perp, bad_asset = self._bad_prices
+        held_perp = perp != 0
+        held = bal != 0
+        ids = b.ids[sub].astype(np.int64)
+        any_perp = held_perp.any(1)
+        cand = (mm > 0) & (eq < mm) & (mm < _FAST_LIMIT) & (eq > -_FAST_LIMIT)  # (products fit)
+        cand &= ids % e.partitions == e.partition  # (next_seq numbers its events)
+        cand &= any_perp | (bal < 0).any(1)  # _at_risk
+        cand &= any_perp | held[:, 1:].any(1)  # not flat
+        cand &= ~((bad_perp & held_perp).any(1) | (bad_asset & held).any(1))  # not _stale
+        cand &= eq >= mm * self.params.takeover_ppm // PPM  # not the backstop at once
+        idx = np.flatnonzero(cand)
+        if len(idx):  # no case yet (looked up by key)
+            idx = idx[[self._key(r) not in self.cases for r in sub[idx].tolist()]]
+        ok = np.zeros(n, bool)
+        k = len(idx)
+        out = NewCases(ok, *(np.zeros(n, np.int64) for _ in range(8)))
+        if not k:
+            return out
+        # the largest-risk holding: the only one when there is one (vectorised), else _holdings
+        spot_assets = np.fromiter(e.spot_market_of, np.intp, len(e.spot_market_of))
+        n_perp = held_perp[idx].sum(1)
+        n_spot = held[idx][:, spot_assets].sum(1) if len(spot_assets) else np.zeros(k, np.int64)
+        single = (n_perp + n_spot) == 1
+        first_perp = held_perp[idx].argmax(1)
+        first_spot = spot_assets[held[idx][:, spot_assets].argmax(1)] if len(spot_assets) else first_perp
+        config, margin, params = e.config, e.margin, self.params
+        mm_fraction = margin.spec.params.mm_fraction_ppm
+        rates: dict[int, int] = {}
+        keep = np.zeros(k, bool)
+        for j, (r, one, is_perp, p, a) in enumerate(
+            zip(
+                sub[idx].tolist(),
+                single.tolist(),
+                (n_perp == 1).tolist(),
+                first_perp.tolist(),
+                first_spot.tolist(),
+                strict=True,
+            )
+        ):
+            if not one:
+                holdings = self._holdings(r)
+                if not holdings:
+                    continue
+                _risk, market, size, price = holdings[0]
+            elif is_perp:
+                market = config.markets[config.perps[p]]
+                size, price = int(b.perp_size[r, p]), int(e.marks[p])
+            else:
+                market = e.spot_market_of[a]
+                size, price = int(b.balance[r, a]), int(e.prices[a])
+            if price <= 0:
+                continue
+            mid = market.market_id
+            rate = rates.get(mid)
+            if rate is None:
+                rate = rates[mid] = margin.im_rate(market) * mm_fraction // PPM or 1
+            equity, maint = int(b.equity[r]), int(b.maintenance[r])
+            lot, tick = market.lot_size_atoms, market.tick_size_micro
+            step = calc_liquidation_step_atoms(
+                equity, maint, price, size, rate, params.fee_ppm, params.buffer_ppm, lot
+            )
+            lots = max(1, step // lot)
+            bankrupt = calc_bankruptcy_price_micro(equity, size, price)
+            sell = size > 0
+            limit = -((-bankrupt) // tick) if sell else bankrupt // tick
+            if limit <= 0 or limit * tick > INT64_MAX or lots * lot > INT64_MAX:
+                continue  # (the per-account path: backstop, or the same error packing it)
+            at = start + int(idx[j])
+            keep[j] = True
+            out.market[at], out.side[at] = mid, Side.SELL if sell else Side.BUY
+            out.lots[at], out.limit_ticks[at] = lots, limit
+            out.lot_atoms[at], out.tick_micro[at] = lot, tick
+        at = start + idx[keep]
+        ok[at] = True
+        out.account[at] = ids[idx[keep]]
+        out.shortfall[at] = eq[idx[keep]] - mm[idx[keep]]
+        return out
+
+    def _start(self, plan: NewCases, rows: np.ndarray, first: int, end: int, acted: int) -> int:
+        """Start the new cases ``rows[first:end]`` (a run of ``plan.ok``) as the per-account path
+        would, in the same order and bytes: per account STARTED then ORDER on its private stream,
+        CANCEL_ALL to every shard then the order to its market's shard, the order in the ledger.
+        Early flushes after the same accounts as there. Returns ``acted``."""
+        e = self.engine
+        while first < end:
+            stop = end
+            if e.early_flush is not None:  # flush where the per-account path does
+                stop = min(end, first + (1 if acted == 0 else EARLY_FLUSH_EVERY - acted % EARLY_FLUSH_EVERY))
+            self._start_chunk(plan, rows, first, stop)
+            acted += stop - first
+            first = stop
+            if e.early_flush is not None and (acted == 1 or acted % EARLY_FLUSH_EVERY == 0):
+                e.early_flush()
+        return acted
+
+    def _start_chunk(self, plan: NewCases, rows: np.ndarray, first: int, end: int) -> None:
+        e, b = self.engine, self.engine.book
+        k = end - first
+        part = rows[first:end]
+        account = plan.account[first:end]
+        market = plan.market[first:end]
+        side = plan.side[first:end]
+        lots = plan.lots[first:end]
+        limit = plan.limit_ticks[first:end]
+        seq = b.private_seq[part] + 1
+        b.private_seq[part] = seq + 1  # STARTED, ORDER
+        ev = np.zeros(2 * k, _LIQ_DTYPE)
+        ev["msg_type"] = MsgType.LIQUIDATION
+        ev["version"] = WIRE_VERSION
+        ev["length"] = SLOT_BYTES
+        ev["account"] = np.repeat(account, 2)
+        ev["insurance_micro"] = int(b.balance[e.insurance_row, 0])
+        started, order = ev[0::2], ev[1::2]
+        started["seq"] = seq
+        started["kind"] = LiquidationKind.STARTED
+        started["amount_micro"] = plan.shortfall[first:end]
+        order["seq"] = seq + 1
+        order["market_id"] = market
+        order["kind"] = LiquidationKind.ORDER
+        order["side"] = side
+        order["size_atoms"] = lots * plan.lot_atoms[first:end]
+        order["price_micro"] = limit * plan.tick_micro[first:end]
+        e.events += ev.tobytes()
+        coid0 = self.next_coid
+        self.next_coid += k
+        cancel = np.zeros(k, _CANCEL_ALL_DTYPE)
+        cancel["msg_type"] = MsgType.CANCEL_ALL
+        cancel["version"] = WIRE_VERSION
+        cancel["length"] = SLOT_BYTES
+        cancel["market_id"] = ALL_MARKETS
+        cancel["account"] = account
+        new = np.zeros(k, _NEW_DTYPE)
+        new["msg_type"] = MsgType.NEW_ORDER
+        new["version"] = WIRE_VERSION
+        new["length"] = SLOT_BYTES
+        new["market_id"] = market
+        new["client_order_id"] = np.arange(k, dtype=np.uint64) + np.uint64(coid0)
+        new["price_ticks"] = limit
+        new["size_lots"] = lots
+        new["account"] = account
+        new["side"] = side
+        new["tif"] = TimeInForce.IOC
+        new["flags"] = OrderFlag.REDUCE_ONLY
+        cancel_slots = cancel.view(np.uint8).reshape(k, SLOT_BYTES)
+        new_slots = new.view(np.uint8).reshape(k, SLOT_BYTES)
+        for s in range(e.shards):  # per shard: each account's CANCEL_ALL, then its order if here
+            here = market % e.shards == s
+            out = np.empty((k + int(here.sum()), SLOT_BYTES), np.uint8)
+            at = np.arange(k) + np.cumsum(here) - here
+            out[at] = cancel_slots
+            out[at[here] + 1] = new_slots[here]
+            e.orders[s] += out.tobytes()
+        for j, (row, acct, mid, sd, n) in enumerate(
+            zip(part.tolist(), account.tolist(), market.tolist(), side.tolist(), lots.tolist(), strict=True)
+        ):
+            coid = coid0 + j
+            self.orders[coid] = acct
+            e.register_liquidation_order(mid, acct, coid, sd, n)
+            self.cases[self._key(row)] = Case({coid})
+        self.started += k
+        self.started_fast += k
 
     def _at_risk(self, row: int) -> bool:
         """Only an account with a perp position or a liability can owe anything: one that holds
@@ -368,6 +596,7 @@ class Liquidator:
                 e.transfer_perp(fund, other, p, signed, notional)
                 want -= d
                 closed.append((other, notional, market))
+                self._moved_others = True
                 side = Side.BUY if size > 0 else Side.SELL  # for the deleveraged account
                 self._event(int(b.ids[other]), market.market_id, LiquidationKind.ADL, side, d, price, 0)
         if not closed:
