@@ -27,6 +27,13 @@ Driven by every margin recomputation (``RiskEngine.end_of_record``), determinist
    socialised silently.
 
 Limits: with several risk partitions, the fund and ADL act within the partition.
+
+Two implementations of the scan, one behaviour: the per-account code in ``scan`` is the
+specification; with ``fast`` (the default) the new cases that go straight to an order (most of a
+cascade's) are planned over all of them at once and started in one numpy pass per run of them
+(``_plan``, ``_start``): the same events, commands, ledger entries, state and early flushes, in the
+same order (``tests/engine/risk/test_liquidation_fast.py``). The maths stay the exact integer
+functions of ``engine.math.liquidation``, called per account.
 """
 
 from __future__ import annotations
@@ -395,9 +402,10 @@ class Liquidator:
             zip(part.tolist(), account.tolist(), market.tolist(), side.tolist(), lots.tolist(), strict=True)
         ):
             coid = coid0 + j
-            self.orders[coid] = acct
+            key = self._key(row)
+            self.orders[coid] = key
             e.register_liquidation_order(mid, acct, coid, sd, n)
-            self.cases[self._key(row)] = Case({coid})
+            self.cases[key] = Case({coid})
         self.started += k
         self.started_fast += k
 
