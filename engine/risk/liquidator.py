@@ -50,7 +50,6 @@ from engine.math.liquidation import (
     calc_liquidation_step_atoms,
     calc_pro_rata_split,
 )
-from engine.math.position import apply_fill
 from engine.risk.risk_config import RiskMarket
 from engine.types.enums import BalanceReason, LiquidationKind, MsgType, OrderFlag, Side, TimeInForce
 from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, PPM
@@ -66,12 +65,6 @@ _P_LIQ = BY_TYPE[int(MsgType.LIQUIDATION)].struct.pack_into
 _LIQ_DTYPE = BY_TYPE[int(MsgType.LIQUIDATION)].dtype
 _NEW_DTYPE = BY_TYPE[int(MsgType.NEW_ORDER)].dtype
 _CANCEL_ALL_DTYPE = BY_TYPE[int(MsgType.CANCEL_ALL)].dtype
-_P_LIQ_BYTES = BY_TYPE[int(MsgType.LIQUIDATION)].struct.pack
-_P_BALANCE = BY_TYPE[int(MsgType.BALANCE)].struct.pack
-_P_POSITION = BY_TYPE[int(MsgType.POSITION)].struct.pack
-_LIQ_HEAD = (MsgType.LIQUIDATION, WIRE_VERSION, SLOT_BYTES)
-_BALANCE_HEAD = (MsgType.BALANCE, WIRE_VERSION, SLOT_BYTES, 0)
-_POSITION_HEAD = (MsgType.POSITION, WIRE_VERSION, SLOT_BYTES)
 _FAST_LIMIT = INT64_MAX // PPM  # |equity|, maintenance below this: the vectorised products fit int64
 ALL_MARKETS = 0xFFFF_FFFF
 
@@ -139,7 +132,6 @@ class Liquidator:
         self.unwind_due: set[int] = set()  # perps whose mark moved since the fund last tried
         config = engine.config
         self._perp_base = np.array([config.markets[m].base_asset for m in config.perps], np.intp)
-        self._spot_assets = np.fromiter(engine.spot_market_of, np.intp, len(engine.spot_market_of))
         self._bad_prices = self._unpriced()
         self._moved_others = False  # a step moved other accounts' holdings (ADL) during this scan
 
@@ -561,11 +553,6 @@ class Liquidator:
     def _takeover(self, row: int, account: int) -> None:
         """The insurance fund takes every holding over at the mark, then pays the deficit."""
         e = self.engine
-        if self.fast and e.owns(account):
-            p = self._only_perp(row)
-            if p >= 0:
-                self._takeover_perp(row, account, p)
-                return
         fund = e.insurance_row
         taken: list[tuple[RiskMarket, int, int]] = []
         for _risk, market, size, price in self._holdings(row):
@@ -579,79 +566,6 @@ class Liquidator:
             side = Side.SELL if size > 0 else Side.BUY
             self._event(account, market.market_id, LiquidationKind.TAKEOVER, side, abs(size), price, notional)
         self._cover(row, account, taken)
-
-    def _only_perp(self, row: int) -> int:
-        """The perp of the account's one holding the book can reduce (``_holdings``) when that is a
-        perp position, else -1."""
-        b = self.engine.book
-        held = np.flatnonzero(b.perp_size[row])
-        if len(held) != 1 or b.balance[row, self._spot_assets].any():
-            return -1
-        return int(held[0])
-
-    def _takeover_perp(self, row: int, account: int, p: int) -> None:
-        """``_takeover`` (then ``_cover``) of an account whose one holding is perp ``p``, most of a
-        cascade's, written out: the same moves, checks, events and bytes, without ``_holdings`` and
-        the generic helpers (tests/engine/risk/test_liquidation_fast.py). A deficit the fund cannot
-        pay (ADL) goes to ``_cover`` itself."""
-        e, b = self.engine, self.engine.book
-        fund, add, seq = e.insurance_row, e._add, e._row_seq
-        market = e.config.markets[e.config.perps[p]]
-        mid = market.market_id
-        size, price = int(b.perp_size[row, p]), int(e.marks[p])
-        notional = abs(size) * price // ATOMS_PER_UNIT
-        out = e.events  # (extended in place, event by event, as the helpers do)
-        for r, delta in ((row, -size), (fund, size)):  # e.transfer_perp(row, fund, p, size, notional)
-            change = apply_fill(int(b.perp_size[r, p]), int(b.perp_cost[r, p]), delta, notional)
-            b.perp_size[r, p] = change.size_atoms
-            b.perp_cost[r, p] = change.cost_micro
-            realised = change.realised_micro
-            add(b.perp_realised, r, p, realised)
-            rid = int(b.ids[r])
-            if realised:
-                add(b.balance, r, 0, realised)
-                out += _P_BALANCE(
-                    *_BALANCE_HEAD, seq(r), rid, 0, BalanceReason.LIQUIDATION,
-                    int(b.balance[r, 0]), realised, int(b.held[r, 0]), p,
-                )  # fmt: skip
-            b.dirty[r] = True
-            out += _P_POSITION(
-                *_POSITION_HEAD, mid, seq(r), rid, change.size_atoms, change.cost_micro,
-                int(b.perp_realised[r, p]), int(b.perp_funding[r, p]),
-            )  # fmt: skip
-        fund_cash = int(b.balance[fund, 0])
-        side = Side.SELL if size > 0 else Side.BUY
-        out += _P_LIQ_BYTES(
-            *_LIQ_HEAD, mid, e.next_seq(account), account, LiquidationKind.TAKEOVER, side, abs(size),
-            price, notional, fund_cash,
-        )  # fmt: skip
-        cash = int(b.balance[row, 0])
-        if cash > 0:  # _cover: the fee from the surplus
-            fee = min(cash, notional * self.params.fee_ppm // PPM)
-            if fee:
-                self._move(out, row, fund, fee, BalanceReason.LIQUIDATION, BalanceReason.INSURANCE, account)
-        elif cash < 0 and -cash <= fund_cash:  # _cover: the fund pays the whole deficit
-            self._move(out, fund, row, -cash, BalanceReason.INSURANCE, BalanceReason.LIQUIDATION, account)
-            out += _P_LIQ_BYTES(
-                *_LIQ_HEAD, 0, e.next_seq(account), account, LiquidationKind.COVERED, 0, 0, 0, -cash,
-                int(b.balance[fund, 0]),
-            )  # fmt: skip
-        elif cash < 0:  # the fund cannot pay it all: ADL (or UNCOVERED)
-            self._cover(row, account, [(market, size, price)])
-
-    def _move(
-        self, out: bytearray, src: int, dst: int, amount: int, reason_src: int, reason_dst: int, ref: int
-    ) -> None:
-        """``RiskEngine.move_cash``, its events into ``out``."""
-        e, b = self.engine, self.engine.book
-        e._add(b.balance, src, 0, -amount)
-        e._add(b.balance, dst, 0, amount)
-        b.dirty[src] = b.dirty[dst] = True
-        for r, reason, delta in ((src, reason_src, -amount), (dst, reason_dst, amount)):
-            out += _P_BALANCE(
-                *_BALANCE_HEAD, e._row_seq(r), int(b.ids[r]), 0, reason, int(b.balance[r, 0]), delta,
-                int(b.held[r, 0]), ref,
-            )  # fmt: skip
 
     def _cover(self, row: int, account: int, taken: list[tuple[RiskMarket, int, int]] | None = None) -> None:
         """Settle the account's cash after a takeover: a deficit from the fund (and ADL), a surplus
