@@ -52,7 +52,7 @@ from engine.math.liquidation import (
 )
 from engine.risk.risk_config import RiskMarket
 from engine.types.enums import BalanceReason, LiquidationKind, MsgType, OrderFlag, Side, TimeInForce
-from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, PPM
+from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, INT64_MIN, PPM
 from engine.wire.layout import BY_TYPE, SLOT_BYTES, WIRE_VERSION
 
 if TYPE_CHECKING:
@@ -65,6 +65,12 @@ _P_LIQ = BY_TYPE[int(MsgType.LIQUIDATION)].struct.pack_into
 _LIQ_DTYPE = BY_TYPE[int(MsgType.LIQUIDATION)].dtype
 _NEW_DTYPE = BY_TYPE[int(MsgType.NEW_ORDER)].dtype
 _CANCEL_ALL_DTYPE = BY_TYPE[int(MsgType.CANCEL_ALL)].dtype
+_P_LIQ_BYTES = BY_TYPE[int(MsgType.LIQUIDATION)].struct.pack
+_P_BALANCE = BY_TYPE[int(MsgType.BALANCE)].struct.pack
+_P_POSITION = BY_TYPE[int(MsgType.POSITION)].struct.pack
+_LIQ_HEAD = (MsgType.LIQUIDATION, WIRE_VERSION, SLOT_BYTES)
+_BALANCE_HEAD = (MsgType.BALANCE, WIRE_VERSION, SLOT_BYTES, 0)
+_POSITION_HEAD = (MsgType.POSITION, WIRE_VERSION, SLOT_BYTES)
 _FAST_LIMIT = INT64_MAX // PPM  # |equity|, maintenance below this: the vectorised products fit int64
 ALL_MARKETS = 0xFFFF_FFFF
 
@@ -111,6 +117,7 @@ class NewCases:
     limit_ticks: np.ndarray  # int64
     lot_atoms: np.ndarray  # int64
     tick_micro: np.ndarray  # int64
+    take_perp: np.ndarray  # int64: for a case the backstop takes over, the perp of its one holding; else -1
 
 
 class Liquidator:
@@ -128,6 +135,7 @@ class Liquidator:
         self.next_coid = LIQUIDATION_COID_BASE
         self.started = 0  # liquidations started (for metrics; not state)
         self.started_fast = 0  # of them, by the vectorised path (for tests and metrics; not state)
+        self.taken_fast = 0  # takeovers by _take_over (for tests and metrics; not state)
         self.rank_cache = np.zeros((0, engine.config.n_perps), np.int8)  # last ADL rank sent, by row
         self.unwind_due: set[int] = set()  # perps whose mark moved since the fund last tried
         config = engine.config
@@ -193,6 +201,14 @@ class Liquidator:
                     skip += 1
                 acted = self._start(plan, rows, i, skip, acted)
                 continue
+            if plan is not None and plan.take_perp[i] >= 0:  # a run of cases the backstop takes over
+                end = i + 1
+                while end < planned and plan.take_perp[end] >= 0:
+                    end += 1
+                done, acted = self._take_over(plan, rows, i, end, acted)
+                if done:
+                    skip = i + done
+                    continue
             account = int(b.ids[row])
             if account >= e.system_base:
                 continue
@@ -255,6 +271,7 @@ class Liquidator:
         cand &= any_perp | (bal < 0).any(1)  # _at_risk
         cand &= any_perp | held[:, 1:].any(1)  # not flat
         cand &= ~((bad_perp & held_perp).any(1) | (bad_asset & held).any(1))  # not _stale
+        take = self._plan_takeovers(sub, cand, held_perp, held)
         cand &= eq >= mm * self.params.takeover_ppm // PPM  # not the backstop at once
         idx = np.flatnonzero(cand)
         if len(idx):  # no case yet (looked up by key), the account's own row (next_seq numbers it)
@@ -267,7 +284,8 @@ class Liquidator:
             ]
         ok = np.zeros(n, bool)
         k = len(idx)
-        out = NewCases(ok, *(np.zeros(n, np.int64) for _ in range(8)))
+        out = NewCases(ok, *(np.zeros(n, np.int64) for _ in range(8)), np.full(n, -1, np.int64))
+        out.take_perp[start:stop] = take
         if not k:
             return out
         # the largest-risk holding: the only one when there is one (vectorised), else _holdings
@@ -329,6 +347,160 @@ class Liquidator:
         out.account[at] = ids[idx[keep]]
         out.shortfall[at] = eq[idx[keep]] - mm[idx[keep]]
         return out
+
+    def _plan_takeovers(
+        self, sub: np.ndarray, below: np.ndarray, held_perp: np.ndarray, held: np.ndarray
+    ) -> np.ndarray:
+        """For each of ``sub`` (rows, ``below``: under maintenance and the checks common with new
+        cases): the perp of its one holding when the scan's per-account path would hand the case
+        to the backstop (a case with no order in flight, still below maintenance with the buffer,
+        marked for the backstop or under ``takeover_ppm``) and that holding is a perp; else -1."""
+        b, params = self.engine.book, self.params
+        out = np.full(len(sub), -1, np.int64)
+        if not self.cases:
+            return out
+        spot = np.fromiter(self.engine.spot_market_of, np.intp, len(self.engine.spot_market_of))
+        one = below & (held_perp.sum(1) == 1)
+        if len(spot):
+            one &= ~held[:, spot].any(1)
+        idx = np.flatnonzero(one)
+        if not len(idx):
+            return out
+        perp = held_perp[idx].argmax(1)
+        find, cases = b.rows.get, self.cases
+        for j, (r, p) in enumerate(zip(sub[idx].tolist(), perp.tolist(), strict=True)):
+            case = cases.get(self._key(r))
+            if case is None or case.in_flight:
+                continue
+            account = int(b.ids[r])
+            equity, maint = int(b.equity[r]), int(b.maintenance[r])
+            if find(account) != r or equity >= maint * (PPM + params.buffer_ppm) // PPM:
+                continue
+            if case.backstop or equity < maint * params.takeover_ppm // PPM:
+                out[idx[j]] = p
+        return out
+
+    def _take_over(
+        self, plan: NewCases, rows: np.ndarray, first: int, end: int, acted: int
+    ) -> tuple[int, int]:
+        """The backstop takes over the cases ``rows[first:end]`` (a run of ``plan.take_perp``) as
+        ``_takeover`` then ``_cover`` would, one after the other, with the same checks, events (in
+        the same order), state and early flushes, in plain integers: the transfer of each one's
+        perp position to the fund (the fund's position growing the same way, so it realises
+        nothing) and the cover (the fee from a surplus, or a deficit the fund can pay). It stops
+        before an account that needs more (the fund's position reduced, ADL, a figure leaving
+        int64): that one goes the per-account way. Returns (accounts done, ``acted``)."""
+        e, b = self.engine, self.engine.book
+        fund = e.insurance_row
+        fund_id = int(b.ids[fund])
+        part = rows[first:end].tolist()
+        perps = plan.take_perp[first:end].tolist()
+        marks = e.marks.tolist()
+        fee_ppm = self.params.fee_ppm
+        fund_cash = int(b.balance[fund, 0])
+        fund_held = int(b.held[fund, 0])
+        fund_seq = int(b.private_seq[fund])
+        fund_pos: dict[int, list[int]] = {}  # perp -> [size, cost] as the takeovers leave it
+        config = e.config
+        out = bytearray()
+        done = 0
+
+        def fits(v: int) -> bool:  # RiskEngine._add's range
+            return INT64_MIN < v <= INT64_MAX
+
+        for row, p in zip(part, perps, strict=True):
+            size, cost = int(b.perp_size[row, p]), int(b.perp_cost[row, p])
+            price = marks[p]
+            notional = abs(size) * price // ATOMS_PER_UNIT
+            signed = notional if size > 0 else -notional
+            pos = fund_pos.get(p)
+            if pos is None:
+                pos = fund_pos[p] = [int(b.perp_size[fund, p]), int(b.perp_cost[fund, p])]
+            if pos[0] and (pos[0] > 0) != (size > 0):
+                break  # the fund would reduce its position (and realise): the per-account way
+            realised = signed - cost  # closing the whole position (engine.math.position.apply_fill)
+            total = int(b.perp_realised[row, p]) + realised
+            cash = int(b.balance[row, 0]) + realised
+            fund_size, fund_cost = pos[0] + size, pos[1] + signed
+            fee = min(cash, notional * fee_ppm // PPM) if cash > 0 else 0
+            deficit = -cash if cash < 0 else 0
+            if deficit > fund_cash or not (
+                fits(total) and fits(cash) and fits(fund_size) and fits(fund_cost) and fits(fund_cash + fee)
+            ):
+                break  # ADL, or a figure out of range: the per-account way
+            account = int(b.ids[row])
+            held0 = int(b.held[row, 0])
+            seq = int(b.private_seq[row])
+            mid = config.perps[p]
+            funding = int(b.perp_funding[row, p])
+            if realised:
+                seq += 1
+                out += _P_BALANCE(
+                    *_BALANCE_HEAD, seq, account, 0, BalanceReason.LIQUIDATION, cash, realised, held0, p
+                )
+            seq += 1
+            out += _P_POSITION(*_POSITION_HEAD, mid, seq, account, 0, 0, total, funding)
+            fund_seq += 1
+            out += _P_POSITION(
+                *_POSITION_HEAD, mid, fund_seq, fund_id, fund_size, fund_cost,
+                int(b.perp_realised[fund, p]), int(b.perp_funding[fund, p]),
+            )  # fmt: skip
+            seq += 1
+            out += _P_LIQ_BYTES(
+                *_LIQ_HEAD, mid, seq, account, LiquidationKind.TAKEOVER, Side.SELL if size > 0 else Side.BUY,
+                abs(size), price, notional, fund_cash,
+            )  # fmt: skip
+            if fee:
+                cash -= fee
+                fund_cash += fee
+                seq += 1
+                fund_seq += 1
+                out += _P_BALANCE(
+                    *_BALANCE_HEAD, seq, account, 0, BalanceReason.LIQUIDATION, cash, -fee, held0, account
+                )
+                out += _P_BALANCE(
+                    *_BALANCE_HEAD, fund_seq, fund_id, 0, BalanceReason.INSURANCE, fund_cash, fee, fund_held,
+                    account,
+                )  # fmt: skip
+            elif deficit:
+                cash = 0
+                fund_cash -= deficit
+                fund_seq += 1
+                seq += 1
+                out += _P_BALANCE(
+                    *_BALANCE_HEAD, fund_seq, fund_id, 0, BalanceReason.INSURANCE, fund_cash, -deficit,
+                    fund_held, account,
+                )  # fmt: skip
+                out += _P_BALANCE(
+                    *_BALANCE_HEAD, seq, account, 0, BalanceReason.LIQUIDATION, 0, deficit, held0, account
+                )
+                seq += 1
+                out += _P_LIQ_BYTES(
+                    *_LIQ_HEAD, 0, seq, account, LiquidationKind.COVERED, 0, 0, 0, deficit, fund_cash
+                )
+            # the row's and the fund's state as the per-account path leaves them
+            b.perp_size[row, p] = 0
+            b.perp_cost[row, p] = 0
+            b.perp_realised[row, p] = total
+            b.balance[row, 0] = cash
+            b.private_seq[row] = seq
+            b.dirty[row] = True
+            pos[0], pos[1] = fund_size, fund_cost
+            b.perp_size[fund, p] = fund_size
+            b.perp_cost[fund, p] = fund_cost
+            b.balance[fund, 0] = fund_cash
+            b.private_seq[fund] = fund_seq
+            b.dirty[fund] = True
+            del self.cases[self._key(row)]
+            self.taken_fast += 1
+            done += 1
+            acted += 1
+            if e.early_flush is not None and (acted == 1 or acted % EARLY_FLUSH_EVERY == 0):
+                e.events += out
+                out.clear()
+                e.early_flush()
+        e.events += out
+        return done, acted
 
     def _start(self, plan: NewCases, rows: np.ndarray, first: int, end: int, acted: int) -> int:
         """Start the new cases ``rows[first:end]`` (a run of ``plan.ok``) as the per-account path

@@ -1,12 +1,15 @@
-"""The liquidator's vectorised new-case path (``Liquidator._plan``/``_start``) against its
-specification, the per-account code in ``Liquidator.scan`` (``fast = False``).
+"""The liquidator's fast paths (new cases started in one numpy pass, ``Liquidator._plan`` and
+``_start``; takeovers written out, ``_take_over``) against their specification, the per-account
+code in ``Liquidator.scan`` (``fast = False``).
 
 Two exchanges run in lockstep on the same journal records, each a risk engine with its own matching
 core: one liquidates with the vectorised path, one account by account. After every record the two
 must have produced the same bytes (commands for every shard, events) and have the same state hash.
 Populations are seeded random: leveraged longs and shorts, spot bought on margin, prediction
 shares, accounts holding several things (the largest risk is chosen), a small or empty insurance
-fund (takeovers, ADL), thin books (IOC remainders), stale prices (WAITING), then sharp random moves.
+fund (takeovers, ADL), thin books (IOC remainders), stale prices (WAITING), then sharp random moves;
+and crashes on longs, with marks falling again while liquidation orders are in flight (takeovers
+with a deficit the fund pays, or cannot).
 """
 
 from __future__ import annotations
@@ -102,15 +105,22 @@ class Twin:
 
     def send(self, msgs: list[bytes], source: int = Source.GATEWAY) -> None:
         """Commands as one record, then rounds of shard events (one record each) until quiet."""
-        data = b"".join(msgs)
-        orders = self._record(data, source)
+        self.send_records([(msgs, source)])
+
+    def send_records(self, records: list[tuple[list[bytes], int]]) -> None:
+        """Commands as records, one after the other before the shards answer any (the orders risk
+        sends meanwhile are in flight, as they are live), then rounds of shard events."""
+        orders: list[bytes] = []
         extra = [b"", b""]
-        if source == Source.ORACLE:  # the oracle tells the shards itself
-            for i, x in enumerate((self.spec, self.fast)):
-                for m in msgs:
-                    if m[0] in (MsgType.MARK_PRICE, MsgType.SET_MARKET_STATUS):
-                        x.core.handle(m, 0)
-                extra[i] = x.writer.take()
+        for msgs, source in records:
+            out = self._record(b"".join(msgs), source)
+            orders = [a + b for a, b in zip(orders, out, strict=True)] if orders else out
+            if source == Source.ORACLE:  # the oracle tells the shards itself
+                for i, x in enumerate((self.spec, self.fast)):
+                    for m in msgs:
+                        if m[0] in (MsgType.MARK_PRICE, MsgType.SET_MARKET_STATUS):
+                            x.core.handle(m, 0)
+                    extra[i] += x.writer.take()
         for _ in range(500):
             ev = [extra[0] + self.spec.match(orders), extra[1] + self.fast.match(orders)]
             extra = [b"", b""]
@@ -125,9 +135,10 @@ class Twin:
 
 
 class Population:
-    def __init__(self, rng: random.Random, accounts: int) -> None:
+    def __init__(self, rng: random.Random, accounts: int, crash: bool = False) -> None:
         self.rng = rng
         self.n = accounts
+        self.crash = crash  # longs only and prices falling: the fund's position grows one way
         self.coid = 0
         self.deposit_id = 0
         self.marks = dict(MARK_TICKS)
@@ -170,6 +181,8 @@ class Population:
             a = FIRST_TRADER + k
             usdc = r.randint(500, 20_000)
             kind = r.choice(["long", "long", "short", "short", "spot", "rain", "cross", "both"])
+            if self.crash:
+                kind = r.choice(["long", "long", "long", "cross", "spot"])
             msgs = []
             if kind == "cross":  # ETH collateral, a BTC long
                 msgs.append(self.deposit(a, ETH, usdc * 10**8 // 2_000))
@@ -210,6 +223,10 @@ class Population:
                 out.append(self.order(MAKER, m, Side.SELL, ask, depth_lots, TimeInForce.GTC))
         return out
 
+    def btc_drop(self, factor: float) -> tuple[list[bytes], int]:
+        self.marks[BTC_PERP] = max(1, int(self.marks[BTC_PERP] * factor))
+        return [encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=self.marks[BTC_PERP])], Source.ORACLE
+
     def move(self) -> tuple[list[bytes], int]:
         """A sharp move of one or more marks, or a stale or fresh ETH price."""
         r = self.rng
@@ -222,6 +239,8 @@ class Population:
         msgs = []
         for m in r.sample(list(self.marks), r.randint(1, 3)):
             factor = r.choice([0.85, 0.93, 0.96, 0.97, 0.98, 1.02, 1.05])
+            if self.crash:
+                factor = r.choice([0.85, 0.9, 0.95, 0.97, 0.99, 1.01])
             t = max(1, int(self.marks[m] * factor))
             if m == RAIN:
                 t = min(99, t)
@@ -238,10 +257,11 @@ def run(
     cls: type[RiskEngine],
     fund_usdc: int,
     flush: bool = False,
+    crash: bool = False,
 ) -> Twin:
     rng = random.Random(seed)
     twin = Twin(cls, shards, flush)
-    pop = Population(rng, accounts)
+    pop = Population(rng, accounts, crash)
     twin.send([encode(MsgType.MARK_PRICE, m, price_ticks=t) for m, t in MARK_TICKS.items()], Source.ORACLE)
     twin.send(pop.seeds())
     for x in (twin.spec, twin.fast):  # the insurance fund, seeded as the exchange would
@@ -251,9 +271,11 @@ def run(
     for k in range(0, len(traders), 25):  # several accounts per record
         twin.send([m for msgs in traders[k : k + 25] for m in msgs])
     twin.send(pop.unseed())
-    for _ in range(steps):
+    for step in range(steps):
         twin.send(pop.quotes(rng.choice([1, 5, 50, 500])))
         twin.send(*pop.move())
+        if crash and step % 3 == 2:  # BTC falls again while the first liquidation orders are in flight
+            twin.send_records([pop.btc_drop(0.95), pop.btc_drop(0.9)])
     return twin
 
 
@@ -271,6 +293,22 @@ def test_new_cases_vectorised_equal_the_per_account_path(
     liq = twin.fast.risk.liquidator
     assert liq.started_fast > liq.started // 2  # most by the vectorised path
     assert twin.spec.risk.liquidator.started_fast == 0
+
+
+@pytest.mark.parametrize(
+    ("seed", "shards", "fund_usdc", "flush"), [(6, 1, 10**7, True), (9, 2, 200_000, False)]
+)
+def test_takeovers_written_out_equal_the_per_account_path(
+    seed: int, shards: int, fund_usdc: int, flush: bool
+) -> None:
+    """A crash on longs: the fund takes positions over one way (``_take_over``), then runs short
+    of cash for the deficits (the per-account way: ADL)."""
+    twin = run(
+        seed, 240, 14, shards, NativeRiskEngine if native_available() else RiskEngine, fund_usdc, flush, True
+    )
+    liq = twin.fast.risk.liquidator
+    assert liq.taken_fast > 20
+    assert twin.spec.risk.liquidator.taken_fast == 0
 
 
 def test_the_python_engine_too() -> None:
