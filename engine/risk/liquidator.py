@@ -416,7 +416,7 @@ class Liquidator:
             pos = fund_pos.get(p)
             if pos is None:
                 pos = fund_pos[p] = [int(b.perp_size[fund, p]), int(b.perp_cost[fund, p])]
-            if pos[0] and (pos[0] > 0) != (size > 0):
+            if (pos[0] and (pos[0] > 0) != (size > 0)) or not fits(int(b.perp_realised[fund, p])):
                 break  # the fund would reduce its position (and realise): the per-account way
             realised = signed - cost  # closing the whole position (engine.math.position.apply_fill)
             total = int(b.perp_realised[row, p]) + realised
