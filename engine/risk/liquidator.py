@@ -30,10 +30,11 @@ Limits: with several risk partitions, the fund and ADL act within the partition.
 
 Two implementations of the scan, one behaviour: the per-account code in ``scan`` is the
 specification; with ``fast`` (the default) the new cases that go straight to an order (most of a
-cascade's) are planned over all of them at once and started in one numpy pass per run of them
-(``_plan``, ``_start``): the same events, commands, ledger entries, state and early flushes, in the
-same order (``tests/engine/risk/test_liquidation_fast.py``). The maths stay the exact integer
-functions of ``engine.math.liquidation``, called per account.
+cascade's) are planned over a window of rows at once and started in one numpy pass per run of them
+(``_plan``, ``_start``), and runs of cases the backstop takes over whose one holding is a perp are
+settled in plain integers (``_plan_takeovers``, ``_take_over``): the same events, commands, ledger
+entries, state and early flushes, in the same order (``tests/engine/risk/test_liquidation_fast.py``).
+The maths stay the exact integer functions of ``engine.math.liquidation``, called per account.
 """
 
 from __future__ import annotations
@@ -88,9 +89,7 @@ class LiquidationParams:
 # many (RiskEngine.early_flush): a cascade of thousands of accounts does not hold its first
 # liquidation orders back until the last account is scanned. The bytes per ring are the same.
 EARLY_FLUSH_EVERY = 32
-# The vectorised path plans this many rows of a scan first (the first orders leave after them),
-# then this many at a time.
-PLAN_FIRST_ROWS = 8
+# The fast paths plan this many rows of a scan at a time.
 PLAN_ROWS = 1024
 
 
@@ -105,8 +104,9 @@ class Case:
 
 @dataclass
 class NewCases:
-    """The new cases of a scan that the vectorised path starts (``Liquidator._plan``): for each of
-    the scan's rows, whether it is one (``ok``) and, for those, the order ``_step`` would send."""
+    """A window of a scan's rows as the fast paths see it (``Liquidator._plan``): for each row,
+    whether it is a new case they start (``ok``) and, for those, the order ``_step`` would send;
+    and whether the backstop takes it over with ``_take_over`` (``take_perp``)."""
 
     ok: np.ndarray  # bool, over the scan's rows
     account: np.ndarray  # int64, the row's account id (for events and orders)
@@ -122,7 +122,8 @@ class NewCases:
 
 class Liquidator:
     # True: the new cases of a scan that go straight to an order are started in one numpy pass
-    # (``_plan``, ``_start``); False: every row by the per-account code in ``scan``, which is the
+    # (``_plan``, ``_start``) and runs of single-perp takeovers settled in plain integers
+    # (``_take_over``); False: every row by the per-account code in ``scan``, which is the
     # specification (tests/engine/risk/test_liquidation_fast.py holds the two to the same bytes)
     FAST = True
 
@@ -189,11 +190,12 @@ class Liquidator:
         for i, row in enumerate(rows.tolist()):
             if i < skip:  # (started by _start with the run before it)
                 continue
-            # plan the next rows (a few first, so that the first orders leave early), or plan again
-            # when ADL moved other rows' holdings
-            if self.fast and (i >= planned or self._moved_others):
+            # plan the next rows, or plan again when ADL moved other rows' holdings; the first
+            # account acted on goes the per-account way (its order leaves at once, before any
+            # planning: the breach-to-order latency of a cascade)
+            if self.fast and acted and (i >= planned or self._moved_others):
                 self._moved_others = False
-                planned = min(len(rows), i + (PLAN_ROWS if i else PLAN_FIRST_ROWS))
+                planned = min(len(rows), i + PLAN_ROWS)
                 plan = self._plan(rows, i, planned)
             if plan is not None and plan.ok[i]:  # a run of new cases going straight to an order
                 skip = i + 1
