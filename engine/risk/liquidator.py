@@ -257,7 +257,8 @@ class Liquidator:
         once. Those are the rows without a case, of an account of this partition, below maintenance
         but above ``takeover_ppm`` of it, at risk, not flat, on fresh prices, whose ``_step`` sends an
         order (a holding with a price, a limit of at least one tick). Every other row (and any
-        whose figures could leave int64 in the products below) goes the per-account way."""
+        whose figures could leave int64 in the products below) goes the per-account way, unless
+        ``_plan_takeovers`` marks it for ``_take_over``."""
         e, b = self.engine, self.engine.book
         n = len(rows)
         sub = rows[start:stop]
@@ -295,7 +296,7 @@ class Liquidator:
         n_perp = held_perp[idx].sum(1)
         n_spot = held[idx][:, spot_assets].sum(1) if len(spot_assets) else np.zeros(k, np.int64)
         single = (n_perp + n_spot) == 1
-        first_perp = held_perp[idx].argmax(1)
+        first_perp = held_perp[idx].argmax(1) if held_perp.shape[1] else np.zeros(k, np.intp)
         first_spot = spot_assets[held[idx][:, spot_assets].argmax(1)] if len(spot_assets) else first_perp
         config, margin, params = e.config, e.margin, self.params
         mm_fraction = margin.spec.params.mm_fraction_ppm

@@ -20,15 +20,18 @@ import pytest
 
 from engine.risk import liquidator
 from engine.risk.native_risk import NativeRiskEngine, native_available
+from engine.risk.risk_config import risk_config_from
 from engine.risk.risk_engine import SHARD_EVENTS_SOURCE, RiskEngine, Source
 from engine.shard.native_engine import make_engine
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import LiquidationKind, MsgType, PriceStatus, Side, TimeInForce
 from engine.wire.codec import decode, encode
 from engine.wire.layout import SLOT_BYTES
-from tests.engine.risk.risk_harness import BTC, BTC_PERP, CONFIG, ETH, ETH_USDC, MARKETS, RAIN, USDC
+from tests.engine.risk.risk_harness import ASSETS, BTC, BTC_PERP, CONFIG, ETH, ETH_USDC, MARKETS, RAIN, USDC
 
 MARK_TICKS = {BTC_PERP: 500_000, ETH_USDC: 200_000, RAIN: 40}  # $50,000, $2,000, $0.40
+SPOT_MARKETS = {m: spec for m, spec in MARKETS.items() if m != BTC_PERP}  # an exchange without perps
+SPOT_CONFIG = risk_config_from(SPOT_MARKETS, ASSETS)
 MAKER, SHORT_SEED, LONG_SEED = 1, 2, 3
 FIRST_TRADER = 100
 _TO_RISK = frozenset(
@@ -39,11 +42,11 @@ _TO_RISK = frozenset(
 class Exchange:
     """A risk engine and one matching core for all its shards (each shard's commands in turn)."""
 
-    def __init__(self, cls: type[RiskEngine], fast: bool, shards: int, flush: bool) -> None:
-        self.risk = cls(CONFIG, 0, 1, shards)
+    def __init__(self, cls: type[RiskEngine], fast: bool, shards: int, flush: bool, spot_only: bool) -> None:
+        self.risk = cls(SPOT_CONFIG if spot_only else CONFIG, 0, 1, shards)
         self.risk.liquidator.fast = fast
         self.writer = WireEventWriter()
-        self.core = make_engine(MARKETS, self.writer)
+        self.core = make_engine(SPOT_MARKETS if spot_only else MARKETS, self.writer)
         self.taken: list[tuple[list[bytes], bytes]] = []  # outputs flushed early in this record
         if flush:  # as a live process: outputs leave in the middle of a scan
             self.risk.early_flush = lambda: self.taken.append(self.risk.take_outputs())
@@ -68,9 +71,11 @@ class Exchange:
 
 
 class Twin:
-    def __init__(self, cls: type[RiskEngine], shards: int, flush: bool = False) -> None:
-        self.spec = Exchange(cls, False, shards, flush)
-        self.fast = Exchange(cls, True, shards, flush)
+    def __init__(
+        self, cls: type[RiskEngine], shards: int, flush: bool = False, spot_only: bool = False
+    ) -> None:
+        self.spec = Exchange(cls, False, shards, flush, spot_only)
+        self.fast = Exchange(cls, True, shards, flush, spot_only)
         self.records = 0
         self.kinds: dict[int, int] = {}  # LIQUIDATION kind -> count (what the run exercised)
 
@@ -135,13 +140,16 @@ class Twin:
 
 
 class Population:
-    def __init__(self, rng: random.Random, accounts: int, crash: bool = False) -> None:
+    def __init__(
+        self, rng: random.Random, accounts: int, crash: bool = False, spot_only: bool = False
+    ) -> None:
         self.rng = rng
         self.n = accounts
         self.crash = crash  # longs only and prices falling: the fund's position grows one way
         self.coid = 0
         self.deposit_id = 0
-        self.marks = dict(MARK_TICKS)
+        self.spot_only = spot_only
+        self.marks = {m: t for m, t in MARK_TICKS.items() if not (spot_only and m == BTC_PERP)}
 
     def deposit(self, account: int, asset: int, amount: int) -> bytes:
         self.deposit_id += 1
@@ -168,7 +176,7 @@ class Population:
         out = [self.deposit(a, USDC, 10**15) for a in (MAKER, SHORT_SEED, LONG_SEED)]
         out += [self.deposit(a, ETH, 10**6 * 10**8) for a in (SHORT_SEED, MAKER)]
         out += [self.deposit(SHORT_SEED, BTC, 10**4 * 10**8)]
-        for m, t in MARK_TICKS.items():
+        for m, t in self.marks.items():
             out.append(self.order(SHORT_SEED, m, Side.SELL, t, 10**7, TimeInForce.GTC))
             out.append(self.order(LONG_SEED, m, Side.BUY, t - 1, 10**7, TimeInForce.GTC))
         return out
@@ -183,6 +191,8 @@ class Population:
             kind = r.choice(["long", "long", "short", "short", "spot", "rain", "cross", "both"])
             if self.crash:
                 kind = r.choice(["long", "long", "long", "cross", "spot"])
+            if self.spot_only:
+                kind = r.choice(["spot", "rain"])
             msgs = []
             if kind == "cross":  # ETH collateral, a BTC long
                 msgs.append(self.deposit(a, ETH, usdc * 10**8 // 2_000))
@@ -237,7 +247,7 @@ class Population:
                 encode(MsgType.ORACLE_PRICE, asset=ETH, status=int(status), price_micro=price)
             ], Source.ORACLE
         msgs = []
-        for m in r.sample(list(self.marks), r.randint(1, 3)):
+        for m in r.sample(list(self.marks), r.randint(1, len(self.marks))):
             factor = r.choice([0.85, 0.93, 0.96, 0.97, 0.98, 1.02, 1.05])
             if self.crash:
                 factor = r.choice([0.85, 0.9, 0.95, 0.97, 0.99, 1.01])
@@ -258,11 +268,12 @@ def run(
     fund_usdc: int,
     flush: bool = False,
     crash: bool = False,
+    spot_only: bool = False,
 ) -> Twin:
     rng = random.Random(seed)
-    twin = Twin(cls, shards, flush)
-    pop = Population(rng, accounts, crash)
-    twin.send([encode(MsgType.MARK_PRICE, m, price_ticks=t) for m, t in MARK_TICKS.items()], Source.ORACLE)
+    twin = Twin(cls, shards, flush, spot_only)
+    pop = Population(rng, accounts, crash, spot_only)
+    twin.send([encode(MsgType.MARK_PRICE, m, price_ticks=t) for m, t in pop.marks.items()], Source.ORACLE)
     twin.send(pop.seeds())
     for x in (twin.spec, twin.fast):  # the insurance fund, seeded as the exchange would
         x.risk.book.balance[x.risk.insurance_row, USDC] += fund_usdc * 10**6
@@ -309,6 +320,14 @@ def test_takeovers_written_out_equal_the_per_account_path(
     liq = twin.fast.risk.liquidator
     assert liq.taken_fast > 20
     assert twin.spec.risk.liquidator.taken_fast == 0
+
+
+def test_an_exchange_without_perps() -> None:
+    """Spot bought on margin and prediction shares only (no perp column at all)."""
+    twin = run(
+        11, 200, 12, 1, NativeRiskEngine if native_available() else RiskEngine, 5_000, True, spot_only=True
+    )
+    assert twin.fast.risk.liquidator.started_fast > 10
 
 
 def test_the_python_engine_too() -> None:
