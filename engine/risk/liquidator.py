@@ -299,16 +299,28 @@ class Liquidator:
         first_perp = held_perp[idx].argmax(1) if held_perp.shape[1] else np.zeros(k, np.intp)
         first_spot = spot_assets[held[idx][:, spot_assets].argmax(1)] if len(spot_assets) else first_perp
         config, margin, params = e.config, e.margin, self.params
-        mm_fraction = margin.spec.params.mm_fraction_ppm
-        rates: dict[int, int] = {}
-        keep = np.zeros(k, bool)
-        for j, (r, one, is_perp, p, a) in enumerate(
+        mm_fraction, fee_ppm, buffer_ppm = (
+            margin.spec.params.mm_fraction_ppm,
+            params.fee_ppm,
+            params.buffer_ppm,
+        )
+        rows_k = sub[idx]
+        perp_size = b.perp_size[rows_k, first_perp] if held_perp.shape[1] else np.zeros(k, np.int64)
+        spot_qty = b.balance[rows_k, first_spot]
+        rates: dict[int, int] = {}  # market -> its marginal maintenance rate
+        keep: list[int] = []
+        fields: list[tuple[int, int, int, int, int, int]] = []  # market, side, lots, limit, lot, tick
+        for j, (r, one, is_perp, p, a, equity, maint, perp_qty, qty) in enumerate(
             zip(
-                sub[idx].tolist(),
+                rows_k.tolist(),
                 single.tolist(),
                 (n_perp == 1).tolist(),
                 first_perp.tolist(),
                 first_spot.tolist(),
+                eq[idx].tolist(),
+                mm[idx].tolist(),
+                perp_size.tolist(),
+                spot_qty.tolist(),
                 strict=True,
             )
         ):
@@ -318,37 +330,39 @@ class Liquidator:
                     continue
                 _risk, market, size, price = holdings[0]
             elif is_perp:
-                market = config.markets[config.perps[p]]
-                size, price = int(b.perp_size[r, p]), int(e.marks[p])
+                market, size, price = config.markets[config.perps[p]], perp_qty, int(e.marks[p])
             else:
-                market = e.spot_market_of[a]
-                size, price = int(b.balance[r, a]), int(e.prices[a])
+                market, size, price = e.spot_market_of[a], qty, int(e.prices[a])
             if price <= 0:
                 continue
             mid = market.market_id
             rate = rates.get(mid)
             if rate is None:
                 rate = rates[mid] = margin.im_rate(market) * mm_fraction // PPM or 1
-            equity, maint = int(b.equity[r]), int(b.maintenance[r])
             lot, tick = market.lot_size_atoms, market.tick_size_micro
-            step = calc_liquidation_step_atoms(
-                equity, maint, price, size, rate, params.fee_ppm, params.buffer_ppm, lot
-            )
+            step = calc_liquidation_step_atoms(equity, maint, price, size, rate, fee_ppm, buffer_ppm, lot)
             lots = max(1, step // lot)
             bankrupt = calc_bankruptcy_price_micro(equity, size, price)
             sell = size > 0
             limit = -((-bankrupt) // tick) if sell else bankrupt // tick
             if limit <= 0 or limit * tick > INT64_MAX or lots * lot > INT64_MAX:
                 continue  # (the per-account path: backstop, or the same error packing it)
-            at = start + int(idx[j])
-            keep[j] = True
-            out.market[at], out.side[at] = mid, Side.SELL if sell else Side.BUY
-            out.lots[at], out.limit_ticks[at] = lots, limit
-            out.lot_atoms[at], out.tick_micro[at] = lot, tick
-        at = start + idx[keep]
+            keep.append(j)
+            fields.append((mid, Side.SELL if sell else Side.BUY, lots, limit, lot, tick))
+        if not keep:
+            return out
+        chosen = idx[keep]
+        at = start + chosen
         ok[at] = True
-        out.account[at] = ids[idx[keep]]
-        out.shortfall[at] = eq[idx[keep]] - mm[idx[keep]]
+        out.account[at] = ids[chosen]
+        out.shortfall[at] = eq[chosen] - mm[chosen]
+        columns = np.array(fields, np.int64)
+        out.market[at], out.side[at], out.lots[at] = columns[:, 0], columns[:, 1], columns[:, 2]
+        out.limit_ticks[at], out.lot_atoms[at], out.tick_micro[at] = (
+            columns[:, 3],
+            columns[:, 4],
+            columns[:, 5],
+        )
         return out
 
     def _plan_takeovers(
