@@ -89,7 +89,9 @@ class LiquidationParams:
 # many (RiskEngine.early_flush): a cascade of thousands of accounts does not hold its first
 # liquidation orders back until the last account is scanned. The bytes per ring are the same.
 EARLY_FLUSH_EVERY = 32
-# The fast paths plan this many rows of a scan at a time.
+# The fast paths plan this many rows of a scan first (the next early flush is not held back by a
+# large plan), then this many at a time.
+PLAN_FIRST_ROWS = 32
 PLAN_ROWS = 1024
 
 
@@ -195,7 +197,7 @@ class Liquidator:
             # planning: the breach-to-order latency of a cascade)
             if self.fast and acted and (i >= planned or self._moved_others):
                 self._moved_others = False
-                planned = min(len(rows), i + PLAN_ROWS)
+                planned = min(len(rows), i + (PLAN_ROWS if plan is not None else PLAN_FIRST_ROWS))
                 plan = self._plan(rows, i, planned)
             if plan is not None and plan.ok[i]:  # a run of new cases going straight to an order
                 skip = i + 1

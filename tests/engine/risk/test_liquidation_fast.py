@@ -354,6 +354,7 @@ def test_the_run_exercises_every_branch() -> None:
 
 def test_small_planning_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs cut at every window boundary, plans made again and again: the same bytes."""
+    monkeypatch.setattr(liquidator, "PLAN_FIRST_ROWS", 1)
     monkeypatch.setattr(liquidator, "PLAN_ROWS", 3)
     twin = run(8, 200, 10, 2, NativeRiskEngine if native_available() else RiskEngine, 20_000, flush=True)
     assert twin.fast.risk.liquidator.started_fast > 20
