@@ -32,6 +32,14 @@ liquidation orders are keyed by the row's key (``AccountBook.key``: the account 
 own row).
 
 Limits: with several risk partitions, the fund and ADL act within the partition.
+
+Two implementations of the scan, one behaviour: the per-account code in ``scan`` is the
+specification; with ``fast`` (the default) the new cases that go straight to an order (most of a
+cascade's) are planned over a window of rows at once and started in one numpy pass per run of them
+(``_plan``, ``_start``), and runs of cases the backstop takes over whose one holding is a perp are
+settled in plain integers (``_plan_takeovers``, ``_take_over``): the same events, commands, ledger
+entries, state and early flushes, in the same order (``tests/engine/risk/test_liquidation_fast.py``).
+The maths stay the exact integer functions of ``engine.math.liquidation``, called per account.
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ from engine.math.liquidation import (
 )
 from engine.risk.risk_config import RiskMarket
 from engine.types.enums import BalanceReason, LiquidationKind, MsgType, OrderFlag, Side, TimeInForce
-from engine.types.fixed import ATOMS_PER_UNIT, PPM
+from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, INT64_MIN, PPM
 from engine.wire.layout import BY_TYPE, SLOT_BYTES, WIRE_VERSION
 
 if TYPE_CHECKING:
@@ -60,6 +68,16 @@ LIQUIDATION_COID_BASE = 1 << 63  # client order ids of risk's own orders (client
 _P_NEW = BY_TYPE[int(MsgType.NEW_ORDER)].struct.pack
 _P_CANCEL_ALL = BY_TYPE[int(MsgType.CANCEL_ALL)].struct.pack
 _P_LIQ = BY_TYPE[int(MsgType.LIQUIDATION)].struct.pack_into
+_LIQ_DTYPE = BY_TYPE[int(MsgType.LIQUIDATION)].dtype
+_NEW_DTYPE = BY_TYPE[int(MsgType.NEW_ORDER)].dtype
+_CANCEL_ALL_DTYPE = BY_TYPE[int(MsgType.CANCEL_ALL)].dtype
+_P_LIQ_BYTES = BY_TYPE[int(MsgType.LIQUIDATION)].struct.pack
+_P_BALANCE = BY_TYPE[int(MsgType.BALANCE)].struct.pack
+_P_POSITION = BY_TYPE[int(MsgType.POSITION)].struct.pack
+_LIQ_HEAD = (MsgType.LIQUIDATION, WIRE_VERSION, SLOT_BYTES)
+_BALANCE_HEAD = (MsgType.BALANCE, WIRE_VERSION, SLOT_BYTES, 0)
+_POSITION_HEAD = (MsgType.POSITION, WIRE_VERSION, SLOT_BYTES)
+_FAST_LIMIT = INT64_MAX // PPM  # |equity|, maintenance below this: the vectorised products fit int64
 ALL_MARKETS = 0xFFFF_FFFF
 
 
@@ -76,6 +94,10 @@ class LiquidationParams:
 # many (RiskEngine.early_flush): a cascade of thousands of accounts does not hold its first
 # liquidation orders back until the last account is scanned. The bytes per ring are the same.
 EARLY_FLUSH_EVERY = 32
+# The fast paths plan this many rows of a scan first (the next early flush is not held back by a
+# large plan), then this many at a time.
+PLAN_FIRST_ROWS = 32
+PLAN_ROWS = 1024
 
 
 @dataclass
@@ -87,19 +109,51 @@ class Case:
     backstop: bool = False  # the book could not take it: the fund takes over next round
 
 
+@dataclass
+class NewCases:
+    """A window of a scan's rows as the fast paths see it (``Liquidator._plan``): for each row,
+    whether it is a new case they start (``ok``) and, for those, the order ``_step`` would send;
+    and whether the backstop takes it over with ``_take_over`` (``take_perp``)."""
+
+    ok: np.ndarray  # bool, over the scan's rows
+    account: np.ndarray  # int64, the row's account id (for events and orders)
+    shortfall: np.ndarray  # int64, equity - maintenance (the STARTED event's amount)
+    market: np.ndarray  # int64, the market of the largest-risk holding
+    side: np.ndarray  # int64
+    lots: np.ndarray  # int64
+    limit_ticks: np.ndarray  # int64
+    lot_atoms: np.ndarray  # int64
+    tick_micro: np.ndarray  # int64
+    take_perp: np.ndarray  # int64: for a case the backstop takes over, the perp of its one holding; else -1
+
+
 class Liquidator:
+    # True: the new cases of a scan that go straight to an order are started in one numpy pass
+    # (``_plan``, ``_start``) and runs of single-perp takeovers settled in plain integers
+    # (``_take_over``); False: every row by the per-account code in ``scan``, which is the
+    # specification (tests/engine/risk/test_liquidation_fast.py holds the two to the same bytes)
+    FAST = True
+
     def __init__(self, engine: RiskEngine, params: LiquidationParams | None = None) -> None:
         self.engine = engine
+        self.fast = self.FAST
         self.params = params or LiquidationParams()
         self.cases: dict[int, Case] = {}  # by row key (AccountBook.key: the account id for its own row)
         self.orders: dict[int, int] = {}  # liquidation client order id -> row key
         self.next_coid = LIQUIDATION_COID_BASE
         self.started = 0  # liquidations started (for metrics; not state)
+        self.started_fast = 0  # of them, by the vectorised path (for tests and metrics; not state)
+        self.taken_fast = 0  # takeovers by _take_over (for tests and metrics; not state)
         self.rank_cache = np.zeros((0, engine.config.n_perps), np.int8)  # last ADL rank sent, by row
         self.unwind_due: set[int] = set()  # perps whose mark moved since the fund last tried
         config = engine.config
         self._perp_base = np.array([config.markets[m].base_asset for m in config.perps], np.intp)
         self._bad_prices = self._unpriced()
+        self._moved_others = False  # a step moved other accounts' holdings (ADL) during this scan
+
+    def _key(self, row: int) -> int:
+        """The key of the row's case in ``cases`` (and of its orders in ``orders``)."""
+        return self.engine.book.key(row)  # (the account id for an account's own row)
 
     # ---- events --------------------------------------------------------------------------------
     def _event(
@@ -139,12 +193,37 @@ class Liquidator:
             rows = rows[look & (ids < e.system_base)]
         acted = 0
         self._bad_prices = self._unpriced()
-        for row in rows.tolist():
+        self._moved_others = False
+        plan, planned, skip = None, 0, 0
+        for i, row in enumerate(rows.tolist()):
+            if i < skip:  # (started by _start with the run before it)
+                continue
+            # plan the next rows, or plan again when ADL moved other rows' holdings; the first
+            # account acted on goes the per-account way (its order leaves at once, before any
+            # planning: the breach-to-order latency of a cascade)
+            if self.fast and acted and (i >= planned or self._moved_others):
+                self._moved_others = False
+                planned = min(len(rows), i + (PLAN_ROWS if plan is not None else PLAN_FIRST_ROWS))
+                plan = self._plan(rows, i, planned)
+            if plan is not None and plan.ok[i]:  # a run of new cases going straight to an order
+                skip = i + 1
+                while skip < planned and plan.ok[skip]:
+                    skip += 1
+                acted = self._start(plan, rows, i, skip, acted)
+                continue
+            if plan is not None and plan.take_perp[i] >= 0:  # a run of cases the backstop takes over
+                end = i + 1
+                while end < planned and plan.take_perp[end] >= 0:
+                    end += 1
+                done, acted = self._take_over(plan, rows, i, end, acted)
+                if done:
+                    skip = i + done
+                    continue
             account = int(b.ids[row])
             if account >= e.system_base:
                 continue
             equity, maint = int(b.equity[row]), int(b.maintenance[row])
-            key = b.key(row)
+            key = self._key(row)
             # an isolated position's case names its market; an account's own, none (0)
             where = int(b.isolated_market[row]) - 1 if key != account else 0
             case = self.cases.get(key)
@@ -187,6 +266,360 @@ class Liquidator:
                 e.early_flush()  # the first orders leave while the rest of a cascade is scanned
         self._unwind()
 
+    # ---- new cases, vectorised (the per-account code in scan is the specification) -----------------
+    def _plan(self, rows: np.ndarray, start: int, stop: int) -> NewCases:
+        """Which of ``rows[start:stop]`` are new cases that ``scan`` would start and send straight to a
+        liquidation order, and that order: the scan's per-account path for them, over all of them at
+        once. Those are the rows without a case, of an account of this partition, below maintenance
+        but above ``takeover_ppm`` of it, at risk, not flat, on fresh prices, whose ``_step`` sends an
+        order (a holding with a price, a limit of at least one tick). Every other row (and any
+        whose figures could leave int64 in the products below) goes the per-account way, unless
+        ``_plan_takeovers`` marks it for ``_take_over``."""
+        e, b = self.engine, self.engine.book
+        n = len(rows)
+        sub = rows[start:stop]
+        eq, mm = b.equity[sub], b.maintenance[sub]
+        perp, bal = b.perp_size[sub], b.balance[sub]
+        bad_perp, bad_asset = self._bad_prices
+        held_perp = perp != 0
+        held = bal != 0
+        ids = b.ids[sub].astype(np.int64)
+        any_perp = held_perp.any(1)
+        cand = (mm > 0) & (eq < mm) & (mm < _FAST_LIMIT) & (eq > -_FAST_LIMIT)  # (products fit)
+        cand &= ids % e.partitions == e.partition  # (next_seq numbers its events)
+        cand &= any_perp | (bal < 0).any(1)  # _at_risk
+        cand &= any_perp | held[:, 1:].any(1)  # not flat
+        cand &= ~((bad_perp & held_perp).any(1) | (bad_asset & held).any(1))  # not _stale
+        take = self._plan_takeovers(sub, cand, held_perp, held)
+        cand &= eq >= mm * self.params.takeover_ppm // PPM  # not the backstop at once
+        idx = np.flatnonzero(cand)
+        if len(idx):  # no case yet (looked up by key), the account's own row (next_seq numbers it)
+            find = b.rows.get
+            idx = idx[
+                [
+                    self._key(r) not in self.cases and find(a) == r
+                    for r, a in zip(sub[idx].tolist(), ids[idx].tolist(), strict=True)
+                ]
+            ]
+        ok = np.zeros(n, bool)
+        k = len(idx)
+        out = NewCases(ok, *(np.zeros(n, np.int64) for _ in range(8)), np.full(n, -1, np.int64))
+        out.take_perp[start:stop] = take
+        if not k:
+            return out
+        # the largest-risk holding: the only one when there is one (vectorised), else _holdings
+        spot_assets = np.fromiter(e.spot_market_of, np.intp, len(e.spot_market_of))
+        n_perp = held_perp[idx].sum(1)
+        n_spot = held[idx][:, spot_assets].sum(1) if len(spot_assets) else np.zeros(k, np.int64)
+        single = (n_perp + n_spot) == 1
+        first_perp = held_perp[idx].argmax(1) if held_perp.shape[1] else np.zeros(k, np.intp)
+        first_spot = spot_assets[held[idx][:, spot_assets].argmax(1)] if len(spot_assets) else first_perp
+        config, margin, params = e.config, e.margin, self.params
+        mm_fraction, fee_ppm, buffer_ppm = (
+            margin.spec.params.mm_fraction_ppm,
+            params.fee_ppm,
+            params.buffer_ppm,
+        )
+        rows_k = sub[idx]
+        perp_size = b.perp_size[rows_k, first_perp] if held_perp.shape[1] else np.zeros(k, np.int64)
+        spot_qty = b.balance[rows_k, first_spot]
+        rates: dict[int, int] = {}  # market -> its marginal maintenance rate
+        keep: list[int] = []
+        fields: list[tuple[int, int, int, int, int, int]] = []  # market, side, lots, limit, lot, tick
+        for j, (r, one, is_perp, p, a, equity, maint, perp_qty, qty) in enumerate(
+            zip(
+                rows_k.tolist(),
+                single.tolist(),
+                (n_perp == 1).tolist(),
+                first_perp.tolist(),
+                first_spot.tolist(),
+                eq[idx].tolist(),
+                mm[idx].tolist(),
+                perp_size.tolist(),
+                spot_qty.tolist(),
+                strict=True,
+            )
+        ):
+            if not one:
+                holdings = self._holdings(r)
+                if not holdings:
+                    continue
+                _risk, market, size, price = holdings[0]
+            elif is_perp:
+                market, size, price = config.markets[config.perps[p]], perp_qty, int(e.marks[p])
+            else:
+                market, size, price = e.spot_market_of[a], qty, int(e.prices[a])
+            if price <= 0:
+                continue
+            mid = market.market_id
+            rate = rates.get(mid)
+            if rate is None:
+                rate = rates[mid] = margin.im_rate(market) * mm_fraction // PPM or 1
+            lot, tick = market.lot_size_atoms, market.tick_size_micro
+            step = calc_liquidation_step_atoms(equity, maint, price, size, rate, fee_ppm, buffer_ppm, lot)
+            lots = max(1, step // lot)
+            bankrupt = calc_bankruptcy_price_micro(equity, size, price)
+            sell = size > 0
+            limit = -((-bankrupt) // tick) if sell else bankrupt // tick
+            if limit <= 0 or limit * tick > INT64_MAX or lots * lot > INT64_MAX:
+                continue  # (the per-account path: backstop, or the same error packing it)
+            keep.append(j)
+            fields.append((mid, Side.SELL if sell else Side.BUY, lots, limit, lot, tick))
+        if not keep:
+            return out
+        chosen = idx[keep]
+        at = start + chosen
+        ok[at] = True
+        out.account[at] = ids[chosen]
+        out.shortfall[at] = eq[chosen] - mm[chosen]
+        columns = np.array(fields, np.int64)
+        out.market[at], out.side[at], out.lots[at] = columns[:, 0], columns[:, 1], columns[:, 2]
+        out.limit_ticks[at], out.lot_atoms[at], out.tick_micro[at] = (
+            columns[:, 3],
+            columns[:, 4],
+            columns[:, 5],
+        )
+        return out
+
+    def _plan_takeovers(
+        self, sub: np.ndarray, below: np.ndarray, held_perp: np.ndarray, held: np.ndarray
+    ) -> np.ndarray:
+        """For each of ``sub`` (rows, ``below``: under maintenance and the checks common with new
+        cases): the perp of its one holding when the scan's per-account path would hand the case
+        to the backstop (a case with no order in flight, still below maintenance with the buffer,
+        marked for the backstop or under ``takeover_ppm``) and that holding is a perp; else -1."""
+        b, params = self.engine.book, self.params
+        out = np.full(len(sub), -1, np.int64)
+        if not self.cases:
+            return out
+        spot = np.fromiter(self.engine.spot_market_of, np.intp, len(self.engine.spot_market_of))
+        one = below & (held_perp.sum(1) == 1)
+        if len(spot):
+            one &= ~held[:, spot].any(1)
+        idx = np.flatnonzero(one)
+        if not len(idx):
+            return out
+        perp = held_perp[idx].argmax(1)
+        find, cases = b.rows.get, self.cases
+        for j, (r, p) in enumerate(zip(sub[idx].tolist(), perp.tolist(), strict=True)):
+            case = cases.get(self._key(r))
+            if case is None or case.in_flight:
+                continue
+            account = int(b.ids[r])
+            equity, maint = int(b.equity[r]), int(b.maintenance[r])
+            if find(account) != r or equity >= maint * (PPM + params.buffer_ppm) // PPM:
+                continue
+            if case.backstop or equity < maint * params.takeover_ppm // PPM:
+                out[idx[j]] = p
+        return out
+
+    def _take_over(
+        self, plan: NewCases, rows: np.ndarray, first: int, end: int, acted: int
+    ) -> tuple[int, int]:
+        """The backstop takes over the cases ``rows[first:end]`` (a run of ``plan.take_perp``) as
+        ``_takeover`` then ``_cover`` would, one after the other, with the same checks, events (in
+        the same order), state and early flushes, in plain integers: the transfer of each one's
+        perp position to the fund (the fund's position growing the same way, so it realises
+        nothing) and the cover (the fee from a surplus, or a deficit the fund can pay). It stops
+        before an account that needs more (the fund's position reduced, ADL, a figure leaving
+        int64): that one goes the per-account way. Returns (accounts done, ``acted``)."""
+        e, b = self.engine, self.engine.book
+        fund = e.insurance_row
+        fund_id = int(b.ids[fund])
+        part = rows[first:end].tolist()
+        perps = plan.take_perp[first:end].tolist()
+        marks = e.marks.tolist()
+        fee_ppm = self.params.fee_ppm
+        fund_cash = int(b.balance[fund, 0])
+        fund_held = int(b.held[fund, 0])
+        fund_seq = int(b.private_seq[fund])
+        fund_pos: dict[int, list[int]] = {}  # perp -> [size, cost] as the takeovers leave it
+        config = e.config
+        out = bytearray()
+        done = 0
+
+        def fits(v: int) -> bool:  # RiskEngine._add's range
+            return INT64_MIN < v <= INT64_MAX
+
+        for row, p in zip(part, perps, strict=True):
+            size, cost = int(b.perp_size[row, p]), int(b.perp_cost[row, p])
+            price = marks[p]
+            notional = abs(size) * price // ATOMS_PER_UNIT
+            signed = notional if size > 0 else -notional
+            pos = fund_pos.get(p)
+            if pos is None:
+                pos = fund_pos[p] = [int(b.perp_size[fund, p]), int(b.perp_cost[fund, p])]
+            if (pos[0] and (pos[0] > 0) != (size > 0)) or not fits(int(b.perp_realised[fund, p])):
+                break  # the fund would reduce its position (and realise): the per-account way
+            realised = signed - cost  # closing the whole position (engine.math.position.apply_fill)
+            total = int(b.perp_realised[row, p]) + realised
+            cash = int(b.balance[row, 0]) + realised
+            fund_size, fund_cost = pos[0] + size, pos[1] + signed
+            fee = min(cash, notional * fee_ppm // PPM) if cash > 0 else 0
+            deficit = -cash if cash < 0 else 0
+            if deficit > fund_cash or not (
+                fits(total) and fits(cash) and fits(fund_size) and fits(fund_cost) and fits(fund_cash + fee)
+            ):
+                break  # ADL, or a figure out of range: the per-account way
+            account = int(b.ids[row])
+            held0 = int(b.held[row, 0])
+            seq = int(b.private_seq[row])
+            mid = config.perps[p]
+            funding = int(b.perp_funding[row, p])
+            if realised:
+                seq += 1
+                out += _P_BALANCE(
+                    *_BALANCE_HEAD, seq, account, 0, BalanceReason.LIQUIDATION, cash, realised, held0, p
+                )
+            seq += 1
+            out += _P_POSITION(*_POSITION_HEAD, mid, seq, account, 0, 0, total, funding)
+            fund_seq += 1
+            out += _P_POSITION(
+                *_POSITION_HEAD, mid, fund_seq, fund_id, fund_size, fund_cost,
+                int(b.perp_realised[fund, p]), int(b.perp_funding[fund, p]),
+            )  # fmt: skip
+            seq += 1
+            out += _P_LIQ_BYTES(
+                *_LIQ_HEAD, mid, seq, account, LiquidationKind.TAKEOVER, Side.SELL if size > 0 else Side.BUY,
+                abs(size), price, notional, fund_cash,
+            )  # fmt: skip
+            if fee:
+                cash -= fee
+                fund_cash += fee
+                seq += 1
+                fund_seq += 1
+                out += _P_BALANCE(
+                    *_BALANCE_HEAD, seq, account, 0, BalanceReason.LIQUIDATION, cash, -fee, held0, account
+                )
+                out += _P_BALANCE(
+                    *_BALANCE_HEAD, fund_seq, fund_id, 0, BalanceReason.INSURANCE, fund_cash, fee, fund_held,
+                    account,
+                )  # fmt: skip
+            elif deficit:
+                cash = 0
+                fund_cash -= deficit
+                fund_seq += 1
+                seq += 1
+                out += _P_BALANCE(
+                    *_BALANCE_HEAD, fund_seq, fund_id, 0, BalanceReason.INSURANCE, fund_cash, -deficit,
+                    fund_held, account,
+                )  # fmt: skip
+                out += _P_BALANCE(
+                    *_BALANCE_HEAD, seq, account, 0, BalanceReason.LIQUIDATION, 0, deficit, held0, account
+                )
+                seq += 1
+                out += _P_LIQ_BYTES(
+                    *_LIQ_HEAD, 0, seq, account, LiquidationKind.COVERED, 0, 0, 0, deficit, fund_cash
+                )
+            # the row's and the fund's state as the per-account path leaves them
+            b.perp_size[row, p] = 0
+            b.perp_cost[row, p] = 0
+            b.perp_realised[row, p] = total
+            b.balance[row, 0] = cash
+            b.private_seq[row] = seq
+            b.dirty[row] = True
+            pos[0], pos[1] = fund_size, fund_cost
+            b.perp_size[fund, p] = fund_size
+            b.perp_cost[fund, p] = fund_cost
+            b.balance[fund, 0] = fund_cash
+            b.private_seq[fund] = fund_seq
+            b.dirty[fund] = True
+            del self.cases[self._key(row)]
+            self.taken_fast += 1
+            done += 1
+            acted += 1
+            if e.early_flush is not None and (acted == 1 or acted % EARLY_FLUSH_EVERY == 0):
+                e.events += out
+                out.clear()
+                e.early_flush()
+        e.events += out
+        return done, acted
+
+    def _start(self, plan: NewCases, rows: np.ndarray, first: int, end: int, acted: int) -> int:
+        """Start the new cases ``rows[first:end]`` (a run of ``plan.ok``) as the per-account path
+        would, in the same order and bytes: per account STARTED then ORDER on its private stream,
+        CANCEL_ALL to every shard then the order to its market's shard, the order in the ledger.
+        Early flushes after the same accounts as there. Returns ``acted``."""
+        e = self.engine
+        while first < end:
+            stop = end
+            if e.early_flush is not None:  # flush where the per-account path does
+                stop = min(end, first + (1 if acted == 0 else EARLY_FLUSH_EVERY - acted % EARLY_FLUSH_EVERY))
+            self._start_chunk(plan, rows, first, stop)
+            acted += stop - first
+            first = stop
+            if e.early_flush is not None and (acted == 1 or acted % EARLY_FLUSH_EVERY == 0):
+                e.early_flush()
+        return acted
+
+    def _start_chunk(self, plan: NewCases, rows: np.ndarray, first: int, end: int) -> None:
+        e, b = self.engine, self.engine.book
+        k = end - first
+        part = rows[first:end]
+        account = plan.account[first:end]
+        market = plan.market[first:end]
+        side = plan.side[first:end]
+        lots = plan.lots[first:end]
+        limit = plan.limit_ticks[first:end]
+        seq = b.private_seq[part] + 1
+        b.private_seq[part] = seq + 1  # STARTED, ORDER
+        ev = np.zeros(2 * k, _LIQ_DTYPE)
+        ev["msg_type"] = MsgType.LIQUIDATION
+        ev["version"] = WIRE_VERSION
+        ev["length"] = SLOT_BYTES
+        ev["account"] = np.repeat(account, 2)
+        ev["insurance_micro"] = int(b.balance[e.insurance_row, 0])
+        started, order = ev[0::2], ev[1::2]
+        started["seq"] = seq
+        started["kind"] = LiquidationKind.STARTED
+        started["amount_micro"] = plan.shortfall[first:end]
+        order["seq"] = seq + 1
+        order["market_id"] = market
+        order["kind"] = LiquidationKind.ORDER
+        order["side"] = side
+        order["size_atoms"] = lots * plan.lot_atoms[first:end]
+        order["price_micro"] = limit * plan.tick_micro[first:end]
+        e.events += ev.tobytes()
+        coid0 = self.next_coid
+        self.next_coid += k
+        cancel = np.zeros(k, _CANCEL_ALL_DTYPE)
+        cancel["msg_type"] = MsgType.CANCEL_ALL
+        cancel["version"] = WIRE_VERSION
+        cancel["length"] = SLOT_BYTES
+        cancel["market_id"] = ALL_MARKETS
+        cancel["account"] = account
+        new = np.zeros(k, _NEW_DTYPE)
+        new["msg_type"] = MsgType.NEW_ORDER
+        new["version"] = WIRE_VERSION
+        new["length"] = SLOT_BYTES
+        new["market_id"] = market
+        new["client_order_id"] = np.arange(k, dtype=np.uint64) + np.uint64(coid0)
+        new["price_ticks"] = limit
+        new["size_lots"] = lots
+        new["account"] = account
+        new["side"] = side
+        new["tif"] = TimeInForce.IOC
+        new["flags"] = OrderFlag.REDUCE_ONLY
+        cancel_slots = cancel.view(np.uint8).reshape(k, SLOT_BYTES)
+        new_slots = new.view(np.uint8).reshape(k, SLOT_BYTES)
+        for s in range(e.shards):  # per shard: each account's CANCEL_ALL, then its order if here
+            here = market % e.shards == s
+            out = np.empty((k + int(here.sum()), SLOT_BYTES), np.uint8)
+            at = np.arange(k) + np.cumsum(here) - here
+            out[at] = cancel_slots
+            out[at[here] + 1] = new_slots[here]
+            e.orders[s] += out.tobytes()
+        for j, (row, acct, mid, sd, n) in enumerate(
+            zip(part.tolist(), account.tolist(), market.tolist(), side.tolist(), lots.tolist(), strict=True)
+        ):
+            coid = coid0 + j
+            key = self._key(row)
+            self.orders[coid] = key
+            e.register_liquidation_order(mid, acct, coid, sd, n)
+            self.cases[key] = Case({coid})
+        self.started += k
+        self.started_fast += k
+
     def _at_risk(self, row: int) -> bool:
         """Only an account with a perp position or a liability can owe anything: one that holds
         only assets is never liquidated (its estimate's rounding can dip below its requirement)."""
@@ -199,12 +632,16 @@ class Liquidator:
         e = self.engine
         bad_asset = e.stale | (e.prices <= 0)
         bad_asset[0] = False
-        return (e.marks <= 0) | e.stale[self._perp_base], bad_asset
+        bad_perp = (e.marks <= 0) | e.stale[self._perp_base]
+        self._all_priced = not (bad_perp.any() or bad_asset.any())
+        return bad_perp, bad_asset
 
     def _stale(self, row: int) -> bool:
         """A price the account depends on is stale, or missing (0): no liquidation runs on it."""
         b = self.engine.book
         bad_perp, bad_asset = self._bad_prices  # (set by scan)
+        if self._all_priced:  # (the usual case: nothing to look at)
+            return False
         # a perp needs its mark and a fresh oracle; an asset held (or owed) needs its price
         return bool((bad_perp & (b.perp_size[row] != 0)).any() or (bad_asset & (b.balance[row] != 0)).any())
 
@@ -257,7 +694,7 @@ class Liquidator:
         if limit <= 0:
             case.backstop = True
             return
-        self._send(account, market, side, lots, limit, key=self.engine.book.key(row))
+        self._send(account, market, side, lots, limit, key=self._key(row))
         case.in_flight.add(self.next_coid - 1)
         self._event(
             account,
@@ -390,6 +827,7 @@ class Liquidator:
                 e.transfer_perp(fund, other, p, signed, notional)
                 want -= d
                 closed.append((other, notional, market))
+                self._moved_others = True
                 side = Side.BUY if size > 0 else Side.SELL  # for the deleveraged account
                 self._event(int(b.ids[other]), market.market_id, LiquidationKind.ADL, side, d, price, 0)
         if not closed:
