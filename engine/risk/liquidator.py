@@ -253,12 +253,16 @@ class Liquidator:
             if flat or equity >= maint * (PPM + self.params.buffer_ppm) // PPM:
                 del self.cases[key]
                 self._event(account, where, LiquidationKind.ENDED, 0, 0, 0, equity - maint)
-                if flat and int(b.balance[row, 0]) < 0:
+                if flat and key != account:  # an isolated position: what it holds goes back, a deficit
+                    e._release_isolated(row)  # is covered
+                elif flat and int(b.balance[row, 0]) < 0:
                     self._cover(row, account)
                 continue
             if case.backstop or equity < maint * self.params.takeover_ppm // PPM:
                 self._takeover(row, account)
                 del self.cases[key]
+                if key != account:  # an isolated position, now flat: what is left goes back
+                    e._release_isolated(row)
             else:
                 self._step(row, account, case)
             acted += 1

@@ -1140,7 +1140,8 @@ class RiskEngine:
         size1, held1 = int(b.perp_size[pos_row, p]), int(b.balance[pos_row, 0])
         mid = market.market_id
         if size1 == 0:
-            self._release_isolated(pos_row)
+            if not self.liquidator.is_liquidating(b.key(pos_row)):  # (else the liquidator, when it
+                self._release_isolated(pos_row)  # ends the case: the fill's fee is taken first)
         elif size0 == 0 or (size0 > 0) != (size1 > 0):
             need = self._isolated_margin(size1, price_micro, leverage) - held1
             if need > 0:

@@ -88,7 +88,7 @@ def test_opening_moves_notional_over_leverage_into_the_position_and_the_fee_is_t
 def test_an_isolated_position_is_liquidated_alone_and_its_loss_never_reaches_the_account() -> None:
     x = _isolated_long(fund=10_000 * USD)
     own = x.row(ALICE)
-    before = _cash(x, own)
+    before, fund_before = _cash(x, own), _cash(x, x.risk.insurance_row)
     for price in range(490_000, 400_000, -5_000):
         x.order(MAKER, BTC_PERP, 0, price, 20)  # bids wait below
     _mark(x, 460_000)  # -$400 of its $500: below maintenance. As cross the account would be fine.
@@ -104,6 +104,9 @@ def test_an_isolated_position_is_liquidated_alone_and_its_loss_never_reaches_the
     assert _cash(x, pos) == 0  # flat: what it held is back with the account (or was the fund's)
     assert _cash(x, own) >= before  # its loss stopped at its margin (the rest came back, if any)
     assert _cash(x, own) <= before + 500 * USD
+    fills = [e for e in x.shard_events if e["msg_type"] == MsgType.FILL and e["taker_account"] == ALICE]
+    assert fills and _cash(x, x.risk.insurance_row) > fund_before  # its liquidation fees, from its margin
+    assert not x.risk.liquidator.is_liquidating(row_key(ALICE, BTC_PERP))  # its case is closed
 
 
 def test_a_gap_through_bankruptcy_is_the_funds_not_the_accounts() -> None:
@@ -239,3 +242,21 @@ def test_adjusting_margin_without_an_isolated_position_is_refused() -> None:
     assert x.last_reject() == RejectCode.AMOUNT_OUT_OF_RANGE
     _adjust(x, ALICE, 100 * USD, market=2)  # a spot market
     assert x.last_reject() == RejectCode.NO_ISOLATED_POSITION
+
+
+def test_a_position_that_closes_under_liquidation_returns_its_margin_when_the_case_ends() -> None:
+    """The close during a case leaves the margin in the position (its liquidation fee comes first);
+    the scan's ENDED (naming the market) then sends what is left back to the account."""
+    from engine.risk.liquidator import Case
+
+    x = _isolated_long()
+    own, pos = x.row(ALICE), _pos_row(x)
+    x.order(ALICE, BTC_PERP, 1, 510_000, LOTS)  # rests: closes the position at $51,000 (+$100)
+    x.risk.liquidator.cases[row_key(ALICE, BTC_PERP)] = Case()  # (as if it had just breached)
+    before = _cash(x, own)
+    x.order(MAKER, BTC_PERP, 0, 510_000, LOTS)
+    ended = _events(x, MsgType.LIQUIDATION, account=ALICE, kind=LiquidationKind.ENDED)
+    assert [e["market_id"] for e in ended] == [BTC_PERP]
+    assert int(x.risk.book.perp_size[pos, 0]) == 0 and _cash(x, pos) == 0
+    maker_fee_rebate = 5_100 * USD * 100 // 10**6  # ALICE was the maker: a 100 ppm rebate
+    assert _cash(x, own) == before + 500 * USD + 100 * USD + maker_fee_rebate
