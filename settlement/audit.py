@@ -173,27 +173,15 @@ def _check_ledger(
     for t, token in enumerate(tokens):
         credited, f_in, q = after[t] if t < len(after) else (0, 0, 0)
         p = prev[t] if t < len(prev) else (0, 0, 0)
-        if f_in - p[1] != fund_in[t]:
-            return {
-                "asset": token,
-                "field": "ledger.fundIn",
-                "committed": f_in - p[1],
-                "rebuilt": fund_in[t],
-            }, prev
+        holdings = assets[t].claims_total - assets[t].liabilities_total
         # forced serves name a request, not a token: their amounts are bounded, not attributed, here
-        if not 0 <= q - p[2] - queued[t] <= forced:
-            return {
-                "asset": token,
-                "field": "ledger.queued",
-                "committed": q - p[2],
-                "rebuilt": queued[t],
-            }, prev
-        a = assets[t]
-        if a.claims_total - a.liabilities_total != credited + f_in - q:
-            return {
-                "asset": token, "field": "holdings", "committed": a.claims_total - a.liabilities_total,
-                "rebuilt": credited + f_in - q,
-            }, prev  # fmt: skip
+        for name, committed, rebuilt, ok in (
+            ("ledger.fundIn", f_in - p[1], fund_in[t], f_in - p[1] == fund_in[t]),
+            ("ledger.queued", q - p[2], queued[t], 0 <= q - p[2] - queued[t] <= forced),
+            ("holdings", holdings, credited + f_in - q, holdings == credited + f_in - q),
+        ):
+            if not ok:
+                return {"asset": token, "field": name, "committed": committed, "rebuilt": rebuilt}, prev
     for t in range(len(tokens)):
         moved_in[t] += ins_in[t]
         moved_out[t] += ins_out[t]

@@ -254,7 +254,7 @@ class Liquidator:
                 del self.cases[key]
                 self._event(account, where, LiquidationKind.ENDED, 0, 0, 0, equity - maint)
                 if flat and key != account:  # an isolated position: what it holds goes back, a deficit
-                    e._release_isolated(row)  # is covered
+                    e.release_isolated(row)  # is covered
                 elif flat and int(b.balance[row, 0]) < 0:
                     self._cover(row, account)
                 continue
@@ -262,7 +262,7 @@ class Liquidator:
                 self._takeover(row, account)
                 del self.cases[key]
                 if key != account:  # an isolated position, now flat: what is left goes back
-                    e._release_isolated(row)
+                    e.release_isolated(row)
             else:
                 self._step(row, account, case)
             acted += 1

@@ -266,7 +266,7 @@ class RiskEngine:
 
     def _row_seq(self, row: int) -> int:
         b = self.book
-        if b.isolated_market[row]:  # an isolated position's event: on its owner's private stream
+        if b.n_isolated and b.isolated_market[row]:  # an isolated position's: on its owner's stream
             b.private_seq[row] += 1  # (the position's own count: what its margin news reads)
             row = b.rows[int(b.ids[row])]
         seq = int(b.private_seq[row]) + 1
@@ -297,7 +297,7 @@ class RiskEngine:
             MsgType.BALANCE,
             WIRE_VERSION,
             SLOT_BYTES,
-            int(b.isolated_market[row]) - 1 if b.isolated_market[row] else 0,  # an isolated position's margin
+            self._market_of_row(row),  # 0, or an isolated position's perp (its margin)
             self._row_seq(row),
             int(b.ids[row]),
             asset,
@@ -307,6 +307,11 @@ class RiskEngine:
             int(b.held[row, asset]),
             ref,
         )
+
+    def _market_of_row(self, row: int) -> int:
+        """0 for an account's own row; the perp market of an isolated position's row."""
+        b = self.book
+        return max(0, int(b.isolated_market[row]) - 1) if b.n_isolated else 0
 
     def _emit_position(self, row: int, market: RiskMarket) -> None:
         b, p = self.book, market.perp
@@ -500,13 +505,13 @@ class RiskEngine:
             price_micro = self._mark_of(market) or 1
         if self.book.dirty[row]:
             self._recompute(np.array([row]))
+        lots = max(new_open, r.open_lots) * market.lot_size_atoms
+        mark = self._mark_of(market) or price_micro
         lev = self.leverage.get((account, mid))
         if lev is not None and lev[1] == MarginMode.ISOLATED:  # (an order that reduced still may not)
-            lots = max(new_open, r.open_lots) * market.lot_size_atoms
-            mark = self._mark_of(market) or price_micro
             reserve = self._isolated_margin(lots, max(price_micro, mark), lev[0])
         else:
-            reserve = self._order_reserve_for_amend(row, market, r.side, new_open, r.open_lots, price_micro)
+            reserve = self.margin.order_reserve(self.book, row, market, r.side, lots, price_micro, mark)
         extra = max(0, reserve - r.reserve_micro)
         if extra > self.free_collateral(row):
             self._reject(mid, t, oid, coid, account, RejectCode.INSUFFICIENT_MARGIN)
@@ -514,19 +519,6 @@ class RiskEngine:
         self.ledger.set_amend_extra(r, extra)
         self.book.reserved[row] += extra
         self._forward(buf, off, mid)
-
-    def _order_reserve_for_amend(
-        self, row: int, market: RiskMarket, side: int, new_open: int, open_lots: int, price_micro: int
-    ) -> int:
-        return self.margin.order_reserve(
-            self.book,
-            row,
-            market,
-            side,
-            max(new_open, open_lots) * market.lot_size_atoms,
-            price_micro,
-            self._mark_of(market) or price_micro,
-        )
 
     def _mark_price(self, buf: bytes | memoryview, off: int) -> None:
         (_t, _v, _l, mid, price, _ts) = _U_MARK(buf, off)
@@ -1131,7 +1123,7 @@ class RiskEngine:
         * it shrank: what it holds beyond the remaining size's share of its margin before the fill
           (its profit included) goes back to the account; a loss stays with the position;
         * it closed: everything it holds goes back (a deficit is the insurance fund's, as for any
-          bankrupt position: ``_release_isolated``).
+          bankrupt position: ``release_isolated``).
         """
         b, p = self.book, market.perp
         size0, held0 = int(b.perp_size[pos_row, p]), int(b.balance[pos_row, 0])
@@ -1141,7 +1133,7 @@ class RiskEngine:
         mid = market.market_id
         if size1 == 0:
             if not self.liquidator.is_liquidating(b.key(pos_row)):  # (else the liquidator, when it
-                self._release_isolated(pos_row)  # ends the case: the fill's fee is taken first)
+                self.release_isolated(pos_row)  # ends the case: the fill's fee is taken first)
         elif size0 == 0 or (size0 > 0) != (size1 > 0):
             need = self._isolated_margin(size1, price_micro, leverage) - held1
             if need > 0:
@@ -1163,11 +1155,11 @@ class RiskEngine:
                 src, dst, amount, BalanceReason.MARGIN_TRANSFER, BalanceReason.MARGIN_TRANSFER, market_id
             )
 
-    def _release_isolated(self, pos_row: int) -> None:
+    def release_isolated(self, pos_row: int) -> None:
         """A flat isolated position's margin goes back to its account; a deficit (it closed beyond
         its bankruptcy price) is covered like any bankrupt account's, never by the account."""
         b = self.book
-        mid = int(b.isolated_market[pos_row]) - 1
+        mid = self._market_of_row(pos_row)
         held = int(b.balance[pos_row, 0])
         if held > 0:
             self._margin_transfer(pos_row, b.owner_row(pos_row), held, mid)
@@ -1176,7 +1168,7 @@ class RiskEngine:
 
     def _sweep_isolated(self, rows: np.ndarray) -> None:
         """Isolated positions among ``rows`` that are flat (closed by the liquidator, deleveraged,
-        delisted) and not under liquidation: their margin goes back (``_release_isolated``)."""
+        delisted) and not under liquidation: their margin goes back (``release_isolated``)."""
         b = self.book
         for row in rows.tolist():
             market = self.config.markets[int(b.isolated_market[row]) - 1]
@@ -1185,7 +1177,7 @@ class RiskEngine:
                 and b.balance[row, 0]
                 and not self.liquidator.is_liquidating(b.key(row))
             ):
-                self._release_isolated(row)
+                self.release_isolated(row)
 
     # ---- moves the liquidator makes (internal trades, exact and conserved) ----------------------------
     def register_liquidation_order(self, market: int, account: int, coid: int, side: int, lots: int) -> None:
@@ -1310,10 +1302,9 @@ class RiskEngine:
         if not len(out):
             return b""
         equity, initial, maint = b.equity[out], b.initial[out], b.maintenance[out]
-        markets = b.isolated_market[out]
         packed = self.pack_private(
             MsgType.ACCOUNT_MARGIN,
-            np.where(markets != 0, markets - 1, 0),  # an isolated position's: its market
+            np.maximum(b.isolated_market[out] - 1, 0) if b.n_isolated else 0,  # an isolated one's: its perp
             out,
             flags=_margin_flags(equity, initial, maint),
             equity_micro=equity,
@@ -1353,7 +1344,7 @@ class RiskEngine:
         partition, as ``next_seq``), ``account`` from the row, the other fields from ``fields``
         (arrays over ``rows`` or scalars). The same bytes as ``_emit`` row by row."""
         b = self.book
-        if b.isolated_market[rows].any():  # isolated positions number on their owners' streams
+        if b.n_isolated and b.isolated_market[rows].any():  # numbered on their owners' streams
             out = np.zeros(len(rows), BY_TYPE[int(msg_type)].dtype)
             out["seq"] = [self._row_seq(row) for row in rows.tolist()]
             out["msg_type"] = msg_type

@@ -206,6 +206,22 @@ class Harness:
         e = self.engine
         return [c - q + f for c, q, f in zip(e.credited_wei, e.queued_wei, e.fund_in_wei, strict=True)]
 
+    def check_replay(self, snapshot: bytes, at: int) -> SettlementEngine:
+        """The journal replayed into a fresh engine, and from ``snapshot`` (taken after ``at``
+        records) on, both give this engine's state; returns the restored one."""
+        fresh = SettlementEngine(self.spec, self.address_of)
+        for r in self.journal:
+            fresh.apply(r)
+            fresh.take_outputs()
+        assert fresh.state_hash() == self.engine.state_hash()
+        restored = SettlementEngine(self.spec, self.address_of)
+        restored.restore(snapshot)
+        for r in self.journal[at:]:
+            restored.apply(r)
+            restored.take_outputs()
+        assert restored.state_hash() == self.engine.state_hash()
+        return restored
+
     def check_solvent(self) -> None:
         for t in range(len(self.spec.tokens)):
             trees = self.engine.trees

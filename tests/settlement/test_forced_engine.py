@@ -14,14 +14,12 @@ from settlement_fixtures import (
     USERS,
     WETH,
     Harness,
-    address_of,
 )
 
 from engine.types.enums import MsgType, WithdrawStatus
 from engine.wire.layout import BY_TYPE
 from settlement.settlement_engine import (
     FORCED_BIT,
-    SettlementEngine,
     pack_forced,
     pack_forced_cancel,
     pack_paid,
@@ -201,17 +199,7 @@ def test_replay_and_snapshot_give_the_same_state_with_forced_requests() -> None:
     h.confirm()
     h.apply(pack_paid(h.sealed[-1].batch_id))
     h.tick(20)
-    fresh = SettlementEngine(h.spec, address_of)
-    for r in h.journal:
-        fresh.apply(r)
-        fresh.take_outputs()
-    assert fresh.state_hash() == h.engine.state_hash()
-    restored = SettlementEngine(h.spec, address_of)
-    restored.restore(blob)
-    for r in h.journal[at:]:
-        restored.apply(r)
-        restored.take_outputs()
-    assert restored.state_hash() == h.engine.state_hash()
+    h.check_replay(blob, at)
     assert 3 in h.engine.forced  # account 3's margin keeps it waiting
 
 
