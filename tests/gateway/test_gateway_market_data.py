@@ -215,10 +215,13 @@ def _gateway_has(st: GatewayStack, port: int) -> bool:
 
 
 async def _flow_until_closing(trader: HxClient, rnd: random.Random) -> None:
-    """Private events for the (stopped) reader's account until the gateway is closing it."""
-    for _ in range(12):
-        await _random_flow(trader, rnd, 2000, ETH_USD)
-        await asyncio.sleep(0.3)
+    """Private events for the (stopped) reader's account until the gateway is closing it.
+
+    Small batches, so the caller learns soon after the close began: the close's stall clock
+    (``close_stall_s``) runs from then, and a loaded machine makes a batch slow."""
+    for _ in range(48):
+        await _random_flow(trader, rnd, 500, ETH_USD)
+        await asyncio.sleep(0.1)
         if (await trader.request({"op": "stats"}))["closing"]:
             return
     raise AssertionError("the gateway never closed a slow consumer past the hard limit")
@@ -233,7 +236,7 @@ async def test_gateway_slow_client_is_conflated_then_resynced_or_closed():
         "soft_buffer_bytes": 32 << 10,
         "hard_buffer_bytes": 512 << 10,
         "sndbuf_bytes": 8 << 10,
-        "close_stall_s": 6.0,
+        "close_stall_s": 10.0,
     }
     with GatewayStack(gateway_options=opts) as st:
         key = "0x" + bytes(Account.create().key).hex()
@@ -260,7 +263,7 @@ async def test_gateway_slow_client_is_conflated_then_resynced_or_closed():
             os.kill(victim.pid, signal.SIGSTOP)
             try:
                 await _flow_until_closing(trader, rnd)
-                await asyncio.sleep(2.5)  # stopped a while longer, yet under close_stall_s
+                await asyncio.sleep(1.0)  # stopped a while longer, yet well under close_stall_s
                 os.kill(victim.pid, signal.SIGCONT)
                 out = json.loads(await asyncio.to_thread(victim.stdout.readline))  # type: ignore[union-attr]
                 assert out["close"] and out["close"][0] == 1008 and "slow consumer" in out["close"][1], out
@@ -273,7 +276,7 @@ async def test_gateway_slow_client_is_conflated_then_resynced_or_closed():
             os.kill(stalled.pid, signal.SIGSTOP)
             try:
                 await _flow_until_closing(trader, rnd)
-                for _ in range(100):
+                for _ in range(150):
                     if not _gateway_has(st, port):
                         break
                     await asyncio.sleep(0.2)
