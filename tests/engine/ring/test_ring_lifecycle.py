@@ -206,7 +206,7 @@ def test_blocking_spins_only_while_it_keeps_its_parked_share(ring_name: str) -> 
     """The SCHED_FIFO shard's wait: it spins before parking only while it has spent its share of the
     current window parked; otherwise it parks at once (and is still woken by the producer)."""
     assert make_wait_strategy("blocking").min_parked_share == 0.0
-    waiter = make_wait_strategy("blocking", min_parked_share=0.9)
+    waiter = make_wait_strategy("blocking", min_parked_share=0.5)  # margins a loaded CI machine keeps
     assert isinstance(waiter, Blocking)
     waiter.WINDOW_NS = 60_000_000_000  # one window for the whole test, however slow the machine
     with RingBuffer.create(ring_name, capacity=8, consumers=1) as ring:
@@ -224,9 +224,9 @@ def test_blocking_spins_only_while_it_keeps_its_parked_share(ring_name: str) -> 
             waiter.wait(ready, time.monotonic_ns() + timeout_ns)
             return polls
 
-        assert polls_of_a_wait(20_000_000) > waiter.spins  # a fresh window: spin, then park 20 ms
+        assert polls_of_a_wait(200_000_000) > waiter.spins  # a fresh window: spin, then park 200 ms
         assert polls_of_a_wait(0) > waiter.spins  # parked nearly all the window so far: spin again
-        time.sleep(0.01)  # busy (not parked) for a while: under 90% parked now
+        time.sleep(0.3)  # busy (not parked) for a while: under 50% parked now
         assert polls_of_a_wait(0) <= 2  # no spin phase: straight to the park protocol
         ring.try_publish(_slot(3), 1)
         assert polls_of_a_wait(1_000_000_000) == 1 and consumer.available() == 1  # data: no wait at all
