@@ -872,6 +872,8 @@ class Liquidator:
         if self.cases.get(int(b.ids[fund])) is not None:
             return
         due, self.unwind_due = self.unwind_due, set()  # one attempt per mark update, not per record
+        if due:
+            self._deleverage_fund()
         for p in np.flatnonzero(b.perp_size[fund]).tolist():
             if p not in due:
                 continue
@@ -898,6 +900,67 @@ class Liquidator:
                     limit * tick,
                     0,
                 )
+
+    def _deleverage_fund(self) -> None:
+        """The fund's positions have lost more than its own cash: close them against the ADL queue.
+
+        A position the fund took over keeps moving until its unwind fills. In a squeeze the book
+        will not take it back (JELLY, March 2025: the backstop vault's inherited short lost more
+        with every tick), and the loss past the fund's cash would sit on the exchange unpaid. So on
+        a mark update, when ``max(cash, 0)`` plus the positions' unrealised P&L is below zero, every
+        perp position of the fund with no unwind order out is closed at the mark against the
+        opposite positions, highest ADL score first (as for a bankrupt account). The loss this
+        realises beyond the fund's cash (the fund's deficit on these positions, no older debt) is
+        split over the deleveraged positions pro rata to the notional each closed, like
+        ``_deleverage``'s: together the same as closing at the fund's bankruptcy price. An ``ADL``
+        event for the fund names each position it closed (``amount_micro`` = that deficit); the
+        counterparties get theirs as for any ADL."""
+        e, b = self.engine, self.engine.book
+        fund = e.insurance_row
+        perps = np.flatnonzero(b.perp_size[fund]).tolist()
+        if not perps:
+            return
+        cash0 = int(b.balance[fund, 0])
+        upnl = sum(
+            int(b.perp_size[fund, p]) * int(e.marks[p]) // ATOMS_PER_UNIT - int(b.perp_cost[fund, p])
+            for p in perps
+        )
+        if max(cash0, 0) + upnl >= 0:
+            return
+        fund_id = int(b.ids[fund])
+        busy = {r.market for r in e.ledger.orders_of(fund_id)}  # an unwind order out: its fill is due
+        closed: list[tuple[int, int, RiskMarket]] = []  # (row, notional closed, market)
+        for p in perps:
+            market = e.config.markets[e.config.perps[p]]
+            mark = int(e.marks[p])
+            if market.market_id in busy or mark <= 0:
+                continue
+            size = int(b.perp_size[fund, p])
+            want, done = abs(size), 0
+            for other, _score in self._adl_queue(p, -1 if size > 0 else 1, exclude=(fund,)):
+                if want == 0:
+                    break
+                d = min(abs(int(b.perp_size[other, p])), want)
+                notional = d * mark // ATOMS_PER_UNIT
+                e.transfer_perp(fund, other, p, d if size > 0 else -d, notional)
+                want -= d
+                done += d
+                closed.append((other, notional, market))
+                self._event(
+                    int(b.ids[other]), market.market_id, LiquidationKind.ADL, Side.BUY if size > 0 else Side.SELL,
+                    d, mark, 0,
+                )  # fmt: skip
+            if done:
+                side = Side.SELL if size > 0 else Side.BUY  # what the fund did
+                self._event(fund_id, market.market_id, LiquidationKind.ADL, side, done, mark, 0)
+        deficit = min(cash0, 0) - int(b.balance[fund, 0])  # what closing realised past its own cash
+        weights = [n for _r, n, _m in closed]
+        if deficit <= 0 or sum(weights) == 0:
+            return
+        for (other, _n, market), haircut in zip(closed, calc_pro_rata_split(deficit, weights), strict=True):
+            if haircut:
+                e.move_cash(other, fund, haircut, BalanceReason.LIQUIDATION, BalanceReason.INSURANCE, fund_id)
+                self._event(int(b.ids[other]), market.market_id, LiquidationKind.ADL, 0, 0, 0, haircut)
 
     # ---- persistence -----------------------------------------------------------------------------
     def to_json(self) -> dict[str, object]:

@@ -1,7 +1,8 @@
 """From a scenario to an exchange: its assets and markets (config TOML) and how prices reach it.
 
-Derived unless the scenario's asset says otherwise: tick = 5 significant digits of the start price,
-lot = about 10 USDC of notional, max price 100x the start, a price band of 20% around the mark. A
+Derived unless the scenario's asset says otherwise: tick = 5 significant digits of the lowest price
+the path reaches (at least 1 micro-USDC),
+lot = about 10 USDC of notional, max price 100x the highest, a price band of 20% around the mark. A
 perp ``X-PERP`` references asset ``X`` (created, following the perp's path, when the scenario does
 not list it); ``collateral`` assets have no market, only a price (``USD*`` ones are stablecoins:
 micro-unit quantities, valued at their price); ``spot``, ``equity`` and ``prediction`` assets get a
@@ -18,6 +19,7 @@ from perf.stress.scenario import AssetDef, Scenario
 
 MICRO = 10**6
 ATOMS = 10**8
+INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class SimExchange:
                 f"tick_size_micro = {m.tick_micro}",
                 f"lot_size_atoms = {m.lot_atoms}",
                 f"max_price_ticks = {m.max_price_ticks}",
-                "max_size_lots = 2_000_000_000",
+                f"max_size_lots = {min(2_000_000_000, INT64_MAX // m.max_price_ticks)}",  # (product fits int64)
                 "band_bps = 2000",
                 "maker_fee_ppm = 0",
                 "taker_fee_ppm = 500",
@@ -86,12 +88,14 @@ class SimExchange:
         return next(a for a in self.assets if a.symbol == symbol)
 
 
-def _tick_micro(asset: AssetDef) -> int:
+def _tick_micro(asset: AssetDef, low: Decimal) -> int:
+    """5 significant digits of ``low``, the lowest price the path reaches (a collapse from 80 to
+    0.0001 stays on the tick grid all the way down), and never below 1 micro-USDC."""
     if asset.tick is not None:
         return max(1, int(asset.tick * MICRO))
     if asset.kind == "prediction":
         return 10_000  # a cent
-    exponent = math.floor(math.log10(float(asset.start_price))) - 4
+    exponent = math.floor(math.log10(float(low))) - 4
     return max(1, int(Decimal(10) ** exponent * MICRO))
 
 
@@ -119,8 +123,11 @@ def build_exchange(scenario: Scenario) -> SimExchange:
     for symbol, a in symbols.items():
         if a.kind == "collateral":
             continue
-        tick = _tick_micro(a)
-        max_ticks = 99 if a.kind == "prediction" else max(1000, int(a.start_price * 100 * MICRO / tick))
+        tick = _tick_micro(
+            a, min([a.start_price] + [r.prices[symbol] for r in scenario.path if symbol in r.prices])
+        )
+        high = max([a.start_price] + [r.prices[symbol] for r in scenario.path if symbol in r.prices])
+        max_ticks = 99 if a.kind == "prediction" else max(1000, int(high * 100 * MICRO / tick))
         if a.kind == "perp":
             base = symbol[:-5] if symbol.upper().endswith("-PERP") else f"{symbol}-IDX"
             add_asset(base, "crypto", symbols[base].symbol if base in symbols else symbol)

@@ -24,6 +24,7 @@ from typing import Any
 
 from engine.types.enums import MsgType, TimeInForce
 from engine.wire.codec import encode
+from engine.wire.layout import BY_TYPE
 from perf.stress.exchange_setup import ATOMS, MICRO, SimExchange, SimMarket
 from perf.stress.scenario import Scenario
 
@@ -32,6 +33,8 @@ MAKERS = (3,)
 FLOW = tuple(range(10, 30))
 FIRST_TRADER = 1000
 DEEP_USDC = 10**12 * MICRO // 1000  # 1e9 USDC: the seeders and makers never run out
+_SIDE = BY_TYPE[MsgType.NEW_ORDER].offsets["side"]  # (byte offsets in a NEW_ORDER / CANCEL_ALL slot)
+_ACCOUNT = BY_TYPE[MsgType.CANCEL_ALL].offsets["account"]
 
 
 @dataclass
@@ -77,8 +80,20 @@ class Population:
         )
 
     def opening_orders(self) -> list[list[bytes]]:
-        """Seed the books, open every position against them, take the seeds away (three batches)."""
-        return [self.seeding, self.openings, self.unseed]
+        """Open every position against a seeder, one side at a time, each batch applied before the next.
+
+        The seeders' orders rest at the start price on both sides of a market, so resting together
+        they would cross each other and leave only the net: one side of the population would open
+        nothing. So: the sell seeds, the buyers' IOCs against them, the sell seeder's remainder
+        cancelled; then the buy seeds, the sellers' IOCs, the buy seeder's remainder cancelled."""
+        batches: list[list[bytes]] = []
+        for seed_side, seeder in ((1, SEEDERS[0]), (0, SEEDERS[1])):
+            batches.append([o for o in self.seeding if o[_SIDE] == seed_side])
+            batches.append([o for o in self.openings if o[_SIDE] == seed_side ^ 1])
+            batches.append(
+                [u for u in self.unseed if int.from_bytes(u[_ACCOUNT : _ACCOUNT + 4], "little") == seeder]
+            )
+        return batches
 
     def requotes(self, shown: dict[str, float], vol: dict[str, float], book: dict[str, Any]) -> list[bytes]:
         depth = float(book.get("depth_usd", 2_000_000))

@@ -119,6 +119,32 @@ def test_a_deficit_the_fund_cannot_pay_is_deleveraged_against_profitable_shorts(
     assert not _liqs(x, LiquidationKind.UNCOVERED)
 
 
+def test_a_fund_whose_takeover_loses_more_than_its_cash_is_deleveraged_to_zero_not_left_owing() -> None:
+    """The JELLY lesson: a position the fund took over and cannot unwind keeps losing. Once that loss
+    passes the fund's own cash, the position is closed at the mark against the profitable opposite
+    side, and the loss past the cash is theirs (the fund's bankruptcy price), never a silent hole."""
+    x = _setup(700 * 10**6, fund_usdc=100 * 10**6)
+    _mark(x, 436_000)  # Alice taken over at $43,600: the fund is long 0.1 BTC, no bids to unwind into
+    b, fund = x.risk.book, x.risk.insurance_row
+    assert _liqs(x, LiquidationKind.TAKEOVER) and b.perp_size[fund, 0] == 10**7
+    cash_before = int(b.balance[fund, USDC])
+    assert 0 < cash_before < 160 * 10**6  # $100 and the fee: less than the next move's loss
+    short_before = int(b.balance[x.row(SHORT), USDC])
+    assert not _liqs(x, LiquidationKind.ADL)
+    _mark(x, 420_000)  # -$160 on the fund's long: more than its cash
+    fund_id = int(b.ids[fund])
+    mine = [e for e in _liqs(x, LiquidationKind.ADL) if e["account"] == fund_id]
+    assert [(e["side"], e["size_atoms"], e["price_micro"]) for e in mine] == [(1, 10**7, 42_000 * 10**6)]
+    assert b.perp_size[fund, 0] == 0 and b.perp_size[x.row(SHORT), 0] == 0
+    assert int(b.balance[fund, USDC]) == 0  # its cash spent, not a cent owed
+    haircut = sum(e["amount_micro"] for e in _liqs(x, LiquidationKind.ADL) if e["account"] == SHORT)
+    loss = 160 * 10**6  # 0.1 BTC x ($43,600 - $42,000)
+    assert haircut == loss - cash_before  # the loss past the fund's cash, and no more
+    # the short closed at the mark: +$800 on 0.1 BTC ($50,000 - $42,000), less the haircut
+    assert int(b.balance[x.row(SHORT), USDC]) - short_before == 800 * 10**6 - haircut
+    assert not _liqs(x, LiquidationKind.UNCOVERED)
+
+
 def test_no_liquidation_on_a_stale_price() -> None:
     from risk_harness import BTC
 

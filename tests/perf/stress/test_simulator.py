@@ -27,6 +27,25 @@ def test_a_crash_liquidates_and_every_invariant_holds(tmp_path: Path) -> None:
     assert len(report["insurance_fund_usdc"]) == report["steps"]
 
 
+def test_both_sides_open_and_a_squeeze_of_a_tiny_price_liquidates_the_shorts(tmp_path: Path) -> None:
+    """The population's longs and shorts both hold their positions (the seeders' resting orders at
+    the start price must not cross each other first), and a JELLY-like squeeze of a $0.0095 perp
+    (+426%) liquidates the shorts."""
+    doc = {
+        "assets": {"JELLY-PERP": {"kind": "perp", "start_price": 0.0095}},
+        "path": [{"t_s": 10, "prices": {"JELLY-PERP": 0.0095}}, {"t_s": 40, "prices": {"JELLY-PERP": 0.05}}],
+    }
+    path = tmp_path / "jelly.json"
+    path.write_text(json.dumps(doc))
+    sim = Simulator(load_scenario(str(path)), accounts=80, seed=5, step_s=2.0)
+    report = sim.run(calm_s=2)
+    sizes = {a: size for (a, _m), size in sim.tally.positions.items()}  # POSITION events seen
+    for kind in ("long", "short"):
+        accounts = [a for a, k in sim.pop.kinds.items() if k == kind]
+        assert accounts and all(a in sizes for a in accounts), f"a {kind} account opened nothing"
+    assert report["liquidations"] > 0 and all(report["invariants"].values()), report
+
+
 def test_the_cli_refuses_a_bad_scenario_before_starting_anything(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"assets": {"X": {"kind": "perp", "start_price": 1}}, "path": [{"t_s": 1}]}))
