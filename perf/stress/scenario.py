@@ -31,6 +31,23 @@ ASSET_KEYS = {"kind", "start_price", "tick", "lot", "margin", "haircut", "levera
 ROW_KEYS = {"t_s", "prices"}
 ROW_DOC_KEYS = {"t_utc", "status", "src", "note"}
 OPTIONAL = {"population", "book", "oracle", "sessions", "resolution", "funding", "name", "description"}
+# what the optional sections' keys mean (docs/liquidation.md, "Stress"); any other key in them is
+# documentation: ignored and listed in the report, like a top-level one
+POPULATION_KEYS = {"short_bias"}  # share of the directional accounts that are short, in [0, 1]
+BOOK_KEYS = {
+    "depth_usd",
+    "levels",
+    "spread_bps",
+    "thin_with_vol",
+    "ask_depth_factor",
+    "mark_follows_book",
+    "mark_half_life_s",
+}
+FUNDING_KEYS = {"interval_s", "period_s", "interest", "clamp", "cap"}
+ORACLE_KEYS = {"sources", "manipulated"}
+MANIPULATED_KEYS = {"source", "mode", "factor", "from_s", "to_s"}
+MODES = ("spike", "freeze", "lag", "drift", "silent")
+SESSION_KEYS = {"closed"}
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 
@@ -203,6 +220,7 @@ def parse_scenario(doc: Any, name: str = "<scenario>") -> Scenario:
     for key in ("population", "book", "oracle", "sessions", "funding"):
         if key in doc and not isinstance(doc[key], dict):
             raise ScenarioError(f"{name}: {key!r} must be an object")
+    ignored += _check_sections(doc, assets, name)
     return Scenario(
         name=str(doc.get("name", name)),
         assets=assets,
@@ -215,6 +233,96 @@ def parse_scenario(doc: Any, name: str = "<scenario>") -> Scenario:
         funding=dict(doc.get("funding", {})),
         ignored=tuple(ignored),
     )
+
+
+def _in_range(
+    value: Any, where: str, lo: Decimal, hi: Decimal | None = None, integral: bool = False
+) -> Decimal:
+    v = _number(value, where)
+    if v < lo or (hi is not None and v > hi) or (integral and v != v.to_integral_value()):
+        want = "an integer " if integral else ""
+        raise ScenarioError(
+            f"{where}: must be {want}in [{lo}, {hi if hi is not None else 'inf'}], got {value!r}"
+        )
+    return v
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{where}: must be an object")
+    return value
+
+
+def _check_sections(doc: dict[str, Any], assets: dict[str, AssetDef], name: str) -> list[str]:
+    """Check the optional sections' values (ScenarioError naming the field); their unknown keys,
+    as the documentation keys they are."""
+    ignored: list[str] = []
+    zero, one = Decimal(0), Decimal(1)
+
+    def known(section: dict[str, Any], keys: set[str], where: str) -> None:
+        ignored.extend(f"{where}.{k}" for k in section if k not in keys)
+
+    pop = doc.get("population", {})
+    known(pop, POPULATION_KEYS, "population")
+    if "short_bias" in pop:
+        _in_range(pop["short_bias"], f"{name}: population.short_bias", zero, one)
+    book = doc.get("book", {})
+    known(book, BOOK_KEYS, "book")
+    for key, lo, hi, integral in (
+        ("depth_usd", Decimal("0.01"), None, False),
+        ("levels", one, Decimal(100), True),
+        ("spread_bps", Decimal("0.01"), Decimal(10_000), False),
+        ("thin_with_vol", zero, one, False),
+        ("ask_depth_factor", Decimal("0.001"), Decimal(1000), False),
+        ("mark_half_life_s", Decimal("0.001"), Decimal(86_400), False),
+    ):
+        if key in book:
+            _in_range(book[key], f"{name}: book.{key}", lo, hi, integral)
+    if not isinstance(book.get("mark_follows_book", False), bool):
+        raise ScenarioError(f"{name}: book.mark_follows_book: must be true or false")
+    funding = doc.get("funding", {})
+    known(funding, FUNDING_KEYS, "funding")
+    for key, lo, hi in (
+        ("interval_s", Decimal("0.001"), None),
+        ("period_s", Decimal("0.001"), None),
+        ("interest", -one / 10, one / 10),
+        ("clamp", zero, one / 10),
+        ("cap", zero, one),
+    ):
+        if key in funding:
+            _in_range(funding[key], f"{name}: funding.{key}", lo, hi)
+    for symbol, spec in doc.get("oracle", {}).items():
+        where = f"{name}: oracle.{symbol}"
+        if symbol not in assets:
+            raise ScenarioError(f"{where}: not an asset of the scenario ({sorted(assets)})")
+        known(_object(spec, where), ORACLE_KEYS, f"oracle.{symbol}")
+        sources = int(_in_range(spec.get("sources", 3), f"{where}.sources", one, Decimal(21), True))
+        if "manipulated" in spec:
+            bad = _object(spec["manipulated"], f"{where}.manipulated")
+            known(bad, MANIPULATED_KEYS, f"oracle.{symbol}.manipulated")
+            _in_range(bad.get("source", 0), f"{where}.manipulated.source", zero, Decimal(sources - 1), True)
+            if bad.get("mode", "spike") not in MODES:
+                raise ScenarioError(f"{where}.manipulated.mode: {bad['mode']!r} is not one of {list(MODES)}")
+            if "factor" in bad:
+                _in_range(bad["factor"], f"{where}.manipulated.factor", Decimal("0.000001"), Decimal(10**6))
+            start = _in_range(bad.get("from_s", 0), f"{where}.manipulated.from_s", zero)
+            if "to_s" in bad:
+                _in_range(bad["to_s"], f"{where}.manipulated.to_s", start)
+    for symbol, spec in doc.get("sessions", {}).items():
+        where = f"{name}: sessions.{symbol}"
+        if symbol not in assets or assets[symbol].kind == "collateral":
+            raise ScenarioError(f"{where}: not a market of the scenario")
+        known(_object(spec, where), SESSION_KEYS, f"sessions.{symbol}")
+        closed = spec.get("closed", [])
+        if not isinstance(closed, list):
+            raise ScenarioError(f"{where}.closed: must be a list of [from_s, to_s] intervals")
+        for i, span in enumerate(closed):
+            if not isinstance(span, list) or len(span) != 2:
+                raise ScenarioError(f"{where}.closed[{i}]: must be [from_s, to_s]")
+            start = _in_range(span[0], f"{where}.closed[{i}][0]", zero)
+            if _number(span[1], f"{where}.closed[{i}][1]") <= start:
+                raise ScenarioError(f"{where}.closed[{i}]: to_s must be after from_s, got {span!r}")
+    return ignored
 
 
 def builtin_names() -> list[str]:

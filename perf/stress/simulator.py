@@ -37,17 +37,21 @@ from typing import Any
 
 import numpy as np
 
+from engine.math.funding import FundingConfig, calc_funding_rate
+from engine.math.mark_price import BasisEma, calc_basis_ema, calc_basis_pico, calc_mark_price
 from engine.math.oracle_index import IndexConfig, IndexState, SourceQuote, calc_index
-from engine.types.enums import LiquidationKind, MarketStatus, MsgType, PriceStatus
+from engine.types.enums import BalanceReason, LiquidationKind, MarketStatus, MsgType, PriceStatus
+from engine.types.fixed import PPB
 from engine.wire.codec import decode, encode
-from engine.wire.layout import SLOT_BYTES
-from perf.stress.exchange_setup import MICRO, SimExchange, build_exchange
+from engine.wire.layout import BY_TYPE, SLOT_BYTES
+from perf.stress.exchange_setup import MICRO, SimExchange, SimMarket, build_exchange
 from perf.stress.population import Population, build_population
 from perf.stress.scenario import Scenario
 
 LIQ_COID = 1 << 63
 
 
+_BALANCE = BY_TYPE[MsgType.BALANCE].dtype
 _RISK_TYPES = np.array([MsgType.LIQUIDATION, MsgType.POSITION], np.uint8)
 _SHARD_TYPES = np.array([MsgType.BBO, MsgType.ACCEPTED, MsgType.FILL], np.uint8)
 
@@ -75,12 +79,21 @@ class Tally:
     within_bankruptcy: bool = True
     covered_accounts: set[int] = field(default_factory=set)
     liq_limits: dict[int, tuple[int, int]] = field(default_factory=dict)  # order id -> (side, limit ticks)
-    bbo: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
+    touch: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)  # market -> bid, ask ticks
+    last_trade: dict[int, int] = field(default_factory=dict)  # market -> price ticks
     step_first_order_at: float | None = None  # wall time of the first liquidation order this step
     step_orders: int = 0
     positions: dict[tuple[int, int], int] = field(default_factory=dict)  # (account, market) -> size
+    funding_payments: int = 0  # BALANCE events of reason FUNDING (payers and receivers)
+    funding_paid_micro: int = 0  # what the payers paid (the receivers got the same: zero-sum)
 
     def on_risk(self, data: bytes, now: float) -> None:
+        slots = np.frombuffer(data, _BALANCE)  # every slot seen as a BALANCE; only those count
+        paid = (slots["msg_type"] == MsgType.BALANCE) & (slots["reason"] == BalanceReason.FUNDING)
+        if paid.any():
+            delta = slots["delta"][paid]
+            self.funding_payments += int(np.count_nonzero(delta))
+            self.funding_paid_micro += int(-delta[delta < 0].sum())
         for off in _slots_of(data, _RISK_TYPES):
             t = data[off]
             if t == MsgType.LIQUIDATION:
@@ -119,6 +132,10 @@ class Tally:
                 e = decode(data, off)
                 if e["bid_size_lots"] and e["ask_size_lots"] and e["bid_price_ticks"] >= e["ask_price_ticks"]:
                     self.book_never_crossed = False
+                self.touch[e["market_id"]] = (
+                    e["bid_price_ticks"] if e["bid_size_lots"] else None,
+                    e["ask_price_ticks"] if e["ask_size_lots"] else None,
+                )
             elif t == MsgType.ACCEPTED:
                 e = decode(data, off)
                 if e["client_order_id"] >= LIQ_COID:
@@ -126,6 +143,7 @@ class Tally:
             elif t == MsgType.FILL:
                 self.fills += 1
                 e = decode(data, off)
+                self.last_trade[e["market_id"]] = e["price_ticks"]
                 lim = self.liq_limits.get(e["taker_order_id"] | (e["market_id"] << 40))
                 if lim is not None:
                     side, limit = lim
@@ -211,6 +229,21 @@ class Simulator:
         self.marker = 0
         self._echoes = 0  # heartbeat echoes seen since the last barrier (a full ring pumps before any)
         self.rng = random.Random(seed)
+        self.basis: dict[int, BasisEma] = {}  # perp market -> basis EMA (book.mark_follows_book)
+        f = scenario.funding
+        self.funding_interval_s = float(f.get("interval_s", 3600))
+        self.funding_config = FundingConfig(
+            cap_ppb=int(Decimal(str(f.get("cap", "0.03"))) * PPB),
+            interest_ppb=int(Decimal(str(f.get("interest", "0.0001"))) * PPB),
+            clamp_ppb=int(Decimal(str(f.get("clamp", "0.0005"))) * PPB),
+            rate_period_ns=int(float(f.get("period_s", 8 * 3600)) * 1e9),
+            payment_interval_ns=int(self.funding_interval_s * 1e9),
+        )
+        self.premiums: dict[int, list[int]] = {}  # perp market -> this interval's premium samples (ppb)
+        self.index_micro: dict[str, int] = {}  # symbol -> the index this step
+        self.marks_sent: dict[int, int] = {}  # market -> the mark this step (micro)
+        self.funded_interval = 0
+        self.funding_paid: list[dict[str, Any]] = []  # every interval paid: t_s, market, rate_ppb
 
     # ---- rings ---------------------------------------------------------------------------------
     def _pump(self) -> int:
@@ -266,15 +299,23 @@ class Simulator:
         truth = self.scenario.prices_at(t_s)
         out: list[bytes] = []
         shown: dict[str, float] = {}
+        follows_book = bool(self.scenario.book.get("mark_follows_book", False))
         for m in self.exchange.markets:
             idx, status = self.oracle.index(m.symbol, t_s, truth[m.symbol])
             shown[m.symbol] = idx / MICRO
+            self.index_micro[m.symbol] = idx
             if status == PriceStatus.OK and m.kind != "prediction" or 0 < idx < MICRO:
+                mark = (
+                    self._mark_from_book(m, idx, t_s)
+                    if follows_book and m.kind == "perp" and idx > 0
+                    else idx
+                )
+                self.marks_sent[m.market_id] = mark
                 out.append(
                     encode(
                         MsgType.MARK_PRICE,
                         m.market_id,
-                        price_ticks=max(1, idx // m.tick_micro),
+                        price_ticks=max(1, mark // m.tick_micro),
                         ts_ns=int(t_s * 1e9),
                     )
                 )
@@ -285,6 +326,7 @@ class Simulator:
                 a.symbol if a.symbol in truth else a.follows, t_s, truth[a.follows]
             )
             shown.setdefault(a.symbol, idx / MICRO)
+            self.index_micro.setdefault(a.symbol, idx)
             out.append(
                 encode(
                     MsgType.ORACLE_PRICE,
@@ -295,6 +337,70 @@ class Simulator:
                 )
             )
         return out, shown
+
+    def _funding(self, t_s: float) -> list[bytes]:
+        """A premium sample per perp every step; at each ``funding.interval_s`` of simulated time one
+        FUNDING per perp, the rate from ``engine.math.funding.calc_funding_rate`` (``P + clamp(I -
+        P)``, capped, the interval's share of the ``period_s`` rate), which risk pays to every
+        position at the mark. The premium is the perp's price over its underlying's where the
+        scenario lists the underlying too (``BTC`` beside ``BTC-PERP``), else 0 (the interest rate)."""
+        out: list[bytes] = []
+        for m in self.exchange.markets:
+            if m.kind != "perp":
+                continue
+            perp, base = self.index_micro.get(m.symbol, 0), self.index_micro.get(m.base, 0)
+            listed = m.base in self.scenario.assets and m.base != m.symbol
+            premium = (perp - base) * PPB // base if listed and base > 0 and perp > 0 else 0
+            self.premiums.setdefault(m.market_id, []).append(premium)
+        interval = int(t_s // self.funding_interval_s)
+        if interval <= self.funded_interval:
+            return out
+        self.funded_interval = interval
+        for m in self.exchange.markets:
+            mark = self.marks_sent.get(m.market_id, 0)
+            if m.kind != "perp" or mark <= 0:
+                continue
+            rate = calc_funding_rate(
+                self.premiums.pop(m.market_id, []), self.funding_config
+            ).rate_interval_ppb
+            out.append(
+                encode(
+                    MsgType.FUNDING,
+                    m.market_id,
+                    interval_id=interval,
+                    rate_ppb=rate,
+                    mark_micro=mark,
+                    ts_ns=int(t_s * 1e9),
+                )
+            )
+            self.funding_paid.append({"t_s": t_s, "market": m.symbol, "rate_ppb": rate})
+        return out
+
+    def _mark_from_book(self, m: SimMarket, index_micro: int, t_s: float) -> int:
+        """The oracle's mark (``engine.math.mark_price``): median of index + the basis EMA, the
+        book's median of bid, ask and last trade, and the index, over the book as the last step
+        left it. Liquidation orders that empty one side of a thin book move the EMA, and with it
+        the mark, toward where they traded: a cascade feeding itself (10 October 2025)."""
+        bid, ask = self.tally.touch.get(m.market_id, (None, None))
+        tick = m.tick_micro
+        bid_micro = None if bid is None else bid * tick
+        ask_micro = None if ask is None else ask * tick
+        last = self.tally.last_trade.get(m.market_id)
+        ts_ns = int(t_s * 1e9)
+        basis = calc_basis_pico(bid_micro, ask_micro, index_micro)
+        ema = self.basis.get(m.market_id)
+        if basis is not None:
+            half_life_ns = int(float(self.scenario.book.get("mark_half_life_s", 30)) * 1e9)
+            ema, _ = calc_basis_ema(ema, basis, ts_ns, half_life_ns)
+            self.basis[m.market_id] = ema
+        result = calc_mark_price(
+            index_micro,
+            None if ema is None else ema.basis_pico,
+            bid_micro,
+            ask_micro,
+            None if last is None else last * tick,
+        )
+        return result.mark_micro
 
     # ---- the run -------------------------------------------------------------------------------
     def run(self, calm_s: float = 10.0) -> dict[str, Any]:
@@ -360,6 +466,7 @@ class Simulator:
             step_wall0 = time.perf_counter()
             msgs, shown = self.price_messages(t)
             msgs += self._session_and_resolution(t)
+            msgs += self._funding(t)
             self.tally.step_first_order_at = None
             self.tally.step_orders = 0
             publish_at = time.perf_counter()
@@ -427,6 +534,9 @@ class Simulator:
                 name: round(statistics.median(p[i] for p in phases) * 1e3, 3) if phases else None
                 for i, name in enumerate(("price", "flow", "liquidation_rounds"))
             },
+            "funding": self.funding_paid,
+            "funding_payments": self.tally.funding_payments,
+            "funding_paid_usdc": self.tally.funding_paid_micro / MICRO,
             "ignored_keys": list(sc.ignored),
             "invariants": {
                 "book_never_crossed": self.tally.book_never_crossed,

@@ -72,6 +72,28 @@ def test_interpolation_is_log_linear_and_linear_for_predictions() -> None:
             lambda d: d.update(resolution={"market": "BTC-PERP", "outcome": "YES", "t_s": 1}),
             "not a prediction asset",
         ),
+        (lambda d: d.update(sessions={"BTC-PERP": [[1, 2]]}), "sessions.BTC-PERP: must be an object"),
+        (
+            lambda d: d.update(sessions={"BTC-PERP": {"closed": [[5, 2]]}}),
+            "sessions.BTC-PERP.closed[0]: to_s must be after from_s",
+        ),
+        (lambda d: d.update(sessions={"ETH": {"closed": []}}), "sessions.ETH: not a market of the scenario"),
+        (lambda d: d.update(oracle={"ETH": {"sources": 3}}), "oracle.ETH: not an asset of the scenario"),
+        (
+            lambda d: d.update(oracle={"BTC-PERP": {"sources": 3, "manipulated": {"mode": "wobble"}}}),
+            "oracle.BTC-PERP.manipulated.mode: 'wobble' is not one of",
+        ),
+        (
+            lambda d: d.update(oracle={"BTC-PERP": {"sources": 3, "manipulated": {"source": 3}}}),
+            "oracle.BTC-PERP.manipulated.source: must be an integer in [0, 2]",
+        ),
+        (lambda d: d.update(book={"levels": 2.5}), "book.levels: must be an integer in [1, 100]"),
+        (
+            lambda d: d.update(book={"mark_follows_book": "yes"}),
+            "book.mark_follows_book: must be true or false",
+        ),
+        (lambda d: d.update(funding={"interval_s": 0}), "funding.interval_s: must be in [0.001, inf]"),
+        (lambda d: d.update(population={"short_bias": 2}), "population.short_bias: must be in [0, 1]"),
     ],
 )
 def test_nonsense_is_refused_naming_the_row_and_field(edit, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -79,6 +101,12 @@ def test_nonsense_is_refused_naming_the_row_and_field(edit, message: str) -> Non
     edit(doc)
     with pytest.raises(ScenarioError, match=re.escape(message)):
         parse_scenario(doc)
+
+
+def test_unknown_keys_inside_the_sections_are_listed_as_documentation() -> None:
+    doc = copy.deepcopy(GOOD)
+    doc.update(book={"depth_usd": 1e6, "depht_usd": 5}, oracle={"BTC-PERP": {"sources": 5, "src": "x"}})
+    assert {"book.depht_usd", "oracle.BTC-PERP.src"} <= set(parse_scenario(doc).ignored)
 
 
 def test_a_file_that_is_not_json_or_not_there(tmp_path: Path) -> None:
