@@ -13,7 +13,10 @@
  *   slot it leaves to Python, having changed nothing for it: rare message types, anything from the
  *   oracle, an account that has no row yet, an order whose account's exposure moved since the last
  *   recomputation (Python recomputes it first), figures out of the range of the 128-bit arithmetic,
- *   risk's own liquidation orders (client ids >= 2^63) and the fee account's fills.
+ *   the events of risk's own liquidation orders (client ids >= 2^63) that the liquidator follows
+ *   (acceptance aside: a refusal, a cancelled remainder, the fill that ends the order; the fills
+ *   before it are applied here, their liquidation fee to the insurance fund included), and the fee
+ *   account's fills.
  *
  * Shared state, one copy: the account book's numpy columns are re-bound at every call (they move
  * when the book grows or is restored), the engine's dicts (rows, priced, leverage, liquidation
@@ -716,6 +719,7 @@ typedef struct {
     uint32_t partition, partitions, shards;
     PyObject *k_fee_changed;
     int64_t handbacks[HB_N];
+    int64_t liquidation_fills; /* fills of risk's liquidation orders applied here (not their last) */
 } Core;
 
 typedef struct {
@@ -728,7 +732,7 @@ typedef struct {
     int64_t n_stale, capacity;
     PyObject *engine, *book, *rows, *priced, *leverage, *cases, *events, *orders, *trade_flow;
     Ledger *ledger;
-    int64_t fee_row;
+    int64_t fee_row, insurance_row, liq_fee_ppm;
     uint64_t now_ns, records;
     int fee_changed;
     int64_t checked, rejected, fills;
@@ -965,11 +969,21 @@ static int bind(Core *c, Bind *b, PyObject *engine) {
             PyErr_SetString(PyExc_TypeError, "engine.orders must hold bytearrays");
             return -1;
         }
-    uint64_t fee_row;
+    uint64_t fee_row, insurance_row;
     if (u64_attr(engine, "fee_row", &fee_row) < 0 || u64_attr(engine, "now_ns", &b->now_ns) < 0 ||
-        u64_attr(engine, "records", &b->records) < 0)
+        u64_attr(engine, "records", &b->records) < 0 || u64_attr(engine, "insurance_row", &insurance_row) < 0)
         return -1;
     b->fee_row = (int64_t)fee_row;
+    b->insurance_row = (int64_t)insurance_row;
+    PyObject *params = attr_chain(engine, "liquidator", "params");
+    if (!params) return -1;
+    int rc = get_i64_attr(params, "fee_ppm", &b->liq_fee_ppm);
+    Py_DECREF(params);
+    if (rc < 0) return -1;
+    if (b->insurance_row < 0 || b->insurance_row >= b->capacity || b->liq_fee_ppm < 0 || b->liq_fee_ppm > (int64_t)HXR_PPM) {
+        PyErr_SetString(PyExc_ValueError, "insurance row or liquidation fee out of range");
+        return -1;
+    }
     return 0;
 }
 
@@ -1490,6 +1504,23 @@ static int settle_fill(Core *c, Bind *b, int64_t row, uint32_t account, const Mk
     return 0;
 }
 
+/* RiskEngine._liquidation_fee: ``fee_ppm`` of the notional, never more than the row's positive
+ * cash, from the row to the insurance fund (RiskEngine.move_cash: both adds, then both events). */
+static int liquidation_fee(Core *c, Bind *b, int64_t row, uint32_t account, i128 notional, uint64_t coid) {
+    const int A = (int)c->n_assets;
+    int64_t fee = (int64_t)floordiv(notional * b->liq_fee_ppm, HXR_PPM);
+    int64_t cash = b->balance[row * A];
+    if (fee > (cash > 0 ? cash : 0)) fee = cash > 0 ? cash : 0;
+    if (!fee) return 0;
+    int64_t ins = b->insurance_row;
+    if (add_checked(&b->balance[row * A], -fee, "balance") < 0) return -1;
+    if (add_checked(&b->balance[ins * A], fee, "balance") < 0) return -1;
+    b->dirty[row] = b->dirty[ins] = 1;
+    if (emit_balance(b, row, A, 0, HXR_REASON_LIQUIDATION, -fee, coid, account) < 0) return -1;
+    uint32_t ins_account = (uint32_t)(HXR_SYSTEM_ACCOUNT_BASE + 0x80 + c->partition);
+    return emit_balance(b, ins, A, 0, HXR_REASON_INSURANCE, fee, coid, ins_account);
+}
+
 static int ev_fill(Core *c, Bind *b, const uint8_t *p) {
     uint32_t mid = hx_header_market_id(p);
     const Mkt *m = mid < c->n_mkts && c->mkts[mid].present ? &c->mkts[mid] : NULL;
@@ -1507,6 +1538,7 @@ static int ev_fill(Core *c, Bind *b, const uint8_t *p) {
     uint32_t accts[2] = {t_acct, m_acct};
     uint64_t oids[2] = {t_oid, m_oid};
     int64_t rows[2] = {-1, -1}, slots[2] = {-1, -1};
+    uint64_t liq_coid[2] = {0, 0}; /* a liquidation order's fill that does not end it: its fee here */
     for (int s = 0; s < 2; s++) {
         if (!owns(c, accts[s])) continue;
         rows[s] = find_row(b, accts[s]);
@@ -1517,7 +1549,11 @@ static int ev_fill(Core *c, Bind *b, const uint8_t *p) {
         if (iso < 0) return FAILED;
         if (iso) return HB(b, HB_ISOLATED);
         slots[s] = ledger_find(b->ledger, mid, accts[s], oids[s], 0);
-        if (slots[s] >= 0 && b->ledger->res[slots[s]].coid >= HXR_LIQUIDATION_COID_BASE) return HB(b, HB_LIQUIDATION);
+        if (slots[s] >= 0 && b->ledger->res[slots[s]].coid >= HXR_LIQUIDATION_COID_BASE) {
+            /* its last fill ends the order: the liquidator follows that (Python) */
+            if (s == 0 ? (flags & 1) : (flags & 2)) return HB(b, HB_LIQUIDATION);
+            liq_coid[s] = b->ledger->res[slots[s]].coid;
+        }
     }
     PyObject *key = PyLong_FromUnsignedLong(mid);
     if (!key) return FAILED;
@@ -1557,6 +1593,10 @@ static int ev_fill(Core *c, Bind *b, const uint8_t *p) {
         b->fills++;
         int buy = (is_maker ? (t_side ^ 1) : t_side) == HX_SIDE_BUY;
         if (settle_fill(c, b, row, accts[s], m, buy, size_atoms, notional, is_maker, oids[s], mid) < 0) return FAILED;
+        if (liq_coid[s]) {
+            c->liquidation_fills++;
+            if (liquidation_fee(c, b, row, accts[s], notional, liq_coid[s]) < 0) return FAILED;
+        }
         /* the maker's slot was found before the taker's side moved the ledger: find it again */
         int64_t k = ledger_find(b->ledger, mid, accts[s], oids[s], 0);
         if (k >= 0) {
@@ -1704,8 +1744,12 @@ static PyObject *Core_handbacks(Core *c, PyObject *unused) {
     return out;
 }
 
+static PyObject *Core_liquidation_fills(Core *c, PyObject *unused) { return PyLong_FromLongLong(c->liquidation_fills); }
+
 static PyMethodDef Core_methods[] = {
     {"handbacks", (PyCFunction)Core_handbacks, METH_NOARGS, "slots left to Python so far, by reason"},
+    {"liquidation_fills", (PyCFunction)Core_liquidation_fills, METH_NOARGS,
+     "fills of risk's liquidation orders applied by the core (every one but an order's last)"},
     {"run", (PyCFunction)Core_run, METH_VARARGS,
      "run(engine, buf, off, end, source) -> offset of the first slot left to Python (source < 0: shard events)"},
     {NULL}};

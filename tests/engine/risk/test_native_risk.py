@@ -352,6 +352,36 @@ def test_random_flows_agree_record_by_record(seed: int) -> None:
     assert c.handed_back > 0  # the Python paths ran too (deposits, oracle, refreshed accounts)
 
 
+def test_a_liquidation_order_sweeping_several_levels_agrees_fill_by_fill() -> None:
+    """A liquidation IOC that takes several makers' levels: its fills but the last are the core's
+    own (the liquidation fee to the fund included), the last one and the order's end Python's (the
+    liquidator follows them); the two engines agree on every byte."""
+    twin = Twin()
+    flow = Flow(random.Random(9))
+    maker, short, trader = 1, 2, 5
+    twin.send([flow.deposit(maker, USDC, 10**12), flow.deposit(short, USDC, 10**12)])
+    twin.send([flow.deposit(trader, USDC, 700 * 10**6)])  # $700 for a $5,000 long: 7x
+    twin.send([encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=500_000)], Source.ORACLE)
+
+    def order(account: int, side: int, price: int, lots: int) -> bytes:
+        flow.coid += 1
+        return encode(
+            MsgType.NEW_ORDER, BTC_PERP, account=account, side=side, price_ticks=price, size_lots=lots,
+            client_order_id=flow.coid,
+        )  # fmt: skip
+
+    twin.send([order(short, Side.SELL, 500_000, 100)])
+    twin.send([order(trader, Side.BUY, 500_000, 100)])
+    twin.send([order(maker, Side.BUY, price, 3) for price in range(480_000, 440_000, -2_000)])  # thin bids
+    for mark in range(498_000, 430_000, -2_000):  # down until a liquidation order has swept levels
+        twin.send([encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=mark)], Source.ORACLE)
+        if twin.c.risk.core.liquidation_fills():
+            break
+    assert twin.c.risk.core.liquidation_fills() > 0, "no liquidation order swept more than one level"
+    assert twin.c.risk.core.handbacks()["liquidation"] > 0  # its last fill or its end: Python's
+    twin.compare_snapshots()
+
+
 def test_two_partitions_agree() -> None:
     twin = run_flow(11, 600, partitions=2)
     codes = {decode(o, k)["reason"] for o in twin.outputs for k in _slots(o, MsgType.REJECTED)}
