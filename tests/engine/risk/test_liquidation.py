@@ -195,3 +195,47 @@ def test_a_liquidation_order_the_shard_refuses_is_retried_then_backstopped_never
     assert len(refused) == x.risk.liquidator.params.max_retries + 1
     assert _liqs(x, LiquidationKind.TAKEOVER)
     assert x.risk.book.perp_size[x.row(ALICE), 0] == 0 and not x.risk.ledger.is_live(BTC_PERP, ALICE, 1 << 63)
+
+
+def test_the_adl_queue_is_the_full_ranking_however_much_of_it_is_consumed() -> None:
+    """The queue sorts only the head a bankruptcy consumes; read to the end it must be exactly the
+    full ranking: profitable positions of the side, highest score first, equal scores by account
+    id, the system accounts and the excluded rows left out. 300 holders in groups of equal figures
+    (ties across the head's edge)."""
+    import random
+
+    import numpy as np
+
+    x = LocalExchange()
+    _mark(x, 500_000)
+    e, b = x.risk, x.risk.book
+    rng = random.Random(4)
+    rows = []
+    for account in range(100, 400):
+        row = b.row(account)
+        rows.append(row)
+        group = rng.randrange(40)  # equal figures within a group: equal scores
+        size = -(1 + group % 7) * 10**7
+        b.perp_size[row, 0] = size if account % 9 else -size  # every 9th long: the other side
+        b.perp_cost[row, 0] = b.perp_size[row, 0] * (510 + group)  # entered $51,000-$54,900: a short gains
+        b.equity[row] = 10_000 * 10**6 + group * 10**6
+        b.initial[row] = 2_000 * 10**6
+    b.perp_size[rows[5], 0] = -(10**7)  # a short entered at $45,000: a loss
+    b.perp_cost[rows[5], 0] = -(10**7) * 450
+    excluded = (rows[7], rows[8])
+    got = list(e.liquidator._adl_queue(0, -1, excluded))
+    mark = float(e.marks[0])
+    want = []
+    for row in rows:
+        size, cost = int(b.perp_size[row, 0]), int(b.perp_cost[row, 0])
+        if size >= 0 or row in excluded:
+            continue
+        value = size * (mark / 10**8)
+        upnl = value - cost
+        score = (upnl / max(int(b.initial[row]), 1)) * (abs(value) / int(b.equity[row]))
+        if upnl > 0 and score > 0:
+            want.append((-score, int(b.ids[row]), row))
+    want.sort()
+    assert [r for r, _s in got] == [r for _s, _a, r in want]
+    assert len(got) > 100 and rows[5] not in {r for r, _ in got}
+    assert all(np.diff([s for _r, s in got]) <= 0)
