@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -62,6 +62,9 @@ from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, INT64_MIN, PPM
 from engine.wire.layout import BY_TYPE, SLOT_BYTES, WIRE_VERSION
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from engine.risk.account_book import AccountBook
     from engine.risk.risk_engine import RiskEngine
 
 LIQUIDATION_COID_BASE = 1 << 63  # client order ids of risk's own orders (clients' are below)
@@ -111,6 +114,63 @@ class Case:
 
 
 @dataclass
+class _Queue:
+    """One perp and side's ADL ranking within a scan: what was taken of it so far, the rest."""
+
+    more: Iterator[tuple[int, float]]
+    seen: list[tuple[int, float]] = field(default_factory=list)
+    start: int = 0  # rows before it hold no position on the side any more
+
+
+class CaseBook(dict[int, Case]):
+    """``Liquidator.cases`` (by row key), with a flag per book row kept in step by every insert and
+    delete: a scan selects the rows with or without a case in numpy, not with a dict lookup per
+    row (a cascade holds thousands of cases over hundreds of records). Only ``[]=``, ``del`` and
+    ``pop`` change it; the bulk methods are refused so that no path can miss the flags."""
+
+    def __init__(self, book: AccountBook, items: Iterable[tuple[int, Case]] = ()) -> None:
+        super().__init__()
+        self._book = book
+        self._flag = np.zeros(0, bool)
+        for key, case in items:
+            self[key] = case
+
+    def flags(self) -> np.ndarray:
+        """Whether each book row has a case (sized to the book's capacity)."""
+        capacity = self._book.capacity
+        if len(self._flag) < capacity:
+            grown = np.zeros(capacity, bool)
+            grown[: len(self._flag)] = self._flag
+            self._flag = grown
+        return self._flag
+
+    def _mark(self, key: int, value: bool) -> None:
+        row = self._book.rows.get(key)  # a case's key is its row's key in the book
+        if row is not None:
+            self.flags()[row] = value
+
+    def __setitem__(self, key: int, case: Case) -> None:
+        super().__setitem__(key, case)
+        self._mark(key, True)
+
+    def __delitem__(self, key: int) -> None:
+        super().__delitem__(key)
+        self._mark(key, False)
+
+    def pop(self, key: int, *default: Any) -> Any:  # type: ignore[override]
+        had = key in self
+        out = super().pop(key, *default)
+        if had:
+            self._mark(key, False)
+        return out
+
+    def _refused(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("CaseBook: insert with [], remove with del or pop")
+
+    clear = update = setdefault = popitem = __ior__ = _refused  # type: ignore[assignment]
+
+
+@dataclass
 class NewCases:
     """A window of a scan's rows as the fast paths see it (``Liquidator._plan``): for each row,
     whether it is a new case they start (``ok``) and, for those, the order ``_step`` would send;
@@ -139,7 +199,9 @@ class Liquidator:
         self.engine = engine
         self.fast = self.FAST
         self.params = params or LiquidationParams()
-        self.cases: dict[int, Case] = {}  # by row key (AccountBook.key: the account id for its own row)
+        self.cases = CaseBook(engine.book)  # by row key (AccountBook.key: the account id for its own row)
+        self._busy = np.zeros(0, np.int32)  # by book row: its liquidation orders out (``orders``)
+        self._queues: dict[tuple[int, int], _Queue] | None = None  # ADL rankings, during a scan
         self.orders: dict[int, int] = {}  # liquidation client order id -> row key
         self.next_coid = LIQUIDATION_COID_BASE
         self.started = 0  # liquidations started (for metrics; not state)
@@ -155,6 +217,21 @@ class Liquidator:
     def _key(self, row: int) -> int:
         """The key of the row's case in ``cases`` (and of its orders in ``orders``)."""
         return self.engine.book.key(row)  # (the account id for an account's own row)
+
+    def busy(self) -> np.ndarray:
+        """By book row, how many of ``orders`` (liquidation orders not ended) are its: a row whose
+        case has an order out does nothing in a scan, so the scan drops those rows at once."""
+        capacity = self.engine.book.capacity
+        if len(self._busy) < capacity:
+            grown = np.zeros(capacity, np.int32)
+            grown[: len(self._busy)] = self._busy
+            self._busy = grown
+        return self._busy
+
+    def _order_out(self, key: int, delta: int) -> None:
+        row = self.engine.book.rows.get(key)
+        if row is not None:
+            self.busy()[row] += delta
 
     # ---- events --------------------------------------------------------------------------------
     def _event(
@@ -182,6 +259,14 @@ class Liquidator:
 
     # ---- the scan after each recomputation --------------------------------------------------------
     def scan(self, rows: np.ndarray) -> None:
+        """Act on ``rows`` (below maintenance, or with a case) after a recomputation, in row order."""
+        self._queues = {}  # the ADL rankings live as long as the scan
+        try:
+            self._scan(rows)
+        finally:
+            self._queues = None
+
+    def _scan(self, rows: np.ndarray) -> None:
         e = self.engine
         b = e.book
         if len(rows):  # only rows with a case or below maintenance can do anything below (vectorised)
@@ -189,8 +274,8 @@ class Liquidator:
             maint = b.maintenance[rows]
             look = (maint > 0) & (b.equity[rows] < maint)
             if self.cases:
-                keys = ids.astype(np.int64) | b.isolated_market[rows] << 32
-                look |= np.isin(keys, np.fromiter(self.cases, np.int64, len(self.cases)))
+                look |= self.cases.flags()[rows]
+                look &= self.busy()[rows] == 0  # a case with an order out waits for it (below)
             rows = rows[look & (ids < e.system_base)]
         acted = 0
         self._bad_prices = self._unpriced()
@@ -298,14 +383,9 @@ class Liquidator:
         take = self._plan_takeovers(sub, cand, held_perp, held)
         cand &= eq >= mm * self.params.takeover_ppm // PPM  # not the backstop at once
         idx = np.flatnonzero(cand)
-        if len(idx):  # no case yet (looked up by key), the account's own row (next_seq numbers it)
-            find = b.rows.get
-            idx = idx[
-                [
-                    self._key(r) not in self.cases and find(a) == r
-                    for r, a in zip(sub[idx].tolist(), ids[idx].tolist(), strict=True)
-                ]
-            ]
+        if len(idx):  # no case yet, the account's own row (next_seq numbers it), not an isolated one
+            at = sub[idx]
+            idx = idx[~self.cases.flags()[at] & (b.isolated_market[at] == 0)]
         ok = np.zeros(n, bool)
         k = len(idx)
         out = NewCases(ok, *(np.zeros(n, np.int64) for _ in range(8)), np.full(n, -1, np.int64))
@@ -398,23 +478,27 @@ class Liquidator:
         if not self.cases:
             return out
         spot = np.fromiter(self.engine.spot_market_of, np.intp, len(self.engine.spot_market_of))
-        one = below & (held_perp.sum(1) == 1)
+        one = below & (held_perp.sum(1) == 1) & self.cases.flags()[sub] & (self.busy()[sub] == 0)
         if len(spot):
             one &= ~held[:, spot].any(1)
         idx = np.flatnonzero(one)
         if not len(idx):
             return out
+        at = sub[idx]
+        eq, mm = b.equity[at], b.maintenance[at]
+        fits = mm < INT64_MAX // (PPM + params.buffer_ppm)  # (the others: the per-account way)
+        keep = fits & (b.isolated_market[at] == 0)  # the account's own row: its key is its id
+        keep &= eq < np.where(fits, mm, 0) * (PPM + params.buffer_ppm) // PPM  # still under, buffer
+        idx, at, force = idx[keep], at[keep], (eq < mm * params.takeover_ppm // PPM)[keep]
         perp = held_perp[idx].argmax(1)
-        find, cases = b.rows.get, self.cases
-        for j, (r, p) in enumerate(zip(sub[idx].tolist(), perp.tolist(), strict=True)):
-            case = cases.get(self._key(r))
+        cases = self.cases
+        for j, (key, p, now) in enumerate(
+            zip(b.ids[at].tolist(), perp.tolist(), force.tolist(), strict=True)
+        ):
+            case = cases.get(key)
             if case is None or case.in_flight:
                 continue
-            account = int(b.ids[r])
-            equity, maint = int(b.equity[r]), int(b.maintenance[r])
-            if find(account) != r or equity >= maint * (PPM + params.buffer_ppm) // PPM:
-                continue
-            if case.backstop or equity < maint * params.takeover_ppm // PPM:
+            if case.backstop or now:
                 out[idx[j]] = p
         return out
 
@@ -622,6 +706,7 @@ class Liquidator:
             self.orders[coid] = key
             e.register_liquidation_order(mid, acct, coid, sd, n)
             self.cases[key] = Case({coid})
+        self.busy()[part] += 1  # (each row's key is its own: book.key)
         self.started += k
         self.started_fast += k
 
@@ -718,6 +803,7 @@ class Liquidator:
         coid = self.next_coid
         self.next_coid += 1
         self.orders[coid] = account if key < 0 else key
+        self._order_out(self.orders[coid], 1)
         msg = _P_NEW(
             MsgType.NEW_ORDER,
             WIRE_VERSION,
@@ -744,6 +830,7 @@ class Liquidator:
         key = self.orders.pop(coid, None)
         if key is None:
             return
+        self._order_out(key, -1)
         case = self.cases.get(key)
         if case is None:
             return
@@ -850,14 +937,46 @@ class Liquidator:
 
     def _adl_queue(self, perp: int, sign: int, exclude: tuple[int, ...]) -> Iterator[tuple[int, float]]:
         """Rows holding a position of ``sign`` in ``perp``, profitable first by ADL score (ties: the
-        lower account id first), lazily: the scores of every holder in one numpy pass (the formula
-        ``publish_adl_ranks`` ranks by: ``(upnl / margin) * (notional / equity)`` in float64), then
-        only the head the caller consumes is sorted (a bankrupt account rarely needs more than a
-        few counterparties; sorting 100,000 holders per bankruptcy was a cascade's bottleneck)."""
+        lower account id first), ``exclude`` left out.
+
+        Within a scan the ranking is taken once per perp and side, at its first use, and walked by
+        every bankruptcy after it: a cascade deleverages thousands of accounts against the same
+        side, and ranking 100,000 holders for each was its bottleneck. Positions on that side only
+        shrink within a scan (deleveraged, or taken over), so a row whose position is gone or has
+        flipped is skipped, for good; one partly deleveraged keeps its place (its score as of the
+        ranking). Outside a scan (an isolated position's deficit) the ranking is taken afresh."""
+        cache = self._queues
+        if cache is None:
+            yield from (x for x in self._ranked(perp, sign) if x[0] not in exclude)
+            return
+        q = cache.get((perp, sign))
+        if q is None:
+            q = cache[(perp, sign)] = _Queue(self._ranked(perp, sign))
+        size = self.engine.book.perp_size
+        seen = q.seen
+        while q.start < len(seen) and np.sign(size[seen[q.start][0], perp]) != sign:
+            q.start += 1  # gone from this side: for good
+        i = q.start
+        while True:
+            if i == len(seen):
+                nxt = next(q.more, None)
+                if nxt is None:
+                    return
+                seen.append(nxt)
+            row, score = seen[i]
+            i += 1
+            if row not in exclude and np.sign(size[row, perp]) == sign:
+                yield row, score
+
+    def _ranked(self, perp: int, sign: int) -> Iterator[tuple[int, float]]:
+        """The ranking ``_adl_queue`` walks: the scores of every holder in one numpy pass (the
+        formula ``publish_adl_ranks`` ranks by: ``(upnl / margin) * (notional / equity)`` in
+        float64), then only the head consumed is sorted (a bankruptcy rarely needs more than a few
+        counterparties)."""
         e, b = self.engine, self.engine.book
         n = b.count
         rows = np.flatnonzero(np.sign(b.perp_size[:n, perp]) == sign)
-        rows = rows[(b.ids[rows] < e.system_base) & ~np.isin(rows, exclude)]
+        rows = rows[b.ids[rows] < e.system_base]
         if not len(rows):
             return
         value = b.perp_size[rows, perp].astype(np.float64) * (float(e.marks[perp]) / ATOMS_PER_UNIT)
@@ -993,8 +1112,14 @@ class Liquidator:
         }
 
     def load_json(self, doc: dict[str, object]) -> None:
-        self.cases = {a: Case(set(f), r, b) for a, f, r, b in doc["cases"]}  # type: ignore[attr-defined]
+        self.cases = CaseBook(
+            self.engine.book,
+            ((a, Case(set(f), r, b)) for a, f, r, b in doc["cases"]),  # type: ignore[attr-defined]
+        )
         self.orders = {int(c): int(a) for c, a in doc["orders"]}  # type: ignore[attr-defined]
+        self._busy = np.zeros(0, np.int32)
+        for key in self.orders.values():
+            self._order_out(key, 1)
         self.next_coid = int(doc["next_coid"])  # type: ignore[arg-type]
         self.unwind_due = set(doc["unwind_due"])  # type: ignore[call-overload]
         self.rank_cache = np.zeros((self.engine.book.capacity, self.engine.config.n_perps), np.int8)

@@ -239,3 +239,33 @@ def test_the_adl_queue_is_the_full_ranking_however_much_of_it_is_consumed() -> N
     assert [r for r, _s in got] == [r for _s, _a, r in want]
     assert len(got) > 100 and rows[5] not in {r for r, _ in got}
     assert all(np.diff([s for _r, s in got]) <= 0)
+
+
+def test_within_a_scan_the_adl_ranking_is_taken_once_and_walked_by_each_bankruptcy() -> None:
+    """In a scan every bankruptcy walks the same ranking: a counterparty closed out is skipped for
+    good, one partly deleveraged keeps its place at the head, the excluded rows are left out."""
+    x = LocalExchange()
+    _mark(x, 500_000)
+    liq, b = x.risk.liquidator, x.risk.book
+    rows = []
+    for i, account in enumerate(range(100, 160)):
+        row = b.row(account)
+        rows.append(row)
+        b.perp_size[row, 0] = -(10**7)
+        b.perp_cost[row, 0] = -(10**7) * (510 + i)  # later ones entered higher: more profit
+        b.equity[row], b.initial[row] = 10_000 * 10**6, 2_000 * 10**6
+    fresh = [r for r, _ in liq._adl_queue(0, -1, ())]
+    assert fresh == rows[::-1]  # the highest entry first
+    liq._queues = {}  # as during a scan
+    try:
+        first = liq._adl_queue(0, -1, ())
+        top = [next(first)[0] for _ in range(3)]
+        assert top == fresh[:3]
+        b.perp_size[top[0], 0] = 0  # closed out by the first bankruptcy
+        b.perp_size[top[1], 0] = -(5 * 10**6)  # half of it
+        b.perp_cost[rows[0], 0] = -(10**7) * 900  # moves to the top of a fresh ranking, not this one
+        again = [r for r, _ in liq._adl_queue(0, -1, (top[2],))]
+        assert again == [top[1]] + fresh[3:]
+    finally:
+        liq._queues = None
+    assert next(liq._adl_queue(0, -1, ()))[0] == rows[0]  # outside a scan: ranked afresh
