@@ -208,7 +208,7 @@ class Liquidator:
         self.started_fast = 0  # of them, by the vectorised path (for tests and metrics; not state)
         self.taken_fast = 0  # takeovers by _take_over (for tests and metrics; not state)
         self.rank_cache = np.zeros((0, engine.config.n_perps), np.int8)  # last ADL rank sent, by row
-        self.unwind_due: set[int] = set()  # perps whose mark moved since the fund last tried
+        self.unwind_due: set[int] = set()  # perps (p) and spot assets (~a) repriced since the fund last tried
         config = engine.config
         self._perp_base = np.array([config.markets[m].base_asset for m in config.perps], np.intp)
         self._bad_prices = self._unpriced()
@@ -1009,14 +1009,20 @@ class Liquidator:
         due, self.unwind_due = self.unwind_due, set()  # one attempt per mark update, not per record
         if due:
             self._deleverage_fund()
+        fund_id = int(b.ids[fund])
+        busy = {r.market for r in e.ledger.orders_of(fund_id)}  # one unwind order at a time per market
+        holdings: list[tuple[RiskMarket, int, int]] = []  # market, size (signed), its price
         for p in np.flatnonzero(b.perp_size[fund]).tolist():
-            if p not in due:
-                continue
-            market = e.config.markets[e.config.perps[p]]
-            if any(r.market == market.market_id for r in e.ledger.orders_of(int(b.ids[fund]))):
-                continue  # one unwind order at a time per market
-            size, mark = int(b.perp_size[fund, p]), int(e.marks[p])
-            if mark <= 0:
+            if p in due:
+                holdings.append(
+                    (e.config.markets[e.config.perps[p]], int(b.perp_size[fund, p]), int(e.marks[p]))
+                )
+        for a in (np.flatnonzero(b.balance[fund, 1:]) + 1).tolist():  # spot holdings taken over
+            market = e.spot_market_of.get(a)
+            if market is not None and ~a in due and not e.stale[a]:
+                holdings.append((market, int(b.balance[fund, a]), int(e.prices[a])))
+        for market, size, mark in holdings:
+            if market.market_id in busy or mark <= 0:
                 continue
             side = Side.SELL if size > 0 else Side.BUY
             band = mark * self.params.unwind_band_ppm // PPM
@@ -1025,9 +1031,9 @@ class Liquidator:
             limit = -((-price) // tick) if side == Side.SELL else price // tick
             lots = abs(size) // market.lot_size_atoms
             if lots and limit > 0:
-                self._send(int(b.ids[fund]), market, side, lots, limit)
+                self._send(fund_id, market, side, lots, limit)
                 self._event(
-                    int(b.ids[fund]),
+                    fund_id,
                     market.market_id,
                     LiquidationKind.UNWIND,
                     side,

@@ -537,6 +537,7 @@ class RiskEngine:
             self._emit_price(market.market_id, market.base_asset, 0, price_micro)
         else:
             self.prices[market.base_asset] = price_micro
+            self.liquidator.unwind_due.add(~market.base_asset)  # what the fund took over of it
             self._emit_price(ALL_MARKETS, market.base_asset, 1, price_micro)
         self._touch_exposed(market)
 
@@ -712,6 +713,7 @@ class RiskEngine:
                     asset, int(self.prices[asset]), self._closed(asset), bool(self.stale[asset])
                 )
                 self._emit_price(ALL_MARKETS, asset, 1, int(self.prices[asset]))
+                self.liquidator.unwind_due.add(~asset)  # what the fund took over of it
                 self._touch_asset(asset)
         elif t == MsgType.MARK_PRICE:
             (_t, _v, _l, mid, price, _ts) = _U_MARK(buf, off)

@@ -441,6 +441,7 @@ class Simulator:
                     self.shard_events.close()
                 options = pipe.options_of("risk", 0)
             report["invariants"].update(self._offline_checks(options, state))
+            report["insurance_fund_end"] = self.fund_end
             return report
 
     def _drive(self, calm_s: float) -> dict[str, Any]:
@@ -623,6 +624,13 @@ class Simulator:
         live.margin.recompute(b, np.arange(b.count), live.prices, live.marks)
         negative = {int(b.ids[r]) for r in np.flatnonzero(b.equity[: b.count] < 0)} - {
             a for a in (int(x) for x in b.ids[: b.count]) if a >= SYSTEM_ACCOUNT_BASE
+        }
+        fund = live.insurance_row
+        self.fund_end = {  # the fund's USDC can be negative while it holds what it took over
+            "usdc": int(b.balance[fund, 0]) / MICRO,
+            "equity_usdc": int(b.equity[fund]) / MICRO,
+            "perp_positions": int(np.count_nonzero(b.perp_size[fund])),
+            "other_assets_held": int(np.count_nonzero(b.balance[fund, 1:])),
         }
         return {
             "conservation": conserved,

@@ -269,3 +269,31 @@ def test_within_a_scan_the_adl_ranking_is_taken_once_and_walked_by_each_bankrupt
     finally:
         liq._queues = None
     assert next(liq._adl_queue(0, -1, ()))[0] == rows[0]  # outside a scan: ranked afresh
+
+
+def test_a_spot_holding_the_fund_took_over_is_unwound_on_the_next_price() -> None:
+    """The backstop takes spot holdings too (an account that bought ETH with borrowed USDC); the
+    fund sells them back into the book on the next price, like a perp position, instead of holding
+    them for ever with a negative USDC balance."""
+    from risk_harness import ETH, ETH_USDC
+
+    x = LocalExchange()
+    x.send(encode(MsgType.MARK_PRICE, ETH_USDC, price_ticks=200_000), Source.ORACLE)  # $2,000
+    x.deposit(MAKER, ETH, 100 * 10**8)
+    x.deposit(MAKER, USDC, 10**6 * 10**6)
+    x.deposit(ALICE, USDC, 1_000 * 10**6)
+    x.order(MAKER, ETH_USDC, 1, 200_000, 300)  # 3 ETH offered at $2,000
+    x.order(ALICE, ETH_USDC, 0, 200_000, 250)  # $5,000 of ETH on $1,000: $4,000 borrowed
+    b, fund = x.risk.book, x.risk.insurance_row
+    assert b.balance[x.row(ALICE), ETH] == 25 * 10**7
+    for ticks in range(190_000, 100_000, -10_000):  # no bids: the backstop takes it over
+        x.send(encode(MsgType.MARK_PRICE, ETH_USDC, price_ticks=ticks), Source.ORACLE)
+        if b.balance[fund, ETH]:
+            break
+    assert _liqs(x, LiquidationKind.TAKEOVER) and b.balance[fund, ETH] == 25 * 10**7
+    assert not [e for e in _liqs(x, LiquidationKind.UNWIND) if e["market_id"] == ETH_USDC]
+    x.order(MAKER, ETH_USDC, 0, ticks - 1_000, 1_000)  # bids return below the price
+    x.send(encode(MsgType.MARK_PRICE, ETH_USDC, price_ticks=ticks), Source.ORACLE)
+    unwind = [e for e in _liqs(x, LiquidationKind.UNWIND) if e["market_id"] == ETH_USDC]
+    assert unwind and unwind[0]["side"] == 1 and unwind[0]["size_atoms"] == 25 * 10**7
+    assert b.balance[fund, ETH] == 0  # sold into the bids within the unwind band
