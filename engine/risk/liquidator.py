@@ -1054,8 +1054,8 @@ class Liquidator:
         realises beyond the fund's cash (the fund's deficit on these positions, no older debt) is
         split over the deleveraged positions pro rata to the notional each closed, like
         ``_deleverage``'s: together the same as closing at the fund's bankruptcy price. An ``ADL``
-        event for the fund names each position it closed (``amount_micro`` = that deficit); the
-        counterparties get theirs as for any ADL."""
+        event on the fund's account names each position it closed (size and mark); the
+        counterparties get theirs as for any ADL, their share of the deficit in ``amount_micro``."""
         e, b = self.engine, self.engine.book
         fund = e.insurance_row
         perps = np.flatnonzero(b.perp_size[fund]).tolist()
