@@ -27,6 +27,7 @@ GOOD = {
 def test_every_builtin_loads() -> None:
     names = builtin_names()
     assert {"crash", "squeeze", "equity-gap", "resolution", "oracle-attack", "cascade", "depeg"} <= set(names)
+    assert {"luna-2022", "jelly-2025", "oct10-2025"} <= set(names)  # incidents, compressed
     for name in names:
         assert load_scenario(name).path
 
