@@ -1517,7 +1517,7 @@ static int liquidation_fee(Core *c, Bind *b, int64_t row, uint32_t account, i128
     if (add_checked(&b->balance[ins * A], fee, "balance") < 0) return -1;
     b->dirty[row] = b->dirty[ins] = 1;
     if (emit_balance(b, row, A, 0, HXR_REASON_LIQUIDATION, -fee, coid, account) < 0) return -1;
-    uint32_t ins_account = (uint32_t)(HXR_SYSTEM_ACCOUNT_BASE + 0x80 + c->partition);
+    uint32_t ins_account = (uint32_t)(HXR_INSURANCE_ACCOUNT_BASE + c->partition);
     return emit_balance(b, ins, A, 0, HXR_REASON_INSURANCE, fee, coid, ins_account);
 }
 

@@ -335,6 +335,7 @@ def render_risk_header() -> str:
 
     consts = (
         ("HXR_SYSTEM_ACCOUNT_BASE", risk_engine.SYSTEM_ACCOUNT_BASE, "ids above it belong to the exchange"),
+        ("HXR_INSURANCE_ACCOUNT_BASE", risk_engine.INSURANCE_ACCOUNT_BASE, "+ partition: its insurance fund"),
         (
             "HXR_MAX_POSITION_ATOMS",
             risk_engine.MAX_POSITION_ATOMS,

@@ -8,6 +8,7 @@
 #define HX_RISK_H
 
 #define HXR_SYSTEM_ACCOUNT_BASE 4294967040ULL /* ids above it belong to the exchange */
+#define HXR_INSURANCE_ACCOUNT_BASE 4294967168ULL /* + partition: its insurance fund */
 #define HXR_MAX_POSITION_ATOMS 1152921504606846976ULL /* |position| + an order's size stays below */
 #define HXR_LIQUIDATION_COID_BASE 9223372036854775808ULL /* client order ids of risk's own orders */
 #define HXR_PPM 1000000ULL /* parts per million: 1.0 */

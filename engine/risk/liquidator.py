@@ -113,6 +113,15 @@ class Case:
     backstop: bool = False  # the book could not take it: the fund takes over next round
 
 
+def _fit(array: np.ndarray, capacity: int) -> np.ndarray:
+    """``array`` (one entry per book row) zero-extended to ``capacity`` once the book has grown."""
+    if len(array) >= capacity:
+        return array
+    grown = np.zeros(capacity, array.dtype)
+    grown[: len(array)] = array
+    return grown
+
+
 @dataclass
 class _Queue:
     """One perp and side's ADL ranking within a scan: what was taken of it so far, the rest."""
@@ -137,11 +146,7 @@ class CaseBook(dict[int, Case]):
 
     def flags(self) -> np.ndarray:
         """Whether each book row has a case (sized to the book's capacity)."""
-        capacity = self._book.capacity
-        if len(self._flag) < capacity:
-            grown = np.zeros(capacity, bool)
-            grown[: len(self._flag)] = self._flag
-            self._flag = grown
+        self._flag = _fit(self._flag, self._book.capacity)
         return self._flag
 
     def _mark(self, key: int, value: bool) -> None:
@@ -221,11 +226,7 @@ class Liquidator:
     def busy(self) -> np.ndarray:
         """By book row, how many of ``orders`` (liquidation orders not ended) are its: a row whose
         case has an order out does nothing in a scan, so the scan drops those rows at once."""
-        capacity = self.engine.book.capacity
-        if len(self._busy) < capacity:
-            grown = np.zeros(capacity, np.int32)
-            grown[: len(self._busy)] = self._busy
-            self._busy = grown
+        self._busy = _fit(self._busy, self.engine.book.capacity)
         return self._busy
 
     def _order_out(self, key: int, delta: int) -> None:
@@ -903,37 +904,54 @@ class Liquidator:
     ) -> int:
         """Close the fund's freshly taken perp positions against ranked profitable opposite positions;
         split the deficit over them pro rata to the notional each closed. Returns what is left."""
+        closed: list[tuple[int, int, RiskMarket]] = []
+        for market, size, price in taken:  # the fund holds `size` (same sign as the bankrupt account had)
+            self._close_against_queue(market, size, price, (row, self.engine.insurance_row), closed)
+        return 0 if self._haircut(closed, deficit, row, BalanceReason.LIQUIDATION, account) else deficit
+
+    def _close_against_queue(
+        self,
+        market: RiskMarket,
+        size: int,
+        price: int,
+        exclude: tuple[int, ...],
+        closed: list[tuple[int, int, RiskMarket]],
+    ) -> int:
+        """Close up to ``|size|`` of the fund's position in ``market`` (signed as the fund holds it)
+        at ``price`` against the ADL queue of the opposite side, an ADL event to each counterparty;
+        each close is appended to ``closed`` as (row, notional, market). Returns the atoms closed."""
         e, b = self.engine, self.engine.book
-        fund = e.insurance_row
-        closed: list[tuple[int, int, RiskMarket]] = []  # (row, notional closed, market)
-        for market, size, price in taken:
-            p = market.perp
-            want = abs(size)  # the fund holds `size` (same sign as the bankrupt account had)
-            for other, _score in self._adl_queue(p, -1 if size > 0 else 1, exclude=(row, fund)):
-                if want == 0:
-                    break
-                have = abs(int(b.perp_size[other, p]))
-                d = min(have, want)
-                notional = d * price // ATOMS_PER_UNIT
-                signed = d if size > 0 else -d  # the fund sells (long taken) / buys (short taken)
-                e.transfer_perp(fund, other, p, signed, notional)
-                want -= d
-                closed.append((other, notional, market))
-                self._moved_others = True
-                side = Side.BUY if size > 0 else Side.SELL  # for the deleveraged account
-                self._event(int(b.ids[other]), market.market_id, LiquidationKind.ADL, side, d, price, 0)
-        if not closed:
-            return deficit
+        fund, p = e.insurance_row, market.perp
+        want, done = abs(size), 0
+        for other, _score in self._adl_queue(p, -1 if size > 0 else 1, exclude=exclude):
+            if want == 0:
+                break
+            d = min(abs(int(b.perp_size[other, p])), want)
+            notional = d * price // ATOMS_PER_UNIT
+            e.transfer_perp(fund, other, p, d if size > 0 else -d, notional)  # the fund sells a long
+            want -= d
+            done += d
+            closed.append((other, notional, market))
+            self._moved_others = True
+            side = Side.BUY if size > 0 else Side.SELL  # for the deleveraged account
+            self._event(int(b.ids[other]), market.market_id, LiquidationKind.ADL, side, d, price, 0)
+        return done
+
+    def _haircut(
+        self, closed: list[tuple[int, int, RiskMarket]], deficit: int, dst: int, reason_dst: int, ref: int
+    ) -> bool:
+        """Split ``deficit`` over the deleveraged positions pro rata to the notional each closed:
+        cash from each to ``dst``, an ADL event with each one's share. False when there is nothing
+        to split it over."""
+        e, b = self.engine, self.engine.book
         weights = [n for _r, n, _m in closed]
         if sum(weights) == 0:
-            return deficit
+            return False
         for (other, _n, market), haircut in zip(closed, calc_pro_rata_split(deficit, weights), strict=True):
             if haircut:
-                e.move_cash(
-                    other, row, haircut, BalanceReason.LIQUIDATION, BalanceReason.LIQUIDATION, account
-                )
+                e.move_cash(other, dst, haircut, BalanceReason.LIQUIDATION, reason_dst, ref)
                 self._event(int(b.ids[other]), market.market_id, LiquidationKind.ADL, 0, 0, 0, haircut)
-        return 0
+        return True
 
     def _adl_queue(self, perp: int, sign: int, exclude: tuple[int, ...]) -> Iterator[tuple[int, float]]:
         """Rows holding a position of ``sign`` in ``perp``, profitable first by ADL score (ties: the
@@ -1070,38 +1088,20 @@ class Liquidator:
             return
         fund_id = int(b.ids[fund])
         busy = {r.market for r in e.ledger.orders_of(fund_id)}  # an unwind order out: its fill is due
-        closed: list[tuple[int, int, RiskMarket]] = []  # (row, notional closed, market)
+        closed: list[tuple[int, int, RiskMarket]] = []
         for p in perps:
             market = e.config.markets[e.config.perps[p]]
             mark = int(e.marks[p])
             if market.market_id in busy or mark <= 0:
                 continue
             size = int(b.perp_size[fund, p])
-            want, done = abs(size), 0
-            for other, _score in self._adl_queue(p, -1 if size > 0 else 1, exclude=(fund,)):
-                if want == 0:
-                    break
-                d = min(abs(int(b.perp_size[other, p])), want)
-                notional = d * mark // ATOMS_PER_UNIT
-                e.transfer_perp(fund, other, p, d if size > 0 else -d, notional)
-                want -= d
-                done += d
-                closed.append((other, notional, market))
-                self._event(
-                    int(b.ids[other]), market.market_id, LiquidationKind.ADL, Side.BUY if size > 0 else Side.SELL,
-                    d, mark, 0,
-                )  # fmt: skip
+            done = self._close_against_queue(market, size, mark, (fund,), closed)
             if done:
                 side = Side.SELL if size > 0 else Side.BUY  # what the fund did
                 self._event(fund_id, market.market_id, LiquidationKind.ADL, side, done, mark, 0)
         deficit = min(cash0, 0) - int(b.balance[fund, 0])  # what closing realised past its own cash
-        weights = [n for _r, n, _m in closed]
-        if deficit <= 0 or sum(weights) == 0:
-            return
-        for (other, _n, market), haircut in zip(closed, calc_pro_rata_split(deficit, weights), strict=True):
-            if haircut:
-                e.move_cash(other, fund, haircut, BalanceReason.LIQUIDATION, BalanceReason.INSURANCE, fund_id)
-                self._event(int(b.ids[other]), market.market_id, LiquidationKind.ADL, 0, 0, 0, haircut)
+        if deficit > 0:
+            self._haircut(closed, deficit, fund, BalanceReason.INSURANCE, fund_id)
 
     # ---- persistence -----------------------------------------------------------------------------
     def to_json(self) -> dict[str, object]:

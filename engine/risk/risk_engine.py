@@ -61,6 +61,7 @@ from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, INT64_MIN, MICRO_PER_U
 from engine.wire.layout import ALL_MARKETS, BY_TYPE, SEQ_AT, SLOT_BYTES, WIRE_VERSION, field_offset
 
 SYSTEM_ACCOUNT_BASE: Final = 0xFFFF_FF00  # ids above it belong to the exchange itself
+INSURANCE_ACCOUNT_BASE: Final = SYSTEM_ACCOUNT_BASE + 0x80  # + partition: the partition's fund
 MAX_POSITION_ATOMS: Final = 1 << 60  # |position| + an order's size stays below it (int64 headroom)
 
 
@@ -71,7 +72,7 @@ def fee_account(partition: int) -> int:
 
 def insurance_account(partition: int) -> int:
     """The partition's insurance fund: liquidation fees in, deficits out, takeovers held here."""
-    return SYSTEM_ACCOUNT_BASE + 0x80 + partition
+    return INSURANCE_ACCOUNT_BASE + partition
 
 
 def funding_clearing_account(partition: int) -> int:

@@ -65,6 +65,17 @@ MARKETS = {
 CONFIG: RiskConfig = risk_config_from(MARKETS, ASSETS)
 
 
+def slot_difference(a: bytes, b: bytes, left: str, right: str) -> str:
+    """The first 64-byte slot where two outputs differ, each side decoded (for an assertion's message)."""
+    for k in range(0, max(len(a), len(b)), SLOT_BYTES):
+        x, y = a[k : k + SLOT_BYTES], b[k : k + SLOT_BYTES]
+        if x != y:
+            dx = decode(x, 0) if len(x) == SLOT_BYTES else x
+            dy = decode(y, 0) if len(y) == SLOT_BYTES else y
+            return f"slot {k // SLOT_BYTES}: {left} {dx} != {right} {dy}"
+    return f"lengths {len(a)} != {len(b)}"
+
+
 @pytest.fixture(scope="module", autouse=False, params=["native", "python"])
 def both_engines(request: pytest.FixtureRequest) -> Iterator[str]:
     """A module that imports it (``from risk_harness import both_engines``) and names it with

@@ -27,7 +27,18 @@ from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import LiquidationKind, MsgType, PriceStatus, Side, TimeInForce
 from engine.wire.codec import decode, encode
 from engine.wire.layout import SLOT_BYTES
-from tests.engine.risk.risk_harness import ASSETS, BTC, BTC_PERP, CONFIG, ETH, ETH_USDC, MARKETS, RAIN, USDC
+from tests.engine.risk.risk_harness import (
+    ASSETS,
+    BTC,
+    BTC_PERP,
+    CONFIG,
+    ETH,
+    ETH_USDC,
+    MARKETS,
+    RAIN,
+    USDC,
+    slot_difference,
+)
 
 MARK_TICKS = {BTC_PERP: 500_000, ETH_USDC: 200_000, RAIN: 40}  # $50,000, $2,000, $0.40
 SPOT_MARKETS = {m: spec for m, spec in MARKETS.items() if m != BTC_PERP}  # an exchange without perps
@@ -87,8 +98,10 @@ class Twin:
             outs.append(x.take_outputs())
             x.risk.validate()
         (o1, e1, c1), (o2, e2, c2) = outs
-        assert o1 == o2, f"record {self.records}: commands differ {self._diff(b''.join(o1), b''.join(o2))}"
-        assert e1 == e2, f"record {self.records}: events differ {self._diff(e1, e2)}"
+        assert o1 == o2, (
+            f"record {self.records}: commands differ {slot_difference(b''.join(o1), b''.join(o2), 'spec', 'fast')}"
+        )
+        assert e1 == e2, f"record {self.records}: events differ {slot_difference(e1, e2, 'spec', 'fast')}"
         assert c1 == c2, f"record {self.records}: flushed early at {c1} (spec), {c2} (fast)"
         assert self.spec.risk.state_hash() == self.fast.risk.state_hash(), f"record {self.records}: state"
         for off in range(0, len(e1), SLOT_BYTES):
@@ -97,16 +110,6 @@ class Twin:
                 self.kinds[kind] = self.kinds.get(kind, 0) + 1
         self.records += 1
         return o1
-
-    @staticmethod
-    def _diff(a: bytes, b: bytes) -> str:
-        for k in range(0, max(len(a), len(b)), SLOT_BYTES):
-            x, y = a[k : k + SLOT_BYTES], b[k : k + SLOT_BYTES]
-            if x != y:
-                dx = decode(x, 0) if len(x) == SLOT_BYTES else x
-                dy = decode(y, 0) if len(y) == SLOT_BYTES else y
-                return f"slot {k // SLOT_BYTES}: spec {dx} != fast {dy}"
-        return f"lengths {len(a)} != {len(b)}"
 
     def send(self, msgs: list[bytes], source: int = Source.GATEWAY) -> None:
         """Commands as one record, then rounds of shard events (one record each) until quiet."""

@@ -29,7 +29,16 @@ from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import MsgType, OrderFlag, OrderType, RejectCode, Side, TimeInForce
 from engine.wire.codec import decode, encode
 from engine.wire.layout import SLOT_BYTES
-from tests.engine.risk.risk_harness import BTC_PERP, CONFIG, ETH, ETH_USDC, MARKETS, RAIN, USDC
+from tests.engine.risk.risk_harness import (
+    BTC_PERP,
+    CONFIG,
+    ETH,
+    ETH_USDC,
+    MARKETS,
+    RAIN,
+    USDC,
+    slot_difference,
+)
 
 pytestmark = pytest.mark.skipif(not native_available(), reason="the compiled risk core is not built")
 
@@ -80,20 +89,13 @@ class Twin:
             if errors[-1] is None and validate:  # (forged shard events may break the invariants)
                 side.risk.validate()
         assert errors[0] == errors[1], f"record {self.records}: {errors}"
-        assert outs[0] == outs[1], self._diff(outs[0], outs[1])
+        assert outs[0] == outs[1], f"record {self.records} " + slot_difference(
+            outs[0], outs[1], "python", "native"
+        )
         assert self.py.risk.state_hash() == self.c.risk.state_hash(), f"record {self.records}: state differs"
         self.records += 1
         self.outputs.append(outs[0])
         return orders
-
-    def _diff(self, a: bytes, b: bytes) -> str:
-        for k in range(0, max(len(a), len(b)), SLOT_BYTES):
-            x, y = a[k : k + SLOT_BYTES], b[k : k + SLOT_BYTES]
-            if x != y:
-                dx = decode(x, 0) if len(x) == SLOT_BYTES else x
-                dy = decode(y, 0) if len(y) == SLOT_BYTES else y
-                return f"record {self.records} slot {k // SLOT_BYTES}: python {dx} != native {dy}"
-        return f"record {self.records}: lengths {len(a)} != {len(b)}"
 
     def send(self, msgs: list[bytes], source: int = Source.GATEWAY) -> None:
         """Commands as one record, then rounds of shard events (one record each) until quiet."""
