@@ -1027,8 +1027,6 @@ class Liquidator:
         due, self.unwind_due = self.unwind_due, set()  # one attempt per mark update, not per record
         if due:
             self._deleverage_fund()
-        fund_id = int(b.ids[fund])
-        busy = {r.market for r in e.ledger.orders_of(fund_id)}  # one unwind order at a time per market
         holdings: list[tuple[RiskMarket, int, int]] = []  # market, size (signed), its price
         for p in np.flatnonzero(b.perp_size[fund]).tolist():
             if p in due:
@@ -1039,6 +1037,10 @@ class Liquidator:
             market = e.spot_market_of.get(a)
             if market is not None and ~a in due and not e.stale[a]:
                 holdings.append((market, int(b.balance[fund, a]), int(e.prices[a])))
+        if not holdings:
+            return
+        fund_id = int(b.ids[fund])
+        busy = {r.market for r in e.ledger.orders_of(fund_id)}  # one unwind order at a time per market
         for market, size, mark in holdings:
             if market.market_id in busy or mark <= 0:
                 continue
