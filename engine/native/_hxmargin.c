@@ -228,9 +228,39 @@ typedef struct {
     const int64_t *balance, *psize, *pcost, *rows;
     int64_t *equity, *initial, *maint, *changed, *below; /* lists: this job's own regions, from its lo */
     double *exposure;
-    Py_ssize_t lo, hi, nchanged, nbelow;
+    /* settle (RiskEngine._recompute's close of each row) when reserved is not NULL */
+    int64_t *reserved, *converting;
+    uint8_t *dirty;
+    /* the news selection (pack_margin's) of the changed rows when news is not NULL: the rows but
+     * fee_row and isolated positions' (iso[r] != 0, iso may be NULL) that are news, listed in news */
+    const int64_t *pseq, *peq, *pim, *pmm, *pps, *iso;
+    int64_t *news;
+    int64_t fee_row, publish_ppm, f_maint, f_init;
+    Py_ssize_t lo, hi, nchanged, nbelow, nnews;
     int overflow;
 } Job;
+
+static inline uint8_t margin_flags(int64_t eq, int64_t im, int64_t mm, long long f_maint, long long f_init) {
+    return (uint8_t)((eq < mm ? f_maint : 0) | (eq < im ? f_init : 0));
+}
+
+static inline int64_t abs64(int64_t v) { return v < 0 ? -v : v; }
+
+/* Is row r's new margin news to its account (RiskEngine._margin_news): a private event since its
+ * last ACCOUNT_MARGIN, a threshold crossed either way, or equity / initial moved more than
+ * publish_ppm of its scale (max(|equity|, initial, 1 USDC) as last published). */
+static inline int is_news(const int64_t *pseq, const int64_t *peq, const int64_t *pim, const int64_t *pmm,
+                          const int64_t *pps, int64_t r, int64_t eq, int64_t im, int64_t mm, int64_t f_maint,
+                          int64_t f_init, int64_t publish_ppm) {
+    const int own = pps[r] != pseq[r];
+    const int crossed = margin_flags(eq, im, mm, f_maint, f_init) != margin_flags(peq[r], pim[r], pmm[r], f_maint, f_init);
+    int64_t scale = abs64(peq[r]);
+    if (pim[r] > scale) scale = pim[r];
+    if (scale < 1000000) scale = 1000000;
+    const int64_t limit = scale / 1000000 * publish_ppm + scale % 1000000 * publish_ppm / 1000000;
+    const int moved = abs64(eq - peq[r]) > limit || abs64(im - pim[r]) > limit;
+    return own || crossed || moved;
+}
 
 /* Four rows at a time, lane by lane (L lanes valid, the others repeat lane 0 and are never written):
  * each step's operations are the row-by-row ones, in the same order per lane, so the bytes do not
@@ -240,7 +270,7 @@ typedef struct {
 #define FOR_L for (int l = 0; l < LANES; l++)
 
 static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L, double *ws, Py_ssize_t *nchanged,
-                      Py_ssize_t *nbelow, int *overflow) {
+                      Py_ssize_t *nbelow, Py_ssize_t *nnews, int *overflow) {
     int64_t *changed = job->changed, *below = job->below;
     const Plan plan = *pp;
     const int A = plan.A, P = plan.P, G = plan.G;
@@ -435,12 +465,21 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
         const int64_t r = row[l];
         double *dst = job->exposure + r * A;
         for (int a = 0; a < A; a++) dst[a] = X(expo_l, a);
-        if (job->equity[r] != out_eq || job->initial[r] != out_im || job->maint[r] != out_mm)
-            changed[(*nchanged)++] = r;
+        const int moved = job->equity[r] != out_eq || job->initial[r] != out_im || job->maint[r] != out_mm;
+        if (moved) changed[(*nchanged)++] = r;
         if (out_mm > 0 && out_eq < out_mm) below[(*nbelow)++] = r; /* what the liquidator must look at */
         job->equity[r] = out_eq;
         job->initial[r] = out_im;
         job->maint[r] = out_mm;
+        if (job->reserved) {
+            job->reserved[r] = (int64_t)((uint64_t)job->reserved[r] - (uint64_t)job->converting[r]);
+            job->converting[r] = 0;
+            job->dirty[r] = 0;
+        }
+        if (moved && job->news && r != job->fee_row && !(job->iso && job->iso[r]) &&
+            is_news(job->pseq, job->peq, job->pim, job->pmm, job->pps, r, out_eq, out_im, out_mm, job->f_maint,
+                    job->f_init, job->publish_ppm))
+            job->news[(*nnews)++] = r;
     }
 #undef X
 }
@@ -452,7 +491,7 @@ static void *run_rows(void *arg) {
     Job *job = arg;
     const int A = job->plan->A, G = job->plan->G;
     double *ws = malloc(sizeof(double) * (size_t)LANES * (size_t)(5 * A + G + 1));
-    Py_ssize_t nchanged = 0, nbelow = 0;
+    Py_ssize_t nchanged = 0, nbelow = 0, nnews = 0;
     int overflow = 0;
     if (!ws) {
         job->overflow = -1;
@@ -460,34 +499,60 @@ static void *run_rows(void *arg) {
     }
     for (Py_ssize_t i = job->lo; i < job->hi && !overflow; i += LANES) {
         const int L = (int)(job->hi - i < LANES ? job->hi - i : LANES);
-        run_block(job->plan, job, job->rows + i, L, ws, &nchanged, &nbelow, &overflow);
+        run_block(job->plan, job, job->rows + i, L, ws, &nchanged, &nbelow, &nnews, &overflow);
     }
     free(ws);
+    job->nnews = nnews;
     job->nchanged = nchanged;
     job->nbelow = nbelow;
     job->overflow = overflow;
     return NULL;
 }
 
-static PyObject *recompute(PyObject *self, PyObject *args) {
-    enum { NB = 12 };
-    PyObject *o[NB];
+static PyObject *recompute(PyObject *self, PyObject *args, PyObject *kw) {
+    /* ints, dbls, balance, perp_size, perp_cost, rows, equity, initial, maintenance, exposure, changed, below;
+     * settle: reserved, converting, dirty; news: out, private_seq, published_equity, published_initial,
+     * published_maintenance, published_seq, isolated_market (or None) */
+    enum { NB = 22, NREQ = 12, SETTLE = 12, NEWS = 15, ISO = 21 };
+    static char *kwlist[] = {"ints", "dbls", "balance", "perp_size", "perp_cost", "rows", "equity", "initial",
+                             "maintenance", "exposure", "changed", "below", "threads", "settle", "news", NULL};
+    PyObject *o[NB] = {0}, *settle_args = Py_None, *news_args = Py_None;
     int threads = 1;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOO|i", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
-                          &o[9], &o[10], &o[11], &threads))
+    long long fee_row = -1, publish_ppm = 0, f_maint = 0, f_init = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOOOOO|iOO", kwlist, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
+                                     &o[6], &o[7], &o[8], &o[9], &o[10], &o[11], &threads, &settle_args, &news_args))
         return NULL;
-    /* ints, dbls, balance, perp_size, perp_cost, rows, equity, initial, maintenance, exposure, changed, below */
+    const int do_settle = settle_args != Py_None, do_news = news_args != Py_None;
+    if (do_settle && !PyArg_ParseTuple(settle_args, "OOO;settle: (reserved, converting, dirty)", &o[12], &o[13], &o[14]))
+        return NULL;
+    if (do_news && !PyArg_ParseTuple(news_args,
+                                     "OOOOOOOLLLL;news: (out, private_seq, published_equity, published_initial, "
+                                     "published_maintenance, published_seq, isolated_market or None, fee_row, "
+                                     "publish_ppm, below_maintenance, below_initial)",
+                                     &o[15], &o[16], &o[17], &o[18], &o[19], &o[20], &o[21], &fee_row, &publish_ppm,
+                                     &f_maint, &f_init))
+        return NULL;
+    if (do_news && (publish_ppm < 0 || publish_ppm > 1000000)) {
+        PyErr_SetString(PyExc_ValueError, "publish_ppm outside [0, 1e6]");
+        return NULL;
+    }
     Buf b[NB];
     memset(b, 0, sizeof b);
-    static const int writable[NB] = {0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1};
-    static const Py_ssize_t isz[NB] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8};
+    static const int writable[NB] = {0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0};
+    static const Py_ssize_t isz[NB] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 1, 8, 8, 8, 8, 8, 8, 8};
     static const char *names[NB] = {"ints", "dbls", "balance", "perp_size", "perp_cost", "rows", "equity",
-                                    "initial", "maintenance", "exposure", "changed", "below"};
+                                    "initial", "maintenance", "exposure", "changed", "below", "reserved",
+                                    "converting", "dirty", "news", "private_seq", "published_equity",
+                                    "published_initial", "published_maintenance", "published_seq",
+                                    "isolated_market"};
     PyObject *result = NULL;
     Plan plan;
     int have_plan = 0;
-    for (int i = 0; i < NB; i++)
-        if (get_buf(o[i], &b[i], writable[i], isz[i], names[i]) < 0) goto done;
+    for (int i = 0; i < NB; i++) {
+        const int wanted = i < NREQ || (i >= SETTLE && i < NEWS && do_settle) ||
+                           (i >= NEWS && do_news && !(i == ISO && o[i] == Py_None));
+        if (wanted && get_buf(o[i], &b[i], writable[i], isz[i], names[i]) < 0) goto done;
+    }
     if (plan_read(&plan, b[0].b.buf, b[0].b.len / 8, b[1].b.buf, b[1].b.len / 8) < 0) goto done;
     have_plan = 1;
     const int A = plan.A, P = plan.P;
@@ -497,9 +562,14 @@ static PyObject *recompute(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "account columns of different capacities");
         goto done;
     }
+    for (int i = SETTLE; i < NB; i++)
+        if (b[i].held && i != NEWS && b[i].b.len / b[i].b.itemsize != cap) {
+            PyErr_Format(PyExc_ValueError, "%s: not a column of the book's capacity", names[i]);
+            goto done;
+        }
     const Py_ssize_t n = b[5].b.len / 8;
-    if (b[10].b.len / 8 < n || b[11].b.len / 8 < n) {
-        PyErr_SetString(PyExc_ValueError, "changed / below: shorter than rows");
+    if (b[10].b.len / 8 < n || b[11].b.len / 8 < n || (do_news && b[NEWS].b.len / 8 < n)) {
+        PyErr_SetString(PyExc_ValueError, "changed / below / news: shorter than rows");
         goto done;
     }
     const int64_t *balance = b[2].b.buf, *psize = b[3].b.buf, *pcost = b[4].b.buf, *rows = b[5].b.buf;
@@ -511,18 +581,37 @@ static PyObject *recompute(PyObject *self, PyObject *args) {
             PyErr_Format(PyExc_IndexError, "row %lld outside the book", (long long)rows[i]);
             goto done;
         }
-    Py_ssize_t nchanged = 0, nbelow = 0;
+    Py_ssize_t nchanged = 0, nbelow = 0, nnews = 0;
     int overflow = 0;
     Py_BEGIN_ALLOW_THREADS
     Job jobs[2];
     const int split = threads > 1 && n >= THREAD_MIN_ROWS;
     const Py_ssize_t mid = split ? n / 2 : n;
     for (int j = 0; j < 2; j++) {
-        jobs[j] = (Job){&plan, balance, psize, pcost, rows, equity, initial, maint, changed, below, exposure, 0, 0, 0, 0, 0};
+        jobs[j] = (Job){.plan = &plan, .balance = balance, .psize = psize, .pcost = pcost, .rows = rows,
+                        .equity = equity, .initial = initial, .maint = maint, .exposure = exposure};
         jobs[j].lo = j ? mid : 0;
         jobs[j].hi = j ? n : mid;
         jobs[j].changed = changed + jobs[j].lo;
         jobs[j].below = below + jobs[j].lo;
+        if (do_settle) {
+            jobs[j].reserved = b[12].b.buf;
+            jobs[j].converting = b[13].b.buf;
+            jobs[j].dirty = b[14].b.buf;
+        }
+        if (do_news) {
+            jobs[j].news = (int64_t *)b[NEWS].b.buf + jobs[j].lo;
+            jobs[j].pseq = b[16].b.buf;
+            jobs[j].peq = b[17].b.buf;
+            jobs[j].pim = b[18].b.buf;
+            jobs[j].pmm = b[19].b.buf;
+            jobs[j].pps = b[20].b.buf;
+            jobs[j].iso = b[ISO].held ? b[ISO].b.buf : NULL;
+            jobs[j].fee_row = fee_row;
+            jobs[j].publish_ppm = publish_ppm;
+            jobs[j].f_maint = f_maint;
+            jobs[j].f_init = f_init;
+        }
     }
     pthread_t helper;
     int helped = split && pthread_create(&helper, NULL, run_rows, &jobs[1]) == 0;
@@ -532,12 +621,15 @@ static PyObject *recompute(PyObject *self, PyObject *args) {
     /* jobs[0].changed starts at changed[0]: rows changed in job 1 follow it in row order */
     nchanged = jobs[0].nchanged;
     nbelow = jobs[0].nbelow;
+    nnews = jobs[0].nnews;
     overflow = jobs[0].overflow;
     if (split) {
         memmove(changed + nchanged, jobs[1].changed, sizeof(int64_t) * (size_t)jobs[1].nchanged);
         nchanged += jobs[1].nchanged;
         memmove(below + nbelow, jobs[1].below, sizeof(int64_t) * (size_t)jobs[1].nbelow);
         nbelow += jobs[1].nbelow;
+        if (do_news) memmove(jobs[0].news + nnews, jobs[1].news, sizeof(int64_t) * (size_t)jobs[1].nnews);
+        nnews += jobs[1].nnews;
         overflow |= jobs[1].overflow;
     }
     Py_END_ALLOW_THREADS
@@ -550,7 +642,7 @@ static PyObject *recompute(PyObject *self, PyObject *args) {
                         "an equity or margin beyond what the vectorised recompute rounds to int64 safely");
         goto done;
     }
-    result = Py_BuildValue("nn", nchanged, nbelow);
+    result = do_news ? Py_BuildValue("nnn", nchanged, nbelow, nnews) : Py_BuildValue("nn", nchanged, nbelow);
 done:
     if (have_plan) plan_free(&plan);
     for (int i = 0; i < NB; i++)
@@ -604,12 +696,6 @@ done:
  * account's scale) each get one ACCOUNT_MARGIN, packed as RiskEngine.pack_private packs them (an
  * owned row's private sequence number advances and is carried; another partition's gets seq 0),
  * and their published_* columns take the new figures. */
-static inline uint8_t margin_flags(int64_t eq, int64_t im, int64_t mm, long long f_maint, long long f_init) {
-    return (uint8_t)((eq < mm ? f_maint : 0) | (eq < im ? f_init : 0));
-}
-
-static inline int64_t abs64(int64_t v) { return v < 0 ? -v : v; }
-
 static PyObject *pack_margin(PyObject *self, PyObject *args) {
     enum { NB = 11 };
     PyObject *o[NB];
@@ -651,15 +737,7 @@ static PyObject *pack_margin(PyObject *self, PyObject *args) {
     Py_ssize_t m = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         const int64_t r = rows[i];
-        const int own = pps[r] != pseq[r];
-        const int crossed = margin_flags(eq[r], im[r], mm[r], f_maint, f_init) !=
-                            margin_flags(peq[r], pim[r], pmm[r], f_maint, f_init);
-        int64_t scale = abs64(peq[r]);
-        if (pim[r] > scale) scale = pim[r];
-        if (scale < 1000000) scale = 1000000;
-        const int64_t limit = scale / 1000000 * publish_ppm + scale % 1000000 * publish_ppm / 1000000;
-        const int moved = abs64(eq[r] - peq[r]) > limit || abs64(im[r] - pim[r]) > limit;
-        if (own || crossed || moved) pick[m++] = r;
+        if (is_news(pseq, peq, pim, pmm, pps, r, eq[r], im[r], mm[r], f_maint, f_init, publish_ppm)) pick[m++] = r;
     }
     result = PyBytes_FromStringAndSize(NULL, m * HX_SLOT_BYTES);
     if (!result) goto done;
@@ -693,10 +771,14 @@ static PyMethodDef methods[] = {
      "pack_margin(rows, ids, private_seq, equity, initial, maintenance, reserved, published_equity, "
      "published_initial, published_maintenance, published_seq, partition, partitions, system_base, "
      "below_maintenance, below_initial, publish_ppm) -> bytes: an ACCOUNT_MARGIN per row that is news"},
-    {"recompute", recompute, METH_VARARGS,
+    {"recompute", (PyCFunction)(void (*)(void))recompute, METH_VARARGS | METH_KEYWORDS,
      "recompute(ints, dbls, balance, perp_size, perp_cost, rows, equity, initial, maintenance, exposure, "
-     "changed, below, threads=1) -> (changed count, below count): margins of `rows` written in place; the rows "
-     "whose figures changed listed in `changed`, those below maintenance in `below`"},
+     "changed, below, threads=1, settle=None, news=None) -> (changed count, below count[, news count]): margins "
+     "of `rows` written in place; the rows whose figures changed listed in `changed`, those below maintenance in "
+     "`below`; with settle=(reserved, converting, dirty) each row is also settled as settle() does; with "
+     "news=(out, private_seq, published_equity, published_initial, published_maintenance, published_seq, "
+     "isolated_market or None, fee_row, publish_ppm, below_maintenance, below_initial) the changed rows but "
+     "fee_row and isolated positions' that pack_margin would publish are listed in `out`"},
     {NULL, NULL, 0, NULL},
 };
 

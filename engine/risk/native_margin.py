@@ -110,10 +110,12 @@ class CompiledRecompute:
         self.threads = threads if threads is not None else min(2, os.cpu_count() or 1)
         self._key: tuple[bytes, bytes, bytes] | None = None
         self._plan: tuple[np.ndarray, np.ndarray] | None = None
-        self._changed = self._below = np.empty(0, np.int64)
+        self._changed = self._below = self._news = np.empty(0, np.int64)
         # the rows of the last call below maintenance (MM > 0, equity < MM), in order: all the
         # liquidation scan needs to look at besides its open cases
         self.below = self._below
+        # of the last call's changed rows, those ``pack_margin`` publishes (when ``news`` was given)
+        self.news = self._news
         build_plan(layout, np.zeros(layout.n_assets, np.int64), np.zeros(layout.n_perps, np.int64),
                    np.full(layout.n_assets, PPM, np.int64))  # fmt: skip  # refuse an uncovered spec now
 
@@ -125,22 +127,45 @@ class CompiledRecompute:
         return self._plan
 
     def __call__(
-        self, book, rows: np.ndarray, prices: np.ndarray, marks: np.ndarray, mults: np.ndarray
-    ) -> np.ndarray:  # type: ignore[no-untyped-def]
+        self,
+        book,  # type: ignore[no-untyped-def]
+        rows: np.ndarray,
+        prices: np.ndarray,
+        marks: np.ndarray,
+        mults: np.ndarray,
+        settle: bool = False,
+        news: tuple[int, int, int, int] | None = None,
+    ) -> np.ndarray:
         """Write equity, initial, maintenance and exposure of ``rows``; return the rows whose three
         figures changed (in ``rows`` order; a view valid until the next call) and keep those below
-        maintenance in ``below``."""
+        maintenance in ``below``.
+
+        In the same pass over the rows (one read of each instead of three): ``settle`` closes each
+        row as :func:`settle` does, and ``news`` = (fee row, publish ppm, below-maintenance flag,
+        below-initial flag) lists in ``news`` the changed rows, but the fee row and isolated
+        positions', that :func:`pack_margin` publishes (its filter, so packing them gives the bytes
+        packing every changed row gives)."""
         ints, dbls = self.plan(prices, marks, mults)
         rows = np.ascontiguousarray(rows, np.int64)
         if len(self._changed) < len(rows):
             size = max(len(rows), 2 * len(self._changed))
             self._changed, self._below = np.empty(size, np.int64), np.empty(size, np.int64)
-        changed, below = _hxmargin.recompute(
+            self._news = np.empty(size, np.int64)
+        settle_cols = (book.reserved, book.converting, book.dirty) if settle else None
+        news_cols = None
+        if news is not None:
+            iso = book.isolated_market if book.n_isolated else None
+            news_cols = (
+                self._news, book.private_seq, book.published_equity, book.published_initial,
+                book.published_maintenance, book.published_seq, iso, *news,
+            )  # fmt: skip
+        counts = _hxmargin.recompute(
             ints, dbls, book.balance, book.perp_size, book.perp_cost, rows, book.equity, book.initial,
-            book.maintenance, book.exposure, self._changed, self._below, self.threads,
+            book.maintenance, book.exposure, self._changed, self._below, self.threads, settle_cols, news_cols,
         )  # fmt: skip
-        self.below = self._below[:below]
-        return self._changed[:changed]
+        self.below = self._below[: counts[1]]
+        self.news = self._news[: counts[2]] if news is not None else self._news[:0]
+        return self._changed[: counts[0]]
 
 
 def settle(book, rows: np.ndarray) -> None:  # type: ignore[no-untyped-def]

@@ -1266,11 +1266,14 @@ class RiskEngine:
 
     def _recompute(self, rows: np.ndarray, publish: bool = False) -> None:
         b = self.book
-        changed = self.margin.recompute(b, rows, self.prices, self.marks)
-        compiled = self.margin.compiled is not None
-        if compiled:  # the same three column updates in C (tests/engine/risk/test_native_margin.py)
-            native_margin.settle(b, rows)
+        compiled = self.margin.compiled
+        if compiled is not None:  # recompute, settle and the news selection in one pass in C
+            news = (self.fee_row, MARGIN_PUBLISH_PPM, MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL)
+            changed = compiled(
+                b, rows, self.prices, self.marks, self.margin.multiplier, settle=True, news=news if publish else None
+            )
         else:
+            changed = self.margin.recompute(b, rows, self.prices, self.marks)
             b.reserved[rows] -= b.converting[rows]
             b.converting[rows] = 0
             b.dirty[rows] = False
@@ -1278,22 +1281,22 @@ class RiskEngine:
             return
         # every account's but the fee account's, then the isolated positions' own (by market)
         isolated = b.isolated_market[changed] != 0 if b.n_isolated else None
-        if isolated is not None and isolated.any():
-            out = changed[(changed != self.fee_row) & ~isolated]
-        else:
-            isolated = None
-            k = int(np.searchsorted(changed, self.fee_row))  # (ascending: the fee row is cut out)
-            hit = int(k < len(changed) and changed[k] == self.fee_row)
-            out = np.concatenate((changed[:k], changed[k + 1 :])) if hit and k else changed[hit:]
-        if len(out):
-            if compiled:
+        if compiled is not None:  # (tests/engine/risk/test_native_margin.py: the same rows and bytes)
+            if len(compiled.news):
                 self.events += native_margin.pack_margin(
-                    b, out, self.partition, self.partitions, SYSTEM_ACCOUNT_BASE,
+                    b, compiled.news, self.partition, self.partitions, SYSTEM_ACCOUNT_BASE,
                     MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL, MARGIN_PUBLISH_PPM,
                 )  # fmt: skip
+        else:
+            if isolated is not None and isolated.any():
+                out = changed[(changed != self.fee_row) & ~isolated]
             else:
+                k = int(np.searchsorted(changed, self.fee_row))  # (ascending: the fee row is cut out)
+                hit = int(k < len(changed) and changed[k] == self.fee_row)
+                out = np.concatenate((changed[:k], changed[k + 1 :])) if hit and k else changed[hit:]
+            if len(out):
                 self.events += self._publish_margins(out)
-        if isolated is not None:
+        if isolated is not None and isolated.any():
             self.events += self._publish_margins(changed[isolated])
 
     def _publish_margins(self, rows: np.ndarray) -> bytes:

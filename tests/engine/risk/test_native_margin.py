@@ -264,3 +264,67 @@ def test_pack_margin_sends_the_news_the_python_twin_sends() -> None:
         assert 0 < len(picked) < len(rows)
         assert got == want
         assert c.book.digest() == py.book.digest()
+
+
+@pytest.mark.parametrize("n, threads", [(3_000, 1), (40_000, 2)])
+def test_one_pass_settles_and_selects_the_news_as_the_three_steps_do(n: int, threads: int) -> None:
+    """``CompiledRecompute(..., settle=True, news=...)`` against recompute, then ``settle``, then
+    ``RiskEngine._margin_news`` over the changed rows but the fee row and isolated positions': the
+    same columns, the same changed and below rows, and as news exactly the rows the three steps
+    publish, in order (split in two threads past 16,384 rows)."""
+    from engine.risk.risk_engine import MARGIN_BELOW_INITIAL, MARGIN_BELOW_MAINTENANCE, MARGIN_PUBLISH_PPM
+
+    spec = _exchange_spec()
+    rng = np.random.default_rng(11)
+    books = [_book(spec, n, np.random.default_rng(5), 0.3, False) for _ in range(2)]
+    extra = {
+        "reserved": rng.integers(0, 10**9, n),
+        "converting": rng.integers(0, 10**6, n),
+        "private_seq": rng.integers(0, 100, n),
+        "isolated_market": np.where(rng.random(n) < 0.05, rng.integers(1, 200, n), 0),
+    }
+    extra["published_seq"] = np.where(rng.random(n) < 0.8, extra["private_seq"], 0)
+    for book in books:
+        for name, values in extra.items():
+            getattr(book, name)[:n] = values
+        book.n_isolated = int(np.count_nonzero(extra["isolated_market"]))
+        book.dirty[:n] = True
+    prices, marks, mults = _prices(spec, np.random.default_rng(4))
+    _numpy, steps = _models(spec)
+    _numpy2, one = _models(spec)
+    assert steps.compiled is not None and one.compiled is not None
+    steps.compiled.threads = one.compiled.threads = threads
+    rows = np.sort(rng.choice(n, n * 2 // 3, replace=False)).astype(np.int64)
+    fee_row = int(rows[len(rows) // 2])
+    flags = (fee_row, MARGIN_PUBLISH_PPM, MARGIN_BELOW_MAINTENANCE, MARGIN_BELOW_INITIAL)
+    for book in books:  # figures to publish against
+        steps.compiled(book, rows, prices, marks, mults)
+    for step in range(2):  # the second pass: what the first published is the baseline
+        for book in books:  # published figures near the new ones or far from them
+            for name in ("equity", "initial", "maintenance"):
+                col = getattr(book, name)[:n]
+                getattr(book, "published_" + name)[:n] = np.where(
+                    np.random.default_rng(step).random(n) < 0.5, col + 3, col // 2
+                )
+        marks = marks + (step + 1)  # a tick: most holders move by less than the publish threshold
+        changed = steps.compiled(books[0], rows, prices, marks, mults).copy()
+        below = steps.compiled.below.copy()
+        native_margin.settle(books[0], rows)
+        b = books[0]
+        keep = changed[(changed != fee_row) & (b.isolated_market[changed] == 0)]
+        eq, im, mm = b.equity[keep], b.initial[keep], b.maintenance[keep]
+        peq, pim, pmm = b.published_equity[keep], b.published_initial[keep], b.published_maintenance[keep]
+        scale = np.maximum(np.maximum(np.abs(peq), pim), MICRO_PER_UNIT)
+        limit = scale // PPM * MARGIN_PUBLISH_PPM + scale % PPM * MARGIN_PUBLISH_PPM // PPM
+        own = b.published_seq[keep] != b.private_seq[keep]
+        crossed = ((eq < mm) != (peq < pmm)) | ((eq < im) != (peq < pim))
+        moved = (np.abs(eq - peq) > limit) | (np.abs(im - pim) > limit)
+        want_news = keep[own | crossed | moved]
+        got = one.compiled(books[1], rows, prices, marks, mults, settle=True, news=flags)
+        assert got.tolist() == changed.tolist() and len(changed) > len(rows) // 5
+        assert one.compiled.below.tolist() == below.tolist()
+        assert one.compiled.news.tolist() == want_news.tolist()
+        assert 0 < len(want_news) < len(keep)
+        for column in ("equity", "initial", "maintenance", "exposure", "reserved", "converting", "dirty"):
+            assert getattr(books[0], column)[:n].tobytes() == getattr(books[1], column)[:n].tobytes(), column
+        assert not books[1].dirty[rows].any() and not books[1].converting[rows].any()
