@@ -236,6 +236,9 @@ typedef struct {
     const int64_t *pseq, *peq, *pim, *pmm, *pps, *iso;
     int64_t *news;
     int64_t fee_row, publish_ppm, f_maint, f_init;
+    /* the book's near flags (AccountBook.near: headroom below near_reach x maintenance), kept */
+    uint8_t *near;
+    double near_reach;
     Py_ssize_t lo, hi, nchanged, nbelow, nnews;
     int overflow;
 } Job;
@@ -471,6 +474,10 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
         job->equity[r] = out_eq;
         job->initial[r] = out_im;
         job->maint[r] = out_mm;
+        if (job->near) {
+            const int64_t head = (int64_t)((uint64_t)out_eq - (uint64_t)out_mm);
+            job->near[r] = out_mm > 0 && (double)head < (double)out_mm * job->near_reach;
+        }
         if (job->reserved) {
             job->reserved[r] = (int64_t)((uint64_t)job->reserved[r] - (uint64_t)job->converting[r]);
             job->converting[r] = 0;
@@ -513,16 +520,19 @@ static PyObject *recompute(PyObject *self, PyObject *args, PyObject *kw) {
     /* ints, dbls, balance, perp_size, perp_cost, rows, equity, initial, maintenance, exposure, changed, below;
      * settle: reserved, converting, dirty; news: out, private_seq, published_equity, published_initial,
      * published_maintenance, published_seq, isolated_market (or None) */
-    enum { NB = 22, NREQ = 12, SETTLE = 12, NEWS = 15, ISO = 21 };
+    enum { NB = 23, NREQ = 12, SETTLE = 12, NEWS = 15, ISO = 21, NEAR = 22 };
     static char *kwlist[] = {"ints", "dbls", "balance", "perp_size", "perp_cost", "rows", "equity", "initial",
-                             "maintenance", "exposure", "changed", "below", "threads", "settle", "news", NULL};
-    PyObject *o[NB] = {0}, *settle_args = Py_None, *news_args = Py_None;
+                             "maintenance", "exposure", "changed", "below", "threads", "settle", "news", "near", NULL};
+    PyObject *o[NB] = {0}, *settle_args = Py_None, *news_args = Py_None, *near_args = Py_None;
     int threads = 1;
+    double near_reach = 0.0;
     long long fee_row = -1, publish_ppm = 0, f_maint = 0, f_init = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOOOOO|iOO", kwlist, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
-                                     &o[6], &o[7], &o[8], &o[9], &o[10], &o[11], &threads, &settle_args, &news_args))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOOOOO|iOOO", kwlist, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
+                                     &o[6], &o[7], &o[8], &o[9], &o[10], &o[11], &threads, &settle_args, &news_args,
+                                     &near_args))
         return NULL;
-    const int do_settle = settle_args != Py_None, do_news = news_args != Py_None;
+    const int do_settle = settle_args != Py_None, do_news = news_args != Py_None, do_near = near_args != Py_None;
+    if (do_near && !PyArg_ParseTuple(near_args, "Od;near: (flags, reach)", &o[NEAR], &near_reach)) return NULL;
     if (do_settle && !PyArg_ParseTuple(settle_args, "OOO;settle: (reserved, converting, dirty)", &o[12], &o[13], &o[14]))
         return NULL;
     if (do_news && !PyArg_ParseTuple(news_args,
@@ -538,19 +548,20 @@ static PyObject *recompute(PyObject *self, PyObject *args, PyObject *kw) {
     }
     Buf b[NB];
     memset(b, 0, sizeof b);
-    static const int writable[NB] = {0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0};
-    static const Py_ssize_t isz[NB] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 1, 8, 8, 8, 8, 8, 8, 8};
+    static const int writable[NB] = {0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1};
+    static const Py_ssize_t isz[NB] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 1, 8, 8, 8, 8, 8, 8, 8, 1};
     static const char *names[NB] = {"ints", "dbls", "balance", "perp_size", "perp_cost", "rows", "equity",
                                     "initial", "maintenance", "exposure", "changed", "below", "reserved",
                                     "converting", "dirty", "news", "private_seq", "published_equity",
                                     "published_initial", "published_maintenance", "published_seq",
-                                    "isolated_market"};
+                                    "isolated_market", "near"};
     PyObject *result = NULL;
     Plan plan;
     int have_plan = 0;
     for (int i = 0; i < NB; i++) {
         const int wanted = i < NREQ || (i >= SETTLE && i < NEWS && do_settle) ||
-                           (i >= NEWS && do_news && !(i == ISO && o[i] == Py_None));
+                           (i >= NEWS && i < NEAR && do_news && !(i == ISO && o[i] == Py_None)) ||
+                           (i == NEAR && do_near);
         if (wanted && get_buf(o[i], &b[i], writable[i], isz[i], names[i]) < 0) goto done;
     }
     if (plan_read(&plan, b[0].b.buf, b[0].b.len / 8, b[1].b.buf, b[1].b.len / 8) < 0) goto done;
@@ -598,6 +609,10 @@ static PyObject *recompute(PyObject *self, PyObject *args, PyObject *kw) {
             jobs[j].reserved = b[12].b.buf;
             jobs[j].converting = b[13].b.buf;
             jobs[j].dirty = b[14].b.buf;
+        }
+        if (do_near) {
+            jobs[j].near = b[NEAR].b.buf;
+            jobs[j].near_reach = near_reach;
         }
         if (do_news) {
             jobs[j].news = (int64_t *)b[NEWS].b.buf + jobs[j].lo;
@@ -765,7 +780,52 @@ done:
     return result;
 }
 
+/* near(rows, equity, maintenance, reach, out) -> count: the rows of `rows` with a maintenance
+ * requirement and a headroom over it below `reach` times it, (double)(equity - maintenance) <
+ * (double)maintenance * reach, listed in `out` in order (RiskEngine._nearest; its numpy twin
+ * evaluates the same double operations). */
+static PyObject *near(PyObject *self, PyObject *args) {
+    PyObject *o[4];
+    double reach;
+    PyObject *out_o;
+    if (!PyArg_ParseTuple(args, "OOOdO", &o[0], &o[1], &o[2], &reach, &out_o)) return NULL;
+    Buf b[4];
+    memset(b, 0, sizeof b);
+    PyObject *result = NULL;
+    static const char *names[4] = {"rows", "equity", "maintenance", "out"};
+    o[3] = out_o;
+    for (int i = 0; i < 4; i++)
+        if (get_buf(o[i], &b[i], i == 3, 8, names[i]) < 0) goto done;
+    const Py_ssize_t n = b[0].b.len / 8, cap = b[1].b.len / 8;
+    if (b[2].b.len / 8 != cap || b[3].b.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "columns of different capacities, or out shorter than rows");
+        goto done;
+    }
+    const int64_t *rows = b[0].b.buf, *eq = b[1].b.buf, *mm = b[2].b.buf;
+    int64_t *out = b[3].b.buf;
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int64_t r = rows[i];
+        if (r < 0 || r >= cap) {
+            PyErr_Format(PyExc_IndexError, "row %lld outside the book", (long long)r);
+            goto done;
+        }
+        /* (the difference wraps as numpy's int64 subtraction does; equity and maintenance stay
+         * far inside int64 in a real book) */
+        const int64_t head = (int64_t)((uint64_t)eq[r] - (uint64_t)mm[r]);
+        if (mm[r] > 0 && (double)head < (double)mm[r] * reach) out[m++] = r;
+    }
+    result = PyLong_FromSsize_t(m);
+done:
+    for (int i = 0; i < 4; i++)
+        if (b[i].held) PyBuffer_Release(&b[i].b);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"near", near, METH_VARARGS,
+     "near(rows, equity, maintenance, reach, out) -> count: the rows whose headroom over maintenance is below "
+     "reach x maintenance, listed in out"},
     {"settle", settle, METH_VARARGS, "settle(rows, reserved, converting, dirty): close a recompute's rows"},
     {"pack_margin", pack_margin, METH_VARARGS,
      "pack_margin(rows, ids, private_seq, equity, initial, maintenance, reserved, published_equity, "
@@ -773,9 +833,10 @@ static PyMethodDef methods[] = {
      "below_maintenance, below_initial, publish_ppm) -> bytes: an ACCOUNT_MARGIN per row that is news"},
     {"recompute", (PyCFunction)(void (*)(void))recompute, METH_VARARGS | METH_KEYWORDS,
      "recompute(ints, dbls, balance, perp_size, perp_cost, rows, equity, initial, maintenance, exposure, "
-     "changed, below, threads=1, settle=None, news=None) -> (changed count, below count[, news count]): margins "
+     "changed, below, threads=1, settle=None, news=None, near=None) -> (changed count, below count[, news count]): margins "
      "of `rows` written in place; the rows whose figures changed listed in `changed`, those below maintenance in "
-     "`below`; with settle=(reserved, converting, dirty) each row is also settled as settle() does; with "
+     "`below`; with near=(flags, reach) each row's flag is set when its headroom over maintenance is below reach x "
+     "maintenance; with settle=(reserved, converting, dirty) each row is also settled as settle() does; with "
      "news=(out, private_seq, published_equity, published_initial, published_maintenance, published_seq, "
      "isolated_market or None, fee_row, publish_ppm, below_maintenance, below_initial) the changed rows but "
      "fee_row and isolated positions' that pack_margin would publish are listed in `out`"},

@@ -57,6 +57,19 @@ ROW_COLUMNS = (
 )
 
 
+# ``near[row]``: the row's headroom over maintenance is below NEAR_REACH times its maintenance (a
+# requirement, equity - maintenance < NEAR_REACH x maintenance in float64), kept by every recompute
+# and by ``load``: the accounts a price move can take below maintenance (RiskEngine._nearest)
+# found without reading two int64 columns of every account. Derived, not persisted.
+NEAR_REACH = 4.0
+
+
+def near_flags(equity: np.ndarray, maintenance: np.ndarray) -> np.ndarray:
+    """``near`` of rows with these figures (the compiled recompute evaluates the same doubles)."""
+    head = (equity - maintenance).astype(np.float64)
+    return (maintenance > 0) & (head < maintenance.astype(np.float64) * NEAR_REACH)
+
+
 def row_key(account: int, market_id: int) -> int:
     """The ``AccountBook.rows`` key of an account's isolated position in ``market_id``."""
     return account | (market_id + 1) << 32
@@ -84,11 +97,13 @@ class AccountBook:
         for name in ROW_COLUMNS:
             setattr(self, name, np.zeros(capacity, np.int64))
         self.dirty = np.zeros(capacity, bool)
+        self.near = np.zeros(capacity, bool)
         self.exposure = np.zeros((capacity, a), np.float64)
 
     def _grow(self) -> None:
         old = {
-            name: getattr(self, name) for name in (*MONEY_COLUMNS, *ROW_COLUMNS, "dirty", "ids", "exposure")
+            name: getattr(self, name)
+            for name in (*MONEY_COLUMNS, *ROW_COLUMNS, "dirty", "near", "ids", "exposure")
         }
         n = self.count
         self._alloc(self.capacity * 2)
@@ -154,6 +169,7 @@ class AccountBook:
         for name, arr in columns.items():
             getattr(self, name)[:n] = arr
         self.count = n
+        self.near[:n] = near_flags(self.equity[:n], self.maintenance[:n])
         keys = self.ids[:n].astype(np.int64) | self.isolated_market[:n] << 32
         self.rows = {int(k): r for r, k in enumerate(keys.tolist())}
         self.n_isolated = int(np.count_nonzero(self.isolated_market[:n]))

@@ -211,6 +211,7 @@ class Liquidator:
         self.next_coid = LIQUIDATION_COID_BASE
         self.started = 0  # liquidations started (for metrics; not state)
         self.started_fast = 0  # of them, by the vectorised path (for tests and metrics; not state)
+        self.started_early = 0  # of them, by a record's nearest-first scan (orders_only; not state)
         self.taken_fast = 0  # takeovers by _take_over (for tests and metrics; not state)
         self.rank_cache = np.zeros((0, engine.config.n_perps), np.int8)  # last ADL rank sent, by row
         self.unwind_due: set[int] = set()  # perps (p) and spot assets (~a) repriced since the fund last tried
@@ -259,15 +260,24 @@ class Liquidator:
         )
 
     # ---- the scan after each recomputation --------------------------------------------------------
-    def scan(self, rows: np.ndarray) -> None:
-        """Act on ``rows`` (below maintenance, or with a case) after a recomputation, in row order."""
+    def scan(self, rows: np.ndarray, orders_only: bool = False) -> None:
+        """Act on ``rows`` (below maintenance, or with a case) after a recomputation, in row order.
+
+        ``orders_only``: start only the new cases whose first step is an order into the book, and
+        leave every other row (a takeover, a waiting case, one already open) to the scan after it.
+        ``RiskEngine.end_of_record`` runs it on the rows nearest their maintenance before it
+        recomputes the rest of a big record, so a cascade's first orders do not wait for
+        100,000 holders' figures; the full scan then sees those cases with their orders out."""
         self._queues = {}  # the ADL rankings live as long as the scan
+        started = self.started
         try:
-            self._scan(rows)
+            self._scan(rows, orders_only)
         finally:
             self._queues = None
+            if orders_only:
+                self.started_early += self.started - started
 
-    def _scan(self, rows: np.ndarray) -> None:
+    def _scan(self, rows: np.ndarray, orders_only: bool = False) -> None:
         e = self.engine
         b = e.book
         if len(rows):  # only rows with a case or below maintenance can do anything below (vectorised)
@@ -298,7 +308,7 @@ class Liquidator:
                     skip += 1
                 acted = self._start(plan, rows, i, skip, acted)
                 continue
-            if plan is not None and plan.take_perp[i] >= 0:  # a run of cases the backstop takes over
+            if not orders_only and plan is not None and plan.take_perp[i] >= 0:  # the backstop takes over
                 end = i + 1
                 while end < planned and plan.take_perp[end] >= 0:
                     end += 1
@@ -314,12 +324,21 @@ class Liquidator:
             # an isolated position's case names its market; an account's own, none (0)
             where = int(b.isolated_market[row]) - 1 if key != account else 0
             case = self.cases.get(key)
+            order = None
             if case is None:
                 if maint <= 0 or equity >= maint or not self._at_risk(row):
                     continue
                 if self._stale(row):
-                    self._event(account, where, LiquidationKind.WAITING, 0, 0, 0, 0)
+                    if not orders_only:
+                        self._event(account, where, LiquidationKind.WAITING, 0, 0, 0, 0)
                     continue
+                if orders_only:  # only a case whose first step below is an order
+                    flat = not b.perp_size[row].any() and not (b.balance[row, 1:] != 0).any()
+                    if flat or equity < maint * self.params.takeover_ppm // PPM:
+                        continue
+                    order = self._step_order(row)
+                    if order is None:
+                        continue
                 case = self.cases[key] = Case()
                 self.started += 1
                 self._event(account, where, LiquidationKind.STARTED, 0, 0, 0, equity - maint)
@@ -332,6 +351,12 @@ class Liquidator:
                         e.orders[s] += _P_CANCEL_ALL(
                             MsgType.CANCEL_ALL, WIRE_VERSION, SLOT_BYTES, ALL_MARKETS, account
                         )
+            elif orders_only:
+                continue
+            if order is not None:  # (orders_only: the step _step would take, decided above)
+                self._send_step(row, account, case, order)
+                acted = self._acted(acted)
+                continue
             if case.in_flight:
                 continue
             if self._stale(row):
@@ -352,10 +377,18 @@ class Liquidator:
                     e.release_isolated(row)
             else:
                 self._step(row, account, case)
-            acted += 1
-            if e.early_flush is not None and (acted == 1 or acted % EARLY_FLUSH_EVERY == 0):
-                e.early_flush()  # the first orders leave while the rest of a cascade is scanned
-        self._unwind()
+            acted = self._acted(acted)
+        if not orders_only:
+            self._unwind()
+
+    def _acted(self, acted: int) -> int:
+        """One more account acted on in this scan: the first orders leave while the rest of a
+        cascade is scanned (after the first, then every EARLY_FLUSH_EVERY)."""
+        acted += 1
+        e = self.engine
+        if e.early_flush is not None and (acted == 1 or acted % EARLY_FLUSH_EVERY == 0):
+            e.early_flush()
+        return acted
 
     # ---- new cases, vectorised (the per-account code in scan is the specification) -----------------
     def _plan(self, rows: np.ndarray, start: int, stop: int) -> NewCases:
@@ -756,15 +789,23 @@ class Liquidator:
         return out
 
     def _step(self, row: int, account: int, case: Case) -> None:
+        order = self._step_order(row)
+        if order is None:
+            case.backstop = True
+            return
+        self._send_step(row, account, case, order)
+
+    def _step_order(self, row: int) -> tuple[RiskMarket, int, int, int] | None:
+        """The next step's order of ``row`` (market, side, lots, limit in ticks): its largest-risk
+        holding, sized to restore margin, limited by the bankruptcy price; None when the book
+        cannot take it (nothing to sell, no price, a limit below one tick): the backstop's."""
         e, b = self.engine, self.engine.book
         holdings = self._holdings(row)
         if not holdings:
-            case.backstop = True
-            return
+            return None
         _risk, market, size, price = holdings[0]
         if price <= 0:
-            case.backstop = True
-            return
+            return None
         equity, maint = int(b.equity[row]), int(b.maintenance[row])
         rate = e.margin.im_rate(market) * e.margin.spec.params.mm_fraction_ppm // PPM or 1
         step = calc_liquidation_step_atoms(
@@ -783,8 +824,12 @@ class Liquidator:
         tick = market.tick_size_micro
         limit = -((-bankrupt) // tick) if side == Side.SELL else bankrupt // tick
         if limit <= 0:
-            case.backstop = True
-            return
+            return None
+        return market, side, lots, limit
+
+    def _send_step(self, row: int, account: int, case: Case, order: tuple[RiskMarket, int, int, int]) -> None:
+        market, side, lots, limit = order
+        tick = market.tick_size_micro
         self._send(account, market, side, lots, limit, key=self._key(row))
         case.in_flight.add(self.next_coid - 1)
         self._event(

@@ -24,7 +24,7 @@ from engine.math.dynamic_shock import calc_ewma_variance_ppm2, calc_return_ppm, 
 from engine.math.portfolio_margin import PortfolioLayout, calc_group_mixed, calc_portfolio_margin_arrays
 from engine.math.pre_trade import BUY, SELL, calc_order_impact
 from engine.risk import native_margin
-from engine.risk.account_book import AccountBook
+from engine.risk.account_book import AccountBook, near_flags
 from engine.risk.native_margin import CompiledRecompute
 from engine.risk.risk_config import RiskConfig, RiskMarket
 from engine.risk.risk_spec_builder import build_risk_spec
@@ -176,3 +176,4 @@ class MarginModel:
             book.equity[exact] = book.balance[exact, 0]
             book.initial[exact] = 0
             book.maintenance[exact] = 0
+        book.near[rows] = near_flags(book.equity[rows], book.maintenance[rows])

@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from engine.math.portfolio_margin import MAX_MAGNITUDE_MICRO, SAFETY_ABS_MICRO, SAFETY_REL, PortfolioLayout
+from engine.risk.account_book import NEAR_REACH
 from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, MICRO_PER_UNIT, PPM
 
 try:
@@ -116,8 +117,18 @@ class CompiledRecompute:
         self.below = self._below
         # of the last call's changed rows, those ``pack_margin`` publishes (when ``news`` was given)
         self.news = self._news
+        self._near = np.empty(0, np.int64)
         build_plan(layout, np.zeros(layout.n_assets, np.int64), np.zeros(layout.n_perps, np.int64),
                    np.full(layout.n_assets, PPM, np.int64))  # fmt: skip  # refuse an uncovered spec now
+
+    def near(self, book, rows: np.ndarray, reach: float) -> np.ndarray:  # type: ignore[no-untyped-def]
+        """Of ``rows``, those with a maintenance requirement whose headroom over it is below
+        ``reach`` times it (``RiskEngine._nearest``'s numpy expression, row by row in C; a view
+        valid until the next call)."""
+        rows = np.ascontiguousarray(rows, np.int64)
+        if len(self._near) < len(rows):
+            self._near = np.empty(max(len(rows), 2 * len(self._near)), np.int64)
+        return self._near[: _hxmargin.near(rows, book.equity, book.maintenance, float(reach), self._near)]
 
     def plan(self, prices: np.ndarray, marks: np.ndarray, mults: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         key = (prices.tobytes(), marks.tobytes(), mults.tobytes())
@@ -162,6 +173,7 @@ class CompiledRecompute:
         counts = _hxmargin.recompute(
             ints, dbls, book.balance, book.perp_size, book.perp_cost, rows, book.equity, book.initial,
             book.maintenance, book.exposure, self._changed, self._below, self.threads, settle_cols, news_cols,
+            (book.near, NEAR_REACH),
         )  # fmt: skip
         self.below = self._below[: counts[1]]
         self.news = self._news[: counts[2]] if news is not None else self._news[:0]

@@ -18,7 +18,7 @@ import random
 
 import pytest
 
-from engine.risk import liquidator
+from engine.risk import liquidator, risk_engine
 from engine.risk.native_risk import NativeRiskEngine, native_available
 from engine.risk.risk_config import risk_config_from
 from engine.risk.risk_engine import SHARD_EVENTS_SOURCE, RiskEngine, Source
@@ -361,3 +361,19 @@ def test_small_planning_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(liquidator, "PLAN_ROWS", 3)
     twin = run(8, 200, 10, 2, NativeRiskEngine if native_available() else RiskEngine, 20_000, flush=True)
     assert twin.fast.risk.liquidator.started_fast > 20
+
+
+@pytest.mark.parametrize(("seed", "cls"), [(12, "native"), (13, "python")])
+def test_the_nearest_first_scan_equals_the_per_account_path(
+    monkeypatch: pytest.MonkeyPatch, seed: int, cls: str
+) -> None:
+    """Every record of these small books takes the nearest-first route (``RiskEngine._nearest``,
+    then ``Liquidator.scan(orders_only=True)``, then the full scan): the vectorised and the
+    per-account scans still give the same bytes, and the early scan does start cases."""
+    monkeypatch.setattr(risk_engine, "NEAREST_FIRST_ROWS", 16)
+    monkeypatch.setattr(risk_engine, "NEAREST_SAFETY", 0.1)  # (a near set smaller than half the rows)
+    engine = NativeRiskEngine if cls == "native" and native_available() else RiskEngine
+    twin = run(seed, 240, 14, 2, engine, 20_000, flush=True)
+    fast, spec = twin.fast.risk.liquidator, twin.spec.risk.liquidator
+    assert fast.started_early > 3 and spec.started_early == fast.started_early
+    assert fast.started_fast > 0  # the early scan's runs went the vectorised way too

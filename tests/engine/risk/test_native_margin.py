@@ -125,7 +125,7 @@ def _same(spec_name: str, seed: int, n: int, density: float, whales: bool, subse
         assert got.tolist() == want.tolist()
         below = (book_a.maintenance[rows] > 0) & (book_a.equity[rows] < book_a.maintenance[rows])
         assert compiled.compiled.below.tolist() == rows[below].tolist()  # type: ignore[union-attr]
-        for column in ("equity", "initial", "maintenance", "exposure"):
+        for column in ("equity", "initial", "maintenance", "exposure", "near"):
             assert getattr(book_a, column)[:n].tobytes() == getattr(book_b, column)[:n].tobytes(), column
 
 
@@ -211,7 +211,8 @@ def test_two_threads_give_the_bytes_of_one_and_of_numpy() -> None:
     assert results[0] == results[1] == results[2] and len(results[0]) > n // 2
     below = rows[(books[0].maintenance[:n] > 0) & (books[0].equity[:n] < books[0].maintenance[:n])].tolist()
     assert one.compiled.below.tolist() == two.compiled.below.tolist() == below and below
-    for column in ("equity", "initial", "maintenance", "exposure"):
+    assert books[0].near[:n].any() and not books[0].near[:n].all()
+    for column in ("equity", "initial", "maintenance", "exposure", "near"):
         want = getattr(books[0], column)[:n].tobytes()
         assert (
             getattr(books[1], column)[:n].tobytes() == want
@@ -328,3 +329,31 @@ def test_one_pass_settles_and_selects_the_news_as_the_three_steps_do(n: int, thr
         for column in ("equity", "initial", "maintenance", "exposure", "reserved", "converting", "dirty"):
             assert getattr(books[0], column)[:n].tobytes() == getattr(books[1], column)[:n].tobytes(), column
         assert not books[1].dirty[rows].any() and not books[1].converting[rows].any()
+
+
+def test_near_rows_in_c_are_the_numpy_expression() -> None:
+    """``CompiledRecompute.near`` (the rows ``RiskEngine._nearest`` looks at first) against the
+    numpy expression the Python engine evaluates, and the kept ``near`` flags against
+    ``near_flags`` after a recompute and after a book is loaded from its columns."""
+    from engine.risk.account_book import NEAR_REACH, near_flags
+
+    spec = _exchange_spec()
+    n = 5_000
+    book = _book(spec, n, np.random.default_rng(8), 0.3, False)
+    prices, marks, mults = _prices(spec, np.random.default_rng(9))
+    _numpy, model = _models(spec)
+    assert model.compiled is not None
+    model.multiplier[:] = mults
+    rows = np.arange(n)
+    model.recompute(book, rows, prices, marks)
+    assert book.near[:n].tolist() == near_flags(book.equity[:n], book.maintenance[:n]).tolist()
+    assert 0 < np.count_nonzero(book.near[:n]) < n
+    subset = np.sort(np.random.default_rng(1).choice(n, n // 2, replace=False))
+    for reach in (0.0, 0.01, 0.5, 1.0, NEAR_REACH, 50.0):
+        maint = book.maintenance[subset]
+        head = (book.equity[subset] - maint).astype(np.float64)
+        want = subset[(maint > 0) & (head < maint.astype(np.float64) * reach)]
+        assert model.compiled.near(book, subset, reach).tolist() == want.tolist()
+    copy = AccountBook(book.n_assets, book.n_perps)
+    copy.load({name: col.copy() for name, col in book.columns().items()})
+    assert copy.near[:n].tobytes() == book.near[:n].tobytes()

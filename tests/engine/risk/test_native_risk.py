@@ -708,3 +708,16 @@ def test_adl_ranks_over_held_rows_equal_the_full_pass(seed: int) -> None:
         assert (a.liquidator.rank_cache == b.liquidator.rank_cache).all()
         assert a.state_hash() == b.state_hash()
     assert published > 10  # ranks moved, up and down to 0
+
+
+def test_random_flows_agree_with_the_nearest_first_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every record of a small book takes the nearest-first route (``RiskEngine._nearest``, the
+    early scan, then the rest): the two engines still agree record by record."""
+    from engine.risk import risk_engine
+
+    monkeypatch.setattr(risk_engine, "NEAREST_FIRST_ROWS", 8)
+    monkeypatch.setattr(risk_engine, "NEAREST_SAFETY", 0.5)
+    twin = run_flow(4, 700)
+    c, py = twin.c.risk, twin.py.risk
+    assert c.counters["fills"] > 50
+    assert c.counters["nearest_first"] == py.counters["nearest_first"] > 5

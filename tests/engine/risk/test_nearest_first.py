@@ -1,0 +1,118 @@
+"""A big record after a price move: the accounts nearest their maintenance first.
+
+``RiskEngine.end_of_record`` recomputes the accounts whose headroom the move can consume
+(``_nearest``), starts their liquidations (``Liquidator.scan(orders_only=True)``), and only then
+recomputes everyone else: a cascade's first orders do not wait for 100,000 holders' figures. A
+heuristic of order only: the same accounts are liquidated with the same orders and the same state
+as when every row is recomputed first; only where the outputs sit in the record moves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.risk import risk_engine
+from engine.risk.native_risk import NativeRiskEngine, native_available
+from engine.risk.risk_config import load_risk_config
+from engine.risk.risk_engine import RiskEngine, Source
+from engine.types.enums import LiquidationKind, MsgType
+from engine.wire.codec import decode, encode
+from engine.wire.layout import SLOT_BYTES
+from hx.config import DEFAULT_CONFIG
+
+BTC_PERP = 100
+HOLDERS = 6_000
+LEVERAGED = 40  # every 150th holder: 0.5 BTC on 1,500 USDC (about 30x)
+
+
+def _engine(cls: type[RiskEngine]) -> RiskEngine:
+    """``HOLDERS`` accounts long or short BTC-PERP at $95,000, funded 100,000 USDC but for the
+    leveraged longs; their figures computed at a first mark."""
+    engine = cls(load_risk_config(str(DEFAULT_CONFIG)))
+    book = engine.book
+    rows = np.array([book.row(a) for a in range(1, HOLDERS + 1)])
+    perp = engine.config.markets[BTC_PERP].perp
+    size = np.where(np.arange(HOLDERS) % 2 == 0, 10_000_000, -10_000_000)  # 0.1 BTC in atoms
+    lev = rows[::150][:LEVERAGED]
+    size[lev - rows[0]] = 50_000_000
+    book.balance[rows, 0] = 100_000 * 10**6
+    book.balance[lev, 0] = 1_500 * 10**6
+    book.perp_size[rows, perp] = size
+    book.perp_cost[rows, perp] = size * 950  # atoms x $95,000 (micro) / 1e8
+    engine.net_deposits[0] += int(book.balance[rows, 0].sum())
+    _apply(engine, 950_000)
+    assert not engine.liquidator.cases
+    return engine
+
+
+def _apply(engine: RiskEngine, ticks: int, seen: list[int] | None = None) -> list[bytes]:
+    """A MARK_PRICE record; the outputs of each flush (early flushes, then the record's end).
+    ``seen`` gets the equity of a far holder (not leveraged) at each flush."""
+    flushes: list[bytes] = []
+    far = engine.book.rows[2]
+
+    def flush() -> None:
+        _orders, events = engine.take_outputs()
+        flushes.append(events)
+        if seen is not None:
+            seen.append(int(engine.book.equity[far]))
+
+    engine.early_flush = flush
+    engine.handle_command(encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=ticks), 0, Source.ORACLE)
+    engine.end_of_record()
+    flush()
+    engine.early_flush = None
+    return flushes
+
+
+def _slots(data: bytes) -> list[bytes]:
+    return [data[i : i + SLOT_BYTES] for i in range(0, len(data), SLOT_BYTES)]
+
+
+def _started(data: bytes) -> list[int]:
+    out = []
+    for slot in _slots(data):
+        if slot[0] == MsgType.LIQUIDATION:
+            e = decode(slot, 0)
+            if e["kind"] == LiquidationKind.ORDER:
+                out.append(e["account"])
+    return out
+
+
+@pytest.mark.parametrize("cls", ["native", "python"])
+def test_the_near_accounts_orders_leave_before_everyone_elses_figures(
+    monkeypatch: pytest.MonkeyPatch, cls: str
+) -> None:
+    engine_cls = NativeRiskEngine if cls == "native" and native_available() else RiskEngine
+    first, whole = _engine(engine_cls), _engine(engine_cls)
+    drop = 950_000 * 997 // 1000  # -0.3%: the leveraged longs fall below maintenance
+    far = first.book.rows[2]
+    before = int(first.book.equity[far])
+    seen: list[int] = []
+    flushes = _apply(first, drop, seen)
+    monkeypatch.setattr(risk_engine, "NEAREST_FIRST_ROWS", 10**9)  # every row first, as before
+    seen_whole: list[int] = []
+    flushes_whole = _apply(whole, drop, seen_whole)
+    # the same liquidations, the same state, the same events (only their place in the record moved)
+    everything = b"".join(flushes)
+    assert sorted(_started(everything)) == sorted(_started(b"".join(flushes_whole)))
+    assert len(_started(everything)) == LEVERAGED
+    assert first.state_hash() == whole.state_hash()
+    assert sorted(_slots(everything)) == sorted(_slots(b"".join(flushes_whole)))
+    # the first order left before the far holders' figures were computed; before, after them
+    assert _started(flushes[0]) and _started(flushes_whole[0])
+    assert seen[0] == before != seen[-1] == int(first.book.equity[far])
+    assert seen_whole[0] == seen_whole[-1] != before
+    assert first.liquidator.started_early == LEVERAGED and whole.liquidator.started_early == 0
+
+
+def test_a_record_without_a_move_or_too_small_goes_the_old_way() -> None:
+    """No price moved (a funding or an order record) or fewer rows than NEAREST_FIRST_ROWS: no
+    nearest-first pass."""
+    engine = _engine(NativeRiskEngine if native_available() else RiskEngine)
+    rows = np.arange(engine.book.count)
+    assert not len(engine._nearest(rows))  # nothing moved since the last record
+    engine.marks[engine.config.markets[BTC_PERP].perp] -= 10**9
+    assert len(engine._nearest(rows)) >= LEVERAGED
+    assert not len(engine._nearest(rows[: risk_engine.NEAREST_FIRST_ROWS - 1]))
