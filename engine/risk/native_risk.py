@@ -31,7 +31,7 @@ from engine.risk.liquidator import LiquidationParams
 from engine.risk.margin_model import MarginModel
 from engine.risk.order_ledger import Reservation
 from engine.risk.risk_config import RiskConfig
-from engine.risk.risk_engine import SHARD_EVENTS_SOURCE, RiskEngine
+from engine.risk.risk_engine import _PRICE_COMMANDS, SHARD_EVENTS_SOURCE, RiskEngine
 from engine.types.enums import MarketKind
 from engine.types.fixed import PPM
 from engine.wire.layout import SLOT_BYTES
@@ -134,6 +134,8 @@ class NativeRiskEngine(RiskEngine):
         end = off + count * SLOT_BYTES
         run = self.core.run
         while off < end:
+            if self._touched and (source == SHARD_EVENTS_SOURCE or buf[off] not in _PRICE_COMMANDS):
+                self._flush_touched()  # (the core reads dirty flags: the deferred ones first)
             off = run(self, buf, off, end, source)
             if off < end:  # the core stopped before this one: Python applies it
                 self.handed_back += 1

@@ -173,6 +173,7 @@ NEAREST_FIRST_ROWS: Final = 4_096
 NEAREST_SAFETY: Final = 2.0  # how far past the linear estimate of a move's reach to look (RiskEngine._reach)
 SNAPSHOT_MAGIC: Final = b"HXRISK01"
 _NO_ROWS: Final = np.zeros(0, np.intp)
+_PRICE_COMMANDS: Final = frozenset({MsgType.MARK_PRICE, MsgType.ORACLE_PRICE})  # (their touches wait)
 
 
 class RiskSnapshotError(ValueError):
@@ -237,6 +238,7 @@ class RiskEngine:
         self.orders = [bytearray() for _ in range(shards)]
         self.events = bytearray()
         self._fee_changed = False
+        self._touched: list[tuple[int, int]] = []  # (perp, asset) whose holders a price moved; -1: none
         # prices and marks as at the end of the last record (what a record's move is measured from)
         self._priced_at = (self.prices.copy(), self.marks.copy())
         # how many times its relative price move an account's headroom (equity - maintenance) can
@@ -382,6 +384,8 @@ class RiskEngine:
     def handle_command(self, buf: bytes | memoryview, off: int, source: int = 0) -> None:
         """One command from a gateway, settlement or the oracle (``Source``; already well-formed)."""
         t = buf[off]
+        if self._touched and t not in _PRICE_COMMANDS:
+            self._flush_touched()
         if source == Source.ORACLE or t in _ORACLE_ONLY:  # gateways never pass these on from clients
             self._oracle_command(buf, off, t)
             return
@@ -548,10 +552,10 @@ class RiskEngine:
         market = self.config.markets.get(mid)
         if market is not None and price > 0:
             self.priced[mid] = True
-            self._set_price(market, price * market.tick_size_micro)
+            self._set_price(market, price * market.tick_size_micro, defer=True)
         self._forward(buf, off, mid)
 
-    def _set_price(self, market: RiskMarket, price_micro: int) -> None:
+    def _set_price(self, market: RiskMarket, price_micro: int, defer: bool = False) -> None:
         a = market.base_asset
         self.margin.on_price(a, price_micro, self._closed(a), bool(self.stale[a]))
         if market.is_perp:
@@ -562,7 +566,10 @@ class RiskEngine:
             self.prices[market.base_asset] = price_micro
             self.liquidator.unwind_due.add(~market.base_asset)  # what the fund took over of it
             self._emit_price(ALL_MARKETS, market.base_asset, 1, price_micro)
-        self._touch_exposed(market)
+        if defer:  # (the record's price commands mark their holders dirty in one pass)
+            self._touched.append((market.perp, -1) if market.is_perp else (-1, market.base_asset))
+        else:
+            self._touch_exposed(market)
 
     def _emit_price(self, market: int, asset: int, kind: int, price_micro: int) -> None:
         status = int(self.stale[asset]) if asset < len(self.stale) else 0
@@ -578,6 +585,22 @@ class RiskEngine:
             price_micro,
             self.now_ns,
         )
+
+    def _flush_touched(self) -> None:
+        """Mark dirty every account holding what the deferred price commands moved (perps, assets),
+        in one pass over the book: a price record of several assets read the columns once per
+        command (~0.3 ms each at 100,000 accounts). Runs before anything else reads ``dirty``: any
+        other command, a shard event, the compiled core, the record's end."""
+        touched, self._touched = self._touched, []
+        b, n = self.book, self.book.count
+        perps = sorted({p for p, _a in touched if p >= 0})
+        assets = sorted({a for _p, a in touched if a >= 0})
+        dirty = b.dirty[:n]
+        for columns, chosen in ((b.perp_size, perps), (b.balance, assets)):
+            if len(chosen) == 1:  # (one column: no gathered copy)
+                dirty |= columns[:n, chosen[0]] != 0
+            elif chosen:  # (each row's cache line read once for all of them)
+                dirty |= (columns[:n, chosen] != 0).any(axis=1)
 
     def _touch_exposed(self, market: RiskMarket) -> None:
         n = self.book.count
@@ -737,13 +760,17 @@ class RiskEngine:
                 )
                 self._emit_price(ALL_MARKETS, asset, 1, int(self.prices[asset]))
                 self.liquidator.unwind_due.add(~asset)  # what the fund took over of it
-                self._touch_asset(asset)
+                self._touched.append((-1, asset))
+                for mid in self.config.perps:  # (and every perp on it: _touch_asset)
+                    m = self.config.markets[mid]
+                    if m.base_asset == asset:
+                        self._touched.append((m.perp, -1))
         elif t == MsgType.MARK_PRICE:
             (_t, _v, _l, mid, price, _ts) = _U_MARK(buf, off)
             market = self.config.markets.get(mid)
             if market is not None and price > 0:
                 self.priced[mid] = True
-                self._set_price(market, price * market.tick_size_micro)
+                self._set_price(market, price * market.tick_size_micro, defer=True)
         elif t == MsgType.SET_MARKET_STATUS:
             f = _U_STATUS(buf, off)
             if f[3] in self.status:
@@ -982,6 +1009,8 @@ class RiskEngine:
     def apply_event(self, buf: bytes | memoryview, off: int) -> None:
         """One shard event; events of other partitions' accounts change nothing here. Private ones
         of our accounts are republished on the account's private stream before their effects."""
+        if self._touched:
+            self._flush_touched()
         t = buf[off]
         if t in _ACCOUNT_AT:
             account = _U32.unpack_from(buf, off + _ACCOUNT_AT[t])[0]
@@ -1258,6 +1287,8 @@ class RiskEngine:
     # ---- end of a journal record -----------------------------------------------------------------
     def end_of_record(self) -> None:
         """Recompute the margin of every account touched since the last record; publish it."""
+        if self._touched:
+            self._flush_touched()
         if self._fee_changed:
             self._fee_changed = False
             self._emit_balance(self.fee_row, 0, BalanceReason.FEE, 0, 0)

@@ -16,7 +16,7 @@ from engine.risk import risk_engine
 from engine.risk.native_risk import NativeRiskEngine, native_available
 from engine.risk.risk_config import load_risk_config
 from engine.risk.risk_engine import RiskEngine, Source
-from engine.types.enums import LiquidationKind, MsgType
+from engine.types.enums import LiquidationKind, MsgType, Side
 from engine.wire.codec import decode, encode
 from engine.wire.layout import SLOT_BYTES
 from hx.config import DEFAULT_CONFIG
@@ -116,3 +116,23 @@ def test_a_record_without_a_move_or_too_small_goes_the_old_way() -> None:
     engine.marks[engine.config.markets[BTC_PERP].perp] -= 10**9
     assert len(engine._nearest(rows)) >= LEVERAGED
     assert not len(engine._nearest(rows[: risk_engine.NEAREST_FIRST_ROWS - 1]))
+
+
+@pytest.mark.parametrize("cls", ["native", "python"])
+def test_an_order_after_a_mark_in_the_same_record_is_checked_on_the_new_figures(cls: str) -> None:
+    """A price command's holders are marked dirty in one pass later in the record
+    (``RiskEngine._flush_touched``), but before anything reads the flags: an order behind the
+    mark in the same record finds its account dirty and is checked on figures at the new mark."""
+    engine = _engine(NativeRiskEngine if cls == "native" and native_available() else RiskEngine)
+    b = engine.book
+    row, other = b.rows[2], b.rows[4]
+    before, other_before = int(b.equity[row]), int(b.equity[other])
+    record = encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=900_000) + encode(
+        MsgType.NEW_ORDER, BTC_PERP, account=2, side=Side.BUY, price_ticks=900_000, size_lots=1,
+        client_order_id=7,
+    )  # fmt: skip
+    engine.apply_slots(record, 0, 2, Source.GATEWAY)
+    assert int(b.equity[row]) != before  # recomputed before its check
+    assert b.dirty[other] and int(b.equity[other]) == other_before  # the others wait for the record's end
+    engine.end_of_record()
+    assert int(b.equity[other]) != other_before
