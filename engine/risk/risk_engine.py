@@ -170,6 +170,9 @@ ADL_RANK_EVERY: Final = 64  # records between ADL rank publications
 # the accounts nearest their maintenance first (RiskEngine._nearest): a cascade's first liquidation
 # orders leave before the figures of every other holder are computed.
 NEAREST_FIRST_ROWS: Final = 4_096
+NEAREST_FIRST_MAX: Final = (
+    1_024  # at most this many first: the nearest (one breach is all the first order needs)
+)
 NEAREST_SAFETY: Final = 2.0  # how far past the linear estimate of a move's reach to look (RiskEngine._reach)
 SNAPSHOT_MAGIC: Final = b"HXRISK01"
 _NO_ROWS: Final = np.zeros(0, np.intp)
@@ -1332,7 +1335,8 @@ class RiskEngine:
         """Of ``rows`` (to recompute), those whose headroom over maintenance, as last computed, is
         within reach of the record's price move: ``_reach`` x the largest relative move of a
         price or mark since the last record, as a fraction of their maintenance. Only for a big
-        record after a move, and only when they are at most half of it (else nothing is gained).
+        record after a move, and only when they are at most half of it (else nothing is gained);
+        at most about ``NEAREST_FIRST_MAX`` of them, the nearest by headroom over maintenance.
         A heuristic of order only: every row is recomputed and scanned in the same record."""
         if len(rows) < NEAREST_FIRST_ROWS:
             return _NO_ROWS
@@ -1354,6 +1358,11 @@ class RiskEngine:
             maint = b.maintenance[look]
             head = (b.equity[look] - maint).astype(np.float64)
             near = look[(maint > 0) & (head < maint.astype(np.float64) * reach)]
+        if len(near) > NEAREST_FIRST_MAX:  # the nearest of them: headroom / maintenance (ties kept whole)
+            maint = b.maintenance[near]
+            ratio = (b.equity[near] - maint).astype(np.float64) / maint.astype(np.float64)
+            cut = np.partition(ratio, NEAREST_FIRST_MAX - 1)[NEAREST_FIRST_MAX - 1]
+            near = near[ratio <= cut]
         return near if 0 < len(near) <= len(rows) // 2 else _NO_ROWS
 
     def _recompute(self, rows: np.ndarray, publish: bool = False) -> None:

@@ -23,7 +23,7 @@ from hx.config import DEFAULT_CONFIG
 
 BTC_PERP = 100
 HOLDERS = 6_000
-LEVERAGED = 40  # every 150th holder: 0.5 BTC on 1,500 USDC (about 30x)
+LEVERAGED = 40  # every 150th holder: 0.5 BTC on 1,500-1,539 USDC (about 30x)
 
 
 def _engine(cls: type[RiskEngine]) -> RiskEngine:
@@ -37,7 +37,7 @@ def _engine(cls: type[RiskEngine]) -> RiskEngine:
     lev = rows[::150][:LEVERAGED]
     size[lev - rows[0]] = 50_000_000
     book.balance[rows, 0] = 100_000 * 10**6
-    book.balance[lev, 0] = 1_500 * 10**6
+    book.balance[lev, 0] = (1_500 + np.arange(LEVERAGED)) * 10**6  # (distinct headrooms)
     book.perp_size[rows, perp] = size
     book.perp_cost[rows, perp] = size * 950  # atoms x $95,000 (micro) / 1e8
     engine.net_deposits[0] += int(book.balance[rows, 0].sum())
@@ -136,3 +136,23 @@ def test_an_order_after_a_mark_in_the_same_record_is_checked_on_the_new_figures(
     assert b.dirty[other] and int(b.equity[other]) == other_before  # the others wait for the record's end
     engine.end_of_record()
     assert int(b.equity[other]) != other_before
+
+
+def test_only_the_nearest_go_first_when_many_are_near(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More near accounts than NEAREST_FIRST_MAX: the nearest by headroom over maintenance go
+    first (the leveraged longs), the same in both engines."""
+    monkeypatch.setattr(risk_engine, "NEAREST_FIRST_MAX", 10)
+    got = []
+    for cls in (NativeRiskEngine if native_available() else RiskEngine, RiskEngine):
+        engine = _engine(cls)
+        engine.marks[engine.config.markets[BTC_PERP].perp] -= 10**9  # a 1% move: everyone within reach
+        rows = np.arange(engine.book.count)
+        monkeypatch.setattr(risk_engine, "NEAREST_FIRST_MAX", 10**9)
+        everyone = engine._nearest(rows)
+        monkeypatch.setattr(risk_engine, "NEAREST_FIRST_MAX", 10)
+        got.append(engine._nearest(rows).tolist())
+        b = engine.book
+        assert len(everyone) > 10 and 10 <= len(got[-1]) < len(everyone)
+        ratio = (b.equity[everyone] - b.maintenance[everyone]) / b.maintenance[everyone]
+        assert max(ratio[np.isin(everyone, got[-1])]) <= min(ratio[~np.isin(everyone, got[-1])])
+    assert got[0] == got[1]
