@@ -291,16 +291,22 @@ class Liquidator:
         acted = 0
         self._bad_prices = self._unpriced()
         self._moved_others = False
-        plan, planned, skip = None, 0, 0
+        plan, planned, skip, window = None, 0, 0, PLAN_FIRST_ROWS
         for i, row in enumerate(rows.tolist()):
             if i < skip:  # (started by _start with the run before it)
                 continue
             # plan the next rows, or plan again when ADL moved other rows' holdings; the first
             # account acted on goes the per-account way (its order leaves at once, before any
-            # planning: the breach-to-order latency of a cascade)
+            # planning: the breach-to-order latency of a cascade). Windows double up to PLAN_ROWS
+            # while they are used up, and start small again after ADL threw one away (a cascade
+            # deleverages after most bankruptcies: a 1,024-row plan per ADL was most of its scan)
             if self.fast and acted and (i >= planned or self._moved_others):
+                if self._moved_others:
+                    window = PLAN_FIRST_ROWS
+                elif plan is not None:
+                    window = min(PLAN_ROWS, 2 * window)
                 self._moved_others = False
-                planned = min(len(rows), i + (PLAN_ROWS if plan is not None else PLAN_FIRST_ROWS))
+                planned = min(len(rows), i + window)
                 plan = self._plan(rows, i, planned)
             if plan is not None and plan.ok[i]:  # a run of new cases going straight to an order
                 skip = i + 1
