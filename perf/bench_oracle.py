@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.host.heap import keep_freed_memory
 from engine.oracle.oracle_config import load_oracle_config
 from engine.oracle.oracle_engine import OracleEngine
 from engine.oracle.ports import RawQuote
@@ -85,9 +86,11 @@ def run(accounts: int = 100_000, samples: int = 60, config_path: str | None = No
     from hx.config import DEFAULT_CONFIG
 
     path = str(config_path or DEFAULT_CONFIG)
+    keep_freed_memory()  # as the risk and oracle processes do (engine/host/heap.py)
     oracle = OracleEngine(load_oracle_config(path), 1)
     risk = _risk_engine(path, accounts)
     feeds = [_Feed(f) for f in range(len(oracle.config.feeds_of(BTC)))]
+    perp = risk.config.markets[BTC_PERP].perp
     now = 1_764_720_000 * S
     to_mark, to_margin, margins, recomputed = [], [], [], []
     for k in range(samples + 5):
@@ -106,7 +109,8 @@ def run(accounts: int = 100_000, samples: int = 60, config_path: str | None = No
         for off in range(0, len(to_risk), SLOT_BYTES):
             risk.handle_command(to_risk, off, Source.ORACLE)
         t_count = time.perf_counter_ns()
-        dependent = int(np.count_nonzero(risk.book.dirty[: risk.book.count]))  # (not timed)
+        n = risk.book.count  # the dependent accounts: every holder of the perp (recomputed below)
+        dependent = int(np.count_nonzero(risk.book.perp_size[:n, perp] | risk.book.dirty[:n]))  # (not timed)
         t_count = time.perf_counter_ns() - t_count
         flushed: list[int] = []
         risk.early_flush = lambda: flushed.append(time.perf_counter_ns())  # noqa: B023

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.host.heap import keep_freed_memory
 from engine.risk.native_risk import RISK_ENGINE_ENV, NativeRiskEngine, native_available
 from engine.risk.risk_config import RiskConfig, risk_config_from
 from engine.risk.risk_engine import RiskEngine, Source
@@ -278,6 +279,7 @@ def recompute(accounts: int = 100_000, touched: int = 128, runs: int = 5) -> dic
 
 
 def _rss_child(accounts: int, with_positions: int, out: Any) -> None:
+    keep_freed_memory()  # as the risk process does: what it keeps counts
     import psutil
 
     markets, assets = bench_config()
@@ -297,6 +299,7 @@ def rss_mb(accounts: int = 1_000_000, with_positions: int = 100_000) -> float:
 
 
 def run(runs: int = 3, quick: bool = False) -> dict[str, Any]:
+    keep_freed_memory()  # as the risk process does (engine/host/heap.py)
     native = native_available()
     n = 50_000 if quick else 200_000
     report: dict[str, Any] = {"bench": "risk", "engine": "native" if native else "python", "runs": runs}

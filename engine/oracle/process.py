@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from engine.host.health_board import open_health_slot
+from engine.host.heap import keep_freed_memory
 from engine.host.metrics import Metrics
 from engine.host.process_identity import become_stage, handle_stage_signals, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
@@ -391,6 +392,7 @@ def run_oracle(options: OracleOptions, ready: Any = None) -> None:
     """Process entry point (a multiprocessing target)."""
     if options.supervisor_pid:
         become_stage(options.name, options.run_dir or options.state_dir, options.supervisor_pid)
+    keep_freed_memory()  # (numpy temporaries of whole columns: no page faults)
     proc = OracleProcess(options)
     gc.collect()
     gc.freeze()

@@ -32,6 +32,7 @@ import numpy as np
 
 from engine.host import apply_realtime_priority, ensure_realtime_priority
 from engine.host.health_board import open_health_slot
+from engine.host.heap import keep_freed_memory
 from engine.host.metrics import Metrics
 from engine.host.process_identity import become_stage, handle_stage_signals, remove_pid_file
 from engine.journal import JournalReader, JournalWriter, SnapshotStore
@@ -401,6 +402,7 @@ def run_risk(options: RiskOptions, ready: Any = None) -> None:
     policy = apply_realtime_priority(options.realtime_priority)
     if "refused" in policy:
         print(f"hx {options.name}: runs {policy}", file=sys.stderr, flush=True)
+    keep_freed_memory()  # (numpy temporaries of whole columns: no page faults)
     proc = RiskProcess(options)
     gc.collect()
     gc.freeze()
