@@ -40,6 +40,7 @@ import numpy as np
 from engine.math.funding import FundingConfig, calc_funding_rate
 from engine.math.mark_price import BasisEma, calc_basis_ema, calc_basis_pico, calc_mark_price
 from engine.math.oracle_index import IndexConfig, IndexState, SourceQuote, calc_index
+from engine.risk.risk_engine import insurance_account
 from engine.types.enums import BalanceReason, LiquidationKind, MarketStatus, MsgType, PriceStatus
 from engine.types.fixed import PPB
 from engine.wire.codec import decode, encode
@@ -49,6 +50,7 @@ from perf.stress.population import Population, build_population
 from perf.stress.scenario import Scenario
 
 LIQ_COID = 1 << 63
+FUND = insurance_account(0)  # the run has one risk partition
 
 
 _BALANCE = BY_TYPE[MsgType.BALANCE].dtype
@@ -89,7 +91,14 @@ class Tally:
 
     def on_risk(self, data: bytes, now: float) -> None:
         slots = np.frombuffer(data, _BALANCE)  # every slot seen as a BALANCE; only those count
-        paid = (slots["msg_type"] == MsgType.BALANCE) & (slots["reason"] == BalanceReason.FUNDING)
+        balance = slots["msg_type"] == MsgType.BALANCE
+        # the fund's USDC from its own BALANCE events: the unwind's fills and the liquidation fees
+        # move it too, not only the LIQUIDATION events (whose insurance_micro is the fund's cash
+        # as that event left it)
+        fund = np.flatnonzero(balance & (slots["account"] == FUND) & (slots["asset"] == 0))
+        if len(fund):
+            self.insurance_micro = int(slots["balance"][fund[-1]])
+        paid = balance & (slots["reason"] == BalanceReason.FUNDING)
         if paid.any():
             delta = slots["delta"][paid]
             self.funding_payments += int(np.count_nonzero(delta))
@@ -99,7 +108,6 @@ class Tally:
             if t == MsgType.LIQUIDATION:
                 e = decode(data, off)
                 kind = e["kind"]
-                self.insurance_micro = e["insurance_micro"]
                 if kind == LiquidationKind.STARTED:
                     self.liquidations += 1
                 elif kind == LiquidationKind.ORDER:

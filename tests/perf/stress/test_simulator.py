@@ -98,3 +98,13 @@ def test_the_cli_runs_a_builtin_with_a_plot(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
     assert all(report["invariants"].values()) and out.stat().st_size > 10_000
+
+
+def test_the_fund_series_is_its_usdc_after_each_step() -> None:
+    """``insurance_fund_usdc`` is the fund's USDC after each step: its unwind's fills and the
+    liquidation fees move it between LIQUIDATION events, so the series must end where the fund's
+    state ends (an equity gap: the fund takes shares over, then sells them back)."""
+    report = Simulator(load_scenario("equity-gap"), accounts=150, seed=1, step_s=3.0).run(calm_s=1)
+    assert report["takeovers"] > 0
+    assert report["insurance_fund_usdc"][-1] == report["insurance_fund_end"]["usdc"]
+
