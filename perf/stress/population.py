@@ -186,14 +186,7 @@ def build_population(ex: SimExchange, sc: Scenario, n: int, rng: random.Random) 
             pop.deposit(account, 0, int(equity * MICRO))
             m = rng.choice(spots)
             side = 0 if m.kind != "prediction" or rng.random() < 0.5 else 1
-            _open(
-                pop,
-                seed_lots,
-                account,
-                m,
-                side,
-                equity * min(lev, Decimal(3)) / max(price[m.symbol], Decimal("0.01")),
-            )
+            _open(pop, seed_lots, account, m, side, _spot_units(m, equity, lev, price[m.symbol]))
     for (mid, side), lots in seed_lots.items():
         m = next(x for x in ex.markets if x.market_id == mid)
         seeder = SEEDERS[0] if side == 1 else SEEDERS[1]
@@ -202,6 +195,22 @@ def build_population(ex: SimExchange, sc: Scenario, n: int, rng: random.Random) 
     for seeder in SEEDERS:
         pop.unseed.append(encode(MsgType.CANCEL_ALL, 0xFFFF_FFFF, account=seeder))
     return pop
+
+
+PREDICTION_STAKE = Decimal("0.9")  # of equity: the rest pays the taker fee and keeps a margin
+
+
+def _spot_units(m: SimMarket, equity: Decimal, lev: Decimal, price: Decimal) -> Decimal:
+    """The size of a ``spot`` account's holding, in units.
+
+    A spot or equity holding is bought on margin, at up to 3x. A prediction share is margined on
+    its outcomes, and the pre-trade bound (``engine.math.pre_trade``) reserves the larger of the
+    two losses, ``max(p, 1 - p)`` per share, on either side: no leverage can fund it, so the stake
+    is a share of equity over that. Sized at 3x like the others, every prediction order was
+    refused for margin and the population held nothing a resolution could settle."""
+    if m.kind != "prediction":
+        return equity * min(lev, Decimal(3)) / max(price, Decimal("0.01"))
+    return equity * PREDICTION_STAKE / max(price, 1 - price)
 
 
 def _open(

@@ -40,13 +40,13 @@ import numpy as np
 from engine.math.funding import FundingConfig, calc_funding_rate
 from engine.math.mark_price import BasisEma, calc_basis_ema, calc_basis_pico, calc_mark_price
 from engine.math.oracle_index import IndexConfig, IndexState, SourceQuote, calc_index
-from engine.risk.risk_engine import insurance_account
+from engine.risk.risk_engine import SYSTEM_ACCOUNT_BASE, insurance_account
 from engine.types.enums import BalanceReason, LiquidationKind, MarketStatus, MsgType, PriceStatus
 from engine.types.fixed import PPB
 from engine.wire.codec import decode, encode
 from engine.wire.layout import BY_TYPE, SLOT_BYTES
 from perf.stress.exchange_setup import MICRO, SimExchange, SimMarket, build_exchange
-from perf.stress.population import Population, build_population
+from perf.stress.population import FIRST_TRADER, Population, build_population
 from perf.stress.scenario import Scenario
 
 LIQ_COID = 1 << 63
@@ -88,6 +88,7 @@ class Tally:
     positions: dict[tuple[int, int], int] = field(default_factory=dict)  # (account, market) -> size
     funding_payments: int = 0  # BALANCE events of reason FUNDING (payers and receivers)
     funding_paid_micro: int = 0  # what the payers paid (the receivers got the same: zero-sum)
+    resolution_settled: set[int] = field(default_factory=set)  # population accounts a resolution paid
 
     def on_risk(self, data: bytes, now: float) -> None:
         slots = np.frombuffer(data, _BALANCE)  # every slot seen as a BALANCE; only those count
@@ -98,6 +99,12 @@ class Tally:
         fund = np.flatnonzero(balance & (slots["account"] == FUND) & (slots["asset"] == 0))
         if len(fund):
             self.insurance_micro = int(slots["balance"][fund[-1]])
+        settled = balance & (slots["reason"] == BalanceReason.RESOLUTION) & (slots["asset"] != 0)
+        if settled.any():
+            accounts = slots["account"][settled]
+            self.resolution_settled.update(
+                int(a) for a in accounts[(accounts >= FIRST_TRADER) & (accounts < SYSTEM_ACCOUNT_BASE)]
+            )
         paid = balance & (slots["reason"] == BalanceReason.FUNDING)
         if paid.any():
             delta = slots["delta"][paid]
@@ -546,6 +553,7 @@ class Simulator:
             "funding": self.funding_paid,
             "funding_payments": self.tally.funding_payments,
             "funding_paid_usdc": self.tally.funding_paid_micro / MICRO,
+            "resolution_settled_accounts": len(self.tally.resolution_settled),
             "ignored_keys": list(sc.ignored),
             "invariants": {
                 "book_never_crossed": self.tally.book_never_crossed,
@@ -608,7 +616,7 @@ class Simulator:
     def _offline_checks(self, options: Any, state: Path) -> dict[str, bool]:
         from engine.journal import SnapshotStore
         from engine.risk.process import SNAP_META, SNAP_RING, rebuild_from_journal
-        from engine.risk.risk_engine import SYSTEM_ACCOUNT_BASE, RiskEngine
+        from engine.risk.risk_engine import RiskEngine
 
         replayed, last = rebuild_from_journal(options)
         seq, blob = SnapshotStore(state / "risk-0" / "snapshots").latest_valid()  # type: ignore[misc]

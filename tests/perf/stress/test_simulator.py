@@ -108,3 +108,17 @@ def test_the_fund_series_is_its_usdc_after_each_step() -> None:
     assert report["takeovers"] > 0
     assert report["insurance_fund_usdc"][-1] == report["insurance_fund_end"]["usdc"]
 
+
+def test_a_resolution_settles_what_the_population_holds(tmp_path: Path) -> None:
+    """A market trading at 0.9 resolves NO: the population's YES longs and shorts hold shares
+    (sized to the pre-trade bound, max(p, 1 - p) per share) and the resolution settles them."""
+    doc = {
+        "assets": {"ELECTION-YES": {"kind": "prediction", "start_price": 0.9}},
+        "path": [{"t_s": 6, "prices": {"ELECTION-YES": 0.91}}],
+        "resolution": {"market": "ELECTION-YES", "outcome": "NO", "t_s": 4},
+    }
+    path = tmp_path / "no.json"
+    path.write_text(json.dumps(doc))
+    report = Simulator(load_scenario(str(path)), accounts=40, seed=1).run(calm_s=1)
+    assert report["resolution_settled_accounts"] > 30, report["resolution_settled_accounts"]
+    assert all(report["invariants"].values()), report["invariants"]
