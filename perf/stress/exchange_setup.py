@@ -11,15 +11,23 @@ market of their kind against USDC.
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
+from engine.types.risk_spec import default_risk_spec
 from perf.stress.scenario import AssetDef, Scenario
 
 MICRO = 10**6
 ATOMS = 10**8
+PPM = 10**6
 INT64_MAX = 2**63 - 1
+_DEFAULTS = default_risk_spec().assets  # USDC, BTC, ETH, AAPL, a prediction market
+TIER_REFERENCE = {  # the templates' collateral tiers, and the price they were set at
+    "crypto": (Decimal(60_000), _DEFAULTS[1].weights),
+    "equity": (Decimal(230), _DEFAULTS[3].weights),
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class SimAsset:
     symbol: str
     kind: str  # stable | crypto | equity | prediction
     follows: str  # the scenario symbol whose path prices it
+    risk: tuple[tuple[str, tuple[int, ...]], ...] = ()  # its [asset.risk] overrides
 
 
 @dataclass(frozen=True)
@@ -59,17 +68,19 @@ class SimExchange:
             out += [
                 "[[asset]]",
                 f"asset_id = {a.asset_id}",
-                f'symbol = "{a.symbol}"',
+                f"symbol = {_toml_str(a.symbol)}",
                 f'kind = "{a.kind}"',
                 "",
             ]
+            if a.risk:
+                out += ["[asset.risk]", *(f"{k} = {list(v)}" for k, v in a.risk), ""]
         for m in self.markets:
             out += [
                 "[[market]]",
                 f"market_id = {m.market_id}",
-                f'symbol = "{m.symbol}"',
+                f"symbol = {_toml_str(m.symbol)}",
                 f'kind = "{m.kind}"',
-                f'base_asset = "{m.base}"',
+                f"base_asset = {_toml_str(m.base)}",
                 f"tick_size_micro = {m.tick_micro}",
                 f"lot_size_atoms = {m.lot_atoms}",
                 f"max_price_ticks = {m.max_price_ticks}",
@@ -86,6 +97,38 @@ class SimExchange:
 
     def asset(self, symbol: str) -> SimAsset:
         return next(a for a in self.assets if a.symbol == symbol)
+
+
+def _toml_str(text: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's (a symbol with a quote broke the config)."""
+    return json.dumps(text)
+
+
+def _risk(kind: str, price: Decimal, defs: list[AssetDef]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """An asset's ``[asset.risk]`` overrides: the scenario's ``haircut`` (one collateral weight,
+    1 - haircut) and ``margin`` (one shock rate: the initial margin of a position in it), given
+    by the asset itself or by a market of it; otherwise, for crypto and equities, the template's
+    collateral weight tiers at this asset's price.
+
+    The templates' tiers are quantities of BTC (10 / 100 / 500) and AAPL (1,000 / 10,000): a
+    $0.04 token in BTC's tiers counts at half its value beyond 500 tokens ($19), so a spot
+    holding of it could not be bought on margin at all (Mango's MNGO). Their value at the
+    reference prices (about $0.6M / $6M / $30M and $0.23M / $2.3M) is kept instead."""
+    haircut = next((d.haircut for d in defs if d.haircut is not None), None)
+    margin = next((d.margin for d in defs if d.margin is not None), None)
+    out: list[tuple[str, tuple[int, ...]]] = []
+    if haircut is not None:
+        out.append(("weight_ppm", (int((1 - haircut) * PPM),)))
+    elif kind in TIER_REFERENCE and price > 0:
+        reference, template = TIER_REFERENCE[kind]
+        edges = tuple(
+            int(Decimal(q) * reference / price) for q in template.upper_atoms if q * reference / price < 2**62
+        )
+        if edges and edges[0] > 0:
+            out += [("weight_upper_atoms", edges), ("weight_ppm", template.weight_ppm[: len(edges) + 1])]
+    if margin is not None:
+        out.append(("shock_rate_ppm", (int(margin * PPM),)))
+    return tuple(out)
 
 
 def _tick_micro(asset: AssetDef, low: Decimal) -> int:
@@ -137,4 +180,15 @@ def build_exchange(scenario: Scenario) -> SimExchange:
                 symbol, {"spot": "crypto", "equity": "equity", "prediction": "prediction"}[a.kind], symbol
             )
         markets.append(SimMarket(100 + len(markets), symbol, a.kind, base, tick, _lot_atoms(a), max_ticks))
-    return SimExchange(tuple(assets), tuple(markets))
+    return SimExchange(tuple(_with_risk(a, scenario, markets) for a in assets), tuple(markets))
+
+
+def _with_risk(asset: SimAsset, scenario: Scenario, markets: list[SimMarket]) -> SimAsset:
+    """The asset with its risk overrides, from the scenario's definitions of it: its own, and
+    its markets' (a perp's ``margin`` is its underlying's)."""
+    if asset.asset_id == 0:
+        return asset
+    named = [asset.symbol, *(m.symbol for m in markets if m.base == asset.symbol)]
+    defs = [scenario.assets[s] for s in named if s in scenario.assets]
+    price = scenario.assets[asset.follows].start_price
+    return replace(asset, risk=_risk(asset.kind, price, defs))
