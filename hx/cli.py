@@ -698,9 +698,9 @@ def stress(
 
     try:
         scenario = load_scenario(scenario_name)
+        sim = Simulator(scenario, accounts=accounts, seed=seed, step_s=step_s)  # checks the steps too
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None
-    sim = Simulator(scenario, accounts=accounts, seed=seed, step_s=step_s)
     report = sim.run(calm_s=calm_s)
     if plot_path is not None:
         plot_run(sim.steps, f"{scenario.name}: {accounts} accounts, seed {seed}", plot_path)

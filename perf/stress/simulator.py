@@ -25,12 +25,13 @@ scratch gives exactly its state (``replay_identical``).
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,11 @@ from engine.wire.codec import decode, encode
 from engine.wire.layout import BY_TYPE, SLOT_BYTES
 from perf.stress.exchange_setup import MICRO, SimExchange, SimMarket, build_exchange
 from perf.stress.population import FIRST_TRADER, Population, build_population
-from perf.stress.scenario import Scenario
+from perf.stress.scenario import Scenario, ScenarioError
 
 LIQ_COID = 1 << 63
+MAX_STEPS = 1_000_000  # about three hours of wall time at a few ms a step
+LAG_S = 30.0  # how far behind a lagging oracle source is (simulated seconds)
 FUND = insurance_account(0)  # the run has one risk partition
 
 
@@ -181,39 +184,38 @@ class SimOracle:
             max_move_ppm_per_s=0,
             max_price_micro=10**15,
         )
-        self.history: dict[str, list[Decimal]] = {}
 
     def index(self, symbol: str, t_s: float, true_price: Decimal) -> tuple[int, int]:
-        """(index micro, PriceStatus) of ``symbol`` at ``t_s``."""
+        """(index micro, PriceStatus) of ``symbol`` at ``t_s``.
+
+        A manipulated source's freeze and lag are in simulated seconds (the price the path had at
+        ``from_s``, or 30 s ago), read from the path itself: counted in steps, as they were, they
+        froze at the start price with ``--step-s 60`` and barely froze at all with 0.01."""
         spec = self.scenario.oracle.get(symbol, {})
         n = int(spec.get("sources", 3))
         bad = spec.get("manipulated", {})
         now_ns = int(t_s * 1e9) + 10**12
         quotes = []
-        self.history.setdefault(symbol, []).append(true_price)
         for i in range(n):
             price = true_price * Decimal(1 + self.rng.uniform(-0.0005, 0.0005))
             ts = now_ns
-            if (
-                bad
-                and i == int(bad.get("source", 0))
-                and float(bad.get("from_s", 0)) <= t_s <= float(bad.get("to_s", 1e18))
-            ):
+            start = float(bad.get("from_s", 0))
+            if bad and i == int(bad.get("source", 0)) and start <= t_s <= float(bad.get("to_s", 1e18)):
                 mode = bad.get("mode", "spike")
                 if mode == "spike":
                     price = true_price * Decimal(str(bad.get("factor", 10)))
                 elif mode == "freeze":
-                    price = self.history[symbol][
-                        max(0, len(self.history[symbol]) - int(t_s - float(bad.get("from_s", 0))) - 1)
-                    ]
+                    price = self.scenario.price_of(symbol, start)
                 elif mode == "lag":
-                    price = self.history[symbol][max(0, len(self.history[symbol]) - 30)]
+                    price = self.scenario.price_of(symbol, max(0.0, t_s - LAG_S))
                 elif mode == "drift":
-                    price = true_price * Decimal(1 + 0.001 * (t_s - float(bad.get("from_s", 0))))
+                    price = true_price * Decimal(1 + 0.001 * (t_s - start))
                 elif mode == "silent":
                     continue
             quotes.append(SourceQuote(f"s{i}", max(1, int(price * MICRO)), ts))
-        result = calc_index(quotes, now_ns, self.config, self.states.get(symbol, IndexState()))
+        # one source (the scenario may say so) is an index of its own, as a thin venue's is
+        config = replace(self.config, min_sources=min(self.config.min_sources, n))
+        result = calc_index(quotes, now_ns, config, self.states.get(symbol, IndexState()))
         self.states[symbol] = result.state
         status = PriceStatus.OK if result.status.name == "OK" else PriceStatus.STALE
         return result.index_micro, status
@@ -231,12 +233,31 @@ class StepStats:
     breach_latency_ms: float | None
 
 
+def step_times(scenario: Scenario, step_s: float) -> list[float]:
+    """The simulated times of the run's steps: every ``step_s`` from 0, and every row's ``t_s``.
+
+    The rows are the path's own points (a gap's bottom, the last price): on the ``step_s`` grid
+    alone a row between two grid points was never shown to the exchange, nor the path's end when
+    its length is not a multiple of ``step_s`` (a path ending at 90 s with ``--step-s 60`` stopped
+    at 60 s). ScenarioError, before anything starts, when the steps are more than a run can do."""
+    end = float(scenario.duration_s)
+    n = math.floor(end / step_s + 1e-9) + 1
+    if n > MAX_STEPS:
+        raise ScenarioError(
+            f"{scenario.name}: path: {end:g} s at --step-s {step_s:g} is {n:,} steps (at most "
+            f"{MAX_STEPS:,}): give a larger --step-s"
+        )
+    grid = {round(k * step_s, 9) for k in range(n)}
+    return sorted(grid | {round(float(row.t_s), 9) for row in scenario.path})
+
+
 class Simulator:
     def __init__(self, scenario: Scenario, accounts: int = 1000, seed: int = 1, step_s: float = 1.0) -> None:
         self.scenario = scenario
         self.accounts = accounts
         self.seed = seed
         self.step_s = step_s
+        self.times = step_times(scenario, step_s)
         self.exchange: SimExchange = build_exchange(scenario)
         self.oracle = SimOracle(scenario, seed)
         self.tally = Tally()
@@ -474,11 +495,9 @@ class Simulator:
         calm_rate = self._flow_rate(self._calm(calm_s))
         latencies: list[float] = []
         flow_orders, flow_wall = 0, 0.0
-        n_steps = int(float(sc.duration_s) / self.step_s) + 1
         peak_rate = 0.0
         phases: list[tuple[float, float, float]] = []  # per step: price, flow, liquidation rounds (s)
-        for k in range(n_steps):
-            t = k * self.step_s
+        for t in self.times:
             step_wall0 = time.perf_counter()
             msgs, shown = self.price_messages(t)
             msgs += self._session_and_resolution(t)

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from engine.types.enums import PriceStatus
 from hx.cli import main
-from perf.stress.scenario import load_scenario
-from perf.stress.simulator import Simulator
+from perf.stress.exchange_setup import MICRO
+from perf.stress.scenario import load_scenario, parse_scenario
+from perf.stress.simulator import SimOracle, Simulator, step_times
 
 
 def test_a_crash_liquidates_and_every_invariant_holds(tmp_path: Path) -> None:
@@ -122,3 +124,53 @@ def test_a_resolution_settles_what_the_population_holds(tmp_path: Path) -> None:
     report = Simulator(load_scenario(str(path)), accounts=40, seed=1).run(calm_s=1)
     assert report["resolution_settled_accounts"] > 30, report["resolution_settled_accounts"]
     assert all(report["invariants"].values()), report["invariants"]
+
+
+def test_every_row_and_the_end_of_the_path_is_a_step() -> None:
+    """A gap's bottom between two grid points and a path's end off the grid are still shown to
+    the exchange (with ``--step-s 60`` a path ending at 90 s used to stop at 60 s)."""
+    doc = {
+        "assets": {"BTC-PERP": {"kind": "perp", "start_price": 60000}},
+        "path": [
+            {"t_s": 60, "prices": {"BTC-PERP": 60000}},
+            {"t_s": 61, "prices": {"BTC-PERP": 40000}},
+            {"t_s": 90, "prices": {"BTC-PERP": 55000}},
+        ],
+    }
+    assert step_times(parse_scenario(doc), 60) == [0, 60, 61, 90]
+    assert step_times(parse_scenario(doc), 0.1)[-1] == 90  # (90 / 0.1 is 899.999...)
+
+
+def test_a_path_too_long_for_its_step_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    path = tmp_path / "long.json"
+    path.write_text(
+        json.dumps(
+            {"assets": {"X-PERP": {"kind": "perp", "start_price": 1}}, "path": [{"t_s": 1e12, "prices": {}}]}
+        )
+    )
+    result = CliRunner().invoke(main, ["stress", "--scenario", str(path), "--json"])
+    assert result.exit_code == 1 and "give a larger --step-s" in result.output, result.output
+
+
+def _oracle(manipulated: dict) -> SimOracle:  # type: ignore[type-arg]
+    doc = {
+        "assets": {"BTC-PERP": {"kind": "perp", "start_price": 60000}},
+        "path": [{"t_s": 600, "prices": {"BTC-PERP": 30000}}],
+        "oracle": {"BTC-PERP": {"sources": 1, "manipulated": manipulated}},
+    }
+    return SimOracle(parse_scenario(doc), seed=1)
+
+
+def test_a_frozen_source_holds_the_price_it_had_whatever_the_step() -> None:
+    """One source (an index of its own), frozen from 120 s: at 60 s steps it shows the path's
+    price at 120 s (counted in steps, it showed the start price; at 0.01 s steps it followed)."""
+    scenario_price = _oracle({}).scenario.price_of("BTC-PERP", 120)
+    for step in (60.0, 0.5):
+        oracle = _oracle({"mode": "freeze", "from_s": 120})
+        t, shown = 0.0, []
+        while t <= 300:
+            index, status = oracle.index("BTC-PERP", t, oracle.scenario.price_of("BTC-PERP", t))
+            assert status == PriceStatus.OK
+            shown.append((t, index))
+            t += step
+        assert all(index == int(scenario_price * MICRO) for at, index in shown if at >= 120), (step, shown)
