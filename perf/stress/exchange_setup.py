@@ -17,13 +17,15 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from engine.types.risk_spec import default_risk_spec
-from perf.stress.scenario import AssetDef, Scenario
+from perf.stress.scenario import AssetDef, PathRow, Scenario
 
 MICRO = 10**6
 ATOMS = 10**8
 PPM = 10**6
 INT64_MAX = 2**63 - 1
 _DEFAULTS = default_risk_spec().assets  # USDC, BTC, ETH, AAPL, a prediction market
+MIN_START = Decimal("0.005")  # below it (or MIN_LOW) an asset is traded in lots of 10^k units
+MIN_LOW = Decimal("0.0001")
 TIER_REFERENCE = {  # the templates' collateral tiers, and the price they were set at
     "crypto": (Decimal(60_000), _DEFAULTS[1].weights),
     "equity": (Decimal(230), _DEFAULTS[3].weights),
@@ -151,6 +153,64 @@ def _lot_atoms(asset: AssetDef) -> int:
     return max(1, int(Decimal(10) ** exponent * ATOMS))
 
 
+def denominate(scenario: Scenario) -> tuple[Scenario, dict[str, int]]:
+    """The scenario in the units the engine trades, and the units that are not one: {symbol:
+    how many of the scenario's units one engine unit is}.
+
+    Prices are whole micro-USDC and sizes int64 atoms (1e-8 of a unit): a $0.000001 token has
+    one tick of price, the whole path from 1e-6 to 4e-7 rounds to the same tick, and a
+    $20,000 position of it is 2e18 atoms, so the seeders' side of a population overflows (the
+    orders were refused, AMOUNT_OUT_OF_RANGE, and the run liquidated nothing). Such an asset
+    is traded in lots of 10^k units, as venues list 1000PEPE: every symbol priced by the same
+    engine asset (a perp and its listed underlying) gets the same unit, the smallest power of
+    ten that puts its start price at or above 1 USDC and its lowest at or above 0.0001 (the
+    grid LUNA's collapse keeps). Only below MIN_START or MIN_LOW: other scenarios are as given."""
+    groups: dict[str, list[str]] = {}
+    for symbol, a in scenario.assets.items():
+        if a.kind != "prediction":
+            groups.setdefault(_underlying(symbol, a.kind), []).append(symbol)
+    units: dict[str, int] = {}
+    for members in groups.values():
+        start = min(scenario.assets[s].start_price for s in members)
+        low = min(_path_prices(scenario, s)[0] for s in members)
+        if start < MIN_START or low < MIN_LOW:
+            k = 0
+            while start * 10**k < 1 or low * 10**k < MIN_LOW:
+                k += 1
+            units.update({s: 10**k for s in members})
+    if not units:
+        return scenario, {}
+    assets = {s: _scaled(a, units.get(s, 1)) for s, a in scenario.assets.items()}
+    path = tuple(PathRow(r.t_s, {s: p * units.get(s, 1) for s, p in r.prices.items()}) for r in scenario.path)
+    return replace(scenario, assets=assets, path=path), units
+
+
+def _underlying(symbol: str, kind: str) -> str:
+    """The engine asset a scenario symbol prices: a perp's underlying, else the symbol's own."""
+    if kind != "perp":
+        return symbol
+    return symbol[:-5] if symbol.upper().endswith("-PERP") else f"{symbol}-IDX"
+
+
+def _path_prices(scenario: Scenario, symbol: str) -> tuple[Decimal, Decimal]:
+    """(lowest, highest) price of ``symbol``: the start and every row that sets it."""
+    prices = [scenario.assets[symbol].start_price] + [
+        r.prices[symbol] for r in scenario.path if symbol in r.prices
+    ]
+    return min(prices), max(prices)
+
+
+def _scaled(a: AssetDef, unit: int) -> AssetDef:
+    if unit == 1:
+        return a
+    return replace(
+        a,
+        start_price=a.start_price * unit,
+        tick=None if a.tick is None else a.tick * unit,
+        lot=None if a.lot is None else a.lot / unit,
+    )
+
+
 def build_exchange(scenario: Scenario) -> SimExchange:
     assets: list[SimAsset] = [SimAsset(0, "USDC", "stable", "")]
     markets: list[SimMarket] = []
@@ -166,16 +226,13 @@ def build_exchange(scenario: Scenario) -> SimExchange:
     for symbol, a in symbols.items():
         if a.kind == "collateral":
             continue
-        tick = _tick_micro(
-            a, min([a.start_price] + [r.prices[symbol] for r in scenario.path if symbol in r.prices])
-        )
-        high = max([a.start_price] + [r.prices[symbol] for r in scenario.path if symbol in r.prices])
+        low, high = _path_prices(scenario, symbol)
+        tick = _tick_micro(a, low)
         max_ticks = 99 if a.kind == "prediction" else max(1000, int(high * 100 * MICRO / tick))
+        base = _underlying(symbol, a.kind)
         if a.kind == "perp":
-            base = symbol[:-5] if symbol.upper().endswith("-PERP") else f"{symbol}-IDX"
             add_asset(base, "crypto", symbols[base].symbol if base in symbols else symbol)
         else:
-            base = symbol
             add_asset(
                 symbol, {"spot": "crypto", "equity": "equity", "prediction": "prediction"}[a.kind], symbol
             )

@@ -46,7 +46,7 @@ from engine.types.enums import BalanceReason, LiquidationKind, MarketStatus, Msg
 from engine.types.fixed import PPB
 from engine.wire.codec import decode, encode
 from engine.wire.layout import BY_TYPE, SLOT_BYTES
-from perf.stress.exchange_setup import MICRO, SimExchange, SimMarket, build_exchange
+from perf.stress.exchange_setup import MICRO, SimExchange, SimMarket, build_exchange, denominate
 from perf.stress.population import FIRST_TRADER, Population, build_population
 from perf.stress.scenario import Scenario, ScenarioError
 
@@ -253,11 +253,12 @@ def step_times(scenario: Scenario, step_s: float) -> list[float]:
 
 class Simulator:
     def __init__(self, scenario: Scenario, accounts: int = 1000, seed: int = 1, step_s: float = 1.0) -> None:
+        self.times = step_times(scenario, step_s)
+        scenario, self.units = denominate(scenario)  # in the units the engine trades
         self.scenario = scenario
         self.accounts = accounts
         self.seed = seed
         self.step_s = step_s
-        self.times = step_times(scenario, step_s)
         self.exchange: SimExchange = build_exchange(scenario)
         self.oracle = SimOracle(scenario, seed)
         self.tally = Tally()
@@ -574,6 +575,7 @@ class Simulator:
             "funding_paid_usdc": self.tally.funding_paid_micro / MICRO,
             "resolution_settled_accounts": len(self.tally.resolution_settled),
             "ignored_keys": list(sc.ignored),
+            "units": self.units,  # symbol -> scenario units per engine unit, where not 1 (as 1000PEPE)
             "invariants": {
                 "book_never_crossed": self.tally.book_never_crossed,
                 "liquidations_within_bankruptcy_price": self.tally.within_bankruptcy,

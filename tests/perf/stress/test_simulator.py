@@ -174,3 +174,21 @@ def test_a_frozen_source_holds_the_price_it_had_whatever_the_step() -> None:
             shown.append((t, index))
             t += step
         assert all(index == int(scenario_price * MICRO) for at, index in shown if at >= 120), (step, shown)
+
+
+def test_a_token_at_a_millionth_of_a_dollar_trades_in_lots_of_a_million(tmp_path: Path) -> None:
+    """PEPE at $0.000001 falling 60%: on the micro-USDC grid the whole path was one tick and a
+    position overflowed int64 atoms (every opening order refused, nothing liquidated); traded
+    as 1,000,000 PEPE at $1 its longs are liquidated like any others."""
+    doc = {
+        "assets": {"PEPE-PERP": {"kind": "perp", "start_price": 0.000001}},
+        "path": [
+            {"t_s": 5, "prices": {"PEPE-PERP": 0.000001}},
+            {"t_s": 25, "prices": {"PEPE-PERP": 0.0000004}},
+        ],
+    }
+    path = tmp_path / "pepe.json"
+    path.write_text(json.dumps(doc))
+    report = Simulator(load_scenario(str(path)), accounts=60, seed=1, step_s=2.0).run(calm_s=1)
+    assert report["units"] == {"PEPE-PERP": 1_000_000}
+    assert report["liquidations"] > 0 and all(report["invariants"].values()), report
