@@ -585,10 +585,11 @@ class Simulator:
     def _calm(self, seconds: float) -> tuple[int, float]:
         """Normal flow on flat prices: (orders, wall seconds). The same sequence as a stress step's
         flow window (requotes, flow, a barrier, a liquidation round's barrier), so the two rates
-        compare the exchange absorbing the same flow with and without a cascade under way."""
+        compare the exchange absorbing the same flow with and without a cascade under way. At least
+        one step when ``seconds`` > 0; none at 0 (``--calm-s 0``: no baseline, throughput_ratio null)."""
         shown = {m.symbol: float(self.scenario.assets[m.symbol].start_price) for m in self.exchange.markets}
         orders, wall = 0, 0.0
-        for _ in range(max(1, int(seconds / self.step_s))):
+        for _ in range(max(1, int(seconds / self.step_s)) if seconds > 0 else 0):
             w0 = time.perf_counter()
             self.send(self.pop.requotes(shown, {}, self.scenario.book))
             flow = self.pop.flow(shown, self.rng)

@@ -192,3 +192,10 @@ def test_a_token_at_a_millionth_of_a_dollar_trades_in_lots_of_a_million(tmp_path
     report = Simulator(load_scenario(str(path)), accounts=60, seed=1, step_s=2.0).run(calm_s=1)
     assert report["units"] == {"PEPE-PERP": 1_000_000}
     assert report["liquidations"] > 0 and all(report["invariants"].values()), report
+
+
+def test_no_calm_flow_when_asked_for_none() -> None:
+    """``--calm-s 0``: no calm phase (it ran one step of it), so no baseline to compare with."""
+    report = Simulator(load_scenario("crash"), accounts=40, seed=1, step_s=10.0).run(calm_s=0)
+    assert report["calm_flow_per_s"] == 0 and report["throughput_ratio"] is None
+    assert all(report["invariants"].values()), report["invariants"]
