@@ -4,8 +4,8 @@ Derived unless the scenario's asset says otherwise: tick = 5 significant digits 
 the path reaches (at least 1 micro-USDC),
 lot = about 10 USDC of notional, max price 100x the highest, a price band of 20% around the mark. A
 perp ``X-PERP`` references asset ``X`` (created, following the perp's path, when the scenario does
-not list it); ``collateral`` assets have no market, only a price (``USD*`` ones are stablecoins:
-micro-unit quantities, valued at their price); ``spot``, ``equity`` and ``prediction`` assets get a
+not list it); ``collateral`` assets have no market, only a price (``USD*`` ones are stablecoins,
+valued at their price; their quantities are atoms like any asset but USDC's); ``spot``, ``equity`` and ``prediction`` assets get a
 market of their kind against USDC.
 """
 

@@ -199,3 +199,20 @@ def test_no_calm_flow_when_asked_for_none() -> None:
     report = Simulator(load_scenario("crash"), accounts=40, seed=1, step_s=10.0).run(calm_s=0)
     assert report["calm_flow_per_s"] == 0 and report["throughput_ratio"] is None
     assert all(report["invariants"].values()), report["invariants"]
+
+
+def test_a_stablecoin_collapse_liquidates_those_who_hold_it(tmp_path: Path) -> None:
+    """UST-like: a listed stablecoin falls to 0.1 while BTC stays flat. Half of the population's
+    USDC-funded perp accounts hold the stablecoin instead (in atoms, as every asset but USDC),
+    so those at more than ~3x are liquidated; before, nobody held it and nothing happened."""
+    doc = {
+        "assets": {
+            "USDX": {"kind": "collateral", "start_price": 1},
+            "BTC-PERP": {"kind": "perp", "start_price": 60000},
+        },
+        "path": [{"t_s": 5, "prices": {"USDX": 1}}, {"t_s": 25, "prices": {"USDX": 0.1}}],
+    }
+    path = tmp_path / "ust.json"
+    path.write_text(json.dumps(doc))
+    report = Simulator(load_scenario(str(path)), accounts=80, seed=1, step_s=2.0).run(calm_s=1)
+    assert report["liquidations"] > 5 and all(report["invariants"].values()), report
