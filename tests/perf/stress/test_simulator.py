@@ -216,3 +216,23 @@ def test_a_stablecoin_collapse_liquidates_those_who_hold_it(tmp_path: Path) -> N
     path.write_text(json.dumps(doc))
     report = Simulator(load_scenario(str(path)), accounts=80, seed=1, step_s=2.0).run(calm_s=1)
     assert report["liquidations"] > 5 and all(report["invariants"].values()), report
+
+
+def test_takeovers_count_in_the_liquidation_rate(tmp_path: Path) -> None:
+    """A one-source oracle printing half the price for 5 s: the gap is past the price band, so
+    every liquidation is a takeover (no order into the book); liquidations_per_s counts them."""
+    doc = {
+        "assets": {"BTC-PERP": {"kind": "perp", "start_price": 60000}},
+        "path": [{"t_s": 12, "prices": {"BTC-PERP": 60000}}],
+        "oracle": {
+            "BTC-PERP": {
+                "sources": 1,
+                "manipulated": {"mode": "spike", "factor": 0.5, "from_s": 4, "to_s": 6},
+            }
+        },
+    }
+    path = tmp_path / "spike.json"
+    path.write_text(json.dumps(doc))
+    report = Simulator(load_scenario(str(path)), accounts=60, seed=1).run(calm_s=1)
+    assert report["takeovers"] > 0 and report["liquidation_orders"] == 0, report
+    assert report["liquidations_per_s"] > 0 and all(report["invariants"].values()), report
