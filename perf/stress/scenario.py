@@ -375,6 +375,8 @@ def load_scenario(name_or_path: str) -> Scenario:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such file") from None
+    except OSError as exc:  # a directory, a file it may not read: not a traceback either
+        raise ScenarioError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{path}: not valid JSON: {exc}") from None
     return parse_scenario(doc, path.stem)

@@ -163,6 +163,8 @@ def test_a_file_that_is_not_json_or_not_there(tmp_path: Path) -> None:
         load_scenario(str(bad))
     with pytest.raises(ScenarioError, match="built-in ones are"):
         load_scenario("no-such-scenario")
+    with pytest.raises(ScenarioError, match="cannot read it: Is a directory"):
+        load_scenario(str(tmp_path))  # (an IsADirectoryError traceback)
     good = tmp_path / "mine.json"
     good.write_text(json.dumps(GOOD))
     assert load_scenario(str(good)).name == "mine"
