@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -236,3 +241,35 @@ def test_takeovers_count_in_the_liquidation_rate(tmp_path: Path) -> None:
     report = Simulator(load_scenario(str(path)), accounts=60, seed=1).run(calm_s=1)
     assert report["takeovers"] > 0 and report["liquidation_orders"] == 0, report
     assert report["liquidations_per_s"] > 0 and all(report["invariants"].values()), report
+
+
+def test_sigterm_stops_the_run_and_removes_its_rings(tmp_path: Path) -> None:
+    """``timeout`` or ``kill`` on ``hx stress``: the run stops its processes and removes its
+    shared-memory rings (it used to die at once, leaving five segments in /dev/shm)."""
+    path = tmp_path / "long.json"
+    path.write_text(
+        json.dumps(
+            {
+                "assets": {"X-PERP": {"kind": "perp", "start_price": 100}},
+                "path": [{"t_s": 90_000, "prices": {}}],
+            }
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    cmd = [sys.executable, "-m", "hx.cli", "stress", "--scenario", str(path), "--accounts", "20"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    rings = f"hx-stress-{proc.pid}-"
+    try:
+        deadline = time.monotonic() + 30
+        while not any(p.name.startswith(rings) for p in Path("/dev/shm").iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.05)
+        time.sleep(1)  # into the steps
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    left = [p.name for p in Path("/dev/shm").iterdir() if p.name.startswith(rings)]
+    assert not left, left
