@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -655,6 +656,17 @@ def risk_what_if(portfolio: Path, config_path: Path | None, as_json: bool) -> No
         click.echo(json.dumps(report, indent=2))
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM (``timeout``, ``kill``, a CI's limit) unwinds like Ctrl-C: the run's processes are
+    stopped and its shared-memory rings removed on the way out. Python's default ends the process
+    at once, leaving the rings in /dev/shm for ``hx clean``."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 @main.command()
 @click.option("--scenario", "scenario_name", required=True, help="A built-in scenario's name or a JSON file.")
 @click.option("--accounts", default=1000, show_default=True, type=click.IntRange(1, 10_000_000))
@@ -698,9 +710,10 @@ def stress(
 
     try:
         scenario = load_scenario(scenario_name)
+        sim = Simulator(scenario, accounts=accounts, seed=seed, step_s=step_s)  # checks the steps too
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None
-    sim = Simulator(scenario, accounts=accounts, seed=seed, step_s=step_s)
+    _exit_on_sigterm()
     report = sim.run(calm_s=calm_s)
     if plot_path is not None:
         plot_run(sim.steps, f"{scenario.name}: {accounts} accounts, seed {seed}", plot_path)

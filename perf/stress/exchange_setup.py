@@ -4,22 +4,32 @@ Derived unless the scenario's asset says otherwise: tick = 5 significant digits 
 the path reaches (at least 1 micro-USDC),
 lot = about 10 USDC of notional, max price 100x the highest, a price band of 20% around the mark. A
 perp ``X-PERP`` references asset ``X`` (created, following the perp's path, when the scenario does
-not list it); ``collateral`` assets have no market, only a price (``USD*`` ones are stablecoins:
-micro-unit quantities, valued at their price); ``spot``, ``equity`` and ``prediction`` assets get a
+not list it); ``collateral`` assets have no market, only a price (``USD*`` ones are stablecoins,
+valued at their price; their quantities are atoms like any asset but USDC's); ``spot``, ``equity`` and ``prediction`` assets get a
 market of their kind against USDC.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from perf.stress.scenario import AssetDef, Scenario
+from engine.types.risk_spec import default_risk_spec
+from perf.stress.scenario import AssetDef, PathRow, Scenario
 
 MICRO = 10**6
 ATOMS = 10**8
+PPM = 10**6
 INT64_MAX = 2**63 - 1
+_DEFAULTS = default_risk_spec().assets  # USDC, BTC, ETH, AAPL, a prediction market
+MIN_START = Decimal("0.005")  # below it (or MIN_LOW) an asset is traded in lots of 10^k units
+MIN_LOW = Decimal("0.0001")
+TIER_REFERENCE = {  # the templates' collateral tiers, and the price they were set at
+    "crypto": (Decimal(60_000), _DEFAULTS[1].weights),
+    "equity": (Decimal(230), _DEFAULTS[3].weights),
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class SimAsset:
     symbol: str
     kind: str  # stable | crypto | equity | prediction
     follows: str  # the scenario symbol whose path prices it
+    risk: tuple[tuple[str, tuple[int, ...]], ...] = ()  # its [asset.risk] overrides
 
 
 @dataclass(frozen=True)
@@ -59,17 +70,19 @@ class SimExchange:
             out += [
                 "[[asset]]",
                 f"asset_id = {a.asset_id}",
-                f'symbol = "{a.symbol}"',
+                f"symbol = {_toml_str(a.symbol)}",
                 f'kind = "{a.kind}"',
                 "",
             ]
+            if a.risk:
+                out += ["[asset.risk]", *(f"{k} = {list(v)}" for k, v in a.risk), ""]
         for m in self.markets:
             out += [
                 "[[market]]",
                 f"market_id = {m.market_id}",
-                f'symbol = "{m.symbol}"',
+                f"symbol = {_toml_str(m.symbol)}",
                 f'kind = "{m.kind}"',
-                f'base_asset = "{m.base}"',
+                f"base_asset = {_toml_str(m.base)}",
                 f"tick_size_micro = {m.tick_micro}",
                 f"lot_size_atoms = {m.lot_atoms}",
                 f"max_price_ticks = {m.max_price_ticks}",
@@ -86,6 +99,38 @@ class SimExchange:
 
     def asset(self, symbol: str) -> SimAsset:
         return next(a for a in self.assets if a.symbol == symbol)
+
+
+def _toml_str(text: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's (a symbol with a quote broke the config)."""
+    return json.dumps(text)
+
+
+def _risk(kind: str, price: Decimal, defs: list[AssetDef]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """An asset's ``[asset.risk]`` overrides: the scenario's ``haircut`` (one collateral weight,
+    1 - haircut) and ``margin`` (one shock rate: the initial margin of a position in it), given
+    by the asset itself or by a market of it; otherwise, for crypto and equities, the template's
+    collateral weight tiers at this asset's price.
+
+    The templates' tiers are quantities of BTC (10 / 100 / 500) and AAPL (1,000 / 10,000): a
+    $0.04 token in BTC's tiers counts at half its value beyond 500 tokens ($19), so a spot
+    holding of it could not be bought on margin at all (Mango's MNGO). Their value at the
+    reference prices (about $0.6M / $6M / $30M and $0.23M / $2.3M) is kept instead."""
+    haircut = next((d.haircut for d in defs if d.haircut is not None), None)
+    margin = next((d.margin for d in defs if d.margin is not None), None)
+    out: list[tuple[str, tuple[int, ...]]] = []
+    if haircut is not None:
+        out.append(("weight_ppm", (int((1 - haircut) * PPM),)))
+    elif kind in TIER_REFERENCE and price > 0:
+        reference, template = TIER_REFERENCE[kind]
+        edges = tuple(
+            int(Decimal(q) * reference / price) for q in template.upper_atoms if q * reference / price < 2**62
+        )
+        if edges and edges[0] > 0:
+            out += [("weight_upper_atoms", edges), ("weight_ppm", template.weight_ppm[: len(edges) + 1])]
+    if margin is not None:
+        out.append(("shock_rate_ppm", (int(margin * PPM),)))
+    return tuple(out)
 
 
 def _tick_micro(asset: AssetDef, low: Decimal) -> int:
@@ -108,6 +153,64 @@ def _lot_atoms(asset: AssetDef) -> int:
     return max(1, int(Decimal(10) ** exponent * ATOMS))
 
 
+def denominate(scenario: Scenario) -> tuple[Scenario, dict[str, int]]:
+    """The scenario in the units the engine trades, and the units that are not one: {symbol:
+    how many of the scenario's units one engine unit is}.
+
+    Prices are whole micro-USDC and sizes int64 atoms (1e-8 of a unit): a $0.000001 token has
+    one tick of price, the whole path from 1e-6 to 4e-7 rounds to the same tick, and a
+    $20,000 position of it is 2e18 atoms, so the seeders' side of a population overflows (the
+    orders were refused, AMOUNT_OUT_OF_RANGE, and the run liquidated nothing). Such an asset
+    is traded in lots of 10^k units, as venues list 1000PEPE: every symbol priced by the same
+    engine asset (a perp and its listed underlying) gets the same unit, the smallest power of
+    ten that puts its start price at or above 1 USDC and its lowest at or above 0.0001 (the
+    grid LUNA's collapse keeps). Only below MIN_START or MIN_LOW: other scenarios are as given."""
+    groups: dict[str, list[str]] = {}
+    for symbol, a in scenario.assets.items():
+        if a.kind != "prediction":
+            groups.setdefault(_underlying(symbol, a.kind), []).append(symbol)
+    units: dict[str, int] = {}
+    for members in groups.values():
+        start = min(scenario.assets[s].start_price for s in members)
+        low = min(_path_prices(scenario, s)[0] for s in members)
+        if start < MIN_START or low < MIN_LOW:
+            k = 0
+            while start * 10**k < 1 or low * 10**k < MIN_LOW:
+                k += 1
+            units.update({s: 10**k for s in members})
+    if not units:
+        return scenario, {}
+    assets = {s: _scaled(a, units.get(s, 1)) for s, a in scenario.assets.items()}
+    path = tuple(PathRow(r.t_s, {s: p * units.get(s, 1) for s, p in r.prices.items()}) for r in scenario.path)
+    return replace(scenario, assets=assets, path=path), units
+
+
+def _underlying(symbol: str, kind: str) -> str:
+    """The engine asset a scenario symbol prices: a perp's underlying, else the symbol's own."""
+    if kind != "perp":
+        return symbol
+    return symbol[:-5] if symbol.upper().endswith("-PERP") else f"{symbol}-IDX"
+
+
+def _path_prices(scenario: Scenario, symbol: str) -> tuple[Decimal, Decimal]:
+    """(lowest, highest) price of ``symbol``: the start and every row that sets it."""
+    prices = [scenario.assets[symbol].start_price] + [
+        r.prices[symbol] for r in scenario.path if symbol in r.prices
+    ]
+    return min(prices), max(prices)
+
+
+def _scaled(a: AssetDef, unit: int) -> AssetDef:
+    if unit == 1:
+        return a
+    return replace(
+        a,
+        start_price=a.start_price * unit,
+        tick=None if a.tick is None else a.tick * unit,
+        lot=None if a.lot is None else a.lot / unit,
+    )
+
+
 def build_exchange(scenario: Scenario) -> SimExchange:
     assets: list[SimAsset] = [SimAsset(0, "USDC", "stable", "")]
     markets: list[SimMarket] = []
@@ -123,18 +226,26 @@ def build_exchange(scenario: Scenario) -> SimExchange:
     for symbol, a in symbols.items():
         if a.kind == "collateral":
             continue
-        tick = _tick_micro(
-            a, min([a.start_price] + [r.prices[symbol] for r in scenario.path if symbol in r.prices])
-        )
-        high = max([a.start_price] + [r.prices[symbol] for r in scenario.path if symbol in r.prices])
+        low, high = _path_prices(scenario, symbol)
+        tick = _tick_micro(a, low)
         max_ticks = 99 if a.kind == "prediction" else max(1000, int(high * 100 * MICRO / tick))
+        base = _underlying(symbol, a.kind)
         if a.kind == "perp":
-            base = symbol[:-5] if symbol.upper().endswith("-PERP") else f"{symbol}-IDX"
             add_asset(base, "crypto", symbols[base].symbol if base in symbols else symbol)
         else:
-            base = symbol
             add_asset(
                 symbol, {"spot": "crypto", "equity": "equity", "prediction": "prediction"}[a.kind], symbol
             )
         markets.append(SimMarket(100 + len(markets), symbol, a.kind, base, tick, _lot_atoms(a), max_ticks))
-    return SimExchange(tuple(assets), tuple(markets))
+    return SimExchange(tuple(_with_risk(a, scenario, markets) for a in assets), tuple(markets))
+
+
+def _with_risk(asset: SimAsset, scenario: Scenario, markets: list[SimMarket]) -> SimAsset:
+    """The asset with its risk overrides, from the scenario's definitions of it: its own, and
+    its markets' (a perp's ``margin`` is its underlying's)."""
+    if asset.asset_id == 0:
+        return asset
+    named = [asset.symbol, *(m.symbol for m in markets if m.base == asset.symbol)]
+    defs = [scenario.assets[s] for s in named if s in scenario.assets]
+    price = scenario.assets[asset.follows].start_price
+    return replace(asset, risk=_risk(asset.kind, price, defs))

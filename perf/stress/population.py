@@ -4,6 +4,8 @@ Kinds (weights by default; ``population`` in the scenario may change ``short_bia
 
 * ``long`` / ``short``: USDC collateral, a perp position at 2-8x;
 * ``concentrated``: the same at 8-9.5x, several times the size;
+  (where the scenario lists a stablecoin as collateral, half of these three kinds hold it
+  instead of USDC: a depeg of it must reach someone);
 * ``cross``: collateral in a volatile asset (the scenario's first collateral or spot asset), a
   long perp against it: the collateral's haircut and its price both count;
 * ``hedged``: the volatile collateral and a short perp of the same underlying;
@@ -25,7 +27,7 @@ from typing import Any
 from engine.types.enums import MsgType, TimeInForce
 from engine.wire.codec import encode
 from engine.wire.layout import BY_TYPE
-from perf.stress.exchange_setup import ATOMS, MICRO, SimExchange, SimMarket
+from perf.stress.exchange_setup import ATOMS, MICRO, SimAsset, SimExchange, SimMarket
 from perf.stress.scenario import Scenario
 
 SEEDERS = (1, 2)  # 1 sells what the population buys, 2 buys what it sells
@@ -136,6 +138,7 @@ def build_population(ex: SimExchange, sc: Scenario, n: int, rng: random.Random) 
     for account in (*SEEDERS, *MAKERS, *FLOW):
         pop.deposit(account, 0, DEEP_USDC)
     volatile = [a for a in ex.assets[1:] if a.kind in ("crypto", "equity") and a.follows in sc.assets]
+    stables = [a for a in ex.assets[1:] if a.kind == "stable" and a.follows in sc.assets]
     perps = [m for m in ex.markets if m.kind == "perp"]
     spots = [m for m in ex.markets if m.kind != "perp"]
     short_bias = float(sc.population.get("short_bias", 0.5))
@@ -160,7 +163,7 @@ def build_population(ex: SimExchange, sc: Scenario, n: int, rng: random.Random) 
         equity = Decimal(rng.randint(1_000, 20_000))
         lev = Decimal(str(rng.uniform(8, 9.5) if kind == "concentrated" else rng.uniform(2, 8)))
         if kind in ("long", "short", "concentrated"):
-            pop.deposit(account, 0, int(equity * MICRO))
+            _fund(pop, account, equity, stables, sc, rng)
             m = rng.choice(perps)
             side = 1 if kind == "short" or (kind == "concentrated" and rng.random() < short_bias) else 0
             _open(
@@ -175,7 +178,7 @@ def build_population(ex: SimExchange, sc: Scenario, n: int, rng: random.Random) 
             col = rng.choice(volatile)
             col_price = sc.assets[col.follows].start_price
             qty = equity / col_price
-            pop.deposit(account, col.asset_id, int(qty * (MICRO if col.kind == "stable" else ATOMS)))
+            pop.deposit(account, col.asset_id, int(qty * ATOMS))
             same = [m for m in perps if m.base == col.symbol] or perps
             m = rng.choice(same)
             if kind == "cross":
@@ -186,14 +189,7 @@ def build_population(ex: SimExchange, sc: Scenario, n: int, rng: random.Random) 
             pop.deposit(account, 0, int(equity * MICRO))
             m = rng.choice(spots)
             side = 0 if m.kind != "prediction" or rng.random() < 0.5 else 1
-            _open(
-                pop,
-                seed_lots,
-                account,
-                m,
-                side,
-                equity * min(lev, Decimal(3)) / max(price[m.symbol], Decimal("0.01")),
-            )
+            _open(pop, seed_lots, account, m, side, _spot_units(m, equity, lev, price[m.symbol]))
     for (mid, side), lots in seed_lots.items():
         m = next(x for x in ex.markets if x.market_id == mid)
         seeder = SEEDERS[0] if side == 1 else SEEDERS[1]
@@ -202,6 +198,39 @@ def build_population(ex: SimExchange, sc: Scenario, n: int, rng: random.Random) 
     for seeder in SEEDERS:
         pop.unseed.append(encode(MsgType.CANCEL_ALL, 0xFFFF_FFFF, account=seeder))
     return pop
+
+
+STABLE_SHARE = 0.5  # of the USDC-funded perp accounts, where the scenario lists a stablecoin
+
+
+def _fund(
+    pop: Population, account: int, equity: Decimal, stables: list[SimAsset], sc: Scenario, rng: random.Random
+) -> None:
+    """Deposit ``equity`` in USDC, or (``STABLE_SHARE`` of the time) in one of the scenario's
+    stablecoins at its start price. Before, no account held a listed stablecoin (the population's
+    collateral was USDC or a volatile asset), so a depeg to 0.87 liquidated nobody through it."""
+    if stables and rng.random() < STABLE_SHARE:
+        coin = rng.choice(stables)
+        # in atoms: only the settlement asset counts in micro-units (engine.types.asset_spec)
+        pop.deposit(account, coin.asset_id, int(equity / sc.assets[coin.follows].start_price * ATOMS))
+    else:
+        pop.deposit(account, 0, int(equity * MICRO))
+
+
+PREDICTION_STAKE = Decimal("0.9")  # of equity: the rest pays the taker fee and keeps a margin
+
+
+def _spot_units(m: SimMarket, equity: Decimal, lev: Decimal, price: Decimal) -> Decimal:
+    """The size of a ``spot`` account's holding, in units.
+
+    A spot or equity holding is bought on margin, at up to 3x. A prediction share is margined on
+    its outcomes, and the pre-trade bound (``engine.math.pre_trade``) reserves the larger of the
+    two losses, ``max(p, 1 - p)`` per share, on either side: no leverage can fund it, so the stake
+    is a share of equity over that. Sized at 3x like the others, every prediction order was
+    refused for margin and the population held nothing a resolution could settle."""
+    if m.kind != "prediction":
+        return equity * min(lev, Decimal(3)) / max(price, Decimal("0.01"))
+    return equity * PREDICTION_STAKE / max(price, 1 - price)
 
 
 def _open(

@@ -19,6 +19,7 @@ the field. Nothing starts before the whole file is checked.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from dataclasses import dataclass, field
@@ -27,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 KINDS = ("perp", "spot", "equity", "prediction", "collateral")
-ASSET_KEYS = {"kind", "start_price", "tick", "lot", "margin", "haircut", "leverage"}
+ASSET_KEYS = {"kind", "start_price", "tick", "lot", "margin", "haircut"}
 ROW_KEYS = {"t_s", "prices"}
 ROW_DOC_KEYS = {"t_utc", "status", "src", "note"}
-OPTIONAL = {"population", "book", "oracle", "sessions", "resolution", "funding", "name", "description"}
+OPTIONAL = {"population", "book", "oracle", "sessions", "resolution", "funding", "name"}
 # what the optional sections' keys mean (docs/liquidation.md, "Stress"); any other key in them is
 # documentation: ignored and listed in the report, like a top-level one
 POPULATION_KEYS = {"short_bias"}  # share of the directional accounts that are short, in [0, 1]
@@ -49,6 +50,8 @@ MANIPULATED_KEYS = {"source", "mode", "factor", "from_s", "to_s"}
 MODES = ("spike", "freeze", "lag", "drift", "silent")
 SESSION_KEYS = {"closed"}
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+SETTLEMENT = "USDC"  # asset 0 of the run: every market is quoted in it, its price is 1
+MAX_SYMBOL = 28  # the engine's 32 characters, less the "-IDX" of a perp's derived underlying
 
 
 class ScenarioError(ValueError):
@@ -91,17 +94,18 @@ class Scenario:
 
     def prices_at(self, t_s: float) -> dict[str, Decimal]:
         """Every asset's price at ``t_s`` (interpolated between rows; the last row's after it)."""
-        out: dict[str, Decimal] = {}
-        for symbol, asset in self.assets.items():
-            out[symbol] = self._price(symbol, asset.kind, Decimal(repr(t_s)))
-        return out
+        return {symbol: self.price_of(symbol, t_s) for symbol in self.assets}
+
+    def price_of(self, symbol: str, t_s: float) -> Decimal:
+        """One asset's price at ``t_s``."""
+        return self._price(symbol, self.assets[symbol].kind, Decimal(repr(t_s)))
 
     def _price(self, symbol: str, kind: str, t: Decimal) -> Decimal:
         # the rows that set this symbol, with the start price at t = 0
         points = [(Decimal(0), self.assets[symbol].start_price)]
         points += [(row.t_s, row.prices[symbol]) for row in self.path if symbol in row.prices]
-        if t <= points[0][0]:
-            return points[0][1]
+        if t <= 0:  # a row at t_s 0 is the price at 0 (the start price is where positions open)
+            return [p for at, p in points if at == 0][-1]
         for (t0, p0), (t1, p1) in zip(points, points[1:], strict=False):
             if t0 <= t <= t1:
                 if t1 == t0:
@@ -145,8 +149,9 @@ def parse_scenario(doc: Any, name: str = "<scenario>") -> Scenario:
         raise ScenarioError(f"{name}: a scenario is a JSON object")
     for key in ("assets", "path"):
         if key not in doc:
-            near = [k for k in doc if k.lower().strip("s") == key.strip("s") or k.lower() == key]
-            hint = f" (found {near[0]!r}: misspelt?)" if near else ""
+            near = difflib.get_close_matches(key, [k.lower() for k in doc if isinstance(k, str)], 1, 0.6)
+            found = [k for k in doc if isinstance(k, str) and k.lower() in near]
+            hint = f" (found {found[0]!r}: misspelt?)" if found else ""
             raise ScenarioError(f"{name}: missing required key {key!r}{hint}")
     ignored = [k for k in doc if k not in {"assets", "path"} | OPTIONAL]
     raw_assets = doc["assets"]
@@ -155,6 +160,8 @@ def parse_scenario(doc: Any, name: str = "<scenario>") -> Scenario:
     assets: dict[str, AssetDef] = {}
     for symbol, raw in raw_assets.items():
         where = f"{name}: assets.{symbol}"
+        if not symbol or len(symbol) > MAX_SYMBOL or not symbol.isprintable():
+            raise ScenarioError(f"{where}: a symbol has 1 to {MAX_SYMBOL} printable characters")
         if not isinstance(raw, dict):
             raise ScenarioError(f"{where}: must be an object with 'kind' and 'start_price'")
         for key in ("kind", "start_price"):
@@ -167,6 +174,8 @@ def parse_scenario(doc: Any, name: str = "<scenario>") -> Scenario:
         for k, v in extra.items():
             if v <= 0 or (k in ("margin", "haircut") and v >= 1):
                 raise ScenarioError(f"{where}.{k}: out of range, got {raw[k]!r}")
+        if kind == "prediction" and "margin" in extra:
+            raise ScenarioError(f"{where}.margin: a prediction market is margined on its outcomes (0 and 1)")
         ignored += [f"assets.{symbol}.{k}" for k in raw if k not in ASSET_KEYS]
         assets[symbol] = AssetDef(
             symbol, kind, _price(raw["start_price"], kind, f"{where}.start_price"), **extra
@@ -206,6 +215,12 @@ def parse_scenario(doc: Any, name: str = "<scenario>") -> Scenario:
                 )
             parsed[symbol] = _price(value, assets[symbol].kind, f"{where}.prices.{symbol}")
         rows.append(PathRow(t, parsed))
+    _check_settlement(assets, rows, name)
+    if all(a.kind == "collateral" for a in assets.values()):
+        raise ScenarioError(
+            f"{name}: assets: no market (every asset is collateral): give one perp, spot, equity or "
+            "prediction asset for the population to trade"
+        )
     resolution = doc.get("resolution")
     if resolution is not None:
         where = f"{name}: resolution"
@@ -216,7 +231,7 @@ def parse_scenario(doc: Any, name: str = "<scenario>") -> Scenario:
             raise ScenarioError(f"{where}.market: {market!r} is not a prediction asset of the scenario")
         if resolution["outcome"] not in ("YES", "NO"):
             raise ScenarioError(f'{where}.outcome: must be "YES" or "NO", got {resolution["outcome"]!r}')
-        _number(resolution["t_s"], f"{where}.t_s")
+        _in_range(resolution["t_s"], f"{where}.t_s", Decimal(0), rows[-1].t_s)  # the run ends with the path
     for key in ("population", "book", "oracle", "sessions", "funding"):
         if key in doc and not isinstance(doc[key], dict):
             raise ScenarioError(f"{name}: {key!r} must be an object")
@@ -233,6 +248,24 @@ def parse_scenario(doc: Any, name: str = "<scenario>") -> Scenario:
         funding=dict(doc.get("funding", {})),
         ignored=tuple(ignored),
     )
+
+
+def _check_settlement(assets: dict[str, AssetDef], rows: list[PathRow], name: str) -> None:
+    """USDC is the run's settlement asset: every market is quoted in it, so its price is 1 by
+    definition and a path for it would be silently dropped (a USDC depeg that moves nothing).
+    A depeg is a stablecoin held as collateral under another name (USDX, USDE)."""
+    asset = assets.get(SETTLEMENT)
+    if asset is None:
+        return
+    where = f"{name}: assets.{SETTLEMENT}"
+    if asset.kind != "collateral":
+        raise ScenarioError(f"{where}: USDC is the settlement asset every market is quoted in, not a market")
+    moved = [asset.start_price] + [r.prices[SETTLEMENT] for r in rows if SETTLEMENT in r.prices]
+    if any(p != 1 for p in moved):
+        raise ScenarioError(
+            f"{where}: USDC is the settlement asset, its price is 1 by definition; to replay a depeg "
+            "give the stablecoin another name as collateral (e.g. USDX)"
+        )
 
 
 def _in_range(
@@ -342,6 +375,8 @@ def load_scenario(name_or_path: str) -> Scenario:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such file") from None
+    except OSError as exc:  # a directory, a file it may not read: not a traceback either
+        raise ScenarioError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{path}: not valid JSON: {exc}") from None
     return parse_scenario(doc, path.stem)

@@ -25,12 +25,13 @@ scratch gives exactly its state (``replay_identical``).
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,15 +41,19 @@ import numpy as np
 from engine.math.funding import FundingConfig, calc_funding_rate
 from engine.math.mark_price import BasisEma, calc_basis_ema, calc_basis_pico, calc_mark_price
 from engine.math.oracle_index import IndexConfig, IndexState, SourceQuote, calc_index
+from engine.risk.risk_engine import SYSTEM_ACCOUNT_BASE, insurance_account
 from engine.types.enums import BalanceReason, LiquidationKind, MarketStatus, MsgType, PriceStatus
 from engine.types.fixed import PPB
 from engine.wire.codec import decode, encode
 from engine.wire.layout import BY_TYPE, SLOT_BYTES
-from perf.stress.exchange_setup import MICRO, SimExchange, SimMarket, build_exchange
-from perf.stress.population import Population, build_population
-from perf.stress.scenario import Scenario
+from perf.stress.exchange_setup import MICRO, SimExchange, SimMarket, build_exchange, denominate
+from perf.stress.population import FIRST_TRADER, Population, build_population
+from perf.stress.scenario import Scenario, ScenarioError
 
 LIQ_COID = 1 << 63
+MAX_STEPS = 1_000_000  # about three hours of wall time at a few ms a step
+LAG_S = 30.0  # how far behind a lagging oracle source is (simulated seconds)
+FUND = insurance_account(0)  # the run has one risk partition
 
 
 _BALANCE = BY_TYPE[MsgType.BALANCE].dtype
@@ -82,14 +87,28 @@ class Tally:
     touch: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)  # market -> bid, ask ticks
     last_trade: dict[int, int] = field(default_factory=dict)  # market -> price ticks
     step_first_order_at: float | None = None  # wall time of the first liquidation order this step
-    step_orders: int = 0
+    step_actions: int = 0  # liquidation orders and takeovers this step (liquidations_per_s)
     positions: dict[tuple[int, int], int] = field(default_factory=dict)  # (account, market) -> size
     funding_payments: int = 0  # BALANCE events of reason FUNDING (payers and receivers)
     funding_paid_micro: int = 0  # what the payers paid (the receivers got the same: zero-sum)
+    resolution_settled: set[int] = field(default_factory=set)  # population accounts a resolution paid
 
     def on_risk(self, data: bytes, now: float) -> None:
         slots = np.frombuffer(data, _BALANCE)  # every slot seen as a BALANCE; only those count
-        paid = (slots["msg_type"] == MsgType.BALANCE) & (slots["reason"] == BalanceReason.FUNDING)
+        balance = slots["msg_type"] == MsgType.BALANCE
+        # the fund's USDC from its own BALANCE events: the unwind's fills and the liquidation fees
+        # move it too, not only the LIQUIDATION events (whose insurance_micro is the fund's cash
+        # as that event left it)
+        fund = np.flatnonzero(balance & (slots["account"] == FUND) & (slots["asset"] == 0))
+        if len(fund):
+            self.insurance_micro = int(slots["balance"][fund[-1]])
+        settled = balance & (slots["reason"] == BalanceReason.RESOLUTION) & (slots["asset"] != 0)
+        if settled.any():
+            accounts = slots["account"][settled]
+            self.resolution_settled.update(
+                int(a) for a in accounts[(accounts >= FIRST_TRADER) & (accounts < SYSTEM_ACCOUNT_BASE)]
+            )
+        paid = balance & (slots["reason"] == BalanceReason.FUNDING)
         if paid.any():
             delta = slots["delta"][paid]
             self.funding_payments += int(np.count_nonzero(delta))
@@ -99,16 +118,16 @@ class Tally:
             if t == MsgType.LIQUIDATION:
                 e = decode(data, off)
                 kind = e["kind"]
-                self.insurance_micro = e["insurance_micro"]
                 if kind == LiquidationKind.STARTED:
                     self.liquidations += 1
                 elif kind == LiquidationKind.ORDER:
                     self.orders += 1
-                    self.step_orders += 1
+                    self.step_actions += 1
                     if self.step_first_order_at is None:
                         self.step_first_order_at = now
                 elif kind == LiquidationKind.TAKEOVER:
                     self.takeovers += 1
+                    self.step_actions += 1
                     self.covered_accounts.add(e["account"])
                     if self.step_first_order_at is None:
                         self.step_first_order_at = now
@@ -166,39 +185,38 @@ class SimOracle:
             max_move_ppm_per_s=0,
             max_price_micro=10**15,
         )
-        self.history: dict[str, list[Decimal]] = {}
 
     def index(self, symbol: str, t_s: float, true_price: Decimal) -> tuple[int, int]:
-        """(index micro, PriceStatus) of ``symbol`` at ``t_s``."""
+        """(index micro, PriceStatus) of ``symbol`` at ``t_s``.
+
+        A manipulated source's freeze and lag are in simulated seconds (the price the path had at
+        ``from_s``, or 30 s ago), read from the path itself: counted in steps, as they were, they
+        froze at the start price with ``--step-s 60`` and barely froze at all with 0.01."""
         spec = self.scenario.oracle.get(symbol, {})
         n = int(spec.get("sources", 3))
         bad = spec.get("manipulated", {})
         now_ns = int(t_s * 1e9) + 10**12
         quotes = []
-        self.history.setdefault(symbol, []).append(true_price)
         for i in range(n):
             price = true_price * Decimal(1 + self.rng.uniform(-0.0005, 0.0005))
             ts = now_ns
-            if (
-                bad
-                and i == int(bad.get("source", 0))
-                and float(bad.get("from_s", 0)) <= t_s <= float(bad.get("to_s", 1e18))
-            ):
+            start = float(bad.get("from_s", 0))
+            if bad and i == int(bad.get("source", 0)) and start <= t_s <= float(bad.get("to_s", 1e18)):
                 mode = bad.get("mode", "spike")
                 if mode == "spike":
                     price = true_price * Decimal(str(bad.get("factor", 10)))
                 elif mode == "freeze":
-                    price = self.history[symbol][
-                        max(0, len(self.history[symbol]) - int(t_s - float(bad.get("from_s", 0))) - 1)
-                    ]
+                    price = self.scenario.price_of(symbol, start)
                 elif mode == "lag":
-                    price = self.history[symbol][max(0, len(self.history[symbol]) - 30)]
+                    price = self.scenario.price_of(symbol, max(0.0, t_s - LAG_S))
                 elif mode == "drift":
-                    price = true_price * Decimal(1 + 0.001 * (t_s - float(bad.get("from_s", 0))))
+                    price = true_price * Decimal(1 + 0.001 * (t_s - start))
                 elif mode == "silent":
                     continue
             quotes.append(SourceQuote(f"s{i}", max(1, int(price * MICRO)), ts))
-        result = calc_index(quotes, now_ns, self.config, self.states.get(symbol, IndexState()))
+        # one source (the scenario may say so) is an index of its own, as a thin venue's is
+        config = replace(self.config, min_sources=min(self.config.min_sources, n))
+        result = calc_index(quotes, now_ns, config, self.states.get(symbol, IndexState()))
         self.states[symbol] = result.state
         status = PriceStatus.OK if result.status.name == "OK" else PriceStatus.STALE
         return result.index_micro, status
@@ -216,8 +234,28 @@ class StepStats:
     breach_latency_ms: float | None
 
 
+def step_times(scenario: Scenario, step_s: float) -> list[float]:
+    """The simulated times of the run's steps: every ``step_s`` from 0, and every row's ``t_s``.
+
+    The rows are the path's own points (a gap's bottom, the last price): on the ``step_s`` grid
+    alone a row between two grid points was never shown to the exchange, nor the path's end when
+    its length is not a multiple of ``step_s`` (a path ending at 90 s with ``--step-s 60`` stopped
+    at 60 s). ScenarioError, before anything starts, when the steps are more than a run can do."""
+    end = float(scenario.duration_s)
+    n = math.floor(end / step_s + 1e-9) + 1
+    if n > MAX_STEPS:
+        raise ScenarioError(
+            f"{scenario.name}: path: {end:g} s at --step-s {step_s:g} is {n:,} steps (at most "
+            f"{MAX_STEPS:,}): give a larger --step-s"
+        )
+    grid = {round(k * step_s, 9) for k in range(n)}
+    return sorted(grid | {round(float(row.t_s), 9) for row in scenario.path})
+
+
 class Simulator:
     def __init__(self, scenario: Scenario, accounts: int = 1000, seed: int = 1, step_s: float = 1.0) -> None:
+        self.times = step_times(scenario, step_s)
+        scenario, self.units = denominate(scenario)  # in the units the engine trades
         self.scenario = scenario
         self.accounts = accounts
         self.seed = seed
@@ -459,17 +497,15 @@ class Simulator:
         calm_rate = self._flow_rate(self._calm(calm_s))
         latencies: list[float] = []
         flow_orders, flow_wall = 0, 0.0
-        n_steps = int(float(sc.duration_s) / self.step_s) + 1
         peak_rate = 0.0
         phases: list[tuple[float, float, float]] = []  # per step: price, flow, liquidation rounds (s)
-        for k in range(n_steps):
-            t = k * self.step_s
+        for t in self.times:
             step_wall0 = time.perf_counter()
             msgs, shown = self.price_messages(t)
             msgs += self._session_and_resolution(t)
             msgs += self._funding(t)
             self.tally.step_first_order_at = None
-            self.tally.step_orders = 0
+            self.tally.step_actions = 0
             publish_at = time.perf_counter()
             self.send(msgs)
             # the price update alone first: breach-to-order is its record's recomputation and
@@ -494,7 +530,9 @@ class Simulator:
             if self.tally.step_first_order_at is not None:
                 latency = (self.tally.step_first_order_at - publish_at) * 1e3
                 latencies.append(latency)
-                peak_rate = max(peak_rate, self.tally.step_orders / max(wall, 1e-9))
+                # a takeover liquidates as an order does: a run of takeovers alone (a book too thin,
+                # a price gap past the band) read 0 liquidations per second beside 1,008 of them
+                peak_rate = max(peak_rate, self.tally.step_actions / max(wall, 1e-9))
             oi = sum(abs(v) for (_a, m), v in self.tally.positions.items()) / 2 / 1e8
             self.steps.append(
                 StepStats(
@@ -538,7 +576,9 @@ class Simulator:
             "funding": self.funding_paid,
             "funding_payments": self.tally.funding_payments,
             "funding_paid_usdc": self.tally.funding_paid_micro / MICRO,
+            "resolution_settled_accounts": len(self.tally.resolution_settled),
             "ignored_keys": list(sc.ignored),
+            "units": self.units,  # symbol -> scenario units per engine unit, where not 1 (as 1000PEPE)
             "invariants": {
                 "book_never_crossed": self.tally.book_never_crossed,
                 "liquidations_within_bankruptcy_price": self.tally.within_bankruptcy,
@@ -548,10 +588,11 @@ class Simulator:
     def _calm(self, seconds: float) -> tuple[int, float]:
         """Normal flow on flat prices: (orders, wall seconds). The same sequence as a stress step's
         flow window (requotes, flow, a barrier, a liquidation round's barrier), so the two rates
-        compare the exchange absorbing the same flow with and without a cascade under way."""
+        compare the exchange absorbing the same flow with and without a cascade under way. At least
+        one step when ``seconds`` > 0; none at 0 (``--calm-s 0``: no baseline, throughput_ratio null)."""
         shown = {m.symbol: float(self.scenario.assets[m.symbol].start_price) for m in self.exchange.markets}
         orders, wall = 0, 0.0
-        for _ in range(max(1, int(seconds / self.step_s))):
+        for _ in range(max(1, int(seconds / self.step_s)) if seconds > 0 else 0):
             w0 = time.perf_counter()
             self.send(self.pop.requotes(shown, {}, self.scenario.book))
             flow = self.pop.flow(shown, self.rng)
@@ -600,7 +641,7 @@ class Simulator:
     def _offline_checks(self, options: Any, state: Path) -> dict[str, bool]:
         from engine.journal import SnapshotStore
         from engine.risk.process import SNAP_META, SNAP_RING, rebuild_from_journal
-        from engine.risk.risk_engine import SYSTEM_ACCOUNT_BASE, RiskEngine
+        from engine.risk.risk_engine import RiskEngine
 
         replayed, last = rebuild_from_journal(options)
         seq, blob = SnapshotStore(state / "risk-0" / "snapshots").latest_valid()  # type: ignore[misc]

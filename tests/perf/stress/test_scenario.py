@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,36 @@ def test_interpolation_is_log_linear_and_linear_for_predictions() -> None:
         ),
         (lambda d: d.update(funding={"interval_s": 0}), "funding.interval_s: must be in [0.001, inf]"),
         (lambda d: d.update(population={"short_bias": 2}), "population.short_bias: must be in [0, 1]"),
+        (lambda d: d.update(pathh=d.pop("path")), "missing required key 'path' (found 'pathh'"),
+        (
+            lambda d: d.update(
+                assets={"USDT": {"kind": "collateral", "start_price": 1}}, path=[{"t_s": 1, "prices": {}}]
+            ),
+            "assets: no market (every asset is collateral)",
+        ),
+        (
+            lambda d: (
+                d["assets"].update(USDC={"kind": "collateral", "start_price": 1})
+                or d["path"][1]["prices"].update(USDC=0.87)
+            ),
+            "assets.USDC: USDC is the settlement asset, its price is 1 by definition",
+        ),
+        (
+            lambda d: d["assets"].update(USDC={"kind": "spot", "start_price": 1}),
+            "assets.USDC: USDC is the settlement asset every market is quoted in",
+        ),
+        (
+            lambda d: d.update(resolution={"market": "YES", "outcome": "NO", "t_s": 500}),
+            "resolution.t_s: must be in [0, 20]",
+        ),
+        (
+            lambda d: d["assets"].update({"X" * 29: {"kind": "perp", "start_price": 1}}),
+            "a symbol has 1 to 28",
+        ),
+        (
+            lambda d: d["assets"]["YES"].update(margin=0.5),
+            "assets.YES.margin: a prediction market is margined",
+        ),
     ],
 )
 def test_nonsense_is_refused_naming_the_row_and_field(edit, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -102,6 +133,21 @@ def test_nonsense_is_refused_naming_the_row_and_field(edit, message: str) -> Non
     edit(doc)
     with pytest.raises(ScenarioError, match=re.escape(message)):
         parse_scenario(doc)
+
+
+def test_what_the_run_does_not_use_is_listed_as_documentation() -> None:
+    """``description`` and an asset's ``leverage`` are used by nothing: listed, not dropped silently."""
+    doc = copy.deepcopy(GOOD)
+    doc["description"] = "why"
+    doc["assets"]["BTC-PERP"]["leverage"] = 10
+    assert {"description", "assets.BTC-PERP.leverage"} <= set(parse_scenario(doc).ignored)
+
+
+def test_a_row_at_zero_is_the_price_at_zero() -> None:
+    doc = copy.deepcopy(GOOD)
+    doc["path"].insert(0, {"t_s": 0, "prices": {"BTC-PERP": 59000}})
+    s = parse_scenario(doc)
+    assert s.prices_at(0)["BTC-PERP"] == 59000 and s.prices_at(0)["YES"] == Decimal("0.5")
 
 
 def test_unknown_keys_inside_the_sections_are_listed_as_documentation() -> None:
@@ -117,6 +163,8 @@ def test_a_file_that_is_not_json_or_not_there(tmp_path: Path) -> None:
         load_scenario(str(bad))
     with pytest.raises(ScenarioError, match="built-in ones are"):
         load_scenario("no-such-scenario")
+    with pytest.raises(ScenarioError, match="cannot read it: Is a directory"):
+        load_scenario(str(tmp_path))  # (an IsADirectoryError traceback)
     good = tmp_path / "mine.json"
     good.write_text(json.dumps(GOOD))
     assert load_scenario(str(good)).name == "mine"

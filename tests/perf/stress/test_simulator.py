@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
 
+from engine.types.enums import PriceStatus
 from hx.cli import main
-from perf.stress.scenario import load_scenario
-from perf.stress.simulator import Simulator
+from perf.stress.exchange_setup import MICRO
+from perf.stress.scenario import load_scenario, parse_scenario
+from perf.stress.simulator import SimOracle, Simulator, step_times
 
 
 def test_a_crash_liquidates_and_every_invariant_holds(tmp_path: Path) -> None:
@@ -98,3 +105,171 @@ def test_the_cli_runs_a_builtin_with_a_plot(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
     assert all(report["invariants"].values()) and out.stat().st_size > 10_000
+
+
+def test_the_fund_series_is_its_usdc_after_each_step() -> None:
+    """``insurance_fund_usdc`` is the fund's USDC after each step: its unwind's fills and the
+    liquidation fees move it between LIQUIDATION events, so the series must end where the fund's
+    state ends (an equity gap: the fund takes shares over, then sells them back)."""
+    report = Simulator(load_scenario("equity-gap"), accounts=150, seed=1, step_s=3.0).run(calm_s=1)
+    assert report["takeovers"] > 0
+    assert report["insurance_fund_usdc"][-1] == report["insurance_fund_end"]["usdc"]
+
+
+def test_a_resolution_settles_what_the_population_holds(tmp_path: Path) -> None:
+    """A market trading at 0.9 resolves NO: the population's YES longs and shorts hold shares
+    (sized to the pre-trade bound, max(p, 1 - p) per share) and the resolution settles them."""
+    doc = {
+        "assets": {"ELECTION-YES": {"kind": "prediction", "start_price": 0.9}},
+        "path": [{"t_s": 6, "prices": {"ELECTION-YES": 0.91}}],
+        "resolution": {"market": "ELECTION-YES", "outcome": "NO", "t_s": 4},
+    }
+    path = tmp_path / "no.json"
+    path.write_text(json.dumps(doc))
+    report = Simulator(load_scenario(str(path)), accounts=40, seed=1).run(calm_s=1)
+    assert report["resolution_settled_accounts"] > 30, report["resolution_settled_accounts"]
+    assert all(report["invariants"].values()), report["invariants"]
+
+
+def test_every_row_and_the_end_of_the_path_is_a_step() -> None:
+    """A gap's bottom between two grid points and a path's end off the grid are still shown to
+    the exchange (with ``--step-s 60`` a path ending at 90 s used to stop at 60 s)."""
+    doc = {
+        "assets": {"BTC-PERP": {"kind": "perp", "start_price": 60000}},
+        "path": [
+            {"t_s": 60, "prices": {"BTC-PERP": 60000}},
+            {"t_s": 61, "prices": {"BTC-PERP": 40000}},
+            {"t_s": 90, "prices": {"BTC-PERP": 55000}},
+        ],
+    }
+    assert step_times(parse_scenario(doc), 60) == [0, 60, 61, 90]
+    assert step_times(parse_scenario(doc), 0.1)[-1] == 90  # (90 / 0.1 is 899.999...)
+
+
+def test_a_path_too_long_for_its_step_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    path = tmp_path / "long.json"
+    path.write_text(
+        json.dumps(
+            {"assets": {"X-PERP": {"kind": "perp", "start_price": 1}}, "path": [{"t_s": 1e12, "prices": {}}]}
+        )
+    )
+    result = CliRunner().invoke(main, ["stress", "--scenario", str(path), "--json"])
+    assert result.exit_code == 1 and "give a larger --step-s" in result.output, result.output
+
+
+def _oracle(manipulated: dict) -> SimOracle:  # type: ignore[type-arg]
+    doc = {
+        "assets": {"BTC-PERP": {"kind": "perp", "start_price": 60000}},
+        "path": [{"t_s": 600, "prices": {"BTC-PERP": 30000}}],
+        "oracle": {"BTC-PERP": {"sources": 1, "manipulated": manipulated}},
+    }
+    return SimOracle(parse_scenario(doc), seed=1)
+
+
+def test_a_frozen_source_holds_the_price_it_had_whatever_the_step() -> None:
+    """One source (an index of its own), frozen from 120 s: at 60 s steps it shows the path's
+    price at 120 s (counted in steps, it showed the start price; at 0.01 s steps it followed)."""
+    scenario_price = _oracle({}).scenario.price_of("BTC-PERP", 120)
+    for step in (60.0, 0.5):
+        oracle = _oracle({"mode": "freeze", "from_s": 120})
+        t, shown = 0.0, []
+        while t <= 300:
+            index, status = oracle.index("BTC-PERP", t, oracle.scenario.price_of("BTC-PERP", t))
+            assert status == PriceStatus.OK
+            shown.append((t, index))
+            t += step
+        assert all(index == int(scenario_price * MICRO) for at, index in shown if at >= 120), (step, shown)
+
+
+def test_a_token_at_a_millionth_of_a_dollar_trades_in_lots_of_a_million(tmp_path: Path) -> None:
+    """PEPE at $0.000001 falling 60%: on the micro-USDC grid the whole path was one tick and a
+    position overflowed int64 atoms (every opening order refused, nothing liquidated); traded
+    as 1,000,000 PEPE at $1 its longs are liquidated like any others."""
+    doc = {
+        "assets": {"PEPE-PERP": {"kind": "perp", "start_price": 0.000001}},
+        "path": [
+            {"t_s": 5, "prices": {"PEPE-PERP": 0.000001}},
+            {"t_s": 25, "prices": {"PEPE-PERP": 0.0000004}},
+        ],
+    }
+    path = tmp_path / "pepe.json"
+    path.write_text(json.dumps(doc))
+    report = Simulator(load_scenario(str(path)), accounts=60, seed=1, step_s=2.0).run(calm_s=1)
+    assert report["units"] == {"PEPE-PERP": 1_000_000}
+    assert report["liquidations"] > 0 and all(report["invariants"].values()), report
+
+
+def test_no_calm_flow_when_asked_for_none() -> None:
+    """``--calm-s 0``: no calm phase (it ran one step of it), so no baseline to compare with."""
+    report = Simulator(load_scenario("crash"), accounts=40, seed=1, step_s=10.0).run(calm_s=0)
+    assert report["calm_flow_per_s"] == 0 and report["throughput_ratio"] is None
+    assert all(report["invariants"].values()), report["invariants"]
+
+
+def test_a_stablecoin_collapse_liquidates_those_who_hold_it(tmp_path: Path) -> None:
+    """UST-like: a listed stablecoin falls to 0.1 while BTC stays flat. Half of the population's
+    USDC-funded perp accounts hold the stablecoin instead (in atoms, as every asset but USDC),
+    so those at more than ~3x are liquidated; before, nobody held it and nothing happened."""
+    doc = {
+        "assets": {
+            "USDX": {"kind": "collateral", "start_price": 1},
+            "BTC-PERP": {"kind": "perp", "start_price": 60000},
+        },
+        "path": [{"t_s": 5, "prices": {"USDX": 1}}, {"t_s": 25, "prices": {"USDX": 0.1}}],
+    }
+    path = tmp_path / "ust.json"
+    path.write_text(json.dumps(doc))
+    report = Simulator(load_scenario(str(path)), accounts=80, seed=1, step_s=2.0).run(calm_s=1)
+    assert report["liquidations"] > 5 and all(report["invariants"].values()), report
+
+
+def test_takeovers_count_in_the_liquidation_rate(tmp_path: Path) -> None:
+    """A one-source oracle printing half the price for 5 s: the gap is past the price band, so
+    every liquidation is a takeover (no order into the book); liquidations_per_s counts them."""
+    doc = {
+        "assets": {"BTC-PERP": {"kind": "perp", "start_price": 60000}},
+        "path": [{"t_s": 12, "prices": {"BTC-PERP": 60000}}],
+        "oracle": {
+            "BTC-PERP": {
+                "sources": 1,
+                "manipulated": {"mode": "spike", "factor": 0.5, "from_s": 4, "to_s": 6},
+            }
+        },
+    }
+    path = tmp_path / "spike.json"
+    path.write_text(json.dumps(doc))
+    report = Simulator(load_scenario(str(path)), accounts=60, seed=1).run(calm_s=1)
+    assert report["takeovers"] > 0 and report["liquidation_orders"] == 0, report
+    assert report["liquidations_per_s"] > 0 and all(report["invariants"].values()), report
+
+
+def test_sigterm_stops_the_run_and_removes_its_rings(tmp_path: Path) -> None:
+    """``timeout`` or ``kill`` on ``hx stress``: the run stops its processes and removes its
+    shared-memory rings (it used to die at once, leaving five segments in /dev/shm)."""
+    path = tmp_path / "long.json"
+    path.write_text(
+        json.dumps(
+            {
+                "assets": {"X-PERP": {"kind": "perp", "start_price": 100}},
+                "path": [{"t_s": 90_000, "prices": {}}],
+            }
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    cmd = [sys.executable, "-m", "hx.cli", "stress", "--scenario", str(path), "--accounts", "20"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    rings = f"hx-stress-{proc.pid}-"
+    try:
+        deadline = time.monotonic() + 30
+        while not any(p.name.startswith(rings) for p in Path("/dev/shm").iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.05)
+        time.sleep(1)  # into the steps
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    left = [p.name for p in Path("/dev/shm").iterdir() if p.name.startswith(rings)]
+    assert not left, left
