@@ -912,6 +912,7 @@ class Liquidator:
         e = self.engine
         fund = e.insurance_row
         taken: list[tuple[RiskMarket, int, int]] = []
+        spot_notional = 0
         for _risk, market, size, price in self._holdings(row):
             notional = abs(size) * price // ATOMS_PER_UNIT
             if market.is_perp:
@@ -920,13 +921,21 @@ class Liquidator:
                 taken.append((market, size, price))
             else:
                 e.transfer_spot(row, fund, market.base_asset, size, notional)
+                spot_notional += notional
             side = Side.SELL if size > 0 else Side.BUY
             self._event(account, market.market_id, LiquidationKind.TAKEOVER, side, abs(size), price, notional)
-        self._cover(row, account, taken)
+        self._cover(row, account, taken, spot_notional)
 
-    def _cover(self, row: int, account: int, taken: list[tuple[RiskMarket, int, int]] | None = None) -> None:
+    def _cover(
+        self,
+        row: int,
+        account: int,
+        taken: list[tuple[RiskMarket, int, int]] | None = None,
+        spot_notional: int = 0,
+    ) -> None:
         """Settle the account's cash after a takeover: a deficit from the fund (and ADL), a surplus
-        pays the liquidation fee."""
+        pays the liquidation fee. ``spot_notional``: what the fund took over besides ``taken``'s
+        perp positions (its share of a deficit stays with the fund, never deleveraged)."""
         e, b = self.engine, self.engine.book
         fund = e.insurance_row
         cash = int(b.balance[row, 0])
@@ -945,20 +954,38 @@ class Liquidator:
             self._event(account, 0, LiquidationKind.COVERED, 0, 0, 0, paid)
         left = deficit - paid
         if left and taken:
-            left = self._deleverage(row, account, left, taken)
+            left = self._deleverage(row, account, left, taken, spot_notional)
         if left:  # nobody left to deleverage: the fund owes it, in the open
             e.move_cash(fund, row, left, BalanceReason.INSURANCE, BalanceReason.LIQUIDATION, account)
             self._event(account, 0, LiquidationKind.UNCOVERED, 0, 0, 0, left)
 
     def _deleverage(
-        self, row: int, account: int, deficit: int, taken: list[tuple[RiskMarket, int, int]]
+        self,
+        row: int,
+        account: int,
+        deficit: int,
+        taken: list[tuple[RiskMarket, int, int]],
+        spot_notional: int = 0,
     ) -> int:
         """Close the fund's freshly taken perp positions against ranked profitable opposite positions;
-        split the deficit over them pro rata to the notional each closed. Returns what is left."""
+        split over them the share of the deficit of what they closed, pro rata to the notional each
+        closed. Returns what is left.
+
+        The share: the deficit x the notional closed / the notional of everything taken over (the
+        perp positions and ``spot_notional``), rounded down: as if each unit taken over carried its
+        part of the deficit and the closed ones went at the bankruptcy price. A queue too short to
+        close it all (the other holders on that side are not profitable) or spot holdings in the
+        takeover leave the rest with the fund; before, the closed positions paid the whole deficit
+        (a hedged account paid 2.2 times the notional closed in a replay of an ETH crash)."""
         closed: list[tuple[int, int, RiskMarket]] = []
         for market, size, price in taken:  # the fund holds `size` (same sign as the bankrupt account had)
             self._close_against_queue(market, size, price, (row, self.engine.insurance_row), closed)
-        return 0 if self._haircut(closed, deficit, row, BalanceReason.LIQUIDATION, account) else deficit
+        whole = sum(abs(size) * price // ATOMS_PER_UNIT for _m, size, price in taken) + spot_notional
+        done = sum(n for _r, n, _m in closed)
+        share = deficit if done >= whole else deficit * done // max(whole, 1)
+        if share and self._haircut(closed, share, row, BalanceReason.LIQUIDATION, account):
+            return deficit - share
+        return deficit
 
     def _close_against_queue(
         self,

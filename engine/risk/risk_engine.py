@@ -633,7 +633,12 @@ class RiskEngine:
             self._reject(0, t, deposit_id, 0, account, RejectCode.AMOUNT_OUT_OF_RANGE)
         else:
             row = self.book.row(account)
-            if int(self.book.balance[row, asset]) + amount > INT64_MAX // 2:
+            # the account's balance, and the partition's total of the asset (what validate and the
+            # snapshot sum in int64), keep room to move: past it, refused like an absurd amount
+            if (
+                int(self.book.balance[row, asset]) + amount > INT64_MAX // 2
+                or self.net_deposits[asset] + amount > INT64_MAX // 2
+            ):
                 self._reject(0, t, deposit_id, 0, account, RejectCode.AMOUNT_OUT_OF_RANGE)
                 return
             self.deposits.add((source, deposit_id))

@@ -297,3 +297,38 @@ def test_a_spot_holding_the_fund_took_over_is_unwound_on_the_next_price() -> Non
     unwind = [e for e in _liqs(x, LiquidationKind.UNWIND) if e["market_id"] == ETH_USDC]
     assert unwind and unwind[0]["side"] == 1 and unwind[0]["size_atoms"] == 25 * 10**7
     assert b.balance[fund, ETH] == 0  # sold into the bids within the unwind band
+
+
+@pytest.mark.parametrize(("spot_notional_usdc", "want_share"), [(0, (1, 2)), (9_600, (1, 4))])
+def test_a_queue_too_short_pays_only_the_share_of_the_deficit_of_what_it_closed(
+    spot_notional_usdc: int, want_share: tuple[int, int]
+) -> None:
+    """The fund took over 0.2 BTC ($9,600 at $48,000, and maybe as much again of spot) but only SHORT's 0.1 BTC is on the
+    other side: SHORT pays the deficit x notional closed / notional taken over, rounded down (1/2,
+    or 1/4 with the spot), as if each unit taken over carried its part and the closed ones went at
+    the bankruptcy price; the rest is left for the fund. Before, SHORT paid all of it."""
+    x = _setup(700 * 10**6, fund_usdc=0)
+    _mark(x, 480_000)  # SHORT up $200 (Alice still above maintenance: nothing happens)
+    assert not _liqs(x)
+    risk, b = x.risk, x.risk.book
+    liq = risk.liquidator
+    market = risk.config.markets[BTC_PERP]
+    price = int(risk.marks[market.perp])
+    deficit = 3_000 * 10**6 + 7  # (odd: the share rounds down)
+    cash = int(b.balance[x.row(ALICE), USDC])
+    left = liq._deleverage(
+        x.row(ALICE), ALICE, deficit, [(market, 2 * 10**7, price)], spot_notional_usdc * 10**6
+    )
+    num, den = want_share
+    share = deficit * num // den
+    assert left == deficit - share and b.perp_size[x.row(SHORT), market.perp] == 0
+    paid = sum(e["amount_micro"] for e in risk_events_of(risk) if e["kind"] == LiquidationKind.ADL)
+    assert paid == share and int(b.balance[x.row(ALICE), USDC]) == cash + share
+
+
+def risk_events_of(risk) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
+    """The LIQUIDATION events the engine holds (not yet taken)."""
+    from engine.wire.codec import decode
+
+    data = bytes(risk.events)
+    return [decode(data, i) for i in range(0, len(data), 64) if data[i] == MsgType.LIQUIDATION]

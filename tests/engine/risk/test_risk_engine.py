@@ -50,6 +50,22 @@ def test_bad_deposits_are_refused_and_change_no_money(fields: dict[str, int], co
     assert (x.risk.book.balance == balances).all()
 
 
+def test_deposits_whose_total_would_leave_int64_are_refused_and_the_state_still_snapshots() -> None:
+    """Five deposits each within an account's bound, their total past int64 (what validate and the
+    snapshot sum): every one that would take the partition's total past its bound is refused, and
+    the state still validates and snapshots (it raised "Integer exceeds 64-bit range")."""
+    x = LocalExchange()
+    big = 2**62 - 1
+    for account in range(21, 26):
+        x.send(encode(MsgType.DEPOSIT, source=1, account=account, asset=BTC, amount=big, deposit_id=account))
+        if account > 21:
+            assert x.last_reject() == RejectCode.AMOUNT_OUT_OF_RANGE
+    assert x.risk.net_deposits[BTC] == big
+    assert all(x.risk.book.balance[x.row(a), BTC] == 0 for a in range(22, 26))
+    x.risk.validate()
+    assert x.risk.snapshot()
+
+
 def test_an_account_without_margin_is_rejected_and_a_funded_one_trades() -> None:
     x = LocalExchange()
     x.order(ALICE, BTC_PERP, 0, 500_000, 10)  # $50,000 x 0.01 BTC, no collateral
