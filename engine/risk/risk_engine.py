@@ -1311,7 +1311,7 @@ class RiskEngine:
             if len(isolated):
                 self._sweep_isolated(isolated)
                 rows = np.flatnonzero(dirty)  # (a release touches the owner's row)
-            first = self._nearest(rows)
+            first = self._nearest(rows, dirty=True)
             if len(first):  # their figures, then their first orders, then everyone else's
                 self.counters["nearest_first"] += 1
                 self._recompute(first, publish=True)
@@ -1336,13 +1336,14 @@ class RiskEngine:
                 self.early_flush()  # (milliseconds over 100,000 positions; the same bytes per ring)
             liq.publish_adl_ranks()
 
-    def _nearest(self, rows: np.ndarray) -> np.ndarray:
+    def _nearest(self, rows: np.ndarray, dirty: bool = False) -> np.ndarray:
         """Of ``rows`` (to recompute), those whose headroom over maintenance, as last computed, is
         within reach of the record's price move: ``_reach`` x the largest relative move of a
         price or mark since the last record, as a fraction of their maintenance. Only for a big
         record after a move, and only when they are at most half of it (else nothing is gained);
         at most about ``NEAREST_FIRST_MAX`` of them, the nearest by headroom over maintenance.
-        A heuristic of order only: every row is recomputed and scanned in the same record."""
+        A heuristic of order only: every row is recomputed and scanned in the same record.
+        ``dirty``: ``rows`` are the book's dirty rows (two flag columns then find the candidates)."""
         if len(rows) < NEAREST_FIRST_ROWS:
             return _NO_ROWS
         move = 0.0
@@ -1356,7 +1357,12 @@ class RiskEngine:
         look = rows
         if reach < NEAR_REACH:  # only rows flagged near (every row when rows is the whole book)
             n = b.count
-            look = np.flatnonzero(b.near[:n]) if len(rows) == n else rows[b.near[rows]]
+            if len(rows) == n:
+                look = np.flatnonzero(b.near[:n])
+            elif dirty:
+                look = np.flatnonzero(b.near[:n] & b.dirty[:n])
+            else:
+                look = rows[b.near[rows]]
         if self.margin.compiled is not None:  # (the same double operations, in one pass in C)
             near = self.margin.compiled.near(b, look, reach).copy()
         else:
