@@ -105,6 +105,9 @@ def build_risk_spec(config: RiskConfig, overrides: dict[str, dict[str, Any]] | N
             raise RiskSpecError(
                 f"asset {spec.symbol!r}: risk: unknown key(s) {unknown}; known: {sorted(OVERRIDES)}"
             )
+        for edges, rates in (("shock_upper_micro", "shock_rate_ppm"), ("weight_upper_atoms", "weight_ppm")):
+            if edges in extra and rates not in extra:  # (tier edges alone were silently ignored)
+                raise RiskSpecError(f"asset {spec.symbol!r}: risk: {edges} needs {rates} (one rate per tier)")
         if "group" in extra:
             fields["group"] = extra["group"]
             groups.setdefault(extra["group"], RiskGroup(extra["group"]))

@@ -142,3 +142,22 @@ def test_the_exchanges_risk_spec_takes_its_lots_from_the_markets_config() -> Non
     for m in markets:
         if m.kind != MarketKind.PERP and m.base_asset in ("BTC", "ETH", "AAPL"):
             assert spec.asset_by_symbol(m.base_asset).spot_lot_atoms == m.lot_size_atoms  # type: ignore[union-attr]
+
+
+def test_the_exchanges_eth_collateral_tiers_are_in_eth_and_edges_alone_are_refused() -> None:
+    """The crypto template's collateral tiers are BTC's, in units; the exchange's config gives ETH
+    its own (100 / 1,000 / 5,000 ETH, the default spec's), and tier edges without their rates are
+    an error naming both (they were silently ignored)."""
+    from engine.risk.risk_config import load_risk_config
+    from engine.risk.risk_spec_builder import build_risk_spec
+    from hx.config import DEFAULT_CONFIG
+
+    config = load_risk_config(DEFAULT_CONFIG)
+    spec = build_risk_spec(config, config.risk_overrides)
+    eth, btc = spec.asset_by_symbol("ETH"), spec.asset_by_symbol("BTC")
+    assert eth is not None and btc is not None
+    assert eth.weights == default_risk_spec().assets[2].weights != btc.weights
+    with pytest.raises(RiskSpecError, match="weight_upper_atoms needs weight_ppm"):
+        build_risk_spec(config, {"ETH": {"weight_upper_atoms": [1, 2, 3]}})
+    with pytest.raises(RiskSpecError, match="shock_upper_micro needs shock_rate_ppm"):
+        build_risk_spec(config, {"BTC": {"shock_upper_micro": [1]}})
