@@ -170,10 +170,10 @@ ADL_RANK_EVERY: Final = 64  # records between ADL rank publications
 # the accounts nearest their maintenance first (RiskEngine._nearest): a cascade's first liquidation
 # orders leave before the figures of every other holder are computed.
 NEAREST_FIRST_ROWS: Final = 4_096
-NEAREST_FIRST_MAX: Final = (
-    1_024  # at most this many first: the nearest (one breach is all the first order needs)
-)
-NEAREST_SAFETY: Final = 2.0  # how far past the linear estimate of a move's reach to look (RiskEngine._reach)
+# At most about this many go first, the nearest (one breach is all a first order needs), and how
+# far past the linear estimate of a move's reach to look for them (RiskEngine._reach).
+NEAREST_FIRST_MAX: Final = 1_024
+NEAREST_SAFETY: Final = 2.0
 SNAPSHOT_MAGIC: Final = b"HXRISK01"
 _NO_ROWS: Final = np.zeros(0, np.intp)
 _PRICE_COMMANDS: Final = frozenset({MsgType.MARK_PRICE, MsgType.ORACLE_PRICE})  # (their touches wait)
@@ -231,12 +231,8 @@ class RiskEngine:
             if not m.is_perp:
                 self.spot_market_of.setdefault(m.base_asset, m)
         self.liquidator = Liquidator(self, liquidation)
-        self.counters = {
-            "checked": 0,
-            "rejected": 0,
-            "fills": 0,
-            "nearest_first": 0,
-        }  # for metrics; not state
+        # for metrics and tests; not state
+        self.counters = {"checked": 0, "rejected": 0, "fills": 0, "nearest_first": 0}
         self.records = 0  # journal records applied (ADL ranks are published every ADL_RANK_EVERY)
         self.orders = [bytearray() for _ in range(shards)]
         self.events = bytearray()
