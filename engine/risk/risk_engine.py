@@ -594,12 +594,13 @@ class RiskEngine:
         b, n = self.book, self.book.count
         perps = sorted({p for p, _a in touched if p >= 0})
         assets = sorted({a for _p, a in touched if a >= 0})
-        dirty = b.dirty[:n]
-        for columns, chosen in ((b.perp_size, perps), (b.balance, assets)):
-            if len(chosen) == 1:  # (one column: no gathered copy)
-                dirty |= columns[:n, chosen[0]] != 0
-            elif chosen:  # (each row's cache line read once for all of them)
-                dirty |= (columns[:n, chosen] != 0).any(axis=1)
+        cols = [b.perp_size[:n, p] for p in perps] + [b.balance[:n, a] for a in assets]
+        if not cols:
+            return
+        held = cols[0].copy() if len(cols) > 1 else cols[0]
+        for col in cols[1:]:  # (an OR of the columns is non-zero where any is: no 2-D reduction)
+            np.bitwise_or(held, col, out=held)
+        b.dirty[:n] |= held != 0
 
     def _touch_exposed(self, market: RiskMarket) -> None:
         n = self.book.count
