@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from engine.types.risk_spec import default_risk_spec
-from perf.stress.scenario import AssetDef, PathRow, Scenario
+from perf.stress.scenario import SETTLEMENT, AssetDef, PathRow, Scenario
 
 MICRO = 10**6
 ATOMS = 10**8
@@ -83,6 +83,7 @@ class SimExchange:
                 f"symbol = {_toml_str(m.symbol)}",
                 f'kind = "{m.kind}"',
                 f"base_asset = {_toml_str(m.base)}",
+                f"quote_asset = {_toml_str(self.assets[0].symbol)}",  # (USD when USDC is a listed coin)
                 f"tick_size_micro = {m.tick_micro}",
                 f"lot_size_atoms = {m.lot_atoms}",
                 f"max_price_ticks = {m.max_price_ticks}",
@@ -211,8 +212,14 @@ def _scaled(a: AssetDef, unit: int) -> AssetDef:
     )
 
 
+def settlement_symbol(scenario: Scenario) -> str:
+    """The run's settlement asset (asset 0, price 1, every market quoted in it): USDC, or USD when
+    the scenario lists USDC itself as collateral with a path of its own (a USDC depeg)."""
+    return "USD" if SETTLEMENT in scenario.assets else SETTLEMENT
+
+
 def build_exchange(scenario: Scenario) -> SimExchange:
-    assets: list[SimAsset] = [SimAsset(0, "USDC", "stable", "")]
+    assets: list[SimAsset] = [SimAsset(0, settlement_symbol(scenario), "stable", "")]
     markets: list[SimMarket] = []
     symbols = scenario.assets
 

@@ -50,7 +50,7 @@ MANIPULATED_KEYS = {"source", "mode", "factor", "from_s", "to_s"}
 MODES = ("spike", "freeze", "lag", "drift", "silent")
 SESSION_KEYS = {"closed"}
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "scenarios"
-SETTLEMENT = "USDC"  # asset 0 of the run: every market is quoted in it, its price is 1
+SETTLEMENT = "USDC"  # asset 0 of the run (every market is quoted in it) unless it is listed as collateral
 MAX_SYMBOL = 28  # the engine's 32 characters, less the "-IDX" of a perp's derived underlying
 
 
@@ -251,20 +251,14 @@ def parse_scenario(doc: Any, name: str = "<scenario>") -> Scenario:
 
 
 def _check_settlement(assets: dict[str, AssetDef], rows: list[PathRow], name: str) -> None:
-    """USDC is the run's settlement asset: every market is quoted in it, so its price is 1 by
-    definition and a path for it would be silently dropped (a USDC depeg that moves nothing).
-    A depeg is a stablecoin held as collateral under another name (USDX, USDE)."""
+    """USDC as a market is refused: every market of a run is quoted in its settlement asset. As
+    collateral it may move (March 2023's depeg): the run then settles in a dollar named USD and
+    USDC is one more listed stablecoin (``exchange_setup.settlement_symbol``)."""
     asset = assets.get(SETTLEMENT)
-    if asset is None:
-        return
-    where = f"{name}: assets.{SETTLEMENT}"
-    if asset.kind != "collateral":
-        raise ScenarioError(f"{where}: USDC is the settlement asset every market is quoted in, not a market")
-    moved = [asset.start_price] + [r.prices[SETTLEMENT] for r in rows if SETTLEMENT in r.prices]
-    if any(p != 1 for p in moved):
+    if asset is not None and asset.kind != "collateral":
         raise ScenarioError(
-            f"{where}: USDC is the settlement asset, its price is 1 by definition; to replay a depeg "
-            "give the stablecoin another name as collateral (e.g. USDX)"
+            f"{name}: assets.{SETTLEMENT}: USDC is the settlement asset every market is quoted in, "
+            "not a market (list it as collateral to replay a depeg)"
         )
 
 

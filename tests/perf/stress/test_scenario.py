@@ -104,13 +104,6 @@ def test_interpolation_is_log_linear_and_linear_for_predictions() -> None:
             "assets: no market (every asset is collateral)",
         ),
         (
-            lambda d: (
-                d["assets"].update(USDC={"kind": "collateral", "start_price": 1})
-                or d["path"][1]["prices"].update(USDC=0.87)
-            ),
-            "assets.USDC: USDC is the settlement asset, its price is 1 by definition",
-        ),
-        (
             lambda d: d["assets"].update(USDC={"kind": "spot", "start_price": 1}),
             "assets.USDC: USDC is the settlement asset every market is quoted in",
         ),

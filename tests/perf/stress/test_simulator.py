@@ -275,3 +275,25 @@ def test_sigterm_stops_the_run_and_removes_its_rings(tmp_path: Path) -> None:
             proc.wait()
     left = [p.name for p in Path("/dev/shm").iterdir() if p.name.startswith(rings)]
     assert not left, left
+
+
+def test_a_usdc_depeg_replays_under_its_own_name(tmp_path: Path) -> None:
+    """March 2023 as a reviewer writes it: USDC itself listed as collateral, falling to 0.1. The run
+    settles in a dollar named USD, USDC is a listed stablecoin held by half the directional
+    accounts, and its fall liquidates them (it was refused: the settlement asset cannot move)."""
+    from perf.stress.exchange_setup import build_exchange
+
+    doc = {
+        "assets": {
+            "USDC": {"kind": "collateral", "start_price": 1},
+            "BTC-PERP": {"kind": "perp", "start_price": 60000},
+        },
+        "path": [{"t_s": 5, "prices": {"USDC": 1}}, {"t_s": 25, "prices": {"USDC": 0.1}}],
+    }
+    path = tmp_path / "usdc-2023.json"
+    path.write_text(json.dumps(doc))
+    scenario = load_scenario(str(path))
+    ex = build_exchange(scenario)
+    assert ex.assets[0].symbol == "USD" and any(a.symbol == "USDC" and a.kind == "stable" for a in ex.assets)
+    report = Simulator(scenario, accounts=80, seed=1, step_s=2.0).run(calm_s=1)
+    assert report["liquidations"] > 5 and all(report["invariants"].values()), report
