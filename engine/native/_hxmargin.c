@@ -780,29 +780,31 @@ done:
     return result;
 }
 
-/* near(rows, equity, maintenance, reach, out) -> count: the rows of `rows` with a maintenance
- * requirement and a headroom over it below `reach` times it, (double)(equity - maintenance) <
- * (double)maintenance * reach, listed in `out` in order (RiskEngine._nearest; its numpy twin
- * evaluates the same double operations). */
+/* near(rows, equity, maintenance, reach, out, ratio) -> count: the rows of `rows` with a
+ * maintenance requirement and a headroom over it below `reach` times it, (double)(equity -
+ * maintenance) < (double)maintenance * reach, listed in `out` in order with their headroom /
+ * maintenance in `ratio` (RiskEngine._nearest; its numpy twin evaluates the same double operations). */
 static PyObject *near(PyObject *self, PyObject *args) {
-    PyObject *o[4];
+    PyObject *o[5];
     double reach;
-    PyObject *out_o;
-    if (!PyArg_ParseTuple(args, "OOOdO", &o[0], &o[1], &o[2], &reach, &out_o)) return NULL;
-    Buf b[4];
+    PyObject *out_o, *ratio_o;
+    if (!PyArg_ParseTuple(args, "OOOdOO", &o[0], &o[1], &o[2], &reach, &out_o, &ratio_o)) return NULL;
+    Buf b[5];
     memset(b, 0, sizeof b);
     PyObject *result = NULL;
-    static const char *names[4] = {"rows", "equity", "maintenance", "out"};
+    static const char *names[5] = {"rows", "equity", "maintenance", "out", "ratio"};
     o[3] = out_o;
-    for (int i = 0; i < 4; i++)
-        if (get_buf(o[i], &b[i], i == 3, 8, names[i]) < 0) goto done;
+    o[4] = ratio_o;
+    for (int i = 0; i < 5; i++)
+        if (get_buf(o[i], &b[i], i >= 3, 8, names[i]) < 0) goto done;
     const Py_ssize_t n = b[0].b.len / 8, cap = b[1].b.len / 8;
-    if (b[2].b.len / 8 != cap || b[3].b.len / 8 < n) {
-        PyErr_SetString(PyExc_ValueError, "columns of different capacities, or out shorter than rows");
+    if (b[2].b.len / 8 != cap || b[3].b.len / 8 < n || b[4].b.len / 8 < n) {
+        PyErr_SetString(PyExc_ValueError, "columns of different capacities, or out / ratio shorter than rows");
         goto done;
     }
     const int64_t *rows = b[0].b.buf, *eq = b[1].b.buf, *mm = b[2].b.buf;
     int64_t *out = b[3].b.buf;
+    double *ratio = b[4].b.buf;
     Py_ssize_t m = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         const int64_t r = rows[i];
@@ -813,19 +815,22 @@ static PyObject *near(PyObject *self, PyObject *args) {
         /* (the difference wraps as numpy's int64 subtraction does; equity and maintenance stay
          * far inside int64 in a real book) */
         const int64_t head = (int64_t)((uint64_t)eq[r] - (uint64_t)mm[r]);
-        if (mm[r] > 0 && (double)head < (double)mm[r] * reach) out[m++] = r;
+        if (mm[r] > 0 && (double)head < (double)mm[r] * reach) {
+            ratio[m] = (double)head / (double)mm[r];
+            out[m++] = r;
+        }
     }
     result = PyLong_FromSsize_t(m);
 done:
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (b[i].held) PyBuffer_Release(&b[i].b);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"near", near, METH_VARARGS,
-     "near(rows, equity, maintenance, reach, out) -> count: the rows whose headroom over maintenance is below "
-     "reach x maintenance, listed in out"},
+     "near(rows, equity, maintenance, reach, out, ratio) -> count: the rows whose headroom over maintenance is "
+     "below reach x maintenance, listed in out, their headroom / maintenance in ratio"},
     {"settle", settle, METH_VARARGS, "settle(rows, reserved, converting, dirty): close a recompute's rows"},
     {"pack_margin", pack_margin, METH_VARARGS,
      "pack_margin(rows, ids, private_seq, equity, initial, maintenance, reserved, published_equity, "

@@ -117,18 +117,20 @@ class CompiledRecompute:
         self.below = self._below
         # of the last call's changed rows, those ``pack_margin`` publishes (when ``news`` was given)
         self.news = self._news
-        self._near = np.empty(0, np.int64)
+        self._near, self._ratio = np.empty(0, np.int64), np.empty(0, np.float64)
         build_plan(layout, np.zeros(layout.n_assets, np.int64), np.zeros(layout.n_perps, np.int64),
                    np.full(layout.n_assets, PPM, np.int64))  # fmt: skip  # refuse an uncovered spec now
 
-    def near(self, book, rows: np.ndarray, reach: float) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def near(self, book, rows: np.ndarray, reach: float) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
         """Of ``rows``, those with a maintenance requirement whose headroom over it is below
-        ``reach`` times it (``RiskEngine._nearest``'s numpy expression, row by row in C; a view
-        valid until the next call)."""
+        ``reach`` times it, and their headroom / maintenance (``RiskEngine._nearest``'s numpy
+        expressions, row by row in C; views valid until the next call)."""
         rows = np.ascontiguousarray(rows, np.int64)
         if len(self._near) < len(rows):
-            self._near = np.empty(max(len(rows), 2 * len(self._near)), np.int64)
-        return self._near[: _hxmargin.near(rows, book.equity, book.maintenance, float(reach), self._near)]
+            size = max(len(rows), 2 * len(self._near))
+            self._near, self._ratio = np.empty(size, np.int64), np.empty(size, np.float64)
+        k = _hxmargin.near(rows, book.equity, book.maintenance, float(reach), self._near, self._ratio)
+        return self._near[:k], self._ratio[:k]
 
     def plan(self, prices: np.ndarray, marks: np.ndarray, mults: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         key = (prices.tobytes(), marks.tobytes(), mults.tobytes())

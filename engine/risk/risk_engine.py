@@ -1361,17 +1361,17 @@ class RiskEngine:
             else:
                 look = rows[b.near[rows]]
         if self.margin.compiled is not None:  # (the same double operations, in one pass in C)
-            near = self.margin.compiled.near(b, look, reach).copy()
+            near, ratio = self.margin.compiled.near(b, look, reach)
         else:
             maint = b.maintenance[look]
             head = (b.equity[look] - maint).astype(np.float64)
-            near = look[(maint > 0) & (head < maint.astype(np.float64) * reach)]
+            keep = (maint > 0) & (head < maint.astype(np.float64) * reach)
+            near, ratio = look[keep], head[keep] / maint[keep].astype(np.float64)
         if len(near) > NEAREST_FIRST_MAX:  # the nearest of them: headroom / maintenance (ties kept whole)
-            maint = b.maintenance[near]
-            ratio = (b.equity[near] - maint).astype(np.float64) / maint.astype(np.float64)
             cut = np.partition(ratio, NEAREST_FIRST_MAX - 1)[NEAREST_FIRST_MAX - 1]
             near = near[ratio <= cut]
-        return near if 0 < len(near) <= len(rows) // 2 else _NO_ROWS
+        # (the cap keeps the first pass small: it pays off unless it is most of the record)
+        return near.copy() if 0 < len(near) <= len(rows) // 2 else _NO_ROWS
 
     def _recompute(self, rows: np.ndarray, publish: bool = False) -> None:
         b = self.book

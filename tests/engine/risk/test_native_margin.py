@@ -332,8 +332,8 @@ def test_one_pass_settles_and_selects_the_news_as_the_three_steps_do(n: int, thr
 
 
 def test_near_rows_in_c_are_the_numpy_expression() -> None:
-    """``CompiledRecompute.near`` (the rows ``RiskEngine._nearest`` looks at first) against the
-    numpy expression the Python engine evaluates, and the kept ``near`` flags against
+    """``CompiledRecompute.near`` (the rows ``RiskEngine._nearest`` looks at first, and their
+    headroom / maintenance) against the numpy expressions the Python engine evaluates, and the kept ``near`` flags against
     ``near_flags`` after a recompute and after a book is loaded from its columns."""
     from engine.risk.account_book import NEAR_REACH, near_flags
 
@@ -352,8 +352,10 @@ def test_near_rows_in_c_are_the_numpy_expression() -> None:
     for reach in (0.0, 0.01, 0.5, 1.0, NEAR_REACH, 50.0):
         maint = book.maintenance[subset]
         head = (book.equity[subset] - maint).astype(np.float64)
-        want = subset[(maint > 0) & (head < maint.astype(np.float64) * reach)]
-        assert model.compiled.near(book, subset, reach).tolist() == want.tolist()
+        keep = (maint > 0) & (head < maint.astype(np.float64) * reach)
+        rows_c, ratio_c = model.compiled.near(book, subset, reach)
+        assert rows_c.tolist() == subset[keep].tolist()
+        assert ratio_c.tobytes() == (head[keep] / maint[keep].astype(np.float64)).tobytes()
     copy = AccountBook(book.n_assets, book.n_perps)
     copy.load({name: col.copy() for name, col in book.columns().items()})
     assert copy.near[:n].tobytes() == book.near[:n].tobytes()
