@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from engine.types.enums import PriceStatus
@@ -206,23 +207,6 @@ def test_no_calm_flow_when_asked_for_none() -> None:
     assert all(report["invariants"].values()), report["invariants"]
 
 
-def test_a_stablecoin_collapse_liquidates_those_who_hold_it(tmp_path: Path) -> None:
-    """UST-like: a listed stablecoin falls to 0.1 while BTC stays flat. Half of the population's
-    USDC-funded perp accounts hold the stablecoin instead (in atoms, as every asset but USDC),
-    so those at more than ~3x are liquidated; before, nobody held it and nothing happened."""
-    doc = {
-        "assets": {
-            "USDX": {"kind": "collateral", "start_price": 1},
-            "BTC-PERP": {"kind": "perp", "start_price": 60000},
-        },
-        "path": [{"t_s": 5, "prices": {"USDX": 1}}, {"t_s": 25, "prices": {"USDX": 0.1}}],
-    }
-    path = tmp_path / "ust.json"
-    path.write_text(json.dumps(doc))
-    report = Simulator(load_scenario(str(path)), accounts=80, seed=1, step_s=2.0).run(calm_s=1)
-    assert report["liquidations"] > 5 and all(report["invariants"].values()), report
-
-
 def test_takeovers_count_in_the_liquidation_rate(tmp_path: Path) -> None:
     """A one-source oracle printing half the price for 5 s: the gap is past the price band, so
     every liquidation is a takeover (no order into the book): liquidations_per_s (orders through the
@@ -277,23 +261,30 @@ def test_sigterm_stops_the_run_and_removes_its_rings(tmp_path: Path) -> None:
     assert not left, left
 
 
-def test_a_usdc_depeg_replays_under_its_own_name(tmp_path: Path) -> None:
-    """March 2023 as a reviewer writes it: USDC itself listed as collateral, falling to 0.1. The run
-    settles in a dollar named USD, USDC is a listed stablecoin held by half the directional
-    accounts, and its fall liquidates them (it was refused: the settlement asset cannot move)."""
+@pytest.mark.parametrize(("coin", "settles_in"), [("USDX", "USDC"), ("USDC", "USD")])
+def test_a_stablecoin_collapse_liquidates_those_who_hold_it(
+    tmp_path: Path, coin: str, settles_in: str
+) -> None:
+    """UST-like, or March 2023 as a reviewer writes it: a listed stablecoin falls to 0.1 while BTC
+    stays flat. Half of the population's perp accounts funded in the settlement asset hold the
+    stablecoin instead (in atoms, as every asset but the settlement one), so those at more than
+    ~3x are liquidated; before, nobody held it and nothing happened. USDC itself listed as
+    collateral may move: the run then settles in a dollar named USD (a USDC path was refused)."""
     from perf.stress.exchange_setup import build_exchange
 
     doc = {
         "assets": {
-            "USDC": {"kind": "collateral", "start_price": 1},
+            coin: {"kind": "collateral", "start_price": 1},
             "BTC-PERP": {"kind": "perp", "start_price": 60000},
         },
-        "path": [{"t_s": 5, "prices": {"USDC": 1}}, {"t_s": 25, "prices": {"USDC": 0.1}}],
+        "path": [{"t_s": 5, "prices": {coin: 1}}, {"t_s": 25, "prices": {coin: 0.1}}],
     }
-    path = tmp_path / "usdc-2023.json"
+    path = tmp_path / f"{coin}.json"
     path.write_text(json.dumps(doc))
     scenario = load_scenario(str(path))
     ex = build_exchange(scenario)
-    assert ex.assets[0].symbol == "USD" and any(a.symbol == "USDC" and a.kind == "stable" for a in ex.assets)
+    assert ex.assets[0].symbol == settles_in and any(
+        a.symbol == coin and a.kind == "stable" for a in ex.assets
+    )
     report = Simulator(scenario, accounts=80, seed=1, step_s=2.0).run(calm_s=1)
     assert report["liquidations"] > 5 and all(report["invariants"].values()), report
