@@ -228,7 +228,8 @@ typedef struct {
     const int64_t *balance, *psize, *pcost, *rows;
     int64_t *equity, *initial, *maint, *changed, *below; /* lists: this job's own regions, from its lo */
     double *exposure;
-    /* settle (RiskEngine._recompute's close of each row) when reserved is not NULL */
+    /* settle (RiskEngine._recompute's close of each row: reserved -= converting, converting = 0,
+     * dirty = 0) when reserved is not NULL */
     int64_t *reserved, *converting;
     uint8_t *dirty;
     /* the news selection (pack_margin's) of the changed rows when news is not NULL: the rows but
@@ -248,6 +249,17 @@ static inline uint8_t margin_flags(int64_t eq, int64_t im, int64_t mm, long long
 }
 
 static inline int64_t abs64(int64_t v) { return v < 0 ? -v : v; }
+
+/* A maintenance requirement and a headroom over it below `reach` times it, in doubles (the
+ * difference wraps as numpy's int64 subtraction does; real figures stay far inside int64): the
+ * near flags the recompute keeps and the candidates near() lists (AccountBook.near_flags and
+ * RiskEngine._nearest evaluate the same operations). */
+static inline int within_reach(int64_t eq, int64_t mm, double reach, double *ratio) {
+    const int64_t head = (int64_t)((uint64_t)eq - (uint64_t)mm);
+    if (!(mm > 0 && (double)head < (double)mm * reach)) return 0;
+    if (ratio) *ratio = (double)head / (double)mm;
+    return 1;
+}
 
 /* Is row r's new margin news to its account (RiskEngine._margin_news): a private event since its
  * last ACCOUNT_MARGIN, a threshold crossed either way, or equity / initial moved more than
@@ -474,10 +486,7 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
         job->equity[r] = out_eq;
         job->initial[r] = out_im;
         job->maint[r] = out_mm;
-        if (job->near) {
-            const int64_t head = (int64_t)((uint64_t)out_eq - (uint64_t)out_mm);
-            job->near[r] = out_mm > 0 && (double)head < (double)out_mm * job->near_reach;
-        }
+        if (job->near) job->near[r] = (uint8_t)within_reach(out_eq, out_mm, job->near_reach, NULL);
         if (job->reserved) {
             job->reserved[r] = (int64_t)((uint64_t)job->reserved[r] - (uint64_t)job->converting[r]);
             job->converting[r] = 0;
@@ -519,7 +528,7 @@ static void *run_rows(void *arg) {
 static PyObject *recompute(PyObject *self, PyObject *args, PyObject *kw) {
     /* ints, dbls, balance, perp_size, perp_cost, rows, equity, initial, maintenance, exposure, changed, below;
      * settle: reserved, converting, dirty; news: out, private_seq, published_equity, published_initial,
-     * published_maintenance, published_seq, isolated_market (or None) */
+     * published_maintenance, published_seq, isolated_market (or None); near: flags */
     enum { NB = 23, NREQ = 12, SETTLE = 12, NEWS = 15, ISO = 21, NEAR = 22 };
     static char *kwlist[] = {"ints", "dbls", "balance", "perp_size", "perp_cost", "rows", "equity", "initial",
                              "maintenance", "exposure", "changed", "below", "threads", "settle", "news", "near", NULL};
@@ -665,44 +674,6 @@ done:
     return result;
 }
 
-/* settle(rows, reserved, converting, dirty): what a recompute closes for each row - the part of the
- * reservation that belonged to filled orders leaves it, the row is clean (RiskEngine._recompute). */
-static PyObject *settle(PyObject *self, PyObject *args) {
-    PyObject *o[4];
-    if (!PyArg_ParseTuple(args, "OOOO", &o[0], &o[1], &o[2], &o[3])) return NULL;
-    Buf b[4];
-    memset(b, 0, sizeof b);
-    PyObject *result = NULL;
-    static const Py_ssize_t isz[4] = {8, 8, 8, 1};
-    static const char *names[4] = {"rows", "reserved", "converting", "dirty"};
-    for (int i = 0; i < 4; i++)
-        if (get_buf(o[i], &b[i], i > 0, isz[i], names[i]) < 0) goto done;
-    const Py_ssize_t n = b[0].b.len / 8, cap = b[1].b.len / 8;
-    if (b[2].b.len / 8 != cap || b[3].b.len != cap) {
-        PyErr_SetString(PyExc_ValueError, "account columns of different capacities");
-        goto done;
-    }
-    const int64_t *rows = b[0].b.buf;
-    int64_t *reserved = b[1].b.buf, *converting = b[2].b.buf;
-    uint8_t *dirty = b[3].b.buf;
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (rows[i] < 0 || rows[i] >= cap) {
-            PyErr_Format(PyExc_IndexError, "row %lld outside the book", (long long)rows[i]);
-            goto done;
-        }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const int64_t r = rows[i];
-        reserved[r] = (int64_t)((uint64_t)reserved[r] - (uint64_t)converting[r]);
-        converting[r] = 0;
-        dirty[r] = 0;
-    }
-    result = Py_NewRef(Py_None);
-done:
-    for (int i = 0; i < 4; i++)
-        if (b[i].held) PyBuffer_Release(&b[i].b);
-    return result;
-}
-
 /* pack_margin(rows, ids, private_seq, equity, initial, maintenance, reserved, published_equity,
  * published_initial, published_maintenance, published_seq, partition, partitions, system_base,
  * below_maintenance, below_initial, publish_ppm) -> bytes: of `rows` (their margin changed), the
@@ -812,13 +783,7 @@ static PyObject *near(PyObject *self, PyObject *args) {
             PyErr_Format(PyExc_IndexError, "row %lld outside the book", (long long)r);
             goto done;
         }
-        /* (the difference wraps as numpy's int64 subtraction does; equity and maintenance stay
-         * far inside int64 in a real book) */
-        const int64_t head = (int64_t)((uint64_t)eq[r] - (uint64_t)mm[r]);
-        if (mm[r] > 0 && (double)head < (double)mm[r] * reach) {
-            ratio[m] = (double)head / (double)mm[r];
-            out[m++] = r;
-        }
+        if (within_reach(eq[r], mm[r], reach, &ratio[m])) out[m++] = r;
     }
     result = PyLong_FromSsize_t(m);
 done:
@@ -831,7 +796,6 @@ static PyMethodDef methods[] = {
     {"near", near, METH_VARARGS,
      "near(rows, equity, maintenance, reach, out, ratio) -> count: the rows whose headroom over maintenance is "
      "below reach x maintenance, listed in out, their headroom / maintenance in ratio"},
-    {"settle", settle, METH_VARARGS, "settle(rows, reserved, converting, dirty): close a recompute's rows"},
     {"pack_margin", pack_margin, METH_VARARGS,
      "pack_margin(rows, ids, private_seq, equity, initial, maintenance, reserved, published_equity, "
      "published_initial, published_maintenance, published_seq, partition, partitions, system_base, "
@@ -841,7 +805,7 @@ static PyMethodDef methods[] = {
      "changed, below, threads=1, settle=None, news=None, near=None) -> (changed count, below count[, news count]): margins "
      "of `rows` written in place; the rows whose figures changed listed in `changed`, those below maintenance in "
      "`below`; with near=(flags, reach) each row's flag is set when its headroom over maintenance is below reach x "
-     "maintenance; with settle=(reserved, converting, dirty) each row is also settled as settle() does; with "
+     "maintenance; with settle=(reserved, converting, dirty) each row is also settled (reserved -= converting, converting = 0, not dirty); with "
      "news=(out, private_seq, published_equity, published_initial, published_maintenance, published_seq, "
      "isolated_market or None, fee_row, publish_ppm, below_maintenance, below_initial) the changed rows but "
      "fee_row and isolated positions' that pack_margin would publish are listed in `out`"},

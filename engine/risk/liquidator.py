@@ -339,8 +339,7 @@ class Liquidator:
                         self._event(account, where, LiquidationKind.WAITING, 0, 0, 0, 0)
                     continue
                 if orders_only:  # only a case whose first step below is an order
-                    flat = not b.perp_size[row].any() and not (b.balance[row, 1:] != 0).any()
-                    if flat or equity < maint * self.params.takeover_ppm // PPM:
+                    if self._flat(row) or equity < maint * self.params.takeover_ppm // PPM:
                         continue
                     order = self._step_order(row)
                     if order is None:
@@ -367,7 +366,7 @@ class Liquidator:
                 continue
             if self._stale(row):
                 continue
-            flat = not b.perp_size[row].any() and not (b.balance[row, 1:] != 0).any()
+            flat = self._flat(row)
             if flat or equity >= maint * (PPM + self.params.buffer_ppm) // PPM:
                 del self.cases[key]
                 self._event(account, where, LiquidationKind.ENDED, 0, 0, 0, equity - maint)
@@ -386,6 +385,11 @@ class Liquidator:
             acted = self._acted(acted)
         if not orders_only:
             self._unwind()
+
+    def _flat(self, row: int) -> bool:
+        """Nothing left to reduce: no perp position and no asset but cash."""
+        b = self.engine.book
+        return not b.perp_size[row].any() and not (b.balance[row, 1:] != 0).any()
 
     def _acted(self, acted: int) -> int:
         """One more account acted on in this scan: the first orders leave while the rest of a

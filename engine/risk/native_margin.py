@@ -154,7 +154,7 @@ class CompiledRecompute:
         maintenance in ``below``.
 
         In the same pass over the rows (one read of each instead of three): ``settle`` closes each
-        row as :func:`settle` does, and ``news`` = (fee row, publish ppm, below-maintenance flag,
+        row as ``RiskEngine._recompute`` does (reserved -= converting, converting = 0, clean), and ``news`` = (fee row, publish ppm, below-maintenance flag,
         below-initial flag) lists in ``news`` the changed rows, but the fee row and isolated
         positions', that :func:`pack_margin` publishes (its filter, so packing them gives the bytes
         packing every changed row gives)."""
@@ -180,11 +180,6 @@ class CompiledRecompute:
         self.below = self._below[: counts[1]]
         self.news = self._news[: counts[2]] if news is not None else self._news[:0]
         return self._changed[: counts[0]]
-
-
-def settle(book, rows: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-    """``reserved -= converting; converting = 0; dirty = False`` on ``rows`` (a recompute's close)."""
-    _hxmargin.settle(np.ascontiguousarray(rows, np.int64), book.reserved, book.converting, book.dirty)
 
 
 def pack_margin(  # type: ignore[no-untyped-def]

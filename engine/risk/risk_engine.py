@@ -565,10 +565,7 @@ class RiskEngine:
             self.prices[market.base_asset] = price_micro
             self.liquidator.unwind_due.add(~market.base_asset)  # what the fund took over of it
             self._emit_price(ALL_MARKETS, market.base_asset, 1, price_micro)
-        if defer:  # (the record's price commands mark their holders dirty in one pass)
-            self._touched.append((market.perp, -1) if market.is_perp else (-1, market.base_asset))
-        else:
-            self._touch_exposed(market)
+        self._touch_exposed(market, defer)
 
     def _emit_price(self, market: int, asset: int, kind: int, price_micro: int) -> None:
         status = int(self.stale[asset]) if asset < len(self.stale) else 0
@@ -602,13 +599,12 @@ class RiskEngine:
             np.bitwise_or(held, col, out=held)
         b.dirty[:n] |= held != 0
 
-    def _touch_exposed(self, market: RiskMarket) -> None:
-        n = self.book.count
-        if market.is_perp:
-            hit = self.book.perp_size[:n, market.perp] != 0
-        else:
-            hit = self.book.balance[:n, market.base_asset] != 0
-        self.book.dirty[:n] |= hit
+    def _touch_exposed(self, market: RiskMarket, defer: bool = False) -> None:
+        """Every account holding the market's perp position or base asset needs a recompute: now,
+        or (``defer``: a price command) with the record's other price commands'."""
+        self._touched.append((market.perp, -1) if market.is_perp else (-1, market.base_asset))
+        if not defer:
+            self._flush_touched()
 
     def _deposit(
         self, account: int, asset: int, source: int, amount: int, deposit_id: int, sender: int
@@ -765,11 +761,7 @@ class RiskEngine:
                 )
                 self._emit_price(ALL_MARKETS, asset, 1, int(self.prices[asset]))
                 self.liquidator.unwind_due.add(~asset)  # what the fund took over of it
-                self._touched.append((-1, asset))
-                for mid in self.config.perps:  # (and every perp on it: _touch_asset)
-                    m = self.config.markets[mid]
-                    if m.base_asset == asset:
-                        self._touched.append((m.perp, -1))
+                self._touch_asset(asset, defer=True)
         elif t == MsgType.MARK_PRICE:
             (_t, _v, _l, mid, price, _ts) = _U_MARK(buf, off)
             market = self.config.markets.get(mid)
@@ -807,15 +799,16 @@ class RiskEngine:
             for mid, m in self.config.markets.items()
         )
 
-    def _touch_asset(self, asset: int) -> None:
-        """Every account exposed to ``asset`` (held, or through a perp on it) needs a recompute."""
-        b, n = self.book, self.book.count
-        hit = b.balance[:n, asset] != 0
+    def _touch_asset(self, asset: int, defer: bool = False) -> None:
+        """Every account exposed to ``asset`` (held, or through a perp on it) needs a recompute: now,
+        or (``defer``: a price command) with the record's other price commands'."""
+        self._touched.append((-1, asset))
         for mid in self.config.perps:
             m = self.config.markets[mid]
             if m.base_asset == asset:
-                hit |= b.perp_size[:n, m.perp] != 0
-        b.dirty[:n] |= hit
+                self._touched.append((m.perp, -1))
+        if not defer:
+            self._flush_touched()
 
     def _funding(self, mid: int, interval_id: int, rate_ppb: int, mark_micro: int, _ts: int) -> None:
         """Pay one interval: every position in the perp, exactly zero-sum, once per interval id."""
@@ -1319,7 +1312,8 @@ class RiskEngine:
             self._recompute(rows, publish=True)
             if compiled is not None:  # of them only those below maintenance can start a case
                 rows = compiled.below.copy()
-        self._priced_at = (self.prices.copy(), self.marks.copy())
+        np.copyto(self._priced_at[0], self.prices)  # (what the next record's move is measured from)
+        np.copyto(self._priced_at[1], self.marks)
         if liq.cases or len(first):  # (a mask, not np.union1d: that hashes every row, ~50 ms at 100,000)
             look = np.zeros(n, bool)
             look[rows] = True  # (dirty is clear by now)
@@ -1593,7 +1587,8 @@ class RiskEngine:
         self.ledger.load(meta["ledger"])
         self.fee_row = self.book.row(fee_account(self.partition))
         self.insurance_row = self.book.row(insurance_account(self.partition))
-        self._priced_at = (self.prices.copy(), self.marks.copy())
+        np.copyto(self._priced_at[0], self.prices)
+        np.copyto(self._priced_at[1], self.marks)
 
     def state_hash(self) -> str:
         h = hashlib.sha256(self.book.digest().encode())

@@ -63,6 +63,11 @@ MARKETS = {
     ),
 }
 CONFIG: RiskConfig = risk_config_from(MARKETS, ASSETS)
+MARK_TICKS = {
+    BTC_PERP: 500_000,
+    ETH_USDC: 200_000,
+    RAIN: 40,
+}  # the streams' first marks: $50,000, $2,000, $0.40
 
 
 def slot_difference(a: bytes, b: bytes, left: str, right: str) -> str:

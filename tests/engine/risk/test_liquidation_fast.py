@@ -34,13 +34,13 @@ from tests.engine.risk.risk_harness import (
     CONFIG,
     ETH,
     ETH_USDC,
+    MARK_TICKS,
     MARKETS,
     RAIN,
     USDC,
     slot_difference,
 )
 
-MARK_TICKS = {BTC_PERP: 500_000, ETH_USDC: 200_000, RAIN: 40}  # $50,000, $2,000, $0.40
 SPOT_MARKETS = {m: spec for m, spec in MARKETS.items() if m != BTC_PERP}  # an exchange without perps
 SPOT_CONFIG = risk_config_from(SPOT_MARKETS, ASSETS)
 MAKER, SHORT_SEED, LONG_SEED = 1, 2, 3

@@ -269,7 +269,8 @@ def test_pack_margin_sends_the_news_the_python_twin_sends() -> None:
 
 @pytest.mark.parametrize("n, threads", [(3_000, 1), (40_000, 2)])
 def test_one_pass_settles_and_selects_the_news_as_the_three_steps_do(n: int, threads: int) -> None:
-    """``CompiledRecompute(..., settle=True, news=...)`` against recompute, then ``settle``, then
+    """``CompiledRecompute(..., settle=True, news=...)`` against recompute, then the close of each row
+    in numpy (``RiskEngine._recompute``'s), then
     ``RiskEngine._margin_news`` over the changed rows but the fee row and isolated positions': the
     same columns, the same changed and below rows, and as news exactly the rows the three steps
     publish, in order (split in two threads past 16,384 rows)."""
@@ -310,8 +311,10 @@ def test_one_pass_settles_and_selects_the_news_as_the_three_steps_do(n: int, thr
         marks = marks + (step + 1)  # a tick: most holders move by less than the publish threshold
         changed = steps.compiled(books[0], rows, prices, marks, mults).copy()
         below = steps.compiled.below.copy()
-        native_margin.settle(books[0], rows)
-        b = books[0]
+        b = books[0]  # RiskEngine._recompute's close of each row, in numpy
+        b.reserved[rows] -= b.converting[rows]
+        b.converting[rows] = 0
+        b.dirty[rows] = False
         keep = changed[(changed != fee_row) & (b.isolated_market[changed] == 0)]
         eq, im, mm = b.equity[keep], b.initial[keep], b.maintenance[keep]
         peq, pim, pmm = b.published_equity[keep], b.published_initial[keep], b.published_maintenance[keep]

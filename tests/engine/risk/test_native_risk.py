@@ -34,6 +34,7 @@ from tests.engine.risk.risk_harness import (
     CONFIG,
     ETH,
     ETH_USDC,
+    MARK_TICKS,
     MARKETS,
     RAIN,
     USDC,
@@ -42,7 +43,6 @@ from tests.engine.risk.risk_harness import (
 
 pytestmark = pytest.mark.skipif(not native_available(), reason="the compiled risk core is not built")
 
-MARK_TICKS = {BTC_PERP: 500_000, ETH_USDC: 200_000, RAIN: 40}  # $50,000, $2,000, $0.40
 FOREIGN = -2  # a command the other partition's risk sends the shard directly
 
 
