@@ -101,6 +101,40 @@ class Sleep(WaitStrategy):
         return f"{self.name}(interval_us={int(self.interval_s * 1e6)})"
 
 
+class SpinBudget:
+    """How many polls a waiter may spin before it parks, bounded for a SCHED_FIFO process.
+
+    ``min_parked_share`` > 0 bounds the spinning: a wait spins first only while the process has
+    spent at least that share of the current 100 ms window parked, and parks at once otherwise. A
+    SCHED_FIFO process needs it: spinning through the gaps between messages a few microseconds apart
+    keeps it on the CPU all the time, and the kernel then throttles it for 50 ms of every second
+    (measured: p99 9-33 ms), while sparse traffic (a frame every few hundred microseconds) still
+    gets the spin that catches the next frame without a wake-up. ``Blocking`` keeps one; a stage
+    with its own loop over several rings (risk) keeps its own and reports its parks to it.
+    """
+
+    WINDOW_NS = 100_000_000
+
+    def __init__(self, spins: int, min_parked_share: float = 0.0) -> None:
+        self.spins, self.min_parked_share = spins, min_parked_share
+        self._window_start_ns = -(1 << 62)  # the first wait opens a window
+        self._parked_ns = 0  # parked in the current window
+
+    def spins_now(self) -> int:
+        if not self.min_parked_share:
+            return self.spins
+        now = _now()
+        elapsed = now - self._window_start_ns
+        if elapsed >= self.WINDOW_NS:
+            self._window_start_ns, self._parked_ns = now, 0
+            return self.spins
+        return self.spins if self._parked_ns >= self.min_parked_share * elapsed else 0
+
+    def parked(self, ns: int) -> None:
+        """The process was parked ``ns`` (counts toward the current window's share)."""
+        self._parked_ns += ns
+
+
 class Blocking(WaitStrategy):
     """Park on a wake-up file descriptor (a FIFO the producer writes to after publishing).
 
@@ -111,39 +145,33 @@ class Blocking(WaitStrategy):
     1 s) is only a safety net (e.g. a producer that cannot open the FIFO) and the bound that lets a
     deadline be honoured.
 
-    ``min_parked_share`` > 0 bounds the spinning: a wait spins first only while the process has
-    spent at least that share of the current 100 ms window parked, and parks at once otherwise. A
-    SCHED_FIFO process needs it: spinning through the gaps between messages a few microseconds apart
-    keeps it on the CPU all the time, and the kernel then throttles it for 50 ms of every second
-    (measured: p99 9-33 ms), while sparse traffic (a frame every few hundred microseconds) still
-    gets the spin that catches the next frame without a wake-up.
+    ``min_parked_share`` > 0 bounds the spinning under SCHED_FIFO (see ``SpinBudget``).
     """
 
     name = "blocking"
     blocking = True
-    WINDOW_NS = 100_000_000
 
     def __init__(self, spins: int = 200, max_park_ms: int = 1000, min_parked_share: float = 0.0) -> None:
-        self.spins, self.max_park_ms = spins, max_park_ms
-        self.min_parked_share = min_parked_share
+        self.budget = SpinBudget(spins, min_parked_share)
+        self.max_park_ms = max_park_ms
         self.fd: int = -1  # set by the consumer that owns this strategy
         self._fallback = SpinThenBackoff(spins=0)
         self.set_waiting: Callable[[int], None] = lambda flag: None
-        self._window_start_ns = -(1 << 62)  # the first wait opens a window
-        self._parked_ns = 0  # parked in the current window
 
-    def _spins_now(self) -> int:
-        if not self.min_parked_share:
-            return self.spins
-        now = _now()
-        elapsed = now - self._window_start_ns
-        if elapsed >= self.WINDOW_NS:
-            self._window_start_ns, self._parked_ns = now, 0
-            return self.spins
-        return self.spins if self._parked_ns >= self.min_parked_share * elapsed else 0
+    @property
+    def spins(self) -> int:
+        return self.budget.spins
+
+    @property
+    def min_parked_share(self) -> float:
+        return self.budget.min_parked_share
+
+    @min_parked_share.setter
+    def min_parked_share(self, share: float) -> None:
+        self.budget.min_parked_share = share
 
     def wait(self, ready: Ready, deadline_ns: int | None) -> int:
-        for _ in range(self._spins_now()):
+        for _ in range(self.budget.spins_now()):
             n = ready()
             if n:
                 return n
@@ -166,7 +194,7 @@ class Blocking(WaitStrategy):
                 park_ms = min(park_ms, max(1, int(left_ms)))
             parked_at = _now()
             woken = poller.poll(park_ms)
-            self._parked_ns += _now() - parked_at
+            self.budget.parked(_now() - parked_at)
             if woken:
                 try:
                     os.read(self.fd, 4096)

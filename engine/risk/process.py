@@ -44,7 +44,7 @@ from engine.journal.ring_positions import (
     replay_skips,
 )
 from engine.journal.snapshot_persister import SnapshotPersister
-from engine.ring import Blocking, ConsumerRef, RingFull, RingRef, make_wait_strategy
+from engine.ring import Blocking, ConsumerRef, RingFull, RingRef, SpinBudget, make_wait_strategy
 from engine.risk.native_risk import make_risk_engine
 from engine.risk.risk_config import load_risk_config
 from engine.risk.risk_engine import SHARD_EVENTS, SHARD_EVENTS_SOURCE, RiskEngine, Source
@@ -59,6 +59,9 @@ MAX_BATCH = 256  # slots of commands per record
 # slots of a shard's events per record: the margin recomputation at the end of a record costs about
 # half a millisecond whatever the number of accounts it touches, so bigger event records share it
 MAX_EVENT_BATCH = 1024
+# polls of every input with nothing to do before the loop parks; under SCHED_FIFO fewer, and only
+# while the process keeps FIFO_PARKED_SHARE of its time parked (see RiskProcess.spin)
+IDLE_POLLS, FIFO_IDLE_POLLS, FIFO_PARKED_SHARE = 200, 20, 0.3
 _KEEP = np.zeros(256, bool)
 _KEEP[[int(t) for t in SHARD_EVENTS]] = True
 
@@ -131,6 +134,12 @@ class RiskProcess:
             ring.consumer(index, Blocking(spins=200, max_park_ms=5))
             for ring, (_, index) in zip(self.inputs, inputs, strict=True)
         ]
+        # A SCHED_FIFO risk polling 200 times through the gaps of 20,000 orders/s hardly left its
+        # core: the clients and the gateway waited behind it and the kernel's real-time throttling
+        # stalled it (hx bench e2e --risk 1: p99 - p50 13 ms, p999 35 ms; with 20 polls while 30%
+        # of the time is parked, 1.4-2 ms and 3-7 ms; docs/benchmarks.md)
+        fifo = bool(options.realtime_priority)
+        self.spin = SpinBudget(FIFO_IDLE_POLLS if fifo else IDLE_POLLS, FIFO_PARKED_SHARE if fifo else 0.0)
         self.outputs = [ref.attach() for ref in (*options.orders, options.events)]
         for ring in self.outputs:
             ring.set_producer()
@@ -290,7 +299,10 @@ class RiskProcess:
             poller = select.poll()
             for s in strategies:
                 poller.register(s.fd, select.POLLIN)
-            for fd, _ev in poller.poll(5):
+            parked_at = time.monotonic_ns()
+            woken = poller.poll(5)
+            self.spin.parked(time.monotonic_ns() - parked_at)
+            for fd, _ev in woken:
                 try:
                     os.read(fd, 4096)
                 except BlockingIOError:
@@ -349,7 +361,7 @@ class RiskProcess:
                 idle = 0
                 continue
             idle += 1
-            if idle < 200:
+            if idle < self.spin.spins_now():
                 continue
             self._park()
         deadline = time.monotonic() + 5.0

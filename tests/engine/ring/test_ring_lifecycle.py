@@ -208,7 +208,7 @@ def test_blocking_spins_only_while_it_keeps_its_parked_share(ring_name: str) -> 
     assert make_wait_strategy("blocking").min_parked_share == 0.0
     waiter = make_wait_strategy("blocking", min_parked_share=0.5)  # margins a loaded CI machine keeps
     assert isinstance(waiter, Blocking)
-    waiter.WINDOW_NS = 60_000_000_000  # one window for the whole test, however slow the machine
+    waiter.budget.WINDOW_NS = 60_000_000_000  # one window for the whole test, however slow the machine
     with RingBuffer.create(ring_name, capacity=8, consumers=1) as ring:
         consumer = ring.consumer(0, waiter)
         polls = 0
