@@ -1,8 +1,8 @@
 """Risk benchmark: pre-trade checks (in process and through the rings), margin recomputation, memory.
 
 * ``checks_per_s``: NEW_ORDERs of funded accounts through the engine in this process as the risk
-  process applies them (records of 256 slots: ``apply_slots`` then ``end_of_record``; the O(1)
-  check, the reservation, the forward), median of runs;
+  process applies a backlog of them (records of its ``MAX_BATCH`` slots: ``apply_slots`` then
+  ``end_of_record``; the O(1) check, the reservation, the forward), median of runs;
 * ``ring_checks_per_s``: the same orders through real processes: a feeder publishes them into the
   risk partition's command ring as fast as it takes them (and drains risk's events all along), risk
   checks and forwards them to the shard (which matches them); the clock stops at the echo of a
@@ -34,6 +34,7 @@ import numpy as np
 
 from engine.host.heap import keep_freed_memory
 from engine.risk.native_risk import RISK_ENGINE_ENV, NativeRiskEngine, native_available
+from engine.risk.process import MAX_BATCH
 from engine.risk.risk_config import RiskConfig, risk_config_from
 from engine.risk.risk_engine import RiskEngine, Source
 from engine.types.asset_spec import AssetSpec
@@ -133,7 +134,7 @@ def checks_in_process(
     markets, assets = bench_config()
     config = risk_config_from(markets, assets)
     data = _orders(config, orders, accounts)
-    record = 256 * SLOT_BYTES  # the risk process's records hold up to 256 slots
+    record = MAX_BATCH * SLOT_BYTES  # as the risk process frames a backlog of commands
     rates = []
     for _ in range(runs):
         engine = _funded_engine(config, accounts, native)

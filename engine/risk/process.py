@@ -55,7 +55,11 @@ from engine.wire.layout import SLOT_BYTES
 BATCH_HEADER = struct.Struct("<IIQQQI")
 HEADER_SLOT = SLOT_BYTES
 SNAP_META = struct.Struct("<QI")  # journal seq, output ring count
-MAX_BATCH = 256  # slots of commands per record
+# slots of commands per record: each record costs ~0.3 ms whatever its size (journal write, the
+# recompute of the rows it touched, the scan, publishing), and 256-slot records held risk to 200-300K
+# orders/s through its rings (hx bench risk: 390-530K with 1,024); only a backlog fills a record,
+# and a paced flow's records stay as small as what has arrived
+MAX_BATCH = 1024
 # slots of a shard's events per record: the margin recomputation at the end of a record costs about
 # half a millisecond whatever the number of accounts it touches, so bigger event records share it
 MAX_EVENT_BATCH = 1024
