@@ -792,7 +792,59 @@ done:
     return result;
 }
 
+/* mark_held(dirty, perp_size, balance, perps, assets, n): dirty[r] |= the row holds (a non-zero
+ * entry of) any of the perps `perps` or the assets `assets`, for every row r < n, in one pass over
+ * the rows (RiskEngine._flush_touched: its numpy twin reads one strided column per perp and asset). */
+static PyObject *mark_held(PyObject *self, PyObject *args) {
+    PyObject *o[5];
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "OOOOOn", &o[0], &o[1], &o[2], &o[3], &o[4], &n)) return NULL;
+    Buf b[5];
+    memset(b, 0, sizeof b);
+    PyObject *result = NULL;
+    static const char *names[5] = {"dirty", "perp_size", "balance", "perps", "assets"};
+    static const Py_ssize_t sizes[5] = {1, 8, 8, 8, 8};
+    for (int i = 0; i < 5; i++)
+        if (get_buf(o[i], &b[i], i == 0, sizes[i], names[i]) < 0) goto done;
+    if (b[1].b.ndim != 2 || b[2].b.ndim != 2) {
+        PyErr_SetString(PyExc_ValueError, "perp_size and balance must be 2-D (rows x columns)");
+        goto done;
+    }
+    const Py_ssize_t P = b[1].b.shape[1], A = b[2].b.shape[1];
+    const Py_ssize_t np_ = b[3].b.len / 8, na = b[4].b.len / 8;
+    if (n < 0 || n > b[0].b.len || n > b[1].b.shape[0] || n > b[2].b.shape[0]) {
+        PyErr_SetString(PyExc_ValueError, "n beyond a column");
+        goto done;
+    }
+    const int64_t *perps = b[3].b.buf, *assets = b[4].b.buf;
+    for (Py_ssize_t i = 0; i < np_; i++)
+        if (perps[i] < 0 || perps[i] >= P) {
+            PyErr_Format(PyExc_IndexError, "perp %lld outside the book", (long long)perps[i]);
+            goto done;
+        }
+    for (Py_ssize_t i = 0; i < na; i++)
+        if (assets[i] < 0 || assets[i] >= A) {
+            PyErr_Format(PyExc_IndexError, "asset %lld outside the book", (long long)assets[i]);
+            goto done;
+        }
+    uint8_t *dirty = b[0].b.buf;
+    const int64_t *ps = b[1].b.buf, *bal = b[2].b.buf;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        int64_t any = 0;
+        for (Py_ssize_t i = 0; i < np_; i++) any |= ps[r * P + perps[i]];
+        for (Py_ssize_t i = 0; i < na; i++) any |= bal[r * A + assets[i]];
+        if (any) dirty[r] = 1;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    for (int i = 0; i < 5; i++)
+        if (b[i].held) PyBuffer_Release(&b[i].b);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"mark_held", mark_held, METH_VARARGS,
+     "mark_held(dirty, perp_size, balance, perps, assets, n): dirty[r] |= row r holds any of perps or assets, r < n"},
     {"near", near, METH_VARARGS,
      "near(rows, equity, maintenance, reach, out, ratio) -> count: the rows whose headroom over maintenance is "
      "below reach x maintenance, listed in out, their headroom / maintenance in ratio"},

@@ -132,6 +132,14 @@ class CompiledRecompute:
         k = _hxmargin.near(rows, book.equity, book.maintenance, float(reach), self._near, self._ratio)
         return self._near[:k], self._ratio[:k]
 
+    @staticmethod
+    def mark_held(book, perps: list[int], assets: list[int]) -> None:  # type: ignore[no-untyped-def]
+        """Flag dirty every account row holding any of ``perps`` (a position) or ``assets`` (a
+        balance): ``RiskEngine._flush_touched``'s numpy columns, in one pass over the rows."""
+        _hxmargin.mark_held(
+            book.dirty, book.perp_size, book.balance, np.array(perps, np.int64), np.array(assets, np.int64), book.count
+        )
+
     def plan(self, prices: np.ndarray, marks: np.ndarray, mults: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         key = (prices.tobytes(), marks.tobytes(), mults.tobytes())
         if key != self._key or self._plan is None:

@@ -591,9 +591,12 @@ class RiskEngine:
         b, n = self.book, self.book.count
         perps = sorted({p for p, _a in touched if p >= 0})
         assets = sorted({a for _p, a in touched if a >= 0})
-        cols = [b.perp_size[:n, p] for p in perps] + [b.balance[:n, a] for a in assets]
-        if not cols:
+        if not perps and not assets:
             return
+        if self.margin.compiled is not None:  # (the same flags, one pass over the rows in C)
+            self.margin.compiled.mark_held(b, perps, assets)
+            return
+        cols = [b.perp_size[:n, p] for p in perps] + [b.balance[:n, a] for a in assets]
         held = cols[0].copy() if len(cols) > 1 else cols[0]
         for col in cols[1:]:  # (an OR of the columns is non-zero where any is: no 2-D reduction)
             np.bitwise_or(held, col, out=held)
