@@ -362,3 +362,27 @@ def test_near_rows_in_c_are_the_numpy_expression() -> None:
     copy = AccountBook(book.n_assets, book.n_perps)
     copy.load({name: col.copy() for name, col in book.columns().items()})
     assert copy.near[:n].tobytes() == book.near[:n].tobytes()
+
+
+@pytest.mark.parametrize("perps, assets", [([0], []), ([], [1]), ([0], [1]), ([0, 1], [1, 2, 3]), ([1], [])])
+def test_held_rows_are_flagged_as_the_numpy_columns_flag_them(perps: list[int], assets: list[int]) -> None:
+    """``CompiledRecompute.mark_held`` (``RiskEngine._flush_touched``'s one pass) against the numpy
+    OR of the columns it replaces: already-dirty rows stay dirty, rows past ``count`` are untouched."""
+    spec = _exchange_spec()
+    n = 4_000
+    book = _book(spec, n, np.random.default_rng(11), 0.2, False)
+    rng = np.random.default_rng(12)
+    book.dirty[:n] = rng.random(n) < 0.05
+    book.count = n - 100  # the last rows are not the book's yet
+    before = book.dirty.copy()
+    want = before.copy()
+    m = book.count
+    for col in [book.perp_size[:m, p] for p in perps] + [book.balance[:m, a] for a in assets]:
+        want[:m] |= col != 0
+    native_margin.CompiledRecompute.mark_held(book, perps, assets)
+    assert book.dirty.tolist() == want.tolist()
+    assert np.count_nonzero(want[:m] & ~before[:m]) > 100  # the holders were flagged, not only kept
+    with pytest.raises(IndexError):
+        native_margin.CompiledRecompute.mark_held(book, [book.n_perps], [])
+    with pytest.raises(IndexError):
+        native_margin.CompiledRecompute.mark_held(book, [], [-1])
