@@ -13,10 +13,11 @@
  *   slot it leaves to Python, having changed nothing for it: rare message types, anything from the
  *   oracle, an account that has no row yet, an order whose account's exposure moved since the last
  *   recomputation (Python recomputes it first), figures out of the range of the 128-bit arithmetic,
- *   the events of risk's own liquidation orders (client ids >= 2^63) that the liquidator follows
- *   (acceptance aside: a refusal, a cancelled remainder, the fill that ends the order; the fills
- *   before it are applied here, their liquidation fee to the insurance fund included), and the fee
- *   account's fills.
+ *   and the fee account's fills. The events of risk's own liquidation orders (client ids >= 2^63)
+ *   are applied here, their liquidation fee to the insurance fund included; a slot that ends one (a
+ *   refusal, a cancelled remainder, its last fill) stops the run after it, and Python calls the
+ *   liquidator's on_order_end for what ``Core.ended()`` lists, as RiskEngine does within that slot
+ *   (after the rest of it here: on_order_end changes only the liquidator's own state).
  *
  * Shared state, one copy: the account book's numpy columns are re-bound at every call (they move
  * when the book grows or is restored), the engine's dicts (rows, priced, leverage, liquidation
@@ -41,6 +42,7 @@ typedef unsigned __int128 u128;
 #define HANDBACK 0
 #define APPLIED 1
 #define FAILED (-1)
+#define APPLIED_STOP 2 /* applied; the run stops after it (a liquidation order ended: see Core.ended) */
 
 /* Why a slot went to Python (counted per Core: Core.handbacks()) */
 enum {
@@ -49,13 +51,11 @@ enum {
     HB_NO_ROW,       /* an account of this partition without a row yet (Python creates it) */
     HB_DIRTY,        /* an order whose account's exposure moved since the last recomputation */
     HB_RANGE,        /* figures outside the core's exact 128-bit arithmetic, or odd state */
-    HB_LIQUIDATION,  /* risk's own liquidation orders (the liquidator follows them) */
     HB_FEE_ACCOUNT,  /* the fee account's fills */
     HB_ISOLATED,     /* orders, amends and fills in a market the account trades isolated */
     HB_N
 };
-static const char *HB_NAMES[HB_N] = {"oracle",      "rare_type",   "no_row",  "dirty", "range",
-                                     "liquidation", "fee_account", "isolated"};
+static const char *HB_NAMES[HB_N] = {"oracle", "rare_type", "no_row", "dirty", "range", "fee_account", "isolated"};
 #define HB(b, reason) ((b)->handback = (reason), HANDBACK)
 #define MAX_TIERS 32
 #define MAX_MARKET_ID 65536
@@ -719,7 +719,13 @@ typedef struct {
     uint32_t partition, partitions, shards;
     PyObject *k_fee_changed;
     int64_t handbacks[HB_N];
-    int64_t liquidation_fills; /* fills of risk's liquidation orders applied here (not their last) */
+    int64_t liquidation_fills; /* fills of risk's liquidation orders applied here */
+    int64_t liquidation_ends;  /* and their ends (last fill, cancelled remainder, refusal) */
+    /* the liquidation orders the last slot applied ended (its run stopped after it): client order
+     * id, filled in full, refused by the shard; taken by Core.ended() for the liquidator */
+    uint64_t ended_coid[2];
+    uint8_t ended_filled[2], ended_refused[2];
+    int n_ended;
 } Core;
 
 typedef struct {
@@ -1521,6 +1527,16 @@ static int liquidation_fee(Core *c, Bind *b, int64_t row, uint32_t account, i128
     return emit_balance(b, ins, A, 0, HXR_REASON_INSURANCE, fee, coid, ins_account);
 }
 
+/* A liquidation order ended with this slot: listed for the liquidator (Core.ended); returns 1. */
+static int ended(Core *c, uint64_t coid, int filled_all, int refused) {
+    const int i = c->n_ended++;
+    c->liquidation_ends++;
+    c->ended_coid[i] = coid;
+    c->ended_filled[i] = (uint8_t)filled_all;
+    c->ended_refused[i] = (uint8_t)refused;
+    return 1;
+}
+
 static int ev_fill(Core *c, Bind *b, const uint8_t *p) {
     uint32_t mid = hx_header_market_id(p);
     const Mkt *m = mid < c->n_mkts && c->mkts[mid].present ? &c->mkts[mid] : NULL;
@@ -1538,7 +1554,8 @@ static int ev_fill(Core *c, Bind *b, const uint8_t *p) {
     uint32_t accts[2] = {t_acct, m_acct};
     uint64_t oids[2] = {t_oid, m_oid};
     int64_t rows[2] = {-1, -1}, slots[2] = {-1, -1};
-    uint64_t liq_coid[2] = {0, 0}; /* a liquidation order's fill that does not end it: its fee here */
+    uint64_t liq_coid[2] = {0, 0}; /* a liquidation order's fill: its fee here */
+    int liq_done[2] = {0, 0};       /* ... and the fill that ends it: the liquidator follows that */
     for (int s = 0; s < 2; s++) {
         if (!owns(c, accts[s])) continue;
         rows[s] = find_row(b, accts[s]);
@@ -1550,9 +1567,8 @@ static int ev_fill(Core *c, Bind *b, const uint8_t *p) {
         if (iso) return HB(b, HB_ISOLATED);
         slots[s] = ledger_find(b->ledger, mid, accts[s], oids[s], 0);
         if (slots[s] >= 0 && b->ledger->res[slots[s]].coid >= HXR_LIQUIDATION_COID_BASE) {
-            /* its last fill ends the order: the liquidator follows that (Python) */
-            if (s == 0 ? (flags & 1) : (flags & 2)) return HB(b, HB_LIQUIDATION);
             liq_coid[s] = b->ledger->res[slots[s]].coid;
+            liq_done[s] = (s == 0 ? (flags & 1) : (flags & 2)) != 0;
         }
     }
     PyObject *key = PyLong_FromUnsignedLong(mid);
@@ -1606,7 +1622,11 @@ static int ev_fill(Core *c, Bind *b, const uint8_t *p) {
         }
         b->dirty[row] = 1;
     }
-    return APPLIED;
+    int stop = 0; /* RiskEngine._fill calls on_order_end as each side's order ends: the run stops */
+    for (int s = 0; s < 2; s++) /* after this slot and Python calls it, taker first (it reads nothing */
+        if (rows[s] >= 0 && liq_done[s]) /* this slot's other side changes) */
+            stop = ended(c, liq_coid[s], 1, 0);
+    return stop ? APPLIED_STOP : APPLIED;
 }
 
 static int step_event(Core *c, Bind *b, const uint8_t *p) {
@@ -1642,14 +1662,15 @@ static int step_event(Core *c, Bind *b, const uint8_t *p) {
     uint32_t mid = hx_header_market_id(p);
     Ledger *L = b->ledger;
     int64_t k = -1;
-    /* decide first: risk's own liquidation orders go to Python (the liquidator follows them) */
+    /* risk's own liquidation order ending (its IOC remainder cancelled, or refused): after the
+     * slot, the liquidator follows it (RiskEngine._order_gone's on_order_end; see Core.ended) */
+    uint64_t liq_coid = 0;
     if (t == HX_MSG_CANCELLED) {
         k = ledger_find(L, mid, account, hx_cancelled_order_id(p), hx_cancelled_client_order_id(p));
-        if (k >= 0 && L->res[k].coid >= HXR_LIQUIDATION_COID_BASE) return HB(b, HB_LIQUIDATION);
     } else if (t == HX_MSG_REJECTED && hx_rejected_command(p) == HX_MSG_NEW_ORDER) {
         k = ledger_find(L, mid, account, 0, hx_rejected_client_order_id(p));
-        if (k >= 0 && L->res[k].coid >= HXR_LIQUIDATION_COID_BASE) return HB(b, HB_LIQUIDATION);
     }
+    if (k >= 0 && L->res[k].coid >= HXR_LIQUIDATION_COID_BASE) liq_coid = L->res[k].coid;
     if (republish(b, p, row) < 0) return FAILED;
     switch (t) {
     case HX_MSG_ACCEPTED:
@@ -1658,10 +1679,12 @@ static int step_event(Core *c, Bind *b, const uint8_t *p) {
         break;
     case HX_MSG_CANCELLED:
         order_gone(b, k, row);
+        if (liq_coid) return ended(c, liq_coid, 0, 0) ? APPLIED_STOP : APPLIED;
         break;
     case HX_MSG_REJECTED:
         if (hx_rejected_command(p) == HX_MSG_NEW_ORDER) {
             order_gone(b, k, row);
+            if (liq_coid) return ended(c, liq_coid, 0, 1) ? APPLIED_STOP : APPLIED;
         } else if (hx_rejected_command(p) == HX_MSG_AMEND) {
             k = ledger_find(L, mid, account, hx_rejected_order_id(p), hx_rejected_client_order_id(p));
             if (k >= 0 && L->res[k].amend_extra) {
@@ -1712,8 +1735,14 @@ static PyObject *Core_run(Core *c, PyObject *args) {
     }
     const uint8_t *base = in.buf;
     int rc = APPLIED;
+    c->n_ended = 0; /* (what the last run listed was taken, or is of no use now) */
     while (off < end) {
         rc = source >= 0 ? step_command(c, &b, base + off, source) : step_event(c, &b, base + off);
+        if (rc == APPLIED_STOP) { /* applied, and a liquidation order ended: Python follows it now */
+            off += HX_SLOT_BYTES;
+            rc = APPLIED;
+            break;
+        }
         if (rc != APPLIED) break;
         off += HX_SLOT_BYTES;
     }
@@ -1745,11 +1774,30 @@ static PyObject *Core_handbacks(Core *c, PyObject *unused) {
 }
 
 static PyObject *Core_liquidation_fills(Core *c, PyObject *unused) { return PyLong_FromLongLong(c->liquidation_fills); }
+static PyObject *Core_liquidation_ends(Core *c, PyObject *unused) { return PyLong_FromLongLong(c->liquidation_ends); }
+
+/* ended() -> ((client order id, filled in full, refused), ...): the liquidation orders the last run's
+ * last slot ended (it stopped after that slot), taken once */
+static PyObject *Core_ended(Core *c, PyObject *unused) {
+    PyObject *out = PyTuple_New(c->n_ended);
+    for (int i = 0; out && i < c->n_ended; i++) {
+        PyObject *v = Py_BuildValue("(KOO)", (unsigned long long)c->ended_coid[i], c->ended_filled[i] ? Py_True : Py_False,
+                                    c->ended_refused[i] ? Py_True : Py_False);
+        if (!v) Py_CLEAR(out);
+        else PyTuple_SET_ITEM(out, i, v);
+    }
+    c->n_ended = 0;
+    return out;
+}
 
 static PyMethodDef Core_methods[] = {
     {"handbacks", (PyCFunction)Core_handbacks, METH_NOARGS, "slots left to Python so far, by reason"},
     {"liquidation_fills", (PyCFunction)Core_liquidation_fills, METH_NOARGS,
-     "fills of risk's liquidation orders applied by the core (every one but an order's last)"},
+     "fills of risk's liquidation orders applied by the core"},
+    {"liquidation_ends", (PyCFunction)Core_liquidation_ends, METH_NOARGS,
+     "ends of risk's liquidation orders applied by the core (last fill, cancelled remainder, refusal)"},
+    {"ended", (PyCFunction)Core_ended, METH_NOARGS,
+     "((client order id, filled in full, refused), ...): the liquidation orders the last run's last slot ended"},
     {"run", (PyCFunction)Core_run, METH_VARARGS,
      "run(engine, buf, off, end, source) -> offset of the first slot left to Python (source < 0: shard events)"},
     {NULL}};

@@ -8,7 +8,9 @@
   to ``Core.run``, which applies the common ones in C - NEW_ORDER, CANCEL, CANCEL_ALL, AMEND,
   L2_SNAPSHOT_REQUEST and HEARTBEAT from gateways; ACCEPTED, REJECTED, CANCELLED, AMENDED, TRIGGERED,
   FILL and HEARTBEAT from shards - and stops before the first slot it leaves to Python, having
-  changed nothing for it. Python applies that one slot and the core goes on from the next.
+  changed nothing for it. Python applies that one slot and the core goes on from the next. The
+  events of risk's own liquidation orders are the core's too; a slot that ends one stops the core
+  after it, and the liquidator's ``on_order_end`` runs for what ``Core.ended()`` lists.
 
 Everything else (deposits, withdrawals, the oracle's commands, funding, resolution, liquidation,
 queries, RESTATE, the margin recomputation at the end of a record, snapshots) is the Python
@@ -137,6 +139,11 @@ class NativeRiskEngine(RiskEngine):
             if self._touched and (source == SHARD_EVENTS_SOURCE or buf[off] not in _PRICE_COMMANDS):
                 self._flush_touched()  # (the core reads dirty flags: the deferred ones first)
             off = run(self, buf, off, end, source)
+            ended = self.core.ended()
+            if ended:  # the core stopped after a slot that ended liquidation orders: the liquidator
+                for coid, filled_all, refused in ended:  # follows them, as within RiskEngine's slot
+                    self.liquidator.on_order_end(coid, filled_all=filled_all, refused=refused)
+                continue
             if off < end:  # the core stopped before this one: Python applies it
                 self.handed_back += 1
                 if source == SHARD_EVENTS_SOURCE:

@@ -26,7 +26,7 @@ from engine.risk.order_ledger import OrderLedger, Reservation
 from engine.risk.risk_engine import SHARD_EVENTS_SOURCE, RiskEngine, Source, fee_account
 from engine.shard.native_engine import make_engine
 from engine.shard.wire_event_writer import WireEventWriter
-from engine.types.enums import MsgType, OrderFlag, OrderType, RejectCode, Side, TimeInForce
+from engine.types.enums import MarketStatus, MsgType, OrderFlag, OrderType, RejectCode, Side, TimeInForce
 from engine.wire.codec import decode, encode
 from engine.wire.layout import SLOT_BYTES
 from tests.engine.risk.risk_harness import (
@@ -355,9 +355,9 @@ def test_random_flows_agree_record_by_record(seed: int) -> None:
 
 
 def test_a_liquidation_order_sweeping_several_levels_agrees_fill_by_fill() -> None:
-    """A liquidation IOC that takes several makers' levels: its fills but the last are the core's
-    own (the liquidation fee to the fund included), the last one and the order's end Python's (the
-    liquidator follows them); the two engines agree on every byte."""
+    """A liquidation IOC that takes several makers' levels: its fills are the core's own (the
+    liquidation fee to the fund included), the last one too, after which the core stops and the
+    liquidator follows the order's end (Core.ended); the two engines agree on every byte."""
     twin = Twin()
     flow = Flow(random.Random(9))
     maker, short, trader = 1, 2, 5
@@ -379,8 +379,56 @@ def test_a_liquidation_order_sweeping_several_levels_agrees_fill_by_fill() -> No
         twin.send([encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=mark)], Source.ORACLE)
         if twin.c.risk.core.liquidation_fills():
             break
-    assert twin.c.risk.core.liquidation_fills() > 0, "no liquidation order swept more than one level"
-    assert twin.c.risk.core.handbacks()["liquidation"] > 0  # its last fill or its end: Python's
+    assert twin.c.risk.core.liquidation_fills() > 1, "no liquidation order swept more than one level"
+    assert twin.c.risk.core.liquidation_ends() > 0  # its last fill and its end: the core's too
+    assert not twin.c.risk.liquidator.orders  # and the liquidator followed every one to its end
+    twin.compare_snapshots()
+
+
+def test_a_liquidation_order_the_shard_refuses_agrees_and_is_retried_then_backstopped() -> None:
+    """The shard has halted the market behind risk's back (risk is not told): every liquidation
+    order is refused, the core applies the refusal and stops after it, the liquidator counts the
+    retry (Core.ended), and after the retries the backstop takes the account over; byte for byte as
+    the Python engine."""
+    from engine.risk.liquidator import LIQUIDATION_COID_BASE
+
+    twin = Twin()
+    flow = Flow(random.Random(10))
+    maker, short, trader = 1, 2, 5
+    twin.send([flow.deposit(maker, USDC, 10**12), flow.deposit(short, USDC, 10**12)])
+    twin.send([flow.deposit(trader, USDC, 700 * 10**6)])
+    twin.send([encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=500_000)], Source.ORACLE)
+    for account, side in ((short, Side.SELL), (trader, Side.BUY)):
+        flow.coid += 1
+        twin.send(
+            [
+                encode(
+                    MsgType.NEW_ORDER,
+                    BTC_PERP,
+                    account=account,
+                    side=side,
+                    price_ticks=500_000,
+                    size_lots=100,
+                    client_order_id=flow.coid,
+                )  # fmt: skip
+            ]
+        )
+    twin.send([encode(MsgType.SET_MARKET_STATUS, BTC_PERP, status=MarketStatus.HALTED)], FOREIGN)
+    refused = 0
+    for mark in range(498_000, 400_000, -2_000):
+        twin.send([encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=mark)], Source.ORACLE)
+        refused = sum(
+            1
+            for o in twin.outputs
+            for k in _slots(o, MsgType.REJECTED)
+            if decode(o, k)["client_order_id"] >= LIQUIDATION_COID_BASE
+        )
+        if not twin.c.risk.book.perp_size[twin.c.risk.book.find(trader)].any():
+            break
+    assert refused >= 2, "the shard refused no liquidation order (or only once: no retry)"
+    assert twin.c.risk.core.liquidation_ends() >= refused  # the refusals were the core's, not Python's
+    assert not twin.c.risk.book.perp_size[twin.c.risk.book.find(trader)].any(), "never backstopped"
+    assert not twin.c.risk.liquidator.orders
     twin.compare_snapshots()
 
 
