@@ -12,6 +12,7 @@ SO_REUSEPORT (several gateway processes share one port; the kernel spreads conne
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -108,6 +109,10 @@ async def serve(
     )
     pump = asyncio.create_task(server.run_pump())
     sweeper = asyncio.create_task(server.run_sweeper())
+    # what start-up built lives as long as the process: out of the collector's sight, so that a
+    # full collection walks only what sessions have made since (as the shard and risk do)
+    gc.collect()
+    gc.freeze()
     if ready is not None:
         ready.set()
     try:
