@@ -137,7 +137,12 @@ class CompiledRecompute:
         """Flag dirty every account row holding any of ``perps`` (a position) or ``assets`` (a
         balance): ``RiskEngine._flush_touched``'s numpy columns, in one pass over the rows."""
         _hxmargin.mark_held(
-            book.dirty, book.perp_size, book.balance, np.array(perps, np.int64), np.array(assets, np.int64), book.count
+            book.dirty,
+            book.perp_size,
+            book.balance,
+            np.array(perps, np.int64),
+            np.array(assets, np.int64),
+            book.count,
         )
 
     def plan(self, prices: np.ndarray, marks: np.ndarray, mults: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
