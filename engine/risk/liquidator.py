@@ -213,12 +213,15 @@ class Liquidator:
         self.started_fast = 0  # of them, by the vectorised path (for tests and metrics; not state)
         self.started_early = 0  # of them, by a record's nearest-first scan (orders_only; not state)
         self.taken_fast = 0  # takeovers by _take_over (for tests and metrics; not state)
+        # plans ADL left valid / made stale (a row ahead moved), for tests and metrics; not state
+        self.plans_kept = self.plans_dropped = 0
         self.rank_cache = np.zeros((0, engine.config.n_perps), np.int8)  # last ADL rank sent, by row
         self.unwind_due: set[int] = set()  # perps (p) and spot assets (~a) repriced since the fund last tried
         config = engine.config
         self._perp_base = np.array([config.markets[m].base_asset for m in config.perps], np.intp)
         self._bad_prices = self._unpriced()
-        self._moved_others = False  # a step moved other accounts' holdings (ADL) during this scan
+        self._moved: list[int] = []  # rows whose holdings ADL moved since the scan last planned
+        self._moved_mask = np.zeros(0, bool)  # (scratch for _moved_ahead, all False between calls)
 
     def _key(self, row: int) -> int:
         """The key of the row's case in ``cases`` (and of its orders in ``orders``)."""
@@ -290,24 +293,31 @@ class Liquidator:
             rows = rows[look & (ids < e.system_base)]
         acted = 0
         self._bad_prices = self._unpriced()
-        self._moved_others = False
+        self._moved = []
         plan, planned, skip, window = None, 0, 0, PLAN_FIRST_ROWS
         for i, row in enumerate(rows.tolist()):
             if i < skip:  # (started by _start with the run before it)
                 continue
-            # plan the next rows, or plan again when ADL moved other rows' holdings; the first
-            # account acted on goes the per-account way (its order leaves at once, before any
-            # planning: the breach-to-order latency of a cascade). Windows double up to PLAN_ROWS
-            # while they are used up, and start small again after ADL threw one away (a cascade
-            # deleverages after most bankruptcies: a 1,024-row plan per ADL was most of its scan)
-            if self.fast and acted and (i >= planned or self._moved_others):
-                if self._moved_others:
+            # plan the next rows, or plan again when ADL moved the holdings of a row the plan has
+            # yet to reach; the first account acted on goes the per-account way (its order leaves
+            # at once, before any planning: the breach-to-order latency of a cascade). Windows
+            # double up to PLAN_ROWS while they are used up, and start small again after ADL threw
+            # one away. (A cascade deleverages after most bankruptcies, and its counterparties are
+            # the other side's profitable accounts, rarely a row below maintenance: a plan thrown
+            # away at every ADL was most of the scan.)
+            if self.fast and acted and (i >= planned or self._moved):
+                stale = plan is not None and i < planned and self._moved_ahead(rows[i:planned])
+                if plan is not None and i < planned:
+                    self.plans_dropped += stale
+                    self.plans_kept += not stale
+                self._moved = []
+                if stale:
                     window = PLAN_FIRST_ROWS
-                elif plan is not None:
+                elif i >= planned and plan is not None:
                     window = min(PLAN_ROWS, 2 * window)
-                self._moved_others = False
-                planned = min(len(rows), i + window)
-                plan = self._plan(rows, i, planned)
+                if stale or i >= planned:
+                    planned = min(len(rows), i + window)
+                    plan = self._plan(rows, i, planned)
             if plan is not None and plan.ok[i]:  # a run of new cases going straight to an order
                 skip = i + 1
                 while skip < planned and plan.ok[skip]:
@@ -385,6 +395,19 @@ class Liquidator:
             acted = self._acted(acted)
         if not orders_only:
             self._unwind()
+
+    def _moved_ahead(self, ahead: np.ndarray) -> bool:
+        """Did ADL move the holdings of any of ``ahead`` (rows a plan has yet to reach) since the
+        scan last planned? Then that plan read figures that are gone. (A mask over the book's rows,
+        set and cleared for the moved rows only: a few microseconds where np.isin took ~30.)"""
+        n = self.engine.book.capacity
+        if len(self._moved_mask) < n:
+            self._moved_mask = np.zeros(n, bool)
+        mask, moved = self._moved_mask, self._moved
+        mask[moved] = True
+        hit = bool(mask[ahead].any())
+        mask[moved] = False
+        return hit
 
     def _flat(self, row: int) -> bool:
         """Nothing left to reduce: no perp position and no asset but cash."""
@@ -1014,7 +1037,7 @@ class Liquidator:
             want -= d
             done += d
             closed.append((other, notional, market))
-            self._moved_others = True
+            self._moved.append(other)
             side = Side.BUY if size > 0 else Side.SELL  # for the deleveraged account
             self._event(int(b.ids[other]), market.market_id, LiquidationKind.ADL, side, d, price, 0)
         return done

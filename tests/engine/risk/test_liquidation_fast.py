@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from engine.risk import liquidator, risk_engine
@@ -377,3 +378,39 @@ def test_the_nearest_first_scan_equals_the_per_account_path(
     fast, spec = twin.fast.risk.liquidator, twin.spec.risk.liquidator
     assert fast.started_early > 3 and spec.started_early == fast.started_early
     assert fast.started_fast > 0  # the early scan's runs went the vectorised way too
+
+
+def test_a_plan_survives_an_adl_that_moved_no_row_ahead_of_it() -> None:
+    """A crash deleverages after bankruptcies; its counterparties are the other side's profitable
+    accounts, not the rows below maintenance the plan has yet to reach: the plan is kept (it was
+    thrown away at every ADL), and the bytes are still the per-account path's."""
+    twin = run(9, 240, 14, 2, NativeRiskEngine if native_available() else RiskEngine, 200_000, False, True)
+    liq = twin.fast.risk.liquidator
+    assert twin.kinds.get(LiquidationKind.ADL, 0) > 0
+    assert liq.plans_kept > 5
+
+
+def test_a_plan_an_adl_made_stale_is_made_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whenever ADL is said to have moved a row ahead (every other time here, whatever it moved),
+    the plan is made again from that row: the bytes are the per-account path's either way."""
+    calls = {"n": 0}
+
+    def every_other(self: liquidator.Liquidator, ahead: object) -> bool:
+        calls["n"] += 1
+        return calls["n"] % 2 == 0
+
+    monkeypatch.setattr(liquidator.Liquidator, "_moved_ahead", every_other)
+    twin = run(9, 240, 14, 2, NativeRiskEngine if native_available() else RiskEngine, 200_000, False, True)
+    liq = twin.fast.risk.liquidator
+    assert liq.plans_dropped > 3 and liq.plans_kept > 3
+
+
+def test_moved_ahead_finds_a_moved_row_among_those_ahead() -> None:
+    liq = RiskEngine(CONFIG).liquidator
+    ahead = np.array([40, 7, 19, 3], np.int64)  # (any order)
+    liq._moved = [100, 200]
+    assert not liq._moved_ahead(ahead)
+    liq._moved = [100, 19]
+    assert liq._moved_ahead(ahead)
+    liq._moved = []
+    assert not liq._moved_ahead(ahead)
