@@ -1446,6 +1446,40 @@ static void order_gone(Bind *b, int64_t k, int64_t row) {
     if (k >= 0) release(b, row, ledger_remove(b->ledger, k));
 }
 
+/* engine.math.position.apply_fill on a position (size, cost) in place: a fill of signed ``qty`` (not 0)
+ * whose notional is ``notional`` (>= 0); the P&L it realises in *realised. -1 (OverflowError, as numpy
+ * storing the figures would raise) when the new size or cost leaves int64, nothing written. */
+static int perp_fill(int64_t *size_p, int64_t *cost_p, i128 qty, i128 notional, i128 *realised) {
+    const i128 size = *size_p, cost = *cost_p;
+    i128 new_size, new_cost;
+    i128 sq = qty > 0 ? 1 : -1;
+    i128 signed_n = sq * notional;
+    if (size == 0 || (size > 0) == (qty > 0)) {
+        new_size = size + qty;
+        new_cost = cost + signed_n;
+        *realised = 0;
+    } else {
+        i128 aq = abs128(qty), as_ = abs128(size);
+        i128 close = aq < as_ ? aq : as_;
+        i128 closing;
+        if (aq <= as_) closing = notional;
+        else if (qty > 0) closing = ceildiv(notional * close, qty);
+        else closing = floordiv(notional * close, -qty);
+        i128 closing_signed = sq * closing;
+        i128 removed = close == as_ ? cost : ceildiv(cost * close, as_);
+        *realised = -closing_signed - removed;
+        new_size = size + qty;
+        new_cost = cost - removed + (signed_n - closing_signed);
+    }
+    if (new_size > I64_MAX_ || new_size < I64_MIN_ || new_cost > I64_MAX_ || new_cost < I64_MIN_) {
+        PyErr_SetString(PyExc_OverflowError, "Python int too large to convert to C long");
+        return -1;
+    }
+    *size_p = (int64_t)new_size;
+    *cost_p = (int64_t)new_cost;
+    return 0;
+}
+
 static int settle_fill(Core *c, Bind *b, int64_t row, uint32_t account, const Mkt *m, int buy, i128 size_atoms,
                        i128 notional, int is_maker, uint64_t oid, uint32_t mid) {
     const int A = (int)c->n_assets, P = (int)c->n_perps;
@@ -1456,35 +1490,9 @@ static int settle_fill(Core *c, Bind *b, int64_t row, uint32_t account, const Mk
     }
     if (m->is_perp) {
         int64_t k = row * P + m->perp;
-        i128 size = b->perp_size[k], cost = b->perp_cost[k];
-        i128 qty = buy ? size_atoms : -size_atoms;
-        i128 new_size, new_cost, realised;
-        /* engine.math.position.apply_fill */
-        i128 sq = qty > 0 ? 1 : -1;
-        i128 signed_n = sq * notional;
-        if (size == 0 || (size > 0) == (qty > 0)) {
-            new_size = size + qty;
-            new_cost = cost + signed_n;
-            realised = 0;
-        } else {
-            i128 aq = abs128(qty), as_ = abs128(size);
-            i128 close = aq < as_ ? aq : as_;
-            i128 closing;
-            if (aq <= as_) closing = notional;
-            else if (qty > 0) closing = ceildiv(notional * close, qty);
-            else closing = floordiv(notional * close, -qty);
-            i128 closing_signed = sq * closing;
-            i128 removed = close == as_ ? cost : ceildiv(cost * close, as_);
-            realised = -closing_signed - removed;
-            new_size = size + qty;
-            new_cost = cost - removed + (signed_n - closing_signed);
-        }
-        if (new_size > I64_MAX_ || new_size < I64_MIN_ || new_cost > I64_MAX_ || new_cost < I64_MIN_) {
-            PyErr_SetString(PyExc_OverflowError, "Python int too large to convert to C long");
+        i128 realised;
+        if (perp_fill(&b->perp_size[k], &b->perp_cost[k], buy ? size_atoms : -size_atoms, notional, &realised) < 0)
             return -1;
-        }
-        b->perp_size[k] = (int64_t)new_size;
-        b->perp_cost[k] = (int64_t)new_cost;
         if (add_trade_flow(b, 0, buy ? -notional : notional) < 0) return -1;
         if (add_checked(&b->perp_realised[k], realised, "realised P&L") < 0) return -1;
         if (realised) {
@@ -1776,6 +1784,80 @@ static PyObject *Core_handbacks(Core *c, PyObject *unused) {
 static PyObject *Core_liquidation_fills(Core *c, PyObject *unused) { return PyLong_FromLongLong(c->liquidation_fills); }
 static PyObject *Core_liquidation_ends(Core *c, PyObject *unused) { return PyLong_FromLongLong(c->liquidation_ends); }
 
+/* transfer_perp(engine, src, dst, perp, market, size, notional) -> True when applied, False when
+ * RiskEngine.transfer_perp must (an isolated position on the book, a zero size, a negative notional,
+ * a row outside the book): ``src`` hands ``size`` atoms of its perp position (signed as it holds it)
+ * to ``dst`` at ``notional``, each side as a fill (its realised P&L to its cash with a BALANCE, then
+ * its POSITION), the takeovers' and ADL's transfer. Only the columns it touches are bound. */
+static PyObject *Core_transfer_perp(Core *c, PyObject *args) {
+    PyObject *engine;
+    long long src, dst, perp, market, size, notional;
+    if (!PyArg_ParseTuple(args, "OLLLLLL", &engine, &src, &dst, &perp, &market, &size, &notional)) return NULL;
+    if (size == 0 || size == LLONG_MIN || notional < 0 || perp < 0 || perp >= c->n_perps) Py_RETURN_FALSE;
+    Bind b;
+    memset(&b, 0, sizeof b);
+    PyObject *result = NULL;
+    const int A = (int)c->n_assets, P = (int)c->n_perps;
+    PyObject *book = b.book = PyObject_GetAttrString(engine, "book");
+    if (!book) goto done;
+    long long n_isolated;
+    {
+        PyObject *v = PyObject_GetAttrString(book, "n_isolated");
+        if (!v) goto done;
+        n_isolated = PyLong_AsLongLong(v);
+        Py_DECREF(v);
+        if (n_isolated == -1 && PyErr_Occurred()) goto done;
+    }
+    if (n_isolated) { /* an isolated position's events go on its owner's stream: Python's */
+        result = Py_NewRef(Py_False);
+        goto done;
+    }
+    int64_t *balance, *perp_size, *perp_cost, *perp_realised;
+    uint8_t *dirty;
+    uint32_t *ids;
+    if (!(balance = view_of(&b, book, "balance", 8, A)) || !(b.held = view_of(&b, book, "held", 8, A)) ||
+        !(perp_size = view_of(&b, book, "perp_size", 8, P)) || !(perp_cost = view_of(&b, book, "perp_cost", 8, P)) ||
+        !(perp_realised = view_of(&b, book, "perp_realised", 8, P)) ||
+        !(b.perp_funding = view_of(&b, book, "perp_funding", 8, P)) ||
+        !(b.private_seq = view_of(&b, book, "private_seq", 8, 0)) || !(dirty = view_of(&b, book, "dirty", 1, 0)) ||
+        !(ids = view_of(&b, book, "ids", 4, 0)))
+        goto done;
+    b.balance = balance;
+    b.perp_size = perp_size;
+    b.perp_cost = perp_cost;
+    b.perp_realised = perp_realised;
+    const int64_t cap = b.views[0].shape[0];
+    if (src < 0 || src >= cap || dst < 0 || dst >= cap || b.views[6].shape[0] < cap || b.views[7].shape[0] < cap ||
+        b.views[8].shape[0] < cap) {
+        result = Py_NewRef(Py_False);
+        goto done;
+    }
+    if (!(b.events = PyObject_GetAttrString(engine, "events"))) goto done;
+    if (!PyByteArray_Check(b.events)) {
+        PyErr_SetString(PyExc_TypeError, "engine.events must be a bytearray");
+        goto done;
+    }
+    const int64_t rows[2] = {src, dst};
+    const i128 qty[2] = {-(i128)size, (i128)size};
+    for (int s = 0; s < 2; s++) {
+        const int64_t row = rows[s], k = row * P + perp;
+        i128 realised;
+        if (perp_fill(&perp_size[k], &perp_cost[k], qty[s], notional, &realised) < 0) goto done;
+        if (add_checked(&perp_realised[k], realised, "realised P&L") < 0) goto done;
+        if (realised) {
+            if (add_checked(&balance[row * A], realised, "balance") < 0) goto done;
+            if (emit_balance(&b, row, A, 0, HXR_REASON_LIQUIDATION, (int64_t)realised, (uint64_t)perp, ids[row]) < 0)
+                goto done;
+        }
+        dirty[row] = 1;
+        if (emit_position(&b, row, P, (uint32_t)market, (int32_t)perp, ids[row]) < 0) goto done;
+    }
+    result = Py_NewRef(Py_True);
+done:
+    unbind(&b);
+    return result;
+}
+
 /* ended() -> ((client order id, filled in full, refused), ...): the liquidation orders the last run's
  * last slot ended (it stopped after that slot), taken once */
 static PyObject *Core_ended(Core *c, PyObject *unused) {
@@ -1796,6 +1878,8 @@ static PyMethodDef Core_methods[] = {
      "fills of risk's liquidation orders applied by the core"},
     {"liquidation_ends", (PyCFunction)Core_liquidation_ends, METH_NOARGS,
      "ends of risk's liquidation orders applied by the core (last fill, cancelled remainder, refusal)"},
+    {"transfer_perp", (PyCFunction)Core_transfer_perp, METH_VARARGS,
+     "transfer_perp(engine, src, dst, perp, market, size, notional) -> applied (False: RiskEngine's own)"},
     {"ended", (PyCFunction)Core_ended, METH_NOARGS,
      "((client order id, filled in full, refused), ...): the liquidation orders the last run's last slot ended"},
     {"run", (PyCFunction)Core_run, METH_VARARGS,

@@ -10,7 +10,9 @@
   FILL and HEARTBEAT from shards - and stops before the first slot it leaves to Python, having
   changed nothing for it. Python applies that one slot and the core goes on from the next. The
   events of risk's own liquidation orders are the core's too; a slot that ends one stops the core
-  after it, and the liquidator's ``on_order_end`` runs for what ``Core.ended()`` lists.
+  after it, and the liquidator's ``on_order_end`` runs for what ``Core.ended()`` lists;
+* ``transfer_perp`` (a takeover's or an ADL's position transfer) is ``Core.transfer_perp`` where it
+  covers the case (no isolated position on the book).
 
 Everything else (deposits, withdrawals, the oracle's commands, funding, resolution, liquidation,
 queries, RESTATE, the margin recomputation at the end of a record, snapshots) is the Python
@@ -154,6 +156,12 @@ class NativeRiskEngine(RiskEngine):
 
     def handle_command(self, buf: bytes | memoryview, off: int, source: int = 0) -> None:
         self.apply_slots(buf, off, 1, source)
+
+    def transfer_perp(self, src: int, dst: int, perp: int, size: int, notional: int) -> None:
+        """``RiskEngine.transfer_perp`` (takeovers, ADL) in C, where it covers the case."""
+        market = self.config.markets[self.config.perps[perp]].market_id
+        if not self.core.transfer_perp(self, src, dst, perp, market, size, notional):
+            RiskEngine.transfer_perp(self, src, dst, perp, size, notional)
 
     def apply_event(self, buf: bytes | memoryview, off: int) -> None:
         self.apply_slots(buf, off, 1, SHARD_EVENTS_SOURCE)

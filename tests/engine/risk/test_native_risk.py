@@ -769,3 +769,57 @@ def test_random_flows_agree_with_the_nearest_first_pass(monkeypatch: pytest.Monk
     c, py = twin.c.risk, twin.py.risk
     assert c.counters["fills"] > 50
     assert c.counters["nearest_first"] == py.counters["nearest_first"] > 5
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    positions=st.lists(
+        st.tuples(st.integers(-(10**12), 10**12), st.integers(-(10**15), 10**15)), min_size=2, max_size=2
+    ),
+    size=st.integers(-(10**12), 10**12),
+    notional=st.integers(-1, 10**15),
+    cash=st.integers(-(10**12), 10**12),
+)
+def test_transfer_perp_in_c_is_the_python_transfer(
+    positions: list[tuple[int, int]], size: int, notional: int, cash: int
+) -> None:
+    """``Core.transfer_perp`` (a takeover's or ADL's position transfer) against
+    ``RiskEngine.transfer_perp``: open, add, reduce, close and flip on either side, realised P&L to
+    cash, zero sizes and negative notionals (Python's ValueError), figures leaving int64: the same
+    state, the same events, or the same exception."""
+    engines = [RiskEngine(CONFIG), NativeRiskEngine(CONFIG)]
+    perp = CONFIG.markets[BTC_PERP].perp
+    results = []
+    for e in engines:
+        rows = [e.book.row(a) for a in (7, 8)]
+        for row, (held, cost) in zip(rows, positions, strict=True):
+            e.book.perp_size[row, perp] = held
+            e.book.perp_cost[row, perp] = cost
+            e.book.balance[row, 0] = cash
+        e.take_outputs()
+        try:
+            e.transfer_perp(rows[0], rows[1], perp, size, notional)
+            error = None
+        except (ValueError, OverflowError) as exc:
+            error = type(exc)
+        results.append((error, e.take_outputs()[1], e.state_hash()))
+    assert results[0] == results[1]
+
+
+def test_transfer_perp_leaves_an_isolated_book_to_python() -> None:
+    """With an isolated position on the book the C transfer declines (its events go on the owner's
+    stream); the Python transfer then runs and the engines agree."""
+    engines = [RiskEngine(CONFIG), NativeRiskEngine(CONFIG)]
+    perp = CONFIG.markets[BTC_PERP].perp
+    for e in engines:
+        a, b = e.book.row(7), e.book.row(8)
+        e.book.perp_size[a, perp], e.book.perp_cost[a, perp] = 10**8, 50_000 * 10**6
+        e.book.isolated_row(9, BTC_PERP)
+        assert e.book.n_isolated
+    native = engines[1]
+    assert not native.core.transfer_perp(native, a, b, perp, BTC_PERP, 10**7, 5_000 * 10**6)
+    for e in engines:
+        e.take_outputs()
+        e.transfer_perp(e.book.find(7), e.book.find(8), perp, 10**7, 5_100 * 10**6)
+    assert engines[0].take_outputs() == engines[1].take_outputs()
+    assert engines[0].state_hash() == engines[1].state_hash()
