@@ -1784,57 +1784,76 @@ static PyObject *Core_handbacks(Core *c, PyObject *unused) {
 static PyObject *Core_liquidation_fills(Core *c, PyObject *unused) { return PyLong_FromLongLong(c->liquidation_fills); }
 static PyObject *Core_liquidation_ends(Core *c, PyObject *unused) { return PyLong_FromLongLong(c->liquidation_ends); }
 
+/* The columns the transfers below touch (not the whole of bind()'s: they are called per account of
+ * a takeover or an ADL): 1 bound, 0 when RiskEngine must do it (an isolated position on the book:
+ * its events go on the owner's stream), -1 error. ``b->capacity``: the book's rows. */
+static int bind_transfer(Core *c, Bind *b, PyObject *engine, uint8_t **dirty, uint32_t **ids) {
+    const int A = (int)c->n_assets, P = (int)c->n_perps;
+    memset(b, 0, sizeof *b);
+    PyObject *book = b->book = PyObject_GetAttrString(engine, "book");
+    if (!book) return -1;
+    PyObject *v = PyObject_GetAttrString(book, "n_isolated");
+    if (!v) return -1;
+    long long n_isolated = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    if (n_isolated == -1 && PyErr_Occurred()) return -1;
+    if (n_isolated) return 0;
+    if (!(b->balance = view_of(b, book, "balance", 8, A)) || !(b->held = view_of(b, book, "held", 8, A)) ||
+        !(b->perp_size = view_of(b, book, "perp_size", 8, P)) || !(b->perp_cost = view_of(b, book, "perp_cost", 8, P)) ||
+        !(b->perp_realised = view_of(b, book, "perp_realised", 8, P)) ||
+        !(b->perp_funding = view_of(b, book, "perp_funding", 8, P)) ||
+        !(b->private_seq = view_of(b, book, "private_seq", 8, 0)) || !(*dirty = view_of(b, book, "dirty", 1, 0)) ||
+        !(*ids = view_of(b, book, "ids", 4, 0)))
+        return -1;
+    b->capacity = b->views[0].shape[0];
+    for (int i = 6; i < 9; i++)
+        if (b->views[i].shape[0] < b->capacity) {
+            PyErr_SetString(PyExc_ValueError, "account book columns of different lengths");
+            return -1;
+        }
+    if (!(b->events = PyObject_GetAttrString(engine, "events"))) return -1;
+    if (!PyByteArray_Check(b->events)) {
+        PyErr_SetString(PyExc_TypeError, "engine.events must be a bytearray");
+        return -1;
+    }
+    return 1;
+}
+
+/* Arguments the C transfers take as int64 (the ref as uint64); anything else is RiskEngine's to
+ * refuse with its own error: 0 then, and no exception left set. */
+static int args_i64(PyObject *const *objs, long long *out, int n) {
+    for (int i = 0; i < n; i++) {
+        out[i] = PyLong_AsLongLong(objs[i]);
+        if (out[i] == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* transfer_perp(engine, src, dst, perp, market, size, notional) -> True when applied, False when
- * RiskEngine.transfer_perp must (an isolated position on the book, a zero size, a negative notional,
- * a row outside the book): ``src`` hands ``size`` atoms of its perp position (signed as it holds it)
+ * RiskEngine.transfer_perp must (see bind_transfer; a zero size, a negative notional, a row outside
+ * the book: its errors): ``src`` hands ``size`` atoms of its perp position (signed as it holds it)
  * to ``dst`` at ``notional``, each side as a fill (its realised P&L to its cash with a BALANCE, then
- * its POSITION), the takeovers' and ADL's transfer. Only the columns it touches are bound. */
+ * its POSITION): a takeover's or an ADL's transfer. */
 static PyObject *Core_transfer_perp(Core *c, PyObject *args) {
-    PyObject *engine;
-    long long src, dst, perp, market, size, notional;
-    if (!PyArg_ParseTuple(args, "OLLLLLL", &engine, &src, &dst, &perp, &market, &size, &notional)) return NULL;
-    if (size == 0 || size == LLONG_MIN || notional < 0 || perp < 0 || perp >= c->n_perps) Py_RETURN_FALSE;
+    PyObject *engine, *o[6];
+    long long v[6];
+    if (!PyArg_ParseTuple(args, "OOOOOOO", &engine, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5])) return NULL;
+    if (!args_i64(o, v, 6)) Py_RETURN_FALSE;
+    const long long src = v[0], dst = v[1], perp = v[2], market = v[3], size = v[4], notional = v[5];
+    if (size == 0 || size == LLONG_MIN || notional < 0 || perp < 0 || perp >= c->n_perps || market < 0 ||
+        market > UINT32_MAX)
+        Py_RETURN_FALSE;
     Bind b;
-    memset(&b, 0, sizeof b);
+    uint8_t *dirty = NULL;
+    uint32_t *ids = NULL;
     PyObject *result = NULL;
     const int A = (int)c->n_assets, P = (int)c->n_perps;
-    PyObject *book = b.book = PyObject_GetAttrString(engine, "book");
-    if (!book) goto done;
-    long long n_isolated;
-    {
-        PyObject *v = PyObject_GetAttrString(book, "n_isolated");
-        if (!v) goto done;
-        n_isolated = PyLong_AsLongLong(v);
-        Py_DECREF(v);
-        if (n_isolated == -1 && PyErr_Occurred()) goto done;
-    }
-    if (n_isolated) { /* an isolated position's events go on its owner's stream: Python's */
-        result = Py_NewRef(Py_False);
-        goto done;
-    }
-    int64_t *balance, *perp_size, *perp_cost, *perp_realised;
-    uint8_t *dirty;
-    uint32_t *ids;
-    if (!(balance = view_of(&b, book, "balance", 8, A)) || !(b.held = view_of(&b, book, "held", 8, A)) ||
-        !(perp_size = view_of(&b, book, "perp_size", 8, P)) || !(perp_cost = view_of(&b, book, "perp_cost", 8, P)) ||
-        !(perp_realised = view_of(&b, book, "perp_realised", 8, P)) ||
-        !(b.perp_funding = view_of(&b, book, "perp_funding", 8, P)) ||
-        !(b.private_seq = view_of(&b, book, "private_seq", 8, 0)) || !(dirty = view_of(&b, book, "dirty", 1, 0)) ||
-        !(ids = view_of(&b, book, "ids", 4, 0)))
-        goto done;
-    b.balance = balance;
-    b.perp_size = perp_size;
-    b.perp_cost = perp_cost;
-    b.perp_realised = perp_realised;
-    const int64_t cap = b.views[0].shape[0];
-    if (src < 0 || src >= cap || dst < 0 || dst >= cap || b.views[6].shape[0] < cap || b.views[7].shape[0] < cap ||
-        b.views[8].shape[0] < cap) {
-        result = Py_NewRef(Py_False);
-        goto done;
-    }
-    if (!(b.events = PyObject_GetAttrString(engine, "events"))) goto done;
-    if (!PyByteArray_Check(b.events)) {
-        PyErr_SetString(PyExc_TypeError, "engine.events must be a bytearray");
+    int rc = bind_transfer(c, &b, engine, &dirty, &ids);
+    if (rc <= 0 || src < 0 || src >= b.capacity || dst < 0 || dst >= b.capacity) {
+        if (rc >= 0) result = Py_NewRef(Py_False);
         goto done;
     }
     const int64_t rows[2] = {src, dst};
@@ -1842,16 +1861,55 @@ static PyObject *Core_transfer_perp(Core *c, PyObject *args) {
     for (int s = 0; s < 2; s++) {
         const int64_t row = rows[s], k = row * P + perp;
         i128 realised;
-        if (perp_fill(&perp_size[k], &perp_cost[k], qty[s], notional, &realised) < 0) goto done;
-        if (add_checked(&perp_realised[k], realised, "realised P&L") < 0) goto done;
+        if (perp_fill(&b.perp_size[k], &b.perp_cost[k], qty[s], notional, &realised) < 0) goto done;
+        if (add_checked(&b.perp_realised[k], realised, "realised P&L") < 0) goto done;
         if (realised) {
-            if (add_checked(&balance[row * A], realised, "balance") < 0) goto done;
+            if (add_checked(&b.balance[row * A], realised, "balance") < 0) goto done;
             if (emit_balance(&b, row, A, 0, HXR_REASON_LIQUIDATION, (int64_t)realised, (uint64_t)perp, ids[row]) < 0)
                 goto done;
         }
         dirty[row] = 1;
         if (emit_position(&b, row, P, (uint32_t)market, (int32_t)perp, ids[row]) < 0) goto done;
     }
+    result = Py_NewRef(Py_True);
+done:
+    unbind(&b);
+    return result;
+}
+
+/* move_cash(engine, src, dst, amount, reason_src, reason_dst, ref) -> True when applied, False when
+ * RiskEngine.move_cash must (see bind_transfer; a row outside the book): ``amount`` micro-USDC from
+ * one row to another, both adds then both BALANCE events (a haircut, a cover, a liquidation fee). */
+static PyObject *Core_move_cash(Core *c, PyObject *args) {
+    PyObject *engine, *o[5], *ref_o;
+    long long v[5];
+    if (!PyArg_ParseTuple(args, "OOOOOOO", &engine, &o[0], &o[1], &o[2], &o[3], &o[4], &ref_o)) return NULL;
+    if (!args_i64(o, v, 5)) Py_RETURN_FALSE;
+    const long long src = v[0], dst = v[1], amount = v[2], reason_src = v[3], reason_dst = v[4];
+    const unsigned long long ref = PyLong_AsUnsignedLongLong(ref_o);
+    if (ref == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
+    if (amount == LLONG_MIN || reason_src < 0 || reason_src > 255 || reason_dst < 0 || reason_dst > 255)
+        Py_RETURN_FALSE;
+    Bind b;
+    uint8_t *dirty = NULL;
+    uint32_t *ids = NULL;
+    PyObject *result = NULL;
+    const int A = (int)c->n_assets;
+    int rc = bind_transfer(c, &b, engine, &dirty, &ids);
+    if (rc <= 0 || src < 0 || src >= b.capacity || dst < 0 || dst >= b.capacity) {
+        if (rc >= 0) result = Py_NewRef(Py_False);
+        goto done;
+    }
+    if (add_checked(&b.balance[src * A], -(i128)amount, "balance") < 0 ||
+        add_checked(&b.balance[dst * A], (i128)amount, "balance") < 0)
+        goto done;
+    dirty[src] = dirty[dst] = 1;
+    if (emit_balance(&b, src, A, 0, (uint8_t)reason_src, -(int64_t)amount, (uint64_t)ref, ids[src]) < 0 ||
+        emit_balance(&b, dst, A, 0, (uint8_t)reason_dst, (int64_t)amount, (uint64_t)ref, ids[dst]) < 0)
+        goto done;
     result = Py_NewRef(Py_True);
 done:
     unbind(&b);
@@ -1880,6 +1938,8 @@ static PyMethodDef Core_methods[] = {
      "ends of risk's liquidation orders applied by the core (last fill, cancelled remainder, refusal)"},
     {"transfer_perp", (PyCFunction)Core_transfer_perp, METH_VARARGS,
      "transfer_perp(engine, src, dst, perp, market, size, notional) -> applied (False: RiskEngine's own)"},
+    {"move_cash", (PyCFunction)Core_move_cash, METH_VARARGS,
+     "move_cash(engine, src, dst, amount, reason_src, reason_dst, ref) -> applied (False: RiskEngine's own)"},
     {"ended", (PyCFunction)Core_ended, METH_NOARGS,
      "((client order id, filled in full, refused), ...): the liquidation orders the last run's last slot ended"},
     {"run", (PyCFunction)Core_run, METH_VARARGS,

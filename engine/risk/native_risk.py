@@ -11,8 +11,9 @@
   changed nothing for it. Python applies that one slot and the core goes on from the next. The
   events of risk's own liquidation orders are the core's too; a slot that ends one stops the core
   after it, and the liquidator's ``on_order_end`` runs for what ``Core.ended()`` lists;
-* ``transfer_perp`` (a takeover's or an ADL's position transfer) is ``Core.transfer_perp`` where it
-  covers the case (no isolated position on the book).
+* ``transfer_perp`` and ``move_cash`` (a takeover's or an ADL's position transfer, a haircut, a
+  cover, a liquidation fee) are ``Core.transfer_perp`` and ``Core.move_cash`` where they cover the
+  case (no isolated position on the book).
 
 Everything else (deposits, withdrawals, the oracle's commands, funding, resolution, liquidation,
 queries, RESTATE, the margin recomputation at the end of a record, snapshots) is the Python
@@ -162,6 +163,11 @@ class NativeRiskEngine(RiskEngine):
         market = self.config.markets[self.config.perps[perp]].market_id
         if not self.core.transfer_perp(self, src, dst, perp, market, size, notional):
             RiskEngine.transfer_perp(self, src, dst, perp, size, notional)
+
+    def move_cash(self, src: int, dst: int, amount: int, reason_src: int, reason_dst: int, ref: int) -> None:
+        """``RiskEngine.move_cash`` (haircuts, covers, liquidation fees) in C, where it covers the case."""
+        if not self.core.move_cash(self, src, dst, amount, reason_src, reason_dst, ref):
+            RiskEngine.move_cash(self, src, dst, amount, reason_src, reason_dst, ref)
 
     def apply_event(self, buf: bytes | memoryview, off: int) -> None:
         self.apply_slots(buf, off, 1, SHARD_EVENTS_SOURCE)

@@ -15,6 +15,7 @@ the same result or the same exception, never a crash.
 from __future__ import annotations
 
 import random
+import struct
 from typing import Any
 
 import pytest
@@ -26,7 +27,16 @@ from engine.risk.order_ledger import OrderLedger, Reservation
 from engine.risk.risk_engine import SHARD_EVENTS_SOURCE, RiskEngine, Source, fee_account
 from engine.shard.native_engine import make_engine
 from engine.shard.wire_event_writer import WireEventWriter
-from engine.types.enums import MarketStatus, MsgType, OrderFlag, OrderType, RejectCode, Side, TimeInForce
+from engine.types.enums import (
+    BalanceReason,
+    MarketStatus,
+    MsgType,
+    OrderFlag,
+    OrderType,
+    RejectCode,
+    Side,
+    TimeInForce,
+)
 from engine.wire.codec import decode, encode
 from engine.wire.layout import SLOT_BYTES
 from tests.engine.risk.risk_harness import (
@@ -823,3 +833,29 @@ def test_transfer_perp_leaves_an_isolated_book_to_python() -> None:
         e.transfer_perp(e.book.find(7), e.book.find(8), perp, 10**7, 5_100 * 10**6)
     assert engines[0].take_outputs() == engines[1].take_outputs()
     assert engines[0].state_hash() == engines[1].state_hash()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cash=st.lists(st.integers(-(2**63) + 1, 2**63 - 1), min_size=2, max_size=2),
+    amount=st.one_of(st.integers(-(10**15), 10**15), st.integers(-(2**64), 2**64)),
+    ref=st.one_of(st.integers(0, 2**64 - 1), st.integers(-5, -1)),
+)
+def test_move_cash_in_c_is_the_python_move(cash: list[int], amount: int, ref: int) -> None:
+    """``Core.move_cash`` (haircuts, covers, liquidation fees) against ``RiskEngine.move_cash``:
+    the same state and events, or the same exception (a balance leaving int64, an amount or a ref
+    no event can carry)."""
+    engines = [RiskEngine(CONFIG), NativeRiskEngine(CONFIG)]
+    results = []
+    for e in engines:
+        rows = [e.book.row(a) for a in (7, 8)]
+        for row, c in zip(rows, cash, strict=True):
+            e.book.balance[row, 0] = c
+        e.take_outputs()
+        try:
+            e.move_cash(rows[0], rows[1], amount, BalanceReason.LIQUIDATION, BalanceReason.INSURANCE, ref)
+            error = None
+        except (OverflowError, struct.error) as exc:
+            error = type(exc)
+        results.append((error, e.take_outputs()[1], e.state_hash()))
+    assert results[0] == results[1]
