@@ -1886,7 +1886,9 @@ static PyObject *Core_move_cash(Core *c, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOOOOO", &engine, &o[0], &o[1], &o[2], &o[3], &o[4], &ref_o)) return NULL;
     if (!args_i64(o, v, 5)) Py_RETURN_FALSE;
     const long long src = v[0], dst = v[1], amount = v[2], reason_src = v[3], reason_dst = v[4];
-    const unsigned long long ref = PyLong_AsUnsignedLongLong(ref_o);
+    PyObject *ref_i = PyNumber_Index(ref_o); /* (an int, or what numpy hands over) */
+    const unsigned long long ref = ref_i ? PyLong_AsUnsignedLongLong(ref_i) : (unsigned long long)-1;
+    Py_XDECREF(ref_i);
     if (ref == (unsigned long long)-1 && PyErr_Occurred()) {
         PyErr_Clear();
         Py_RETURN_FALSE;
