@@ -1535,14 +1535,14 @@ static int liquidation_fee(Core *c, Bind *b, int64_t row, uint32_t account, i128
     return emit_balance(b, ins, A, 0, HXR_REASON_INSURANCE, fee, coid, ins_account);
 }
 
-/* A liquidation order ended with this slot: listed for the liquidator (Core.ended); returns 1. */
-static int ended(Core *c, uint64_t coid, int filled_all, int refused) {
+/* A liquidation order ended with this slot: listed for the liquidator (Core.ended); the slot then
+ * returns APPLIED_STOP. */
+static void ended(Core *c, uint64_t coid, int filled_all, int refused) {
     const int i = c->n_ended++;
     c->liquidation_ends++;
     c->ended_coid[i] = coid;
     c->ended_filled[i] = (uint8_t)filled_all;
     c->ended_refused[i] = (uint8_t)refused;
-    return 1;
 }
 
 static int ev_fill(Core *c, Bind *b, const uint8_t *p) {
@@ -1630,11 +1630,11 @@ static int ev_fill(Core *c, Bind *b, const uint8_t *p) {
         }
         b->dirty[row] = 1;
     }
-    int stop = 0; /* RiskEngine._fill calls on_order_end as each side's order ends: the run stops */
-    for (int s = 0; s < 2; s++) /* after this slot and Python calls it, taker first (it reads nothing */
-        if (rows[s] >= 0 && liq_done[s]) /* this slot's other side changes) */
-            stop = ended(c, liq_coid[s], 1, 0);
-    return stop ? APPLIED_STOP : APPLIED;
+    /* RiskEngine._fill calls on_order_end as each side's order ends: the run stops after this slot
+     * and Python calls it, taker first (it reads nothing this slot's other side changes) */
+    for (int s = 0; s < 2; s++)
+        if (rows[s] >= 0 && liq_done[s]) ended(c, liq_coid[s], 1, 0);
+    return c->n_ended ? APPLIED_STOP : APPLIED;
 }
 
 static int step_event(Core *c, Bind *b, const uint8_t *p) {
@@ -1687,12 +1687,18 @@ static int step_event(Core *c, Bind *b, const uint8_t *p) {
         break;
     case HX_MSG_CANCELLED:
         order_gone(b, k, row);
-        if (liq_coid) return ended(c, liq_coid, 0, 0) ? APPLIED_STOP : APPLIED;
+        if (liq_coid) {
+            ended(c, liq_coid, 0, 0);
+            return APPLIED_STOP;
+        }
         break;
     case HX_MSG_REJECTED:
         if (hx_rejected_command(p) == HX_MSG_NEW_ORDER) {
             order_gone(b, k, row);
-            if (liq_coid) return ended(c, liq_coid, 0, 1) ? APPLIED_STOP : APPLIED;
+            if (liq_coid) {
+                ended(c, liq_coid, 0, 1);
+                return APPLIED_STOP;
+            }
         } else if (hx_rejected_command(p) == HX_MSG_AMEND) {
             k = ledger_find(L, mid, account, hx_rejected_order_id(p), hx_rejected_client_order_id(p));
             if (k >= 0 && L->res[k].amend_extra) {
@@ -1785,9 +1791,11 @@ static PyObject *Core_liquidation_fills(Core *c, PyObject *unused) { return PyLo
 static PyObject *Core_liquidation_ends(Core *c, PyObject *unused) { return PyLong_FromLongLong(c->liquidation_ends); }
 
 /* The columns the transfers below touch (not the whole of bind()'s: they are called per account of
- * a takeover or an ADL): 1 bound, 0 when RiskEngine must do it (an isolated position on the book:
- * its events go on the owner's stream), -1 error. ``b->capacity``: the book's rows. */
-static int bind_transfer(Core *c, Bind *b, PyObject *engine, uint8_t **dirty, uint32_t **ids) {
+ * a takeover or an ADL) for rows ``src`` and ``dst``: 1 bound, 0 when RiskEngine must do it (an
+ * isolated position on the book: its events go on the owner's stream; a row outside the book: its
+ * error), -1 error. Unbind in every case. */
+static int bind_transfer(Core *c, Bind *b, PyObject *engine, long long src, long long dst, uint8_t **dirty,
+                         uint32_t **ids) {
     const int A = (int)c->n_assets, P = (int)c->n_perps;
     memset(b, 0, sizeof *b);
     PyObject *book = b->book = PyObject_GetAttrString(engine, "book");
@@ -1806,11 +1814,12 @@ static int bind_transfer(Core *c, Bind *b, PyObject *engine, uint8_t **dirty, ui
         !(*ids = view_of(b, book, "ids", 4, 0)))
         return -1;
     b->capacity = b->views[0].shape[0];
-    for (int i = 6; i < 9; i++)
+    for (int i = 6; i < 9; i++) /* (the 1-D ones: private_seq, dirty, ids) */
         if (b->views[i].shape[0] < b->capacity) {
             PyErr_SetString(PyExc_ValueError, "account book columns of different lengths");
             return -1;
         }
+    if (src < 0 || src >= b->capacity || dst < 0 || dst >= b->capacity) return 0;
     if (!(b->events = PyObject_GetAttrString(engine, "events"))) return -1;
     if (!PyByteArray_Check(b->events)) {
         PyErr_SetString(PyExc_TypeError, "engine.events must be a bytearray");
@@ -1851,9 +1860,9 @@ static PyObject *Core_transfer_perp(Core *c, PyObject *args) {
     uint32_t *ids = NULL;
     PyObject *result = NULL;
     const int A = (int)c->n_assets, P = (int)c->n_perps;
-    int rc = bind_transfer(c, &b, engine, &dirty, &ids);
-    if (rc <= 0 || src < 0 || src >= b.capacity || dst < 0 || dst >= b.capacity) {
-        if (rc >= 0) result = Py_NewRef(Py_False);
+    int rc = bind_transfer(c, &b, engine, src, dst, &dirty, &ids);
+    if (rc <= 0) {
+        if (rc == 0) result = Py_NewRef(Py_False);
         goto done;
     }
     const int64_t rows[2] = {src, dst};
@@ -1900,9 +1909,9 @@ static PyObject *Core_move_cash(Core *c, PyObject *args) {
     uint32_t *ids = NULL;
     PyObject *result = NULL;
     const int A = (int)c->n_assets;
-    int rc = bind_transfer(c, &b, engine, &dirty, &ids);
-    if (rc <= 0 || src < 0 || src >= b.capacity || dst < 0 || dst >= b.capacity) {
-        if (rc >= 0) result = Py_NewRef(Py_False);
+    int rc = bind_transfer(c, &b, engine, src, dst, &dirty, &ids);
+    if (rc <= 0) {
+        if (rc == 0) result = Py_NewRef(Py_False);
         goto done;
     }
     if (add_checked(&b.balance[src * A], -(i128)amount, "balance") < 0 ||

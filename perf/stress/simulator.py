@@ -119,8 +119,8 @@ class Tally:
         """LIQUIDATION and POSITION events: every slot seen as each kind, the kind's own selected
         (a cascade sends ~100,000 of them: decoding one at a time made the driver compete with risk
         for a core; tests/perf/stress/test_tally.py holds it to the per-event reading)."""
-        liq = np.frombuffer(data, _LIQUIDATION)
-        liq = liq[liq["msg_type"] == MsgType.LIQUIDATION]
+        kinds = np.frombuffer(data, np.uint8)[::SLOT_BYTES]
+        liq = np.frombuffer(data, _LIQUIDATION)[kinds == MsgType.LIQUIDATION]
         if len(liq):
             kind = liq["kind"]
             orders = int(np.count_nonzero(kind == LiquidationKind.ORDER))
@@ -139,8 +139,7 @@ class Tally:
             self.uncovered_micro += sum(liq["amount_micro"][uncovered].tolist())
             cover = (kind == LiquidationKind.TAKEOVER) | adl | covered | uncovered
             self.covered_accounts.update(liq["account"][cover].tolist())
-        pos = np.frombuffer(data, _POSITION)
-        pos = pos[pos["msg_type"] == MsgType.POSITION]
+        pos = np.frombuffer(data, _POSITION)[kinds == MsgType.POSITION]
         if len(pos):  # (in stream order: the last one of a position wins)
             keys = zip(pos["account"].tolist(), pos["market_id"].tolist(), strict=True)
             self.positions.update(zip(keys, pos["size_atoms"].tolist(), strict=True))
