@@ -82,7 +82,7 @@ def _mark(price_ticks: int) -> bytes:
     return encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=price_ticks)
 
 
-def run(accounts: int = 100_000, samples: int = 60, config_path: str | None = None) -> dict[str, Any]:
+def run(accounts: int = 100_000, samples: int = 200, config_path: str | None = None) -> dict[str, Any]:
     from hx.config import DEFAULT_CONFIG
 
     path = str(config_path or DEFAULT_CONFIG)

@@ -11,16 +11,17 @@
  * Rules that keep the bytes equal: no FMA contraction (setup.py builds with -ffp-contract=off),
  * minimum/maximum as numpy defines them for equal operands, fold only the rows numpy folds.
  *
- * One call: for every row of `rows` (four rows interleaved; split between two threads when asked
- * and there are many: rows are independent, so the bytes do not depend on either), equity /
+ * One call: for every row of `rows` (four rows interleaved, with the plan reduced to what the four
+ * hold; in chunks two threads take in turn when asked and there are many: rows are independent,
+ * so the bytes do not depend on either), equity /
  * initial / maintenance (int64, micro) and the exposure row (float64) are written into the account
  * book's columns in place; the rows whose three figures changed are listed in `changed`, those
  * below maintenance (MM > 0, equity < MM) in `below`, both counted in the returned pair. A row
  * that holds nothing but cash gets the exact figures (equity = cash, no margin), as
  * MarginModel.recompute.
  * An equity or margin beyond 2**62 micro raises OverflowError as numpy does; unlike numpy, the
- * rows before it (in each thread's half) are already written. Either way the risk process stops
- * on it (the engine's checked int64 columns keep real books far below).
+ * rows before it (in its chunk) and other chunks' rows are already written. Either way the risk
+ * process stops on it (the engine's checked int64 columns keep real books far below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -68,7 +69,7 @@ typedef struct {
 } RiskyAsset;
 
 typedef struct {
-    int gi, count, ext, idio_pos;
+    int gi, count, ext, idio_pos, multi; /* multi: the spec's group has more than one member */
     int *members;
     double idio;
 } ShockGroup;
@@ -85,9 +86,24 @@ typedef struct {
 } PredGroup;
 
 typedef struct {
+    int a, floor, perpa;
+    double s0;
+} ZeroAsset;
+
+typedef struct {
     int A, P, G;
     int n_spot, n_fg, n_risky, n_sg, n_pg, wk_gt1;
     SpotAsset *spot;
+    /* What run_block walks: the full plan's are every entry (n_zero = 0); a plan reduced to the
+     * support of a block (see reduce_plan) keeps the entries some row of the block holds and gives
+     * the spot assets none holds only the values a zero quantity gives. */
+    int n_held, n_zero, n_plist, n_glist, n_pz;
+    int *pz; /* a reduced plan's held underlyings of perps it leaves out (their +0.0, see run_block) */
+    int *glist; /* the groups whose losses are summed, in order (a reduced plan: those it writes) */
+    const SpotAsset **held;
+    ZeroAsset *zero;
+    int *plist;
+    const RiskyAsset **riskyp;
     int *perp_under;
     double *perp_coef;
     FloorGroup *fg;
@@ -101,7 +117,8 @@ typedef struct {
 
 static void plan_free(Plan *p) {
     free(p->spot); free(p->perp_under); free(p->perp_coef); free(p->fg); free(p->risky);
-    free(p->sg); free(p->pg); free(p->members);
+    free(p->sg); free(p->pg); free(p->members); free(p->held); free(p->zero); free(p->plist); free(p->riskyp);
+    free(p->glist);
 }
 
 static int in_range(int64_t v, int64_t lo, int64_t hi) { return v >= lo && v < hi; }
@@ -164,6 +181,7 @@ static int plan_read(Plan *p, const int64_t *ints, Py_ssize_t ni, const double *
         ShockGroup *g = &p->sg[i];
         g->gi = (int)RI(&r); g->count = (int)RI(&r); g->ext = (int)RI(&r); g->idio_pos = (int)RI(&r);
         g->idio = RD(&r);
+        g->multi = g->count > 1;
         if (!in_range(g->gi, 0, p->G) || !in_range(g->count, 1, A + 1) || used + g->count > cap) goto bad;
         g->members = p->members + used; used += g->count;
         for (int j = 0; j < g->count; j++) {
@@ -182,6 +200,19 @@ static int plan_read(Plan *p, const int64_t *ints, Py_ssize_t ni, const double *
     p->one_minus_offset = RD(&r); p->offset = RD(&r); p->safety = RD(&r);
     p->safety_abs = RD(&r); p->max_mag = RD(&r);
     if (r.bad || r.ip != r.iend || r.dp != r.dend) goto bad;
+    p->held = calloc((size_t)p->n_spot + 1, sizeof(SpotAsset *));
+    p->zero = calloc((size_t)p->n_spot + 1, sizeof(ZeroAsset));
+    p->plist = calloc((size_t)P + 1, sizeof(int));
+    p->riskyp = calloc((size_t)p->n_risky + 1, sizeof(RiskyAsset *));
+    p->glist = calloc((size_t)p->G + 1, sizeof(int));
+    if (!p->held || !p->zero || !p->plist || !p->riskyp || !p->glist) goto bad;
+    p->n_glist = p->G;
+    for (int g = 0; g < p->G; g++) p->glist[g] = g;
+    p->n_held = p->n_spot;
+    for (int i = 0; i < p->n_spot; i++) p->held[i] = &p->spot[i];
+    p->n_plist = P;
+    for (int i = 0; i < P; i++) p->plist[i] = i;
+    for (int i = 0; i < p->n_risky; i++) p->riskyp[i] = &p->risky[i];
     return 0;
 bad:
     plan_free(p);
@@ -241,7 +272,7 @@ typedef struct {
     uint8_t *near;
     double near_reach;
     Py_ssize_t lo, hi, nchanged, nbelow, nnews;
-    int overflow;
+    int overflow, ran;
 } Job;
 
 static inline uint8_t margin_flags(int64_t eq, int64_t im, int64_t mm, long long f_maint, long long f_init) {
@@ -284,8 +315,8 @@ static inline int is_news(const int64_t *pseq, const int64_t *peq, const int64_t
 #define LANES 4
 #define FOR_L for (int l = 0; l < LANES; l++)
 
-static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L, double *ws, Py_ssize_t *nchanged,
-                      Py_ssize_t *nbelow, Py_ssize_t *nnews, int *overflow) {
+static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L, const int *holds, double *ws,
+                      Py_ssize_t *nchanged, Py_ssize_t *nbelow, Py_ssize_t *nnews, int *overflow) {
     int64_t *changed = job->changed, *below = job->below;
     const Plan plan = *pp;
     const int A = plan.A, P = plan.P, G = plan.G;
@@ -301,18 +332,23 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
         pc[l] = job->pcost + row[l] * P;
     }
     double mag[LANES], eq[LANES], floor_[LANES], im[LANES];
-    int holds[LANES];
     int64_t cost[LANES];
     /* 1-3. spot values */
     FOR_L {
         X(expo_l, 0) = (double)bal[l][0];
         mag[l] = fabs(X(expo_l, 0));
-        holds[l] = 0;
         cost[l] = 0;
-        for (int a = 1; a < A; a++) holds[l] |= (bal[l][a] != 0);
     }
-    for (int j = 0; j < plan.n_spot; j++) {
-        const SpotAsset *s = &plan.spot[j];
+    for (int j = 0; j < plan.n_zero; j++) { /* no row of the block holds it (a reduced plan) */
+        const ZeroAsset *z = &plan.zero[j];
+        FOR_L {
+            X(expo_l, z->a) = 0.0 * z->s0;
+            if (z->floor) X(gross, z->a) = np_max(-X(expo_l, z->a), 0.0);
+            else if (z->perpa) X(gross, z->a) = 0.0;
+        }
+    }
+    for (int j = 0; j < plan.n_held; j++) {
+        const SpotAsset *s = plan.held[j];
         const int a = s->a;
         int any = 0;
         FOR_L any |= (bal[l][a] != 0);
@@ -342,23 +378,29 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
         }
     }
     /* perps into their underlying's exposure and gross notional */
-    for (int p = 0; p < P; p++) {
+    for (int i = 0; i < plan.n_plist; i++) {
+        const int p = plan.plist[i];
         const int a = plan.perp_under[p];
         const double coef = plan.perp_coef[p];
         int any = 0;
         FOR_L any |= (ps[l][p] != 0) | (pc[l][p] != 0);
-        if (!any) continue; /* adds +0.0 and 0 only: nothing a later step can tell apart */
+        if (!any) { /* adds +0.0 and 0 only: nothing but the sign of a zero exposure changes */
+            FOR_L X(expo_l, a) += 0.0;
+            continue;
+        }
         FOR_L {
-            holds[l] |= (ps[l][p] != 0) | (pc[l][p] != 0);
             const double t = (double)ps[l][p] * coef;
             X(expo_l, a) += t;
             X(gross, a) += fabs(t);
             cost[l] = (int64_t)((uint64_t)cost[l] + (uint64_t)pc[l][p]); /* numpy int64 adds wrap */
         }
     }
+    /* numpy adds every perp's notional, +0.0 where none is open: -0.0 (a short quantity at a price of
+     * 0) becomes +0.0 in the exposure written */
+    for (int j = 0; j < plan.n_pz; j++) FOR_L X(expo_l, plan.pz[j]) += 0.0;
     FOR_L eq[l] = X(expo_l, 0);
-    for (int j = 0; j < plan.n_spot; j++) {
-        const int a = plan.spot[j].a;
+    for (int j = 0; j < plan.n_held; j++) {
+        const int a = plan.held[j]->a;
         FOR_L eq[l] += X(expo_l, a);
     }
     FOR_L {
@@ -383,7 +425,7 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
     }
     /* 4. shocks */
     for (int j = 0; j < plan.n_risky; j++) {
-        const RiskyAsset *s = &plan.risky[j];
+        const RiskyAsset *s = plan.riskyp[j];
         const int a = s->a;
         FOR_L {
             const double e = X(expo_l, a);
@@ -401,21 +443,22 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
         }
     }
     /* 5-6. group losses */
-    for (int g = 0; g < G; g++) FOR_L X(loss, g) = 0.0;
+    if (!plan.n_zero)
+        for (int g = 0; g < G; g++) FOR_L X(loss, g) = 0.0; /* (a reduced plan sums only what it writes) */
     for (int j = 0; j < plan.n_sg; j++) {
         const ShockGroup *g = &plan.sg[j];
         FOR_L {
             double s_sum, lg;
-            if (g->count == 1) {
+            if (!g->multi) {
                 s_sum = X(sgn, g->members[0]);
                 lg = fabs(s_sum);
-            } else {
-                s_sum = X(sgn, g->members[0]) + X(sgn, g->members[1]);
-                for (int m = 2; m < g->count; m++) s_sum += X(sgn, g->members[m]);
+            } else { /* (a reduced plan may keep one member of a larger group: see reduce_plan) */
+                s_sum = X(sgn, g->members[0]);
+                for (int m = 1; m < g->count; m++) s_sum += X(sgn, g->members[m]);
                 lg = fabs(s_sum);
                 if (g->idio_pos) {
-                    double t2 = np_max(X(shock, g->members[0]), X(shock, g->members[1]));
-                    for (int m = 2; m < g->count; m++) t2 = np_max(t2, X(shock, g->members[m]));
+                    double t2 = X(shock, g->members[0]);
+                    for (int m = 1; m < g->count; m++) t2 = np_max(t2, X(shock, g->members[m]));
                     t2 *= g->idio;
                     lg = np_max(lg, t2);
                 }
@@ -444,10 +487,11 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
     if (G) {
         double largest[LANES];
         FOR_L largest[l] = 0.0;
-        for (int g = 0; g < G; g++) FOR_L X(loss, g) = np_max(X(loss, g), 0.0);
-        for (int g = 0; g < G; g++) FOR_L {
-                im[l] += X(loss, g);
-                largest[l] = np_max(largest[l], X(loss, g));
+        const int *gl = plan.glist;
+        for (int i = 0; i < plan.n_glist; i++) FOR_L X(loss, gl[i]) = np_max(X(loss, gl[i]), 0.0);
+        for (int i = 0; i < plan.n_glist; i++) FOR_L {
+                im[l] += X(loss, gl[i]);
+                largest[l] = np_max(largest[l], X(loss, gl[i]));
             }
         FOR_L {
             im[l] *= plan.one_minus_offset;
@@ -463,6 +507,9 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
         m_ += t1;
         const double e_ = eq[l] - t1;
         if (m_ > plan.max_mag || -e_ > plan.max_mag || e_ > plan.max_mag) {
+            if (L == LANES) /* (the rows before it are written, their exposures too) */
+                for (int j = 0; j < l; j++)
+                    for (int a = 0; a < A; a++) job->exposure[row[j] * A + a] = expo_l[(size_t)a * LANES + j];
             *overflow = 1;
             return;
         }
@@ -478,8 +525,10 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
             out_mm = 0;
         }
         const int64_t r = row[l];
-        double *dst = job->exposure + r * A;
-        for (int a = 0; a < A; a++) dst[a] = X(expo_l, a);
+        if (L < LANES) {
+            double *dst = job->exposure + r * A;
+            for (int a = 0; a < A; a++) dst[a] = X(expo_l, a);
+        }
         const int moved = job->equity[r] != out_eq || job->initial[r] != out_im || job->maint[r] != out_mm;
         if (moved) changed[(*nchanged)++] = r;
         if (out_mm > 0 && out_eq < out_mm) below[(*nbelow)++] = r; /* what the liquidator must look at */
@@ -497,31 +546,278 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
                     job->f_init, job->publish_ppm))
             job->news[(*nnews)++] = r;
     }
+    if (L == LANES) { /* the exposures of the block: row by row, four stores per asset */
+        double *d0 = job->exposure + row[0] * A, *d1 = job->exposure + row[1] * A;
+        double *d2 = job->exposure + row[2] * A, *d3 = job->exposure + row[3] * A;
+        for (int a = 0; a < A; a++) {
+            const double *src = expo_l + (size_t)a * LANES;
+            d0[a] = src[0];
+            d1[a] = src[1];
+            d2[a] = src[2];
+            d3[a] = src[3];
+        }
+    }
 #undef X
 }
 
-/* The rows [lo, hi) of a call: no Python, no allocation beyond its work space; the region of
- * `changed` from lo is the job's own, so two jobs can run at once and their lists be joined in
+/* ---- plans reduced to what a block holds ----------------------------------------------------
+ *
+ * Most accounts hold a few of the exchange's assets; the full plan walks every one. A block's
+ * support is the set of non-cash assets with a balance and of perps open (size or cost) in any of
+ * its rows, plus each open perp's underlying. reduce_plan keeps the entries of the full plan
+ * that touch the support, in the full plan's order; every entry dropped is one whose values in
+ * every row of the block are the exact zeros a zero quantity gives, and the operations it would
+ * have done add +0.0 to a sum that is never -0.0 (eq, mag, cost, floor, im and ext start at +0.0
+ * or an int64 converted, and round-to-nearest never makes -0.0 of +0.0 + x), take a maximum with
+ * +0.0 among non-negative values, or give a loss of +0.0 to a group; so the bytes are the full
+ * plan's. (A group's own sum of signed shocks may then differ in the sign of a zero only: it is
+ * used through fabs and a maximum with +0.0.) tests/engine/risk/test_native_margin.py holds the
+ * two paths and numpy to the same bytes. */
+#define SUPPORT_BITS 64 /* non-cash assets + perps a key can name; beyond, the full plan runs */
+#define CACHED_PLANS 16
+
+typedef struct {
+    uint64_t key;
+    int ready;
+    Plan p;   /* lists in its own storage; everything else shared with the full plan */
+    uint8_t *sup, *gsup;
+} Reduced;
+
+typedef struct {
+    Reduced e[CACHED_PLANS];
+    int n, last, next;
+} PlanCache;
+
+static int reduced_alloc(Reduced *r, const Plan *f) {
+    Plan *p = &r->p;
+    p->held = calloc((size_t)f->n_spot + 1, sizeof(SpotAsset *));
+    p->zero = calloc((size_t)f->n_spot + 1, sizeof(ZeroAsset));
+    p->plist = calloc((size_t)f->P + 1, sizeof(int));
+    p->riskyp = calloc((size_t)f->n_risky + 1, sizeof(RiskyAsset *));
+    p->fg = calloc((size_t)f->n_fg + 1, sizeof(FloorGroup));
+    p->sg = calloc((size_t)f->n_sg + 1, sizeof(ShockGroup));
+    p->pg = calloc((size_t)f->n_pg + 1, sizeof(PredGroup));
+    p->members = calloc((size_t)(4 * f->A + 4), sizeof(int));
+    p->glist = calloc((size_t)f->G + 1, sizeof(int));
+    p->pz = calloc((size_t)f->P + 1, sizeof(int));
+    r->sup = calloc((size_t)f->A, 1);
+    r->gsup = calloc((size_t)f->G + 1, 1);
+    r->ready = p->held && p->zero && p->plist && p->riskyp && p->fg && p->sg && p->pg && p->members && p->glist &&
+               p->pz && r->sup && r->gsup;
+    return r->ready;
+}
+
+static void reduced_free(Reduced *r) {
+    free(r->p.held); free(r->p.zero); free(r->p.plist); free(r->p.riskyp); free(r->p.fg); free(r->p.sg);
+    free(r->p.pg); free(r->p.members); free(r->p.glist); free(r->p.pz); free(r->sup);
+    free(r->gsup);
+}
+
+static void reduce_plan(const Plan *f, uint64_t key, Reduced *r) {
+    const int A = f->A;
+    Plan *p = &r->p;
+    uint8_t *sup = r->sup;
+    const SpotAsset **held = p->held;
+    ZeroAsset *zero = p->zero;
+    int *plist = p->plist, *members = p->members, *glist = p->glist, *pz = p->pz;
+    const RiskyAsset **riskyp = p->riskyp;
+    FloorGroup *fg = p->fg;
+    ShockGroup *sg = p->sg;
+    PredGroup *pg = p->pg;
+    *p = *f; /* the scalars and the shared arrays (perp_under, perp_coef) */
+    p->held = held; p->zero = zero; p->plist = plist; p->members = members; p->riskyp = riskyp;
+    p->fg = fg; p->sg = sg; p->pg = pg; p->glist = glist; p->pz = pz;
+    p->spot = NULL; p->risky = NULL; /* (run_block walks held and riskyp) */
+    sup[0] = 0;
+    for (int a = 1; a < A; a++) sup[a] = (uint8_t)((key >> (a - 1)) & 1);
+    p->n_plist = 0;
+    for (int i = 0; i < f->P; i++)
+        if ((key >> (A - 1 + i)) & 1) {
+            plist[p->n_plist++] = i;
+            sup[f->perp_under[i]] = 1;
+        }
+    p->n_pz = 0; /* (after sup is complete: an underlying held as a balance only) */
+    for (int i = 0; i < f->P; i++) {
+        const int a = f->perp_under[i];
+        if (((key >> (A - 1 + i)) & 1) || !sup[a]) continue;
+        int seen = 0;
+        for (int j = 0; j < p->n_pz; j++) seen |= pz[j] == a;
+        if (!seen) pz[p->n_pz++] = a;
+    }
+    p->n_held = p->n_zero = 0;
+    for (int j = 0; j < f->n_spot; j++) {
+        const SpotAsset *s = &f->spot[j];
+        if (sup[s->a]) held[p->n_held++] = s;
+        else zero[p->n_zero++] = (ZeroAsset){.a = s->a, .floor = s->floor, .perpa = s->perpa, .s0 = s->s[0]};
+    }
+    int used = 0;
+    p->n_fg = 0;
+    for (int g = 0; g < f->n_fg; g++) {
+        FloorGroup *d = &fg[p->n_fg];
+        *d = f->fg[g];
+        d->members = members + used;
+        d->count = 0;
+        for (int m = 0; m < f->fg[g].count; m++)
+            if (sup[f->fg[g].members[m]]) d->members[d->count++] = f->fg[g].members[m];
+        if (d->count) {
+            used += d->count;
+            p->n_fg++;
+        }
+    }
+    p->n_risky = 0;
+    for (int j = 0; j < f->n_risky; j++)
+        if (sup[f->risky[j].a]) riskyp[p->n_risky++] = &f->risky[j];
+    p->n_sg = 0;
+    for (int g = 0; g < f->n_sg; g++) {
+        ShockGroup *d = &sg[p->n_sg];
+        *d = f->sg[g]; /* (multi and idio_pos stay the spec group's) */
+        d->members = members + used;
+        d->count = 0;
+        for (int m = 0; m < f->sg[g].count; m++)
+            if (sup[f->sg[g].members[m]]) d->members[d->count++] = f->sg[g].members[m];
+        if (d->count) {
+            used += d->count;
+            p->n_sg++;
+        }
+    }
+    p->n_pg = 0;
+    for (int j = 0; j < f->n_pg; j++)
+        if (sup[f->pg[j].a]) pg[p->n_pg++] = f->pg[j];
+    /* the groups written (a group left out has a loss of +0.0: nothing to the sum, nothing to the
+     * largest, both >= +0.0); n_zero > 0 tells run_block not to clear the others */
+    memset(r->gsup, 0, (size_t)f->G + 1);
+    for (int g = 0; g < p->n_sg; g++) r->gsup[sg[g].gi] = 1;
+    for (int j = 0; j < p->n_pg; j++) r->gsup[pg[j].gi] = 1;
+    p->n_glist = 0;
+    for (int g = 0; g < f->G; g++)
+        if (r->gsup[g]) glist[p->n_glist++] = g;
+    if (!p->n_zero) { /* (every asset held: the full plan's group walk) */
+        p->n_glist = f->G;
+        for (int g = 0; g < f->G; g++) glist[g] = g;
+    }
+}
+
+/* The plan for a block whose support is `key`: the last one, a cached one, or a new reduction
+ * (the oldest cached one replaced); the full plan when memory is short. */
+static const Plan *plan_for(PlanCache *c, const Plan *full, uint64_t key) {
+    if (c->last >= 0 && c->e[c->last].key == key) return &c->e[c->last].p;
+    for (int i = 0; i < c->n; i++)
+        if (c->e[i].key == key) {
+            c->last = i;
+            return &c->e[i].p;
+        }
+    int i;
+    if (c->n < CACHED_PLANS) {
+        i = c->n;
+        if (!reduced_alloc(&c->e[i], full)) {
+            reduced_free(&c->e[i]);
+            return full;
+        }
+        c->n++;
+    } else {
+        i = c->next;
+        c->next = (c->next + 1) % CACHED_PLANS;
+    }
+    reduce_plan(full, key, &c->e[i]);
+    c->e[i].key = key;
+    c->last = i;
+    return &c->e[i].p;
+}
+
+/* The rows [lo, hi) of a job, with a worker's work space and plan cache; the region of `changed`
+ * (and below, news) from lo is the job's own, so jobs can run at once and their lists be joined in
  * row order after. */
-static void *run_rows(void *arg) {
-    Job *job = arg;
-    const int A = job->plan->A, G = job->plan->G;
-    double *ws = malloc(sizeof(double) * (size_t)LANES * (size_t)(5 * A + G + 1));
+static void run_range(Job *job, double *ws, PlanCache *cache) {
+    const Plan *full = job->plan;
+    const int A = full->A, P = full->P;
+    const int keyed = cache != NULL;
     Py_ssize_t nchanged = 0, nbelow = 0, nnews = 0;
     int overflow = 0;
-    if (!ws) {
-        job->overflow = -1;
-        return NULL;
-    }
     for (Py_ssize_t i = job->lo; i < job->hi && !overflow; i += LANES) {
         const int L = (int)(job->hi - i < LANES ? job->hi - i : LANES);
-        run_block(job->plan, job, job->rows + i, L, ws, &nchanged, &nbelow, &nnews, &overflow);
+        const int64_t *rws = job->rows + i;
+        int holds[LANES];
+        const Plan *plan = full;
+        if (keyed) { /* the block's support: a bit per column any row of it holds */
+            const int64_t *bl[LANES], *sl[LANES], *cl[LANES];
+            int64_t h[LANES];
+            FOR_L {
+                const int64_t r = rws[l < L ? l : 0];
+                bl[l] = job->balance + r * A;
+                sl[l] = job->psize + r * P;
+                cl[l] = job->pcost + r * P;
+                h[l] = 0;
+            }
+            uint64_t key = 0;
+            for (int a = 1; a < A; a++) {
+                int64_t u = 0;
+                FOR_L {
+                    h[l] |= bl[l][a];
+                    u |= bl[l][a];
+                }
+                key |= (uint64_t)(u != 0) << (a - 1);
+            }
+            for (int p = 0; p < P; p++) {
+                int64_t u = 0;
+                FOR_L {
+                    const int64_t v = sl[l][p] | cl[l][p];
+                    h[l] |= v;
+                    u |= v;
+                }
+                key |= (uint64_t)(u != 0) << (A - 1 + p);
+            }
+            FOR_L holds[l] = h[l] != 0;
+            plan = plan_for(cache, full, key);
+        } else {
+            FOR_L {
+                const int64_t r = rws[l < L ? l : 0];
+                const int64_t *bal = job->balance + r * A, *ps = job->psize + r * P, *pc = job->pcost + r * P;
+                holds[l] = 0;
+                for (int a = 1; a < A; a++) holds[l] |= (bal[a] != 0);
+                for (int p = 0; p < P; p++) holds[l] |= (ps[p] != 0) | (pc[p] != 0);
+            }
+        }
+        run_block(plan, job, rws, L, holds, ws, &nchanged, &nbelow, &nnews, &overflow);
     }
-    free(ws);
     job->nnews = nnews;
     job->nchanged = nchanged;
     job->nbelow = nbelow;
     job->overflow = overflow;
+    job->ran = 1;
+}
+
+/* A call's rows in chunks of CHUNK_ROWS, taken in turn by the calling thread and (over
+ * THREAD_MIN_ROWS rows) one helper: a helper the kernel starts late only costs the chunk it is
+ * in, not half of the call. */
+#define CHUNK_ROWS 4096
+
+typedef struct {
+    Job *jobs;
+    Py_ssize_t njobs, next; /* next: taken with an atomic add */
+    int failed;             /* the calling thread's work space could not be had */
+} Work;
+
+static void *worker(void *arg) {
+    Work *w = arg;
+    const Plan *full = w->jobs[0].plan;
+    const int A = full->A, G = full->G, P = full->P;
+    double *ws = malloc(sizeof(double) * (size_t)LANES * (size_t)(5 * A + G + 1));
+    PlanCache *cache = A - 1 + P <= SUPPORT_BITS ? calloc(1, sizeof(PlanCache)) : NULL;
+    if (ws && (cache || A - 1 + P > SUPPORT_BITS)) {
+        if (cache) cache->last = -1;
+        for (;;) {
+            const Py_ssize_t i = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED);
+            if (i >= w->njobs) break;
+            run_range(&w->jobs[i], ws, cache);
+        }
+    } else {
+        __atomic_store_n(&w->failed, 1, __ATOMIC_RELAXED);
+    }
+    if (cache) {
+        for (int k = 0; k < cache->n; k++) reduced_free(&cache->e[k]);
+        free(cache);
+    }
+    free(ws);
     return NULL;
 }
 
@@ -603,60 +899,67 @@ static PyObject *recompute(PyObject *self, PyObject *args, PyObject *kw) {
         }
     Py_ssize_t nchanged = 0, nbelow = 0, nnews = 0;
     int overflow = 0;
-    Py_BEGIN_ALLOW_THREADS
-    Job jobs[2];
     const int split = threads > 1 && n >= THREAD_MIN_ROWS;
-    const Py_ssize_t mid = split ? n / 2 : n;
-    for (int j = 0; j < 2; j++) {
-        jobs[j] = (Job){.plan = &plan, .balance = balance, .psize = psize, .pcost = pcost, .rows = rows,
-                        .equity = equity, .initial = initial, .maint = maint, .exposure = exposure};
-        jobs[j].lo = j ? mid : 0;
-        jobs[j].hi = j ? n : mid;
-        jobs[j].changed = changed + jobs[j].lo;
-        jobs[j].below = below + jobs[j].lo;
+    const Py_ssize_t njobs = split ? (n + CHUNK_ROWS - 1) / CHUNK_ROWS : 1;
+    Job *jobs = PyMem_RawCalloc((size_t)njobs, sizeof(Job));
+    if (!jobs) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t j = 0; j < njobs; j++) {
+        Job *job = &jobs[j];
+        *job = (Job){.plan = &plan, .balance = balance, .psize = psize, .pcost = pcost, .rows = rows,
+                     .equity = equity, .initial = initial, .maint = maint, .exposure = exposure};
+        job->lo = split ? j * CHUNK_ROWS : 0;
+        job->hi = split && job->lo + CHUNK_ROWS < n ? job->lo + CHUNK_ROWS : n;
+        job->changed = changed + job->lo;
+        job->below = below + job->lo;
         if (do_settle) {
-            jobs[j].reserved = b[12].b.buf;
-            jobs[j].converting = b[13].b.buf;
-            jobs[j].dirty = b[14].b.buf;
+            job->reserved = b[12].b.buf;
+            job->converting = b[13].b.buf;
+            job->dirty = b[14].b.buf;
         }
         if (do_near) {
-            jobs[j].near = b[NEAR].b.buf;
-            jobs[j].near_reach = near_reach;
+            job->near = b[NEAR].b.buf;
+            job->near_reach = near_reach;
         }
         if (do_news) {
-            jobs[j].news = (int64_t *)b[NEWS].b.buf + jobs[j].lo;
-            jobs[j].pseq = b[16].b.buf;
-            jobs[j].peq = b[17].b.buf;
-            jobs[j].pim = b[18].b.buf;
-            jobs[j].pmm = b[19].b.buf;
-            jobs[j].pps = b[20].b.buf;
-            jobs[j].iso = b[ISO].held ? b[ISO].b.buf : NULL;
-            jobs[j].fee_row = fee_row;
-            jobs[j].publish_ppm = publish_ppm;
-            jobs[j].f_maint = f_maint;
-            jobs[j].f_init = f_init;
+            job->news = (int64_t *)b[NEWS].b.buf + job->lo;
+            job->pseq = b[16].b.buf;
+            job->peq = b[17].b.buf;
+            job->pim = b[18].b.buf;
+            job->pmm = b[19].b.buf;
+            job->pps = b[20].b.buf;
+            job->iso = b[ISO].held ? b[ISO].b.buf : NULL;
+            job->fee_row = fee_row;
+            job->publish_ppm = publish_ppm;
+            job->f_maint = f_maint;
+            job->f_init = f_init;
         }
     }
+    Work work = {.jobs = jobs, .njobs = njobs, .next = 0, .failed = 0};
     pthread_t helper;
-    int helped = split && pthread_create(&helper, NULL, run_rows, &jobs[1]) == 0;
-    run_rows(&jobs[0]);
-    if (split && !helped) run_rows(&jobs[1]);
+    const int helped = split && pthread_create(&helper, NULL, worker, &work) == 0;
+    worker(&work);
     if (helped) pthread_join(helper, NULL);
-    /* jobs[0].changed starts at changed[0]: rows changed in job 1 follow it in row order */
-    nchanged = jobs[0].nchanged;
-    nbelow = jobs[0].nbelow;
-    nnews = jobs[0].nnews;
-    overflow = jobs[0].overflow;
-    if (split) {
-        memmove(changed + nchanged, jobs[1].changed, sizeof(int64_t) * (size_t)jobs[1].nchanged);
-        nchanged += jobs[1].nchanged;
-        memmove(below + nbelow, jobs[1].below, sizeof(int64_t) * (size_t)jobs[1].nbelow);
-        nbelow += jobs[1].nbelow;
-        if (do_news) memmove(jobs[0].news + nnews, jobs[1].news, sizeof(int64_t) * (size_t)jobs[1].nnews);
-        nnews += jobs[1].nnews;
-        overflow |= jobs[1].overflow;
+    /* each job's lists start at its lo: joined in row order */
+    for (Py_ssize_t j = 0; j < njobs; j++) {
+        const Job *job = &jobs[j];
+        if (!job->ran) {
+            overflow = -1; /* (no work space for it) */
+            continue;
+        }
+        memmove(changed + nchanged, job->changed, sizeof(int64_t) * (size_t)job->nchanged);
+        nchanged += job->nchanged;
+        memmove(below + nbelow, job->below, sizeof(int64_t) * (size_t)job->nbelow);
+        nbelow += job->nbelow;
+        if (do_news) memmove((int64_t *)b[NEWS].b.buf + nnews, job->news, sizeof(int64_t) * (size_t)job->nnews);
+        nnews += job->nnews;
+        if (job->overflow && overflow >= 0) overflow = job->overflow;
     }
     Py_END_ALLOW_THREADS
+    PyMem_RawFree(jobs);
     if (overflow < 0) {
         PyErr_NoMemory();
         goto done;

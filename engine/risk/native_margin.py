@@ -36,9 +36,46 @@ def build_plan(
 
     Raises ValueError for a spec the compiled twin does not cover (a group that is neither a
     shock group nor a prediction group); the caller then keeps the numpy path."""
+    ints, dbls, _at = _build_plan(layout, prices, marks, mults)
+    return ints, dbls
+
+
+def _perp_coefficients(marks: np.ndarray) -> list[float]:
+    """Each perp's coefficient in the plan: its mark per atom (the only place marks enter it)."""
+    return [int(x) / ATOMS_PER_UNIT for x in marks]
+
+
+def _spot_doubles(layout: PortfolioLayout, a: int, price_micro: int) -> list[float]:
+    """A non-cash asset's slopes and intercepts at a price (its only price-dependent doubles
+    besides a prediction group's coefficient)."""
+    scale = price_micro / layout.spec.assets[a].qty_scale
+    weights, addends, _upper = layout.weights[a]
+    slopes = (weights[0] * scale / PPM, scale, *(wt * scale / PPM for wt in weights[1:]))
+    intercepts = (0.0, 0.0, *(c * scale / PPM for c in addends[1:]))
+    return [*slopes, *intercepts]
+
+
+def _prediction_double(price_micro: int) -> float:
+    """A prediction group's coefficient: minus the NO share's value per atom."""
+    return -(MICRO_PER_UNIT - price_micro) / ATOMS_PER_UNIT
+
+
+class _Where:
+    """Where a plan's price- and mark-dependent doubles sit, to move them without a rebuild."""
+
+    def __init__(self) -> None:
+        self.perp_at = 0
+        self.spot_at: dict[int, int] = {}  # asset -> index of its first slope
+        self.prediction_at: dict[int, list[int]] = {}  # asset -> its prediction groups' coefficients
+
+
+def _build_plan(
+    layout: PortfolioLayout, prices: np.ndarray, marks: np.ndarray, mults: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, _Where]:
+    """:func:`build_plan`, and where its price- and mark-dependent doubles are."""
     spec = layout.spec
+    where = _Where()
     p_ = [int(x) for x in prices]
-    m_ = [int(x) for x in marks]
     mu = [int(x) for x in mults]
     k, w = layout.k, layout.w
     ints: list[int] = [layout.n_assets, layout.n_perps, len(spec.groups), len(layout.non_cash)]
@@ -48,17 +85,17 @@ def build_plan(
         raise ValueError("a risk group with no members: the compiled recompute does not cover it")
     for a in layout.non_cash:
         asset = spec.assets[a]
-        scale = p_[a] / asset.qty_scale
-        weights, addends, upper = layout.weights[a]
-        slopes = (weights[0] * scale / PPM, scale, *(wt * scale / PPM for wt in weights[1:]))
-        intercepts = (0.0, 0.0, *(c * scale / PPM for c in addends[1:]))
+        weights, _addends, upper = layout.weights[a]
         tiered = weights[0] < PPM or len(weights) > 1
         edge0 = upper[0] if upper else INT64_MAX
-        ints += [a, len(slopes), int(tiered), int(bool(asset.floor_ppm)), int(a in layout.perp_assets), edge0]
-        dbls += [*slopes, *intercepts]
+        pieces = len(weights) + 1  # (the first tier's slope, the liability's, the later tiers')
+        ints += [a, pieces, int(tiered), int(bool(asset.floor_ppm)), int(a in layout.perp_assets), edge0]
+        where.spot_at[a] = len(dbls)
+        dbls += _spot_doubles(layout, a, p_[a])
+    where.perp_at = len(dbls)
     for p in range(layout.n_perps):
         ints.append(int(layout.perp_underlying[p]))
-        dbls.append(m_[p] / ATOMS_PER_UNIT)
+    dbls += _perp_coefficients(marks)
     ints.append(len(layout.gross_by_floor))
     for floor_ppm, members in layout.gross_by_floor:
         ints += [int(bool(floor_ppm)), len(members)]
@@ -86,7 +123,8 @@ def build_plan(
     ints.append(len(layout.prediction_groups))
     for gi, a in layout.prediction_groups:
         ints += [gi, a]
-        dbls.append(-(MICRO_PER_UNIT - p_[a]) / ATOMS_PER_UNIT)
+        where.prediction_at.setdefault(a, []).append(len(dbls))
+        dbls.append(_prediction_double(p_[a]))
     growth = (1.0 + k) * max(mu, default=PPM) / PPM
     ints.append(spec.params.mm_fraction_ppm)
     dbls += [
@@ -96,7 +134,7 @@ def build_plan(
         SAFETY_ABS_MICRO,
         MAX_MAGNITUDE_MICRO,
     ]
-    return np.array(ints, np.int64), np.array(dbls, np.float64)
+    return np.array(ints, np.int64), np.array(dbls, np.float64), where
 
 
 class CompiledRecompute:
@@ -109,8 +147,10 @@ class CompiledRecompute:
         # a call of >= 16,384 rows (a mark move over a big book) is split in two threads; the rows
         # are independent, so the bytes are the same with 1 or 2
         self.threads = threads if threads is not None else min(2, os.cpu_count() or 1)
-        self._key: tuple[bytes, bytes, bytes] | None = None
+        self._mults = b""  # the multipliers, prices and marks planned for
+        self._prices = self._marks = np.empty(0, np.int64)
         self._plan: tuple[np.ndarray, np.ndarray] | None = None
+        self._where = _Where()
         self._changed = self._below = self._news = np.empty(0, np.int64)
         # the rows of the last call below maintenance (MM > 0, equity < MM), in order: all the
         # liquidation scan needs to look at besides its open cases
@@ -146,10 +186,31 @@ class CompiledRecompute:
         )
 
     def plan(self, prices: np.ndarray, marks: np.ndarray, mults: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        key = (prices.tobytes(), marks.tobytes(), mults.tobytes())
-        if key != self._key or self._plan is None:
-            self._plan = build_plan(self.layout, prices, marks, mults)
-            self._key = key
+        """The plan for these inputs: cached while they are equal. A price or mark record moves
+        only the doubles that depend on what it moved (the same doubles a new plan holds); new
+        multipliers (a volatility update) build a new plan."""
+        mults_key = mults.tobytes()
+        if self._plan is None or mults_key != self._mults:
+            ints, dbls, self._where = _build_plan(self.layout, prices, marks, mults)
+            self._plan, self._mults = (ints, dbls), mults_key
+            self._prices, self._marks = prices.copy(), marks.copy()
+            return self._plan
+        moved = np.flatnonzero(prices != self._prices)
+        if not len(moved) and np.array_equal(marks, self._marks):
+            return self._plan
+        ints, dbls = self._plan
+        dbls = dbls.copy()  # (a plan handed out before stays as it was)
+        where = self._where
+        for a in moved.tolist():
+            price = int(prices[a])
+            if a in where.spot_at:
+                doubles = _spot_doubles(self.layout, a, price)
+                dbls[where.spot_at[a] : where.spot_at[a] + len(doubles)] = doubles
+            for at in where.prediction_at.get(a, ()):
+                dbls[at] = _prediction_double(price)
+        dbls[where.perp_at : where.perp_at + len(marks)] = _perp_coefficients(marks)
+        self._plan = (ints, dbls)
+        self._prices, self._marks = prices.copy(), marks.copy()
         return self._plan
 
     def __call__(

@@ -44,11 +44,29 @@ def _bench_spec() -> RiskSpec:
     return MarginModel(risk_config_from(markets, assets), native=False).spec
 
 
+def _wide_spec() -> RiskSpec:
+    """More assets and perps than a block's support key has bits (63 + 1 cash, > 64 in all): the
+    compiled recompute walks the full plan for every block."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+    from perf import bench_risk
+
+    saved = bench_risk.N_ASSETS, bench_risk.N_PERPS
+    bench_risk.N_ASSETS, bench_risk.N_PERPS = 40, 30
+    try:
+        markets, assets = bench_risk.bench_config()
+    finally:
+        bench_risk.N_ASSETS, bench_risk.N_PERPS = saved
+    spec = MarginModel(bench_risk.risk_config_from(markets, assets), native=False).spec
+    assert len(spec.assets) - 1 + len(spec.perps) > 64
+    return spec
+
+
 SPECS = {
     "default": default_risk_spec,
     "stress": lambda: STRESS_SPEC,
     "exchange": _exchange_spec,
     "bench": _bench_spec,
+    "wide": _wide_spec,
 }
 
 
@@ -85,7 +103,11 @@ def _book(spec: RiskSpec, n: int, rng: np.random.Generator, density: float, whal
     return book
 
 
-def _prices(spec: RiskSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _prices(
+    spec: RiskSpec, rng: np.random.Generator, zeros: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random prices, marks and shock multipliers; ``zeros``: some prices and marks are 0 (a
+    resolved NO share, a market not priced yet), where a short quantity's value is -0.0."""
     prices = np.array(
         [
             MICRO_PER_UNIT
@@ -99,16 +121,21 @@ def _prices(spec: RiskSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     )
     marks = np.array([int(prices[p.underlying] * rng.uniform(0.9, 1.1)) for p in spec.perps], np.int64)
     mults = np.where(rng.random(len(spec.assets)) < 0.5, PPM, rng.integers(PPM, 6 * PPM, len(spec.assets)))
+    if zeros:
+        prices[1:][rng.random(len(prices) - 1) < 0.4] = 0
+        marks[rng.random(len(marks)) < 0.4] = 0
     return prices, marks, mults.astype(np.int64)
 
 
-def _same(spec_name: str, seed: int, n: int, density: float, whales: bool, subset: bool) -> None:
+def _same(
+    spec_name: str, seed: int, n: int, density: float, whales: bool, subset: bool, zeros: bool = False
+) -> None:
     spec = SPECS[spec_name]()
     rng = np.random.default_rng(seed)
     numpy_model, compiled = _models(spec)
     book_a = _book(spec, n, rng, density, whales)
     book_b = _book(spec, n, np.random.default_rng(seed), density, whales)
-    prices, marks, mults = _prices(spec, rng)
+    prices, marks, mults = _prices(spec, rng, zeros)
     numpy_model.multiplier[:] = mults
     compiled.multiplier[:] = mults
     rows = np.arange(n)
@@ -137,11 +164,43 @@ def _same(spec_name: str, seed: int, n: int, density: float, whales: bool, subse
     density=st.sampled_from([0.01, 0.05, 0.3, 0.9]),
     whales=st.booleans(),
     subset=st.booleans(),
+    zeros=st.booleans(),
 )
 def test_compiled_recompute_gives_the_numpy_bytes(
-    spec_name: str, seed: int, n: int, density: float, whales: bool, subset: bool
+    spec_name: str, seed: int, n: int, density: float, whales: bool, subset: bool, zeros: bool
 ) -> None:
-    _same(spec_name, seed, n, density, whales, subset)
+    """Sparse books (density 0.01: most blocks of four rows hold one or two assets, so the
+    compiled twin runs plans reduced to them) to dense ones; prices and marks of 0 too."""
+    _same(spec_name, seed, n, density, whales, subset, zeros)
+
+
+@settings(max_examples=30, deadline=None)
+@given(spec_name=st.sampled_from(sorted(SPECS)), seed=st.integers(0, 2**32 - 1))
+def test_a_plan_moved_by_prices_and_marks_is_the_plan_built_for_them(spec_name: str, seed: int) -> None:
+    """A price or mark record rewrites only the cached plan's doubles that depend on what moved;
+    new multipliers rebuild it: each time, the bytes of a plan built for the inputs."""
+    spec = SPECS[spec_name]()
+    rng = np.random.default_rng(seed)
+    _numpy, model = _models(spec)
+    compiled = model.compiled
+    assert compiled is not None
+    prices, marks, mults = _prices(spec, rng)
+    first = compiled.plan(prices, marks, mults)
+    kept = (first[0].copy(), first[1].copy())
+    for step in range(6):
+        prices, marks = prices.copy(), marks.copy()
+        if step % 2:
+            marks = np.maximum(marks + rng.integers(-(10**6), 10**6, len(marks)), 0)
+        moved = rng.random(len(prices)) < 0.3
+        moved[0] = False  # (USDC)
+        fresh, _m, fresh_mults = _prices(spec, rng)
+        prices[moved] = fresh[moved]
+        if step == 4:
+            mults = fresh_mults
+        got = compiled.plan(prices, marks, mults)
+        want = native_margin.build_plan(model.layout, prices, marks, mults)
+        assert got[0].tobytes() == want[0].tobytes() and got[1].tobytes() == want[1].tobytes()
+    assert first[0].tobytes() == kept[0].tobytes() and first[1].tobytes() == kept[1].tobytes()
 
 
 @pytest.mark.parametrize("spec_name", sorted(SPECS))
@@ -193,8 +252,8 @@ def test_a_malformed_plan_is_refused_not_read_past_its_end() -> None:
 
 
 def test_two_threads_give_the_bytes_of_one_and_of_numpy() -> None:
-    """A call past THREAD_MIN_ROWS (16,384) is split in two threads: same bytes, same changed rows
-    in the same order."""
+    """A call past THREAD_MIN_ROWS (16,384) is cut in chunks of 4,096 rows that two threads take
+    in turn: same bytes, same changed rows in the same order."""
     spec = _exchange_spec()
     n = 40_000
     books = [_book(spec, n, np.random.default_rng(3), 0.3, False) for _ in range(3)]
