@@ -23,6 +23,8 @@ import time
 from collections import deque
 from pathlib import Path
 
+import numpy as np
+
 from engine.types.enums import MsgType
 from engine.wire.layout import SEQ_AT, SLOT_BYTES, field_offset
 from gateway.binary import GATEWAY_REQUEST_BIT
@@ -39,6 +41,7 @@ _FILL_MAKER_AT = field_offset(MsgType.FILL, "maker_account")
 _STATE = int(MsgType.ORDER_STATE)
 _STATE_RID_AT = field_offset(MsgType.ORDER_STATE, "request_id")
 assert all(field_offset(t, "seq") == SEQ_AT for t in PRIVATE_EVENTS)
+_ACCOUNT_AT = np.array(ACCOUNT_AT, np.int16)
 
 
 def event_account(data: bytes, off: int) -> int:
@@ -67,10 +70,13 @@ class SessionBoard:
             self.dir.mkdir(parents=True, exist_ok=True)
         self.window_s = window_s
         self.recent: dict[int, float] = {}  # account -> last seen (time.time())
+        self.version = 0  # moves whenever the set of recent accounts may have
 
     def touch(self, account: int) -> None:
         """A session of ``account`` is alive here (login, and periodically while it lives)."""
         now = time.time()
+        if account not in self.recent:
+            self.version += 1
         self.recent[account] = now
         if self.dir is not None:
             path = self.dir / str(account)
@@ -95,18 +101,27 @@ class SessionBoard:
                 pass
         for account in [a for a, seen in self.recent.items() if now - seen > self.window_s]:
             del self.recent[account]
+        self.version += 1
 
 
 class _History:
-    __slots__ = ("items", "last_seq")
+    """One account's kept events: chunks of consecutive seqs, each one batch's events of it."""
+
+    __slots__ = ("chunks", "count", "last_seq")
 
     def __init__(self) -> None:
-        self.items: deque[tuple[int, bytes, float]] = deque()  # (seq, event, monotonic time kept)
+        self.chunks: deque[tuple[int, bytes, float]] = deque()  # (first seq, events, monotonic time kept)
+        self.count = 0
         self.last_seq = 0
 
 
 class ReplayBuffer:
-    """Private events by account, bounded; ``resume`` serves what a reconnecting session missed."""
+    """Private events by account, bounded; ``resume`` serves what a reconnecting session missed.
+
+    A risk batch is read with numpy (the account and seq of every event at once) and each recent
+    account's events of it are kept as one chunk of bytes: a few Python operations per account
+    and batch, not per event (this runs on every batch from risk, ~3 events an order). The
+    per-event reading is the specification (tests/gateway/replay_spec.py)."""
 
     def __init__(
         self,
@@ -122,56 +137,108 @@ class ReplayBuffer:
         self.histories: dict[int, _History] = {}
         self.events = 0  # held, all accounts
         self.gaps = 0  # histories dropped because of a gap
+        self._recent_version = -1
+        self._recent = np.empty(0, np.uint32)
+
+    def _recent_accounts(self) -> np.ndarray:
+        if self._recent_version != self.board.version:
+            self._recent_version = self.board.version
+            self._recent = np.fromiter(self.board.recent, np.uint32, len(self.board.recent))
+        return self._recent
 
     def record(self, data: bytes) -> None:
-        """Keep the private events of recently active accounts from one risk batch (one pass,
-        a few dict and deque operations per event: this runs on every risk batch)."""
-        recent = self.board.recent
-        if not recent:
+        """Keep the private events of recently active accounts from one risk batch."""
+        if not self.board.recent or len(data) < SLOT_BYTES:
             return
+        n = len(data) // SLOT_BYTES
+        rows = np.frombuffer(data, np.uint8, n * SLOT_BYTES).reshape(n, SLOT_BYTES)
+        at = _ACCOUNT_AT[rows[:, 0]]
+        idx = np.flatnonzero(at >= 0)
+        if not len(idx):
+            return
+        words = rows.view("<u4")  # (every account offset is a multiple of 4, the seq's of 8)
+        accounts = words[idx, at[idx] >> 2]
+        if _FILL in data[::SLOT_BYTES]:
+            maker = np.flatnonzero((accounts == 0) & (rows[idx, 0] == _FILL))  # a maker's copy of a FILL
+            accounts[maker] = words[idx[maker], _FILL_MAKER_AT >> 2]
+        recent = self._recent_accounts()
+        if len(recent) <= 16:  # (np.isin's fixed cost is ~30 us; a few comparisons are not)
+            keep = (accounts[:, None] == recent).any(1)
+        else:
+            keep = np.isin(accounts, recent)
+        if not keep.any():
+            return
+        idx, accounts = idx[keep], accounts[keep]
+        seqs = rows.view("<u8")[idx, SEQ_AT >> 3]
         now = time.monotonic()
-        histories = self.histories
-        account_at = ACCOUNT_AT
-        u32, u64 = _U32.unpack_from, _U64.unpack_from
-        added = 0
-        for off in range(0, len(data), SLOT_BYTES):
-            at = account_at[data[off]]
-            if at < 0:
-                continue
-            account = u32(data, off + at)[0]
-            if not account and data[off] == _FILL:
-                account = u32(data, off + _FILL_MAKER_AT)[0]
-            if account not in recent:
-                continue
-            seq = u64(data, off + SEQ_AT)[0]
-            h = histories.get(account)
-            if h is None:
-                h = histories[account] = _History()
-            elif seq != h.last_seq + 1:
-                self.gaps += 1  # a hole: what we hold can no longer be served
-                added -= len(h.items)
-                h = histories[account] = _History()
-            h.items.append((seq, data[off : off + SLOT_BYTES], now))
-            h.last_seq = seq
-            added += 1
-            if len(h.items) > self.max_events:
-                h.items.popleft()
-                added -= 1
-        self.events += added
+        first = int(accounts[0])
+        if (accounts == first).all():  # (one account's batch: no grouping)
+            self._keep(first, rows, idx, seqs, now)
+        else:
+            order = np.argsort(accounts, kind="stable")  # each account's events, in batch order
+            accounts, idx, seqs = accounts[order], idx[order], seqs[order]
+            cut = np.flatnonzero(accounts[1:] != accounts[:-1]) + 1
+            starts = [0, *cut.tolist()]
+            ends = [*starts[1:], len(idx)]
+            for g in np.argsort(idx[starts], kind="stable").tolist():  # accounts in order of appearance
+                s, e = starts[g], ends[g]
+                self._keep(int(accounts[s]), rows, idx[s:e], seqs[s:e], now)
         if self.events * SLOT_BYTES > self.max_bytes:
             self._shed()
+
+    def _keep(self, account: int, rows: np.ndarray, idx: np.ndarray, seqs: np.ndarray, now: float) -> None:
+        """One account's events of a batch (rows ``idx``, sequence numbers ``seqs``): a gap (here,
+        or against what is held) drops everything before it, as many gaps counted as there are."""
+        h = self.histories.get(account)
+        s0, s1 = int(seqs[0]), int(seqs[-1])
+        if (
+            s1 - s0 == len(seqs) - 1 and (seqs[1:] > seqs[:-1]).all()
+        ):  # consecutive (rising, no room for a hole)
+            breaks: np.ndarray | list[int] = []
+        else:
+            breaks = np.flatnonzero(seqs[1:] != seqs[:-1] + 1) + 1
+        first = 0
+        if h is not None and s0 != h.last_seq + 1:
+            self.gaps += 1
+            first = -1  # (the held history goes)
+        if len(breaks):
+            self.gaps += len(breaks)
+            first = int(breaks[-1])
+        if h is None or first != 0:
+            if h is not None:
+                self.events -= h.count
+            h = self.histories[account] = _History()
+            first = max(first, 0)
+        k = len(idx) - first
+        h.chunks.append((int(seqs[first]), rows[idx[first:]].tobytes(), now))
+        h.count += k
+        h.last_seq = s1
+        self.events += k
+        over = h.count - self.max_events
+        while over > 0:  # the oldest events beyond the per-account bound
+            seq0, blob, t = h.chunks[0]
+            held = len(blob) // SLOT_BYTES
+            if held <= over:
+                h.chunks.popleft()
+                cut = held
+            else:
+                h.chunks[0] = (seq0 + over, blob[over * SLOT_BYTES :], t)
+                cut = over
+            h.count -= cut
+            self.events -= cut
+            over -= cut
 
     def _shed(self) -> None:
         """Over the byte budget: drop the least recently active accounts' histories."""
 
         def last_kept(account: int) -> float:
-            items = self.histories[account].items
-            return items[-1][2] if items else 0.0
+            chunks = self.histories[account].chunks
+            return chunks[-1][2] if chunks else 0.0
 
         for account in sorted(self.histories, key=last_kept):
             if self.events * SLOT_BYTES <= self.max_bytes * 3 // 4:
                 break
-            self.events -= len(self.histories.pop(account).items)
+            self.events -= self.histories.pop(account).count
 
     def prune(self) -> None:
         """Age out events older than ``max_age_s``, and accounts no longer recent."""
@@ -179,12 +246,13 @@ class ReplayBuffer:
         recent = self.board.recent
         for account in list(self.histories):
             h = self.histories[account]
-            items = h.items
-            while items and items[0][2] < cutoff:
-                items.popleft()
-                self.events -= 1
+            chunks = h.chunks
+            while chunks and chunks[0][2] < cutoff:
+                held = len(chunks.popleft()[1]) // SLOT_BYTES
+                h.count -= held
+                self.events -= held
             if account not in recent:
-                self.events -= len(items)
+                self.events -= h.count
                 del self.histories[account]
 
     def last_seq(self, account: int) -> int:
@@ -198,7 +266,13 @@ class ReplayBuffer:
             return None, "no history of this account on this gateway (resync with open_orders)"
         if after_seq >= h.last_seq:
             return [], ""  # nothing missed (or this gateway is behind: the session skips to after_seq)
-        first = h.items[0][0] if h.items else h.last_seq + 1
+        first = h.chunks[0][0] if h.chunks else h.last_seq + 1
         if after_seq + 1 < first:
             return None, f"history starts at seq {first}, after {after_seq} (resync with open_orders)"
-        return [e for seq, e, _ in h.items if seq > after_seq and is_sent(e)], ""
+        out = []
+        for seq0, blob, _t in h.chunks:
+            for off in range(max(0, after_seq + 1 - seq0) * SLOT_BYTES, len(blob), SLOT_BYTES):
+                event = blob[off : off + SLOT_BYTES]
+                if is_sent(event):
+                    out.append(event)
+        return out, ""

@@ -219,6 +219,7 @@ class Liquidator:
         self.unwind_due: set[int] = set()  # perps (p) and spot assets (~a) repriced since the fund last tried
         config = engine.config
         self._perp_base = np.array([config.markets[m].base_asset for m in config.perps], np.intp)
+        self._unpriced_key: tuple[bytes, bytes, bytes] | None = None
         self._bad_prices = self._unpriced()
         self._moved: list[int] = []  # rows whose holdings ADL moved since the scan last planned
         self._moved_mask = np.zeros(0, bool)  # (scratch for _moved_ahead, all False between calls)
@@ -292,7 +293,8 @@ class Liquidator:
                 look &= self.busy()[rows] == 0  # a case with an order out waits for it (below)
             rows = rows[look & (ids < e.system_base)]
         acted = 0
-        self._bad_prices = self._unpriced()
+        if len(rows):  # (read by the row loop only: a record with nothing to scan skips it)
+            self._bad_prices = self._unpriced()
         self._moved = []
         plan, planned, skip, window = None, 0, 0, PLAN_FIRST_ROWS
         for i, row in enumerate(rows.tolist()):
@@ -785,8 +787,13 @@ class Liquidator:
 
     def _unpriced(self) -> tuple[np.ndarray, np.ndarray]:
         """Perps without a mark or a fresh oracle, assets without a price: fixed within a scan (prices
-        move only with commands), so computed once per scan, not per account."""
+        move only with commands), so computed once per scan, not per account, and kept while the
+        prices, marks and stale flags are the same (most records move none of them)."""
         e = self.engine
+        key = (e.prices.tobytes(), e.marks.tobytes(), e.stale.tobytes())
+        if key == self._unpriced_key:
+            return self._bad_prices
+        self._unpriced_key = key
         bad_asset = e.stale | (e.prices <= 0)
         bad_asset[0] = False
         bad_perp = (e.marks <= 0) | e.stale[self._perp_base]
@@ -1125,13 +1132,14 @@ class Liquidator:
 
     # ---- the fund unwinds ------------------------------------------------------------------------
     def _unwind(self) -> None:
+        if not self.unwind_due:  # (a holding is unwound only when its price moved: nothing to do)
+            return
         e, b = self.engine, self.engine.book
         fund = e.insurance_row
         if self.cases.get(int(b.ids[fund])) is not None:
             return
         due, self.unwind_due = self.unwind_due, set()  # one attempt per mark update, not per record
-        if due:
-            self._deleverage_fund()
+        self._deleverage_fund()
         holdings: list[tuple[RiskMarket, int, int]] = []  # market, size (signed), its price
         for p in np.flatnonzero(b.perp_size[fund]).tolist():
             if p in due:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import random
+import sys
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.types.enums import MsgType
 from engine.wire.codec import decode, encode
 from gateway.binary import GATEWAY_REQUEST_BIT
 from gateway.replay_buffer import ReplayBuffer, SessionBoard
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from replay_spec import PerEventReplayBuffer  # noqa: E402
 
 ALICE, BOB, CAROL = 3, 5, 9
 
@@ -95,3 +103,63 @@ def test_session_board_shares_recent_sessions_between_gateways(tmp_path) -> None
     assert 42 not in b.recent
     b.refresh()
     assert 42 in b.recent
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    max_events=st.integers(1, 60),
+    max_slots=st.integers(20, 400),
+    gap_rate=st.sampled_from([0.0, 0.02, 0.2]),
+)
+def test_chunks_answer_as_the_per_event_specification(
+    tmp_path_factory, seed: int, max_events: int, max_slots: int, gap_rate: float
+) -> None:
+    """Random interleaved streams of recent and other accounts, with holes, cut into random
+    batches, under tight bounds; sessions come and go: the same held counts, gaps, histories and
+    resume answers (events and refusals) as one event at a time."""
+    rng = random.Random(seed)
+    accounts = [ALICE, BOB, CAROL, 11, 12]
+    board_a = SessionBoard(None, window_s=60.0)
+    board_b = SessionBoard(None, window_s=60.0)
+    for a in accounts[:3]:
+        board_a.touch(a)
+        board_b.touch(a)
+    fast = ReplayBuffer(board_a, max_events=max_events, max_bytes=64 * max_slots)
+    spec = PerEventReplayBuffer(board_b, max_events=max_events, max_bytes=64 * max_slots)
+    next_seq = dict.fromkeys(accounts, 1)
+    for _round in range(12):
+        events = []
+        for _ in range(rng.randrange(0, 40)):
+            a = rng.choice(accounts)
+            if rng.random() < gap_rate:
+                next_seq[a] += rng.randrange(1, 4)  # events this gateway never saw
+            events += _stream(1, a, next_seq[a], rng)
+            next_seq[a] += 1
+        cut = 0
+        while cut < len(events):
+            k = rng.randrange(1, 12)
+            fast.record(b"".join(events[cut : cut + k]))
+            spec.record(b"".join(events[cut : cut + k]))
+            cut += k
+        if rng.random() < 0.2:  # a session ends (the account is no longer recent) or one starts
+            a = rng.choice(accounts)
+            for board in (board_a, board_b):
+                if a in board.recent:
+                    del board.recent[a]
+                    board.version += 1
+                else:
+                    board.touch(a)
+            fast.prune()
+            spec.prune()
+        assert (fast.events, fast.gaps) == (spec.events, spec.gaps)
+        assert list(fast.histories) == list(spec.histories)
+        for a in accounts:
+            assert fast.last_seq(a) == spec.last_seq(a)
+            for after in {
+                0,
+                next_seq[a] - 1,
+                max(0, next_seq[a] - 1 - max_events),
+                rng.randrange(next_seq[a] + 2),
+            }:
+                assert fast.resume(a, after) == spec.resume(a, after)
