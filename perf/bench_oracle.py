@@ -19,6 +19,7 @@ machines) and the journal append (group commit, fsync per policy).
 
 from __future__ import annotations
 
+import gc
 import json
 import statistics
 import time
@@ -89,6 +90,8 @@ def run(accounts: int = 100_000, samples: int = 200, config_path: str | None = N
     keep_freed_memory()  # as the risk and oracle processes do (engine/host/heap.py)
     oracle = OracleEngine(load_oracle_config(path), 1)
     risk = _risk_engine(path, accounts)
+    gc.collect()  # as the processes do once built (engine/risk/process.py, engine/oracle/process.py):
+    gc.freeze()  # what start-up made is out of the collector's sight
     feeds = [_Feed(f) for f in range(len(oracle.config.feeds_of(BTC)))]
     perp = risk.config.markets[BTC_PERP].perp
     now = 1_764_720_000 * S
@@ -127,6 +130,7 @@ def run(accounts: int = 100_000, samples: int = 200, config_path: str | None = N
         margins.append(
             sum(1 for i in range(0, len(events), SLOT_BYTES) if events[i] == MsgType.ACCOUNT_MARGIN)
         )
+    gc.unfreeze()  # (hx bench all runs the next benchmark in this process)
     rows = np.arange(risk.book.count)
     recompute = []
     for _ in range(5):  # the vectorised margin maths alone, for every account (no events, no scan)
