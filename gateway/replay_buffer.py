@@ -42,6 +42,7 @@ _STATE = int(MsgType.ORDER_STATE)
 _STATE_RID_AT = field_offset(MsgType.ORDER_STATE, "request_id")
 assert all(field_offset(t, "seq") == SEQ_AT for t in PRIVATE_EVENTS)
 _ACCOUNT_AT = np.array(ACCOUNT_AT, np.int16)
+VECTOR_MIN_EVENTS = 160  # from this many events in a batch numpy's fixed cost (~80 us) pays off
 
 
 def event_account(data: bytes, off: int) -> int:
@@ -147,9 +148,44 @@ class ReplayBuffer:
         return self._recent
 
     def record(self, data: bytes) -> None:
-        """Keep the private events of recently active accounts from one risk batch."""
+        """Keep the private events of recently active accounts from one risk batch: a small batch
+        (a paced flow's, a few events) one event at a time, a large one with numpy."""
         if not self.board.recent or len(data) < SLOT_BYTES:
             return
+        if len(data) < VECTOR_MIN_EVENTS * SLOT_BYTES:
+            self._record_small(data)
+        else:
+            self._record_large(data)
+        if self.events * SLOT_BYTES > self.max_bytes:
+            self._shed()
+
+    def _record_small(self, data: bytes) -> None:
+        recent = self.board.recent
+        account_at = ACCOUNT_AT
+        u32, u64 = _U32.unpack_from, _U64.unpack_from
+        found: dict[int, tuple[list[int], list[int]]] = {}  # account -> (seqs, offsets), in batch order
+        for off in range(0, len(data) - SLOT_BYTES + 1, SLOT_BYTES):
+            at = account_at[data[off]]
+            if at < 0:
+                continue
+            account = u32(data, off + at)[0]
+            if not account and data[off] == _FILL:
+                account = u32(data, off + _FILL_MAKER_AT)[0]
+            if account not in recent:
+                continue
+            got = found.get(account)
+            if got is None:
+                got = found[account] = ([], [])
+            got[0].append(u64(data, off + SEQ_AT)[0])
+            got[1].append(off)
+        now = time.monotonic()
+        for account, (seqs, offs) in found.items():
+            breaks = [i for i in range(1, len(seqs)) if seqs[i] != seqs[i - 1] + 1]
+            kept = breaks[-1] if breaks else 0
+            blob = b"".join(data[o : o + SLOT_BYTES] for o in offs[kept:])
+            self._append(account, seqs[0], len(breaks), seqs[kept], seqs[-1], blob, now)
+
+    def _record_large(self, data: bytes) -> None:
         n = len(data) // SLOT_BYTES
         rows = np.frombuffer(data, np.uint8, n * SLOT_BYTES).reshape(n, SLOT_BYTES)
         at = _ACCOUNT_AT[rows[:, 0]]
@@ -173,56 +209,57 @@ class ReplayBuffer:
         now = time.monotonic()
         first = int(accounts[0])
         if (accounts == first).all():  # (one account's batch: no grouping)
-            self._keep(first, rows, idx, seqs, now)
+            groups = [(first, idx, seqs)]
         else:
             order = np.argsort(accounts, kind="stable")  # each account's events, in batch order
             accounts, idx, seqs = accounts[order], idx[order], seqs[order]
             cut = np.flatnonzero(accounts[1:] != accounts[:-1]) + 1
             starts = [0, *cut.tolist()]
             ends = [*starts[1:], len(idx)]
-            for g in np.argsort(idx[starts], kind="stable").tolist():  # accounts in order of appearance
-                s, e = starts[g], ends[g]
-                self._keep(int(accounts[s]), rows, idx[s:e], seqs[s:e], now)
-        if self.events * SLOT_BYTES > self.max_bytes:
-            self._shed()
+            groups = [
+                (int(accounts[starts[g]]), idx[starts[g] : ends[g]], seqs[starts[g] : ends[g]])
+                for g in np.argsort(idx[starts], kind="stable").tolist()  # accounts in order of appearance
+            ]
+        for account, g_idx, g_seqs in groups:
+            s0, s1 = int(g_seqs[0]), int(g_seqs[-1])
+            if s1 - s0 == len(g_seqs) - 1 and (g_seqs[1:] > g_seqs[:-1]).all():  # consecutive
+                breaks, kept = 0, 0
+            else:
+                at_break = np.flatnonzero(g_seqs[1:] != g_seqs[:-1] + 1) + 1
+                breaks, kept = len(at_break), int(at_break[-1]) if len(at_break) else 0
+            self._append(account, s0, breaks, int(g_seqs[kept]), s1, rows[g_idx[kept:]].tobytes(), now)
 
-    def _keep(self, account: int, rows: np.ndarray, idx: np.ndarray, seqs: np.ndarray, now: float) -> None:
-        """One account's events of a batch (rows ``idx``, sequence numbers ``seqs``): a gap (here,
-        or against what is held) drops everything before it, as many gaps counted as there are."""
+    def _append(
+        self, account: int, first: int, breaks: int, kept: int, last: int, blob: bytes, now: float
+    ) -> None:
+        """One account's events of a batch: the first seq, the holes between them (``breaks``),
+        the events from the last hole on (``blob``, from seq ``kept`` to ``last``). A hole, here or
+        against what is held, drops everything before it, as many gaps counted as there are."""
         h = self.histories.get(account)
-        s0, s1 = int(seqs[0]), int(seqs[-1])
-        if (
-            s1 - s0 == len(seqs) - 1 and (seqs[1:] > seqs[:-1]).all()
-        ):  # consecutive (rising, no room for a hole)
-            breaks: np.ndarray | list[int] = []
-        else:
-            breaks = np.flatnonzero(seqs[1:] != seqs[:-1] + 1) + 1
-        first = 0
-        if h is not None and s0 != h.last_seq + 1:
+        replace = h is None or breaks > 0
+        if h is not None and first != h.last_seq + 1:
             self.gaps += 1
-            first = -1  # (the held history goes)
-        if len(breaks):
-            self.gaps += len(breaks)
-            first = int(breaks[-1])
-        if h is None or first != 0:
+            replace = True
+        self.gaps += breaks
+        if replace:
             if h is not None:
                 self.events -= h.count
             h = self.histories[account] = _History()
-            first = max(first, 0)
-        k = len(idx) - first
-        h.chunks.append((int(seqs[first]), rows[idx[first:]].tobytes(), now))
+        assert h is not None
+        k = len(blob) // SLOT_BYTES
+        h.chunks.append((kept, blob, now))
         h.count += k
-        h.last_seq = s1
+        h.last_seq = last
         self.events += k
         over = h.count - self.max_events
         while over > 0:  # the oldest events beyond the per-account bound
-            seq0, blob, t = h.chunks[0]
-            held = len(blob) // SLOT_BYTES
+            seq0, old, t = h.chunks[0]
+            held = len(old) // SLOT_BYTES
             if held <= over:
                 h.chunks.popleft()
                 cut = held
             else:
-                h.chunks[0] = (seq0 + over, blob[over * SLOT_BYTES :], t)
+                h.chunks[0] = (seq0 + over, old[over * SLOT_BYTES :], t)
                 cut = over
             h.count -= cut
             self.events -= cut

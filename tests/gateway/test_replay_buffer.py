@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from engine.types.enums import MsgType
 from engine.wire.codec import decode, encode
+from gateway import replay_buffer
 from gateway.binary import GATEWAY_REQUEST_BIT
 from gateway.replay_buffer import ReplayBuffer, SessionBoard
 
@@ -111,13 +112,24 @@ def test_session_board_shares_recent_sessions_between_gateways(tmp_path) -> None
     max_events=st.integers(1, 60),
     max_slots=st.integers(20, 400),
     gap_rate=st.sampled_from([0.0, 0.02, 0.2]),
+    vector_min=st.sampled_from([1, 8, 10**9]),
 )
 def test_chunks_answer_as_the_per_event_specification(
-    tmp_path_factory, seed: int, max_events: int, max_slots: int, gap_rate: float
+    seed: int, max_events: int, max_slots: int, gap_rate: float, vector_min: int
 ) -> None:
     """Random interleaved streams of recent and other accounts, with holes, cut into random
     batches, under tight bounds; sessions come and go: the same held counts, gaps, histories and
-    resume answers (events and refusals) as one event at a time."""
+    resume answers (events and refusals) as one event at a time; batches read one event at a
+    time, with numpy, or either by their size (``vector_min``)."""
+    saved = replay_buffer.VECTOR_MIN_EVENTS
+    replay_buffer.VECTOR_MIN_EVENTS = vector_min
+    try:
+        _chunks_against_spec(seed, max_events, max_slots, gap_rate)
+    finally:
+        replay_buffer.VECTOR_MIN_EVENTS = saved
+
+
+def _chunks_against_spec(seed: int, max_events: int, max_slots: int, gap_rate: float) -> None:
     rng = random.Random(seed)
     accounts = [ALICE, BOB, CAROL, 11, 12]
     board_a = SessionBoard(None, window_s=60.0)
@@ -138,7 +150,7 @@ def test_chunks_answer_as_the_per_event_specification(
             next_seq[a] += 1
         cut = 0
         while cut < len(events):
-            k = rng.randrange(1, 12)
+            k = rng.randrange(1, 12) if rng.random() < 0.7 else rng.randrange(12, 40)
             fast.record(b"".join(events[cut : cut + k]))
             spec.record(b"".join(events[cut : cut + k]))
             cut += k
