@@ -10,7 +10,8 @@ STAMPS := .stamps
 setup: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/contracts
 
 $(STAMPS)/python: pyproject.toml requirements.lock setup.py engine/native/_hxcore.c engine/native/hx_wire.h engine/native/_hxring.c \
-		engine/native/_hxrisk.c engine/native/hx_risk.h engine/native/_hxmargin.c settlement/native/_hxtree.c
+		engine/native/_hxrisk.c engine/native/hx_risk.h engine/native/_hxmargin.c settlement/native/_hxtree.c \
+		gateway/native/_hxreplay.c
 	@mkdir -p $(STAMPS)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock

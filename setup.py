@@ -1,5 +1,6 @@
 """Build of the compiled parts (everything else is in pyproject.toml): the matching core, the risk
-core, the margin recompute and the ring's atomic words."""
+core, the margin recompute, the ring's atomic words, the settlement tree's hashing and the
+gateway's replay-buffer reading."""
 
 from setuptools import Extension, setup
 
@@ -28,6 +29,9 @@ setup(
         Extension("engine.native._hxring", sources=["engine/native/_hxring.c"], extra_compile_args=FLAGS),
         Extension(
             "settlement.native._hxtree", sources=["settlement/native/_hxtree.c"], extra_compile_args=FLAGS
+        ),
+        Extension(
+            "gateway.native._hxreplay", sources=["gateway/native/_hxreplay.c"], extra_compile_args=FLAGS
         ),
     ]
 )

@@ -112,24 +112,17 @@ def test_session_board_shares_recent_sessions_between_gateways(tmp_path) -> None
     max_events=st.integers(1, 60),
     max_slots=st.integers(20, 400),
     gap_rate=st.sampled_from([0.0, 0.02, 0.2]),
-    vector_min=st.sampled_from([1, 8, 10**9]),
+    compiled=st.booleans(),
 )
 def test_chunks_answer_as_the_per_event_specification(
-    seed: int, max_events: int, max_slots: int, gap_rate: float, vector_min: int
+    seed: int, max_events: int, max_slots: int, gap_rate: float, compiled: bool
 ) -> None:
     """Random interleaved streams of recent and other accounts, with holes, cut into random
     batches, under tight bounds; sessions come and go: the same held counts, gaps, histories and
-    resume answers (events and refusals) as one event at a time; batches read one event at a
-    time, with numpy, or either by their size (``vector_min``)."""
-    saved = replay_buffer.VECTOR_MIN_EVENTS
-    replay_buffer.VECTOR_MIN_EVENTS = vector_min
-    try:
-        _chunks_against_spec(seed, max_events, max_slots, gap_rate)
-    finally:
-        replay_buffer.VECTOR_MIN_EVENTS = saved
-
-
-def _chunks_against_spec(seed: int, max_events: int, max_slots: int, gap_rate: float) -> None:
+    resume answers (events and refusals) as one event at a time; batches read in C
+    (``_hxreplay.split``) or by the Python reading (``compiled`` False)."""
+    if compiled:
+        assert replay_buffer._hxreplay is not None, "gateway.native._hxreplay is not built (make setup)"
     rng = random.Random(seed)
     accounts = [ALICE, BOB, CAROL, 11, 12]
     board_a = SessionBoard(None, window_s=60.0)
@@ -138,6 +131,7 @@ def _chunks_against_spec(seed: int, max_events: int, max_slots: int, gap_rate: f
         board_a.touch(a)
         board_b.touch(a)
     fast = ReplayBuffer(board_a, max_events=max_events, max_bytes=64 * max_slots)
+    fast.compiled = compiled
     spec = PerEventReplayBuffer(board_b, max_events=max_events, max_bytes=64 * max_slots)
     next_seq = dict.fromkeys(accounts, 1)
     for _round in range(12):

@@ -1,0 +1,1 @@
+"""The gateway's compiled parts (built by setup.py)."""
