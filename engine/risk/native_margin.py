@@ -144,8 +144,8 @@ class CompiledRecompute:
         if _hxmargin is None:
             raise ImportError("engine.native._hxmargin is not built (make setup)")
         self.layout = layout
-        # a call of >= 16,384 rows (a mark move over a big book) is split in two threads; the rows
-        # are independent, so the bytes are the same with 1 or 2
+        # a call of >= 16,384 rows (a mark move over a big book) is cut in 4,096-row chunks that
+        # two threads take in turn; the rows are independent, so the bytes are the same with 1 or 2
         self.threads = threads if threads is not None else min(2, os.cpu_count() or 1)
         self._key = (b"", b"", b"")  # the prices, marks and multipliers planned for
         self._prices = np.empty(0, np.int64)
