@@ -618,6 +618,14 @@ static void reduced_free(Reduced *r) {
     free(r->gsup);
 }
 
+/* Of a group's members, those in the support, in order, into out; their count. */
+static int held_members(const int *members, int count, const uint8_t *sup, int *out) {
+    int k = 0;
+    for (int m = 0; m < count; m++)
+        if (sup[members[m]]) out[k++] = members[m];
+    return k;
+}
+
 static void reduce_plan(const Plan *f, uint64_t key, Reduced *r) {
     const int A = f->A;
     Plan *p = &r->p;
@@ -661,13 +669,9 @@ static void reduce_plan(const Plan *f, uint64_t key, Reduced *r) {
         FloorGroup *d = &fg[p->n_fg];
         *d = f->fg[g];
         d->members = members + used;
-        d->count = 0;
-        for (int m = 0; m < f->fg[g].count; m++)
-            if (sup[f->fg[g].members[m]]) d->members[d->count++] = f->fg[g].members[m];
-        if (d->count) {
-            used += d->count;
-            p->n_fg++;
-        }
+        d->count = held_members(f->fg[g].members, f->fg[g].count, sup, d->members);
+        used += d->count;
+        p->n_fg += d->count > 0;
     }
     p->n_risky = 0;
     for (int j = 0; j < f->n_risky; j++)
@@ -677,13 +681,9 @@ static void reduce_plan(const Plan *f, uint64_t key, Reduced *r) {
         ShockGroup *d = &sg[p->n_sg];
         *d = f->sg[g]; /* (multi and idio_pos stay the spec group's) */
         d->members = members + used;
-        d->count = 0;
-        for (int m = 0; m < f->sg[g].count; m++)
-            if (sup[f->sg[g].members[m]]) d->members[d->count++] = f->sg[g].members[m];
-        if (d->count) {
-            used += d->count;
-            p->n_sg++;
-        }
+        d->count = held_members(f->sg[g].members, f->sg[g].count, sup, d->members);
+        used += d->count;
+        p->n_sg += d->count > 0;
     }
     p->n_pg = 0;
     for (int j = 0; j < f->n_pg; j++)
