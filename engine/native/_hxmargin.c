@@ -97,8 +97,7 @@ typedef struct {
     /* What run_block walks: the full plan's are every entry (n_zero = 0); a plan reduced to the
      * support of a block (see reduce_plan) keeps the entries some row of the block holds and gives
      * the spot assets none holds only the values a zero quantity gives. */
-    int n_held, n_zero, n_plist, n_glist, n_pz;
-    int *pz; /* a reduced plan's held underlyings of perps it leaves out (their +0.0, see run_block) */
+    int n_held, n_zero, n_plist, n_glist;
     int *glist; /* the groups whose losses are summed, in order (a reduced plan: those it writes) */
     const SpotAsset **held;
     ZeroAsset *zero;
@@ -384,7 +383,7 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
         const double coef = plan->perp_coef[p];
         int any = 0;
         FOR_L any |= (ps[l][p] != 0) | (pc[l][p] != 0);
-        if (!any) { /* adds +0.0 and 0 only: nothing but the sign of a zero exposure changes */
+        if (!any) { /* adds +0.0 and 0 only: -0.0 (a short quantity at a price of 0) becomes +0.0 */
             FOR_L X(expo_l, a) += 0.0;
             continue;
         }
@@ -395,9 +394,6 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
             cost[l] = (int64_t)((uint64_t)cost[l] + (uint64_t)pc[l][p]); /* numpy int64 adds wrap */
         }
     }
-    /* numpy adds every perp's notional, +0.0 where none is open: -0.0 (a short quantity at a price of
-     * 0) becomes +0.0 in the exposure written */
-    for (int j = 0; j < plan->n_pz; j++) FOR_L X(expo_l, plan->pz[j]) += 0.0;
     FOR_L eq[l] = X(expo_l, 0);
     for (int j = 0; j < plan->n_held; j++) {
         const int a = plan->held[j]->a;
@@ -443,8 +439,7 @@ static void run_block(const Plan *pp, const Job *job, const int64_t *rws, int L,
         }
     }
     /* 5-6. group losses */
-    if (!plan->n_zero)
-        for (int g = 0; g < G; g++) FOR_L X(loss, g) = 0.0; /* (a reduced plan sums only what it writes) */
+    for (int i = 0; i < plan->n_glist; i++) FOR_L X(loss, plan->glist[i]) = 0.0;
     for (int j = 0; j < plan->n_sg; j++) {
         const ShockGroup *g = &plan->sg[j];
         FOR_L {
@@ -604,17 +599,16 @@ static int reduced_alloc(Reduced *r, const Plan *f) {
     p->pg = calloc((size_t)f->n_pg + 1, sizeof(PredGroup));
     p->members = calloc((size_t)(4 * f->A + 4), sizeof(int));
     p->glist = calloc((size_t)f->G + 1, sizeof(int));
-    p->pz = calloc((size_t)f->P + 1, sizeof(int));
     r->sup = calloc((size_t)f->A, 1);
     r->gsup = calloc((size_t)f->G + 1, 1);
     r->ready = p->held && p->zero && p->plist && p->riskyp && p->fg && p->sg && p->pg && p->members && p->glist &&
-               p->pz && r->sup && r->gsup;
+               r->sup && r->gsup;
     return r->ready;
 }
 
 static void reduced_free(Reduced *r) {
     free(r->p.held); free(r->p.zero); free(r->p.plist); free(r->p.riskyp); free(r->p.fg); free(r->p.sg);
-    free(r->p.pg); free(r->p.members); free(r->p.glist); free(r->p.pz); free(r->sup);
+    free(r->p.pg); free(r->p.members); free(r->p.glist); free(r->sup);
     free(r->gsup);
 }
 
@@ -632,31 +626,24 @@ static void reduce_plan(const Plan *f, uint64_t key, Reduced *r) {
     uint8_t *sup = r->sup;
     const SpotAsset **held = p->held;
     ZeroAsset *zero = p->zero;
-    int *plist = p->plist, *members = p->members, *glist = p->glist, *pz = p->pz;
+    int *plist = p->plist, *members = p->members, *glist = p->glist;
     const RiskyAsset **riskyp = p->riskyp;
     FloorGroup *fg = p->fg;
     ShockGroup *sg = p->sg;
     PredGroup *pg = p->pg;
     *p = *f; /* the scalars and the shared arrays (perp_under, perp_coef) */
     p->held = held; p->zero = zero; p->plist = plist; p->members = members; p->riskyp = riskyp;
-    p->fg = fg; p->sg = sg; p->pg = pg; p->glist = glist; p->pz = pz;
+    p->fg = fg; p->sg = sg; p->pg = pg; p->glist = glist;
     p->spot = NULL; p->risky = NULL; /* (run_block walks held and riskyp) */
     sup[0] = 0;
     for (int a = 1; a < A; a++) sup[a] = (uint8_t)((key >> (a - 1)) & 1);
+    for (int i = 0; i < f->P; i++)
+        if ((key >> (A - 1 + i)) & 1) sup[f->perp_under[i]] = 1;
+    /* the perps held, and those none holds on a held underlying: numpy adds their +0.0 notional,
+     * which turns a -0.0 exposure (a short quantity at a price of 0) into +0.0 */
     p->n_plist = 0;
     for (int i = 0; i < f->P; i++)
-        if ((key >> (A - 1 + i)) & 1) {
-            plist[p->n_plist++] = i;
-            sup[f->perp_under[i]] = 1;
-        }
-    p->n_pz = 0; /* (after sup is complete: an underlying held as a balance only) */
-    for (int i = 0; i < f->P; i++) {
-        const int a = f->perp_under[i];
-        if (((key >> (A - 1 + i)) & 1) || !sup[a]) continue;
-        int seen = 0;
-        for (int j = 0; j < p->n_pz; j++) seen |= pz[j] == a;
-        if (!seen) pz[p->n_pz++] = a;
-    }
+        if (sup[f->perp_under[i]]) plist[p->n_plist++] = i;
     p->n_held = p->n_zero = 0;
     for (int j = 0; j < f->n_spot; j++) {
         const SpotAsset *s = &f->spot[j];
@@ -689,17 +676,13 @@ static void reduce_plan(const Plan *f, uint64_t key, Reduced *r) {
     for (int j = 0; j < f->n_pg; j++)
         if (sup[f->pg[j].a]) pg[p->n_pg++] = f->pg[j];
     /* the groups written (a group left out has a loss of +0.0: nothing to the sum, nothing to the
-     * largest, both >= +0.0); n_zero > 0 tells run_block not to clear the others */
+     * largest, both >= +0.0) */
     memset(r->gsup, 0, (size_t)f->G + 1);
     for (int g = 0; g < p->n_sg; g++) r->gsup[sg[g].gi] = 1;
     for (int j = 0; j < p->n_pg; j++) r->gsup[pg[j].gi] = 1;
     p->n_glist = 0;
     for (int g = 0; g < f->G; g++)
         if (r->gsup[g]) glist[p->n_glist++] = g;
-    if (!p->n_zero) { /* (every asset held: the full plan's group walk) */
-        p->n_glist = f->G;
-        for (int g = 0; g < f->G; g++) glist[g] = g;
-    }
 }
 
 /* The plan for a block whose support is `key`: the last one, a cached one, or a new reduction

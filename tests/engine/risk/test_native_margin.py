@@ -210,6 +210,30 @@ def test_compiled_recompute_on_a_large_book(spec_name: str) -> None:
         _same(spec_name, 11, 4_000, density, True, False)
 
 
+def test_a_short_balance_at_a_price_of_0_has_the_exposure_numpy_gives() -> None:
+    """A short balance of a perp's underlying priced at 0 is worth -0.0; numpy adds every perp's
+    notional, +0.0 where nobody is open, and writes +0.0 (rows 0-3: the perp is in the block's
+    reduced plan only for that +0.0). Where the row is short the perp too at a mark of 0, it adds
+    -0.0 and writes -0.0 (rows 4-7). The compiled twin writes the same bytes."""
+    spec = _exchange_spec()
+    numpy_model, compiled = _models(spec)
+    a = spec.perps[0].underlying
+    books = [AccountBook(len(spec.assets), len(spec.perps)) for _ in range(2)]
+    for book in books:
+        for account in range(1, 9):
+            book.row(account)
+        book.balance[:8, 0] = 10**9
+        book.balance[:8, a] = -(10**6)
+        book.perp_size[4:8, 0] = -(10**6)  # the second block holds the perp (short, at a mark of 0)
+    prices, marks, mults = _prices(spec, np.random.default_rng(1))
+    prices[a], marks[0] = 0, 0
+    rows = np.arange(8)
+    numpy_model.recompute(books[0], rows, prices, marks)
+    compiled.recompute(books[1], rows, prices, marks)
+    assert np.signbit(books[0].exposure[:8, a]).tolist() == [False] * 4 + [True] * 4  # (numpy's)
+    assert books[1].exposure[:8].tobytes() == books[0].exposure[:8].tobytes()
+
+
 def test_a_cash_only_account_gets_exact_figures_and_a_move_reports_only_its_holders() -> None:
     spec = _exchange_spec()
     _numpy, compiled = _models(spec)
