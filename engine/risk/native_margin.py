@@ -148,7 +148,6 @@ class CompiledRecompute:
         # two threads take in turn; the rows are independent, so the bytes are the same with 1 or 2
         self.threads = threads if threads is not None else min(2, os.cpu_count() or 1)
         self._key = (b"", b"", b"")  # the prices, marks and multipliers planned for
-        self._prices = np.empty(0, np.int64)
         self._plan: tuple[np.ndarray, np.ndarray] | None = None
         self._where = _Where()
         self._changed = self._below = self._news = np.empty(0, np.int64)
@@ -195,10 +194,9 @@ class CompiledRecompute:
         if self._plan is None or key[2] != self._key[2]:
             ints, dbls, self._where = _build_plan(self.layout, prices, marks, mults)
             self._plan, self._key = (ints, dbls), key
-            self._prices = prices.copy()
             return self._plan
+        moved = np.flatnonzero(prices != np.frombuffer(self._key[0], prices.dtype))
         self._key = key
-        moved = np.flatnonzero(prices != self._prices)
         ints, dbls = self._plan
         dbls = dbls.copy()  # (a plan handed out before stays as it was)
         where = self._where
@@ -211,7 +209,6 @@ class CompiledRecompute:
                 dbls[at] = _prediction_double(price)
         dbls[where.perp_at : where.perp_at + len(marks)] = _perp_coefficients(marks)
         self._plan = (ints, dbls)
-        self._prices = prices.copy()
         return self._plan
 
     def __call__(
