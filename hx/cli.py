@@ -685,10 +685,10 @@ def _exit_on_sigterm() -> None:
 )
 @click.option(
     "--calm-s",
-    default=10.0,
+    default=30.0,
     show_default=True,
     type=click.FloatRange(0, 3600),
-    help="Simulated seconds of calm flow first.",
+    help="Simulated seconds of calm flow first (the baseline of throughput_ratio).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
 @click.option(

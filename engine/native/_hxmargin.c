@@ -1133,7 +1133,79 @@ done:
     return result;
 }
 
+/* adl_scores(perp_size, perp_cost, initial, equity, ids, n, perp, sign, mark_per_atom, system_base,
+ * rows, scores) -> count: the rows r < n holding a position of `sign` (+1 long, -1 short) in column
+ * `perp`, of an account below `system_base`, with a positive ADL score, in row order, listed in
+ * `rows` with their scores in `scores`. The score is Liquidator._ranked's numpy expression, the
+ * same doubles (no FMA: built with -ffp-contract=off): value = size * mark_per_atom,
+ * upnl = value - cost, score = (upnl / max(initial, 1)) * (|value| / equity) where upnl > 0 and
+ * equity > 0. One pass over the rows without numpy's temporaries (a bounded liquidation scan
+ * ranks afresh in every record of a cascade). */
+static PyObject *adl_scores(PyObject *self, PyObject *args) {
+    PyObject *o[7];
+    Py_ssize_t n, perp;
+    int sign;
+    double m;
+    long long system_base;
+    if (!PyArg_ParseTuple(args, "OOOOOnnidLOO", &o[0], &o[1], &o[2], &o[3], &o[4], &n, &perp, &sign, &m,
+                          &system_base, &o[5], &o[6]))
+        return NULL;
+    Buf b[7];
+    memset(b, 0, sizeof b);
+    PyObject *result = NULL;
+    static const char *names[7] = {"perp_size", "perp_cost", "initial", "equity", "ids", "rows", "scores"};
+    static const Py_ssize_t sizes[7] = {8, 8, 8, 8, 4, 8, 8};
+    for (int i = 0; i < 7; i++)
+        if (get_buf(o[i], &b[i], i >= 5, sizes[i], names[i]) < 0) goto done;
+    if (b[0].b.ndim != 2 || b[1].b.ndim != 2 || b[0].b.shape[1] != b[1].b.shape[1]) {
+        PyErr_SetString(PyExc_ValueError, "perp_size and perp_cost must be 2-D with the same columns");
+        goto done;
+    }
+    const Py_ssize_t P = b[0].b.shape[1];
+    if (perp < 0 || perp >= P) {
+        PyErr_Format(PyExc_IndexError, "perp %zd outside the book", perp);
+        goto done;
+    }
+    if (sign != 1 && sign != -1) {
+        PyErr_SetString(PyExc_ValueError, "sign must be 1 or -1");
+        goto done;
+    }
+    if (n < 0 || n > b[0].b.shape[0] || n > b[1].b.shape[0] || n > b[2].b.len / 8 || n > b[3].b.len / 8 ||
+        n > b[4].b.len / 4 || n > b[5].b.len / 8 || n > b[6].b.len / 8) {
+        PyErr_SetString(PyExc_ValueError, "n beyond a column");
+        goto done;
+    }
+    const int64_t *ps = b[0].b.buf, *pc = b[1].b.buf, *init = b[2].b.buf, *eq = b[3].b.buf;
+    const uint32_t *ids = b[4].b.buf;
+    int64_t *rows = b[5].b.buf;
+    double *scores = b[6].b.buf;
+    Py_ssize_t k = 0;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        const int64_t size = ps[r * P + perp];
+        if ((sign > 0 ? size <= 0 : size >= 0) || (long long)ids[r] >= system_base) continue;
+        const double value = (double)size * m;
+        const double upnl = value - (double)pc[r * P + perp];
+        const double equity = (double)eq[r];
+        if (!(upnl > 0 && equity > 0)) continue;
+        const double margin = (double)(init[r] > 1 ? init[r] : 1);
+        const double score = (upnl / margin) * (fabs(value) / equity);
+        if (score > 0) {
+            rows[k] = r;
+            scores[k] = score;
+            k++;
+        }
+    }
+    result = PyLong_FromSsize_t(k);
+done:
+    for (int i = 0; i < 7; i++)
+        if (b[i].held) PyBuffer_Release(&b[i].b);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"adl_scores", adl_scores, METH_VARARGS,
+     "adl_scores(perp_size, perp_cost, initial, equity, ids, n, perp, sign, mark_per_atom, system_base, rows, "
+     "scores) -> count: the rows with a position of sign in perp and a positive ADL score, with the scores"},
     {"mark_held", mark_held, METH_VARARGS,
      "mark_held(dirty, perp_size, balance, perps, assets, n): dirty[r] |= row r holds any of perps or assets, r < n"},
     {"near", near, METH_VARARGS,

@@ -44,7 +44,7 @@ The maths stay the exact integer functions of ``engine.math.liquidation``, calle
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +83,7 @@ _BALANCE_HEAD = (MsgType.BALANCE, WIRE_VERSION, SLOT_BYTES, 0)
 _POSITION_HEAD = (MsgType.POSITION, WIRE_VERSION, SLOT_BYTES)
 _FAST_LIMIT = INT64_MAX // PPM  # |equity|, maintenance below this: the vectorised products fit int64
 ALL_MARKETS = 0xFFFF_FFFF
+_NO_ROWS = np.zeros(0, np.intp)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,10 @@ class LiquidationParams:
     takeover_ppm: int = 500_000  # below this share of maintenance: the backstop at once
     max_retries: int = 3  # refused liquidation orders before the backstop takes over
     unwind_band_ppm: int = 20_000  # the fund unwinds within 2% of the mark
+    # accounts a record's scan acts on at most (0: no bound); the rest wait in ``Liquidator.pending``
+    # for continuation records (engine/risk/process.py), so an order arriving during a cascade
+    # waits behind one bounded record, not behind all of the cascade's work
+    accounts_per_record: int = 0
 
 
 # In a live process, outputs go out after the first account acted on in a scan and then every this
@@ -102,6 +107,14 @@ EARLY_FLUSH_EVERY = 32
 # large plan), then this many at a time.
 PLAN_FIRST_ROWS = 32
 PLAN_ROWS = 1024
+# A continuation record acts on at most this many accounts, and stops sooner where its stop rule
+# says (an input waits: RiskProcess._yield_rule), asked after each account and at least every
+# YIELD_EVERY accounts of a run of new cases
+CONTINUE_ACCOUNTS = 512
+YIELD_EVERY = 8
+SCAN_CHUNK = 64  # rows a bounded scan filters at a time
+PLAN_MIN_ROOM = 32  # a plan costs ~0.3 ms: only where it may start at least this many accounts
+NO_CUT = 0xFFFF_FFFF  # (a continuation record's scan that did not stop early)
 
 
 @dataclass
@@ -193,6 +206,27 @@ class NewCases:
     take_perp: np.ndarray  # int64: for a case the backstop takes over, the perp of its one holding; else -1
 
 
+def adl_scores(
+    book: AccountBook, perp: int, sign: int, mark_per_atom: float, system_base: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of accounts below ``system_base`` holding a position of ``sign`` in ``perp`` with a
+    positive ADL score, in row order, and the scores (the formula ``publish_adl_ranks`` ranks by:
+    ``(upnl / margin) * (notional / equity)`` in float64). The specification of
+    ``_hxmargin.adl_scores``."""
+    b = book
+    n = b.count
+    rows = np.flatnonzero(np.sign(b.perp_size[:n, perp]) == sign)
+    rows = rows[b.ids[rows] < system_base]
+    value = b.perp_size[rows, perp].astype(np.float64) * mark_per_atom
+    upnl = value - b.perp_cost[rows, perp]
+    margin = np.maximum(b.initial[rows], 1).astype(np.float64)
+    equity = b.equity[rows].astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.where((upnl > 0) & (equity > 0), (upnl / margin) * (np.abs(value) / equity), 0.0)
+    live = score > 0
+    return rows[live], score[live]
+
+
 class Liquidator:
     # True: the new cases of a scan that go straight to an order are started in one numpy pass
     # (``_plan``, ``_start``) and runs of single-perp takeovers settled in plain integers
@@ -222,6 +256,15 @@ class Liquidator:
         self._unpriced_key: tuple[bytes, bytes, bytes] | None = None
         self._bad_prices = self._unpriced()
         self._moved: list[int] = []  # rows whose holdings ADL moved since the scan last planned
+        # rows a scan cut at ``params.accounts_per_record`` left to the next record's (in row order)
+        self.pending: np.ndarray = np.zeros(0, np.intp)
+        # A continuation record's scan (RiskProcess._continue): live, ``yield_to`` says when to stop
+        # (an input waits; asked after at least one account); the position it stopped at (``cut``,
+        # NO_CUT if it did not) is journaled with the record, and a replay sets ``cut_at`` to it
+        # and stops at the same row. None of the three is state.
+        self.yield_to: Callable[[], bool] | None = None
+        self.cut_at: int | None = None
+        self.cut = NO_CUT
         self._moved_mask = np.zeros(0, bool)  # (scratch for _moved_ahead, all False between calls)
 
     def _key(self, row: int) -> int:
@@ -264,42 +307,99 @@ class Liquidator:
         )
 
     # ---- the scan after each recomputation --------------------------------------------------------
-    def scan(self, rows: np.ndarray, orders_only: bool = False) -> None:
+    def scan(self, rows: np.ndarray, orders_only: bool = False, resume: bool = True) -> None:
         """Act on ``rows`` (below maintenance, or with a case) after a recomputation, in row order.
 
         ``orders_only``: start only the new cases whose first step is an order into the book, and
         leave every other row (a takeover, a waiting case, one already open) to the scan after it.
         ``RiskEngine.end_of_record`` runs it on the rows nearest their maintenance before it
         recomputes the rest of a big record, so a cascade's first orders do not wait for
-        100,000 holders' figures; the full scan then sees those cases with their orders out."""
+        100,000 holders' figures; the full scan then sees those cases with their orders out.
+
+        A full scan acts on at most ``params.accounts_per_record`` accounts (0: all) and leaves the
+        rest of ``rows`` in ``pending``. ``resume``: ``rows`` include ``pending`` and the cases (the
+        work left over goes on); False (a record of client commands, which does only its own
+        work): ``pending`` is kept and what this scan leaves joins it."""
         self._queues = {}  # the ADL rankings live as long as the scan
         started = self.started
+        kept = self.pending  # (with ``resume``, among ``rows``: RiskEngine.end_of_record)
+        if not orders_only:
+            self.pending = _NO_ROWS
         try:
-            self._scan(rows, orders_only)
+            self._scan(rows, orders_only, resume)
+            if not orders_only and not resume and len(kept):
+                self.pending = np.union1d(kept, self.pending) if len(self.pending) else kept
         finally:
             self._queues = None
             if orders_only:
                 self.started_early += self.started - started
 
-    def _scan(self, rows: np.ndarray, orders_only: bool = False) -> None:
+    def _scan(self, rows: np.ndarray, orders_only: bool = False, resume: bool = True) -> None:
+        """The scan's rows in chunks (SCAN_CHUNK) when it is bounded (``accounts_per_record``, a
+        continuation record): a bounded scan's cost is what it acts on, not the thousands of rows
+        a cascade leaves waiting (each chunk is filtered when reached, as the whole was before:
+        a row the filter drops would do nothing in the row loop either)."""
+        budget = 0 if orders_only else self.params.accounts_per_record
+        cut_at, yield_to = (None, None) if orders_only else (self.cut_at, self.yield_to)
+        if cut_at is not None or yield_to is not None:
+            budget = CONTINUE_ACCOUNTS
+        self.cut = NO_CUT
+        self._moved = []
+        chunk = SCAN_CHUNK if budget else max(len(rows), 1)
+        acted = seen = 0  # accounts acted on; rows through the filter so far (a cut's position)
+        for pos in range(0, len(rows), chunk):
+            part = self._filter(rows[pos : pos + chunk])
+            if not len(part):
+                continue
+            self._bad_prices = self._unpriced()  # (read by the row loop only)
+            acted, stop = self._scan_rows(part, acted, orders_only, budget, seen, cut_at, yield_to)
+            if stop >= 0:  # the rest wait for the next record (checked again there)
+                self.pending = np.concatenate((part[stop:], rows[pos + chunk :]))
+                self.cut = seen + stop
+                break
+            seen += len(part)
+        if not orders_only and resume:  # (the fund's unwind is left work too)
+            self._unwind()
+
+    def _filter(self, rows: np.ndarray) -> np.ndarray:
+        """Only rows with a case or below maintenance can do anything in the row loop (vectorised)."""
+        e, b = self.engine, self.engine.book
+        ids = b.ids[rows]
+        maint = b.maintenance[rows]
+        look = (maint > 0) & (b.equity[rows] < maint)
+        if self.cases:
+            look |= self.cases.flags()[rows]
+            look &= self.busy()[rows] == 0  # a case with an order out waits for it (below)
+        return rows[look & (ids < e.system_base)]
+
+    def _scan_rows(
+        self,
+        rows: np.ndarray,
+        acted: int,
+        orders_only: bool,
+        budget: int,
+        seen: int,
+        cut_at: int | None,
+        yield_to: Callable[[], bool] | None,
+    ) -> tuple[int, int]:
+        """The row loop over filtered ``rows``; returns (``acted``, the index it stopped at or -1).
+        ``seen``: rows of the scan before these (``cut_at`` counts from the scan's first)."""
         e = self.engine
         b = e.book
-        if len(rows):  # only rows with a case or below maintenance can do anything below (vectorised)
-            ids = b.ids[rows]
-            maint = b.maintenance[rows]
-            look = (maint > 0) & (b.equity[rows] < maint)
-            if self.cases:
-                look |= self.cases.flags()[rows]
-                look &= self.busy()[rows] == 0  # a case with an order out waits for it (below)
-            rows = rows[look & (ids < e.system_base)]
-        acted = 0
-        if len(rows):  # (read by the row loop only: a record with nothing to scan skips it)
-            self._bad_prices = self._unpriced()
-        self._moved = []
         plan, planned, skip, window = None, 0, 0, PLAN_FIRST_ROWS
         for i, row in enumerate(rows.tolist()):
             if i < skip:  # (started by _start with the run before it)
                 continue
+            if cut_at is not None:  # a continuation record's replay: where the live one stopped
+                stop, room = seen + i == cut_at, cut_at - seen - i
+            else:
+                stop = bool(budget) and acted >= budget
+                stop |= yield_to is not None and acted > 0 and yield_to()
+                room = budget - acted if budget else len(rows)
+                if yield_to is not None:
+                    room = min(room, YIELD_EVERY)  # (a run of new cases checks again after these)
+            if stop:
+                return acted, i
             # plan the next rows, or plan again when ADL moved the holdings of a row the plan has
             # yet to reach; the first account acted on goes the per-account way (its order leaves
             # at once, before any planning: the breach-to-order latency of a cascade). Windows
@@ -308,27 +408,30 @@ class Liquidator:
             # the other side's profitable accounts, rarely a row below maintenance: a plan thrown
             # away at every ADL was most of the scan.)
             if self.fast and acted and (i >= planned or self._moved):
-                stale = plan is not None and i < planned and self._moved_ahead(rows[i:planned])
-                if plan is not None and i < planned:
-                    self.plans_dropped += stale
-                    self.plans_kept += not stale
-                self._moved = []
-                if stale:
-                    window = PLAN_FIRST_ROWS
-                elif i >= planned and plan is not None:
-                    window = min(PLAN_ROWS, 2 * window)
-                if stale or i >= planned:
-                    planned = min(len(rows), i + window)
-                    plan = self._plan(rows, i, planned)
+                if budget and room < PLAN_MIN_ROOM:  # (too few accounts left here to pay for a plan)
+                    plan, planned, self._moved = None, 0, []
+                else:
+                    stale = plan is not None and i < planned and self._moved_ahead(rows[i:planned])
+                    if plan is not None and i < planned:
+                        self.plans_dropped += stale
+                        self.plans_kept += not stale
+                    self._moved = []
+                    if stale:
+                        window = PLAN_FIRST_ROWS
+                    elif i >= planned and plan is not None:
+                        window = min(PLAN_ROWS, 2 * window)
+                    if stale or i >= planned:
+                        planned = min(len(rows), i + window)
+                        plan = self._plan(rows, i, planned)
             if plan is not None and plan.ok[i]:  # a run of new cases going straight to an order
                 skip = i + 1
-                while skip < planned and plan.ok[skip]:
+                while skip < min(planned, i + room) and plan.ok[skip]:
                     skip += 1
                 acted = self._start(plan, rows, i, skip, acted)
                 continue
             if not orders_only and plan is not None and plan.take_perp[i] >= 0:  # the backstop takes over
                 end = i + 1
-                while end < planned and plan.take_perp[end] >= 0:
+                while end < min(planned, i + room) and plan.take_perp[end] >= 0:
                     end += 1
                 done, acted = self._take_over(plan, rows, i, end, acted)
                 if done:
@@ -395,8 +498,7 @@ class Liquidator:
             else:
                 self._step(row, account, case)
             acted = self._acted(acted)
-        if not orders_only:
-            self._unwind()
+        return acted, -1
 
     def _moved_ahead(self, ahead: np.ndarray) -> bool:
         """Did ADL move the holdings of any of ``ahead`` (rows a plan has yet to reach) since the
@@ -1104,19 +1206,13 @@ class Liquidator:
         float64), then only the head consumed is sorted (a bankruptcy rarely needs more than a few
         counterparties)."""
         e, b = self.engine, self.engine.book
-        n = b.count
-        rows = np.flatnonzero(np.sign(b.perp_size[:n, perp]) == sign)
-        rows = rows[b.ids[rows] < e.system_base]
-        if not len(rows):
-            return
-        value = b.perp_size[rows, perp].astype(np.float64) * (float(e.marks[perp]) / ATOMS_PER_UNIT)
-        upnl = value - b.perp_cost[rows, perp]
-        margin = np.maximum(b.initial[rows], 1).astype(np.float64)
-        equity = b.equity[rows].astype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            score = np.where((upnl > 0) & (equity > 0), (upnl / margin) * (np.abs(value) / equity), 0.0)
-        live = score > 0
-        rows, score = rows[live], score[live]
+        compiled = e.margin.compiled
+        if compiled is not None:  # (in C, the same doubles: tests/engine/risk/test_native_margin.py)
+            rows, score = compiled.adl_scores(
+                b, perp, sign, float(e.marks[perp]) / ATOMS_PER_UNIT, e.system_base
+            )
+        else:
+            rows, score = adl_scores(b, perp, sign, float(e.marks[perp]) / ATOMS_PER_UNIT, e.system_base)
         ids = b.ids[rows]
         head = ADL_QUEUE_HEAD
         while len(rows):
@@ -1225,6 +1321,7 @@ class Liquidator:
             "orders": sorted(self.orders.items()),
             "next_coid": self.next_coid,
             "unwind_due": sorted(self.unwind_due),
+            "pending": self.pending.tolist(),
             "adl_ranks": [
                 [int(r), int(p), int(v)]
                 for r, p in zip(*np.nonzero(self.rank_cache), strict=True)
@@ -1243,6 +1340,7 @@ class Liquidator:
             self._order_out(key, 1)
         self.next_coid = int(doc["next_coid"])  # type: ignore[arg-type]
         self.unwind_due = set(doc["unwind_due"])  # type: ignore[call-overload]
+        self.pending = np.array(doc.get("pending", ()), np.intp)  # type: ignore[call-overload]
         self.rank_cache = np.zeros((self.engine.book.capacity, self.engine.config.n_perps), np.int8)
         for r, p, v in doc["adl_ranks"]:  # type: ignore[attr-defined]
             self.rank_cache[r, p] = v

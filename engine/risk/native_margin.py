@@ -172,6 +172,20 @@ class CompiledRecompute:
         return self._near[:k], self._ratio[:k]
 
     @staticmethod
+    def adl_scores(  # type: ignore[no-untyped-def]
+        book, perp: int, sign: int, mark_per_atom: float, system_base: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``Liquidator.adl_scores`` in one pass over the rows (new arrays: a scan walks several
+        rankings at once)."""
+        n = book.count
+        rows, scores = np.empty(n, np.int64), np.empty(n, np.float64)
+        k = _hxmargin.adl_scores(
+            book.perp_size, book.perp_cost, book.initial, book.equity, book.ids, n, perp, sign,
+            mark_per_atom, system_base, rows, scores,
+        )  # fmt: skip
+        return rows[:k], scores[:k]
+
+    @staticmethod
     def mark_held(book, perps: list[int], assets: list[int]) -> None:  # type: ignore[no-untyped-def]
         """Flag dirty every account row holding any of ``perps`` (a position) or ``assets`` (a
         balance): ``RiskEngine._flush_touched``'s numpy columns, in one pass over the rows."""

@@ -24,6 +24,7 @@ import select
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from engine.journal.ring_positions import (
 )
 from engine.journal.snapshot_persister import SnapshotPersister
 from engine.ring import Blocking, ConsumerRef, RingFull, RingRef, SpinBudget, make_wait_strategy
+from engine.risk.liquidator import NO_CUT, LiquidationParams
 from engine.risk.native_risk import make_risk_engine
 from engine.risk.risk_config import load_risk_config
 from engine.risk.risk_engine import SHARD_EVENTS, SHARD_EVENTS_SOURCE, RiskEngine, Source
@@ -54,6 +56,16 @@ from engine.wire.layout import SLOT_BYTES
 # before the batch, input ring nonce, clock (ns), slots kept in the record.
 BATCH_HEADER = struct.Struct("<IIQQQI")
 HEADER_SLOT = SLOT_BYTES
+# A record of inputs acts on at most LIQUIDATION.accounts_per_record accounts under liquidation
+# (the first orders of a cascade leave from the price record's nearest-first scan, which is not
+# bounded); the rest is left in Liquidator.pending to continuation records (input index CONTINUE,
+# no slots), framed whenever some is left. A continuation record stops at a waiting command (after
+# at least one account: a client's order waits behind one account's liquidation, not a cascade's)
+# and, after CONTINUE_SLICE_NS, at a shard's waiting events; where it stopped is journaled with it
+# (RiskProcess._continue). docs/liquidation.md, "Normal flow during a cascade".
+CONTINUE = 0xFFFF_FFFF
+CONTINUE_SLICE_NS = 1_000_000
+LIQUIDATION = LiquidationParams(accounts_per_record=1)
 SNAP_META = struct.Struct("<QI")  # journal seq, output ring count
 # slots of commands per record: each record costs ~0.3 ms whatever its size (journal write, the
 # recompute of the rows it touched, the scan, publishing), and 256-slot records held risk to 200-300K
@@ -111,15 +123,34 @@ class RiskOptions:
         return f"risk-{self.partition}"
 
 
-def apply_record(engine: RiskEngine, record: bytes | memoryview, sources: tuple[int, ...]) -> None:
+def apply_record(
+    engine: RiskEngine,
+    record: bytes | memoryview,
+    sources: tuple[int, ...],
+    yield_to: Callable[[], bool] | None = None,
+) -> None:
     """Apply one journal record: its slots are commands (input ``i < len(sources)``, from
-    ``sources[i]``) or, past them, one shard's events."""
-    idx, _count, _cursor, _nonce, now_ns, kept = BATCH_HEADER.unpack_from(record, 0)
+    ``sources[i]``) or, past them, one shard's events; or a continuation record (``CONTINUE``),
+    whose header's count is the row its liquidation scan stopped at (``Liquidator.cut``).
+    ``yield_to``: live, a continuation record's scan stops where it says to (an input waits)."""
+    idx, count, _cursor, _nonce, now_ns, kept = BATCH_HEADER.unpack_from(record, 0)
     if now_ns > engine.now_ns:
         engine.now_ns = now_ns
+    if idx == CONTINUE:
+        liq = engine.liquidator
+        if yield_to is None:
+            liq.cut_at = count
+        liq.yield_to = yield_to
+        try:
+            engine.end_of_record()
+        finally:
+            liq.cut_at = liq.yield_to = None
+        return
     source = sources[idx] if idx < len(sources) else SHARD_EVENTS_SOURCE
     engine.apply_slots(record, HEADER_SLOT, kept, source)
-    engine.end_of_record()
+    # a record of client commands does only its own work: the liquidation work earlier records
+    # left goes on in the records of shard events, the oracle's and continuation records
+    engine.end_of_record(resume=source != Source.GATEWAY)
 
 
 class RiskProcess:
@@ -127,7 +158,9 @@ class RiskProcess:
         self.options = options
         self.state_dir = Path(options.state_dir)
         config = load_risk_config(options.markets_path)
-        self.engine = make_risk_engine(config, options.partition, options.partitions, len(options.orders))
+        self.engine = make_risk_engine(
+            config, options.partition, options.partitions, len(options.orders), liquidation=LIQUIDATION
+        )
         self.wait = make_wait_strategy(options.wait)
         commands = (*options.commands, *options.oracle, *options.settlement)
         inputs = [(ref, 0) for ref in commands] + [(c.ring, c.index) for c in options.shard_events]
@@ -165,8 +198,8 @@ class RiskProcess:
             self.write_snapshot()
 
     # ---- applying records (live and in recovery) -------------------------------------------------
-    def apply(self, record: bytes | memoryview) -> None:
-        apply_record(self.engine, record, self.sources)
+    def apply(self, record: bytes | memoryview, yield_to: Callable[[], bool] | None = None) -> None:
+        apply_record(self.engine, record, self.sources, yield_to)
         if self.options.validate_every_record:
             self.engine.validate()
 
@@ -248,7 +281,8 @@ class RiskProcess:
             for seq, record in JournalReader(journal_dir).replay(self.journal_seq + 1):
                 self.apply(record)
                 idx, count, cursor, nonce, _now, _kept = BATCH_HEADER.unpack_from(record, 0)
-                cursors[nonce] = cursor + count
+                if idx != CONTINUE:
+                    cursors[nonce] = cursor + count
                 self.journal_seq = seq
                 skips = self._emit(skips)
         release_consumed(self.inputs, self.consumers, cursors)
@@ -280,6 +314,40 @@ class RiskProcess:
                 body = rows[mask].tobytes()
         header = BATCH_HEADER.pack(idx, n, consumer.cursor, nonce, clock, kept).ljust(HEADER_SLOT, b"\0")
         return b"".join((header, body))
+
+    def _yield_rule(self) -> Callable[[], bool]:
+        """When a continuation record stops: at once for a command (a client's order waits behind
+        it), after CONTINUE_SLICE_NS for a shard's events (the fills of its own orders: too small a
+        slice and the scan's fixed cost per record is most of the work)."""
+        commands, events = self.consumers[: self.n_commands], self.consumers[self.n_commands :]
+        start = time.perf_counter_ns()
+
+        def stop() -> bool:
+            if any(c.available() for c in commands):
+                return True
+            return time.perf_counter_ns() - start >= CONTINUE_SLICE_NS and any(c.available() for c in events)
+
+        return stop
+
+    def _continue(self) -> None:
+        """A continuation record: the liquidation scan goes on with the accounts earlier records
+        had no room for, until an input waits (``_yield_rule``) or ``CONTINUE_ACCOUNTS``. Applied first, then
+        journaled with where its scan stopped: nothing of it leaves before that (no early flush),
+        so a record lost in a crash was never seen, and a replay stops at the same row."""
+        engine = self.engine
+        clock = max(time.time_ns(), engine.now_ns)
+        live = BATCH_HEADER.pack(CONTINUE, NO_CUT, 0, 0, clock, 0).ljust(HEADER_SLOT, b"\0")
+        early, engine.early_flush = engine.early_flush, None
+        try:
+            self.apply(live, self._yield_rule())
+        finally:
+            engine.early_flush = early
+        record = BATCH_HEADER.pack(CONTINUE, engine.liquidator.cut, 0, 0, clock, 0).ljust(HEADER_SLOT, b"\0")
+        self.journal_seq = self.journal.append(record)
+        self.journal.commit()
+        self._hold()
+        self.records_since_snapshot += 1
+        self._publish_metrics()
 
     def _publish_metrics(self) -> None:
         e, m = self.engine, self.metrics
@@ -344,6 +412,10 @@ class RiskProcess:
                 self.records_since_snapshot += 1
                 self._publish_metrics()
                 backed_up = any(self.held)
+            if not backed_up and len(self.engine.liquidator.pending):
+                self._continue()  # accounts earlier scans had no room for (a command stops it)
+                worked = True
+                backed_up = any(self.held)
             if backed_up:
                 self.health.waiting(True)  # backpressure from downstream: not a stall of ours
                 backed_up = not self._flush()
@@ -391,7 +463,9 @@ def rebuild_from_journal(options: RiskOptions, use_snapshot: bool = False) -> tu
     A recovery that published or skipped wrongly shows here: the live engine's state must equal
     this one's (``replay_identical``)."""
     config = load_risk_config(options.markets_path)
-    engine = make_risk_engine(config, options.partition, options.partitions, len(options.orders))
+    engine = make_risk_engine(
+        config, options.partition, options.partitions, len(options.orders), liquidation=LIQUIDATION
+    )
     sources = options.command_sources
     n_commands = len(sources)
     state_dir = Path(options.state_dir)

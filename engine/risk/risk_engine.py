@@ -165,7 +165,11 @@ def _margin_flags(equity: np.ndarray, initial: np.ndarray, maint: np.ndarray) ->
     )
 
 
-ADL_RANK_EVERY: Final = 64  # records between ADL rank publications
+# ADL ranks (a quantile per position, the lights other venues show) are published at most every
+# ADL_RANK_EVERY records and, on a record clock, at most every ADL_RANK_PERIOD_NS: a pass costs ~3 ms
+# a perp over 100,000 positions, and a cascade's bounded records come by the thousand a second
+ADL_RANK_EVERY: Final = 64
+ADL_RANK_PERIOD_NS: Final = 250_000_000
 # A record that recomputes at least this many accounts after a price move recomputes and scans
 # the accounts nearest their maintenance first (RiskEngine._nearest): a cascade's first liquidation
 # orders leave before the figures of every other holder are computed.
@@ -233,7 +237,8 @@ class RiskEngine:
         self.liquidator = Liquidator(self, liquidation)
         # for metrics and tests; not state
         self.counters = {"checked": 0, "rejected": 0, "fills": 0, "nearest_first": 0}
-        self.records = 0  # journal records applied (ADL ranks are published every ADL_RANK_EVERY)
+        self.records = 0  # journal records applied
+        self.adl_ranked_at = (0, 0)  # the record count and clock (ns) of the last ADL rank publication
         self.orders = [bytearray() for _ in range(shards)]
         self.events = bytearray()
         self._fee_changed = False
@@ -1286,8 +1291,11 @@ class RiskEngine:
             self._emit_balance(row, 0, BalanceReason.LIQUIDATION, c, asset)
 
     # ---- end of a journal record -----------------------------------------------------------------
-    def end_of_record(self) -> None:
-        """Recompute the margin of every account touched since the last record; publish it."""
+    def end_of_record(self, resume: bool = True) -> None:
+        """Recompute the margin of every account touched since the last record; publish it; act on
+        those below maintenance. ``resume``: the liquidation work earlier records left (the open
+        cases, the accounts a scan had no room for) goes on here too; False for a record of client
+        commands, whose orders then never wait behind a cascade's work (``Liquidator.scan``)."""
         if self._touched:
             self._flush_touched()
         if self._fee_changed:
@@ -1317,15 +1325,21 @@ class RiskEngine:
                 rows = compiled.below.copy()
         np.copyto(self._priced_at[0], self.prices)  # (what the next record's move is measured from)
         np.copyto(self._priced_at[1], self.marks)
-        if liq.cases or len(first):  # (a mask, not np.union1d: that hashes every row, ~50 ms at 100,000)
-            look = np.zeros(n, bool)
+        if len(first) or (resume and (liq.cases or len(liq.pending))):  # (a mask, not np.union1d:
+            look = np.zeros(n, bool)  # that hashes every row, ~50 ms at 100,000)
             look[rows] = True  # (dirty is clear by now)
             look[first] = True
-            look |= liq.cases.flags()[:n]  # the rows with a case
+            if resume:
+                look[liq.pending] = True  # the rows the last record's scan had no room for
+                look |= liq.cases.flags()[:n]  # the rows with a case
             rows = np.flatnonzero(look)
-        liq.scan(rows)
+        liq.scan(rows, resume=resume)
         self.records += 1
-        if self.records % ADL_RANK_EVERY == 0:
+        ranked_records, ranked_ns = self.adl_ranked_at
+        if self.records - ranked_records >= ADL_RANK_EVERY and (
+            not self.now_ns or self.now_ns - ranked_ns >= ADL_RANK_PERIOD_NS  # (no clock: records only)
+        ):
+            self.adl_ranked_at = (self.records, self.now_ns)
             if self.early_flush is not None:  # the margins and orders leave before the ranks' pass
                 self.early_flush()  # (milliseconds over 100,000 positions; the same bytes per ring)
             liq.publish_adl_ranks()
@@ -1538,6 +1552,7 @@ class RiskEngine:
                 self.margin.multiplier.tolist(),
             ],
             "records": self.records,
+            "adl_ranked_at": list(self.adl_ranked_at),
             "ledger": self.ledger.entries(),  # plain tuples, sorted: both ledgers give the same bytes
         }
         buf = io.BytesIO()
@@ -1587,6 +1602,8 @@ class RiskEngine:
         self.margin.last_price[:] = last
         self.margin.multiplier[:] = mult
         self.records = meta["records"]
+        ranked = meta.get("adl_ranked_at", (self.records - self.records % ADL_RANK_EVERY, 0))
+        self.adl_ranked_at = (int(ranked[0]), int(ranked[1]))
         self.ledger.load(meta["ledger"])
         self.fee_row = self.book.row(fee_account(self.partition))
         self.insurance_row = self.book.row(insurance_account(self.partition))
@@ -1602,7 +1619,7 @@ class RiskEngine:
         h.update(repr(self.ledger.entries()).encode())
         h.update(repr((self.stale.tolist(), sorted(self.status.items()), self.funded)).encode())
         h.update(repr((sorted(self.leverage.items()), self.trade_flow)).encode())
-        h.update(repr((self.liquidator.to_json(), self.records)).encode())
+        h.update(repr((self.liquidator.to_json(), self.records, self.adl_ranked_at)).encode())
         m = self.margin
         h.update(m.variance_ppm2.tobytes() + m.last_price.tobytes() + m.multiplier.tobytes())
         return h.hexdigest()

@@ -12,7 +12,9 @@ path at ``step_s`` of simulated time, as fast as the engine goes (no sleeping):
 2. market makers cancel and requote around the index, their depth thinning as volatility rises;
 3. normal flow: small taker orders from funded accounts;
 4. a barrier: a HEARTBEAT through risk and every shard and back (risk has applied everything the
-   shards did with everything sent before it).
+   shards did with everything sent before it);
+5. barriers until the step's liquidation work is done (risk does it in bounded records: the
+   cascade's orders, fills, takeovers and ADL take many of them).
 
 Meanwhile every event of the risk and shard event rings is read and checked: books never cross,
 liquidation fills stay within their bankruptcy-price limits; liquidations, takeovers, ADL and the
@@ -51,6 +53,10 @@ from perf.stress.population import FIRST_TRADER, Population, build_population
 from perf.stress.scenario import Scenario, ScenarioError
 
 LIQ_COID = 1 << 63
+# barriers after a step's flow while new liquidation orders or takeovers keep appearing: risk acts
+# on a bounded number of accounts per record (engine/risk/process.py, LIQUIDATION), so a cascade
+# step's work takes many records; the next price waits for it, as it did when one record did it all
+MAX_ROUNDS = 10_000
 MAX_STEPS = 1_000_000  # about three hours of wall time at a few ms a step
 LAG_S = 30.0  # how far behind a lagging oracle source is (simulated seconds)
 FUND = insurance_account(0)  # the run has one risk partition
@@ -86,6 +92,7 @@ class Tally:
     step_orders: int = 0  # liquidation orders into the book this step (liquidations_per_s)
     step_actions: int = 0  # the same and takeovers (liquidation_actions_per_s)
     positions: dict[tuple[int, int], int] = field(default_factory=dict)  # (account, market) -> size
+    gross_atoms: int = 0  # the sum of |size| over ``positions`` (kept as they change: 100,000 of them)
     funding_payments: int = 0  # BALANCE events of reason FUNDING (payers and receivers)
     funding_paid_micro: int = 0  # what the payers paid (the receivers got the same: zero-sum)
     resolution_settled: set[int] = field(default_factory=set)  # population accounts a resolution paid
@@ -141,8 +148,15 @@ class Tally:
             self.covered_accounts.update(liq["account"][cover].tolist())
         pos = np.frombuffer(data, _POSITION)[kinds == MsgType.POSITION]
         if len(pos):  # (in stream order: the last one of a position wins)
-            keys = zip(pos["account"].tolist(), pos["market_id"].tolist(), strict=True)
-            self.positions.update(zip(keys, pos["size_atoms"].tolist(), strict=True))
+            positions, gross = self.positions, self.gross_atoms
+            for key, size in zip(
+                zip(pos["account"].tolist(), pos["market_id"].tolist(), strict=True),
+                pos["size_atoms"].tolist(),
+                strict=True,
+            ):
+                gross += abs(size) - abs(positions.get(key, 0))
+                positions[key] = size
+            self.gross_atoms = gross
 
     def on_shard(self, data: bytes) -> None:
         kinds = np.frombuffer(data, np.uint8)[::SLOT_BYTES]
@@ -279,7 +293,11 @@ class Simulator:
         self.step_s = step_s
         self.exchange: SimExchange = build_exchange(scenario)
         self.oracle = SimOracle(scenario, seed)
-        self.tally = Tally()
+        self._tally = Tally()
+        # what the rings gave, read into the tally when the tally is next looked at: the timed
+        # windows wait on the exchange, not on this driver decoding a cascade's events (each batch
+        # keeps the time it was read at, so the tally's figures are the same)
+        self._unread: list[tuple[bool, bytes, float]] = []
         self.steps: list[StepStats] = []
         self.marker = 0
         self._echoes = 0  # heartbeat echoes seen since the last barrier (a full ring pumps before any)
@@ -300,9 +318,21 @@ class Simulator:
         self.funded_interval = 0
         self.funding_paid: list[dict[str, Any]] = []  # every interval paid: t_s, market, rate_ppb
 
+    @property
+    def tally(self) -> Tally:
+        """What the event streams said so far (everything read from the rings)."""
+        unread, self._unread = self._unread, []
+        for from_risk, data, at in unread:
+            if from_risk:
+                self._tally.on_risk(data, at)
+            else:
+                self._tally.on_shard(data)
+        return self._tally
+
     # ---- rings ---------------------------------------------------------------------------------
     def _pump(self) -> int:
-        """Read whatever risk and the shard published; returns the slots read."""
+        """Read whatever risk and the shard published (into ``tally`` when it is next looked at);
+        returns the slots read."""
         now = time.perf_counter()
         got = 0
         for consumer, on in ((self.risk_events, "risk"), (self.shard_events, "shard")):
@@ -312,11 +342,9 @@ class Simulator:
                 data = bytes(view)
                 view.release()
                 consumer.release(n)
+                self._unread.append((on == "risk", data, now))
                 if on == "risk":
-                    self.tally.on_risk(data, now)
                     self._echoes += self._count_echoes(data)
-                else:
-                    self.tally.on_shard(data)
             else:
                 view.release()
         return got
@@ -336,6 +364,17 @@ class Simulator:
             part = data[start : start + chunk]
             while not self.ring.try_publish(part, len(part) // SLOT_BYTES):
                 self._pump()
+
+    def applied(self, timeout_s: float = 300.0) -> None:
+        """Wait until risk has released everything sent so far: it releases a record's input after
+        the whole record, where a barrier's echo may leave at the record's first early flush (a
+        cascade's first liquidation orders go out before the record recomputes everyone else)."""
+        deadline = time.monotonic() + timeout_s
+        while self.ring.consumer_cursor(0) < self.ring.published:
+            if not self._pump():
+                time.sleep(0.00005)
+            if time.monotonic() > deadline:
+                raise TimeoutError("risk did not apply the price record")
 
     def barrier(self, timeout_s: float = 300.0) -> None:
         """Wait until risk and every shard have handled everything sent so far (two echoes)."""
@@ -458,7 +497,7 @@ class Simulator:
         return result.mark_micro
 
     # ---- the run -------------------------------------------------------------------------------
-    def run(self, calm_s: float = 10.0) -> dict[str, Any]:
+    def run(self, calm_s: float = 30.0) -> dict[str, Any]:
         from hx.pipeline import Pipeline
         from hx.topology import Topology
 
@@ -527,6 +566,7 @@ class Simulator:
             self.send(msgs)
             # the price update alone first: breach-to-order is its record's recomputation and
             # liquidation scan, not the time this driver takes to generate the step's other flow
+            self.applied()
             self.barrier()
             flow_at = time.perf_counter()
             self.send(self.pop.requotes(shown, self._vol(shown), sc.book))
@@ -534,15 +574,16 @@ class Simulator:
             self.send(flow)
             self.barrier()
             rounds_at = time.perf_counter()
-            for _ in range(3):  # liquidation rounds caused by this step
+            for _ in range(MAX_ROUNDS):  # liquidation rounds caused by this step
                 before = self.tally.orders + self.tally.takeovers
                 self.barrier()
                 if self.tally.orders + self.tally.takeovers == before:
                     break
             wall = time.perf_counter() - step_wall0
             phases.append((flow_at - step_wall0, rounds_at - flow_at, step_wall0 + wall - rounds_at))
+
             flow_orders += len(flow)
-            flow_wall += step_wall0 + wall - flow_at  # the flow and the liquidation rounds after it
+            flow_wall += rounds_at - flow_at  # the flow, until every order of it has been handled
             latency = None
             if self.tally.step_first_order_at is not None:
                 latency = (self.tally.step_first_order_at - publish_at) * 1e3
@@ -552,7 +593,7 @@ class Simulator:
                 # and takeovers together is reported beside it
                 peak_rate = max(peak_rate, self.tally.step_orders / max(wall, 1e-9))
                 peak_actions = max(peak_actions, self.tally.step_actions / max(wall, 1e-9))
-            oi = sum(abs(v) for (_a, m), v in self.tally.positions.items()) / 2 / 1e8
+            oi = self.tally.gross_atoms / 2 / 1e8
             self.steps.append(
                 StepStats(
                     t,
@@ -607,9 +648,10 @@ class Simulator:
 
     def _calm(self, seconds: float) -> tuple[int, float]:
         """Normal flow on flat prices: (orders, wall seconds). The same sequence as a stress step's
-        flow window (requotes, flow, a barrier, a liquidation round's barrier), so the two rates
-        compare the exchange absorbing the same flow with and without a cascade under way. At least
-        one step when ``seconds`` > 0; none at 0 (``--calm-s 0``: no baseline, throughput_ratio null)."""
+        flow window (requotes, flow, a barrier), so the two rates compare the exchange absorbing the
+        same flow with and without a cascade under way; the liquidation round's barrier after it is
+        outside the window there and here. At least one step when ``seconds`` > 0; none at 0
+        (``--calm-s 0``: no baseline, throughput_ratio null)."""
         shown = {m.symbol: float(self.scenario.assets[m.symbol].start_price) for m in self.exchange.markets}
         orders, wall = 0, 0.0
         for _ in range(max(1, int(seconds / self.step_s)) if seconds > 0 else 0):
@@ -618,8 +660,8 @@ class Simulator:
             flow = self.pop.flow(shown, self.rng)
             self.send(flow)
             self.barrier()
-            self.barrier()
             wall += time.perf_counter() - w0
+            self.barrier()  # (a stress step's first liquidation round)
             orders += len(flow)
         return orders, wall
 

@@ -44,7 +44,9 @@ def _spec_on_risk(t: Tally, data: bytes, now: float) -> None:
                 t.covered_accounts.add(e["account"])
         elif kind_of_slot == MsgType.POSITION:
             e = decode(data, off)
-            t.positions[(e["account"], e["market_id"])] = e["size_atoms"]
+            key = (e["account"], e["market_id"])
+            t.gross_atoms += abs(e["size_atoms"]) - abs(t.positions.get(key, 0))
+            t.positions[key] = e["size_atoms"]
 
 
 def _spec_on_shard(t: Tally, data: bytes) -> None:
@@ -164,3 +166,4 @@ def test_the_vectorised_tally_reads_what_the_per_event_reading_read() -> None:
         assert fast.orders + fast.takeovers > 0 and fast.fills > 0 and fast.positions
         for f in fields(Tally):
             assert getattr(fast, f.name) == getattr(spec, f.name), (seed, f.name)
+        assert fast.gross_atoms == sum(abs(v) for v in fast.positions.values()) > 0

@@ -1,0 +1,162 @@
+"""Bounded liquidation work per record and continuation records (``engine.risk.process``,
+``Liquidator.pending``, ``Liquidator.cut``), against a replay of the journal they write.
+
+A live engine (the vectorised liquidation paths) acts on at most one account under liquidation per
+record of inputs and leaves the rest to continuation records, whose scans it stops where a random
+rule says (as the process stops one when a command or a shard's events wait); each continuation
+record is journaled with where it stopped. A second engine, liquidating account by account
+(``fast = False``, the specification), applies the same journal: after every record both must have
+produced the same bytes and have the same state hash. A third is restored from a snapshot taken
+while accounts were waiting in ``pending`` and must end where the live one ends.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from engine.risk.liquidator import NO_CUT, LiquidationParams
+from engine.risk.native_risk import NativeRiskEngine, native_available
+from engine.risk.process import BATCH_HEADER, CONTINUE, HEADER_SLOT, apply_record
+from engine.risk.risk_engine import RiskEngine, Source
+from engine.shard.native_engine import make_engine
+from engine.shard.wire_event_writer import WireEventWriter
+from engine.types.enums import LiquidationKind, MsgType
+from engine.wire.codec import decode, encode
+from engine.wire.layout import SLOT_BYTES
+from tests.engine.risk.risk_harness import CONFIG, MARKETS, USDC, slot_difference
+from tests.engine.risk.test_liquidation_fast import _TO_RISK, Population
+
+SOURCES = (Source.GATEWAY, Source.ORACLE)  # input 0: commands, 1: the oracle, 2: the shard's events
+EVENTS = len(SOURCES)
+BOUNDED = LiquidationParams(accounts_per_record=1)
+
+
+def _record(idx: int, body: bytes, count: int = 0) -> bytes:
+    header = BATCH_HEADER.pack(idx, count, 0, 0, 0, len(body) // SLOT_BYTES)
+    return header.ljust(HEADER_SLOT, b"\0") + body
+
+
+class Run:
+    """The live engine, the journal it writes, and the engines that apply that journal."""
+
+    def __init__(self, seed: int, cls: type[RiskEngine]) -> None:
+        self.rng = random.Random(seed)
+        self.live = cls(CONFIG, 0, 1, 1, liquidation=BOUNDED)
+        self.replay = cls(CONFIG, 0, 1, 1, liquidation=BOUNDED)
+        self.replay.liquidator.fast = False
+        self.writer = WireEventWriter()
+        self.core = make_engine(MARKETS, self.writer)
+        self.journal: list[bytes] = []
+        self.snapshot: tuple[int, bytes] | None = None  # (journal length, blob) with accounts pending
+        self.cuts = self.continuations = self.most_pending = 0
+        self.kinds: dict[int, int] = {}
+
+    def _apply(self, record: bytes, yield_to: object = None) -> bytes:
+        """Apply a record live (``yield_to``: a continuation's stop rule), journal it, replay it."""
+        live = self.live
+        apply_record(live, record, SOURCES, yield_to)  # type: ignore[arg-type]
+        if yield_to is not None:  # journaled with where its scan stopped, as RiskProcess._continue
+            record = _record(CONTINUE, b"", live.liquidator.cut)
+            self.cuts += live.liquidator.cut != NO_CUT
+            self.continuations += 1
+        self.journal.append(record)
+        orders, events = live.take_outputs()
+        apply_record(self.replay, record, SOURCES)
+        orders2, events2 = self.replay.take_outputs()
+        n = len(self.journal)
+        assert orders == orders2, f"record {n}: {slot_difference(orders[0], orders2[0], 'live', 'replay')}"
+        assert events == events2, f"record {n}: {slot_difference(events, events2, 'live', 'replay')}"
+        assert live.state_hash() == self.replay.state_hash(), f"record {n}: state"
+        live.validate()
+        for off in range(0, len(events), SLOT_BYTES):
+            if events[off] == MsgType.LIQUIDATION:
+                kind = decode(events, off)["kind"]
+                self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        pending = len(live.liquidator.pending)
+        self.most_pending = max(self.most_pending, pending)
+        if pending > 20 and self.snapshot is None:
+            self.snapshot = (len(self.journal), live.snapshot())
+        return orders[0]
+
+    def send(self, msgs: list[bytes], idx: int = 0) -> None:
+        """A record of inputs, then the shard's answers and continuation records until quiet."""
+        orders = self._apply(_record(idx, b"".join(msgs)))
+        for _ in range(20_000):
+            out = bytearray()
+            for off in range(0, len(orders), SLOT_BYTES):
+                self.core.handle(orders, off)
+                out += self.writer.take()
+            back = b"".join(
+                out[k : k + SLOT_BYTES] for k in range(0, len(out), SLOT_BYTES) if out[k] in _TO_RISK
+            )
+            orders = self._apply(_record(EVENTS, back)) if back else b""
+            if len(self.live.liquidator.pending):  # as the process: one after each pass of inputs,
+                p = self.rng.choice([0.02, 0.3, 0.9])  # stopped at random after at least one account
+                orders += self._apply(_record(CONTINUE, b"", NO_CUT), lambda p=p: self.rng.random() < p)
+            elif not back:
+                return
+        raise AssertionError("did not settle")
+
+
+@pytest.mark.parametrize(("seed", "fund_usdc"), [(11, 0), (12, 20_000), (13, 2_000_000)])
+def test_continuation_records_replay_to_the_same_bytes_and_state(seed: int, fund_usdc: int) -> None:
+    cls = NativeRiskEngine if native_available() else RiskEngine
+    run = Run(seed, cls)
+    pop = Population(run.rng, 400, crash=True)
+    run.send([encode(MsgType.MARK_PRICE, m, price_ticks=t) for m, t in pop.marks.items()], 1)
+    run.send(pop.seeds())
+    for e in (run.live, run.replay):  # the insurance fund, seeded as the exchange would
+        e.book.balance[e.insurance_row, USDC] += fund_usdc * 10**6
+        e.net_deposits[USDC] += fund_usdc * 10**6
+    traders = pop.traders()
+    for k in range(0, len(traders), 25):
+        run.send([m for msgs in traders[k : k + 25] for m in msgs])
+    run.send(pop.unseed())
+    for _step in range(14):
+        run.send(pop.quotes(run.rng.choice([1, 5, 50])))
+        msgs, _source = pop.btc_drop(run.rng.choice([0.8, 0.9, 0.95]))
+        run.send(msgs, 1)
+    # the run did what it is for: a cascade, left over work, continuation records cut at random
+    assert run.kinds.get(LiquidationKind.STARTED, 0) > 50
+    assert run.kinds.get(LiquidationKind.TAKEOVER, 0) + run.kinds.get(LiquidationKind.ORDER, 0) > 50
+    assert run.kinds.get(LiquidationKind.ADL, 0) + run.kinds.get(LiquidationKind.COVERED, 0) > 10
+    assert run.most_pending > 20 and run.continuations > 20 and run.cuts > 10, (run.continuations, run.cuts)
+    assert not len(run.live.liquidator.pending)  # and all of it done
+    assert run.snapshot is not None
+    at, blob = run.snapshot
+    restored = cls(CONFIG, 0, 1, 1, liquidation=BOUNDED)
+    restored.restore(blob)
+    assert len(restored.liquidator.pending) > 20
+    for record in run.journal[at:]:
+        apply_record(restored, record, SOURCES)
+        restored.take_outputs()
+    assert restored.state_hash() == run.live.state_hash()
+
+
+def test_a_record_of_inputs_acts_on_one_account_and_leaves_the_rest_pending() -> None:
+    """A price record that puts many accounts under maintenance starts the nearest first (not
+    bounded: the cascade's first orders), acts on one more at most, and leaves the rest to the
+    continuation records; a record of client commands leaves what is pending as it is."""
+    cls = NativeRiskEngine if native_available() else RiskEngine
+    run = Run(21, cls)
+    pop = Population(run.rng, 150, crash=True)
+    run.send([encode(MsgType.MARK_PRICE, m, price_ticks=t) for m, t in pop.marks.items()], 1)
+    run.send(pop.seeds())
+    traders = pop.traders()
+    for k in range(0, len(traders), 25):
+        run.send([m for msgs in traders[k : k + 25] for m in msgs])
+    run.send(pop.unseed())
+    live = run.live
+    msgs, _source = pop.btc_drop(0.7)
+    run._apply(_record(1, b"".join(msgs)))
+    pending = live.liquidator.pending.copy()
+    assert len(pending) > 10
+    run._apply(_record(0, b"".join(pop.quotes(5))))  # client commands: their own work only
+    assert live.liquidator.pending.tolist() == pending.tolist()
+    started = len(live.liquidator.cases)
+    run._apply(_record(CONTINUE, b"", NO_CUT), lambda: True)  # stops after its first account
+    assert live.liquidator.cut != NO_CUT
+    assert len(live.liquidator.cases) <= started + 1
+    assert len(live.liquidator.pending) < len(pending)
