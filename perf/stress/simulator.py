@@ -647,14 +647,29 @@ class Simulator:
         }
 
     def _calm(self, seconds: float) -> tuple[int, float]:
-        """Normal flow on flat prices: (orders, wall seconds). The same sequence as a stress step's
-        flow window (requotes, flow, a barrier), so the two rates compare the exchange absorbing the
-        same flow with and without a cascade under way; the liquidation round's barrier after it is
-        outside the window there and here. At least one step when ``seconds`` > 0; none at 0
-        (``--calm-s 0``: no baseline, throughput_ratio null)."""
+        """Normal flow on a calm market: (orders, wall seconds). Each step is a stress step without
+        a cascade: a price update first, untimed (every mark one tick up, then back at the next
+        step: risk recomputes every holder as it does for a step's move, and nobody is liquidated),
+        then the timed flow window (requotes, flow, a barrier), then a barrier. So the two rates
+        compare the exchange absorbing the same flow after the same work, with and without a
+        cascade under way. At least one step when ``seconds`` > 0; none at 0 (``--calm-s 0``: no
+        baseline, throughput_ratio null)."""
         shown = {m.symbol: float(self.scenario.assets[m.symbol].start_price) for m in self.exchange.markets}
+        marks = {
+            m.market_id: (m, self.marks_sent[m.market_id])
+            for m in self.exchange.markets
+            if m.market_id in self.marks_sent
+        }
         orders, wall = 0, 0.0
-        for _ in range(max(1, int(seconds / self.step_s)) if seconds > 0 else 0):
+        for k in range(max(1, int(seconds / self.step_s)) if seconds > 0 else 0):
+            self.send(
+                [
+                    encode(MsgType.MARK_PRICE, mid, price_ticks=max(1, mark // m.tick_micro) + (k + 1) % 2)
+                    for mid, (m, mark) in marks.items()
+                ]
+            )
+            self.applied()
+            self.barrier()
             w0 = time.perf_counter()
             self.send(self.pop.requotes(shown, {}, self.scenario.book))
             flow = self.pop.flow(shown, self.rng)
