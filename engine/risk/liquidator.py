@@ -93,10 +93,10 @@ class LiquidationParams:
     takeover_ppm: int = 500_000  # below this share of maintenance: the backstop at once
     max_retries: int = 3  # refused liquidation orders before the backstop takes over
     unwind_band_ppm: int = 20_000  # the fund unwinds within 2% of the mark
-    # accounts a record's scan acts on at most (0: no bound); the rest wait in ``Liquidator.pending``
-    # for continuation records (engine/risk/process.py), so an order arriving during a cascade
-    # waits behind one bounded record, not behind all of the cascade's work
-    accounts_per_record: int = 0
+    # accounts a record's scan acts on at most (None: no bound); the rest wait in
+    # ``Liquidator.pending`` for continuation records (engine/risk/process.py), so an order arriving
+    # during a cascade waits behind one bounded record, not behind all of the cascade's work
+    accounts_per_record: int | None = None
 
 
 # In a live process, outputs go out after the first account acted on in a scan and then every this
@@ -316,7 +316,7 @@ class Liquidator:
         recomputes the rest of a big record, so a cascade's first orders do not wait for
         100,000 holders' figures; the full scan then sees those cases with their orders out.
 
-        A full scan acts on at most ``params.accounts_per_record`` accounts (0: all) and leaves the
+        A full scan acts on at most ``params.accounts_per_record`` accounts (None: all) and leaves the
         rest of ``rows`` in ``pending``. ``resume``: ``rows`` include ``pending`` and the cases (the
         work left over goes on); False (a record of client commands, which does only its own
         work): ``pending`` is kept and what this scan leaves joins it."""
@@ -339,13 +339,13 @@ class Liquidator:
         continuation record): a bounded scan's cost is what it acts on, not the thousands of rows
         a cascade leaves waiting (each chunk is filtered when reached, as the whole was before:
         a row the filter drops would do nothing in the row loop either)."""
-        budget = 0 if orders_only else self.params.accounts_per_record
+        budget = None if orders_only else self.params.accounts_per_record
         cut_at, yield_to = (None, None) if orders_only else (self.cut_at, self.yield_to)
         if cut_at is not None or yield_to is not None:
             budget = CONTINUE_ACCOUNTS
         self.cut = NO_CUT
         self._moved = []
-        chunk = SCAN_CHUNK if budget else max(len(rows), 1)
+        chunk = SCAN_CHUNK if budget is not None else max(len(rows), 1)
         acted = seen = 0  # accounts acted on; rows through the filter so far (a cut's position)
         for pos in range(0, len(rows), chunk):
             part = self._filter(rows[pos : pos + chunk])
@@ -377,7 +377,7 @@ class Liquidator:
         rows: np.ndarray,
         acted: int,
         orders_only: bool,
-        budget: int,
+        budget: int | None,
         seen: int,
         cut_at: int | None,
         yield_to: Callable[[], bool] | None,
@@ -393,9 +393,9 @@ class Liquidator:
             if cut_at is not None:  # a continuation record's replay: where the live one stopped
                 stop, room = seen + i == cut_at, cut_at - seen - i
             else:
-                stop = bool(budget) and acted >= budget
+                stop = budget is not None and acted >= budget
                 stop |= yield_to is not None and acted > 0 and yield_to()
-                room = budget - acted if budget else len(rows)
+                room = budget - acted if budget is not None else len(rows)
                 if yield_to is not None:
                     room = min(room, YIELD_EVERY)  # (a run of new cases checks again after these)
             if stop:
@@ -408,7 +408,9 @@ class Liquidator:
             # the other side's profitable accounts, rarely a row below maintenance: a plan thrown
             # away at every ADL was most of the scan.)
             if self.fast and acted and (i >= planned or self._moved):
-                if budget and room < PLAN_MIN_ROOM:  # (too few accounts left here to pay for a plan)
+                if (
+                    budget is not None and room < PLAN_MIN_ROOM
+                ):  # (too few accounts left here to pay for a plan)
                     plan, planned, self._moved = None, 0, []
                 else:
                     stale = plan is not None and i < planned and self._moved_ahead(rows[i:planned])

@@ -56,16 +56,16 @@ from engine.wire.layout import SLOT_BYTES
 # before the batch, input ring nonce, clock (ns), slots kept in the record.
 BATCH_HEADER = struct.Struct("<IIQQQI")
 HEADER_SLOT = SLOT_BYTES
-# A record of inputs acts on at most LIQUIDATION.accounts_per_record accounts under liquidation
-# (the first orders of a cascade leave from the price record's nearest-first scan, which is not
-# bounded); the rest is left in Liquidator.pending to continuation records (input index CONTINUE,
-# no slots), framed whenever some is left. A continuation record stops at a waiting command (after
+# A record of inputs acts on at most LIQUIDATION.accounts_per_record (0) accounts under
+# liquidation (the first orders of a cascade leave from the price record's nearest-first scan,
+# which is not bounded); the rest is left in Liquidator.pending to continuation records (input
+# index CONTINUE, no slots), framed after every pass over the inputs while some is left. A continuation record stops at a waiting command (after
 # at least one account: a client's order waits behind one account's liquidation, not a cascade's)
 # and, after CONTINUE_SLICE_NS, at a shard's waiting events; where it stopped is journaled with it
 # (RiskProcess._continue). docs/liquidation.md, "Normal flow during a cascade".
 CONTINUE = 0xFFFF_FFFF
 CONTINUE_SLICE_NS = 1_000_000
-LIQUIDATION = LiquidationParams(accounts_per_record=1)
+LIQUIDATION = LiquidationParams(accounts_per_record=0)
 SNAP_META = struct.Struct("<QI")  # journal seq, output ring count
 # slots of commands per record: each record costs ~0.3 ms whatever its size (journal write, the
 # recompute of the rows it touched, the scan, publishing), and 256-slot records held risk to 200-300K

@@ -1,8 +1,9 @@
 """Bounded liquidation work per record and continuation records (``engine.risk.process``,
 ``Liquidator.pending``, ``Liquidator.cut``), against a replay of the journal they write.
 
-A live engine (the vectorised liquidation paths) acts on at most one account under liquidation per
-record of inputs and leaves the rest to continuation records, whose scans it stops where a random
+A live engine (the vectorised liquidation paths) acts on at most ``accounts_per_record`` (none, as
+the risk process, or one) accounts under liquidation per record of inputs and leaves the rest to
+continuation records, whose scans it stops where a random
 rule says (as the process stops one when a command or a shard's events wait); each continuation
 record is journaled with where it stopped. A second engine, liquidating account by account
 (``fast = False``, the specification), applies the same journal: after every record both must have
@@ -30,7 +31,6 @@ from tests.engine.risk.test_liquidation_fast import _TO_RISK, Population
 
 SOURCES = (Source.GATEWAY, Source.ORACLE)  # input 0: commands, 1: the oracle, 2: the shard's events
 EVENTS = len(SOURCES)
-BOUNDED = LiquidationParams(accounts_per_record=1)
 
 
 def _record(idx: int, body: bytes, count: int = 0) -> bytes:
@@ -41,10 +41,11 @@ def _record(idx: int, body: bytes, count: int = 0) -> bytes:
 class Run:
     """The live engine, the journal it writes, and the engines that apply that journal."""
 
-    def __init__(self, seed: int, cls: type[RiskEngine]) -> None:
+    def __init__(self, seed: int, cls: type[RiskEngine], per_record: int = 0) -> None:
         self.rng = random.Random(seed)
-        self.live = cls(CONFIG, 0, 1, 1, liquidation=BOUNDED)
-        self.replay = cls(CONFIG, 0, 1, 1, liquidation=BOUNDED)
+        self.params = LiquidationParams(accounts_per_record=per_record)
+        self.live = cls(CONFIG, 0, 1, 1, liquidation=self.params)
+        self.replay = cls(CONFIG, 0, 1, 1, liquidation=self.params)
         self.replay.liquidator.fast = False
         self.writer = WireEventWriter()
         self.core = make_engine(MARKETS, self.writer)
@@ -100,10 +101,14 @@ class Run:
         raise AssertionError("did not settle")
 
 
-@pytest.mark.parametrize(("seed", "fund_usdc"), [(11, 0), (12, 20_000), (13, 2_000_000)])
-def test_continuation_records_replay_to_the_same_bytes_and_state(seed: int, fund_usdc: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "fund_usdc", "per_record"), [(11, 0, 0), (12, 20_000, 1), (13, 2_000_000, 0), (14, 20_000, 0)]
+)
+def test_continuation_records_replay_to_the_same_bytes_and_state(
+    seed: int, fund_usdc: int, per_record: int
+) -> None:
     cls = NativeRiskEngine if native_available() else RiskEngine
-    run = Run(seed, cls)
+    run = Run(seed, cls, per_record)
     pop = Population(run.rng, 400, crash=True)
     run.send([encode(MsgType.MARK_PRICE, m, price_ticks=t) for m, t in pop.marks.items()], 1)
     run.send(pop.seeds())
@@ -126,7 +131,7 @@ def test_continuation_records_replay_to_the_same_bytes_and_state(seed: int, fund
     assert not len(run.live.liquidator.pending)  # and all of it done
     assert run.snapshot is not None
     at, blob = run.snapshot
-    restored = cls(CONFIG, 0, 1, 1, liquidation=BOUNDED)
+    restored = cls(CONFIG, 0, 1, 1, liquidation=run.params)
     restored.restore(blob)
     assert len(restored.liquidator.pending) > 20
     for record in run.journal[at:]:
@@ -135,10 +140,11 @@ def test_continuation_records_replay_to_the_same_bytes_and_state(seed: int, fund
     assert restored.state_hash() == run.live.state_hash()
 
 
-def test_a_record_of_inputs_acts_on_one_account_and_leaves_the_rest_pending() -> None:
+def test_a_record_of_inputs_leaves_the_cascade_to_continuation_records() -> None:
     """A price record that puts many accounts under maintenance starts the nearest first (not
-    bounded: the cascade's first orders), acts on one more at most, and leaves the rest to the
-    continuation records; a record of client commands leaves what is pending as it is."""
+    bounded: the cascade's first orders) and leaves the rest to the continuation records; a record
+    of client commands leaves what is pending as it is; a continuation record told to stop at once
+    acts on one account."""
     cls = NativeRiskEngine if native_available() else RiskEngine
     run = Run(21, cls)
     pop = Population(run.rng, 150, crash=True)
