@@ -40,6 +40,12 @@ DEFINITIONS: dict[str, tuple[MetricDef, ...]] = {
         MetricDef("hx_fills_applied_total", COUNTER, "fill sides applied to accounts"),
         MetricDef("hx_liquidations_total", COUNTER, "liquidations started"),
         MetricDef("hx_margin_calls", GAUGE, "accounts below maintenance margin now"),
+        MetricDef(
+            "hx_liquidation_pending", GAUGE, "accounts left to continuation records (a cascade's backlog)"
+        ),
+        MetricDef(
+            "hx_continuation_records_total", COUNTER, "continuation records (liquidation work between inputs)"
+        ),
         MetricDef("hx_insurance_fund_micro", GAUGE, "the partition's insurance fund, micro-USDC"),
         MetricDef("hx_accounts", GAUGE, "accounts the partition holds"),
     ),

@@ -347,6 +347,7 @@ class RiskProcess:
         self.journal.commit()
         self._hold()
         self.records_since_snapshot += 1
+        self.metrics.add("hx_continuation_records_total")
         self._publish_metrics()
 
     def _publish_metrics(self) -> None:
@@ -357,6 +358,7 @@ class RiskProcess:
         m.set("hx_fills_applied_total", e.counters["fills"])
         m.set("hx_liquidations_total", e.liquidator.started)
         m.set("hx_margin_calls", len(e.liquidator.cases))
+        m.set("hx_liquidation_pending", len(e.liquidator.pending))
         m.set("hx_insurance_fund_micro", int(e.book.balance[e.insurance_row, 0]))
         m.set("hx_accounts", e.book.count)
 
