@@ -408,9 +408,8 @@ class Liquidator:
             # the other side's profitable accounts, rarely a row below maintenance: a plan thrown
             # away at every ADL was most of the scan.)
             if self.fast and acted and (i >= planned or self._moved):
-                if (
-                    budget is not None and room < PLAN_MIN_ROOM
-                ):  # (too few accounts left here to pay for a plan)
+                # (a bounded scan with too few accounts left here to pay for a plan goes without)
+                if budget is not None and room < PLAN_MIN_ROOM:
                     plan, planned, self._moved = None, 0, []
                 else:
                     stale = plan is not None and i < planned and self._moved_ahead(rows[i:planned])

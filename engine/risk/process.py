@@ -59,10 +59,11 @@ HEADER_SLOT = SLOT_BYTES
 # A record of inputs acts on at most LIQUIDATION.accounts_per_record (0) accounts under
 # liquidation (the first orders of a cascade leave from the price record's nearest-first scan,
 # which is not bounded); the rest is left in Liquidator.pending to continuation records (input
-# index CONTINUE, no slots), framed after every pass over the inputs while some is left. A continuation record stops at a waiting command (after
-# at least one account: a client's order waits behind one account's liquidation, not a cascade's)
-# and, after CONTINUE_SLICE_NS, at a shard's waiting events; where it stopped is journaled with it
-# (RiskProcess._continue). docs/liquidation.md, "Normal flow during a cascade".
+# index CONTINUE, no slots), one after every pass over the inputs while some is left. A
+# continuation record stops at a waiting command (after at least one account: a client's order
+# waits behind one account's liquidation, not a cascade's) and, after CONTINUE_SLICE_NS, at a
+# shard's waiting events; where it stopped is journaled with it (RiskProcess._continue).
+# docs/liquidation.md, "Normal flow during a cascade".
 CONTINUE = 0xFFFF_FFFF
 CONTINUE_SLICE_NS = 1_000_000
 LIQUIDATION = LiquidationParams(accounts_per_record=0)
@@ -331,9 +332,10 @@ class RiskProcess:
 
     def _continue(self) -> None:
         """A continuation record: the liquidation scan goes on with the accounts earlier records
-        had no room for, until an input waits (``_yield_rule``) or ``CONTINUE_ACCOUNTS``. Applied first, then
-        journaled with where its scan stopped: nothing of it leaves before that (no early flush),
-        so a record lost in a crash was never seen, and a replay stops at the same row."""
+        had no room for, until an input waits (``_yield_rule``) or ``CONTINUE_ACCOUNTS``. Applied
+        first, then journaled with where its scan stopped: nothing of it leaves before that (no
+        early flush), so a record lost in a crash was never seen, and a replay stops at the same
+        row."""
         engine = self.engine
         clock = max(time.time_ns(), engine.now_ns)
         live = BATCH_HEADER.pack(CONTINUE, NO_CUT, 0, 0, clock, 0).ljust(HEADER_SLOT, b"\0")
