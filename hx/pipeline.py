@@ -21,6 +21,7 @@ from typing import Any
 
 from engine.host import get_scheduling
 from engine.host.health_board import HealthBoard
+from engine.host.metrics import layout
 from engine.host.process_identity import read_pid_files
 from engine.ring import RingBuffer, cleanup_rings
 from hx.stages import BY_KIND, STAGES, Run, RunSettings, Stage, process_names
@@ -101,6 +102,15 @@ class Pipeline:
             return None
         entry = self.board.read(self._run.health_slots[name])
         return entry if entry["pid"] else None
+
+    def metrics_of(self, name: str) -> dict[str, int] | None:
+        """The metric words process ``name`` last wrote, by metric name (``engine.host.metrics``;
+        a histogram by its first word only); None before it registered."""
+        if self.health_of(name) is None:
+            return None
+        assert self.board is not None and self._run is not None
+        words = self.board.metrics(self._run.health_slots[name])
+        return {m: words[w] for m, (w, _d) in layout(self.procs[name].stage.kind).items()}
 
     @property
     def state_dir(self) -> Path:

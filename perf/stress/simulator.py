@@ -523,6 +523,7 @@ class Simulator:
                 snapshot_every=1 << 30,
             )
             with pipe:
+                self.pipeline = pipe  # (failure tests kill and restart its stages mid-run)
                 self.ring = pipe.rings[topo.risk_in_ring(0, 0)]
                 self.risk_events = pipe.rings[topo.risk_event_ring(0)].consumer(
                     topo.ring(topo.risk_event_ring(0)).consumer_index("recorder-0")

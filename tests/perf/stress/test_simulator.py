@@ -288,3 +288,41 @@ def test_a_stablecoin_collapse_liquidates_those_who_hold_it(
     )
     report = Simulator(scenario, accounts=80, seed=1, step_s=2.0).run(calm_s=1)
     assert report["liquidations"] > 5 and all(report["invariants"].values()), report
+
+
+class _KillsRisk(Simulator):
+    """A run that kill -9s the risk process at the first barriers after a crash's liquidations have
+    begun (while its continuation records work through the cascade) and restarts it."""
+
+    AT = (20, 150)  # kill once the run has seen this many liquidations start
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.kills = 0
+        self.pending_at_kill: list[int] = []  # accounts risk had left to continuation records
+        self.continued: list[int] = []  # continuation records before each kill (its metric)
+
+    def barrier(self, timeout_s: float = 300.0) -> None:
+        if self.kills < len(self.AT) and self.tally.liquidations >= self.AT[self.kills]:
+            self.kills += 1
+            metrics = self.pipeline.metrics_of("risk-0")
+            assert metrics is not None
+            self.pending_at_kill.append(metrics["hx_liquidation_pending"])
+            self.continued.append(metrics["hx_continuation_records_total"])
+            self.pipeline.kill("risk-0")
+            self.pipeline.restart("risk-0")
+        super().barrier(timeout_s)
+
+
+def test_risk_killed_in_a_cascade_recovers_and_finishes_it(tmp_path: Path) -> None:
+    """kill -9 of risk while a crash's liquidations are under way (bounded records, accounts left
+    to continuation records journaled after they ran): the restarted process rebuilds from its
+    snapshot and journal, finishes the cascade, and every invariant holds, its state equal to a
+    replay of its journal from scratch (``replay_identical``)."""
+    sim = _KillsRisk(load_scenario("crash"), accounts=1_500, seed=4, step_s=2.0)
+    report = sim.run(calm_s=1)
+    assert sim.kills == len(_KillsRisk.AT)
+    assert max(sim.continued) > 0 and max(sim.pending_at_kill) > 0, (sim.continued, sim.pending_at_kill)
+    assert report["liquidations"] > _KillsRisk.AT[-1], report
+    assert report["uncovered_usdc"] == 0 or report["adl_events"] > 0
+    assert all(report["invariants"].values()), report["invariants"]
