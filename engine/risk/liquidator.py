@@ -136,12 +136,58 @@ def _fit(array: np.ndarray, capacity: int) -> np.ndarray:
 
 
 @dataclass
-class _Queue:
-    """One perp and side's ADL ranking within a scan: what was taken of it so far, the rest."""
+class _Ranking:
+    """What is left of a perp and side's ADL ranking as taken: the holders not yet sorted, with
+    their scores and ids, sorted a head at a time (``next_chunk``: the ``head`` highest, ties kept
+    whole, then 8x more at a time)."""
 
-    more: Iterator[tuple[int, float]]
+    rows: np.ndarray
+    score: np.ndarray
+    ids: np.ndarray
+    head: int = ADL_QUEUE_HEAD
+
+    def next_chunk(self) -> list[tuple[int, float]]:
+        rows, score, ids = self.rows, self.score, self.ids
+        if not len(rows):
+            return []
+        if len(rows) > self.head:  # the head: every score at least the head-th largest
+            cut = np.partition(score, len(score) - self.head)[len(score) - self.head]
+            take = score >= cut
+        else:
+            take = np.ones(len(rows), bool)
+        order = np.lexsort((ids[take], -score[take]))
+        chunk = list(zip(rows[take][order].tolist(), score[take][order].tolist(), strict=True))
+        self.rows, self.score, self.ids = rows[~take], score[~take], ids[~take]
+        self.head *= 8
+        return chunk
+
+    def items(self) -> Iterator[tuple[int, float]]:
+        """All of it, in order (consumes it)."""
+        while chunk := self.next_chunk():
+            yield from chunk
+
+
+@dataclass
+class _Queue:
+    """One perp and side's ADL ranking, kept while the perp's mark stands: what was taken of it so
+    far, the rest, the mark it was ranked at and the record (``RiskEngine.records``) it was taken in."""
+
+    rest: _Ranking
+    mark: int
+    record: int
     seen: list[tuple[int, float]] = field(default_factory=list)
     start: int = 0  # rows before it hold no position on the side any more
+
+    def to_json(self) -> list[object]:
+        r = self.rest
+        return [self.mark, self.record, [list(x) for x in self.seen], self.start,
+                r.rows.tolist(), r.score.tolist(), r.ids.tolist(), r.head]  # fmt: skip
+
+    @classmethod
+    def from_json(cls, doc: list[Any]) -> _Queue:
+        mark, record, seen, start, rows, score, ids, head = doc
+        rest = _Ranking(np.array(rows, np.int64), np.array(score, np.float64), np.array(ids, np.uint32), head)
+        return cls(rest, mark, record, [(int(a), float(b)) for a, b in seen], start)
 
 
 class CaseBook(dict[int, Case]):
@@ -240,7 +286,9 @@ class Liquidator:
         self.params = params or LiquidationParams()
         self.cases = CaseBook(engine.book)  # by row key (AccountBook.key: the account id for its own row)
         self._busy = np.zeros(0, np.int32)  # by book row: its liquidation orders out (``orders``)
-        self._queues: dict[tuple[int, int], _Queue] | None = None  # ADL rankings, during a scan
+        # ADL rankings by (perp, side), kept while the perp's mark stands (state: in the snapshot)
+        self._queues: dict[tuple[int, int], _Queue] = {}
+        self._scanning = False  # (outside a scan, an isolated position's deficit ranks afresh)
         self.orders: dict[int, int] = {}  # liquidation client order id -> row key
         self.next_coid = LIQUIDATION_COID_BASE
         self.started = 0  # liquidations started (for metrics; not state)
@@ -320,7 +368,7 @@ class Liquidator:
         rest of ``rows`` in ``pending``. ``resume``: ``rows`` include ``pending`` and the cases (the
         work left over goes on); False (a record of client commands, which does only its own
         work): ``pending`` is kept and what this scan leaves joins it."""
-        self._queues = {}  # the ADL rankings live as long as the scan
+        self._scanning = True
         started = self.started
         kept = self.pending  # (with ``resume``, among ``rows``: RiskEngine.end_of_record)
         if not orders_only:
@@ -330,7 +378,7 @@ class Liquidator:
             if not orders_only and not resume and len(kept):
                 self.pending = np.union1d(kept, self.pending) if len(self.pending) else kept
         finally:
-            self._queues = None
+            self._scanning = False
             if orders_only:
                 self.started_early += self.started - started
 
@@ -1172,60 +1220,59 @@ class Liquidator:
         """Rows holding a position of ``sign`` in ``perp``, profitable first by ADL score (ties: the
         lower account id first), ``exclude`` left out.
 
-        Within a scan the ranking is taken once per perp and side, at its first use, and walked by
-        every bankruptcy after it: a cascade deleverages thousands of accounts against the same
-        side, and ranking 100,000 holders for each was its bottleneck. Positions on that side only
-        shrink within a scan (deleveraged, or taken over), so a row whose position is gone or has
-        flipped is skipped, for good; one partly deleveraged keeps its place (its score as of the
-        ranking). Outside a scan (an isolated position's deficit) the ranking is taken afresh."""
-        cache = self._queues
-        if cache is None:
-            yield from (x for x in self._ranked(perp, sign) if x[0] not in exclude)
+        The ranking is taken at its first use after the perp's mark moved and walked by every
+        bankruptcy until the mark moves again, across records: a cascade deleverages thousands of
+        accounts against the same side, and ranking 100,000 holders for each (or for each of the
+        small records a cascade is done in) was its bottleneck. A row whose position is gone or
+        has flipped is skipped, for good; one partly deleveraged, or whose position or equity
+        changed since, keeps its place (its score as of the ranking). A ranking taken in an earlier
+        record that runs out is taken afresh before anyone is left uncovered: holders that opened
+        since are in the new one. Outside a scan (an isolated position's deficit) the ranking is
+        taken afresh and not kept."""
+        if not self._scanning:
+            yield from (x for x in self._ranked(perp, sign).items() if x[0] not in exclude)
             return
-        q = cache.get((perp, sign))
-        if q is None:
-            q = cache[(perp, sign)] = _Queue(self._ranked(perp, sign))
-        size = self.engine.book.perp_size
+        e = self.engine
+        mark = int(e.marks[perp])
+        q = self._queues.get((perp, sign))
+        if q is None or q.mark != mark:
+            q = self._queues[(perp, sign)] = self._fresh(perp, sign)
+        size = e.book.perp_size
         seen = q.seen
         while q.start < len(seen) and np.sign(size[seen[q.start][0], perp]) != sign:
             q.start += 1  # gone from this side: for good
         i = q.start
         while True:
             if i == len(seen):
-                nxt = next(q.more, None)
-                if nxt is None:
-                    return
-                seen.append(nxt)
+                chunk = q.rest.next_chunk()
+                if not chunk:
+                    if q.record == e.records:  # taken in this record: nobody is left
+                        return
+                    q = self._queues[(perp, sign)] = self._fresh(perp, sign)  # (holders since)
+                    seen, i = q.seen, 0
+                    continue
+                seen.extend(chunk)
             row, score = seen[i]
             i += 1
             if row not in exclude and np.sign(size[row, perp]) == sign:
                 yield row, score
 
-    def _ranked(self, perp: int, sign: int) -> Iterator[tuple[int, float]]:
-        """The ranking ``_adl_queue`` walks: the scores of every holder in one numpy pass (the
-        formula ``publish_adl_ranks`` ranks by: ``(upnl / margin) * (notional / equity)`` in
-        float64), then only the head consumed is sorted (a bankruptcy rarely needs more than a few
-        counterparties)."""
+    def _fresh(self, perp: int, sign: int) -> _Queue:
+        e = self.engine
+        return _Queue(self._ranked(perp, sign), int(e.marks[perp]), e.records)
+
+    def _ranked(self, perp: int, sign: int) -> _Ranking:
+        """The ranking ``_adl_queue`` walks: the scores of every holder in one pass (the formula
+        ``publish_adl_ranks`` ranks by: ``(upnl / margin) * (notional / equity)`` in float64), then
+        only the head consumed is sorted (a bankruptcy rarely needs more than a few counterparties)."""
         e, b = self.engine, self.engine.book
         compiled = e.margin.compiled
+        mark_per_atom = float(e.marks[perp]) / ATOMS_PER_UNIT
         if compiled is not None:  # (in C, the same doubles: tests/engine/risk/test_native_margin.py)
-            rows, score = compiled.adl_scores(
-                b, perp, sign, float(e.marks[perp]) / ATOMS_PER_UNIT, e.system_base
-            )
+            rows, score = compiled.adl_scores(b, perp, sign, mark_per_atom, e.system_base)
         else:
-            rows, score = adl_scores(b, perp, sign, float(e.marks[perp]) / ATOMS_PER_UNIT, e.system_base)
-        ids = b.ids[rows]
-        head = ADL_QUEUE_HEAD
-        while len(rows):
-            if len(rows) > head:  # the head: every score at least the head-th largest (ties kept whole)
-                cut = np.partition(score, len(score) - head)[len(score) - head]
-                take = score >= cut
-            else:
-                take = np.ones(len(rows), bool)
-            order = np.lexsort((ids[take], -score[take]))
-            yield from zip(rows[take][order].tolist(), score[take][order].tolist(), strict=True)
-            rows, score, ids = rows[~take], score[~take], ids[~take]
-            head *= 8
+            rows, score = adl_scores(b, perp, sign, mark_per_atom, e.system_base)
+        return _Ranking(rows.astype(np.int64), score, b.ids[rows])
 
     # ---- the fund unwinds ------------------------------------------------------------------------
     def _unwind(self) -> None:
@@ -1323,6 +1370,7 @@ class Liquidator:
             "next_coid": self.next_coid,
             "unwind_due": sorted(self.unwind_due),
             "pending": self.pending.tolist(),
+            "adl_queues": [[p, side, *q.to_json()] for (p, side), q in sorted(self._queues.items())],
             "adl_ranks": [
                 [int(r), int(p), int(v)]
                 for r, p in zip(*np.nonzero(self.rank_cache), strict=True)
@@ -1342,6 +1390,7 @@ class Liquidator:
         self.next_coid = int(doc["next_coid"])  # type: ignore[arg-type]
         self.unwind_due = set(doc["unwind_due"])  # type: ignore[call-overload]
         self.pending = np.array(doc.get("pending", ()), np.intp)  # type: ignore[call-overload]
+        self._queues = {(int(x[0]), int(x[1])): _Queue.from_json(x[2:]) for x in doc.get("adl_queues", ())}  # type: ignore[attr-defined]
         self.rank_cache = np.zeros((self.engine.book.capacity, self.engine.config.n_perps), np.int8)
         for r, p, v in doc["adl_ranks"]:  # type: ignore[attr-defined]
             self.rank_cache[r, p] = v

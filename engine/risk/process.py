@@ -65,7 +65,7 @@ HEADER_SLOT = SLOT_BYTES
 # shard's waiting events; where it stopped is journaled with it (RiskProcess._continue).
 # docs/liquidation.md, "Normal flow during a cascade".
 CONTINUE = 0xFFFF_FFFF
-CONTINUE_SLICE_NS = 1_000_000
+CONTINUE_SLICE_NS = 500_000
 LIQUIDATION = LiquidationParams(accounts_per_record=0)
 SNAP_META = struct.Struct("<QI")  # journal seq, output ring count
 # slots of commands per record: each record costs ~0.3 ms whatever its size (journal write, the

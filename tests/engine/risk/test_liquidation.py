@@ -241,9 +241,11 @@ def test_the_adl_queue_is_the_full_ranking_however_much_of_it_is_consumed() -> N
     assert all(np.diff([s for _r, s in got]) <= 0)
 
 
-def test_within_a_scan_the_adl_ranking_is_taken_once_and_walked_by_each_bankruptcy() -> None:
-    """In a scan every bankruptcy walks the same ranking: a counterparty closed out is skipped for
-    good, one partly deleveraged keeps its place at the head, the excluded rows are left out."""
+def test_the_adl_ranking_is_taken_once_per_mark_and_walked_by_each_bankruptcy() -> None:
+    """Every bankruptcy walks the same ranking while the perp's mark stands, in a scan and in the
+    records after it: a counterparty closed out is skipped for good, one partly deleveraged keeps
+    its place at the head, the excluded rows are left out. A new mark ranks afresh; so does a
+    ranking from an earlier record that runs out (holders that opened since are in the new one)."""
     x = LocalExchange()
     _mark(x, 500_000)
     liq, b = x.risk.liquidator, x.risk.book
@@ -256,7 +258,7 @@ def test_within_a_scan_the_adl_ranking_is_taken_once_and_walked_by_each_bankrupt
         b.equity[row], b.initial[row] = 10_000 * 10**6, 2_000 * 10**6
     fresh = [r for r, _ in liq._adl_queue(0, -1, ())]
     assert fresh == rows[::-1]  # the highest entry first
-    liq._queues = {}  # as during a scan
+    liq._scanning = True  # as during a scan
     try:
         first = liq._adl_queue(0, -1, ())
         top = [next(first)[0] for _ in range(3)]
@@ -266,9 +268,21 @@ def test_within_a_scan_the_adl_ranking_is_taken_once_and_walked_by_each_bankrupt
         b.perp_cost[rows[0], 0] = -(10**7) * 900  # moves to the top of a fresh ranking, not this one
         again = [r for r, _ in liq._adl_queue(0, -1, (top[2],))]
         assert again == [top[1]] + fresh[3:]
+        x.risk.records += 1  # a later record, the same mark: the same ranking
+        assert next(liq._adl_queue(0, -1, ()))[0] == top[1]
+        opened = b.row(300)  # a holder that opened since: not in it until it runs out
+        b.perp_size[opened, 0] = -(10**7)
+        b.perp_cost[opened, 0] = -(10**7) * 2_000
+        b.equity[opened], b.initial[opened] = 10_000 * 10**6, 2_000 * 10**6
+        walked = [r for r, _ in liq._adl_queue(0, -1, ())]  # (a walk that closes nothing)
+        kept = [top[1], top[2]] + fresh[3:]
+        assert walked[: len(kept)] == kept and walked[len(kept)] == opened  # then ranked afresh
+        assert liq._queues[(0, -1)].record == x.risk.records
+        x.risk.marks[0] += 10**6  # a new mark ($1 up): ranked afresh at once
+        assert next(liq._adl_queue(0, -1, ()))[0] == opened
     finally:
-        liq._queues = None
-    assert next(liq._adl_queue(0, -1, ()))[0] == rows[0]  # outside a scan: ranked afresh
+        liq._scanning = False
+    assert next(liq._adl_queue(0, -1, ()))[0] == opened  # outside a scan: ranked afresh
 
 
 def test_a_spot_holding_the_fund_took_over_is_unwound_on_the_next_price() -> None:
