@@ -369,6 +369,9 @@ class Liquidator:
         work left over goes on); False (a record of client commands, which does only its own
         work): ``pending`` is kept and what this scan leaves joins it."""
         self._scanning = True
+        if self._queues:  # (a ranking whose perp's mark moved is never walked again)
+            marks = self.engine.marks
+            self._queues = {k: q for k, q in self._queues.items() if q.mark == int(marks[k[0]])}
         started = self.started
         kept = self.pending  # (with ``resume``, among ``rows``: RiskEngine.end_of_record)
         if not orders_only:

@@ -4,6 +4,7 @@ Conservation and reservations are checked after every command by the harness (va
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from risk_harness import BTC_PERP, USDC, LocalExchange, both_engines  # noqa: F401 (a fixture, used by name)
 
@@ -283,6 +284,10 @@ def test_the_adl_ranking_is_taken_once_per_mark_and_walked_by_each_bankruptcy() 
     finally:
         liq._scanning = False
     assert next(liq._adl_queue(0, -1, ()))[0] == opened  # outside a scan: ranked afresh
+    assert (0, -1) in liq._queues
+    x.risk.marks[0] += 10**6
+    liq.scan(np.zeros(0, np.intp))  # a scan drops the rankings whose perp's mark moved
+    assert (0, -1) not in liq._queues
 
 
 def test_a_spot_holding_the_fund_took_over_is_unwound_on_the_next_price() -> None:
