@@ -1275,7 +1275,7 @@ class Liquidator:
             rows, score = compiled.adl_scores(b, perp, sign, mark_per_atom, e.system_base)
         else:
             rows, score = adl_scores(b, perp, sign, mark_per_atom, e.system_base)
-        return _Ranking(rows.astype(np.int64), score, b.ids[rows])
+        return _Ranking(rows.astype(np.int64, copy=False), score, b.ids[rows])
 
     # ---- the fund unwinds ------------------------------------------------------------------------
     def _unwind(self) -> None:

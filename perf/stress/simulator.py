@@ -33,6 +33,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
@@ -365,28 +366,34 @@ class Simulator:
             while not self.ring.try_publish(part, len(part) // SLOT_BYTES):
                 self._pump()
 
+    def _pump_until(self, done: Callable[[], bool], timeout_s: float, what: str) -> None:
+        """Read the rings until ``done()``; TimeoutError naming ``what`` after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if not self._pump():
+                time.sleep(0.00005)  # give the core back: on a small machine risk and the shard need it
+            if time.monotonic() > deadline:
+                raise TimeoutError(what)
+
     def applied(self, timeout_s: float = 300.0) -> None:
         """Wait until risk has released everything sent so far: it releases a record's input after
         the whole record, where a barrier's echo may leave at the record's first early flush (a
         cascade's first liquidation orders go out before the record recomputes everyone else)."""
-        deadline = time.monotonic() + timeout_s
-        while self.ring.consumer_cursor(0) < self.ring.published:
-            if not self._pump():
-                time.sleep(0.00005)
-            if time.monotonic() > deadline:
-                raise TimeoutError("risk did not apply the price record")
+        ring = self.ring
+        self._pump_until(
+            lambda: ring.consumer_cursor(0) >= ring.published,
+            timeout_s,
+            "risk did not apply the price record",
+        )
 
     def barrier(self, timeout_s: float = 300.0) -> None:
         """Wait until risk and every shard have handled everything sent so far (two echoes)."""
         self.marker += 1
         self._echoes = 0
         self.send([encode(MsgType.HEARTBEAT, ts_ns=self.marker)])
-        deadline = time.monotonic() + timeout_s
-        while self._echoes < 2:
-            if not self._pump():
-                time.sleep(0.00005)  # give the core back: on a small machine risk and the shard need it
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the exchange did not answer heartbeat {self.marker}")
+        self._pump_until(
+            lambda: self._echoes >= 2, timeout_s, f"the exchange did not answer heartbeat {self.marker}"
+        )
 
     # ---- prices ----------------------------------------------------------------------------------
     def price_messages(self, t_s: float) -> tuple[list[bytes], dict[str, float]]:
