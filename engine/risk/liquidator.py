@@ -97,6 +97,11 @@ class LiquidationParams:
     # ``Liquidator.pending`` for continuation records (engine/risk/process.py), so an order arriving
     # during a cascade waits behind one bounded record, not behind all of the cascade's work
     accounts_per_record: int | None = None
+    # the fund's own deleveraging (``Liquidator._deleverage_fund``) closes against at most this
+    # many counterparties per record (None: all at once) and goes on in the records after it: a
+    # fund that took over a cascade's positions can have thousands of them to close (~25 us
+    # each; one record of 100 ms held every order back in a replay of the stress cascade)
+    fund_adl_per_record: int | None = None
 
 
 # In a live process, outputs go out after the first account acted on in a scan and then every this
@@ -188,6 +193,36 @@ class _Queue:
         mark, record, seen, start, rows, score, ids, head = doc
         rest = _Ranking(np.array(rows, np.int64), np.array(score, np.float64), np.array(ids, np.uint32), head)
         return cls(rest, mark, record, [(int(a), float(b)) for a, b in seen], start)
+
+
+@dataclass
+class FundAdl:
+    """The fund's deleveraging under way (``Liquidator._deleverage_fund``), closed a bounded number
+    of counterparties per record. Fixed when it starts: the marks it closes at, the fund's own cash
+    then (``cash0``, which pays first), the deficit the closes are expected to realise past it
+    (``deficit``) and the notional to close (``whole``). Each record charges its counterparties
+    the share of ``deficit`` of the notional closed so far (``done``), rounded down on the running
+    total, so a counterparty pays the same per unit closed whichever record closes it; the last
+    record of a plan that closed all of it charges what was realised past ``cash0`` exactly."""
+
+    marks: dict[int, int]  # perp -> its mark at the start (a new mark ends the plan)
+    left: dict[int, int]  # perp -> what the fund still has to close (signed as it holds it)
+    cash0: int
+    deficit: int
+    whole: int
+    done: int = 0  # notional closed so far
+    realised: int = 0  # what the closes realised on the fund's positions so far (its cash moved)
+    charged: int = 0  # of ``deficit``, charged to the counterparties so far
+    short: bool = False  # the queue ran out (or the position changed) before all of it closed
+
+    def to_json(self) -> list[object]:
+        return [sorted(self.marks.items()), list(self.left.items()), self.cash0, self.deficit,
+                self.whole, self.done, self.realised, self.charged, self.short]  # fmt: skip
+
+    @classmethod
+    def from_json(cls, doc: list[Any]) -> FundAdl:
+        marks, left, *rest = doc
+        return cls({int(p): int(m) for p, m in marks}, {int(p): int(v) for p, v in left}, *rest)
 
 
 class CaseBook(dict[int, Case]):
@@ -299,6 +334,7 @@ class Liquidator:
         self.plans_kept = self.plans_dropped = 0
         self.rank_cache = np.zeros((0, engine.config.n_perps), np.int8)  # last ADL rank sent, by row
         self.unwind_due: set[int] = set()  # perps (p) and spot assets (~a) repriced since the fund last tried
+        self.fund_adl: FundAdl | None = None  # the fund's deleveraging, when it spans records
         config = engine.config
         self._perp_base = np.array([config.markets[m].base_asset for m in config.perps], np.intp)
         self._unpriced_key: tuple[bytes, bytes, bytes] | None = None
@@ -313,7 +349,14 @@ class Liquidator:
         self.yield_to: Callable[[], bool] | None = None
         self.cut_at: int | None = None
         self.cut = NO_CUT
+        self.continuing = False  # in a continuation record (not state)
         self._moved_mask = np.zeros(0, bool)  # (scratch for _moved_ahead, all False between calls)
+
+    @property
+    def work_left(self) -> bool:
+        """Work a record left for the records after it: accounts its scan had no room for
+        (``pending``), or the rest of the fund's deleveraging (``fund_adl``)."""
+        return bool(len(self.pending)) or self.fund_adl is not None
 
     def _key(self, row: int) -> int:
         """The key of the row's case in ``cases`` (and of its orders in ``orders``)."""
@@ -1182,16 +1225,19 @@ class Liquidator:
         price: int,
         exclude: tuple[int, ...],
         closed: list[tuple[int, int, RiskMarket]],
+        limit: int | None = None,
     ) -> int:
         """Close up to ``|size|`` of the fund's position in ``market`` (signed as the fund holds it)
         at ``price`` against the ADL queue of the opposite side, an ADL event to each counterparty;
-        each close is appended to ``closed`` as (row, notional, market). Returns the atoms closed."""
+        each close is appended to ``closed`` as (row, notional, market). Returns the atoms closed.
+        ``limit``: against at most that many counterparties."""
         e, b = self.engine, self.engine.book
         fund, p = e.insurance_row, market.perp
-        want, done = abs(size), 0
+        want, done, count = abs(size), 0, 0
         for other, _score in self._adl_queue(p, -1 if size > 0 else 1, exclude=exclude):
-            if want == 0:
+            if want == 0 or count == limit:
                 break
+            count += 1
             d = min(abs(int(b.perp_size[other, p])), want)
             notional = d * price // ATOMS_PER_UNIT
             e.transfer_perp(fund, other, p, d if size > 0 else -d, notional)  # the fund sells a long
@@ -1279,14 +1325,18 @@ class Liquidator:
 
     # ---- the fund unwinds ------------------------------------------------------------------------
     def _unwind(self) -> None:
-        if not self.unwind_due:  # (a holding is unwound only when its price moved: nothing to do)
-            return
+        if not self.unwind_due and self.fund_adl is None:  # (a holding is unwound only when its price
+            return  # moved, and the fund's deleveraging goes on: nothing else to do)
         e, b = self.engine, self.engine.book
         fund = e.insurance_row
         if self.cases.get(int(b.ids[fund])) is not None:
             return
         due, self.unwind_due = self.unwind_due, set()  # one attempt per mark update, not per record
-        self._deleverage_fund()
+        self._deleverage_fund(repriced=bool(due))
+        if self.fund_adl is not None:  # what it is closing against the queue waits for it to end
+            closing = {p for p in due if p in self.fund_adl.left}
+            self.unwind_due |= closing
+            due -= closing
         holdings: list[tuple[RiskMarket, int, int]] = []  # market, size (signed), its price
         for p in np.flatnonzero(b.perp_size[fund]).tolist():
             if p in due:
@@ -1322,7 +1372,7 @@ class Liquidator:
                     0,
                 )
 
-    def _deleverage_fund(self) -> None:
+    def _deleverage_fund(self, repriced: bool = True) -> None:
         """The fund's positions have lost more than its own cash: close them against the ADL queue.
 
         A position the fund took over keeps moving until its unwind fills. In a squeeze the book
@@ -1335,35 +1385,102 @@ class Liquidator:
         split over the deleveraged positions pro rata to the notional each closed, like
         ``_deleverage``'s: together the same as closing at the fund's bankruptcy price. An ``ADL``
         event on the fund's account names each position it closed (size and mark); the
-        counterparties get theirs as for any ADL, their share of the deficit in ``amount_micro``."""
+        counterparties get theirs as for any ADL, their share of the deficit in ``amount_micro``.
+
+        With ``params.fund_adl_per_record`` the closing is spread over records (``FundAdl``): each
+        record closes against at most that many counterparties and charges them their share (with
+        ``accounts_per_record``, as the risk process runs, only continuation records close); a
+        new mark of a perp it closes ends it (what it closed has paid its share) and, the fund
+        still short, a new one starts at the new mark. ``repriced``: a mark moved since the last
+        call (only then can a new one start)."""
+        e = self.engine
+        plan = self.fund_adl
+        if plan is not None and any(int(e.marks[p]) != m for p, m in plan.marks.items()):
+            plan = self.fund_adl = None  # closed at the old mark so far, and charged for it
+        if plan is None:
+            if not repriced:
+                return
+            plan = self._plan_fund_adl()
+            if plan is None:
+                return
+        self.fund_adl = plan
+        if self.continuing or self.params.accounts_per_record is None:  # (bounded: as the scan's
+            self._close_fund(plan)  # accounts, in continuation records only)
+            if not plan.left:
+                self.fund_adl = None
+
+    def _plan_fund_adl(self) -> FundAdl | None:
         e, b = self.engine, self.engine.book
         fund = e.insurance_row
         perps = np.flatnonzero(b.perp_size[fund]).tolist()
         if not perps:
-            return
+            return None
         cash0 = int(b.balance[fund, 0])
         upnl = sum(
             int(b.perp_size[fund, p]) * int(e.marks[p]) // ATOMS_PER_UNIT - int(b.perp_cost[fund, p])
             for p in perps
         )
         if max(cash0, 0) + upnl >= 0:
-            return
-        fund_id = int(b.ids[fund])
-        busy = {r.market for r in e.ledger.orders_of(fund_id)}  # an unwind order out: its fill is due
-        closed: list[tuple[int, int, RiskMarket]] = []
+            return None
+        busy = {r.market for r in e.ledger.orders_of(int(b.ids[fund]))}  # an unwind order out: its fill is due
+        marks: dict[int, int] = {}
+        left: dict[int, int] = {}
+        whole = closing = 0
         for p in perps:
             market = e.config.markets[e.config.perps[p]]
             mark = int(e.marks[p])
             if market.market_id in busy or mark <= 0:
                 continue
             size = int(b.perp_size[fund, p])
-            done = self._close_against_queue(market, size, mark, (fund,), closed)
+            marks[p], left[p] = mark, size
+            whole += abs(size) * mark // ATOMS_PER_UNIT
+            closing += size * mark // ATOMS_PER_UNIT - int(b.perp_cost[fund, p])
+        if not left:
+            return None
+        return FundAdl(marks, left, cash0, max(0, -(max(cash0, 0) + closing)), whole)
+
+    def _close_fund(self, plan: FundAdl) -> None:
+        """One record's share of ``plan``: closes against at most ``fund_adl_per_record``
+        counterparties, in perp order, then the charge (``FundAdl``)."""
+        e, b = self.engine, self.engine.book
+        fund = e.insurance_row
+        fund_id = int(b.ids[fund])
+        room = self.params.fund_adl_per_record
+        closed: list[tuple[int, int, RiskMarket]] = []
+        for p in list(plan.left):
+            size, want = int(b.perp_size[fund, p]), plan.left[p]
+            if (size > 0) != (want > 0) or abs(size) < abs(want):  # (it has been unwound meanwhile)
+                want = 0 if size == 0 or (size > 0) != (want > 0) else size
+                plan.short = True
+            if want == 0:
+                del plan.left[p]
+                continue
+            if room is not None and len(closed) >= room:
+                break
+            market, mark = e.config.markets[e.config.perps[p]], plan.marks[p]
+            first, cash = len(closed), int(b.balance[fund, 0])
+            limit = None if room is None else room - len(closed)
+            done = self._close_against_queue(market, want, mark, (fund,), closed, limit)
+            plan.realised += int(b.balance[fund, 0]) - cash  # (closing moves only realised P&L)
+            plan.done += sum(n for _r, n, _m in closed[first:])
             if done:
-                side = Side.SELL if size > 0 else Side.BUY  # what the fund did
+                side = Side.SELL if want > 0 else Side.BUY  # what the fund did
                 self._event(fund_id, market.market_id, LiquidationKind.ADL, side, done, mark, 0)
-        deficit = min(cash0, 0) - int(b.balance[fund, 0])  # what closing realised past its own cash
-        if deficit > 0:
-            self._haircut(closed, deficit, fund, BalanceReason.INSURANCE, fund_id)
+            rest = abs(want) - done
+            if rest and (limit is None or len(closed) - first < limit):  # nobody left on the other side
+                plan.short = True
+                rest = 0
+            if rest:
+                plan.left[p] = rest if want > 0 else -rest
+            else:
+                del plan.left[p]
+        if not plan.left and not plan.short:  # all of it closed: what it realised past cash0, exactly
+            target = max(0, -(max(plan.cash0, 0) + plan.realised))
+        else:  # the share of the notional closed so far
+            target = plan.deficit * plan.done // max(plan.whole, 1)
+        charge = target - plan.charged
+        if charge > 0 and closed and self._haircut(closed, charge, fund, BalanceReason.INSURANCE, fund_id):
+            plan.charged += charge
 
     # ---- persistence -----------------------------------------------------------------------------
     def to_json(self) -> dict[str, object]:
@@ -1373,6 +1490,7 @@ class Liquidator:
             "next_coid": self.next_coid,
             "unwind_due": sorted(self.unwind_due),
             "pending": self.pending.tolist(),
+            "fund_adl": None if self.fund_adl is None else self.fund_adl.to_json(),
             "adl_queues": [[p, side, *q.to_json()] for (p, side), q in sorted(self._queues.items())],
             "adl_ranks": [
                 [int(r), int(p), int(v)]
@@ -1393,6 +1511,8 @@ class Liquidator:
         self.next_coid = int(doc["next_coid"])  # type: ignore[arg-type]
         self.unwind_due = set(doc["unwind_due"])  # type: ignore[call-overload]
         self.pending = np.array(doc.get("pending", ()), np.intp)  # type: ignore[call-overload]
+        fund_adl = doc.get("fund_adl")
+        self.fund_adl = None if fund_adl is None else FundAdl.from_json(fund_adl)  # type: ignore[arg-type]
         self._queues = {(int(x[0]), int(x[1])): _Queue.from_json(x[2:]) for x in doc.get("adl_queues", ())}  # type: ignore[attr-defined]
         self.rank_cache = np.zeros((self.engine.book.capacity, self.engine.config.n_perps), np.int8)
         for r, p, v in doc["adl_ranks"]:  # type: ignore[attr-defined]

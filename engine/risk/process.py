@@ -46,10 +46,11 @@ from engine.journal.ring_positions import (
 )
 from engine.journal.snapshot_persister import SnapshotPersister
 from engine.ring import Blocking, ConsumerRef, RingFull, RingRef, SpinBudget, make_wait_strategy
-from engine.risk.liquidator import NO_CUT, LiquidationParams
+from engine.risk.liquidator import LIQUIDATION_COID_BASE, NO_CUT, LiquidationParams
 from engine.risk.native_risk import make_risk_engine
 from engine.risk.risk_config import load_risk_config
 from engine.risk.risk_engine import SHARD_EVENTS, SHARD_EVENTS_SOURCE, RiskEngine, Source
+from engine.types.enums import MsgType
 from engine.wire.layout import SLOT_BYTES
 
 # Journal record: [header slot][slots...]; header = input index, raw slots consumed, input cursor
@@ -62,11 +63,14 @@ HEADER_SLOT = SLOT_BYTES
 # index CONTINUE, no slots), one after every pass over the inputs while some is left. A
 # continuation record stops at a waiting command (after at least one account: a client's order
 # waits behind one account's liquidation, not a cascade's) and, after CONTINUE_SLICE_NS, at a
-# shard's waiting events; where it stopped is journaled with it (RiskProcess._continue).
+# shard's waiting events; where it stopped is journaled with it (RiskProcess._continue). The
+# fund's own deleveraging closes against FUND_ADL_PER_RECORD counterparties per record (~25 us
+# each) and goes on in the records after it.
 # docs/liquidation.md, "Normal flow during a cascade".
 CONTINUE = 0xFFFF_FFFF
 CONTINUE_SLICE_NS = 500_000
-LIQUIDATION = LiquidationParams(accounts_per_record=0)
+FUND_ADL_PER_RECORD = 16
+LIQUIDATION = LiquidationParams(accounts_per_record=0, fund_adl_per_record=FUND_ADL_PER_RECORD)
 SNAP_META = struct.Struct("<QI")  # journal seq, output ring count
 # slots of commands per record: each record costs ~0.3 ms whatever its size (journal write, the
 # recompute of the rows it touched, the scan, publishing), and 256-slot records held risk to 200-300K
@@ -81,6 +85,27 @@ MAX_EVENT_BATCH = 1024
 IDLE_POLLS, FIFO_IDLE_POLLS, FIFO_PARKED_SHARE = 200, 20, 0.3
 _KEEP = np.zeros(256, bool)
 _KEEP[[int(t) for t in SHARD_EVENTS]] = True
+# shard events that name their order's client order id (at byte 24); a client's is below
+# LIQUIDATION_COID_BASE. A continuation record stops at once for these when they answer a client
+# (and for a heartbeat's echo), not after CONTINUE_SLICE_NS as for its own orders' events.
+_NAMES_COID = np.zeros(256, bool)
+_NAMES_COID[[int(t) for t in (MsgType.ACCEPTED, MsgType.REJECTED, MsgType.CANCELLED, MsgType.AMENDED,
+                              MsgType.TRIGGERED)]] = True  # fmt: skip
+_COID_AT = 24
+
+
+def answers_a_client(slots: np.ndarray) -> bool:
+    """Do these shard events (``(n, SLOT_BYTES)`` uint8) answer a client: a heartbeat's echo, or an
+    event naming a client's order (accepted, refused, cancelled, amended, triggered)? A fill names
+    order ids only; a client's taking order has its ACCEPTED or CANCELLED beside its fills."""
+    kinds = slots[:, 0]
+    if (kinds == MsgType.HEARTBEAT).any():
+        return True
+    named = slots[_NAMES_COID[kinds]]
+    if not len(named):
+        return False
+    coid = np.ascontiguousarray(named[:, _COID_AT : _COID_AT + 8]).view("<u8").ravel()
+    return bool((coid < np.uint64(LIQUIDATION_COID_BASE)).any())
 
 
 @dataclass(frozen=True)
@@ -141,11 +166,12 @@ def apply_record(
         liq = engine.liquidator
         if yield_to is None:
             liq.cut_at = count
-        liq.yield_to = yield_to
+        liq.yield_to, liq.continuing = yield_to, True
         try:
             engine.end_of_record()
         finally:
             liq.cut_at = liq.yield_to = None
+            liq.continuing = False
         return
     source = sources[idx] if idx < len(sources) else SHARD_EVENTS_SOURCE
     engine.apply_slots(record, HEADER_SLOT, kept, source)
@@ -318,15 +344,35 @@ class RiskProcess:
 
     def _yield_rule(self) -> Callable[[], bool]:
         """When a continuation record stops: at once for a command (a client's order waits behind
-        it), after CONTINUE_SLICE_NS for a shard's events (the fills of its own orders: too small a
-        slice and the scan's fixed cost per record is most of the work)."""
+        it) or a shard's events answering a client (``answers_a_client``: a client's order, the
+        echo a client's heartbeat waits for), after CONTINUE_SLICE_NS for other shard events (the
+        fills of its own orders: too small a slice and the scan's fixed cost per record is most of
+        the work). Each shard's waiting events are looked at once (``looked``)."""
         commands, events = self.consumers[: self.n_commands], self.consumers[self.n_commands :]
         start = time.perf_counter_ns()
+        looked = [0] * len(events)
 
         def stop() -> bool:
             if any(c.available() for c in commands):
                 return True
-            return time.perf_counter_ns() - start >= CONTINUE_SLICE_NS and any(c.available() for c in events)
+            waiting = False
+            for i, c in enumerate(events):
+                n = c.available()
+                if not n:
+                    continue
+                waiting = True
+                if n > looked[i]:
+                    view, got = c.peek(MAX_EVENT_BATCH)
+                    try:
+                        slots = np.frombuffer(view, np.uint8, got * SLOT_BYTES).reshape(got, SLOT_BYTES)
+                        client = answers_a_client(slots[looked[i] :])
+                        del slots
+                    finally:
+                        view.release()
+                    looked[i] = got
+                    if client:
+                        return True
+            return waiting and time.perf_counter_ns() - start >= CONTINUE_SLICE_NS
 
         return stop
 
@@ -416,7 +462,7 @@ class RiskProcess:
                 self.records_since_snapshot += 1
                 self._publish_metrics()
                 backed_up = any(self.held)
-            if not backed_up and len(self.engine.liquidator.pending):
+            if not backed_up and self.engine.liquidator.work_left:
                 self._continue()  # accounts earlier scans had no room for (a command stops it)
                 worked = True
                 backed_up = any(self.held)

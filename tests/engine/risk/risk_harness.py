@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from engine.risk.liquidator import LiquidationParams
 from engine.risk.native_risk import make_risk_engine
 from engine.risk.risk_config import RiskConfig, risk_config_from
 from engine.risk.risk_engine import Source
@@ -96,8 +97,14 @@ def both_engines(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 class LocalExchange:
-    def __init__(self, config: RiskConfig = CONFIG, markets: dict[int, MarketSpec] = MARKETS) -> None:
-        self.risk = make_risk_engine(config, shards=1)  # native unless HX_ENGINE=python
+    def __init__(
+        self,
+        config: RiskConfig = CONFIG,
+        markets: dict[int, MarketSpec] = MARKETS,
+        liquidation: LiquidationParams | None = None,
+    ) -> None:
+        self.risk = make_risk_engine(config, shards=1, liquidation=liquidation)  # native unless HX_ENGINE=python
+        self.records = 0  # records risk applied (continuation records included)
         self.writer = WireEventWriter()
         self.engine = make_engine(markets, self.writer)
         self.risk_events: list[dict[str, Any]] = []
@@ -115,9 +122,15 @@ class LocalExchange:
             self._collect(self.writer.take(), self.shard_events)
         risk.end_of_record()
         risk.validate()
+        self.records += 1
         for _ in range(1000):
             orders, events = risk.take_outputs()
             self._collect(events, self.risk_events)
+            if not orders[0] and risk.liquidator.work_left:  # a continuation record (as the process)
+                risk.end_of_record()
+                risk.validate()
+                self.records += 1
+                continue
             if not orders[0]:
                 return
             out = bytearray()
@@ -129,6 +142,7 @@ class LocalExchange:
                 risk.apply_event(out, k)
             risk.end_of_record()
             risk.validate()
+            self.records += 1
         raise AssertionError("risk and the shard did not settle within 1000 rounds")
 
     @staticmethod

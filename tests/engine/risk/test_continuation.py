@@ -93,7 +93,7 @@ class Run:
                 out[k : k + SLOT_BYTES] for k in range(0, len(out), SLOT_BYTES) if out[k] in _TO_RISK
             )
             orders = self._apply(_record(EVENTS, back)) if back else b""
-            if len(self.live.liquidator.pending):  # as the process: one after each pass of inputs,
+            if self.live.liquidator.work_left:  # as the process: one after each pass of inputs,
                 p = self.rng.choice([0.02, 0.3, 0.9])  # stopped at random after at least one account
                 orders += self._apply(_record(CONTINUE, b"", NO_CUT), lambda p=p: self.rng.random() < p)
             elif not back:
@@ -166,3 +166,25 @@ def test_a_record_of_inputs_leaves_the_cascade_to_continuation_records() -> None
     assert live.liquidator.cut != NO_CUT
     assert len(live.liquidator.cases) <= started + 1
     assert len(live.liquidator.pending) < len(pending)
+
+
+def test_a_continuation_record_stops_at_once_for_the_events_that_answer_a_client() -> None:
+    """``answers_a_client``: the shard events a continuation record yields to at once (a client's
+    order accepted, refused, cancelled, amended or triggered; a heartbeat's echo), against those
+    of risk's own liquidation orders and fills, which wait for CONTINUE_SLICE_NS."""
+    import numpy as np
+
+    from engine.risk.liquidator import LIQUIDATION_COID_BASE
+    from engine.risk.process import answers_a_client
+
+    def slots(*msgs: bytes) -> np.ndarray:
+        return np.frombuffer(b"".join(msgs), np.uint8).reshape(-1, SLOT_BYTES)
+
+    own = LIQUIDATION_COID_BASE + 7
+    fill = encode(MsgType.FILL, 1, taker_order_id=3, maker_order_id=4, size_lots=1)
+    for kind in (MsgType.ACCEPTED, MsgType.REJECTED, MsgType.CANCELLED, MsgType.AMENDED, MsgType.TRIGGERED):
+        assert answers_a_client(slots(fill, encode(kind, 1, client_order_id=5), fill)), kind.name
+        assert not answers_a_client(slots(fill, encode(kind, 1, client_order_id=own))), kind.name
+    assert answers_a_client(slots(fill, encode(MsgType.HEARTBEAT, 0, ts_ns=9)))
+    assert not answers_a_client(slots(fill, fill))
+    assert answers_a_client(slots(encode(MsgType.CANCELLED, 1, client_order_id=LIQUIDATION_COID_BASE - 1)))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from risk_harness import BTC_PERP, USDC, LocalExchange, both_engines  # noqa: F401 (a fixture, used by name)
 
+from engine.risk.liquidator import LiquidationParams
 from engine.risk.risk_engine import Source, insurance_account
 from engine.types.enums import LiquidationKind, MsgType, RejectCode
 from engine.wire.codec import encode
@@ -144,6 +145,73 @@ def test_a_fund_whose_takeover_loses_more_than_its_cash_is_deleveraged_to_zero_n
     # the short closed at the mark: +$800 on 0.1 BTC ($50,000 - $42,000), less the haircut
     assert int(b.balance[x.row(SHORT), USDC]) - short_before == 800 * 10**6 - haircut
     assert not _liqs(x, LiquidationKind.UNCOVERED)
+
+
+def _crowd(liquidation: LiquidationParams | None = None) -> tuple[LocalExchange, list[int]]:
+    """Alice long 0.091 BTC at $50,000 against seven shorts of 10 to 16 lots (different collateral,
+    so different ADL scores), taken over at $43,600 by a fund of $100: it cannot unwind (no bids)."""
+    x = LocalExchange(liquidation=liquidation)
+    _mark(x, 500_000)
+    x.deposit(ALICE, USDC, 640 * 10**6)
+    x.risk.book.balance[x.risk.insurance_row, USDC] += 100 * 10**6
+    x.risk.net_deposits[USDC] += 100 * 10**6
+    shorts = [100 + k for k in range(7)]
+    for k, short in enumerate(shorts):
+        x.deposit(short, USDC, (5_000 + 1_000 * k) * 10**6)
+        x.order(short, BTC_PERP, 1, 500_000, 10 + k)
+    x.order(ALICE, BTC_PERP, 0, 500_000, 91)
+    _mark(x, 436_000)
+    assert x.risk.book.perp_size[x.risk.insurance_row, 0] == 91 * 10**5  # taken over whole
+    return x, shorts
+
+
+def test_the_funds_deleveraging_spread_over_records_closes_and_charges_as_in_one() -> None:
+    """With ``fund_adl_per_record`` the fund closes against a few counterparties per record (the
+    risk process: a fund holding a cascade's positions has thousands to close) and charges each
+    record's its share of the deficit per unit closed: the same positions closed, the same deficit
+    charged in total as in one record, each counterparty's share the same to rounding; a snapshot
+    taken half way continues to the same state."""
+    one, shorts = _crowd()
+    spread, _ = _crowd(LiquidationParams(fund_adl_per_record=2))
+    fund_id = int(one.risk.book.ids[one.risk.insurance_row])
+    records = one.records
+    _mark(one, 420_000)  # -$145.60 on the fund's long: more than its cash
+    assert one.records - records == 1
+    # the spread one, record by record, with a snapshot taken while it is under way
+    msg = encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=420_000)
+    r = spread.risk
+    r.handle_command(msg, 0, Source.ORACLE)
+    spread.engine.handle(msg, 0)
+    r.end_of_record()
+    r.take_outputs()
+    assert r.liquidator.fund_adl is not None and r.liquidator.work_left  # left for the next records
+    restored = type(r)(r.config, 0, 1, 1, None, r.liquidator.params)
+    restored.restore(r.snapshot())
+    assert restored.state_hash() == r.state_hash()
+    chunks = 1
+    while r.liquidator.work_left:
+        for e in (r, restored):
+            e.end_of_record()
+            e.validate()
+        assert r.take_outputs() == restored.take_outputs()
+        chunks += 1
+    assert chunks == 4  # 7 counterparties, 2 a record
+    assert r.state_hash() == restored.state_hash()
+    r.take_outputs()
+    for x in (one, spread):
+        assert not x.risk.take_outputs()[0][0]  # no unwind order: nothing left to unwind
+    b1, b2 = one.risk.book, r.book
+    rows = [one.row(a) for a in shorts]
+    assert all(b1.perp_size[row, 0] == 0 == b2.perp_size[row, 0] for row in rows)  # all closed
+    assert b1.perp_size[one.risk.insurance_row, 0] == 0 == b2.perp_size[r.insurance_row, 0]
+    assert int(b1.balance[one.risk.insurance_row, USDC]) == 0 == int(b2.balance[r.insurance_row, USDC])
+    events = [e for e in _liqs(one, LiquidationKind.ADL)]
+    fund_adl = [e["size_atoms"] for e in events if e["account"] == fund_id]
+    assert fund_adl == [91 * 10**5]
+    cash1 = [int(b1.balance[row, USDC]) for row in rows]
+    cash2 = [int(b2.balance[row, USDC]) for row in rows]
+    assert sum(cash1) == sum(cash2)  # the same deficit charged in total
+    assert max(abs(a - c) for a, c in zip(cash1, cash2, strict=True)) <= chunks  # each its share, to rounding
 
 
 def test_no_liquidation_on_a_stale_price() -> None:
