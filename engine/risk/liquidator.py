@@ -1422,7 +1422,8 @@ class Liquidator:
         )
         if max(cash0, 0) + upnl >= 0:
             return None
-        busy = {r.market for r in e.ledger.orders_of(int(b.ids[fund]))}  # an unwind order out: its fill is due
+        fund_id = int(b.ids[fund])
+        busy = {r.market for r in e.ledger.orders_of(fund_id)}  # an unwind order out: its fill is due
         marks: dict[int, int] = {}
         left: dict[int, int] = {}
         whole = closing = 0

@@ -103,7 +103,8 @@ class LocalExchange:
         markets: dict[int, MarketSpec] = MARKETS,
         liquidation: LiquidationParams | None = None,
     ) -> None:
-        self.risk = make_risk_engine(config, shards=1, liquidation=liquidation)  # native unless HX_ENGINE=python
+        # native unless HX_ENGINE=python
+        self.risk = make_risk_engine(config, shards=1, liquidation=liquidation)
         self.records = 0  # records risk applied (continuation records included)
         self.writer = WireEventWriter()
         self.engine = make_engine(markets, self.writer)
