@@ -347,8 +347,27 @@ static PyObject *res_object(const Res *r) {
                                  (long long)r->price_ticks);
 }
 
+/* PyObject_GetAttrString makes (decodes and hashes) a new str for `name` at every call, and the
+ * binds below look up ~30 attributes per call of the core (each record, each handed-back event,
+ * each transfer): `name` (a string literal, so its address is its identity) is interned once. */
+#define ATTR_NAMES 96
+static const char *attr_keys[ATTR_NAMES];
+static PyObject *attr_vals[ATTR_NAMES];
+static int attr_count;
+
+static PyObject *get_attr(PyObject *o, const char *name) {
+    for (int i = 0; i < attr_count; i++)
+        if (attr_keys[i] == name) return PyObject_GetAttr(o, attr_vals[i]);
+    if (attr_count == ATTR_NAMES) return PyObject_GetAttrString(o, name);
+    PyObject *key = PyUnicode_InternFromString(name);
+    if (!key) return NULL;
+    attr_keys[attr_count] = name;
+    attr_vals[attr_count++] = key; /* (kept for the life of the module) */
+    return PyObject_GetAttr(o, key);
+}
+
 static int get_u64_attr(PyObject *o, const char *name, uint64_t *out) {
-    PyObject *v = PyObject_GetAttrString(o, name);
+    PyObject *v = get_attr(o, name);
     if (!v) return -1;
     unsigned long long x = PyLong_AsUnsignedLongLong(v);
     Py_DECREF(v);
@@ -358,7 +377,7 @@ static int get_u64_attr(PyObject *o, const char *name, uint64_t *out) {
 }
 
 static int get_i64_attr(PyObject *o, const char *name, int64_t *out) {
-    PyObject *v = PyObject_GetAttrString(o, name);
+    PyObject *v = get_attr(o, name);
     if (!v) return -1;
     long long x = PyLong_AsLongLong(v);
     Py_DECREF(v);
@@ -909,7 +928,7 @@ static void unbind(Bind *b) {
 }
 
 static void *view_of(Bind *b, PyObject *owner, const char *name, Py_ssize_t itemsize, Py_ssize_t cols) {
-    PyObject *arr = PyObject_GetAttrString(owner, name);
+    PyObject *arr = get_attr(owner, name);
     if (!arr) return NULL;
     Py_buffer *v = &b->views[b->n_views];
     int rc = PyObject_GetBuffer(arr, v, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT);
@@ -924,9 +943,9 @@ static void *view_of(Bind *b, PyObject *owner, const char *name, Py_ssize_t item
 }
 
 static PyObject *attr_chain(PyObject *o, const char *a, const char *b2) {
-    PyObject *x = PyObject_GetAttrString(o, a);
+    PyObject *x = get_attr(o, a);
     if (!x || !b2) return x;
-    PyObject *y = PyObject_GetAttrString(x, b2);
+    PyObject *y = get_attr(x, b2);
     Py_DECREF(x);
     return y;
 }
@@ -936,7 +955,7 @@ static int u64_attr(PyObject *o, const char *name, uint64_t *out) { return get_u
 static int bind(Core *c, Bind *b, PyObject *engine) {
     memset(b, 0, sizeof(*b));
     b->engine = engine;
-    PyObject *book = b->book = PyObject_GetAttrString(engine, "book");
+    PyObject *book = b->book = get_attr(engine, "book");
     if (!book) return -1;
     int64_t A = c->n_assets, P = c->n_perps;
     if (!(b->balance = view_of(b, book, "balance", 8, A)) || !(b->held = view_of(b, book, "held", 8, A)) ||
@@ -950,18 +969,18 @@ static int bind(Core *c, Bind *b, PyObject *engine) {
         !(b->marks = view_of(b, engine, "marks", 8, 0)) || !(b->stale = view_of(b, engine, "stale", 1, 0)))
         return -1;
     b->n_stale = b->views[b->n_views - 1].len;
-    PyObject *margin = PyObject_GetAttrString(engine, "margin");
+    PyObject *margin = get_attr(engine, "margin");
     if (!margin) return -1;
     b->mult = view_of(b, margin, "multiplier", 8, 0);
     Py_DECREF(margin);
     if (!b->mult) return -1;
     b->capacity = b->views[6].shape[0]; /* reserved */
-    if (!(b->rows = PyObject_GetAttrString(book, "rows")) || !(b->priced = PyObject_GetAttrString(engine, "priced")) ||
-        !(b->leverage = PyObject_GetAttrString(engine, "leverage")) ||
-        !(b->cases = attr_chain(engine, "liquidator", "cases")) || !(b->events = PyObject_GetAttrString(engine, "events")) ||
-        !(b->orders = PyObject_GetAttrString(engine, "orders")) ||
-        !(b->trade_flow = PyObject_GetAttrString(engine, "trade_flow")) ||
-        !(b->ledger = (Ledger *)PyObject_GetAttrString(engine, "ledger")))
+    if (!(b->rows = get_attr(book, "rows")) || !(b->priced = get_attr(engine, "priced")) ||
+        !(b->leverage = get_attr(engine, "leverage")) ||
+        !(b->cases = attr_chain(engine, "liquidator", "cases")) || !(b->events = get_attr(engine, "events")) ||
+        !(b->orders = get_attr(engine, "orders")) ||
+        !(b->trade_flow = get_attr(engine, "trade_flow")) ||
+        !(b->ledger = (Ledger *)get_attr(engine, "ledger")))
         return -1;
     if (!PyDict_Check(b->rows) || !PyDict_Check(b->priced) || !PyDict_Check(b->leverage) || !PyDict_Check(b->cases) ||
         !PyByteArray_Check(b->events) || !PyList_Check(b->orders) || PyList_GET_SIZE(b->orders) != c->shards ||
@@ -1763,7 +1782,7 @@ static PyObject *Core_run(Core *c, PyObject *args) {
     if (rc == HANDBACK) c->handbacks[b.handback]++;
     if (rc != FAILED && b.fee_changed && PyObject_SetAttr(engine, c->k_fee_changed, Py_True) < 0) rc = FAILED;
     if (rc != FAILED && (b.checked || b.rejected || b.fills)) {
-        PyObject *counters = PyObject_GetAttrString(engine, "counters");
+        PyObject *counters = get_attr(engine, "counters");
         if (!counters || !PyDict_Check(counters) || add_counter(counters, "checked", b.checked) < 0 ||
             add_counter(counters, "rejected", b.rejected) < 0 || add_counter(counters, "fills", b.fills) < 0) {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "engine.counters must be a dict");
@@ -1798,9 +1817,9 @@ static int bind_transfer(Core *c, Bind *b, PyObject *engine, long long src, long
                          uint32_t **ids) {
     const int A = (int)c->n_assets, P = (int)c->n_perps;
     memset(b, 0, sizeof *b);
-    PyObject *book = b->book = PyObject_GetAttrString(engine, "book");
+    PyObject *book = b->book = get_attr(engine, "book");
     if (!book) return -1;
-    PyObject *v = PyObject_GetAttrString(book, "n_isolated");
+    PyObject *v = get_attr(book, "n_isolated");
     if (!v) return -1;
     long long n_isolated = PyLong_AsLongLong(v);
     Py_DECREF(v);
@@ -1820,7 +1839,7 @@ static int bind_transfer(Core *c, Bind *b, PyObject *engine, long long src, long
             return -1;
         }
     if (src < 0 || src >= b->capacity || dst < 0 || dst >= b->capacity) return 0;
-    if (!(b->events = PyObject_GetAttrString(engine, "events"))) return -1;
+    if (!(b->events = get_attr(engine, "events"))) return -1;
     if (!PyByteArray_Check(b->events)) {
         PyErr_SetString(PyExc_TypeError, "engine.events must be a bytearray");
         return -1;

@@ -120,6 +120,7 @@ YIELD_EVERY = 8
 SCAN_CHUNK = 64  # rows a bounded scan filters at a time
 PLAN_MIN_ROOM = 32  # a plan costs ~0.3 ms: only where it may start at least this many accounts
 NO_CUT = 0xFFFF_FFFF  # (a continuation record's scan that did not stop early)
+FUND_ADL_WHEN_CUT = 2  # the fund's closes (fund_adl_per_record) in a record whose scan stopped early
 
 
 @dataclass
@@ -1442,11 +1443,14 @@ class Liquidator:
 
     def _close_fund(self, plan: FundAdl) -> None:
         """One record's share of ``plan``: closes against at most ``fund_adl_per_record``
-        counterparties, in perp order, then the charge (``FundAdl``)."""
+        counterparties (``FUND_ADL_WHEN_CUT`` when the record's scan stopped for a waiting input),
+        in perp order, then the charge (``FundAdl``)."""
         e, b = self.engine, self.engine.book
         fund = e.insurance_row
         fund_id = int(b.ids[fund])
         room = self.params.fund_adl_per_record
+        if room is not None and self.cut != NO_CUT:  # the scan stopped for a waiting input: a few
+            room = min(room, FUND_ADL_WHEN_CUT)  # (where it stopped is journaled: a replay knows)
         closed: list[tuple[int, int, RiskMarket]] = []
         for p in list(plan.left):
             size, want = int(b.perp_size[fund, p]), plan.left[p]

@@ -69,6 +69,8 @@ HEADER_SLOT = SLOT_BYTES
 # docs/liquidation.md, "Normal flow during a cascade".
 CONTINUE = 0xFFFF_FFFF
 CONTINUE_SLICE_NS = 500_000
+# a client's waiting input goes before a continuation record, unless the last one is this old
+CONTINUE_DEFER_NS = 1_000_000
 FUND_ADL_PER_RECORD = 16
 LIQUIDATION = LiquidationParams(accounts_per_record=0, fund_adl_per_record=FUND_ADL_PER_RECORD)
 SNAP_META = struct.Struct("<QI")  # journal seq, output ring count
@@ -80,6 +82,10 @@ MAX_BATCH = 1024
 # slots of a shard's events per record: the margin recomputation at the end of a record costs about
 # half a millisecond whatever the number of accounts it touches, so bigger event records share it
 MAX_EVENT_BATCH = 1024
+# ... and while a cascade's work is under way (Liquidator.work_left, cases open): the events of
+# risk's own liquidation orders are applied in Python (~4 us each), and a record of 1,024 of them
+# held a client's order ~4 ms in the stress cascade; a record's fixed cost is small beside them
+CASCADE_EVENT_BATCH = 256
 # polls of every input with nothing to do before the loop parks; under SCHED_FIFO fewer, and only
 # while the process keeps FIFO_PARKED_SHARE of its time parked (see RiskProcess.spin)
 IDLE_POLLS, FIFO_IDLE_POLLS, FIFO_PARKED_SHARE = 200, 20, 0.3
@@ -211,6 +217,7 @@ class RiskProcess:
         self.snapshots = SnapshotStore(self.state_dir / "snapshots")
         self.persister = SnapshotPersister(self.snapshots, "risk")
         self.records_since_snapshot = 0
+        self.continued_ns = 0  # when the last continuation record ended (perf_counter_ns)
         self.stop_requested = False
         self.snapshot_requested = False
         self.journal_seq = 0
@@ -342,39 +349,57 @@ class RiskProcess:
         header = BATCH_HEADER.pack(idx, n, consumer.cursor, nonce, clock, kept).ljust(HEADER_SLOT, b"\0")
         return b"".join((header, body))
 
-    def _yield_rule(self) -> Callable[[], bool]:
-        """When a continuation record stops: at once for a command (a client's order waits behind
-        it) or a shard's events answering a client (``answers_a_client``: a client's order, the
-        echo a client's heartbeat waits for), after CONTINUE_SLICE_NS for other shard events (the
-        fills of its own orders: too small a slice and the scan's fixed cost per record is most of
-        the work). Each shard's waiting events are looked at once (``looked``)."""
+    def _event_batch(self) -> int:
+        liq = self.engine.liquidator
+        return CASCADE_EVENT_BATCH if liq.work_left or liq.cases else MAX_EVENT_BATCH
+
+    def _client_waiting(self, looked: list[int]) -> tuple[bool, bool]:
+        """(a client's input waits: a command, or a shard's events that answer a client
+        (``answers_a_client``); any shard's events wait). ``looked``: per shard, the waiting
+        events already looked at (each is looked at once)."""
         commands, events = self.consumers[: self.n_commands], self.consumers[self.n_commands :]
+        if any(c.available() for c in commands):
+            return True, False
+        waiting = False
+        for i, c in enumerate(events):
+            n = c.available()
+            if not n:
+                continue
+            waiting = True
+            if n > looked[i]:
+                view, got = c.peek(MAX_EVENT_BATCH)
+                try:
+                    slots = np.frombuffer(view, np.uint8, got * SLOT_BYTES).reshape(got, SLOT_BYTES)
+                    client = answers_a_client(slots[looked[i] :])
+                    del slots
+                finally:
+                    view.release()
+                looked[i] = got
+                if client:
+                    return True, True
+        return False, waiting
+
+    def _yield_rule(self) -> Callable[[], bool]:
+        """When a continuation record stops: at once for a client's input (``_client_waiting``: a
+        command, or a shard's events answering a client, as the echo a client's heartbeat waits
+        for), after CONTINUE_SLICE_NS for other shard events (the fills of its own orders: too
+        small a slice and the scan's fixed cost per record is most of the work)."""
         start = time.perf_counter_ns()
-        looked = [0] * len(events)
+        looked = [0] * (len(self.consumers) - self.n_commands)
 
         def stop() -> bool:
-            if any(c.available() for c in commands):
-                return True
-            waiting = False
-            for i, c in enumerate(events):
-                n = c.available()
-                if not n:
-                    continue
-                waiting = True
-                if n > looked[i]:
-                    view, got = c.peek(MAX_EVENT_BATCH)
-                    try:
-                        slots = np.frombuffer(view, np.uint8, got * SLOT_BYTES).reshape(got, SLOT_BYTES)
-                        client = answers_a_client(slots[looked[i] :])
-                        del slots
-                    finally:
-                        view.release()
-                    looked[i] = got
-                    if client:
-                        return True
-            return waiting and time.perf_counter_ns() - start >= CONTINUE_SLICE_NS
+            client, waiting = self._client_waiting(looked)
+            return client or (waiting and time.perf_counter_ns() - start >= CONTINUE_SLICE_NS)
 
         return stop
+
+    def _may_continue(self) -> bool:
+        """A continuation record now, or the inputs first: a client's input waiting goes first (the
+        record would stop for it after one account anyway, and cost its fixed cost for it), unless
+        the last continuation record is CONTINUE_DEFER_NS old (a cascade moves under any flow)."""
+        if time.perf_counter_ns() - self.continued_ns >= CONTINUE_DEFER_NS:
+            return True
+        return not self._client_waiting([0] * (len(self.consumers) - self.n_commands))[0]
 
     def _continue(self) -> None:
         """A continuation record: the liquidation scan goes on with the accounts earlier records
@@ -395,6 +420,7 @@ class RiskProcess:
         self.journal.commit()
         self._hold()
         self.records_since_snapshot += 1
+        self.continued_ns = time.perf_counter_ns()
         self.metrics.add("hx_continuation_records_total")
         self._publish_metrics()
 
@@ -446,7 +472,7 @@ class RiskProcess:
             for idx, consumer in enumerate(self.consumers):
                 if backed_up and idx < self.n_commands:
                     continue  # a ring is full: only shard events now (they let the shards move)
-                view, n = consumer.peek(MAX_BATCH if idx < self.n_commands else MAX_EVENT_BATCH)
+                view, n = consumer.peek(MAX_BATCH if idx < self.n_commands else self._event_batch())
                 if not n:
                     view.release()
                     continue
@@ -463,9 +489,10 @@ class RiskProcess:
                 self._publish_metrics()
                 backed_up = any(self.held)
             if not backed_up and self.engine.liquidator.work_left:
-                self._continue()  # accounts earlier scans had no room for (a command stops it)
+                if self._may_continue():
+                    self._continue()  # accounts earlier scans had no room for (a command stops it)
+                    backed_up = any(self.held)
                 worked = True
-                backed_up = any(self.held)
             if backed_up:
                 self.health.waiting(True)  # backpressure from downstream: not a stall of ours
                 backed_up = not self._flush()
