@@ -694,6 +694,12 @@ def _exit_on_sigterm() -> None:
 @click.option(
     "--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a PNG."
 )
+@click.option(
+    "--pin/--no-pin",
+    default=True,
+    show_default=True,
+    help="This driver on the first CPU and risk on the others (with 2 CPUs or more; the report's placement).",
+)
 def stress(
     scenario_name: str,
     accounts: int,
@@ -702,6 +708,7 @@ def stress(
     calm_s: float,
     as_json: bool,
     plot_path: Path | None,
+    pin: bool,
 ) -> None:
     """Run a stress scenario through the real processes in simulated time and check the invariants.
 
@@ -715,7 +722,9 @@ def stress(
 
     try:
         scenario = load_scenario(scenario_name)
-        sim = Simulator(scenario, accounts=accounts, seed=seed, step_s=step_s)  # checks the steps too
+        sim = Simulator(
+            scenario, accounts=accounts, seed=seed, step_s=step_s, pin=pin
+        )  # checks the steps too
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None
     _exit_on_sigterm()

@@ -359,6 +359,15 @@ class Liquidator:
         (``pending``), or the rest of the fund's deleveraging (``fund_adl``)."""
         return bool(len(self.pending)) or self.fund_adl is not None
 
+    def may_publish_ranks(self) -> bool:
+        """May this record publish the ADL ranks (``publish_adl_ranks``, milliseconds over 100,000
+        positions, that nothing stops)? Always while no cascade is under way (no work left, no
+        case open); during one, only in a continuation record that nothing waiting stopped (its
+        ``cut``, journaled with it): a record of inputs or a stopped one has a client waiting."""
+        if not (self.work_left or self.cases) or self.params.accounts_per_record is None:
+            return True
+        return self.continuing and self.cut == NO_CUT
+
     def _key(self, row: int) -> int:
         """The key of the row's case in ``cases`` (and of its orders in ``orders``)."""
         return self.engine.book.key(row)  # (the account id for an account's own row)

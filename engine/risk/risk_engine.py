@@ -167,7 +167,9 @@ def _margin_flags(equity: np.ndarray, initial: np.ndarray, maint: np.ndarray) ->
 
 # ADL ranks (a quantile per position, the lights other venues show) are published at most every
 # ADL_RANK_EVERY records and, on a record clock, at most every ADL_RANK_PERIOD_NS: a pass costs ~3 ms
-# a perp over 100,000 positions, and a cascade's bounded records come by the thousand a second
+# a perp over 100,000 positions, and a cascade's bounded records come by the thousand a second;
+# during a cascade, only in a continuation record no waiting input stopped
+# (Liquidator.may_publish_ranks: that pass held a client's orders ~4 ms in the stress cascade)
 ADL_RANK_EVERY: Final = 64
 ADL_RANK_PERIOD_NS: Final = 250_000_000
 # A record that recomputes at least this many accounts after a price move recomputes and scans
@@ -1336,8 +1338,10 @@ class RiskEngine:
         liq.scan(rows, resume=resume)
         self.records += 1
         ranked_records, ranked_ns = self.adl_ranked_at
-        if self.records - ranked_records >= ADL_RANK_EVERY and (
-            not self.now_ns or self.now_ns - ranked_ns >= ADL_RANK_PERIOD_NS  # (no clock: records only)
+        if (
+            self.records - ranked_records >= ADL_RANK_EVERY
+            and (not self.now_ns or self.now_ns - ranked_ns >= ADL_RANK_PERIOD_NS)  # (no clock: records only)
+            and liq.may_publish_ranks()
         ):
             self.adl_ranked_at = (self.records, self.now_ns)
             if self.early_flush is not None:  # the margins and orders leave before the ranks' pass

@@ -188,3 +188,23 @@ def test_a_continuation_record_stops_at_once_for_the_events_that_answer_a_client
     assert answers_a_client(slots(fill, encode(MsgType.HEARTBEAT, 0, ts_ns=9)))
     assert not answers_a_client(slots(fill, fill))
     assert answers_a_client(slots(encode(MsgType.CANCELLED, 1, client_order_id=LIQUIDATION_COID_BASE - 1)))
+
+
+def test_during_a_cascade_adl_ranks_wait_for_a_continuation_record_nothing_stopped() -> None:
+    """``Liquidator.may_publish_ranks``: the ranks' pass (milliseconds, not stopped by anything) runs
+    in any record while no cascade is under way; during one, only in a continuation record that
+    ran to its end (a record of inputs, or one stopped for a waiting input, has a client waiting)."""
+    import numpy as np
+
+    engine = RiskEngine(CONFIG, 0, 1, 1, liquidation=LiquidationParams(accounts_per_record=0))
+    liq = engine.liquidator
+    assert liq.may_publish_ranks()
+    liq.pending = np.array([3], np.intp)  # a cascade's accounts wait
+    assert not liq.may_publish_ranks()  # a record of inputs
+    liq.continuing, liq.cut = True, NO_CUT
+    assert liq.may_publish_ranks()  # a continuation record that ran to its end
+    liq.cut = 0
+    assert not liq.may_publish_ranks()  # one stopped for a waiting input
+    unbounded = RiskEngine(CONFIG, 0, 1, 1).liquidator  # in process: no continuation records
+    unbounded.pending = np.array([3], np.intp)
+    assert unbounded.may_publish_ranks()

@@ -85,7 +85,10 @@ def test_the_cli_refuses_a_bad_scenario_before_starting_anything(tmp_path: Path)
 
 
 def test_the_cli_runs_a_builtin_with_a_plot(tmp_path: Path) -> None:
+    """... with the driver and risk on CPUs of their own (``--pin``, the default), and this process's
+    own CPUs given back after."""
     out = tmp_path / "run.png"
+    cpus = os.sched_getaffinity(0)
     result = CliRunner().invoke(
         main,
         [
@@ -106,6 +109,17 @@ def test_the_cli_runs_a_builtin_with_a_plot(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
     assert all(report["invariants"].values()) and out.stat().st_size > 10_000
+    assert os.sched_getaffinity(0) == cpus
+    if len(cpus) >= 2:
+        first = min(cpus)
+        assert report["placement"] == {
+            "pinned": True,
+            "driver_cpus": [first],
+            "risk_cpus": sorted(cpus - {first}),
+            "shards": "unpinned",
+        }
+    else:
+        assert report["placement"] == {"pinned": False}
 
 
 def test_the_fund_series_is_its_usdc_after_each_step() -> None:
