@@ -214,6 +214,36 @@ def test_the_funds_deleveraging_spread_over_records_closes_and_charges_as_in_one
     assert max(abs(a - c) for a, c in zip(cash1, cash2, strict=True)) <= chunks  # each its share, to rounding
 
 
+def test_a_new_mark_ends_the_funds_deleveraging_and_it_starts_again_at_that_mark() -> None:
+    """A mark that moves while the fund's deleveraging is spread over records ends it (what it
+    closed was charged its share at the old mark) and, the fund still short of cash, a new one
+    closes the rest at the new mark: every position closed, the fund's cash spent and nothing
+    owed, money conserved after every record (``validate``)."""
+    x, shorts = _crowd(LiquidationParams(fund_adl_per_record=2))
+    r, fund = x.risk, x.risk.insurance_row
+    fund_id = int(r.book.ids[fund])
+    for ticks in (420_000, 410_000):
+        msg = encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=ticks)
+        r.handle_command(msg, 0, Source.ORACLE)
+        x.engine.handle(msg, 0)
+        r.end_of_record()
+        r.validate()
+        x._collect(r.take_outputs()[1], x.risk_events)
+        assert r.liquidator.fund_adl is not None and r.liquidator.fund_adl.marks == {0: ticks * 100_000}
+    while r.liquidator.work_left:
+        r.end_of_record()
+        r.validate()
+        x._collect(r.take_outputs()[1], x.risk_events)
+    mine = [
+        (e["size_atoms"], e["price_micro"]) for e in _liqs(x, LiquidationKind.ADL) if e["account"] == fund_id
+    ]
+    assert [p for _s, p in mine] == [42_000 * 10**6, 41_000 * 10**6] + [41_000 * 10**6] * (len(mine) - 2)
+    assert sum(size for size, _p in mine) == 91 * 10**5  # all of it, at one mark or the other
+    assert r.book.perp_size[fund, 0] == 0 and int(r.book.balance[fund, USDC]) == 0
+    assert all(r.book.perp_size[x.row(a), 0] == 0 for a in shorts)
+    assert not _liqs(x, LiquidationKind.UNCOVERED)
+
+
 def test_no_liquidation_on_a_stale_price() -> None:
     from risk_harness import BTC
 
