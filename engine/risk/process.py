@@ -69,7 +69,8 @@ HEADER_SLOT = SLOT_BYTES
 # docs/liquidation.md, "Normal flow during a cascade".
 CONTINUE = 0xFFFF_FFFF
 CONTINUE_SLICE_NS = 500_000
-# a client's waiting input goes before a continuation record, unless the last one is this old
+# a client's waiting input goes before a continuation record, unless the last one is this old;
+# then that record runs a whole slice before a client's input stops it (RiskProcess._yield_rule)
 CONTINUE_DEFER_NS = 1_000_000
 FUND_ADL_PER_RECORD = 16
 LIQUIDATION = LiquidationParams(accounts_per_record=0, fund_adl_per_record=FUND_ADL_PER_RECORD)
@@ -379,29 +380,36 @@ class RiskProcess:
                     return True, True
         return False, waiting
 
-    def _yield_rule(self) -> Callable[[], bool]:
+    def _yield_rule(self, overdue: bool) -> Callable[[], bool]:
         """When a continuation record stops: at once for a client's input (``_client_waiting``: a
         command, or a shard's events answering a client, as the echo a client's heartbeat waits
         for), after CONTINUE_SLICE_NS for other shard events (the fills of its own orders: too
-        small a slice and the scan's fixed cost per record is most of the work)."""
+        small a slice and the scan's fixed cost per record is most of the work). ``overdue`` (it
+        was put off for clients' inputs for CONTINUE_DEFER_NS): a client's input stops it only
+        after CONTINUE_SLICE_NS too, so that a cascade keeps about a third of the process's time
+        under any flow (a slice at least every CONTINUE_DEFER_NS + CONTINUE_SLICE_NS)."""
         start = time.perf_counter_ns()
         looked = [0] * (len(self.consumers) - self.n_commands)
 
         def stop() -> bool:
             client, waiting = self._client_waiting(looked)
-            return client or (waiting and time.perf_counter_ns() - start >= CONTINUE_SLICE_NS)
+            if not (client or waiting):
+                return False
+            sliced = time.perf_counter_ns() - start >= CONTINUE_SLICE_NS
+            return sliced or (client and not overdue)
 
         return stop
 
-    def _may_continue(self) -> bool:
-        """A continuation record now, or the inputs first: a client's input waiting goes first (the
-        record would stop for it after one account anyway, and cost its fixed cost for it), unless
-        the last continuation record is CONTINUE_DEFER_NS old (a cascade moves under any flow)."""
+    def _overdue(self) -> bool | None:
+        """A continuation record now (False), or now and overdue (True), or the inputs first (None):
+        a client's waiting input goes first (the record would stop for it after one account anyway,
+        and cost its fixed cost for it), unless the last continuation record is CONTINUE_DEFER_NS
+        old."""
         if time.perf_counter_ns() - self.continued_ns >= CONTINUE_DEFER_NS:
-            return True
-        return not self._client_waiting([0] * (len(self.consumers) - self.n_commands))[0]
+            return self._client_waiting([0] * (len(self.consumers) - self.n_commands))[0]
+        return None if self._client_waiting([0] * (len(self.consumers) - self.n_commands))[0] else False
 
-    def _continue(self) -> None:
+    def _continue(self, overdue: bool = False) -> None:
         """A continuation record: the liquidation scan goes on with the accounts earlier records
         had no room for, until an input waits (``_yield_rule``) or ``CONTINUE_ACCOUNTS``. Applied
         first, then journaled with where its scan stopped: nothing of it leaves before that (no
@@ -412,7 +420,7 @@ class RiskProcess:
         live = BATCH_HEADER.pack(CONTINUE, NO_CUT, 0, 0, clock, 0).ljust(HEADER_SLOT, b"\0")
         early, engine.early_flush = engine.early_flush, None
         try:
-            self.apply(live, self._yield_rule())
+            self.apply(live, self._yield_rule(overdue))
         finally:
             engine.early_flush = early
         record = BATCH_HEADER.pack(CONTINUE, engine.liquidator.cut, 0, 0, clock, 0).ljust(HEADER_SLOT, b"\0")
@@ -489,8 +497,9 @@ class RiskProcess:
                 self._publish_metrics()
                 backed_up = any(self.held)
             if not backed_up and self.engine.liquidator.work_left:
-                if self._may_continue():
-                    self._continue()  # accounts earlier scans had no room for (a command stops it)
+                overdue = self._overdue()
+                if overdue is not None:
+                    self._continue(overdue)  # accounts earlier scans had no room for (a command stops it)
                     backed_up = any(self.held)
                 worked = True
             if backed_up:
