@@ -208,3 +208,43 @@ def test_during_a_cascade_adl_ranks_wait_for_a_continuation_record_nothing_stopp
     unbounded = RiskEngine(CONFIG, 0, 1, 1).liquidator  # in process: no continuation records
     unbounded.pending = np.array([3], np.intp)
     assert unbounded.may_publish_ranks()
+
+
+def test_a_continuation_record_waits_for_clients_then_runs_a_slice_when_overdue(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``RiskProcess._overdue`` and ``_yield_rule`` (on a stand-in for the process and its clock): a
+    client's waiting input goes before a continuation record, and stops one at once; once
+    continuation records were put off for CONTINUE_DEFER_NS, the next runs a whole slice first,
+    so a cascade keeps a share of the process under any flow. The events of risk's own orders
+    stop one after a slice."""
+    from engine.risk import process as rp
+
+    now = [10**9]
+    monkeypatch.setattr(rp.time, "perf_counter_ns", lambda: now[0])
+
+    class Stand:
+        n_commands = 1
+        consumers = (None, None)
+        continued_ns = now[0]
+        waiting = (True, False)  # (a client's input, any shard's events)
+
+        def _client_waiting(self, looked: list[int]) -> tuple[bool, bool]:
+            return self.waiting
+
+    p = Stand()
+    assert rp.RiskProcess._overdue(p) is None  # a command waits: it goes first
+    now[0] += rp.CONTINUE_DEFER_NS
+    assert rp.RiskProcess._overdue(p) is True  # put off long enough: now, overdue
+    p.waiting = (False, False)
+    assert rp.RiskProcess._overdue(p) is False  # nothing waits: now
+    p.waiting = (True, False)
+    assert rp.RiskProcess._yield_rule(p, False)()  # a client's input stops one at once
+    stop = rp.RiskProcess._yield_rule(p, True)
+    assert not stop()  # ... an overdue one only after its slice
+    now[0] += rp.CONTINUE_SLICE_NS
+    assert stop()
+    p.waiting = (False, True)  # only the events of its own orders
+    stop = rp.RiskProcess._yield_rule(p, False)
+    now[0] += rp.CONTINUE_SLICE_NS - 1
+    assert not stop()
+    now[0] += 1
+    assert stop()
