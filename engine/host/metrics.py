@@ -46,6 +46,9 @@ DEFINITIONS: dict[str, tuple[MetricDef, ...]] = {
         MetricDef(
             "hx_continuation_records_total", COUNTER, "continuation records (liquidation work between inputs)"
         ),
+        MetricDef(
+            "hx_fund_deleveraging", GAUGE, "1 while the insurance fund's deleveraging goes on over records"
+        ),
         MetricDef("hx_insurance_fund_micro", GAUGE, "the partition's insurance fund, micro-USDC"),
         MetricDef("hx_accounts", GAUGE, "accounts the partition holds"),
     ),

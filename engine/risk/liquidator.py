@@ -351,6 +351,11 @@ class Liquidator:
         self.cut_at: int | None = None
         self.cut = NO_CUT
         self.continuing = False  # in a continuation record (not state)
+        # the fund's closes in this record (journaled with a continuation record, as ``cut``), and
+        # a replay's count to close (``fund_cut_at``); neither is state
+        self.fund_closed = 0
+        self.fund_cut_at: int | None = None
+        self._fund_stopped = False
         self._moved_mask = np.zeros(0, bool)  # (scratch for _moved_ahead, all False between calls)
 
     @property
@@ -448,6 +453,7 @@ class Liquidator:
         if cut_at is not None or yield_to is not None:
             budget = CONTINUE_ACCOUNTS
         self.cut = NO_CUT
+        self.fund_closed = 0
         self._moved = []
         chunk = SCAN_CHUNK if budget is not None else max(len(rows), 1)
         acted = seen = 0  # accounts acted on; rows through the filter so far (a cut's position)
@@ -1236,16 +1242,22 @@ class Liquidator:
         exclude: tuple[int, ...],
         closed: list[tuple[int, int, RiskMarket]],
         limit: int | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> int:
         """Close up to ``|size|`` of the fund's position in ``market`` (signed as the fund holds it)
         at ``price`` against the ADL queue of the opposite side, an ADL event to each counterparty;
         each close is appended to ``closed`` as (row, notional, market). Returns the atoms closed.
-        ``limit``: against at most that many counterparties."""
+        ``limit``: against at most that many counterparties; ``stop``: asked before each after the
+        first (``_fund_stopped`` then). ``_queue_out``: the queue ran out."""
         e, b = self.engine, self.engine.book
         fund, p = e.insurance_row, market.perp
         want, done, count = abs(size), 0, 0
+        self._queue_out = False
         for other, _score in self._adl_queue(p, -1 if size > 0 else 1, exclude=exclude):
             if want == 0 or count == limit:
+                break
+            if count and stop is not None and stop():
+                self._fund_stopped = True
                 break
             count += 1
             d = min(abs(int(b.perp_size[other, p])), want)
@@ -1257,6 +1269,8 @@ class Liquidator:
             self._moved.append(other)
             side = Side.BUY if size > 0 else Side.SELL  # for the deleveraged account
             self._event(int(b.ids[other]), market.market_id, LiquidationKind.ADL, side, d, price, 0)
+        else:
+            self._queue_out = True
         return done
 
     def _haircut(
@@ -1452,15 +1466,24 @@ class Liquidator:
 
     def _close_fund(self, plan: FundAdl) -> None:
         """One record's share of ``plan``: closes against at most ``fund_adl_per_record``
-        counterparties (``FUND_ADL_WHEN_CUT`` when the record's scan stopped for a waiting input),
-        in perp order, then the charge (``FundAdl``)."""
+        counterparties, in perp order, then the charge (``FundAdl``). Live, a continuation record
+        stops them where its stop rule says (``yield_to``, asked after each close) and after
+        ``FUND_ADL_WHEN_CUT`` when its scan already stopped for a waiting input; the count is
+        journaled with the record (``fund_closed``) and a replay closes as many (``fund_cut_at``)."""
         e, b = self.engine, self.engine.book
         fund = e.insurance_row
         fund_id = int(b.ids[fund])
         room = self.params.fund_adl_per_record
-        if room is not None and self.cut != NO_CUT:  # the scan stopped for a waiting input: a few
-            room = min(room, FUND_ADL_WHEN_CUT)  # (where it stopped is journaled: a replay knows)
+        stop: Callable[[], bool] | None = None
         closed: list[tuple[int, int, RiskMarket]] = []
+        if self.fund_cut_at is not None:  # a replay: as many as the live record closed
+            room = self.fund_cut_at
+        elif room is not None and self.yield_to is not None:
+            if self.cut != NO_CUT:
+                room = min(room, FUND_ADL_WHEN_CUT)
+            yield_to = self.yield_to
+            stop = lambda: bool(closed) and yield_to()  # noqa: E731
+        self._fund_stopped = False
         for p in list(plan.left):
             size, want = int(b.perp_size[fund, p]), plan.left[p]
             if (size > 0) != (want > 0) or abs(size) < abs(want):  # (it has been unwound meanwhile)
@@ -1471,23 +1494,28 @@ class Liquidator:
                 continue
             if room is not None and len(closed) >= room:
                 break
+            if stop is not None and stop():  # (before a perp's queue is even looked at)
+                break
             market, mark = e.config.markets[e.config.perps[p]], plan.marks[p]
             first, cash = len(closed), int(b.balance[fund, 0])
             limit = None if room is None else room - len(closed)
-            done = self._close_against_queue(market, want, mark, (fund,), closed, limit)
+            done = self._close_against_queue(market, want, mark, (fund,), closed, limit, stop)
             plan.realised += int(b.balance[fund, 0]) - cash  # (closing moves only realised P&L)
             plan.done += sum(n for _r, n, _m in closed[first:])
             if done:
                 side = Side.SELL if want > 0 else Side.BUY  # what the fund did
                 self._event(fund_id, market.market_id, LiquidationKind.ADL, side, done, mark, 0)
             rest = abs(want) - done
-            if rest and (limit is None or len(closed) - first < limit):  # nobody left on the other side
+            if rest and self._queue_out:  # nobody left on the other side
                 plan.short = True
                 rest = 0
             if rest:
                 plan.left[p] = rest if want > 0 else -rest
             else:
                 del plan.left[p]
+            if self._fund_stopped:
+                break
+        self.fund_closed = len(closed)
         if not plan.left and not plan.short:  # all of it closed: what it realised past cash0, exactly
             target = max(0, -(max(plan.cash0, 0) + plan.realised))
         else:  # the share of the notional closed so far

@@ -64,15 +64,16 @@ HEADER_SLOT = SLOT_BYTES
 # continuation record stops at a waiting command (after at least one account: a client's order
 # waits behind one account's liquidation, not a cascade's) and, after CONTINUE_SLICE_NS, at a
 # shard's waiting events; where it stopped is journaled with it (RiskProcess._continue). The
-# fund's own deleveraging closes against FUND_ADL_PER_RECORD counterparties per record (~25 us
-# each) and goes on in the records after it.
+# fund's own deleveraging closes against at most FUND_ADL_PER_RECORD counterparties per
+# continuation record (~25 us each), stopped by the same rule (the count journaled with it in the
+# header's cursor field), and goes on in the records after it.
 # docs/liquidation.md, "Normal flow during a cascade".
 CONTINUE = 0xFFFF_FFFF
 CONTINUE_SLICE_NS = 500_000
 # a client's waiting input goes before a continuation record, unless the last one is this old;
 # then that record runs a whole slice before a client's input stops it (RiskProcess._yield_rule)
 CONTINUE_DEFER_NS = 1_000_000
-FUND_ADL_PER_RECORD = 16
+FUND_ADL_PER_RECORD = 256
 LIQUIDATION = LiquidationParams(accounts_per_record=0, fund_adl_per_record=FUND_ADL_PER_RECORD)
 SNAP_META = struct.Struct("<QI")  # journal seq, output ring count
 # slots of commands per record: each record costs ~0.3 ms whatever its size (journal write, the
@@ -166,18 +167,18 @@ def apply_record(
     ``sources[i]``) or, past them, one shard's events; or a continuation record (``CONTINUE``),
     whose header's count is the row its liquidation scan stopped at (``Liquidator.cut``).
     ``yield_to``: live, a continuation record's scan stops where it says to (an input waits)."""
-    idx, count, _cursor, _nonce, now_ns, kept = BATCH_HEADER.unpack_from(record, 0)
+    idx, count, cursor, _nonce, now_ns, kept = BATCH_HEADER.unpack_from(record, 0)
     if now_ns > engine.now_ns:
         engine.now_ns = now_ns
     if idx == CONTINUE:
         liq = engine.liquidator
-        if yield_to is None:
-            liq.cut_at = count
+        if yield_to is None:  # (its cursor field: the fund's closes in it, Liquidator.fund_closed)
+            liq.cut_at, liq.fund_cut_at = count, cursor
         liq.yield_to, liq.continuing = yield_to, True
         try:
             engine.end_of_record()
         finally:
-            liq.cut_at = liq.yield_to = None
+            liq.cut_at = liq.yield_to = liq.fund_cut_at = None
             liq.continuing = False
         return
     source = sources[idx] if idx < len(sources) else SHARD_EVENTS_SOURCE
@@ -423,7 +424,8 @@ class RiskProcess:
             self.apply(live, self._yield_rule(overdue))
         finally:
             engine.early_flush = early
-        record = BATCH_HEADER.pack(CONTINUE, engine.liquidator.cut, 0, 0, clock, 0).ljust(HEADER_SLOT, b"\0")
+        liq = engine.liquidator
+        record = BATCH_HEADER.pack(CONTINUE, liq.cut, liq.fund_closed, 0, clock, 0).ljust(HEADER_SLOT, b"\0")
         self.journal_seq = self.journal.append(record)
         self.journal.commit()
         self._hold()
@@ -441,6 +443,7 @@ class RiskProcess:
         m.set("hx_liquidations_total", e.liquidator.started)
         m.set("hx_margin_calls", len(e.liquidator.cases))
         m.set("hx_liquidation_pending", len(e.liquidator.pending))
+        m.set("hx_fund_deleveraging", int(e.liquidator.fund_adl is not None))
         m.set("hx_insurance_fund_micro", int(e.book.balance[e.insurance_row, 0]))
         m.set("hx_accounts", e.book.count)
 

@@ -553,6 +553,20 @@ class Simulator:
             report["insurance_fund_end"] = self.fund_end
             return report
 
+    def _progress(self) -> int:
+        """Liquidation work seen so far: orders, takeovers, ADL events (the fund's deleveraging
+        goes on over records and shows only as ADL events)."""
+        t = self.tally
+        return t.orders + t.takeovers + t.adl
+
+    def _work_left(self) -> bool:
+        """Does risk report liquidation work left for its continuation records (accounts waiting,
+        the fund's deleveraging under way)? As of its last record."""
+        metrics = self.pipeline.metrics_of("risk-0")
+        if metrics is None:
+            return False
+        return bool(metrics["hx_liquidation_pending"] or metrics["hx_fund_deleveraging"])
+
     def _place(self) -> dict[str, Any]:
         """Where the processes run (``pin``): this driver, which stands in for the clients and
         gateways, on the first CPU, the risk process on the others, the shards wherever the
@@ -606,9 +620,9 @@ class Simulator:
             self.barrier()
             rounds_at = time.perf_counter()
             for _ in range(MAX_ROUNDS):  # liquidation rounds caused by this step
-                before = self.tally.orders + self.tally.takeovers
+                before = self._progress()
                 self.barrier()
-                if self.tally.orders + self.tally.takeovers == before:
+                if self._progress() == before and not self._work_left():
                     break
             wall = time.perf_counter() - step_wall0
             phases.append((flow_at - step_wall0, rounds_at - flow_at, step_wall0 + wall - rounds_at))

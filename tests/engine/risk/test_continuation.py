@@ -26,24 +26,26 @@ from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import LiquidationKind, MsgType
 from engine.wire.codec import decode, encode
 from engine.wire.layout import SLOT_BYTES
-from tests.engine.risk.risk_harness import CONFIG, MARKETS, USDC, slot_difference
+from tests.engine.risk.risk_harness import BTC_PERP, CONFIG, MARKETS, USDC, slot_difference
 from tests.engine.risk.test_liquidation_fast import _TO_RISK, Population
 
 SOURCES = (Source.GATEWAY, Source.ORACLE)  # input 0: commands, 1: the oracle, 2: the shard's events
 EVENTS = len(SOURCES)
 
 
-def _record(idx: int, body: bytes, count: int = 0) -> bytes:
-    header = BATCH_HEADER.pack(idx, count, 0, 0, 0, len(body) // SLOT_BYTES)
+def _record(idx: int, body: bytes, count: int = 0, cursor: int = 0) -> bytes:
+    header = BATCH_HEADER.pack(idx, count, cursor, 0, 0, len(body) // SLOT_BYTES)
     return header.ljust(HEADER_SLOT, b"\0") + body
 
 
 class Run:
     """The live engine, the journal it writes, and the engines that apply that journal."""
 
-    def __init__(self, seed: int, cls: type[RiskEngine], per_record: int = 0) -> None:
+    def __init__(
+        self, seed: int, cls: type[RiskEngine], per_record: int = 0, fund_adl: int | None = None
+    ) -> None:
         self.rng = random.Random(seed)
-        self.params = LiquidationParams(accounts_per_record=per_record)
+        self.params = LiquidationParams(accounts_per_record=per_record, fund_adl_per_record=fund_adl)
         self.live = cls(CONFIG, 0, 1, 1, liquidation=self.params)
         self.replay = cls(CONFIG, 0, 1, 1, liquidation=self.params)
         self.replay.liquidator.fast = False
@@ -52,6 +54,7 @@ class Run:
         self.journal: list[bytes] = []
         self.snapshot: tuple[int, bytes] | None = None  # (journal length, blob) with accounts pending
         self.cuts = self.continuations = self.most_pending = 0
+        self.fund_closes: list[int] = []  # the fund's closes in each continuation record
         self.kinds: dict[int, int] = {}
 
     def _apply(self, record: bytes, yield_to: object = None) -> bytes:
@@ -59,9 +62,10 @@ class Run:
         live = self.live
         apply_record(live, record, SOURCES, yield_to)  # type: ignore[arg-type]
         if yield_to is not None:  # journaled with where its scan stopped, as RiskProcess._continue
-            record = _record(CONTINUE, b"", live.liquidator.cut)
+            record = _record(CONTINUE, b"", live.liquidator.cut, live.liquidator.fund_closed)
             self.cuts += live.liquidator.cut != NO_CUT
             self.continuations += 1
+            self.fund_closes.append(live.liquidator.fund_closed)
         self.journal.append(record)
         orders, events = live.take_outputs()
         apply_record(self.replay, record, SOURCES)
@@ -166,6 +170,42 @@ def test_a_record_of_inputs_leaves_the_cascade_to_continuation_records() -> None
     assert live.liquidator.cut != NO_CUT
     assert len(live.liquidator.cases) <= started + 1
     assert len(live.liquidator.pending) < len(pending)
+
+
+def test_the_funds_deleveraging_stopped_at_random_replays_to_the_same_bytes_and_state() -> None:
+    """The fund's deleveraging spread over continuation records (``fund_adl_per_record``), each
+    stopped where a random rule says (as the process stops one for a waiting input) and journaled
+    with the fund's closes in it: the per-account specification's replay gives the same bytes and
+    state after every record, and the fund ends flat, its cash spent, nothing owed."""
+    cls = NativeRiskEngine if native_available() else RiskEngine
+    run = Run(21, cls, per_record=0, fund_adl=8)
+    alice, shorts = 21, [100 + k for k in range(40)]
+    run.send([encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=500_000)], 1)
+    deposits = [(alice, 1_125), *((a, 5_000 + 100 * k) for k, a in enumerate(shorts))]
+    run.send([
+        encode(MsgType.DEPOSIT, source=1, account=a, asset=USDC, amount=usd * 10**6, deposit_id=k + 1)
+        for k, (a, usd) in enumerate(deposits)
+    ])  # fmt: skip
+    for e in (run.live, run.replay):  # a fund of $100, seeded as the exchange would
+        e.book.balance[e.insurance_row, USDC] += 100 * 10**6
+        e.net_deposits[USDC] += 100 * 10**6
+    run.send([
+        encode(MsgType.NEW_ORDER, BTC_PERP, account=a, side=1, price_ticks=500_000, size_lots=4, client_order_id=k + 1)
+        for k, a in enumerate(shorts)
+    ])  # fmt: skip
+    run.send([encode(MsgType.NEW_ORDER, BTC_PERP, account=alice, side=0, price_ticks=500_000, size_lots=160,
+                     client_order_id=99)])  # fmt: skip
+    fund = run.live.insurance_row
+    run.send([encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=436_000)], 1)  # taken over: no bids
+    assert run.live.book.perp_size[fund, 0] == 160 * 10**5
+    run.send([encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=420_000)], 1)  # the fund's loss > its cash
+    closes = [n for n in run.fund_closes if n]
+    assert sum(closes) == 40 and len(closes) >= 5, run.fund_closes  # spread over records
+    assert any(n < 8 for n in closes[:-1]), closes  # ... and stopped short of the bound
+    b = run.live.book
+    assert b.perp_size[fund, 0] == 0 and int(b.balance[fund, USDC]) == 0
+    assert not b.perp_size[[b.find(a) for a in shorts], 0].any()
+    assert run.kinds.get(LiquidationKind.UNCOVERED, 0) == 0
 
 
 def test_a_continuation_record_stops_at_once_for_the_events_that_answer_a_client() -> None:
