@@ -622,7 +622,7 @@ class Simulator:
             for _ in range(MAX_ROUNDS):  # liquidation rounds caused by this step
                 before = self._progress()
                 self.barrier()
-                if self._progress() == before and not self._work_left():
+                if self._progress() == before:
                     break
             wall = time.perf_counter() - step_wall0
             phases.append((flow_at - step_wall0, rounds_at - flow_at, step_wall0 + wall - rounds_at))
@@ -651,6 +651,11 @@ class Simulator:
                     latency,
                 )
             )
+        for _ in range(MAX_ROUNDS):  # the path is over: what risk still has to do, done (untimed)
+            before = self._progress()
+            self.barrier()
+            if self._progress() == before and not self._work_left():
+                break
         stress_rate = flow_orders / flow_wall if flow_wall else 0.0
         return {
             "scenario": sc.name,
