@@ -559,6 +559,14 @@ class Simulator:
         t = self.tally
         return t.orders + t.takeovers + t.adl
 
+    def _quiet(self, timeout_s: float = 300.0) -> None:
+        """Wait, reading the rings, until risk reports no liquidation work left for its
+        continuation records (``_work_left``). A round's barrier is a client command, and a
+        continuation record stops for one at once: barriers sent back to back while a cascade's
+        accounts wait cut its work into records of a few accounts (the driver's own traffic, not
+        the exchange's)."""
+        self._pump_until(lambda: not self._work_left(), timeout_s, "risk did not finish its liquidation work")
+
     def _work_left(self) -> bool:
         """Does risk report liquidation work left for its continuation records (accounts waiting,
         the fund's deleveraging under way)? As of its last record."""
@@ -621,6 +629,7 @@ class Simulator:
             rounds_at = time.perf_counter()
             for _ in range(MAX_ROUNDS):  # liquidation rounds caused by this step
                 before = self._progress()
+                self._quiet()
                 self.barrier()
                 if self._progress() == before:
                     break

@@ -305,8 +305,9 @@ def test_a_stablecoin_collapse_liquidates_those_who_hold_it(
 
 
 class _KillsRisk(Simulator):
-    """A run that kill -9s the risk process at the first barriers after a crash's liquidations have
-    begun (while its continuation records work through the cascade) and restarts it."""
+    """A run that kill -9s the risk process while its continuation records work through a crash's
+    cascade (accounts left to them, once the run has seen ``AT`` liquidations start: the driver
+    waits for that work to end before its next barrier, ``Simulator._quiet``) and restarts it."""
 
     AT = (20, 150)  # kill once the run has seen this many liquidations start
 
@@ -316,16 +317,20 @@ class _KillsRisk(Simulator):
         self.pending_at_kill: list[int] = []  # accounts risk had left to continuation records
         self.continued: list[int] = []  # continuation records before each kill (its metric)
 
-    def barrier(self, timeout_s: float = 300.0) -> None:
-        if self.kills < len(self.AT) and self.tally.liquidations >= self.AT[self.kills]:
+    def _work_left(self) -> bool:
+        metrics = self.pipeline.metrics_of("risk-0")
+        if (
+            metrics is not None
+            and metrics["hx_liquidation_pending"]
+            and self.kills < len(self.AT)
+            and self.tally.liquidations >= self.AT[self.kills]
+        ):
             self.kills += 1
-            metrics = self.pipeline.metrics_of("risk-0")
-            assert metrics is not None
             self.pending_at_kill.append(metrics["hx_liquidation_pending"])
             self.continued.append(metrics["hx_continuation_records_total"])
             self.pipeline.kill("risk-0")
             self.pipeline.restart("risk-0")
-        super().barrier(timeout_s)
+        return super()._work_left()
 
 
 def test_risk_killed_in_a_cascade_recovers_and_finishes_it(tmp_path: Path) -> None:
