@@ -353,9 +353,9 @@ class Liquidator:
         self.continuing = False  # in a continuation record (not state)
         # the fund's closes in this record (journaled with a continuation record, as ``cut``), and
         # a replay's count to close (``fund_cut_at``); neither is state
-        self.fund_closed = 0
+        self.fund_closed = NO_CUT
         self.fund_cut_at: int | None = None
-        self._fund_stopped = False
+        self._fund_stopped = self._limit_hit = self._queue_out = False
         self._moved_mask = np.zeros(0, bool)  # (scratch for _moved_ahead, all False between calls)
 
     @property
@@ -453,7 +453,7 @@ class Liquidator:
         if cut_at is not None or yield_to is not None:
             budget = CONTINUE_ACCOUNTS
         self.cut = NO_CUT
-        self.fund_closed = 0
+        self.fund_closed = NO_CUT
         self._moved = []
         chunk = SCAN_CHUNK if budget is not None else max(len(rows), 1)
         acted = seen = 0  # accounts acted on; rows through the filter so far (a cut's position)
@@ -1247,14 +1247,18 @@ class Liquidator:
         """Close up to ``|size|`` of the fund's position in ``market`` (signed as the fund holds it)
         at ``price`` against the ADL queue of the opposite side, an ADL event to each counterparty;
         each close is appended to ``closed`` as (row, notional, market). Returns the atoms closed.
-        ``limit``: against at most that many counterparties; ``stop``: asked before each after the
-        first (``_fund_stopped`` then). ``_queue_out``: the queue ran out."""
+        ``limit``: against at most that many counterparties (``_limit_hit`` when it held more);
+        ``stop``: asked before each after the first (``_fund_stopped`` then). ``_queue_out``: the
+        queue ran out."""
         e, b = self.engine, self.engine.book
         fund, p = e.insurance_row, market.perp
         want, done, count = abs(size), 0, 0
-        self._queue_out = False
+        self._queue_out = self._limit_hit = False
         for other, _score in self._adl_queue(p, -1 if size > 0 else 1, exclude=exclude):
-            if want == 0 or count == limit:
+            if want == 0:
+                break
+            if count == limit:
+                self._limit_hit = True
                 break
             if count and stop is not None and stop():
                 self._fund_stopped = True
@@ -1476,14 +1480,14 @@ class Liquidator:
         room = self.params.fund_adl_per_record
         stop: Callable[[], bool] | None = None
         closed: list[tuple[int, int, RiskMarket]] = []
-        if self.fund_cut_at is not None:  # a replay: as many as the live record closed
-            room = self.fund_cut_at
+        if self.fund_cut_at is not None:  # a replay: as many as the live record closed, or no
+            room = None if self.fund_cut_at == NO_CUT else self.fund_cut_at  # bound if it ran out
         elif room is not None and self.yield_to is not None:
             if self.cut != NO_CUT:
                 room = min(room, FUND_ADL_WHEN_CUT)
             yield_to = self.yield_to
             stop = lambda: bool(closed) and yield_to()  # noqa: E731
-        self._fund_stopped = False
+        self._fund_stopped = early = False
         for p in list(plan.left):
             size, want = int(b.perp_size[fund, p]), plan.left[p]
             if (size > 0) != (want > 0) or abs(size) < abs(want):  # (it has been unwound meanwhile)
@@ -1492,9 +1496,8 @@ class Liquidator:
             if want == 0:
                 del plan.left[p]
                 continue
-            if room is not None and len(closed) >= room:
-                break
-            if stop is not None and stop():  # (before a perp's queue is even looked at)
+            if (room is not None and len(closed) >= room) or (stop is not None and stop()):
+                early = True  # (a stop before a perp's queue is even looked at)
                 break
             market, mark = e.config.markets[e.config.perps[p]], plan.marks[p]
             first, cash = len(closed), int(b.balance[fund, 0])
@@ -1513,9 +1516,13 @@ class Liquidator:
                 plan.left[p] = rest if want > 0 else -rest
             else:
                 del plan.left[p]
-            if self._fund_stopped:
+            if self._fund_stopped or self._limit_hit:
+                early = True
                 break
-        self.fund_closed = len(closed)
+        # where it stopped, for a replay: after so many closes, or where it ran out (it went through
+        # every perp without a bound holding: a replay without one goes the same way, through
+        # perps whose queue is empty too)
+        self.fund_closed = len(closed) if early else NO_CUT
         if not plan.left and not plan.short:  # all of it closed: what it realised past cash0, exactly
             target = max(0, -(max(plan.cash0, 0) + plan.realised))
         else:  # the share of the notional closed so far

