@@ -51,7 +51,7 @@ from engine.risk.native_risk import make_risk_engine
 from engine.risk.risk_config import load_risk_config
 from engine.risk.risk_engine import SHARD_EVENTS, SHARD_EVENTS_SOURCE, RiskEngine, Source
 from engine.types.enums import MsgType
-from engine.wire.layout import SLOT_BYTES
+from engine.wire.layout import BY_TYPE, SLOT_BYTES
 
 # Journal record: [header slot][slots...]; header = input index, raw slots consumed, input cursor
 # before the batch, input ring nonce, clock (ns), slots kept in the record.
@@ -93,13 +93,14 @@ CASCADE_EVENT_BATCH = 256
 IDLE_POLLS, FIFO_IDLE_POLLS, FIFO_PARKED_SHARE = 200, 20, 0.3
 _KEEP = np.zeros(256, bool)
 _KEEP[[int(t) for t in SHARD_EVENTS]] = True
-# shard events that name their order's client order id (at byte 24); a client's is below
+# shard events that name their order's client order id (at one offset in all); a client's is below
 # LIQUIDATION_COID_BASE. A continuation record stops at once for these when they answer a client
 # (and for a heartbeat's echo), not after CONTINUE_SLICE_NS as for its own orders' events.
+_COID_NAMED = (MsgType.ACCEPTED, MsgType.REJECTED, MsgType.CANCELLED, MsgType.AMENDED, MsgType.TRIGGERED)
 _NAMES_COID = np.zeros(256, bool)
-_NAMES_COID[[int(t) for t in (MsgType.ACCEPTED, MsgType.REJECTED, MsgType.CANCELLED, MsgType.AMENDED,
-                              MsgType.TRIGGERED)]] = True  # fmt: skip
-_COID_AT = 24
+_NAMES_COID[[int(t) for t in _COID_NAMED]] = True
+_COID_AT = BY_TYPE[MsgType.ACCEPTED].dtype.fields["client_order_id"][1]  # (the wire layout's)
+assert all(BY_TYPE[t].dtype.fields["client_order_id"][1] == _COID_AT for t in _COID_NAMED)
 
 
 def answers_a_client(slots: np.ndarray) -> bool:
@@ -406,9 +407,10 @@ class RiskProcess:
         a client's waiting input goes first (the record would stop for it after one account anyway,
         and cost its fixed cost for it), unless the last continuation record is CONTINUE_DEFER_NS
         old."""
+        client = self._client_waiting([0] * (len(self.consumers) - self.n_commands))[0]
         if time.perf_counter_ns() - self.continued_ns >= CONTINUE_DEFER_NS:
-            return self._client_waiting([0] * (len(self.consumers) - self.n_commands))[0]
-        return None if self._client_waiting([0] * (len(self.consumers) - self.n_commands))[0] else False
+            return client
+        return None if client else False
 
     def _continue(self, overdue: bool = False) -> None:
         """A continuation record: the liquidation scan goes on with the accounts earlier records

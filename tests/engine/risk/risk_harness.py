@@ -121,16 +121,12 @@ class LocalExchange:
         if source == Source.ORACLE and msg[0] in (MsgType.MARK_PRICE, MsgType.SET_MARKET_STATUS):
             self.engine.handle(msg, 0)  # the oracle tells the shards itself
             self._collect(self.writer.take(), self.shard_events)
-        risk.end_of_record()
-        risk.validate()
-        self.records += 1
+        self._end_record()
         for _ in range(1000):
             orders, events = risk.take_outputs()
             self._collect(events, self.risk_events)
             if not orders[0] and risk.liquidator.work_left:  # a continuation record (as the process)
-                risk.end_of_record()
-                risk.validate()
-                self.records += 1
+                self._end_record()
                 continue
             if not orders[0]:
                 return
@@ -141,10 +137,13 @@ class LocalExchange:
             self._collect(bytes(out), self.shard_events)
             for k in range(0, len(out), SLOT_BYTES):
                 risk.apply_event(out, k)
-            risk.end_of_record()
-            risk.validate()
-            self.records += 1
+            self._end_record()
         raise AssertionError("risk and the shard did not settle within 1000 rounds")
+
+    def _end_record(self) -> None:
+        self.risk.end_of_record()
+        self.risk.validate()
+        self.records += 1
 
     @staticmethod
     def _collect(data: bytes, into: list[dict[str, Any]]) -> None:
