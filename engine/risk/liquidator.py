@@ -71,7 +71,6 @@ LIQUIDATION_COID_BASE = 1 << 63  # client order ids of risk's own orders (client
 ADL_QUEUE_HEAD = 32  # the ADL queue sorts this many counterparties first (then 8x more at a time)
 _P_NEW = BY_TYPE[int(MsgType.NEW_ORDER)].struct.pack
 _P_CANCEL_ALL = BY_TYPE[int(MsgType.CANCEL_ALL)].struct.pack
-_P_LIQ = BY_TYPE[int(MsgType.LIQUIDATION)].struct.pack_into
 _LIQ_DTYPE = BY_TYPE[int(MsgType.LIQUIDATION)].dtype
 _NEW_DTYPE = BY_TYPE[int(MsgType.NEW_ORDER)].dtype
 _CANCEL_ALL_DTYPE = BY_TYPE[int(MsgType.CANCEL_ALL)].dtype
@@ -118,6 +117,7 @@ PLAN_ROWS = 1024
 CONTINUE_ACCOUNTS = 512
 YIELD_EVERY = 8
 SCAN_CHUNK = 64  # rows a bounded scan filters at a time
+START_SCALAR_MAX = 8  # a run of new cases this short is packed one struct at a time (_start_few)
 PLAN_MIN_ROOM = 32  # a plan costs ~0.3 ms: only where it may start at least this many accounts
 NO_CUT = 0xFFFF_FFFF  # (a continuation record's scan that did not stop early)
 FUND_ADL_WHEN_CUT = 2  # the fund's closes (fund_adl_per_record) in a record whose scan stopped early
@@ -393,14 +393,8 @@ class Liquidator:
         self, account: int, market: int, kind: int, side: int, size: int, price: int, amount: int
     ) -> None:
         e = self.engine
-        pos = len(e.events)
-        e.events += bytes(SLOT_BYTES)
-        _P_LIQ(
-            e.events,
-            pos,
-            MsgType.LIQUIDATION,
-            WIRE_VERSION,
-            SLOT_BYTES,
+        e.events += _P_LIQ_BYTES(
+            *_LIQ_HEAD,
             market,
             e.next_seq(account),
             account,
@@ -626,8 +620,8 @@ class Liquidator:
 
     def _flat(self, row: int) -> bool:
         """Nothing left to reduce: no perp position and no asset but cash."""
-        b = self.engine.book
-        return not b.perp_size[row].any() and not (b.balance[row, 1:] != 0).any()
+        b = self.engine.book  # (lists: a row's numpy .any() costs ~2 us, a scan asks it per case)
+        return not any(b.perp_size[row].tolist()) and not any(b.balance[row, 1:].tolist())
 
     def _acted(self, acted: int) -> int:
         """One more account acted on in this scan: the first orders leave while the rest of a
@@ -926,6 +920,9 @@ class Liquidator:
     def _start_chunk(self, plan: NewCases, rows: np.ndarray, first: int, end: int) -> None:
         e, b = self.engine, self.engine.book
         k = end - first
+        if k <= START_SCALAR_MAX:
+            self._start_few(plan, rows, first, end)
+            return
         part = rows[first:end]
         account = plan.account[first:end]
         market = plan.market[first:end]
@@ -992,11 +989,51 @@ class Liquidator:
         self.started += k
         self.started_fast += k
 
+    def _start_few(self, plan: NewCases, rows: np.ndarray, first: int, end: int) -> None:
+        """``_start_chunk`` for a few accounts, one struct at a time: the same bytes and state
+        (tested against it). A run of new cases is often one or two accounts between takeovers,
+        where the columns' fixed cost (~90 us a chunk) was a third of a cascade's records."""
+        e, b = self.engine, self.engine.book
+        insurance = int(b.balance[e.insurance_row, 0])
+        coid = self.next_coid
+        self.next_coid += end - first
+        events = e.events
+        busy = self.busy()
+        shards = e.shards
+        for j in range(first, end):
+            row = int(rows[j])
+            account, market, side = int(plan.account[j]), int(plan.market[j]), int(plan.side[j])
+            lots, limit = int(plan.lots[j]), int(plan.limit_ticks[j])
+            seq = int(b.private_seq[row]) + 1
+            b.private_seq[row] = seq + 1  # STARTED, ORDER
+            events += _P_LIQ_BYTES(
+                *_LIQ_HEAD, 0, seq, account, LiquidationKind.STARTED, 0, 0, 0, int(plan.shortfall[j]), insurance,
+            )  # fmt: skip
+            events += _P_LIQ_BYTES(
+                *_LIQ_HEAD, market, seq + 1, account, LiquidationKind.ORDER, side,
+                lots * int(plan.lot_atoms[j]), limit * int(plan.tick_micro[j]), 0, insurance,
+            )  # fmt: skip
+            cancel = _P_CANCEL_ALL(MsgType.CANCEL_ALL, WIRE_VERSION, SLOT_BYTES, ALL_MARKETS, account)
+            for s in range(shards):
+                e.orders[s] += cancel
+            e.orders[market % shards] += _P_NEW(
+                MsgType.NEW_ORDER, WIRE_VERSION, SLOT_BYTES, market, 0, coid, limit, lots, 0, 0, account,
+                side, TimeInForce.IOC, 0, OrderFlag.REDUCE_ONLY,
+            )  # fmt: skip
+            key = self._key(row)
+            self.orders[coid] = key
+            e.register_liquidation_order(market, account, coid, side, lots)
+            self.cases[key] = Case({coid})
+            busy[row] += 1
+            coid += 1
+        self.started += end - first
+        self.started_fast += end - first
+
     def _at_risk(self, row: int) -> bool:
         """Only an account with a perp position or a liability can owe anything: one that holds
         only assets is never liquidated (its estimate's rounding can dip below its requirement)."""
         b = self.engine.book
-        return bool(b.perp_size[row].any() or (b.balance[row] < 0).any())
+        return any(b.perp_size[row].tolist()) or min(b.balance[row].tolist()) < 0
 
     def _unpriced(self) -> tuple[np.ndarray, np.ndarray]:
         """Perps without a mark or a fresh oracle, assets without a price: fixed within a scan (prices

@@ -326,6 +326,18 @@ def test_takeovers_written_out_equal_the_per_account_path(
     assert twin.spec.risk.liquidator.taken_fast == 0
 
 
+@pytest.mark.parametrize("scalar_max", [0, 1_000_000])
+def test_a_run_of_new_cases_packed_by_columns_or_one_by_one_equals_the_per_account_path(
+    scalar_max: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``_start_chunk`` packs a run of new cases as columns, or one struct at a time when it is
+    short (``_start_few``): each way alone gives the per-account path's bytes and state."""
+    monkeypatch.setattr(liquidator, "START_SCALAR_MAX", scalar_max)
+    twin = run(2, 240, 14, 2, NativeRiskEngine if native_available() else RiskEngine, 50_000, True)
+    liq = twin.fast.risk.liquidator
+    assert liq.started_fast > liq.started // 2
+
+
 def test_an_exchange_without_perps() -> None:
     """Spot bought on margin and prediction shares only (no perp column at all)."""
     twin = run(
