@@ -1353,7 +1353,11 @@ class Liquidator:
             q = self._queues[(perp, sign)] = self._fresh(perp, sign)
         size = e.book.perp_size
         seen = q.seen
-        while q.start < len(seen) and np.sign(size[seen[q.start][0], perp]) != sign:
+        def on_side(row: int) -> bool:  # (plain ints: np.sign of a scalar costs ~1 us)
+            held = int(size[row, perp])
+            return held > 0 if sign > 0 else held < 0
+
+        while q.start < len(seen) and not on_side(seen[q.start][0]):
             q.start += 1  # gone from this side: for good
         i = q.start
         while True:
@@ -1368,7 +1372,7 @@ class Liquidator:
                 seen.extend(chunk)
             row, score = seen[i]
             i += 1
-            if row not in exclude and np.sign(size[row, perp]) == sign:
+            if row not in exclude and on_side(row):
                 yield row, score
 
     def _fresh(self, perp: int, sign: int) -> _Queue:
