@@ -36,7 +36,7 @@ from engine.risk.liquidator import LiquidationParams
 from engine.risk.margin_model import MarginModel
 from engine.risk.order_ledger import Reservation
 from engine.risk.risk_config import RiskConfig
-from engine.risk.risk_engine import _PRICE_COMMANDS, SHARD_EVENTS_SOURCE, RiskEngine
+from engine.risk.risk_engine import _FUNDING_WAITS_FOR, _PRICE_COMMANDS, SHARD_EVENTS_SOURCE, RiskEngine
 from engine.types.enums import MarketKind
 from engine.types.fixed import PPM
 from engine.wire.layout import SLOT_BYTES
@@ -141,6 +141,8 @@ class NativeRiskEngine(RiskEngine):
         while off < end:
             if self._touched and (source == SHARD_EVENTS_SOURCE or buf[off] not in _PRICE_COMMANDS):
                 self._flush_touched()  # (the core reads dirty flags: the deferred ones first)
+            if self._funding_due and (source == SHARD_EVENTS_SOURCE or buf[off] not in _FUNDING_WAITS_FOR):
+                self._pay_funding_due()  # (and balances: a due funding payment first)
             off = run(self, buf, off, end, source)
             ended = self.core.ended()
             if ended:  # the core stopped after a slot that ended liquidation orders: the liquidator

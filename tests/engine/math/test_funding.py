@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
+import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from engine.math.funding import (
     FundingConfig,
     PremiumWeighting,
     calc_cap_ppb_from_margin,
+    calc_funding_amounts,
     calc_funding_payments,
     calc_funding_rate,
     calc_impact_ask_micro,
@@ -278,6 +281,65 @@ def test_receivers_share_the_payers_total_pro_rata_with_largest_remainder(
     for weight, got in zip(weights, received, strict=True):
         share = Fraction(total * weight, sum(weights))
         assert int(share) <= got <= int(share) + 1  # floor, or floor + 1 for the leftover
+
+
+@st.composite
+def wide_populations(draw: st.DrawFn) -> list[int]:
+    """Sizes netting to zero, from one atom to past the vectorised range (2^50 atoms), with ties
+    (equal sizes: equal remainders, so the input order decides) and zeros."""
+    top = draw(st.sampled_from([10, 10**6, 10**12, 2**49, 2**51]))
+    sizes = draw(st.lists(st.integers(-top, top), min_size=1, max_size=40))
+    sizes += draw(st.lists(st.sampled_from(sizes), max_size=10))
+    sizes.append(-sum(sizes))
+    return list(draw(st.permutations(sizes)))
+
+
+@given(
+    wide_populations(),
+    st.one_of(st.integers(0, 10**13), st.sampled_from([1, 10**6, 10**11, 2**62])),
+    st.one_of(rates, st.sampled_from([1, -1, 12_500, -12_500, 10**9, -(10**9)])),
+)
+def test_the_vectorised_amounts_are_the_payments_amounts(sizes: list[int], price: int, rate: int) -> None:
+    """``calc_funding_amounts`` (float-guided, exact in int64) against the Python integers of
+    ``calc_funding_payments``: the same amount for every position, or None outside its range."""
+    expected = [p.amount_micro for p in calc_funding_payments(list(enumerate(sizes)), price, rate)]
+    if max(map(abs, sizes)) >= 2**63:
+        return
+    got = calc_funding_amounts(np.array(sizes, np.int64), price, rate)
+    if got is None:  # only outside the range it covers (sizes in units of their gcd)
+        g = math.gcd(*sizes)
+        top = max(abs(s) // g for s in sizes)
+        assert top >= 2**50 or top * len(sizes) * abs(price * rate * g) // PAYMENT_SCALE >= 2**60
+        return
+    assert got.tolist() == expected
+
+
+def test_the_vectorised_amounts_cover_a_large_population_and_refuse_past_their_range() -> None:
+    rng = np.random.default_rng(7)
+    sizes = rng.integers(-(10**11), 10**11, 20_000)
+    sizes = np.append(sizes, -sizes.sum())
+    price, rate = 63_123_456_789, 12_345
+    expected = [p.amount_micro for p in calc_funding_payments(list(enumerate(sizes.tolist())), price, rate)]
+    got = calc_funding_amounts(sizes, price, rate)
+    assert got is not None and got.tolist() == expected
+    assert calc_funding_amounts(np.array([2**50 + 1, -(2**50 + 2), 1], np.int64), price, rate) is None
+    whales = np.array([185 * 10**15, -(10**17), -(85 * 10**15), 3 * 10**8, -(3 * 10**8)], np.int64)  # DOGE
+    expected = [p.amount_micro for p in calc_funding_payments(list(enumerate(whales.tolist())), 229_520, rate)]
+    assert calc_funding_amounts(whales, 229_520, rate).tolist() == expected  # (in units of their gcd)
+    # a product one unit below a multiple of 1e17: float64 rounds the quotient up to the whole
+    # number, and the exact remainder (-1) moves it back down
+    size = 10**12 + 3
+    k = -pow(size, -1, PAYMENT_SCALE) % PAYMENT_SCALE  # size * k == -1 (mod 1e17)
+    exact = -((-size * k) // PAYMENT_SCALE)
+    assert float(size) * (k / PAYMENT_SCALE) >= exact  # (the float estimate is one too many)
+    # and a product exactly a multiple (375 x 0.072 = 27), which float64 puts just below it
+    size_down, k_down = 375, 72 * 10**14
+    assert float(size_down) * (k_down / PAYMENT_SCALE) < size_down * k_down // PAYMENT_SCALE
+    for sizes, k_ in (([size, -size], k), ([size, -1, -(size - 1)], k), ([size_down, -size_down], k_down)):
+        expected = [p.amount_micro for p in calc_funding_payments(list(enumerate(sizes)), k_, 1)]
+        assert calc_funding_amounts(np.array(sizes, np.int64), k_, 1).tolist() == expected
+    assert calc_funding_payments([(0, size), (1, -size)], k, 1)[0].amount_micro == exact
+    assert calc_funding_amounts(np.array([5, -5], np.int64), price, 0).tolist() == [0, 0]
 
 
 def test_payments_are_deterministic_and_reject_unbalanced_positions() -> None:

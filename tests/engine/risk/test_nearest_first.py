@@ -173,3 +173,35 @@ def test_a_move_that_puts_most_accounts_within_reach_still_sends_the_nearest_fir
         assert 10 <= len(first) < 20 and set(first.tolist()) <= set(
             engine.book.rows[a] for a in range(1, HOLDERS + 1)
         )
+
+
+@pytest.mark.parametrize("cls", ["native", "python"])
+def test_a_funding_in_the_price_record_is_paid_after_the_nearest_accounts_first_orders(cls: str) -> None:
+    """The oracle sends a perp's FUNDING in the record of its prices: its payments (every holder)
+    wait until the accounts the move put under maintenance have their first orders out, then are
+    paid in the same record, before everyone else's figures."""
+    from engine.types.enums import BalanceReason
+
+    engine = _engine(NativeRiskEngine if cls == "native" and native_available() else RiskEngine)
+    flushes: list[bytes] = []
+    engine.early_flush = lambda: flushes.append(engine.take_outputs()[1])
+    funding = encode(MsgType.FUNDING, BTC_PERP, interval_id=1, rate_ppb=100_000, mark_micro=94_715 * 10**6)
+    engine.handle_command(
+        encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=950_000 * 997 // 1000), 0, Source.ORACLE
+    )
+    engine.handle_command(funding, 0, Source.ORACLE)
+    engine.end_of_record()
+    flushes.append(engine.take_outputs()[1])
+
+    def paid(data: bytes) -> list[int]:
+        return [
+            decode(s, 0)["account"]
+            for s in _slots(data)
+            if s[0] == MsgType.BALANCE and decode(s, 0)["reason"] == BalanceReason.FUNDING
+        ]
+
+    assert _started(flushes[0]) and not paid(flushes[0])  # the first orders, nothing paid yet
+    accounts = [a for f in flushes for a in paid(f)]  # then every holder, once, in this record
+    clearing = risk_engine.funding_clearing_account(0)  # (the longs are more: it takes the net)
+    assert sorted(accounts) == [*range(1, HOLDERS + 1), clearing]
+    assert not engine._funding_due

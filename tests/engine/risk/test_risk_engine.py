@@ -9,7 +9,7 @@ from risk_harness import BTC, BTC_PERP, ETH, ETH_USDC, USDC, LocalExchange, both
 
 from engine.risk.risk_engine import fee_account
 from engine.types.enums import BalanceReason, MsgType, OrderFlag, RejectCode, TimeInForce
-from engine.wire.codec import encode
+from engine.wire.codec import decode, encode
 
 pytestmark = pytest.mark.usefixtures("both_engines")  # every test on both risk engines
 
@@ -277,6 +277,42 @@ def test_funding_pays_each_interval_once_and_sums_to_zero() -> None:
     assert b.perp_funding[x.row(ALICE), 0] == -250_000
 
 
+def test_funding_is_paid_before_the_next_command_that_is_not_a_price_and_at_the_records_end() -> None:
+    """A FUNDING is due when received and paid before anything reads a balance: the next command
+    that is not a price or a funding (here a withdrawal request, which then sees the paid balance),
+    a shard event, or the record's end (after the nearest accounts' first liquidation orders)."""
+    from engine.risk.risk_engine import Source
+
+    x = LocalExchange()
+    _perp_book(x)
+    risk, b = x.risk, x.risk.book
+    risk.take_outputs()
+    alice = int(b.balance[x.row(ALICE), USDC])
+    fund = encode(MsgType.FUNDING, BTC_PERP, interval_id=1, rate_ppb=100_000, mark_micro=50_000 * 10**6)
+    risk.handle_command(fund, 0, Source.ORACLE)
+    risk.handle_command(encode(MsgType.MARK_PRICE, BTC_PERP, price_ticks=500_010), 0, Source.ORACLE)
+    assert int(b.balance[x.row(ALICE), USDC]) == alice  # due, not paid yet
+    # Alice asks for all she had before the payment: refused, the $0.25 is gone by then
+    withdraw = encode(MsgType.WITHDRAW_REQUEST, account=ALICE, asset=USDC, amount=alice, request_id=5)
+    risk.handle_command(withdraw, 0)  # (from a gateway)
+    assert int(b.balance[x.row(ALICE), USDC]) == alice - 250_000
+    out = risk.take_outputs()[1]
+    events = [decode(out, k) for k in range(0, len(out), 64)]
+    kinds = [(int(ev["msg_type"]), int(ev.get("reason", -1))) for ev in events]
+    paid_at = kinds.index((MsgType.BALANCE, BalanceReason.FUNDING))
+    assert kinds[-1] == (MsgType.REJECTED, RejectCode.INSUFFICIENT_BALANCE) and paid_at < len(kinds) - 1
+    risk.end_of_record()
+    # at a record's end: paid there, once
+    before = {a: int(b.balance[x.row(a), USDC]) for a in (ALICE, BOB, CAROL)}
+    again = encode(MsgType.FUNDING, BTC_PERP, interval_id=2, rate_ppb=100_000, mark_micro=50_000 * 10**6)
+    risk.handle_command(again, 0, Source.ORACLE)
+    risk.handle_command(again, 0, Source.ORACLE)
+    risk.end_of_record()
+    paid = {a: int(b.balance[x.row(a), USDC]) - before[a] for a in before}
+    assert paid == {ALICE: -250_000, BOB: 150_000, CAROL: 100_000}
+    assert not risk._funding_due
+
+
 def test_a_resolution_settles_every_share_at_one_or_zero_exactly_once() -> None:
     from risk_harness import RAIN, YES
 
@@ -343,3 +379,67 @@ def test_order_query_lists_open_orders_and_says_unknown_otherwise() -> None:
     assert (state["state"], state["last"]) == (0, 1)
     seqs = [e["seq"] for e in x.risk_events]
     assert seqs == sorted(seqs)  # on Alice's private stream
+
+
+@pytest.mark.parametrize(
+    ("partitions", "rate_ppb", "isolated", "clearing_holds"),
+    [
+        (1, 100_000, False, False),
+        (2, -37_777, True, False),
+        (2, 12_345, False, True),
+        (3, 999_999, True, False),
+    ],
+)
+def test_funding_over_the_columns_equals_the_per_position_loop(
+    partitions: int, rate_ppb: int, isolated: bool, clearing_holds: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``RiskEngine._pay_funding_arrays`` (every holder at once) against ``_funding``'s loop over the
+    positions (its specification): the same BALANCE events, byte for byte, and the same state.
+    Thousands of holders of random sizes, isolated positions (paid on their owners' streams), other
+    partitions' positions (the clearing account takes the net), and the clearing account holding a
+    position itself (the loop's case: it is paid twice)."""
+    import numpy as np
+    from risk_harness import CONFIG
+
+    from engine.risk.native_risk import make_risk_engine
+    from engine.risk.risk_engine import RiskEngine, Source, funding_clearing_account
+
+    rng = np.random.default_rng(partitions * 7 + isolated)
+    fast = make_risk_engine(CONFIG, 0, partitions, 1)
+    b = fast.book
+    p = CONFIG.markets[BTC_PERP].perp
+    accounts = [a for a in range(1_000, 9_000) if a % partitions == 0]
+    for account in accounts:
+        row = b.row(account)
+        b.perp_size[row, p] = int(rng.integers(-(10**10), 10**10)) * int(rng.random() < 0.8)
+        b.balance[row, USDC] = int(rng.integers(0, 10**12))
+        b.held[row, USDC] = int(rng.integers(0, 10**6))
+    if isolated:
+        for account in accounts[::97]:
+            row = b.isolated_row(account, BTC_PERP)
+            b.perp_size[row, p] = int(rng.integers(1, 10**9))
+            b.balance[row, USDC] = 10**9
+    if partitions == 1:  # the positions net to zero here
+        b.perp_size[b.row(accounts[0]), p] -= int(b.perp_size[: b.count, p].sum())
+    if clearing_holds:
+        b.perp_size[b.row(funding_clearing_account(0)), p] = 5 * 10**8
+    spec = make_risk_engine(CONFIG, 0, partitions, 1)
+    spec.restore(fast.snapshot())
+    assert spec.state_hash() == fast.state_hash()
+
+    taken: list[bool] = []
+    columns = RiskEngine._pay_funding_arrays
+    monkeypatch.setattr(
+        RiskEngine, "_pay_funding_arrays", lambda self, *a: taken.append(columns(self, *a)) or taken[-1]
+    )
+    msg = encode(MsgType.FUNDING, BTC_PERP, interval_id=3, rate_ppb=rate_ppb, mark_micro=61_234_567_891)
+    fast.handle_command(msg, 0, Source.ORACLE)
+    fast.end_of_record()
+    assert taken == [not clearing_holds]  # the columns did it (or left it to the loop, untouched)
+    monkeypatch.setattr(RiskEngine, "_pay_funding_arrays", lambda self, *a: False)
+    spec.handle_command(msg, 0, Source.ORACLE)
+    spec.end_of_record()
+    got, want = fast.take_outputs()[1], spec.take_outputs()[1]
+    assert len(want) // 64 > len(accounts) // 2  # (most holders paid or were paid)
+    assert got == want
+    assert fast.state_hash() == spec.state_hash()
