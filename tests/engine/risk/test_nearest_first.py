@@ -18,7 +18,7 @@ from engine.risk.risk_config import load_risk_config
 from engine.risk.risk_engine import RiskEngine, Source
 from engine.types.enums import LiquidationKind, MsgType, Side
 from engine.wire.codec import decode, encode
-from engine.wire.layout import SLOT_BYTES
+from engine.wire.layout import SLOT_BYTES, field_offset
 from hx.config import DEFAULT_CONFIG
 
 BTC_PERP = 100
@@ -205,3 +205,48 @@ def test_a_funding_in_the_price_record_is_paid_after_the_nearest_accounts_first_
     clearing = risk_engine.funding_clearing_account(0)  # (the longs are more: it takes the net)
     assert sorted(accounts) == [*range(1, HOLDERS + 1), clearing]
     assert not engine._funding_due
+
+
+@pytest.mark.parametrize("cls", ["native", "python"])
+def test_a_gap_past_the_takeover_line_sends_the_next_nearest_first(
+    monkeypatch: pytest.MonkeyPatch, cls: str
+) -> None:
+    """A gap down puts the nearest accounts (the 30x longs) past the takeover threshold: the
+    backstop takes them whole and no order leaves. The next nearest window (10x longs, now between
+    the threshold and maintenance) is recomputed and scanned before everyone else's figures, so
+    the first order still leaves early; the same state as with every row first."""
+    engine_cls = NativeRiskEngine if cls == "native" and native_available() else RiskEngine
+    monkeypatch.setattr(risk_engine, "NEAREST_FIRST_MAX", 10)
+    engines = []
+    for _ in range(2):
+        engine = _engine(engine_cls)
+        b = engine.book
+        rows = np.array([b.rows[a] for a in range(2, HOLDERS + 1, 2)][::50][:30])  # 0.1 BTC shorts
+        p = engine.config.markets[BTC_PERP].perp
+        b.perp_size[rows, p] = 10_000_000  # ... made 0.1 BTC longs on twice their maintenance
+        b.perp_cost[rows, p] = 10_000_000 * 950
+        engine.net_deposits[0] -= int(b.balance[rows, 0].sum())
+        b.balance[rows, 0] = b.maintenance[rows] * 2
+        engine.net_deposits[0] += int(b.balance[rows, 0].sum())
+        b.dirty[rows] = True
+        _apply(engine, 950_000 * 9999 // 10_000)  # (their figures, nobody liquidated yet)
+        assert not engine.liquidator.cases
+        engines.append(engine)
+    windowed, whole = engines
+    gap = 950_000 * 985 // 1000  # -1.5%: the 30x longs past the takeover line, the 10x under maintenance
+    flushes = _apply(windowed, gap)
+    monkeypatch.setattr(risk_engine, "NEAREST_FIRST_ROWS", 10**9)  # every row first
+    flushes_whole = _apply(whole, gap)
+    kinds = [decode(s, 0)["kind"] for f in flushes_whole for s in _slots(f) if s[0] == MsgType.LIQUIDATION]
+    assert kinds.count(LiquidationKind.TAKEOVER) >= LEVERAGED  # (the 30x went to the backstop)
+    assert _started(flushes[0])  # an order left in the first flush, from the next window
+    assert windowed.liquidator.started_early > 0
+    assert windowed.state_hash() == whole.state_hash()
+
+    def events(data: bytes) -> list[bytes]:  # (a LIQUIDATION's fund balance is the fund's at the
+        at = field_offset(MsgType.LIQUIDATION, "insurance_micro")  # time: the 10x started earlier)
+        return sorted(
+            s[:at] + bytes(8) + s[at + 8 :] if s[0] == MsgType.LIQUIDATION else s for s in _slots(data)
+        )
+
+    assert events(b"".join(flushes)) == events(b"".join(flushes_whole))
