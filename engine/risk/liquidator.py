@@ -118,7 +118,8 @@ CONTINUE_ACCOUNTS = 512
 YIELD_EVERY = 8
 SCAN_CHUNK = 64  # rows a bounded scan filters at a time
 START_SCALAR_MAX = 8  # a run of new cases this short is packed one struct at a time (_start_few)
-PLAN_MIN_ROOM = 32  # a plan costs ~0.3 ms: only where it may start at least this many accounts
+PLAN_MIN_ROOM = 32
+EARLY_STARTS = 1024  # new cases a nearest-first pass (Liquidator.scan orders_only) starts at most  # a plan costs ~0.3 ms: only where it may start at least this many accounts
 NO_CUT = 0xFFFF_FFFF  # (a continuation record's scan that did not stop early)
 FUND_ADL_WHEN_CUT = 2  # the fund's closes (fund_adl_per_record) in a record whose scan stopped early
 
@@ -442,36 +443,47 @@ class Liquidator:
         continuation record): a bounded scan's cost is what it acts on, not the thousands of rows
         a cascade leaves waiting (each chunk is filtered when reached, as the whole was before:
         a row the filter drops would do nothing in the row loop either)."""
-        budget = None if orders_only else self.params.accounts_per_record
+        # (a nearest-first pass starts at most EARLY_STARTS: its purpose is the first orders, and
+        # a window of a gap can hold thousands; the record's full scan goes on from there)
+        budget = EARLY_STARTS if orders_only else self.params.accounts_per_record
         cut_at, yield_to = (None, None) if orders_only else (self.cut_at, self.yield_to)
         if cut_at is not None or yield_to is not None:
             budget = CONTINUE_ACCOUNTS
         self.cut = NO_CUT
         self.fund_closed = NO_CUT
         self._moved = []
-        chunk = SCAN_CHUNK if budget is not None else max(len(rows), 1)
+        chunk = SCAN_CHUNK if budget is not None and not orders_only else max(len(rows), 1)
         acted = seen = 0  # accounts acted on; rows through the filter so far (a cut's position)
         for pos in range(0, len(rows), chunk):
-            part = self._filter(rows[pos : pos + chunk])
+            part = self._filter(rows[pos : pos + chunk], orders_only)
             if not len(part):
                 continue
             self._bad_prices = self._unpriced()  # (read by the row loop only)
             acted, stop = self._scan_rows(part, acted, orders_only, budget, seen, cut_at, yield_to)
             if stop >= 0:  # the rest wait for the next record (checked again there)
-                self.pending = np.concatenate((part[stop:], rows[pos + chunk :]))
-                self.cut = seen + stop
+                if not orders_only:  # (those of a nearest-first pass: for the record's full scan)
+                    self.pending = np.concatenate((part[stop:], rows[pos + chunk :]))
+                    self.cut = seen + stop
                 break
             seen += len(part)
         if not orders_only and resume:  # (the fund's unwind is left work too)
             self._unwind()
 
-    def _filter(self, rows: np.ndarray) -> np.ndarray:
-        """Only rows with a case or below maintenance can do anything in the row loop (vectorised)."""
+    def _filter(self, rows: np.ndarray, orders_only: bool = False) -> np.ndarray:
+        """Only rows with a case or below maintenance can do anything in the row loop (vectorised);
+        with ``orders_only``, only rows without a case, below maintenance but not under the takeover
+        line (the loop's own tests, first: a gap's windows of thousands of accounts all for the
+        backstop cost the loop ~3 us each)."""
         e, b = self.engine, self.engine.book
         ids = b.ids[rows]
-        maint = b.maintenance[rows]
-        look = (maint > 0) & (b.equity[rows] < maint)
-        if self.cases:
+        maint, equity = b.maintenance[rows], b.equity[rows]
+        look = (maint > 0) & (equity < maint)
+        if orders_only:
+            line = self.params.takeover_ppm  # maint x line // PPM without leaving int64 (maint > 0)
+            look &= equity >= maint // PPM * line + maint % PPM * line // PPM
+            if self.cases:
+                look &= ~self.cases.flags()[rows]
+        elif self.cases:
             look |= self.cases.flags()[rows]
             look &= self.busy()[rows] == 0  # a case with an order out waits for it (below)
         return rows[look & (ids < e.system_base)]

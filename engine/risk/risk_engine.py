@@ -1458,25 +1458,28 @@ class RiskEngine:
         return next(self._nearest_windows(rows, dirty), _NO_ROWS)
 
     def _nearest_windows(self, rows: np.ndarray, dirty: bool = False) -> Iterator[np.ndarray]:
-        """``_nearest``, then the next nearest ``NEAREST_FIRST_MAX`` at a time, while all of them
-        together are at most half of ``rows``. Why more than one: a gap down puts the nearest
+        """``_nearest``, then the next nearest, twice as many each time, until none is left. Why
+        more than one: a gap down puts the nearest
         accounts (least headroom before it) past the takeover threshold, where the backstop takes
         them whole and no order leaves; the accounts a liquidation order can start from are the
         next ones (``hx stress --scenario oct10-2025``: the first 1,024 of 3,333 breaching all
         went to the backstop, and the first order waited 20 ms for every holder's figures)."""
         near, ratio = self._near_rows(rows, dirty)
-        taken = 0
+        size, first = NEAREST_FIRST_MAX, True
         while len(near):
-            if len(near) > NEAREST_FIRST_MAX:  # the nearest: headroom / maintenance (ties kept whole)
-                cut = np.partition(ratio, NEAREST_FIRST_MAX - 1)[NEAREST_FIRST_MAX - 1]
+            if len(near) > size:  # the nearest: headroom / maintenance (ties kept whole)
+                cut = np.partition(ratio, size - 1)[size - 1]
                 keep = ratio <= cut
                 window, near, ratio = near[keep], near[~keep], ratio[~keep]
             else:
                 window, near = near, _NO_ROWS
-            taken += len(window)
-            if taken > len(rows) // 2:  # (the cap keeps the first pass small: it pays off unless it
-                return  # is most of the record)
+            if first and len(window) > len(rows) // 2:  # (the cap keeps the first pass small: it
+                return  # pays off unless it is most of the record)
             yield window.copy()
+            # the next windows double (a gap can put most of the book past the takeover line, with
+            # the few accounts an order starts from anywhere: a few passes, not a hundred); what
+            # they recompute is no longer dirty, so the record's work is the same
+            size, first = 2 * size, False
 
     def _near_rows(self, rows: np.ndarray, dirty: bool) -> tuple[np.ndarray, np.ndarray]:
         """The rows within reach and their headroom / maintenance (``_nearest``)."""

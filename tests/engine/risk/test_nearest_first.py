@@ -250,3 +250,23 @@ def test_a_gap_past_the_takeover_line_sends_the_next_nearest_first(
         )
 
     assert events(b"".join(flushes)) == events(b"".join(flushes_whole))
+
+
+def test_a_nearest_first_pass_starts_at_most_early_starts_and_the_full_scan_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pass is for the first orders: a window of thousands under maintenance (a gap) would
+    otherwise start them all before anyone else's figures; the record's full scan starts the rest,
+    to the same state."""
+    from engine.risk import liquidator
+
+    drop = 950_000 * 997 // 1000
+    monkeypatch.setattr(liquidator, "EARLY_STARTS", 5)
+    bounded = _engine(NativeRiskEngine if native_available() else RiskEngine)
+    flushes = _apply(bounded, drop)
+    monkeypatch.setattr(liquidator, "EARLY_STARTS", 10**6)
+    unbounded = _engine(NativeRiskEngine if native_available() else RiskEngine)
+    _apply(unbounded, drop)
+    assert bounded.liquidator.started_early == 5 and unbounded.liquidator.started_early == LEVERAGED
+    assert len(_started(b"".join(flushes))) == LEVERAGED and not len(bounded.liquidator.pending)
+    assert bounded.state_hash() == unbounded.state_hash()
