@@ -180,6 +180,7 @@ NEAREST_FIRST_ROWS: Final = 4_096
 # far past the linear estimate of a move's reach to look for them (RiskEngine._reach).
 NEAREST_FIRST_MAX: Final = 1_024
 NEAREST_SAFETY: Final = 2.0
+NEAREST_SAMPLE: Final = 512  # rows spread over the rest, recomputed after a first window that started nothing
 SNAPSHOT_MAGIC: Final = b"HXRISK01"
 _NO_ROWS: Final = np.zeros(0, np.intp)
 _PRICE_COMMANDS: Final = frozenset({MsgType.MARK_PRICE, MsgType.ORACLE_PRICE})  # (their touches wait)
@@ -1458,8 +1459,8 @@ class RiskEngine:
         return next(self._nearest_windows(rows, dirty), _NO_ROWS)
 
     def _nearest_windows(self, rows: np.ndarray, dirty: bool = False) -> Iterator[np.ndarray]:
-        """``_nearest``, then the next nearest, twice as many each time, until none is left. Why
-        more than one: a gap down puts the nearest
+        """``_nearest``, then ``NEAREST_SAMPLE`` rows spread over the rest, then the next nearest,
+        twice as many each time, until none is left. Why more than one: a gap down puts the nearest
         accounts (least headroom before it) past the takeover threshold, where the backstop takes
         them whole and no order leaves; the accounts a liquidation order can start from are the
         next ones (``hx stress --scenario oct10-2025``: the first 1,024 of 3,333 breaching all
@@ -1476,6 +1477,12 @@ class RiskEngine:
             if first and len(window) > len(rows) // 2:  # (the cap keeps the first pass small: it
                 return  # pays off unless it is most of the record)
             yield window.copy()
+            if first and len(near) > NEAREST_SAMPLE:  # then a sample spread over the rest: where the
+                step = len(near) // NEAREST_SAMPLE  # accounts an order starts from are a few percent
+                spread = np.zeros(len(near), bool)  # of them (a gap), a sample holds some
+                spread[::step] = True
+                yield near[spread].copy()
+                near, ratio = near[~spread], ratio[~spread]
             # the next windows double (a gap can put most of the book past the takeover line, with
             # the few accounts an order starts from anywhere: a few passes, not a hundred); what
             # they recompute is no longer dirty, so the record's work is the same

@@ -270,3 +270,31 @@ def test_a_nearest_first_pass_starts_at_most_early_starts_and_the_full_scan_the_
     assert bounded.liquidator.started_early == 5 and unbounded.liquidator.started_early == LEVERAGED
     assert len(_started(b"".join(flushes))) == LEVERAGED and not len(bounded.liquidator.pending)
     assert bounded.state_hash() == unbounded.state_hash()
+
+
+def test_the_nearest_windows_cover_every_near_row_once_nearest_then_a_spread_sample_then_doubling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``RiskEngine._nearest_windows``: the nearest window (``_nearest``), then ``NEAREST_SAMPLE``
+    rows spread over the rest (a gap's accounts an order starts from can sit anywhere among
+    them), then the nearest of the rest, twice as many each time; every row within reach once."""
+    monkeypatch.setattr(risk_engine, "NEAREST_FIRST_MAX", 100)
+    monkeypatch.setattr(risk_engine, "NEAREST_SAMPLE", 50)
+    engine = _engine(NativeRiskEngine if native_available() else RiskEngine)
+    b = engine.book
+    held = np.array([b.rows[a] for a in range(1, HOLDERS + 1)])  # every holder 3-63% above maintenance
+    b.balance[held, 0] += b.maintenance[held] * (103 + np.arange(HOLDERS) % 61) // 100 - b.equity[held]
+    _apply(engine, 950_000)
+    engine.marks[engine.config.markets[BTC_PERP].perp] = 950_000 * 9 // 10 * 10**5  # -10%: all in reach
+    rows = np.arange(engine.book.count)
+    windows = [w.tolist() for w in engine._nearest_windows(rows)]
+    everyone = engine._near_rows(rows, False)[0].tolist()
+    assert len(everyone) == HOLDERS
+    seen = [r for w in windows for r in w]
+    assert sorted(seen) == sorted(everyone) and len(seen) == len(set(seen))
+    assert windows[0] == engine._nearest(rows).tolist() and 100 <= len(windows[0]) < 200
+    assert 50 <= len(windows[1]) <= 52 and windows[1][-1] - windows[1][0] > HOLDERS // 2  # spread
+    assert len(windows[2]) >= 200 and len(windows[3]) >= 400  # (ties kept whole: at least)
+    ratio = {r: (int(b.equity[r]) - int(b.maintenance[r])) / int(b.maintenance[r]) for r in everyone}
+    assert max(ratio[r] for r in windows[0]) <= min(ratio[r] for w in windows[1:] for r in w)
+    assert max(ratio[r] for r in windows[2]) <= min(ratio[r] for w in windows[3:] for r in w)
