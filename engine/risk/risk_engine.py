@@ -75,6 +75,13 @@ def insurance_account(partition: int) -> int:
     return INSURANCE_ACCOUNT_BASE + partition
 
 
+def exact_sum(values: np.ndarray) -> int:
+    """The sum of int64 ``values`` as a Python int, exactly (a market maker's 5e16 atoms of shares
+    times 100,000 holders leave int64): the high and low 32 bits summed apart, each in range for
+    up to 2^31 values."""
+    return (int((values >> 32).sum()) << 32) + int((values & 0xFFFF_FFFF).sum())
+
+
 def funding_clearing_account(partition: int) -> int:
     """Takes the other side of a partition's funding when its positions do not net to zero (only
     with several partitions: the exchange's do); across partitions these sum to the rounding dust."""
@@ -985,7 +992,10 @@ class RiskEngine:
         self.prices[a] = payout
         self.priced[mid] = True
         self.status[mid] = MarketStatus.RESOLVED
-        for row in np.flatnonzero(b.balance[:n, a]).tolist():
+        held = np.flatnonzero(b.balance[:n, a])
+        if self._resolve_arrays(mid, a, payout, held):
+            return
+        for row in held.tolist():
             qty = int(b.balance[row, a])
             cash = qty * payout // ATOMS_PER_UNIT  # a short (qty < 0) rounds away from zero: against it
             self._add(b.balance, row, a, -qty)
@@ -996,6 +1006,56 @@ class RiskEngine:
                 self.trade_flow[0] += cash
                 self._emit_balance(row, 0, BalanceReason.RESOLUTION, cash, mid)
             b.dirty[row] = True
+
+    def _resolve_arrays(self, mid: int, a: int, payout: int, rows: np.ndarray) -> bool:
+        """``_resolve``'s settlement over the columns (its loop is the specification, and the
+        test): the same balances, trade flow and BALANCE events (each holder's share event, then
+        its cash event, holder by holder). A market with 100,000 holders took ~330 ms in the loop
+        (``hx stress --scenario resolution``), every order waiting. False, having changed nothing,
+        where the loop must do it: an account of another partition, a payout that does not divide
+        an atom's unit, figures past int64 (its error)."""
+        b = self.book
+        if not len(rows) or (payout and ATOMS_PER_UNIT % payout):
+            return not len(rows)
+        ids = b.ids[rows].astype(np.int64)
+        system = ids >= SYSTEM_ACCOUNT_BASE
+        owned = np.where(
+            system,
+            ((ids - SYSTEM_ACCOUNT_BASE) & 0x3F) == self.partition,
+            ids % self.partitions == self.partition,
+        )
+        qty = b.balance[rows, a]
+        if not owned.all():
+            return False
+        cash = qty // (ATOMS_PER_UNIT // payout) if payout else np.zeros(len(rows), np.int64)  # (floor)
+        usdc = b.balance[rows, 0]
+        if ((cash > 0) & (usdc > INT64_MAX - np.maximum(cash, 0))).any() or (
+            (cash < 0) & (usdc <= INT64_MIN - np.minimum(cash, 0))
+        ).any():
+            return False
+        usdc = usdc + cash
+        b.balance[rows, a] = 0
+        b.balance[rows, 0] = usdc
+        b.dirty[rows] = True
+        self.trade_flow[a] -= exact_sum(qty)
+        self.trade_flow[0] += exact_sum(cash)
+        market = np.maximum(b.isolated_market[rows].astype(np.int64) - 1, 0) if b.n_isolated else 0
+        reason = BalanceReason.RESOLUTION
+        shares = self.pack_private(
+            MsgType.BALANCE, market, rows, asset=a, reason=reason, balance=0, delta=-qty,
+            held=b.held[rows, a], ref=mid,
+        )  # fmt: skip
+        paid = np.flatnonzero(cash)
+        money = self.pack_private(
+            MsgType.BALANCE, market if np.isscalar(market) else market[paid], rows[paid], asset=0,
+            reason=reason, balance=usdc[paid], delta=cash[paid], held=b.held[rows[paid], 0], ref=mid,
+        )  # fmt: skip
+        # holder by holder: its share event, then its cash event (as raw slots: concatenating the
+        # structured records would drop their padding)
+        both = np.frombuffer(shares + money, np.uint8).reshape(-1, SLOT_BYTES)
+        order = np.argsort(np.concatenate((np.arange(len(rows)) * 2, paid * 2 + 1)), kind="stable")
+        self.events += both[order].tobytes()
+        return True
 
     def _set_leverage(self, buf: bytes | memoryview, off: int) -> None:
         (_t, _v, _l, mid, account, leverage, mode) = _U_LEVERAGE(buf, off)

@@ -443,3 +443,58 @@ def test_funding_over_the_columns_equals_the_per_position_loop(
     assert len(want) // 64 > len(accounts) // 2  # (most holders paid or were paid)
     assert got == want
     assert fast.state_hash() == spec.state_hash()
+
+
+@pytest.mark.parametrize(("partitions", "outcome"), [(1, 1), (2, 0), (3, 1)])
+def test_a_resolution_over_the_columns_equals_the_per_holder_loop(
+    partitions: int, outcome: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``RiskEngine._resolve_arrays`` against ``_resolve``'s loop over the holders (its
+    specification): the same BALANCE events byte for byte (each holder's share event, then its
+    cash one), balances, trade flow and state. Thousands of holders, long and short, of sizes
+    that are not whole cents (a short's cash rounds away from zero)."""
+    import numpy as np
+    from risk_harness import CONFIG, RAIN, YES
+
+    from engine.risk.native_risk import make_risk_engine
+    from engine.risk.risk_engine import RiskEngine, Source
+
+    rng = np.random.default_rng(partitions + 10 * outcome)
+    fast = make_risk_engine(CONFIG, 0, partitions, 1)
+    b = fast.book
+    for account in range(1_000, 7_000):
+        if account % partitions == 0:
+            row = b.row(account)
+            b.balance[row, YES] = int(rng.integers(-(10**12), 10**12)) * int(rng.random() < 0.7)
+            b.balance[row, USDC] = int(rng.integers(0, 10**12))
+            b.held[row, YES] = int(rng.integers(0, 10**4))
+    spec = make_risk_engine(CONFIG, 0, partitions, 1)
+    spec.restore(fast.snapshot())
+
+    taken: list[bool] = []
+    columns = RiskEngine._resolve_arrays
+    monkeypatch.setattr(
+        RiskEngine, "_resolve_arrays", lambda self, *a: taken.append(columns(self, *a)) or taken[-1]
+    )
+    msg = encode(MsgType.RESOLUTION, RAIN, outcome=outcome)
+    fast.handle_command(msg, 0, Source.ORACLE)
+    fast.end_of_record()
+    assert taken == [True]
+    monkeypatch.setattr(RiskEngine, "_resolve_arrays", lambda self, *a: False)
+    spec.handle_command(msg, 0, Source.ORACLE)
+    spec.end_of_record()
+    got, want = fast.take_outputs()[1], spec.take_outputs()[1]
+    assert len(want) // 64 > 2_000 // partitions
+    assert got == want
+    assert fast.trade_flow == spec.trade_flow
+    assert fast.state_hash() == spec.state_hash()
+    assert not b.balance[: b.count, YES].any()
+
+
+@given(st.lists(st.one_of(st.integers(-(2**63) + 1, 2**63 - 1), st.integers(-(10**6), 10**6)), max_size=60))
+def test_exact_sum_is_pythons_sum_of_int64_values(values: list[int]) -> None:
+    import numpy as np
+
+    from engine.risk.risk_engine import exact_sum
+
+    assert exact_sum(np.array(values, np.int64)) == sum(values)
