@@ -118,8 +118,8 @@ CONTINUE_ACCOUNTS = 512
 YIELD_EVERY = 8
 SCAN_CHUNK = 64  # rows a bounded scan filters at a time
 START_SCALAR_MAX = 8  # a run of new cases this short is packed one struct at a time (_start_few)
-PLAN_MIN_ROOM = 32
-EARLY_STARTS = 1024  # new cases a nearest-first pass (Liquidator.scan orders_only) starts at most  # a plan costs ~0.3 ms: only where it may start at least this many accounts
+PLAN_MIN_ROOM = 32  # a plan costs ~0.3 ms: only where it may start at least this many accounts
+EARLY_STARTS = 1024  # new cases a nearest-first pass (Liquidator.scan orders_only) starts at most
 NO_CUT = 0xFFFF_FFFF  # (a continuation record's scan that did not stop early)
 FUND_ADL_WHEN_CUT = 2  # the fund's closes (fund_adl_per_record) in a record whose scan stopped early
 
@@ -1365,6 +1365,7 @@ class Liquidator:
             q = self._queues[(perp, sign)] = self._fresh(perp, sign)
         size = e.book.perp_size
         seen = q.seen
+
         def on_side(row: int) -> bool:  # (plain ints: np.sign of a scalar costs ~1 us)
             held = int(size[row, perp])
             return held > 0 if sign > 0 else held < 0

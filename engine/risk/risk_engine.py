@@ -277,6 +277,15 @@ class RiskEngine:
             return (account - SYSTEM_ACCOUNT_BASE) & 0x3F == self.partition
         return account % self.partitions == self.partition
 
+    def _owned(self, ids: np.ndarray) -> np.ndarray:
+        """``owns`` over a column of account ids."""
+        ids = ids.astype(np.int64)
+        return np.where(
+            ids >= SYSTEM_ACCOUNT_BASE,
+            ((ids - SYSTEM_ACCOUNT_BASE) & 0x3F) == self.partition,
+            ids % self.partitions == self.partition,
+        )
+
     def take_outputs(self) -> tuple[list[bytes], bytes]:
         """The commands for each shard and the events produced since the last call."""
         orders = [bytes(b) for b in self.orders]
@@ -898,14 +907,7 @@ class RiskEngine:
                 return False
             rows = np.append(rows, clearing)
             sizes = np.append(sizes, -net)
-        ids = b.ids[rows].astype(np.int64)
-        system = ids >= SYSTEM_ACCOUNT_BASE
-        owned = np.where(
-            system,
-            ((ids - SYSTEM_ACCOUNT_BASE) & 0x3F) == self.partition,
-            ids % self.partitions == self.partition,
-        )
-        if not owned.all():
+        if not self._owned(b.ids[rows]).all():
             return False
         amounts = calc_funding_amounts(sizes, mark_micro, rate_ppb)
         if amounts is None:
@@ -1017,16 +1019,9 @@ class RiskEngine:
         b = self.book
         if not len(rows) or (payout and ATOMS_PER_UNIT % payout):
             return not len(rows)
-        ids = b.ids[rows].astype(np.int64)
-        system = ids >= SYSTEM_ACCOUNT_BASE
-        owned = np.where(
-            system,
-            ((ids - SYSTEM_ACCOUNT_BASE) & 0x3F) == self.partition,
-            ids % self.partitions == self.partition,
-        )
-        qty = b.balance[rows, a]
-        if not owned.all():
+        if not self._owned(b.ids[rows]).all():
             return False
+        qty = b.balance[rows, a]
         cash = qty // (ATOMS_PER_UNIT // payout) if payout else np.zeros(len(rows), np.int64)  # (floor)
         usdc = b.balance[rows, 0]
         if ((cash > 0) & (usdc > INT64_MAX - np.maximum(cash, 0))).any() or (
@@ -1687,12 +1682,7 @@ class RiskEngine:
         out["length"] = SLOT_BYTES
         out["market_id"] = market_id
         ids = b.ids[rows].astype(np.int64)
-        system = ids >= SYSTEM_ACCOUNT_BASE
-        owned = np.where(
-            system,
-            ((ids - SYSTEM_ACCOUNT_BASE) & 0x3F) == self.partition,
-            ids % self.partitions == self.partition,
-        )
+        owned = self._owned(ids)
         seq = b.private_seq[rows] + 1
         mine = rows[owned]
         b.private_seq[mine] = seq[owned]
