@@ -324,7 +324,9 @@ def test_the_vectorised_amounts_cover_a_large_population_and_refuse_past_their_r
     assert got is not None and got.tolist() == expected
     assert calc_funding_amounts(np.array([2**50 + 1, -(2**50 + 2), 1], np.int64), price, rate) is None
     whales = np.array([185 * 10**15, -(10**17), -(85 * 10**15), 3 * 10**8, -(3 * 10**8)], np.int64)  # DOGE
-    expected = [p.amount_micro for p in calc_funding_payments(list(enumerate(whales.tolist())), 229_520, rate)]
+    expected = [
+        p.amount_micro for p in calc_funding_payments(list(enumerate(whales.tolist())), 229_520, rate)
+    ]
     assert calc_funding_amounts(whales, 229_520, rate).tolist() == expected  # (in units of their gcd)
     # a product one unit below a multiple of 1e17: float64 rounds the quotient up to the whole
     # number, and the exact remainder (-1) moves it back down
