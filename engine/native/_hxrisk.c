@@ -1946,6 +1946,179 @@ done:
     return result;
 }
 
+/* ``n`` ints of a list into ``out`` (int64): 1, or 0 when one is not an int64 (no exception left set:
+ * the caller declines and Python does it), -1 on error. */
+static int list_i64(PyObject *list, Py_ssize_t n, long long *out) {
+    if (!PyList_Check(list) || PyList_GET_SIZE(list) != n) {
+        PyErr_SetString(PyExc_TypeError, "expected lists of the same length");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[i] = PyLong_AsLongLong(PyList_GET_ITEM(list, i));
+        if (out[i] == -1 && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError) && !PyErr_ExceptionMatches(PyExc_TypeError)) return -1;
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* One ADL step of a counterparty's account (LIQUIDATION on its private stream, as Liquidator._event:
+ * the fund's balance after it). The row is the account's own (bind_transfer: no isolated rows). */
+static int emit_adl(const Core *c, Bind *b, int64_t row, uint32_t market, uint8_t kind, uint8_t side, int64_t size,
+                    int64_t price, int64_t amount, int64_t insurance_row, uint32_t *ids) {
+    const uint32_t account = ids[row];
+    const uint64_t seq = owns(c, account) ? row_seq(b, row) : 0;
+    uint8_t *p = emit(b);
+    if (!p) return -1;
+    hx_put_liquidation(p, market, seq, account, kind, side, size, price, amount, b->balance[insurance_row * c->n_assets]);
+    return 0;
+}
+
+/* adl_closes(engine, fund, perp, market, rows, sizes, notionals, kind, side, price) -> True when applied,
+ * False (having changed nothing) when Liquidator._apply_closes's loop must: for each row in order, what
+ * ``transfer_perp(fund, row, perp, size, notional)`` then the counterparty's ADL event (``kind``,
+ * ``side``, ``|size|``, ``price``) do. The fund is the insurance row. */
+static PyObject *Core_adl_closes(Core *c, PyObject *args) {
+    PyObject *engine, *rows_o, *sizes_o, *notionals_o;
+    long long fund, perp, market, kind, side, price;
+    if (!PyArg_ParseTuple(args, "OLLLOOOLLL", &engine, &fund, &perp, &market, &rows_o, &sizes_o, &notionals_o,
+                          &kind, &side, &price))
+        return NULL;
+    if (!PyList_Check(rows_o)) {
+        PyErr_SetString(PyExc_TypeError, "rows must be a list");
+        return NULL;
+    }
+    const Py_ssize_t n = PyList_GET_SIZE(rows_o);
+    if (perp < 0 || perp >= c->n_perps || market < 0 || market > UINT32_MAX || kind < 0 || kind > 255 || side < 0 ||
+        side > 255)
+        Py_RETURN_FALSE;
+    long long *v = PyMem_Malloc(sizeof(long long) * (size_t)(3 * n + 1));
+    if (!v) return PyErr_NoMemory();
+    long long *rows = v, *sizes = v + n, *notionals = v + 2 * n;
+    PyObject *result = NULL;
+    int ok = list_i64(rows_o, n, rows);
+    if (ok == 1) ok = list_i64(sizes_o, n, sizes);
+    if (ok == 1) ok = list_i64(notionals_o, n, notionals);
+    if (ok <= 0) {
+        if (ok == 0) result = Py_NewRef(Py_False);
+        PyMem_Free(v);
+        return result;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (sizes[i] == 0 || sizes[i] == LLONG_MIN || notionals[i] < 0 || rows[i] == fund) {
+            PyMem_Free(v);
+            Py_RETURN_FALSE;
+        }
+    Bind b;
+    uint8_t *dirty = NULL;
+    uint32_t *ids = NULL;
+    const int A = (int)c->n_assets, P = (int)c->n_perps;
+    int rc = bind_transfer(c, &b, engine, fund, fund, &dirty, &ids);
+    if (rc <= 0) {
+        if (rc == 0) result = Py_NewRef(Py_False);
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (rows[i] < 0 || rows[i] >= b.capacity) {
+            result = Py_NewRef(Py_False);
+            goto done;
+        }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int64_t pair[2] = {fund, rows[i]};
+        const i128 qty[2] = {-(i128)sizes[i], (i128)sizes[i]};
+        for (int s = 0; s < 2; s++) { /* (Core_transfer_perp's sides) */
+            const int64_t row = pair[s], k = row * P + perp;
+            i128 realised;
+            if (perp_fill(&b.perp_size[k], &b.perp_cost[k], qty[s], notionals[i], &realised) < 0) goto done;
+            if (add_checked(&b.perp_realised[k], realised, "realised P&L") < 0) goto done;
+            if (realised) {
+                if (add_checked(&b.balance[row * A], realised, "balance") < 0) goto done;
+                if (emit_balance(&b, row, A, 0, HXR_REASON_LIQUIDATION, (int64_t)realised, (uint64_t)perp, ids[row]) < 0)
+                    goto done;
+            }
+            dirty[row] = 1;
+            if (emit_position(&b, row, P, (uint32_t)market, (int32_t)perp, ids[row]) < 0) goto done;
+        }
+        const int64_t size = sizes[i] < 0 ? -sizes[i] : sizes[i];
+        if (emit_adl(c, &b, rows[i], (uint32_t)market, (uint8_t)kind, (uint8_t)side, size, price, 0, fund, ids) < 0)
+            goto done;
+    }
+    result = Py_NewRef(Py_True);
+done:
+    unbind(&b);
+    PyMem_Free(v);
+    return result;
+}
+
+/* haircuts(engine, dst, rows, amounts, markets, kind, reason_src, reason_dst, ref, insurance) -> True when
+ * applied, False (having changed nothing) when Liquidator._haircut's loop must: for each row in order,
+ * what ``move_cash(row, dst, amount, reason_src, reason_dst, ref)`` then the row's ADL event (``kind``,
+ * the market, the amount) do. */
+static PyObject *Core_haircuts(Core *c, PyObject *args) {
+    PyObject *engine, *rows_o, *amounts_o, *markets_o;
+    long long dst, kind, reason_src, reason_dst, insurance;
+    unsigned long long ref;
+    if (!PyArg_ParseTuple(args, "OLOOOLLLKL", &engine, &dst, &rows_o, &amounts_o, &markets_o, &kind, &reason_src,
+                          &reason_dst, &ref, &insurance))
+        return NULL;
+    if (!PyList_Check(rows_o)) {
+        PyErr_SetString(PyExc_TypeError, "rows must be a list");
+        return NULL;
+    }
+    const Py_ssize_t n = PyList_GET_SIZE(rows_o);
+    if (kind < 0 || kind > 255 || reason_src < 0 || reason_src > 255 || reason_dst < 0 || reason_dst > 255)
+        Py_RETURN_FALSE;
+    long long *v = PyMem_Malloc(sizeof(long long) * (size_t)(3 * n + 1));
+    if (!v) return PyErr_NoMemory();
+    long long *rows = v, *amounts = v + n, *markets = v + 2 * n;
+    PyObject *result = NULL;
+    int ok = list_i64(rows_o, n, rows);
+    if (ok == 1) ok = list_i64(amounts_o, n, amounts);
+    if (ok == 1) ok = list_i64(markets_o, n, markets);
+    if (ok <= 0) {
+        if (ok == 0) result = Py_NewRef(Py_False);
+        PyMem_Free(v);
+        return result;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (amounts[i] == LLONG_MIN || markets[i] < 0 || markets[i] > UINT32_MAX) {
+            PyMem_Free(v);
+            Py_RETURN_FALSE;
+        }
+    Bind b;
+    uint8_t *dirty = NULL;
+    uint32_t *ids = NULL;
+    const int A = (int)c->n_assets;
+    int rc = bind_transfer(c, &b, engine, dst, insurance, &dirty, &ids);
+    if (rc <= 0) {
+        if (rc == 0) result = Py_NewRef(Py_False);
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (rows[i] < 0 || rows[i] >= b.capacity) {
+            result = Py_NewRef(Py_False);
+            goto done;
+        }
+    for (Py_ssize_t i = 0; i < n; i++) { /* (Core_move_cash, then the event) */
+        const int64_t src = rows[i];
+        if (add_checked(&b.balance[src * A], -(i128)amounts[i], "balance") < 0 ||
+            add_checked(&b.balance[dst * A], (i128)amounts[i], "balance") < 0)
+            goto done;
+        dirty[src] = dirty[dst] = 1;
+        if (emit_balance(&b, src, A, 0, (uint8_t)reason_src, -(int64_t)amounts[i], (uint64_t)ref, ids[src]) < 0 ||
+            emit_balance(&b, dst, A, 0, (uint8_t)reason_dst, (int64_t)amounts[i], (uint64_t)ref, ids[dst]) < 0)
+            goto done;
+        if (emit_adl(c, &b, src, (uint32_t)markets[i], (uint8_t)kind, 0, 0, 0, amounts[i], insurance, ids) < 0) goto done;
+    }
+    result = Py_NewRef(Py_True);
+done:
+    unbind(&b);
+    PyMem_Free(v);
+    return result;
+}
+
 /* ended() -> ((client order id, filled in full, refused), ...): the liquidation orders the last run's
  * last slot ended (it stopped after that slot), taken once */
 static PyObject *Core_ended(Core *c, PyObject *unused) {
@@ -1970,6 +2143,10 @@ static PyMethodDef Core_methods[] = {
      "transfer_perp(engine, src, dst, perp, market, size, notional) -> applied (False: RiskEngine's own)"},
     {"move_cash", (PyCFunction)Core_move_cash, METH_VARARGS,
      "move_cash(engine, src, dst, amount, reason_src, reason_dst, ref) -> applied (False: RiskEngine's own)"},
+    {"adl_closes", (PyCFunction)Core_adl_closes, METH_VARARGS,
+     "adl_closes(engine, fund, perp, market, rows, sizes, notionals, kind, side, price) -> applied"},
+    {"haircuts", (PyCFunction)Core_haircuts, METH_VARARGS,
+     "haircuts(engine, dst, rows, amounts, markets, kind, reason_src, reason_dst, ref, insurance) -> applied"},
     {"ended", (PyCFunction)Core_ended, METH_NOARGS,
      "((client order id, filled in full, refused), ...): the liquidation orders the last run's last slot ended"},
     {"run", (PyCFunction)Core_run, METH_VARARGS,

@@ -166,6 +166,24 @@ class NativeRiskEngine(RiskEngine):
         if not self.core.transfer_perp(self, src, dst, perp, market, size, notional):
             RiskEngine.transfer_perp(self, src, dst, perp, size, notional)
 
+    def adl_closes(
+        self, fund: int, perp: int, market: int, rows: list[int], sizes: list[int], notionals: list[int],
+        kind: int, side: int, price: int,
+    ) -> bool:  # fmt: skip
+        """``Liquidator._apply_closes``'s loop in C, where it covers the case (False: the loop's)."""
+        return bool(self.core.adl_closes(self, fund, perp, market, rows, sizes, notionals, kind, side, price))
+
+    def haircuts(
+        self, dst: int, rows: list[int], amounts: list[int], markets: list[int], kind: int, reason_src: int,
+        reason_dst: int, ref: int, insurance: int,
+    ) -> bool:  # fmt: skip
+        """``Liquidator._haircut``'s loop in C, where it covers the case (False: the loop's)."""
+        return bool(
+            self.core.haircuts(
+                self, dst, rows, amounts, markets, kind, reason_src, reason_dst, ref, insurance
+            )
+        )
+
     def move_cash(self, src: int, dst: int, amount: int, reason_src: int, reason_dst: int, ref: int) -> None:
         """``RiskEngine.move_cash`` (haircuts, covers, liquidation fees) in C, where it covers the case."""
         if not self.core.move_cash(self, src, dst, amount, reason_src, reason_dst, ref):

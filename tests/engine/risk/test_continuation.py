@@ -172,11 +172,18 @@ def test_a_record_of_inputs_leaves_the_cascade_to_continuation_records() -> None
     assert len(live.liquidator.pending) < len(pending)
 
 
-def test_the_funds_deleveraging_stopped_at_random_replays_to_the_same_bytes_and_state() -> None:
+@pytest.mark.parametrize("stop_every", [1, 3])
+def test_the_funds_deleveraging_stopped_at_random_replays_to_the_same_bytes_and_state(
+    stop_every: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The fund's deleveraging spread over continuation records (``fund_adl_per_record``), each
-    stopped where a random rule says (as the process stops one for a waiting input) and journaled
-    with the fund's closes in it: the per-account specification's replay gives the same bytes and
-    state after every record, and the fund ends flat, its cash spent, nothing owed."""
+    stopped where a random rule says (as the process stops one for a waiting input; the rule is
+    asked every ``ADL_STOP_EVERY`` closes) and journaled with the fund's closes in it: the
+    per-account specification's replay gives the same bytes and state after every record, and the
+    fund ends flat, its cash spent, nothing owed."""
+    from engine.risk import liquidator
+
+    monkeypatch.setattr(liquidator, "ADL_STOP_EVERY", stop_every)
     cls = NativeRiskEngine if native_available() else RiskEngine
     run = Run(21, cls, per_record=0, fund_adl=8)
     alice, shorts = 21, [100 + k for k in range(40)]

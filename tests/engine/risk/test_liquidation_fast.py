@@ -426,3 +426,37 @@ def test_moved_ahead_finds_a_moved_row_among_those_ahead() -> None:
     assert liq._moved_ahead(ahead)
     liq._moved = []
     assert not liq._moved_ahead(ahead)
+
+
+@pytest.mark.parametrize(("seed", "shards", "fund_usdc"), [(9, 2, 200_000), (2, 1, 0), (4, 3, 0)])
+def test_the_compiled_adl_batches_equal_their_loops(
+    seed: int, shards: int, fund_usdc: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``NativeRiskEngine.adl_closes`` and ``haircuts`` (a batch of counterparties in one call of
+    the core) against ``Liquidator._apply_closes``' and ``_haircut``'s loops over ``transfer_perp``,
+    ``move_cash`` and ``_event``: the same commands, events and state after every record of a
+    crash with takeovers and ADL (the spec side of the twin runs the loops)."""
+    if not native_available():
+        pytest.skip("the compiled core is not built")  # (make setup builds it; CI does)
+    made: list[Twin] = []
+    init = Twin.__init__
+
+    def twin_with_loops(self: Twin, *args: object, **kwargs: object) -> None:
+        init(self, *args, **kwargs)  # type: ignore[arg-type]
+        self.spec.risk.adl_closes = lambda *a: False  # type: ignore[method-assign]
+        self.spec.risk.haircuts = lambda *a: False  # type: ignore[method-assign]
+        made.append(self)
+
+    calls = {"adl_closes": 0, "haircuts": 0}
+    for name in calls:
+        method = getattr(NativeRiskEngine, name)
+
+        def counted(self: NativeRiskEngine, *a: object, _m: object = method, _n: str = name) -> bool:
+            calls[_n] += 1
+            return _m(self, *a)  # type: ignore[operator]
+
+        monkeypatch.setattr(NativeRiskEngine, name, counted)
+    monkeypatch.setattr(Twin, "__init__", twin_with_loops)
+    twin = run(seed, 240, 14, shards, NativeRiskEngine, fund_usdc, True, True)
+    assert made and twin.kinds.get(LiquidationKind.ADL, 0) > 10
+    assert calls["adl_closes"] > 3 and calls["haircuts"] > 3  # (the fast side's, in C)
