@@ -45,7 +45,8 @@ from enum import IntEnum
 
 import numpy as np
 
-from engine.types.fixed import ATOMS_PER_UNIT, INT64_MAX, PPB, PPM
+from engine.math.rounding import COLUMN_MAX, mul_div_floor_column
+from engine.types.fixed import ATOMS_PER_UNIT, PPB, PPM
 
 NS_PER_HOUR = 3600 * 10**9
 DEFAULT_RATE_PERIOD_NS = 8 * NS_PER_HOUR
@@ -279,37 +280,6 @@ def calc_funding_payments(
     )
 
 
-# Sizes up to this many atoms (11M BTC) keep calc_funding_amounts's float-guided quotients within one
-# of the exact ones (their relative error is ~2^-52), which one correction step then makes exact.
-_ARRAY_MAX_ATOMS = 1 << 50
-
-
-def _floor_mul_div(a: np.ndarray, b: int, d: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(a * b) // d`` and ``(a * b) % d`` for int64 ``a`` in ``[0, 2^50)``, exactly, without leaving
-    int64; None when the arguments are outside that (the caller then takes Python's integers).
-
-    ``b = bh * d + bl`` with ``0 <= bl < d``, so ``a * b / d = a * bh + a * bl / d``. The second
-    quotient is estimated in float64 (within 1 of the truth for ``a < 2^50``); the remainder of that
-    estimate, ``a * bl - q * d``, is exact in wrapping int64 arithmetic (it is taken modulo 2^64 and
-    its true value lies in ``(-2d, 2d)``), and one step moves ``q`` to the floor."""
-    if b < 0 or not 0 < d < 1 << 61:
-        return None
-    bh, bl = divmod(b, d)
-    top = int(a.max(initial=0))
-    if int(a.min(initial=0)) < 0 or top >= _ARRAY_MAX_ATOMS or top * bh > INT64_MAX:
-        return None
-    q = np.floor(a.astype(np.float64) * (bl / d)).astype(np.int64)
-    with np.errstate(over="ignore"):
-        r = a * np.int64(bl) - q * np.int64(d)  # (wraps; the true value fits)
-    low, high = r < 0, r >= d
-    q -= low
-    q += high
-    r += np.int64(d) * low.astype(np.int64) - np.int64(d) * high.astype(np.int64)
-    if r.size and (int(r.min()) < 0 or int(r.max()) >= d):  # (cannot happen within the bounds)
-        return None
-    return a * np.int64(bh) + q, r
-
-
 def calc_funding_amounts(sizes_atoms: np.ndarray, price_micro: int, rate_ppb: int) -> np.ndarray | None:
     """:func:`calc_funding_payments`' ``amount_micro`` for each of ``sizes_atoms`` (int64, netting to
     zero, in input order), vectorised: the same integers (tested against it), or None where the
@@ -332,12 +302,12 @@ def calc_funding_amounts(sizes_atoms: np.ndarray, price_micro: int, rate_ppb: in
     if g > 1:
         sizes_atoms, k = sizes_atoms // g, k * g
     top = max(int(sizes_atoms.max()), -int(sizes_atoms.min()))
-    if top >= _ARRAY_MAX_ATOMS or top * n >= 1 << 60 or top * n * abs(k) // PAYMENT_SCALE >= 1 << 60:
+    if top >= COLUMN_MAX or top * n >= 1 << 60 or top * n * abs(k) // PAYMENT_SCALE >= 1 << 60:
         return None  # (within these, every sum below fits int64)
     signed = sizes_atoms if k > 0 else -sizes_atoms  # > 0: pays
     payers = np.flatnonzero(signed > 0)
     receivers = np.flatnonzero(signed < 0)
-    paid = _floor_mul_div(signed[payers], abs(k), PAYMENT_SCALE)
+    paid = mul_div_floor_column(signed[payers], abs(k), PAYMENT_SCALE)
     if paid is None:
         return None
     q, r = paid
@@ -346,7 +316,7 @@ def calc_funding_amounts(sizes_atoms: np.ndarray, price_micro: int, rate_ppb: in
     if not len(receivers):
         return amounts
     weights = -signed[receivers]
-    shared = _floor_mul_div(weights, total, int(weights.sum()))
+    shared = mul_div_floor_column(weights, total, int(weights.sum()))
     if shared is None:
         return None
     share, remainder = shared

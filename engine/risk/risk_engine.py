@@ -36,6 +36,7 @@ import orjson
 from engine.math.fees import calc_fee_micro
 from engine.math.funding import calc_funding_amounts, calc_funding_payments
 from engine.math.position import apply_fill
+from engine.math.rounding import mul_div_floor_column
 from engine.risk import native_margin
 from engine.risk.account_book import NEAR_REACH, AccountBook, row_key
 from engine.risk.liquidator import LIQUIDATION_COID_BASE, LiquidationParams, Liquidator
@@ -957,20 +958,22 @@ class RiskEngine:
         self.status[mid] = MarketStatus.RESOLVED
         self.priced[mid] = True
         self._set_price(market, price_micro)
-        net, values = 0, 0
-        for row in rows:
-            size, cost = int(b.perp_size[row, p]), int(b.perp_cost[row, p])
-            value = size * price_micro // ATOMS_PER_UNIT  # floor: against longs and shorts alike
-            realised = value - cost
-            net += size
-            values += value
-            b.perp_size[row, p] = 0
-            b.perp_cost[row, p] = 0
-            self._add(b.perp_realised, row, p, realised)
-            self._add(b.balance, row, 0, realised)
-            b.dirty[row] = True
-            self._emit_balance(row, 0, BalanceReason.RESOLUTION, realised, mid)
-            self._emit_position(row, market)
+        settled = self._settle_perp_arrays(market, price_micro, np.asarray(rows, np.intp))
+        net, values = settled if settled is not None else (0, 0)
+        if settled is None:  # (the specification of _settle_perp_arrays)
+            for row in rows:
+                size, cost = int(b.perp_size[row, p]), int(b.perp_cost[row, p])
+                value = size * price_micro // ATOMS_PER_UNIT  # floor: against longs and shorts alike
+                realised = value - cost
+                net += size
+                values += value
+                b.perp_size[row, p] = 0
+                b.perp_cost[row, p] = 0
+                self._add(b.perp_realised, row, p, realised)
+                self._add(b.balance, row, 0, realised)
+                b.dirty[row] = True
+                self._emit_balance(row, 0, BalanceReason.RESOLUTION, realised, mid)
+                self._emit_position(row, market)
         if not rows:
             return
         exact = net * price_micro // ATOMS_PER_UNIT  # 0 when this partition holds both sides
@@ -980,6 +983,61 @@ class RiskEngine:
             self._add(b.balance, self.fee_row, 0, dust)
             b.dirty[self.fee_row] = True
             self._emit_balance(self.fee_row, 0, BalanceReason.FEE, dust, mid)
+
+    def _settle_perp_arrays(
+        self, market: RiskMarket, price_micro: int, rows: np.ndarray
+    ) -> tuple[int, int] | None:
+        """``_settle_perp``'s loop over the holders, over the columns (the loop is the specification,
+        and the test): the same positions, balances and events (each holder's BALANCE, then its
+        POSITION). Returns (net size, the sum of the values) for the dust, or None, having changed
+        nothing, where the loop must do it: an account of another partition, sizes or figures
+        outside the exact int64 range (its error), an isolated position. 100,000 holders took ~0.5 s
+        in the loop."""
+        b, p = self.book, market.perp
+        if not len(rows) or not self._owned(b.ids[rows]).all():
+            return None
+        if b.n_isolated and b.isolated_market[rows].any():  # (two events a row on a stream an owner's
+            return None  # row may share: the loop numbers them)
+        sizes, costs = b.perp_size[rows, p], b.perp_cost[rows, p]
+        whole = np.abs(sizes)
+        g = int(np.gcd.reduce(whole))
+        got = mul_div_floor_column(whole // g, price_micro * g, ATOMS_PER_UNIT)
+        if got is None:
+            return None
+        q, r = got  # floor(|size| x price / 1e8); a short's value rounds down too: -(q + (r > 0))
+        value = np.where(sizes > 0, q, -q - (r != 0))
+        limit = 1 << 62  # (below it the differences and sums fit int64)
+        realised_now, balance_now = b.perp_realised[rows, p], b.balance[rows, 0]
+        if (
+            max(
+                np.abs(value).max(),
+                np.abs(costs).max(),
+                np.abs(realised_now).max(),
+                np.abs(balance_now).max(),
+            )
+            >= limit
+        ):
+            return None
+        realised = value - costs
+        total, balance = realised_now + realised, balance_now + realised
+        b.perp_size[rows, p] = 0
+        b.perp_cost[rows, p] = 0
+        b.perp_realised[rows, p] = total
+        b.balance[rows, 0] = balance
+        b.dirty[rows] = True
+        market_of = np.maximum(b.isolated_market[rows].astype(np.int64) - 1, 0) if b.n_isolated else 0
+        money = self.pack_private(
+            MsgType.BALANCE, market_of, rows, asset=0, reason=BalanceReason.RESOLUTION, balance=balance,
+            delta=realised, held=b.held[rows, 0], ref=market.market_id,
+        )  # fmt: skip
+        positions = self.pack_private(
+            MsgType.POSITION, market.market_id, rows, size_atoms=0, cost_micro=0, realised_pnl_micro=total,
+            funding_micro=b.perp_funding[rows, p],
+        )  # fmt: skip
+        both = np.frombuffer(money + positions, np.uint8).reshape(-1, SLOT_BYTES)  # (as in _resolve_arrays)
+        order = np.arange(2 * len(rows)).reshape(2, -1).T.ravel()  # holder by holder: BALANCE, POSITION
+        self.events += both[order].tobytes()
+        return exact_sum(sizes), exact_sum(value)
 
     def _resolve(self, mid: int, outcome: int) -> None:
         """A prediction market resolved: each share becomes exactly 1 (YES) or 0 (NO) USDC."""
@@ -1020,6 +1078,8 @@ class RiskEngine:
         if not len(rows) or (payout and ATOMS_PER_UNIT % payout):
             return not len(rows)
         if not self._owned(b.ids[rows]).all():
+            return False
+        if b.n_isolated and b.isolated_market[rows].any():  # (as in _settle_perp_arrays)
             return False
         qty = b.balance[rows, a]
         cash = qty // (ATOMS_PER_UNIT // payout) if payout else np.zeros(len(rows), np.int64)  # (floor)

@@ -20,3 +20,22 @@ def test_ties_go_to_even() -> None:
     assert [div_round_half_even(n, 2) for n in (-3, -1, 1, 3, 5)] == [-2, 0, 0, 2, 2]
     with pytest.raises(ValueError):
         div_round_half_even(1, 0)
+
+
+@given(
+    st.lists(st.integers(0, 2**50 - 1), max_size=40),
+    st.one_of(st.integers(0, 10**30), st.sampled_from([0, 1, 10**8, 72 * 10**14])),
+    st.one_of(st.integers(1, 2**60), st.sampled_from([1, 10**8, 10**17])),
+)
+def test_mul_div_floor_column_is_pythons_floor_and_remainder(values: list[int], b: int, d: int) -> None:
+    """``(a * b) // d`` and ``% d`` over an int64 column, exactly, or None where it cannot."""
+    import numpy as np
+
+    from engine.math.rounding import mul_div_floor_column
+
+    got = mul_div_floor_column(np.array(values, np.int64), b, d)
+    if got is None:  # (only where a product's whole part leaves int64)
+        assert max(values, default=0) * (b // d) > 2**63 - 1
+        return
+    q, r = got
+    assert q.tolist() == [v * b // d for v in values] and r.tolist() == [v * b % d for v in values]

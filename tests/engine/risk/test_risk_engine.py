@@ -498,3 +498,60 @@ def test_exact_sum_is_pythons_sum_of_int64_values(values: list[int]) -> None:
     from engine.risk.risk_engine import exact_sum
 
     assert exact_sum(np.array(values, np.int64)) == sum(values)
+
+
+@pytest.mark.parametrize(("partitions", "isolated"), [(1, False), (2, True), (3, False)])
+def test_a_delisting_over_the_columns_equals_the_per_holder_loop(
+    partitions: int, isolated: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``RiskEngine._settle_perp_arrays`` against ``_settle_perp``'s loop over the holders (its
+    specification): the same BALANCE and POSITION events byte for byte (holder by holder), the
+    dust to the fee account, balances, realised P&L and state. Thousands of longs and shorts at a
+    price whose values are not whole micro-USDC (a short's rounds down, away from zero)."""
+    import numpy as np
+    from risk_harness import CONFIG
+
+    from engine.risk.native_risk import make_risk_engine
+    from engine.risk.risk_engine import RiskEngine, Source
+
+    rng = np.random.default_rng(partitions + 5 * isolated)
+    fast = make_risk_engine(CONFIG, 0, partitions, 1)
+    b = fast.book
+    p = CONFIG.markets[BTC_PERP].perp
+    for account in range(1_000, 7_000):
+        if account % partitions == 0:
+            row = b.row(account)
+            size = int(rng.integers(-(10**11), 10**11)) * int(rng.random() < 0.8)
+            b.perp_size[row, p] = size
+            b.perp_cost[row, p] = size * int(rng.integers(40_000, 60_000)) // 100
+            b.perp_realised[row, p] = int(rng.integers(-(10**9), 10**9))
+            b.balance[row, USDC] = int(rng.integers(0, 10**12))
+    if isolated:
+        for account in range(1_000, 7_000, 97 * partitions):
+            row = b.isolated_row(account, BTC_PERP)
+            b.perp_size[row, p] = int(rng.integers(1, 10**9))
+    spec = make_risk_engine(CONFIG, 0, partitions, 1)
+    spec.restore(fast.snapshot())
+
+    taken: list[bool] = []
+    columns = RiskEngine._settle_perp_arrays
+
+    def spy(self: RiskEngine, *a: object) -> object:
+        out = columns(self, *a)  # type: ignore[arg-type]
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(RiskEngine, "_settle_perp_arrays", spy)
+    msg = encode(MsgType.SETTLEMENT_PRICE, BTC_PERP, price_micro=48_765_432_109)
+    fast.handle_command(msg, 0, Source.ORACLE)
+    fast.end_of_record()
+    assert taken == [not isolated]  # (an isolated position: the loop's)
+    monkeypatch.setattr(RiskEngine, "_settle_perp_arrays", lambda self, *a: None)
+    spec.handle_command(msg, 0, Source.ORACLE)
+    spec.end_of_record()
+    got, want = fast.take_outputs()[1], spec.take_outputs()[1]
+    assert len(want) // 64 > 4_000 // partitions
+    assert got == want
+    assert fast.trade_flow == spec.trade_flow
+    assert fast.state_hash() == spec.state_hash()
+    assert not b.perp_size[: b.count, p].any()
