@@ -1964,6 +1964,41 @@ static int list_i64(PyObject *list, Py_ssize_t n, long long *out) {
     return 1;
 }
 
+/* Three lists of ints, as long as ``rows``, into one new buffer (``*out``: rows, then the second,
+ * then the third; PyMem_Free it): 1, or 0 when one is not an int64 list (nothing allocated, no
+ * exception: the caller declines), -1 on error (nothing allocated). */
+static int three_lists(PyObject *rows, PyObject *second, PyObject *third, Py_ssize_t *n, long long **out) {
+    if (!PyList_Check(rows)) {
+        PyErr_SetString(PyExc_TypeError, "rows must be a list");
+        return -1;
+    }
+    *n = PyList_GET_SIZE(rows);
+    long long *v = PyMem_Malloc(sizeof(long long) * (size_t)(3 * *n + 1));
+    if (!v) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int ok = list_i64(rows, *n, v);
+    if (ok == 1) ok = list_i64(second, *n, v + *n);
+    if (ok == 1) ok = list_i64(third, *n, v + 2 * *n);
+    if (ok <= 0) {
+        PyMem_Free(v);
+        return ok;
+    }
+    *out = v;
+    return 1;
+}
+
+/* bind_transfer for rows ``one`` and ``two``, and every one of ``rows`` within the book: 1, 0 (RiskEngine's
+ * or the loop's to do), -1 error. Unbind in every case. */
+static int bind_rows(Core *c, Bind *b, PyObject *engine, long long one, long long two, const long long *rows,
+                     Py_ssize_t n, uint8_t **dirty, uint32_t **ids) {
+    int rc = bind_transfer(c, b, engine, one, two, dirty, ids);
+    for (Py_ssize_t i = 0; rc == 1 && i < n; i++)
+        if (rows[i] < 0 || rows[i] >= b->capacity) rc = 0;
+    return rc;
+}
+
 /* One ADL step of a counterparty's account (LIQUIDATION on its private stream, as Liquidator._event:
  * the fund's balance after it). The row is the account's own (bind_transfer: no isolated rows). */
 static int emit_adl(const Core *c, Bind *b, int64_t row, uint32_t market, uint8_t kind, uint8_t side, int64_t size,
@@ -1986,26 +2021,15 @@ static PyObject *Core_adl_closes(Core *c, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OLLLOOOLLL", &engine, &fund, &perp, &market, &rows_o, &sizes_o, &notionals_o,
                           &kind, &side, &price))
         return NULL;
-    if (!PyList_Check(rows_o)) {
-        PyErr_SetString(PyExc_TypeError, "rows must be a list");
-        return NULL;
-    }
-    const Py_ssize_t n = PyList_GET_SIZE(rows_o);
     if (perp < 0 || perp >= c->n_perps || market < 0 || market > UINT32_MAX || kind < 0 || kind > 255 || side < 0 ||
         side > 255)
         Py_RETURN_FALSE;
-    long long *v = PyMem_Malloc(sizeof(long long) * (size_t)(3 * n + 1));
-    if (!v) return PyErr_NoMemory();
+    Py_ssize_t n;
+    long long *v;
+    int ok = three_lists(rows_o, sizes_o, notionals_o, &n, &v);
+    if (ok <= 0) return ok < 0 ? NULL : Py_NewRef(Py_False);
     long long *rows = v, *sizes = v + n, *notionals = v + 2 * n;
     PyObject *result = NULL;
-    int ok = list_i64(rows_o, n, rows);
-    if (ok == 1) ok = list_i64(sizes_o, n, sizes);
-    if (ok == 1) ok = list_i64(notionals_o, n, notionals);
-    if (ok <= 0) {
-        if (ok == 0) result = Py_NewRef(Py_False);
-        PyMem_Free(v);
-        return result;
-    }
     for (Py_ssize_t i = 0; i < n; i++)
         if (sizes[i] == 0 || sizes[i] == LLONG_MIN || notionals[i] < 0 || rows[i] == fund) {
             PyMem_Free(v);
@@ -2015,16 +2039,11 @@ static PyObject *Core_adl_closes(Core *c, PyObject *args) {
     uint8_t *dirty = NULL;
     uint32_t *ids = NULL;
     const int A = (int)c->n_assets, P = (int)c->n_perps;
-    int rc = bind_transfer(c, &b, engine, fund, fund, &dirty, &ids);
+    int rc = bind_rows(c, &b, engine, fund, fund, rows, n, &dirty, &ids);
     if (rc <= 0) {
         if (rc == 0) result = Py_NewRef(Py_False);
         goto done;
     }
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (rows[i] < 0 || rows[i] >= b.capacity) {
-            result = Py_NewRef(Py_False);
-            goto done;
-        }
     for (Py_ssize_t i = 0; i < n; i++) {
         const int64_t pair[2] = {fund, rows[i]};
         const i128 qty[2] = {-(i128)sizes[i], (i128)sizes[i]};
@@ -2063,25 +2082,14 @@ static PyObject *Core_haircuts(Core *c, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OLOOOLLLKL", &engine, &dst, &rows_o, &amounts_o, &markets_o, &kind, &reason_src,
                           &reason_dst, &ref, &insurance))
         return NULL;
-    if (!PyList_Check(rows_o)) {
-        PyErr_SetString(PyExc_TypeError, "rows must be a list");
-        return NULL;
-    }
-    const Py_ssize_t n = PyList_GET_SIZE(rows_o);
     if (kind < 0 || kind > 255 || reason_src < 0 || reason_src > 255 || reason_dst < 0 || reason_dst > 255)
         Py_RETURN_FALSE;
-    long long *v = PyMem_Malloc(sizeof(long long) * (size_t)(3 * n + 1));
-    if (!v) return PyErr_NoMemory();
+    Py_ssize_t n;
+    long long *v;
+    int ok = three_lists(rows_o, amounts_o, markets_o, &n, &v);
+    if (ok <= 0) return ok < 0 ? NULL : Py_NewRef(Py_False);
     long long *rows = v, *amounts = v + n, *markets = v + 2 * n;
     PyObject *result = NULL;
-    int ok = list_i64(rows_o, n, rows);
-    if (ok == 1) ok = list_i64(amounts_o, n, amounts);
-    if (ok == 1) ok = list_i64(markets_o, n, markets);
-    if (ok <= 0) {
-        if (ok == 0) result = Py_NewRef(Py_False);
-        PyMem_Free(v);
-        return result;
-    }
     for (Py_ssize_t i = 0; i < n; i++)
         if (amounts[i] == LLONG_MIN || markets[i] < 0 || markets[i] > UINT32_MAX) {
             PyMem_Free(v);
@@ -2091,16 +2099,11 @@ static PyObject *Core_haircuts(Core *c, PyObject *args) {
     uint8_t *dirty = NULL;
     uint32_t *ids = NULL;
     const int A = (int)c->n_assets;
-    int rc = bind_transfer(c, &b, engine, dst, insurance, &dirty, &ids);
+    int rc = bind_rows(c, &b, engine, dst, insurance, rows, n, &dirty, &ids);
     if (rc <= 0) {
         if (rc == 0) result = Py_NewRef(Py_False);
         goto done;
     }
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (rows[i] < 0 || rows[i] >= b.capacity) {
-            result = Py_NewRef(Py_False);
-            goto done;
-        }
     for (Py_ssize_t i = 0; i < n; i++) { /* (Core_move_cash, then the event) */
         const int64_t src = rows[i];
         if (add_checked(&b.balance[src * A], -(i128)amounts[i], "balance") < 0 ||
