@@ -1860,6 +1860,43 @@ static int args_i64(PyObject *const *objs, long long *out, int n) {
     return 1;
 }
 
+/* RiskEngine.transfer_perp on bound rows: each side as a fill (its realised P&L to its cash with a
+ * BALANCE, then its POSITION). 0, or -1 with an exception set. */
+static int transfer(const Core *c, Bind *b, uint8_t *dirty, const uint32_t *ids, int64_t src, int64_t dst, int64_t perp,
+                    uint32_t market, int64_t size, int64_t notional) {
+    const int A = (int)c->n_assets, P = (int)c->n_perps;
+    const int64_t rows[2] = {src, dst};
+    const i128 qty[2] = {-(i128)size, (i128)size};
+    for (int s = 0; s < 2; s++) {
+        const int64_t row = rows[s], k = row * P + perp;
+        i128 realised;
+        if (perp_fill(&b->perp_size[k], &b->perp_cost[k], qty[s], notional, &realised) < 0) return -1;
+        if (add_checked(&b->perp_realised[k], realised, "realised P&L") < 0) return -1;
+        if (realised) {
+            if (add_checked(&b->balance[row * A], realised, "balance") < 0) return -1;
+            if (emit_balance(b, row, A, 0, HXR_REASON_LIQUIDATION, (int64_t)realised, (uint64_t)perp, ids[row]) < 0)
+                return -1;
+        }
+        dirty[row] = 1;
+        if (emit_position(b, row, P, market, (int32_t)perp, ids[row]) < 0) return -1;
+    }
+    return 0;
+}
+
+/* RiskEngine.move_cash on bound rows: both adds, then both BALANCE events. 0, or -1. */
+static int move_cash(const Core *c, Bind *b, uint8_t *dirty, const uint32_t *ids, int64_t src, int64_t dst,
+                     int64_t amount, uint8_t reason_src, uint8_t reason_dst, uint64_t ref) {
+    const int A = (int)c->n_assets;
+    if (add_checked(&b->balance[src * A], -(i128)amount, "balance") < 0 ||
+        add_checked(&b->balance[dst * A], (i128)amount, "balance") < 0)
+        return -1;
+    dirty[src] = dirty[dst] = 1;
+    if (emit_balance(b, src, A, 0, reason_src, -amount, ref, ids[src]) < 0 ||
+        emit_balance(b, dst, A, 0, reason_dst, amount, ref, ids[dst]) < 0)
+        return -1;
+    return 0;
+}
+
 /* transfer_perp(engine, src, dst, perp, market, size, notional) -> True when applied, False when
  * RiskEngine.transfer_perp must (see bind_transfer; a zero size, a negative notional, a row outside
  * the book: its errors): ``src`` hands ``size`` atoms of its perp position (signed as it holds it)
@@ -1878,28 +1915,12 @@ static PyObject *Core_transfer_perp(Core *c, PyObject *args) {
     uint8_t *dirty = NULL;
     uint32_t *ids = NULL;
     PyObject *result = NULL;
-    const int A = (int)c->n_assets, P = (int)c->n_perps;
     int rc = bind_transfer(c, &b, engine, src, dst, &dirty, &ids);
     if (rc <= 0) {
         if (rc == 0) result = Py_NewRef(Py_False);
         goto done;
     }
-    const int64_t rows[2] = {src, dst};
-    const i128 qty[2] = {-(i128)size, (i128)size};
-    for (int s = 0; s < 2; s++) {
-        const int64_t row = rows[s], k = row * P + perp;
-        i128 realised;
-        if (perp_fill(&b.perp_size[k], &b.perp_cost[k], qty[s], notional, &realised) < 0) goto done;
-        if (add_checked(&b.perp_realised[k], realised, "realised P&L") < 0) goto done;
-        if (realised) {
-            if (add_checked(&b.balance[row * A], realised, "balance") < 0) goto done;
-            if (emit_balance(&b, row, A, 0, HXR_REASON_LIQUIDATION, (int64_t)realised, (uint64_t)perp, ids[row]) < 0)
-                goto done;
-        }
-        dirty[row] = 1;
-        if (emit_position(&b, row, P, (uint32_t)market, (int32_t)perp, ids[row]) < 0) goto done;
-    }
-    result = Py_NewRef(Py_True);
+    if (transfer(c, &b, dirty, ids, src, dst, perp, (uint32_t)market, size, notional) == 0) result = Py_NewRef(Py_True);
 done:
     unbind(&b);
     return result;
@@ -1927,20 +1948,13 @@ static PyObject *Core_move_cash(Core *c, PyObject *args) {
     uint8_t *dirty = NULL;
     uint32_t *ids = NULL;
     PyObject *result = NULL;
-    const int A = (int)c->n_assets;
     int rc = bind_transfer(c, &b, engine, src, dst, &dirty, &ids);
     if (rc <= 0) {
         if (rc == 0) result = Py_NewRef(Py_False);
         goto done;
     }
-    if (add_checked(&b.balance[src * A], -(i128)amount, "balance") < 0 ||
-        add_checked(&b.balance[dst * A], (i128)amount, "balance") < 0)
-        goto done;
-    dirty[src] = dirty[dst] = 1;
-    if (emit_balance(&b, src, A, 0, (uint8_t)reason_src, -(int64_t)amount, (uint64_t)ref, ids[src]) < 0 ||
-        emit_balance(&b, dst, A, 0, (uint8_t)reason_dst, (int64_t)amount, (uint64_t)ref, ids[dst]) < 0)
-        goto done;
-    result = Py_NewRef(Py_True);
+    if (move_cash(c, &b, dirty, ids, src, dst, amount, (uint8_t)reason_src, (uint8_t)reason_dst, (uint64_t)ref) == 0)
+        result = Py_NewRef(Py_True);
 done:
     unbind(&b);
     return result;
@@ -2038,30 +2052,15 @@ static PyObject *Core_adl_closes(Core *c, PyObject *args) {
     Bind b;
     uint8_t *dirty = NULL;
     uint32_t *ids = NULL;
-    const int A = (int)c->n_assets, P = (int)c->n_perps;
     int rc = bind_rows(c, &b, engine, fund, fund, rows, n, &dirty, &ids);
     if (rc <= 0) {
         if (rc == 0) result = Py_NewRef(Py_False);
         goto done;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        const int64_t pair[2] = {fund, rows[i]};
-        const i128 qty[2] = {-(i128)sizes[i], (i128)sizes[i]};
-        for (int s = 0; s < 2; s++) { /* (Core_transfer_perp's sides) */
-            const int64_t row = pair[s], k = row * P + perp;
-            i128 realised;
-            if (perp_fill(&b.perp_size[k], &b.perp_cost[k], qty[s], notionals[i], &realised) < 0) goto done;
-            if (add_checked(&b.perp_realised[k], realised, "realised P&L") < 0) goto done;
-            if (realised) {
-                if (add_checked(&b.balance[row * A], realised, "balance") < 0) goto done;
-                if (emit_balance(&b, row, A, 0, HXR_REASON_LIQUIDATION, (int64_t)realised, (uint64_t)perp, ids[row]) < 0)
-                    goto done;
-            }
-            dirty[row] = 1;
-            if (emit_position(&b, row, P, (uint32_t)market, (int32_t)perp, ids[row]) < 0) goto done;
-        }
         const int64_t size = sizes[i] < 0 ? -sizes[i] : sizes[i];
-        if (emit_adl(c, &b, rows[i], (uint32_t)market, (uint8_t)kind, (uint8_t)side, size, price, 0, fund, ids) < 0)
+        if (transfer(c, &b, dirty, ids, fund, rows[i], perp, (uint32_t)market, sizes[i], notionals[i]) < 0 ||
+            emit_adl(c, &b, rows[i], (uint32_t)market, (uint8_t)kind, (uint8_t)side, size, price, 0, fund, ids) < 0)
             goto done;
     }
     result = Py_NewRef(Py_True);
@@ -2098,23 +2097,15 @@ static PyObject *Core_haircuts(Core *c, PyObject *args) {
     Bind b;
     uint8_t *dirty = NULL;
     uint32_t *ids = NULL;
-    const int A = (int)c->n_assets;
     int rc = bind_rows(c, &b, engine, dst, insurance, rows, n, &dirty, &ids);
     if (rc <= 0) {
         if (rc == 0) result = Py_NewRef(Py_False);
         goto done;
     }
-    for (Py_ssize_t i = 0; i < n; i++) { /* (Core_move_cash, then the event) */
-        const int64_t src = rows[i];
-        if (add_checked(&b.balance[src * A], -(i128)amounts[i], "balance") < 0 ||
-            add_checked(&b.balance[dst * A], (i128)amounts[i], "balance") < 0)
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (move_cash(c, &b, dirty, ids, rows[i], dst, amounts[i], (uint8_t)reason_src, (uint8_t)reason_dst, ref) < 0 ||
+            emit_adl(c, &b, rows[i], (uint32_t)markets[i], (uint8_t)kind, 0, 0, 0, amounts[i], insurance, ids) < 0)
             goto done;
-        dirty[src] = dirty[dst] = 1;
-        if (emit_balance(&b, src, A, 0, (uint8_t)reason_src, -(int64_t)amounts[i], (uint64_t)ref, ids[src]) < 0 ||
-            emit_balance(&b, dst, A, 0, (uint8_t)reason_dst, (int64_t)amounts[i], (uint64_t)ref, ids[dst]) < 0)
-            goto done;
-        if (emit_adl(c, &b, src, (uint32_t)markets[i], (uint8_t)kind, 0, 0, 0, amounts[i], insurance, ids) < 0) goto done;
-    }
     result = Py_NewRef(Py_True);
 done:
     unbind(&b);
