@@ -722,9 +722,7 @@ def stress(
 
     try:
         scenario = load_scenario(scenario_name)
-        sim = Simulator(
-            scenario, accounts=accounts, seed=seed, step_s=step_s, pin=pin
-        )  # checks the steps too
+        sim = Simulator(scenario, accounts=accounts, seed=seed, step_s=step_s, pin=pin)  # (checks the steps)
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None
     _exit_on_sigterm()

@@ -1007,7 +1007,8 @@ class Liquidator:
     def _start_few(self, plan: NewCases, rows: np.ndarray, first: int, end: int) -> None:
         """``_start_chunk`` for a few accounts, one struct at a time: the same bytes and state
         (tested against it). A run of new cases is often one or two accounts between takeovers,
-        where the columns' fixed cost (~90 us a chunk) was a third of a cascade's records."""
+        where the columns' fixed cost (~90 us a chunk) was ~30% of a cascade's continuation records
+        (py-spy, a replay of the stress cascade's journal)."""
         e, b = self.engine, self.engine.book
         insurance = int(b.balance[e.insurance_row, 0])
         coid = self.next_coid
@@ -1300,8 +1301,8 @@ class Liquidator:
         at ``price`` against the ADL queue of the opposite side, an ADL event to each counterparty;
         each close is appended to ``closed`` as (row, notional, market). Returns the atoms closed.
         ``limit``: against at most that many counterparties (``_limit_hit`` when it held more);
-        ``stop``: asked before each after the first (``_fund_stopped`` then). ``_queue_out``: the
-        queue ran out."""
+        ``stop``: asked every ``ADL_STOP_EVERY`` closes, once they are applied (``_fund_stopped``
+        then). ``_queue_out``: the queue ran out."""
         b = self.engine.book
         p = market.perp
         want, done, count = abs(size), 0, 0
@@ -1374,10 +1375,10 @@ class Liquidator:
         ]
         native = getattr(e, "haircuts", None)  # (the compiled core: the loop below in one call)
         rows, amounts, markets = (list(x) for x in zip(*cut, strict=True)) if cut else ([], [], [])
-        reasons = (BalanceReason.LIQUIDATION, reason_dst)
         if native is None or not native(
-            dst, rows, amounts, markets, LiquidationKind.ADL, *reasons, ref, e.insurance_row
-        ):
+            dst, rows, amounts, markets, LiquidationKind.ADL, BalanceReason.LIQUIDATION, reason_dst, ref,
+            e.insurance_row,
+        ):  # fmt: skip
             for other, haircut, mid in cut:
                 e.move_cash(other, dst, haircut, BalanceReason.LIQUIDATION, reason_dst, ref)
                 self._event(int(b.ids[other]), mid, LiquidationKind.ADL, 0, 0, 0, haircut)
@@ -1571,9 +1572,9 @@ class Liquidator:
     def _close_fund(self, plan: FundAdl) -> None:
         """One record's share of ``plan``: closes against at most ``fund_adl_per_record``
         counterparties, in perp order, then the charge (``FundAdl``). Live, a continuation record
-        stops them where its stop rule says (``yield_to``, asked every ``ADL_STOP_EVERY`` closes) and after
-        ``FUND_ADL_WHEN_CUT`` when its scan already stopped for a waiting input; the count is
-        journaled with the record (``fund_closed``) and a replay closes as many (``fund_cut_at``)."""
+        stops them where its stop rule says (``yield_to``, asked every ``ADL_STOP_EVERY`` closes)
+        and after ``FUND_ADL_WHEN_CUT`` when its scan already stopped for a waiting input; the count
+        is journaled with the record (``fund_closed``) and a replay closes as many (``fund_cut_at``)."""
         e, b = self.engine, self.engine.book
         fund = e.insurance_row
         fund_id = int(b.ids[fund])

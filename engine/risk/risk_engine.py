@@ -83,6 +83,25 @@ def exact_sum(values: np.ndarray) -> int:
     return (int((values >> 32).sum()) << 32) + int((values & 0xFFFF_FFFF).sum())
 
 
+def _adds_fit(column: np.ndarray, delta: np.ndarray) -> bool:
+    """``column + delta`` stays, element by element, in ``RiskEngine._add``'s range
+    (INT64_MIN, INT64_MAX], found without leaving int64."""
+    return not (
+        ((delta > 0) & (column > INT64_MAX - np.maximum(delta, 0))).any()
+        or ((delta < 0) & (column <= INT64_MIN - np.minimum(delta, 0))).any()
+    )
+
+
+def _holder_by_holder(first: bytes, second: bytes, seconds: np.ndarray) -> bytes:
+    """Events packed a kind at a time, put holder by holder: ``first`` has one slot per holder,
+    ``second`` one for each holder ``seconds`` names (ascending), which goes right after that
+    holder's first (as raw slots: concatenating structured records would drop their padding)."""
+    both = np.frombuffer(first + second, np.uint8).reshape(-1, SLOT_BYTES)
+    n = len(first) // SLOT_BYTES
+    order = np.argsort(np.concatenate((np.arange(n) * 2, seconds * 2 + 1)), kind="stable")
+    return both[order].tobytes()
+
+
 def funding_clearing_account(partition: int) -> int:
     """Takes the other side of a partition's funding when its positions do not net to zero (only
     with several partitions: the exchange's do); across partitions these sum to the rounding dust."""
@@ -898,10 +917,9 @@ class RiskEngine:
         b = self.book
         rows = held
         sizes = b.perp_size[rows, p]
-        g = int(np.gcd.reduce(sizes))  # (the sum in units of the sizes' gcd: it fits int64 below)
-        if max(int(sizes.max()), -int(sizes.min())) // g * (len(sizes) + 1) >= 1 << 62:
+        net = exact_sum(sizes)
+        if not -INT64_MAX <= net <= INT64_MAX:  # (the clearing account's side must fit)
             return False
-        net = int((sizes // g).sum()) * g
         if net:
             clearing = b.row(funding_clearing_account(self.partition))
             if b.perp_size[clearing, p]:
@@ -916,11 +934,8 @@ class RiskEngine:
         paying = amounts != 0
         rows, amounts = rows[paying], amounts[paying]
         balance, funding = b.balance[rows, 0], b.perp_funding[rows, p]
-        for column in (balance, funding):  # _add's range: INT64_MIN < v <= INT64_MAX
-            if ((amounts > 0) & (column <= INT64_MIN + np.maximum(amounts, 0))).any() or (
-                (amounts < 0) & (column > INT64_MAX + np.minimum(amounts, 0))
-            ).any():
-                return False
+        if not (_adds_fit(balance, -amounts) and _adds_fit(funding, -amounts)):
+            return False
         balance -= amounts
         b.balance[rows, 0] = balance
         b.perp_funding[rows, p] = funding - amounts
@@ -1006,37 +1021,27 @@ class RiskEngine:
             return None
         q, r = got  # floor(|size| x price / 1e8); a short's value rounds down too: -(q + (r > 0))
         value = np.where(sizes > 0, q, -q - (r != 0))
-        limit = 1 << 62  # (below it the differences and sums fit int64)
         realised_now, balance_now = b.perp_realised[rows, p], b.balance[rows, 0]
-        if (
-            max(
-                np.abs(value).max(),
-                np.abs(costs).max(),
-                np.abs(realised_now).max(),
-                np.abs(balance_now).max(),
-            )
-            >= limit
-        ):
+        if not _adds_fit(value, -costs):
             return None
         realised = value - costs
+        if not (_adds_fit(realised_now, realised) and _adds_fit(balance_now, realised)):
+            return None
         total, balance = realised_now + realised, balance_now + realised
         b.perp_size[rows, p] = 0
         b.perp_cost[rows, p] = 0
         b.perp_realised[rows, p] = total
         b.balance[rows, 0] = balance
         b.dirty[rows] = True
-        market_of = np.maximum(b.isolated_market[rows].astype(np.int64) - 1, 0) if b.n_isolated else 0
-        money = self.pack_private(
-            MsgType.BALANCE, market_of, rows, asset=0, reason=BalanceReason.RESOLUTION, balance=balance,
+        money = self.pack_private(  # (market 0: no isolated position among them)
+            MsgType.BALANCE, 0, rows, asset=0, reason=BalanceReason.RESOLUTION, balance=balance,
             delta=realised, held=b.held[rows, 0], ref=market.market_id,
         )  # fmt: skip
         positions = self.pack_private(
             MsgType.POSITION, market.market_id, rows, size_atoms=0, cost_micro=0, realised_pnl_micro=total,
             funding_micro=b.perp_funding[rows, p],
         )  # fmt: skip
-        both = np.frombuffer(money + positions, np.uint8).reshape(-1, SLOT_BYTES)  # (as in _resolve_arrays)
-        order = np.arange(2 * len(rows)).reshape(2, -1).T.ravel()  # holder by holder: BALANCE, POSITION
-        self.events += both[order].tobytes()
+        self.events += _holder_by_holder(money, positions, np.arange(len(rows)))
         return exact_sum(sizes), exact_sum(value)
 
     def _resolve(self, mid: int, outcome: int) -> None:
@@ -1084,9 +1089,7 @@ class RiskEngine:
         qty = b.balance[rows, a]
         cash = qty // (ATOMS_PER_UNIT // payout) if payout else np.zeros(len(rows), np.int64)  # (floor)
         usdc = b.balance[rows, 0]
-        if ((cash > 0) & (usdc > INT64_MAX - np.maximum(cash, 0))).any() or (
-            (cash < 0) & (usdc <= INT64_MIN - np.minimum(cash, 0))
-        ).any():
+        if not _adds_fit(usdc, cash):
             return False
         usdc = usdc + cash
         b.balance[rows, a] = 0
@@ -1094,22 +1097,24 @@ class RiskEngine:
         b.dirty[rows] = True
         self.trade_flow[a] -= exact_sum(qty)
         self.trade_flow[0] += exact_sum(cash)
-        market = np.maximum(b.isolated_market[rows].astype(np.int64) - 1, 0) if b.n_isolated else 0
-        reason = BalanceReason.RESOLUTION
+        reason = BalanceReason.RESOLUTION  # (market 0: no isolated position among them)
         shares = self.pack_private(
-            MsgType.BALANCE, market, rows, asset=a, reason=reason, balance=0, delta=-qty,
-            held=b.held[rows, a], ref=mid,
-        )  # fmt: skip
+            MsgType.BALANCE,
+            0,
+            rows,
+            asset=a,
+            reason=reason,
+            balance=0,
+            delta=-qty,
+            held=b.held[rows, a],
+            ref=mid,
+        )
         paid = np.flatnonzero(cash)
         money = self.pack_private(
-            MsgType.BALANCE, market if np.isscalar(market) else market[paid], rows[paid], asset=0,
-            reason=reason, balance=usdc[paid], delta=cash[paid], held=b.held[rows[paid], 0], ref=mid,
+            MsgType.BALANCE, 0, rows[paid], asset=0, reason=reason, balance=usdc[paid], delta=cash[paid],
+            held=b.held[rows[paid], 0], ref=mid,
         )  # fmt: skip
-        # holder by holder: its share event, then its cash event (as raw slots: concatenating the
-        # structured records would drop their padding)
-        both = np.frombuffer(shares + money, np.uint8).reshape(-1, SLOT_BYTES)
-        order = np.argsort(np.concatenate((np.arange(len(rows)) * 2, paid * 2 + 1)), kind="stable")
-        self.events += both[order].tobytes()
+        self.events += _holder_by_holder(shares, money, paid)  # its share event, then its cash event
         return True
 
     def _set_leverage(self, buf: bytes | memoryview, off: int) -> None:

@@ -558,3 +558,20 @@ def test_a_delisting_over_the_columns_equals_the_per_holder_loop(
     )
     assert taken == [not isolated]  # (an isolated position: the loop's)
     assert not b.perp_size[: b.count, p].any()
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(-(2**63) + 1, 2**63 - 1), st.integers(-(2**63) + 1, 2**63 - 1)),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_adds_fit_is_whether_every_sum_stays_in_the_add_range(pairs: list[tuple[int, int]]) -> None:
+    """``_adds_fit`` (the vectorised paths' check before they write) against Python's integers."""
+    import numpy as np
+
+    from engine.risk.risk_engine import _adds_fit
+
+    column, delta = (np.array(x, np.int64) for x in zip(*pairs, strict=True))
+    assert _adds_fit(column, delta) == all(-(2**63) < c + d <= 2**63 - 1 for c, d in pairs)
