@@ -178,6 +178,8 @@ def _agent_change(server: GatewayServer, sess: Session, msg: dict[str, Any], kin
     if code:
         sess.error(msg, code)
         return
+    if kind == "RevokeAgent":
+        server.drop_revoked_agents()  # its live sessions here stop now (other gateways: the sweeper)
     sess.reply(
         msg,
         {
