@@ -215,7 +215,8 @@ def op_faucet(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None
     depositable = {
         s: i for s, i in catalog.asset_ids.items() if catalog.assets[i].kind != AssetKind.PREDICTION
     }
-    asset = depositable.get(msg.get("asset")) if isinstance(msg.get("asset"), str) else None
+    name = msg.get("asset")
+    asset = depositable.get(name) if isinstance(name, str) else None
     if address is None:
         sess.error(msg, RejectCode.BAD_FIELD, "address must be a 0x-prefixed 20-byte hex address")
         return
