@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from engine.accounts.account_registry import normalise_address
-from engine.types.enums import DepositSource, MsgType, RejectCode, ResolutionAction
+from engine.types.enums import AssetKind, DepositSource, MsgType, RejectCode, ResolutionAction
 from engine.wire.codec import encode
 from engine.wire.layout import ALL_MARKETS, SLOT_BYTES
 from gateway.channels import CHANNEL_NAMES, CHANNELS
@@ -178,6 +178,8 @@ def _agent_change(server: GatewayServer, sess: Session, msg: dict[str, Any], kin
     if code:
         sess.error(msg, code)
         return
+    if kind == "RevokeAgent":
+        server.drop_revoked_agents()  # its live sessions here stop now (other gateways: the sweeper)
     sess.reply(
         msg,
         {
@@ -208,12 +210,18 @@ def op_faucet(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None
         sess.error(msg, RejectCode.PERMISSION_DENIED, "the faucet is off (a development tool)")
         return
     address = normalise_address(msg.get("address", ""))
-    asset = catalog.asset_ids.get(msg.get("asset")) if isinstance(msg.get("asset"), str) else None
+    # Prediction shares are never deposited (risk refuses them: they exist only as trades), so the
+    # faucet refuses them here rather than answer "faucet" for a credit that can never happen.
+    depositable = {
+        s: i for s, i in catalog.asset_ids.items() if catalog.assets[i].kind != AssetKind.PREDICTION
+    }
+    name = msg.get("asset")
+    asset = depositable.get(name) if isinstance(name, str) else None
     if address is None:
         sess.error(msg, RejectCode.BAD_FIELD, "address must be a 0x-prefixed 20-byte hex address")
         return
     if asset is None:
-        sess.error(msg, RejectCode.UNKNOWN_ASSET, f"asset must be one of {sorted(catalog.asset_ids)}")
+        sess.error(msg, RejectCode.UNKNOWN_ASSET, f"asset must be one of {sorted(depositable)}")
         return
     try:
         amount = to_units(msg.get("amount"), Decimal(1) / catalog.assets[asset].scale, "amount")

@@ -49,6 +49,7 @@ log = logging.getLogger("hx.gateway")
 _LIQ_TYPE = bytes([int(MsgType.LIQUIDATION)])
 BOARD_EVERY_S = 1.0  # how often other gateways' sessions are learnt (and histories pruned)
 TOUCH_EVERY_S = 10.0  # how often this gateway marks its live sessions (well inside the 60 s window)
+AGENT_CHECK_EVERY_S = 1.0  # how often live agent sessions are checked for a revocation (any gateway's)
 BIN_PATH = "/v1/bin"
 JSON_PATH = "/v1/json"
 
@@ -128,7 +129,7 @@ class GatewayServer:
         self.risk_requests: RiskRequests | None = None  # set when risk is in the order path
         self.replay: ReplayBuffer | None = None  # likewise: private streams are per account then
         self.cancel_guard = CancelGuard(self)
-        self._board_at = self._touch_at = 0.0
+        self._board_at = self._touch_at = self._agents_at = 0.0
         self.faucet_index = 0  # the gateway's index: faucet deposit ids differ between gateways
         self.health: Any = NoHealth()  # the run's health board slot (the sweeper beats it)
         self.metrics = Metrics("gateway", self.health.metrics)
@@ -303,6 +304,9 @@ class GatewayServer:
                         board.touch(account)
                 board.refresh()
                 self.replay.prune()
+            if now - self._agents_at >= AGENT_CHECK_EVERY_S:
+                self._agents_at = now
+                self.drop_revoked_agents()
             self.auth.purge_expired()
             self.health.beat(self.stats["frames"] + self.fanout.events)  # the event loop is alive
             m = self.metrics
@@ -311,6 +315,17 @@ class GatewayServer:
             m.set("hx_orders_total", self.stats["orders"])
             m.set("hx_rejects_total", self.stats["rejects"])
             m.set("hx_events_routed_total", self.fanout.events)
+
+    def drop_revoked_agents(self) -> None:
+        """Close every live agent session whose grant is gone: a revoked agent stops trading at once
+        on this gateway (the op calls this) and within a second on the others (the sweeper does),
+        not only at its next login. The registry is re-read (a stat) for each agent session."""
+        registry = self.auth.registry
+        for sess in list(self.sessions):
+            if sess.is_agent and not sess.closed:
+                grant = registry.get_agent(sess.signer)
+                if grant is None or grant.account_id != sess.account_id:
+                    sess.close(WSCloseCode.POLICY_VIOLATION, "agent key revoked")
 
     def close_all(self, reason: str = "gateway shutting down") -> None:
         """Close every session with ``reason`` (shutdown)."""

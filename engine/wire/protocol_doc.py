@@ -38,15 +38,29 @@ Every message on the engine's rings and on the binary WebSocket (`/v1/bin`) is a
 carries one or more messages back to back (its length is a multiple of {SLOT_BYTES}); each is
 answered on its own. Current layout version: **{WIRE_VERSION}**.
 
-Units: prices are integers in **ticks** of the market (`_ticks`), sizes integers in **lots**
-(`_lots`), times in nanoseconds (`_ns`). A market's tick size and lot size come from its
-configuration (see `config/hx.toml` and the gateway's market list). Padding bytes must be zero.
+Units: a field's suffix gives its unit. Prices are integers in **ticks** of the market (`_ticks`),
+sizes integers in **lots** (`_lots`), times in nanoseconds (`_ns`, Unix time); a market's tick
+size and lot size come from its configuration (see `config/hx.toml` and the gateway's `markets`
+op). Fields from the oracle and risk are not in ticks or lots: `_micro` is micro-USDC (a price:
+micro-USDC per whole base unit), `_atoms` is base-asset atoms (10^-8 of a unit), `_ppb` parts per
+billion; BALANCE amounts are in the asset's own units (10^6 per USDC, 10^8 per other asset: the
+`scale` of the gateway's asset list). Padding bytes must be zero.
 
 Connecting: open a WebSocket to `/v1/bin`, log in with the JSON text frames described in
 `docs/gateway.md` (an EIP-712 signed challenge), then send binary frames of the commands below.
 Clients send `NEW_ORDER` with `order_id` = 0 (the engine assigns exchange ids, returned in
 `ACCEPTED`) and a non-zero `client_order_id`; the gateway stamps `account` with the logged-in
-account. Every event of a market carries that market's gap-free `seq`.
+account. A client may send only `NEW_ORDER`, `CANCEL`, `AMEND`, `CANCEL_ALL`, `SET_LEVERAGE`,
+`ORDER_QUERY` and `ADJUST_MARGIN`; any other type is refused with `UNKNOWN_MSG_TYPE`.
+
+Sequence numbers: on the rings every event of a market carries that market's gap-free `seq`.
+What a client receives differs: with the risk stage in the order path (the default deployment),
+every private event (ACCEPTED, REJECTED, FILL, CANCELLED, AMENDED, TRIGGERED, BALANCE, POSITION,
+ACCOUNT_MARGIN, LIQUIDATION, ADL_RANK, ORDER_STATE) carries the **account's own** gap-free
+sequence number, the one a reconnecting client resumes from; public events (L2_DELTA, TRADE,
+BBO, MARKET_STATUS) keep the market's, MARK, FUNDING_RATE and RESOLUTION_STATUS the oracle's. A
+REJECTED from the gateway itself has `seq` 0 (and `ts_ns` = the retry-after in ns for
+RATE_LIMITED and BACKPRESSURE). See `docs/gateway.md` sections 3, 4 and 8.
 
 Validation on receipt: a message whose `msg_type` is unknown, whose `version` is not
 {WIRE_VERSION}, or whose `length` is not {SLOT_BYTES} is answered with a `REJECTED` carrying

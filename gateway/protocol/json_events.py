@@ -75,6 +75,8 @@ def reject_json(
         for key in ("client_order_id", "order_id", "id"):
             if key in msg and isinstance(msg[key], int) and not isinstance(msg[key], bool):
                 out[key] = msg[key]
+        if isinstance(msg.get("id"), str):  # an id may be a string (as on control ops' errors)
+            out["id"] = msg["id"]
     if retry_after_s:
         out["retry_after_ms"] = max(1, int(retry_after_s * 1000 + 0.999))
     return out
