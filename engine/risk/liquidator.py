@@ -612,7 +612,8 @@ class Liquidator:
                 continue
             if case.backstop or equity < maint * self.params.takeover_ppm // PPM:
                 self._takeover(row, account)
-                del self.cases[key]
+                del self.cases[key]  # flat now: the case ends (its amount: the cash it is left with)
+                self._event(account, where, LiquidationKind.ENDED, 0, 0, 0, int(b.balance[row, 0]))
                 if key != account:  # an isolated position, now flat: what is left goes back
                     e.release_isolated(row)
             else:
@@ -891,6 +892,8 @@ class Liquidator:
                 out += _P_LIQ_BYTES(
                     *_LIQ_HEAD, 0, seq, account, LiquidationKind.COVERED, 0, 0, 0, deficit, fund_cash
                 )
+            seq += 1  # flat: the case ends, as the per-account path's ENDED
+            out += _P_LIQ_BYTES(*_LIQ_HEAD, 0, seq, account, LiquidationKind.ENDED, 0, 0, 0, cash, fund_cash)
             # the row's and the fund's state as the per-account path leaves them
             b.perp_size[row, p] = 0
             b.perp_cost[row, p] = 0

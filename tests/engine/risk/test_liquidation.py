@@ -107,6 +107,22 @@ def test_an_empty_book_sends_it_to_the_backstop_and_the_fund_covers_the_deficit(
     assert _liqs(x, LiquidationKind.UNWIND)
 
 
+@pytest.mark.parametrize("fund_usdc", [10_000 * 10**6, 0])  # the fund covers it; ADL does
+def test_a_case_the_backstop_takes_over_ends_with_ended_on_the_accounts_stream(fund_usdc: int) -> None:
+    """A client learns its liquidation is over (its orders are accepted again) from ENDED: after a
+    takeover too, not only after orders. Its amount is the cash the flat account is left with."""
+    x = _setup(700 * 10**6, fund_usdc=fund_usdc)
+    _mark(x, 420_000)  # -$800: taken over at once
+    mine = [e for e in _liqs(x) if e["account"] == ALICE]
+    kinds = [e["kind"] for e in mine]
+    assert kinds[0] == LiquidationKind.STARTED and LiquidationKind.TAKEOVER in kinds
+    assert kinds[-1] == LiquidationKind.ENDED and kinds.count(LiquidationKind.ENDED) == 1
+    assert mine[-1]["amount_micro"] == int(x.risk.book.balance[x.row(ALICE), USDC]) == 0
+    assert ALICE not in x.risk.liquidator.cases
+    seqs = [e["seq"] for e in x.risk_events if e.get("account") == ALICE and "seq" in e]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # the account's stream stays gap-free
+
+
 def test_a_deficit_the_fund_cannot_pay_is_deleveraged_against_profitable_shorts() -> None:
     x = _setup(700 * 10**6, fund_usdc=0)
     _mark(x, 420_000)  # -$800: Alice at -$100 equity, the fund holds nothing
