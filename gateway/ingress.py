@@ -165,7 +165,8 @@ class Ingress:
             return
         handler = CONTROL_OPS.get(op) if isinstance(op, str) else None
         if handler is None:
-            sess.error(msg, RejectCode.UNKNOWN_OP, f"unknown op {str(op)[:40]!r}")
+            why = "a message needs an 'op' (a string)" if op is None else f"unknown op {str(op)[:40]!r}"
+            sess.error(msg, RejectCode.UNKNOWN_OP, why)
             return
         handler(self.server, sess, msg)
 

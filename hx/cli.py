@@ -743,8 +743,9 @@ def stress(
 def faucet(address: str, amount: str, asset: str, url: str) -> None:
     """Development tool: credit AMOUNT of ASSET to ADDRESS on a running exchange (`hx up`).
 
-    It sends a DEPOSIT through the gateway's `faucet` op (on by default in config/hx.toml,
-    [gateway] faucet = true); the account sees it as a BALANCE event. Never enable it in production.
+    It sends a DEPOSIT through the gateway's `faucet` op, which is off in config/hx.toml: run a
+    copy with `[gateway] faucet = true` and settlement off (the README says how). The account sees
+    the credit as a BALANCE event. Never enable it in production.
     """
     import asyncio
 

@@ -48,6 +48,10 @@ async def test_markets_and_info_give_every_rule_a_client_needs_without_login():
             with pytest.raises(RequestRejected) as exc:
                 await c.request({"op": "no_such_op"})
             assert exc.value.reason == "UNKNOWN_OP"
+            assert "no_such_op" in str(exc.value)
+            with pytest.raises(RequestRejected) as exc:
+                await c.request({"market": 1})  # no op at all: says so, not "unknown op 'None'"
+            assert exc.value.reason == "UNKNOWN_OP" and "needs an 'op'" in str(exc.value)
         finally:
             await c.close()
 
