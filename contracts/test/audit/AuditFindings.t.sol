@@ -118,4 +118,36 @@ contract AuditFindingsTest is HxBase {
         ch.executePayouts(2, p, 1); // uncapped after the freeze: alice leaves whole, the exchange is over
         assertEq(usdc.balanceOf(alice), 10_000e6);
     }
+
+    /// FINDING A-4 (low, DoS): any account whose withdrawal or forced request a batch carries can make the whole
+    /// batch revert by front-running it: burn the withdrawal's nonce (`invalidateNonces`), or cancel the forced
+    /// request the batch serves. Every account's settlement waits for the operator to rebuild the batch without
+    /// it; repeated from many funded accounts on a chain with a public mempool, batches stall (a freeze needs 3
+    /// days of it). The contracts cannot skip the item instead: the engine's tree already debited it.
+    function test_FINDING_A4_frontRunningAccountRevertsTheWholeBatch() public {
+        _deposit(alice, address(usdc), 1000e6);
+        _deposit(bob, address(usdc), 1000e6);
+        _submit();
+        _withdraw(alice, address(usdc), 100e6);
+        ClearingHouse.Batch memory b = _batch();
+        vm.prank(alice); // sees the batch in the mempool
+        ch.invalidateNonces(0, 1);
+        vm.expectRevert(abi.encodeWithSelector(ClearingHouse.NonceAlreadyUsed.selector, alice, 0));
+        vm.prank(operator);
+        ch.submitBatch(b);
+
+        delete pendingW;
+        bal[address(usdc)][alice] += 100e6;
+        vm.prank(bob);
+        uint256 rid = hatch.requestForcedWithdrawal(address(usdc), 100e6, bob);
+        _serve(rid, 100e6, bob, address(usdc), false);
+        bal[address(usdc)][bob] -= 100e6;
+        b = _batch();
+        vm.prank(bob);
+        hatch.cancelForcedWithdrawal(rid);
+        vm.expectRevert(abi.encodeWithSelector(EscapeHatch.RequestCancelled.selector, rid));
+        vm.prank(operator);
+        ch.submitBatch(b);
+        assertEq(ch.lastBatchId(), 1, "nothing settled");
+    }
 }
