@@ -7,10 +7,10 @@ import {SumTree} from "../../src/libraries/SumTree.sol";
 import {HxBase} from "../helpers/HxBase.sol";
 import {TreeBuilder} from "../helpers/TreeBuilder.sol";
 
-/// @notice Audit of the contracts (branch audit-contracts): attacks that SUCCEED against the current code and
-///         whose fix is outside `contracts/src` (it ripples into the settlement process or needs an on-chain
-///         price source the ClearingHouse does not have). Each test asserts today's behaviour, so it fails the day
-///         the attack is closed: update it then. See docs/contracts.md, "Trust model" and "Known limits".
+/// @notice Audit of the contracts (branch audit-contracts): attacks that SUCCEED against the current code, because
+///         their fix is outside `contracts/src` (it ripples into the settlement process) or they are the residual
+///         risk of a fix (A-1: a token without a price feed). Each test asserts today's behaviour, so it fails the
+///         day the attack is closed: update it then. See docs/contracts.md, "Trust model" and "Known limits".
 contract AuditFindingsTest is HxBase {
     using TreeBuilder for TreeBuilder.Tree;
 
@@ -38,14 +38,16 @@ contract AuditFindingsTest is HxBase {
         }
     }
 
-    /// FINDING A-1 (high): prices are committed by the operator and checked by nothing but a range (0, 1e36]. A
-    /// stolen operator key posts a batch whose every leaf, root and total is right (the published data rebuilds it,
-    /// `settlement/audit.py` reports no difference: it rebuilds the asset states with the committed prices) and
-    /// whose prices are skewed, then stops posting. The batch is final after 6 h, nobody had a reason to void it,
-    /// and after the freeze period it is the escape batch. As soon as any liability exists (basket mode), exits are
-    /// shared by value at those prices: the thief, holding a little WBTC priced at 1e36, exits (almost) the whole
-    /// vault, uncapped (escapes are not subject to the outflow cap).
-    function test_FINDING_A1_skewedPricesInEscapeBatch_stolenOperatorTakesTheVault() public {
+    /// FINDING A-1 (high), RESIDUAL RISK (fixed for tokens with a price feed: AuditFixesTest.test_A1_*,
+    /// PriceBoundsTest): prices are committed by the operator; a token WITHOUT a feed is checked by nothing but the
+    /// range (0, 1e36]. A stolen operator key posts a batch whose every leaf, root and total is right (the published
+    /// data rebuilds it, `settlement/audit.py` reports no difference: it rebuilds the asset states with the committed
+    /// prices) and whose prices are skewed, then stops posting. The batch is final after 6 h, nobody had a reason to
+    /// void it, and after the freeze period it is the escape batch. As soon as any liability exists (basket mode),
+    /// exits are shared by value at those prices: the thief, holding a little WBTC priced at 1e36, exits (almost) the
+    /// whole vault, uncapped (escapes are not subject to the outflow cap). Only the numeraire's price (USDC, 10^6) is
+    /// pinned without a feed. A production deployment sets a feed on every other listed token.
+    function test_FINDING_A1_residual_noFeed_skewedPricesStillTakeTheVault() public {
         _deposit(alice, address(usdc), 1_000_000e6);
         _deposit(carol, address(weth), 1e18);
         _deposit(thief, address(wbtc), 1e6); // 0.01 WBTC: worth 600 USDC at the honest price
@@ -55,8 +57,7 @@ contract AuditFindingsTest is HxBase {
         _submit(); // batch 2, honest
         ClearingHouse.AssetState[] memory honest = _assets();
 
-        // the thief, with the operator key: the same leaves, other prices
-        priceOf[address(usdc)] = 1;
+        // the thief, with the operator key: the same leaves, other prices (no feed on WETH or WBTC)
         priceOf[address(weth)] = 1;
         priceOf[address(wbtc)] = 1e36;
         _submit(); // batch 3: accepted
