@@ -10,6 +10,7 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
 import {EscapeHatch} from "./EscapeHatch.sol";
 import {InsuranceFund} from "./InsuranceFund.sol";
+import {PriceBounds} from "./PriceBounds.sol";
 import {Vault} from "./Vault.sol";
 import {HxTimelock} from "./governance/HxTimelock.sol";
 import {IClearingHouseStatus} from "./interfaces/IClearingHouseStatus.sol";
@@ -24,6 +25,9 @@ import {ExpiringPause} from "./utils/ExpiringPause.sol";
 ///      EIP-712 signature (or ERC-1271 approval, or its own on-chain forced request), pays after `disputeWindow`
 ///      during which the guardian or a watcher can void the batch (and all after it), and drains at most
 ///      `outflowCap[token]` per `outflowPeriod`. Escapes use only the last batch whose window has passed.
+///      Prices (which value basket escapes): listed token 0, the numeraire, is pinned at 10^6; a token with a price
+///      feed (set by governance) is held within its deviation of the fresh feed, or to its last price while the feed
+///      is not usable (`PriceBounds`); a token without a feed is bounded by nothing but (0, 1e36] (audit A-1).
 ///
 ///      Per listed token the ClearingHouse keeps a ledger of cumulative amounts along the canonical chain
 ///          credited = deposits credited, fundIn = insurance fund -> vault, queued = payouts queued
@@ -212,6 +216,8 @@ contract ClearingHouse is
     EscapeHatch public immutable escapeHatch;
     /// @notice Length of an outflow-cap period (seconds); periods are aligned to multiples of it.
     uint256 public immutable outflowPeriod;
+    /// @notice The price feeds and last committed prices that bound every batch's prices (audit A-1; created here).
+    PriceBounds public immutable priceBounds;
 
     // ------------------------------------------------------------------ state
 
@@ -292,6 +298,13 @@ contract ClearingHouse is
     error AssetListMismatch();
     /// @notice A price of 0 or above Valuation.MAX_PRICE.
     error PriceOutOfRange(address token, uint256 price);
+    /// @notice From `priceBounds` (declared here for the ABI): the numeraire (listed token 0) must be priced at
+    ///         exactly 10^6; a price deviates from the token's fresh feed (`feedPrice` rounded down); the feed is
+    ///         not usable and the price is not the last committed one; bad feed bounds.
+    error NumerairePriceNotPinned(address token, uint256 price);
+    error PriceDeviatesFromFeed(address token, uint256 price, uint256 feedPrice);
+    error PriceFeedUnavailable(address token, uint256 price, uint256 committedPrice);
+    error BadPriceFeed(address token, uint32 maxDeviationPpm, uint32 maxAgeSeconds);
     /// @notice The claims total cannot be valued in uint256 at the committed price.
     error ValueOverflow(address token);
     /// @notice The published data does not start with the expected header (magic, batch id, asset count).
@@ -387,6 +400,7 @@ contract ClearingHouse is
         forcedWithdrawalPeriod = config.forcedWithdrawalPeriod;
         depositCreditPeriod = config.depositCreditPeriod;
         outflowPeriod = config.outflowPeriod;
+        priceBounds = new PriceBounds(vault_);
         for (uint256 i; i < tokens.length; ++i) {
             outflowCap[tokens[i]] = outflowCaps[i];
             emit OutflowCapSet(tokens[i], outflowCaps[i]);
@@ -456,9 +470,12 @@ contract ClearingHouse is
         bytes32 payoutsHash = c.payoutsHash;
         bytes32 stateRoot = keccak256(abi.encode(b.assets));
         batchHash = _hashBatch(b, stateRoot, depositAcc, payoutsHash);
+        uint256[] memory prices = new uint256[](n);
         for (uint256 i; i < n; ++i) {
             _ledger[c.tokens[i]] = c.ledgers[i];
+            prices[i] = b.assets[i].price;
         }
+        priceBounds.commit(c.tokens, prices);
         batchRecord[b.batchId] = BatchRecord({
             stateRoot: stateRoot,
             checkpoint: keccak256(abi.encode(batchHash, c.ledgers)),
@@ -795,6 +812,19 @@ contract ClearingHouse is
         if (!vault.isListed(token)) revert TokenNotListed(token);
         outflowCap[token] = cap;
         emit OutflowCapSet(token, cap);
+    }
+
+    /// @notice Set (or, with feed 0, remove) the price feed bounding `token`'s committed prices (governance, through
+    ///         the timelock; audit A-1). Rules: `PriceBounds`. Reverts `TokenNotListed`, `BadPriceFeed`.
+    /// @param token a listed token other than the numeraire (listed token 0)
+    /// @param feed an AggregatorV3Interface feed (USD per whole token), or 0 to remove it
+    /// @param maxDeviationPpm most a committed price may be away from the feed's answer, 0 < it <= 500,000
+    /// @param maxAgeSeconds how old the feed's answer may be, > 0 (older: the price may not change)
+    function setPriceFeed(address token, address feed, uint32 maxDeviationPpm, uint32 maxAgeSeconds)
+        external
+        onlyRole(DEFAULT_ADMIN_ROLE)
+    {
+        priceBounds.setPriceFeed(token, feed, maxDeviationPpm, maxAgeSeconds);
     }
 
     /// @notice List a new collateral token with its outflow cap (governance, through the timelock).

@@ -204,8 +204,8 @@ contract Vault is AccessControl, ExpiringPause, ReentrancyGuardTransient {
     }
 
     /// @notice Take back a deposit no canonical batch has credited, once the ClearingHouse's `depositCreditPeriod`
-    ///         has passed since it was made (at any time after a freeze). No batch credits it afterwards. The caller
-    ///         must be the deposit's account.
+    ///         has passed since it was made (plus `maxPause` when the ClearingHouse was paused after the deposit; at
+    ///         any time after a freeze). No batch credits it afterwards. The caller must be the deposit's account.
     /// @param depositId the deposit id
     /// @param token the deposited token (from `Deposited`)
     /// @param amount the deposited amount
@@ -220,6 +220,10 @@ contract Vault is AccessControl, ExpiringPause, ReentrancyGuardTransient {
         if (depositId <= ch.lastCreditedDepositId()) revert DepositWasCredited(depositId);
         if (reclaimed[depositId]) revert AlreadyReclaimed(depositId);
         uint256 at = uint256(depositedAt) + ch.depositCreditPeriod();
+        // A pause of the ClearingHouse after the deposit stopped the batches that credit it (audit A-3): the
+        // operator gets `maxPause` more (the ClearingHouse's maxPause is this one), so a reclaim never opens while
+        // no batch could have credited a deposit the engine has (after one pause, at least maxPause unpaused).
+        if (ExpiringPause(clearingHouse).pausedUntil() > depositedAt) at += maxPause;
         if (block.timestamp < at && !ch.frozen()) revert DepositNotOverdue(depositId, at);
         if (
             depositId > depositCount

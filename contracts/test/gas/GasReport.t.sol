@@ -26,6 +26,7 @@ contract GasReport is HxBase {
         vm.cool(address(vault));
         vm.cool(address(fund));
         vm.cool(address(hatch));
+        vm.cool(address(ch.priceBounds()));
         vm.cool(address(usdc));
         vm.cool(address(weth));
         vm.cool(address(wbtc));

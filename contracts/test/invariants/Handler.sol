@@ -314,7 +314,9 @@ contract Handler is Test {
         if (_deps.length == 0) return;
         Dep memory d = _deps[seed % _deps.length];
         if (d.id <= ch.lastCreditedDepositId() || vault.reclaimed(d.id) || d.id <= creditedUpTo) return;
-        if (!ch.frozen() && block.timestamp < d.at + ch.depositCreditPeriod()) return;
+        uint256 due = d.at + ch.depositCreditPeriod();
+        if (ch.pausedUntil() > d.at) due += ch.maxPause(); // a pause after the deposit extends it (audit A-3)
+        if (!ch.frozen() && block.timestamp < due) return;
         calls["reclaim"]++;
         vm.prank(d.account);
         vault.reclaimDeposit(d.id, d.token, d.amount, d.at, d.account);
