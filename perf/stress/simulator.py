@@ -430,7 +430,8 @@ class Simulator:
                 a.symbol if a.symbol in truth else a.follows, t_s, truth[a.follows]
             )
             shown.setdefault(a.symbol, idx / MICRO)
-            self.index_micro.setdefault(a.symbol, idx)
+            # this step's (no market has its symbol): the funding premium reads it at every step
+            self.index_micro[a.symbol] = idx
             out.append(
                 encode(
                     MsgType.ORACLE_PRICE,

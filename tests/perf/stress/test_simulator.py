@@ -345,3 +345,28 @@ def test_risk_killed_in_a_cascade_recovers_and_finishes_it(tmp_path: Path) -> No
     assert report["liquidations"] > _KillsRisk.AT[-1], report
     assert report["uncovered_usdc"] == 0 or report["adl_events"] > 0
     assert all(report["invariants"].values()), report["invariants"]
+
+
+def test_the_premium_follows_a_listed_underlying_as_it_moves() -> None:
+    """The funding premium compares the perp's index with its listed underlying's at the same step.
+    The underlying (a collateral, no market of its own) kept the index of the first step, so a perp
+    and its underlying falling together read as a deep discount and paid the capped rate
+    (black-thursday-2020, brexit-2016 in the audit: -0.375% every interval on equal paths)."""
+    doc = {
+        "assets": {
+            "BTC": {"kind": "collateral", "start_price": 60000},
+            "BTC-PERP": {"kind": "perp", "start_price": 60000},
+        },
+        "path": [{"t_s": 20, "prices": {"BTC": 30000, "BTC-PERP": 30000}}],
+        "funding": {"interval_s": 10, "period_s": 80},
+    }
+    sim = Simulator(parse_scenario(doc), accounts=10)
+    out = []
+    for t in (0.0, 10.0, 20.0):
+        sim.price_messages(t)
+        assert abs(sim.index_micro["BTC"] / sim.index_micro["BTC-PERP"] - 1) < 0.002, (t, sim.index_micro)
+        out += sim._funding(t)
+    # equal paths: the premium is the oracle's noise, so the rate is the interest's (0.01% a
+    # period, an eighth of it an interval), far from the cap (3% a period)
+    assert [f["t_s"] for f in sim.funding_paid] == [10.0, 20.0]
+    assert all(abs(f["rate_ppb"]) < 200_000 for f in sim.funding_paid), sim.funding_paid
