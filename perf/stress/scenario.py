@@ -51,6 +51,9 @@ MODES = ("spike", "freeze", "lag", "drift", "silent")
 SESSION_KEYS = {"closed"}
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 SETTLEMENT = "USDC"  # asset 0 of the run (every market is quoted in it) unless it is listed as collateral
+MAX_PRICE = Decimal(10**9)  # USDC: the oracle's largest index (IndexConfig.max_price_micro, 1e15 micro)
+MAX_LOT = Decimal(10**10)  # units: a lot is int64 atoms (1e-8 of a unit) in the engine
+MAX_DEPTH_USD = Decimal(10**11)  # the makers' quotes per side: their sizes in lots fit the wire's int64
 MAX_SYMBOL = 28  # the engine's 32 characters, less the "-IDX" of a perp's derived underlying
 
 
@@ -140,6 +143,10 @@ def _price(value: Any, kind: str, where: str) -> Decimal:
             )
     elif p <= 0:
         raise ScenarioError(f"{where}: a price must be > 0, got {value!r}")
+    elif p > MAX_PRICE:
+        raise ScenarioError(
+            f"{where}: a price must be at most {MAX_PRICE:,} USDC (the oracle's), got {value!r}"
+        )
     return p
 
 
@@ -161,7 +168,10 @@ def parse_scenario(doc: Any, name: str = "<scenario>") -> Scenario:
     for symbol, raw in raw_assets.items():
         where = f"{name}: assets.{symbol}"
         if not symbol or len(symbol) > MAX_SYMBOL or not symbol.isprintable():
-            raise ScenarioError(f"{where}: a symbol has 1 to {MAX_SYMBOL} printable characters")
+            shown = symbol if len(symbol) <= 40 else symbol[:40] + "..."
+            raise ScenarioError(
+                f"{name}: assets: {shown!r}: a symbol has 1 to {MAX_SYMBOL} printable characters"
+            )
         if not isinstance(raw, dict):
             raise ScenarioError(f"{where}: must be an object with 'kind' and 'start_price'")
         for key in ("kind", "start_price"):
@@ -174,6 +184,9 @@ def parse_scenario(doc: Any, name: str = "<scenario>") -> Scenario:
         for k, v in extra.items():
             if v <= 0 or (k in ("margin", "haircut") and v >= 1):
                 raise ScenarioError(f"{where}.{k}: out of range, got {raw[k]!r}")
+            if (k == "tick" and v > MAX_PRICE) or (k == "lot" and v > MAX_LOT):
+                most = MAX_PRICE if k == "tick" else MAX_LOT
+                raise ScenarioError(f"{where}.{k}: must be at most {most:,}, got {raw[k]!r}")
         if kind == "prediction" and "margin" in extra:
             raise ScenarioError(f"{where}.margin: a prediction market is margined on its outcomes (0 and 1)")
         ignored += [f"assets.{symbol}.{k}" for k in raw if k not in ASSET_KEYS]
@@ -296,7 +309,7 @@ def _check_sections(doc: dict[str, Any], assets: dict[str, AssetDef], name: str)
     book = doc.get("book", {})
     known(book, BOOK_KEYS, "book")
     for key, lo, hi, integral in (
-        ("depth_usd", Decimal("0.01"), None, False),
+        ("depth_usd", Decimal("0.01"), MAX_DEPTH_USD, False),
         ("levels", one, Decimal(100), True),
         ("spread_bps", Decimal("0.01"), Decimal(10_000), False),
         ("thin_with_vol", zero, one, False),
@@ -373,4 +386,6 @@ def load_scenario(name_or_path: str) -> Scenario:
         raise ScenarioError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{path}: not valid JSON: {exc}") from None
+    except RecursionError:  # (the decoder recurses per nested array or object)
+        raise ScenarioError(f"{path}: not a scenario: JSON nested too deeply") from None
     return parse_scenario(doc, path.stem)

@@ -161,3 +161,40 @@ def test_a_file_that_is_not_json_or_not_there(tmp_path: Path) -> None:
     good = tmp_path / "mine.json"
     good.write_text(json.dumps(GOOD))
     assert load_scenario(str(good)).name == "mine"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda d: d["path"][1]["prices"].update({"BTC-PERP": 1e30}),
+            "path[1].prices.BTC-PERP: a price must be at most 1,000,000,000 USDC",
+        ),
+        (
+            lambda d: d["assets"]["BTC-PERP"].update(start_price=10**12),
+            "assets.BTC-PERP.start_price: a price must be at most 1,000,000,000 USDC",
+        ),
+        (lambda d: d["assets"]["BTC-PERP"].update(lot=1e30), "assets.BTC-PERP.lot: must be at most"),
+        (lambda d: d["assets"]["BTC-PERP"].update(tick=1e20), "assets.BTC-PERP.tick: must be at most"),
+        (lambda d: d.update(book={"depth_usd": 1e30}), "book.depth_usd: must be in [0.01, 100000000000]"),
+        (
+            lambda d: d["assets"].update({"B\n-PERP": {"kind": "perp", "start_price": 1}}),
+            "assets: 'B\\n-PERP': a symbol has 1 to 28",
+        ),
+    ],
+)
+def test_values_the_engine_cannot_hold_are_refused_naming_the_field(edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    """They passed the checks and the run died later: a price of 1e30 or a lot of 1e30 units with
+    the shard's config error (a traceback), a depth of 1e30 USDC with struct.error encoding the
+    makers' orders, a price of 1e12 ran and liquidated nothing (the oracle's index stops at 1e9)."""
+    doc = copy.deepcopy(GOOD)
+    edit(doc)
+    with pytest.raises(ScenarioError, match=re.escape(message)):
+        parse_scenario(doc)
+
+
+def test_json_nested_too_deeply_is_refused_not_a_recursion_error(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"assets": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ScenarioError, match="nested too deeply"):
+        load_scenario(str(deep))
