@@ -15,9 +15,12 @@ import json
 import math
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from pathlib import Path
 
+from engine.risk.risk_config import RiskConfigError, load_risk_config
+from engine.types.asset_spec import MAX_ASSETS
 from engine.types.risk_spec import default_risk_spec
-from perf.stress.scenario import SETTLEMENT, AssetDef, PathRow, Scenario
+from perf.stress.scenario import SETTLEMENT, AssetDef, PathRow, Scenario, ScenarioError
 
 MICRO = 10**6
 ATOMS = 10**8
@@ -234,6 +237,11 @@ def build_exchange(scenario: Scenario) -> SimExchange:
         if a.kind == "collateral":
             continue
         low, high = _path_prices(scenario, symbol)
+        if a.tick is not None and a.tick > low:
+            raise ScenarioError(
+                f"{scenario.name}: assets.{symbol}.tick: {a.tick} is above the lowest price the path "
+                f"reaches ({low}): its prices would round to one tick"
+            )
         tick = _tick_micro(a, low)
         max_ticks = 99 if a.kind == "prediction" else max(1000, int(high * 100 * MICRO / tick))
         base = _underlying(symbol, a.kind)
@@ -244,7 +252,26 @@ def build_exchange(scenario: Scenario) -> SimExchange:
                 symbol, {"spot": "crypto", "equity": "equity", "prediction": "prediction"}[a.kind], symbol
             )
         markets.append(SimMarket(100 + len(markets), symbol, a.kind, base, tick, _lot_atoms(a), max_ticks))
+    if len(assets) > MAX_ASSETS:
+        raise ScenarioError(
+            f"{scenario.name}: assets: the run needs {len(assets)} engine assets (the settlement asset, "
+            f"each collateral, spot, equity and prediction asset, each perp's underlying): at most {MAX_ASSETS}"
+        )
     return SimExchange(tuple(_with_risk(a, scenario, markets) for a in assets), tuple(markets))
+
+
+def check_exchange(exchange: SimExchange, name: str, tmp_dir: Path) -> None:
+    """ScenarioError, before any process starts, when the engine would refuse the exchange the
+    scenario derives (a price range or a ``lot`` or ``tick`` whose integers do not fit): the shard
+    and risk processes would fail to start with a traceback, or a stage's failure leave the run
+    waiting."""
+    config = tmp_dir / "check.toml"
+    config.write_text(exchange.toml())
+    try:
+        load_risk_config(config)
+    except RiskConfigError as exc:
+        why = str(exc).replace(f"{config}: ", "")
+        raise ScenarioError(f"{name}: the engine refuses the market this scenario derives: {why}") from None
 
 
 def _with_risk(asset: SimAsset, scenario: Scenario, markets: list[SimMarket]) -> SimAsset:

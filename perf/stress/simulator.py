@@ -49,7 +49,14 @@ from engine.types.enums import BalanceReason, LiquidationKind, MarketStatus, Msg
 from engine.types.fixed import PPB
 from engine.wire.codec import encode
 from engine.wire.layout import BY_TYPE, SLOT_BYTES
-from perf.stress.exchange_setup import MICRO, SimExchange, SimMarket, build_exchange, denominate
+from perf.stress.exchange_setup import (
+    MICRO,
+    SimExchange,
+    SimMarket,
+    build_exchange,
+    check_exchange,
+    denominate,
+)
 from perf.stress.population import FIRST_TRADER, Population, build_population
 from perf.stress.scenario import Scenario, ScenarioError
 
@@ -296,6 +303,8 @@ class Simulator:
         self.seed = seed
         self.step_s = step_s
         self.exchange: SimExchange = build_exchange(scenario)
+        with tempfile.TemporaryDirectory(prefix="hx-stress-check-") as tmp:
+            check_exchange(self.exchange, scenario.name, Path(tmp))
         self.oracle = SimOracle(scenario, seed)
         self._tally = Tally()
         # what the rings gave, read into the tally when the tally is next looked at: the timed
