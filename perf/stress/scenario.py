@@ -19,11 +19,13 @@ the field. Nothing starts before the whole file is checked.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import json
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -103,23 +105,35 @@ class Scenario:
         """One asset's price at ``t_s``."""
         return self._price(symbol, self.assets[symbol].kind, Decimal(repr(t_s)))
 
+    @cached_property
+    def _points(self) -> dict[str, tuple[list[Decimal], list[Decimal]]]:
+        """Per symbol, the times and prices of the rows that set it, with the start price at t = 0
+        (taken once: a walk of every row for every symbol at every step was quadratic in the
+        path's length, ~100 ms a step for a path of 100,000 rows)."""
+        out: dict[str, tuple[list[Decimal], list[Decimal]]] = {}
+        for symbol, asset in self.assets.items():
+            times, prices = [Decimal(0)], [asset.start_price]
+            for row in self.path:
+                if symbol in row.prices:
+                    times.append(row.t_s)
+                    prices.append(row.prices[symbol])
+            out[symbol] = (times, prices)
+        return out
+
     def _price(self, symbol: str, kind: str, t: Decimal) -> Decimal:
-        # the rows that set this symbol, with the start price at t = 0
-        points = [(Decimal(0), self.assets[symbol].start_price)]
-        points += [(row.t_s, row.prices[symbol]) for row in self.path if symbol in row.prices]
+        times, prices = self._points[symbol]
         if t <= 0:  # a row at t_s 0 is the price at 0 (the start price is where positions open)
-            return [p for at, p in points if at == 0][-1]
-        for (t0, p0), (t1, p1) in zip(points, points[1:], strict=False):
-            if t0 <= t <= t1:
-                if t1 == t0:
-                    return p1
-                f = (t - t0) / (t1 - t0)
-                if kind == "prediction" or p0 == 0 or p1 == 0:
-                    return p0 + (p1 - p0) * f
-                return Decimal(
-                    math.exp(math.log(float(p0)) + (math.log(float(p1)) - math.log(float(p0))) * float(f))
-                )
-        return points[-1][1]
+            return prices[bisect.bisect_right(times, Decimal(0)) - 1]
+        i = bisect.bisect_left(times, t) - 1  # the first pair with times[i] <= t <= times[i + 1]
+        if i + 1 >= len(times):
+            return prices[-1]
+        t0, p0, t1, p1 = times[i], prices[i], times[i + 1], prices[i + 1]
+        if t1 == t0:
+            return p1
+        f = (t - t0) / (t1 - t0)
+        if kind == "prediction" or p0 == 0 or p1 == 0:
+            return p0 + (p1 - p0) * f
+        return Decimal(math.exp(math.log(float(p0)) + (math.log(float(p1)) - math.log(float(p0))) * float(f)))
 
 
 def _number(value: Any, where: str) -> Decimal:
