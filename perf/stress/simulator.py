@@ -50,6 +50,7 @@ from engine.types.fixed import PPB
 from engine.wire.codec import encode
 from engine.wire.layout import BY_TYPE, SLOT_BYTES
 from perf.stress.exchange_setup import (
+    ATOMS,
     MICRO,
     SimExchange,
     SimMarket,
@@ -813,11 +814,25 @@ class Simulator:
             a for a in (int(x) for x in b.ids[: b.count]) if a >= SYSTEM_ACCOUNT_BASE
         }
         fund = live.insurance_row
+        held = {
+            self.exchange.assets[a].symbol: int(b.balance[fund, a])
+            for a in range(1, len(self.exchange.assets))
+            if b.balance[fund, a]
+        }
         self.fund_end = {  # the fund's USDC can be negative while it holds what it took over
             "usdc": int(b.balance[fund, 0]) / MICRO,
+            # risk's equity: what it holds at its collateral weights (haircuts), as margin counts it
             "equity_usdc": int(b.equity[fund]) / MICRO,
             "perp_positions": int(np.count_nonzero(b.perp_size[fund])),
             "other_assets_held": int(np.count_nonzero(b.balance[fund, 1:])),
+            # what it holds (units) and their value at the last prices, without haircuts: with
+            # ``usdc``, the fund's mark-to-market value (besides any perp position's P&L)
+            "assets_held": {symbol: atoms / ATOMS for symbol, atoms in held.items()},
+            "assets_value_usdc": sum(
+                atoms * int(live.prices[self.exchange.asset(symbol).asset_id]) // ATOMS
+                for symbol, atoms in held.items()
+            )
+            / MICRO,
         }
         return {
             "conservation": conserved,

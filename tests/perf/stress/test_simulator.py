@@ -370,3 +370,23 @@ def test_the_premium_follows_a_listed_underlying_as_it_moves() -> None:
     # period, an eighth of it an interval), far from the cap (3% a period)
     assert [f["t_s"] for f in sim.funding_paid] == [10.0, 20.0]
     assert all(abs(f["rate_ppb"]) < 200_000 for f in sim.funding_paid), sim.funding_paid
+
+
+def test_the_funds_end_lists_what_it_holds_and_its_value_without_haircuts(tmp_path: Path) -> None:
+    """A share whose session stays closed: every liquidation goes to the backstop, and the fund
+    ends holding the shares it paid USDC for. Its ``equity_usdc`` is risk's (the shares at their
+    collateral weight), far below their value: in the audit's run, USDC -5.70M, equity -2.39M
+    while the shares were worth 5.47M (the fund was 0.23M down, not 2.39M). The report now lists
+    the holdings and their value at the last prices."""
+    doc = {
+        "assets": {"AAPL": {"kind": "equity", "start_price": 200}},
+        "path": [{"t_s": 5, "prices": {"AAPL": 200}}, {"t_s": 10, "prices": {"AAPL": 190}}],
+        "sessions": {"AAPL": {"closed": [[0, 100]]}},
+    }
+    report = Simulator(parse_scenario(doc), accounts=120, seed=1).run(calm_s=1)
+    end = report["insurance_fund_end"]
+    assert report["takeovers"] > 0 and end["other_assets_held"] == 1, end
+    held = end["assets_held"]["AAPL"]
+    assert held > 0 and end["assets_value_usdc"] == pytest.approx(held * 190, rel=0.01), end
+    assert end["usdc"] + end["assets_value_usdc"] > end["equity_usdc"], end  # the haircut
+    assert all(report["invariants"].values()), report["invariants"]
