@@ -319,6 +319,12 @@ class Simulator:
         self.basis: dict[int, BasisEma] = {}  # perp market -> basis EMA (book.mark_follows_book)
         f = scenario.funding
         self.funding_interval_s = float(f.get("interval_s", 3600))
+        if "interval_s" in f and self.funding_interval_s < step_s:
+            # one FUNDING a step at most, each the rate of one interval: the rest were never paid
+            raise ScenarioError(
+                f"{scenario.name}: funding.interval_s: {f['interval_s']!r} s is shorter than a step "
+                f"(--step-s {step_s:g}): it is paid at most once a step"
+            )
         self.funding_config = FundingConfig(
             cap_ppb=int(Decimal(str(f.get("cap", "0.03"))) * PPB),
             interest_ppb=int(Decimal(str(f.get("interest", "0.0001"))) * PPB),

@@ -390,3 +390,20 @@ def test_the_funds_end_lists_what_it_holds_and_its_value_without_haircuts(tmp_pa
     assert held > 0 and end["assets_value_usdc"] == pytest.approx(held * 190, rel=0.01), end
     assert end["usdc"] + end["assets_value_usdc"] > end["equity_usdc"], end  # the haircut
     assert all(report["invariants"].values()), report["invariants"]
+
+
+def test_a_funding_interval_shorter_than_a_step_is_refused() -> None:
+    """``interval_s`` 0.001 at 1 s steps ran and paid one interval's rate a step: a thousandth of
+    what the format says ("every interval_s of simulated time"), silently."""
+    import pytest
+
+    from perf.stress.scenario import ScenarioError
+
+    doc = {
+        "assets": {"BTC-PERP": {"kind": "perp", "start_price": 60000}},
+        "path": [{"t_s": 10, "prices": {"BTC-PERP": 55000}}],
+        "funding": {"interval_s": 0.001},
+    }
+    with pytest.raises(ScenarioError, match=r"funding.interval_s: 0.001 s is shorter than a step"):
+        Simulator(parse_scenario(doc), accounts=10, step_s=1.0)
+    Simulator(parse_scenario(doc), accounts=10, step_s=0.001)  # at its own step it is every step
