@@ -83,7 +83,7 @@ _FILL = BY_TYPE[MsgType.FILL].dtype
 class Tally:
     """What the event streams said, and the invariants seen to hold while reading them."""
 
-    liquidations: int = 0  # accounts that started liquidation
+    liquidations: int = 0  # liquidation cases started (STARTED events: an account may start several)
     orders: int = 0  # liquidation orders into the book
     takeovers: int = 0
     adl: int = 0
@@ -105,6 +105,9 @@ class Tally:
     funding_payments: int = 0  # BALANCE events of reason FUNDING (payers and receivers)
     funding_paid_micro: int = 0  # what the payers paid (the receivers got the same: zero-sum)
     resolution_settled: set[int] = field(default_factory=set)  # population accounts a resolution paid
+    # the driver's own accounts (seeders, makers, flow) that were liquidated: none, or the run
+    # measured its harness (a seeder short of margin was the largest takeover of a run)
+    harness_liquidated: set[int] = field(default_factory=set)
 
     def on_risk(self, data: bytes, now: float) -> None:
         self.on_balances(data)
@@ -141,7 +144,11 @@ class Tally:
             kind = liq["kind"]
             orders = int(np.count_nonzero(kind == LiquidationKind.ORDER))
             takeovers = int(np.count_nonzero(kind == LiquidationKind.TAKEOVER))
-            self.liquidations += int(np.count_nonzero(kind == LiquidationKind.STARTED))
+            started = kind == LiquidationKind.STARTED
+            self.liquidations += int(np.count_nonzero(started))
+            if started.any():
+                accounts = liq["account"][started]
+                self.harness_liquidated.update(accounts[accounts < FIRST_TRADER].tolist())
             self.orders += orders
             self.takeovers += takeovers
             self.step_orders += orders
@@ -714,6 +721,7 @@ class Simulator:
             "funding_payments": self.tally.funding_payments,
             "funding_paid_usdc": self.tally.funding_paid_micro / MICRO,
             "resolution_settled_accounts": len(self.tally.resolution_settled),
+            "harness_accounts_liquidated": sorted(self.tally.harness_liquidated),  # (should be [])
             "ignored_keys": list(sc.ignored),
             "units": self.units,  # symbol -> scenario units per engine unit, where not 1 (as 1000PEPE)
             "invariants": {
