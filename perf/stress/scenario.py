@@ -379,6 +379,21 @@ def _check_sections(doc: dict[str, Any], assets: dict[str, AssetDef], name: str)
     return ignored
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's pairs, refused when a key repeats: JSON keeps the last silently (a second
+    ``book`` or ``path`` replaced the first, and a run went ahead on what was left)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def builtin_names() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.json"))
 
@@ -393,7 +408,7 @@ def load_scenario(name_or_path: str) -> Scenario:
                 f"no scenario {name_or_path!r}: built-in ones are {builtin_names()}, or give a file"
             )
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(), object_pairs_hook=_no_duplicates)
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such file") from None
     except OSError as exc:  # a directory, a file it may not read: not a traceback either
@@ -402,4 +417,8 @@ def load_scenario(name_or_path: str) -> Scenario:
         raise ScenarioError(f"{path}: not valid JSON: {exc}") from None
     except RecursionError:  # (the decoder recurses per nested array or object)
         raise ScenarioError(f"{path}: not a scenario: JSON nested too deeply") from None
+    except _DuplicateKey as exc:
+        raise ScenarioError(
+            f"{path}: key {exc.args[0]!r} is given twice in one object (JSON keeps only the last)"
+        ) from None
     return parse_scenario(doc, path.stem)

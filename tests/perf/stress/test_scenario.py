@@ -254,3 +254,12 @@ def test_a_long_path_interpolates_as_the_row_walk_did_in_time_independent_of_its
     for k in range(200):
         long.prices_at(50_000.5 + k)
     assert time.perf_counter() - start < 2.0  # ~20 s walking the rows, ~10 ms now
+
+
+def test_a_key_given_twice_is_refused_naming_it(tmp_path: Path) -> None:
+    """JSON keeps the last of two equal keys: a second "book" silently replaced the first."""
+    twice = tmp_path / "twice.json"
+    text = json.dumps(GOOD)
+    twice.write_text(text[:-1] + ', "book": {"depth_usd": 5}, "book": {"levels": 3}}')
+    with pytest.raises(ScenarioError, match="key 'book' is given twice"):
+        load_scenario(str(twice))
