@@ -27,7 +27,12 @@ ATOMS = 10**8
 PPM = 10**6
 INT64_MAX = 2**63 - 1
 _DEFAULTS = default_risk_spec().assets  # USDC, BTC, ETH, AAPL, a prediction market
-MIN_START = Decimal("0.005")  # below it (or MIN_LOW) an asset is traded in lots of 10^k units
+# below it (or MIN_LOW) an asset is traded in lots of 10^k units: a seeder holds the other side
+# of every opening in one position, and risk refuses a position of 2^60 atoms (MAX_POSITION_ATOMS,
+# 1.15e10 units): at $0.0095 (JELLY, 0.005 the bound before) that was ~$100M, so above ~3,000
+# accounts the seeder's order was refused, the shorts never opened and jelly-2025 liquidated
+# nobody. From $1 a unit, 2^60 atoms is $11.5 billion, past a 100,000-account population's side.
+MIN_START = Decimal(1)
 MIN_LOW = Decimal("0.0001")
 TIER_REFERENCE = {  # the templates' collateral tiers, and the price they were set at
     "crypto": (Decimal(60_000), _DEFAULTS[1].weights),
