@@ -15,16 +15,24 @@ import json
 import math
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from pathlib import Path
 
+from engine.risk.risk_config import RiskConfigError, load_risk_config
+from engine.types.asset_spec import MAX_ASSETS
 from engine.types.risk_spec import default_risk_spec
-from perf.stress.scenario import SETTLEMENT, AssetDef, PathRow, Scenario
+from perf.stress.scenario import SETTLEMENT, AssetDef, PathRow, Scenario, ScenarioError
 
 MICRO = 10**6
 ATOMS = 10**8
 PPM = 10**6
 INT64_MAX = 2**63 - 1
 _DEFAULTS = default_risk_spec().assets  # USDC, BTC, ETH, AAPL, a prediction market
-MIN_START = Decimal("0.005")  # below it (or MIN_LOW) an asset is traded in lots of 10^k units
+# below it (or MIN_LOW) an asset is traded in lots of 10^k units: a seeder holds the other side
+# of every opening in one position, and risk refuses a position of 2^60 atoms (MAX_POSITION_ATOMS,
+# 1.15e10 units): at $0.0095 (JELLY, 0.005 the bound before) that was ~$100M, so above ~3,000
+# accounts the seeder's order was refused, the shorts never opened and jelly-2025 liquidated
+# nobody. From $1 a unit, 2^60 atoms is $11.5 billion, past a 100,000-account population's side.
+MIN_START = Decimal(1)
 MIN_LOW = Decimal("0.0001")
 TIER_REFERENCE = {  # the templates' collateral tiers, and the price they were set at
     "crypto": (Decimal(60_000), _DEFAULTS[1].weights),
@@ -234,6 +242,11 @@ def build_exchange(scenario: Scenario) -> SimExchange:
         if a.kind == "collateral":
             continue
         low, high = _path_prices(scenario, symbol)
+        if a.tick is not None and a.tick > low:
+            raise ScenarioError(
+                f"{scenario.name}: assets.{symbol}.tick: {a.tick} is above the lowest price the path "
+                f"reaches ({low}): its prices would round to one tick"
+            )
         tick = _tick_micro(a, low)
         max_ticks = 99 if a.kind == "prediction" else max(1000, int(high * 100 * MICRO / tick))
         base = _underlying(symbol, a.kind)
@@ -244,7 +257,26 @@ def build_exchange(scenario: Scenario) -> SimExchange:
                 symbol, {"spot": "crypto", "equity": "equity", "prediction": "prediction"}[a.kind], symbol
             )
         markets.append(SimMarket(100 + len(markets), symbol, a.kind, base, tick, _lot_atoms(a), max_ticks))
+    if len(assets) > MAX_ASSETS:
+        raise ScenarioError(
+            f"{scenario.name}: assets: the run needs {len(assets)} engine assets (the settlement asset, "
+            f"each collateral, spot, equity and prediction asset, each perp's underlying): at most {MAX_ASSETS}"
+        )
     return SimExchange(tuple(_with_risk(a, scenario, markets) for a in assets), tuple(markets))
+
+
+def check_exchange(exchange: SimExchange, name: str, tmp_dir: Path) -> None:
+    """ScenarioError, before any process starts, when the engine would refuse the exchange the
+    scenario derives (a price range or a ``lot`` or ``tick`` whose integers do not fit): the shard
+    and risk processes would fail to start with a traceback, or a stage's failure leave the run
+    waiting."""
+    config = tmp_dir / "check.toml"
+    config.write_text(exchange.toml())
+    try:
+        load_risk_config(config)
+    except RiskConfigError as exc:
+        why = str(exc).replace(f"{config}: ", "")
+        raise ScenarioError(f"{name}: the engine refuses the market this scenario derives: {why}") from None
 
 
 def _with_risk(asset: SimAsset, scenario: Scenario, markets: list[SimMarket]) -> SimAsset:

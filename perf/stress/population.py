@@ -35,6 +35,10 @@ MAKERS = (3,)
 FLOW = tuple(range(10, 30))
 FIRST_TRADER = 1000
 DEEP_USDC = 10**12 * MICRO // 1000  # 1e9 USDC: the seeders and makers never run out
+# a seeder also gets this many times the notional it carries (it holds the other side of every
+# opening): with 100,000 accounts buying equities at up to 3x, seeder 1 sold ~1.2 billion USDC of
+# shares against its 1e9 and was itself liquidated, the fund inheriting its short (flash-crash-2010)
+SEED_COVER = 10
 _SIDE = BY_TYPE[MsgType.NEW_ORDER].offsets["side"]  # (byte offsets in a NEW_ORDER / CANCEL_ALL slot)
 _ACCOUNT = BY_TYPE[MsgType.CANCEL_ALL].offsets["account"]
 
@@ -190,11 +194,17 @@ def build_population(ex: SimExchange, sc: Scenario, n: int, rng: random.Random) 
             m = rng.choice(spots)
             side = 0 if m.kind != "prediction" or rng.random() < 0.5 else 1
             _open(pop, seed_lots, account, m, side, _spot_units(m, equity, lev, price[m.symbol]))
+    carried = dict.fromkeys(SEEDERS, Decimal(0))  # seeder -> the notional it takes on (USDC)
     for (mid, side), lots in seed_lots.items():
         m = next(x for x in ex.markets if x.market_id == mid)
         seeder = SEEDERS[0] if side == 1 else SEEDERS[1]
         ticks = m.ticks(price[m.symbol])
         pop.seeding.append(pop.order(seeder, m, side, ticks, lots, TimeInForce.GTC))
+        carried[seeder] += Decimal(lots * m.lot_atoms) / ATOMS * price[m.symbol]
+    for seeder, notional in carried.items():
+        top_up = int(notional * SEED_COVER * MICRO) - DEEP_USDC
+        if top_up > 0:
+            pop.deposit(seeder, 0, top_up)
     for seeder in SEEDERS:
         pop.unseed.append(encode(MsgType.CANCEL_ALL, 0xFFFF_FFFF, account=seeder))
     return pop

@@ -49,7 +49,15 @@ from engine.types.enums import BalanceReason, LiquidationKind, MarketStatus, Msg
 from engine.types.fixed import PPB
 from engine.wire.codec import encode
 from engine.wire.layout import BY_TYPE, SLOT_BYTES
-from perf.stress.exchange_setup import MICRO, SimExchange, SimMarket, build_exchange, denominate
+from perf.stress.exchange_setup import (
+    ATOMS,
+    MICRO,
+    SimExchange,
+    SimMarket,
+    build_exchange,
+    check_exchange,
+    denominate,
+)
 from perf.stress.population import FIRST_TRADER, Population, build_population
 from perf.stress.scenario import Scenario, ScenarioError
 
@@ -75,7 +83,7 @@ _FILL = BY_TYPE[MsgType.FILL].dtype
 class Tally:
     """What the event streams said, and the invariants seen to hold while reading them."""
 
-    liquidations: int = 0  # accounts that started liquidation
+    liquidations: int = 0  # liquidation cases started (STARTED events: an account may start several)
     orders: int = 0  # liquidation orders into the book
     takeovers: int = 0
     adl: int = 0
@@ -97,6 +105,9 @@ class Tally:
     funding_payments: int = 0  # BALANCE events of reason FUNDING (payers and receivers)
     funding_paid_micro: int = 0  # what the payers paid (the receivers got the same: zero-sum)
     resolution_settled: set[int] = field(default_factory=set)  # population accounts a resolution paid
+    # the driver's own accounts (seeders, makers, flow) that were liquidated: none, or the run
+    # measured its harness (a seeder short of margin was the largest takeover of a run)
+    harness_liquidated: set[int] = field(default_factory=set)
 
     def on_risk(self, data: bytes, now: float) -> None:
         self.on_balances(data)
@@ -133,7 +144,11 @@ class Tally:
             kind = liq["kind"]
             orders = int(np.count_nonzero(kind == LiquidationKind.ORDER))
             takeovers = int(np.count_nonzero(kind == LiquidationKind.TAKEOVER))
-            self.liquidations += int(np.count_nonzero(kind == LiquidationKind.STARTED))
+            started = kind == LiquidationKind.STARTED
+            self.liquidations += int(np.count_nonzero(started))
+            if started.any():
+                accounts = liq["account"][started]
+                self.harness_liquidated.update(accounts[accounts < FIRST_TRADER].tolist())
             self.orders += orders
             self.takeovers += takeovers
             self.step_orders += orders
@@ -296,6 +311,8 @@ class Simulator:
         self.seed = seed
         self.step_s = step_s
         self.exchange: SimExchange = build_exchange(scenario)
+        with tempfile.TemporaryDirectory(prefix="hx-stress-check-") as tmp:
+            check_exchange(self.exchange, scenario.name, Path(tmp))
         self.oracle = SimOracle(scenario, seed)
         self._tally = Tally()
         # what the rings gave, read into the tally when the tally is next looked at: the timed
@@ -309,6 +326,12 @@ class Simulator:
         self.basis: dict[int, BasisEma] = {}  # perp market -> basis EMA (book.mark_follows_book)
         f = scenario.funding
         self.funding_interval_s = float(f.get("interval_s", 3600))
+        if "interval_s" in f and self.funding_interval_s < step_s:
+            # one FUNDING a step at most, each the rate of one interval: the rest were never paid
+            raise ScenarioError(
+                f"{scenario.name}: funding.interval_s: {f['interval_s']!r} s is shorter than a step "
+                f"(--step-s {step_s:g}): it is paid at most once a step"
+            )
         self.funding_config = FundingConfig(
             cap_ppb=int(Decimal(str(f.get("cap", "0.03"))) * PPB),
             interest_ppb=int(Decimal(str(f.get("interest", "0.0001"))) * PPB),
@@ -430,7 +453,8 @@ class Simulator:
                 a.symbol if a.symbol in truth else a.follows, t_s, truth[a.follows]
             )
             shown.setdefault(a.symbol, idx / MICRO)
-            self.index_micro.setdefault(a.symbol, idx)
+            # this step's (no market has its symbol): the funding premium reads it at every step
+            self.index_micro[a.symbol] = idx
             out.append(
                 encode(
                     MsgType.ORACLE_PRICE,
@@ -697,6 +721,7 @@ class Simulator:
             "funding_payments": self.tally.funding_payments,
             "funding_paid_usdc": self.tally.funding_paid_micro / MICRO,
             "resolution_settled_accounts": len(self.tally.resolution_settled),
+            "harness_accounts_liquidated": sorted(self.tally.harness_liquidated),  # (should be [])
             "ignored_keys": list(sc.ignored),
             "units": self.units,  # symbol -> scenario units per engine unit, where not 1 (as 1000PEPE)
             "invariants": {
@@ -803,11 +828,25 @@ class Simulator:
             a for a in (int(x) for x in b.ids[: b.count]) if a >= SYSTEM_ACCOUNT_BASE
         }
         fund = live.insurance_row
+        held = {
+            self.exchange.assets[a].symbol: int(b.balance[fund, a])
+            for a in range(1, len(self.exchange.assets))
+            if b.balance[fund, a]
+        }
         self.fund_end = {  # the fund's USDC can be negative while it holds what it took over
             "usdc": int(b.balance[fund, 0]) / MICRO,
+            # risk's equity: what it holds at its collateral weights (haircuts), as margin counts it
             "equity_usdc": int(b.equity[fund]) / MICRO,
             "perp_positions": int(np.count_nonzero(b.perp_size[fund])),
             "other_assets_held": int(np.count_nonzero(b.balance[fund, 1:])),
+            # what it holds (units) and their value at the last prices, without haircuts: with
+            # ``usdc``, the fund's mark-to-market value (besides any perp position's P&L)
+            "assets_held": {symbol: atoms / ATOMS for symbol, atoms in held.items()},
+            "assets_value_usdc": sum(
+                atoms * int(live.prices[self.exchange.asset(symbol).asset_id]) // ATOMS
+                for symbol, atoms in held.items()
+            )
+            / MICRO,
         }
         return {
             "conservation": conserved,

@@ -94,3 +94,27 @@ def test_a_symbol_with_a_quote_is_written_as_a_toml_string(tmp_path: Path) -> No
         {"assets": {'A"B-PERP': {"kind": "perp", "start_price": 10}}, "path": [{"t_s": 1, "prices": {}}]},
     )
     assert spec.asset_by_symbol('A"B') is not None
+
+
+def test_an_exchange_the_engine_would_refuse_is_a_scenario_error(tmp_path: Path) -> None:
+    """More engine assets than the engine has ids, a tick above every price of the path, a price
+    range whose integers do not fit: refused before any process starts (the risk process died
+    with a traceback on 257 assets and the run hung; a tick of 1e6 on a 60,000 perp ran with every
+    price one tick and liquidated nothing; 1e-30 failed in the shard's start-up)."""
+    import pytest
+
+    from perf.stress.exchange_setup import check_exchange, denominate
+    from perf.stress.scenario import ScenarioError
+
+    many = {f"A{i}-PERP": {"kind": "perp", "start_price": 10} for i in range(300)}
+    with pytest.raises(ScenarioError, match="engine assets .* at most 256"):
+        build_exchange(parse_scenario({"assets": many, "path": [{"t_s": 1, "prices": {}}]}))
+    tick = {"assets": {"BTC-PERP": {"kind": "perp", "start_price": 60000, "tick": 1e6}}}
+    with pytest.raises(ScenarioError, match=r"assets.BTC-PERP.tick: .* above the lowest price"):
+        build_exchange(parse_scenario({**tick, "path": [{"t_s": 1, "prices": {"BTC-PERP": 55000}}]}))
+    tiny = {"assets": {"BTC-PERP": {"kind": "perp", "start_price": 60000}}}
+    sc, _ = denominate(parse_scenario({**tiny, "path": [{"t_s": 1, "prices": {"BTC-PERP": 1e-30}}]}))
+    with pytest.raises(ScenarioError, match="the engine refuses the market this scenario derives"):
+        check_exchange(build_exchange(sc), sc.name, tmp_path)
+    ok = parse_scenario({**tiny, "path": [{"t_s": 1, "prices": {"BTC-PERP": 30000}}]})
+    check_exchange(build_exchange(ok), ok.name, tmp_path)

@@ -161,3 +161,105 @@ def test_a_file_that_is_not_json_or_not_there(tmp_path: Path) -> None:
     good = tmp_path / "mine.json"
     good.write_text(json.dumps(GOOD))
     assert load_scenario(str(good)).name == "mine"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda d: d["path"][1]["prices"].update({"BTC-PERP": 1e30}),
+            "path[1].prices.BTC-PERP: a price must be at most 1,000,000,000 USDC",
+        ),
+        (
+            lambda d: d["assets"]["BTC-PERP"].update(start_price=10**12),
+            "assets.BTC-PERP.start_price: a price must be at most 1,000,000,000 USDC",
+        ),
+        (lambda d: d["assets"]["BTC-PERP"].update(lot=1e30), "assets.BTC-PERP.lot: must be at most"),
+        (lambda d: d["assets"]["BTC-PERP"].update(tick=1e20), "assets.BTC-PERP.tick: must be at most"),
+        (lambda d: d.update(book={"depth_usd": 1e30}), "book.depth_usd: must be in [0.01, 100000000000]"),
+        (
+            lambda d: d["assets"].update({"B\n-PERP": {"kind": "perp", "start_price": 1}}),
+            "assets: 'B\\n-PERP': a symbol has 1 to 28",
+        ),
+    ],
+)
+def test_values_the_engine_cannot_hold_are_refused_naming_the_field(edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    """They passed the checks and the run died later: a price of 1e30 or a lot of 1e30 units with
+    the shard's config error (a traceback), a depth of 1e30 USDC with struct.error encoding the
+    makers' orders, a price of 1e12 ran and liquidated nothing (the oracle's index stops at 1e9)."""
+    doc = copy.deepcopy(GOOD)
+    edit(doc)
+    with pytest.raises(ScenarioError, match=re.escape(message)):
+        parse_scenario(doc)
+
+
+def test_json_nested_too_deeply_is_refused_not_a_recursion_error(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"assets": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ScenarioError, match="nested too deeply"):
+        load_scenario(str(deep))
+
+
+def _price_by_walking_every_row(s, symbol: str, t: Decimal) -> Decimal:  # type: ignore[no-untyped-def]
+    """The interpolation as it was written first (every row, every call): the specification."""
+    import math
+
+    points = [(Decimal(0), s.assets[symbol].start_price)]
+    points += [(row.t_s, row.prices[symbol]) for row in s.path if symbol in row.prices]
+    if t <= 0:
+        return [p for at, p in points if at == 0][-1]
+    for (t0, p0), (t1, p1) in zip(points, points[1:], strict=False):
+        if t0 <= t <= t1:
+            if t1 == t0:
+                return p1
+            f = (t - t0) / (t1 - t0)
+            if s.assets[symbol].kind == "prediction" or p0 == 0 or p1 == 0:
+                return p0 + (p1 - p0) * f
+            return Decimal(
+                math.exp(math.log(float(p0)) + (math.log(float(p1)) - math.log(float(p0))) * float(f))
+            )
+    return points[-1][1]
+
+
+def test_a_long_path_interpolates_as_the_row_walk_did_in_time_independent_of_its_length() -> None:
+    """A tape replayed at one row a second (a day is 86,400 rows) walked every row for every
+    symbol at every step: ~100 ms a step at 100,000 rows, hours for the run. The same prices,
+    from each symbol's own rows taken once."""
+    import random
+    import time
+
+    rng = random.Random(7)
+    rows, t = [], 0
+    for _ in range(400):
+        t += rng.choice([1, 1, 2, 5])
+        prices = {}
+        if rng.random() < 0.7:
+            prices["BTC-PERP"] = rng.uniform(1000, 90000)
+        if rng.random() < 0.4:
+            prices["YES"] = rng.choice([0, 0.3, 1])
+        rows.append({"t_s": t, "prices": prices})
+    rows[0]["t_s"] = 0
+    s = parse_scenario({"assets": GOOD["assets"], "path": rows})
+    for when in [0, 0.5, 1, 3.25, t / 2, t - 0.1, t, t + 10] + [rng.uniform(0, t) for _ in range(300)]:
+        for symbol in ("BTC-PERP", "YES"):
+            assert s.price_of(symbol, when) == _price_by_walking_every_row(s, symbol, Decimal(repr(when)))
+    long = parse_scenario(
+        {
+            "assets": GOOD["assets"],
+            "path": [{"t_s": i + 1, "prices": {"BTC-PERP": 60000 + i % 7}} for i in range(100_000)],
+        }
+    )
+    long.prices_at(1.0)  # (takes the rows once)
+    start = time.perf_counter()
+    for k in range(200):
+        long.prices_at(50_000.5 + k)
+    assert time.perf_counter() - start < 2.0  # ~20 s walking the rows, ~10 ms now
+
+
+def test_a_key_given_twice_is_refused_naming_it(tmp_path: Path) -> None:
+    """JSON keeps the last of two equal keys: a second "book" silently replaced the first."""
+    twice = tmp_path / "twice.json"
+    text = json.dumps(GOOD)
+    twice.write_text(text[:-1] + ', "book": {"depth_usd": 5}, "book": {"levels": 3}}')
+    with pytest.raises(ScenarioError, match="key 'book' is given twice"):
+        load_scenario(str(twice))

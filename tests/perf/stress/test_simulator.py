@@ -345,3 +345,65 @@ def test_risk_killed_in_a_cascade_recovers_and_finishes_it(tmp_path: Path) -> No
     assert report["liquidations"] > _KillsRisk.AT[-1], report
     assert report["uncovered_usdc"] == 0 or report["adl_events"] > 0
     assert all(report["invariants"].values()), report["invariants"]
+
+
+def test_the_premium_follows_a_listed_underlying_as_it_moves() -> None:
+    """The funding premium compares the perp's index with its listed underlying's at the same step.
+    The underlying (a collateral, no market of its own) kept the index of the first step, so a perp
+    and its underlying falling together read as a deep discount and paid the capped rate
+    (black-thursday-2020, brexit-2016 in the audit: -0.375% every interval on equal paths)."""
+    doc = {
+        "assets": {
+            "BTC": {"kind": "collateral", "start_price": 60000},
+            "BTC-PERP": {"kind": "perp", "start_price": 60000},
+        },
+        "path": [{"t_s": 20, "prices": {"BTC": 30000, "BTC-PERP": 30000}}],
+        "funding": {"interval_s": 10, "period_s": 80},
+    }
+    sim = Simulator(parse_scenario(doc), accounts=10)
+    out = []
+    for t in (0.0, 10.0, 20.0):
+        sim.price_messages(t)
+        assert abs(sim.index_micro["BTC"] / sim.index_micro["BTC-PERP"] - 1) < 0.002, (t, sim.index_micro)
+        out += sim._funding(t)
+    # equal paths: the premium is the oracle's noise, so the rate is the interest's (0.01% a
+    # period, an eighth of it an interval), far from the cap (3% a period)
+    assert [f["t_s"] for f in sim.funding_paid] == [10.0, 20.0]
+    assert all(abs(f["rate_ppb"]) < 200_000 for f in sim.funding_paid), sim.funding_paid
+
+
+def test_the_funds_end_lists_what_it_holds_and_its_value_without_haircuts(tmp_path: Path) -> None:
+    """A share whose session stays closed: every liquidation goes to the backstop, and the fund
+    ends holding the shares it paid USDC for. Its ``equity_usdc`` is risk's (the shares at their
+    collateral weight), far below their value: in the audit's run, USDC -5.70M, equity -2.39M
+    while the shares were worth 5.47M (the fund was 0.23M down, not 2.39M). The report now lists
+    the holdings and their value at the last prices."""
+    doc = {
+        "assets": {"AAPL": {"kind": "equity", "start_price": 200}},
+        "path": [{"t_s": 5, "prices": {"AAPL": 200}}, {"t_s": 10, "prices": {"AAPL": 190}}],
+        "sessions": {"AAPL": {"closed": [[0, 100]]}},
+    }
+    report = Simulator(parse_scenario(doc), accounts=120, seed=1).run(calm_s=1)
+    end = report["insurance_fund_end"]
+    assert report["takeovers"] > 0 and end["other_assets_held"] == 1, end
+    held = end["assets_held"]["AAPL"]
+    assert held > 0 and end["assets_value_usdc"] == pytest.approx(held * 190, rel=0.01), end
+    assert end["usdc"] + end["assets_value_usdc"] > end["equity_usdc"], end  # the haircut
+    assert all(report["invariants"].values()), report["invariants"]
+
+
+def test_a_funding_interval_shorter_than_a_step_is_refused() -> None:
+    """``interval_s`` 0.001 at 1 s steps ran and paid one interval's rate a step: a thousandth of
+    what the format says ("every interval_s of simulated time"), silently."""
+    import pytest
+
+    from perf.stress.scenario import ScenarioError
+
+    doc = {
+        "assets": {"BTC-PERP": {"kind": "perp", "start_price": 60000}},
+        "path": [{"t_s": 10, "prices": {"BTC-PERP": 55000}}],
+        "funding": {"interval_s": 0.001},
+    }
+    with pytest.raises(ScenarioError, match=r"funding.interval_s: 0.001 s is shorter than a step"):
+        Simulator(parse_scenario(doc), accounts=10, step_s=1.0)
+    Simulator(parse_scenario(doc), accounts=10, step_s=0.001)  # at its own step it is every step

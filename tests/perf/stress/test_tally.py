@@ -9,6 +9,7 @@ from dataclasses import fields
 from engine.types.enums import LiquidationKind, MsgType
 from engine.wire.codec import decode, encode
 from engine.wire.layout import SLOT_BYTES
+from perf.stress.population import FIRST_TRADER
 from perf.stress.simulator import LIQ_COID, Tally
 
 
@@ -21,6 +22,8 @@ def _spec_on_risk(t: Tally, data: bytes, now: float) -> None:
             kind = e["kind"]
             if kind == LiquidationKind.STARTED:
                 t.liquidations += 1
+                if e["account"] < FIRST_TRADER:
+                    t.harness_liquidated.add(e["account"])
             elif kind == LiquidationKind.ORDER:
                 t.orders += 1
                 t.step_orders += 1
@@ -84,7 +87,7 @@ def _risk_batch(rng: random.Random) -> bytes:
                 encode(
                     MsgType.LIQUIDATION,
                     rng.randint(1, 3),
-                    account=rng.randint(1, 40),
+                    account=rng.choice([rng.randint(1, 40), rng.randint(FIRST_TRADER, FIRST_TRADER + 40)]),
                     kind=rng.choice(list(LiquidationKind)),
                     side=rng.randint(0, 1),
                     size_atoms=rng.choice([0, rng.randint(1, 10**9)]),
@@ -167,3 +170,4 @@ def test_the_vectorised_tally_reads_what_the_per_event_reading_read() -> None:
         for f in fields(Tally):
             assert getattr(fast, f.name) == getattr(spec, f.name), (seed, f.name)
         assert fast.gross_atoms == sum(abs(v) for v in fast.positions.values()) > 0
+        assert fast.harness_liquidated and all(a < FIRST_TRADER for a in fast.harness_liquidated)
