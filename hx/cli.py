@@ -712,9 +712,11 @@ def stress(
 ) -> None:
     """Run a stress scenario through the real processes in simulated time and check the invariants.
 
-    Built-in scenarios: crash, squeeze, equity-gap, resolution, oracle-attack, cascade, depeg,
-    luna-2022, jelly-2025, oct10-2025. The scenario format is in docs/liquidation.md ("Scenario
-    files"). Exit code 1 when an invariant fails.
+    Built-in scenarios (perf/scenarios/*.json): crash, squeeze, equity-gap, resolution,
+    oracle-attack, cascade, depeg, and real incidents compressed: flash-crash-2010,
+    black-thursday-2020, luna-2022, ftx-ftt-2022, usdc-svb-2023, yen-carry-2024, jelly-2025,
+    oct10-2025. The scenario format is in docs/liquidation.md ("Scenario files"). Exit code 1 when
+    an invariant fails.
     """
     from perf.stress.plot import plot_run
     from perf.stress.scenario import ScenarioError, load_scenario
