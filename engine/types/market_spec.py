@@ -121,8 +121,9 @@ def check_spec(spec: MarketSpec) -> tuple[str, str] | None:
         )
     if not 1 <= spec.max_level_total_lots <= MAX_LEVEL_TOTAL_LOTS:
         return "max_level_total_lots", (f"must be in [1, 2**62], got {spec.max_level_total_lots}")
-    if spec.tick_size_micro > INT64_MAX or spec.lot_size_atoms > INT64_MAX:
-        return "tick_size_micro", "does not fit int64"
+    for name in ("tick_size_micro", "lot_size_atoms"):
+        if getattr(spec, name) > INT64_MAX:
+            return name, f"does not fit int64, got {getattr(spec, name)}"
     for name in ("base_asset", "quote_asset"):
         value = getattr(spec, name)
         if not isinstance(value, str) or len(value) > 32:

@@ -46,6 +46,8 @@ def test_notional_is_exact_integer_maths() -> None:
         ("colour = 'red'", "colour"),
         ("market_id = 4294967295", "market_id"),
         ("min_notional_micro = -5", "min_notional_micro"),
+        ("lot_size_atoms = 9223372036854775808", "'lot_size_atoms'"),  # (the field named, not the tick)
+        ("tick_size_micro = 9223372036854775808", "'tick_size_micro'"),
     ],
 )
 def test_invalid_fields_name_file_market_and_field(tmp_path: Path, extra: str, field: str) -> None:
