@@ -565,10 +565,12 @@ def _explain(tool: str, path: Path, as_json: bool) -> None:
     from engine.explain import ExplainInputError, explain_funding, explain_mark, explain_oracle, render_text
 
     run = {"oracle": explain_oracle, "mark": explain_mark, "funding": explain_funding}[tool]
+    from hx.json_file import JsonFileError, load_json_file
+
     try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise click.ClickException(f"{path}: not valid JSON: {exc}") from None
+        doc = load_json_file(path)
+    except JsonFileError as exc:
+        raise click.ClickException(str(exc)) from None
     if not isinstance(doc, dict):
         raise click.ClickException(f"{path}: want a JSON object")
     try:
@@ -646,15 +648,14 @@ def risk_what_if(portfolio: Path, config_path: Path | None, as_json: bool) -> No
     from engine.risk.risk_config import RiskConfigError, load_risk_config
     from engine.risk.risk_spec_builder import build_risk_spec
     from hx.config import DEFAULT_CONFIG
+    from hx.json_file import JsonFileError, load_json_file
 
     try:
         config = load_risk_config(config_path or DEFAULT_CONFIG)
-        doc = json.loads(portfolio.read_text())
+        doc = load_json_file(portfolio)
         report = run_what_if(doc, build_risk_spec(config, config.risk_overrides))
-    except (RiskConfigError, PortfolioFileError) as exc:
+    except (RiskConfigError, PortfolioFileError, JsonFileError) as exc:
         raise click.ClickException(str(exc)) from None
-    except json.JSONDecodeError as exc:
-        raise click.ClickException(f"{portfolio}: not valid JSON: {exc}") from None
     if as_json:
         click.echo(json.dumps(report))
     else:

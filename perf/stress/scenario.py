@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import bisect
 import difflib
-import json
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+from hx.json_file import JsonFileError, load_json_file
 
 KINDS = ("perp", "spot", "equity", "prediction", "collateral")
 ASSET_KEYS = {"kind", "start_price", "tick", "lot", "margin", "haircut"}
@@ -407,16 +408,10 @@ def load_scenario(name_or_path: str) -> Scenario:
             raise ScenarioError(
                 f"no scenario {name_or_path!r}: built-in ones are {builtin_names()}, or give a file"
             )
-    try:
-        doc = json.loads(path.read_text(), object_pairs_hook=_no_duplicates)
-    except FileNotFoundError:
-        raise ScenarioError(f"{path}: no such file") from None
-    except OSError as exc:  # a directory, a file it may not read: not a traceback either
-        raise ScenarioError(f"{path}: cannot read it: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{path}: not valid JSON: {exc}") from None
-    except RecursionError:  # (the decoder recurses per nested array or object)
-        raise ScenarioError(f"{path}: not a scenario: JSON nested too deeply") from None
+    try:  # (missing, unreadable, not UTF-8, nested too deeply, not JSON: one line, never a traceback)
+        doc = load_json_file(path, object_pairs_hook=_no_duplicates)
+    except JsonFileError as exc:
+        raise ScenarioError(str(exc)) from None
     except _DuplicateKey as exc:
         raise ScenarioError(
             f"{path}: key {exc.args[0]!r} is given twice in one object (JSON keeps only the last)"
