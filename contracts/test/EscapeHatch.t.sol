@@ -18,17 +18,6 @@ contract EscapeHatchTest is HxBase {
         _submit();
     }
 
-    /// alice deposited 1 WETH and lost 1,000 USDC to bob, who deposited 5,000 USDC: alice owes 1,000 USDC against
-    /// her WETH; the vault holds 5,000 USDC and 1 WETH (value 8,000 at 3,000 USDC/WETH).
-    function _crossMargin() internal {
-        _deposit(alice, address(weth), 1e18);
-        _deposit(bob, address(usdc), 5000e6);
-        _submit();
-        debt[address(usdc)][alice] = 1000e6;
-        bal[address(usdc)][bob] += 1000e6;
-        _submit();
-    }
-
     // ------------------------------------------------------------------ in kind
 
     function test_escape_inKind_eachAccountOnce() public {

@@ -210,12 +210,7 @@ contract AuditDefencesTest is HxBase {
 
     /// Debtor in basket mode: hide its liability (prove 0 on its own path, or leave liabilities out).
     function test_D_basket_hiddenLiability_refused() public {
-        _deposit(alice, address(weth), 1e18);
-        _deposit(bob, address(usdc), 5000e6);
-        _submit();
-        debt[address(usdc)][alice] = 1000e6;
-        bal[address(usdc)][bob] += 1000e6;
-        _submit();
+        _crossMargin();
         _freeze();
         (EscapeHatch.LeafProof[] memory c, EscapeHatch.LeafProof[] memory l) = _proofs(alice);
         ClearingHouse.AssetState[] memory a = _assets();
