@@ -157,7 +157,7 @@ class Ingress:
             sess.error(None, RejectCode.BAD_JSON, "a message must be a JSON object")
             return
         op = msg.get("op")
-        if op in ORDER_OPS:
+        if isinstance(op, str) and op in ORDER_OPS:  # (a list or object as op is unhashable)
             self.on_json_order(sess, msg, op)
             return
         if not sess.request_bucket.try_take(1):
@@ -165,7 +165,9 @@ class Ingress:
             return
         handler = CONTROL_OPS.get(op) if isinstance(op, str) else None
         if handler is None:
-            why = "a message needs an 'op' (a string)" if op is None else f"unknown op {str(op)[:40]!r}"
+            why = (
+                "a message needs an 'op' (a string)" if not isinstance(op, str) else f"unknown op {op[:40]!r}"
+            )
             sess.error(msg, RejectCode.UNKNOWN_OP, why)
             return
         handler(self.server, sess, msg)
