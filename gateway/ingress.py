@@ -79,6 +79,10 @@ class Ingress:
         if not account:
             self._reject_all(sess, payload, RejectCode.NOT_AUTHENTICATED)
             return
+        if not len(payload):  # nothing to judge: still an answer, as for an anonymous client
+            sess.send_binary(reject_struct(payload, 0, RejectCode.BAD_LENGTH, account))
+            self.stats["rejects"] += 1
+            return
         res = validate_frame(payload, account, server.catalog.ids, server.market_table)
         rejects = [reject_struct(payload, off, code, account) for off, code in res.rejects]
         if res.count and server.risk_requests is None:
