@@ -12,10 +12,10 @@ own, in this order (the first failing rule gives the code):
 4. ``account`` is 0 or the logged-in account, else WRONG_ACCOUNT; the gateway then writes the
    session's account id into it, so a client can never act for another account;
 5. cheap field ranges: NEW_ORDER ``order_id`` 0 (the shard assigns ids) and ``client_order_id``
-   non-zero (BAD_FIELD), side/tif/order_type/flags in range (BAD_SIDE, BAD_TIF, BAD_ORDER_TYPE,
+   non-zero and below 2^63 (BAD_FIELD: ids from 2^63 up are risk's liquidation orders), side/tif/order_type/flags in range (BAD_SIDE, BAD_TIF, BAD_ORDER_TYPE,
    BAD_FLAGS), ``size_lots`` > 0 (BAD_SIZE_LOT), ``price_ticks`` > 0 (BAD_PRICE_TICK), trigger and
    expiry >= 0; CANCEL/AMEND name an order (``order_id`` or ``client_order_id`` non-zero, else
-   BAD_FIELD); AMEND price and size >= 0; ORDER_QUERY ``request_id`` below 2^63 (the gateway's
+   BAD_FIELD; a ``client_order_id`` from 2^63 up in CANCEL, AMEND or ORDER_QUERY: BAD_FIELD); AMEND price and size >= 0; ORDER_QUERY ``request_id`` below 2^63 (the gateway's
    own ids have the top bit; BAD_FIELD); SET_LEVERAGE leverage >= 1 and mode 0/1
    (LEVERAGE_OUT_OF_RANGE; the market's maximum is risk's check); ADJUST_MARGIN ``amount_micro``
    non-zero (AMOUNT_OUT_OF_RANGE).
@@ -63,6 +63,9 @@ RISK_TYPES = frozenset(  # need the risk stage
     {int(MsgType.ORDER_QUERY), int(MsgType.SET_LEVERAGE), int(MsgType.ADJUST_MARGIN)}
 )
 GATEWAY_REQUEST_BIT = 1 << 63  # ORDER_QUERY request ids with this bit are the gateway's own
+# client order ids from 2^63 up are risk's own (its liquidation orders, on the liquidated account):
+# a client can neither place one (risk would refuse it) nor cancel, amend or query one
+RISK_COID_BIT = 1 << 63
 
 
 ACCOUNT_OFFSET = {int(t): field_offset(t, "account") for t in CLIENT_TYPES}
@@ -143,7 +146,8 @@ def check_struct(
     if acct and acct != account_id:
         return RejectCode.WRONG_ACCOUNT
     if t == _NEW:
-        if _Q.unpack_from(buf, offset + _NO_OID)[0] != 0 or _Q.unpack_from(buf, offset + _NO_COID)[0] == 0:
+        coid = _Q.unpack_from(buf, offset + _NO_COID)[0]
+        if _Q.unpack_from(buf, offset + _NO_OID)[0] != 0 or coid == 0 or coid & RISK_COID_BIT:
             return RejectCode.BAD_FIELD
         side, tif = buf[offset + _NO_SIDE], buf[offset + _NO_TIF]
         otype, flags = buf[offset + _NO_TYPE], buf[offset + _NO_FLAGS]
@@ -164,7 +168,8 @@ def check_struct(
         if _q.unpack_from(buf, offset + _NO_EXPIRE)[0] < 0:
             return RejectCode.BAD_EXPIRY
     elif t == _CANCEL or t == _AMEND:
-        if _Q.unpack_from(buf, offset + _OID)[0] == 0 and _Q.unpack_from(buf, offset + _COID)[0] == 0:
+        coid = _Q.unpack_from(buf, offset + _COID)[0]
+        if (_Q.unpack_from(buf, offset + _OID)[0] == 0 and coid == 0) or coid & RISK_COID_BIT:
             return RejectCode.BAD_FIELD
         if t == _AMEND:
             if _q.unpack_from(buf, offset + _AM_PRICE)[0] < 0:
@@ -174,6 +179,8 @@ def check_struct(
     elif t == _QUERY:
         if _Q.unpack_from(buf, offset + _QUERY_RID)[0] & GATEWAY_REQUEST_BIT:
             return RejectCode.BAD_FIELD  # the gateway's own request ids: a client cannot spoof them
+        if _Q.unpack_from(buf, offset + _COID)[0] & RISK_COID_BIT:
+            return RejectCode.BAD_FIELD
         if market == ALL_MARKETS and (
             _Q.unpack_from(buf, offset + _OID)[0] or _Q.unpack_from(buf, offset + _COID)[0]
         ):
@@ -274,6 +281,7 @@ def _new_orders_scalar(
             or m not in markets
             or oid
             or not coid
+            or coid >> 63
             or price <= 0
             or size <= 0
             or trig < 0
@@ -309,6 +317,7 @@ def _new_orders_vector(
     bad |= (
         (u64[:, _W8_OID] != 0)
         | (u64[:, _W8_COID] == 0)
+        | ((u64[:, _W8_COID] >> np.uint64(63)) != 0)
         | (i64[:, _W8_PRICE] <= 0)
         | (i64[:, _W8_SIZE] <= 0)
         | (i64[:, _W8_TRIGGER] < 0)

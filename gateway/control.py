@@ -248,7 +248,7 @@ def op_faucet(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None
 # ---- market data -------------------------------------------------------------------------------
 def _channel_market(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> tuple[str, int] | None:
     channel, market = msg.get("channel"), msg.get("market")
-    if channel not in CHANNELS:
+    if not isinstance(channel, str) or channel not in CHANNELS:
         sess.error(msg, RejectCode.BAD_FIELD, f"channel must be one of {list(CHANNEL_NAMES)}")
         return None
     if isinstance(market, bool) or not isinstance(market, int) or market not in server.catalog:
@@ -324,10 +324,10 @@ def op_resolve(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> Non
     if isinstance(market, bool) or not isinstance(market, int) or market not in server.catalog:
         sess.error(msg, RejectCode.UNKNOWN_MARKET)
         return
-    if outcome not in _OUTCOMES:
+    if not isinstance(outcome, str) or outcome not in _OUTCOMES:
         sess.error(msg, RejectCode.BAD_FIELD, 'outcome must be "yes" or "no"')
         return
-    if action not in _ACTIONS:
+    if not isinstance(action, str) or action not in _ACTIONS:
         sess.error(msg, RejectCode.BAD_FIELD, 'action must be "propose" or "dispute"')
         return
     if sess.is_agent:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from picows import WSCloseCode, WSFrame, WSMsgType
 
-from engine.types.enums import RejectCode
+from engine.types.enums import MsgType, RejectCode
 from engine.wire.layout import MARKET_ID_AT, SLOT_BYTES
 from gateway.binary import RISK_TYPES, FrameResult, check_struct, reject_struct, validate_frame
 from gateway.control import CONTROL_OPS
@@ -34,6 +34,8 @@ from gateway.session import Session
 if TYPE_CHECKING:
     from gateway.server import GatewayServer
 
+_QUERY_B = int(MsgType.ORDER_QUERY)
+
 
 class Ingress:
     """Frame handling for one server (its limits, router and control table)."""
@@ -43,6 +45,7 @@ class Ingress:
         self.options = server.options
         self.stats = server.stats
         self.account_buckets: dict[int, TokenBucket] = {}
+        self.query_buckets: dict[int, TokenBucket] = {}
 
     def on_frame(self, sess: Session, frame: WSFrame) -> None:
         """One WebSocket frame of a session: data to the protocol handlers, control frames here."""
@@ -76,12 +79,18 @@ class Ingress:
         if not account:
             self._reject_all(sess, payload, RejectCode.NOT_AUTHENTICATED)
             return
+        if not len(payload):  # nothing to judge: still an answer, as for an anonymous client
+            sess.send_binary(reject_struct(payload, 0, RejectCode.BAD_LENGTH, account))
+            self.stats["rejects"] += 1
+            return
         res = validate_frame(payload, account, server.catalog.ids, server.market_table)
         rejects = [reject_struct(payload, off, code, account) for off, code in res.rejects]
         if res.count and server.risk_requests is None:
             types = res.accepted[::SLOT_BYTES]
             if any(t in RISK_TYPES for t in types):
                 res = self._without_risk_types(res, rejects, account)
+        if res.count and _QUERY_B in res.accepted[::SLOT_BYTES]:
+            res = self._limit_queries(sess, res, rejects, account)
         if res.count:
             granted = self.take_order_tokens(sess, res.count)
             data = res.accepted
@@ -116,6 +125,42 @@ class Ingress:
                 rejects.append(reject_struct(res.accepted, off, RejectCode.ENGINE_UNAVAILABLE, account))
             else:
                 keep += res.accepted[off : off + SLOT_BYTES]
+                markets.append(res.markets[k])
+        return FrameResult(keep, len(markets), markets, [])
+
+    def query_tokens(self, account: int, n: int) -> int:
+        """How many of ``n`` order queries (each answered with up to all the account's open orders)
+        the account's query bucket allows now."""
+        bucket = self.query_buckets.get(account)
+        if bucket is None:
+            bucket = self.query_buckets[account] = TokenBucket(
+                self.options.account_query_rate, self.options.account_query_burst
+            )
+        return bucket.try_take(n)
+
+    def query_retry_after_s(self, account: int) -> float:
+        bucket = self.query_buckets.get(account)
+        return max(bucket.retry_after_s(1) if bucket else 0.0, 0.001)
+
+    def _limit_queries(
+        self, sess: Session, res: FrameResult, rejects: list[bytes], account: int
+    ) -> FrameResult:
+        """ORDER_QUERY structs beyond the account's query budget: RATE_LIMITED with retry-after."""
+        data = res.accepted
+        offs = [k * SLOT_BYTES for k in range(res.count) if data[k * SLOT_BYTES] == _QUERY_B]
+        granted = self.query_tokens(account, len(offs))
+        if granted == len(offs):
+            return res
+        refused = set(offs[granted:])
+        retry_ns = int(self.query_retry_after_s(account) * 1e9)
+        keep = bytearray()
+        markets = []
+        for k in range(res.count):
+            off = k * SLOT_BYTES
+            if off in refused:
+                rejects.append(reject_struct(data, off, RejectCode.RATE_LIMITED, account, retry_ns))
+            else:
+                keep += data[off : off + SLOT_BYTES]
                 markets.append(res.markets[k])
         return FrameResult(keep, len(markets), markets, [])
 
@@ -157,7 +202,7 @@ class Ingress:
             sess.error(None, RejectCode.BAD_JSON, "a message must be a JSON object")
             return
         op = msg.get("op")
-        if op in ORDER_OPS:
+        if isinstance(op, str) and op in ORDER_OPS:  # (a list or object as op is unhashable)
             self.on_json_order(sess, msg, op)
             return
         if not sess.request_bucket.try_take(1):
@@ -165,7 +210,9 @@ class Ingress:
             return
         handler = CONTROL_OPS.get(op) if isinstance(op, str) else None
         if handler is None:
-            why = "a message needs an 'op' (a string)" if op is None else f"unknown op {str(op)[:40]!r}"
+            why = (
+                "a message needs an 'op' (a string)" if not isinstance(op, str) else f"unknown op {op[:40]!r}"
+            )
             sess.error(msg, RejectCode.UNKNOWN_OP, why)
             return
         handler(self.server, sess, msg)

@@ -36,6 +36,11 @@ class GatewayOptions:
     account_order_burst: float = 100_000.0
     request_rate: float = 50.0  # control requests (login, subscribe, ...) per connection
     request_burst: float = 100.0
+    # ORDER_QUERY structs and open_orders / order_status ops per account in this gateway process:
+    # each is answered with up to every open order of the account (thousands of events from risk),
+    # so they cannot share the order budget (20,000/s would let one account stall risk for everyone)
+    account_query_rate: float = 20.0
+    account_query_burst: float = 40.0
     soft_buffer_bytes: int = 1 << 20  # conflate market data above this much unsent
     hard_buffer_bytes: int = 16 << 20  # close the connection above this
     close_stall_s: float = 10.0  # a closing connection whose backlog drains nothing this long: reset

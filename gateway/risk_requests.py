@@ -241,12 +241,22 @@ def _id_field(sess: Session, msg: dict[str, Any], name: str) -> int | None:
     return v
 
 
+def _query_allowed(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> bool:
+    """The account's order-query budget (shared with binary ORDER_QUERY), else RATE_LIMITED."""
+    if server.ingress.query_tokens(sess.account_id, 1):
+        return True
+    sess.error(
+        msg, RejectCode.RATE_LIMITED, retry_after_s=server.ingress.query_retry_after_s(sess.account_id)
+    )
+    return False
+
+
 @control_op("open_orders", needs_login=True)
 def op_open_orders(server: GatewayServer, sess: Session, msg: dict[str, Any]) -> None:
     """Every open (or pending) order of the account, in one market or all, as risk knows them."""
     requests = _requests(server, sess, msg)
     market = _market_field(server, sess, msg, required=False)
-    if requests is not None and market is not None:
+    if requests is not None and market is not None and _query_allowed(server, sess, msg):
         requests.ask_orders(sess, msg, "open_orders", market, 0, 0)
 
 
@@ -264,7 +274,8 @@ def op_order_status(server: GatewayServer, sess: Session, msg: dict[str, Any]) -
     if not oid and not coid:
         sess.error(msg, RejectCode.BAD_FIELD, "order_id or client_order_id is required")
         return
-    requests.ask_orders(sess, msg, "order_status", market, oid, coid)
+    if _query_allowed(server, sess, msg):
+        requests.ask_orders(sess, msg, "order_status", market, oid, coid)
 
 
 def _command_target(

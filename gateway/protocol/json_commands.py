@@ -16,6 +16,8 @@ from gateway.protocol.market_info import MarketCatalog, MarketInfo
 from gateway.protocol.units import INT64_MAX, UINT64_MAX, JsonReject, to_units
 from gateway.protocol.vocabulary import ORDER_TYPES, SIDES, STP_MODES, TIFS
 
+CLIENT_COID_END = 1 << 63  # client order ids from 2^63 up are risk's own (liquidation orders)
+
 
 def _u64(msg: dict[str, Any], field: str, required: bool) -> int:
     v = msg.get(field)
@@ -126,8 +128,8 @@ def command_struct(msg: dict[str, Any], catalog: MarketCatalog, account_id: int)
             | (int(_enum(msg, "stp", STP_MODES, StpMode.NONE)) << STP_SHIFT)
         )
         coid = _u64(msg, "client_order_id", True)
-        if coid == 0:
-            raise JsonReject(RejectCode.BAD_FIELD, "client_order_id must be non-zero")
+        if coid == 0 or coid >= CLIENT_COID_END:
+            raise JsonReject(RejectCode.BAD_FIELD, "client_order_id must be in [1, 2^63)")
         return encode_command(
             NewOrder(
                 market_id=market,
@@ -151,6 +153,8 @@ def command_struct(msg: dict[str, Any], catalog: MarketCatalog, account_id: int)
         coid = _u64(msg, "client_order_id", False)
         if not order_id and not coid:
             raise JsonReject(RejectCode.BAD_FIELD, "order_id or client_order_id is required")
+        if coid >= CLIENT_COID_END:
+            raise JsonReject(RejectCode.BAD_FIELD, "client_order_id must be in [1, 2^63)")
         if op == "cancel":
             return encode_command(
                 Cancel(market_id=market, order_id=order_id, client_order_id=coid, account=account_id)

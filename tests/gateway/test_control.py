@@ -64,3 +64,30 @@ def test_every_control_op_is_one_registered_function_with_a_docstring():
     )
     for name, fn in CONTROL_OPS.items():
         assert fn.__doc__, f"op {name} has no docstring"
+
+
+async def test_an_op_or_enum_field_that_is_a_list_or_object_is_refused_naming_it_not_an_internal_error():
+    """JSON arrays and objects are unhashable: looked up in the op or enum tables they raised, and
+    the client got MALFORMED "internal error" without its id (the gateway logged a traceback)."""
+    from eth_account import Account
+
+    with GatewayStack() as st:
+        c = await HxClient(st.url, "bin").connect()
+        try:
+            for op in ([], ["place"], {}, {"op": "place"}):
+                with pytest.raises(RequestRejected) as exc:
+                    await c.request({"op": op}, timeout_s=3)
+                assert exc.value.reason == "UNKNOWN_OP" and "needs an 'op'" in str(exc.value)
+            for channel in ([], {"book": 1}):
+                with pytest.raises(RequestRejected) as exc:
+                    await c.request({"op": "subscribe", "channel": channel, "market": BTC_USD}, timeout_s=3)
+                assert exc.value.reason == "BAD_FIELD" and "channel" in str(exc.value)
+            await c.login(Account.create().key)
+            for field, value in (("outcome", ["yes"]), ("action", {"a": 1})):
+                msg = {"op": "resolve", "market": BTC_USD, "outcome": "yes", field: value}
+                with pytest.raises(RequestRejected) as exc:
+                    await c.request(msg, timeout_s=3)
+                assert exc.value.reason == "BAD_FIELD" and field in str(exc.value)
+            assert (await c.request({"op": "ping"}))["type"] == "pong"
+        finally:
+            await c.close()

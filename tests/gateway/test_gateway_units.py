@@ -84,6 +84,12 @@ def test_gateway_validator_accepts_and_stamps_account():
     [
         (new_order(order_id=9), RejectCode.BAD_FIELD),
         (new_order(client_order_id=0), RejectCode.BAD_FIELD),
+        # ids from 2^63 up are risk's own (liquidation orders): the engine must never see one
+        (new_order(client_order_id=1 << 63), RejectCode.BAD_FIELD),
+        (new_order(client_order_id=(1 << 64) - 1), RejectCode.BAD_FIELD),
+        (encode(MsgType.CANCEL, 1, client_order_id=(1 << 63) + 1), RejectCode.BAD_FIELD),
+        (encode(MsgType.AMEND, 1, client_order_id=1 << 63, size_lots=2), RejectCode.BAD_FIELD),
+        (encode(MsgType.ORDER_QUERY, 1, client_order_id=1 << 63, request_id=1), RejectCode.BAD_FIELD),
         (new_order(side=2), RejectCode.BAD_SIDE),
         (new_order(tif=9), RejectCode.BAD_TIF),
         (new_order(order_type=6), RejectCode.BAD_ORDER_TYPE),
@@ -106,6 +112,33 @@ def test_gateway_validator_accepts_and_stamps_account():
 def test_gateway_validator_reject_codes(frame, code):
     assert _reference(frame, ACCOUNT) == [code]
     assert _fast(frame, ACCOUNT) == [code]
+
+
+def test_gateway_validator_refuses_risk_client_order_ids_on_every_path():
+    """A client order id with the top bit set (risk's liquidation orders) is refused by the
+    gateway on the scalar and the numpy bulk path, in JSON too: the engine never sees one."""
+    for n in (1, 5, 120):
+        structs = [new_order(client_order_id=k + 1) for k in range(n)]
+        structs[n // 2] = new_order(client_order_id=(1 << 63) | 7)
+        frame = b"".join(structs)
+        codes = [0] * n
+        codes[n // 2] = RejectCode.BAD_FIELD
+        assert _fast(frame, ACCOUNT) == codes == _reference(frame, ACCOUNT)
+    for msg in (
+        {
+            "op": "place",
+            "market": 1,
+            "side": "buy",
+            "price": "100.5",
+            "size": "0.002",
+            "client_order_id": 1 << 63,
+        },
+        {"op": "cancel", "market": 1, "client_order_id": (1 << 64) - 1},
+        {"op": "amend", "market": 1, "client_order_id": 1 << 63, "size": "0.002"},
+    ):
+        with pytest.raises(JsonReject) as exc:
+            command_struct(msg, CATALOG, ACCOUNT)
+        assert exc.value.code == RejectCode.BAD_FIELD and "client_order_id" in exc.value.detail
 
 
 @settings(max_examples=150, deadline=None)

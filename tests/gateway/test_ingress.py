@@ -53,3 +53,19 @@ async def test_oversize_binary_frame_is_closed_1009_and_nothing_in_it_trades():
             assert len(ok) == 3 and all(getattr(r, "order_id", 0) for r in ok)
         finally:
             await watcher.close()
+
+
+async def test_an_empty_binary_frame_is_answered_bad_length():
+    """Every frame gets an answer: an empty one from a logged-in client was silently dropped."""
+    from engine.types.enums import RejectCode
+    from gateway.sdk import OrderRejectedEvent
+
+    with GatewayStack() as st:
+        c = await HxClient(st.url, "bin").connect()
+        try:
+            await c.login(Account.create().key)
+            c.send_raw(b"")
+            ev = await asyncio.wait_for(c.events.get(), 3)
+            assert isinstance(ev, OrderRejectedEvent) and (ev.code, ev.seq) == (RejectCode.BAD_LENGTH, 0)
+        finally:
+            await c.close()

@@ -179,3 +179,35 @@ def _drain(q: asyncio.Queue) -> list:
     while not q.empty():
         out.append(q.get_nowait())
     return out
+
+
+async def test_order_queries_have_their_own_account_budget_not_the_order_rate(stack: GatewayStack) -> None:
+    """Each ORDER_QUERY is answered with up to every open order of the account: at the order rate
+    (20,000/s) one account could make risk emit millions of events and stall everyone's orders.
+    Queries (binary and JSON) draw from the account's query bucket (burst 40); the rest are
+    RATE_LIMITED by the gateway (seq 0) and never reach risk."""
+    c = await _funded(stack, "bin")
+    try:
+        c.send_raw(b"".join(encode(MsgType.ORDER_QUERY, 0xFFFFFFFF, request_id=k + 1) for k in range(100)))
+        answered, limited = set(), []
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 3
+        while loop.time() < end and len(answered) + len(limited) < 100:
+            try:
+                ev = await asyncio.wait_for(c.events.get(), 0.5)
+            except TimeoutError:
+                continue
+            if isinstance(ev, OrderStateEvent):
+                answered.add(ev.request_id)
+            elif isinstance(ev, OrderRejectedEvent):
+                assert (ev.code, ev.seq, ev.command) == (RejectCode.RATE_LIMITED, 0, MsgType.ORDER_QUERY)
+                limited.append(ev)
+        assert len(answered) + len(limited) == 100 and 40 <= len(answered) <= 45, (
+            len(answered),
+            len(limited),
+        )
+        with pytest.raises(RequestRejected) as exc:  # the JSON queries share the account's budget
+            await c.open_orders()
+        assert exc.value.reason == "RATE_LIMITED"
+    finally:
+        await c.close()
