@@ -43,6 +43,8 @@ def mul_div_floor_column(a: np.ndarray, b: int, d: int) -> tuple[np.ndarray, np.
     top = int(a.max(initial=0))
     if int(a.min(initial=0)) < 0 or top >= COLUMN_MAX or top * bh > INT64_MAX:
         return None
+    if top == 0:  # an empty or all-zero column: every product is 0 (and bh may not fit int64)
+        return np.zeros(len(a), np.int64), np.zeros(len(a), np.int64)
     q = np.floor(a.astype(np.float64) * (bl / d)).astype(np.int64)
     with np.errstate(over="ignore"):
         r = a * np.int64(bl) - q * np.int64(d)  # (wraps; the true value fits)
