@@ -19,10 +19,7 @@ moderate load, a few dozen events per shard batch) take a plain-Python pass, one
 events; larger batches are vectorised with numpy (one sort per batch, not a loop per event). On
 this interpreter a numpy call costs 2-10 us whatever its size, so the dozen calls of the
 vectorised path cost ~80 us even for four events, while the loop costs well under 1 us per event.
-On either path the private events are routed in C when the extension is built
-(``gateway/native/_hxreplay.c``, ``route``: ~0.03-0.4 us an event against 0.2-1.3): the two
-Python routings are its specification. Tests run random batches through all of them and compare
-what every session receives.
+Tests run random batches through both and compare what every session receives.
 
 The fan-out never blocks on a client: it only appends to transports, so the event ring drains at
 the gateway's speed, and the shards never wait on a slow client.
