@@ -58,11 +58,6 @@ from gateway.protocol.units import from_units
 from gateway.protocol.vocabulary import SINGLE_ACCOUNT_PRIVATE_EVENTS
 from gateway.session import Session
 
-try:
-    from gateway.native import _hxreplay
-except ImportError:  # pragma: no cover - the build makes it; the numpy and Python routing run without it
-    _hxreplay = None  # type: ignore[assignment]
-
 log = logging.getLogger("hx.gateway.fanout")
 
 PREV_SEQ_OFFSET = field_offset(MsgType.L2_DELTA, "prev_seq")  # stamped on the way out
@@ -100,10 +95,6 @@ def _span(name: str) -> tuple[int, int]:
 
 _TAKER_SPANS = (_span("taker_account"), _span("taker_order_id"))
 _MAKER_SPANS = (_span("maker_account"), _span("maker_order_id"))
-# the same tables for the compiled routing (gateway/native/_hxreplay.c, route)
-_ACCOUNT_AT_I16 = np.array(_ACCOUNT_AT, np.int16).tobytes()
-_MAKER_SPANS_I16 = np.array(_MAKER_SPANS, np.int16).tobytes()  # zeroed in the taker's copy
-_TAKER_SPANS_I16 = np.array(_TAKER_SPANS, np.int16).tobytes()  # zeroed in the maker's copy
 
 
 def _zeroed(event: bytes, spans: tuple[tuple[int, int], ...]) -> bytes:
@@ -170,9 +161,6 @@ class EventFanout:
         self.conflating: set[Session] = set()
         self.metrics = Metrics("gateway", NoHealth().metrics)  # the process sets the board's
         self._masks: dict[frozenset[str], np.ndarray] = {}
-        # private events routed in C (one pass, any batch size); the numpy and plain-Python paths
-        # are its specification (tests turn it off to run them)
-        self.compiled = _hxreplay is not None
         self.events = 0
         self.batches = 0
 
@@ -243,10 +231,7 @@ class EventFanout:
         u32 = a.view("<u4")
         touched: set[Session] = set()
         if private and self.accounts:
-            if self.compiled:
-                self._route_private_compiled(data, touched)
-            else:
-                self._route_private(a, t, u32, touched)
+            self._route_private(a, t, u32, touched)
         pub = _PUBLIC[t]
         if pub.any():
             self._route_public(a, t, u32, np.flatnonzero(pub), touched)
@@ -260,14 +245,10 @@ class EventFanout:
 
     # ---- plain-Python path (small batches) -------------------------------------------------------
     def _process_small(self, data: bytes, route_private: bool = True) -> set[Session]:
-        """Route a batch with one Python loop: events by account, public events by market (the
-        private ones in C when it is built: the same routing, without a Python step per event)."""
-        compiled = self.compiled and route_private and bool(self.accounts)
-        private, public = self._group(data, route_private and not compiled)
+        """Route a batch with one Python loop: events by account, public events by market."""
+        private, public = self._group(data, route_private)
         touched: set[Session] = set()
         accounts = self.accounts
-        if compiled:
-            self._route_private_compiled(data, touched)
         for acct, events in private.items():
             sessions = accounts.get(acct)
             if sessions:
@@ -395,17 +376,6 @@ class EventFanout:
             sessions = accounts.get(acct)
             if sessions:
                 self._give_private(sessions, block[s:e].tobytes(), e - s, touched)
-
-    def _route_private_compiled(self, data: bytes, touched: set[Session]) -> None:
-        """``_route_private`` in one C pass (``_hxreplay.route``): each account's events, a FILL's
-        two sides their own copies, in batch order."""
-        accounts = self.accounts
-        for acct, blob, count in _hxreplay.route(  # type: ignore[union-attr]
-            data, _ACCOUNT_AT_I16, _FILL, _MAKER_AT, _MAKER_SPANS_I16, _TAKER_SPANS_I16
-        ):
-            sessions = accounts.get(acct)
-            if sessions:
-                self._give_private(sessions, blob, count, touched)
 
     def _give_private(self, sessions: set[Session], blob: bytes, count: int, touched: set[Session]) -> None:
         """Queue one account's events (``count`` structs in ``blob``) on each of its sessions."""

@@ -11,17 +11,6 @@
  * bytes object with their first and last seq. ReplayBuffer._append does the bookkeeping; its
  * per-event reading in Python (ReplayBuffer._record_python) is the specification, and
  * tests/gateway/test_replay_buffer.py holds both to tests/gateway/replay_spec.py.
- *
- * route(data, account_at, fill_type, maker_at, taker_copy_zero, maker_copy_zero) -> list of
- *     (account, events, count)
- * the fan-out's private routing of a batch (gateway.fanout: EventFanout._route_private, numpy, and
- * _group, one Python loop, are its specifications; tests/gateway/test_fanout_paths.py holds the
- * three to what every session receives): every event with an account (`account_at` as above) goes
- * to that account whole, except a FILL whose maker and taker accounts differ, which goes to each
- * as its own copy: the taker's with the byte spans of `taker_copy_zero` zeroed (int16 lo, hi
- * pairs: the maker's account and order id), the maker's (the account at `maker_at`) with those of
- * `maker_copy_zero`. One tuple per account, in the order of its first event; its events in batch
- * order as one bytes object.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -160,137 +149,12 @@ done:
     return out;
 }
 
-static int read_spans(const Py_buffer *b, const int16_t **spans, Py_ssize_t *count) {
-    if (b->len % 4) return -1;
-    *spans = b->buf;
-    *count = b->len / 4;
-    for (Py_ssize_t j = 0; j < *count; j++)
-        if ((*spans)[2 * j] < 0 || (*spans)[2 * j] > (*spans)[2 * j + 1] || (*spans)[2 * j + 1] > SLOT) return -1;
-    return 0;
-}
-
-static PyObject *route(PyObject *self, PyObject *args) {
-    Py_buffer d = {0}, at_buf = {0}, tz = {0}, mz = {0};
-    int fill_type, maker_at;
-    if (!PyArg_ParseTuple(args, "y*y*iiy*y*", &d, &at_buf, &fill_type, &maker_at, &tz, &mz)) return NULL;
-    PyObject *out = NULL;
-    int32_t *table = NULL, *eslot = NULL, *enext = NULL, *ghead = NULL, *gtail = NULL, *gcount = NULL;
-    uint8_t *erole = NULL;
-    uint32_t *gacct = NULL;
-    const int16_t *tspans, *mspans;
-    Py_ssize_t nt, nm;
-    if (at_buf.len != 256 * 2 || maker_at < 0 || maker_at > SLOT - 4 || read_spans(&tz, &tspans, &nt) < 0 ||
-        read_spans(&mz, &mspans, &nm) < 0) {
-        PyErr_SetString(PyExc_ValueError, "route: account_at must be 256 int16, spans int16 pairs in a slot");
-        goto done;
-    }
-    const int16_t *account_at = at_buf.buf;
-    for (int t = 0; t < 256; t++)
-        if (account_at[t] > SLOT - 4) {
-            PyErr_SetString(PyExc_ValueError, "route: an account offset past the slot");
-            goto done;
-        }
-    const uint8_t *base = d.buf;
-    const Py_ssize_t n = d.len / SLOT, e_max = 2 * n; /* a FILL makes two entries */
-    out = PyList_New(0);
-    if (!out || !n) goto done;
-    Py_ssize_t cap = 16;
-    while (cap < 2 * e_max) cap <<= 1;
-    table = malloc(sizeof(int32_t) * (size_t)cap);
-    eslot = malloc(sizeof(int32_t) * (size_t)e_max);
-    enext = malloc(sizeof(int32_t) * (size_t)e_max);
-    erole = malloc((size_t)e_max);
-    gacct = malloc(sizeof(uint32_t) * (size_t)e_max);
-    ghead = malloc(sizeof(int32_t) * (size_t)e_max);
-    gtail = malloc(sizeof(int32_t) * (size_t)e_max);
-    gcount = malloc(sizeof(int32_t) * (size_t)e_max);
-    if (!table || !eslot || !enext || !erole || !gacct || !ghead || !gtail || !gcount) {
-        PyErr_NoMemory();
-        Py_CLEAR(out);
-        goto done;
-    }
-    memset(table, 0xFF, sizeof(int32_t) * (size_t)cap);
-    int32_t ngroups = 0, ne = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const uint8_t *ev = base + i * SLOT;
-        const int at = account_at[ev[0]];
-        if (at < 0) continue;
-        uint32_t accounts[2] = {rd32(ev + at), 0};
-        uint8_t roles[2] = {0, 0};
-        int copies = 1;
-        if (ev[0] == fill_type) {
-            accounts[1] = rd32(ev + maker_at);
-            if (accounts[1] != accounts[0]) { /* each side its own copy; a self-trade goes once, whole */
-                roles[0] = 1;
-                roles[1] = 2;
-                copies = 2;
-            }
-        }
-        for (int c = 0; c < copies; c++) {
-            const uint32_t account = accounts[c];
-            Py_ssize_t h = (Py_ssize_t)((account * 2654435761u) & (uint32_t)(cap - 1));
-            while (table[h] >= 0 && gacct[table[h]] != account) h = (h + 1) & (cap - 1);
-            int32_t g = table[h];
-            if (g < 0) {
-                g = table[h] = ngroups++;
-                gacct[g] = account;
-                ghead[g] = ne;
-                gcount[g] = 0;
-            } else {
-                enext[gtail[g]] = ne;
-            }
-            gtail[g] = ne;
-            eslot[ne] = (int32_t)i;
-            erole[ne] = roles[c];
-            enext[ne] = -1;
-            gcount[g]++;
-            ne++;
-        }
-    }
-    for (int32_t g = 0; g < ngroups; g++) {
-        PyObject *blob = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)gcount[g] * SLOT);
-        if (!blob) {
-            Py_CLEAR(out);
-            goto done;
-        }
-        uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(blob);
-        for (int32_t e = ghead[g]; e >= 0; e = enext[e], dst += SLOT) {
-            memcpy(dst, base + (Py_ssize_t)eslot[e] * SLOT, SLOT);
-            const int16_t *spans = erole[e] == 1 ? tspans : mspans;
-            const Py_ssize_t k = erole[e] == 1 ? nt : erole[e] == 2 ? nm : 0;
-            for (Py_ssize_t j = 0; j < k; j++) memset(dst + spans[2 * j], 0, (size_t)(spans[2 * j + 1] - spans[2 * j]));
-        }
-        PyObject *item = Py_BuildValue("(kNi)", (unsigned long)gacct[g], blob, gcount[g]);
-        if (!item || PyList_Append(out, item) < 0) {
-            Py_XDECREF(item);
-            Py_CLEAR(out);
-            goto done;
-        }
-        Py_DECREF(item);
-    }
-done:
-    free(table);
-    free(eslot);
-    free(enext);
-    free(erole);
-    free(gacct);
-    free(ghead);
-    free(gtail);
-    free(gcount);
-    if (d.obj) PyBuffer_Release(&d);
-    if (at_buf.obj) PyBuffer_Release(&at_buf);
-    if (tz.obj) PyBuffer_Release(&tz);
-    if (mz.obj) PyBuffer_Release(&mz);
-    return out;
-}
-
 static PyMethodDef methods[] = {
     {"split", split, METH_VARARGS, "A risk batch's events of recent accounts, by account (see the module)."},
-    {"route", route, METH_VARARGS, "A batch's private events by receiving account (see the module)."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hxreplay", "The replay buffer's batch reading and the fan-out's private routing.", -1,
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hxreplay", "The replay buffer's batch reading.", -1,
                                     methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__hxreplay(void) { return PyModule_Create(&module); }

@@ -1,10 +1,9 @@
-"""The fan-out's routing paths agree: plain Python for small batches, numpy for large ones (the
-two specifications), and the private events routed in C (``_hxreplay.route``) under either.
+"""The fan-out's two routing paths (plain Python for small batches, numpy for large) agree.
 
-Random event batches (private events of several accounts, self-trades, risk's one-sided FILL
-copies, public events of several markets) go through ``EventFanout`` s with identical sessions,
-each forced onto one path; every session must receive the same frames, conflating sessions the
-same drop counts, and the gateway's L2 books must end up equal.
+Random event batches (private events of several accounts, self-trades, public events of several
+markets) go through two ``EventFanout`` s with identical sessions, one forced onto each path;
+every session must receive the same frames, conflating sessions the same drop counts, and the
+gateway's L2 books must end up equal.
 """
 
 from __future__ import annotations
@@ -77,17 +76,12 @@ def _event(rng: random.Random, seqs: dict[int, int]) -> bytes:
         return encode(MsgType.ACCEPTED, market, seq=seq, order_id=seq, client_order_id=seq, account=acct)
     if kind == 1:
         maker = acct if rng.random() < 0.3 else rng.choice(ACCOUNTS)
-        taker = acct
-        if rng.random() < 0.3:  # risk's copies: one side's account (and order id) already zeroed
-            taker, maker = (0, maker) if rng.random() < 0.5 else (taker, 0)
         return encode(
             MsgType.FILL,
             market,
             seq=seq,
-            taker_account=taker,
-            taker_order_id=seq if taker else 0,
+            taker_account=acct,
             maker_account=maker,
-            maker_order_id=seq + 1 if maker else 0,
             price_ticks=10,
             size_lots=1,
         )
@@ -113,13 +107,10 @@ def _event(rng: random.Random, seqs: dict[int, int]) -> bytes:
     return encode(MsgType.MARKET_STATUS, market, seq=seq, status=1)
 
 
-def _run(
-    small_batch: int, batches: list[bytes], monkeypatch: pytest.MonkeyPatch, compiled: bool = False
-) -> Any:
+def _run(small_batch: int, batches: list[bytes], monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(fanout_module, "SMALL_BATCH", small_batch)
     sessions, accounts, market_subs = _sessions()
     fan = EventFanout([], CATALOG, accounts, market_subs)
-    fan.compiled = compiled
     for batch in batches:
         fan._process(bytes(batch), len(batch) // 64)
     sent = [s.transport.sent for s in sessions]
@@ -137,24 +128,6 @@ def test_small_and_vectorised_paths_route_identically(seed: int, monkeypatch: py
     vector = _run(0, batches, monkeypatch)
     assert small == vector
     assert any(small[0]), "sessions received something"
-    assert fanout_module._hxreplay is not None, "the extension is built (make setup)"
-    assert _run(1 << 30, batches, monkeypatch, compiled=True) == small  # C private routing, small path
-    assert _run(0, batches, monkeypatch, compiled=True) == small  # and on the vectorised path
-
-
-def test_the_compiled_routing_refuses_bad_tables_and_reads_a_partial_slot_as_nothing() -> None:
-    route = fanout_module._hxreplay.route  # type: ignore[union-attr]
-    at, maker_at = fanout_module._ACCOUNT_AT_I16, fanout_module._MAKER_AT
-    spans = fanout_module._MAKER_SPANS_I16, fanout_module._TAKER_SPANS_I16
-    event = encode(MsgType.ACCEPTED, 1, seq=1, order_id=1, client_order_id=1, account=3)
-    assert route(event + event[:10], at, int(MsgType.FILL), maker_at, *spans) == [(3, event, 1)]
-    assert route(b"", at, int(MsgType.FILL), maker_at, *spans) == []
-    with pytest.raises(ValueError):
-        route(event, at[:-2], int(MsgType.FILL), maker_at, *spans)
-    with pytest.raises(ValueError):
-        route(event, at, int(MsgType.FILL), 61, *spans)  # an account read past the slot
-    with pytest.raises(ValueError):
-        route(event, at, int(MsgType.FILL), maker_at, b"\x00\x00\x50\x00", spans[1])  # a span past it
 
 
 def test_lost_events_are_never_skipped_silently() -> None:
