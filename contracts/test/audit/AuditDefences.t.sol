@@ -57,13 +57,6 @@ contract AuditDefencesTest is HxBase {
         s.amount = amount;
     }
 
-    function _submitReverts(bytes memory err) internal {
-        ClearingHouse.Batch memory b = _batch();
-        vm.expectRevert(err);
-        vm.prank(operator);
-        ch.submitBatch(b);
-    }
-
     // ------------------------------------------------------------------ double withdrawal
 
     /// Depositor: a withdrawal queued by the escape batch and an escape of the same money. The escape state is after

@@ -114,26 +114,26 @@ contract AuditFixesTest is HxBase {
 
         // the thief, with the operator key: the same leaves, other prices
         priceOf[address(wbtc)] = 1e36;
-        _submitRefused(
+        _submitReverts(
             abi.encodeWithSelector(
                 ClearingHouse.PriceDeviatesFromFeed.selector, address(wbtc), 1e36, 60_000e6
             )
         );
         priceOf[address(wbtc)] = 60_000e6;
         priceOf[address(weth)] = 1;
-        _submitRefused(
+        _submitReverts(
             abi.encodeWithSelector(ClearingHouse.PriceDeviatesFromFeed.selector, address(weth), 1, 3000e6)
         );
         priceOf[address(weth)] = 3000e6;
         priceOf[address(usdc)] = 1;
-        _submitRefused(
+        _submitReverts(
             abi.encodeWithSelector(ClearingHouse.NumerairePriceNotPinned.selector, address(usdc), 1)
         );
         priceOf[address(usdc)] = 1e6;
         // once the feeds are stale, the only price left is the last one (no skew either)
         vm.warp(block.timestamp + 2 hours);
         priceOf[address(wbtc)] = 60_001e6;
-        _submitRefused(
+        _submitReverts(
             abi.encodeWithSelector(
                 ClearingHouse.PriceFeedUnavailable.selector, address(wbtc), 60_001e6, 60_000e6
             )
@@ -149,12 +149,5 @@ contract AuditFixesTest is HxBase {
         assertGt(worth, 599e6);
         uint256[] memory a = _escape(alice);
         assertGt(a[0] + a[1] * 3000 / 1e12 + a[2] * 60_000 / 1e2, 999_999e6, "alice exits her value");
-    }
-
-    function _submitRefused(bytes memory err) internal {
-        ClearingHouse.Batch memory b = _batch();
-        vm.expectRevert(err);
-        vm.prank(operator);
-        ch.submitBatch(b);
     }
 }

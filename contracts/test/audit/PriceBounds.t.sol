@@ -77,13 +77,6 @@ contract PriceBoundsTest is HxBase {
         _submit(); // batch 1 at the honest prices: 3000e6, 60_000e6
     }
 
-    function _submitReverts(bytes memory err) internal {
-        ClearingHouse.Batch memory b = _batch();
-        vm.expectRevert(err);
-        vm.prank(operator);
-        ch.submitBatch(b);
-    }
-
     function _asTimelock(address token, address feed, uint32 dev, uint32 age) internal {
         vm.prank(address(timelock));
         ch.setPriceFeed(token, feed, dev, age);

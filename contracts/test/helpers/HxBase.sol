@@ -285,6 +285,14 @@ abstract contract HxBase is Test {
         delete pendingF;
     }
 
+    /// Submit the pending batch as the operator, expecting it to revert with `err`.
+    function _submitReverts(bytes memory err) internal {
+        ClearingHouse.Batch memory b = _batch();
+        vm.expectRevert(err);
+        vm.prank(operator);
+        ch.submitBatch(b);
+    }
+
     function _submit() internal returns (bytes32) {
         return _submit(_batch());
     }
