@@ -90,6 +90,11 @@ async def serve(
     if oracle_ring is not None:
         oracle_ring.set_producer()
     server.oracle_ring = oracle_ring
+    # doorbell batching: the frames one loop iteration reads reach risk (or the shard) as one burst
+    # with one wake-up, not one wake-up (and one preempting batch downstream) per frame
+    loop = asyncio.get_running_loop()
+    for ring in (*router.rings, *([oracle_ring] if oracle_ring is not None else [])):
+        ring.defer_wakes(loop.call_soon)
     server.risk_spec = RiskSpecSource(process.markets_path)
     if process.route == "account":
         server.enable_risk(process.index, process.state_dir)
