@@ -27,14 +27,6 @@ class EventPump:
         self.wake_fds = [c.wait_strategy.fd for c in consumers if getattr(c.wait_strategy, "fd", -1) >= 0]
         self._wake: asyncio.Future[None] | None = None
         self._running = False
-        self.doorbells: list[Any] = []  # output rings whose deferred wake-ups go out before a poll
-
-    def ring_doorbells(self) -> None:
-        """Write the wake-ups the orders of this loop iteration deferred (``RingBuffer.defer_wakes``)
-        before routing events: the pump's step may run ahead of the flush the rings scheduled, and
-        its routing and socket writes (tens of microseconds) would otherwise delay risk's wake-up."""
-        for ring in self.doorbells:
-            ring.flush_wakes()
 
     def kick(self) -> None:
         """Orders just went in: wake a parked pump so it polls for their events."""
@@ -70,7 +62,6 @@ class EventPump:
         self._running = True
         try:
             while self._running:
-                self.ring_doorbells()
                 if poll(max_n):
                     idle = 0
                     await asyncio.sleep(0)
