@@ -743,7 +743,8 @@ class RiskEngine:
             self._emit_balance(row, asset, BalanceReason.WITHDRAW_RETURN, amount, request_id)
 
     def _order_query(self, market: int, order_id: int, coid: int, request_id: int, account: int) -> None:
-        """Answer with the account's open orders (all of them, or the one named), then last = 1."""
+        """Answer with the account's open orders (all of them, those of ``market`` when it names
+        one, or the one named), then last = 1."""
         if not self.owns(account):
             self._reject(market, MsgType.ORDER_QUERY, order_id, coid, account, RejectCode.ACCOUNT_NOT_HERE)
             return
@@ -752,7 +753,12 @@ class RiskEngine:
             found = [r] if r is not None and r.client_order_id < LIQUIDATION_COID_BASE else []
         else:
             found = sorted(
-                self.ledger.orders_of(account), key=lambda r: (r.market, r.order_id, r.client_order_id)
+                (
+                    r
+                    for r in self.ledger.orders_of(account)
+                    if market in (0, ALL_MARKETS) or r.market == market
+                ),
+                key=lambda r: (r.market, r.order_id, r.client_order_id),
             )
         if not found:
             self._emit_state(market, account, order_id, coid, 0, 0, 0, OrderState.UNKNOWN, request_id, True)

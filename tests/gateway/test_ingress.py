@@ -69,3 +69,22 @@ async def test_an_empty_binary_frame_is_answered_bad_length():
             assert isinstance(ev, OrderRejectedEvent) and (ev.code, ev.seq) == (RejectCode.BAD_LENGTH, 0)
         finally:
             await c.close()
+
+
+async def test_a_text_frame_over_the_frame_limit_is_closed_1009_and_one_over_the_json_limit_is_answered():
+    """docs/gateway.md's limits: a JSON frame over 16 KiB gets BAD_JSON and the connection stays;
+    over the 64 KiB frame limit it is closed with 1009, as a binary frame is."""
+    import orjson
+
+    with GatewayStack() as st:
+        c = await HxClient(st.url, "json").connect()
+        try:
+            pad = "x" * (20 * 1024)
+            c.send_raw(orjson.dumps({"op": "markets", "id": 1, "pad": pad}), text=True)
+            reply = await c.request({"op": "markets"})  # the connection is still up after the error
+            assert reply.get("type") == "markets", reply
+            c.send_raw(orjson.dumps({"op": "markets", "pad": "x" * (MAX_FRAME_BYTES + 1)}), text=True)
+            await c.wait_closed(10)
+            assert c.close_info is not None and c.close_info[0] == 1009, c.close_info
+        finally:
+            await c.close()

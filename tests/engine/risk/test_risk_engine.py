@@ -381,6 +381,30 @@ def test_order_query_lists_open_orders_and_says_unknown_otherwise() -> None:
     assert seqs == sorted(seqs)  # on Alice's private stream
 
 
+def test_an_order_query_naming_a_market_lists_that_markets_orders_only() -> None:
+    """ORDER_QUERY with a market and no order: that market's open orders (it listed every market's);
+    0xFFFFFFFF (or 0) still lists them all; a market with none: one UNKNOWN state, last = 1."""
+    from engine.wire.layout import ALL_MARKETS
+
+    x = LocalExchange()
+    x.deposit(ALICE, USDC, USDC_10K)
+    perp = x.order(ALICE, BTC_PERP, 0, 490_000, 10)
+    spot = x.order(ALICE, ETH_USDC, 0, 1_000, 5)
+
+    def answer(market: int) -> list[tuple[int, int, int]]:
+        x.risk_events.clear()
+        x.send(encode(MsgType.ORDER_QUERY, market, account=ALICE, request_id=11))
+        states = [e for e in x.risk_events if e["msg_type"] == MsgType.ORDER_STATE]
+        assert states and states[-1]["last"] == 1 and sum(s["last"] for s in states) == 1
+        return [(s["market_id"], s["client_order_id"], s["state"]) for s in states]
+
+    assert answer(BTC_PERP) == [(BTC_PERP, perp, 2)]
+    assert answer(ETH_USDC) == [(ETH_USDC, spot, 2)]
+    assert answer(ALL_MARKETS) == answer(0) == [(BTC_PERP, perp, 2), (ETH_USDC, spot, 2)]
+    x.send(encode(MsgType.CANCEL, ETH_USDC, account=ALICE, client_order_id=spot))
+    assert answer(ETH_USDC) == [(ETH_USDC, 0, 0)]
+
+
 @pytest.mark.parametrize(
     ("partitions", "rate_ppb", "isolated", "clearing_holds"),
     [
