@@ -15,6 +15,7 @@ import os
 import random
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -42,13 +43,13 @@ def _echo(ping: str, pong: str) -> None:
     rout.close()
 
 
-@pytest.mark.timeout(180)
-@pytest.mark.parametrize("spins", [0, 50])
-def test_blocking_ping_pong_never_waits_for_the_park_limit(ring_name: str, spins: int) -> None:
+def _ping_pong(ring_name: str, echo: Any, spins: int) -> tuple[float, float]:
+    """ROUND_TRIPS messages through ``echo`` in a forked process, each the only one in flight;
+    returns (slowest round trip, elapsed) in seconds."""
     ctx = mp.get_context("fork")
     ping = RingBuffer.create(ring_name + "-ping", capacity=8)
     pong = RingBuffer.create(ring_name + "-pong", capacity=8)
-    proc = ctx.Process(target=_echo, args=(ping.name, pong.name))
+    proc = ctx.Process(target=echo, args=(ping.name, pong.name))
     try:
         proc.start()
         cons = pong.consumer(0, Blocking(spins=spins, max_park_ms=PARK_MS))
@@ -70,6 +71,13 @@ def test_blocking_ping_pong_never_waits_for_the_park_limit(ring_name: str, spins
             proc.join()
         ping.close()
         pong.close()
+    return slowest, elapsed
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("spins", [0, 50])
+def test_blocking_ping_pong_never_waits_for_the_park_limit(ring_name: str, spins: int) -> None:
+    slowest, elapsed = _ping_pong(ring_name, _echo, spins)
     assert slowest < 10, f"a round trip took {slowest:.1f}s: a wake-up was lost"
     print(f"{ROUND_TRIPS} round trips in {elapsed:.2f}s, slowest {slowest * 1e3:.1f} ms")
 
@@ -144,27 +152,34 @@ def _echo_deferred(ping: str, pong: str) -> None:
 def test_deferred_wakes_lose_no_wake_up_across_processes(ring_name: str) -> None:
     """The ping-pong above with the echo deferring its wake-ups to its loop's flush: a wake-up that
     the deferral lost would stall a round trip for the 60 s park limit."""
-    ctx = mp.get_context("fork")
-    ping = RingBuffer.create(ring_name + "-ping", capacity=8)
-    pong = RingBuffer.create(ring_name + "-pong", capacity=8)
-    proc = ctx.Process(target=_echo_deferred, args=(ping.name, pong.name))
-    try:
-        proc.start()
-        cons = pong.consumer(0, Blocking(spins=0, max_park_ms=PARK_MS))
-        slowest = 0.0
-        for i in range(ROUND_TRIPS):
-            start = time.monotonic()
-            msg = i.to_bytes(8, "little") * 8
-            assert ping.try_publish(msg)
-            assert cons.read(1, timeout_s=120) == msg
-            slowest = max(slowest, time.monotonic() - start)
-        cons.close()
-        proc.join(30)
-        assert proc.exitcode == 0
-    finally:
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-        ping.close()
-        pong.close()
+    slowest, _ = _ping_pong(ring_name, _echo_deferred, 0)
     assert slowest < 10, f"a round trip took {slowest:.1f}s: a deferred wake-up was lost"
+
+
+def test_the_publishes_of_one_loop_iteration_wake_a_parked_consumer_once(ring_name: str) -> None:
+    """As ``gateway.process.serve`` sets it (``defer_wakes(loop.call_soon)``), in a real loop: the
+    frames one iteration reads are three publishes, all visible at once, and the parked consumer's
+    FIFO gets one byte after the iteration, none during it."""
+    ring = RingBuffer.create(ring_name, capacity=64)
+    cons, fd = _waiting_consumer(ring)
+    seen: list[int] = []
+
+    async def main() -> None:
+        ring.defer_wakes(asyncio.get_running_loop().call_soon)
+
+        def frames() -> None:
+            for k in range(3):
+                assert ring.try_publish(bytes([k + 1]) * 64)
+            seen.extend((_fifo_bytes(fd), cons.available()))
+
+        asyncio.get_running_loop().call_soon(frames)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        seen.append(_fifo_bytes(fd))
+
+    try:
+        asyncio.run(main())
+        assert seen == [0, 3, 1], "no wake-up during the burst, every slot visible, one byte after it"
+    finally:
+        cons.close()
+        ring.close()
