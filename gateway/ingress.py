@@ -60,6 +60,9 @@ class Ingress:
                 else:
                     sess.close(WSCloseCode.UNSUPPORTED_DATA, "binary frames are not accepted on /v1/json")
             else:
+                # a control op may take milliseconds (a what-if, a login's signature check): the
+                # wake-ups this iteration's order frames deferred go out before it, not after
+                self.server.ring_doorbells()
                 self.on_text(sess, frame.get_payload_as_bytes())
         elif mt == WSMsgType.PING:
             sess.transport.send(WSMsgType.PONG, frame.get_payload_as_bytes())

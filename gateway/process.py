@@ -95,6 +95,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for ring in (*router.rings, *([oracle_ring] if oracle_ring is not None else [])):
         ring.defer_wakes(loop.call_soon)
+        server.doorbells.append(ring)
     server.risk_spec = RiskSpecSource(process.markets_path)
     if process.route == "account":
         server.enable_risk(process.index, process.state_dir)

@@ -122,6 +122,7 @@ class GatewayServer:
         )
         self.consumers = consumers
         self.pump = EventPump(self.fanout, consumers, options)
+        self.doorbells: list[Any] = []  # rings whose wake-ups wait for the loop's iteration end
         self.stats = {"frames": 0, "orders": 0, "rejects": 0}
         self.ingress = Ingress(self)
         self.faucet_id = 0
@@ -256,6 +257,11 @@ class GatewayServer:
                 sess.close(WSCloseCode.INTERNAL_ERROR, f"events lost ({reason}); reconnect and resync")
 
     # ---- event pump ----------------------------------------------------------------------------
+    def ring_doorbells(self) -> None:
+        """Write the wake-ups the order rings deferred (``RingBuffer.defer_wakes``) now."""
+        for ring in self.doorbells:
+            ring.flush_wakes()
+
     def kick(self) -> None:
         """Orders just went in: wake a parked pump so it polls for their events."""
         self.pump.kick()

@@ -349,3 +349,21 @@ def test_gateway_json_orders_refuse_what_they_do_not_define_naming_the_field():
     with pytest.raises(JsonReject) as exc:
         command_struct({"op": "cancel_all", "market": None}, CATALOG, ACCOUNT)
     assert "market" in exc.value.detail
+
+
+def test_a_text_frame_rings_the_order_rings_doorbells_before_its_control_op() -> None:
+    """The wake-ups that this loop iteration's order frames deferred go out before a JSON op runs
+    (a what-if or a login's signature check can take milliseconds), not after it."""
+    from types import SimpleNamespace
+
+    from picows import WSMsgType
+
+    from gateway.ingress import Ingress
+
+    calls: list[str] = []
+    server = SimpleNamespace(options=None, stats={}, ring_doorbells=lambda: calls.append("doorbells"))
+    ingress = Ingress(server)  # type: ignore[arg-type]
+    ingress.on_text = lambda sess, payload: calls.append("op")  # type: ignore[method-assign]
+    frame = SimpleNamespace(msg_type=WSMsgType.TEXT, fin=True, get_payload_as_bytes=lambda: b"{}")
+    ingress.on_frame(SimpleNamespace(last_rx=0.0), frame)  # type: ignore[arg-type]
+    assert calls == ["doorbells", "op"]
