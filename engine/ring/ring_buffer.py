@@ -429,7 +429,9 @@ class RingBuffer(RingCore):
         then paid its per-batch costs (a journal record, a margin pass, a wake of its own) for a
         few dozen orders. The wake-up moves to the end of the iteration (microseconds later);
         the slots themselves are visible to a spinning consumer at once. Publishes from any other
-        thread wake at once. ``None``: wake per publish again (after flushing what is pending)."""
+        thread wake at once. A callback of the same loop iteration that may run long should call
+        ``flush_wakes`` first (the gateway does before a JSON op). ``None``: wake per publish again
+        (after flushing what is pending)."""
         self.flush_wakes()
         self._schedule = schedule
         self._schedule_thread = threading.get_ident()
