@@ -117,19 +117,28 @@ class Ingress:
             sess.send_binary(b"".join(rejects))
 
     @staticmethod
-    def _without_risk_types(res: FrameResult, rejects: list[bytes], account: int) -> FrameResult:
-        """Without risk in the path nobody answers ORDER_QUERY, SET_LEVERAGE or ADJUST_MARGIN: refuse
-        them here."""
+    def _refuse(
+        res: FrameResult, refused: set[int], rejects: list[bytes], account: int, code: int, retry_ns: int = 0
+    ) -> FrameResult:
+        """The frame without the structs at byte offsets ``refused``, each answered ``code``."""
+        data = res.accepted
         keep = bytearray()
         markets = []
         for k in range(res.count):
             off = k * SLOT_BYTES
-            if res.accepted[off] in RISK_TYPES:
-                rejects.append(reject_struct(res.accepted, off, RejectCode.ENGINE_UNAVAILABLE, account))
+            if off in refused:
+                rejects.append(reject_struct(data, off, code, account, retry_ns))
             else:
-                keep += res.accepted[off : off + SLOT_BYTES]
+                keep += data[off : off + SLOT_BYTES]
                 markets.append(res.markets[k])
         return FrameResult(keep, len(markets), markets, [])
+
+    def _without_risk_types(self, res: FrameResult, rejects: list[bytes], account: int) -> FrameResult:
+        """Without risk in the path nobody answers ORDER_QUERY, SET_LEVERAGE or ADJUST_MARGIN: refuse
+        them here."""
+        data = res.accepted
+        refused = {k * SLOT_BYTES for k in range(res.count) if data[k * SLOT_BYTES] in RISK_TYPES}
+        return self._refuse(res, refused, rejects, account, RejectCode.ENGINE_UNAVAILABLE)
 
     def query_tokens(self, account: int, n: int) -> int:
         """How many of ``n`` order queries (each answered with up to all the account's open orders)
@@ -154,18 +163,8 @@ class Ingress:
         granted = self.query_tokens(account, len(offs))
         if granted == len(offs):
             return res
-        refused = set(offs[granted:])
         retry_ns = int(self.query_retry_after_s(account) * 1e9)
-        keep = bytearray()
-        markets = []
-        for k in range(res.count):
-            off = k * SLOT_BYTES
-            if off in refused:
-                rejects.append(reject_struct(data, off, RejectCode.RATE_LIMITED, account, retry_ns))
-            else:
-                keep += data[off : off + SLOT_BYTES]
-                markets.append(res.markets[k])
-        return FrameResult(keep, len(markets), markets, [])
+        return self._refuse(res, set(offs[granted:]), rejects, account, RejectCode.RATE_LIMITED, retry_ns)
 
     def _reject_all(self, sess: Session, payload: memoryview, code: int) -> None:
         n = max(1, (len(payload) + SLOT_BYTES - 1) // SLOT_BYTES)

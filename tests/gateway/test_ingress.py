@@ -76,6 +76,8 @@ async def test_a_text_frame_over_the_frame_limit_is_closed_1009_and_one_over_the
     over the 64 KiB frame limit it is closed with 1009, as a binary frame is."""
     import orjson
 
+    from engine.types.enums import RejectCode
+
     with GatewayStack() as st:
         c = await HxClient(st.url, "json").connect()
         try:
@@ -83,6 +85,8 @@ async def test_a_text_frame_over_the_frame_limit_is_closed_1009_and_one_over_the
             c.send_raw(orjson.dumps({"op": "markets", "id": 1, "pad": pad}), text=True)
             reply = await c.request({"op": "markets"})  # the connection is still up after the error
             assert reply.get("type") == "markets", reply
+            error = c.control.get_nowait()  # (the gateway refused it unparsed: no id to match)
+            assert (error.get("type"), error.get("code")) == ("error", int(RejectCode.BAD_JSON)), error
             c.send_raw(orjson.dumps({"op": "markets", "pad": "x" * (MAX_FRAME_BYTES + 1)}), text=True)
             await c.wait_closed(10)
             assert c.close_info is not None and c.close_info[0] == 1009, c.close_info

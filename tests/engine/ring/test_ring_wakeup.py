@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from engine.ring import Blocking, RingBuffer
+from engine.ring.ring_buffer import Consumer
 
 ROUND_TRIPS = 1500
 PARK_MS = 60_000
@@ -82,7 +83,7 @@ def test_blocking_ping_pong_never_waits_for_the_park_limit(ring_name: str, spins
     print(f"{ROUND_TRIPS} round trips in {elapsed:.2f}s, slowest {slowest * 1e3:.1f} ms")
 
 
-def _waiting_consumer(ring: RingBuffer) -> tuple[object, int]:
+def _waiting_consumer(ring: RingBuffer) -> tuple[Consumer, int]:
     """A consumer flagged as parked (as ``Blocking`` does before it polls its FIFO), and its FIFO."""
     cons = ring.consumer(0, Blocking(spins=0, max_park_ms=PARK_MS))
     cons.wait_strategy.set_waiting(1)
