@@ -856,9 +856,9 @@ static int cancel(Core *c, uint32_t mid, uint64_t oid, uint64_t coid, uint32_t a
     if (!m) return reject(c, mid, HX_MSG_CANCEL, oid, coid, account, HX_REJECT_UNKNOWN_MARKET);
     if (oid) {
         int32_t i = map_get(&m->by_oid, oid, 0);
-        if (i >= 0) {
+        if (i >= 0) {  /* another account's order is unknown to this one (matching_engine.py) */
             if (m->orders[i].account != account)
-                return reject(c, mid, HX_MSG_CANCEL, oid, coid, account, HX_REJECT_OWNER_MISMATCH);
+                return reject(c, mid, HX_MSG_CANCEL, oid, coid, account, HX_REJECT_UNKNOWN_ORDER);
             book_cancel(c, m, i, HX_CANCEL_USER);
             return 0;
         }
@@ -868,7 +868,7 @@ static int cancel(Core *c, uint32_t mid, uint64_t oid, uint64_t coid, uint32_t a
     int32_t i = find_live(m, oid, coid, account, &is_stop);
     if (i < 0) return reject(c, mid, HX_MSG_CANCEL, oid, coid, account, HX_REJECT_UNKNOWN_ORDER);
     Order *o = is_stop ? &m->stops[i] : &m->orders[i];
-    if (o->account != account) return reject(c, mid, HX_MSG_CANCEL, oid, coid, account, HX_REJECT_OWNER_MISMATCH);
+    if (o->account != account) return reject(c, mid, HX_MSG_CANCEL, oid, coid, account, HX_REJECT_UNKNOWN_ORDER);
     if (is_stop) drop_stop(c, m, i, HX_CANCEL_USER);
     else book_cancel(c, m, i, HX_CANCEL_USER);
     return 0;
@@ -882,7 +882,7 @@ static int amend(Core *c, uint32_t mid, uint64_t oid_in, uint64_t coid_in, uint3
     int32_t i = find_live(m, oid_in, coid_in, account, &is_stop);
     if (i < 0) return reject(c, mid, HX_MSG_AMEND, oid_in, coid_in, account, HX_REJECT_UNKNOWN_ORDER);
     Order *o = is_stop ? &m->stops[i] : &m->orders[i];
-    if (o->account != account) return reject(c, mid, HX_MSG_AMEND, oid_in, coid_in, account, HX_REJECT_OWNER_MISMATCH);
+    if (o->account != account) return reject(c, mid, HX_MSG_AMEND, oid_in, coid_in, account, HX_REJECT_UNKNOWN_ORDER);
     uint64_t oid = o->oid, coid = o->coid;
     int64_t old_price = o->price, filled = o->filled, old_open = o->open;
     int64_t new_price = price ? price : old_price;

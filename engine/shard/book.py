@@ -44,7 +44,6 @@ _CANCEL_OLDEST: Final = int(StpMode.CANCEL_OLDEST)
 _CANCEL_BOTH: Final = int(StpMode.CANCEL_BOTH)
 _DUP_COID: Final = int(RejectCode.DUPLICATE_CLIENT_ORDER_ID)
 _UNKNOWN_ORDER: Final = int(RejectCode.UNKNOWN_ORDER)
-_OWNER_MISMATCH: Final = int(RejectCode.OWNER_MISMATCH)
 
 EventCallback = Callable[..., object]
 
@@ -489,14 +488,15 @@ class OrderBook:
         return lvl
 
     def cancel_by_id(self, order_id: int, account: int, reason: int) -> int:
-        """Cancel a resting order of ``account`` (CANCELLED, L2, BBO): 0, or UNKNOWN_ORDER /
-        OWNER_MISMATCH with nothing changed. (The hot path of ``cancel``/``_detach``, inlined.)"""
+        """Cancel a resting order of ``account`` (CANCELLED, L2, BBO): 0, or UNKNOWN_ORDER with
+        nothing changed, also for another account's order (whose existence is not the caller's to
+        learn). (The hot path of ``cancel``/``_detach``, inlined.)"""
         o = self._orders.pop(order_id, None)
         if o is None:
             return _UNKNOWN_ORDER
         if o[1] != account:
             self._orders[order_id] = o  # put back (the index's order is not observable)
-            return _OWNER_MISMATCH
+            return _UNKNOWN_ORDER
         side = o[2]
         price = o[3]
         size = o[4]

@@ -18,8 +18,10 @@ REJECTED carries the market's current seq). Rules:
 * client order ids: unique among the account's live orders in the market (resting or waiting for a
   trigger) when nonzero, else DUPLICATE_CLIENT_ORDER_ID. CANCEL/AMEND with order_id 0 address the
   order by (account, client_order_id).
-* cancel/amend of an order that is not live -> UNKNOWN_ORDER; of another account's order ->
-  OWNER_MISMATCH. CANCEL_ALL of an account with nothing open succeeds silently.
+* cancel/amend of an order that is not live, or is another account's -> UNKNOWN_ORDER: the same
+  answer for both, so an order id (they are sequential) tells nobody whether someone else's order
+  is live (OWNER_MISMATCH, 361, is retired). CANCEL_ALL of an account with nothing open succeeds
+  silently.
 * post-only that would take -> POST_ONLY_WOULD_TAKE (slide variant: repriced one tick behind the
   opposite best instead); FOK that cannot fill in full -> FOK_NOT_FILLABLE; market order with no
   opposite liquidity within its worst price -> NO_LIQUIDITY (a partial fill cancels the rest with
@@ -514,12 +516,8 @@ class MatchingEngine:
             if code != _UNKNOWN_ORDER or not m.stops:
                 return self._reject(market_id, _CXL, order_id, client_order_id, account, code)
         o = self._find(m, order_id, client_order_id, account)
-        if o is None:
+        if o is None or o[O_ACCOUNT] != account:  # (another account's order: not this one's to know)
             return self._reject(market_id, _CXL, order_id, client_order_id, account, RejectCode.UNKNOWN_ORDER)
-        if o[O_ACCOUNT] != account:
-            return self._reject(
-                market_id, _CXL, order_id, client_order_id, account, RejectCode.OWNER_MISMATCH
-            )
         if o[O_TYPE] >= 2:
             self._drop_stop(m, o, _USER)
         else:
@@ -561,12 +559,8 @@ class MatchingEngine:
                 market_id, _AMD, order_id, client_order_id, account, RejectCode.UNKNOWN_MARKET
             )
         o = self._find(m, order_id, client_order_id, account)
-        if o is None:
+        if o is None or o[O_ACCOUNT] != account:  # (another account's order: as in ``cancel``)
             return self._reject(market_id, _AMD, order_id, client_order_id, account, RejectCode.UNKNOWN_ORDER)
-        if o[O_ACCOUNT] != account:
-            return self._reject(
-                market_id, _AMD, order_id, client_order_id, account, RejectCode.OWNER_MISMATCH
-            )
         oid, coid = o[O_OID], o[O_COID]
         old_price, filled, old_open = o[O_PRICE], o[O_FILLED], o[O_OPEN]
         new_price = price_ticks or old_price

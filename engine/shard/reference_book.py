@@ -236,7 +236,7 @@ class ReferenceBook:
         if o is None:
             return RejectCode.UNKNOWN_ORDER
         if o[O_ACCOUNT] != account:
-            return RejectCode.OWNER_MISMATCH
+            return RejectCode.UNKNOWN_ORDER
         self.cancel(o, reason)
         return 0
 

@@ -303,7 +303,7 @@ class RejectCode(IntEnum):
     AMEND_NO_CHANGE = 350
     AMEND_BAD_SIZE = 351
     STALE_SEQUENCE = 360
-    OWNER_MISMATCH = 361
+    OWNER_MISMATCH = 361  # retired: it told a stranger that an order id was live (UNKNOWN_ORDER now)
     REDUCE_ONLY_NO_POSITION = 362
     # appended (issue 10): bounded aggregates
     LEVEL_FULL = 318  # resting the order would take its price level past the market's size limit
@@ -387,7 +387,7 @@ REJECT_MESSAGES: dict[RejectCode, str] = {
     RejectCode.AMEND_NO_CHANGE: "amend changes nothing",
     RejectCode.AMEND_BAD_SIZE: "amended size must be positive and above what is already filled",
     RejectCode.STALE_SEQUENCE: "command sequence number already processed",
-    RejectCode.OWNER_MISMATCH: "order belongs to another account",
+    RejectCode.OWNER_MISMATCH: "retired, never sent: another account's order is UNKNOWN_ORDER",
     RejectCode.REDUCE_ONLY_NO_POSITION: "reduce-only order needs an opposite position",
     RejectCode.LEVEL_FULL: "the price level is at the market's limit of total open size",
     RejectCode.TOO_MANY_OPEN_ORDERS: "the account has the market's maximum number of open orders",

@@ -196,7 +196,7 @@ def test_stop_cancel_and_amend_and_cancel_all(eng) -> None:  # type: ignore[no-u
     )
     assert e.amend(M, 1, 0, ALICE, 131, 4) == 0
     assert e.cancel(M, 0, 77, BOB) == RejectCode.UNKNOWN_ORDER
-    assert e.cancel(M, 1, 0, BOB) == RejectCode.OWNER_MISMATCH
+    assert e.cancel(M, 1, 0, BOB) == RejectCode.UNKNOWN_ORDER  # (Alice's: not Bob's to know of)
     assert e.cancel(M, 0, 77, ALICE) == 0
     assert cancels(rec) == [(1, 4, CancelReason.USER)]
     place(e, 3, ALICE, BUY, 130, 3, otype=OrderType.STOP_LIMIT, trigger=110)
@@ -313,8 +313,31 @@ def test_amend_into_cross_matches_as_taker(eng) -> None:  # type: ignore[no-unty
     assert resting(e) == [(2, BUY, 100, 2)]
     assert e.amend(M, 2, 0, BOB, 0, 2) == RejectCode.AMEND_BAD_SIZE
     assert e.amend(M, 2, 0, BOB, 0, 4) == RejectCode.AMEND_NO_CHANGE
-    assert e.amend(M, 2, 0, ALICE, 0, 3) == RejectCode.OWNER_MISMATCH
+    assert e.amend(M, 2, 0, ALICE, 0, 3) == RejectCode.UNKNOWN_ORDER
     assert e.amend(M, 99, 0, BOB, 0, 3) == RejectCode.UNKNOWN_ORDER
+
+
+def test_another_accounts_order_id_is_answered_as_if_it_did_not_exist(eng) -> None:  # type: ignore[no-untyped-def]
+    """Order ids are sequential: a different answer for another account's live order (it was
+    OWNER_MISMATCH) would let anyone probe which ids are live, resting or waiting for a trigger.
+    Bob's cancel or amend of Alice's order gets the same REJECTED, field for field bar the id he
+    named, as one of an id nobody holds, and changes nothing."""
+    e, rec = eng
+    place(e, 1, ALICE, BUY, 100, 2, coid=7)
+    place(e, 2, ALICE, BUY, 130, 3, otype=OrderType.STOP_LIMIT, trigger=110, coid=8)
+    h = e.state_hash()
+    for live in (1, 2):
+        rec.events.clear()
+        assert e.cancel(M, live, 0, BOB) == RejectCode.UNKNOWN_ORDER
+        assert e.cancel(M, 99, 0, BOB) == RejectCode.UNKNOWN_ORDER
+        assert e.amend(M, live, 0, BOB, 101, 5) == RejectCode.UNKNOWN_ORDER
+        assert e.amend(M, 99, 0, BOB, 101, 5) == RejectCode.UNKNOWN_ORDER
+        cxl_live, cxl_none, amd_live, amd_none = rec.of(MsgType.REJECTED)
+        for named, absent in ((cxl_live, cxl_none), (amd_live, amd_none)):
+            assert (named[3], absent[3]) == (live, 99)  # the order id Bob named
+            assert named[:3] + named[4:] == absent[:3] + absent[4:]
+    assert e.state_hash() == h
+    assert resting(e) == [(1, BUY, 100, 2)]
 
 
 def test_post_only_amend_cannot_take(eng) -> None:  # type: ignore[no-untyped-def]
@@ -333,7 +356,7 @@ def test_cancel_and_cancel_by_client_id(eng) -> None:  # type: ignore[no-untyped
     assert place(e, 3, ALICE, BUY, 100, 3, coid=502) == RejectCode.DUPLICATE_CLIENT_ORDER_ID
     assert place(e, 3, BOB, BUY, 100, 3, coid=502) == 0  # client ids are per account
     assert e.cancel(M, 0, 501, ALICE) == 0
-    assert e.cancel(M, 2, 0, BOB) == RejectCode.OWNER_MISMATCH
+    assert e.cancel(M, 2, 0, BOB) == RejectCode.UNKNOWN_ORDER
     assert e.cancel(M, 2, 0, ALICE) == 0
     assert e.cancel(M, 2, 0, ALICE) == RejectCode.UNKNOWN_ORDER
     assert cancels(rec) == [(1, 2, CancelReason.USER), (2, 3, CancelReason.USER)]

@@ -400,6 +400,7 @@ def test_generic_sink_receives_the_same_calls() -> None:
 
 
 # ---- the streams themselves ------------------------------------------------------------------------
+_NOT_THE_ENGINES = {RejectCode.REDUCE_ONLY_NO_POSITION, RejectCode.OWNER_MISMATCH}  # (risk's; retired)
 # Everything the engine can answer: every reject code it produces, every cancel reason it produces
 # (LIQUIDATION and REDUCE_ONLY are reserved for the risk stage: the engine never emits them).
 ENGINE_REJECTS = {
@@ -407,7 +408,7 @@ ENGINE_REJECTS = {
     RejectCode.BAD_LENGTH,
     RejectCode.UNKNOWN_MSG_TYPE,
     RejectCode.BAD_FIELD,
-    *(c for c in RejectCode if 300 <= c < 400 and c != RejectCode.REDUCE_ONLY_NO_POSITION),
+    *(c for c in RejectCode if 300 <= c < 400 and c not in _NOT_THE_ENGINES),
 }
 ENGINE_CANCEL_REASONS = set(CancelReason) - {CancelReason.LIQUIDATION, CancelReason.REDUCE_ONLY}
 EVENT_TYPES = {t for t in MsgType if 32 <= t <= 41}
