@@ -53,9 +53,12 @@ enum {
     HB_RANGE,        /* figures outside the core's exact 128-bit arithmetic, or odd state */
     HB_FEE_ACCOUNT,  /* the fee account's fills */
     HB_ISOLATED,     /* orders, amends and fills in a market the account trades isolated */
+    HB_REDUCE_ONLY,  /* reduce-only orders, the orders and amends of an account that has one live,
+                      * and the shard's answers to risk's cancels of them (engine/risk/reduce_only.py) */
     HB_N
 };
-static const char *HB_NAMES[HB_N] = {"oracle", "rare_type", "no_row", "dirty", "range", "fee_account", "isolated"};
+static const char *HB_NAMES[HB_N] = {"oracle", "rare_type", "no_row", "dirty", "range", "fee_account", "isolated",
+                                     "reduce_only"};
 #define HB(b, reason) ((b)->handback = (reason), HANDBACK)
 #define MAX_TIERS 32
 #define MAX_MARKET_ID 65536
@@ -756,6 +759,7 @@ typedef struct {
     double *exposure;
     int64_t n_stale, capacity;
     PyObject *engine, *book, *rows, *priced, *leverage, *cases, *events, *orders, *trade_flow;
+    PyObject *ro_orders, *ro_cancels; /* engine.reduce_only's two dicts */
     Ledger *ledger;
     int64_t fee_row, insurance_row, liq_fee_ppm;
     uint64_t now_ns, records;
@@ -921,6 +925,8 @@ static void unbind(Bind *b) {
     Py_CLEAR(b->priced);
     Py_CLEAR(b->leverage);
     Py_CLEAR(b->cases);
+    Py_CLEAR(b->ro_orders);
+    Py_CLEAR(b->ro_cancels);
     Py_CLEAR(b->events);
     Py_CLEAR(b->orders);
     Py_CLEAR(b->trade_flow);
@@ -978,11 +984,14 @@ static int bind(Core *c, Bind *b, PyObject *engine) {
     if (!(b->rows = get_attr(book, "rows")) || !(b->priced = get_attr(engine, "priced")) ||
         !(b->leverage = get_attr(engine, "leverage")) ||
         !(b->cases = attr_chain(engine, "liquidator", "cases")) || !(b->events = get_attr(engine, "events")) ||
+        !(b->ro_orders = attr_chain(engine, "reduce_only", "orders")) ||
+        !(b->ro_cancels = attr_chain(engine, "reduce_only", "cancels")) ||
         !(b->orders = get_attr(engine, "orders")) ||
         !(b->trade_flow = get_attr(engine, "trade_flow")) ||
         !(b->ledger = (Ledger *)get_attr(engine, "ledger")))
         return -1;
     if (!PyDict_Check(b->rows) || !PyDict_Check(b->priced) || !PyDict_Check(b->leverage) || !PyDict_Check(b->cases) ||
+        !PyDict_Check(b->ro_orders) || !PyDict_Check(b->ro_cancels) ||
         !PyByteArray_Check(b->events) || !PyList_Check(b->orders) || PyList_GET_SIZE(b->orders) != c->shards ||
         !PyList_Check(b->trade_flow) || PyList_GET_SIZE(b->trade_flow) != A ||
         !PyObject_TypeCheck((PyObject *)b->ledger, &LedgerType)) {
@@ -1047,6 +1056,27 @@ static int isolated(Bind *b, uint32_t account, uint32_t mid) {
     long mode = PyLong_AsLong(PyTuple_GET_ITEM(lev, 1));
     if (mode == -1 && PyErr_Occurred()) return -1;
     return mode != 0;
+}
+
+/* 1 when the account has a live reduce-only order (engine.reduce_only.orders), 0 when not, -1 on error */
+static int has_reduce_only(Bind *b, uint32_t account) {
+    if (!PyDict_GET_SIZE(b->ro_orders)) return 0;
+    PyObject *key = PyLong_FromUnsignedLong(account);
+    if (!key) return -1;
+    int in = PyDict_Contains(b->ro_orders, key);
+    Py_DECREF(key);
+    return in;
+}
+
+/* 1 when (market, account, client order id) is a cancel risk sent for a reduce-only order
+ * (engine.reduce_only.cancels), 0 when not, -1 on error */
+static int risk_cancel(Bind *b, uint32_t mid, uint32_t account, uint64_t coid) {
+    if (!PyDict_GET_SIZE(b->ro_cancels)) return 0;
+    PyObject *key = Py_BuildValue("(kkK)", (unsigned long)mid, (unsigned long)account, (unsigned long long)coid);
+    if (!key) return -1;
+    int in = PyDict_Contains(b->ro_cancels, key);
+    Py_DECREF(key);
+    return in;
 }
 
 static uint8_t *emit(Bind *b) {
@@ -1282,6 +1312,9 @@ static int cmd_new_order(Core *c, Bind *b, const uint8_t *p) {
     int64_t price = hx_new_order_price_ticks(p), size = hx_new_order_size_lots(p);
     uint8_t side = hx_new_order_side(p), flags = hx_new_order_flags(p);
     const uint8_t T = HX_MSG_NEW_ORDER;
+    int ro = (flags & HX_FLAG_REDUCE_ONLY) ? 1 : has_reduce_only(b, account);
+    if (ro < 0) return FAILED;
+    if (ro) return HB(b, HB_REDUCE_ONLY); /* RiskEngine._new_order counts it among the others */
     int owned = owns(c, account);
     int64_t row = -1;
     if (owned) {
@@ -1318,8 +1351,6 @@ static int cmd_new_order(Core *c, Bind *b, const uint8_t *p) {
     i128 held = m->is_perp ? b->perp_size[row * c->n_perps + m->perp] : b->balance[row * A + m->asset];
     int buy = side == HX_SIDE_BUY;
     int reduces = held != 0 && ((held > 0) != buy) && size_atoms <= abs128(held);
-    if ((flags & HX_FLAG_REDUCE_ONLY) && !reduces)
-        return reject(c, b, mid, T, 0, coid, account, row, HX_REJECT_REDUCE_ONLY_WOULD_INCREASE);
     if (abs128(held) + size_atoms >= (i128)HXR_MAX_POSITION_ATOMS)
         return reject(c, b, mid, T, 0, coid, account, row, HX_REJECT_AMOUNT_OUT_OF_RANGE);
     if (b->dirty[row]) {
@@ -1383,6 +1414,9 @@ static int cmd_amend(Core *c, Bind *b, const uint8_t *p) {
     uint64_t oid = hx_amend_order_id(p), coid = hx_amend_client_order_id(p);
     int64_t price = hx_amend_price_ticks(p), size = hx_amend_size_lots(p);
     if (!owns(c, account)) return reject(c, b, mid, HX_MSG_AMEND, oid, coid, account, -1, HX_REJECT_ACCOUNT_NOT_HERE);
+    int ro = has_reduce_only(b, account);
+    if (ro < 0) return FAILED;
+    if (ro) return HB(b, HB_REDUCE_ONLY);
     int64_t k = ledger_find(b->ledger, mid, account, oid, coid);
     const Mkt *m = mid < c->n_mkts && c->mkts[mid].present ? &c->mkts[mid] : NULL;
     if (k < 0 || !m || b->ledger->res[k].amend_extra) return forward(c, b, p, mid) < 0 ? FAILED : APPLIED;
@@ -1683,10 +1717,16 @@ static int step_event(Core *c, Bind *b, const uint8_t *p) {
         return HB(b, HB_RARE_TYPE);
     }
     if (!owns(c, account)) return APPLIED; /* other partitions' accounts change nothing here */
+    uint32_t mid = hx_header_market_id(p);
+    if (t == HX_MSG_CANCELLED || (t == HX_MSG_REJECTED && hx_rejected_command(p) == HX_MSG_CANCEL)) {
+        uint64_t coid = t == HX_MSG_CANCELLED ? hx_cancelled_client_order_id(p) : hx_rejected_client_order_id(p);
+        int ours = risk_cancel(b, mid, account, coid);
+        if (ours < 0) return FAILED;
+        if (ours) return HB(b, HB_REDUCE_ONLY); /* RiskEngine._reduce_only_answer */
+    }
     int64_t row = find_row(b, account);
     if (row == -2) return FAILED;
     if (row < 0) return HB(b, HB_NO_ROW);
-    uint32_t mid = hx_header_market_id(p);
     Ledger *L = b->ledger;
     int64_t k = -1;
     /* risk's own liquidation order ending (its IOC remainder cancelled, or refused): after the

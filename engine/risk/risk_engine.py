@@ -42,10 +42,12 @@ from engine.risk.account_book import NEAR_REACH, AccountBook, row_key
 from engine.risk.liquidator import LIQUIDATION_COID_BASE, LiquidationParams, Liquidator
 from engine.risk.margin_model import MarginModel
 from engine.risk.order_ledger import OrderLedger, Reservation
+from engine.risk.reduce_only import ReduceOnlyOrders
 from engine.risk.risk_config import RiskConfig, RiskMarket
 from engine.types.enums import (
     AssetKind,
     BalanceReason,
+    CancelReason,
     DepositSource,
     MarginMode,
     MarketKind,
@@ -153,17 +155,20 @@ _P_REJECTED: Final = _packer(MsgType.REJECTED)
 _P_BALANCE: Final = _packer(MsgType.BALANCE)
 _P_POSITION: Final = _packer(MsgType.POSITION)
 _P_HEARTBEAT: Final = _packer(MsgType.HEARTBEAT)
+_P_CANCEL_CMD: Final = BY_TYPE[int(MsgType.CANCEL)].struct.pack
 _U32: Final = struct.Struct("<I")
 _P_SEQ: Final = struct.Struct("<Q").pack_into
 FILL_TAKER_ACCOUNT_AT: Final = field_offset(MsgType.FILL, "taker_account")
 FILL_MAKER_ACCOUNT_AT: Final = field_offset(MsgType.FILL, "maker_account")
 FILL_TAKER_OID_AT: Final = field_offset(MsgType.FILL, "taker_order_id")
 FILL_MAKER_OID_AT: Final = field_offset(MsgType.FILL, "maker_order_id")
+CANCELLED_REASON_AT: Final = field_offset(MsgType.CANCELLED, "reason")
 # the private shard events risk republishes (FILL is split per side), with their account's offset
 _ACCOUNT_AT: Final = {
     int(t): field_offset(t, "account")
     for t in (MsgType.ACCEPTED, MsgType.REJECTED, MsgType.CANCELLED, MsgType.AMENDED, MsgType.TRIGGERED)
 }
+_RO_ANSWERS: Final = frozenset({MsgType.CANCELLED, MsgType.REJECTED})  # (to risk's reduce-only cancels)
 _ORDER_COMMANDS: Final = frozenset({MsgType.NEW_ORDER, MsgType.CANCEL, MsgType.AMEND, MsgType.CANCEL_ALL})
 SHARD_EVENTS: Final = frozenset(
     {
@@ -255,6 +260,7 @@ class RiskEngine:
         self.status = {m: MarketStatus.OPEN for m in config.markets}  # as the oracle last said
         self.funded = [0] * config.n_perps  # last funding interval id paid, per perp
         self.leverage: dict[tuple[int, int], tuple[int, int]] = {}  # (account, market) -> (leverage, mode)
+        self.reduce_only = ReduceOnlyOrders()  # live reduce-only orders, risk's cancels of them
         self.trade_flow = [0] * config.n_assets  # net moved in from other partitions' accounts
         self.now_ns = 0
         self.fee_row = self.book.row(fee_account(partition))
@@ -509,6 +515,8 @@ class RiskEngine:
         if self.ledger.is_live(mid, account, coid):
             self._reject(mid, t, 0, coid, account, RejectCode.DUPLICATE_CLIENT_ORDER_ID)
             return
+        if account in self.reduce_only.orders:  # (the id's earlier order ended: it may be reused)
+            self.reduce_only.forget(account, mid, coid)
         if self.liquidator.is_liquidating(account) or coid >= LIQUIDATION_COID_BASE:
             code = RejectCode.ACCOUNT_LIQUIDATING if coid < LIQUIDATION_COID_BASE else RejectCode.BAD_FIELD
             self._reject(mid, t, 0, coid, account, code)
@@ -525,7 +533,10 @@ class RiskEngine:
         held = self._holding(pos, market) if pos >= 0 else 0
         signed = size_atoms if side == Side.BUY else -size_atoms
         reduces = held != 0 and (held > 0) != (signed > 0) and size_atoms <= abs(held)
-        if flags & OrderFlag.REDUCE_ONLY and not reduces:
+        reduce_only = bool(flags & OrderFlag.REDUCE_ONLY)
+        if reduce_only and (
+            not reduces or size_atoms + self._reduce_only_open(account, market, side) > abs(held)
+        ):  # (with the account's other live reduce-only orders on its side, it must still fit)
             self._reject(mid, t, 0, coid, account, RejectCode.REDUCE_ONLY_WOULD_INCREASE)
             return
         if abs(held) + size_atoms >= MAX_POSITION_ATOMS:
@@ -550,6 +561,8 @@ class RiskEngine:
             return
         self.book.reserved[row] += reserve
         self.ledger.add(Reservation(account, mid, coid, side, size, reserve, price_ticks=price))
+        if reduce_only:
+            self.reduce_only.add(account, mid, coid)
         self._forward(buf, off, mid)
 
     @staticmethod
@@ -564,6 +577,94 @@ class RiskEngine:
             return int(self.book.perp_size[row, market.perp])
         return int(self.book.balance[row, market.base_asset])
 
+    # ---- reduce-only orders (engine/risk/reduce_only.py says why) -------------------------------
+    def _holding_of(self, account: int, market: RiskMarket) -> int:
+        """``_holding`` of the account's position in the market (its isolated row if isolated)."""
+        lev = self.leverage.get((account, market.market_id))
+        if lev is not None and lev[1] == MarginMode.ISOLATED:
+            row = self.book.rows.get(row_key(account, market.market_id), -1)
+        else:
+            row = self.book.find(account)
+        return self._holding(row, market) if row >= 0 else 0
+
+    def _reduce_only_live(self, account: int, market: RiskMarket) -> list[Reservation]:
+        """The account's live reduce-only orders in the market, oldest first, less those risk is
+        cancelling; forgets those that ended."""
+        mid, ro = market.market_id, self.reduce_only
+        coids = ro.orders.get(account, {}).get(mid)
+        if not coids:
+            return []
+        live = [r for c in coids if (r := self.ledger.find(mid, account, 0, c)) is not None]
+        ro.keep(account, mid, [r.client_order_id for r in live])
+        return [r for r in live if not ro.cancelling(mid, account, r.client_order_id)]
+
+    def _reduce_only_open(self, account: int, market: RiskMarket, side: int) -> int:
+        """Atoms the account's live reduce-only orders on ``side`` of the market still have open."""
+        live = self._reduce_only_live(account, market)
+        return sum(r.open_lots for r in live if r.side == side) * market.lot_size_atoms
+
+    def _trim_reduce_only(self) -> None:
+        """After a record: of every account it changed (a dirty row: its own or an isolated
+        position's), the live reduce-only orders must still reduce its holding, all together:
+        oldest first, each that is on the wrong side or no longer fits in what is left of the
+        holding is cancelled (CANCELLED with reason REDUCE_ONLY; ``_reduce_only_answer``)."""
+        book, ro = self.book, self.reduce_only
+        dirty, rows = book.dirty, book.rows
+        for account in sorted(ro.orders):
+            keys = [account]
+            if book.n_isolated:
+                keys += [row_key(account, mid) for mid in ro.orders[account]]
+            if not any(dirty[r] for k in keys if (r := rows.get(k, -1)) >= 0):
+                continue
+            for mid, _coids in ro.listed(account):
+                market = self.config.markets[mid]
+                held = self._holding_of(account, market)
+                room, reducing = abs(held), Side.SELL if held > 0 else Side.BUY
+                keep = []
+                for r in self._reduce_only_live(account, market):
+                    need = r.open_lots * market.lot_size_atoms
+                    if held and r.side == reducing and need <= room:
+                        room -= need
+                    elif self._cancel_reduce_only(r):
+                        continue
+                    keep.append(r.client_order_id)
+                ro.keep(account, mid, keep)
+
+    def _cancel_reduce_only(self, r: Reservation) -> bool:
+        """Ask the order's shard to cancel it (False: it cannot be named yet: no client order id
+        and not yet ACCEPTED; the next look at the account tries again)."""
+        if not (r.order_id or r.client_order_id):
+            return False
+        self.orders[r.market % self.shards] += _P_CANCEL_CMD(
+            MsgType.CANCEL, WIRE_VERSION, SLOT_BYTES, r.market, r.order_id, r.client_order_id, r.account
+        )
+        self.reduce_only.cancels[(r.market, r.account, r.client_order_id)] = None
+        return True
+
+    def _reduce_only_answer(self, buf: bytes | memoryview, off: int, t: int) -> bool:
+        """The shard's answer to a cancel risk sent (True: handled here). Its CANCELLED reaches the
+        account with reason REDUCE_ONLY; a REJECTED (the order ended first, as its own CANCELLED,
+        FILL or expiry said) is not the account's: it sent no cancel. A CANCELLED for another
+        reason (expired, cancel-all) is the usual one, and the REJECTED of risk's cancel follows."""
+        cancels = self.reduce_only.cancels
+        if t == MsgType.CANCELLED:
+            f = _U_CANCELLED(buf, off)
+            key = (f[3], f[9], f[6])
+            if key not in cancels or f[10] != CancelReason.USER:
+                return False
+            del cancels[key]
+            pos = len(self.events)
+            self._republish(buf, off, f[9])
+            self.events[pos + CANCELLED_REASON_AT] = CancelReason.REDUCE_ONLY
+            self._order_gone(f[3], f[9], f[5], f[6])
+            return True
+        f = _U_REJECTED(buf, off)
+        key = (f[3], f[8], f[6])
+        if f[10] != MsgType.CANCEL or key not in cancels:
+            return False
+        del cancels[key]
+        return True
+
     def _amend(self, buf: bytes | memoryview, off: int) -> None:
         (_t, _v, _l, mid, oid, coid, price, size, account) = _U_AMEND(buf, off)
         t = MsgType.AMEND
@@ -575,6 +676,12 @@ class RiskEngine:
         if r is None or market is None or r.amend_extra_micro:
             self._forward(buf, off, mid)  # the shard knows whether the order exists; one amend at a time
             return
+        if size > 0 and r.client_order_id in self.reduce_only.orders.get(account, {}).get(mid, ()):
+            # a reduce-only order's new total (an upper bound on its open size) must still fit
+            others = self._reduce_only_open(account, market, r.side) - r.open_lots * market.lot_size_atoms
+            if others + size * market.lot_size_atoms > abs(self._holding_of(account, market)):
+                self._reject(mid, t, oid, coid, account, RejectCode.REDUCE_ONLY_WOULD_INCREASE)
+                return
         row = self.book.row(account)
         new_open = r.open_lots if size <= 0 else size  # an upper bound on the open size after it
         price_micro = (price or 0) * market.tick_size_micro
@@ -1234,6 +1341,8 @@ class RiskEngine:
         if self._funding_due:
             self._pay_funding_due()
         t = buf[off]
+        if self.reduce_only.cancels and t in _RO_ANSWERS and self._reduce_only_answer(buf, off, t):
+            return
         if t in _ACCOUNT_AT:
             account = _U32.unpack_from(buf, off + _ACCOUNT_AT[t])[0]
             if self.owns(account):
@@ -1517,6 +1626,8 @@ class RiskEngine:
         if self._fee_changed:
             self._fee_changed = False
             self._emit_balance(self.fee_row, 0, BalanceReason.FEE, 0, 0)
+        if self.reduce_only:
+            self._trim_reduce_only()
         n = self.book.count
         dirty = self.book.dirty[:n]
         rows = np.flatnonzero(dirty) if dirty.any() else _NO_ROWS  # (any() is 5x cheaper on 1M rows)
@@ -1809,6 +1920,7 @@ class RiskEngine:
             "records": self.records,
             "adl_ranked_at": list(self.adl_ranked_at),
             "ledger": self.ledger.entries(),  # plain tuples, sorted: both ledgers give the same bytes
+            "reduce_only": self.reduce_only.to_json(),
         }
         buf = io.BytesIO()
         np.savez(
@@ -1860,6 +1972,7 @@ class RiskEngine:
         ranked = meta.get("adl_ranked_at", (self.records - self.records % ADL_RANK_EVERY, 0))
         self.adl_ranked_at = (int(ranked[0]), int(ranked[1]))
         self.ledger.load(meta["ledger"])
+        self.reduce_only.load_json(meta.get("reduce_only"))
         self.fee_row = self.book.row(fee_account(self.partition))
         self.insurance_row = self.book.row(insurance_account(self.partition))
         np.copyto(self._priced_at[0], self.prices)
@@ -1872,6 +1985,7 @@ class RiskEngine:
         h.update(repr(self.net_deposits).encode())
         h.update(self.prices.tobytes() + self.marks.tobytes() + repr(sorted(self.priced.items())).encode())
         h.update(repr(self.ledger.entries()).encode())
+        h.update(repr(self.reduce_only.to_json()).encode())
         h.update(repr((self.stale.tolist(), sorted(self.status.items()), self.funded)).encode())
         h.update(repr((sorted(self.leverage.items()), self.trade_flow)).encode())
         h.update(repr((self.liquidator.to_json(), self.records, self.adl_ranked_at)).encode())

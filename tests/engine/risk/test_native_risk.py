@@ -29,6 +29,7 @@ from engine.shard.native_engine import make_engine
 from engine.shard.wire_event_writer import WireEventWriter
 from engine.types.enums import (
     BalanceReason,
+    CancelReason,
     MarketStatus,
     MsgType,
     OrderFlag,
@@ -453,6 +454,7 @@ def test_coverage_of_reject_codes_and_types() -> None:
     codes: set[int] = set()
     types: set[int] = set()
     handbacks: dict[str, int] = {}
+    cancel_reasons: set[int] = set()
     for seed in (1, 2):
         twin = run_flow(seed, 700)
         # a fill of the fee account (none trades through risk; a shard could still report one)
@@ -484,6 +486,8 @@ def test_coverage_of_reject_codes_and_types() -> None:
                 types.add(events[k])
                 if events[k] == MsgType.REJECTED:
                     codes.add(decode(events, k)["reason"])
+                elif events[k] == MsgType.CANCELLED:
+                    cancel_reasons.add(decode(events, k)["reason"])
     want_codes = {
         RejectCode.UNKNOWN_MARKET,
         RejectCode.DUPLICATE_CLIENT_ORDER_ID,
@@ -509,6 +513,7 @@ def test_coverage_of_reject_codes_and_types() -> None:
     }
     assert want_types <= types, want_types - types
     assert all(handbacks.values()), handbacks  # every reason the core leaves a slot to Python
+    assert CancelReason.REDUCE_ONLY in cancel_reasons  # risk's cancels of reduce-only orders too
 
 
 def _slots(data: bytes, t: int) -> list[int]:
