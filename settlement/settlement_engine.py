@@ -130,6 +130,9 @@ _SETTLED = BY_TYPE[MsgType.SETTLED].struct
 _RESULT_CMD = BY_TYPE[MsgType.WITHDRAW_RESULT].struct
 _REQUEST_CMD = BY_TYPE[MsgType.WITHDRAW_REQUEST].struct
 _REQUEST_CANCELLED = re.compile(r"RequestCancelled\(\(?(\d+),?\)")  # the EscapeHatch's error, as decoded
+_NONCE_USED = re.compile(
+    r"NonceAlreadyUsed\('(0x[0-9a-fA-F]{40})', (\d+)\)"
+)  # the ClearingHouse's, as decoded
 USDC_PRICE_MICRO = 10**6
 
 
@@ -463,7 +466,7 @@ class SettlementEngine:
         elif kind == FAILED:
             bid = struct.unpack_from("<Q", record, 1)[0]
             reason = bytes(record[9:]).decode(errors="replace")
-            if not self._drop_cancelled_serve(bid, reason):
+            if not (self._drop_cancelled_serve(bid, reason) or self._drop_spent_withdrawal(bid, reason)):
                 self._halt(f"batch {bid}: {reason}")
         elif kind == WITHDRAWAL:
             self._withdrawal(record)
@@ -1254,6 +1257,32 @@ class SettlementEngine:
             self.confirmed_hash,
             f"batch {bid} refused: forced request {rid} was cancelled on chain after we sealed it; the batch "
             "is sealed again without it (its withdrawals' holds returned)",
+        )
+        return True
+
+    def _drop_spent_withdrawal(self, bid: int, reason: str) -> bool:
+        """The chain refused the in-flight batch because an account burned the nonce of a withdrawal the
+        batch carries (``invalidateNonces``, between our seal and the batch: audit A-4). Halting would let
+        any account stop settlement at will; instead the batch is voided as a rollback to the last
+        confirmed one (every withdrawal in it fails and its hold returns; the others' owners ask again)
+        and the next batch is sealed without it. False when the refusal is anything else."""
+        m = _NONCE_USED.search(reason)
+        p = self.pending
+        if m is None or p is None or p.batch_id != bid:
+            return False
+        address, nonce = address_bytes(m.group(1)), int(m.group(2))
+        carried = [
+            account
+            for account, _asset, _units, n in self.batch_withdrawals.get(bid, [])
+            if n == nonce and self.addresses.get(account) == address
+        ]
+        if not carried:
+            return False
+        self._rollback(
+            self.confirmed_id,
+            self.confirmed_hash,
+            f"batch {bid} refused: account {carried[0]} spent the nonce {nonce} of its withdrawal on chain "
+            "after we sealed it; the batch is sealed again without it (its withdrawals' holds returned)",
         )
         return True
 

@@ -26,12 +26,13 @@ from settlement.settlement_engine import (
     SealedBatch,
     TokenSpec,
     pack_deposit,
+    pack_failed,
     pack_paid,
     pack_rollback,
     pack_withdrawal,
 )
 from settlement.sum_tree import CLAIM
-from settlement.withdrawal import Withdrawal, sign_withdrawal, verify_withdrawal
+from settlement.withdrawal import Withdrawal, nonce_position, sign_withdrawal, verify_withdrawal
 
 KEYS = dict(
     zip(["governor", "operator", "guardian", "alice", "watcher", "bob"], DEV_PRIVATE_KEYS[1:7], strict=True)
@@ -294,4 +295,45 @@ def test_rolled_back_batch_returns_the_hold_and_the_next_batch_reproves(
     assert ch.functions.lastBatchHash().call() == new2.hash
     assert s.h.engine.trees.leaf(s.users[0], USDC, CLAIM) == 100 * 10**6 - 1
     report = audit(anvil.url, s.m)
+    assert report.ok, report.difference
+
+
+def test_a_nonce_burned_after_our_seal_reseals_the_batch_instead_of_halting(onchain: OnChain) -> None:
+    """Audit A-4: alice burns the nonce of her withdrawal (``invalidateNonces``) after our batch was
+    sealed with it and before it is mined, so the chain refuses the batch (NonceAlreadyUsed). That
+    halted settlement: any account could stop it at will. Now the core voids the batch, returns the
+    hold and seals one the chain takes; the audit passes."""
+    s = onchain
+    s.deposit("alice", USDC, 100 * 10**6)
+    s.watch()
+    s.settle()
+    s.h.hold(1, USDC_ASSET, 30 * 10**6, nonce=5)
+    w3 = s.chains["alice"].w3
+    expiry = w3.eth.get_block("latest")["timestamp"] + 86_400
+    s.h.now = expiry * 10**9 - 3600 * 10**9
+    w = Withdrawal(ADDR["alice"], s.m["tokens"][USDC], 30 * 10**6, ADDR["alice"], 5, expiry)
+    sig = sign_withdrawal(w, KEYS["alice"], s.h.spec.chain_id, s.h.spec.clearing_house)
+    s.h.apply(pack_withdrawal(1, USDC, w, sig, True))
+    s.h.tick()
+    sealed = s.h.engine.pending
+    assert sealed is not None and len(sealed.withdrawals) == 1
+    word, mask = nonce_position(5)
+    alice_ch = s.chains["alice"].at(Artifact.load("ClearingHouse"), s.addr("ClearingHouse"))
+    s.chains["alice"].transact(alice_ch.functions.invalidateNonces(word, mask))
+    with pytest.raises(BatchRefused, match="NonceAlreadyUsed") as err:
+        s.sender.post(sealed)
+    s.h.apply(pack_failed(sealed.batch_id, f"BatchRefused: {err.value}"))
+    assert not s.h.engine.halted and any("spent the nonce 5" in a for a in s.h.alarms)
+    results = [
+        BY_TYPE[MsgType.WITHDRAW_RESULT].struct.unpack_from(c, 0)[4:9]
+        for c in s.h.results
+        if c[0] == MsgType.WITHDRAW_RESULT
+    ]
+    assert results == [(1, USDC_ASSET, WithdrawStatus.FAILED, 30 * 10**6, 5)]  # the hold came back
+    assert s.h.risk.balances[(1, USDC_ASSET)] == 100 * 10**6 and s.h.risk.held[(1, USDC_ASSET)] == 0
+    b = s.settle()
+    assert b.batch_id == sealed.batch_id and not b.withdrawals
+    assert s.ch().functions.lastBatchHash().call() == b.hash
+    assert s.h.engine.trees.leaf(s.users[0], USDC, CLAIM) == 100 * 10**6
+    report = audit(s.anvil.url, s.m)
     assert report.ok, report.difference
