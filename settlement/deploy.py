@@ -47,7 +47,7 @@ DAY_S = 24 * HOUR_S
 # Defaults and why: docs/contracts.md, "The numbers".
 DEFAULT_FREEZE_PERIOD_S = 3 * DAY_S
 DEFAULT_DISPUTE_WINDOW_S = 6 * HOUR_S
-DEFAULT_FORCED_WITHDRAWAL_PERIOD_S = 2 * DAY_S
+DEFAULT_FORCED_WITHDRAWAL_PERIOD_S = 3 * DAY_S  # > dispute + outflow + pause (audit A-5)
 DEFAULT_DEPOSIT_CREDIT_PERIOD_S = 1 * DAY_S
 DEFAULT_OUTFLOW_PERIOD_S = 1 * DAY_S
 DEFAULT_MAX_PAUSE_S = 1 * DAY_S
@@ -113,8 +113,8 @@ def check_config(c: DeployConfig) -> None:
         raise ValueError("the dispute window must be shorter than the freeze period")
     if c.max_pause_s >= c.freeze_period_s:
         raise ValueError("a pause must be shorter than the freeze period")
-    if c.forced_withdrawal_period_s <= c.dispute_window_s + c.outflow_period_s:
-        raise ValueError("the forced-withdrawal period must exceed dispute window + outflow period")
+    if c.forced_withdrawal_period_s <= c.dispute_window_s + c.outflow_period_s + c.max_pause_s:
+        raise ValueError("the forced-withdrawal period must exceed dispute window + outflow period + max pause")
     needed = max(c.freeze_period_s, c.forced_withdrawal_period_s)
     if c.timelock_floor_s <= needed:
         raise ValueError(

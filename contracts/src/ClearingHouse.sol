@@ -272,7 +272,8 @@ contract ClearingHouse is
     /// @notice Vault and fund must point back at this contract, and the fund at the vault.
     error NotWired();
     /// @notice A period violates rule `rule`: 1 a period is zero, 2 disputeWindow >= freezePeriod, 3 maxPause >=
-    ///         freezePeriod, 4 maxPause != vault.maxPause(), 5 forcedWithdrawalPeriod <= disputeWindow + outflowPeriod.
+    ///         freezePeriod, 4 maxPause != vault.maxPause(), 5 forcedWithdrawalPeriod <= disputeWindow + outflowPeriod +
+    ///         maxPause.
     error BadConfig(uint8 rule);
     /// @notice The timelock's delay floor must exceed `needed` (freeze and forced-withdrawal periods).
     error DelayFloorTooLow(uint256 floor, uint256 needed);
@@ -366,7 +367,7 @@ contract ClearingHouse is
     /// @param guardian pauses (expiring), challenges, removes watchers
     /// @param watchers the initial watchers (may challenge; more are added by governance)
     /// @param config the periods (rules: all > 0; disputeWindow < freezePeriod; maxPause < freezePeriod;
-    ///        forcedWithdrawalPeriod > disputeWindow + outflowPeriod; maxPause == vault.maxPause())
+    ///        forcedWithdrawalPeriod > disputeWindow + outflowPeriod + maxPause; maxPause == vault.maxPause())
     /// @param outflowCaps per listed token (listing order), the most its payouts may total per outflow period
     constructor(
         Vault vault_,
@@ -425,7 +426,9 @@ contract ClearingHouse is
         if (c.disputeWindow >= c.freezePeriod) revert BadConfig(2);
         if (c.maxPause >= c.freezePeriod) revert BadConfig(3);
         if (c.maxPause != vaultMaxPause) revert BadConfig(4);
-        if (c.forcedWithdrawalPeriod <= c.disputeWindow + c.outflowPeriod) {
+        // a forced request's serve, once final, still has a whole outflow period to be paid in, even after a
+        // pause of the longest kind stopped the batches right after the request (audit A-5)
+        if (c.forcedWithdrawalPeriod <= c.disputeWindow + c.outflowPeriod + c.maxPause) {
             revert BadConfig(5);
         }
     }

@@ -89,8 +89,10 @@ contract ClearingHouseTest is HxBase {
         c.maxPause = MAX_PAUSE / 2;
         assertEq(_wire(c, DELAY_FLOOR, 3), abi.encodeWithSelector(ClearingHouse.BadConfig.selector, 4));
         c = _config();
-        c.forcedWithdrawalPeriod = DISPUTE_WINDOW + OUTFLOW_PERIOD;
+        c.forcedWithdrawalPeriod = DISPUTE_WINDOW + OUTFLOW_PERIOD + MAX_PAUSE; // a pause counts too (audit A-5)
         assertEq(_wire(c, DELAY_FLOOR, 3), abi.encodeWithSelector(ClearingHouse.BadConfig.selector, 5));
+        c.forcedWithdrawalPeriod = DISPUTE_WINDOW + OUTFLOW_PERIOD + MAX_PAUSE + 1;
+        assertEq(_wire(c, DELAY_FLOOR, 3), "");
         c = _config();
         assertEq(
             _wire(c, FREEZE_PERIOD, 3),

@@ -63,7 +63,7 @@ contract TrustModelTest is HxBase {
         vm.warp(block.timestamp + DISPUTE_WINDOW); // batch 1 final
         vm.prank(alice);
         uint256 rid = hatch.requestForcedWithdrawal(address(usdc), 1000e6, alice);
-        for (uint256 i; i < 4; ++i) {
+        for (uint256 i; i < FORCED_PERIOD / 12 hours; ++i) {
             _withdraw(alice, address(usdc), 1000e6);
             _submit();
             _challenge(guardian, 2); // the rogue guardian voids it

@@ -32,7 +32,7 @@ from settlement.batch_commitments import (
     state_root,
 )
 from settlement.chain import Artifact, Chain
-from settlement.deploy import DeployConfig, deploy
+from settlement.deploy import DEFAULT_FORCED_WITHDRAWAL_PERIOD_S, DeployConfig, deploy
 from settlement.escape_exit import calc_exit_amounts
 from settlement.published_data import PublishedData
 from settlement.sum_tree import CLAIM, LIABILITY, ZERO_HASH
@@ -345,7 +345,7 @@ def test_liabilities_forced_freeze_netted_escape(system: System) -> None:
     # bob forces a withdrawal; the operator ignores it; after the period anyone freezes
     s.chains["bob"].transact(s.at("EscapeHatch", "bob").functions.requestForcedWithdrawal(tokens[USDC], 10**6,
                                                                                        ADDR["bob"]))  # fmt: skip
-    _warp(s.chains["bob"], 2 * DAY)
+    _warp(s.chains["bob"], DEFAULT_FORCED_WITHDRAWAL_PERIOD_S)
     _reverts_with(
         hatch.functions.freezeForUnservedRequest(1, 1), ADDR["carol"], "NotLatestFinalBatch(uint64,uint64)"
     )

@@ -15,6 +15,7 @@ from settlement.chain import Chain, create_address
 from settlement.deploy import (
     DeployConfig,
     DeploymentCheckFailed,
+    check_config,
     check_deployment,
     deploy,
     main,
@@ -93,6 +94,10 @@ def test_deploy_refuses_bad_configs(deployer: Chain) -> None:
         deploy(deployer, _config(max_pause_s=3 * 24 * 3600))
     with pytest.raises(ValueError, match="forced-withdrawal period must exceed"):
         deploy(deployer, _config(forced_withdrawal_period_s=30 * 3600))
+    # audit A-5: a longest pause right after the request must still leave a whole outflow period
+    with pytest.raises(ValueError, match=r"outflow period \+ max pause"):
+        deploy(deployer, _config(forced_withdrawal_period_s=(6 + 24 + 24) * 3600))
+    check_config(_config(forced_withdrawal_period_s=(6 + 24 + 24) * 3600 + 1))
     with pytest.raises(ValueError, match="one outflow cap per token"):
         deploy(deployer, _config(tokens=("0x" + "11" * 20,)))
     with pytest.raises(ValueError, match="> 0"):

@@ -104,7 +104,7 @@ contract AuditFindingsTest is HxBase {
         bal[address(usdc)][alice] = 0;
         _submit();
         ClearingHouse.Payout[] memory p = _payoutsOf(2);
-        for (uint256 d; d < 2; ++d) {
+        for (uint256 d; d < FORCED_PERIOD / 1 days; ++d) {
             vm.warp(block.timestamp + 1 days);
             vm.expectRevert(
                 abi.encodeWithSelector(

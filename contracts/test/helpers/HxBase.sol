@@ -22,7 +22,7 @@ abstract contract HxBase is Test {
 
     uint256 internal constant FREEZE_PERIOD = 3 days;
     uint256 internal constant DISPUTE_WINDOW = 6 hours;
-    uint256 internal constant FORCED_PERIOD = 2 days;
+    uint256 internal constant FORCED_PERIOD = 3 days;
     uint256 internal constant CREDIT_PERIOD = 1 days;
     uint256 internal constant OUTFLOW_PERIOD = 1 days;
     uint256 internal constant MAX_PAUSE = 1 days;
