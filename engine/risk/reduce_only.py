@@ -26,7 +26,7 @@ Accounts and markets are plain ints (dict keys the compiled core looks up: ``_hx
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -65,11 +65,17 @@ class ReduceOnlyOrders:
     def cancelling(self, market: int, account: int, coid: int) -> bool:
         return (market, account, coid) in self.cancels
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "orders": [[a, m, list(c)] for a, by_m in self.orders.items() for m, c in by_m.items()],
-            "cancels": [list(k) for k in self.cancels],
-        }
+    def to_json(self, live: Callable[[int, int, int], bool]) -> dict[str, Any]:
+        """The state, without the entries whose order ended (``live(account, market, coid)`` False):
+        they change nothing (``forget`` and the looks drop them), so a record that only dropped some
+        (a refused order's look) leaves the same snapshot and state hash."""
+        orders = []
+        for a, by_m in self.orders.items():
+            for m, coids in by_m.items():
+                kept = [c for c in coids if live(a, m, c)]
+                if kept:
+                    orders.append([a, m, kept])
+        return {"orders": orders, "cancels": [list(k) for k in self.cancels]}
 
     def load_json(self, blob: dict[str, Any] | None) -> None:
         self.orders.clear()

@@ -587,6 +587,10 @@ class RiskEngine:
             row = self.book.find(account)
         return self._holding(row, market) if row >= 0 else 0
 
+    def _reduce_only_listed(self, account: int, mid: int, coid: int) -> bool:
+        """Is the listed reduce-only order live (the snapshot's and state hash's filter)?"""
+        return self.ledger.is_live(mid, account, coid)
+
     def _reduce_only_live(self, account: int, market: RiskMarket) -> list[Reservation]:
         """The account's live reduce-only orders in the market, oldest first, less those risk is
         cancelling; forgets those that ended."""
@@ -1920,7 +1924,7 @@ class RiskEngine:
             "records": self.records,
             "adl_ranked_at": list(self.adl_ranked_at),
             "ledger": self.ledger.entries(),  # plain tuples, sorted: both ledgers give the same bytes
-            "reduce_only": self.reduce_only.to_json(),
+            "reduce_only": self.reduce_only.to_json(self._reduce_only_listed),
         }
         buf = io.BytesIO()
         np.savez(
@@ -1985,7 +1989,7 @@ class RiskEngine:
         h.update(repr(self.net_deposits).encode())
         h.update(self.prices.tobytes() + self.marks.tobytes() + repr(sorted(self.priced.items())).encode())
         h.update(repr(self.ledger.entries()).encode())
-        h.update(repr(self.reduce_only.to_json()).encode())
+        h.update(repr(self.reduce_only.to_json(self._reduce_only_listed)).encode())
         h.update(repr((self.stale.tolist(), sorted(self.status.items()), self.funded)).encode())
         h.update(repr((sorted(self.leverage.items()), self.trade_flow)).encode())
         h.update(repr((self.liquidator.to_json(), self.records, self.adl_ranked_at)).encode())

@@ -140,4 +140,25 @@ def test_reduce_only_state_survives_a_snapshot() -> None:
     y = LocalExchange()
     y.risk.restore(x.risk.snapshot())
     assert y.risk.state_hash() == x.risk.state_hash()
-    assert y.risk.reduce_only.to_json() == x.risk.reduce_only.to_json() != {"orders": [], "cancels": []}
+    live = x.risk._reduce_only_listed
+    assert (
+        y.risk.reduce_only.to_json(live) == x.risk.reduce_only.to_json(live) != {"orders": [], "cancels": []}
+    )
+
+
+def test_a_refused_reduce_only_order_leaves_the_state_hash_as_it_was() -> None:
+    """Bad input changes nothing: a reduce-only order refused after an earlier one ended (its look
+    at the account drops the ended one) leaves the same state hash, but for the reject's number."""
+    x = _long_ten()
+    six = x.order(ALICE, BTC_PERP, SELL, 600_000, 6, flags=RO)
+    ended = x.order(ALICE, BTC_PERP, SELL, 600_000, 3, flags=RO)
+    x.send(encode(MsgType.CANCEL, BTC_PERP, account=ALICE, client_order_id=ended))
+    assert x.risk.reduce_only.orders == {ALICE: {BTC_PERP: [six, ended]}}  # (listed until a look)
+    y = LocalExchange()
+    y.risk.restore(x.risk.snapshot())
+    x.order(ALICE, BTC_PERP, SELL, 600_000, 5, flags=RO)  # 6 + 5 > 10
+    assert x.last_reject() == RejectCode.REDUCE_ONLY_WOULD_INCREASE
+    assert x.risk.reduce_only.orders == {ALICE: {BTC_PERP: [six]}}  # the look dropped the ended one
+    y.risk.next_seq(ALICE)  # (the reject's private sequence number, and the record's end)
+    y.risk.end_of_record()
+    assert x.risk.state_hash() == y.risk.state_hash()
