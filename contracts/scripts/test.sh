@@ -14,6 +14,8 @@ echo "== forge fmt --check"
 "$forge" fmt --check
 echo "== forge build"
 "$forge" build --offline --deny warnings 2>&1 | tail -n 3
+echo "== contract sizes (EIP-170: a chain refuses to deploy runtime code above 24,576 bytes)"
+"$forge" build --offline --sizes --skip test --skip script | grep -E "ClearingHouse|EscapeHatch|Vault|PriceBounds|InsuranceFund"
 echo "== forge test"
 "$forge" test --offline
 if [ "${FOUNDRY_PROFILE:-default}" = "default" ]; then

@@ -229,6 +229,9 @@ contract ClearingHouse is
     mapping(address token => Ledger) private _ledger;
     /// @notice Cumulative payouts executed per token (never rolled back: only final batches pay).
     mapping(address token => uint256) public executed;
+    /// @notice Per batch: how much of its next unpaid payout (index `payoutsDone`) is paid already. Only a payout
+    ///         larger than a whole period's outflow cap is paid in parts (audit A-2); else 0.
+    mapping(uint64 batchId => uint256) public payoutPartPaid;
     /// @notice Most a token's payouts may total in one outflow period (set by governance).
     mapping(address token => uint256) public outflowCap;
     mapping(address token => OutflowWindow) private _outflow;
@@ -245,7 +248,9 @@ contract ClearingHouse is
     );
     /// @notice Batch `batchId` queued payout `index` (executable once the batch is final).
     event PayoutQueued(uint64 indexed batchId, uint256 index, Payout payout);
-    /// @notice Payout `index` of batch `batchId` was paid (or deferred in the vault for its recipient to claim).
+    /// @notice `amount` of payout `index` of batch `batchId` was paid (or deferred in the vault for its recipient to
+    ///         claim): all of it, or, for a payout larger than a whole period's outflow cap, a part (audit A-2: such a
+    ///         payout is paid in parts, one event each; `payoutPartPaid` says how much of it so far).
     event PayoutExecuted(
         uint64 indexed batchId, uint256 index, address indexed account, address token, uint256 amount
     );
@@ -659,7 +664,12 @@ contract ClearingHouse is
 
     /// @notice Pay the next `count` payouts of canonical batch `batchId` once its dispute window has passed. Anyone
     ///         may call (the operator's settlement process normally does). Withdrawals count against the token's
-    ///         outflow cap for the current period (not after a freeze); movements to the insurance fund do not.
+    ///         outflow cap for the current period (not after a freeze); movements to the insurance fund do not. A
+    ///         withdrawal that does not fit in what is left of the period's cap waits, whole, for a period with room
+    ///         (`OutflowCapExceeded`), unless it is larger than the whole cap: then it could never pass, so what is
+    ///         left of the cap is paid as a part (its own `PayoutExecuted`) and the call ends there; the rest follows in
+    ///         later periods (audit A-2). A forced request counts as paid from its first part on: its account
+    ///         cannot then freeze the exchange over a payout that only the cap delays.
     /// @param batchId the batch
     /// @param payouts all the batch's payouts, in order (from its `PayoutQueued` events)
     /// @param count how many to pay from the first unpaid one (clamped to the rest)
@@ -678,31 +688,58 @@ contract ClearingHouse is
         uint256 from = rec.payoutsDone;
         uint256 to = Math.min(from + count, payouts.length);
         if (to <= from) revert NothingToExecute(batchId);
-        rec.payoutsDone = uint32(to);
+        rec.payoutsDone = uint32(to); // (before any transfer; a part sets it back to its own index)
+        uint256 part = payoutPartPaid[batchId]; // (of payout `from` only)
         for (uint256 k = from; k < to; ++k) {
-            Payout calldata p = payouts[k];
-            executed[p.token] += p.amount;
-            if (p.kind == TO_FUND) {
-                vault.transferOut(p.token, address(insuranceFund), p.amount);
-                insuranceFund.recordInflow(batchId, p.token, p.amount);
-            } else {
-                if (!h.frozen) _spendOutflow(p.token, p.amount);
-                if (p.kind == FORCED) escapeHatch.markPaid(p.ref);
-                vault.payout(p.destination, p.token, p.amount);
-            }
-            emit PayoutExecuted(batchId, k, p.account, p.token, p.amount);
+            if (!_payOut(batchId, k, payouts[k], part, h.frozen)) return; // a part: it stays the next one
+            part = 0;
         }
     }
 
-    function _spendOutflow(address token, uint256 amount) private {
+    /// @dev Pay payout `k` (of which `part` was paid before): false when only a part of it could be paid now.
+    function _payOut(uint64 batchId, uint256 k, Payout calldata p, uint256 part, bool uncapped)
+        private
+        returns (bool)
+    {
+        uint256 owed = p.amount - part; // (a move to the fund is never paid in parts: its `part` is 0)
+        uint256 pay = owed;
+        // a withdrawal larger than a whole period's cap: what the cap leaves now, as a part (it could never pass)
+        if (p.kind != TO_FUND && !uncapped) {
+            pay = _spendOutflow(p.token, owed, p.amount > outflowCap[p.token]);
+        }
+        if (pay < owed) {
+            batchRecord[batchId].payoutsDone = uint32(k); // it stays the next one
+            payoutPartPaid[batchId] = part + pay;
+        } else if (part != 0) {
+            delete payoutPartPaid[batchId];
+        }
+        executed[p.token] += pay;
+        if (p.kind == TO_FUND) {
+            vault.transferOut(p.token, address(insuranceFund), pay);
+            insuranceFund.recordInflow(batchId, p.token, pay);
+        } else {
+            if (p.kind == FORCED) escapeHatch.markPaid(p.ref); // (settled for the freeze from its first part on)
+            vault.payout(p.destination, p.token, pay);
+        }
+        emit PayoutExecuted(batchId, k, p.account, p.token, pay);
+        return pay == owed;
+    }
+
+    /// @dev Count `amount` against the token's cap for this period and return it; with `inParts`, when it does not
+    ///      fit, what is left of the cap instead (at least 1: else it reverts, as it does without `inParts`).
+    function _spendOutflow(address token, uint256 amount, bool inParts) private returns (uint256) {
         OutflowWindow storage w = _outflow[token];
         uint64 period = uint64(block.timestamp / outflowPeriod);
         uint256 spent = w.period == period ? w.spent : 0;
         uint256 cap = outflowCap[token];
         uint256 remaining = cap > spent ? cap - spent : 0;
-        if (amount > remaining) revert OutflowCapExceeded(token, amount, remaining);
+        if (amount > remaining) {
+            if (!inParts || remaining == 0) revert OutflowCapExceeded(token, amount, remaining);
+            amount = remaining;
+        }
         w.period = period;
         w.spent = spent + amount;
+        return amount;
     }
 
     // ------------------------------------------------------------------ accounts

@@ -180,17 +180,7 @@ contract EscapeHatchTest is HxBase {
     // ------------------------------------------------------------------ forced withdrawals
 
     function _serve(uint256 rid, uint256 amount, uint256 requested, address who, address token) internal {
-        uint256 leaf = _indexOfActor(who);
-        ClearingHouse.ForcedServe storage s = pendingF.push();
-        s.requestId = rid;
-        s.amount = amount;
-        s.leafIndex = leaf;
-        if (amount < requested) {
-            SumTree.Node[] memory p = _tree(token).proof(leaf);
-            for (uint256 i; i < p.length; ++i) {
-                s.proof.push(p[i]);
-            }
-        }
+        _serve(rid, amount, who, token, amount < requested); // (a short serve proves the leaf)
     }
 
     function test_forced_servedInFull_paidAfterWindow_settled() public {

@@ -24,20 +24,6 @@ contract AuditFindingsTest is HxBase {
         actors.push(thief);
     }
 
-    function _serve(uint256 rid, uint256 amount, address who, address token, bool withProof) internal {
-        uint256 leaf = _indexOfActor(who);
-        ClearingHouse.ForcedServe storage s = pendingF.push();
-        s.requestId = rid;
-        s.amount = amount;
-        s.leafIndex = leaf;
-        if (withProof) {
-            SumTree.Node[] memory p = _tree(token).proof(leaf);
-            for (uint256 i; i < p.length; ++i) {
-                s.proof.push(p[i]);
-            }
-        }
-    }
-
     /// FINDING A-1 (high), RESIDUAL RISK (fixed for tokens with a price feed: AuditFixesTest.test_A1_*,
     /// PriceBoundsTest): prices are committed by the operator; a token WITHOUT a feed is checked by nothing but the
     /// range (0, 1e36]. A stolen operator key posts a batch whose every leaf, root and total is right (the published
@@ -76,48 +62,6 @@ contract AuditFindingsTest is HxBase {
         assertGt(got[1], 0.999e18, "and carol's WETH");
         uint256[] memory a = _escape(alice);
         assertEq(a[0] + a[1] + a[2], 0, "alice exits nothing");
-    }
-
-    /// FINDING A-2 (medium, DoS): one account holding more than a day's outflow cap of a token ends the exchange
-    /// at a time of its choosing. Its forced request must be served in full (a short serve needs a proof that its
-    /// leaf is 0, which it is not), a single payout above the cap can never execute (every period refuses it), and
-    /// governance cannot raise the cap within the 2-day period (its delay floor is 4 days). So the request is
-    /// overdue with certainty and anyone freezes, when they like, which also picks the escape batch among the
-    /// batches that are final by then (see A-1: the escape batch's prices decide basket exits).
-    function test_FINDING_A2_forcedRequestAboveTheCap_certainFreeze() public {
-        _governance(address(ch), abi.encodeCall(ClearingHouse.setOutflowCap, (address(usdc), 2500e6)));
-        _deposit(alice, address(usdc), 10_000e6);
-        _deposit(bob, address(usdc), 1000e6);
-        _submit();
-        vm.prank(alice);
-        uint256 rid = hatch.requestForcedWithdrawal(address(usdc), 10_000e6, alice);
-
-        // the honest operator cannot serve less than the request without a zero-leaf proof ...
-        _serve(rid, 2500e6, alice, address(usdc), true);
-        ClearingHouse.Batch memory b = _batch();
-        vm.expectRevert(abi.encodeWithSelector(ClearingHouse.ForcedShortServeUnproven.selector, rid));
-        vm.prank(operator);
-        ch.submitBatch(b);
-        delete pendingF;
-        // ... so it serves it in full, and the payout can never pass the cap
-        _serve(rid, 10_000e6, alice, address(usdc), false);
-        bal[address(usdc)][alice] = 0;
-        _submit();
-        ClearingHouse.Payout[] memory p = _payoutsOf(2);
-        for (uint256 d; d < FORCED_PERIOD / 1 days; ++d) {
-            vm.warp(block.timestamp + 1 days);
-            vm.expectRevert(
-                abi.encodeWithSelector(
-                    ClearingHouse.OutflowCapExceeded.selector, address(usdc), 10_000e6, 2500e6
-                )
-            );
-            ch.executePayouts(2, p, 1);
-        }
-        vm.prank(alice); // or anyone, at the moment that suits them
-        hatch.freezeForUnservedRequest(rid, 2);
-        assertTrue(ch.frozen());
-        ch.executePayouts(2, p, 1); // uncapped after the freeze: alice leaves whole, the exchange is over
-        assertEq(usdc.balanceOf(alice), 10_000e6);
     }
 
     /// FINDING A-4 (low, DoS): any account whose withdrawal or forced request a batch carries can make the whole

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.28;
 
 import {ClearingHouse} from "../../src/ClearingHouse.sol";
+import {EscapeHatch} from "../../src/EscapeHatch.sol";
 import {Vault} from "../../src/Vault.sol";
 import {HxPriceAggregator} from "../../src/oracle/HxPriceAggregator.sol";
 import {HxBase} from "../helpers/HxBase.sol";
@@ -149,5 +150,82 @@ contract AuditFixesTest is HxBase {
         assertGt(worth, 599e6);
         uint256[] memory a = _escape(alice);
         assertGt(a[0] + a[1] * 3000 / 1e12 + a[2] * 60_000 / 1e2, 999_999e6, "alice exits her value");
+    }
+
+    /// FINDING A-2 (medium, DoS): one account holding more than a day's outflow cap of a token could end the
+    /// exchange at a time of its choosing. Its forced request must be served in full (a short serve needs a proof
+    /// that its leaf is 0), a single payout above the cap could never execute (every period refused it), and
+    /// governance cannot raise the cap within the forced-withdrawal period (its delay floor is longer). So the
+    /// request was overdue with certainty and anyone froze, when they liked (which also picked the escape batch).
+    /// Before the fix: `OutflowCapExceeded(usdc, 10000e6, 2500e6)` every day, then `freezeForUnservedRequest`
+    /// froze it. Fixed: a payout larger than the whole cap is paid in parts, what the cap leaves each period, and
+    /// a forced request counts as paid from its first part on.
+    function test_A2_forcedRequestAboveTheCap_isPaidInPartsAndFreezesNothing() public {
+        _governance(address(ch), abi.encodeCall(ClearingHouse.setOutflowCap, (address(usdc), 2500e6)));
+        _deposit(alice, address(usdc), 10_000e6);
+        _deposit(bob, address(usdc), 1000e6);
+        _submit();
+        vm.prank(alice);
+        uint256 rid = hatch.requestForcedWithdrawal(address(usdc), 10_000e6, alice);
+        _serve(rid, 10_000e6, alice, address(usdc), false);
+        bal[address(usdc)][alice] = 0;
+        _submit();
+        ClearingHouse.Payout[] memory p = _payoutsOf(2);
+        vm.warp(block.timestamp + DISPUTE_WINDOW);
+        ch.executePayouts(2, p, 1); // the first part: the whole cap of this period
+        assertEq(usdc.balanceOf(alice), 2500e6);
+        assertTrue(hatch.isForcedRequestSettled(rid), "being paid: settled for the freeze");
+        vm.expectRevert(
+            abi.encodeWithSelector(ClearingHouse.OutflowCapExceeded.selector, address(usdc), 7500e6, 0)
+        );
+        ch.executePayouts(2, p, 1); // nothing left this period
+        vm.warp(block.timestamp + FORCED_PERIOD);
+        vm.expectRevert(abi.encodeWithSelector(EscapeHatch.RequestSettled.selector, rid));
+        hatch.freezeForUnservedRequest(rid, 2);
+        for (uint256 d; d < 3; ++d) {
+            vm.warp(block.timestamp + OUTFLOW_PERIOD);
+            ch.executePayouts(2, p, 1);
+        }
+        assertEq(usdc.balanceOf(alice), 10_000e6, "paid in full, in four parts");
+        assertEq(ch.payoutPartPaid(2), 0);
+        vm.expectRevert(abi.encodeWithSelector(ClearingHouse.NothingToExecute.selector, 2));
+        ch.executePayouts(2, p, 1);
+        assertFalse(ch.frozen());
+        _submit(); // the books still add up: the next batch is accepted
+    }
+
+    /// A-2's fix for signed withdrawals: one above the whole cap is paid in parts too (it blocked every later
+    /// payout of its batch for ever), and the payouts after it wait for it; one within the cap that does not fit
+    /// in what is left of the period still waits whole, as before.
+    function test_A2_withdrawalAboveTheCap_isPaidInParts_andThoseAfterItFollow() public {
+        _governance(address(ch), abi.encodeCall(ClearingHouse.setOutflowCap, (address(usdc), 1000e6)));
+        _deposit(alice, address(usdc), 3000e6);
+        _deposit(bob, address(usdc), 1000e6);
+        _submit();
+        _withdraw(alice, address(usdc), 2500e6);
+        _withdraw(bob, address(usdc), 600e6);
+        _submit();
+        ClearingHouse.Payout[] memory p = _payoutsOf(2);
+        vm.warp(block.timestamp + DISPUTE_WINDOW);
+        ch.executePayouts(2, p, 2);
+        assertEq(usdc.balanceOf(alice), 1000e6);
+        assertEq(usdc.balanceOf(bob), 0, "bob's waits behind alice's");
+        assertEq(ch.payoutPartPaid(2), 1000e6);
+        vm.warp(block.timestamp + OUTFLOW_PERIOD);
+        ch.executePayouts(2, p, 2);
+        assertEq(usdc.balanceOf(alice), 2000e6);
+        vm.warp(block.timestamp + OUTFLOW_PERIOD);
+        // alice's last 500 fit; bob's 600 (within the cap) then waits whole for the next period
+        vm.expectRevert(
+            abi.encodeWithSelector(ClearingHouse.OutflowCapExceeded.selector, address(usdc), 600e6, 500e6)
+        );
+        ch.executePayouts(2, p, 2);
+        ch.executePayouts(2, p, 1);
+        assertEq(usdc.balanceOf(alice), 2500e6);
+        assertEq(ch.payoutPartPaid(2), 0);
+        vm.warp(block.timestamp + OUTFLOW_PERIOD);
+        ch.executePayouts(2, p, 1);
+        assertEq(usdc.balanceOf(bob), 600e6);
+        _submit();
     }
 }

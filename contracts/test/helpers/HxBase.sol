@@ -373,6 +373,22 @@ abstract contract HxBase is Test {
         revert("actor");
     }
 
+    /// Queue a `ForcedServe` of request `rid` for the next batch (`withProof`: `who`'s claim-leaf proof of
+    /// `token`, which a short serve needs).
+    function _serve(uint256 rid, uint256 amount, address who, address token, bool withProof) internal {
+        uint256 leaf = _indexOfActor(who);
+        ClearingHouse.ForcedServe storage s = pendingF.push();
+        s.requestId = rid;
+        s.amount = amount;
+        s.leafIndex = leaf;
+        if (withProof) {
+            SumTree.Node[] memory p = _tree(token).proof(leaf);
+            for (uint256 i; i < p.length; ++i) {
+                s.proof.push(p[i]);
+            }
+        }
+    }
+
     /// `who`'s leaf proofs of every asset against the model (the model must equal the escape batch).
     function _proofs(address who)
         internal
