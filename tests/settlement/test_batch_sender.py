@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from eth_account import Account
-from settlement_fixtures import USDC, USDC_ASSET, WETH, Harness
+from settlement_fixtures import BTC_ASSET, USDC, USDC_ASSET, WBTC, WETH, Harness
 
 from engine.risk.risk_config import RiskConfig
 from engine.types.enums import MsgType, WithdrawStatus
@@ -337,3 +337,41 @@ def test_a_nonce_burned_after_our_seal_reseals_the_batch_instead_of_halting(onch
     assert s.h.engine.trees.leaf(s.users[0], USDC, CLAIM) == 100 * 10**6
     report = audit(s.anvil.url, s.m)
     assert report.ok, report.difference
+
+
+def test_a_withdrawal_above_the_outflow_cap_is_paid_in_parts_then_reported_paid(onchain: OnChain) -> None:
+    """Audit A-2: the local WBTC cap is 15 a day; alice withdraws 20. The sender's first call pays the
+    15 the cap allows and reports the batch not done; a day later the rest, and only then PAID."""
+    s = onchain
+    s.deposit("alice", WBTC, 20 * 10**8)
+    s.watch()
+    s.settle()
+    s.h.hold(1, BTC_ASSET, 20 * 10**8, nonce=3)
+    w3 = s.chains["alice"].w3
+    expiry = w3.eth.get_block("latest")["timestamp"] + 86_400
+    s.h.now = expiry * 10**9 - 3600 * 10**9
+    w = Withdrawal(ADDR["alice"], s.m["tokens"][WBTC], 20 * 10**8, ADDR["bob"], 3, expiry)
+    sig = sign_withdrawal(w, KEYS["alice"], s.h.spec.chain_id, s.h.spec.clearing_house)
+    s.h.apply(pack_withdrawal(1, WBTC, w, sig, True))
+    b = s.settle()
+    assert len(b.withdrawals) == 1
+    payouts = s.h.engine.batch_payouts[b.batch_id]
+    tok = s.chains["alice"].at(Artifact.load("TestToken"), s.m["tokens"][WBTC])
+    w3.provider.make_request("evm_increaseTime", [6 * 3600 + 1])
+    w3.provider.make_request("evm_mine", [])
+    assert not s.sender.execute_payouts(b.batch_id, payouts)  # a part: the cap's 15
+    assert tok.functions.balanceOf(ADDR["bob"]).call() == 15 * 10**8
+    assert s.ch().functions.payoutPartPaid(b.batch_id).call() == 15 * 10**8
+    assert not s.sender.execute_payouts(b.batch_id, payouts)  # nothing left of this period's cap
+    w3.provider.make_request("evm_increaseTime", [86_400])
+    w3.provider.make_request("evm_mine", [])
+    assert s.sender.execute_payouts(b.batch_id, payouts)
+    assert tok.functions.balanceOf(ADDR["bob"]).call() == 20 * 10**8
+    s.h.apply(pack_paid(b.batch_id))
+    results = [
+        BY_TYPE[MsgType.WITHDRAW_RESULT].struct.unpack_from(c, 0)[6]
+        for c in s.h.results
+        if c[0] == MsgType.WITHDRAW_RESULT
+    ]
+    assert results == [WithdrawStatus.PAID]
+    s.settle()  # the books still add up on chain
