@@ -114,7 +114,9 @@ def check_config(c: DeployConfig) -> None:
     if c.max_pause_s >= c.freeze_period_s:
         raise ValueError("a pause must be shorter than the freeze period")
     if c.forced_withdrawal_period_s <= c.dispute_window_s + c.outflow_period_s + c.max_pause_s:
-        raise ValueError("the forced-withdrawal period must exceed dispute window + outflow period + max pause")
+        raise ValueError(
+            "the forced-withdrawal period must exceed dispute window + outflow period + max pause"
+        )
     needed = max(c.freeze_period_s, c.forced_withdrawal_period_s)
     if c.timelock_floor_s <= needed:
         raise ValueError(

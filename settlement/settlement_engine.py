@@ -104,6 +104,9 @@ FORCED_BIT = (
     1 << 63
 )  # risk's request id of a forced request: FORCED_BIT | request id (gateway nonces < 2**63)
 EXPIRY_MARGIN_S = 600  # a withdrawal expiring sooner than this after the batch is sealed is refused
+# an account that burned the nonce of a withdrawal a sealed batch carried (audit A-4) has its withdrawals refused
+# for this long: each time voids a batch, and the others' withdrawals in it wait a batch for it
+WITHDRAWAL_BAR_NS = 3600 * 1_000_000_000
 _DEPOSIT = struct.Struct("<BQIBQQ32s20s")  # kind, id, account id, token, depositedAt, block, amount, address
 _CLOCK = struct.Struct("<BQ")
 _CONFIRMED = struct.Struct("<BQQQ")
@@ -400,6 +403,9 @@ class SettlementEngine:
         self.wd_hold: dict[tuple[int, int], tuple[int, int]] = {}  # (account, nonce) -> (asset, units)
         self.wd_ready: list[tuple[int, int]] = []  # paired and checked, in pairing order
         self.nonces_used: set[tuple[int, int]] = set()
+        self.withdrawal_barred: dict[
+            int, int
+        ] = {}  # account -> until (engine ns): it front-ran a batch (A-4)
         self.acct_queued: dict[tuple[int, int], int] = {}  # (account, asset) -> units in batches, unpaid
         # batch -> (account, asset, units, nonce) of its withdrawals, and its payouts, until executed
         self.batch_withdrawals: dict[int, list[tuple[int, int, int, int]]] = {}
@@ -689,6 +695,8 @@ class SettlementEngine:
             why = "signed by another account"
         elif key in self.nonces_used:
             why = "nonce already used"
+        elif self.withdrawal_barred.get(account, 0) > self.now_ns:
+            why = "the account burned the nonce of a withdrawal a batch carried, within the hour"
         elif expiry < self.now_ns // 1_000_000_000 + EXPIRY_MARGIN_S:
             why = "expired"
         if why:
@@ -1237,8 +1245,8 @@ class SettlementEngine:
     def _drop_cancelled_serve(self, bid: int, reason: str) -> bool:
         """The chain refused the in-flight batch because the account cancelled a forced request the batch
         serves (on chain between our seal and the batch): void the batch as a rollback to the last
-        confirmed one, without that request (its hold returns with the others'); the next batch is sealed
-        without it. False when the refusal is anything else (then settlement halts)."""
+        confirmed one, without that request (the batch's withdrawals go back in the queue); the next batch is
+        sealed without it. False when the refusal is anything else (then settlement halts)."""
         m = _REQUEST_CANCELLED.search(reason)
         p = self.pending
         if m is None or p is None or p.batch_id != bid:
@@ -1256,7 +1264,8 @@ class SettlementEngine:
             self.confirmed_id,
             self.confirmed_hash,
             f"batch {bid} refused: forced request {rid} was cancelled on chain after we sealed it; the batch "
-            "is sealed again without it (its withdrawals' holds returned)",
+            "is sealed again without it (its withdrawals go back in the queue)",
+            self._requeue(bid),
         )
         return True
 
@@ -1278,24 +1287,64 @@ class SettlementEngine:
         ]
         if not carried:
             return False
+        self.withdrawal_barred[carried[0]] = self.now_ns + WITHDRAWAL_BAR_NS
         self._rollback(
             self.confirmed_id,
             self.confirmed_hash,
             f"batch {bid} refused: account {carried[0]} spent the nonce {nonce} of its withdrawal on chain "
-            "after we sealed it; the batch is sealed again without it (its withdrawals' holds returned)",
+            "after we sealed it; the batch is sealed again without it (its hold returns; the other withdrawals "
+            "go back in the queue; its withdrawals are refused for an hour)",
+            self._requeue(bid, skip=(carried[0], nonce)),
         )
         return True
 
-    def _rollback(self, to_id: int, to_hash: bytes, why: str = "") -> None:
+    def _requeue(
+        self, bid: int, skip: tuple[int, int] | None = None
+    ) -> dict[tuple[int, int], tuple[tuple[int, int, str, int, bytes, str], tuple[int, int]]]:
+        """The withdrawals the sealed batch ``bid`` carries, but ``skip``, as ``_rollback`` puts them back in
+        the queue: (account, nonce) -> (payload, hold), rebuilt from the batch's signed withdrawals. A batch
+        the chain refused before it ran spent none of their nonces, so they go in the next batch."""
+        p = self.pending
+        if p is None or p.batch_id != bid:
+            return {}
+        tokens = [address_bytes(t.address) for t in self.spec.tokens]
+        signed = {(address_bytes(w[0]), int(w[4])): w for w in p.withdrawals}
+        out = {}
+        for account, asset, units, nonce in self.batch_withdrawals.get(bid, []):
+            w = signed.get((self.addresses.get(account, b""), nonce))
+            if (account, nonce) == skip or w is None or address_bytes(w[1]) not in tokens:
+                continue
+            token = tokens.index(address_bytes(w[1]))
+            payload = (
+                token,
+                int(w[2]),
+                to_checksum_address(w[3]),
+                int(w[5]),
+                bytes(w[6]),
+                to_checksum_address(w[0]),
+            )
+            out[(account, nonce)] = (payload, (asset, units))
+        return out
+
+    def _rollback(
+        self,
+        to_id: int,
+        to_hash: bytes,
+        why: str = "",
+        requeue: dict[tuple[int, int], tuple[tuple[int, int, str, int, bytes, str], tuple[int, int]]]
+        | None = None,
+    ) -> None:
         """A challenge voided our batches after ``to_id``: return the holds of their withdrawals (their
         nonces stay spent on chain), restore the ledger and the trees as of ``to_id`` (replayed from our
-        own published data), and re-prove every account in the next batch."""
+        own published data), and re-prove every account in the next batch. ``requeue``: withdrawals
+        (``_requeue``) that go back in the queue, first, instead of failing."""
         known = self.history[to_id][0] if to_id in self.history else (ZERO_HASH if to_id == 0 else None)
         top = self.pending.batch_id if self.pending is not None else self.confirmed_id
         if known != to_hash or to_id >= top:
             self._halt(f"rollback to batch {to_id} (0x{to_hash.hex()}) does not match our history")
             return
         voided = sorted(b for b in self.history if b > to_id)
+        back: list[tuple[int, int]] = []
         for bid in voided:
             for account, asset, units, nonce in self.batch_withdrawals.pop(bid, []):
                 q = (account, asset)
@@ -1304,6 +1353,11 @@ class SettlementEngine:
                     self.acct_queued[q] = left
                 else:
                     self.acct_queued.pop(q, None)
+                key = (account, nonce)
+                if requeue and key in requeue:
+                    self.wd_payload[key], self.wd_hold[key] = requeue[key]
+                    back.append(key)
+                    continue
                 self._result(account, asset, units, nonce, WithdrawStatus.FAILED)
             self.batch_payouts.pop(bid, None)
             # its moves never happened: moves into the fund never execute, moves out go back to the fund
@@ -1314,6 +1368,7 @@ class SettlementEngine:
             moved = self.fund_moves.pop(bid, None)
             if moved is not None:
                 self.fund_in_wei = [f + min(m, 0) for f, m in zip(self.fund_in_wei, moved, strict=True)]
+        self.wd_ready = back + self.wd_ready  # (put back first: they were paired before the others)
         for bid in voided:  # a voided serve leaves its request unserved on chain: it is served again
             for req in self.batch_forced.pop(bid, []):
                 if req.from_extra:
@@ -1392,7 +1447,7 @@ class SettlementEngine:
         "wd_payload", "wd_hold", "wd_ready", "nonces_used", "acct_queued", "batch_withdrawals", "paying",
         "batch_payouts", "withdrawal_log_offset", "history", "forced_seen", "forced", "batch_forced",
         "fund_on", "fund_in_wei", "fund_paid_in", "fund_unpaid", "fund_queued_in", "fund_moves", "fund_base",
-        "fund_short", "fund_why", "fund_seen", "fund_accept",
+        "fund_short", "fund_why", "fund_seen", "fund_accept", "withdrawal_barred",
     )  # fmt: skip
 
     def snapshot(self) -> bytes:

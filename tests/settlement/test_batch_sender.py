@@ -300,23 +300,30 @@ def test_rolled_back_batch_returns_the_hold_and_the_next_batch_reproves(
 
 def test_a_nonce_burned_after_our_seal_reseals_the_batch_instead_of_halting(onchain: OnChain) -> None:
     """Audit A-4: alice burns the nonce of her withdrawal (``invalidateNonces``) after our batch was
-    sealed with it and before it is mined, so the chain refuses the batch (NonceAlreadyUsed). That
-    halted settlement: any account could stop it at will. Now the core voids the batch, returns the
-    hold and seals one the chain takes; the audit passes."""
+    sealed with it and bob's, before it is mined, so the chain refuses the batch (NonceAlreadyUsed).
+    That halted settlement: any account could stop it at will. Now the core voids the batch, returns
+    alice's hold, puts bob's withdrawal back in the queue (the chain spent none of the batch's nonces)
+    and seals a batch the chain takes; alice's withdrawals are refused for an hour. The audit passes."""
     s = onchain
     s.deposit("alice", USDC, 100 * 10**6)
+    s.deposit("bob", USDC, 50 * 10**6)
     s.watch()
     s.settle()
-    s.h.hold(1, USDC_ASSET, 30 * 10**6, nonce=5)
     w3 = s.chains["alice"].w3
     expiry = w3.eth.get_block("latest")["timestamp"] + 86_400
     s.h.now = expiry * 10**9 - 3600 * 10**9
-    w = Withdrawal(ADDR["alice"], s.m["tokens"][USDC], 30 * 10**6, ADDR["alice"], 5, expiry)
-    sig = sign_withdrawal(w, KEYS["alice"], s.h.spec.chain_id, s.h.spec.clearing_house)
-    s.h.apply(pack_withdrawal(1, USDC, w, sig, True))
+
+    def withdraw(who: str, account: int, units: int, nonce: int) -> None:
+        s.h.hold(account, USDC_ASSET, units, nonce=nonce)
+        w = Withdrawal(ADDR[who], s.m["tokens"][USDC], units, ADDR[who], nonce, expiry)
+        s.h.apply(pack_withdrawal(account, USDC, w, sign_withdrawal(w, KEYS[who], s.h.spec.chain_id,
+                                                                    s.h.spec.clearing_house), True))  # fmt: skip
+
+    withdraw("alice", 1, 30 * 10**6, 5)
+    withdraw("bob", 2, 20 * 10**6, 7)
     s.h.tick()
     sealed = s.h.engine.pending
-    assert sealed is not None and len(sealed.withdrawals) == 1
+    assert sealed is not None and len(sealed.withdrawals) == 2
     word, mask = nonce_position(5)
     alice_ch = s.chains["alice"].at(Artifact.load("ClearingHouse"), s.addr("ClearingHouse"))
     s.chains["alice"].transact(alice_ch.functions.invalidateNonces(word, mask))
@@ -324,17 +331,24 @@ def test_a_nonce_burned_after_our_seal_reseals_the_batch_instead_of_halting(onch
         s.sender.post(sealed)
     s.h.apply(pack_failed(sealed.batch_id, f"BatchRefused: {err.value}"))
     assert not s.h.engine.halted and any("spent the nonce 5" in a for a in s.h.alarms)
-    results = [
-        BY_TYPE[MsgType.WITHDRAW_RESULT].struct.unpack_from(c, 0)[4:9]
-        for c in s.h.results
-        if c[0] == MsgType.WITHDRAW_RESULT
-    ]
-    assert results == [(1, USDC_ASSET, WithdrawStatus.FAILED, 30 * 10**6, 5)]  # the hold came back
+
+    def results() -> list[tuple[int, ...]]:
+        return [
+            BY_TYPE[MsgType.WITHDRAW_RESULT].struct.unpack_from(c, 0)[4:9]
+            for c in s.h.results
+            if c[0] == MsgType.WITHDRAW_RESULT
+        ]
+
+    assert results() == [(1, USDC_ASSET, WithdrawStatus.FAILED, 30 * 10**6, 5)]  # alice's hold came back
     assert s.h.risk.balances[(1, USDC_ASSET)] == 100 * 10**6 and s.h.risk.held[(1, USDC_ASSET)] == 0
     b = s.settle()
-    assert b.batch_id == sealed.batch_id and not b.withdrawals
+    assert b.batch_id == sealed.batch_id and [w[4] for w in b.withdrawals] == [7]  # bob's, not failed
     assert s.ch().functions.lastBatchHash().call() == b.hash
     assert s.h.engine.trees.leaf(s.users[0], USDC, CLAIM) == 100 * 10**6
+    assert s.h.engine.trees.leaf(s.users[1], USDC, CLAIM) == 30 * 10**6
+    withdraw("alice", 1, 10 * 10**6, 6)  # within the hour: refused, the hold returns
+    assert results()[-1] == (1, USDC_ASSET, WithdrawStatus.FAILED, 10 * 10**6, 6)
+    assert any("burned the nonce" in a for a in s.h.alarms)
     report = audit(s.anvil.url, s.m)
     assert report.ok, report.difference
 
