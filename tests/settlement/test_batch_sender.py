@@ -95,6 +95,19 @@ class OnChain:
     def ch(self) -> Any:
         return self.chains["alice"].at(Artifact.load("ClearingHouse"), self.addr("ClearingHouse"))
 
+    def withdraw(
+        self, who: str, token: int, asset: int, units: int, nonce: int, to: str | None = None
+    ) -> None:
+        """``who`` (account ``users`` index + 1) signs a withdrawal of ``units`` to ``to`` (itself), expiring
+        in a day, and risk holds it (the engine's clock: an hour before the expiry)."""
+        account = self.users.index(ADDR[who].lower()) + 1
+        self.h.hold(account, asset, units, nonce=nonce)
+        expiry = self.chains[who].w3.eth.get_block("latest")["timestamp"] + 86_400
+        self.h.now = expiry * 10**9 - 3600 * 10**9
+        w = Withdrawal(ADDR[who], self.m["tokens"][token], units, to or ADDR[who], nonce, expiry)
+        sig = sign_withdrawal(w, KEYS[who], self.h.spec.chain_id, self.h.spec.clearing_house)
+        self.h.apply(pack_withdrawal(account, token, w, sig, True))
+
 
 @pytest.fixture
 def onchain(anvil: Anvil, deployer: Chain, artifacts: Any, snapshot: None) -> OnChain:
@@ -259,13 +272,7 @@ def test_rolled_back_batch_returns_the_hold_and_the_next_batch_reproves(
     s.deposit("alice", USDC, 100 * 10**6)
     s.watch()
     b1 = s.settle()
-    s.h.hold(1, USDC_ASSET, 30 * 10**6, nonce=5)
-    w3 = s.chains["alice"].w3
-    expiry = w3.eth.get_block("latest")["timestamp"] + 86_400
-    s.h.now = expiry * 10**9 - 3600 * 10**9
-    w = Withdrawal(ADDR["alice"], s.m["tokens"][USDC], 30 * 10**6, ADDR["alice"], 5, expiry)
-    sig = sign_withdrawal(w, KEYS["alice"], s.h.spec.chain_id, s.h.spec.clearing_house)
-    s.h.apply(pack_withdrawal(1, USDC, w, sig, True))
+    s.withdraw("alice", USDC, USDC_ASSET, 30 * 10**6, nonce=5)
     b2 = s.settle()
     assert len(b2.withdrawals) == 1
     ch = s.ch()
@@ -309,18 +316,8 @@ def test_a_nonce_burned_after_our_seal_reseals_the_batch_instead_of_halting(onch
     s.deposit("bob", USDC, 50 * 10**6)
     s.watch()
     s.settle()
-    w3 = s.chains["alice"].w3
-    expiry = w3.eth.get_block("latest")["timestamp"] + 86_400
-    s.h.now = expiry * 10**9 - 3600 * 10**9
-
-    def withdraw(who: str, account: int, units: int, nonce: int) -> None:
-        s.h.hold(account, USDC_ASSET, units, nonce=nonce)
-        w = Withdrawal(ADDR[who], s.m["tokens"][USDC], units, ADDR[who], nonce, expiry)
-        s.h.apply(pack_withdrawal(account, USDC, w, sign_withdrawal(w, KEYS[who], s.h.spec.chain_id,
-                                                                    s.h.spec.clearing_house), True))  # fmt: skip
-
-    withdraw("alice", 1, 30 * 10**6, 5)
-    withdraw("bob", 2, 20 * 10**6, 7)
+    s.withdraw("alice", USDC, USDC_ASSET, 30 * 10**6, nonce=5)
+    s.withdraw("bob", USDC, USDC_ASSET, 20 * 10**6, nonce=7)
     s.h.tick()
     sealed = s.h.engine.pending
     assert sealed is not None and len(sealed.withdrawals) == 2
@@ -346,7 +343,7 @@ def test_a_nonce_burned_after_our_seal_reseals_the_batch_instead_of_halting(onch
     assert s.ch().functions.lastBatchHash().call() == b.hash
     assert s.h.engine.trees.leaf(s.users[0], USDC, CLAIM) == 100 * 10**6
     assert s.h.engine.trees.leaf(s.users[1], USDC, CLAIM) == 30 * 10**6
-    withdraw("alice", 1, 10 * 10**6, 6)  # within the hour: refused, the hold returns
+    s.withdraw("alice", USDC, USDC_ASSET, 10 * 10**6, nonce=6)  # within the hour: refused, the hold returns
     assert results()[-1] == (1, USDC_ASSET, WithdrawStatus.FAILED, 10 * 10**6, 6)
     assert any("burned the nonce" in a for a in s.h.alarms)
     report = audit(s.anvil.url, s.m)
@@ -360,17 +357,12 @@ def test_a_withdrawal_above_the_outflow_cap_is_paid_in_parts_then_reported_paid(
     s.deposit("alice", WBTC, 20 * 10**8)
     s.watch()
     s.settle()
-    s.h.hold(1, BTC_ASSET, 20 * 10**8, nonce=3)
-    w3 = s.chains["alice"].w3
-    expiry = w3.eth.get_block("latest")["timestamp"] + 86_400
-    s.h.now = expiry * 10**9 - 3600 * 10**9
-    w = Withdrawal(ADDR["alice"], s.m["tokens"][WBTC], 20 * 10**8, ADDR["bob"], 3, expiry)
-    sig = sign_withdrawal(w, KEYS["alice"], s.h.spec.chain_id, s.h.spec.clearing_house)
-    s.h.apply(pack_withdrawal(1, WBTC, w, sig, True))
+    s.withdraw("alice", WBTC, BTC_ASSET, 20 * 10**8, nonce=3, to=ADDR["bob"])
     b = s.settle()
     assert len(b.withdrawals) == 1
     payouts = s.h.engine.batch_payouts[b.batch_id]
     tok = s.chains["alice"].at(Artifact.load("TestToken"), s.m["tokens"][WBTC])
+    w3 = s.chains["alice"].w3
     w3.provider.make_request("evm_increaseTime", [6 * 3600 + 1])
     w3.provider.make_request("evm_mine", [])
     assert not s.sender.execute_payouts(b.batch_id, payouts)  # a part: the cap's 15
