@@ -133,10 +133,11 @@ _SETTLED = BY_TYPE[MsgType.SETTLED].struct
 _RESULT_CMD = BY_TYPE[MsgType.WITHDRAW_RESULT].struct
 _REQUEST_CMD = BY_TYPE[MsgType.WITHDRAW_REQUEST].struct
 _REQUEST_CANCELLED = re.compile(r"RequestCancelled\(\(?(\d+),?\)")  # the EscapeHatch's error, as decoded
-_NONCE_USED = re.compile(
-    r"NonceAlreadyUsed\('(0x[0-9a-fA-F]{40})', (\d+)\)"
-)  # the ClearingHouse's, as decoded
+# the ClearingHouse's error, as decoded
+_NONCE_USED = re.compile(r"NonceAlreadyUsed\('(0x[0-9a-fA-F]{40})', (\d+)\)")
 USDC_PRICE_MICRO = 10**6
+# withdrawals going back in the queue: (account, nonce) -> (payload, hold), as wd_payload and wd_hold hold them
+_Requeue = dict[tuple[int, int], tuple[tuple[int, int, str, int, bytes, str], tuple[int, int]]]
 
 
 def pack_events(
@@ -403,9 +404,8 @@ class SettlementEngine:
         self.wd_hold: dict[tuple[int, int], tuple[int, int]] = {}  # (account, nonce) -> (asset, units)
         self.wd_ready: list[tuple[int, int]] = []  # paired and checked, in pairing order
         self.nonces_used: set[tuple[int, int]] = set()
-        self.withdrawal_barred: dict[
-            int, int
-        ] = {}  # account -> until (engine ns): it front-ran a batch (A-4)
+        # account -> until when (engine ns) its withdrawals are refused: it front-ran a batch (audit A-4)
+        self.withdrawal_barred: dict[int, int] = {}
         self.acct_queued: dict[tuple[int, int], int] = {}  # (account, asset) -> units in batches, unpaid
         # batch -> (account, asset, units, nonce) of its withdrawals, and its payouts, until executed
         self.batch_withdrawals: dict[int, list[tuple[int, int, int, int]]] = {}
@@ -1273,8 +1273,9 @@ class SettlementEngine:
         """The chain refused the in-flight batch because an account burned the nonce of a withdrawal the
         batch carries (``invalidateNonces``, between our seal and the batch: audit A-4). Halting would let
         any account stop settlement at will; instead the batch is voided as a rollback to the last
-        confirmed one (every withdrawal in it fails and its hold returns; the others' owners ask again)
-        and the next batch is sealed without it. False when the refusal is anything else."""
+        confirmed one and the next batch is sealed without that withdrawal (its hold returns): the batch's
+        other withdrawals go back in the queue (``_requeue``), and the account's withdrawals are refused
+        for ``WITHDRAWAL_BAR_NS``. False when the refusal is anything else."""
         m = _NONCE_USED.search(reason)
         p = self.pending
         if m is None or p is None or p.batch_id != bid:
@@ -1298,9 +1299,7 @@ class SettlementEngine:
         )
         return True
 
-    def _requeue(
-        self, bid: int, skip: tuple[int, int] | None = None
-    ) -> dict[tuple[int, int], tuple[tuple[int, int, str, int, bytes, str], tuple[int, int]]]:
+    def _requeue(self, bid: int, skip: tuple[int, int] | None = None) -> _Requeue:
         """The withdrawals the sealed batch ``bid`` carries, but ``skip``, as ``_rollback`` puts them back in
         the queue: (account, nonce) -> (payload, hold), rebuilt from the batch's signed withdrawals. A batch
         the chain refused before it ran spent none of their nonces, so they go in the next batch."""
@@ -1331,8 +1330,7 @@ class SettlementEngine:
         to_id: int,
         to_hash: bytes,
         why: str = "",
-        requeue: dict[tuple[int, int], tuple[tuple[int, int, str, int, bytes, str], tuple[int, int]]]
-        | None = None,
+        requeue: _Requeue | None = None,
     ) -> None:
         """A challenge voided our batches after ``to_id``: return the holds of their withdrawals (their
         nonces stay spent on chain), restore the ledger and the trees as of ``to_id`` (replayed from our
