@@ -7,7 +7,7 @@ Vault and InsuranceFund hold them as immutables and no one ever holds a "set the
     HxTimelock(delay, floor, governor)
     Vault(CH*, HATCH*, timelock, guardian, maxPause, tokens)   CH* = create_address(deployer, vault_nonce + 2)
     InsuranceFund(CH*, vault, timelock)                         HATCH* = create_address(deployer, vault_nonce + 3)
-    ClearingHouse(vault, fund, timelock, operator, guardian, watchers, periods, caps)   -> must land at CH*
+    ClearingHouse(vault, fund, timelock, operator, guardian, watchers, periods, caps, feeds) -> must land at CH*
     EscapeHatch(CH)                                                                      -> must land at HATCH*
 
 Checks before sending (``check_config``, raises ``ValueError``) mirror the contracts' constructor rules.
@@ -15,14 +15,17 @@ Checks after deployment (``check_deployment``; any failure raises ``DeploymentCh
     - wiring: vault.clearingHouse == fund.clearingHouse == CH, vault.escapeHatch == hatch, fund.vault == vault,
       CH.vault/insuranceFund/escapeHatch, hatch.clearingHouse/vault;
     - every period, the timelock's delay and floor (> freeze and forced-withdrawal periods), the outflow caps,
-      the listed tokens;
+      the listed tokens, and each token's price feed (none where none was given);
     - the role matrix read back with ``hasRole`` equals ``expected_role_matrix``: the deployer holds no role
       anywhere, the timelock is the only admin, operator/guardian/watchers hold exactly their roles;
     - the runtime code hash of each contract is recorded in the manifest.
 
 CLI: ``python -m settlement.deploy --rpc-url URL --governor A --operator B --guardian C --watcher W
---token T --cap N ... --out manifest.json`` (the key comes from ``$HX_DEPLOYER_KEY``; ``--local`` uses
-anvil's dev accounts and test tokens with their default caps).
+--token T --cap N --price-feed T=FEED,DEV_PPM,AGE_S ... --out manifest.json`` (the key comes from
+``$HX_DEPLOYER_KEY``; ``--local`` uses anvil's dev accounts and test tokens with their default caps). Every
+``--token`` but the first (the numeraire) needs a ``--price-feed`` unless ``--allow-unbounded-prices``: without
+one, a stolen operator key can commit any price for it (audit A-1); the feeds are set by the ClearingHouse's
+constructor, so they bound the very first batch.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eth_utils.address import to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 
 from settlement.anvil import DEV_PRIVATE_KEYS, LOCAL_CHAIN_ID
@@ -92,6 +95,11 @@ class DeployConfig:
     tokens: tuple[str, ...] = field(default_factory=tuple)
     outflow_caps: tuple[int, ...] = field(default_factory=tuple)
     test_tokens: bool = False
+    # (token, feed, max deviation ppm, max age s): set by the ClearingHouse's constructor, so prices are bounded
+    # from the first batch (audit A-1). A token is an address, or a test token's symbol on a local chain.
+    price_feeds: tuple[tuple[str, str, int, int], ...] = ()
+    # a deployment without test tokens must give every token but the numeraire a feed, unless this says not to
+    allow_unbounded_prices: bool = False
 
     def periods(self) -> tuple[int, int, int, int, int, int]:
         """The ClearingHouse's ``Config`` tuple."""
@@ -124,6 +132,27 @@ def check_config(c: DeployConfig) -> None:
         )
     if c.timelock_delay_s < c.timelock_floor_s:
         raise ValueError("the timelock delay must be at least its floor")
+    symbols = {symbol for _n, symbol, _d, _c in TEST_TOKENS} if c.test_tokens else set()
+    listed = [t.lower() for t in c.tokens] + sorted(symbols)
+    for token, feed, deviation_ppm, age_s in c.price_feeds:
+        if token.lower() not in listed and token not in symbols:
+            raise ValueError(f"price feed for {token}: not a listed token")
+        if (c.tokens and token.lower() == c.tokens[0].lower()) or (
+            not c.tokens and token == TEST_TOKENS[0][1]
+        ):
+            raise ValueError(f"price feed for {token}: the numeraire (the first token) is pinned, never fed")
+        if not (0 < deviation_ppm <= MAX_DEVIATION_PPM) or age_s <= 0 or not is_address(feed):
+            raise ValueError(
+                f"price feed for {token}: a feed address, 0 < max deviation <= {MAX_DEVIATION_PPM} ppm, "
+                "max age > 0 s"
+            )
+    fed = {t.lower() for t, *_ in c.price_feeds}
+    unfed = [t for t in c.tokens[1:] if t.lower() not in fed]
+    if not c.test_tokens and unfed and not c.allow_unbounded_prices:
+        raise ValueError(
+            f"no price feed for {unfed}: a stolen operator key could commit any price for them (audit A-1); "
+            "give each a feed (--price-feed) or say --allow-unbounded-prices"
+        )
     if len(c.outflow_caps) != len(c.tokens):
         raise ValueError("one outflow cap per token (--cap, in token base units per outflow period)")
     if any(cap < 0 for cap in c.outflow_caps):
@@ -149,6 +178,17 @@ def expected_role_matrix(principals: dict[str, str]) -> dict[str, dict[str, list
             "WATCHER_ROLE": watchers,
         },
     }
+
+
+MAX_DEVIATION_PPM = 500_000  # PriceBounds.MAX_DEVIATION_PPM
+
+
+def _initial_feed(f: tuple[str, str, int, int], tokens: list[str]) -> tuple[str, str, int, int]:
+    """A ``ClearingHouse.InitialPriceFeed`` of ``price_feeds``' entry (a test token's symbol resolved)."""
+    token, feed, deviation_ppm, age_s = f
+    if not is_address(token):
+        token = tokens[len(tokens) - len(TEST_TOKENS) + [s for _n, s, _d, _c in TEST_TOKENS].index(token)]
+    return (to_checksum_address(token), to_checksum_address(feed), deviation_ppm, age_s)
 
 
 def deploy(chain: Chain, config: DeployConfig) -> dict[str, Any]:
@@ -195,6 +235,7 @@ def deploy(chain: Chain, config: DeployConfig) -> dict[str, Any]:
     timelock = _deploy(
         "HxTimelock", "HxTimelock", config.timelock_delay_s, config.timelock_floor_s, config.governor
     )
+    feeds = [_initial_feed(f, tokens) for f in config.price_feeds]
     ch_predicted = chain.predict_address(2)
     hatch_predicted = chain.predict_address(3)
     vault = _deploy(
@@ -219,6 +260,7 @@ def deploy(chain: Chain, config: DeployConfig) -> dict[str, Any]:
         [to_checksum_address(w) for w in config.watchers],
         config.periods(),
         caps,
+        feeds,
     )
     hatch = _deploy("EscapeHatch", "EscapeHatch", ch.address)
     if ch.address != ch_predicted:
@@ -238,6 +280,7 @@ def deploy(chain: Chain, config: DeployConfig) -> dict[str, Any]:
         "principals": {**names, "timelock": timelock.address, "deployer": chain.address},
         "contracts": contracts,
         "tokens": tokens,
+        "price_feeds": [list(f) for f in feeds],
     }
     manifest["roles"] = check_deployment(chain, manifest)
     return manifest
@@ -295,6 +338,11 @@ def check_deployment(chain: Chain, manifest: dict[str, Any]) -> dict[str, dict[s
     expect("vault.listedTokens", listed, list(manifest["tokens"]))
     expect("ch.outflowCap", [ch.functions.outflowCap(t).call() for t in listed], list(cfg["outflow_caps"]))
     expect("ch.lastBatchId", ch.functions.lastBatchId().call(), 0)
+    bounds = chain.at(Artifact.load("PriceBounds"), ch.functions.priceBounds().call())
+    feeds = {t: (f, d, a) for t, f, d, a in manifest.get("price_feeds", [])}
+    for t in listed[1:]:
+        got = tuple(bounds.functions.priceFeed(t).call())
+        expect(f"priceBounds.priceFeed({t})", got, feeds.get(t, ("0x" + "00" * 20, 0, 0)))
 
     bound = {"HxTimelock": tl, "Vault": vault, "InsuranceFund": fund, "ClearingHouse": ch}
     matrix: dict[str, dict[str, dict[str, bool]]] = {}
@@ -333,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--token", action="append", default=[], help="collateral token address (repeat)")
     ap.add_argument("--cap", action="append", type=int, default=[],
                     help="outflow cap per period of the matching --token, in base units (repeat)")  # fmt: skip
+    ap.add_argument("--price-feed", action="append", default=[], metavar="TOKEN=FEED,DEVIATION_PPM,MAX_AGE_S",
+                    help="a Chainlink-ABI price feed for a listed token (or a test token's symbol), set by the "
+                    "constructor (repeat); every --token but the first needs one (audit A-1)")  # fmt: skip
+    ap.add_argument("--allow-unbounded-prices", action="store_true",
+                    help="deploy although a --token has no --price-feed (its prices are then unchecked)")  # fmt: skip
     ap.add_argument("--freeze-period", type=int, default=DEFAULT_FREEZE_PERIOD_S, help="seconds")
     ap.add_argument("--dispute-window", type=int, default=DEFAULT_DISPUTE_WINDOW_S, help="seconds")
     ap.add_argument("--forced-period", type=int, default=DEFAULT_FORCED_WITHDRAWAL_PERIOD_S, help="seconds")
@@ -360,6 +413,13 @@ def main(argv: list[str] | None = None) -> int:
             args.watcher = [Account.from_key(DEV_PRIVATE_KEYS[5]).address]
     if not (args.governor and args.operator and args.guardian):
         ap.error("--governor, --operator and --guardian are required")
+    feeds = []
+    for spec in args.price_feed:
+        token, _, rest = spec.partition("=")
+        parts = rest.split(",")
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+            ap.error(f"--price-feed {spec!r}: TOKEN=FEED,DEVIATION_PPM,MAX_AGE_S")
+        feeds.append((token, parts[0], int(parts[1]), int(parts[2])))
     chain = Chain(args.rpc_url, key)
     config = DeployConfig(
         governor=to_checksum_address(args.governor),
@@ -377,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
         tokens=tuple(args.token),
         outflow_caps=tuple(args.cap),
         test_tokens=args.local,
+        price_feeds=tuple(feeds),
+        allow_unbounded_prices=args.allow_unbounded_prices,
     )
     manifest = deploy(chain, config)
     write_manifest(manifest, args.out)

@@ -147,6 +147,15 @@ contract ClearingHouse is
     }
 
     /// @notice The periods, in seconds (see docs/contracts.md for the defaults and why).
+    /// @notice A price feed the constructor sets (`PriceBounds.setPriceFeed`'s arguments): a deployment bounds its
+    ///         tokens' prices from its first batch on, not a timelock delay later (audit A-1's residual).
+    struct InitialPriceFeed {
+        address token;
+        address feed;
+        uint32 maxDeviationPpm;
+        uint32 maxAgeSeconds;
+    }
+
     struct Config {
         uint256 freezePeriod;
         uint256 disputeWindow;
@@ -374,6 +383,7 @@ contract ClearingHouse is
     /// @param config the periods (rules: all > 0; disputeWindow < freezePeriod; maxPause < freezePeriod;
     ///        forcedWithdrawalPeriod > disputeWindow + outflowPeriod + maxPause; maxPause == vault.maxPause())
     /// @param outflowCaps per listed token (listing order), the most its payouts may total per outflow period
+    /// @param priceFeeds price feeds set at once (each as `setPriceFeed` would: a listed token but the numeraire)
     constructor(
         Vault vault_,
         InsuranceFund fund_,
@@ -382,7 +392,8 @@ contract ClearingHouse is
         address guardian,
         address[] memory watchers,
         Config memory config,
-        uint256[] memory outflowCaps
+        uint256[] memory outflowCaps,
+        InitialPriceFeed[] memory priceFeeds
     ) EIP712("hx ClearingHouse", "2") ExpiringPause(config.maxPause) {
         if (
             address(vault_) == address(0) || address(fund_) == address(0) || address(governance) == address(0)
@@ -407,6 +418,10 @@ contract ClearingHouse is
         depositCreditPeriod = config.depositCreditPeriod;
         outflowPeriod = config.outflowPeriod;
         priceBounds = new PriceBounds(vault_);
+        for (uint256 i; i < priceFeeds.length; ++i) {
+            InitialPriceFeed memory f = priceFeeds[i];
+            priceBounds.setPriceFeed(f.token, f.feed, f.maxDeviationPpm, f.maxAgeSeconds);
+        }
         for (uint256 i; i < tokens.length; ++i) {
             outflowCap[tokens[i]] = outflowCaps[i];
             emit OutflowCapSet(tokens[i], outflowCaps[i]);

@@ -6,8 +6,11 @@ import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol"
 import {ClearingHouse} from "../src/ClearingHouse.sol";
 import {EscapeHatch} from "../src/EscapeHatch.sol";
 import {InsuranceFund} from "../src/InsuranceFund.sol";
+import {PriceBounds} from "../src/PriceBounds.sol";
 import {Vault} from "../src/Vault.sol";
 import {HxTimelock} from "../src/governance/HxTimelock.sol";
+import {AggregatorV3Interface} from "../src/oracle/AggregatorV3Interface.sol";
+import {HxPriceAggregator} from "../src/oracle/HxPriceAggregator.sol";
 import {SumTree} from "../src/libraries/SumTree.sol";
 import {Valuation} from "../src/libraries/Valuation.sol";
 import {ExpiringPause} from "../src/utils/ExpiringPause.sol";
@@ -56,6 +59,9 @@ contract ClearingHouseTest is HxBase {
         return _wire(c, floor, caps, _watchers());
     }
 
+    ClearingHouse internal wired; // the last `_wire` that succeeded
+    ClearingHouse.InitialPriceFeed[] internal wireFeeds; // the price feeds `_wire` passes (none unless a test sets them)
+
     function _wire(ClearingHouse.Config memory c, uint256 floor, uint256 caps, address[] memory watchers)
         internal
         returns (bytes memory)
@@ -65,13 +71,43 @@ contract ClearingHouseTest is HxBase {
         address chAt = vm.computeCreateAddress(address(this), n + 2);
         Vault v = new Vault(chAt, address(0xbeef), address(tl), guardian, MAX_PAUSE, tokens);
         InsuranceFund f = new InsuranceFund(chAt, address(v), address(tl));
-        try new ClearingHouse(v, f, tl, operator, guardian, watchers, c, _caps(caps)) returns (
-            ClearingHouse
+        try new ClearingHouse(v, f, tl, operator, guardian, watchers, c, _caps(caps), wireFeeds) returns (
+            ClearingHouse made
         ) {
+            wired = made;
             return "";
         } catch (bytes memory err) {
             return err;
         }
+    }
+
+    /// Audit A-1's residual: a deployment sets its price feeds in the constructor, so prices are bounded from the
+    /// first batch on (through governance they wait for the timelock); the same rules as `setPriceFeed`.
+    function test_constructor_setsInitialPriceFeeds() public {
+        HxPriceAggregator feed = new HxPriceAggregator(8, "ETH / USD", address(this));
+        wireFeeds.push(ClearingHouse.InitialPriceFeed(address(weth), address(feed), 20_000, 1 hours));
+        assertEq(_wire(_config(), DELAY_FLOOR, 3), "");
+        (AggregatorV3Interface f, uint32 dev, uint32 age) = wired.priceBounds().priceFeed(address(weth));
+        assertEq(address(f), address(feed));
+        assertEq(dev, 20_000);
+        assertEq(age, 1 hours);
+        (f,,) = wired.priceBounds().priceFeed(address(wbtc));
+        assertEq(address(f), address(0), "no feed given, none set");
+        wireFeeds[0].token = address(usdc); // the numeraire is pinned, never fed
+        assertEq(
+            _wire(_config(), DELAY_FLOOR, 3),
+            abi.encodeWithSelector(PriceBounds.BadPriceFeed.selector, address(usdc), 20_000, 1 hours)
+        );
+        wireFeeds[0] = ClearingHouse.InitialPriceFeed(address(weth), address(feed), 0, 1 hours);
+        assertEq(
+            _wire(_config(), DELAY_FLOOR, 3),
+            abi.encodeWithSelector(PriceBounds.BadPriceFeed.selector, address(weth), 0, 1 hours)
+        );
+        wireFeeds[0] = ClearingHouse.InitialPriceFeed(address(0xdead), address(feed), 20_000, 1 hours);
+        assertEq(
+            _wire(_config(), DELAY_FLOOR, 3),
+            abi.encodeWithSelector(PriceBounds.TokenNotListed.selector, address(0xdead))
+        );
     }
 
     function test_constructor_configRules() public {
@@ -110,9 +146,13 @@ contract ClearingHouseTest is HxBase {
         Vault stray =
             new Vault(address(0xdead), address(0xbeef), address(timelock), guardian, MAX_PAUSE, none);
         vm.expectRevert(ClearingHouse.NotWired.selector);
-        new ClearingHouse(stray, fund, timelock, operator, guardian, _watchers(), _config(), _caps(0));
+        new ClearingHouse(
+            stray, fund, timelock, operator, guardian, _watchers(), _config(), _caps(0), _noFeeds()
+        );
         vm.expectRevert(ClearingHouse.ZeroAddress.selector);
-        new ClearingHouse(vault, fund, timelock, address(0), guardian, _watchers(), _config(), _caps(3));
+        new ClearingHouse(
+            vault, fund, timelock, address(0), guardian, _watchers(), _config(), _caps(3), _noFeeds()
+        );
 
         vm.expectRevert(EscapeHatch.NotWired.selector);
         new EscapeHatch(ch); // the vault names another hatch

@@ -11,7 +11,7 @@ from eth_account import Account
 from eth_utils import keccak
 
 from settlement.anvil import DEV_PRIVATE_KEYS, Anvil
-from settlement.chain import Chain, create_address
+from settlement.chain import Artifact, Chain, create_address
 from settlement.deploy import (
     DeployConfig,
     DeploymentCheckFailed,
@@ -27,7 +27,8 @@ GOVERNOR, OPERATOR, GUARDIAN, ALICE, WATCHER = (Account.from_key(k).address for 
 
 def _config(**kw) -> DeployConfig:
     kw.setdefault("watchers", (WATCHER,))
-    return DeployConfig(governor=GOVERNOR, operator=OPERATOR, guardian=GUARDIAN, test_tokens=True, **kw)
+    kw.setdefault("test_tokens", True)
+    return DeployConfig(governor=GOVERNOR, operator=OPERATOR, guardian=GUARDIAN, **kw)
 
 
 def test_create_address_matches_known_vector() -> None:
@@ -75,6 +76,47 @@ def test_deploy_writes_manifest_and_roles_read_back(deployer: Chain, snapshot, t
     bad["principals"]["operator"] = GUARDIAN
     with pytest.raises(DeploymentCheckFailed, match="OPERATOR_ROLE"):
         check_deployment(deployer, bad)
+
+
+def test_price_feeds_are_set_by_the_constructor_and_read_back(deployer: Chain, snapshot) -> None:
+    """Audit A-1's residual: a deployment bounds its tokens' prices from the first batch (the feeds are
+    set by the ClearingHouse's constructor, not by governance a timelock later), and the read-back
+    checks each token's feed, none where none was given."""
+    art = Artifact.load("HxPriceAggregator")
+    eth, _ = deployer.deploy(art, 8, "ETH / USD", deployer.address)
+    m = deploy(deployer, _config(price_feeds=(("WETH", eth.address, 20_000, 3600),)))
+    weth = m["tokens"][1]
+    assert m["price_feeds"] == [[weth, eth.address, 20_000, 3600]]
+    ch = deployer.at(Artifact.load("ClearingHouse"), m["contracts"]["ClearingHouse"]["address"])
+    bounds = deployer.at(Artifact.load("PriceBounds"), ch.functions.priceBounds().call())
+    assert tuple(bounds.functions.priceFeed(weth).call()) == (eth.address, 20_000, 3600)
+    assert bounds.functions.priceFeed(m["tokens"][2]).call()[0] == "0x" + "00" * 20
+    claims = json.loads(json.dumps(m))
+    claims["price_feeds"] = []  # a manifest that hides the feed fails the read-back
+    with pytest.raises(DeploymentCheckFailed, match="priceFeed"):
+        check_deployment(deployer, claims)
+
+
+def test_a_real_deployment_needs_a_price_feed_on_every_token_but_the_numeraire() -> None:
+    tokens = ("0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20)
+    real = {"tokens": tokens, "outflow_caps": (1, 1, 1), "test_tokens": False}
+    feed = "0x" + "fe" * 20
+    with pytest.raises(ValueError, match=r"no price feed for \['0x3333"):
+        check_config(_config(**real, price_feeds=((tokens[1], feed, 20_000, 3600),)))
+    check_config(
+        _config(**real, price_feeds=((tokens[1], feed, 20_000, 3600), (tokens[2], feed, 10_000, 60)))
+    )
+    check_config(_config(**real, allow_unbounded_prices=True))  # said out loud
+    for bad, why in (
+        ((tokens[0], feed, 20_000, 3600), "numeraire"),
+        (("0x" + "44" * 20, feed, 20_000, 3600), "not a listed token"),
+        ((tokens[1], feed, 0, 3600), "max deviation"),
+        ((tokens[1], feed, 500_001, 3600), "max deviation"),
+        ((tokens[1], feed, 20_000, 0), "max age"),
+        ((tokens[1], "not an address", 20_000, 3600), "a feed address"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            check_config(_config(**real, price_feeds=(bad,), allow_unbounded_prices=True))
 
 
 def test_deploy_refuses_bad_configs(deployer: Chain) -> None:

@@ -130,6 +130,10 @@ abstract contract HxBase is Test {
         }
     }
 
+    function _noFeeds() internal pure returns (ClearingHouse.InitialPriceFeed[] memory) {
+        return new ClearingHouse.InitialPriceFeed[](0);
+    }
+
     function _deploy(address[] memory listed) internal {
         timelock = new HxTimelock(TIMELOCK_DELAY, DELAY_FLOOR, governor);
         uint64 n = vm.getNonce(address(this));
@@ -138,7 +142,15 @@ abstract contract HxBase is Test {
         vault = new Vault(chAt, hatchAt, address(timelock), guardian, MAX_PAUSE, listed);
         fund = new InsuranceFund(chAt, address(vault), address(timelock));
         ch = new ClearingHouse(
-            vault, fund, timelock, operator, guardian, _watchers(), _config(), _caps(listed.length)
+            vault,
+            fund,
+            timelock,
+            operator,
+            guardian,
+            _watchers(),
+            _config(),
+            _caps(listed.length),
+            _noFeeds()
         );
         hatch = new EscapeHatch(ch);
         assertEq(address(ch), chAt, "predicted ClearingHouse address");
