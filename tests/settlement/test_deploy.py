@@ -148,8 +148,21 @@ def test_deploy_refuses_bad_configs(deployer: Chain) -> None:
 
 def test_cli_local(anvil: Anvil, deployer: Chain, snapshot, tmp_path: Path) -> None:
     out = tmp_path / "m.json"
-    assert main(["--rpc-url", anvil.url, "--local", "--out", str(out)]) == 0
+    feed, _ = deployer.deploy(Artifact.load("HxPriceAggregator"), 8, "BTC / USD", deployer.address)
+    with pytest.raises(SystemExit):  # a malformed --price-feed is refused before anything is sent
+        main(["--rpc-url", anvil.url, "--local", "--out", str(out), "--price-feed", "WBTC=0xabc"])
+    args = [
+        "--rpc-url",
+        anvil.url,
+        "--local",
+        "--out",
+        str(out),
+        "--price-feed",
+        f"WBTC={feed.address},20000,3600",
+    ]
+    assert main(args) == 0
     m = json.loads(out.read_text())
     assert m["principals"]["operator"] == OPERATOR
+    assert m["price_feeds"] == [[m["tokens"][2], feed.address, 20_000, 3600]]
     assert m["principals"]["watcher:0"] == Account.from_key(DEV_PRIVATE_KEYS[5]).address
     deployer._nonce = deployer.w3.eth.get_transaction_count(deployer.address)  # the CLI used the same key
