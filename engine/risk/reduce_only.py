@@ -68,14 +68,16 @@ class ReduceOnlyOrders:
     def to_json(self, live: Callable[[int, int, int], bool]) -> dict[str, Any]:
         """The state, without the entries whose order ended (``live(account, market, coid)`` False):
         they change nothing (``forget`` and the looks drop them), so a record that only dropped some
-        (a refused order's look) leaves the same snapshot and state hash."""
+        (a refused order's look) leaves the same snapshot and state hash. Sorted by account and
+        market: the dicts' order is history (an ended entry kept its account's place live, and a
+        restored engine never had it), not state; a market's ids stay oldest first."""
         orders = []
-        for a, by_m in self.orders.items():
-            for m, coids in by_m.items():
+        for a, by_m in sorted(self.orders.items()):
+            for m, coids in sorted(by_m.items()):
                 kept = [c for c in coids if live(a, m, c)]
                 if kept:
                     orders.append([a, m, kept])
-        return {"orders": orders, "cancels": [list(k) for k in self.cancels]}
+        return {"orders": orders, "cancels": sorted(list(k) for k in self.cancels)}
 
     def load_json(self, blob: dict[str, Any] | None) -> None:
         self.orders.clear()

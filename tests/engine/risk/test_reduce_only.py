@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from risk_harness import BTC_PERP, USDC, LocalExchange, both_engines  # noqa: F401 (a fixture, used by name)
+from risk_harness import BTC_PERP, ETH, ETH_USDC, USDC, LocalExchange, both_engines  # noqa: F401 (a fixture, used by name)
 
 from engine.types.enums import CancelReason, MsgType, OrderFlag, RejectCode
 from engine.wire.codec import decode, encode
@@ -161,4 +161,28 @@ def test_a_refused_reduce_only_order_leaves_the_state_hash_as_it_was() -> None:
     assert x.risk.reduce_only.orders == {ALICE: {BTC_PERP: [six]}}  # the look dropped the ended one
     y.risk.next_seq(ALICE)  # (the reject's private sequence number, and the record's end)
     y.risk.end_of_record()
+    assert x.risk.state_hash() == y.risk.state_hash()
+
+
+def test_a_restored_engine_keeps_the_same_state_hash_whatever_order_its_entries_were_made_in() -> None:
+    """Alice's only reduce-only order (BTC perp) ended: her entry is still listed live, but not in the
+    snapshot. Bob places one, then Alice one in another market (ETH spot, which does not look at her
+    perp entry): the live engine lists Alice before Bob, one restored from the snapshot Bob before
+    Alice. The snapshot form is sorted, so both keep the same state hash."""
+    x = _long_ten()  # (Bob is short the 10 Alice bought)
+    x.deposit(ALICE, ETH, 10**8)
+    x.send(encode(MsgType.MARK_PRICE, ETH_USDC, price_ticks=200_000))
+    ended = x.order(ALICE, BTC_PERP, SELL, 600_000, 2, flags=RO)
+    x.send(encode(MsgType.CANCEL, BTC_PERP, account=ALICE, client_order_id=ended))
+    y = LocalExchange()
+    y.risk.restore(x.risk.snapshot())
+    for ex in (x, y):
+        for account, market, side, price, coid in (
+            (BOB, BTC_PERP, BUY, 400_000, 70),
+            (ALICE, ETH_USDC, SELL, 300_000, 71),
+        ):
+            ex.risk.handle_command(encode(MsgType.NEW_ORDER, market, account=account, side=side, price_ticks=price,
+                                          size_lots=10, client_order_id=coid, flags=RO), 0)  # fmt: skip
+            ex.risk.end_of_record()
+    assert list(x.risk.reduce_only.orders) == [ALICE, BOB] and list(y.risk.reduce_only.orders) == [BOB, ALICE]
     assert x.risk.state_hash() == y.risk.state_hash()
