@@ -26,7 +26,7 @@ Accounts and markets are plain ints (dict keys the compiled core looks up: ``_hx
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 
@@ -46,10 +46,6 @@ class ReduceOnlyOrders:
         coids = self.orders.get(account, {}).get(market)
         if coids and coid in coids:
             self.keep(account, market, [c for c in coids if c != coid])
-
-    def listed(self, account: int) -> Iterator[tuple[int, list[int]]]:
-        """(market, client order ids) of the account, markets in the order first listed."""
-        yield from list(self.orders.get(account, {}).items())
 
     def keep(self, account: int, market: int, coids: list[int]) -> None:
         """What is still live and reduce-only of (account, market) after a look at it."""

@@ -620,7 +620,7 @@ class RiskEngine:
                 keys += [row_key(account, mid) for mid in ro.orders[account]]
             if not any(dirty[r] for k in keys if (r := rows.get(k, -1)) >= 0):
                 continue
-            for mid, _coids in ro.listed(account):
+            for mid in list(ro.orders[account]):  # (a look may drop the market, or the account)
                 market = self.config.markets[mid]
                 held = self._holding_of(account, market)
                 room, reducing = abs(held), Side.SELL if held > 0 else Side.BUY
